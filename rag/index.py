@@ -1,0 +1,157 @@
+"""The versioned, embedding-locked index: alias → physical collection, plus its manifest.
+
+``Index.open()`` resolves the alias (creating ``<alias>_v1`` on first use) and refuses to
+work with a collection built by another embedding model. ``reindex`` builds the next
+version beside the live one and switches the alias atomically (blue/green).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rag.chunking import Chunker, load_tokenizer
+from rag.config import Settings
+from rag.embedding import Embedder, EmbeddingIdentity
+from rag.manifest import Manifest
+from rag.sparse import Bm25Encoder
+from rag.store import StoreError, VectorStore, open_store
+
+__all__ = ["EmbeddingMismatchError", "Index", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+
+class EmbeddingMismatchError(RuntimeError):
+    """The index was built with another embedding model than the configured one."""
+
+
+class Index:
+    """Owns the store, embedder, chunker and manifest for one data dir. Cheap to construct."""
+
+    def __init__(self, settings: Settings, store: VectorStore | None = None, embedder: Embedder | None = None):
+        self.settings = settings
+        self.data_dir = settings.resolved_data_dir()
+        self.store = store or open_store(settings)
+        self.embedder = embedder or Embedder(settings.embedding)
+        self.sparse = Bm25Encoder()
+        self.alias = settings.store.collection
+        self._manifest: Manifest | None = None
+        self._chunker: Chunker | None = None
+        self.collection: str | None = None
+        # One writer at a time per process (daemon sync, reindex, API uploads).
+        self.write_lock = threading.RLock()
+
+    # -- parts -----------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = Manifest(self.data_dir / "manifest.sqlite")
+        return self._manifest
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            c = self.settings.chunking
+            self._chunker = Chunker(c.chunk_tokens, c.overlap_tokens, load_tokenizer(self.embedder.model_dir))
+        return self._chunker
+
+    def collection_metadata(self, identity: EmbeddingIdentity) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "embedding": identity.as_dict(),
+            "chunking": self.settings.chunking.model_dump(),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+    # -- open / lock -----------------------------------------------------------------
+    def open(self, create: bool = True) -> str:
+        """Resolve the live collection and check its embedding lock. Returns its name."""
+        identity = self.embedder.identity()
+        live = self.store.get_alias(self.alias)
+        if live is None:
+            if not create:
+                raise StoreError(f"no index yet at {self.data_dir}: run `rag ingest PATH` first")
+            live = self._next_collection_name()
+            self.store.create_collection(live, identity.dimension, self.collection_metadata(identity))
+            self.store.switch_alias(self.alias, live)
+        self.check_lock(live, identity)
+        self.collection = live
+        return live
+
+    def check_lock(self, collection: str, identity: EmbeddingIdentity) -> None:
+        meta = self.store.collection_metadata(collection)
+        stored = meta.get("embedding") or {}
+        want = identity.as_dict()
+        mismatched = [k for k in ("model", "dimension", "fingerprint", "normalize") if stored.get(k) != want[k]]
+        if mismatched:
+            have = EmbeddingIdentity(**{k: stored.get(k) for k in want})  # type: ignore[arg-type]
+            raise EmbeddingMismatchError(
+                f"index '{self.alias}' (collection {collection}) was built with {have.describe()}, "
+                f"but the configured embedding model is {identity.describe()} "
+                f"(differs in: {', '.join(mismatched)}). Mixing them would return wrong neighbours. "
+                "Run `rag reindex` to rebuild the index with the configured model, or set "
+                "embedding.model_path back to the model the index was built with."
+            )
+
+    def _next_collection_name(self) -> str:
+        pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
+        versions = [int(m.group(1)) for c in self.store.list_collections() if (m := pattern.match(c))]
+        return f"{self.alias}_v{max(versions, default=0) + 1}"
+
+    # -- reindex (blue/green) --------------------------------------------------------
+    def reindex(
+        self,
+        roots: list[Path] | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Build a new collection from the watched folders, then switch the alias to it."""
+        from rag.ingest import Ingestor
+
+        with self.write_lock:
+            old = self.store.get_alias(self.alias)
+            folders = roots or [Path(r) for r in self.manifest.roots()]
+            if not folders:
+                raise StoreError("nothing to reindex: no folder has been ingested yet (run `rag ingest PATH`)")
+            missing = [str(f) for f in folders if not Path(f).is_dir()]
+            if missing:
+                raise StoreError(f"cannot reindex: watched folder(s) missing: {', '.join(missing)}")
+            identity = self.embedder.identity()
+            new = self._next_collection_name()
+            self.store.create_collection(new, identity.dimension, self.collection_metadata(identity))
+            started = time.perf_counter()
+            try:
+                ingestor = Ingestor(self, collection=new)
+                totals: dict[str, Any] = {}
+                for folder in folders:
+                    report = ingestor.sync_folder(Path(folder), progress=progress)
+                    for k, v in report.as_dict().items():
+                        totals[k] = totals.get(k, 0) + v if isinstance(v, (int, float)) else v
+            except BaseException:
+                # The live index is untouched; drop the half-built one.
+                self.store.delete_collection(new)
+                self.manifest.drop_collection(new)
+                raise
+            self.store.flush(new)
+            self.store.switch_alias(self.alias, new)
+            self.collection = new
+            if old and old != new and not self.settings.store.keep_old_collections:
+                self.store.delete_collection(old)
+                self.manifest.drop_collection(old)
+            return {
+                "previous": old,
+                "collection": new,
+                "kept_previous": bool(old and self.settings.store.keep_old_collections),
+                "seconds": round(time.perf_counter() - started, 3),
+                **{k: v for k, v in totals.items() if k != "seconds"},
+            }
+
+    def close(self) -> None:
+        self.store.close()
+        if self._manifest is not None:
+            self._manifest.close()
+            self._manifest = None

@@ -1,0 +1,321 @@
+"""Folder → index sync: the one place that decides what to embed, write and delete.
+
+Per sync: hash each file; unchanged content costs only that hash. Changed/new files are
+parsed and chunked; chunk ids are (document id, text hash), so only new texts are embedded
+(texts already stored under another id, e.g. after a rename, reuse their stored vector).
+Files are written in groups (batched embedding across files); for each group the order is
+upsert → flush → delete stale chunks → flush → record in the manifest. A crash anywhere
+leaves a file either recorded with exactly its chunks, or unrecorded and redone on restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.documents import Chunk, document_id
+from rag.manifest import FileRecord
+from rag.parsing import SUPPORTED_EXTENSIONS, ParseError, parse_bytes, read_file_bytes
+from rag.store import StoredPoint
+
+if TYPE_CHECKING:
+    from rag.index import Index
+
+__all__ = ["Ingestor", "SyncReport", "is_ignored_name", "walk_folder"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+_EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swx", ".tmp", ".part", ".crdownload", ".partial")
+
+
+def is_ignored_name(name: str, ignore_hidden: bool = True) -> bool:
+    """Editor temp files and hidden files are not documents (and not failures)."""
+    if ignore_hidden and name.startswith("."):
+        return True
+    if name.startswith("~$") or name.startswith(".#") or name == "4913":
+        return True
+    return name.endswith(_EDITOR_TEMP_SUFFIXES)
+
+
+def walk_folder(root: Path, ignore_hidden: bool = True) -> list[str]:
+    """Relative POSIX paths of every candidate file under ``root`` (symlinked dirs not followed)."""
+    out: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not (ignore_hidden and d.startswith(".")))
+        for name in sorted(filenames):
+            if is_ignored_name(name, ignore_hidden):
+                continue
+            out.append(Path(dirpath, name).relative_to(root).as_posix())
+    return out
+
+
+@dataclass
+class SyncReport:
+    files_seen: int = 0
+    ingested: int = 0  # files (re)written to the index
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    embedded: int = 0  # chunk texts sent to the model
+    reused: int = 0  # chunks whose vector came from the store (already there, or same text elsewhere)
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.ingested or self.deleted or self.chunks_deleted)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def last_run(self) -> dict[str, Any]:
+        return {
+            "embedded": self.embedded,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+            "failed": self.failed,
+            "ingested": self.ingested,
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Pending:
+    source: str
+    signature: str
+    chunks: list[Chunk]
+
+
+class Ingestor:
+    def __init__(self, index: Index, collection: str | None = None):
+        self.index = index
+        self.settings = index.settings
+        self.collection = collection or index.collection or index.open()
+        self.tenant = index.settings.tenant
+        self.max_bytes = int(self.settings.ingestion.max_file_mb * 1_000_000)
+        self.extensions = tuple(e.lower() for e in self.settings.ingestion.extensions)
+
+    # -- entry points ----------------------------------------------------------------
+    def sync_folder(self, root: Path, progress: Progress | None = None) -> SyncReport:
+        """Full reconcile: the index ends up holding exactly the folder's documents."""
+        root = root.resolve()
+        if not root.is_dir():
+            raise NotADirectoryError(f"{root} is not a folder")
+        with self.index.write_lock:
+            self.index.manifest.add_root(str(root))
+            present = walk_folder(root, self.settings.ingestion.ignore_hidden)
+            known = {r.source for r in self.index.manifest.records(self.collection, root=str(root))}
+            report = self._apply(root, present, sorted(known - set(present)), progress)
+            self._remove_orphans(root, present, report)
+            self._finish(report)
+            return report
+
+    def sync_paths(self, root: Path, sources: Iterable[str], progress: Progress | None = None) -> SyncReport:
+        """Targeted sync of some relative paths (daemon events): present → ingest, gone → delete."""
+        root = root.resolve()
+        with self.index.write_lock:
+            self.index.manifest.add_root(str(root))
+            present, gone = [], []
+            for s in sorted(set(sources)):
+                p = root / s
+                if p.is_dir() and not p.is_symlink():
+                    present.extend(f"{s}/{sub}" for sub in walk_folder(p, self.settings.ingestion.ignore_hidden))
+                elif os.path.lexists(p):
+                    present.append(s)
+                else:
+                    # A vanished directory: everything recorded beneath it goes too.
+                    prefix = s.rstrip("/") + "/"
+                    gone.append(s)
+                    gone.extend(
+                        r.source
+                        for r in self.index.manifest.records(self.collection, root=str(root))
+                        if r.source.startswith(prefix)
+                    )
+            report = self._apply(root, present, gone, progress)
+            self._finish(report)
+            return report
+
+    # -- core ------------------------------------------------------------------------
+    def _apply(self, root: Path, present: list[str], gone: list[str], progress: Progress | None) -> SyncReport:
+        t0 = time.perf_counter()
+        report = SyncReport(files_seen=len(present))
+        manifest = self.index.manifest
+        group: list[_Pending] = []
+        group_chunks = 0
+        total = len(present)
+        for i, source in enumerate(present, start=1):
+            pending = self._prepare(root, source, report)
+            if pending is not None:
+                group.append(pending)
+                group_chunks += len(pending.chunks)
+                if group_chunks >= self.settings.ingestion.group_chunks:
+                    self._write_group(root, group, report)
+                    group, group_chunks = [], 0
+            if progress:
+                progress("files", i, total)
+        if group:
+            self._write_group(root, group, report)
+        if gone:
+            self._delete_sources(gone, report)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def _prepare(self, root: Path, source: str, report: SyncReport) -> _Pending | None:
+        """Hash, compare with the manifest, then parse and chunk. Failures are recorded here."""
+        manifest = self.index.manifest
+        path = root / source
+        suffix = path.suffix.lower()
+        doc_id = document_id(self.tenant, source)
+        prior = manifest.get(self.collection, source)
+        if suffix not in self.extensions or suffix not in SUPPORTED_EXTENSIONS:
+            reason = f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(self.extensions)}"
+            if prior is None or prior.status != "skipped":
+                self._drop_chunks([doc_id], report)
+                manifest.put_many([FileRecord(self.collection, source, str(root), doc_id, "skipped", "-", 0, reason)])
+            report.skipped += 1
+            return None
+        try:
+            data = read_file_bytes(path, self.max_bytes)
+        except ParseError as exc:
+            signature = _stat_signature(path)
+            self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
+            return None
+        signature = hashlib.sha256(data).hexdigest()
+        if prior is not None and prior.signature == signature:
+            if prior.status == "ok":
+                report.unchanged += 1
+            else:  # same bad content: still failed, not retried until it changes
+                report.failed += 1
+                report.failures.append({"path": source, "reason": prior.reason or ""})
+            return None
+        try:
+            parsed = parse_bytes(data, suffix, path.name)
+            chunks = self.index.chunker.run(parsed, source, self.tenant)
+        except ParseError as exc:
+            self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
+            return None
+        except Exception as exc:  # a parser bug must not stop the sync
+            log.exception("unexpected error parsing %s", source)
+            self._record_failure(root, source, doc_id, signature, f"could not parse ({type(exc).__name__}: {exc})", prior, report)
+            return None
+        if not chunks:
+            self._record_failure(root, source, doc_id, signature, "no text chunks could be made from this file", prior, report)
+            return None
+        return _Pending(source, signature, chunks)
+
+    def _record_failure(
+        self, root: Path, source: str, doc_id: str, signature: str, reason: str, prior: FileRecord | None, report: SyncReport
+    ) -> None:
+        # A file that no longer parses must not keep serving its old text: drop its chunks.
+        self._drop_chunks([doc_id], report)
+        self.index.manifest.put_many([FileRecord(self.collection, source, str(root), doc_id, "failed", signature, 0, reason)])
+        report.failed += 1
+        report.failures.append({"path": source, "reason": reason})
+
+    def _write_group(self, root: Path, group: list[_Pending], report: SyncReport) -> None:
+        store = self.index.store
+        coll = self.collection
+        chunks = [c for p in group for c in p.chunks]
+        ids = [c.id for c in chunks]
+        # 1. Vectors already in this collection under the same id: reuse, don't embed.
+        vectors: dict[str, list[float]] = {}
+        for sp in store.retrieve(coll, ids, with_vectors=True):
+            if sp.dense:
+                vectors[sp.id] = sp.dense
+        missing = [c for c in chunks if c.id not in vectors]
+        # 2. Same text stored under another id (rename, copy): reuse its vector.
+        by_hash: dict[str, list[float]] = {}
+        if missing:
+            hashes = sorted({c.text_hash for c in missing})
+            for start in range(0, len(hashes), 256):
+                for sp in store.scroll(coll, filter={"text_hash": hashes[start : start + 256]}, with_vectors=True):
+                    if sp.dense and "text_hash" in sp.payload:
+                        by_hash.setdefault(sp.payload["text_hash"], sp.dense)
+        # 3. Embed each remaining distinct text once.
+        to_embed: dict[str, str] = {}
+        for c in missing:
+            if c.text_hash not in by_hash:
+                to_embed.setdefault(c.text_hash, c.text)
+        if to_embed:
+            hashes = list(to_embed)
+            embedded = self.index.embedder.embed([to_embed[h] for h in hashes])
+            for h, vec in zip(hashes, embedded):
+                by_hash[h] = vec.tolist()
+            report.embedded += len(hashes)
+        report.reused += len(chunks) - len(to_embed)
+        points = [
+            StoredPoint(
+                id=c.id,
+                payload=c.payload(),
+                dense=vectors.get(c.id) or by_hash[c.text_hash],
+                sparse=self.index.sparse.embed_document(c.text),
+            )
+            for c in chunks
+        ]
+        for start in range(0, len(points), 256):
+            store.upsert(coll, points[start : start + 256])
+        store.flush(coll)
+        # 4. Stale chunks of these documents (old versions of changed text) go.
+        keep = set(ids)
+        stale: list[str] = []
+        for p in group:
+            stale.extend(i for i in store.ids_where(coll, {"doc_id": p.chunks[0].doc_id}) if i not in keep)
+        if stale:
+            store.delete(coll, stale)
+            store.flush(coll)
+            report.chunks_deleted += len(stale)
+        # 5. Only now are the files recorded as ingested.
+        self.index.manifest.put_many(
+            FileRecord(coll, p.source, str(root), p.chunks[0].doc_id, "ok", p.signature, len(p.chunks), None) for p in group
+        )
+        report.ingested += len(group)
+        report.chunks_written += len(points)
+
+    def _drop_chunks(self, doc_ids: list[str], report: SyncReport) -> None:
+        store = self.index.store
+        ids = [i for d in doc_ids for i in store.ids_where(self.collection, {"doc_id": d})]
+        if ids:
+            store.delete(self.collection, ids)
+            store.flush(self.collection)
+            report.chunks_deleted += len(ids)
+
+    def _delete_sources(self, sources: list[str], report: SyncReport) -> None:
+        manifest = self.index.manifest
+        recorded = [s for s in sources if manifest.get(self.collection, s) is not None]
+        self._drop_chunks([document_id(self.tenant, s) for s in sources], report)
+        manifest.delete_many(self.collection, sources)
+        report.deleted += len(recorded)
+
+    def _remove_orphans(self, root: Path, present: list[str], report: SyncReport) -> None:
+        """Chunks whose document is neither in the folder nor recorded anywhere (crash leftovers)."""
+        store = self.index.store
+        expected = {document_id(self.tenant, s) for s in present}
+        expected |= {r.doc_id for r in self.index.manifest.records(self.collection) if r.status == "ok"}
+        orphans = sorted(store.field_values(self.collection, "doc_id") - expected)
+        if orphans:
+            log.info("removing chunks of %d orphaned document(s)", len(orphans))
+            self._drop_chunks(orphans, report)
+
+    def _finish(self, report: SyncReport) -> None:
+        manifest = self.index.manifest
+        manifest.set_value("last_run", {**report.last_run(), "finished_at": time.time()})
+
+
+def _stat_signature(path: Path) -> str:
+    try:
+        st = path.lstat()
+        return f"stat:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        return "stat:missing"

@@ -1,0 +1,278 @@
+"""File → ParsedDocument. Every failure is a ``ParseError`` whose message a person understands.
+
+Formats: .md/.markdown (heading sections), .txt, .html/.htm (h1–h6 sections, <title>),
+.pdf (pypdf, one section per page, page numbers kept), .docx (python-docx, Heading styles).
+The parsed text is what chunk offsets (``start``/``end``) point into.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import re
+from pathlib import Path
+
+from rag.documents import ParsedDocument, Section
+
+__all__ = ["ParseError", "SUPPORTED_EXTENSIONS", "parse_bytes", "read_file_bytes"]
+
+SUPPORTED_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
+_TEXT_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm")
+
+
+class ParseError(Exception):
+    """A file that cannot be ingested; ``str(err)`` is the reason shown in ``rag status``."""
+
+
+def read_file_bytes(path: Path, max_bytes: int) -> bytes:
+    """Read a file, turning OS errors into reasons (permission, vanished, symlink loop, size)."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ParseError(
+                f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit "
+                "(raise ingestion.max_file_mb to ingest it)"
+            )
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except PermissionError as exc:
+        raise ParseError("permission denied: the daemon cannot read this file (check its mode/owner)") from exc
+    except FileNotFoundError as exc:
+        raise ParseError("file vanished while it was being read") from exc
+    except IsADirectoryError as exc:
+        raise ParseError("is a directory, not a file") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ParseError("symlink loop: the link points back to itself") from exc
+        raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise ParseError(f"file grew over the {max_bytes / 1e6:.1f} MB limit while being read")
+    return data
+
+
+def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:
+    suffix = suffix.lower()
+    if not data:
+        raise ParseError("empty file (0 bytes): nothing to index")
+    if suffix in _TEXT_EXTENSIONS:
+        text = _decode_text(data, suffix)
+        if suffix in (".md", ".markdown"):
+            doc = _parse_markdown(text, name)
+        elif suffix in (".html", ".htm"):
+            doc = _parse_html(text, name)
+        else:
+            doc = ParsedDocument(text=text, title=_first_line_title(text, name), sections=[Section(0, len(text))])
+    elif suffix == ".pdf":
+        doc = _parse_pdf(data, name)
+    elif suffix == ".docx":
+        doc = _parse_docx(data, name)
+    else:
+        raise ParseError(f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not doc.text.strip():
+        raise ParseError("no text could be extracted (empty document, or a scanned PDF without a text layer)")
+    return doc
+
+
+def _decode_text(data: bytes, suffix: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise ParseError(f"binary content in a {suffix} file (NUL bytes found): not a text file")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"not valid UTF-8 (bad byte 0x{data[exc.start]:02x} at offset {exc.start}): save the file as UTF-8"
+        ) from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _first_line_title(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return name
+
+
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_MD_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def _parse_markdown(text: str, name: str) -> ParsedDocument:
+    """Sections split at ATX headings outside code fences; each keeps its heading path."""
+    headings: list[tuple[int, int, str]] = []  # (offset, level, title)
+    offset = 0
+    in_fence = False
+    for line in text.splitlines(keepends=True):
+        if _MD_FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            m = _MD_HEADING.match(line.rstrip("\n"))
+            if m:
+                headings.append((offset, len(m.group(1)), m.group(2).strip()))
+        offset += len(line)
+    title = next((h[2] for h in headings if h[1] == 1), None) or _front_title(text) or Path(name).stem
+    sections: list[Section] = []
+    if not headings or headings[0][0] > 0:
+        end = headings[0][0] if headings else len(text)
+        if text[:end].strip():
+            sections.append(Section(0, end, ()))
+    stack: list[tuple[int, str]] = []
+    for i, (start, level, heading) in enumerate(headings):
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, heading))
+        end = headings[i + 1][0] if i + 1 < len(headings) else len(text)
+        sections.append(Section(start, end, tuple(h for _, h in stack)))
+    return ParsedDocument(text=text, title=title, sections=sections)
+
+
+def _front_title(text: str) -> str | None:
+    m = re.match(r"^---\n(.*?)\n---", text, re.S)
+    if m:
+        t = re.search(r"^title:\s*(.+)$", m.group(1), re.M)
+        if t:
+            return t.group(1).strip().strip("'\"")
+    return None
+
+
+_BLOCK_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "blockquote", "dt", "dd", "figcaption")
+
+
+def _parse_html(html: str, name: str) -> ParsedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        if tag.name == "head":
+            continue
+        tag.decompose()
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else ""
+    body = soup.body or soup
+    parts: list[str] = []
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    section_start = 0
+    pos = 0
+
+    def close_section(end: int) -> None:
+        if end > section_start:
+            sections.append(Section(section_start, end, tuple(h for _, h in stack)))
+
+    for el in body.find_all(_BLOCK_TAGS):
+        # Nested blocks (a <p> inside an <li>) are emitted once, by the outermost block.
+        if el.find_parent(_BLOCK_TAGS) is not None:
+            continue
+        block = " ".join(el.get_text(" ", strip=True).split())
+        if not block:
+            continue
+        if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            close_section(pos)
+            level = int(el.name[1])
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, block))
+            section_start = pos
+            if not title and level == 1:
+                title = block
+        parts.append(block + "\n\n")
+        pos += len(block) + 2
+    if not parts:  # bare text without block tags
+        block = " ".join(body.get_text(" ", strip=True).split())
+        parts.append(block)
+        pos = len(block)
+    close_section(pos)
+    text = "".join(parts)
+    return ParsedDocument(text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))])
+
+
+def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception:
+                ok = 0
+            if not ok:
+                raise ParseError("encrypted PDF (password protected): remove the password to index it")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or None
+    except ParseError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        raise ParseError(f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    except Exception as exc:  # pypdf raises many types on damaged files
+        if "crypt" in str(exc).lower():
+            raise ParseError("encrypted PDF that cannot be opened: remove the password to index it") from exc
+        raise ParseError(f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    parts: list[str] = []
+    sections: list[Section] = []
+    pos = 0
+    for number, page_text in enumerate(pages, start=1):
+        page_text = page_text.replace("\x00", "").strip()
+        if not page_text:
+            continue
+        sections.append(Section(pos, pos + len(page_text), (), page=number))
+        parts.append(page_text + "\n\n")
+        pos += len(page_text) + 2
+    text = "".join(parts)
+    title = (meta_title or "").strip() or _first_line_title(text, Path(name).stem)
+    return ParsedDocument(text=text, title=title, sections=sections, metadata={"pages": len(pages)})
+
+
+def _parse_docx(data: bytes, name: str) -> ParsedDocument:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ParseError(f"corrupt or unreadable .docx ({type(exc).__name__}): re-save it from your editor") from exc
+    except Exception as exc:
+        raise ParseError(f"corrupt or unreadable .docx ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    parts: list[str] = []
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    section_start = 0
+    pos = 0
+    title = (document.core_properties.title or "").strip()
+    for para in document.paragraphs:
+        block = para.text.strip()
+        if not block:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        level = _docx_heading_level(style)
+        if level:
+            if pos > section_start:
+                sections.append(Section(section_start, pos, tuple(h for _, h in stack)))
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, block))
+            section_start = pos
+            if not title and level == 1:
+                title = block
+        parts.append(block + "\n\n")
+        pos += len(block) + 2
+    for table in document.tables:
+        for row in table.rows:
+            block = " | ".join(c.text.strip() for c in row.cells if c.text.strip())
+            if block:
+                parts.append(block + "\n\n")
+                pos += len(block) + 2
+    if pos > section_start:
+        sections.append(Section(section_start, pos, tuple(h for _, h in stack)))
+    text = "".join(parts)
+    return ParsedDocument(text=text, title=title or Path(name).stem, sections=sections)
+
+
+def _docx_heading_level(style: str) -> int:
+    if style == "Title":
+        return 1
+    m = re.match(r"Heading (\d)", style)
+    return int(m.group(1)) if m else 0

@@ -1,0 +1,274 @@
+"""``edge`` backend: Qdrant Edge (``qdrant-edge-py``), Qdrant's engine in process.
+
+Layout under ``root``: ``collections/<name>/`` is one Edge shard plus ``rag-meta.json``;
+``aliases.json`` maps alias → collection and is replaced atomically (``os.replace``).
+A shard can be open in one process only; other processes ask that one (daemon control API).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    SPARSE,
+    Filter,
+    Hit,
+    SparseVec,
+    StoredPoint,
+    StoreError,
+    VectorStore,
+)
+
+__all__ = ["EdgeStore"]
+
+_META = "rag-meta.json"
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class EdgeStore(VectorStore):
+    name = "edge"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._shards: dict[str, Any] = {}
+        self._lock = threading.RLock()
+
+    # -- helpers -------------------------------------------------------------------
+    def _cdir(self, name: str) -> Path:
+        return self.root / "collections" / name
+
+    def _shard(self, name: str) -> Any:
+        import qdrant_edge as q
+
+        with self._lock:
+            shard = self._shards.get(name)
+            if shard is None:
+                path = self._cdir(name)
+                if not (path / _META).exists():
+                    raise StoreError(f"collection '{name}' does not exist under {self.root}")
+                try:
+                    shard = q.EdgeShard.load(str(path / "shard"))
+                except Exception as exc:
+                    if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
+                        raise StoreError(
+                            f"the index at {path} is open in another process (a running `rag watch` or "
+                            "`rag serve`): stop it, or run this command while it runs so it is asked instead"
+                        ) from exc
+                    raise
+                self._shards[name] = shard
+            return shard
+
+    @staticmethod
+    def _filter(flt: Filter | None) -> Any:
+        import qdrant_edge as q
+
+        if not flt:
+            return None
+        must: list[Any] = []
+        for key, value in flt.items():
+            if isinstance(value, (list, tuple, set)):
+                must.append(q.FieldCondition(key=key, match=q.MatchAny(list(value))))
+            else:
+                must.append(q.FieldCondition(key=key, match=q.MatchValue(value)))
+        return q.Filter(must=must)
+
+    @staticmethod
+    def _to_point(rec: Any, with_vectors: bool) -> StoredPoint:
+        dense = sparse = None
+        if with_vectors and rec.vector:
+            vec = rec.vector
+            if DENSE in vec:
+                dense = list(vec[DENSE])
+            if SPARSE in vec:
+                sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
+        return StoredPoint(id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse)
+
+    # -- collections and aliases -----------------------------------------------------
+    def list_collections(self) -> list[str]:
+        base = self.root / "collections"
+        if not base.exists():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / _META).exists())
+
+    def create_collection(self, name: str, dimension: int, metadata: dict[str, Any]) -> None:
+        import qdrant_edge as q
+
+        with self._lock:
+            path = self._cdir(name)
+            if (path / _META).exists():
+                raise StoreError(f"collection '{name}' already exists")
+            if path.exists():  # a half-created collection from a crash: start it again
+                shutil.rmtree(path)
+            path.mkdir(parents=True)
+            config = q.EdgeConfig(
+                vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
+                sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+            )
+            shard = q.EdgeShard.create(str(path / "shard"), config)
+            for key in INDEXED_FIELDS:
+                shard.update(q.UpdateOperation.create_field_index(key, q.PayloadSchemaType.Keyword))
+            shard.flush()
+            self._shards[name] = shard
+            _atomic_write_json(path / _META, {"dimension": dimension, **metadata})
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            shard = self._shards.pop(name, None)
+            if shard is not None:
+                shard.close()
+            shutil.rmtree(self._cdir(name), ignore_errors=True)
+
+    def collection_metadata(self, name: str) -> dict[str, Any]:
+        path = self._cdir(name) / _META
+        if not path.exists():
+            raise StoreError(f"collection '{name}' does not exist under {self.root}")
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def _aliases(self) -> dict[str, str]:
+        path = self.root / "aliases.json"
+        if not path.exists():
+            return {}
+        data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def get_alias(self, alias: str) -> str | None:
+        return self._aliases().get(alias)
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        with self._lock:
+            if collection not in self.list_collections():
+                raise StoreError(f"cannot point alias '{alias}' at missing collection '{collection}'")
+            aliases = self._aliases()
+            aliases[alias] = collection
+            self.root.mkdir(parents=True, exist_ok=True)
+            _atomic_write_json(self.root / "aliases.json", aliases)
+
+    # -- points ----------------------------------------------------------------------
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        import qdrant_edge as q
+
+        if not points:
+            return
+        edge_points = []
+        for p in points:
+            vector: dict[str, Any] = {DENSE: list(map(float, p.dense or []))}
+            if p.sparse is not None and p.sparse.indices:
+                vector[SPARSE] = q.SparseVector(p.sparse.indices, p.sparse.values)
+            edge_points.append(q.Point(p.id, vector, p.payload))
+        with self._lock:
+            self._shard(collection).update(q.UpdateOperation.upsert_points(edge_points))
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        import qdrant_edge as q
+
+        if not ids:
+            return
+        with self._lock:
+            self._shard(collection).update(q.UpdateOperation.delete_points(list(ids)))
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        if not ids:
+            return []
+        with self._lock:
+            recs = self._shard(collection).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+        return [self._to_point(r, with_vectors) for r in recs]
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        with_vectors: bool = False,
+        batch_size: int = 512,
+    ) -> Iterator[StoredPoint]:
+        import qdrant_edge as q
+
+        offset: Any = None
+        while True:
+            with self._lock:
+                recs, offset = self._shard(collection).scroll(
+                    q.ScrollRequest(
+                        offset=offset,
+                        limit=batch_size,
+                        filter=self._filter(filter),
+                        with_payload=True,
+                        with_vector=with_vectors,
+                    )
+                )
+            for r in recs:
+                yield self._to_point(r, with_vectors)
+            if offset is None:
+                return
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        import qdrant_edge as q
+
+        with self._lock:
+            return int(self._shard(collection).count(q.CountRequest(filter=self._filter(filter), exact=True)))
+
+    def field_values(self, collection: str, key: str) -> set[Any]:
+        import qdrant_edge as q
+
+        with self._lock:
+            resp = self._shard(collection).facet(q.FacetRequest(key=key, limit=10_000_000, exact=True))
+        return {h.value for h in resp.hits}
+
+    def _query(self, collection: str, query: Any, limit: int, filter: Filter | None) -> list[Hit]:
+        import qdrant_edge as q
+
+        with self._lock:
+            res = self._shard(collection).query(
+                q.QueryRequest(limit=limit, query=query, filter=self._filter(filter), with_payload=True)
+            )
+        return [Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {})) for r in res]
+
+    def search_dense(
+        self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        import qdrant_edge as q
+
+        return self._query(collection, q.Query.Nearest(list(map(float, vector)), using=DENSE), limit, filter)
+
+    def search_sparse(
+        self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        import qdrant_edge as q
+
+        if not vector.indices:
+            return []
+        sv = q.SparseVector(vector.indices, vector.values)
+        return self._query(collection, q.Query.Nearest(sv, using=SPARSE), limit, filter)
+
+    def flush(self, collection: str) -> None:
+        with self._lock:
+            self._shard(collection).flush()
+
+    def close(self) -> None:
+        with self._lock:
+            for shard in self._shards.values():
+                try:
+                    shard.flush()
+                finally:
+                    shard.close()
+            self._shards.clear()

@@ -1,0 +1,225 @@
+"""``qdrant`` backend: ``qdrant-client`` against a server URL, or its local mode (a folder).
+
+Same collection layout as the edge backend: dense + sparse (IDF) slots, payload indexes,
+collection metadata holding the embedding identity, and real Qdrant aliases.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rag.store.base import (
+    DENSE,
+    INDEXED_FIELDS,
+    SPARSE,
+    Filter,
+    Hit,
+    SparseVec,
+    StoredPoint,
+    StoreError,
+    VectorStore,
+)
+
+__all__ = ["QdrantStore"]
+
+
+class QdrantStore(VectorStore):
+    name = "qdrant"
+
+    def __init__(self, url: str | None = None, path: str | None = None, api_key: str | None = None):
+        if not url and not path:
+            raise StoreError("the qdrant backend needs store.url (a server) or store.path (local mode)")
+        self.url = url
+        self.path = path
+        self.api_key = api_key
+        self._client: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from qdrant_client import QdrantClient
+
+            try:
+                if self.url:
+                    self._client = QdrantClient(url=self.url, api_key=self.api_key, timeout=30)
+                else:
+                    self._client = QdrantClient(path=self.path)
+            except RuntimeError as exc:
+                if "already accessed" in str(exc):
+                    raise StoreError(
+                        f"the local Qdrant folder {self.path} is open in another process (a running "
+                        "`rag watch` or `rag serve`): stop it, or let the command ask it instead"
+                    ) from exc
+                raise
+        return self._client
+
+    @staticmethod
+    def _filter(flt: Filter | None) -> Any:
+        from qdrant_client import models
+
+        if not flt:
+            return None
+        must: list[Any] = []
+        for key, value in flt.items():
+            if isinstance(value, (list, tuple, set)):
+                must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+            else:
+                must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+        return models.Filter(must=must)
+
+    @staticmethod
+    def _to_point(rec: Any, with_vectors: bool) -> StoredPoint:
+        dense = sparse = None
+        if with_vectors and rec.vector:
+            vec = rec.vector
+            if DENSE in vec:
+                dense = list(vec[DENSE])
+            if SPARSE in vec:
+                sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
+        return StoredPoint(id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse)
+
+    # -- collections and aliases -----------------------------------------------------
+    def list_collections(self) -> list[str]:
+        return sorted(c.name for c in self.client.get_collections().collections)
+
+    def create_collection(self, name: str, dimension: int, metadata: dict[str, Any]) -> None:
+        from qdrant_client import models
+
+        with self._lock:
+            if self.client.collection_exists(name):
+                raise StoreError(f"collection '{name}' already exists")
+            self.client.create_collection(
+                name,
+                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                metadata={"dimension": dimension, **metadata},
+            )
+            if self.url:  # local mode has no payload indexes (and warns about them)
+                for key in INDEXED_FIELDS:
+                    self.client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+
+    def delete_collection(self, name: str) -> None:
+        with self._lock:
+            self.client.delete_collection(name)
+
+    def collection_metadata(self, name: str) -> dict[str, Any]:
+        if not self.client.collection_exists(name):
+            raise StoreError(f"collection '{name}' does not exist")
+        meta = self.client.get_collection(name).config.metadata
+        return dict(meta or {})
+
+    def get_alias(self, alias: str) -> str | None:
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == alias:
+                return str(a.collection_name)
+        return None
+
+    def switch_alias(self, alias: str, collection: str) -> None:
+        from qdrant_client import models
+
+        with self._lock:
+            if not self.client.collection_exists(collection):
+                raise StoreError(f"cannot point alias '{alias}' at missing collection '{collection}'")
+            ops: list[Any] = []
+            if self.get_alias(alias) is not None:
+                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+            ops.append(
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                )
+            )
+            # One request: Qdrant applies the alias operations atomically.
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    # -- points ----------------------------------------------------------------------
+    def upsert(self, collection: str, points: Sequence[StoredPoint]) -> None:
+        from qdrant_client import models
+
+        if not points:
+            return
+        structs = []
+        for p in points:
+            vector: dict[str, Any] = {DENSE: list(map(float, p.dense or []))}
+            if p.sparse is not None and p.sparse.indices:
+                vector[SPARSE] = models.SparseVector(indices=p.sparse.indices, values=p.sparse.values)
+            structs.append(models.PointStruct(id=p.id, vector=vector, payload=p.payload))
+        with self._lock:
+            self.client.upsert(collection, points=structs, wait=True)
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        from qdrant_client import models
+
+        if not ids:
+            return
+        with self._lock:
+            self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+        if not ids:
+            return []
+        with self._lock:
+            recs = self.client.retrieve(collection, ids=list(ids), with_payload=True, with_vectors=with_vectors)
+        return [self._to_point(r, with_vectors) for r in recs]
+
+    def scroll(
+        self,
+        collection: str,
+        filter: Filter | None = None,
+        with_vectors: bool = False,
+        batch_size: int = 512,
+    ) -> Iterator[StoredPoint]:
+        offset: Any = None
+        while True:
+            with self._lock:
+                recs, offset = self.client.scroll(
+                    collection,
+                    scroll_filter=self._filter(filter),
+                    limit=batch_size,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=with_vectors,
+                )
+            for r in recs:
+                yield self._to_point(r, with_vectors)
+            if offset is None:
+                return
+
+    def count(self, collection: str, filter: Filter | None = None) -> int:
+        with self._lock:
+            return int(self.client.count(collection, count_filter=self._filter(filter), exact=True).count)
+
+    def _query(self, collection: str, query: Any, using: str, limit: int, filter: Filter | None) -> list[Hit]:
+        with self._lock:
+            res = self.client.query_points(
+                collection, query=query, using=using, limit=limit, query_filter=self._filter(filter), with_payload=True
+            )
+        return [Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {})) for r in res.points]
+
+    def search_dense(
+        self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        return self._query(collection, list(map(float, vector)), DENSE, limit, filter)
+
+    def search_sparse(
+        self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
+    ) -> list[Hit]:
+        from qdrant_client import models
+
+        if not vector.indices:
+            return []
+        return self._query(
+            collection, models.SparseVector(indices=vector.indices, values=vector.values), SPARSE, limit, filter
+        )
+
+    def flush(self, collection: str) -> None:
+        # Server writes are acknowledged with wait=True (WAL-durable); local mode persists per op.
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
