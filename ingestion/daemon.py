@@ -1,0 +1,199 @@
+"""The watch daemon: keeps the index in step with one or more folders until stopped.
+
+- Start: a full reconcile of every folder (catches changes made while it was down).
+- Then watchdog events (create/modify/delete/move of files and directories, editor
+  temp-file-and-rename saves) mark paths dirty; a path is synced once it has been quiet for
+  ``debounce_seconds`` (a burst of writes → one ingest of the settled file).
+- A watcher error, a dead observer thread, or a failed targeted sync → full reconcile.
+- SIGINT/SIGTERM: stop taking events, finish the sync in flight, close the store cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rag.ingest import Ingestor, SyncReport, is_ignored_name
+
+__all__ = ["WatchDaemon"]
+
+log = logging.getLogger("rag.daemon")
+
+SyncListener = Callable[[SyncReport], None]
+
+
+class _Handler:
+    """watchdog event handler (duck-typed: watchdog calls ``dispatch``)."""
+
+    def __init__(self, daemon: WatchDaemon, root: Path):
+        self.daemon = daemon
+        self.root = root
+
+    def dispatch(self, event: Any) -> None:
+        for attr in ("src_path", "dest_path"):
+            raw = getattr(event, attr, None)
+            if not raw:
+                continue
+            path = Path(os.fsdecode(raw))
+            try:
+                rel = path.relative_to(self.root)
+            except ValueError:
+                continue
+            if rel == Path("."):
+                self.daemon.request_reconcile("watched folder itself changed")
+                continue
+            if any(is_ignored_name(part, self.daemon.ignore_hidden) for part in rel.parts):
+                continue
+            self.daemon.mark_dirty(self.root, rel.as_posix())
+
+
+class WatchDaemon:
+    def __init__(
+        self,
+        index: Any,
+        roots: list[Path],
+        debounce_seconds: float = 0.5,
+        reconcile_interval: float = 300.0,
+        on_sync: list[SyncListener] | None = None,
+        echo: Callable[[str], None] | None = None,
+    ):
+        self.index = index
+        self.roots = [r.resolve() for r in roots]
+        self.debounce = debounce_seconds
+        self.reconcile_interval = reconcile_interval
+        self.ignore_hidden = index.settings.ingestion.ignore_hidden
+        self.on_sync = list(on_sync or [])
+        self.echo = echo or (lambda msg: log.info(msg))
+        self._dirty: dict[tuple[Path, str], float] = {}
+        self._dirty_lock = threading.Lock()
+        self._reconcile_reason: str | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._observer: Any = None
+        self._thread: threading.Thread | None = None
+        self.ready = threading.Event()
+        self.syncs = 0
+
+    # -- events ----------------------------------------------------------------------
+    def mark_dirty(self, root: Path, rel: str) -> None:
+        with self._dirty_lock:
+            self._dirty[(root, rel)] = time.monotonic()
+        self._wake.set()
+
+    def request_reconcile(self, reason: str) -> None:
+        self._reconcile_reason = reason
+        self._wake.set()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        for root in self.roots:
+            if not root.is_dir():
+                raise NotADirectoryError(f"cannot watch {root}: not a folder")
+        self._thread = threading.Thread(target=self._run, name="rag-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._stop_observer()
+
+    def wait(self) -> None:
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def _start_observer(self) -> None:
+        from watchdog.observers import Observer
+
+        observer = Observer()
+        for root in self.roots:
+            observer.schedule(_Handler(self, root), str(root), recursive=True)  # type: ignore[arg-type]
+        observer.start()
+        self._observer = observer
+
+    def _stop_observer(self) -> None:
+        if self._observer is not None:
+            try:
+                self._observer.stop()
+                self._observer.join(5)
+            except Exception:  # pragma: no cover - best effort on shutdown
+                pass
+            self._observer = None
+
+    # -- main loop -------------------------------------------------------------------
+    def _run(self) -> None:
+        ingestor = Ingestor(self.index)
+        # Watch first, then reconcile: nothing that changes during the initial sync is lost.
+        self._start_observer()
+        self._reconcile(ingestor, "start")
+        self.ready.set()
+        last_reconcile = time.monotonic()
+        while not self._stop.is_set():
+            # Poll faster while changes are settling, slowly when idle.
+            self._wake.wait(timeout=max(self.debounce / 4, 0.02) if self._dirty else 1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            if self._observer is not None and not self._observer.is_alive():
+                log.warning("file watcher stopped unexpectedly; restarting and reconciling")
+                self._stop_observer()
+                self._start_observer()
+                self._reconcile_reason = "watcher restarted"
+            if self._reconcile_reason or time.monotonic() - last_reconcile > self.reconcile_interval:
+                reason = self._reconcile_reason or "periodic"
+                self._reconcile_reason = None
+                with self._dirty_lock:
+                    self._dirty.clear()
+                self._reconcile(ingestor, reason)
+                last_reconcile = time.monotonic()
+                continue
+            self._sync_settled(ingestor)
+
+    def _sync_settled(self, ingestor: Ingestor) -> None:
+        now = time.monotonic()
+        with self._dirty_lock:
+            settled = [k for k, t in self._dirty.items() if now - t >= self.debounce]
+            for k in settled:
+                del self._dirty[k]
+        by_root: dict[Path, list[str]] = {}
+        for root, rel in settled:
+            by_root.setdefault(root, []).append(rel)
+        for root, rels in by_root.items():
+            try:
+                report = ingestor.sync_paths(root, rels)
+            except Exception:
+                log.exception("sync of %d path(s) failed; reconciling %s", len(rels), root)
+                self._reconcile(ingestor, "after a failed sync")
+                continue
+            self._after_sync(report, f"{len(rels)} change(s)")
+
+    def _reconcile(self, ingestor: Ingestor, reason: str) -> None:
+        for root in self.roots:
+            try:
+                report = ingestor.sync_folder(root)
+            except Exception:
+                log.exception("reconcile of %s failed; will retry", root)
+                self._reconcile_reason = "retry after failure"
+                time.sleep(1.0)
+                continue
+            self._after_sync(report, f"reconcile ({reason})")
+
+    def _after_sync(self, report: SyncReport, what: str) -> None:
+        self.syncs += 1
+        if report.changed or report.failed:
+            self.echo(
+                f"synced {what}: {report.ingested} file(s) ingested, {report.deleted} deleted, "
+                f"{report.unchanged} unchanged, {report.failed} failed, {report.embedded} chunk(s) embedded "
+                f"in {report.seconds:.2f}s"
+            )
+        for listener in self.on_sync:
+            try:
+                listener(report)
+            except Exception:  # a listener (e.g. evals) must never stop ingestion
+                log.exception("sync listener failed")

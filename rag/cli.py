@@ -1,0 +1,342 @@
+"""The ``rag`` command line. Global options: ``--config FILE`` (RAG_CONFIG), ``--data-dir DIR`` (RAG_DATA_DIR).
+
+Exit codes: 0 ok (an ingest with some failed files is still ok: they are recorded);
+1 the command could not run (message says what to do); 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rag.config import ConfigError, Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rag",
+    help="Production RAG: watched folders in, a version-locked Qdrant index out, verified answers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class _State:
+    config: str | None = None
+    data_dir: str | None = None
+    settings: Settings | None = None
+
+
+state = _State()
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def get_settings() -> Settings:
+    if state.settings is None:
+        try:
+            overrides: dict[str, Any] = {}
+            if state.data_dir:
+                overrides["data_dir"] = state.data_dir
+            state.settings = load_settings(state.config, overrides)
+        except ConfigError as exc:
+            fail(str(exc), code=2)
+    assert state.settings is not None
+    return state.settings
+
+
+@app.callback()
+def _global(
+    config: Annotated[
+        str | None, typer.Option("--config", envvar="RAG_CONFIG", help="YAML config file (default: configs/default.yaml)")
+    ] = None,
+    data_dir: Annotated[
+        str | None, typer.Option("--data-dir", envvar="RAG_DATA_DIR", help="Where the index, manifest and reports live")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more")] = False,
+) -> None:
+    state.config, state.data_dir, state.settings = config, data_dir, None
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "sentence_transformers", "transformers", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# -- helpers ---------------------------------------------------------------------------
+@contextmanager
+def progress_reporter(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar on a terminal; periodic one-line updates in logs and CI."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+        ) as bar:
+            task = bar.add_task(label, total=None)
+
+            def update(phase: str, done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            yield update
+    else:
+        last = [0.0]
+
+        def update(phase: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done == total or now - last[0] > 5.0:
+                last[0] = now
+                typer.echo(f"{label}: {done}/{total} files", err=True)
+
+        yield update
+
+
+def open_index(create: bool = True) -> Any:
+    from rag.index import EmbeddingMismatchError, Index
+    from rag.store import StoreError
+
+    settings = get_settings()
+    index = Index(settings)
+    try:
+        index.open(create=create)
+    except (EmbeddingMismatchError, StoreError) as exc:
+        index.close()
+        fail(str(exc))
+    return index
+
+
+def daemon_client() -> Any:
+    from rag.control import find_daemon
+
+    return find_daemon(get_settings().resolved_data_dir())
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+# -- commands --------------------------------------------------------------------------
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Folder to sync into the index")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sync report as JSON")] = False,
+) -> None:
+    """One-shot sync of PATH: new/changed files ingested, files gone from PATH removed."""
+    if not path.is_dir():
+        fail(f"{path} is not a folder: give the folder to sync (files are found recursively)")
+    client = daemon_client()
+    if client is not None:
+        fail("a daemon (`rag watch`/`rag serve`) is running on this data dir and already keeps it in sync; stop it first")
+    from rag.ingest import Ingestor
+
+    index = open_index()
+    try:
+        with progress_reporter("ingest") as progress:
+            report = Ingestor(index).sync_folder(path, progress=progress)
+    finally:
+        index.close()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    typer.echo(
+        f"{report.ingested} file(s) ingested, {report.unchanged} unchanged, {report.deleted} deleted, "
+        f"{report.failed} failed, {report.skipped} skipped; {report.embedded} chunk(s) embedded, "
+        f"{report.reused} reused, in {report.seconds:.1f}s"
+    )
+    for f in report.failures:
+        typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
+
+
+@app.command()
+def watch(
+    paths: Annotated[list[Path], typer.Argument(help="Folder(s) to keep in sync")],
+    reconcile_interval: Annotated[float, typer.Option(help="Seconds between safety reconciles")] = 300.0,
+) -> None:
+    """The daemon: an initial sync of PATH, then follow changes until SIGINT/SIGTERM."""
+    for p in paths:
+        if not p.is_dir():
+            fail(f"{p} is not a folder")
+    if daemon_client() is not None:
+        fail("another daemon is already running on this data dir")
+    run_daemon(paths, reconcile_interval)
+
+
+def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[Any, Any], Any] | None = None) -> None:
+    """Shared by `rag watch` and `rag serve`: index + daemon + control API, stopped by signals."""
+    from ingestion.daemon import WatchDaemon
+    from rag.control import ControlServer
+    from rag.status import collect_status, export_chunks
+
+    settings = get_settings()
+    index = open_index()
+    index.embedder.warm_up()
+    daemon = WatchDaemon(
+        index,
+        paths,
+        debounce_seconds=settings.ingestion.debounce_seconds,
+        reconcile_interval=reconcile_interval,
+        echo=lambda m: typer.echo(m, err=True),
+    )
+
+    def do_sync() -> dict[str, Any]:
+        daemon.request_reconcile("requested")
+        return {"requested": True}
+
+    control = ControlServer(
+        settings.resolved_data_dir(),
+        status=lambda: collect_status(index),
+        export=lambda: export_chunks(index),
+        reindex=lambda: index.reindex([p.resolve() for p in paths]),
+        sync=do_sync,
+    )
+    stop_requested = {"flag": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop_requested["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    control.start()
+    daemon.start()
+    stopper = extra(index, daemon) if extra else None
+    typer.echo(f"watching {', '.join(str(p) for p in paths)} (pid {os.getpid()}); Ctrl-C to stop", err=True)
+    try:
+        while not stop_requested["flag"] and daemon._thread is not None and daemon._thread.is_alive():
+            time.sleep(0.2)
+    finally:
+        typer.echo("stopping: finishing the sync in flight…", err=True)
+        if callable(stopper):
+            stopper()
+        daemon.stop()
+        control.stop()
+        index.close()
+        typer.echo("stopped cleanly", err=True)
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Documents, chunks, failures, embedding identity, live collection, last sync."""
+    client = daemon_client()
+    if client is not None:
+        data = client.status()
+    else:
+        from rag.status import collect_status
+
+        index = open_index(create=False)
+        try:
+            data = collect_status(index)
+        finally:
+            index.close()
+    if as_json:
+        print_json(data)
+        return
+    emb = data["embedding"]
+    typer.echo(f"index      {data['alias']} -> {data['collection']} ({data['backend']})")
+    typer.echo(f"documents  {data['documents']}  chunks {data['chunks']}  failed {len(data['failed'])}")
+    typer.echo(f"embedding  {emb['model']} dim {emb['dimension']} weights {emb['fingerprint'][:12]}")
+    if data.get("last_run"):
+        lr = data["last_run"]
+        typer.echo(
+            f"last sync  {lr['embedded']} embedded, {lr['unchanged']} unchanged, {lr['deleted']} deleted, "
+            f"{lr['failed']} failed in {lr['seconds']}s"
+        )
+    for f in data["failed"]:
+        typer.echo(f"  failed: {f['path']}: {f['reason']}")
+
+
+@app.command()
+def export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+) -> None:
+    """One JSON line per chunk, read from the vector store itself."""
+    out = output.open("w", encoding="utf-8") if output else sys.stdout
+    try:
+        client = daemon_client()
+        if client is not None:
+            for line in client.export_lines():
+                if line:
+                    out.write(line + "\n")
+        else:
+            from rag.status import export_chunks
+
+            index = open_index(create=False)
+            try:
+                for row in export_chunks(index):
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            finally:
+                index.close()
+    finally:
+        if output:
+            out.close()
+
+
+@app.command()
+def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Rebuild into a new versioned collection, then switch the alias atomically (blue/green)."""
+    client = daemon_client()
+    if client is not None:
+        result = client.reindex()
+    else:
+        from rag.index import Index
+        from rag.store import StoreError
+
+        index = Index(get_settings())
+        try:
+            with progress_reporter("reindex") as progress:
+                result = index.reindex(progress=progress)
+        except StoreError as exc:
+            fail(str(exc))
+        finally:
+            index.close()
+    if as_json:
+        print_json(result)
+    else:
+        typer.echo(
+            f"reindexed into {result['collection']} (was {result['previous']}); "
+            f"{result.get('embedded', 0)} chunk(s) embedded in {result['seconds']}s"
+        )
+
+
+def _register_optional_commands() -> None:
+    """Commands from other stages register themselves if their module is present."""
+    import importlib
+
+    for module in ("rag.cli_eval", "rag.cli_query", "api.cli"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main() -> None:
+    _register_optional_commands()
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()
