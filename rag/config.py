@@ -17,6 +17,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 __all__ = [
     "ChunkingSettings",
+    "EvalSettings",
+    "GenerationSettings",
+    "PromptSettings",
+    "RerankSettings",
+    "RetrievalSettings",
     "ConfigError",
     "EmbeddingSettings",
     "IngestionSettings",
@@ -73,6 +78,55 @@ class IngestionSettings(_Section):
     ignore_hidden: bool = True
 
 
+class RetrievalSettings(_Section):
+    """Query-time retrieval (issue: query path). Owned by rag/retrieve.py."""
+
+    mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
+    top_k: int = Field(default=8, ge=1, le=1000)
+    candidates: int = Field(default=100, ge=1, le=10000)
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = Field(default=60, ge=1)
+    dense_weight: float = Field(default=1.0, ge=0.0)
+    sparse_weight: float = Field(default=1.0, ge=0.0)
+
+
+class RerankSettings(_Section):
+    """Rerank stage. Owned by rag/rerank.py."""
+
+    backend: Literal["none", "cross-encoder", "embedding"] = "none"
+    model_path: str | None = None
+    candidates: int = Field(default=30, ge=1, le=1000)
+
+
+class GenerationSettings(_Section):
+    """Generators and the fallback chain. Owned by rag/generate/."""
+
+    chain: list[Literal["openai", "local", "extractive"]] = Field(default_factory=lambda: ["local", "extractive"])
+    max_answer_tokens: int = Field(default=256, ge=1, le=32768)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    openai: dict[str, Any] = Field(default_factory=dict)
+    local: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptSettings(_Section):
+    """Versioned prompts. Owned by rag/prompts.py."""
+
+    directory: str = "configs/prompts"
+    name: str = "answer"
+    pin: str | None = None  # a version; None = newest
+    ab: dict[str, float] = Field(default_factory=dict)  # version -> traffic weight
+
+
+class EvalSettings(_Section):
+    """Evals run after every reindex. Owned by evals/ and rag/cli_eval.py."""
+
+    after_sync: bool = True
+    suite: str | None = None  # golden set path; None = evals/golden.jsonl if present, else the canary
+    regression_threshold: float = Field(default=0.02, ge=0.0)
+    canary_samples: int = Field(default=50, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_",
@@ -87,6 +141,11 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     chunking: ChunkingSettings = Field(default_factory=ChunkingSettings)
     ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    evals: EvalSettings = Field(default_factory=EvalSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -6,9 +6,9 @@ Chunks of one document can all be returned; callers that rank documents collapse
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from rag.config import RetrievalSettings
 from rag.store import Filter, Hit
 
 if TYPE_CHECKING:
@@ -17,16 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["Retriever", "RetrievalSettings", "rrf_fuse"]
 
 Mode = Literal["dense", "sparse", "hybrid"]
-
-
-@dataclass
-class RetrievalSettings:
-    mode: Mode = "hybrid"
-    top_k: int = 20
-    candidates: int = 100  # per arm, before fusion
-    rrf_k: int = 60
-    dense_weight: float = 1.0
-    sparse_weight: float = 1.0
 
 
 def rrf_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int, limit: int) -> list[Hit]:
@@ -44,7 +34,7 @@ def rrf_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int
 class Retriever:
     def __init__(self, index: Index, settings: RetrievalSettings | None = None):
         self.index = index
-        self.settings = settings or RetrievalSettings()
+        self.settings = settings or index.settings.retrieval
 
     def run(
         self, query: str, top_k: int | None = None, filters: Filter | None = None, mode: Mode | None = None
