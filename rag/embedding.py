@@ -94,11 +94,23 @@ def _model_name(model_dir: Path) -> str:
 
 
 def _dimension(model_dir: Path) -> int:
-    pooling = model_dir / "1_Pooling" / "config.json"
-    if pooling.exists():
-        return int(json.loads(pooling.read_text())["word_embedding_dimension"])
-    cfg = json.loads((model_dir / "config.json").read_text())
-    return int(cfg.get("hidden_size") or cfg["d_model"])
+    """Output dimension from the saved module configs (a Dense head overrides the pooling size)."""
+    dim: int | None = None
+    modules = model_dir / "modules.json"
+    entries = json.loads(modules.read_text()) if modules.exists() else [{"path": "1_Pooling"}]
+    for entry in entries:
+        cfg_path = model_dir / entry.get("path", "") / "config.json"
+        if not entry.get("path") or not cfg_path.exists():
+            continue
+        cfg = json.loads(cfg_path.read_text())
+        for key in ("out_features", "word_embedding_dimension", "embedding_dimension"):
+            if key in cfg:
+                dim = int(cfg[key])
+                break
+    if dim is None:
+        cfg = json.loads((model_dir / "config.json").read_text())
+        dim = int(cfg.get("hidden_size") or cfg["d_model"])
+    return dim
 
 
 def _cpu_has_native_bf16() -> bool:
