@@ -26,6 +26,8 @@ log = logging.getLogger("rag.daemon")
 
 SyncListener = Callable[[SyncReport], None]
 
+_READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
+
 
 class _Handler:
     """watchdog event handler (duck-typed: watchdog calls ``dispatch``)."""
@@ -35,6 +37,16 @@ class _Handler:
         self.root = root
 
     def dispatch(self, event: Any) -> None:
+        kind = getattr(event, "event_type", "")
+        # Opens and read-only closes come from readers, the daemon's own hashing included:
+        # following them would re-sync every file it reads, forever.
+        if kind in _READ_ONLY_EVENTS:
+            return
+        # A directory "modified" event only says a child changed, and the child has its own
+        # event; following it would re-walk the directory (a full reconcile for the root).
+        if kind == "modified" and getattr(event, "is_directory", False):
+            return
+        rels: list[str] = []
         for attr in ("src_path", "dest_path"):
             raw = getattr(event, attr, None)
             if not raw:
@@ -49,7 +61,9 @@ class _Handler:
                 continue
             if any(is_ignored_name(part, self.daemon.ignore_hidden) for part in rel.parts):
                 continue
-            self.daemon.mark_dirty(self.root, rel.as_posix())
+            rels.append(rel.as_posix())
+        # Both ends of a move settle together, so the new path reuses the old path's vectors.
+        self.daemon.mark_dirty(self.root, *rels)
 
 
 class WatchDaemon:
@@ -77,17 +91,41 @@ class WatchDaemon:
         self._observer: Any = None
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
+        self._syncing = False
+        # Running totals since start, shown by `rag status` while the daemon runs.
         self.syncs = 0
+        self.files_ingested = 0
+        self.files_deleted = 0
+        self.chunks_embedded = 0
 
     # -- events ----------------------------------------------------------------------
-    def mark_dirty(self, root: Path, rel: str) -> None:
+    def mark_dirty(self, root: Path, *rels: str) -> None:
+        if not rels:
+            return
+        now = time.monotonic()
         with self._dirty_lock:
-            self._dirty[(root, rel)] = time.monotonic()
+            for rel in rels:
+                self._dirty[(root, rel)] = now
         self._wake.set()
 
     def request_reconcile(self, reason: str) -> None:
         self._reconcile_reason = reason
         self._wake.set()
+
+    def stats(self) -> dict[str, Any]:
+        """What the daemon is doing now, and its totals since it started."""
+        with self._dirty_lock:
+            pending = len(self._dirty)
+        return {
+            "pid": os.getpid(),
+            "ready": self.ready.is_set(),
+            "idle": self.ready.is_set() and not pending and not self._syncing and self._reconcile_reason is None,
+            "pending_paths": pending,
+            "syncs": self.syncs,
+            "files_ingested": self.files_ingested,
+            "files_deleted": self.files_deleted,
+            "chunks_embedded": self.chunks_embedded,
+        }
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -165,16 +203,20 @@ class WatchDaemon:
         for root, rel in settled:
             by_root.setdefault(root, []).append(rel)
         for root, rels in by_root.items():
+            self._syncing = True
             try:
                 report = ingestor.sync_paths(root, rels)
             except Exception:
                 log.exception("sync of %d path(s) failed; reconciling %s", len(rels), root)
                 self._reconcile(ingestor, "after a failed sync")
                 continue
+            finally:
+                self._syncing = False
             self._after_sync(report, f"{len(rels)} change(s)")
 
     def _reconcile(self, ingestor: Ingestor, reason: str) -> None:
         for root in self.roots:
+            self._syncing = True
             try:
                 report = ingestor.sync_folder(root)
             except Exception:
@@ -182,10 +224,15 @@ class WatchDaemon:
                 self._reconcile_reason = "retry after failure"
                 time.sleep(1.0)
                 continue
+            finally:
+                self._syncing = False
             self._after_sync(report, f"reconcile ({reason})")
 
     def _after_sync(self, report: SyncReport, what: str) -> None:
         self.syncs += 1
+        self.files_ingested += report.ingested
+        self.files_deleted += report.deleted
+        self.chunks_embedded += report.embedded
         if report.changed or report.failed:
             self.echo(
                 f"synced {what}: {report.ingested} file(s) ingested, {report.deleted} deleted, "

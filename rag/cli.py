@@ -190,7 +190,7 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
 
     settings = get_settings()
     index = open_index()
-    index.embedder.warm_up()
+    index.warm_up()
     daemon = WatchDaemon(
         index,
         paths,
@@ -205,7 +205,7 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
 
     control = ControlServer(
         settings.resolved_data_dir(),
-        status=lambda: collect_status(index),
+        status=lambda: {**collect_status(index), "daemon": daemon.stats()},
         export=lambda: export_chunks(index),
         reindex=lambda: index.reindex([p.resolve() for p in paths]),
         sync=do_sync,
@@ -261,6 +261,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             f"last sync  {lr['embedded']} embedded, {lr['unchanged']} unchanged, {lr['deleted']} deleted, "
             f"{lr['failed']} failed in {lr['seconds']}s"
         )
+    if data.get("daemon"):
+        d = data["daemon"]
+        state_word = "idle" if d["idle"] else ("syncing" if d["ready"] else "initial sync")
+        typer.echo(f"daemon     pid {d['pid']}, {state_word}, {d['pending_paths']} change(s) pending")
     for f in data["failed"]:
         typer.echo(f"  failed: {f['path']}: {f['reason']}")
 

@@ -60,6 +60,16 @@ class Index:
             self._chunker = Chunker(c.chunk_tokens, c.overlap_tokens, load_tokenizer(self.embedder.model_dir))
         return self._chunker
 
+    def warm_up(self) -> None:
+        """Load the model and the splitter's lazy parts now, not inside the first sync."""
+        from rag.documents import Section
+        from rag.parsing import ParsedDocument
+
+        self.embedder.warm_up()
+        sample = "Warm-up text. It has two sentences."
+        self.chunker.run(ParsedDocument(sample, "warm-up", [Section(0, len(sample))]), "warm-up", "warm-up")
+        self.sparse.embed_document(sample)
+
     def collection_metadata(self, identity: EmbeddingIdentity) -> dict[str, Any]:
         return {
             "schema": SCHEMA_VERSION,

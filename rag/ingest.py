@@ -150,6 +150,9 @@ class Ingestor:
                         for r in self.index.manifest.records(self.collection, root=str(root))
                         if r.source.startswith(prefix)
                     )
+            # A moved directory names its files twice (the directory and each file): once each.
+            present = sorted(set(present))
+            gone = sorted(set(gone) - set(present))
             report = self._apply(root, present, gone, progress)
             self._finish(report)
             return report

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import io
+import os
+import stat
 import re
 from pathlib import Path
 
@@ -27,10 +29,16 @@ class ParseError(Exception):
 def read_file_bytes(path: Path, max_bytes: int) -> bytes:
     """Read a file, turning OS errors into reasons (permission, vanished, symlink loop, size)."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ParseError("is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            # Opening a FIFO would block the sync forever; sockets and devices are not documents.
+            raise ParseError("not a regular file (a FIFO, socket or device): nothing to index")
+        size = st.st_size
         if size > max_bytes:
             raise ParseError(
-                f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit "
+                f"file is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit "
                 "(raise ingestion.max_file_mb to ingest it)"
             )
         with path.open("rb") as fh:
@@ -38,6 +46,9 @@ def read_file_bytes(path: Path, max_bytes: int) -> bytes:
     except PermissionError as exc:
         raise ParseError("permission denied: the daemon cannot read this file (check its mode/owner)") from exc
     except FileNotFoundError as exc:
+        target = _link_target(path)
+        if target is not None:
+            raise ParseError(f"broken symlink: its target {target} does not exist") from exc
         raise ParseError("file vanished while it was being read") from exc
     except IsADirectoryError as exc:
         raise ParseError("is a directory, not a file") from exc
@@ -46,8 +57,20 @@ def read_file_bytes(path: Path, max_bytes: int) -> bytes:
             raise ParseError("symlink loop: the link points back to itself") from exc
         raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
     if len(data) > max_bytes:
-        raise ParseError(f"file grew over the {max_bytes / 1e6:.1f} MB limit while being read")
+        raise ParseError(f"file grew over the {_megabytes(max_bytes)} limit while being read")
     return data
+
+
+def _link_target(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # not a symlink (or gone too)
+        return None
+
+
+def _megabytes(n: int) -> str:
+    # Three significant digits: a small limit must not print as "0.0 MB".
+    return f"{n / 1e6:.3g} MB"
 
 
 def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:

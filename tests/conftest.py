@@ -1,0 +1,102 @@
+"""Fixtures shared by every test folder (subfolders add their own conftest files).
+
+- ``embedder``: one warmed MiniLM ``Embedder`` per session (loading it costs ~25 s here);
+  pass it to ``Index(settings, embedder=embedder)``.
+- ``tmp_settings``: ``Settings`` from the default config with ``data_dir`` under ``tmp_path``.
+- ``rag_cli``: runs the real ``rag`` command in a subprocess against a given data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.config import DEFAULT_CONFIG, Settings, load_settings
+from rag.embedding import Embedder
+
+RAG_BIN = Path(sys.executable).with_name("rag")
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    model = Embedder(load_settings(DEFAULT_CONFIG).embedding)
+    model.warm_up()
+    return model
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture()
+def tmp_settings(tmp_path: Path) -> SettingsFactory:
+    """``tmp_settings(name="data", **overrides)``: nested overrides as dicts, e.g.
+    ``tmp_settings(ingestion={"max_file_mb": 0.01})``. Each ``name`` is its own data dir."""
+
+    def make(name: str = "data", **overrides: Any) -> Settings:
+        return load_settings(DEFAULT_CONFIG, _merge({"data_dir": str(tmp_path / name)}, overrides))
+
+    return make
+
+
+class RagCli:
+    """The installed ``rag`` entry point, run as a child process with a clean ``RAG_*`` environment."""
+
+    bin = RAG_BIN
+
+    def env(self, data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        # Only what the test sets: a developer's own RAG_* variables must not leak in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+        env.update({"RAG_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        env.update(extra or {})
+        return env
+
+    def run(
+        self,
+        *args: str,
+        data_dir: Path,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 180.0,
+        check: bool = True,
+        **popen_kwargs: Any,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin), *args],
+            env=self.env(data_dir, env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **popen_kwargs,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"`rag {' '.join(args)}` exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def json(self, *args: str, data_dir: Path, **kwargs: Any) -> Any:
+        return json.loads(self.run(*args, data_dir=data_dir, **kwargs).stdout)
+
+    def export(self, data_dir: Path, **kwargs: Any) -> list[dict[str, Any]]:
+        out = self.run("export", data_dir=data_dir, **kwargs).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def rag_cli() -> RagCli:
+    if not RAG_BIN.exists():
+        pytest.fail(f"{RAG_BIN} is missing: run `make install` first")
+    return RagCli()
