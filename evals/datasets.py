@@ -257,11 +257,12 @@ class DatasetIndex:
     documents: int
     failed: list[dict[str, str]] = field(default_factory=list)
     renamed: dict[str, str] = field(default_factory=dict)
+    from_corpus_jsonl: bool = False  # sources are "<stem>.txt" files written from corpus.jsonl
     _lock_file: IO[str] | None = None
 
     def to_doc(self, source: str) -> str:
         """Chunk ``source`` → the dataset's corpus id."""
-        if self.renamed is None or self.folder.name != "docs" or not source.endswith(".txt"):
+        if not self.from_corpus_jsonl or not source.endswith(".txt"):
             return source
         stem = source[: -len(".txt")]
         return self.renamed.get(stem, stem)
@@ -322,11 +323,6 @@ def _cache_key(settings: Settings, embedder: Embedder, dataset: Dataset) -> tupl
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40] or "dataset"
     return key, slug
-
-
-@contextlib.contextmanager
-def _noop_progress() -> Iterator[None]:
-    yield
 
 
 def open_dataset_index(
@@ -433,6 +429,7 @@ def _open_locked(
             documents=int(ready.get("documents", 0)),
             failed=failed,
             renamed=renamed,
+            from_corpus_jsonl=dataset.docs is None,
             _lock_file=lock_file,
         )
     except BaseException:

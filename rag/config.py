@@ -101,7 +101,9 @@ class RerankSettings(_Section):
 class GenerationSettings(_Section):
     """Generators and the fallback chain. Owned by rag/generate/."""
 
-    chain: list[Literal["openai", "local", "extractive"]] = Field(default_factory=lambda: ["local", "extractive"])
+    chain: list[Literal["openai", "local", "extractive"]] = Field(
+        default_factory=lambda: ["local", "extractive"]  # type: ignore[arg-type]
+    )
     max_answer_tokens: int = Field(default=256, ge=1, le=32768)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     timeout_seconds: float = Field(default=60.0, gt=0)
@@ -125,6 +127,12 @@ class EvalSettings(_Section):
     suite: str | None = None  # golden set path; None = evals/golden.jsonl if present, else the canary
     regression_threshold: float = Field(default=0.02, ge=0.0)
     canary_samples: int = Field(default=50, ge=1)
+    canary_top_k: int = Field(default=10, ge=1, le=1000)  # the canary's document must come back this high
+    top_k: int = Field(default=100, ge=1, le=1000)  # documents ranked per query in retrieval evals
+    answers: bool = False  # after a sync, also run the generator on golden questions with expected answers
+    cache_dir: str | None = None  # isolated dataset indexes; None = <data_dir>/eval-cache
+    keep_reports: int = Field(default=200, ge=1)  # older report folders are pruned
+    worst_queries: int = Field(default=10, ge=0, le=1000)  # shown with what was retrieved in report.html
 
 
 class Settings(BaseSettings):

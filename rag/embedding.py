@@ -163,8 +163,8 @@ class Embedder:
             import transformers
             from sentence_transformers import SentenceTransformer
 
-            transformers.logging.set_verbosity_error()
-            transformers.logging.disable_progress_bar()
+            transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+            transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
             if self.settings.threads:
                 torch.set_num_threads(self.settings.threads)
@@ -185,7 +185,7 @@ class Embedder:
                     log.warning("bf16 embeddings disagree with fp32 (min cosine %.4f); using fp32", cos)
                     model = model.to(torch.float32)
             self._model = model
-            self.max_seq_length = int(model.max_seq_length)
+            self.max_seq_length = int(model.max_seq_length or 0)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed document or query texts; returns float32 (n, dimension)."""

@@ -62,8 +62,7 @@ class Index:
 
     def warm_up(self) -> None:
         """Load the model and the splitter's lazy parts now, not inside the first sync."""
-        from rag.documents import Section
-        from rag.parsing import ParsedDocument
+        from rag.documents import ParsedDocument, Section
 
         self.embedder.warm_up()
         sample = "Warm-up text. It has two sentences."

@@ -112,7 +112,9 @@ class Ingestor:
     @property
     def collection(self) -> str:
         # Follows the live collection across a reindex unless pinned (reindex builds a new one).
-        return self._fixed_collection or self.index.collection
+        collection = self._fixed_collection or self.index.collection
+        assert collection is not None, "Ingestor needs an opened index"
+        return collection
 
     # -- entry points ----------------------------------------------------------------
     def sync_folder(self, root: Path, progress: Progress | None = None) -> SyncReport:
@@ -134,7 +136,8 @@ class Ingestor:
         root = root.resolve()
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
-            present, gone = [], []
+            present: list[str] = []
+            gone: list[str] = []
             for s in sorted(set(sources)):
                 p = root / s
                 if p.is_dir() and not p.is_symlink():

@@ -218,10 +218,10 @@ def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             try:
-                ok = reader.decrypt("")
+                opened = bool(reader.decrypt(""))
             except Exception:
-                ok = 0
-            if not ok:
+                opened = False
+            if not opened:
                 raise ParseError("encrypted PDF (password protected): remove the password to index it")
         pages = [page.extract_text() or "" for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or None

@@ -87,10 +87,10 @@ class EdgeStore(VectorStore):
             return None
         must: list[Any] = []
         for key, value in flt.items():
-            if isinstance(value, (list, tuple, set)):
-                must.append(q.FieldCondition(key=key, match=q.MatchAny(list(value))))
-            else:
+            if isinstance(value, (str, int, bool)):
                 must.append(q.FieldCondition(key=key, match=q.MatchValue(value)))
+            else:
+                must.append(q.FieldCondition(key=key, match=q.MatchAny(list(value))))  # type: ignore[arg-type]
         return q.Filter(must=must)
 
     @staticmethod

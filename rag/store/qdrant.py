@@ -64,10 +64,10 @@ class QdrantStore(VectorStore):
             return None
         must: list[Any] = []
         for key, value in flt.items():
-            if isinstance(value, (list, tuple, set)):
-                must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
-            else:
+            if isinstance(value, (str, int, bool)):
                 must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+            else:
+                must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))  # type: ignore[arg-type]
         return models.Filter(must=must)
 
     @staticmethod

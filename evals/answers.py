@@ -1,0 +1,170 @@
+"""Answer eval: the full query path per question, scored against gold answers and gold documents.
+
+The query path is ``rag.pipeline.QueryPipeline(index, settings).run(question, filters=None,
+generate=True)``, returning ``answer``, ``abstained``, ``citations`` (``source``, ``verified``,
+…), ``usage`` (``prompt_tokens``, ``completion_tokens``) and ``timings_ms``. The eval takes
+any callable with that result shape, so it also runs against a partial pipeline.
+
+Measures (each over the questions it applies to):
+- ``answer_contains_gold``: answerable questions whose answer contains a gold string
+  (SQuAD normalisation: lower case, no punctuation, no articles, single spaces);
+- ``gold_cited``: answerable questions with judged documents where one of them is cited;
+- ``citation_precision``: share of all returned citations marked ``verified``;
+- ``abstention_rate_unanswerable`` and ``false_abstention_rate_answerable``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from evals.datasets import AnswerKey
+from evals.metrics import average
+from evals.retrieval import latency_summary
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.index import Index
+
+__all__ = ["AnswersUnavailable", "contains_gold", "evaluate_answers", "normalize_answer", "pipeline_runner"]
+
+QueryRunner = Callable[[str], Mapping[str, Any]]
+Progress = Callable[[str, int, int], None]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+class AnswersUnavailable(RuntimeError):
+    """No query pipeline to evaluate; the message says what is missing."""
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lower case, punctuation and articles removed, whitespace collapsed."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
+
+
+def contains_gold(answer: str, gold: list[str]) -> bool:
+    norm = f" {normalize_answer(answer)} "
+    # Whole-word containment: gold "1685" must not match inside "16850".
+    return any(g and f" {g} " in norm for g in (normalize_answer(x) for x in gold))
+
+
+def pipeline_runner(index: Index, settings: Settings) -> QueryRunner:
+    """The real query path over ``index``."""
+    try:
+        from rag.pipeline import QueryPipeline
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("rag.pipeline",):
+            raise
+        raise AnswersUnavailable(
+            "answer evals need the query pipeline (rag/pipeline.py), which is not installed in this "
+            "checkout; run `rag eval retrieval` meanwhile"
+        ) from exc
+    pipeline = QueryPipeline(index, settings)
+
+    def run(question: str) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = pipeline.run(question, filters=None, generate=True)
+        return result
+
+    return run
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 6) if flags else None
+
+
+def evaluate_answers(
+    run: QueryRunner,
+    queries: Mapping[str, str],
+    answers: Mapping[str, AnswerKey],
+    qrels: Mapping[str, Mapping[str, int]],
+    to_doc: Callable[[str], str] = lambda source: source,
+    limit: int | None = None,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run every question that has an answer key (first ``limit`` of them) and score the results."""
+    ids = [qid for qid in queries if qid in answers]
+    if limit is not None:
+        ids = ids[:limit]
+    per_query: list[dict[str, Any]] = []
+    latencies: list[float] = []
+    prompt_tokens: list[int] = []
+    completion_tokens: list[int] = []
+    stage_ms: dict[str, list[float]] = {}
+    citations_total = 0
+    citations_verified = 0
+    errors: list[dict[str, str]] = []
+    started = time.perf_counter()
+    for i, qid in enumerate(ids, start=1):
+        if should_stop is not None and should_stop():
+            break
+        key = answers[qid]
+        question = queries[qid]
+        t0 = time.perf_counter()
+        try:
+            result = run(question)
+        except Exception as exc:  # one failing question must not hide the others' scores
+            errors.append({"id": qid, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        elapsed_ms = (time.perf_counter() - t0) * 1000.0
+        latencies.append(elapsed_ms)
+        answer = str(result.get("answer") or "")
+        abstained = bool(result.get("abstained"))
+        citations = list(result.get("citations") or [])
+        cited_docs = [to_doc(str(c.get("source", ""))) for c in citations]
+        verified = [bool(c.get("verified")) for c in citations]
+        citations_total += len(citations)
+        citations_verified += sum(verified)
+        usage = result.get("usage") or {}
+        prompt_tokens.append(int(usage.get("prompt_tokens") or 0))
+        completion_tokens.append(int(usage.get("completion_tokens") or 0))
+        for stage, ms in (result.get("timings_ms") or {}).items():
+            if isinstance(ms, (int, float)):
+                stage_ms.setdefault(str(stage), []).append(float(ms))
+        gold_docs = sorted(d for d, g in qrels.get(qid, {}).items() if g > 0)
+        per_query.append(
+            {
+                "id": qid,
+                "question": question,
+                "answerable": key.answerable,
+                "gold_answers": key.answers,
+                "gold_docs": gold_docs,
+                "answer": answer[:1000],
+                "abstained": abstained,
+                "contains_gold": contains_gold(answer, key.answers) if key.answerable and key.answers else None,
+                "gold_cited": bool(set(gold_docs) & set(cited_docs)) if key.answerable and gold_docs else None,
+                "cited": cited_docs,
+                "verified": verified,
+                "latency_ms": round(elapsed_ms, 3),
+            }
+        )
+        if progress:
+            progress("questions", i, len(ids))
+    answerable = [q for q in per_query if q["answerable"]]
+    unanswerable = [q for q in per_query if not q["answerable"]]
+    return {
+        "answer_contains_gold": _rate([q["contains_gold"] for q in answerable if q["contains_gold"] is not None]),
+        "gold_cited": _rate([q["gold_cited"] for q in answerable if q["gold_cited"] is not None]),
+        "citation_precision": round(citations_verified / citations_total, 6) if citations_total else None,
+        "abstention_rate_unanswerable": _rate([q["abstained"] for q in unanswerable]),
+        "false_abstention_rate_answerable": _rate([q["abstained"] for q in answerable]),
+        "questions": len(per_query),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "citations": citations_total,
+        "errors": errors,
+        "latency_ms": latency_summary(latencies),
+        "tokens_per_question": {
+            "prompt": round(average(prompt_tokens), 2),
+            "completion": round(average(completion_tokens), 2),
+            "total": round(average(p + c for p, c in zip(prompt_tokens, completion_tokens)), 2),
+        },
+        "stage_ms_mean": {stage: round(average(v), 3) for stage, v in sorted(stage_ms.items())},
+        "seconds": round(time.perf_counter() - started, 3),
+        "per_query": per_query,
+    }
