@@ -66,6 +66,18 @@ class _Handler:
         self.daemon.mark_dirty(self.root, *rels)
 
 
+class _OverflowDetector(logging.Handler):
+    """watchdog reports a kernel event-queue overflow only as a log warning: turn it into a reconcile."""
+
+    def __init__(self, daemon: WatchDaemon):
+        super().__init__(level=logging.WARNING)
+        self.daemon = daemon
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.daemon.request_reconcile("watcher event queue overflowed")
+
+
 class WatchDaemon:
     def __init__(
         self,
@@ -89,6 +101,7 @@ class WatchDaemon:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._observer: Any = None
+        self._overflow_detector: _OverflowDetector | None = None
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
         self._syncing = False
@@ -154,6 +167,9 @@ class WatchDaemon:
             observer.schedule(_Handler(self, root), str(root), recursive=True)  # type: ignore[arg-type]
         observer.start()
         self._observer = observer
+        if self._overflow_detector is None:
+            self._overflow_detector = _OverflowDetector(self)
+            logging.getLogger("watchdog").addHandler(self._overflow_detector)
 
     def _stop_observer(self) -> None:
         if self._observer is not None:
@@ -163,6 +179,9 @@ class WatchDaemon:
             except Exception:  # pragma: no cover - best effort on shutdown
                 pass
             self._observer = None
+        if self._overflow_detector is not None:
+            logging.getLogger("watchdog").removeHandler(self._overflow_detector)
+            self._overflow_detector = None
 
     # -- main loop -------------------------------------------------------------------
     def _run(self) -> None:

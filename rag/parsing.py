@@ -54,7 +54,7 @@ def read_file_bytes(path: Path, max_bytes: int) -> bytes:
         raise ParseError("is a directory, not a file") from exc
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise ParseError("symlink loop: the link points back to itself") from exc
+            raise ParseError("symlink loop: following the link leads back to itself") from exc
         raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
     if len(data) > max_bytes:
         raise ParseError(f"file grew over the {_megabytes(max_bytes)} limit while being read")
