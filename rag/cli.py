@@ -191,13 +191,24 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
     settings = get_settings()
     index = open_index()
     index.warm_up()
+    # Evals run in the background after each sync that changed the index, and after a reindex.
+    from evals.runner import EvalRunner
+
+    evals = EvalRunner(index, echo=lambda m: typer.echo(m, err=True)) if settings.evals.after_sync else None
     daemon = WatchDaemon(
         index,
         paths,
         debounce_seconds=settings.ingestion.debounce_seconds,
         reconcile_interval=reconcile_interval,
+        on_sync=[evals.on_sync] if evals else None,
         echo=lambda m: typer.echo(m, err=True),
     )
+
+    def do_reindex() -> dict[str, Any]:
+        result: dict[str, Any] = index.reindex([p.resolve() for p in paths])
+        if evals:
+            evals.request("reindex", f"reindexed into {result['collection']}")
+        return result
 
     def do_sync() -> dict[str, Any]:
         daemon.request_reconcile("requested")
@@ -207,7 +218,7 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
         settings.resolved_data_dir(),
         status=lambda: {**collect_status(index), "daemon": daemon.stats()},
         export=lambda: export_chunks(index),
-        reindex=lambda: index.reindex([p.resolve() for p in paths]),
+        reindex=do_reindex,
         sync=do_sync,
     )
     stop_requested = {"flag": False}
@@ -219,15 +230,18 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
     signal.signal(signal.SIGTERM, on_signal)
     control.start()
     daemon.start()
-    stopper = extra(index, daemon) if extra else None
-    typer.echo(f"watching {', '.join(str(p) for p in paths)} (pid {os.getpid()}); Ctrl-C to stop", err=True)
+    stopper = None
     try:
+        stopper = extra(index, daemon) if extra else None
+        typer.echo(f"watching {', '.join(str(p) for p in paths)} (pid {os.getpid()}); Ctrl-C to stop", err=True)
         while not stop_requested["flag"] and daemon._thread is not None and daemon._thread.is_alive():
             time.sleep(0.2)
     finally:
         typer.echo("stopping: finishing the sync in flight…", err=True)
         if callable(stopper):
             stopper()
+        if evals:
+            evals.stop()
         daemon.stop()
         control.stop()
         index.close()
@@ -261,6 +275,11 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
             f"last sync  {lr['embedded']} embedded, {lr['unchanged']} unchanged, {lr['deleted']} deleted, "
             f"{lr['failed']} failed in {lr['seconds']}s"
         )
+    if data.get("last_eval"):
+        ev = data["last_eval"]
+        regs = ev.get("regressions") or []
+        verdict = f"{len(regs)} regression(s): " + ", ".join(r["metric"] for r in regs[:3]) if regs else "no regressions"
+        typer.echo(f"last eval  {ev.get('id')} ({ev.get('trigger')}): {verdict}" + (f"; failed since: {ev['error']}" if ev.get("error") else ""))
     if data.get("daemon"):
         d = data["daemon"]
         state_word = "idle" if d["idle"] else ("syncing" if d["ready"] else "initial sync")
@@ -309,6 +328,9 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         try:
             with progress_reporter("reindex") as progress:
                 result = index.reindex(progress=progress)
+            from evals.runner import eval_after_reindex
+
+            result["eval"] = eval_after_reindex(index, echo=lambda m: typer.echo(m, err=True))
         except StoreError as exc:
             fail(str(exc))
         finally:

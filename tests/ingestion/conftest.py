@@ -45,7 +45,9 @@ class DaemonProcess:
         self.rag_cli = rag_cli
         self.folder = folder
         self.data_dir = data_dir
-        self.extra_env = dict(env or {})
+        # Evals after each sync are their own feature (tested with it); here they would only
+        # compete for the CPU and slow every wait.
+        self.extra_env = {"RAG_EVALS__AFTER_SYNC": "false", **(env or {})}
         self.log_path = data_dir.parent / f"{data_dir.name}-watch.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._client: DaemonClient | None = None

@@ -1,0 +1,134 @@
+"""The FastAPI app: ``create_app(settings, index=None, pipeline=None, daemon=None)``.
+
+``rag serve`` passes the index and daemon it runs (one process holds the store); tests pass
+a shared index so one loaded embedding model serves every app they start. Without an index
+the app opens one itself at startup and closes it at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.auth import KeyStore
+from api.deps import AppState
+from api.documents import Documents
+from api.errors import install_error_handlers
+from api.limits import BodyLimitMiddleware
+from api.metrics import Metrics, MetricsMiddleware
+from api.ratelimit import RateLimiter
+from api.service import Pipeline, QueryService, load_pipeline
+from rag.config import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("api")
+
+STATIC = Path(__file__).resolve().parent / "static"
+UPLOAD_OVERHEAD = 64_000  # multipart framing around the file
+
+
+def _token_counter(index: Any) -> Any:
+    from rag.chunking import load_tokenizer
+
+    encode = load_tokenizer(index.embedder.model_dir)
+
+    def count(text: str) -> int:
+        return len(encode(text))
+
+    return count
+
+
+def create_app(
+    settings: Settings,
+    index: Any = None,
+    pipeline: Pipeline | None = None,
+    daemon: Any = None,
+    keys: KeyStore | None = None,
+) -> FastAPI:
+    owns_index = index is None
+    if index is None:
+        from rag.index import Index
+
+        index = Index(settings)
+        index.open(create=True)
+    api = settings.api
+    state: dict[str, AppState] = {}
+
+    def live_metrics() -> dict[str, Any]:
+        s = state.get("app")
+        if s is None:
+            return {}
+        return {
+            "ingestion": s.daemon.stats() if s.daemon is not None else {},
+            "gates": {n: {**g.stats(), "rejected": g.rejected} for n, g in s.service.gates.items()},
+            "rate_limited": s.limiter.rejected,
+        }
+
+    metrics = Metrics(live_metrics)
+    service = QueryService(index, settings, pipeline or load_pipeline(index, settings), metrics)
+    app_state = AppState(
+        settings=settings,
+        index=index,
+        service=service,
+        keys=keys or KeyStore(index.data_dir, api.keys),
+        limiter=RateLimiter(api.requests_per_minute, api.burst),
+        metrics=metrics,
+        documents=Documents(index, settings.ingestion.extensions, settings.ingestion.ignore_hidden),
+        daemon=daemon,
+        count_tokens=_token_counter(index),
+    )
+    state["app"] = app_state
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Models load in the background: /healthz answers at once, /readyz once they are in.
+        threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
+        try:
+            yield
+        finally:
+            if owns_index:
+                index.close()
+
+    app = FastAPI(
+        title="rag-kb",
+        version="0.1.0",
+        summary="Knowledge-base chat over your documents: answers with verified citations.",
+        description=(
+            "Authenticate with `Authorization: Bearer KEY` (`rag keys create --tenant NAME`). Every key "
+            "belongs to one tenant and sees only that tenant's documents. Errors are "
+            "`{\"error\": {\"type\", \"message\"}}`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.rag = app_state
+    install_error_handlers(app)
+
+    from api import routes_documents, routes_openai, routes_ops, routes_query
+
+    for module in (routes_query, routes_openai, routes_documents, routes_ops):
+        app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    upload_limit = int((api.max_upload_mb or settings.ingestion.max_file_mb) * 1_000_000) + UPLOAD_OVERHEAD
+    app.add_middleware(
+        BodyLimitMiddleware,
+        json_limit=api.max_body_kb * 1000,
+        upload_limit=upload_limit,
+        upload_paths=("/v1/documents",),
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,206 @@
+"""API keys: each bound to one tenant, stored only as salted hashes.
+
+A key reads ``rk_<id>_<secret>``: the id finds the record, the secret is checked against
+``sha256(salt || secret)`` in constant time. The secret carries 256 random bits, so a fast
+hash is safe (nobody can brute-force the preimage) and costs microseconds per request, where
+a password hash (scrypt) would cost tens of milliseconds on every call.
+
+Records live in ``<data_dir>/keys.json`` (written atomically under a file lock, re-read when
+it changes, so ``rag keys create/revoke`` take effect on a running server) and may also be
+listed in config (``api.keys``, entries from ``rag keys create --config-entry``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LOCAL_KEY_FILE", "KeyRecord", "KeyStore", "Principal", "hash_secret"]
+
+KEYS_FILE = "keys.json"
+LOCAL_KEY_FILE = "local.key"
+_KEY_RE = re.compile(r"^rk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
+_TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def hash_secret(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id and the tenant whose documents it may see."""
+
+    key_id: str
+    tenant: str
+    name: str
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    tenant: str
+    name: str
+    salt: str
+    hash: str
+    created_at: float
+    revoked_at: float | None = None
+    source: str = "file"  # file | config
+
+    def public(self) -> dict[str, Any]:
+        """What `rag keys list` shows: never the hash or salt."""
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at)),
+            "revoked": self.revoked_at is not None,
+            "source": self.source,
+        }
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "tenant": self.tenant,
+            "name": self.name,
+            "salt": self.salt,
+            "hash": self.hash,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+        }
+
+
+def _record(raw: dict[str, Any], source: str) -> KeyRecord:
+    try:
+        rec = KeyRecord(
+            id=str(raw["id"]),
+            tenant=str(raw["tenant"]),
+            name=str(raw.get("name") or ""),
+            salt=str(raw["salt"]),
+            hash=str(raw["hash"]),
+            created_at=float(raw.get("created_at") or 0.0),
+            revoked_at=float(raw["revoked_at"]) if raw.get("revoked_at") is not None else None,
+            source=source,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"bad API key entry ({source}): needs id, tenant, salt and hash ({exc})") from exc
+    if not _TENANT_RE.match(rec.tenant):
+        raise ValueError(f"bad API key entry {rec.id}: tenant {rec.tenant!r} must match {_TENANT_RE.pattern}")
+    return rec
+
+
+class KeyStore:
+    def __init__(self, data_dir: Path, config_keys: list[dict[str, str]] | None = None):
+        self.data_dir = data_dir
+        self.path = data_dir / KEYS_FILE
+        self._config = {r.id: r for r in (_record(dict(k), "config") for k in (config_keys or []))}
+        self._file: dict[str, KeyRecord] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    # -- reading ---------------------------------------------------------------------
+    def _refresh(self) -> dict[str, KeyRecord]:
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int] | None = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._file = self._read() if stamp else {}
+                self._stamp = stamp
+            return self._file
+
+    def _read(self) -> dict[str, KeyRecord]:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise ValueError(f"{self.path} is not valid JSON ({exc}); restore it or delete it and create keys again") from exc
+        return {r.id: r for r in (_record(k, "file") for k in raw.get("keys", []))}
+
+    def records(self) -> list[KeyRecord]:
+        return sorted([*self._config.values(), *self._refresh().values()], key=lambda r: (r.created_at, r.id))
+
+    def verify(self, token: str) -> Principal | None:
+        """The principal for a presented key, or None (unknown, malformed, revoked)."""
+        m = _KEY_RE.match(token.strip())
+        if not m:
+            return None
+        key_id, secret = m.groups()
+        rec = self._config.get(key_id) or self._refresh().get(key_id)
+        if rec is None or rec.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(hash_secret(rec.salt, secret), rec.hash):
+            return None
+        return Principal(rec.id, rec.tenant, rec.name)
+
+    # -- writing (the CLI) -----------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, KeyRecord]]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / (KEYS_FILE + ".lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            records = self._read()
+            yield records
+            tmp = self.path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"keys": [r.stored() for r in records.values()]}, indent=2), encoding="utf-8")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+
+    @staticmethod
+    def new_key(tenant: str, name: str = "") -> tuple[KeyRecord, str]:
+        """A fresh record and its plaintext key (shown once, never stored)."""
+        if not _TENANT_RE.match(tenant):
+            raise ValueError(f"tenant {tenant!r} must be 1-64 letters, digits, '_' or '-'")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_hex(16)
+        rec = KeyRecord(key_id, tenant, name, salt, hash_secret(salt, secret), time.time())
+        return rec, f"rk_{key_id}_{secret}"
+
+    def create(self, tenant: str, name: str = "") -> tuple[KeyRecord, str]:
+        rec, key = self.new_key(tenant, name)
+        with self._locked() as records:
+            records[rec.id] = rec
+        return rec, key
+
+    def revoke(self, key_id: str) -> bool:
+        """True when the key existed in the keys file (config keys are removed from config)."""
+        with self._locked() as records:
+            rec = records.get(key_id)
+            if rec is None:
+                return False
+            if rec.revoked_at is None:
+                records[key_id] = KeyRecord(**{**rec.stored(), "revoked_at": time.time()})
+            return True
+
+    def local_key(self, tenant: str) -> str:
+        """The deployment's own key (``<data_dir>/local.key``), created on first use or after a revoke."""
+        path = self.data_dir / LOCAL_KEY_FILE
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+            if self.verify(key) is not None:
+                return key
+        except FileNotFoundError:
+            pass
+        _, key = self.create(tenant, "local")
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(key + "\n")
+        os.replace(tmp, path)
+        return key

@@ -1,0 +1,149 @@
+"""OpenAI chat ↔ knowledge-base query: condensing a conversation into one question, and
+shaping results as ``chat.completion`` objects and ``chat.completion.chunk`` streams.
+
+The last user message is the question. Earlier user and assistant turns are appended to it,
+most recent first, while they fit in ``api.history_tokens`` (counted with the embedding
+model's tokenizer, since retrieval is what reads them), so follow-ups like "and its price?"
+retrieve with their context. System messages are ignored: the deployment's versioned
+prompt decides how answers are written.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from api.errors import ApiError
+from api.models import ChatMessage
+from api.sse import sse_frame
+
+__all__ = ["ChatStreamRenderer", "completion", "condense"]
+
+_MARKER = re.compile(r"\s*\[\d+\]")
+_ASSISTANT_WORDS = 40  # earlier answers are long; their opening says what they were about
+
+
+def condense(messages: Sequence[ChatMessage], budget: int, count: Callable[[str], int]) -> tuple[str, str]:
+    """(question for the pipeline, the last user message alone)."""
+    last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
+    if last_user is None:
+        raise ApiError(422, "invalid_request", "messages has no user message: the last user message is the question")
+    question = messages[last_user].text().strip()
+    if not question:
+        raise ApiError(422, "invalid_request", "the last user message is empty: ask something")
+    earlier: list[str] = []
+    used = 0
+    for m in reversed(messages[:last_user]):
+        if m.role not in ("user", "assistant"):
+            continue
+        text = " ".join(m.text().split())
+        if m.role == "assistant":
+            text = " ".join(_MARKER.sub("", text).split()[:_ASSISTANT_WORDS])
+        if not text:
+            continue
+        cost = count(text)
+        if used + cost > budget:
+            break
+        used += cost
+        earlier.append(text)
+    if not earlier:
+        return question, question
+    return f"{question}\n\n(Earlier in this conversation: {' | '.join(earlier)})", question
+
+
+def _usage(result: dict[str, Any]) -> dict[str, int]:
+    usage = result.get("usage") or {}
+    p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def rag_info(result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "abstained": bool(result.get("abstained")),
+        "degraded": bool(result.get("degraded")),
+        "generator": result.get("generator"),
+        "prompt": result.get("prompt"),
+        "timings_ms": result.get("timings_ms") or {},
+    }
+
+
+def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": result.get("answer") or ""}, "finish_reason": "stop"}
+        ],
+        "usage": _usage(result),
+        "citations": result.get("citations") or [],
+        "rag": rag_info(result),
+    }
+
+
+class ChatStreamRenderer:
+    """Pipeline events → ``chat.completion.chunk`` SSE frames, ending with ``data: [DONE]``.
+
+    The last chunk (``finish_reason: stop``) carries the extension fields ``citations`` and
+    ``rag`` (with the final, verified ``answer``); OpenAI clients ignore what they don't know."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self.citations: list[Any] = []
+        self.started = False
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+        return sse_frame(body)
+
+    def __call__(self, kind: str, payload: Any) -> Iterable[str]:
+        if not self.started:
+            self.started = True
+            yield self._chunk({"role": "assistant", "content": ""})
+        if kind == "token" and payload:
+            yield self._chunk({"content": str(payload)})
+        elif kind == "citations":
+            self.citations = list(payload or [])
+        elif kind == "done":
+            result = dict(payload or {})
+            info = {**rag_info(result), "answer": result.get("answer")}
+            yield self._chunk({}, "stop", citations=self.citations or result.get("citations") or [], rag=info)
+            if self.include_usage:
+                yield sse_frame(
+                    {
+                        "id": self.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": _usage(result),
+                    }
+                )
+        elif kind == "error":
+            yield sse_frame({"error": payload})
+
+
+def query_renderer(kind: str, payload: Any) -> Iterable[str]:
+    """/v1/query events: ``token`` {text}, ``citations`` {citations}, ``done`` {…}, ``error`` {error}."""
+    if kind == "token":
+        yield sse_frame({"text": str(payload)}, "token")
+    elif kind == "citations":
+        yield sse_frame({"citations": list(payload or [])}, "citations")
+    elif kind == "done":
+        yield sse_frame(payload, "done")
+    elif kind == "error":
+        yield sse_frame({"error": payload}, "error")

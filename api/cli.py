@@ -1,0 +1,160 @@
+"""``rag serve`` (API + watch daemon in one process) and ``rag keys create|list|revoke|local``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rag.cli import app, fail, get_settings, print_json, run_daemon
+
+__all__ = ["keys_app", "serve"]
+
+keys_app = typer.Typer(help="API keys: each bound to one tenant, stored hashed under the data dir.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _store() -> Any:
+    from api.auth import KeyStore
+
+    settings = get_settings()
+    try:
+        return KeyStore(settings.resolved_data_dir(), settings.api.keys)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant whose documents the key may see")],
+    name: Annotated[str, typer.Option("--name", help="A label shown by `rag keys list`")] = "",
+    config_entry: Annotated[
+        bool, typer.Option("--config-entry", help="Print a hashed entry for api.keys in the config instead of storing it")
+    ] = False,
+) -> None:
+    """Create a key and print it once (only its salted hash is kept)."""
+    from api.auth import KeyStore
+
+    try:
+        if config_entry:
+            rec, key = KeyStore.new_key(tenant, name)
+            typer.echo(key)
+            typer.echo("# add under api.keys in your config:", err=True)
+            typer.echo("  - " + json.dumps({k: v for k, v in rec.stored().items() if v is not None}), err=True)
+            return
+        rec, key = _store().create(tenant, name)
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    typer.echo(key)
+    typer.echo(f"key {rec.id} for tenant '{rec.tenant}': shown once, store it now", err=True)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Keys with their tenant and state (never the secret)."""
+    rows = [r.public() for r in _store().records()]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no keys yet: `rag keys create --tenant NAME`")
+    for r in rows:
+        state = "revoked" if r["revoked"] else "active"
+        typer.echo(f"{r['id']}  {r['tenant']:<16} {state:<8} {r['created_at']}  {r['name']} ({r['source']})")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id from `rag keys list` (or the whole key)")]) -> None:
+    """Revoke a key: a running server refuses it from its next request."""
+    if key_id.startswith("rk_"):
+        key_id = key_id.split("_")[1]
+    if not _store().revoke(key_id):
+        fail(f"no key {key_id} in the keys file (`rag keys list`); keys listed in config are removed from the config")
+    typer.echo(f"revoked {key_id}")
+
+
+@keys_app.command("local")
+def keys_local() -> None:
+    """Print this deployment's local key for the default tenant, creating it on first use."""
+    settings = get_settings()
+    typer.echo(_store().local_key(settings.tenant))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default api.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default api.port)")] = None,
+    watch: Annotated[
+        list[Path] | None, typer.Option("--watch", help="A folder for the default tenant to keep in sync (repeatable)")
+    ] = None,
+    reconcile_interval: Annotated[float, typer.Option(help="Seconds between safety reconciles")] = 300.0,
+) -> None:
+    """The API and chat page, plus the watch daemon for --watch folders and tenants' uploads."""
+    import uvicorn
+
+    from rag.cli import daemon_client
+    from rag.ingest import TENANTS_DIR
+
+    settings = get_settings()
+    folders = list(watch or [])
+    for p in folders:
+        if not p.is_dir():
+            fail(f"{p} is not a folder (give folders to --watch)")
+    if daemon_client() is not None:
+        fail("a daemon (`rag watch`/`rag serve`) is already running on this data dir; stop it first")
+    tenants_root = settings.resolved_data_dir() / TENANTS_DIR
+    tenants_root.mkdir(parents=True, exist_ok=True)
+    bind_host = host or settings.api.host
+    bind_port = settings.api.port if port is None else port
+    _check_port_free(bind_host, bind_port)
+
+    def start_api(index: Any, daemon: Any) -> Any:
+        from api.app import create_app
+
+        config = uvicorn.Config(
+            create_app(settings, index=index, daemon=daemon),
+            host=bind_host,
+            port=bind_port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.api.shutdown_grace_seconds),
+        )
+        # In a thread uvicorn leaves signals alone: run_daemon's handlers stop everything.
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not server.started:
+            server.should_exit = True
+            raise RuntimeError(f"the API did not start on {bind_host}:{bind_port}; see the log above")
+        typer.echo(f"serving the API and chat page on http://{bind_host}:{bind_port}", err=True)
+
+        def stop() -> None:
+            # Graceful: stop accepting, let in-flight requests finish (bounded by the grace period).
+            server.should_exit = True
+            thread.join(settings.api.shutdown_grace_seconds + 5)
+
+        return stop
+
+    run_daemon([*folders, tenants_root], reconcile_interval, extra=start_api)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before loading models, not after, when the address is taken."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port} ({exc.strerror}): is another server running? choose one with --port")

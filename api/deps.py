@@ -1,0 +1,71 @@
+"""Shared state of one app and the dependencies routes declare (auth + rate limit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import KeyStore, Principal
+from api.errors import ApiError
+from api.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from api.documents import Documents
+    from api.metrics import Metrics
+    from api.service import QueryService
+    from rag.config import Settings
+    from rag.index import Index
+
+__all__ = ["AppState", "Caller", "State", "authenticated", "get_state"]
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    index: Index
+    service: QueryService
+    keys: KeyStore
+    limiter: RateLimiter
+    metrics: Metrics
+    documents: Documents
+    daemon: Any  # ingestion.daemon.WatchDaemon | None
+    count_tokens: Any  # Callable[[str], int]
+
+
+async def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.rag
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `rag keys create --tenant NAME`")
+
+
+async def authenticated(
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """401 without a valid key; 429 (with Retry-After) when the key's bucket is empty."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "missing API key: send `Authorization: Bearer KEY` (`rag keys create`)", challenge)
+    principal = state.keys.verify(credentials.credentials)
+    if principal is None:
+        raise ApiError(401, "unauthorized", "invalid or revoked API key (`rag keys list` shows the valid ones)", challenge)
+    wait = state.limiter.check(principal.key_id)
+    if wait:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit of this key exceeded ({state.settings.api.requests_per_minute:g}/min, burst "
+            f"{state.settings.api.burst}); retry in {wait}s",
+            {"Retry-After": str(wait)},
+        )
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticated)]

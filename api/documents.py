@@ -1,0 +1,199 @@
+"""Tenants' documents: where uploads go, who owns what, and per-document status.
+
+Layout: ``<data_dir>/tenants/<tenant>/<path>``. The daemon watches ``<data_dir>/tenants`` as
+one root, and the ingestor gives each file there the tenant named by its first folder, so a
+tenant's uploads are documents named ``<tenant>/<path>``. The default tenant also owns the
+folders passed to ``rag serve --watch`` / ``rag ingest``.
+
+Ownership is checked from the manifest's document id, which is derived from (tenant, path):
+a record belongs to tenant T exactly when ``document_id(T, source) == record.doc_id``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from api.errors import ApiError
+from rag.documents import document_id
+from rag.ingest import TENANTS_DIR, is_ignored_name, walk_folder
+from rag.manifest import FileRecord
+
+if TYPE_CHECKING:
+    from rag.index import Index
+
+__all__ = ["DocumentView", "Documents", "UploadTarget"]
+
+_SAFE_PART = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    path: str
+    status: str
+    chunks: int
+    reason: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    source: str  # "<tenant>/<relative path>": the document's name
+    file: Path
+
+
+class Documents:
+    def __init__(self, index: Index, extensions: list[str], ignore_hidden: bool = True):
+        self.index = index
+        self.root = index.data_dir / TENANTS_DIR
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.extensions = tuple(e.lower() for e in extensions)
+        self.ignore_hidden = ignore_hidden
+        # source -> sha256 of uploads the daemon has not recorded yet (status "pending").
+        self._pending: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- ownership -------------------------------------------------------------------
+    @staticmethod
+    def owns(tenant: str, record: FileRecord) -> bool:
+        return document_id(tenant, record.source) == record.doc_id
+
+    def _records(self) -> list[FileRecord]:
+        collection = self.index.collection or self.index.open(create=False)
+        return self.index.manifest.records(collection)
+
+    def _record(self, tenant: str, source: str) -> FileRecord | None:
+        collection = self.index.collection or self.index.open(create=False)
+        rec = self.index.manifest.get(collection, source)
+        return rec if rec is not None and self.owns(tenant, rec) else None
+
+    def is_upload(self, record: FileRecord) -> bool:
+        return Path(record.root) == self.root
+
+    # -- listing ---------------------------------------------------------------------
+    def list(self, tenant: str) -> list[DocumentView]:
+        out: dict[str, DocumentView] = {}
+        for rec in self._records():
+            if not self.owns(tenant, rec):
+                continue
+            status = rec.status
+            with self._lock:
+                uploaded = self._pending.get(rec.source)
+            if uploaded is not None:
+                if uploaded == rec.signature:
+                    with self._lock:
+                        self._pending.pop(rec.source, None)
+                else:
+                    status = "pending"
+            out[rec.source] = DocumentView(
+                rec.source, status, rec.chunks if status == "ok" else 0, rec.reason if status != "pending" else None,
+                "upload" if self.is_upload(rec) else "watched",
+            )
+        # Files in the tenant's folder the daemon has not recorded yet.
+        folder = self.root / tenant
+        if folder.is_dir():
+            for rel in walk_folder(folder, self.ignore_hidden):
+                source = f"{tenant}/{rel}"
+                if source not in out:
+                    out[source] = DocumentView(source, "pending", 0, None, "upload")
+        return [out[k] for k in sorted(out)]
+
+    def get(self, tenant: str, source: str) -> DocumentView:
+        for doc in self.list(tenant):
+            if doc.path == source:
+                return doc
+        raise self.not_found(source)
+
+    @staticmethod
+    def not_found(source: str) -> ApiError:
+        return ApiError(404, "not_found", f"no document {source!r} for this key's tenant (GET /v1/documents lists them)")
+
+    def source_file(self, tenant: str, source: str) -> Path:
+        """The file behind a document of ``tenant`` (404 for anything else)."""
+        rec = self._record(tenant, source)
+        if rec is not None:
+            path = Path(rec.root) / rec.source
+        elif source.startswith(f"{tenant}/"):
+            path = self.root / self.safe_relative(source)
+        else:
+            raise self.not_found(source)
+        if not path.is_file():
+            raise self.not_found(source)
+        return path
+
+    # -- uploads ---------------------------------------------------------------------
+    def safe_relative(self, raw: str) -> str:
+        parts = PurePosixPath(raw.replace("\\", "/")).parts
+        if (
+            not parts
+            or raw.startswith("/")
+            or any(p in ("", ".", "..") or not _SAFE_PART.match(p) for p in parts)
+        ):
+            raise ApiError(422, "invalid_path", f"path {raw!r} must be a relative path without '..' or control characters")
+        if any(is_ignored_name(p, self.ignore_hidden) for p in parts):
+            raise ApiError(
+                422, "invalid_path", f"path {raw!r} names a hidden or temporary file, which is never ingested; rename it"
+            )
+        return "/".join(parts)
+
+    def upload_target(self, tenant: str, raw_path: str) -> UploadTarget:
+        rel = self.safe_relative(raw_path)
+        suffix = PurePosixPath(rel).suffix.lower()
+        if suffix not in self.extensions:
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                f"files of type '{suffix or '(none)'}' are not ingested; upload one of: {', '.join(self.extensions)}",
+            )
+        return UploadTarget(f"{tenant}/{rel}", self.root / tenant / rel)
+
+    def write(self, target: UploadTarget, data: bytes) -> str:
+        """Write atomically (temp file in the same folder, fsync, rename): the daemon never sees half a file."""
+        folder = target.file.parent
+        if folder.exists() and not folder.is_dir():
+            raise ApiError(409, "conflict", f"{target.source}: a parent of this path is a file")
+        if target.file.is_dir():
+            raise ApiError(409, "conflict", f"{target.source} is a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(data).hexdigest()
+        # A hidden temp name: the watcher ignores it until the rename makes it a document.
+        fd, tmp = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            with self._lock:
+                self._pending[target.source] = digest
+            os.replace(tmp, target.file)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(target.source, None)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return digest
+
+    def delete(self, tenant: str, source: str) -> None:
+        rec = self._record(tenant, source)
+        if rec is not None and not self.is_upload(rec):
+            raise ApiError(
+                409,
+                "conflict",
+                f"{source} comes from the watched folder {rec.root}; delete the file there and the daemon removes it",
+            )
+        if rec is None and not source.startswith(f"{tenant}/"):
+            raise self.not_found(source)
+        path = self.root / self.safe_relative(source)
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            raise self.not_found(source) from None
+        with self._lock:
+            self._pending.pop(source, None)

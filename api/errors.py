@@ -1,0 +1,140 @@
+"""Every error leaves the service as JSON ``{"error": {"type", "message"}}``, never a stack trace.
+
+``ApiError`` is what routes raise; the handlers installed by ``install_error_handlers`` turn
+it, FastAPI's own HTTP and validation errors, and any unexpected exception into that shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "ApiError",
+    "ErrorBody",
+    "ErrorDetail",
+    "error_responses",
+    "install_error_handlers",
+    "json_error",
+]
+
+log = logging.getLogger("api")
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApiError(HTTPException):
+    """An error with a stable machine-readable ``type`` and a message that says what to do next.
+
+    A subclass of FastAPI's HTTPException so that one raised while a request body is read
+    (the body-size limit) keeps its status instead of becoming a generic 400."""
+
+    def __init__(self, status: int, type: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.type = type
+        self.message = message
+
+
+_TYPE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing or invalid API key (send `Authorization: Bearer KEY`)",
+    403: "The key's tenant may not use this endpoint",
+    404: "Not found (documents of other tenants are reported as not found)",
+    409: "Conflict with the state of the resource",
+    413: "Body, question or upload larger than the configured limit (the message names it)",
+    415: "Upload of a file type that is not ingested",
+    422: "Request failed validation (the message names the field and the limit)",
+    429: "Rate limit of this key exceeded; retry after `Retry-After` seconds",
+    500: "Unexpected server error (details are in the server log, never in the response)",
+    503: "Overloaded or not ready; retry after `Retry-After` seconds where given",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the given error statuses (schema: ``ErrorBody``)."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+# Statuses any authenticated route can answer with.
+ERROR_RESPONSES = error_responses(401, 413, 422, 429, 500)
+
+
+def json_error(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            msg = f"body is not valid JSON ({ctx.get('error', 'decode error')})"
+            loc = "body"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return json_error(exc.status_code, exc.type, exc.message, dict(exc.headers) if exc.headers else None)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, ApiError):
+            return await on_api_error(request, exc)
+        type_ = _TYPE_BY_STATUS.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no such endpoint: {request.method} {request.url.path} (see /docs for the API)"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path} (see /docs for the API)"
+        headers = getattr(exc, "headers", None)
+        return json_error(exc.status_code, type_, message, dict(headers) if headers else None)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return json_error(422, "invalid_request", _validation_message(exc))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        ref = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", ref, request.method, request.url.path, exc_info=exc)
+        return json_error(500, "internal_error", f"internal error (reference {ref}); the server log has the details")
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_unexpected)

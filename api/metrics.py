@@ -1,0 +1,122 @@
+"""Prometheus metrics for ``GET /metrics`` (text exposition format, prometheus-client).
+
+Each app has its own registry (several apps in one test process must not collide). Route
+labels use the route template (``/v1/documents/{path}``), never the raw path, so label
+cardinality stays bounded. Ingestion counters and queue depths are read at scrape time
+from the daemon and the concurrency gates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class _LiveCollector(Collector):
+    """Values owned elsewhere (daemon totals, gate depths), read when scraped."""
+
+    def __init__(self, read: Callable[[], dict[str, Any]]):
+        self.read = read
+
+    def collect(self) -> Iterable[Metric]:
+        data = self.read()
+        ingest = data.get("ingestion") or {}
+        files = CounterMetricFamily("rag_ingestion_files", "Files handled by the watch daemon", labels=["outcome"])
+        for outcome in ("ingested", "deleted"):
+            files.add_metric([outcome], float(ingest.get(f"files_{outcome}", 0)))
+        yield files
+        yield CounterMetricFamily(
+            "rag_ingestion_chunks_embedded", "Chunk texts embedded by the daemon", value=float(ingest.get("chunks_embedded", 0))
+        )
+        yield CounterMetricFamily("rag_ingestion_syncs", "Syncs run by the daemon", value=float(ingest.get("syncs", 0)))
+        yield GaugeMetricFamily(
+            "rag_ingestion_pending_paths", "Changed paths waiting to be synced", value=float(ingest.get("pending_paths", 0))
+        )
+        queue = GaugeMetricFamily("rag_queue_depth", "Requests waiting for a backend slot", labels=["backend"])
+        active = GaugeMetricFamily("rag_backend_active", "Requests running on a backend", labels=["backend"])
+        rejected = CounterMetricFamily("rag_backend_rejected", "Requests refused with 503 (queue full)", labels=["backend"])
+        for name, gate in (data.get("gates") or {}).items():
+            queue.add_metric([name], float(gate["waiting"]))
+            active.add_metric([name], float(gate["active"]))
+            rejected.add_metric([name], float(gate["rejected"]))
+        yield queue
+        yield active
+        yield rejected
+        yield CounterMetricFamily(
+            "rag_rate_limited", "Requests refused with 429 (rate limit)", value=float(data.get("rate_limited", 0))
+        )
+
+
+class Metrics:
+    def __init__(self, live: Callable[[], dict[str, Any]]):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "rag_http_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "rag_http_request_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
+        self.stage = Histogram(
+            "rag_stage_seconds", "Query pipeline stage latency", ["stage"], buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
+        self.tokens = Counter("rag_tokens", "Model tokens", ["kind"], registry=self.registry)
+        self.answers = Counter(
+            "rag_answers", "Answers by generator and outcome", ["generator", "outcome"], registry=self.registry
+        )
+        self.registry.register(_LiveCollector(live))
+
+    def observe_result(self, result: dict[str, Any]) -> None:
+        for stage, ms in (result.get("timings_ms") or {}).items():
+            if isinstance(ms, (int, float)):
+                self.stage.labels(str(stage)).observe(float(ms) / 1000.0)
+        usage = result.get("usage") or {}
+        for kind in ("prompt_tokens", "completion_tokens"):
+            n = usage.get(kind)
+            if isinstance(n, int) and n > 0:
+                self.tokens.labels(kind.removesuffix("_tokens")).inc(n)
+        if result.get("generator"):
+            outcome = "abstained" if result.get("abstained") else ("degraded" if result.get("degraded") else "answered")
+            self.answers.labels(str(result["generator"]), outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every request and times it to the end of its response body (streams included)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            # The router records the matched route in the (shared) scope.
+            route = str(getattr(scope.get("route"), "path", "<unmatched>"))
+            self.metrics.requests.labels(route, scope["method"], str(status["code"])).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)

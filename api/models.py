@@ -1,0 +1,222 @@
+"""Request and response bodies: the OpenAPI schema is generated from these."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "FILTER_KEYS",
+    "ChatCompletion",
+    "ChatRequest",
+    "Citation",
+    "DocumentInfo",
+    "DocumentList",
+    "ModelList",
+    "QueryRequest",
+    "QueryResponse",
+]
+
+# Payload fields a caller may filter on. `tenant` is never one: it comes from the API key.
+FILTER_KEYS = ("source", "doc_id", "title", "section", "page")
+FilterValue = str | int | list[str] | list[int]
+
+
+class Citation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    n: int = Field(description="The number used by `[n]` markers in the answer")
+    source: str = Field(description="Document path (as listed by GET /v1/documents)")
+    title: str | None = None
+    section: list[str] = Field(default_factory=list, description="Heading path of the cited chunk")
+    page: int | None = None
+    start: int = Field(description="Character offset of the chunk in the parsed document")
+    end: int
+    quote: str = Field(description="The cited text")
+    score: float
+    verified: bool = Field(description="Verification found the cited text supports the sentence(s) citing it")
+
+
+class PromptRef(BaseModel):
+    name: str
+    version: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=100_000, description="Limited further by api.max_question_chars")
+    filters: dict[str, FilterValue] | None = Field(
+        default=None,
+        description=f"Exact-match payload filters (a list matches any of its values); keys: {', '.join(FILTER_KEYS)}",
+    )
+    prompt: str | None = Field(default=None, max_length=200, description="Prompt `name` or `name@version`")
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events: token…, citations, done")
+    generate: bool = Field(default=True, description="False: return the retrieved, packed context only")
+    user: str | None = Field(default=None, max_length=256, description="For A/B prompt assignment")
+    session: str | None = Field(default=None, max_length=256)
+
+    @field_validator("filters")
+    @classmethod
+    def _known_keys(cls, value: dict[str, FilterValue] | None) -> dict[str, FilterValue] | None:
+        if value:
+            unknown = sorted(set(value) - set(FILTER_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"unknown filter key(s) {', '.join(unknown)}: use {', '.join(FILTER_KEYS)} "
+                    "(the tenant is always that of the API key)"
+                )
+        return value
+
+
+class QueryResponse(BaseModel):
+    """The `rag query --json` object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    answer: str
+    abstained: bool
+    degraded: bool
+    generator: str | None
+    citations: list[Citation]
+    prompt: PromptRef | None
+    usage: Usage
+    timings_ms: dict[str, float]
+    context_tokens: int
+
+
+# -- OpenAI-compatible chat ------------------------------------------------------------
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text or "" for p in (self.content or []) if p.type == "text")
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    # Unknown OpenAI parameters (top_p, seed, ...) are accepted and ignored, like other servers do.
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="A name from GET /v1/models")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
+    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
+    user: str | None = Field(default=None, max_length=256)
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class RagInfo(BaseModel):
+    """Extension field: what the knowledge base did for this answer."""
+
+    abstained: bool
+    degraded: bool
+    generator: str | None
+    prompt: PromptRef | None
+    timings_ms: dict[str, float]
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    citations: list[Citation] = Field(
+        description="Extension: the sources behind the `[n]` markers in the answer (streamed in the last chunk)"
+    )
+    rag: RagInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# -- documents -------------------------------------------------------------------------
+class DocumentInfo(BaseModel):
+    path: str = Field(description="The document's name in citations and in /v1/documents/{path}")
+    status: Literal["ok", "pending", "failed", "skipped"]
+    chunks: int
+    reason: str | None = Field(default=None, description="Why it failed or was skipped")
+    origin: Literal["upload", "watched"] = Field(description="Uploaded through the API, or from a watched folder")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentInfo]
+    total: int
+
+
+class UploadResult(BaseModel):
+    path: str
+    status: Literal["pending"]
+    bytes: int
+    sha256: str
+
+
+class DeleteResult(BaseModel):
+    path: str
+    status: Literal["deleting"]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, str]
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

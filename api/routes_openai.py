@@ -1,0 +1,69 @@
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models``.
+
+The official ``openai`` client works unchanged (``base_url=".../v1"``, ``api_key=KEY``),
+streaming included. Citations travel as ``[n]`` markers in the text and in the extension
+field ``citations`` (the last chunk of a stream).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.chat import ChatStreamRenderer, completion, condense
+from api.deps import Caller, State
+from api.errors import ApiError, error_responses
+from api.limits import check_question
+from api.models import ChatCompletion, ChatRequest, ModelList
+from api.service import QueryArgs
+from api.sse import SSEResponse, sse_frame
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["openai"])
+
+_STARTED = int(time.time())
+
+
+@router.get("/v1/models", response_model=ModelList, responses=error_responses(401, 429, 500))
+async def models(state: State, caller: Caller) -> Any:
+    """The chat "model" names this deployment serves."""
+    return {
+        "object": "list",
+        "data": [{"id": state.settings.api.model_name, "object": "model", "created": _STARTED, "owned_by": "rag-kb"}],
+    }
+
+
+@router.post(
+    "/v1/chat/completions",
+    response_model=ChatCompletion,
+    description=(
+        "OpenAI chat completions. The last user message is the question; earlier turns are condensed "
+        "into it (api.history_tokens). With `stream: true`: `chat.completion.chunk` events, the last "
+        "one carrying `citations` and `rag`, then `data: [DONE]`."
+    ),
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(401, 404, 413, 422, 429, 500, 503),
+    },
+)
+async def chat_completions(body: ChatRequest, state: State, caller: Caller) -> Any:
+    served = state.settings.api.model_name
+    if body.model != served:
+        raise ApiError(404, "model_not_found", f"model {body.model!r} is not served here; use {served!r} (GET /v1/models)")
+    question, last = condense(body.messages, state.settings.api.history_tokens, state.count_tokens)
+    check_question(last, state.settings.api.max_question_chars)
+    options: dict[str, Any] = {}
+    if body.temperature is not None:
+        options["temperature"] = body.temperature
+    if body.max_completion_tokens or body.max_tokens:
+        options["max_tokens"] = body.max_completion_tokens or body.max_tokens
+    args = QueryArgs(question=question, generate=True, user=body.user, session=body.user, options=options)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        renderer = ChatStreamRenderer(served, include_usage)
+        return SSEResponse(state.service.open_stream(args, caller.tenant), renderer, trailer=[sse_frame("[DONE]")])
+    result = await state.service.answer(args, caller.tenant)
+    return completion(result, served)

@@ -1,0 +1,51 @@
+"""``POST /v1/query``: the `rag query --json` object, or its Server-Sent Events stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.chat import query_renderer
+from api.deps import Caller, State
+from api.errors import error_responses
+from api.limits import check_question
+from api.models import QueryRequest, QueryResponse
+from api.service import QueryArgs
+from api.sse import SSEResponse
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["query"])
+
+SSE_QUERY_DOC = (
+    "With `stream: true`: `text/event-stream` with `token` events (`{\"text\"}`) while generating, "
+    "one `citations` event (`{\"citations\": [...]}`, verified), then `done` with the full result "
+    "(usage, timings, abstained/degraded, flagged sentences); `error` (`{\"error\": {type, message}}`) "
+    "if the stream fails after it started."
+)
+
+
+@router.post(
+    "/v1/query",
+    response_model=QueryResponse,
+    summary="Ask the knowledge base",
+    description=SSE_QUERY_DOC,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(401, 413, 422, 429, 500, 503),
+    },
+)
+async def query(body: QueryRequest, state: State, caller: Caller) -> Any:
+    check_question(body.question, state.settings.api.max_question_chars)
+    args = QueryArgs(
+        question=body.question,
+        filters=dict(body.filters) if body.filters else None,
+        prompt=body.prompt,
+        generate=body.generate,
+        user=body.user,
+        session=body.session,
+    )
+    if body.stream:
+        return SSEResponse(state.service.open_stream(args, caller.tenant), query_renderer)
+    return await state.service.answer(args, caller.tenant)

@@ -1,0 +1,130 @@
+"""The default eval suite over the live knowledge base, and the report it leaves behind.
+
+Suites, each when it applies:
+- ``golden``: retrieval metrics on the golden set (``evals.suite``, else ``evals/golden.jsonl``),
+  skipped when the set names none of the indexed files (it is about another knowledge base);
+- ``answers``: the full query path on the golden questions (``evals.answers: true``), which
+  calls the generator once per question;
+- ``canary``: the label-free canary (always, on a non-empty index).
+
+The report goes to ``<data_dir>/reports/<UTC timestamp>/`` and its summary to the manifest key
+``last_eval``, which ``rag status --json`` shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evals.answers import AnswersUnavailable, evaluate_answers, pipeline_runner
+from evals.canary import run_canary
+from evals.golden import default_golden_path, golden_dataset, load_golden
+from evals.report import build_report, previous_reports, summary, write_report
+from evals.retrieval import evaluate_retrieval
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.index import Index
+
+__all__ = ["EvalCancelled", "index_info", "reports_dir", "run_default_suite", "save_report"]
+
+
+class EvalCancelled(RuntimeError):
+    """The suite was asked to stop (daemon shutting down) before it finished."""
+
+
+def reports_dir(settings: Settings) -> Path:
+    return settings.resolved_data_dir() / "reports"
+
+
+def index_info(index: Index) -> dict[str, Any]:
+    collection = index.collection or index.open(create=False)
+    return {
+        "collection": collection,
+        "backend": index.store.name,
+        "documents": len(index.manifest.records(collection, status="ok")),
+        "chunks": index.store.count(collection),
+        "embedding": index.embedder.identity().as_dict(),
+        "chunking": index.settings.chunking.model_dump(),
+        "retrieval": index.settings.retrieval.model_dump(),
+    }
+
+
+def save_report(
+    settings: Settings,
+    suites: dict[str, dict[str, Any]],
+    trigger: str,
+    reason: str | None,
+    info: dict[str, Any],
+    notes: list[str],
+) -> tuple[Path, dict[str, Any]]:
+    """Compare with the earlier reports, write report.json + report.html; returns (folder, report)."""
+    ev = settings.evals
+    folder_root = reports_dir(settings)
+    report = build_report(
+        suites, previous_reports(folder_root), ev.regression_threshold, trigger, reason, info, ev.worst_queries, notes
+    )
+    folder = write_report(folder_root, report, keep=ev.keep_reports)
+    return folder, report
+
+
+def run_default_suite(
+    index: Index,
+    trigger: str = "manual",
+    reason: str | None = None,
+    suite_path: Path | None = None,
+    answers: bool | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Run the suites that apply to the live index, write the report, record ``last_eval``."""
+    settings = index.settings
+    ev = settings.evals
+    started = time.perf_counter()
+    collection = index.collection or index.open(create=False)
+    suites: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    golden_path = suite_path or default_golden_path(ev.suite)
+    if golden_path is not None:
+        items = load_golden(golden_path)
+        dataset = golden_dataset(items, golden_path)
+        indexed = {r.source for r in index.manifest.records(collection, status="ok")}
+        expected = {s for i in items for s in i.sources}
+        if expected and not expected & indexed:
+            notes.append(
+                f"golden set {golden_path} names none of the indexed files, so it is about another "
+                "knowledge base: skipped (point evals.suite at your own golden set)"
+            )
+        else:
+            result = evaluate_retrieval(index, dataset.queries, dataset.qrels, top_k=ev.top_k, should_stop=should_stop)
+            missing = sorted(expected - indexed)
+            result.update(
+                kind="retrieval",
+                dataset={**dataset.describe(), "path": str(golden_path)},
+                notes=[f"expected file(s) not in the index: {', '.join(missing)}"] if missing else [],
+            )
+            suites["golden"] = result
+            if (ev.answers if answers is None else answers) and dataset.answers:
+                try:
+                    run = pipeline_runner(index, settings)
+                except AnswersUnavailable as exc:
+                    notes.append(str(exc))
+                else:
+                    answered = evaluate_answers(
+                        run, dataset.queries, dataset.answers, dataset.qrels, should_stop=should_stop
+                    )
+                    answered.update(kind="answers", dataset={**dataset.describe(), "path": str(golden_path)})
+                    suites["answers"] = answered
+    if index.store.count(collection, {"tenant": settings.tenant}) > 0:
+        canary = run_canary(index, ev.canary_samples, ev.canary_top_k, should_stop=should_stop)
+        canary["kind"] = "canary"
+        suites["canary"] = canary
+    else:
+        notes.append("the index is empty: nothing to evaluate yet")
+    if should_stop is not None and should_stop():
+        raise EvalCancelled("eval suite stopped before it finished; no report written")
+    notes.append(f"suite ran in {time.perf_counter() - started:.1f}s")
+    folder, report = save_report(settings, suites, trigger, reason, index_info(index), notes)
+    index.manifest.set_value("last_eval", summary(report, folder))
+    return folder, report

@@ -1,0 +1,301 @@
+"""Verify citations: every ``[n]`` must name a passage of the context that supports its sentence.
+
+Support of a sentence by a passage (:class:`SupportScorer`) combines, with weights fitted on
+SQuAD 2.0 by ``benchmarks/calibrate_support.py`` (which also reports precision/recall):
+
+- ``novel``: share of the sentence's content words that are *not* in the question and are
+  found in the passage — what the sentence adds to the question must come from the passage;
+- ``coverage``: share of all its content words found in the passage;
+- ``keys``: share of its numbers and capitalised names found in the passage;
+- ``cosine``: the best embedding similarity between the sentence and a passage sentence
+  (the index's own embedder, so no extra model).
+
+Then (:func:`verify_answer`): markers naming no passage are removed; a marker whose passage
+does not support the sentence is removed; a sentence left without a marker gets the passage
+that supports it best, if one does; sentences nothing supports are flagged. When no sentence
+is supported the answer is an abstention. Markers are renumbered 1..k in order of first use,
+and only the passages actually cited are returned, each with its best-supporting sentence as
+the quote.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rag.config import CitationSettings
+from rag.pack import PackedContext, Passage
+
+__all__ = [
+    "AnswerSentence",
+    "SupportScorer",
+    "VerifiedAnswer",
+    "content_words",
+    "split_sentences",
+    "verify_answer",
+]
+
+Embed = Callable[[list[str]], np.ndarray]
+
+# Fitted by benchmarks/calibrate_support.py on squad2 (logistic regression on the features
+# above; intercept first). Re-run it after changing the features or the embedder.
+SUPPORT_WEIGHTS: dict[str, float] = {
+    "intercept": -6.0,
+    "novel": 4.0,
+    "coverage": 2.0,
+    "keys": 2.0,
+    "cosine": 4.0,
+}
+
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just me more most my
+    myself no nor not now of off on once only or other our ours ourselves out over own same she should so
+    some such than that the their theirs them themselves then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves also according passage passages document documents answer context based
+    one two many much may might must shall used use using called known""".split()
+)
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
+_MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d]+[.)]?\s)")
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Dr.", "Mr.", "Mrs.", "Ms.", "St.", "No.", "Fig.", "al.", "approx.")
+
+
+def _stem(word: str) -> str:
+    # Light stemming so "declared"/"declaration"/"declares" meet; prefixes are enough here.
+    w = word.lower().strip("'-")
+    for suffix in ("'s", "ies", "ing", "ed", "es", "s"):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            w = w[: -len(suffix)]
+            break
+    return w[:7]
+
+
+def content_words(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(text) if w.lower() not in _STOPWORDS]
+
+
+def key_terms(text: str) -> set[str]:
+    """Numbers and capitalised names (not the first word of the sentence)."""
+    words = _WORD.findall(text)
+    keys = set()
+    for i, w in enumerate(words):
+        if any(c.isdigit() for c in w) or (i > 0 and w[0].isupper() and w.lower() not in _STOPWORDS):
+            keys.add(_stem(w))
+    return keys
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text`` in order, markers kept with the sentence they close."""
+    protected = text
+    for i, abbr in enumerate(_ABBREVIATIONS):
+        protected = protected.replace(abbr, abbr.replace(".", f"\x00{i}\x00"))
+    parts = [p for p in _SENTENCE_END.split(protected) if p and p.strip()]
+    out: list[str] = []
+    for part in parts:
+        for i, abbr in enumerate(_ABBREVIATIONS):
+            part = part.replace(abbr.replace(".", f"\x00{i}\x00"), abbr)
+        part = part.strip()
+        # "... 1889. [1]" — a sentence that is only markers belongs to the previous one.
+        if out and _MARKER.sub("", part).strip(" .") == "":
+            out[-1] = f"{out[-1]} {part}"
+        elif out and part[:1] == "[" and (m := _MARKER.match(part)):
+            out[-1] = f"{out[-1]} {m.group(0).strip()}"
+            rest = part[m.end() :].strip()
+            if rest:
+                out.append(rest)
+        else:
+            out.append(part)
+    return out
+
+
+def _markers(sentence: str) -> tuple[str, list[int]]:
+    numbers: list[int] = []
+    for m in _MARKER.finditer(sentence):
+        numbers.extend(int(x) for x in re.split(r"\s*[,;]\s*", m.group(1)))
+    bare = _MARKER.sub("", sentence).strip()
+    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    return bare, numbers
+
+
+@dataclass
+class SupportFeatures:
+    novel: float
+    coverage: float
+    keys: float
+    cosine: float
+
+    def as_list(self) -> list[float]:
+        return [self.novel, self.coverage, self.keys, self.cosine]
+
+
+class SupportScorer:
+    """Scores how well a passage supports a sentence, in [0, 1]. Thread-safe; caches embeddings."""
+
+    FEATURES = ("novel", "coverage", "keys", "cosine")
+
+    def __init__(self, embed: Embed | None, weights: dict[str, float] | None = None, cache_size: int = 20000):
+        self.embed = embed
+        self.weights = dict(weights or SUPPORT_WEIGHTS)
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    # -- embeddings (cached: passages repeat across queries) -------------------------
+    def vectors(self, texts: Sequence[str]) -> np.ndarray:
+        if self.embed is None or not texts:
+            return np.zeros((len(texts), 1), dtype=np.float32)
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            fresh = self.embed(missing)
+            with self._lock:
+                for t, v in zip(missing, fresh):
+                    self._cache[t] = v
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            return np.stack([self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts])
+
+    def passage_sentences(self, passage: Passage) -> list[str]:
+        return split_sentences(passage.text) or [passage.text]
+
+    # -- features and score ----------------------------------------------------------
+    def features(self, sentence: str, passage_text: str, passage_sentences: Sequence[str], question: str = "") -> SupportFeatures:
+        words = content_words(sentence)
+        passage_words = set(content_words(passage_text))
+        question_words = set(content_words(question))
+        coverage = sum(w in passage_words for w in words) / len(words) if words else 0.0
+        novel_words = [w for w in words if w not in question_words]
+        novel = sum(w in passage_words for w in novel_words) / len(novel_words) if novel_words else coverage
+        keys = key_terms(sentence) - (key_terms(question) | {_stem(w) for w in _WORD.findall(question)})
+        key_share = sum(k in passage_words or k in {_stem(w) for w in _WORD.findall(passage_text)} for k in keys) / len(keys) if keys else 1.0
+        cosine = 0.0
+        if self.embed is not None and passage_sentences:
+            vecs = self.vectors([sentence, *passage_sentences])
+            cosine = float(np.max(vecs[1:] @ vecs[0]))
+        return SupportFeatures(novel, coverage, key_share, cosine)
+
+    def score_features(self, f: SupportFeatures) -> float:
+        w = self.weights
+        z = w["intercept"] + sum(w[name] * value for name, value in zip(self.FEATURES, f.as_list()))
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def support(self, sentence: str, passage: Passage, question: str = "") -> tuple[float, str]:
+        """(score, the passage sentence most like ``sentence``) — the quote for a citation."""
+        sents = self.passage_sentences(passage)
+        f = self.features(sentence, passage.text, sents, question)
+        quote = sents[0]
+        if self.embed is not None and len(sents) > 1:
+            vecs = self.vectors([sentence, *sents])
+            quote = sents[int(np.argmax(vecs[1:] @ vecs[0]))]
+        elif len(sents) > 1:
+            mine = set(content_words(sentence))
+            quote = max(sents, key=lambda s: len(mine & set(content_words(s))))
+        return self.score_features(f), quote
+
+
+@dataclass
+class AnswerSentence:
+    text: str  # without markers
+    cited: list[int]  # passage numbers (context numbering) that support it
+    supported: bool
+    needs_support: bool
+    dropped_markers: list[int] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class VerifiedAnswer:
+    answer: str
+    abstained: bool
+    citations: list[dict[str, Any]]
+    sentences: list[AnswerSentence]
+
+    @property
+    def unsupported(self) -> list[str]:
+        return [s.text for s in self.sentences if s.needs_support and not s.supported]
+
+
+def _is_abstention(text: str, abstain_text: str) -> bool:
+    norm = re.sub(r"[^a-z ]", "", text.lower())
+    target = re.sub(r"[^a-z ]", "", abstain_text.lower())
+    return bool(target) and (target in norm or norm.startswith(("the documents dont", "the passages dont", "the passages do not", "the documents do not")))
+
+
+def verify_answer(
+    answer: str,
+    context: PackedContext,
+    scorer: SupportScorer,
+    settings: CitationSettings,
+    question: str = "",
+    abstain_text: str = "The documents don't contain an answer to this.",
+) -> VerifiedAnswer:
+    passages = context.by_number
+    checked: list[AnswerSentence] = []
+    quotes: dict[int, tuple[float, str]] = {}
+    for raw in split_sentences(answer):
+        text, markers = _markers(raw)
+        if not text or _is_abstention(text, abstain_text):
+            continue
+        needs = len(content_words(text)) >= settings.min_content_words
+        sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
+        for n in dict.fromkeys(markers):
+            passage = passages.get(n)
+            if passage is None:
+                sentence.dropped_markers.append(n)
+                continue
+            score, quote = scorer.support(text, passage, question)
+            sentence.scores[n] = score
+            if score >= settings.min_support:
+                sentence.cited.append(n)
+                if score > quotes.get(n, (-1.0, ""))[0]:
+                    quotes[n] = (score, quote)
+            else:
+                sentence.dropped_markers.append(n)
+        if not sentence.cited and needs:
+            best: tuple[float, int, str] | None = None
+            for n, passage in passages.items():
+                if n in sentence.scores:
+                    continue
+                score, quote = scorer.support(text, passage, question)
+                sentence.scores[n] = score
+                if score >= settings.min_support and (best is None or score > best[0]):
+                    best = (score, n, quote)
+            if best is not None:
+                sentence.cited.append(best[1])
+                if best[0] > quotes.get(best[1], (-1.0, ""))[0]:
+                    quotes[best[1]] = (best[0], best[2])
+        sentence.supported = bool(sentence.cited)
+        checked.append(sentence)
+    if not any(s.supported for s in checked):
+        return VerifiedAnswer(answer=abstain_text, abstained=True, citations=[], sentences=checked)
+    # Renumber to the citations actually returned, in order of first use.
+    renumber: dict[int, int] = {}
+    for s in checked:
+        for n in s.cited:
+            renumber.setdefault(n, len(renumber) + 1)
+    rendered = []
+    for s in checked:
+        if not s.cited:
+            rendered.append(s.text)
+            continue
+        marks = "".join(f"[{renumber[n]}]" for n in s.cited)
+        body, end = (s.text[:-1], s.text[-1]) if s.text[-1] in ".!?" else (s.text, "")
+        rendered.append(f"{body} {marks}{end}")
+    citations = []
+    for old, new in renumber.items():
+        passage = passages[old]
+        cit = passage.as_citation(quote=quotes.get(old, (0.0, passage.text))[1], verified=True)
+        cit["n"] = new
+        citations.append(cit)
+    return VerifiedAnswer(answer=" ".join(rendered), abstained=False, citations=citations, sentences=checked)

@@ -1,0 +1,287 @@
+"""``rag eval``: retrieval and answer quality, on public datasets or on your own knowledge base.
+
+- ``rag eval`` — the default suite on the live index (golden set if it matches, label-free
+  canary), written as a report under ``<data_dir>/reports/``; the daemon runs the same suite
+  by itself after each sync that changed the index and after ``rag reindex``.
+- ``rag eval retrieval --dataset DIR [--docs FOLDER]`` — BEIR-layout retrieval metrics on an
+  isolated, cached index of the dataset's corpus.
+- ``rag eval answers --dataset DIR [--docs FOLDER]`` — the full query path per question.
+- ``rag eval last`` — the latest report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
+
+import typer
+
+from rag.cli import app, daemon_client, fail, get_settings, open_index, print_json, progress_reporter
+
+if TYPE_CHECKING:
+    from evals.datasets import Dataset, DatasetIndex
+    from rag.config import Settings
+    from rag.embedding import Embedder
+
+__all__ = ["eval_app", "load_embedder"]
+
+eval_app = typer.Typer(
+    help="Measure retrieval and answer quality; reports land in <data_dir>/reports/.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+app.add_typer(eval_app, name="eval")
+
+Mode = Literal["dense", "sparse", "hybrid"]
+_embedders: dict[str, Embedder] = {}
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """One warmed embedder per model and process (tests hand in their session's one)."""
+    from rag.embedding import Embedder
+
+    key = settings.embedding.model_dump_json()
+    if key not in _embedders:
+        model = Embedder(settings.embedding)
+        model.warm_up()
+        _embedders[key] = model
+    return _embedders[key]
+
+
+def _echo(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _load_dataset(dataset: Path, split: str, docs: Path | None) -> Dataset:
+    from evals.datasets import DatasetError, load_beir
+
+    try:
+        return load_beir(dataset, split, docs)
+    except DatasetError as exc:
+        fail(str(exc), code=2)
+        raise  # unreachable: fail() exits
+
+
+def _open_dataset_index(settings: Settings, data: Dataset, rebuild: bool) -> DatasetIndex:
+    from evals.datasets import open_dataset_index
+
+    embedder = load_embedder(settings)
+    with progress_reporter("eval index") as progress:
+        return open_dataset_index(settings, data, embedder, rebuild=rebuild, progress=progress, echo=_echo)
+
+
+def _limit_queries(queries: dict[str, str], limit: int | None) -> dict[str, str]:
+    return dict(list(queries.items())[:limit]) if limit else queries
+
+
+def _write_dataset_report(settings: Settings, name: str, result: dict[str, Any], info: dict[str, Any]) -> Path:
+    from evals.suite import save_report
+
+    folder, _ = save_report(settings, {name: result}, "manual", f"rag eval on {name}", info, [])
+    return folder
+
+
+MODE_OPTION = typer.Option("--mode", help="dense | sparse | hybrid (default: retrieval.mode)")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-layout folder: queries.jsonl, qrels/<split>.tsv, corpus.jsonl")],
+    split: Annotated[str, typer.Option("--split", help="qrels/<split>.tsv to score")] = "test",
+    docs: Annotated[Optional[Path], typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
+    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=1000, help="Documents ranked per query (default evals.top_k)")] = None,
+    mode: Annotated[Optional[str], MODE_OPTION] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N judged queries")] = None,
+    per_query: Annotated[bool, typer.Option("--per-query", help="Include each query's ranked doc ids and scores")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """nDCG@10, recall@1/5/10/100, MRR@10 and latency of the real retriever on a BEIR dataset."""
+    from evals.retrieval import evaluate_retrieval
+
+    if mode is not None and mode not in ("dense", "sparse", "hybrid"):
+        fail(f"--mode {mode!r}: use dense, sparse or hybrid", code=2)
+    settings = get_settings()
+    started = time.perf_counter()
+    data = _load_dataset(dataset, split, docs)
+    queries = _limit_queries(data.judged_queries(), limit)
+    if not queries:
+        fail(f"no query in {dataset} has a relevant document in qrels/{split}.tsv: nothing to score", code=2)
+    dsi = _open_dataset_index(settings, data, rebuild)
+    try:
+        k = top_k or settings.evals.top_k
+        with progress_reporter("eval queries") as progress:
+            result = evaluate_retrieval(dsi.index, queries, data.qrels, dsi.to_doc, k, mode, progress)  # type: ignore[arg-type]
+        result.update(kind="retrieval", dataset=data.describe(), index=dsi.describe())
+        result["timings"] = {
+            "index_seconds": round(dsi.build_seconds, 3),
+            "query_seconds": result["seconds"],
+            "total_seconds": round(time.perf_counter() - started, 3),
+        }
+        if report:
+            from evals.suite import index_info
+
+            folder = _write_dataset_report(settings, data.name, result, {**index_info(dsi.index), "dataset_index": dsi.describe()})
+            result["report"] = str(folder / "report.html")
+    finally:
+        dsi.close()
+    if not per_query:
+        result.pop("per_query", None)
+    if as_json:
+        print_json(result)
+        return
+    _print_retrieval(result)
+
+
+def _print_retrieval(result: dict[str, Any]) -> None:
+    cfg = result["config"]
+    idx = result["index"]
+    typer.echo(
+        f"{result['dataset']['name']} ({result['dataset']['split']}): {result['queries']} queries, mode {cfg['mode']}, "
+        f"top {cfg['top_k']}; index {'cached' if idx['cached'] else 'built'} in {idx['build_seconds']:.1f}s"
+    )
+    for key in ("ndcg@10", "recall@1", "recall@5", "recall@10", "recall@100", "mrr@10"):
+        typer.echo(f"  {key:<11} {result[key]:.4f}")
+    lat = result["latency_ms"]
+    typer.echo(f"  latency     p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms")
+    if result.get("report"):
+        typer.echo(f"  report      {result['report']}")
+
+
+@eval_app.command("answers")
+def eval_answers(
+    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-layout folder with answers.jsonl")],
+    split: Annotated[str, typer.Option("--split")] = "test",
+    docs: Annotated[Optional[Path], typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions")] = None,
+    per_query: Annotated[bool, typer.Option("--per-query", help="Include each question's answer and citations")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Answer quality of the full query path: gold answer contained and cited, abstention, latency, tokens."""
+    from evals.answers import AnswersUnavailable, evaluate_answers, pipeline_runner
+
+    settings = get_settings()
+    started = time.perf_counter()
+    data = _load_dataset(dataset, split, docs)
+    if not data.answers:
+        fail(f"{dataset} has no answers.jsonl ({{\"_id\", \"answerable\", \"answers\"}} per line): use `rag eval retrieval`", code=2)
+    assert data.answers is not None
+    questions = _limit_queries({q: t for q, t in data.queries.items() if q in data.answers}, limit)
+    dsi = _open_dataset_index(settings, data, rebuild)
+    try:
+        try:
+            run = pipeline_runner(dsi.index, dsi.index.settings)
+        except AnswersUnavailable as exc:
+            fail(str(exc))
+        with progress_reporter("eval questions") as progress:
+            result = evaluate_answers(run, questions, data.answers, data.qrels, dsi.to_doc, progress=progress)
+        result.update(kind="answers", dataset=data.describe(), index=dsi.describe())
+        result["timings"] = {
+            "index_seconds": round(dsi.build_seconds, 3),
+            "answer_seconds": result["seconds"],
+            "total_seconds": round(time.perf_counter() - started, 3),
+        }
+        if report:
+            from evals.suite import index_info
+
+            folder = _write_dataset_report(
+                settings, f"{data.name}-answers", result, {**index_info(dsi.index), "dataset_index": dsi.describe()}
+            )
+            result["report"] = str(folder / "report.html")
+    finally:
+        dsi.close()
+    if not per_query:
+        result.pop("per_query", None)
+    if as_json:
+        print_json(result)
+        return
+    typer.echo(f"{data.name}: {result['questions']} questions ({result['answerable']} answerable)")
+    for key in ("answer_contains_gold", "gold_cited", "citation_precision", "abstention_rate_unanswerable",
+                "false_abstention_rate_answerable"):
+        value = result[key]
+        typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
+    lat, tok = result["latency_ms"], result["tokens_per_question"]
+    typer.echo(f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}")
+    if result["errors"]:
+        typer.echo(f"  {len(result['errors'])} question(s) failed; first: {result['errors'][0]['error']}", err=True)
+
+
+@eval_app.command("last")
+def eval_last(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole report.json")] = False,
+) -> None:
+    """The latest report (written after the last sync, reindex or `rag eval`)."""
+    from evals.report import latest_report
+    from evals.suite import reports_dir
+
+    found = latest_report(reports_dir(get_settings()))
+    if found is None:
+        fail(
+            f"no eval report under {reports_dir(get_settings())} yet: run `rag eval`, or let `rag watch` "
+            "run one after its next sync"
+        )
+        return
+    folder, data = found
+    if as_json:
+        print_json({**data, "path": str(folder / "report.html")})
+        return
+    _print_report(folder, data)
+
+
+def _print_report(folder: Path, data: dict[str, Any]) -> None:
+    typer.echo(f"report {data['id']} ({data['trigger']}), compared with {data.get('previous') or 'nothing'}")
+    deltas = data.get("deltas") or {}
+    for key, value in (data.get("metrics") or {}).items():
+        delta = deltas.get(key)
+        shown = f"{delta:+.3f}" if delta is not None else "new"
+        typer.echo(f"  {key:<40} {value:10.3f}  {shown}")
+    regs = data.get("regressions") or []
+    if regs:
+        typer.echo(f"{len(regs)} regression(s):")
+        for r in regs:
+            typer.echo(f"  {r['metric']}: {r['previous']:.3f} -> {r['current']:.3f} ({r['delta']:+.3f})")
+    for note in data.get("notes") or []:
+        typer.echo(f"  note: {note}", err=True)
+    typer.echo(f"html: {folder / 'report.html'}")
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_default(
+    ctx: typer.Context,
+    suite: Annotated[Optional[Path], typer.Option("--suite", help="Golden set (.jsonl/.yaml); default evals.suite")] = None,
+    answers: Annotated[Optional[bool], typer.Option("--answers/--no-answers", help="Also score generated answers")] = None,
+    fail_on_regression: Annotated[
+        bool, typer.Option("--fail-on-regression", help="Exit 3 when a metric regressed (for CI)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """With no subcommand: the default suite on the live index (what the daemon runs after a sync)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if daemon_client() is not None and get_settings().store.backend == "edge":
+        fail(
+            "a daemon (`rag watch`/`rag serve`) holds this index and runs this suite itself after every sync "
+            "that changes it: see `rag eval last`, or run `rag reindex` to trigger a fresh report"
+        )
+    from evals.datasets import DatasetError
+    from evals.suite import run_default_suite
+
+    index = open_index(create=False)
+    index.embedder.warm_up()
+    try:
+        folder, report = run_default_suite(index, trigger="manual", suite_path=suite, answers=answers)
+    except DatasetError as exc:
+        fail(str(exc), code=2)
+        return
+    finally:
+        index.close()
+    if as_json:
+        print_json({**report, "path": str(folder / "report.html")})
+    else:
+        _print_report(folder, report)
+    if fail_on_regression and report.get("regressions"):
+        raise typer.Exit(3)

@@ -1,0 +1,125 @@
+"""The one interface every generator implements: a request in, a stream of text pieces out.
+
+``stream(request)`` yields ``str`` pieces as they are produced and, last, one :class:`Usage`.
+It raises :class:`GenerationError` when it cannot answer (the chain then asks the next
+backend). Closing the iterator early (the client went away) must stop the model promptly.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from rag.pack import PackedContext
+
+__all__ = ["GenerationError", "GenerationRequest", "Generator", "TokenCounter", "Usage", "hf_token_counter"]
+
+
+class GenerationError(RuntimeError):
+    """A backend could not produce an answer; ``retryable`` when another try may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False, backend: str | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.backend = backend
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class GenerationRequest:
+    messages: list[dict[str, str]]
+    question: str
+    context: PackedContext
+    max_tokens: int
+    temperature: float = 0.0
+    stop: Sequence[str] = ()
+    # time.monotonic() by which the whole answer must be done; None = no limit.
+    deadline: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def check_deadline(self, backend: str) -> None:
+        left = self.seconds_left()
+        if left is not None and left <= 0:
+            raise GenerationError(f"{backend}: no answer within the time limit", retryable=True, backend=backend)
+
+
+class TokenCounter:
+    """Counts tokens of text and of chat messages as the generator's chat template renders them.
+
+    ``per_message`` and ``reply_prefix`` are the template's fixed costs (ChatML, which SmolLM2
+    and most instruct models use: ``<|im_start|>role\\n ... <|im_end|>\\n`` and the opening
+    ``<|im_start|>assistant\\n``); ``count_messages`` is exact when the template is ChatML and
+    an upper bound otherwise, since the margin is generous.
+    """
+
+    def __init__(self, encode: Callable[[str], Sequence[int]], per_message: int = 5, reply_prefix: int = 3):
+        self._encode = encode
+        self.per_message = per_message
+        self.reply_prefix = reply_prefix
+
+    def __call__(self, text: str) -> int:
+        return len(self._encode(text)) if text else 0
+
+    def count_messages(self, messages: Sequence[dict[str, str]]) -> int:
+        return sum(self(m["role"]) + self(m["content"]) + self.per_message for m in messages) + self.reply_prefix
+
+
+def hf_token_counter(path: str | Path) -> TokenCounter:
+    """A counter from a Hugging Face ``tokenizer.json`` (or a folder holding one)."""
+    from tokenizers import Tokenizer
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise GenerationError(f"tokenizer file {p} not found: point tokenizer_path at a tokenizer.json or its folder")
+    tok = Tokenizer.from_file(str(p))
+
+    def encode(text: str) -> list[int]:
+        return list(tok.encode(text, add_special_tokens=False).ids)
+
+    return TokenCounter(encode)
+
+
+class Generator(abc.ABC):
+    """A backend. Construction is cheap; ``warm_up`` loads models or checks the server."""
+
+    name: ClassVar[str] = "base"
+    uses_llm: ClassVar[bool] = True  # False: needs no token budget of its own (extractive)
+
+    @property
+    @abc.abstractmethod
+    def context_window(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def tokens(self) -> TokenCounter:
+        """Counts with this generator's own tokenizer."""
+
+    def warm_up(self) -> None:
+        return None
+
+    @abc.abstractmethod
+    def stream(self, request: GenerationRequest) -> Iterator[str | Usage]: ...
+
+    def close(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
