@@ -120,7 +120,9 @@ class ChatStreamRenderer:
             self.citations = list(payload or [])
         elif kind == "done":
             result = dict(payload or {})
-            info = {**rag_info(result), "answer": result.get("answer")}
+            # Streamed tokens are the raw model text (and restart after a fallback `reset`);
+            # rag.answer is the verified answer, markers renumbered to `citations`.
+            info = {**rag_info(result), "answer": result.get("answer"), "unsupported": result.get("unsupported") or []}
             yield self._chunk({}, "stop", citations=self.citations or result.get("citations") or [], rag=info)
             if self.include_usage:
                 yield sse_frame(
@@ -138,11 +140,15 @@ class ChatStreamRenderer:
 
 
 def query_renderer(kind: str, payload: Any) -> Iterable[str]:
-    """/v1/query events: ``token`` {text}, ``citations`` {citations}, ``done`` {…}, ``error`` {error}."""
+    """/v1/query events: ``token`` {text}, ``reset`` {failed, next, error}, ``citations`` {citations},
+    ``done`` {…}, ``error`` {error}."""
     if kind == "token":
         yield sse_frame({"text": str(payload)}, "token")
     elif kind == "citations":
         yield sse_frame({"citations": list(payload or [])}, "citations")
+    elif kind == "reset":
+        # A backend failed mid-answer and the next one starts over: drop the tokens so far.
+        yield sse_frame(payload, "reset")
     elif kind == "done":
         yield sse_frame(payload, "done")
     elif kind == "error":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = ["AppState", "Caller", "State", "authenticated", "get_state"]
+__all__ = ["AppState", "Caller", "State", "authenticated", "disconnect_waiter", "get_state"]
 
 
 @dataclass
@@ -69,3 +70,13 @@ async def authenticated(
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:
+    """Returns when the client hangs up (the body is read by then: the next message is the disconnect)."""
+
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return wait

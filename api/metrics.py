@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -61,6 +61,7 @@ class _LiveCollector(Collector):
 
 class Metrics:
     def __init__(self, live: Callable[[], dict[str, Any]]):
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created` series double the output and nobody graphs them
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "rag_http_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry

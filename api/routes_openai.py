@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api.chat import ChatStreamRenderer, completion, condense
-from api.deps import Caller, State
+from api.deps import Caller, State, disconnect_waiter
 from api.errors import ApiError, error_responses
 from api.limits import check_question
 from api.models import ChatCompletion, ChatRequest, ModelList
@@ -49,7 +49,7 @@ async def models(state: State, caller: Caller) -> Any:
         **error_responses(401, 404, 413, 422, 429, 500, 503),
     },
 )
-async def chat_completions(body: ChatRequest, state: State, caller: Caller) -> Any:
+async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller) -> Any:
     served = state.settings.api.model_name
     if body.model != served:
         raise ApiError(404, "model_not_found", f"model {body.model!r} is not served here; use {served!r} (GET /v1/models)")
@@ -65,5 +65,5 @@ async def chat_completions(body: ChatRequest, state: State, caller: Caller) -> A
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = ChatStreamRenderer(served, include_usage)
         return SSEResponse(state.service.open_stream(args, caller.tenant), renderer, trailer=[sse_frame("[DONE]")])
-    result = await state.service.answer(args, caller.tenant)
+    result = await state.service.answer(args, caller.tenant, disconnect_waiter(request))
     return completion(result, served)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api.chat import query_renderer
-from api.deps import Caller, State
+from api.deps import Caller, State, disconnect_waiter
 from api.errors import error_responses
 from api.limits import check_question
 from api.models import QueryRequest, QueryResponse
@@ -19,10 +19,11 @@ __all__ = ["router"]
 router = APIRouter(tags=["query"])
 
 SSE_QUERY_DOC = (
-    "With `stream: true`: `text/event-stream` with `token` events (`{\"text\"}`) while generating, "
-    "one `citations` event (`{\"citations\": [...]}`, verified), then `done` with the full result "
-    "(usage, timings, abstained/degraded, flagged sentences); `error` (`{\"error\": {type, message}}`) "
-    "if the stream fails after it started."
+    "With `stream: true`: `text/event-stream` with `token` events (`{\"text\"}`, the raw model text) "
+    "while generating — a `reset` event means a fallback generator starts over, drop the tokens so far — "
+    "then one `citations` event (`{\"citations\": [...]}`, verified), then `done` with the full result: "
+    "the verified `answer` (authoritative), usage, timings, abstained/degraded, and `unsupported`, the "
+    "sentences verification flagged. `error` (`{\"error\": {type, message}}`) if the stream fails after it started."
 )
 
 
@@ -36,7 +37,7 @@ SSE_QUERY_DOC = (
         **error_responses(401, 413, 422, 429, 500, 503),
     },
 )
-async def query(body: QueryRequest, state: State, caller: Caller) -> Any:
+async def query(body: QueryRequest, request: Request, state: State, caller: Caller) -> Any:
     check_question(body.question, state.settings.api.max_question_chars)
     args = QueryArgs(
         question=body.question,
@@ -48,4 +49,4 @@ async def query(body: QueryRequest, state: State, caller: Caller) -> Any:
     )
     if body.stream:
         return SSEResponse(state.service.open_stream(args, caller.tenant), query_renderer)
-    return await state.service.answer(args, caller.tenant)
+    return await state.service.answer(args, caller.tenant, disconnect_waiter(request))

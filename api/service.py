@@ -13,9 +13,11 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
 
 from api.errors import ApiError
 from api.limits import ConcurrencyGate
@@ -35,9 +37,27 @@ Event = tuple[str, Any]
 class Pipeline(Protocol):
     def warm_up(self) -> None: ...
 
-    def run(self, question: str, **kwargs: Any) -> dict[str, Any]: ...
+    def run(
+        self,
+        question: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        prompt: str | None = None,
+        generate: bool = True,
+        user: str | None = None,
+        session: str | None = None,
+    ) -> dict[str, Any]: ...
 
-    def stream(self, question: str, **kwargs: Any) -> Iterator[Event]: ...
+    def stream(
+        self,
+        question: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        prompt: str | None = None,
+        generate: bool = True,
+        user: str | None = None,
+        session: str | None = None,
+    ) -> Iterator[Event]: ...
 
 
 class GenerationUnavailable(RuntimeError):
@@ -182,16 +202,23 @@ class QueryService:
         if self.metrics is not None:
             self.metrics.observe_result(result)
 
-    async def answer(self, args: QueryArgs, tenant: str) -> dict[str, Any]:
-        """One complete answer (or the packed context when ``generate`` is false)."""
-        if args.generate and not self.can_generate:
-            raise ApiError(503, "generation_unavailable", "no generator is installed on this server; send generate=false")
-        kwargs = self._kwargs(args, tenant, self._run_kwargs)
-        gate = self.gate(args.generate)
-        async with gate.slot():
-            result = await asyncio.to_thread(self.pipeline.run, args.question, **kwargs)
-        self._observe(result)
-        return result
+    async def answer(
+        self, args: QueryArgs, tenant: str, wait_disconnect: Callable[[], Awaitable[None]] | None = None
+    ) -> dict[str, Any]:
+        """One complete answer (or the packed context when ``generate`` is false).
+
+        Generation runs as a stream even here, so a client that hangs up (``wait_disconnect``
+        returns) stops the model at its next token."""
+        if not args.generate:
+            kwargs = self._kwargs(args, tenant, self._run_kwargs)
+            async with self.gate(False).slot():
+                try:
+                    result = await asyncio.to_thread(self.pipeline.run, args.question, **kwargs)
+                except Exception as exc:
+                    raise translate_error(exc, args) from exc
+            self._observe(result)
+            return result
+        return await self.open_stream(args, tenant).collect(wait_disconnect)
 
     def open_stream(self, args: QueryArgs, tenant: str) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later."""
@@ -211,10 +238,21 @@ class QueryService:
             def factory() -> Iterator[Event]:
                 return self.pipeline.stream(args.question, **kwargs)
 
-        return EventStream(self.gate(args.generate), factory, self._observe)
+        return EventStream(self.gate(args.generate), factory, self._observe, lambda exc: translate_error(exc, args))
 
 
 _END = object()
+
+
+def translate_error(exc: BaseException, args: QueryArgs) -> BaseException:
+    """Pipeline errors that are the caller's doing become 4xx; anything else stays a 500."""
+    from rag.prompts import PromptError
+
+    if isinstance(exc, PromptError) and args.prompt:
+        return ApiError(422, "invalid_prompt", str(exc))
+    if isinstance(exc, GenerationUnavailable):
+        return ApiError(503, "generation_unavailable", str(exc))
+    return exc
 
 
 class EventStream:
@@ -225,11 +263,13 @@ class EventStream:
         gate: ConcurrencyGate,
         factory: Callable[[], Iterator[Event]],
         on_done: Callable[[dict[str, Any]], None],
+        translate: Callable[[BaseException], BaseException] = lambda exc: exc,
     ):
         gate.reserve()  # raises the 503 while nothing has been sent yet
         self.gate = gate
         self.factory = factory
         self.on_done = on_done
+        self.translate = translate
         self.cancelled = threading.Event()
         self._state = "reserved"  # reserved → running → finished
 
@@ -259,7 +299,7 @@ class EventStream:
                         self.on_done(item[1])
                     post(item)
             except BaseException as exc:  # noqa: BLE001 - delivered to the response, which reports it
-                post(exc)
+                post(self.translate(exc))
             finally:
                 close = getattr(iterator, "close", None)
                 if callable(close):
@@ -282,6 +322,30 @@ class EventStream:
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    async def collect(self, wait_disconnect: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+        """Run to the end and return the ``done`` payload; a disconnect cancels generation."""
+        result: dict[str, Any] | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                if wait_disconnect is not None:
+
+                    async def watch() -> None:
+                        await wait_disconnect()
+                        self.close()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(watch)
+                async for kind, payload in self.events():
+                    if kind == "done":
+                        result = payload
+                tg.cancel_scope.cancel()
+        finally:
+            self.close()
+        if result is None:
+            # Only when the client went away: nobody reads this response.
+            raise ApiError(503, "cancelled", "the client disconnected; generation was cancelled")
+        return result
 
     def close(self) -> None:
         self.cancelled.set()

@@ -244,7 +244,7 @@ def verify_answer(
     checked: list[AnswerSentence] = []
     quotes: dict[int, tuple[float, str]] = {}
     for raw in split_sentences(answer):
-        text, markers = _markers(raw)
+        text, markers = _markers(" ".join(raw.split()))
         if not text or _is_abstention(text, abstain_text):
             continue
         needs = len(content_words(text)) >= settings.min_content_words

@@ -3,9 +3,8 @@
 Budget = generator context window − rendered prompt (without the context) − reserved answer
 tokens, all counted with the generator's own tokenizer (``count_tokens``).
 
-- Chunks of one document that overlap or touch are merged into one passage (the chunker
-  keeps text verbatim, so the overlap is cut exactly); the passage takes the best rank of
-  its parts. Duplicate texts (the same chunk in two files) are dropped.
+- Chunks of one document that overlap are merged into one passage (the chunker keeps text
+  verbatim, so the overlap is cut exactly); the passage takes the best rank of its parts. Duplicate texts (the same chunk in two files) are dropped.
 - Passages go in rank order; one that does not fit is skipped and smaller later ones may
   still fit. When not even the first fits, it is cut to fit, so the context is never empty
   when anything was retrieved (as long as the budget holds a passage header and a word).
@@ -25,9 +24,6 @@ __all__ = ["PackedContext", "Packer", "Passage", "PackingError", "passages_from_
 
 TokenCounter = Callable[[str], int]
 _SEPARATOR = "\n\n"
-# Chunks whose ranges are at most this many characters apart are one passage (the chunker
-# strips the whitespace between neighbours).
-_MERGE_GAP = 2
 
 
 class PackingError(ValueError):
@@ -116,15 +112,14 @@ def _passage_from_hit(hit: Hit, rank: int) -> Passage:
 def _merge(a: Passage, b: Passage) -> Passage | None:
     """``a`` and ``b`` as one passage when they overlap or touch, else None."""
     first, second = (a, b) if a.start <= b.start else (b, a)
-    if second.start - first.end > _MERGE_GAP:
-        return None
+    if second.start > first.end:
+        return None  # a gap: its characters are not known here, so no exact merge
+    if second.start == first.end and first.section != second.section:
+        return None  # neighbours across a heading stay apart: each keeps its own section
     if second.end <= first.end:  # contained
         text, end = first.text, first.end
-    elif second.start <= first.end:
-        text = first.text + second.text[first.end - second.start :]
-        end = second.end
     else:
-        text = first.text + " " + second.text
+        text = first.text + second.text[first.end - second.start :]
         end = second.end
     best = a if a.rank <= b.rank else b
     return replace(

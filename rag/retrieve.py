@@ -14,7 +14,7 @@ from rag.store import Filter, Hit
 if TYPE_CHECKING:
     from rag.index import Index
 
-__all__ = ["Retriever", "RetrievalSettings", "rrf_fuse"]
+__all__ = ["Retriever", "RetrievalSettings", "rrf_fuse", "weighted_fuse"]
 
 Mode = Literal["dense", "sparse", "hybrid"]
 
@@ -31,14 +31,43 @@ def rrf_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int
     return [Hit(id=i, score=scores[i], payload=first[i].payload) for i in order]
 
 
+def weighted_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], limit: int) -> list[Hit]:
+    """Convex combination of min-max normalised arm scores (a hit missing from an arm scores 0 there).
+
+    Unlike RRF it keeps how far apart the scores are: a clear dense winner stays ahead of
+    many near-ties in BM25, and the other way round.
+    """
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    total = sum(weights) or 1.0
+    for hits, w in zip(rankings, weights):
+        if not hits:
+            continue
+        values = [h.score for h in hits]
+        lo, hi = min(values), max(values)
+        span = hi - lo
+        for hit in hits:
+            norm = (hit.score - lo) / span if span > 1e-12 else 1.0
+            scores[hit.id] = scores.get(hit.id, 0.0) + (w / total) * norm
+            first.setdefault(hit.id, hit)
+    order = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
+    return [Hit(id=i, score=scores[i], payload=first[i].payload) for i in order]
+
+
 class Retriever:
     def __init__(self, index: Index, settings: RetrievalSettings | None = None):
         self.index = index
         self.settings = settings or index.settings.retrieval
 
     def run(
-        self, query: str, top_k: int | None = None, filters: Filter | None = None, mode: Mode | None = None
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: Filter | None = None,
+        mode: Mode | None = None,
+        query_vector: Sequence[float] | None = None,
     ) -> list[Hit]:
+        """``query_vector``: the query's embedding when the caller already has it."""
         s = self.settings
         mode = mode or s.mode
         limit = top_k or s.top_k
@@ -47,8 +76,8 @@ class Retriever:
         dense: list[Hit] = []
         sparse: list[Hit] = []
         if mode in ("dense", "hybrid"):
-            vec = self.index.embedder.embed([query])[0]
-            dense = self.index.store.search_dense(collection, vec.tolist(), max(limit, s.candidates), flt)
+            vec = list(query_vector) if query_vector is not None else self.index.embedder.embed([query])[0].tolist()
+            dense = self.index.store.search_dense(collection, vec, max(limit, s.candidates), flt)
         if mode in ("sparse", "hybrid"):
             sparse = self.index.store.search_sparse(
                 collection, self.index.sparse.embed_query(query), max(limit, s.candidates), flt
@@ -57,4 +86,6 @@ class Retriever:
             return dense[:limit]
         if mode == "sparse":
             return sparse[:limit]
+        if s.fusion == "weighted":
+            return weighted_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], limit)
         return rrf_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k, limit)

@@ -102,8 +102,11 @@ function flaggedRanges(answer, flagged) {
   const ranges = [];
   for (const item of flagged || []) {
     if (typeof item === "string") {
-      const at = answer.indexOf(item);
-      if (at >= 0) ranges.push([at, at + item.length]);
+      // Flagged sentences come without their [n] markers: match the text before them.
+      for (const probe of [item, item.replace(/[.!?]+$/, "")]) {
+        const at = probe ? answer.indexOf(probe) : -1;
+        if (at >= 0) { ranges.push([at, at + probe.length]); break; }
+      }
     } else if (item && typeof item.start === "number" && typeof item.end === "number") {
       ranges.push([item.start, item.end]);
     } else if (item && typeof item.text === "string") {
@@ -126,7 +129,7 @@ function renderAnswer(el, result, turnId) {
     return;
   }
   let pos = 0;
-  for (const [start, end] of flaggedRanges(answer, result.flagged || result.flagged_sentences)) {
+  for (const [start, end] of flaggedRanges(answer, result.unsupported)) {
     if (start < pos) continue;
     renderMarkers(el, answer.slice(pos, start), turnId);
     const span = document.createElement("span");
@@ -209,6 +212,8 @@ async function ask(question) {
   for await (const { event, data } of sseEvents(resp)) {
     if (event === "token") {
       answerEl.appendChild(document.createTextNode(data.text));
+    } else if (event === "reset") {
+      answerEl.textContent = "";  // a fallback generator starts the answer over
     } else if (event === "citations") {
       citations = data.citations;
       renderCitations(citesEl, citations, turnId);

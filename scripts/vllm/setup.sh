@@ -94,8 +94,11 @@ warm_vllm_cache() {
   local t0=$SECONDS
   log "warming vLLM model-info cache ..."
   "$VENV/bin/python" - <<'EOF' || log "warning: could not warm vLLM model-info cache (harmless: first start is ~30 s slower)"
-from vllm.model_executor.models.registry import ModelRegistry
-ModelRegistry.models["LlamaForCausalLM"].inspect_model_cls()
+import vllm.model_executor.models.registry as reg
+# vLLM runs the inspection in a fresh subprocess (another full import); run it in this one.
+if hasattr(reg, "_run_in_subprocess"):
+    reg._run_in_subprocess = lambda fn: fn()
+reg.ModelRegistry.models["LlamaForCausalLM"].inspect_model_cls()
 EOF
   log "cache step took $((SECONDS - t0)) s"
 }

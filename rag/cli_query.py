@@ -1,0 +1,147 @@
+"""``rag query "QUESTION"``: an answer over the ingested folders, with verified citations.
+
+``--json`` prints the pipeline's result object; ``--stream`` prints tokens as they come
+(with ``--json``: one JSON event per line, ``{"event": "token", "data": ...}``, the last one
+``done``); ``--filter key=value`` (repeatable; a key given twice matches either value) narrows
+retrieval by payload fields such as ``source``; ``--prompt name@version`` picks a prompt
+version; ``--context-only`` skips generation and prints the packed context.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from rag.cli import app, fail, get_settings, open_index, print_json
+
+__all__ = ["parse_filters", "query"]
+
+
+def _value(raw: str) -> Any:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if raw.isdigit() or (raw.startswith("-") and raw[1:].isdigit()):
+        return int(raw)
+    return raw
+
+
+def parse_filters(items: list[str]) -> dict[str, Any]:
+    """``["source=a.md", "source=b.md", "page=2"]`` → ``{"source": ["a.md", "b.md"], "page": 2}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--filter {item!r}: write it as key=value, e.g. --filter source=guide.md")
+        value = _value(raw.strip())
+        if key in out:
+            prev = out[key]
+            out[key] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[key] = value
+    return out
+
+
+def _print_sources(result: dict[str, Any]) -> None:
+    citations = result.get("citations") or []
+    if not citations:
+        return
+    typer.echo("\nSources:")
+    for c in citations:
+        where = " > ".join(c.get("section") or [])
+        page = f" p. {c['page']}" if c.get("page") is not None else ""
+        title = f" — {c['title']}" if c.get("title") else ""
+        check = "verified" if c.get("verified") else "context"
+        typer.echo(f"  [{c['n']}] {c['source']}{title}{' > ' + where if where else ''}{page}  ({check}, score {c['score']:.3f})")
+
+
+def _print_notes(result: dict[str, Any]) -> None:
+    if result.get("degraded"):
+        failed = ", ".join(f["generator"] for f in result.get("fallbacks") or [])
+        typer.echo(f"note: answered by the fallback generator '{result['generator']}' ({failed} failed)", err=True)
+    for sentence in result.get("unsupported") or []:
+        typer.echo(f"note: not supported by the documents: {sentence!r}", err=True)
+
+
+@app.command()
+def query(
+    question: Annotated[str, typer.Argument(help="The question")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result object as JSON")] = False,
+    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated")] = False,
+    filter_: Annotated[
+        list[str] | None, typer.Option("--filter", help="key=value on chunk metadata (repeatable), e.g. source=guide.md")
+    ] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt version, NAME@VERSION (default: pinned/A-B)")] = None,
+    context_only: Annotated[bool, typer.Option("--context-only", help="Retrieve, rerank and pack only; no generation")] = False,
+    user: Annotated[str | None, typer.Option("--user", help="User id for the prompt A/B split")] = None,
+) -> None:
+    """Answer QUESTION from the index, every citation checked against the passage it cites."""
+    from rag.generate import GenerationError
+    from rag.pack import PackingError
+    from rag.pipeline import QueryPipeline
+    from rag.prompts import PromptError
+    from rag.rerank import RerankError
+
+    try:
+        filters = parse_filters(filter_ or [])
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    settings = get_settings()
+    index = open_index(create=False)
+    pipeline = QueryPipeline(index, settings)
+    try:
+        # Models load before the clock starts: timings_ms then shows the query, not the start-up.
+        pipeline.warm_up()
+    except Exception as exc:
+        pipeline.close()
+        index.close()
+        fail(f"cannot load the query pipeline: {exc}")
+    kwargs: dict[str, Any] = {"filters": filters or None, "prompt": prompt, "generate": not context_only, "user": user}
+    try:
+        if not stream:
+            result = pipeline.run(question, **kwargs)
+        else:
+            result = {}
+            streamed = ""
+            for kind, payload in pipeline.stream(question, **kwargs):
+                if as_json:
+                    sys.stdout.write(json.dumps({"event": kind, "data": payload}, ensure_ascii=False, default=str) + "\n")
+                    sys.stdout.flush()
+                elif kind == "token":
+                    streamed += payload
+                    sys.stdout.write(payload)
+                    sys.stdout.flush()
+                elif kind == "reset":
+                    typer.echo(f"\n[{payload['failed']} failed: {payload['error']}; {payload['next']} answers instead]", err=True)
+                    streamed = ""
+                if kind == "done":
+                    result = payload
+            if as_json:
+                return
+            if streamed:
+                sys.stdout.write("\n")
+                if result.get("answer", "").strip() != streamed.strip():
+                    typer.echo(f"\nVerified answer: {result.get('answer', '')}")
+            else:
+                typer.echo(result.get("answer", ""))
+            _print_sources(result)
+            _print_notes(result)
+            return
+    except (GenerationError, PackingError, PromptError, RerankError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        pipeline.close()
+        index.close()
+    if as_json:
+        print_json(result)
+        return
+    if context_only:
+        for c in result["citations"]:
+            typer.echo(f"[{c['n']}] {c['source']} (score {c['score']:.3f})\n{c['quote']}\n")
+        return
+    typer.echo(result["answer"])
+    _print_sources(result)
+    _print_notes(result)

