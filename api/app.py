@@ -123,6 +123,22 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
+    def openapi() -> dict[str, Any]:
+        # The schema states the configured limits, not just the static model's.
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
+            )
+            question = schema["components"]["schemas"]["QueryRequest"]["properties"]["question"]
+            question["maxLength"] = api.max_question_chars
+            question["description"] = f"At most {api.max_question_chars} characters (api.max_question_chars)"
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     upload_limit = int((api.max_upload_mb or settings.ingestion.max_file_mb) * 1_000_000) + UPLOAD_OVERHEAD
     app.add_middleware(
         BodyLimitMiddleware,

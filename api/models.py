@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "FILTER_KEYS",
@@ -20,7 +20,6 @@ __all__ = [
 
 # Payload fields a caller may filter on. `tenant` is never one: it comes from the API key.
 FILTER_KEYS = ("source", "doc_id", "title", "section", "page")
-FilterValue = str | int | list[str] | list[int]
 
 
 class Citation(BaseModel):
@@ -48,31 +47,53 @@ class Usage(BaseModel):
     completion_tokens: int = 0
 
 
+class Filters(BaseModel):
+    """Exact-match payload filters; a list matches any of its values. All given keys must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | list[str] | None = Field(default=None, description="Document path(s)")
+    doc_id: str | list[str] | None = None
+    title: str | list[str] | None = None
+    section: str | list[str] | None = Field(default=None, description="A heading anywhere in the chunk's heading path")
+    page: int | list[int] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = sorted(set(value) - set(FILTER_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"unknown filter key(s) {', '.join(map(repr, unknown))}: use {', '.join(FILTER_KEYS)} "
+                    "(the tenant is always that of the API key)"
+                )
+            for key, v in value.items():
+                if isinstance(v, list) and not v:
+                    raise ValueError(f"filter {key!r} is an empty list: give at least one value or leave it out")
+        return value
+
+    def as_filter(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    question: str = Field(min_length=1, max_length=100_000, description="Limited further by api.max_question_chars")
-    filters: dict[str, FilterValue] | None = Field(
-        default=None,
-        description=f"Exact-match payload filters (a list matches any of its values); keys: {', '.join(FILTER_KEYS)}",
+    question: str = Field(
+        min_length=1, max_length=100_000, pattern=r"\S", description="Limited further by api.max_question_chars"
     )
-    prompt: str | None = Field(default=None, max_length=200, description="Prompt `name` or `name@version`")
+    filters: Filters | None = None
+    prompt: str | None = Field(
+        default=None,
+        max_length=129,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
+        description="Prompt `name` or `name@version` (404 when the deployment has no such prompt)",
+    )
     stream: bool = Field(default=False, description="Answer as Server-Sent Events: token…, citations, done")
     generate: bool = Field(default=True, description="False: return the retrieved, packed context only")
     user: str | None = Field(default=None, max_length=256, description="For A/B prompt assignment")
     session: str | None = Field(default=None, max_length=256)
-
-    @field_validator("filters")
-    @classmethod
-    def _known_keys(cls, value: dict[str, FilterValue] | None) -> dict[str, FilterValue] | None:
-        if value:
-            unknown = sorted(set(value) - set(FILTER_KEYS))
-            if unknown:
-                raise ValueError(
-                    f"unknown filter key(s) {', '.join(unknown)}: use {', '.join(FILTER_KEYS)} "
-                    "(the tenant is always that of the API key)"
-                )
-        return value
 
 
 class QueryResponse(BaseModel):

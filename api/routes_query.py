@@ -41,7 +41,7 @@ async def query(body: QueryRequest, request: Request, state: State, caller: Call
     check_question(body.question, state.settings.api.max_question_chars)
     args = QueryArgs(
         question=body.question,
-        filters=dict(body.filters) if body.filters else None,
+        filters=body.filters.as_filter() if body.filters else None,
         prompt=body.prompt,
         generate=body.generate,
         user=body.user,

@@ -249,7 +249,7 @@ def translate_error(exc: BaseException, args: QueryArgs) -> BaseException:
     from rag.prompts import PromptError
 
     if isinstance(exc, PromptError) and args.prompt:
-        return ApiError(422, "invalid_prompt", str(exc))
+        return ApiError(404, "prompt_not_found", str(exc))
     if isinstance(exc, GenerationUnavailable):
         return ApiError(503, "generation_unavailable", str(exc))
     return exc

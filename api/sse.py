@@ -36,17 +36,17 @@ class SSEResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(self, stream: EventStream, render: Renderer, trailer: Iterable[str] = ()):
-        super().__init__(
-            content=None,
-            media_type=self.media_type,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        # Like StreamingResponse: no body attribute, so no Content-Length header.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         self.stream = stream
         self.renderer = render
         self.trailer = list(trailer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         disconnected = False
+        finished = False
         try:
             async with anyio.create_task_group() as tg:
 
@@ -55,7 +55,8 @@ class SSEResponse(Response):
                     while True:
                         message = await receive()
                         if message["type"] == "http.disconnect":
-                            disconnected = True
+                            # After the last byte the server reports the (finished) request as gone too.
+                            disconnected = not finished
                             self.stream.close()
                             tg.cancel_scope.cancel()
                             return
@@ -64,6 +65,7 @@ class SSEResponse(Response):
                 await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
                 async for chunk in self._frames():
                     await send({"type": "http.response.body", "body": chunk.encode("utf-8"), "more_body": True})
+                finished = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 tg.cancel_scope.cancel()
         except OSError:

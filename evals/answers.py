@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = ["AnswersUnavailable", "contains_gold", "evaluate_answers", "normalize_answer", "pipeline_runner"]
+__all__ = ["AnswersUnavailable", "PipelineRunner", "contains_gold", "evaluate_answers", "normalize_answer", "pipeline_runner"]
 
 QueryRunner = Callable[[str], Mapping[str, Any]]
 Progress = Callable[[str, int, int], None]
@@ -53,24 +53,34 @@ def contains_gold(answer: str, gold: list[str]) -> bool:
     return any(g and f" {g} " in norm for g in (normalize_answer(x) for x in gold))
 
 
-def pipeline_runner(index: Index, settings: Settings) -> QueryRunner:
-    """The real query path over ``index``."""
-    try:
-        from rag.pipeline import QueryPipeline
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("rag.pipeline",):
-            raise
-        raise AnswersUnavailable(
-            "answer evals need the query pipeline (rag/pipeline.py), which is not installed in this "
-            "checkout; run `rag eval retrieval` meanwhile"
-        ) from exc
-    pipeline = QueryPipeline(index, settings)
+class PipelineRunner:
+    """The real query path over one index, as a ``QueryRunner``; ``close()`` frees its generators."""
 
-    def run(question: str) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = pipeline.run(question, filters=None, generate=True)
+    def __init__(self, index: Index, settings: Settings):
+        try:
+            from rag.pipeline import QueryPipeline
+        except ModuleNotFoundError as exc:
+            if exc.name != "rag.pipeline":
+                raise
+            raise AnswersUnavailable(
+                "answer evals need the query pipeline (rag/pipeline.py), which is not installed in this "
+                "checkout; run `rag eval retrieval` meanwhile"
+            ) from exc
+        self.pipeline = QueryPipeline(index, settings)
+        # Models load now, not inside the first question's latency.
+        self.pipeline.warm_up()
+
+    def __call__(self, question: str) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = self.pipeline.run(question, filters=None, generate=True)
         return result
 
-    return run
+    def close(self) -> None:
+        self.pipeline.close()
+
+
+def pipeline_runner(index: Index, settings: Settings) -> PipelineRunner:
+    """The real query path over ``index`` (raises ``AnswersUnavailable`` without rag/pipeline.py)."""
+    return PipelineRunner(index, settings)
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -108,7 +118,7 @@ def evaluate_answers(
         t0 = time.perf_counter()
         try:
             result = run(question)
-        except Exception as exc:  # one failing question must not hide the others' scores
+        except Exception as exc:  # noqa: BLE001 - one failing question must not hide the others' scores
             errors.append({"id": qid, "error": f"{type(exc).__name__}: {exc}"})
             continue
         elapsed_ms = (time.perf_counter() - t0) * 1000.0

@@ -220,16 +220,18 @@ def materialize_corpus(corpus: Path, dest: Path) -> dict[str, str]:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     renamed: dict[str, str] = {}
+    seen: set[str] = set()
     used: set[str] = set()  # lower-cased: a case-insensitive file system must not merge two ids
     for row in _read_jsonl(corpus):
         if "_id" not in row:
             continue
         cid = str(row["_id"])
+        if cid in seen:
+            raise DatasetError(f"{corpus}: corpus id {cid!r} appears twice; ids must be unique")
+        seen.add(cid)
         stem = safe_file_stem(cid)
         if stem.lower() in used:
             stem = f"{stem}-{hashlib.sha1(cid.encode('utf-8')).hexdigest()[:12]}"
-            if stem.lower() in used:
-                raise DatasetError(f"{corpus}: corpus id {cid!r} appears twice; ids must be unique")
         used.add(stem.lower())
         if stem != cid:
             renamed[stem] = cid

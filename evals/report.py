@@ -54,12 +54,12 @@ def _metric_name(flat_key: str) -> str:
 
 def is_quality_metric(flat_key: str) -> bool:
     name = _metric_name(flat_key)
-    return not (name.startswith("latency_ms") or name.startswith("tokens"))
+    return not (name.startswith(("latency_ms", "tokens")))
 
 
 def higher_is_better(flat_key: str) -> bool:
     name = _metric_name(flat_key)
-    return not (name.startswith("latency_ms") or name.startswith("tokens") or name in _LOWER_IS_BETTER)
+    return not (name.startswith(("latency_ms", "tokens")) or name in _LOWER_IS_BETTER)
 
 
 def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
@@ -141,7 +141,7 @@ def _compact_suite(result: Mapping[str, Any], worst_n: int) -> dict[str, Any]:
 
 # -- building ----------------------------------------------------------------------------
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_report_id(now: dt.datetime | None = None) -> str:
@@ -269,8 +269,8 @@ def write_report(reports_dir: Path, report: dict[str, Any], keep: int = 200) -> 
     from evals.report_html import render_html
 
     reports_dir.mkdir(parents=True, exist_ok=True)
-    base = report["id"]
-    folder = reports_dir / base
+    base = str(report["id"])
+    folder: Path = reports_dir / base
     n = 0
     while folder.exists():  # two reports in the same microsecond: never overwrite one ("Z" < "Z-1")
         n += 1

@@ -123,7 +123,12 @@ def _history_chart(report: Mapping[str, Any]) -> str:
     history = report.get("history") or []
     if not history:
         return ""
-    keys = [k for k in (report.get("metrics") or {}) if is_quality_metric(k)][:8]
+    # The headline of each suite; the full set would crowd the chart.
+    headline = ("ndcg@10", "recall@10", "answer_contains_gold", "gold_cited", "citation_precision")
+    keys = [
+        k for k in (report.get("metrics") or {})
+        if is_quality_metric(k) and (k.split(".", 1)[-1] in headline or ".hit_rate@" in k)
+    ][:8]
     series = []
     for key in keys:
         points = [(float(i), float(h["metrics"][key])) for i, h in enumerate(history) if key in (h.get("metrics") or {})]

@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from evals.metrics import RECALL_CURVE_KS, average, first_relevant_rank, percentile, query_metrics, recall_at
+from evals.metrics import (
+    RECALL_CURVE_KS,
+    average,
+    first_relevant_rank,
+    percentile,
+    query_metrics,
+    recall_at,
+)
 from rag.retrieve import Retriever
 from rag.store import Hit
 

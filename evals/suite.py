@@ -111,9 +111,12 @@ def run_default_suite(
                 except AnswersUnavailable as exc:
                     notes.append(str(exc))
                 else:
-                    answered = evaluate_answers(
-                        run, dataset.queries, dataset.answers, dataset.qrels, should_stop=should_stop
-                    )
+                    try:
+                        answered = evaluate_answers(
+                            run, dataset.queries, dataset.answers, dataset.qrels, should_stop=should_stop
+                        )
+                    finally:
+                        run.close()
                     answered.update(kind="answers", dataset={**dataset.describe(), "path": str(golden_path)})
                     suites["answers"] = answered
     if index.store.count(collection, {"tenant": settings.tenant}) > 0:

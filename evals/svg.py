@@ -38,7 +38,7 @@ def line_chart(
     x_label: str,
     y_label: str,
     y_range: tuple[float, float] = (0.0, 1.0),
-    width: int = 620,
+    width: int = 540,
     height: int = 300,
 ) -> str:
     """Lines with dots; a legend on the right. x positions are data units mapped to the ticks' span."""
@@ -93,7 +93,7 @@ def histogram(
     x_label: str,
     markers: Sequence[tuple[str, float]] = (),
     bins: int = 20,
-    width: int = 620,
+    width: int = 540,
     height: int = 240,
 ) -> str:
     """Counts of ``values`` in equal-width bins, with labelled vertical markers (e.g. p50, p95)."""
@@ -104,8 +104,9 @@ def histogram(
         body.append(f'<text x="{width / 2:.0f}" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="tick">no data</text>')
         return _frame(width, height, title, body, title)
     lo, hi = min(values), max(values)
-    if hi <= lo:
-        hi = lo + 1.0
+    if hi - lo < 1e-9:  # all equal: a bar in the middle of a visible range
+        pad = max(abs(lo) * 0.1, 1.0)
+        lo, hi = lo - pad, hi + pad
     counts = [0] * bins
     for v in values:
         counts[min(int((v - lo) / (hi - lo) * bins), bins - 1)] += 1
@@ -131,5 +132,10 @@ def histogram(
     for n, (name, value) in enumerate(markers):
         x = left + plot_w * (min(max(value, lo), hi) - lo) / (hi - lo)
         body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" class="marker"/>')
-        body.append(f'<text x="{x + 4:.1f}" y="{top + 12 + n * 14}" class="marker-label">{escape(name)} {_fmt(value)}</text>')
+        # Labels near the right edge go left of their line, so they stay inside the chart.
+        anchor, dx = ("end", -4) if x > left + plot_w * 0.75 else ("start", 4)
+        body.append(
+            f'<text x="{x + dx:.1f}" y="{top + 12 + n * 14}" text-anchor="{anchor}" class="marker-label">'
+            f"{escape(name)} {_fmt(value)}</text>"
+        )
     return _frame(width, height, title, body, title)

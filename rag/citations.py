@@ -66,7 +66,11 @@ _STOPWORDS = frozenset(
 )
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d]+[.)]?\s)")
+# A sentence ends at . ! or ? (closing quotes/brackets and [n] markers stay with it) before
+# whitespace and a capital or digit; paragraph breaks and list items end one too.
+_SENTENCE_END = re.compile(
+    r"[.!?][\"')\]]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*(?=\s+[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•\d]+[.)]?\s)"
+)
 _ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Dr.", "Mr.", "Mrs.", "Ms.", "St.", "No.", "Fig.", "al.", "approx.")
 
 
@@ -99,7 +103,13 @@ def split_sentences(text: str) -> list[str]:
     protected = text
     for i, abbr in enumerate(_ABBREVIATIONS):
         protected = protected.replace(abbr, abbr.replace(".", f"\x00{i}\x00"))
-    parts = [p for p in _SENTENCE_END.split(protected) if p and p.strip()]
+    parts: list[str] = []
+    cursor = 0
+    for m in _SENTENCE_END.finditer(protected):
+        parts.append(protected[cursor : m.end()])
+        cursor = m.end()
+    parts.append(protected[cursor:])
+    parts = [p for p in parts if p.strip()]
     out: list[str] = []
     for part in parts:
         for i, abbr in enumerate(_ABBREVIATIONS):
@@ -194,14 +204,18 @@ class SupportScorer:
         """(score, the passage sentence most like ``sentence``) — the quote for a citation."""
         sents = self.passage_sentences(passage)
         f = self.features(sentence, passage.text, sents, question)
-        quote = sents[0]
-        if self.embed is not None and len(sents) > 1:
-            vecs = self.vectors([sentence, *sents])
-            quote = sents[int(np.argmax(vecs[1:] @ vecs[0]))]
-        elif len(sents) > 1:
-            mine = set(content_words(sentence))
-            quote = max(sents, key=lambda s: len(mine & set(content_words(s))))
-        return self.score_features(f), quote
+        return self.score_features(f), self.best_sentence(sentence, sents)
+
+    def best_sentence(self, sentence: str, candidates: Sequence[str]) -> str:
+        """The candidate that says most of what ``sentence`` says (shared words, then meaning)."""
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else ""
+        mine = set(content_words(sentence))
+        overlap = np.array([len(mine & set(content_words(c))) / max(1, len(mine)) for c in candidates])
+        if self.embed is not None:
+            vecs = self.vectors([sentence, *candidates])
+            overlap = overlap + vecs[1:] @ vecs[0]
+        return candidates[int(np.argmax(overlap))]
 
 
 @dataclass

@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from rag.cli import app, daemon_client, fail, get_settings, open_index, print_json, progress_reporter
+from rag.cli import (
+    app,
+    daemon_client,
+    fail,
+    get_settings,
+    open_index,
+    print_json,
+    progress_reporter,
+)
 
 if TYPE_CHECKING:
     from evals.datasets import Dataset, DatasetIndex
@@ -89,10 +97,10 @@ MODE_OPTION = typer.Option("--mode", help="dense | sparse | hybrid (default: ret
 def eval_retrieval(
     dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-layout folder: queries.jsonl, qrels/<split>.tsv, corpus.jsonl")],
     split: Annotated[str, typer.Option("--split", help="qrels/<split>.tsv to score")] = "test",
-    docs: Annotated[Optional[Path], typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=1000, help="Documents ranked per query (default evals.top_k)")] = None,
-    mode: Annotated[Optional[str], MODE_OPTION] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N judged queries")] = None,
+    docs: Annotated[Path | None, typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Documents ranked per query (default evals.top_k)")] = None,
+    mode: Annotated[str | None, MODE_OPTION] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N judged queries")] = None,
     per_query: Annotated[bool, typer.Option("--per-query", help="Include each query's ranked doc ids and scores")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
@@ -154,8 +162,8 @@ def _print_retrieval(result: dict[str, Any]) -> None:
 def eval_answers(
     dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-layout folder with answers.jsonl")],
     split: Annotated[str, typer.Option("--split")] = "test",
-    docs: Annotated[Optional[Path], typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N questions")] = None,
+    docs: Annotated[Path | None, typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions")] = None,
     per_query: Annotated[bool, typer.Option("--per-query", help="Include each question's answer and citations")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
@@ -177,8 +185,11 @@ def eval_answers(
             run = pipeline_runner(dsi.index, dsi.index.settings)
         except AnswersUnavailable as exc:
             fail(str(exc))
-        with progress_reporter("eval questions") as progress:
-            result = evaluate_answers(run, questions, data.answers, data.qrels, dsi.to_doc, progress=progress)
+        try:
+            with progress_reporter("eval questions") as progress:
+                result = evaluate_answers(run, questions, data.answers, data.qrels, dsi.to_doc, progress=progress)
+        finally:
+            run.close()
         result.update(kind="answers", dataset=data.describe(), index=dsi.describe())
         result["timings"] = {
             "index_seconds": round(dsi.build_seconds, 3),
@@ -252,8 +263,8 @@ def _print_report(folder: Path, data: dict[str, Any]) -> None:
 @eval_app.callback(invoke_without_command=True)
 def eval_default(
     ctx: typer.Context,
-    suite: Annotated[Optional[Path], typer.Option("--suite", help="Golden set (.jsonl/.yaml); default evals.suite")] = None,
-    answers: Annotated[Optional[bool], typer.Option("--answers/--no-answers", help="Also score generated answers")] = None,
+    suite: Annotated[Path | None, typer.Option("--suite", help="Golden set (.jsonl/.yaml); default evals.suite")] = None,
+    answers: Annotated[bool | None, typer.Option("--answers/--no-answers", help="Also score generated answers")] = None,
     fail_on_regression: Annotated[
         bool, typer.Option("--fail-on-regression", help="Exit 3 when a metric regressed (for CI)")
     ] = False,

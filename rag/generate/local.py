@@ -120,7 +120,9 @@ class LocalGenerator(Generator):
             llama_cpp = _import_llama()
             path = _model_path(self.settings)
             started = time.perf_counter()
-            threads = self.settings.threads or max(1, os.cpu_count() or 1)
+            # One core is left to the rest of the process (HTTP, embedder): with every core
+            # busy, llama.cpp's threads spin against each other (measured 10x slower here).
+            threads = self.settings.threads or max(1, (os.cpu_count() or 2) - 1)
             try:
                 self._llm = llama_cpp.Llama(
                     model_path=str(path),

@@ -27,6 +27,7 @@ TINY_QUERIES = {
     "q5": ("What makes a network sender slow down after packet loss?", "tcp"),
 }
 UNANSWERABLE = {"q6": "Who won the 1987 chess olympiad?"}
+TINY_ANSWERS = {"q1": ["glucose"], "q2": ["lava"], "q3": ["waggle dance"], "q4": ["aqueducts"], "q5": ["congestion window"]}
 
 
 def write_beir(root: Path, corpus: list[dict[str, str]] | None = None, with_answers: bool = False) -> Path:
@@ -41,7 +42,7 @@ def write_beir(root: Path, corpus: list[dict[str, str]] | None = None, with_answ
     rows = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{doc}\t1" for q, (_, doc) in TINY_QUERIES.items()]
     (root / "qrels" / "test.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     if with_answers:
-        answers = [{"_id": q, "answerable": True, "answers": [doc]} for q, (_, doc) in TINY_QUERIES.items()]
+        answers = [{"_id": q, "answerable": True, "answers": TINY_ANSWERS[q]} for q in TINY_QUERIES]
         answers += [{"_id": q, "answerable": False, "answers": []} for q in UNANSWERABLE]
         (root / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers), encoding="utf-8")
     return root

@@ -1,0 +1,110 @@
+"""The official ``openai`` client against ``/v1``, unchanged: models, completions, streaming."""
+
+from __future__ import annotations
+
+import re
+
+import openai
+import pytest
+
+from api.chat import condense
+from api.models import ChatMessage
+from tests.api.conftest import Deployment
+
+QUESTION = "How long are monthly backup snapshots kept?"
+
+
+@pytest.fixture(scope="module")
+def client(deployment: Deployment) -> openai.OpenAI:
+    return openai.OpenAI(base_url=deployment.server.url + "/v1", api_key=deployment.keys["default"], max_retries=0)
+
+
+def test_models_lists_the_served_chat_model(client: openai.OpenAI, deployment: Deployment) -> None:
+    assert [m.id for m in client.models.list()] == [deployment.settings.api.model_name]
+
+
+def test_completion_answers_with_citation_markers_and_the_citations_extension(
+    client: openai.OpenAI, deployment: Deployment
+) -> None:
+    out = client.chat.completions.create(
+        model=deployment.settings.api.model_name,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}],
+        temperature=0.0,
+        max_tokens=128,
+        user="tester",
+    )
+    text = out.choices[0].message.content or ""
+    assert out.choices[0].finish_reason == "stop"
+    citations = out.model_extra["citations"] if out.model_extra else None
+    assert citations, out
+    assert "13 months" in text
+    markers = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+    assert markers and markers <= {c["n"] for c in citations}
+    assert any(c["source"] == "policies/backup-policy.md" for c in citations)
+    assert out.usage is not None and out.usage.total_tokens >= 0
+
+
+def test_streaming_through_the_client_delivers_text_then_citations(client: openai.OpenAI, deployment: Deployment) -> None:
+    stream = client.chat.completions.create(
+        model=deployment.settings.api.model_name,
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    parts: list[str] = []
+    finish = None
+    extension = None
+    usage_seen = False
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage_seen = True
+        if not chunk.choices:
+            continue
+        parts.append(chunk.choices[0].delta.content or "")
+        if chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+            extension = chunk.model_extra
+    assert finish == "stop"
+    assert usage_seen
+    assert "".join(parts).strip()
+    assert extension and extension["citations"], extension
+    assert "13 months" in extension["rag"]["answer"]
+
+
+def test_unknown_model_and_bad_key_raise_the_clients_own_errors(client: openai.OpenAI, deployment: Deployment) -> None:
+    with pytest.raises(openai.NotFoundError, match="is not served here"):
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    bad = openai.OpenAI(base_url=deployment.server.url + "/v1", api_key="rk_bad", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+
+
+def test_follow_up_questions_carry_earlier_turns_within_the_budget() -> None:
+    words = len  # a stand-in tokenizer: one token per character keeps the budget arithmetic visible
+    messages = [
+        ChatMessage(role="user", content="Tell me about the backup policy."),
+        ChatMessage(role="assistant", content="Backups run nightly [1]."),
+        ChatMessage(role="user", content="How long are they kept?"),
+    ]
+    question, last = condense(messages, budget=200, count=words)
+    assert last == "How long are they kept?"
+    assert question.startswith(last)
+    assert "backup policy" in question and "Backups run nightly" in question
+    assert "[1]" not in question  # markers of earlier answers are noise for retrieval
+    tight, _ = condense(messages, budget=30, count=words)
+    assert "Backups run nightly" in tight and "backup policy" not in tight  # most recent turn first
+    alone, _ = condense(messages, budget=0, count=words)
+    assert alone == last
+
+
+def test_a_follow_up_is_answered_from_the_conversation(client: openai.OpenAI, deployment: Deployment) -> None:
+    out = client.chat.completions.create(
+        model=deployment.settings.api.model_name,
+        messages=[
+            {"role": "user", "content": "What does the backup and restore policy say about snapshots?"},
+            {"role": "assistant", "content": "Monthly snapshots exist [1]."},
+            {"role": "user", "content": "For how long are they kept?"},
+        ],
+    )
+    citations = out.model_extra["citations"] if out.model_extra else []
+    assert any(c["source"] == "policies/backup-policy.md" for c in citations), citations

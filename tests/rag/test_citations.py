@@ -1,0 +1,106 @@
+"""Citation verification with the real embedder: kept, removed, added, renumbered, abstained."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.citations import SupportScorer, split_sentences, verify_answer
+from rag.config import CitationSettings
+from rag.embedding import Embedder
+from rag.pack import PackedContext, Passage
+
+ABSTAIN = "The documents don't contain an answer to this."
+QUESTION = "When was the Eiffel Tower built?"
+
+TEXTS = {
+    1: "Berlin is the capital of Germany. It has about 3.7 million inhabitants.",
+    2: "The Eiffel Tower is a lattice tower in Paris. It was built between 1887 and 1889 for the World's Fair.",
+    3: "Backups are taken every night at 02:00 UTC and kept for 35 days.",
+}
+
+
+def _context() -> PackedContext:
+    passages = [
+        Passage(
+            chunk_ids=[f"c{n}"], doc_id=f"d{n}", source=f"doc{n}.md", title=f"Doc {n}", section=["S"], page=None,
+            start=10 * n, end=10 * n + len(text), text=text, score=1.0 / n, rank=n - 1, n=n,
+        )
+        for n, text in TEXTS.items()
+    ]
+    return PackedContext(passages, "\n\n".join(p.render() for p in passages), 100, 1000)
+
+
+@pytest.fixture(scope="module")
+def scorer(embedder: Embedder) -> SupportScorer:
+    return SupportScorer(embedder.embed)
+
+
+def _verify(answer: str, scorer: SupportScorer, question: str = QUESTION):  # type: ignore[no-untyped-def]
+    return verify_answer(answer, _context(), scorer, CitationSettings(), question, ABSTAIN)
+
+
+def test_split_sentences_keeps_markers_with_their_sentence() -> None:
+    text = "It was built in 1889 [2]. It is 330 m tall.[1] See e.g. the guide. [3]\n\nNew para"
+    assert split_sentences(text) == ["It was built in 1889 [2].", "It is 330 m tall.[1]", "See e.g. the guide. [3]", "New para"]
+
+
+def test_supported_citation_is_kept_and_renumbered(scorer: SupportScorer) -> None:
+    v = _verify("The Eiffel Tower was built between 1887 and 1889 [2].", scorer)
+    assert not v.abstained
+    assert v.answer == "The Eiffel Tower was built between 1887 and 1889 [1]."
+    assert [c["n"] for c in v.citations] == [1]
+    c = v.citations[0]
+    assert c["source"] == "doc2.md" and c["verified"] is True
+    assert "1889" in c["quote"] and c["quote"] in TEXTS[2], "the quote is the supporting sentence of the passage"
+
+
+def test_marker_for_a_passage_not_in_the_context_is_removed(scorer: SupportScorer) -> None:
+    v = _verify("The tower was built between 1887 and 1889 [7].", scorer)
+    assert v.sentences[0].dropped_markers == [7]
+    # The sentence is still supported, by the passage that does support it.
+    assert v.answer.endswith("[1].") and v.citations[0]["source"] == "doc2.md"
+
+
+def test_wrong_citation_is_replaced_by_the_supporting_passage(scorer: SupportScorer) -> None:
+    v = _verify("The Eiffel Tower was built between 1887 and 1889 [1].", scorer)
+    assert 1 in v.sentences[0].dropped_markers, "Berlin does not support a sentence about the tower"
+    assert [c["source"] for c in v.citations] == ["doc2.md"]
+
+
+def test_changed_fact_is_not_supported(scorer: SupportScorer) -> None:
+    v = _verify("The Eiffel Tower was built in 1920 in London [2].", scorer)
+    assert v.abstained and v.answer == ABSTAIN and v.citations == []
+
+
+def test_unsupported_sentence_is_flagged_supported_one_kept(scorer: SupportScorer) -> None:
+    v = _verify("The tower was built between 1887 and 1889 [2]. It was painted purple by Picasso in 1960 [2].", scorer)
+    assert not v.abstained
+    assert v.unsupported == ["It was painted purple by Picasso in 1960."]
+    assert [c["source"] for c in v.citations] == ["doc2.md"]
+
+
+def test_several_citations_renumber_in_order_of_use(scorer: SupportScorer) -> None:
+    v = _verify(
+        "Backups are kept for 35 days [3]. The Eiffel Tower was built between 1887 and 1889 [2].",
+        scorer,
+        question="How long are backups kept and when was the Eiffel Tower built?",
+    )
+    assert v.answer == "Backups are kept for 35 days [1]. The Eiffel Tower was built between 1887 and 1889 [2]."
+    assert [(c["n"], c["source"]) for c in v.citations] == [(1, "doc3.md"), (2, "doc2.md")]
+
+
+def test_model_abstention_is_an_abstention(scorer: SupportScorer) -> None:
+    v = _verify("The documents don't contain an answer to this.", scorer, question="Who won the 1998 World Cup?")
+    assert v.abstained and v.citations == []
+
+
+def test_empty_answer_abstains(scorer: SupportScorer) -> None:
+    assert _verify("", scorer).abstained
+
+
+def test_support_scores_order_sensibly(scorer: SupportScorer) -> None:
+    ctx = _context().by_number
+    good, _ = scorer.support("It was built between 1887 and 1889.", ctx[2], QUESTION)
+    wrong_year, _ = scorer.support("It was built in 1850.", ctx[2], QUESTION)
+    unrelated, _ = scorer.support("It was built between 1887 and 1889.", ctx[3], QUESTION)
+    assert good > 0.5 > max(wrong_year, unrelated)

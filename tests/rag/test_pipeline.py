@@ -1,0 +1,172 @@
+"""The whole query path over a real index (Qdrant Edge + MiniLM), with real generators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.generate import GenerationError
+from rag.pipeline import QueryPipeline
+from tests.rag.chat_server import ChatServer, Fault
+from tests.rag.conftest import KnowledgeBase
+
+RESULT_KEYS = {"answer", "abstained", "degraded", "generator", "citations", "prompt", "usage", "timings_ms", "context_tokens"}
+CITATION_KEYS = {"n", "source", "title", "section", "page", "start", "end", "quote", "score", "verified"}
+
+
+def _pipeline(kb: KnowledgeBase, kb_settings: Any, **overrides: Any) -> QueryPipeline:
+    return QueryPipeline(kb.index, kb_settings(**overrides))
+
+
+def _check_shape(result: dict[str, Any]) -> None:
+    assert RESULT_KEYS <= result.keys()
+    for c in result["citations"]:
+        assert CITATION_KEYS <= c.keys()
+    assert {"retrieve", "rerank", "pack", "total"} <= result["timings_ms"].keys()
+    assert result["timings_ms"]["total"] >= result["timings_ms"]["retrieve"]
+    json.dumps(result)  # the CLI and the API serialise it as is
+
+
+def test_context_only_returns_the_packed_context(kb: KnowledgeBase, kb_settings: Any) -> None:
+    result = _pipeline(kb, kb_settings).run("How many vacation days do new employees get?", generate=False)
+    _check_shape(result)
+    assert result["answer"] == "" and result["generator"] is None and not result["abstained"]
+    cits = result["citations"]
+    assert cits and cits[0]["source"] == "onboarding/vacation.txt"
+    assert [c["n"] for c in cits] == list(range(1, len(cits) + 1))
+    assert all(c["verified"] is False for c in cits)
+    assert 0 < result["context_tokens"]
+    text = (kb.folder / cits[0]["source"]).read_text(encoding="utf-8")
+    assert cits[0]["quote"] == text[cits[0]["start"] : cits[0]["end"]].strip() or cits[0]["quote"] in text
+
+
+def test_filters_pass_through_to_retrieval(kb: KnowledgeBase, kb_settings: Any) -> None:
+    p = _pipeline(kb, kb_settings)
+    result = p.run("vacation days", generate=False, filters={"source": "backups.md"})
+    assert {c["source"] for c in result["citations"]} == {"backups.md"}
+    nothing = p.run("vacation days", filters={"source": "no-such-file.md"})
+    assert nothing["abstained"] and nothing["citations"] == [] and nothing["generator"] is None
+
+
+def test_extractive_answers_with_a_verified_citation(kb: KnowledgeBase, kb_settings: Any) -> None:
+    p = _pipeline(kb, kb_settings, generation={"chain": ["extractive"]})
+    result = p.run("How many days of paid vacation do new employees receive?")
+    _check_shape(result)
+    assert result["generator"] == "extractive" and not result["degraded"] and not result["abstained"]
+    assert "25 days" in result["answer"] and "[1]" in result["answer"]
+    assert result["citations"][0]["n"] == 1 and result["citations"][0]["verified"] is True
+    assert result["citations"][0]["source"] == "onboarding/vacation.txt"
+    assert result["prompt"] == {"name": "answer", "version": "v1"}
+
+
+def test_extractive_abstains_on_an_unrelated_question(kb: KnowledgeBase, kb_settings: Any) -> None:
+    p = _pipeline(kb, kb_settings, generation={"chain": ["extractive"]})
+    result = p.run("Who painted the Mona Lisa?")
+    assert result["abstained"] is True
+    assert result["answer"] == "The documents don't contain an answer to this."
+    assert result["citations"] == []
+
+
+def test_stream_events_in_order(kb: KnowledgeBase, kb_settings: Any) -> None:
+    p = _pipeline(kb, kb_settings, generation={"chain": ["extractive"]})
+    events = list(p.stream("When was the Eiffel Tower built?"))
+    kinds = [k for k, _ in events]
+    assert kinds[-2:] == ["citations", "done"] and set(kinds[:-2]) == {"token"}
+    streamed = "".join(v for k, v in events if k == "token")
+    done = events[-1][1]
+    assert "1889" in streamed and "1889" in done["answer"]
+    assert events[-2][1] == done["citations"]
+
+
+def test_openai_backend_through_the_pipeline(kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer) -> None:
+    chat_server.reply = "The Eiffel Tower was built between 1887 and 1889 [1]."
+    p = _pipeline(kb, kb_settings, generation={"chain": ["openai", "extractive"], "openai": {"base_url": chat_server.base_url}})
+    result = p.run("When was the Eiffel Tower built?", prompt="answer@v2")
+    assert result["generator"] == "openai" and not result["degraded"]
+    assert result["prompt"] == {"name": "answer", "version": "v2"}
+    assert result["citations"][0]["source"] == "eiffel.md" and result["citations"][0]["verified"]
+    assert result["usage"]["completion_tokens"] == len(chat_server.reply.split())
+    sent = chat_server.requests[-1]
+    assert sent["stream"] is False, "run() asks for a plain completion"
+    user_msg = sent["messages"][-1]["content"]
+    assert "[1] Eiffel Tower" in user_msg and "When was the Eiffel Tower built?" in user_msg
+    assert sent["max_tokens"] == 120, "the prompt's model.max_tokens"
+
+
+def test_server_dying_mid_stream_falls_back(kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer) -> None:
+    chat_server.reply = "The Eiffel Tower was built between 1887 and 1889 [1]."
+    chat_server.faults.append(Fault(drop_after_tokens=3))
+    p = _pipeline(kb, kb_settings, generation={"chain": ["openai", "extractive"], "openai": {"base_url": chat_server.base_url}})
+    events = list(p.stream("When was the Eiffel Tower built?"))
+    kinds = [k for k, _ in events]
+    assert kinds[:3] == ["token"] * 3 and kinds[3] == "reset"
+    done = events[-1][1]
+    assert done["generator"] == "extractive" and done["degraded"] is True
+    assert done["fallbacks"][0]["generator"] == "openai" and "broke off" in done["fallbacks"][0]["error"]
+    assert "1889" in done["answer"] and done["citations"][0]["verified"]
+
+
+def test_invented_citation_from_the_model_is_not_returned(kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer) -> None:
+    chat_server.reply = "The tower was designed by Leonardo da Vinci in 1503 [1]. Backups run at 02:00 UTC [9]."
+    p = _pipeline(kb, kb_settings, generation={"chain": ["openai"], "openai": {"base_url": chat_server.base_url}})
+    result = p.run("Who designed the Eiffel Tower and when do backups run?")
+    assert "Leonardo da Vinci in 1503." in result["unsupported"]
+    assert [c["source"] for c in result["citations"]] == ["backups.md"], "[9] was not in the context; backups.md supports it"
+    assert result["answer"].endswith("Backups run at 02:00 UTC [1].")
+
+
+def test_every_backend_failing_is_an_error(kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer) -> None:
+    chat_server.faults.extend([Fault(status=400)])
+    p = _pipeline(kb, kb_settings, generation={"chain": ["openai"], "openai": {"base_url": chat_server.base_url}})
+    with pytest.raises(GenerationError, match="every generator"):
+        p.run("When was the Eiffel Tower built?")
+
+
+def test_closing_the_stream_early_stops_generation(kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer) -> None:
+    chat_server.reply = " ".join(["word"] * 50)
+    p = _pipeline(kb, kb_settings, generation={"chain": ["openai"], "openai": {"base_url": chat_server.base_url}})
+    stream = p.stream("When was the Eiffel Tower built?")
+    first = next(stream)
+    assert first[0] == "token"
+    stream.close()  # what the API does when the client disconnects
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_empty_question_is_refused(kb: KnowledgeBase, kb_settings: Any) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        _pipeline(kb, kb_settings).run("   ")
+
+
+def test_prompt_rollback_applies_to_the_running_pipeline(kb: KnowledgeBase, kb_settings: Any, tmp_path: Path) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "prompts" / "answer"
+    folder = tmp_path / "prompts" / "answer"
+    folder.mkdir(parents=True)
+    for f in shipped.glob("v*.yaml"):
+        (folder / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    p = _pipeline(kb, kb_settings, prompts={"directory": str(tmp_path / "prompts"), "pin": "v2", "reload_seconds": 0})
+    assert p.run("vacation", generate=False)["prompt"]["version"] == "v2"
+    (folder / "deploy.yaml").write_text("pin: v1\n", encoding="utf-8")
+    assert p.run("vacation", generate=False)["prompt"]["version"] == "v1"
+
+
+def test_cli_query_json(kb: KnowledgeBase, rag_cli: Any) -> None:
+    env = {"RAG_GENERATION__CHAIN": '["extractive"]'}
+    out = rag_cli.json(
+        "query", "When was the Eiffel Tower built?", "--json", "--filter", "source=eiffel.md", data_dir=kb.data_dir, env=env
+    )
+    _check_shape(out)
+    assert "1889" in out["answer"] and {c["source"] for c in out["citations"]} == {"eiffel.md"}
+    bad = rag_cli.run("query", "x", "--filter", "nokey", data_dir=kb.data_dir, env=env, check=False)
+    assert bad.returncode == 2 and "key=value" in bad.stderr
+
+
+def test_parse_filters() -> None:
+    from rag.cli_query import parse_filters
+
+    assert parse_filters(["source=a.md", "source=b.md", "page=2", "x=true"]) == {"source": ["a.md", "b.md"], "page": 2, "x": True}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_filters(["=v"])
