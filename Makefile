@@ -9,6 +9,8 @@ export UV_LINK_MODE := copy
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS :=
+HOST ?= 127.0.0.1
+PORT ?= 8000
 FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 # The CPU build of torch: the local wheel when present, PyTorch's CPU index otherwise.
 TORCH_SPEC := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),torch==2.13.0+cpu,torch==2.13.0)
@@ -30,13 +32,20 @@ run: install
 	$(VENV)/bin/rag ingest examples/docs
 	$(VENV)/bin/rag status
 	@echo
-	@echo "Next: the daemon now keeps examples/docs in sync. Try, in another terminal:"
+	@echo "Chat page (the key is this deployment's local key):"
+	@echo "  http://$(HOST):$(PORT)/#key=$$($(VENV)/bin/rag keys local)"
+	@echo "Next, in another terminal:"
+	@echo "  curl -s -H \"Authorization: Bearer $$($(VENV)/bin/rag keys local)\" -d '{\"question\": \"How long are backups kept?\"}' http://$(HOST):$(PORT)/v1/query"
 	@echo "  echo 'New note about backups' > examples/docs/notes.md && $(VENV)/bin/rag status"
-	@echo "  $(VENV)/bin/rag export | head -3"
+	@echo "  $(VENV)/bin/rag query 'How long are backups kept?'   |   $(VENV)/bin/rag export | head -3"
 	@echo
-	$(VENV)/bin/rag watch examples/docs
+	$(VENV)/bin/rag serve --host $(HOST) --port $(PORT) --watch examples/docs
 
-test: install
+# A separate venv with vLLM (CPU build) and SmolLM2 converted for it; idempotent, offline after.
+vllm:
+	bash scripts/vllm/setup.sh
+
+test: install vllm
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install

@@ -17,15 +17,17 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from api.auth import KeyStore
 from api.deps import AppState
 from api.documents import Documents
-from api.errors import install_error_handlers
+from api.errors import ErrorBody, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.service import Pipeline, QueryService, load_pipeline
+from api.sse_schema import DOC_MODELS
 from rag.config import Settings
 
 __all__ = ["create_app"]
@@ -131,7 +133,13 @@ def create_app(
             schema = get_openapi(
                 title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
             )
-            question = schema["components"]["schemas"]["QueryRequest"]["properties"]["question"]
+            components = schema["components"]["schemas"]
+            documented: tuple[type[BaseModel], ...] = (ErrorBody, *DOC_MODELS)
+            for model in documented:  # payloads of the event streams, referenced by their schemas
+                doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(doc.pop("$defs", {}))
+                components[model.__name__] = doc
+            question = components["QueryRequest"]["properties"]["question"]
             question["maxLength"] = api.max_question_chars
             question["description"] = f"At most {api.max_question_chars} characters (api.max_question_chars)"
             app.openapi_schema = schema

@@ -70,7 +70,7 @@ _DESCRIPTIONS = {
     400: "Malformed request",
     401: "Missing or invalid API key (send `Authorization: Bearer KEY`)",
     403: "The key's tenant may not use this endpoint",
-    404: "Not found (documents of other tenants are reported as not found)",
+    404: "Not found: no such document, prompt or model (documents of other tenants are reported as not found)",
     409: "Conflict with the state of the resource",
     413: "Body, question or upload larger than the configured limit (the message names it)",
     415: "Upload of a file type that is not ingested",
@@ -82,8 +82,10 @@ _DESCRIPTIONS = {
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the given error statuses (schema: ``ErrorBody``)."""
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+    """OpenAPI ``responses=`` entries for the given error statuses: JSON ``ErrorBody`` always,
+    also on routes whose success is HTML, text or a file (the app adds ``ErrorBody`` to the components)."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {code: {"description": _DESCRIPTIONS[code], "content": content} for code in codes}
 
 
 # Statuses any authenticated route can answer with.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -47,16 +47,21 @@ class Usage(BaseModel):
     completion_tokens: int = 0
 
 
+Page = Annotated[int, Field(ge=0, le=1_000_000)]
+Texts = Annotated[list[str], Field(min_length=1, max_length=100)]
+Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
+
+
 class Filters(BaseModel):
     """Exact-match payload filters; a list matches any of its values. All given keys must match."""
 
     model_config = ConfigDict(extra="forbid")
 
-    source: str | list[str] | None = Field(default=None, description="Document path(s)")
-    doc_id: str | list[str] | None = None
-    title: str | list[str] | None = None
-    section: str | list[str] | None = Field(default=None, description="A heading anywhere in the chunk's heading path")
-    page: int | list[int] | None = None
+    source: str | Texts | None = Field(default=None, description="Document path(s)")
+    doc_id: str | Texts | None = None
+    title: str | Texts | None = None
+    section: str | Texts | None = Field(default=None, description="A heading anywhere in the chunk's heading path")
+    page: Page | Pages | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -68,9 +73,6 @@ class Filters(BaseModel):
                     f"unknown filter key(s) {', '.join(map(repr, unknown))}: use {', '.join(FILTER_KEYS)} "
                     "(the tenant is always that of the API key)"
                 )
-            for key, v in value.items():
-                if isinstance(v, list) and not v:
-                    raise ValueError(f"filter {key!r} is an empty list: give at least one value or leave it out")
         return value
 
     def as_filter(self) -> dict[str, Any]:

@@ -46,7 +46,7 @@ async def list_documents(state: State, caller: Caller) -> Any:
     "/v1/documents",
     response_model=UploadResult,
     status_code=202,
-    responses=error_responses(401, 409, 413, 415, 422, 429, 500),
+    responses=error_responses(400, 401, 409, 413, 415, 422, 429, 500),
 )
 async def upload_document(
     state: State,

@@ -19,6 +19,7 @@ from api.limits import check_question
 from api.models import ChatCompletion, ChatRequest, ModelList
 from api.service import QueryArgs
 from api.sse import SSEResponse, sse_frame
+from api.sse_schema import CHAT_STREAM
 
 __all__ = ["router"]
 
@@ -45,8 +46,8 @@ async def models(state: State, caller: Caller) -> Any:
         "one carrying `citations` and `rag`, then `data: [DONE]`."
     ),
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **error_responses(401, 404, 413, 422, 429, 500, 503),
+        200: {"content": {"text/event-stream": {"schema": CHAT_STREAM}}},
+        **error_responses(400, 401, 404, 413, 422, 429, 500, 503),
     },
 )
 async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller) -> Any:

@@ -13,6 +13,7 @@ from api.limits import check_question
 from api.models import QueryRequest, QueryResponse
 from api.service import QueryArgs
 from api.sse import SSEResponse
+from api.sse_schema import QUERY_STREAM
 
 __all__ = ["router"]
 
@@ -33,8 +34,8 @@ SSE_QUERY_DOC = (
     summary="Ask the knowledge base",
     description=SSE_QUERY_DOC,
     responses={
-        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        **error_responses(401, 413, 422, 429, 500, 503),
+        200: {"content": {"text/event-stream": {"schema": QUERY_STREAM}}},
+        **error_responses(400, 401, 404, 413, 422, 429, 500, 503),
     },
 )
 async def query(body: QueryRequest, request: Request, state: State, caller: Caller) -> Any:

@@ -244,6 +244,14 @@ class QueryService:
 _END = object()
 
 
+def first_error(group: BaseExceptionGroup) -> BaseException:  # type: ignore[type-arg,unused-ignore]
+    """The error itself, not anyio's group around it (a task group has one task that fails here)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def translate_error(exc: BaseException, args: QueryArgs) -> BaseException:
     """Pipeline errors that are the caller's doing become 4xx; anything else stays a 500."""
     from rag.prompts import PromptError
@@ -340,6 +348,8 @@ class EventStream:
                     if kind == "done":
                         result = payload
                 tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
         finally:
             self.close()
         if result is None:

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from api.errors import ApiError
-from api.service import EventStream, GenerationUnavailable
+from api.service import EventStream, GenerationUnavailable, first_error
 
 __all__ = ["SSEResponse", "sse_frame"]
 
@@ -69,6 +69,11 @@ class SSEResponse(Response):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 tg.cancel_scope.cancel()
         except OSError:
+            disconnected = True
+        except BaseExceptionGroup as group:
+            error = first_error(group)
+            if not isinstance(error, OSError):
+                raise error from None
             disconnected = True
         finally:
             self.stream.close()

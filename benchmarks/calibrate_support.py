@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 import time
 from collections import defaultdict
@@ -100,7 +99,7 @@ def featurize(pairs: list[dict[str, Any]]) -> list[list[float]]:
     rows = []
     for p in pairs:
         sents = split_sentences(p["passage"]) or [p["passage"]]
-        rows.append(scorer.features(p["claim"], p["passage"], sents, p["question"]).as_list())
+        rows.append(scorer.features(p["claim"], p["passage"], sents, p["question"], with_cosine=True).as_list())
     return rows
 
 
@@ -130,8 +129,17 @@ def main() -> int:
     articles = sorted({p["article"] for p in pairs})
     train_articles = set(articles[::2])
     train = np.asarray([p["article"] in train_articles for p in pairs])
-    model = LogisticRegression(C=10.0, max_iter=1000).fit(X[train], y[train])
-    prob = model.predict_proba(X)[:, 1]
+    # Every feature may only add support: one that gets a negative weight (it stands in for
+    # another, correlated one) is dropped and the rest refitted.
+    active = list(range(X.shape[1]))
+    while True:
+        model = LogisticRegression(C=10.0, max_iter=1000).fit(X[train][:, active], y[train])
+        negative = [active[j] for j, w in enumerate(model.coef_[0]) if w < 0]
+        if not negative:
+            break
+        active = [j for j in active if j not in negative]
+    prob = model.predict_proba(X[:, active])[:, 1]
+    coef = dict(zip(active, model.coef_[0]))
 
     # Lowest threshold reaching the target precision on the training half.
     threshold = 0.99
@@ -162,7 +170,7 @@ def main() -> int:
         col = X[:, j]
         best = None
         for t in np.unique(np.round(col[train], 3)):
-            p, r = _pr(list(y[train]), list(col[train] >= t))
+            p, _ = _pr(list(y[train]), list(col[train] >= t))
             if p >= args.target_precision:
                 best = float(t)
                 break
@@ -172,12 +180,12 @@ def main() -> int:
         else:
             singles[name] = {"threshold": None, "note": f"never reaches precision {args.target_precision} alone"}
     weights = {"intercept": round(float(model.intercept_[0]), 4)}
-    weights.update({name: round(float(w), 4) for name, w in zip(SupportScorer.FEATURES, model.coef_[0])})
+    weights.update({name: round(float(coef.get(j, 0.0)), 4) for j, name in enumerate(SupportScorer.FEATURES)})
     result = {
         "dataset": str(args.dataset),
         "pairs": len(pairs),
         "train_articles": sorted(train_articles),
-        "test_pairs": int(len(test_idx)),
+        "test_pairs": len(test_idx),
         "SUPPORT_WEIGHTS": weights,
         "min_support": round(threshold, 2),
         "held_out": {"precision": round(precision, 4), "recall": round(recall, 4)},

@@ -394,7 +394,9 @@ def _open_locked(
             renamed = json.loads((cache_dir / "ids.json").read_text(encoding="utf-8"))
     index = Index(isolated_settings(settings, data_dir), embedder=embedder)
     try:
-        index.open(create=True)
+        collection = index.open(create=True)
+        if ready is not None and int(ready.get("documents", 0)) and not index.store.count(collection):
+            ready = None  # the marker outlived its index (deleted by hand): build it again
         embedded = 0
         failed: list[dict[str, str]] = []
         # A corpus.jsonl index is immutable once built; a docs folder is re-synced every run.

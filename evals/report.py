@@ -96,7 +96,8 @@ def _worst_retrieval(per_query: list[dict[str, Any]], n: int) -> list[dict[str, 
         rank = q.get("first_relevant_rank")
         return (q.get("ndcg@10", 0.0), q.get("recall@10", 0.0), -(rank if rank else 1e9))
 
-    worst = sorted(per_query, key=badness)[:n]
+    # Perfect queries are not "worst" however few the misses: leave them out.
+    worst = sorted((q for q in per_query if q.get("ndcg@10", 0.0) < 1.0 - 1e-9), key=badness)[:n]
     return [
         {
             "id": q["id"],

@@ -141,7 +141,7 @@ class CitationSettings(_Section):
     """Citation verification. Owned by rag/citations.py; thresholds from benchmarks/calibrate_support.py."""
 
     # A sentence is supported by a passage when its support score reaches this.
-    min_support: float = Field(default=0.5, ge=0.0, le=1.0)
+    min_support: float = Field(default=0.75, ge=0.0, le=1.0)
     # Sentences shorter than this many content words (greetings, "Sure.") need no citation.
     min_content_words: int = Field(default=3, ge=0)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from rag.store import Hit
 
-__all__ = ["PackedContext", "Packer", "Passage", "PackingError", "passages_from_hits"]
+__all__ = ["PackedContext", "Packer", "PackingError", "Passage", "passages_from_hits"]
 
 TokenCounter = Callable[[str], int]
 _SEPARATOR = "\n\n"
@@ -92,7 +92,8 @@ def _passage_from_hit(hit: Hit, rank: int) -> Passage:
     p = hit.payload
     text = str(p.get("text") or "")
     start = int(p.get("start") or 0)
-    end = int(p.get("end") if p.get("end") is not None else start + len(text))
+    raw_end = p.get("end")
+    end = int(raw_end) if raw_end is not None else start + len(text)
     return Passage(
         chunk_ids=[hit.id],
         doc_id=str(p.get("doc_id") or p.get("source") or hit.id),

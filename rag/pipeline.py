@@ -17,15 +17,16 @@ context (``verified: false``), in the order the generator would have seen it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.citations import SupportScorer, verify_answer
 from rag.config import Settings
 from rag.generate import GenerationRequest, GeneratorChain, build_chain
+from rag.generate.base import close_quietly
 from rag.generate.chain import ChainOutcome
 from rag.pack import PackedContext, Packer
 from rag.prompts import Prompt, PromptRegistry
@@ -35,13 +36,24 @@ from rag.retrieve import Retriever
 if TYPE_CHECKING:
     from rag.index import Index
 
-__all__ = ["Event", "QueryPipeline"]
+__all__ = ["Event", "Prepared", "QueryPipeline"]
 
 log = logging.getLogger(__name__)
 
 Event = tuple[str, Any]
 # Tokens kept free beyond the counted prompt: chat templates differ a little between servers.
 _SAFETY_TOKENS = 16
+
+
+@dataclass
+class Prepared:
+    """The model's input for one question: the prompt, the packed context, and stage timings."""
+
+    question: str
+    prompt: Prompt
+    max_tokens: int
+    context: PackedContext
+    timings: dict[str, float]
 
 
 def _ms(seconds: float) -> float:
@@ -123,6 +135,38 @@ class QueryPipeline:
         }
         return {k: v for k, v in values.items() if k in prompt.variables}
 
+    def prepare(
+        self,
+        question: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        prompt: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+    ) -> Prepared:
+        """Retrieve, rerank, choose the prompt and pack: everything before the model call."""
+        question = (question or "").strip()
+        if not question:
+            raise ValueError("the question is empty: ask something")
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        top_k = self.settings.retrieval.top_k
+        fetch = top_k if self.reranker.name == "none" else max(self.settings.rerank.candidates, top_k)
+        hits = self.retriever.run(question, top_k=fetch, filters=filters)
+        timings["retrieve"] = _ms(time.perf_counter() - t)
+
+        t = time.perf_counter()
+        hits = self.reranker.rerank(question, hits, top_k)
+        timings["rerank"] = _ms(time.perf_counter() - t)
+
+        t = time.perf_counter()
+        chosen = self.prompts.select(prompt, user=user, session=session)
+        max_tokens = chosen.max_tokens or self.settings.generation.max_answer_tokens
+        packer, budget = self._budget(chosen, question, max_tokens)
+        context = packer.pack(hits, budget) if hits else PackedContext([], "", 0, budget)
+        timings["pack"] = _ms(time.perf_counter() - t)
+        return Prepared(question, chosen, max_tokens, context, timings)
+
     def _events(
         self,
         question: str,
@@ -133,29 +177,11 @@ class QueryPipeline:
         session: str | None,
         streaming: bool,
     ) -> Iterator[Event]:
-        question = (question or "").strip()
-        if not question:
-            raise ValueError("the question is empty: ask something")
-        gen = self.settings.generation
-        timings: dict[str, float] = {}
         started = time.perf_counter()
-
-        t = time.perf_counter()
-        fetch = self.settings.retrieval.top_k if self.reranker.name == "none" else max(self.settings.rerank.candidates, self.settings.retrieval.top_k)
-        hits = self.retriever.run(question, top_k=fetch, filters=filters)
-        timings["retrieve"] = _ms(time.perf_counter() - t)
-
-        t = time.perf_counter()
-        hits = self.reranker.rerank(question, hits, self.settings.retrieval.top_k)
-        timings["rerank"] = _ms(time.perf_counter() - t)
-
-        t = time.perf_counter()
-        prompt = self.prompts.select(prompt_ref, user=user, session=session)
-        max_tokens = prompt.max_tokens or gen.max_answer_tokens
-        packer, budget = self._budget(prompt, question, max_tokens)
-        context = packer.pack(hits, budget) if hits else PackedContext([], "", 0, budget)
-        timings["pack"] = _ms(time.perf_counter() - t)
-
+        prepared = self.prepare(question, filters=filters, prompt=prompt_ref, user=user, session=session)
+        question, prompt, context, timings = prepared.question, prepared.prompt, prepared.context, prepared.timings
+        max_tokens = prepared.max_tokens
+        gen = self.settings.generation
         base: dict[str, Any] = {
             "answer": "",
             "abstained": False,
@@ -193,12 +219,15 @@ class QueryPipeline:
             extra={"stream": streaming},
         )
         outcome: ChainOutcome | None = None
-        with contextlib.closing(self.chain.stream(request)) as events:  # type: ignore[arg-type]
+        events = self.chain.stream(request)
+        try:
             for kind, payload in events:
                 if kind == "end":
                     outcome = payload
                 else:
                     yield (kind, payload)
+        finally:
+            close_quietly(events)
         assert outcome is not None
         timings["generate"] = _ms(time.perf_counter() - t)
         if outcome.first_token_ms is not None:

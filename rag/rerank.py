@@ -32,7 +32,7 @@ from rag.store import Hit
 if TYPE_CHECKING:
     from rag.embedding import Embedder
 
-__all__ = ["CrossEncoderReranker", "EmbeddingReranker", "NoReranker", "Reranker", "RerankError", "build_reranker"]
+__all__ = ["CrossEncoderReranker", "EmbeddingReranker", "NoReranker", "RerankError", "Reranker", "build_reranker"]
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from rag.store import Filter, Hit
 if TYPE_CHECKING:
     from rag.index import Index
 
-__all__ = ["Retriever", "RetrievalSettings", "rrf_fuse", "weighted_fuse"]
+__all__ = ["RetrievalSettings", "Retriever", "rrf_fuse", "weighted_fuse"]
 
 Mode = Literal["dense", "sparse", "hybrid"]
 

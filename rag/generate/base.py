@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from rag.pack import PackedContext
 
-__all__ = ["GenerationError", "GenerationRequest", "Generator", "TokenCounter", "Usage", "hf_token_counter"]
+__all__ = ["GenerationError", "GenerationRequest", "Generator", "TokenCounter", "Usage", "close_quietly", "hf_token_counter"]
+
+
+def close_quietly(iterator: object) -> None:
+    """Close a generator (stops the model behind it); plain iterators have nothing to close."""
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        close()
 
 
 class GenerationError(RuntimeError):
@@ -68,7 +75,7 @@ class TokenCounter:
     an upper bound otherwise, since the margin is generous.
     """
 
-    def __init__(self, encode: Callable[[str], Sequence[int]], per_message: int = 5, reply_prefix: int = 3):
+    def __init__(self, encode: Callable[[str], Sized], per_message: int = 5, reply_prefix: int = 3):
         self._encode = encode
         self.per_message = per_message
         self.reply_prefix = reply_prefix

@@ -9,7 +9,6 @@ outcome says which backend answered (``generator``) and whether it was not the f
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rag.config import GenerationSettings
-from rag.generate.base import GenerationError, GenerationRequest, Generator, TokenCounter, Usage
+from rag.generate.base import (
+    GenerationError,
+    GenerationRequest,
+    Generator,
+    TokenCounter,
+    Usage,
+    close_quietly,
+)
 
 __all__ = ["ChainEvent", "ChainOutcome", "GeneratorChain", "build_chain", "build_generator"]
 
@@ -63,7 +69,7 @@ class GeneratorChain:
         for g in self.generators:
             try:
                 g.warm_up()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a backend that cannot start is skipped
                 log.warning("generator %s is not available: %s", g.name, exc)
                 errors.append(f"{g.name}: {exc}")
         if len(errors) == len(self.generators):
@@ -83,7 +89,8 @@ class GeneratorChain:
             started = time.perf_counter()
             first_token_ms: float | None = None
             try:
-                with contextlib.closing(generator.stream(attempt)) as items:  # type: ignore[arg-type]
+                items = generator.stream(attempt)
+                try:
                     for item in items:
                         if isinstance(item, Usage):
                             usage = item
@@ -92,7 +99,9 @@ class GeneratorChain:
                             first_token_ms = (time.perf_counter() - started) * 1000.0
                         pieces.append(item)
                         yield ("token", item)
-            except Exception as exc:  # any backend failure falls through to the next one
+                finally:
+                    close_quietly(items)  # also when our consumer stopped listening
+            except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
                 reason = str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
                 log.warning("generator %s failed: %s", generator.name, reason)
                 failures.append({"generator": generator.name, "error": reason})

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import LocalGeneratorSettings
-from rag.generate.base import GenerationError, GenerationRequest, Generator, TokenCounter, Usage
+from rag.generate.base import (
+    GenerationError,
+    GenerationRequest,
+    Generator,
+    TokenCounter,
+    Usage,
+    close_quietly,
+)
 
 __all__ = ["DEFAULT_GGUF", "LocalGenerator", "default_gguf_path", "local_token_counter"]
 
@@ -172,9 +179,7 @@ class LocalGenerator(Generator):
                         pieces.append(piece)
                         yield piece
             finally:
-                close = getattr(chunks, "close", None)
-                if callable(close):
-                    close()
+                close_quietly(chunks)
         finally:
             self._run_lock.release()
         yield Usage(prompt_tokens, self.tokens("".join(pieces)))

@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 
 from rag.config import OpenAIGeneratorSettings
-from rag.generate.base import GenerationError, GenerationRequest, Generator, TokenCounter, Usage, hf_token_counter
+from rag.generate.base import (
+    GenerationError,
+    GenerationRequest,
+    Generator,
+    TokenCounter,
+    Usage,
+    hf_token_counter,
+)
 
 __all__ = ["OpenAIGenerator"]
 
@@ -123,7 +130,7 @@ class OpenAIGenerator(Generator):
         return httpx.Timeout(read, connect=min(self.settings.connect_timeout_seconds, read))
 
     def _backoff(self, attempt: int, retry_after: str | None, request: GenerationRequest) -> float:
-        delay = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * (2**attempt))
+        delay: float = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * (2**attempt))
         if retry_after:
             try:
                 delay = min(self.settings.max_backoff_seconds, max(0.0, float(retry_after)))

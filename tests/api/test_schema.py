@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests.api.conftest import Deployment
@@ -25,6 +26,14 @@ MAX_EXAMPLES = 10
 @pytest.fixture(scope="module")
 def fuzz_key(deployment: Deployment) -> str:
     return deployment.store.create("fuzz", "schemathesis")[1]
+
+
+def excluded(case: Any) -> list[Any]:
+    # An upload's accepted type comes from the uploaded file's *name* (415 otherwise), which
+    # OpenAPI cannot constrain: "schema-valid but refused" is right for that one operation.
+    if case.operation.label == "POST /v1/documents":
+        return [schemathesis.checks.positive_data_acceptance]
+    return []
 
 
 def test_api_conforms_to_its_schema(deployment: Deployment, fuzz_key: str) -> None:
@@ -39,10 +48,14 @@ def test_api_conforms_to_its_schema(deployment: Deployment, fuzz_key: str) -> No
             @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
             @given(case=operation.as_strategy(generation_mode=mode))
             def fuzz(case: Any) -> None:
-                case.call_and_validate(headers=headers)
+                case.call_and_validate(headers=headers, excluded_checks=excluded(case))
 
             try:
                 fuzz()
+            except Unsatisfiable:
+                # An operation without parameters or body (GET /healthz) has no invalid input.
+                if mode is not GenerationMode.NEGATIVE:
+                    failures.append(f"{operation.label} [{mode.value}]: no valid input could be generated")
             except Exception as exc:  # noqa: BLE001 - collected: one report for all operations
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
             tested.append(f"{operation.label} [{mode.value}]")

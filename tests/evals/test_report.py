@@ -52,7 +52,7 @@ def test_first_report_has_no_deltas() -> None:
     assert report["metrics"]["golden.ndcg@10"] == 0.8
     assert "golden.recall@100" not in report["metrics"]  # deeper than the top 10 ranked
     assert report["deltas"] == {} and report["regressions"] == [] and report["previous"] is None
-    assert len(report["suites"]["golden"]["worst"]) == 6
+    assert len(report["suites"]["golden"]["worst"]) == 3  # the three misses; perfect queries are left out
     assert report["suites"]["golden"]["worst"][0]["first_relevant_rank"] is None  # worst first
     assert "per_query" not in report["suites"]["golden"]
 

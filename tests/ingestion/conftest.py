@@ -140,8 +140,11 @@ class DaemonProcess:
     ) -> list[dict[str, Any]]:
         """Poll the export until ``check(rows)`` holds (and the daemon is idle), then return the rows."""
 
+        seen: dict[str, Any] = {}
+
         def probe() -> list[dict[str, Any]] | None:
             status = self.api_status()
+            seen["daemon"] = status and status["daemon"]
             if status is None or not status["daemon"]["idle"]:
                 return None
             rows = self.api_export()
@@ -150,7 +153,9 @@ class DaemonProcess:
         try:
             return wait_for(probe, what, timeout, every=0.2)
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\ndaemon log:\n{self.log()[-4000:]}") from None
+            raise AssertionError(
+                f"{exc}\nlast daemon state: {seen.get('daemon')}\ndaemon log:\n{self.log()[-4000:]}"
+            ) from None
 
     # -- the CLI (what a person runs) -----------------------------------------------
     def cli_status(self) -> dict[str, Any]:

@@ -24,6 +24,8 @@ Rows = list[dict[str, Any]]
 
 pytestmark = pytest.mark.timeout(300)
 
+DEBOUNCE = 0.6  # seconds a path must be quiet before the daemon syncs it
+
 
 def texts(rows: Rows, source: str) -> list[str]:
     return [r["text"] for r in rows if r["source"] == source]
@@ -48,7 +50,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, start_daemon: Callable[...,
     folder = base / "docs"
     folder.mkdir()
     (folder / "seed.md").write_text("# Seed\n\nThe seed document exists before the daemon starts.\n")
-    d = start_daemon(folder, base / "data", env={"RAG_INGESTION__DEBOUNCE_SECONDS": "0.4"})
+    d = start_daemon(folder, base / "data", env={"RAG_INGESTION__DEBOUNCE_SECONDS": str(DEBOUNCE)})
     d.wait_export(lambda rows: sources(rows) == {"seed.md"}, "the initial sync of seed.md")
     yield d
     if d.running:
@@ -197,8 +199,17 @@ def test_burst_of_writes_is_ingested_once_with_the_settled_content(running: Any)
     path = running.folder / "churn.md"
     before = totals(running)
 
-    for i in range(60):  # far faster than the 0.4 s debounce
+    # Writes 25 ms apart for ~1.5 s: longer than a sync takes, so a daemon that syncs before
+    # the file settles (e.g. on the folder's own "modified" events) ingests it several times.
+    gaps: list[float] = []
+    last = time.monotonic()
+    for i in range(60):
         path.write_text(f"# Counter\n\nThe counter value is {i} and version marker v{i}-of-60.\n")
+        time.sleep(0.025)
+        now = time.monotonic()
+        gaps.append(now - last)
+        last = now
+    assert max(gaps) < DEBOUNCE, f"the machine stalled the writer for {max(gaps):.2f}s: not a burst any more"
 
     def settled(rows: Rows) -> bool:
         return any("v59-of-60" in t for t in texts(rows, "churn.md"))

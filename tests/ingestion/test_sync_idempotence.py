@@ -159,3 +159,16 @@ def test_chunk_ids_are_deterministic_across_fresh_data_dirs(docs: Path, open_ind
     for source, rows in a.items():
         for p in rows:
             assert p["id"] == chunk_id(document_id(first.settings.tenant, source), p["text_hash"])
+
+
+def test_moved_directory_reported_with_its_files_is_synced_once(docs: Path, open_index: IndexFactory) -> None:
+    """The daemon hears of a directory move once for the directory and once per file inside it."""
+    index = open_index()
+    Ingestor(index).sync_folder(docs)
+    (docs / "guides").rename(docs / "runbooks")
+
+    report = Ingestor(index).sync_paths(docs, ["guides", "guides/deploy.md", "runbooks", "runbooks/deploy.md"])
+
+    assert (report.ingested, report.deleted, report.embedded, report.files_seen) == (1, 1, 0, 1)
+    assert "runbooks/deploy.md" in points_by_source(index)
+    assert "guides/deploy.md" not in points_by_source(index)

@@ -92,9 +92,8 @@ def kb_settings(kb: KnowledgeBase) -> Callable[..., Settings]:
 
 @pytest.fixture(scope="session")
 def local_generator() -> Any:
-    from rag.config import LocalGeneratorSettings
+    from rag.config import GenerationSettings, LocalGeneratorSettings
     from rag.generate.chain import build_generator
-    from rag.config import GenerationSettings
 
     # The same instance the pipeline's chain gets for these settings (one model per process).
     gen = build_generator("local", GenerationSettings(local=LocalGeneratorSettings(threads=1)), scorer=None)

@@ -39,6 +39,14 @@ def _verify(answer: str, scorer: SupportScorer, question: str = QUESTION):  # ty
     return verify_answer(answer, _context(), scorer, CitationSettings(), question, ABSTAIN)
 
 
+def test_split_sentences_keeps_lines_and_list_items_whole() -> None:
+    # A wrapped line starting with a number is not a list item; "1." opens one.
+    assert split_sentences("Backups are retained for\n35 days in total.") == ["Backups are retained for\n35 days in total."]
+    assert split_sentences("Steps:\n1. Stop the writer.\n2. Restore it\n- check") == [
+        "Steps:", "1. Stop the writer.", "2. Restore it", "- check"
+    ]
+
+
 def test_split_sentences_keeps_markers_with_their_sentence() -> None:
     text = "It was built in 1889 [2]. It is 330 m tall.[1] See e.g. the guide. [3]\n\nNew para"
     assert split_sentences(text) == ["It was built in 1889 [2].", "It is 330 m tall.[1]", "See e.g. the guide. [3]", "New para"]

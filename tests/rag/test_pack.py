@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -12,7 +13,7 @@ from rag.generate import TokenCounter
 from rag.pack import Packer, PackingError, passages_from_hits
 from rag.store import Hit
 
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau"]
 
 
 def _real_counter() -> TokenCounter | None:
@@ -21,7 +22,7 @@ def _real_counter() -> TokenCounter | None:
         from rag.generate.local import local_token_counter
 
         return local_token_counter(LocalGeneratorSettings())
-    except Exception:  # llama.cpp not installed: the word counter still exercises the logic
+    except Exception:  # noqa: BLE001 - llama.cpp not installed: the word counter still exercises the logic
         return None
 
 
@@ -156,5 +157,5 @@ def test_never_over_budget_never_empty(counter_name: str, data: tuple[list[Hit],
     for p in ctx.passages:
         assert docs[p.doc_id][p.start : p.start + len(p.text)] == p.text, "passage text is the document's own text"
     spans = sorted((p.doc_id, p.start, p.end) for p in ctx.passages)
-    for (d1, _, e1), (d2, s2, _) in zip(spans, spans[1:]):
+    for (d1, _, e1), (d2, s2, _) in itertools.pairwise(spans):
         assert d1 != d2 or s2 > e1, "no two passages of one document overlap"

@@ -170,3 +170,21 @@ def test_parse_filters() -> None:
     assert parse_filters(["source=a.md", "source=b.md", "page=2", "x=true"]) == {"source": ["a.md", "b.md"], "page": 2, "x": True}
     with pytest.raises(ValueError, match="key=value"):
         parse_filters(["=v"])
+
+
+def test_local_model_end_to_end(kb: KnowledgeBase, kb_settings: Any, local_generator: Any) -> None:
+    """The embedded default: SmolLM2 in process; whatever it says is verified before it is returned."""
+    p = _pipeline(kb, kb_settings, generation={"chain": ["local", "extractive"], "local": {"threads": 1}})
+    assert p.chain.generators[0] is local_generator, "the pipeline shares the loaded model"
+    events = list(p.stream("How many days of paid vacation do new employees receive?"))
+    done = events[-1][1]
+    _check_shape(done)
+    assert done["generator"] == "local" and not done["degraded"]
+    assert done["usage"]["prompt_tokens"] > done["context_tokens"] > 0 and done["usage"]["completion_tokens"] > 0
+    assert done["usage"]["prompt_tokens"] + 160 <= local_generator.context_window, "packed within the window"
+    assert "".join(v for k, v in events if k == "token").strip(), "tokens were streamed"
+    if done["abstained"]:
+        assert done["citations"] == []
+    else:
+        assert all(c["verified"] for c in done["citations"]) and done["citations"]
+        assert any(c["source"] == "onboarding/vacation.txt" for c in done["citations"])

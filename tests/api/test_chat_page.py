@@ -1,0 +1,79 @@
+"""The chat page end to end: Debian's headless Chromium driven by chromedriver (Selenium).
+
+The page is served by the app at `/`; the key arrives in the URL fragment the way `make run`
+prints it; the question is typed and submitted like a person would; the streamed answer and
+its verified citation (quote and source) must appear in the DOM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import Deployment
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+if (CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("CI"):
+    pytest.fail("chromium/chromedriver missing on CI: apt-get install -y chromium chromium-driver", pytrace=False)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None, reason="needs Debian's chromium and chromium-driver"
+)
+
+
+@pytest.fixture()
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    assert CHROMIUM is not None and CHROMEDRIVER is not None
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    # An explicit driver path: Selenium Manager never tries to download one.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_question_streams_an_answer_with_a_verified_citation(deployment: Deployment, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{deployment.server.url}/#key={deployment.keys['default']}")
+    assert "key=" not in browser.current_url, "the page drops the key from the address bar"
+    question = browser.find_element(By.ID, "question")
+    question.send_keys("How long are database backups retained?")
+    browser.find_element(By.ID, "ask").click()
+
+    WebDriverWait(browser, 120).until(ec.presence_of_element_located((By.CSS_SELECTOR, "article.turn.done")))
+    turn = browser.find_element(By.CSS_SELECTOR, "article.turn.done")
+    answer = turn.find_element(By.CSS_SELECTOR, ".answer")
+    assert "35 days" in answer.text
+    markers = answer.find_elements(By.CSS_SELECTOR, "a.marker")
+    assert markers and markers[0].text == "[1]"
+    citations = turn.find_elements(By.CSS_SELECTOR, "ol.citations > li")
+    assert citations, "the verified citation is listed under the answer"
+    first = citations[0]
+    assert "policies/backup-policy.md" in first.find_element(By.CSS_SELECTOR, ".where").text
+    assert "35 days" in first.find_element(By.CSS_SELECTOR, "blockquote").text
+    assert not first.find_elements(By.CSS_SELECTOR, ".unverified")
+    assert "answered by extractive" in turn.find_element(By.CSS_SELECTOR, ".meta").text
+    # The marker links to its citation on the page.
+    assert markers[0].get_attribute("href").endswith("#" + first.get_attribute("id"))
+    report = browser.find_element(By.ID, "report-link")
+    assert report.is_displayed()
