@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -214,12 +215,27 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
         daemon.request_reconcile("requested")
         return {"requested": True}
 
+    pipelines: list[Any] = []
+    pipeline_lock = threading.Lock()
+
+    def do_query(body: dict[str, Any]) -> dict[str, Any]:
+        # `rag query` while this process holds the store: answered here, models loaded once.
+        from rag.pipeline import QueryPipeline
+
+        with pipeline_lock:
+            if not pipelines:
+                pipelines.append(QueryPipeline(index, settings))
+        kwargs = {k: body.get(k) for k in ("filters", "prompt", "user")}
+        result: dict[str, Any] = pipelines[0].run(str(body.get("question", "")), generate=bool(body.get("generate", True)), **kwargs)
+        return result
+
     control = ControlServer(
         settings.resolved_data_dir(),
         status=lambda: {**collect_status(index), "daemon": daemon.stats()},
         export=lambda: export_chunks(index),
         reindex=do_reindex,
         sync=do_sync,
+        query=do_query,
     )
     stop_requested = {"flag": False}
 
@@ -244,6 +260,8 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
             evals.stop()
         daemon.stop()
         control.stop()
+        for pipeline in pipelines:
+            pipeline.close()
         index.close()
         typer.echo("stopped cleanly", err=True)
 

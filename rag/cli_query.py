@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.cli import app, fail, get_settings, open_index, print_json
+from rag.cli import app, daemon_client, fail, get_settings, open_index, print_json
 
 __all__ = ["parse_filters", "query"]
 
@@ -84,12 +84,33 @@ def query(
     from rag.pipeline import QueryPipeline
     from rag.prompts import PromptError
     from rag.rerank import RerankError
+    from rag.store.base import StoreError
 
     try:
         filters = parse_filters(filter_ or [])
     except ValueError as exc:
         fail(str(exc), code=2)
     settings = get_settings()
+    kwargs: dict[str, Any] = {"filters": filters or None, "prompt": prompt, "generate": not context_only, "user": user}
+    client = daemon_client()
+    if client is not None:
+        # A running `rag watch`/`rag serve` holds the store: it answers (not streamed).
+        try:
+            result = client.query({"question": question, **kwargs})
+        except RuntimeError as exc:
+            fail(str(exc))
+        finally:
+            client.close()
+        if as_json:
+            if stream:  # the same event lines a streamed answer ends with
+                for kind in ("citations", "done"):
+                    payload = result["citations"] if kind == "citations" else result
+                    sys.stdout.write(json.dumps({"event": kind, "data": payload}, ensure_ascii=False, default=str) + "\n")
+                return
+            print_json(result)
+            return
+        _print_result(result, context_only)
+        return
     index = open_index(create=False)
     pipeline = QueryPipeline(index, settings)
     try:
@@ -99,7 +120,6 @@ def query(
         pipeline.close()
         index.close()
         fail(f"cannot load the query pipeline: {exc}")
-    kwargs: dict[str, Any] = {"filters": filters or None, "prompt": prompt, "generate": not context_only, "user": user}
     try:
         if not stream:
             result = pipeline.run(question, **kwargs)
@@ -130,7 +150,7 @@ def query(
             _print_sources(result)
             _print_notes(result)
             return
-    except (GenerationError, PackingError, PromptError, RerankError, ValueError) as exc:
+    except (GenerationError, PackingError, PromptError, RerankError, StoreError, ValueError) as exc:
         fail(str(exc))
     finally:
         pipeline.close()
@@ -138,6 +158,10 @@ def query(
     if as_json:
         print_json(result)
         return
+    _print_result(result, context_only)
+
+
+def _print_result(result: dict[str, Any], context_only: bool) -> None:
     if context_only:
         for c in result["citations"]:
             typer.echo(f"[{c['n']}] {c['source']} (score {c['score']:.3f})\n{c['quote']}\n")

@@ -46,6 +46,14 @@ class DaemonClient:
     def sync(self) -> dict[str, Any]:
         return self._json("POST", "/sync")
 
+    def query(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The running daemon answers with its own pipeline (it holds the store open)."""
+        resp = self._client.post("/query", json=body)
+        data: dict[str, Any] = resp.json()
+        if resp.status_code >= 400:
+            raise RuntimeError(data.get("error", {}).get("message") or f"daemon answered {resp.status_code}")
+        return data
+
     def export_lines(self) -> Iterator[str]:
         with self._client.stream("GET", "/export") as resp:
             resp.raise_for_status()
@@ -80,10 +88,11 @@ def find_daemon(data_dir: Path) -> DaemonClient | None:
 
 
 Handler = Callable[[], Any]
+QueryHandler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ControlServer:
-    """Loopback-only HTTP server: GET /healthz, /status, /export; POST /reindex, /sync."""
+    """Loopback-only HTTP server: GET /healthz, /status, /export; POST /reindex, /sync, /query."""
 
     def __init__(
         self,
@@ -92,6 +101,7 @@ class ControlServer:
         export: Callable[[], Iterator[dict[str, Any]]],
         reindex: Handler,
         sync: Handler,
+        query: QueryHandler | None = None,
     ):
         self.data_dir = data_dir
         routes: dict[tuple[str, str], Handler] = {
@@ -120,6 +130,16 @@ class ControlServer:
                     self.end_headers()
                     for row in export():
                         self.wfile.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+                    return
+                if method == "POST" and self.path == "/query" and query is not None:
+                    try:
+                        length = int(self.headers.get("Content-Length") or 0)
+                        body = json.loads(self.rfile.read(length) or b"{}")
+                        self._send_json(200, query(body))
+                    except ValueError as exc:  # a bad question or filter: the caller's doing
+                        self._send_json(400, {"error": {"type": "invalid_request", "message": str(exc)}})
+                    except Exception as exc:  # reported to the caller, the daemon keeps running
+                        self._send_json(500, {"error": {"type": type(exc).__name__, "message": str(exc)}})
                     return
                 handler = routes.get((method, self.path))
                 if handler is None:

@@ -113,7 +113,7 @@ def test_invented_citation_from_the_model_is_not_returned(kb: KnowledgeBase, kb_
     chat_server.reply = "The tower was designed by Leonardo da Vinci in 1503 [1]. Backups run at 02:00 UTC [9]."
     p = _pipeline(kb, kb_settings, generation={"chain": ["openai"], "openai": {"base_url": chat_server.base_url}})
     result = p.run("Who designed the Eiffel Tower and when do backups run?")
-    assert "Leonardo da Vinci in 1503." in result["unsupported"]
+    assert any("Leonardo da Vinci in 1503" in sentence for sentence in result["unsupported"])
     assert [c["source"] for c in result["citations"]] == ["backups.md"], "[9] was not in the context; backups.md supports it"
     assert result["answer"].endswith("Backups run at 02:00 UTC [1].")
 
@@ -153,14 +153,17 @@ def test_prompt_rollback_applies_to_the_running_pipeline(kb: KnowledgeBase, kb_s
     assert p.run("vacation", generate=False)["prompt"]["version"] == "v1"
 
 
-def test_cli_query_json(kb: KnowledgeBase, rag_cli: Any) -> None:
+def test_cli_query_json(kb: KnowledgeBase, rag_cli: Any, tmp_path: Path) -> None:
+    # Its own data dir: the session's index is held open by this process.
+    data_dir = tmp_path / "data"
+    rag_cli.run("ingest", str(kb.folder), data_dir=data_dir)
     env = {"RAG_GENERATION__CHAIN": '["extractive"]'}
     out = rag_cli.json(
-        "query", "When was the Eiffel Tower built?", "--json", "--filter", "source=eiffel.md", data_dir=kb.data_dir, env=env
+        "query", "When was the Eiffel Tower built?", "--json", "--filter", "source=eiffel.md", data_dir=data_dir, env=env
     )
     _check_shape(out)
     assert "1889" in out["answer"] and {c["source"] for c in out["citations"]} == {"eiffel.md"}
-    bad = rag_cli.run("query", "x", "--filter", "nokey", data_dir=kb.data_dir, env=env, check=False)
+    bad = rag_cli.run("query", "x", "--filter", "nokey", data_dir=data_dir, env=env, check=False)
     assert bad.returncode == 2 and "key=value" in bad.stderr
 
 
