@@ -1,7 +1,7 @@
 """API load benchmark: N concurrent clients against ``POST /v1/query`` on loopback, all figures from one run.
 
     .venv/bin/python benchmarks/load.py [--clients 32] [--requests 2000] [--answer-requests 16]
-        [--answer-clients 4] [--skip-answers] [--port P] [--json-out FILE]
+        [--answer-clients 4] [--skip-answers] [--inprocess-requests 400] [--port P] [--json-out FILE]
 
 The script builds its own deployment: ``rag ingest examples/docs`` into a temp data dir, a key
 from ``rag keys create``, then ``rag serve --watch examples/docs`` as a subprocess on a free
@@ -11,10 +11,14 @@ loopback port (so the load generator does not share the server's GIL), and waits
 sync are off, and ``generation.chain`` is ``[local]`` (SmolLM2 via llama.cpp, no fallback, so a
 failing generator shows up as errors). Concurrency gates keep their defaults.
 
-Each phase: a fixed number of asyncio workers (one ``httpx.AsyncClient``, one keep-alive
-connection each) send requests back to back after a few warm-up requests; reported are
-requests/s, p50/p95/p99/max latency of the successful requests and the errors (non-200s,
-bodies that are not a query result, transport errors).
+Each phase: a fixed number of asyncio workers sharing one ``httpx.AsyncClient`` (a keep-alive
+connection per worker) send requests back to back after a few uncounted warm-up requests;
+reported are requests/s, p50/p95/p99/max latency of the successful requests, the server's own
+pipeline time (``timings_ms.total``) and the errors (non-200s, transport errors, a query with no
+passages retrieved, an answer that is empty, degraded or not from ``local``; an answer that
+verification turns into an abstention is valid and counted under ``abstained``). Questions
+cycle through 20 distinct ones about examples/docs: a query-embedding cache would inflate the
+figures.
 
 1. baseline: the same clients against ``GET /healthz`` (pure HTTP + framework + load
    generator cost on this machine), and the in-process ``QueryPipeline.run(q, generate=False)``

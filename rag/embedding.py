@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,7 @@ class Embedder:
         self.dtype = "float32"
         self.bf16_cosine: float | None = None
         self.texts_embedded = 0
+        self._query_batcher: QueryBatcher | None = None
 
     def identity(self) -> EmbeddingIdentity:
         if self._identity is None:
@@ -205,5 +207,84 @@ class Embedder:
         self.texts_embedded += len(texts)
         return np.asarray(vecs, dtype=np.float32)
 
+    def embed_query(self, text: str) -> np.ndarray:
+        """One query's vector. Concurrent callers are encoded together in one batch: on a
+        small CPU one batch of 16 costs about what 3 single encodes do."""
+        if self._query_batcher is None:
+            with self._lock:
+                if self._query_batcher is None:
+                    self._query_batcher = QueryBatcher(self.embed, max_batch=self.settings.batch_size)
+        return self._query_batcher(text)
+
     def tokenizer_dir(self) -> Path:
         return self.model_dir
+
+
+class _Slot:
+    __slots__ = ("done", "error", "lead", "text", "vector", "wake")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.lead = False
+        self.wake = threading.Event()
+
+
+class QueryBatcher:
+    """Leader/follower micro-batching of single-text encodes, with no timer and no thread.
+
+    The first caller encodes everything pending; callers arriving meanwhile wait, and are
+    encoded together in the next batch by the next leader. A lone caller pays no added delay.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], max_batch: int = 64):
+        self._encode = encode
+        self.max_batch = max(1, max_batch)
+        self._lock = threading.Lock()
+        self._pending: list[_Slot] = []
+        self._busy = False
+        self.batches = 0
+
+    def __call__(self, text: str) -> np.ndarray:
+        slot = _Slot(text)
+        with self._lock:
+            self._pending.append(slot)
+            leading = not self._busy
+            self._busy = True
+        if not leading:
+            slot.wake.wait()
+        if not slot.done:  # leading, or handed the lead by the previous leader
+            self._lead(slot)
+        if slot.error is not None:
+            raise slot.error
+        assert slot.vector is not None
+        return slot.vector
+
+    def _lead(self, own: _Slot) -> None:
+        try:
+            while not own.done:
+                with self._lock:
+                    batch = self._pending[: self.max_batch]
+                    del self._pending[: self.max_batch]
+                try:
+                    vectors = self._encode([s.text for s in batch])
+                    for s, v in zip(batch, vectors, strict=True):
+                        s.vector = v
+                except BaseException as exc:  # every waiter gets the error, none hangs
+                    for s in batch:
+                        s.error = exc
+                self.batches += 1
+                for s in batch:
+                    s.done = True
+                    if s is not own:
+                        s.wake.set()
+        finally:
+            with self._lock:
+                if self._pending:
+                    nxt = self._pending[0]
+                    nxt.lead = True
+                    nxt.wake.set()
+                else:
+                    self._busy = False

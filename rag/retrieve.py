@@ -76,7 +76,7 @@ class Retriever:
         dense: list[Hit] = []
         sparse: list[Hit] = []
         if mode in ("dense", "hybrid"):
-            vec = list(query_vector) if query_vector is not None else self.index.embedder.embed([query])[0].tolist()
+            vec = list(query_vector) if query_vector is not None else self.index.embedder.embed_query(query).tolist()
             dense = self.index.store.search_dense(collection, vec, max(limit, s.candidates), flt)
         if mode in ("sparse", "hybrid"):
             sparse = self.index.store.search_sparse(

@@ -8,6 +8,7 @@ backend). Closing the iterator early (the client went away) must stop the model 
 from __future__ import annotations
 
 import abc
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
@@ -75,13 +76,19 @@ class TokenCounter:
     an upper bound otherwise, since the margin is generous.
     """
 
-    def __init__(self, encode: Callable[[str], Sized], per_message: int = 5, reply_prefix: int = 3):
+    def __init__(self, encode: Callable[[str], Sized], per_message: int = 5, reply_prefix: int = 3, cache_size: int = 8192):
         self._encode = encode
         self.per_message = per_message
         self.reply_prefix = reply_prefix
+        # The same passages are counted again and again across queries (packing re-renders the
+        # top chunks): counts are cached by text. lru_cache is thread-safe.
+        self._count = functools.lru_cache(maxsize=cache_size)(self._uncached)
+
+    def _uncached(self, text: str) -> int:
+        return len(self._encode(text))
 
     def __call__(self, text: str) -> int:
-        return len(self._encode(text)) if text else 0
+        return self._count(text) if text else 0
 
     def count_messages(self, messages: Sequence[dict[str, str]]) -> int:
         return sum(self(m["role"]) + self(m["content"]) + self.per_message for m in messages) + self.reply_prefix
