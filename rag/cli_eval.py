@@ -83,6 +83,14 @@ def _limit_queries(queries: dict[str, str], limit: int | None) -> dict[str, str]
     return dict(list(queries.items())[:limit]) if limit else queries
 
 
+def _sample_queries(queries: dict[str, str], n: int | None) -> dict[str, str]:
+    """Every k-th query: deterministic, and spread over a file that groups its kinds."""
+    items = list(queries.items())
+    if not n or n >= len(items):
+        return queries
+    return dict(items[round(i * len(items) / n)] for i in range(n))
+
+
 def _write_dataset_report(settings: Settings, name: str, result: dict[str, Any], info: dict[str, Any]) -> Path:
     from evals.suite import save_report
 
@@ -164,6 +172,10 @@ def eval_answers(
     split: Annotated[str, typer.Option("--split")] = "test",
     docs: Annotated[Path | None, typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions")] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option("--sample", min=1, help="N questions evenly spaced over the set (keeps its answerable/unanswerable mix)"),
+    ] = None,
     per_query: Annotated[bool, typer.Option("--per-query", help="Include each question's answer and citations")] = False,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
     report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
@@ -179,6 +191,9 @@ def eval_answers(
         fail(f"{dataset} has no answers.jsonl ({{\"_id\", \"answerable\", \"answers\"}} per line): use `rag eval retrieval`", code=2)
     assert data.answers is not None
     questions = _limit_queries({q: t for q, t in data.queries.items() if q in data.answers}, limit)
+    if limit and sample:
+        fail("give --limit or --sample, not both", code=2)
+    questions = _sample_queries(questions, sample)
     dsi = _open_dataset_index(settings, data, rebuild)
     try:
         try:
