@@ -213,7 +213,8 @@ class Embedder:
         if self._query_batcher is None:
             with self._lock:
                 if self._query_batcher is None:
-                    self._query_batcher = QueryBatcher(self.embed, max_batch=self.settings.batch_size)
+                    # Looked up per batch, not bound once: a wrapped/replaced embed applies.
+                    self._query_batcher = QueryBatcher(lambda texts: self.embed(texts), max_batch=self.settings.batch_size)
         return self._query_batcher(text)
 
     def tokenizer_dir(self) -> Path:

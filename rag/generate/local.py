@@ -11,6 +11,7 @@ re-entrant). Closing the stream stops generation at the next token.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import logging
 import os
@@ -79,6 +80,12 @@ def _import_llama() -> Any:
     return llama_cpp
 
 
+def _close_at_exit(llm: Any) -> None:
+    # llama-cpp-python frees its model in __del__, which at interpreter exit runs after the
+    # ctypes bindings are gone (a TypeError on every exit): free it while they still exist.
+    atexit.register(lambda: close_quietly(llm))
+
+
 _vocab_cache: dict[str, TokenCounter] = {}
 _vocab_lock = threading.Lock()
 
@@ -90,6 +97,7 @@ def local_token_counter(settings: LocalGeneratorSettings) -> TokenCounter:
         if path not in _vocab_cache:
             llama_cpp = _import_llama()
             vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+            _close_at_exit(vocab)
             lock = threading.Lock()
 
             def encode(text: str) -> list[int]:
@@ -142,6 +150,7 @@ class LocalGenerator(Generator):
                 )
             except (ValueError, RuntimeError) as exc:
                 raise GenerationError(f"cannot load {path} with llama.cpp: {exc}", backend=self.name) from exc
+            _close_at_exit(self._llm)
             self.load_seconds = time.perf_counter() - started
             log.info("local generator: %s loaded in %.2fs (%d threads)", path.name, self.load_seconds, threads)
 
