@@ -49,12 +49,9 @@ QUERIES = [
 
 
 def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    k = (len(ordered) - 1) * q / 100
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+    from evals.metrics import percentile  # the one `rag eval` reports latencies with
+
+    return percentile(values, q)
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
