@@ -284,10 +284,21 @@ def verify_answer(
     passages = context.by_number
     checked: list[AnswerSentence] = []
     quotes: dict[int, tuple[float, str]] = {}
+    # Words that say nothing new: the question's and the passages' titles and headings. A
+    # small model looping on a passage header ("Backup Policy — Backup Policy") is not an answer.
+    known = set(content_words(question))
+    for passage in passages.values():
+        known.update(content_words(" ".join([passage.title or "", *passage.section])))
+    seen: set[str] = set()
     for raw in split_sentences(answer):
         text, markers = _markers(" ".join(raw.split()))
         if not text or _is_abstention(text, abstain_text):
             continue
+        key = " ".join(content_words(text)) or text.lower()
+        words = set(content_words(text))
+        if key in seen or (words and words <= known):
+            continue  # a repeat, or only headings and question words: dropped, not flagged
+        seen.add(key)
         needs = len(content_words(text)) >= settings.min_content_words
         sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
         for n in dict.fromkeys(markers):

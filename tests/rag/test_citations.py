@@ -112,3 +112,17 @@ def test_support_scores_order_sensibly(scorer: SupportScorer) -> None:
     wrong_year, _ = scorer.support("It was built in 1850.", ctx[2], QUESTION)
     unrelated, _ = scorer.support("It was built between 1887 and 1889.", ctx[3], QUESTION)
     assert good > 0.5 > max(wrong_year, unrelated)
+
+
+def test_a_model_looping_on_a_passage_header_abstains(scorer: SupportScorer) -> None:
+    # What SmolLM2 once answered in `make run`: the context header copied over and over.
+    looped = " ".join(["Doc 2 — S # Eiffel Tower [2]"] * 5)
+    out = verify_answer(looped, _context(), scorer, CitationSettings(), "What is the Eiffel Tower?", ABSTAIN)
+    assert out.abstained and out.citations == []
+
+
+def test_a_repeated_sentence_is_said_once(scorer: SupportScorer) -> None:
+    said = "It was built between 1887 and 1889 [2]. "
+    out = _verify(said * 3, scorer)
+    assert out.answer == "It was built between 1887 and 1889 [1]."
+    assert len(out.citations) == 1
