@@ -287,8 +287,8 @@ def verify_answer(
     # Words that say nothing new: the question's and the passages' titles and headings. A
     # small model looping on a passage header ("Backup Policy — Backup Policy") is not an answer.
     known = set(content_words(question))
-    for passage in passages.values():
-        known.update(content_words(" ".join([passage.title or "", *passage.section])))
+    for p in passages.values():
+        known.update(content_words(" ".join([p.title or "", *p.section])))
     seen: set[str] = set()
     for raw in split_sentences(answer):
         text, markers = _markers(" ".join(raw.split()))
