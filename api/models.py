@@ -52,6 +52,9 @@ Texts = Annotated[list[str], Field(min_length=1, max_length=100)]
 Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 
 
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+
+
 class Filters(BaseModel):
     """Exact-match payload filters; a list matches any of its values. All given keys must match."""
 
@@ -83,7 +86,11 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(
-        min_length=1, max_length=100_000, pattern=r"\S", description="Limited further by api.max_question_chars"
+        min_length=1,
+        max_length=100_000,
+        # A character that is not whitespace to Python either (str.strip also strips \x1c-\x1f, \x85).
+        pattern=NOT_BLANK,
+        description="Limited further by api.max_question_chars",
     )
     filters: Filters | None = None
     prompt: str | None = Field(

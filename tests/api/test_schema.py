@@ -31,7 +31,8 @@ def fuzz_key(deployment: Deployment) -> str:
 def excluded(case: Any) -> list[Any]:
     # An upload's accepted type comes from the uploaded file's *name* (415 otherwise), which
     # OpenAPI cannot constrain: "schema-valid but refused" is right for that one operation.
-    if case.operation.label == "POST /v1/documents":
+    # Likewise "the last user message has text" for chat completions (422 otherwise).
+    if case.operation.label in ("POST /v1/documents", "POST /v1/chat/completions"):
         return [schemathesis.checks.positive_data_acceptance]
     return []
 
@@ -45,7 +46,12 @@ def test_api_conforms_to_its_schema(deployment: Deployment, fuzz_key: str) -> No
         operation = result.ok()
         for mode in GenerationMode:
 
-            @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            # derandomize: the same examples on every run, so CI sees what passed here (a new
+            # failure comes from a code or schema change, not from luck); seeds vary per operation.
+            @settings(
+                max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                derandomize=True,
+            )
             @given(case=operation.as_strategy(generation_mode=mode))
             def fuzz(case: Any) -> None:
                 case.call_and_validate(headers=headers, excluded_checks=excluded(case))
