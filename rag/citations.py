@@ -38,6 +38,7 @@ __all__ = [
     "SupportScorer",
     "VerifiedAnswer",
     "content_words",
+    "model_abstained",
     "split_sentences",
     "verify_answer",
 ]
@@ -271,6 +272,12 @@ def _is_abstention(text: str, abstain_text: str) -> bool:
     norm = re.sub(r"[^a-z ]", "", text.lower())
     target = re.sub(r"[^a-z ]", "", abstain_text.lower())
     return bool(target) and (target in norm or norm.startswith(("the documents dont", "the passages dont", "the passages do not", "the documents do not")))
+
+
+def model_abstained(answer: str, abstain_text: str) -> bool:
+    """The model said only that the documents do not answer (in the prompt's words or close)."""
+    sentences = [_markers(" ".join(s.split()))[0] for s in split_sentences(answer)]
+    return bool(sentences) and all(not t or _is_abstention(t, abstain_text) for t in sentences)
 
 
 def verify_answer(

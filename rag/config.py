@@ -155,6 +155,9 @@ class GenerationSettings(_Section):
         default_factory=lambda: ["local", "extractive"]  # type: ignore[arg-type]
     )
     max_answer_tokens: int = Field(default=256, ge=1, le=32768)
+    # A finished answer with no verified sentence hands over to the next backend of the chain
+    # (as a failure would); a model's own "the documents don't say" does not.
+    fallback_on_unsupported: bool = True
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     timeout_seconds: float = Field(default=60.0, gt=0)
     openai: OpenAIGeneratorSettings = Field(default_factory=OpenAIGeneratorSettings)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag.citations import SupportScorer, verify_answer
+from rag.citations import SupportScorer, VerifiedAnswer, model_abstained, verify_answer
 from rag.config import Settings
 from rag.generate import GenerationRequest, GeneratorChain, build_chain
 from rag.generate.base import close_quietly
@@ -219,7 +219,21 @@ class QueryPipeline:
             extra={"stream": streaming},
         )
         outcome: ChainOutcome | None = None
-        events = self.chain.stream(request)
+        verified_by_text: dict[str, VerifiedAnswer] = {}
+
+        def verify(text: str) -> VerifiedAnswer:
+            if text not in verified_by_text:
+                verified_by_text[text] = verify_answer(text, context, self.scorer, gen.verify, question, gen.abstain_text)
+            return verified_by_text[text]
+
+        def accept(text: str) -> str | None:
+            # An answer that says something but none of it is supported goes to the next backend
+            # (a small model copying headers, or writing off-topic); a model's own abstention stays.
+            if not gen.fallback_on_unsupported or (text.strip() and model_abstained(text, gen.abstain_text)):
+                return None
+            return "answer not supported by the documents" if verify(text).abstained else None
+
+        events = self.chain.stream(request, accept=accept)
         try:
             for kind, payload in events:
                 if kind == "end":
@@ -234,7 +248,7 @@ class QueryPipeline:
             timings["first_token"] = round(timings["retrieve"] + timings["rerank"] + timings["pack"] + outcome.first_token_ms, 3)
 
         t = time.perf_counter()
-        verified = verify_answer(outcome.text, context, self.scorer, gen.verify, question, gen.abstain_text)
+        verified = verify(outcome.text)
         timings["verify"] = _ms(time.perf_counter() - t)
         timings["total"] = _ms(time.perf_counter() - started)
         base.update(

@@ -79,8 +79,12 @@ class GeneratorChain:
         for g in self.generators:
             g.close()
 
-    def stream(self, request: GenerationRequest) -> Iterator[ChainEvent]:
-        """``("token", str)``…, maybe ``("reset", info)`` and more tokens, then ``("end", ChainOutcome)``."""
+    def stream(self, request: GenerationRequest, accept: Callable[[str], str | None] | None = None) -> Iterator[ChainEvent]:
+        """``("token", str)``…, maybe ``("reset", info)`` and more tokens, then ``("end", ChainOutcome)``.
+
+        ``accept(text)`` returns why a finished answer is refused (or None): a refused answer
+        hands over to the next backend like a failure; the last backend's answer is kept.
+        """
         failures: list[dict[str, str]] = []
         for position, generator in enumerate(self.generators):
             attempt = replace(request, deadline=time.monotonic() + self.timeout_seconds)
@@ -101,6 +105,9 @@ class GeneratorChain:
                         yield ("token", item)
                 finally:
                     close_quietly(items)  # also when our consumer stopped listening
+                refused = accept("".join(pieces)) if accept and position + 1 < len(self.generators) else None
+                if refused:
+                    raise GenerationError(refused, backend=generator.name)
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
                 reason = str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
                 log.warning("generator %s failed: %s", generator.name, reason)

@@ -118,6 +118,32 @@ def test_invented_citation_from_the_model_is_not_returned(kb: KnowledgeBase, kb_
     assert result["answer"].endswith("Backups run at 02:00 UTC [1].")
 
 
+def test_an_answer_verification_rejects_goes_to_the_next_backend(
+    kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer
+) -> None:
+    chat_server.reply = "Eiffel Tower — Eiffel Tower [1]. The tower was painted by Leonardo da Vinci [1]."
+    p = _pipeline(kb, kb_settings, generation={"chain": ["openai", "extractive"], "openai": {"base_url": chat_server.base_url}})
+    events = list(p.stream("When was the Eiffel Tower built?"))
+    kinds = [k for k, _ in events]
+    assert "reset" in kinds and kinds.index("reset") > kinds.index("token"), "the rejected tokens are withdrawn"
+    done = events[-1][1]
+    assert done["generator"] == "extractive" and done["degraded"] is True and not done["abstained"]
+    assert done["fallbacks"] == [{"generator": "openai", "error": "answer not supported by the documents"}]
+    assert "1889" in done["answer"] and done["citations"][0]["verified"]
+
+
+def test_a_models_own_abstention_is_kept_and_the_switch_turns_fallback_off(
+    kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer
+) -> None:
+    chat_server.reply = "The documents don't contain an answer to this."
+    chain = {"chain": ["openai", "extractive"], "openai": {"base_url": chat_server.base_url}}
+    said_no = _pipeline(kb, kb_settings, generation=chain).run("When was the Eiffel Tower built?")
+    assert said_no["abstained"] and said_no["generator"] == "openai" and not said_no["degraded"]
+    chat_server.reply = "The tower was painted by Leonardo da Vinci [1]."
+    off = _pipeline(kb, kb_settings, generation={**chain, "fallback_on_unsupported": False}).run("When was the Eiffel Tower built?")
+    assert off["abstained"] and off["generator"] == "openai"
+
+
 def test_every_backend_failing_is_an_error(kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer) -> None:
     chat_server.faults.extend([Fault(status=400)])
     p = _pipeline(kb, kb_settings, generation={"chain": ["openai"], "openai": {"base_url": chat_server.base_url}})
