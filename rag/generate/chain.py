@@ -86,6 +86,7 @@ class GeneratorChain:
         hands over to the next backend like a failure; the last backend's answer is kept.
         """
         failures: list[dict[str, str]] = []
+        kept: ChainOutcome | None = None  # the first answer refused by ``accept``
         for position, generator in enumerate(self.generators):
             attempt = replace(request, deadline=time.monotonic() + self.timeout_seconds)
             pieces: list[str] = []
@@ -107,6 +108,7 @@ class GeneratorChain:
                     close_quietly(items)  # also when our consumer stopped listening
                 refused = accept("".join(pieces)) if accept and position + 1 < len(self.generators) else None
                 if refused:
+                    kept = kept or ChainOutcome("".join(pieces), generator.name, position > 0, usage, [], first_token_ms)
                     raise GenerationError(refused, backend=generator.name)
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
                 reason = str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
@@ -128,6 +130,11 @@ class GeneratorChain:
                     generate_ms=(time.perf_counter() - started) * 1000.0,
                 ),
             )
+            return
+        if kept is not None:
+            # Only refused answers and failures: the refused answer stands (verification abstains).
+            kept.failures = failures
+            yield ("end", kept)
             return
         detail = "; ".join(f"{f['generator']}: {f['error']}" for f in failures)
         raise GenerationError(f"every generator in generation.chain failed ({detail})")
