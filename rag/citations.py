@@ -301,12 +301,12 @@ def verify_answer(
         text, markers = _markers(" ".join(raw.split()))
         if not text or _is_abstention(text, abstain_text):
             continue
-        key = " ".join(content_words(text)) or text.lower()
-        words = set(content_words(text))
-        if key in seen or (words and words <= known):
+        words = content_words(text)
+        key = " ".join(words) or text.lower()
+        if key in seen or (words and set(words) <= known):
             continue  # a repeat, or only headings and question words: dropped, not flagged
         seen.add(key)
-        needs = len(content_words(text)) >= settings.min_content_words
+        needs = len(words) >= settings.min_content_words
         sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
         for n in dict.fromkeys(markers):
             passage = passages.get(n)

@@ -87,7 +87,7 @@ class RetrievalSettings(_Section):
     candidates: int = Field(default=100, ge=1, le=10000)
     # rrf: reciprocal-rank fusion; weighted: a convex combination of the arms' scores, each
     # min-max normalised over its own candidates (keeps how far apart the scores are).
-    # weighted 0.5/0.5 measured best on SciFact (benchmarks/rerank_scifact.py): nDCG@10 0.734
+    # weighted 0.5/0.5 measured best on SciFact (benchmarks/fusion_rerank.py): nDCG@10 0.734
     # against 0.716 for rrf k=60, 0.654 dense and 0.674 BM25 alone.
     fusion: Literal["rrf", "weighted"] = "weighted"
     rrf_k: int = Field(default=60, ge=1)

@@ -222,14 +222,13 @@ class Embedder:
 
 
 class _Slot:
-    __slots__ = ("done", "error", "lead", "text", "vector", "wake")
+    __slots__ = ("done", "error", "text", "vector", "wake")
 
     def __init__(self, text: str):
         self.text = text
         self.vector: np.ndarray | None = None
         self.error: BaseException | None = None
         self.done = False
-        self.lead = False
         self.wake = threading.Event()
 
 
@@ -283,9 +282,7 @@ class QueryBatcher:
                         s.wake.set()
         finally:
             with self._lock:
-                if self._pending:
-                    nxt = self._pending[0]
-                    nxt.lead = True
-                    nxt.wake.set()
+                if self._pending:  # hand the lead to the oldest waiter
+                    self._pending[0].wake.set()
                 else:
                     self._busy = False

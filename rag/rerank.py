@@ -11,7 +11,7 @@ Backends (``rerank.backend``):
   ``(1 - weight) * retrieval + weight * sentence``. A chunk's vector averages all its
   sentences; the one sentence that answers is diluted by the rest, and this recovers it.
 
-Which one is the default is decided by measurement on SciFact (``benchmarks/rerank_scifact.py``).
+Which one is the default is decided by measurement on SciFact (``benchmarks/fusion_rerank.py``).
 """
 
 from __future__ import annotations

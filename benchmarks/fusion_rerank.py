@@ -1,6 +1,6 @@
 """Retrieval and reranking options on SciFact (BEIR test split), nDCG@10 side by side.
 
-    .venv/bin/python benchmarks/rerank_scifact.py /work/shared/datasets/scifact [--cache DIR]
+    .venv/bin/python benchmarks/fusion_rerank.py /work/shared/datasets/scifact [--cache DIR]
 
 The corpus is indexed once through the normal ingestion path into an isolated cache (as
 `rag eval` does; ~10 min of CPU here the first time). Each query's dense and sparse
