@@ -51,7 +51,7 @@ def load_embedder(settings: Settings) -> Embedder:
 
     key = settings.embedding.model_dump_json()
     if key not in _embedders:
-        model = Embedder(settings.embedding)
+        model = Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
         model.warm_up()
         _embedders[key] = model
     return _embedders[key]

@@ -52,6 +52,9 @@ class StoreSettings(_Section):
     # The alias queries go through; physical collections are "<alias>_v<N>".
     collection: str = Field(default="kb", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     keep_old_collections: bool = False
+    # edge backend: a segment holding more vector data than this (KB) gets an HNSW index when a
+    # sync finishes; None = Qdrant's default. Below it, brute force is as fast.
+    indexing_threshold_kb: int | None = Field(default=None, ge=1)
 
 
 class EmbeddingSettings(_Section):
@@ -63,6 +66,11 @@ class EmbeddingSettings(_Section):
     # bf16 is kept only if it stays this close to fp32 on the warm-up probe.
     min_bf16_cosine: float = Field(default=0.998, gt=0.0, le=1.0)
     threads: int | None = Field(default=None, ge=1)
+    # Short inputs (queries, answer sentences: batches up to onnx_max_batch) run through ONNX
+    # Runtime when it agrees with PyTorch; "auto" falls back to PyTorch when it can't.
+    short_text_backend: Literal["auto", "onnx", "torch"] = "auto"
+    onnx_max_batch: int = Field(default=8, ge=1, le=4096)
+    min_onnx_cosine: float = Field(default=0.9999, gt=0.0, le=1.0)
 
 
 class ChunkingSettings(_Section):

@@ -123,8 +123,11 @@ def _cpu_has_native_bf16() -> bool:
 
 
 class Embedder:
-    def __init__(self, settings: EmbeddingSettings):
+    def __init__(self, settings: EmbeddingSettings, cache_dir: Path | None = None):
         self.settings = settings
+        self.cache_dir = cache_dir  # where the ONNX export is kept (None: a temporary folder)
+        self._onnx: Any = None
+        self.short_text_backend = "torch"
         self.model_dir = Path(settings.model_path).expanduser().resolve() if settings.model_path else default_model_path()
         self._model: Any = None
         self._identity: EmbeddingIdentity | None = None
@@ -188,12 +191,43 @@ class Embedder:
                     model = model.to(torch.float32)
             self._model = model
             self.max_seq_length = int(model.max_seq_length or 0)
+            if self.dtype == "float32" and self.settings.short_text_backend != "torch":
+                self._onnx = self._load_onnx(model)
+                self.short_text_backend = "onnx" if self._onnx is not None else "torch"
+
+    def _load_onnx(self, model: Any) -> Any:
+        from rag.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
+
+        required = self.settings.short_text_backend == "onnx"
+        reason = onnx_unsupported_reason(model)
+        encoder = None
+        if reason is None:
+            try:
+                encoder = OnnxEncoder(model, self.cache_dir, self.identity().fingerprint, self.settings.threads)
+                ref = model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
+                singles = np.concatenate([encoder.encode([t], normalize=True) for t in _PROBE])
+                batched = encoder.encode(_PROBE, normalize=True)
+                cos = float(min(np.min(np.sum(ref * singles, axis=1)), np.min(np.sum(ref * batched, axis=1))))
+                if cos < self.settings.min_onnx_cosine:
+                    reason = f"its vectors disagree with PyTorch (min cosine {cos:.5f})"
+            except Exception as exc:  # export or runtime problem: PyTorch still works
+                reason = f"export failed: {exc}"
+        if reason is None:
+            return encoder
+        if required:
+            raise RuntimeError(f"embedding.short_text_backend is 'onnx' but {reason}; set it to 'auto' or 'torch'")
+        log.warning("short texts are embedded with PyTorch: ONNX Runtime unavailable (%s)", reason)
+        return None
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed document or query texts; returns float32 (n, dimension)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
+        if self._onnx is not None and len(texts) <= self.settings.onnx_max_batch:
+            onnx_vecs: np.ndarray = self._onnx.encode(texts, normalize=self.settings.normalize)
+            self.texts_embedded += len(texts)
+            return onnx_vecs
         import torch
 
         with torch.inference_mode():

@@ -37,7 +37,7 @@ class Index:
         self.settings = settings
         self.data_dir = settings.resolved_data_dir()
         self.store = store or open_store(settings)
-        self.embedder = embedder or Embedder(settings.embedding)
+        self.embedder = embedder or Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
         self.sparse = Bm25Encoder()
         self.alias = settings.store.collection
         self._manifest: Manifest | None = None

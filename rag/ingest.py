@@ -345,6 +345,10 @@ class Ingestor:
             self._drop_chunks(orphans, report)
 
     def _finish(self, report: SyncReport) -> None:
+        if report.changed:
+            started = time.perf_counter()
+            if self.index.store.optimize(self.collection):
+                log.info("built the vector index for %s in %.1f s", self.collection, time.perf_counter() - started)
         manifest = self.index.manifest
         manifest.set_value("last_run", {**report.last_run(), "finished_at": time.time()})
 

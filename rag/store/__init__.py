@@ -13,7 +13,7 @@ def open_store(settings: Settings) -> VectorStore:
     if cfg.backend == "edge":
         from rag.store.edge import EdgeStore
 
-        return EdgeStore(settings.resolved_data_dir() / "index")
+        return EdgeStore(settings.resolved_data_dir() / "index", indexing_threshold_kb=cfg.indexing_threshold_kb)
     from rag.store.qdrant import QdrantStore
 
     path = cfg.path

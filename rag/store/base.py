@@ -121,6 +121,11 @@ class VectorStore(abc.ABC):
     def flush(self, collection: str) -> None:
         """Make every acknowledged write durable before returning."""
 
+    def optimize(self, collection: str) -> bool:
+        """Build what search needs to stay fast (vector indexes) after writes; True if work was done.
+        Servers do this in the background, so the default does nothing."""
+        return False
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

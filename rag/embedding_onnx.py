@@ -1,0 +1,124 @@
+"""ONNX Runtime encoder for short inputs (queries, answer sentences) of a sentence-transformers model.
+
+Why: on a small CPU one query through sentence-transformers + PyTorch costs ~15 ms, most of it
+per-call overhead; the same graph in ONNX Runtime takes ~5 ms (``benchmarks/query.py``). For
+large document batches PyTorch is as fast, so ingestion keeps using it.
+
+The graph is exported from the already loaded model (same weights, so the index's version lock
+is unchanged) and cached by weight fingerprint. It is only used if it agrees with PyTorch on
+probe texts (``Embedder.warm_up`` checks); otherwise the embedder stays on PyTorch.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OnnxEncoder", "onnx_unsupported_reason"]
+
+log = logging.getLogger(__name__)
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def onnx_unsupported_reason(model: Any) -> str | None:
+    """None if ``model`` (a SentenceTransformer) is Transformer → Pooling(mean|cls) [→ Normalize]."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed"
+    names = [type(m).__name__ for m in model]
+    if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+        return f"modules {names} (only Transformer, Pooling, Normalize are exported)"
+    if getattr(model[1], "pooling_mode", None) not in ("mean", "cls"):
+        return f"pooling mode {getattr(model[1], 'pooling_mode', None)!r}"
+    return None
+
+
+class _Graph:
+    """The transformer with named inputs, so the exporter sees a plain function of tensors."""
+
+    @staticmethod
+    def export(auto_model: Any, path: Path, input_names: list[str]) -> None:
+        import torch
+
+        # SDPA attention bakes the traced sequence length into the graph; eager traces cleanly.
+        model = copy.deepcopy(auto_model).eval()
+        model.set_attn_implementation("eager")
+
+        class Wrapped(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.inner = model
+
+            def forward(self, *args: torch.Tensor) -> torch.Tensor:
+                return self.inner(**dict(zip(input_names, args, strict=True))).last_hidden_state  # type: ignore[no-any-return]
+
+        sample = {
+            "input_ids": torch.tensor([[101, 7592, 2088, 2023, 2003, 1037, 2936, 102], [101, 2460, 102, 0, 0, 0, 0, 0]]),
+            "attention_mask": torch.tensor([[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]),
+            "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
+        }
+        tmp = path.with_suffix(".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches
+            torch.onnx.export(
+                Wrapped(),
+                tuple(sample[n] for n in input_names),
+                str(tmp),
+                input_names=input_names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*input_names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, path)
+
+
+class OnnxEncoder:
+    def __init__(self, st_model: Any, cache_dir: Path | None, fingerprint: str, threads: int | None):
+        self._tokenizer = st_model.tokenizer
+        self.max_length = int(st_model.max_seq_length or 512)
+        self.pooling = str(st_model[1].pooling_mode)
+        self.do_lower_case = bool(getattr(st_model[0], "do_lower_case", False))
+        auto_model = st_model[0].auto_model
+        accepted = set(inspect.signature(auto_model.forward).parameters)
+        self.input_names = [n for n in _INPUTS if n in accepted and (n != "token_type_ids" or "token_type_ids" in self._tokenizer.model_input_names)]
+        if cache_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="rag-onnx-")
+            cache_dir = Path(self._tmp.name)
+        self.path = Path(cache_dir) / fingerprint / "model.onnx"
+        if not self.path.exists():
+            log.info("exporting the embedding model to ONNX for query encoding (once): %s", self.path)
+            _Graph.export(auto_model, self.path, self.input_names)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], normalize: bool) -> np.ndarray:
+        prepared = [t.strip().lower() if self.do_lower_case else t.strip() for t in texts]
+        enc = self._tokenizer(prepared, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        feeds = {n: np.asarray(enc[n], dtype=np.int64) for n in self.input_names}
+        hidden = self._session.run(None, feeds)[0]
+        if self.pooling == "cls":
+            vecs = hidden[:, 0]
+        else:
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
+            vecs = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+        if normalize:
+            vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+        return np.asarray(vecs, dtype=np.float32)
