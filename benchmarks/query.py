@@ -251,6 +251,7 @@ def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str
     import httpx
 
     from rag.config import load_settings
+    from rag.generate import GenerationRequest
     from rag.generate.openai import OpenAIGenerator
     from rag.index import Index
     from rag.ingest import Ingestor
@@ -288,8 +289,12 @@ def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str
     def raw_ttft() -> float:
         prepared = pipeline.prepare(question)
         messages = prepared.prompt.render(**pipeline._variables(prepared.prompt, question, prepared.context.text, 1))
+        # The very body the pipeline sends (stop strings included: they alone cost vLLM ~50 ms
+        # to first token here), built by the generator itself.
         temperature = prepared.prompt.temperature if prepared.prompt.temperature is not None else 0.0
-        body = {"model": model, "messages": messages, "max_tokens": prepared.max_tokens, "temperature": temperature, "stream": True}
+        request = GenerationRequest(messages=messages, question=question, context=prepared.context,
+                                    max_tokens=prepared.max_tokens, temperature=temperature, stop=prepared.prompt.stop)
+        body = generator._body(request, stream=True)
         t = time.perf_counter()
         with client.stream("POST", openai_url.rstrip("/") + "/chat/completions", json=body) as r:
             for line in r.iter_lines():

@@ -107,6 +107,9 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle worker threads sleep instead of spinning: on a small box the spinning steals the
+        # cores a co-located model server (vLLM, llama.cpp) is prefilling on; costs ~0.4 ms here.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str], normalize: bool) -> np.ndarray:

@@ -1,0 +1,151 @@
+"""Can cheap signals tell SQuAD 2.0's unanswerable questions from answerable ones?
+
+    .venv/bin/python benchmarks/answerability.py ../shared/datasets/squad2 [--cache DIR]
+
+Every question goes through the real retrieve → rerank → pack stages (corpus indexed once into
+the eval cache, as `rag eval` does). For the best-ranked context sentence (the extractive
+generator's pick) it computes the signals an abstention rule could use without a trained
+reading-comprehension model, and reports for each its ROC AUC at separating unanswerable
+(should abstain) from answerable questions (0.5 = no signal). Then a logistic model over all
+of them is fitted on a random half of the questions, its threshold chosen there for false
+abstention <= 0.15, and measured on the other half.
+
+Signals: the extractive score (cosine + lexical bonus); IDF-weighted share of the question's
+content words found in the sentence and in its passage (IDF from the corpus); share of the
+question's names and numbers found in the passage; the IDF of the rarest question word missing
+from the passage; a negation in the question that the sentence lacks; the score margin between
+the first and second sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import random
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NEGATIONS = {"not", "never", "no", "n't", "without", "none", "nobody", "nothing"}
+SIGNALS = ["extractive_score", "idf_coverage_sentence", "idf_coverage_passage", "names_numbers_in_passage",
+           "rarest_missing_idf", "negation_mismatch", "score_margin"]
+HIGHER_MEANS_ABSTAIN = {"rarest_missing_idf", "negation_mismatch"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--cache", type=Path, default=None, help="eval cache folder (default: the configured one)")
+    args = ap.parse_args()
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from evals.datasets import load_beir, open_dataset_index
+    from rag.citations import content_words, key_terms
+    from rag.config import load_settings
+    from rag.embedding import Embedder
+    from rag.generate import GenerationRequest
+    from rag.generate.extractive import rank_sentences
+    from rag.pipeline import QueryPipeline
+
+    overrides: dict[str, Any] = {"generation": {"chain": ["extractive"]}}
+    if args.cache:
+        overrides["evals"] = {"cache_dir": str(args.cache)}
+    settings = load_settings(overrides=overrides)
+    embedder = Embedder(settings.embedding)
+    embedder.warm_up()
+    data = load_beir(args.dataset)
+    if not data.answers:
+        raise SystemExit(f"{args.dataset} has no answers.jsonl: an answer set (like squad2) is needed")
+    dindex = open_dataset_index(settings, data, embedder, echo=lambda m: print(m, file=sys.stderr))
+    pipeline = QueryPipeline(dindex.index, dindex.index.settings.model_copy(update={"generation": settings.generation}))
+
+    df: collections.Counter[str] = collections.Counter()
+    with (args.dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
+        docs = [json.loads(line) for line in fh]
+    for d in docs:
+        df.update(set(content_words(f"{d.get('title', '')} {d['text']}")))
+
+    def idf(word: str) -> float:
+        return math.log((len(docs) + 1) / (df.get(word, 0) + 0.5))
+
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z']+", text.lower()))
+
+    features, should_abstain = [], []
+    for qid, key in data.answers.items():
+        question = data.queries[qid]
+        prepared = pipeline.prepare(question)
+        request = GenerationRequest(messages=[], question=question, context=prepared.context, max_tokens=0)
+        ranked = rank_sentences(question, request, pipeline.scorer)
+        if not ranked:
+            continue
+        passages = {p.n: p.text for p in prepared.context.passages}
+        score, n, sentence = ranked[0]
+        passage = passages[n]
+        qwords, qkeys = set(content_words(question)), key_terms(question)
+        total = sum(idf(w) for w in qwords) or 1.0
+
+        def coverage(text: str, qwords: set[str] = qwords, total: float = total) -> float:
+            found = set(content_words(text))
+            return sum(idf(w) for w in qwords if w in found) / total
+
+        in_passage = set(content_words(passage)) | key_terms(passage)
+        features.append([
+            score,
+            coverage(sentence),
+            coverage(passage),
+            sum(k in in_passage for k in qkeys) / len(qkeys) if qkeys else 1.0,
+            max((idf(w) for w in qwords if w not in in_passage), default=0.0),
+            float(bool(words(question) & NEGATIONS) and not words(sentence) & NEGATIONS),
+            score - (ranked[1][0] if len(ranked) > 1 else 0.0),
+        ])
+        should_abstain.append(0 if key.answerable else 1)
+    dindex.close()
+
+    x, y = np.array(features), np.array(should_abstain)
+    auc = {}
+    for i, name in enumerate(SIGNALS):
+        values = x[:, i] if name in HIGHER_MEANS_ABSTAIN else -x[:, i]
+        auc[name] = round(float(roc_auc_score(y, values)), 3)
+
+    order = list(range(len(y)))
+    random.Random(0).shuffle(order)
+    fit = np.zeros(len(y), dtype=bool)
+    fit[order[: len(y) // 2]] = True
+    model = LogisticRegression(max_iter=1000).fit(x[fit], 1 - y[fit])
+    p_answerable = model.predict_proba(x)[:, 1]
+
+    def rates(threshold: float, rows: Any) -> tuple[float, float]:
+        abstain = p_answerable < threshold
+        return float(abstain[rows & (y == 1)].mean()), float(abstain[rows & (y == 0)].mean())
+
+    candidates = [(t, *rates(t, fit)) for t in np.linspace(0, 1, 201)]
+    threshold = max((c for c in candidates if c[2] <= 0.15), key=lambda c: c[1])[0]
+    held_abstain, held_false = rates(threshold, ~fit)
+    result = {
+        "questions": len(y),
+        "unanswerable": int(y.sum()),
+        "roc_auc_per_signal": auc,
+        "logistic_all_signals": {
+            "fitted_on": int(fit.sum()),
+            "measured_on": int((~fit).sum()),
+            "abstention_unanswerable": round(held_abstain, 3),
+            "false_abstention_answerable": round(held_false, 3),
+            "goal": "abstention >= 0.80 with false abstention <= 0.15",
+        },
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
