@@ -14,7 +14,9 @@ Signals: the extractive score (cosine + lexical bonus); IDF-weighted share of th
 content words found in the sentence and in its passage (IDF from the corpus); share of the
 question's names and numbers found in the passage; the IDF of the rarest question word missing
 from the passage; a negation in the question that the sentence lacks; the score margin between
-the first and second sentence.
+the first and second sentence. With ``--llm-judge N``, also the embedded SmolLM2-135M asked
+"Does the passage answer the question? Reply yes or no." (log-probability of yes minus no for
+its first token) on N evenly spaced questions, next to the extractive score's AUC on the same ones.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--cache", type=Path, default=None, help="eval cache folder (default: the configured one)")
+    ap.add_argument("--llm-judge", type=int, default=0, metavar="N", help="also ask SmolLM2 on N questions (~1.2 s each)")
     args = ap.parse_args()
 
     import numpy as np
@@ -80,7 +83,7 @@ def main() -> int:
     def words(text: str) -> set[str]:
         return set(re.findall(r"[a-z']+", text.lower()))
 
-    features, should_abstain = [], []
+    features, should_abstain, judged = [], [], []
     for qid, key in data.answers.items():
         question = data.queries[qid]
         prepared = pipeline.prepare(question)
@@ -109,6 +112,7 @@ def main() -> int:
             score - (ranked[1][0] if len(ranked) > 1 else 0.0),
         ])
         should_abstain.append(0 if key.answerable else 1)
+        judged.append((passage, question))
     dindex.close()
 
     x, y = np.array(features), np.array(should_abstain)
@@ -143,8 +147,43 @@ def main() -> int:
             "goal": "abstention >= 0.80 with false abstention <= 0.15",
         },
     }
+    if args.llm_judge:
+        result["llm_judge"] = _llm_judge(judged, x[:, 0], y, args.llm_judge)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _llm_judge(pairs: list[tuple[str, str]], extractive: Any, y: Any, n: int) -> dict[str, Any]:
+    import llama_cpp
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from rag.generate.local import default_gguf_path
+
+    llm = llama_cpp.Llama(model_path=str(default_gguf_path()), n_ctx=1024, logits_all=True, verbose=False)
+    step = max(1, len(pairs) // n)
+    picked = list(range(0, len(pairs), step))[:n]
+    margins = []
+    for i in picked:
+        passage, question = pairs[i]
+        prompt = (
+            "<|im_start|>system\nYou check whether a passage answers a question. Reply yes or no.<|im_end|>\n"
+            f"<|im_start|>user\nPassage: {passage[:1500]}\n\nQuestion: {question}\n\n"
+            "Does the passage answer the question? Reply yes or no.<|im_end|>\n<|im_start|>assistant\n"
+        )
+        out: Any = llm.create_completion(prompt, max_tokens=1, logprobs=20, temperature=0.0)
+        top = out["choices"][0]["logprobs"]["top_logprobs"][0]
+
+        def logprob(word: str, top: dict[str, float] = top) -> float:
+            return max([v for k, v in top.items() if k.strip().lower() == word], default=-30.0)
+
+        margins.append(logprob("yes") - logprob("no"))
+    sub = np.array(picked)
+    return {
+        "questions": len(picked),
+        "roc_auc_smollm2_yes_no": round(float(roc_auc_score(y[sub], -np.array(margins))), 3),
+        "roc_auc_extractive_score_same_questions": round(float(roc_auc_score(y[sub], -extractive[sub])), 3),
+    }
 
 
 if __name__ == "__main__":
