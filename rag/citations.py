@@ -214,7 +214,8 @@ class SupportScorer:
         novel_words = [w for w in words if w not in question_words]
         novel = sum(w in passage_words for w in novel_words) / len(novel_words) if novel_words else coverage
         keys = key_terms(sentence) - (key_terms(question) | {_stem(w) for w in _WORD.findall(question)})
-        key_share = sum(k in passage_words or k in {_stem(w) for w in _WORD.findall(passage_text)} for k in keys) / len(keys) if keys else 1.0
+        passage_stems = passage_words | {_stem(w) for w in _WORD.findall(passage_text)} if keys else passage_words
+        key_share = sum(k in passage_stems for k in keys) / len(keys) if keys else 1.0
         cosine = 0.0
         if with_cosine is None:
             with_cosine = bool(self.weights.get("cosine"))

@@ -47,11 +47,11 @@ _embedders: dict[str, Embedder] = {}
 
 def load_embedder(settings: Settings) -> Embedder:
     """One warmed embedder per model and process (tests hand in their session's one)."""
-    from rag.embedding import Embedder
+    from rag.embedding import embedder_for
 
     key = settings.embedding.model_dump_json()
     if key not in _embedders:
-        model = Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
+        model = embedder_for(settings)
         model.warm_up()
         _embedders[key] = model
     return _embedders[key]

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from rag.config import EmbeddingSettings
+from rag.config import EmbeddingSettings, Settings
 
-__all__ = ["Embedder", "EmbeddingIdentity", "default_model_path"]
+__all__ = ["Embedder", "EmbeddingIdentity", "default_model_path", "embedder_for"]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,6 @@ class Embedder:
         self.settings = settings
         self.cache_dir = cache_dir  # where the ONNX export is kept (None: a temporary folder)
         self._onnx: Any = None
-        self.short_text_backend = "torch"
         self.model_dir = Path(settings.model_path).expanduser().resolve() if settings.model_path else default_model_path()
         self._model: Any = None
         self._identity: EmbeddingIdentity | None = None
@@ -193,7 +192,11 @@ class Embedder:
             self.max_seq_length = int(model.max_seq_length or 0)
             if self.dtype == "float32" and self.settings.short_text_backend != "torch":
                 self._onnx = self._load_onnx(model)
-                self.short_text_backend = "onnx" if self._onnx is not None else "torch"
+
+    @property
+    def short_text_backend(self) -> str:
+        """What embeds short texts: "onnx" once warm-up found it usable, else "torch"."""
+        return "onnx" if self._onnx is not None else "torch"
 
     def _load_onnx(self, model: Any) -> Any:
         from rag.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
@@ -210,7 +213,7 @@ class Embedder:
                 cos = float(min(np.min(np.sum(ref * singles, axis=1)), np.min(np.sum(ref * batched, axis=1))))
                 if cos < self.settings.min_onnx_cosine:
                     reason = f"its vectors disagree with PyTorch (min cosine {cos:.5f})"
-            except Exception as exc:  # export or runtime problem: PyTorch still works
+            except Exception as exc:  # noqa: BLE001 - export or runtime problem: PyTorch still works
                 reason = f"export failed: {exc}"
         if reason is None:
             return encoder
@@ -225,19 +228,18 @@ class Embedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
         if self._onnx is not None and len(texts) <= self.settings.onnx_max_batch:
-            onnx_vecs: np.ndarray = self._onnx.encode(texts, normalize=self.settings.normalize)
-            self.texts_embedded += len(texts)
-            return onnx_vecs
-        import torch
+            vecs = self._onnx.encode(texts, normalize=self.settings.normalize)
+        else:
+            import torch
 
-        with torch.inference_mode():
-            vecs = self._model.encode(
-                texts,
-                batch_size=self.settings.batch_size,
-                normalize_embeddings=self.settings.normalize,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with torch.inference_mode():
+                vecs = self._model.encode(
+                    texts,
+                    batch_size=self.settings.batch_size,
+                    normalize_embeddings=self.settings.normalize,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
         self.texts_embedded += len(texts)
         return np.asarray(vecs, dtype=np.float32)
 
@@ -253,6 +255,11 @@ class Embedder:
 
     def tokenizer_dir(self) -> Path:
         return self.model_dir
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder of a deployment: its ONNX export kept under the data folder."""
+    return Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
 
 
 class _Slot:

@@ -43,45 +43,42 @@ def onnx_unsupported_reason(model: Any) -> str | None:
     return None
 
 
-class _Graph:
-    """The transformer with named inputs, so the exporter sees a plain function of tensors."""
+def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
+    """Write the transformer (named inputs → last hidden state) to ``path`` as ONNX."""
+    import torch
 
-    @staticmethod
-    def export(auto_model: Any, path: Path, input_names: list[str]) -> None:
-        import torch
+    # SDPA attention bakes the traced sequence length into the graph; eager traces cleanly.
+    model = copy.deepcopy(auto_model).eval()
+    model.set_attn_implementation("eager")
 
-        # SDPA attention bakes the traced sequence length into the graph; eager traces cleanly.
-        model = copy.deepcopy(auto_model).eval()
-        model.set_attn_implementation("eager")
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
 
-        class Wrapped(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.inner = model
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return self.inner(**dict(zip(input_names, args, strict=True))).last_hidden_state  # type: ignore[no-any-return]
 
-            def forward(self, *args: torch.Tensor) -> torch.Tensor:
-                return self.inner(**dict(zip(input_names, args, strict=True))).last_hidden_state  # type: ignore[no-any-return]
-
-        sample = {
-            "input_ids": torch.tensor([[101, 7592, 2088, 2023, 2003, 1037, 2936, 102], [101, 2460, 102, 0, 0, 0, 0, 0]]),
-            "attention_mask": torch.tensor([[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]),
-            "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
-        }
-        tmp = path.with_suffix(".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches
-            torch.onnx.export(
-                Wrapped(),
-                tuple(sample[n] for n in input_names),
-                str(tmp),
-                input_names=input_names,
-                output_names=["last_hidden_state"],
-                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*input_names, "last_hidden_state"]},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(tmp, path)
+    sample = {
+        "input_ids": torch.tensor([[101, 7592, 2088, 2023, 2003, 1037, 2936, 102], [101, 2460, 102, 0, 0, 0, 0, 0]]),
+        "attention_mask": torch.tensor([[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]),
+        "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
+    }
+    tmp = path.with_suffix(".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches
+        torch.onnx.export(
+            Wrapped(),
+            tuple(sample[n] for n in input_names),
+            str(tmp),
+            input_names=input_names,
+            output_names=["last_hidden_state"],
+            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*input_names, "last_hidden_state"]},
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
 
 
 class OnnxEncoder:
@@ -99,7 +96,7 @@ class OnnxEncoder:
         self.path = Path(cache_dir) / fingerprint / "model.onnx"
         if not self.path.exists():
             log.info("exporting the embedding model to ONNX for query encoding (once): %s", self.path)
-            _Graph.export(auto_model, self.path, self.input_names)
+            _export(auto_model, self.path, self.input_names)
         import onnxruntime as ort
 
         options = ort.SessionOptions()

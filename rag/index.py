@@ -16,7 +16,7 @@ from typing import Any
 
 from rag.chunking import Chunker, load_tokenizer
 from rag.config import Settings
-from rag.embedding import Embedder, EmbeddingIdentity
+from rag.embedding import Embedder, EmbeddingIdentity, embedder_for
 from rag.manifest import Manifest
 from rag.sparse import Bm25Encoder
 from rag.store import StoreError, VectorStore, open_store
@@ -37,7 +37,7 @@ class Index:
         self.settings = settings
         self.data_dir = settings.resolved_data_dir()
         self.store = store or open_store(settings)
-        self.embedder = embedder or Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
+        self.embedder = embedder or embedder_for(settings)
         self.sparse = Bm25Encoder()
         self.alias = settings.store.collection
         self._manifest: Manifest | None = None

@@ -106,9 +106,10 @@ class GeneratorChain:
                         yield ("token", item)
                 finally:
                     close_quietly(items)  # also when our consumer stopped listening
-                refused = accept("".join(pieces)) if accept and position + 1 < len(self.generators) else None
+                text = "".join(pieces)
+                refused = accept(text) if accept and position + 1 < len(self.generators) else None
                 if refused:
-                    kept = kept or ChainOutcome("".join(pieces), generator.name, position > 0, usage, [], first_token_ms)
+                    kept = kept or ChainOutcome(text, generator.name, position > 0, usage, [], first_token_ms)
                     raise GenerationError(refused, backend=generator.name)
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
                 reason = str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
@@ -121,7 +122,7 @@ class GeneratorChain:
             yield (
                 "end",
                 ChainOutcome(
-                    text="".join(pieces),
+                    text=text,
                     generator=generator.name,
                     degraded=position > 0,
                     usage=usage,

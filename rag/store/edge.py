@@ -72,7 +72,7 @@ class EdgeStore(VectorStore):
                     # The threshold is the only setting that may change after creation.
                     override = None
                     if self.indexing_threshold_kb is not None:
-                        override = self._config(int(json.loads((path / _META).read_text())["dimension"]))
+                        override = self._config(int(self.collection_metadata(name)["dimension"]))
                     shard = q.EdgeShard.load(str(path / "shard"), override)
                 except Exception as exc:
                     if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
