@@ -107,7 +107,7 @@ def create_app(
         description=(
             "Authenticate with `Authorization: Bearer KEY` (`rag keys create --tenant NAME`). Every key "
             "belongs to one tenant and sees only that tenant's documents. Errors are "
-            "`{\"error\": {\"type\", \"message\"}}`."
+            '`{"error": {"type", "message"}}`.'
         ),
         lifespan=lifespan,
     )
@@ -131,7 +131,11 @@ def create_app(
             from fastapi.openapi.utils import get_openapi
 
             schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, description=app.description, routes=app.routes
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
             )
             components = schema["components"]["schemas"]
             documented: tuple[type[BaseModel], ...] = (ErrorBody, *DOC_MODELS)
@@ -141,13 +145,17 @@ def create_app(
                 components[model.__name__] = doc
             question = components["QueryRequest"]["properties"]["question"]
             question["maxLength"] = api.max_question_chars
-            question["description"] = f"At most {api.max_question_chars} characters (api.max_question_chars)"
+            question["description"] = (
+                f"At most {api.max_question_chars} characters (api.max_question_chars)"
+            )
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    upload_limit = int((api.max_upload_mb or settings.ingestion.max_file_mb) * 1_000_000) + UPLOAD_OVERHEAD
+    upload_limit = (
+        int((api.max_upload_mb or settings.ingestion.max_file_mb) * 1_000_000) + UPLOAD_OVERHEAD
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=api.max_body_kb * 1000,

@@ -95,9 +95,13 @@ def _record(raw: dict[str, Any], source: str) -> KeyRecord:
             source=source,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"bad API key entry ({source}): needs id, tenant, salt and hash ({exc})") from exc
+        raise ValueError(
+            f"bad API key entry ({source}): needs id, tenant, salt and hash ({exc})"
+        ) from exc
     if not _TENANT_RE.match(rec.tenant):
-        raise ValueError(f"bad API key entry {rec.id}: tenant {rec.tenant!r} must match {_TENANT_RE.pattern}")
+        raise ValueError(
+            f"bad API key entry {rec.id}: tenant {rec.tenant!r} must match {_TENANT_RE.pattern}"
+        )
     return rec
 
 
@@ -129,11 +133,15 @@ class KeyStore:
         except FileNotFoundError:
             return {}
         except ValueError as exc:
-            raise ValueError(f"{self.path} is not valid JSON ({exc}); restore it or delete it and create keys again") from exc
+            raise ValueError(
+                f"{self.path} is not valid JSON ({exc}); restore it or delete it and create keys again"
+            ) from exc
         return {r.id: r for r in (_record(k, "file") for k in raw.get("keys", []))}
 
     def records(self) -> list[KeyRecord]:
-        return sorted([*self._config.values(), *self._refresh().values()], key=lambda r: (r.created_at, r.id))
+        return sorted(
+            [*self._config.values(), *self._refresh().values()], key=lambda r: (r.created_at, r.id)
+        )
 
     def verify(self, token: str) -> Principal | None:
         """The principal for a presented key, or None (unknown, malformed, revoked)."""
@@ -157,7 +165,10 @@ class KeyStore:
             records = self._read()
             yield records
             tmp = self.path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps({"keys": [r.stored() for r in records.values()]}, indent=2), encoding="utf-8")
+            tmp.write_text(
+                json.dumps({"keys": [r.stored() for r in records.values()]}, indent=2),
+                encoding="utf-8",
+            )
             os.chmod(tmp, 0o600)
             os.replace(tmp, self.path)
 

@@ -26,11 +26,19 @@ _MARKER = re.compile(r"\s*\[\d+\]")
 _ASSISTANT_WORDS = 40  # earlier answers are long; their opening says what they were about
 
 
-def condense(messages: Sequence[ChatMessage], budget: int, count: Callable[[str], int]) -> tuple[str, str]:
+def condense(
+    messages: Sequence[ChatMessage], budget: int, count: Callable[[str], int]
+) -> tuple[str, str]:
     """(question for the pipeline, the last user message alone)."""
-    last_user = next((i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None)
+    last_user = next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None
+    )
     if last_user is None:
-        raise ApiError(422, "invalid_request", "messages has no user message: the last user message is the question")
+        raise ApiError(
+            422,
+            "invalid_request",
+            "messages has no user message: the last user message is the question",
+        )
     question = messages[last_user].text().strip()
     if not question:
         raise ApiError(422, "invalid_request", "the last user message is empty: ask something")
@@ -77,7 +85,11 @@ def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": result.get("answer") or ""}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.get("answer") or ""},
+                "finish_reason": "stop",
+            }
         ],
         "usage": _usage(result),
         "citations": result.get("citations") or [],
@@ -122,8 +134,14 @@ class ChatStreamRenderer:
             result = dict(payload or {})
             # Streamed tokens are the raw model text (and restart after a fallback `reset`);
             # rag.answer is the verified answer, markers renumbered to `citations`.
-            info = {**rag_info(result), "answer": result.get("answer"), "unsupported": result.get("unsupported") or []}
-            yield self._chunk({}, "stop", citations=self.citations or result.get("citations") or [], rag=info)
+            info = {
+                **rag_info(result),
+                "answer": result.get("answer"),
+                "unsupported": result.get("unsupported") or [],
+            }
+            yield self._chunk(
+                {}, "stop", citations=self.citations or result.get("citations") or [], rag=info
+            )
             if self.include_usage:
                 yield sse_frame(
                     {

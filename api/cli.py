@@ -14,7 +14,10 @@ from rag.cli import app, fail, get_settings, print_json, run_daemon
 
 __all__ = ["keys_app", "serve"]
 
-keys_app = typer.Typer(help="API keys: each bound to one tenant, stored hashed under the data dir.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: each bound to one tenant, stored hashed under the data dir.",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 
 
@@ -30,10 +33,16 @@ def _store() -> Any:
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option("--tenant", help="The tenant whose documents the key may see")],
+    tenant: Annotated[
+        str, typer.Option("--tenant", help="The tenant whose documents the key may see")
+    ],
     name: Annotated[str, typer.Option("--name", help="A label shown by `rag keys list`")] = "",
     config_entry: Annotated[
-        bool, typer.Option("--config-entry", help="Print a hashed entry for api.keys in the config instead of storing it")
+        bool,
+        typer.Option(
+            "--config-entry",
+            help="Print a hashed entry for api.keys in the config instead of storing it",
+        ),
     ] = False,
 ) -> None:
     """Create a key and print it once (only its salted hash is kept)."""
@@ -44,7 +53,10 @@ def keys_create(
             rec, key = KeyStore.new_key(tenant, name)
             typer.echo(key)
             typer.echo("# add under api.keys in your config:", err=True)
-            typer.echo("  - " + json.dumps({k: v for k, v in rec.stored().items() if v is not None}), err=True)
+            typer.echo(
+                "  - " + json.dumps({k: v for k, v in rec.stored().items() if v is not None}),
+                err=True,
+            )
             return
         rec, key = _store().create(tenant, name)
     except ValueError as exc:
@@ -64,16 +76,22 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         typer.echo("no keys yet: `rag keys create --tenant NAME`")
     for r in rows:
         state = "revoked" if r["revoked"] else "active"
-        typer.echo(f"{r['id']}  {r['tenant']:<16} {state:<8} {r['created_at']}  {r['name']} ({r['source']})")
+        typer.echo(
+            f"{r['id']}  {r['tenant']:<16} {state:<8} {r['created_at']}  {r['name']} ({r['source']})"
+        )
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The id from `rag keys list` (or the whole key)")]) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The id from `rag keys list` (or the whole key)")],
+) -> None:
     """Revoke a key: a running server refuses it from its next request."""
     if key_id.startswith("rk_"):
         key_id = key_id.split("_")[1]
     if not _store().revoke(key_id):
-        fail(f"no key {key_id} in the keys file (`rag keys list`); keys listed in config are removed from the config")
+        fail(
+            f"no key {key_id} in the keys file (`rag keys list`); keys listed in config are removed from the config"
+        )
     typer.echo(f"revoked {key_id}")
 
 
@@ -86,12 +104,19 @@ def keys_local() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on (default api.host)")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default api.host)")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default api.port)")] = None,
     watch: Annotated[
-        list[Path] | None, typer.Option("--watch", help="A folder for the default tenant to keep in sync (repeatable)")
+        list[Path] | None,
+        typer.Option(
+            "--watch", help="A folder for the default tenant to keep in sync (repeatable)"
+        ),
     ] = None,
-    reconcile_interval: Annotated[float, typer.Option(help="Seconds between safety reconciles")] = 300.0,
+    reconcile_interval: Annotated[
+        float, typer.Option(help="Seconds between safety reconciles")
+    ] = 300.0,
 ) -> None:
     """The API and chat page, plus the watch daemon for --watch folders and tenants' uploads."""
     import uvicorn
@@ -105,7 +130,9 @@ def serve(
         if not p.is_dir():
             fail(f"{p} is not a folder (give folders to --watch)")
     if daemon_client() is not None:
-        fail("a daemon (`rag watch`/`rag serve`) is already running on this data dir; stop it first")
+        fail(
+            "a daemon (`rag watch`/`rag serve`) is already running on this data dir; stop it first"
+        )
     tenants_root = settings.resolved_data_dir() / TENANTS_DIR
     tenants_root.mkdir(parents=True, exist_ok=True)
     bind_host = host or settings.api.host
@@ -132,7 +159,9 @@ def serve(
             time.sleep(0.05)
         if not server.started:
             server.should_exit = True
-            raise RuntimeError(f"the API did not start on {bind_host}:{bind_port}; see the log above")
+            raise RuntimeError(
+                f"the API did not start on {bind_host}:{bind_port}; see the log above"
+            )
         typer.echo(f"serving the API and chat page on http://{bind_host}:{bind_port}", err=True)
 
         def stop() -> None:
@@ -157,4 +186,6 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            fail(f"cannot listen on {host}:{port} ({exc.strerror}): is another server running? choose one with --port")
+            fail(
+                f"cannot listen on {host}:{port} ({exc.strerror}): is another server running? choose one with --port"
+            )

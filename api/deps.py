@@ -43,7 +43,9 @@ async def get_state(request: Request) -> AppState:
 
 State = Annotated[AppState, Depends(get_state)]
 
-_bearer = HTTPBearer(auto_error=False, description="An API key from `rag keys create --tenant NAME`")
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key from `rag keys create --tenant NAME`"
+)
 
 
 async def authenticated(
@@ -53,10 +55,20 @@ async def authenticated(
     """401 without a valid key; 429 (with Retry-After) when the key's bucket is empty."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
-        raise ApiError(401, "unauthorized", "missing API key: send `Authorization: Bearer KEY` (`rag keys create`)", challenge)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing API key: send `Authorization: Bearer KEY` (`rag keys create`)",
+            challenge,
+        )
     principal = state.keys.verify(credentials.credentials)
     if principal is None:
-        raise ApiError(401, "unauthorized", "invalid or revoked API key (`rag keys list` shows the valid ones)", challenge)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "invalid or revoked API key (`rag keys list` shows the valid ones)",
+            challenge,
+        )
     wait = state.limiter.check(principal.key_id)
     if wait:
         raise ApiError(

@@ -92,7 +92,10 @@ class Documents:
                 else:
                     status = "pending"
             out[rec.source] = DocumentView(
-                rec.source, status, rec.chunks if status == "ok" else 0, rec.reason if status != "pending" else None,
+                rec.source,
+                status,
+                rec.chunks if status == "ok" else 0,
+                rec.reason if status != "pending" else None,
                 "upload" if self.is_upload(rec) else "watched",
             )
         # Files in the tenant's folder the daemon has not recorded yet.
@@ -112,7 +115,11 @@ class Documents:
 
     @staticmethod
     def not_found(source: str) -> ApiError:
-        return ApiError(404, "not_found", f"no document {source!r} for this key's tenant (GET /v1/documents lists them)")
+        return ApiError(
+            404,
+            "not_found",
+            f"no document {source!r} for this key's tenant (GET /v1/documents lists them)",
+        )
 
     def source_file(self, tenant: str, source: str) -> Path:
         """The file behind a document of ``tenant`` (404 for anything else)."""
@@ -135,10 +142,16 @@ class Documents:
             or raw.startswith("/")
             or any(p in ("", ".", "..") or not _SAFE_PART.match(p) for p in parts)
         ):
-            raise ApiError(422, "invalid_path", f"path {raw!r} must be a relative path without '..' or control characters")
+            raise ApiError(
+                422,
+                "invalid_path",
+                f"path {raw!r} must be a relative path without '..' or control characters",
+            )
         if any(is_ignored_name(p, self.ignore_hidden) for p in parts):
             raise ApiError(
-                422, "invalid_path", f"path {raw!r} names a hidden or temporary file, which is never ingested; rename it"
+                422,
+                "invalid_path",
+                f"path {raw!r} names a hidden or temporary file, which is never ingested; rename it",
             )
         return "/".join(parts)
 

@@ -92,8 +92,12 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 ERROR_RESPONSES = error_responses(401, 413, 422, 429, 500)
 
 
-def json_error(status: int, type: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": type, "message": message}}, status_code=status, headers=headers)
+def json_error(
+    status: int, type: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"type": type, "message": message}}, status_code=status, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -112,7 +116,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return json_error(exc.status_code, exc.type, exc.message, dict(exc.headers) if exc.headers else None)
+        return json_error(
+            exc.status_code, exc.type, exc.message, dict(exc.headers) if exc.headers else None
+        )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
@@ -121,9 +127,13 @@ def install_error_handlers(app: FastAPI) -> None:
         type_ = _TYPE_BY_STATUS.get(exc.status_code, "http_error")
         message = str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path} (see /docs for the API)"
+            message = (
+                f"no such endpoint: {request.method} {request.url.path} (see /docs for the API)"
+            )
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path} (see /docs for the API)"
+            message = (
+                f"{request.method} is not allowed on {request.url.path} (see /docs for the API)"
+            )
         headers = getattr(exc, "headers", None)
         return json_error(exc.status_code, type_, message, dict(headers) if headers else None)
 
@@ -133,8 +143,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         ref = uuid.uuid4().hex[:12]
-        log.error("unhandled error %s on %s %s", ref, request.method, request.url.path, exc_info=exc)
-        return json_error(500, "internal_error", f"internal error (reference {ref}); the server log has the details")
+        log.error(
+            "unhandled error %s on %s %s", ref, request.method, request.url.path, exc_info=exc
+        )
+        return json_error(
+            500,
+            "internal_error",
+            f"internal error (reference {ref}); the server log has the details",
+        )
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(StarletteHTTPException, on_http)

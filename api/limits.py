@@ -27,7 +27,11 @@ def _human(n: int) -> str:
 
 def too_large(what: str, size: int | None, limit: int, setting: str) -> ApiError:
     got = f" ({_human(size)})" if size is not None else ""
-    return ApiError(413, "payload_too_large", f"{what}{got} exceeds the limit of {_human(limit)} (setting {setting})")
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"{what}{got} exceeds the limit of {_human(limit)} (setting {setting})",
+    )
 
 
 def check_question(question: str, limit: int) -> None:
@@ -47,7 +51,9 @@ class BodyLimitMiddleware:
     ``upload_paths`` get ``upload_limit`` (file plus multipart framing), everything else
     ``json_limit``."""
 
-    def __init__(self, app: ASGIApp, json_limit: int, upload_limit: int, upload_paths: tuple[str, ...]):
+    def __init__(
+        self, app: ASGIApp, json_limit: int, upload_limit: int, upload_paths: tuple[str, ...]
+    ):
         self.app = app
         self.json_limit = json_limit
         self.upload_limit = upload_limit
@@ -59,7 +65,9 @@ class BodyLimitMiddleware:
             return
         upload = scope["path"] in self.upload_paths
         limit = self.upload_limit if upload else self.json_limit
-        what, setting = ("upload", "api.max_upload_mb") if upload else ("request body", "api.max_body_kb")
+        what, setting = (
+            ("upload", "api.max_upload_mb") if upload else ("request body", "api.max_body_kb")
+        )
         declared: int | None = None
         for name, value in scope.get("headers", []):
             if name == b"content-length":
@@ -69,7 +77,9 @@ class BodyLimitMiddleware:
                     declared = None
         if declared is not None and declared > limit:
             err = too_large(what, declared, limit, setting)
-            await json_error(413, err.type, err.message, {"Connection": "close"})(scope, receive, send)
+            await json_error(413, err.type, err.message, {"Connection": "close"})(
+                scope, receive, send
+            )
             return
         seen = 0
 
@@ -101,7 +111,12 @@ class ConcurrencyGate:
         self._avg_seconds = 1.0
 
     def stats(self) -> dict[str, Any]:
-        return {"limit": self.limit, "queue": self.queue, "active": self.active, "waiting": self.waiting}
+        return {
+            "limit": self.limit,
+            "queue": self.queue,
+            "active": self.active,
+            "waiting": self.waiting,
+        }
 
     def _retry_after(self) -> int:
         return max(1, math.ceil(self._avg_seconds * (self.waiting + 1) / self.limit))

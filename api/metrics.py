@@ -39,20 +39,34 @@ class _LiveCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         data = self.read()
         ingest = data.get("ingestion") or {}
-        files = CounterMetricFamily("rag_ingestion_files", "Files handled by the watch daemon", labels=["outcome"])
+        files = CounterMetricFamily(
+            "rag_ingestion_files", "Files handled by the watch daemon", labels=["outcome"]
+        )
         for outcome in ("ingested", "deleted"):
             files.add_metric([outcome], float(ingest.get(f"files_{outcome}", 0)))
         yield files
         yield CounterMetricFamily(
-            "rag_ingestion_chunks_embedded", "Chunk texts embedded by the daemon", value=float(ingest.get("chunks_embedded", 0))
+            "rag_ingestion_chunks_embedded",
+            "Chunk texts embedded by the daemon",
+            value=float(ingest.get("chunks_embedded", 0)),
         )
-        yield CounterMetricFamily("rag_ingestion_syncs", "Syncs run by the daemon", value=float(ingest.get("syncs", 0)))
+        yield CounterMetricFamily(
+            "rag_ingestion_syncs", "Syncs run by the daemon", value=float(ingest.get("syncs", 0))
+        )
         yield GaugeMetricFamily(
-            "rag_ingestion_pending_paths", "Changed paths waiting to be synced", value=float(ingest.get("pending_paths", 0))
+            "rag_ingestion_pending_paths",
+            "Changed paths waiting to be synced",
+            value=float(ingest.get("pending_paths", 0)),
         )
-        queue = GaugeMetricFamily("rag_queue_depth", "Requests waiting for a backend slot", labels=["backend"])
-        active = GaugeMetricFamily("rag_backend_active", "Requests running on a backend", labels=["backend"])
-        rejected = CounterMetricFamily("rag_backend_rejected", "Requests refused with 503 (queue full)", labels=["backend"])
+        queue = GaugeMetricFamily(
+            "rag_queue_depth", "Requests waiting for a backend slot", labels=["backend"]
+        )
+        active = GaugeMetricFamily(
+            "rag_backend_active", "Requests running on a backend", labels=["backend"]
+        )
+        rejected = CounterMetricFamily(
+            "rag_backend_rejected", "Requests refused with 503 (queue full)", labels=["backend"]
+        )
         for name, gate in (data.get("gates") or {}).items():
             queue.add_metric([name], float(gate["waiting"]))
             active.add_metric([name], float(gate["active"]))
@@ -61,7 +75,9 @@ class _LiveCollector(Collector):
         yield active
         yield rejected
         yield CounterMetricFamily(
-            "rag_rate_limited", "Requests refused with 429 (rate limit)", value=float(data.get("rate_limited", 0))
+            "rag_rate_limited",
+            "Requests refused with 429 (rate limit)",
+            value=float(data.get("rate_limited", 0)),
         )
 
 
@@ -70,17 +86,31 @@ class Metrics:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # `*_created` series double the output and nobody graphs them
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "rag_http_requests", "HTTP requests", ["route", "method", "status"], registry=self.registry
+            "rag_http_requests",
+            "HTTP requests",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.latency = Histogram(
-            "rag_http_request_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS, registry=self.registry
+            "rag_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.stage = Histogram(
-            "rag_stage_seconds", "Query pipeline stage latency", ["stage"], buckets=_LATENCY_BUCKETS, registry=self.registry
+            "rag_stage_seconds",
+            "Query pipeline stage latency",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.tokens = Counter("rag_tokens", "Model tokens", ["kind"], registry=self.registry)
         self.answers = Counter(
-            "rag_answers", "Answers by generator and outcome", ["generator", "outcome"], registry=self.registry
+            "rag_answers",
+            "Answers by generator and outcome",
+            ["generator", "outcome"],
+            registry=self.registry,
         )
         self.registry.register(_LiveCollector(live))
 
@@ -94,7 +124,11 @@ class Metrics:
             if isinstance(n, int) and n > 0:
                 self.tokens.labels(kind.removesuffix("_tokens")).inc(n)
         if result.get("generator"):
-            outcome = "abstained" if result.get("abstained") else ("degraded" if result.get("degraded") else "answered")
+            outcome = (
+                "abstained"
+                if result.get("abstained")
+                else ("degraded" if result.get("degraded") else "answered")
+            )
             self.answers.labels(str(result["generator"]), outcome).inc()
 
     def render(self) -> bytes:

@@ -34,7 +34,9 @@ class Citation(BaseModel):
     end: int
     quote: str = Field(description="The cited text")
     score: float
-    verified: bool = Field(description="Verification found the cited text supports the sentence(s) citing it")
+    verified: bool = Field(
+        description="Verification found the cited text supports the sentence(s) citing it"
+    )
 
 
 class PromptRef(BaseModel):
@@ -63,7 +65,9 @@ class Filters(BaseModel):
     source: str | Texts | None = Field(default=None, description="Document path(s)")
     doc_id: str | Texts | None = None
     title: str | Texts | None = None
-    section: str | Texts | None = Field(default=None, description="A heading anywhere in the chunk's heading path")
+    section: str | Texts | None = Field(
+        default=None, description="A heading anywhere in the chunk's heading path"
+    )
     page: Page | Pages | None = None
 
     @model_validator(mode="before")
@@ -99,8 +103,12 @@ class QueryRequest(BaseModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(@[A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
         description="Prompt `name` or `name@version` (404 when the deployment has no such prompt)",
     )
-    stream: bool = Field(default=False, description="Answer as Server-Sent Events: token…, citations, done")
-    generate: bool = Field(default=True, description="False: return the retrieved, packed context only")
+    stream: bool = Field(
+        default=False, description="Answer as Server-Sent Events: token…, citations, done"
+    )
+    generate: bool = Field(
+        default=True, description="False: return the retrieved, packed context only"
+    )
     user: str | None = Field(default=None, max_length=256, description="For A/B prompt assignment")
     session: str | None = Field(default=None, max_length=256)
 
@@ -219,7 +227,9 @@ class DocumentInfo(BaseModel):
     status: Literal["ok", "pending", "failed", "skipped"]
     chunks: int
     reason: str | None = Field(default=None, description="Why it failed or was skipped")
-    origin: Literal["upload", "watched"] = Field(description="Uploaded through the API, or from a watched folder")
+    origin: Literal["upload", "watched"] = Field(
+        description="Uploaded through the API, or from a watched folder"
+    )
 
 
 class DocumentList(BaseModel):

@@ -16,7 +16,9 @@ __all__ = ["RateLimiter", "TokenBucket"]
 
 
 class TokenBucket:
-    def __init__(self, rate_per_second: float, burst: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, rate_per_second: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ):
         self.rate = rate_per_second
         self.capacity = float(burst)
         self.tokens = float(burst)
@@ -37,7 +39,9 @@ class TokenBucket:
 class RateLimiter:
     """Buckets by key id, created on first use (a few hundred bytes per active key)."""
 
-    def __init__(self, requests_per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, requests_per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ):
         self.rate = requests_per_minute / 60.0
         self.burst = burst
         self.clock = clock

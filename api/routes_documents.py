@@ -32,7 +32,13 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
 def _info(view: Any) -> dict[str, Any]:
-    return {"path": view.path, "status": view.status, "chunks": view.chunks, "reason": view.reason, "origin": view.origin}
+    return {
+        "path": view.path,
+        "status": view.status,
+        "chunks": view.chunks,
+        "reason": view.reason,
+        "origin": view.origin,
+    }
 
 
 @router.get("/v1/documents", response_model=DocumentList, responses=error_responses(401, 429, 500))
@@ -53,12 +59,18 @@ async def upload_document(
     caller: Caller,
     file: Annotated[UploadFile, File(description="The document (one of ingestion.extensions)")],
     path: Annotated[
-        str | None, Form(max_length=1024, description="Where in your folder, e.g. `policies/leave.md` (default: the file name)")
+        str | None,
+        Form(
+            max_length=1024,
+            description="Where in your folder, e.g. `policies/leave.md` (default: the file name)",
+        ),
     ] = None,
 ) -> Any:
     """Upload (or replace) a document; the daemon ingests it within a second or so (status `pending` until then)."""
     target = state.documents.upload_target(caller.tenant, path or file.filename or "")
-    limit = int((state.settings.api.max_upload_mb or state.settings.ingestion.max_file_mb) * 1_000_000)
+    limit = int(
+        (state.settings.api.max_upload_mb or state.settings.ingestion.max_file_mb) * 1_000_000
+    )
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise too_large("upload", None, limit, "api.max_upload_mb")
@@ -66,7 +78,11 @@ async def upload_document(
     return {"path": target.source, "status": "pending", "bytes": len(data), "sha256": digest}
 
 
-@router.get("/v1/documents/{path:path}", response_model=DocumentInfo, responses=error_responses(401, 404, 429, 500))
+@router.get(
+    "/v1/documents/{path:path}",
+    response_model=DocumentInfo,
+    responses=error_responses(401, 404, 429, 500),
+)
 async def document_status(path: str, state: State, caller: Caller) -> Any:
     """Status of one document (404 for documents of other tenants)."""
     view = await anyio.to_thread.run_sync(state.documents.get, caller.tenant, path)
@@ -89,7 +105,10 @@ async def delete_document(path: str, state: State, caller: Caller) -> Any:
     "/v1/sources/{path:path}",
     response_class=FileResponse,
     responses={
-        200: {"description": "The original file (HTML and Markdown as plain text)", "content": {t: _BINARY for t in _SOURCE_TYPES}},
+        200: {
+            "description": "The original file (HTML and Markdown as plain text)",
+            "content": {t: _BINARY for t in _SOURCE_TYPES},
+        },
         **error_responses(401, 404, 422, 429, 500),
     },
 )
@@ -97,7 +116,9 @@ async def source_file(path: str, state: State, caller: Caller) -> Any:
     """The original file of a cited document (what the chat page opens)."""
     file = await anyio.to_thread.run_sync(state.documents.source_file, caller.tenant, path)
     suffix = PurePosixPath(path).suffix.lower()
-    media = _MEDIA_BY_SUFFIX.get(suffix) or (_TEXT if suffix in (".md", ".txt", ".html", ".htm") else "application/octet-stream")
+    media = _MEDIA_BY_SUFFIX.get(suffix) or (
+        _TEXT if suffix in (".md", ".txt", ".html", ".htm") else "application/octet-stream"
+    )
     return FileResponse(
         file,
         media_type=media,

@@ -33,7 +33,14 @@ async def models(state: State, caller: Caller) -> Any:
     """The chat "model" names this deployment serves."""
     return {
         "object": "list",
-        "data": [{"id": state.settings.api.model_name, "object": "model", "created": _STARTED, "owned_by": "rag-kb"}],
+        "data": [
+            {
+                "id": state.settings.api.model_name,
+                "object": "model",
+                "created": _STARTED,
+                "owned_by": "rag-kb",
+            }
+        ],
     }
 
 
@@ -50,10 +57,16 @@ async def models(state: State, caller: Caller) -> Any:
         **error_responses(400, 401, 404, 413, 422, 429, 500, 503),
     },
 )
-async def chat_completions(body: ChatRequest, request: Request, state: State, caller: Caller) -> Any:
+async def chat_completions(
+    body: ChatRequest, request: Request, state: State, caller: Caller
+) -> Any:
     served = state.settings.api.model_name
     if body.model != served:
-        raise ApiError(404, "model_not_found", f"model {body.model!r} is not served here; use {served!r} (GET /v1/models)")
+        raise ApiError(
+            404,
+            "model_not_found",
+            f"model {body.model!r} is not served here; use {served!r} (GET /v1/models)",
+        )
     question, last = condense(body.messages, state.settings.api.history_tokens, state.count_tokens)
     check_question(last, state.settings.api.max_question_chars)
     options: dict[str, Any] = {}
@@ -61,10 +74,14 @@ async def chat_completions(body: ChatRequest, request: Request, state: State, ca
         options["temperature"] = body.temperature
     if body.max_completion_tokens or body.max_tokens:
         options["max_tokens"] = body.max_completion_tokens or body.max_tokens
-    args = QueryArgs(question=question, generate=True, user=body.user, session=body.user, options=options)
+    args = QueryArgs(
+        question=question, generate=True, user=body.user, session=body.user, options=options
+    )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = ChatStreamRenderer(served, include_usage)
-        return SSEResponse(state.service.open_stream(args, caller.tenant), renderer, trailer=[sse_frame("[DONE]")])
+        return SSEResponse(
+            state.service.open_stream(args, caller.tenant), renderer, trailer=[sse_frame("[DONE]")]
+        )
     result = await state.service.answer(args, caller.tenant, disconnect_waiter(request))
     return completion(result, served)

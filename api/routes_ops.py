@@ -74,7 +74,12 @@ async def readyz(state: State) -> Any:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text format"}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text format",
+        }
+    },
 )
 async def metrics(state: State) -> Response:
     """Requests, latency per route and per pipeline stage, tokens, ingestion counters, queue depth."""
@@ -84,17 +89,27 @@ async def metrics(state: State) -> Response:
 def _latest(state: Any, caller_tenant: str) -> tuple[Path, dict[str, Any]]:
     if caller_tenant != state.settings.tenant:
         raise ApiError(
-            403, "forbidden", f"eval reports cover the whole index: only keys of tenant '{state.settings.tenant}' may read them"
+            403,
+            "forbidden",
+            f"eval reports cover the whole index: only keys of tenant '{state.settings.tenant}' may read them",
         )
     from evals.report import latest_report
 
     found = latest_report(state.index.data_dir / "reports")
     if found is None:
-        raise ApiError(404, "not_found", "no eval report yet: run `rag eval` (or let one run after the next sync)")
+        raise ApiError(
+            404,
+            "not_found",
+            "no eval report yet: run `rag eval` (or let one run after the next sync)",
+        )
     return found
 
 
-@router.get("/v1/evals/latest", response_model=dict[str, Any], responses=error_responses(401, 403, 404, 429, 500))
+@router.get(
+    "/v1/evals/latest",
+    response_model=dict[str, Any],
+    responses=error_responses(401, 403, 404, 429, 500),
+)
 async def evals_latest(state: State, caller: Caller) -> Any:
     """The latest eval report (report.json)."""
     _, report = await anyio.to_thread.run_sync(_latest, state, caller.tenant)
@@ -104,7 +119,10 @@ async def evals_latest(state: State, caller: Caller) -> Any:
 @router.get(
     "/reports/latest",
     response_class=HTMLResponse,
-    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}, **error_responses(401, 403, 404, 429, 500)},
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        **error_responses(401, 403, 404, 429, 500),
+    },
 )
 async def report_latest(state: State, caller: Caller) -> HTMLResponse:
     """The latest eval report as a page (report.html)."""

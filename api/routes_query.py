@@ -20,11 +20,11 @@ __all__ = ["router"]
 router = APIRouter(tags=["query"])
 
 SSE_QUERY_DOC = (
-    "With `stream: true`: `text/event-stream` with `token` events (`{\"text\"}`, the raw model text) "
+    'With `stream: true`: `text/event-stream` with `token` events (`{"text"}`, the raw model text) '
     "while generating — a `reset` event means a fallback generator starts over, drop the tokens so far — "
-    "then one `citations` event (`{\"citations\": [...]}`, verified), then `done` with the full result: "
+    'then one `citations` event (`{"citations": [...]}`, verified), then `done` with the full result: '
     "the verified `answer` (authoritative), usage, timings, abstained/degraded, and `unsupported`, the "
-    "sentences verification flagged. `error` (`{\"error\": {type, message}}`) if the stream fails after it started."
+    'sentences verification flagged. `error` (`{"error": {type, message}}`) if the stream fails after it started.'
 )
 
 

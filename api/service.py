@@ -9,6 +9,7 @@ next token. The caller's tenant is always added to the filters; nothing else can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import threading
@@ -27,7 +28,14 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = ["EventStream", "Pipeline", "QueryArgs", "QueryService", "RetrievalOnlyPipeline", "load_pipeline"]
+__all__ = [
+    "EventStream",
+    "Pipeline",
+    "QueryArgs",
+    "QueryService",
+    "RetrievalOnlyPipeline",
+    "load_pipeline",
+]
 
 log = logging.getLogger("api")
 
@@ -76,9 +84,18 @@ class RetrievalOnlyPipeline:
     def warm_up(self) -> None:
         self.index.embedder.warm_up()
 
-    def run(self, question: str, *, filters: dict[str, Any] | None = None, generate: bool = True, **_: Any) -> dict[str, Any]:
+    def run(
+        self,
+        question: str,
+        *,
+        filters: dict[str, Any] | None = None,
+        generate: bool = True,
+        **_: Any,
+    ) -> dict[str, Any]:
         if generate:
-            raise GenerationUnavailable("no generator is installed (rag/pipeline.py is missing); use generate=false")
+            raise GenerationUnavailable(
+                "no generator is installed (rag/pipeline.py is missing); use generate=false"
+            )
         t0 = time.perf_counter()
         hits = self.retriever.run(question, filters=filters)
         citations = [
@@ -110,7 +127,9 @@ class RetrievalOnlyPipeline:
         }
 
     def stream(self, question: str, **kwargs: Any) -> Iterator[Event]:
-        raise GenerationUnavailable("no generator is installed (rag/pipeline.py is missing); use generate=false")
+        raise GenerationUnavailable(
+            "no generator is installed (rag/pipeline.py is missing); use generate=false"
+        )
 
 
 def load_pipeline(index: Index, settings: Settings) -> Pipeline:
@@ -146,13 +165,17 @@ def _accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
 
 
 class QueryService:
-    def __init__(self, index: Index, settings: Settings, pipeline: Pipeline, metrics: Metrics | None = None):
+    def __init__(
+        self, index: Index, settings: Settings, pipeline: Pipeline, metrics: Metrics | None = None
+    ):
         self.index = index
         self.settings = settings
         self.pipeline = pipeline
         self.metrics = metrics
         api = settings.api
-        self.gates = {name: ConcurrencyGate(name, n, api.queue) for name, n in api.concurrency.items()}
+        self.gates = {
+            name: ConcurrencyGate(name, n, api.queue) for name, n in api.concurrency.items()
+        }
         self._run_kwargs = _accepted_kwargs(pipeline.run)
         self._stream_kwargs = _accepted_kwargs(pipeline.stream)
         self.ready = threading.Event()
@@ -174,7 +197,11 @@ class QueryService:
         return not isinstance(self.pipeline, RetrievalOnlyPipeline)
 
     def gate(self, generate: bool) -> ConcurrencyGate:
-        name = self.settings.generation.chain[0] if generate and self.settings.generation.chain else "retrieval"
+        name = (
+            self.settings.generation.chain[0]
+            if generate and self.settings.generation.chain
+            else "retrieval"
+        )
         if not generate:
             name = "retrieval"
         gate = self.gates.get(name)
@@ -203,7 +230,10 @@ class QueryService:
             self.metrics.observe_result(result)
 
     async def answer(
-        self, args: QueryArgs, tenant: str, wait_disconnect: Callable[[], Awaitable[None]] | None = None
+        self,
+        args: QueryArgs,
+        tenant: str,
+        wait_disconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """One complete answer (or the packed context when ``generate`` is false).
 
@@ -223,11 +253,17 @@ class QueryService:
     def open_stream(self, args: QueryArgs, tenant: str) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later."""
         if not self.can_generate:
-            raise ApiError(503, "generation_unavailable", "no generator is installed on this server; send generate=false")
+            raise ApiError(
+                503,
+                "generation_unavailable",
+                "no generator is installed on this server; send generate=false",
+            )
         if not args.generate:
             # Nothing to stream token by token: the context comes as one citations event.
             def events() -> Iterator[Event]:
-                result = self.pipeline.run(args.question, **self._kwargs(args, tenant, self._run_kwargs))
+                result = self.pipeline.run(
+                    args.question, **self._kwargs(args, tenant, self._run_kwargs)
+                )
                 yield ("citations", result.get("citations", []))
                 yield ("done", result)
 
@@ -238,7 +274,9 @@ class QueryService:
             def factory() -> Iterator[Event]:
                 return self.pipeline.stream(args.question, **kwargs)
 
-        return EventStream(self.gate(args.generate), factory, self._observe, lambda exc: translate_error(exc, args))
+        return EventStream(
+            self.gate(args.generate), factory, self._observe, lambda exc: translate_error(exc, args)
+        )
 
 
 _END = object()
@@ -291,10 +329,9 @@ class EventStream:
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
         def post(item: Any) -> None:
-            try:
+            # RuntimeError: the loop is gone (shutdown), nobody is listening.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop is gone (shutdown): nobody is listening
-                pass
 
         def pump() -> None:
             iterator: Iterator[Event] | None = None
@@ -316,10 +353,8 @@ class EventStream:
                     except Exception:
                         log.exception("closing the pipeline stream failed")
                 # The slot frees only once the model really stopped.
-                try:
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(self.gate.release, time.monotonic() - started)
-                except RuntimeError:
-                    pass
                 post(_END)
 
         threading.Thread(target=pump, name="rag-stream", daemon=True).start()
@@ -331,7 +366,9 @@ class EventStream:
                 raise item
             yield item
 
-    async def collect(self, wait_disconnect: Callable[[], Awaitable[None]] | None = None) -> dict[str, Any]:
+    async def collect(
+        self, wait_disconnect: Callable[[], Awaitable[None]] | None = None
+    ) -> dict[str, Any]:
         """Run to the end and return the ``done`` payload; a disconnect cancels generation."""
         result: dict[str, Any] | None = None
         try:

@@ -27,7 +27,11 @@ Renderer = Callable[[str, Any], Iterable[str]]
 
 
 def sse_frame(data: Any, event: str | None = None) -> str:
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = (
+        data
+        if isinstance(data, str)
+        else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    )
     head = f"event: {event}\n" if event else ""
     return head + "".join(f"data: {line}\n" for line in payload.split("\n")) + "\n"
 
@@ -62,9 +66,21 @@ class SSEResponse(Response):
                             return
 
                 tg.start_soon(watch_disconnect)
-                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": self.status_code,
+                        "headers": self.raw_headers,
+                    }
+                )
                 async for chunk in self._frames():
-                    await send({"type": "http.response.body", "body": chunk.encode("utf-8"), "more_body": True})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": chunk.encode("utf-8"),
+                            "more_body": True,
+                        }
+                    )
                 finished = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 tg.cancel_scope.cancel()
@@ -90,12 +106,20 @@ class SSEResponse(Response):
                 yield frame
             return
         except GenerationUnavailable as exc:
-            for frame in self.renderer("error", {"type": "generation_unavailable", "message": str(exc)}):
+            for frame in self.renderer(
+                "error", {"type": "generation_unavailable", "message": str(exc)}
+            ):
                 yield frame
             return
         except Exception:  # headers are sent: report in-band, never a trace
             log.exception("stream failed")
-            for frame in self.renderer("error", {"type": "internal_error", "message": "the answer stream failed; see the server log"}):
+            for frame in self.renderer(
+                "error",
+                {
+                    "type": "internal_error",
+                    "message": "the answer stream failed; see the server log",
+                },
+            ):
                 yield frame
             return
         for tail in self.trailer:

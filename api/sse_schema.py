@@ -69,7 +69,11 @@ def _event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
         "required": ["event", "data"],
         "properties": {
             "event": {"const": name},
-            "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": payload},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": payload,
+            },
         },
     }
 

@@ -35,16 +35,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 NEGATIONS = {"not", "never", "no", "n't", "without", "none", "nobody", "nothing"}
-SIGNALS = ["extractive_score", "idf_coverage_sentence", "idf_coverage_passage", "names_numbers_in_passage",
-           "rarest_missing_idf", "negation_mismatch", "score_margin"]
+SIGNALS = [
+    "extractive_score",
+    "idf_coverage_sentence",
+    "idf_coverage_passage",
+    "names_numbers_in_passage",
+    "rarest_missing_idf",
+    "negation_mismatch",
+    "score_margin",
+]
 HIGHER_MEANS_ABSTAIN = {"rarest_missing_idf", "negation_mismatch"}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
-    ap.add_argument("--cache", type=Path, default=None, help="eval cache folder (default: the configured one)")
-    ap.add_argument("--llm-judge", type=int, default=0, metavar="N", help="also ask SmolLM2 on N questions (~1.2 s each)")
+    ap.add_argument(
+        "--cache", type=Path, default=None, help="eval cache folder (default: the configured one)"
+    )
+    ap.add_argument(
+        "--llm-judge",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also ask SmolLM2 on N questions (~1.2 s each)",
+    )
     args = ap.parse_args()
 
     import numpy as np
@@ -67,9 +82,13 @@ def main() -> int:
     embedder.warm_up()
     data = load_beir(args.dataset)
     if not data.answers:
-        raise SystemExit(f"{args.dataset} has no answers.jsonl: an answer set (like squad2) is needed")
+        raise SystemExit(
+            f"{args.dataset} has no answers.jsonl: an answer set (like squad2) is needed"
+        )
     dindex = open_dataset_index(settings, data, embedder, echo=lambda m: print(m, file=sys.stderr))
-    pipeline = QueryPipeline(dindex.index, dindex.index.settings.model_copy(update={"generation": settings.generation}))
+    pipeline = QueryPipeline(
+        dindex.index, dindex.index.settings.model_copy(update={"generation": settings.generation})
+    )
 
     df: collections.Counter[str] = collections.Counter()
     with (args.dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
@@ -87,7 +106,9 @@ def main() -> int:
     for qid, key in data.answers.items():
         question = data.queries[qid]
         prepared = pipeline.prepare(question)
-        request = GenerationRequest(messages=[], question=question, context=prepared.context, max_tokens=0)
+        request = GenerationRequest(
+            messages=[], question=question, context=prepared.context, max_tokens=0
+        )
         ranked = rank_sentences(question, request, pipeline.scorer)
         if not ranked:
             continue
@@ -102,15 +123,17 @@ def main() -> int:
             return sum(idf(w) for w in qwords if w in found) / total
 
         in_passage = set(content_words(passage)) | key_terms(passage)
-        features.append([
-            score,
-            coverage(sentence),
-            coverage(passage),
-            sum(k in in_passage for k in qkeys) / len(qkeys) if qkeys else 1.0,
-            max((idf(w) for w in qwords if w not in in_passage), default=0.0),
-            float(bool(words(question) & NEGATIONS) and not words(sentence) & NEGATIONS),
-            score - (ranked[1][0] if len(ranked) > 1 else 0.0),
-        ])
+        features.append(
+            [
+                score,
+                coverage(sentence),
+                coverage(passage),
+                sum(k in in_passage for k in qkeys) / len(qkeys) if qkeys else 1.0,
+                max((idf(w) for w in qwords if w not in in_passage), default=0.0),
+                float(bool(words(question) & NEGATIONS) and not words(sentence) & NEGATIONS),
+                score - (ranked[1][0] if len(ranked) > 1 else 0.0),
+            ]
+        )
         should_abstain.append(0 if key.answerable else 1)
         judged.append((passage, question))
     dindex.close()
@@ -160,7 +183,9 @@ def _llm_judge(pairs: list[tuple[str, str]], extractive: Any, y: Any, n: int) ->
 
     from rag.generate.local import default_gguf_path
 
-    llm = llama_cpp.Llama(model_path=str(default_gguf_path()), n_ctx=1024, logits_all=True, verbose=False)
+    llm = llama_cpp.Llama(
+        model_path=str(default_gguf_path()), n_ctx=1024, logits_all=True, verbose=False
+    )
     step = max(1, len(pairs) // n)
     picked = list(range(0, len(pairs), step))[:n]
     margins = []
@@ -182,7 +207,9 @@ def _llm_judge(pairs: list[tuple[str, str]], extractive: Any, y: Any, n: int) ->
     return {
         "questions": len(picked),
         "roc_auc_smollm2_yes_no": round(float(roc_auc_score(y[sub], -np.array(margins))), 3),
-        "roc_auc_extractive_score_same_questions": round(float(roc_auc_score(y[sub], -extractive[sub])), 3),
+        "roc_auc_extractive_score_same_questions": round(
+            float(roc_auc_score(y[sub], -extractive[sub])), 3
+        ),
     }
 
 

@@ -31,7 +31,12 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/rag-eval-cache"), help="where the corpus index is cached")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/rag-eval-cache"),
+        help="where the corpus index is cached",
+    )
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -45,20 +50,26 @@ def main() -> int:
     from rag.generate.extractive import rank_sentences
     from rag.pipeline import QueryPipeline
 
-    settings = load_settings(overrides={"evals": {"cache_dir": str(args.cache)}, "generation": {"chain": ["extractive"]}})
+    settings = load_settings(
+        overrides={"evals": {"cache_dir": str(args.cache)}, "generation": {"chain": ["extractive"]}}
+    )
     embedder = Embedder(settings.embedding)
     embedder.warm_up()
     data = load_beir(args.dataset)
     assert data.answers, "the dataset needs answers.jsonl"
     dindex = open_dataset_index(settings, data, embedder, echo=lambda m: print(m, file=sys.stderr))
-    pipeline = QueryPipeline(dindex.index, dindex.index.settings.model_copy(update={"generation": settings.generation}))
+    pipeline = QueryPipeline(
+        dindex.index, dindex.index.settings.model_copy(update={"generation": settings.generation})
+    )
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     ids = [q for q in data.queries if q in data.answers][: args.limit]
     for qid in ids:
         question = data.queries[qid]
         prepared = pipeline.prepare(question)
-        request = GenerationRequest(messages=[], question=question, context=prepared.context, max_tokens=0)
+        request = GenerationRequest(
+            messages=[], question=question, context=prepared.context, max_tokens=0
+        )
         ranked = rank_sentences(question, request, pipeline.scorer)
         key = data.answers[qid]
         gold_docs = {d for d, g in data.qrels.get(qid, {}).items() if g > 0}
@@ -67,10 +78,15 @@ def main() -> int:
                 "answerable": key.answerable,
                 "answers": key.answers,
                 "gold_docs": sorted(gold_docs),
-                "picks": [{"score": sc, "n": n, "sentence": s} for sc, n, s in ranked[: settings.generation.extractive_sentences]],
+                "picks": [
+                    {"score": sc, "n": n, "sentence": s}
+                    for sc, n, s in ranked[: settings.generation.extractive_sentences]
+                ],
                 "context": prepared.context,
                 "question": question,
-                "retrieved_gold": any(dindex.to_doc(p.source) in gold_docs for p in prepared.context.passages),
+                "retrieved_gold": any(
+                    dindex.to_doc(p.source) in gold_docs for p in prepared.context.passages
+                ),
             }
         )
     table = []
@@ -81,7 +97,14 @@ def main() -> int:
         for r in rows:
             chosen = [p for p in r["picks"] if p["score"] >= t]
             text = " ".join(f"{p['sentence'].rstrip('.')} [{p['n']}]." for p in chosen)
-            v = verify_answer(text, r["context"], pipeline.scorer, settings.generation.verify, r["question"], settings.generation.abstain_text)
+            v = verify_answer(
+                text,
+                r["context"],
+                pipeline.scorer,
+                settings.generation.verify,
+                r["question"],
+                settings.generation.abstain_text,
+            )
             verified_total += len(v.citations)
             verified_ok += sum(c["verified"] for c in v.citations)
             if r["answerable"]:
@@ -99,11 +122,25 @@ def main() -> int:
                 "gold_cited": round(cited / max(1, n_a), 3),
             }
         )
-    ok = [row for row in table if row["abstention_unanswerable"] >= 0.8 and row["false_abstention_answerable"] <= 0.15]
-    best = ok[0] if ok else max(table, key=lambda r: r["abstention_unanswerable"] - r["false_abstention_answerable"])
+    ok = [
+        row
+        for row in table
+        if row["abstention_unanswerable"] >= 0.8 and row["false_abstention_answerable"] <= 0.15
+    ]
+    best = (
+        ok[0]
+        if ok
+        else max(
+            table, key=lambda r: r["abstention_unanswerable"] - r["false_abstention_answerable"]
+        )
+    )
     result = {
         "questions": len(rows),
-        "gold_retrieved_in_context": round(sum(r["retrieved_gold"] for r in rows if r["answerable"]) / max(1, sum(r["answerable"] for r in rows)), 3),
+        "gold_retrieved_in_context": round(
+            sum(r["retrieved_gold"] for r in rows if r["answerable"])
+            / max(1, sum(r["answerable"] for r in rows)),
+            3,
+        ),
         "table": table,
         "chosen": best,
         "meets_both_goals": bool(ok),

@@ -34,7 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def _article(pid: str) -> str:
@@ -56,7 +58,11 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
     by_article: dict[str, list[str]] = defaultdict(list)
     for pid in corpus:
         by_article[_article(pid)].append(pid)
-    all_answers = [(qid, a["answers"][0]) for qid, a in answers.items() if a.get("answerable") and a.get("answers")]
+    all_answers = [
+        (qid, a["answers"][0])
+        for qid, a in answers.items()
+        if a.get("answerable") and a.get("answers")
+    ]
     pairs: list[dict[str, Any]] = []
     for qid, pid in gold.items():
         key = answers.get(qid)
@@ -70,16 +76,42 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
         if sentence:
             claims.append(("extract", sentence))
         # A wrong answer of the same article, not overlapping the right one.
-        others = [a for q, a in all_answers if q != qid and a.lower() not in paragraph.lower() and answer.lower() not in a.lower()]
+        others = [
+            a
+            for q, a in all_answers
+            if q != qid and a.lower() not in paragraph.lower() and answer.lower() not in a.lower()
+        ]
         wrong = rng.choice(others)
-        siblings = [p for p in by_article[_article(pid)] if p != pid and answer.lower() not in corpus[p].lower()]
+        siblings = [
+            p
+            for p in by_article[_article(pid)]
+            if p != pid and answer.lower() not in corpus[p].lower()
+        ]
         sibling = rng.choice(siblings) if siblings else None
         for style, claim in claims:
             base = {"qid": qid, "article": _article(pid), "question": question, "style": style}
-            pairs.append({**base, "claim": claim, "passage": paragraph, "label": 1, "kind": "supported"})
-            pairs.append({**base, "claim": claim.replace(answer, wrong), "passage": paragraph, "label": 0, "kind": "wrong-fact"})
+            pairs.append(
+                {**base, "claim": claim, "passage": paragraph, "label": 1, "kind": "supported"}
+            )
+            pairs.append(
+                {
+                    **base,
+                    "claim": claim.replace(answer, wrong),
+                    "passage": paragraph,
+                    "label": 0,
+                    "kind": "wrong-fact",
+                }
+            )
             if sibling:
-                pairs.append({**base, "claim": claim, "passage": corpus[sibling], "label": 0, "kind": "wrong-passage"})
+                pairs.append(
+                    {
+                        **base,
+                        "claim": claim,
+                        "passage": corpus[sibling],
+                        "label": 0,
+                        "kind": "wrong-passage",
+                    }
+                )
     return pairs
 
 
@@ -99,14 +131,18 @@ def featurize(pairs: list[dict[str, Any]]) -> list[list[float]]:
     rows = []
     for p in pairs:
         sents = split_sentences(p["passage"]) or [p["passage"]]
-        rows.append(scorer.features(p["claim"], p["passage"], sents, p["question"], with_cosine=True).as_list())
+        rows.append(
+            scorer.features(
+                p["claim"], p["passage"], sents, p["question"], with_cosine=True
+            ).as_list()
+        )
     return rows
 
 
 def _pr(labels: list[int], predicted: list[bool]) -> tuple[float, float]:
-    tp = sum(1 for y, p in zip(labels, predicted) if p and y)
-    fp = sum(1 for y, p in zip(labels, predicted) if p and not y)
-    fn = sum(1 for y, p in zip(labels, predicted) if not p and y)
+    tp = sum(1 for y, p in zip(labels, predicted, strict=False) if p and y)
+    fp = sum(1 for y, p in zip(labels, predicted, strict=False) if p and not y)
+    fn = sum(1 for y, p in zip(labels, predicted, strict=False) if not p and y)
     return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 0.0)
 
 
@@ -139,7 +175,7 @@ def main() -> int:
             break
         active = [j for j in active if j not in negative]
     prob = model.predict_proba(X[:, active])[:, 1]
-    coef = dict(zip(active, model.coef_[0]))
+    coef = dict(zip(active, model.coef_[0], strict=False))
 
     # Lowest threshold reaching the target precision on the training half.
     threshold = 0.99
@@ -149,12 +185,18 @@ def main() -> int:
             threshold = float(t)
             break
     test_idx = np.where(~train)[0]
-    precision, recall = _pr([int(y[i]) for i in test_idx], [bool(prob[i] >= threshold) for i in test_idx])
+    precision, recall = _pr(
+        [int(y[i]) for i in test_idx], [bool(prob[i] >= threshold) for i in test_idx]
+    )
     per_kind: dict[str, Any] = {}
     for kind in ("supported", "wrong-fact", "wrong-passage"):
         idx = [i for i in test_idx if pairs[i]["kind"] == kind]
         accepted = sum(bool(prob[i] >= threshold) for i in idx)
-        per_kind[kind] = {"pairs": len(idx), "accepted": accepted, "accept_rate": round(accepted / len(idx), 4) if idx else None}
+        per_kind[kind] = {
+            "pairs": len(idx),
+            "accepted": accepted,
+            "accept_rate": round(accepted / len(idx), 4) if idx else None,
+        }
     per_style: dict[str, Any] = {}
     for style in ("extract", "restated"):
         idx = [i for i in test_idx if pairs[i]["style"] == style]
@@ -178,9 +220,14 @@ def main() -> int:
             sp, sr = _pr([int(y[i]) for i in test_idx], [bool(col[i] >= best) for i in test_idx])
             singles[name] = {"threshold": best, "precision": round(sp, 4), "recall": round(sr, 4)}
         else:
-            singles[name] = {"threshold": None, "note": f"never reaches precision {args.target_precision} alone"}
+            singles[name] = {
+                "threshold": None,
+                "note": f"never reaches precision {args.target_precision} alone",
+            }
     weights = {"intercept": round(float(model.intercept_[0]), 4)}
-    weights.update({name: round(float(coef.get(j, 0.0)), 4) for j, name in enumerate(SupportScorer.FEATURES)})
+    weights.update(
+        {name: round(float(coef.get(j, 0.0)), 4) for j, name in enumerate(SupportScorer.FEATURES)}
+    )
     result = {
         "dataset": str(args.dataset),
         "pairs": len(pairs),

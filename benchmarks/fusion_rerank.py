@@ -46,7 +46,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/rag-eval-cache"))
-    ap.add_argument("--cross-encoder", default=None, help="a local CrossEncoder folder to compare too")
+    ap.add_argument(
+        "--cross-encoder", default=None, help="a local CrossEncoder folder to compare too"
+    )
     ap.add_argument("--rerank-candidates", type=int, default=30)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -71,7 +73,9 @@ def main() -> int:
     for qid in qids:
         vec = embedder.embed([queries[qid]])[0].tolist()
         dense = index.store.search_dense(index.collection, vec, CANDIDATES, flt)
-        sparse = index.store.search_sparse(index.collection, index.sparse.embed_query(queries[qid]), CANDIDATES, flt)
+        sparse = index.store.search_sparse(
+            index.collection, index.sparse.embed_query(queries[qid]), CANDIDATES, flt
+        )
         arms[qid] = (dense, sparse)
     fetch_s = time.perf_counter() - started
 
@@ -91,14 +95,23 @@ def main() -> int:
     fusions: dict[str, Callable[[str], list[Any]]] = {}
     for k in (10, 30, 60, 100):
         for ws in (0.5, 1.0, 1.5, 2.0):
-            fusions[f"rrf k={k} sparse_w={ws}"] = lambda q, k=k, ws=ws: rrf_fuse(arms[q], [1.0, ws], k, CANDIDATES)
+            fusions[f"rrf k={k} sparse_w={ws}"] = lambda q, k=k, ws=ws: rrf_fuse(
+                arms[q], [1.0, ws], k, CANDIDATES
+            )
     for dw in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        fusions[f"weighted dense_w={dw}"] = lambda q, dw=dw: weighted_fuse(arms[q], [dw, 1 - dw], CANDIDATES)
+        fusions[f"weighted dense_w={dw}"] = lambda q, dw=dw: weighted_fuse(
+            arms[q], [dw, 1 - dw], CANDIDATES
+        )
     for name, fn in fusions.items():
         results[f"hybrid {name}"] = score(fn)
     rrf_default = "hybrid rrf k=60 sparse_w=1.0"
-    best_rrf = max((n for n in results if n.startswith("hybrid rrf")), key=lambda n: results[n]["tune_half"])
-    best_weighted = max((n for n in results if n.startswith("hybrid weighted")), key=lambda n: results[n]["tune_half"])
+    best_rrf = max(
+        (n for n in results if n.startswith("hybrid rrf")), key=lambda n: results[n]["tune_half"]
+    )
+    best_weighted = max(
+        (n for n in results if n.startswith("hybrid weighted")),
+        key=lambda n: results[n]["tune_half"],
+    )
     # Rerankers on top of the default and the best fusions. The embedding reranker's sentence
     # scores are computed once per (query, chunk) and blended per weight below; the first
     # query is checked against the real EmbeddingReranker so the shortcut cannot drift.
@@ -116,27 +129,41 @@ def main() -> int:
             for h in fused[b][q][:n_cand]:
                 if (q, h.id) in best_sim:
                     continue
-                sents = split_sentences(str(h.payload.get("text", ""))) or [str(h.payload.get("text", ""))]
+                sents = split_sentences(str(h.payload.get("text", ""))) or [
+                    str(h.payload.get("text", ""))
+                ]
                 todo = [t for t in sents if t not in sentence_vecs]
                 if todo:
-                    for t, v in zip(todo, embedder.embed(todo)):
+                    for t, v in zip(todo, embedder.embed(todo), strict=False):
                         sentence_vecs[t] = v
                 best_sim[(q, h.id)] = max(float(sentence_vecs[t] @ qv) for t in sents)
 
     def blended(b: str, q: str, weight: float) -> list[Any]:
         head, tail = fused[b][q][:n_cand], fused[b][q][n_cand:]
-        mixed = (1 - weight) * _minmax([h.score for h in head]) + weight * _minmax([best_sim[(q, h.id)] for h in head])
+        mixed = (1 - weight) * _minmax([h.score for h in head]) + weight * _minmax(
+            [best_sim[(q, h.id)] for h in head]
+        )
         order = sorted(range(len(head)), key=lambda i: (-mixed[i], i))
         return [head[i] for i in order] + tail
 
-    probe = build_reranker(RerankSettings(backend="embedding", candidates=n_cand, weight=0.5), embedder)
+    probe = build_reranker(
+        RerankSettings(backend="embedding", candidates=n_cand, weight=0.5), embedder
+    )
     q0 = qids[0]
-    assert [h.id for h in probe.rerank(queries[q0], fused[bases[0]][q0], 50)] == [h.id for h in blended(bases[0], q0, 0.5)][:50]
+    assert [h.id for h in probe.rerank(queries[q0], fused[bases[0]][q0], 50)] == [
+        h.id for h in blended(bases[0], q0, 0.5)
+    ][:50]
     for b in bases:
         for weight in (0.2, 0.35, 0.5, 0.7, 1.0):
-            results[f"{b} + embedding rerank w={weight}"] = score(lambda q, b=b, w=weight: blended(b, q, w))
+            results[f"{b} + embedding rerank w={weight}"] = score(
+                lambda q, b=b, w=weight: blended(b, q, w)
+            )
         if args.cross_encoder:
-            ce = build_reranker(RerankSettings(backend="cross-encoder", model_path=args.cross_encoder, candidates=n_cand))
+            ce = build_reranker(
+                RerankSettings(
+                    backend="cross-encoder", model_path=args.cross_encoder, candidates=n_cand
+                )
+            )
             reranked = {q: ce.rerank(queries[q], fused[b][q], CANDIDATES) for q in qids}
             results[f"{b} + cross-encoder"] = score(lambda q, r=reranked: r[q])
     best = max(results, key=lambda n: results[n]["tune_half"])

@@ -101,10 +101,14 @@ def phase_llamaindex(folder: Path, data_dir: Path) -> dict[str, object]:
 
     s = load_settings()
     model_dir = default_model_path()
-    embed = HuggingFaceEmbedding(model_name=str(model_dir), device="cpu", embed_batch_size=s.embedding.batch_size)
+    embed = HuggingFaceEmbedding(
+        model_name=str(model_dir), device="cpu", embed_batch_size=s.embedding.batch_size
+    )
     embed.get_text_embedding("warm up")
     splitter = SentenceSplitter(
-        chunk_size=s.chunking.chunk_tokens, chunk_overlap=s.chunking.overlap_tokens, tokenizer=load_tokenizer(model_dir)
+        chunk_size=s.chunking.chunk_tokens,
+        chunk_overlap=s.chunking.overlap_tokens,
+        tokenizer=load_tokenizer(model_dir),
     )
     client = QdrantClient(path=str(data_dir / "llamaindex-qdrant"))
     store = QdrantVectorStore(client=client, collection_name="bench")
@@ -123,14 +127,19 @@ def write_corpus(corpus: Path, out: Path, limit: int | None) -> int:
                 break
             doc = json.loads(line)
             safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(doc["_id"]))
-            (out / f"{safe}.txt").write_text(f"{doc.get('title', '')}\n\n{doc['text']}\n", encoding="utf-8")
+            (out / f"{safe}.txt").write_text(
+                f"{doc.get('title', '')}\n\n{doc['text']}\n", encoding="utf-8"
+            )
             n += 1
     return n
 
 
 def _run_phase(args: list[str]) -> dict[str, object]:
     proc = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+        [sys.executable, __file__, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     if proc.returncode != 0:
         raise SystemExit(f"phase {args[0]} failed:\n{proc.stderr[-3000:]}")
@@ -139,7 +148,9 @@ def _run_phase(args: list[str]) -> dict[str, object]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("source", type=Path, nargs="?")
     ap.add_argument("--limit", type=int, default=None, help="only the first N corpus documents")
     ap.add_argument("--store", choices=["edge", "qdrant"], default="edge", help="our store backend")
@@ -171,7 +182,9 @@ def main() -> None:
     data = work / "data"
     data.mkdir()
     print("phase 1/3: our ingest (cold, then unchanged)…", file=sys.stderr)
-    ours = _run_phase(["--phase", "ours", "--folder", str(folder), "--data", str(data), "--store", a.store])
+    ours = _run_phase(
+        ["--phase", "ours", "--folder", str(folder), "--data", str(data), "--store", a.store]
+    )
     print("phase 2/3: raw model.encode of the same chunk texts…", file=sys.stderr)
     raw = _run_phase(["--phase", "raw", "--data", str(data)])
     li: dict[str, object] | None = None
@@ -195,7 +208,10 @@ def main() -> None:
         "unchanged_reingest_s": round(float(ours["reingest_s"]), 3),  # type: ignore[arg-type]
         "unchanged_speedup": round(cold_s / float(ours["reingest_s"]), 1),  # type: ignore[arg-type]
         "unchanged_embedded": ours["reingest_embedded"],
-        "peak_rss_mb": {"ours": round(float(ours["peak_mb"]), 1), "raw_encode": round(float(raw["peak_mb"]), 1)},  # type: ignore[arg-type]
+        "peak_rss_mb": {
+            "ours": round(float(ours["peak_mb"]), 1),
+            "raw_encode": round(float(raw["peak_mb"]), 1),
+        },  # type: ignore[arg-type]
     }
     if li is not None:
         li_cps = float(li["chunks"]) / float(li["cold_s"])  # type: ignore[arg-type]

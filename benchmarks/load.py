@@ -148,10 +148,18 @@ def _server_env(clients: int) -> dict[str, str]:
 
 def _run_cli(args: list[str], env: dict[str, str], timeout: float = 600) -> str:
     proc = subprocess.run(
-        [*_rag_command(), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        [*_rag_command(), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"`rag {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"`rag {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     return proc.stdout
 
 
@@ -164,8 +172,18 @@ class Server:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
-            [*_rag_command(), "--data-dir", str(data_dir), "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--watch", str(DOCS)],
+            [
+                *_rag_command(),
+                "--data-dir",
+                str(data_dir),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--watch",
+                str(DOCS),
+            ],
             env=env,
             cwd=ROOT,
             stdout=self._log,
@@ -188,7 +206,9 @@ class Server:
         with httpx.Client(base_url=self.base_url, timeout=10.0) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"the server exited ({self.proc.returncode}) before it was ready:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"the server exited ({self.proc.returncode}) before it was ready:\n{self.log_tail()}"
+                    )
                 try:
                     r = client.get("/readyz")
                     if r.status_code == 200:
@@ -197,7 +217,9 @@ class Server:
                 except httpx.TransportError as exc:
                     last = f"{type(exc).__name__}: {exc}"
                 time.sleep(0.25)
-        raise RuntimeError(f"the server was not ready within {timeout:.0f}s (last /readyz: {last}):\n{self.log_tail()}")
+        raise RuntimeError(
+            f"the server was not ready within {timeout:.0f}s (last /readyz: {last}):\n{self.log_tail()}"
+        )
 
     def stop(self, timeout: float = 30.0) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -212,7 +234,11 @@ class Server:
                 self.proc.wait(10)
                 outcome = f"killed after {timeout:.0f}s"
         self._log.close()
-        return {"outcome": outcome, "returncode": self.proc.returncode, "seconds": round(time.perf_counter() - t0, 2)}
+        return {
+            "outcome": outcome,
+            "returncode": self.proc.returncode,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
 
 
 # -- the load generator -----------------------------------------------------------------
@@ -260,10 +286,16 @@ async def _load(
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    extra: dict[str, list[float]] = {"server_total_ms": [], "completion_tokens": [], "abstained": []}
+    extra: dict[str, list[float]] = {
+        "server_total_ms": [],
+        "completion_tokens": [],
+        "abstained": [],
+    }
     next_i = 0
 
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=timeout) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=timeout
+    ) as client:
 
         async def one(i: int) -> tuple[float, str | None]:
             t0 = time.perf_counter()
@@ -276,9 +308,15 @@ async def _load(
             except (httpx.HTTPError, ValueError) as exc:
                 return (time.perf_counter() - t0) * 1000, f"{type(exc).__name__}: {str(exc)[:160]}"
             problem = check(body)
-            if problem is None and isinstance(body, dict) and isinstance(body.get("timings_ms"), dict):
+            if (
+                problem is None
+                and isinstance(body, dict)
+                and isinstance(body.get("timings_ms"), dict)
+            ):
                 extra["server_total_ms"].append(float(body["timings_ms"].get("total") or 0.0))
-                extra["completion_tokens"].append(float((body.get("usage") or {}).get("completion_tokens") or 0))
+                extra["completion_tokens"].append(
+                    float((body.get("usage") or {}).get("completion_tokens") or 0)
+                )
                 extra["abstained"].append(1.0 if body.get("abstained") else 0.0)
             return ms, problem
 
@@ -322,7 +360,9 @@ async def _load(
         out["server_pipeline_ms"] = _latency(extra["server_total_ms"])
     if any(extra["completion_tokens"]):
         out["completion_tokens_mean"] = round(statistics.fmean(extra["completion_tokens"]), 1)
-        out["completion_tokens_per_s"] = round(sum(extra["completion_tokens"]) / wall, 1) if wall else 0.0
+        out["completion_tokens_per_s"] = (
+            round(sum(extra["completion_tokens"]) / wall, 1) if wall else 0.0
+        )
         out["abstained"] = int(sum(extra["abstained"]))
     return out
 
@@ -388,25 +428,55 @@ def inprocess_baseline(data_dir: Path, total: int, threads: int) -> dict[str, An
 
 def _run_inprocess(data_dir: Path, total: int, threads: int, env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--inprocess-baseline", str(data_dir), "--requests", str(total),
-         "--clients", str(threads)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+        [
+            sys.executable,
+            __file__,
+            "--inprocess-baseline",
+            str(data_dir),
+            "--requests",
+            str(total),
+            "--clients",
+            str(threads),
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"the in-process baseline failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"the in-process baseline failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
 # -- the run ------------------------------------------------------------------------------
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clients", type=int, default=32, help="concurrent clients, retrieval and /healthz phases")
-    ap.add_argument("--requests", type=int, default=2000, help="requests in the retrieval (and /healthz) phase")
-    ap.add_argument("--answer-requests", type=int, default=16, help="requests in the full-answer phase")
-    ap.add_argument("--answer-clients", type=int, default=4, help="concurrent clients in the full-answer phase")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--clients", type=int, default=32, help="concurrent clients, retrieval and /healthz phases"
+    )
+    ap.add_argument(
+        "--requests", type=int, default=2000, help="requests in the retrieval (and /healthz) phase"
+    )
+    ap.add_argument(
+        "--answer-requests", type=int, default=16, help="requests in the full-answer phase"
+    )
+    ap.add_argument(
+        "--answer-clients", type=int, default=4, help="concurrent clients in the full-answer phase"
+    )
     ap.add_argument("--skip-answers", action="store_true", help="leave out the full-answer phase")
-    ap.add_argument("--inprocess-requests", type=int, default=400, help="pipeline calls per in-process mode (0: skip)")
+    ap.add_argument(
+        "--inprocess-requests",
+        type=int,
+        default=400,
+        help="pipeline calls per in-process mode (0: skip)",
+    )
     ap.add_argument("--warmup", type=int, default=8, help="uncounted requests before each phase")
     ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON figures here")
@@ -437,18 +507,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rag-load-") as tmp:
         data_dir = Path(tmp) / "data"
         t0 = time.perf_counter()
-        report = json.loads(_run_cli(["--data-dir", str(data_dir), "ingest", str(DOCS), "--json"], env))
+        report = json.loads(
+            _run_cli(["--data-dir", str(data_dir), "ingest", str(DOCS), "--json"], env)
+        )
         results["index"] = {
             "files": report.get("ingested"),
             "chunks": report.get("embedded"),
             "failed": report.get("failed"),
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        log(f"index: {report.get('ingested')} files, {report.get('embedded')} chunks from {DOCS} into {data_dir}")
+        log(
+            f"index: {report.get('ingested')} files, {report.get('embedded')} chunks from {DOCS} into {data_dir}"
+        )
 
         if args.inprocess_requests > 0:
             threads = ApiSettings().concurrency.get("retrieval", 4)
-            log(f"in-process baseline: QueryPipeline.run(generate=False) x {args.inprocess_requests}, 1 and {threads} threads")
+            log(
+                f"in-process baseline: QueryPipeline.run(generate=False) x {args.inprocess_requests}, 1 and {threads} threads"
+            )
             inproc = _run_inprocess(data_dir, args.inprocess_requests, threads, env)
             results["inprocess_pipeline"] = inproc
             log(
@@ -457,7 +533,19 @@ def main() -> None:
                 f"{inproc['threaded']['rps']:.1f} calls/s with {threads} threads"
             )
 
-        key = _run_cli(["--data-dir", str(data_dir), "keys", "create", "--tenant", "default", "--name", "load"], env)
+        key = _run_cli(
+            [
+                "--data-dir",
+                str(data_dir),
+                "keys",
+                "create",
+                "--tenant",
+                "default",
+                "--name",
+                "load",
+            ],
+            env,
+        )
         key = key.strip().splitlines()[0]
         port = args.port or _free_port()
         server = Server(data_dir, port, env, Path(tmp) / "server.log")
@@ -469,24 +557,47 @@ def main() -> None:
             time.sleep(1.0)
 
             health = asyncio.run(
-                _load(server.base_url, "GET", "/healthz", total=args.requests, clients=args.clients, warmup=args.warmup,
-                      key=None, bodies=None, check=_check_health, timeout=30.0)
+                _load(
+                    server.base_url,
+                    "GET",
+                    "/healthz",
+                    total=args.requests,
+                    clients=args.clients,
+                    warmup=args.warmup,
+                    key=None,
+                    bodies=None,
+                    check=_check_health,
+                    timeout=30.0,
+                )
             )
             results["healthz"] = health
             log(_describe("baseline GET /healthz", health))
 
             retrieval = asyncio.run(
-                _load(server.base_url, "POST", "/v1/query", total=args.requests, clients=args.clients,
-                      warmup=args.warmup, key=key, bodies=_question_body(False, 1), check=_check_query(False),
-                      timeout=60.0)
+                _load(
+                    server.base_url,
+                    "POST",
+                    "/v1/query",
+                    total=args.requests,
+                    clients=args.clients,
+                    warmup=args.warmup,
+                    key=key,
+                    bodies=_question_body(False, 1),
+                    check=_check_query(False),
+                    timeout=60.0,
+                )
             )
             retrieval["goal"] = f">= {GOAL_RPS:.0f} req/s with 0 errors"
             retrieval["meets_goal"] = retrieval["rps"] >= GOAL_RPS and retrieval["errors"] == 0
             retrieval["ratio_to_healthz"] = _ratio(retrieval["rps"], health["rps"])
             if "inprocess_pipeline" in results:
                 inproc = results["inprocess_pipeline"]
-                retrieval["ratio_to_inprocess_sequential"] = _ratio(retrieval["rps"], inproc["sequential"]["rps"])
-                retrieval["ratio_to_inprocess_threaded"] = _ratio(retrieval["rps"], inproc["threaded"]["rps"])
+                retrieval["ratio_to_inprocess_sequential"] = _ratio(
+                    retrieval["rps"], inproc["sequential"]["rps"]
+                )
+                retrieval["ratio_to_inprocess_threaded"] = _ratio(
+                    retrieval["rps"], inproc["threaded"]["rps"]
+                )
             results["retrieval"] = retrieval
             log(_describe("POST /v1/query generate=false", retrieval))
             log(
@@ -501,18 +612,32 @@ def main() -> None:
             )
 
             if not args.skip_answers and args.answer_requests > 0:
-                log(f"full answers with the local generator: {args.answer_requests} requests, {args.answer_clients} clients")
+                log(
+                    f"full answers with the local generator: {args.answer_requests} requests, {args.answer_clients} clients"
+                )
                 answers = asyncio.run(
-                    _load(server.base_url, "POST", "/v1/query", total=args.answer_requests, clients=args.answer_clients,
-                          warmup=min(args.warmup, 1), key=key, bodies=_question_body(True, 2),
-                          check=_check_query(True), timeout=900.0)
+                    _load(
+                        server.base_url,
+                        "POST",
+                        "/v1/query",
+                        total=args.answer_requests,
+                        clients=args.answer_clients,
+                        warmup=min(args.warmup, 1),
+                        key=key,
+                        bodies=_question_body(True, 2),
+                        check=_check_query(True),
+                        timeout=900.0,
+                    )
                 )
                 results["answers"] = answers
                 log(_describe("POST /v1/query generate=true (local)", answers))
 
             with httpx.Client(base_url=server.base_url, timeout=10.0) as client:
                 metrics = client.get("/metrics").text
-            results["server"]["metrics"] = {**_metric(metrics, "rag_rate_limited"), **_metric(metrics, "rag_backend_rejected")}
+            results["server"]["metrics"] = {
+                **_metric(metrics, "rag_rate_limited"),
+                **_metric(metrics, "rag_backend_rejected"),
+            }
         finally:
             stopped = server.stop()
             results.setdefault("server", {})["stop"] = stopped

@@ -55,12 +55,18 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def _summary(ms: list[float]) -> dict[str, float]:
-    return {"p50": round(_pct(ms, 50), 3), "p95": round(_pct(ms, 95), 3), "mean": round(statistics.fmean(ms), 3)}
+    return {
+        "p50": round(_pct(ms, 50), 3),
+        "p95": round(_pct(ms, 95), 3),
+        "mean": round(statistics.fmean(ms), 3),
+    }
 
 
 def _vocabulary(rng: random.Random, size: int = 20000) -> list[str]:
     letters = "abcdefghijklmnopqrstuvwxyz"
-    words = {"".join(rng.choice(letters) for _ in range(rng.randint(3, 10))) for _ in range(size * 2)}
+    words = {
+        "".join(rng.choice(letters) for _ in range(rng.randint(3, 10))) for _ in range(size * 2)
+    }
     real = " ".join(QUERIES).lower().replace("?", "").split()
     return real + sorted(words)[:size]
 
@@ -91,9 +97,17 @@ def populate(index: Any, n: int, seed: int = 1) -> None:
             StoredPoint(
                 id=chunk_id(doc, h),
                 payload={
-                    "doc_id": doc, "source": source, "text": text, "text_hash": h, "title": f"Doc {i // 4}",
-                    "section": [f"Doc {i // 4}"], "page": None, "start": start, "end": start + len(text),
-                    "chunk_index": i % 4, "tenant": index.settings.tenant,
+                    "doc_id": doc,
+                    "source": source,
+                    "text": text,
+                    "text_hash": h,
+                    "title": f"Doc {i // 4}",
+                    "section": [f"Doc {i // 4}"],
+                    "page": None,
+                    "start": start,
+                    "end": start + len(text),
+                    "chunk_index": i % 4,
+                    "tenant": index.settings.tenant,
                 },
                 dense=vec.tolist(),
                 sparse=index.sparse.embed_document(text),
@@ -134,7 +148,9 @@ def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str,
     from rag.index import Index
     from rag.pipeline import QueryPipeline
 
-    settings = load_settings(overrides={"data_dir": str(base_dir / f"n{n}"), "generation": {"chain": ["extractive"]}})
+    settings = load_settings(
+        overrides={"data_dir": str(base_dir / f"n{n}"), "generation": {"chain": ["extractive"]}}
+    )
     index = Index(settings, embedder=embedder)
     index.open(create=True)
     t = time.perf_counter()
@@ -142,7 +158,10 @@ def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str,
     build_s = time.perf_counter() - t
     pipeline = QueryPipeline(index, settings)
     pipeline.warm_up()
-    qs = [QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" (variant {i})") for i in range(queries)]
+    qs = [
+        QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" (variant {i})")
+        for i in range(queries)
+    ]
     for q in qs[:10]:  # warm caches and the store's lazy parts
         pipeline.prepare(q)
 
@@ -231,20 +250,29 @@ class TimingTransport:
         class Stream(httpx.SyncByteStream):
             def __iter__(self) -> Any:
                 for chunk in response.stream:  # type: ignore[union-attr]
-                    if not outer.first_content and any(_first_content(x) for x in chunk.decode(errors="replace").splitlines()):
+                    if not outer.first_content and any(
+                        _first_content(x) for x in chunk.decode(errors="replace").splitlines()
+                    ):
                         outer.first_content = time.perf_counter()
                     yield chunk
 
             def close(self) -> None:
                 response.close()
 
-        return httpx.Response(response.status_code, headers=response.headers, stream=Stream(), extensions=response.extensions)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=Stream(),
+            extensions=response.extensions,
+        )
 
     def close(self) -> None:
         self._inner.close()
 
 
-def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str, trials: int) -> dict[str, Any]:
+def bench_ttft(
+    embedder: Any, base_dir: Path, openai_url: str | None, model: str, trials: int
+) -> dict[str, Any]:
     """Pipeline TTFT vs the raw server TTFT for the same messages, paired per trial, the order
     alternating so neither side always gets the server's warm prefix cache; plus the pipeline's
     own share measured inside it: before the request leaves, after the first text arrives."""
@@ -266,7 +294,9 @@ def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str
         openai_url = server.base_url
     docs = base_dir / "ttft-docs"
     docs.mkdir(parents=True, exist_ok=True)
-    (docs / "backups.md").write_text("# Backups\n\nProduction backups are kept for 35 days in a second region.\n")
+    (docs / "backups.md").write_text(
+        "# Backups\n\nProduction backups are kept for 35 days in a second region.\n"
+    )
     name = "stand-in" if server is not None else "server"
     settings = load_settings(
         overrides={
@@ -288,12 +318,22 @@ def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str
 
     def raw_ttft() -> float:
         prepared = pipeline.prepare(question)
-        messages = prepared.prompt.render(**pipeline._variables(prepared.prompt, question, prepared.context.text, 1))
+        messages = prepared.prompt.render(
+            **pipeline._variables(prepared.prompt, question, prepared.context.text, 1)
+        )
         # The very body the pipeline sends (stop strings included: they alone cost vLLM ~50 ms
         # to first token here), built by the generator itself.
-        temperature = prepared.prompt.temperature if prepared.prompt.temperature is not None else 0.0
-        request = GenerationRequest(messages=messages, question=question, context=prepared.context,
-                                    max_tokens=prepared.max_tokens, temperature=temperature, stop=prepared.prompt.stop)
+        temperature = (
+            prepared.prompt.temperature if prepared.prompt.temperature is not None else 0.0
+        )
+        request = GenerationRequest(
+            messages=messages,
+            question=question,
+            context=prepared.context,
+            max_tokens=prepared.max_tokens,
+            temperature=temperature,
+            stop=prepared.prompt.stop,
+        )
         body = generator._body(request, stream=True)
         t = time.perf_counter()
         with client.stream("POST", openai_url.rstrip("/") + "/chat/completions", json=body) as r:
@@ -309,7 +349,11 @@ def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str
             for kind, _ in stream:
                 if kind == "token":
                     now = time.perf_counter()
-                    return (now - t) * 1000, (timing.sent - t) * 1000, (now - timing.first_content) * 1000
+                    return (
+                        (now - t) * 1000,
+                        (timing.sent - t) * 1000,
+                        (now - timing.first_content) * 1000,
+                    )
         finally:
             stream.close()
         raise RuntimeError("the pipeline yielded no token")
@@ -329,10 +373,12 @@ def bench_ttft(embedder: Any, base_dir: Path, openai_url: str | None, model: str
     index.close()
     if server is not None:
         server.close()
-    diff = [a - b for a, b in zip(through, raw)]
-    own = [b + a for b, a in zip(before, after)]
+    diff = [a - b for a, b in zip(through, raw, strict=False)]
+    own = [b + a for b, a in zip(before, after, strict=False)]
     return {
-        "server": "in-process OpenAI-protocol stand-in (answers at once)" if server is not None else openai_url,
+        "server": "in-process OpenAI-protocol stand-in (answers at once)"
+        if server is not None
+        else openai_url,
         "trials": trials,
         "pipeline_ttft_ms": _summary(through),
         "raw_server_ttft_ms": _summary(raw),
@@ -350,10 +396,19 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--openai-url", default=None, help="an OpenAI-compatible server, e.g. http://127.0.0.1:8100/v1")
+    ap.add_argument(
+        "--openai-url",
+        default=None,
+        help="an OpenAI-compatible server, e.g. http://127.0.0.1:8100/v1",
+    )
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--ttft-trials", type=int, default=40)
-    ap.add_argument("--threads", type=int, default=None, help="threads for the query embedding (default: the embedded default, all cores)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for the query embedding (default: the embedded default, all cores)",
+    )
     args = ap.parse_args()
 
     from rag.config import load_settings
@@ -361,12 +416,17 @@ def main() -> int:
 
     embedder = Embedder(load_settings().embedding.model_copy(update={"threads": args.threads}))
     embedder.warm_up()
-    results: dict[str, Any] = {"short_text_backend": embedder.short_text_backend, "query_embedding_ms": {}}
+    results: dict[str, Any] = {
+        "short_text_backend": embedder.short_text_backend,
+        "query_embedding_ms": {},
+    }
     # The query encoder alone, side by side: what the pipeline uses vs sentence-transformers' PyTorch.
     import torch
 
     encoders = {"pipeline (" + embedder.short_text_backend + ")": lambda q: embedder.embed([q])}
-    encoders["sentence-transformers torch"] = lambda q: embedder._model.encode([q], show_progress_bar=False)
+    encoders["sentence-transformers torch"] = lambda q: embedder._model.encode(
+        [q], show_progress_bar=False
+    )
     for name, encode in encoders.items():
         with torch.inference_mode():
             for q in QUERIES:
@@ -387,7 +447,9 @@ def main() -> int:
         results["ttft"] = [bench_ttft(embedder, Path(tmp), None, args.model, args.ttft_trials)]
         print(json.dumps(results["ttft"][0]), file=sys.stderr, flush=True)
         if args.openai_url:
-            results["ttft"].append(bench_ttft(embedder, Path(tmp), args.openai_url, args.model, args.ttft_trials))
+            results["ttft"].append(
+                bench_ttft(embedder, Path(tmp), args.openai_url, args.model, args.ttft_trials)
+            )
     print(json.dumps(results, indent=2))
     return 0
 

@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = ["AnswersUnavailable", "PipelineRunner", "contains_gold", "evaluate_answers", "normalize_answer", "pipeline_runner"]
+__all__ = [
+    "AnswersUnavailable",
+    "PipelineRunner",
+    "contains_gold",
+    "evaluate_answers",
+    "normalize_answer",
+    "pipeline_runner",
+]
 
 QueryRunner = Callable[[str], Mapping[str, Any]]
 Progress = Callable[[str, int, int], None]
@@ -146,8 +153,12 @@ def evaluate_answers(
                 "gold_docs": gold_docs,
                 "answer": answer[:1000],
                 "abstained": abstained,
-                "contains_gold": contains_gold(answer, key.answers) if key.answerable and key.answers else None,
-                "gold_cited": bool(set(gold_docs) & set(cited_docs)) if key.answerable and gold_docs else None,
+                "contains_gold": contains_gold(answer, key.answers)
+                if key.answerable and key.answers
+                else None,
+                "gold_cited": bool(set(gold_docs) & set(cited_docs))
+                if key.answerable and gold_docs
+                else None,
                 "cited": cited_docs,
                 "verified": verified,
                 "latency_ms": round(elapsed_ms, 3),
@@ -158,9 +169,13 @@ def evaluate_answers(
     answerable = [q for q in per_query if q["answerable"]]
     unanswerable = [q for q in per_query if not q["answerable"]]
     return {
-        "answer_contains_gold": _rate([q["contains_gold"] for q in answerable if q["contains_gold"] is not None]),
+        "answer_contains_gold": _rate(
+            [q["contains_gold"] for q in answerable if q["contains_gold"] is not None]
+        ),
         "gold_cited": _rate([q["gold_cited"] for q in answerable if q["gold_cited"] is not None]),
-        "citation_precision": round(citations_verified / citations_total, 6) if citations_total else None,
+        "citation_precision": round(citations_verified / citations_total, 6)
+        if citations_total
+        else None,
         "abstention_rate_unanswerable": _rate([q["abstained"] for q in unanswerable]),
         "false_abstention_rate_answerable": _rate([q["abstained"] for q in answerable]),
         "questions": len(per_query),
@@ -172,7 +187,9 @@ def evaluate_answers(
         "tokens_per_question": {
             "prompt": round(average(prompt_tokens), 2),
             "completion": round(average(completion_tokens), 2),
-            "total": round(average(p + c for p, c in zip(prompt_tokens, completion_tokens)), 2),
+            "total": round(
+                average(p + c for p, c in zip(prompt_tokens, completion_tokens, strict=False)), 2
+            ),
         },
         "stage_ms_mean": {stage: round(average(v), 3) for stage, v in sorted(stage_ms.items())},
         "seconds": round(time.perf_counter() - started, 3),

@@ -43,7 +43,9 @@ def pick_sentence(text: str, salt: str = "") -> str | None:
     return " ".join(words[:30]) if len(words) >= 4 else None
 
 
-def sample_probes(index: Index, samples: int, seed: str = "canary") -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+def sample_probes(
+    index: Index, samples: int, seed: str = "canary"
+) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """(queries, qrels): one query per sampled chunk, relevant = that chunk's document (its source)."""
     collection = index.collection or index.open(create=False)
     flt = {"tenant": index.settings.tenant}
@@ -79,9 +81,17 @@ def run_canary(
 ) -> dict[str, Any]:
     """Retrieval metrics over the probes plus ``hit_rate@k``: share whose document is in the top k."""
     queries, qrels = sample_probes(index, samples)
-    result = evaluate_retrieval(index, queries, qrels, top_k=max(top_k, 10), should_stop=should_stop)
-    hits = [q for q in result["per_query"] if q["first_relevant_rank"] is not None and q["first_relevant_rank"] <= top_k]
-    result[f"hit_rate@{top_k}"] = round(len(hits) / len(result["per_query"]), 6) if result["per_query"] else 0.0
+    result = evaluate_retrieval(
+        index, queries, qrels, top_k=max(top_k, 10), should_stop=should_stop
+    )
+    hits = [
+        q
+        for q in result["per_query"]
+        if q["first_relevant_rank"] is not None and q["first_relevant_rank"] <= top_k
+    ]
+    result[f"hit_rate@{top_k}"] = (
+        round(len(hits) / len(result["per_query"]), 6) if result["per_query"] else 0.0
+    )
     result["top_k"] = top_k
     result["samples"] = len(queries)
     return result

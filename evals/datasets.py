@@ -110,7 +110,9 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line") from exc
+                raise DatasetError(
+                    f"{path}:{lineno}: not valid JSON ({exc.msg}); fix or remove that line"
+                ) from exc
             if not isinstance(row, dict):
                 raise DatasetError(f"{path}:{lineno}: expected a JSON object per line")
             yield row
@@ -155,13 +157,19 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
     """Read a BEIR-layout folder. With ``docs``, the corpus is that folder instead of corpus.jsonl."""
     root = root.expanduser()
     if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist: give a folder with queries.jsonl and qrels/")
+        raise DatasetError(
+            f"dataset folder {root} does not exist: give a folder with queries.jsonl and qrels/"
+        )
     queries_path = root / "queries.jsonl"
     qrels_path = root / "qrels" / f"{split}.tsv"
     if not queries_path.is_file():
-        raise DatasetError(f"{root} has no queries.jsonl (one {{\"_id\", \"text\"}} object per line)")
+        raise DatasetError(f'{root} has no queries.jsonl (one {{"_id", "text"}} object per line)')
     if not qrels_path.is_file():
-        have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        have = (
+            sorted(p.stem for p in (root / "qrels").glob("*.tsv"))
+            if (root / "qrels").is_dir()
+            else []
+        )
         hint = f"available splits: {', '.join(have)}" if have else "the folder has no qrels/*.tsv"
         raise DatasetError(f"{root} has no qrels/{split}.tsv ({hint}); pick one with --split")
     corpus: Path | None = None
@@ -173,17 +181,21 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         corpus = root / "corpus.jsonl"
         if not corpus.is_file():
             raise DatasetError(
-                f"{root} has no corpus.jsonl: add one ({{\"_id\", \"title\", \"text\"}} per line), "
+                f'{root} has no corpus.jsonl: add one ({{"_id", "title", "text"}} per line), '
                 "or pass --docs FOLDER when the qrels name files in a folder"
             )
-    queries = {str(r["_id"]): str(r.get("text", "")) for r in _read_jsonl(queries_path) if "_id" in r}
+    queries = {
+        str(r["_id"]): str(r.get("text", "")) for r in _read_jsonl(queries_path) if "_id" in r
+    }
     qrels = _read_qrels(qrels_path)
     answers: dict[str, AnswerKey] | None = None
     answers_path = root / "answers.jsonl"
     hashed = [queries_path, qrels_path]
     if answers_path.is_file():
         answers = {
-            str(r["_id"]): AnswerKey(bool(r.get("answerable", True)), [str(a) for a in r.get("answers") or []])
+            str(r["_id"]): AnswerKey(
+                bool(r.get("answerable", True)), [str(a) for a in r.get("answers") or []]
+            )
             for r in _read_jsonl(answers_path)
             if "_id" in r
         }
@@ -290,7 +302,11 @@ class DatasetIndex:
 
 def cache_root(settings: Settings) -> Path:
     configured = settings.evals.cache_dir
-    return Path(configured).expanduser().resolve() if configured else settings.resolved_data_dir() / "eval-cache"
+    return (
+        Path(configured).expanduser().resolve()
+        if configured
+        else settings.resolved_data_dir() / "eval-cache"
+    )
 
 
 def isolated_settings(settings: Settings, data_dir: Path) -> Settings:
@@ -314,7 +330,11 @@ def _cache_key(settings: Settings, embedder: Embedder, dataset: Dataset) -> tupl
         label = f"{dataset.name}-{dataset.docs.name}"
     else:
         assert dataset.corpus is not None
-        source = {"kind": "corpus", "sha256": _file_sha256(dataset.corpus), "format": MATERIALIZE_VERSION}
+        source = {
+            "kind": "corpus",
+            "sha256": _file_sha256(dataset.corpus),
+            "format": MATERIALIZE_VERSION,
+        }
         label = dataset.name
     material = {
         "source": source,
@@ -347,7 +367,9 @@ def open_dataset_index(
             echo(f"waiting for another eval that is using {cache_dir}")
         fcntl.flock(lock_file, fcntl.LOCK_EX)
     try:
-        return _open_locked(settings, dataset, embedder, key, cache_dir, lock_file, rebuild, progress, echo)
+        return _open_locked(
+            settings, dataset, embedder, key, cache_dir, lock_file, rebuild, progress, echo
+        )
     except BaseException:
         fcntl.flock(lock_file, fcntl.LOCK_UN)
         lock_file.close()
@@ -395,14 +417,20 @@ def _open_locked(
     index = Index(isolated_settings(settings, data_dir), embedder=embedder)
     try:
         collection = index.open(create=True)
-        if ready is not None and int(ready.get("documents", 0)) and not index.store.count(collection):
+        if (
+            ready is not None
+            and int(ready.get("documents", 0))
+            and not index.store.count(collection)
+        ):
             ready = None  # the marker outlived its index (deleted by hand): build it again
         embedded = 0
         failed: list[dict[str, str]] = []
         # A corpus.jsonl index is immutable once built; a docs folder is re-synced every run.
         if ready is None or dataset.docs is not None:
             if echo and ready is None:
-                echo(f"ingesting {folder} into an isolated eval index at {data_dir} (cached for the next run)")
+                echo(
+                    f"ingesting {folder} into an isolated eval index at {data_dir} (cached for the next run)"
+                )
             report = Ingestor(index).sync_folder(folder, progress=progress)
             embedded = report.embedded + report.chunks_deleted + report.deleted
             failed = report.failures
@@ -422,7 +450,9 @@ def _open_locked(
             failed = list(ready.get("failed") or [])
         cached = embedded == 0
         if failed and echo:
-            echo(f"{len(failed)} corpus document(s) could not be ingested (first: {failed[0]['path']}: {failed[0]['reason']})")
+            echo(
+                f"{len(failed)} corpus document(s) could not be ingested (first: {failed[0]['path']}: {failed[0]['reason']})"
+            )
         return DatasetIndex(
             index=index,
             folder=folder,

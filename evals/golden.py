@@ -52,7 +52,9 @@ def _item(raw: Any, where: str, default_id: str) -> GoldenItem:
         raise DatasetError(f"{where}: expected an object with 'question' and 'sources'")
     unknown = set(raw) - {"id", "_id", "question", "sources", "answers"}
     if unknown:
-        raise DatasetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: id, question, sources, answers")
+        raise DatasetError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; allowed: id, question, sources, answers"
+        )
     question = raw.get("question")
     if not isinstance(question, str) or not question.strip():
         raise DatasetError(f"{where}: 'question' is missing or empty")
@@ -67,7 +69,9 @@ def _item(raw: Any, where: str, default_id: str) -> GoldenItem:
 
 def load_golden(path: Path) -> list[GoldenItem]:
     if not path.is_file():
-        raise DatasetError(f"golden set {path} does not exist: set evals.suite to a .jsonl or .yaml file")
+        raise DatasetError(
+            f"golden set {path} does not exist: set evals.suite to a .jsonl or .yaml file"
+        )
     text = path.read_text(encoding="utf-8")
     items: list[GoldenItem] = []
     if path.suffix.lower() in (".yaml", ".yml"):
@@ -78,7 +82,9 @@ def load_golden(path: Path) -> list[GoldenItem]:
         if isinstance(data, dict):
             data = data.get("questions")
         if not isinstance(data, list):
-            raise DatasetError(f"{path}: expected a list of questions (or a 'questions:' key holding one)")
+            raise DatasetError(
+                f"{path}: expected a list of questions (or a 'questions:' key holding one)"
+            )
         items = [_item(raw, f"{path} item {i}", str(i)) for i, raw in enumerate(data, start=1)]
     else:
         for lineno, line in enumerate(text.splitlines(), start=1):
@@ -119,7 +125,10 @@ def default_golden_path(configured: str | None) -> Path | None:
     """``evals.suite`` when set; else ``evals/golden.jsonl`` in the working directory or this package."""
     if configured:
         return Path(configured).expanduser()
-    for candidate in (Path.cwd() / "evals" / "golden.jsonl", Path(__file__).resolve().parent / "golden.jsonl"):
+    for candidate in (
+        Path.cwd() / "evals" / "golden.jsonl",
+        Path(__file__).resolve().parent / "golden.jsonl",
+    ):
         if candidate.is_file():
             return candidate
     return None

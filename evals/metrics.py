@@ -69,7 +69,9 @@ def mrr_at(ranked: Ranking, judged: Judgements, k: int) -> float:
     return 1.0 / rank if rank else 0.0
 
 
-def query_metrics(ranked: Ranking, judged: Judgements, recall_ks: Iterable[int] = (1, 5, 10, 100)) -> dict[str, float]:
+def query_metrics(
+    ranked: Ranking, judged: Judgements, recall_ks: Iterable[int] = (1, 5, 10, 100)
+) -> dict[str, float]:
     """The per-query figures a report shows; their means are the headline metrics."""
     out = {"ndcg@10": ndcg_at(ranked, judged, 10), "mrr@10": mrr_at(ranked, judged, 10)}
     for k in recall_ks:

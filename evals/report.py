@@ -107,7 +107,7 @@ def _worst_retrieval(per_query: list[dict[str, Any]], n: int) -> list[dict[str, 
             "ndcg@10": q.get("ndcg@10"),
             "retrieved": [
                 {"doc": d, "score": s, "relevant": d in set(q["relevant"])}
-                for d, s in list(zip(q["ranked"], q["scores"]))[:10]
+                for d, s in list(zip(q["ranked"], q["scores"], strict=False))[:10]
             ],
         }
         for q in worst
@@ -117,12 +117,30 @@ def _worst_retrieval(per_query: list[dict[str, Any]], n: int) -> list[dict[str, 
 def _worst_answers(per_query: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
     def badness(q: dict[str, Any]) -> int:
         if q["answerable"]:
-            return int(bool(q.get("contains_gold"))) + int(bool(q.get("gold_cited"))) + int(not q["abstained"])
+            return (
+                int(bool(q.get("contains_gold")))
+                + int(bool(q.get("gold_cited")))
+                + int(not q["abstained"])
+            )
         return 3 if q["abstained"] else 0
 
     return [
-        {k: q.get(k) for k in ("id", "question", "answerable", "answer", "abstained", "gold_answers", "gold_docs",
-                                "cited", "verified", "contains_gold", "gold_cited")}
+        {
+            k: q.get(k)
+            for k in (
+                "id",
+                "question",
+                "answerable",
+                "answer",
+                "abstained",
+                "gold_answers",
+                "gold_docs",
+                "cited",
+                "verified",
+                "contains_gold",
+                "gold_cited",
+            )
+        }
         for q in sorted(per_query, key=badness)[:n]
         if badness(q) < 3
     ]
@@ -179,7 +197,9 @@ def build_report(
             delta = round(value - before, 6)
             deltas[key] = delta
             baseline[key] = {"value": before, "report": old.get("id")}
-            old_hash = ((old.get("suites") or {}).get(suite) or {}).get("dataset", {}).get("content_hash")
+            old_hash = (
+                ((old.get("suites") or {}).get(suite) or {}).get("dataset", {}).get("content_hash")
+            )
             new_hash = (suites[suite].get("dataset") or {}).get("content_hash")
             comparable = old_hash == new_hash
             if not comparable:
@@ -189,15 +209,27 @@ def build_report(
             worse = -delta if higher_is_better(key) else delta
             if comparable and is_quality_metric(key) and worse > threshold + 1e-12:
                 regressions.append(
-                    {"metric": key, "previous": before, "current": value, "delta": delta, "previous_report": old.get("id")}
+                    {
+                        "metric": key,
+                        "previous": before,
+                        "current": value,
+                        "delta": delta,
+                        "previous_report": old.get("id"),
+                    }
                 )
             break
     history = [
-        {"id": old.get("id"), "created_at": old.get("created_at"), "metrics": old.get("metrics") or {}}
+        {
+            "id": old.get("id"),
+            "created_at": old.get("created_at"),
+            "metrics": old.get("metrics") or {},
+        }
         for old in reversed(previous[: HISTORY_LENGTH - 1])
     ]
     report_id = new_report_id(now)
-    history.append({"id": report_id, "created_at": now.isoformat(timespec="seconds"), "metrics": metrics})
+    history.append(
+        {"id": report_id, "created_at": now.isoformat(timespec="seconds"), "metrics": metrics}
+    )
     return {
         "schema": SCHEMA,
         "id": report_id,
@@ -235,7 +267,11 @@ def list_reports(reports_dir: Path) -> list[Path]:
     """Report folders, oldest first (names are sortable UTC timestamps)."""
     if not reports_dir.is_dir():
         return []
-    return sorted(p for p in reports_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "report.json").is_file())
+    return sorted(
+        p
+        for p in reports_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "report.json").is_file()
+    )
 
 
 def load_report(folder: Path) -> dict[str, Any]:
@@ -282,7 +318,9 @@ def write_report(reports_dir: Path, report: dict[str, Any], keep: int = 200) -> 
     tmp = reports_dir / f".{report['id']}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    (tmp / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    (tmp / "report.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False, default=str), encoding="utf-8"
+    )
     (tmp / "report.html").write_text(render_html(report), encoding="utf-8")
     os.replace(tmp, folder)
     for old in list_reports(reports_dir)[:-keep]:

@@ -69,7 +69,7 @@ def _metrics_table(report: Mapping[str, Any]) -> str:
         rows.append(
             f"<tr{cls}><td>{escape(suite)}</td><td>{escape(name)}{unit}</td>"
             f'<td class="num value" data-metric="{escape(key)}">{_num(metrics[key])}</td>'
-            f"{_delta_cell(key, deltas.get(key))}<td class=\"num\">{_num(before)}</td></tr>"
+            f'{_delta_cell(key, deltas.get(key))}<td class="num">{_num(before)}</td></tr>'
         )
     return (
         '<table id="metrics-table"><thead><tr><th>suite</th><th>metric</th><th class="num">value</th>'
@@ -84,8 +84,14 @@ def _regressions(report: Mapping[str, Any]) -> str:
     threshold = report.get("threshold")
     if not regs:
         prev = report.get("previous")
-        text = f"No regressions against report {escape(str(prev))}" if prev else "First report: nothing to compare with yet"
-        return f'<div class="banner good" id="regressions">{text} (threshold {_num(threshold)}).</div>'
+        text = (
+            f"No regressions against report {escape(str(prev))}"
+            if prev
+            else "First report: nothing to compare with yet"
+        )
+        return (
+            f'<div class="banner good" id="regressions">{text} (threshold {_num(threshold)}).</div>'
+        )
     items = "".join(
         f"<li><b>{escape(r['metric'])}</b> fell from {_num(r['previous'])} to {_num(r['current'])} "
         f"({r['delta']:+.3f}; report {escape(str(r.get('previous_report')))})</li>"
@@ -103,7 +109,10 @@ def _recall_chart(suites: Mapping[str, Mapping[str, Any]]) -> str:
         return ""
     ks = sorted({int(k) for _, c in curves for k in c})
     pos = {k: float(i) for i, k in enumerate(ks)}
-    series = [(name, [(pos[int(k)], float(v)) for k, v in sorted(c.items(), key=lambda kv: int(kv[0]))]) for name, c in curves]
+    series = [
+        (name, [(pos[int(k)], float(v)) for k, v in sorted(c.items(), key=lambda kv: int(kv[0]))])
+        for name, c in curves
+    ]
     return line_chart(series, [(pos[k], str(k)) for k in ks], "Recall@k", "k (documents)", "recall")
 
 
@@ -126,16 +135,26 @@ def _history_chart(report: Mapping[str, Any]) -> str:
     # The headline of each suite; the full set would crowd the chart.
     headline = ("ndcg@10", "recall@10", "answer_contains_gold", "gold_cited", "citation_precision")
     keys = [
-        k for k in (report.get("metrics") or {})
+        k
+        for k in (report.get("metrics") or {})
         if is_quality_metric(k) and (k.split(".", 1)[-1] in headline or ".hit_rate@" in k)
     ][:8]
     series = []
     for key in keys:
-        points = [(float(i), float(h["metrics"][key])) for i, h in enumerate(history) if key in (h.get("metrics") or {})]
+        points = [
+            (float(i), float(h["metrics"][key]))
+            for i, h in enumerate(history)
+            if key in (h.get("metrics") or {})
+        ]
         if points:
             series.append((key, points))
-    ticks = [(float(i), str(h.get("created_at") or h.get("id") or "")[5:16].replace("T", " ")) for i, h in enumerate(history)]
-    return line_chart(series, ticks, f"Score history (last {len(history)} reports)", "report (UTC)", "score")
+    ticks = [
+        (float(i), str(h.get("created_at") or h.get("id") or "")[5:16].replace("T", " "))
+        for i, h in enumerate(history)
+    ]
+    return line_chart(
+        series, ticks, f"Score history (last {len(history)} reports)", "report (UTC)", "score"
+    )
 
 
 def _worst_retrieval(name: str, worst: list[Mapping[str, Any]]) -> str:
@@ -146,15 +165,17 @@ def _worst_retrieval(name: str, worst: list[Mapping[str, Any]]) -> str:
             f'<span class="meta">{_num(float(r["score"]))}</span>{" ✓" if r["relevant"] else ""}</li>'
             for r in q.get("retrieved", [])[:5]
         )
-        expected = ", ".join(f'<span class="doc">{escape(str(d))}</span>' for d in q.get("relevant", []))
+        expected = ", ".join(
+            f'<span class="doc">{escape(str(d))}</span>' for d in q.get("relevant", [])
+        )
         rank = q.get("first_relevant_rank")
         rows.append(
-            f"<tr><td>{escape(str(q.get('query', '')))}<div class=\"meta\">{escape(str(q.get('id')))}</div></td>"
-            f"<td>{expected}</td><td class=\"num\">{rank if rank else 'not found'}</td>"
-            f"<td class=\"num\">{_num(q.get('ndcg@10'))}</td><td><ol>{retrieved}</ol></td></tr>"
+            f'<tr><td>{escape(str(q.get("query", "")))}<div class="meta">{escape(str(q.get("id")))}</div></td>'
+            f'<td>{expected}</td><td class="num">{rank if rank else "not found"}</td>'
+            f'<td class="num">{_num(q.get("ndcg@10"))}</td><td><ol>{retrieved}</ol></td></tr>'
         )
     return (
-        f"<h3>{escape(name)}</h3><table class=\"worst\"><thead><tr><th>query</th><th>expected</th>"
+        f'<h3>{escape(name)}</h3><table class="worst"><thead><tr><th>query</th><th>expected</th>'
         '<th class="num">first relevant rank</th><th class="num">nDCG@10</th><th>retrieved (top 5)</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
@@ -165,14 +186,18 @@ def _worst_answers(name: str, worst: list[Mapping[str, Any]]) -> str:
     for q in worst:
         verdict = []
         if q.get("answerable"):
-            verdict.append("abstained" if q.get("abstained") else ("gold answer missing" if q.get("contains_gold") is False else ""))
+            verdict.append(
+                "abstained"
+                if q.get("abstained")
+                else ("gold answer missing" if q.get("contains_gold") is False else "")
+            )
             if q.get("gold_cited") is False:
                 verdict.append("gold document not cited")
         else:
             verdict.append("answered an unanswerable question")
         cited = ", ".join(
             f'<span class="doc{" rel" if v else ""}">{escape(str(c))}</span>'
-            for c, v in zip(q.get("cited") or [], q.get("verified") or [])
+            for c, v in zip(q.get("cited") or [], q.get("verified") or [], strict=False)
         )
         rows.append(
             f"<tr><td>{escape(str(q.get('question', '')))}</td><td>{escape(str(q.get('answer', ''))[:400])}</td>"
@@ -180,7 +205,7 @@ def _worst_answers(name: str, worst: list[Mapping[str, Any]]) -> str:
             f"<td>{escape('; '.join(v for v in verdict if v))}</td></tr>"
         )
     return (
-        f"<h3>{escape(name)}</h3><table class=\"worst\"><thead><tr><th>question</th><th>answer</th><th>gold</th>"
+        f'<h3>{escape(name)}</h3><table class="worst"><thead><tr><th>question</th><th>answer</th><th>gold</th>'
         f"<th>cited (verified bold)</th><th>why</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
@@ -189,7 +214,9 @@ def render_html(report: Mapping[str, Any]) -> str:
     suites: Mapping[str, Mapping[str, Any]] = report.get("suites") or {}
     index = report.get("index") or {}
     emb = index.get("embedding") or {}
-    charts = [c for c in [_recall_chart(suites), *_latency_charts(suites), _history_chart(report)] if c]
+    charts = [
+        c for c in [_recall_chart(suites), *_latency_charts(suites), _history_chart(report)] if c
+    ]
     worst_parts = []
     for name, s in suites.items():
         if s.get("worst"):
@@ -199,23 +226,26 @@ def render_html(report: Mapping[str, Any]) -> str:
     for name, s in suites.items():
         for n in s.get("notes") or []:
             notes += f"<li>{escape(name)}: {escape(str(n))}</li>"
-    config = {name: {"kind": s.get("kind"), "dataset": s.get("dataset"), "config": s.get("config")} for name, s in suites.items()}
+    config = {
+        name: {"kind": s.get("kind"), "dataset": s.get("dataset"), "config": s.get("config")}
+        for name, s in suites.items()
+    }
     title = f"Eval report {report.get('id', '')}"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>{escape(title)}</title><style>{_CSS}</style></head><body>
 <h1>{escape(title)}</h1>
-<p class="meta">created {escape(str(report.get('created_at')))} · trigger <b>{escape(str(report.get('trigger')))}</b>
-{('· ' + escape(str(report['reason']))) if report.get('reason') else ''} ·
-index {escape(str(index.get('collection', '–')))} ({_num(index.get('documents'))} documents, {_num(index.get('chunks'))} chunks) ·
-embedding {escape(str(emb.get('model', '–')))} · compared with {escape(str(report.get('previous') or 'nothing (first report)'))}</p>
+<p class="meta">created {escape(str(report.get("created_at")))} · trigger <b>{escape(str(report.get("trigger")))}</b>
+{("· " + escape(str(report["reason"]))) if report.get("reason") else ""} ·
+index {escape(str(index.get("collection", "–")))} ({_num(index.get("documents"))} documents, {_num(index.get("chunks"))} chunks) ·
+embedding {escape(str(emb.get("model", "–")))} · compared with {escape(str(report.get("previous") or "nothing (first report)"))}</p>
 {_regressions(report)}
 <h2>Metrics</h2>{_metrics_table(report)}
-{f'<h2>Notes</h2><ul id="notes">{notes}</ul>' if notes else ''}
-<h2>Plots</h2><div class="charts">{''.join(charts)}</div>
-<h2>Worst queries</h2>{''.join(worst_parts) or '<p class="meta">none</p>'}
+{f'<h2>Notes</h2><ul id="notes">{notes}</ul>' if notes else ""}
+<h2>Plots</h2><div class="charts">{"".join(charts)}</div>
+<h2>Worst queries</h2>{"".join(worst_parts) or '<p class="meta">none</p>'}
 <h2>Configuration</h2><details><summary>suites, retrieval and chunking settings</summary>
-<pre>{escape(json.dumps({'index': index, 'suites': config}, indent=2, default=str))}</pre></details>
+<pre>{escape(json.dumps({"index": index, "suites": config}, indent=2, default=str))}</pre></details>
 <p class="meta">Machine-readable: <a href="report.json">report.json</a></p>
 </body></html>
 """

@@ -36,7 +36,9 @@ _CHUNKS_PER_DOC = 4
 _MAX_CHUNKS = 2000
 
 
-def collapse_to_documents(hits: Sequence[Hit], to_doc: Callable[[str], str], limit: int) -> tuple[list[str], list[float]]:
+def collapse_to_documents(
+    hits: Sequence[Hit], to_doc: Callable[[str], str], limit: int
+) -> tuple[list[str], list[float]]:
     """Document ids in the order of their best chunk, with that chunk's score."""
     docs: list[str] = []
     scores: list[float] = []
@@ -78,9 +80,7 @@ def evaluate_retrieval(
     mode = mode or settings.mode
     retriever = Retriever(index)
     chunk_limit = min(max(top_k * _CHUNKS_PER_DOC, top_k), _MAX_CHUNKS)
-    judged = [
-        qid for qid in queries if any(grade > 0 for grade in qrels.get(qid, {}).values())
-    ]
+    judged = [qid for qid in queries if any(grade > 0 for grade in qrels.get(qid, {}).values())]
     per_query: list[dict[str, Any]] = []
     latencies: list[float] = []
     started = time.perf_counter()

@@ -97,7 +97,9 @@ class EvalRunner:
 
     def _run_once(self, trigger: str, reason: str | None) -> None:
         try:
-            folder, report = self.suite(self.index, trigger=trigger, reason=reason, should_stop=self._stop.is_set)
+            folder, report = self.suite(
+                self.index, trigger=trigger, reason=reason, should_stop=self._stop.is_set
+            )
             self.last_folder, self.last_error = folder, None
         except EvalCancelled:
             return
@@ -115,12 +117,16 @@ class EvalRunner:
         regressions = report.get("regressions") or []
         if regressions:
             worst = ", ".join(f"{r['metric']} {r['delta']:+.3f}" for r in regressions[:3])
-            self.echo(f"eval ({trigger}): {len(regressions)} regression(s): {worst}; see {folder / 'report.html'}")
+            self.echo(
+                f"eval ({trigger}): {len(regressions)} regression(s): {worst}; see {folder / 'report.html'}"
+            )
         else:
             self.echo(f"eval ({trigger}): no regressions; report {folder / 'report.html'}")
 
 
-def eval_after_reindex(index: Index, echo: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+def eval_after_reindex(
+    index: Index, echo: Callable[[str], None] | None = None
+) -> dict[str, Any] | None:
     """``rag reindex`` without a daemon: run the suite in this process once the alias has switched.
 
     There is no query service in this process to keep responsive, and a detached child would

@@ -64,7 +64,14 @@ def save_report(
     ev = settings.evals
     folder_root = reports_dir(settings)
     report = build_report(
-        suites, previous_reports(folder_root), ev.regression_threshold, trigger, reason, info, ev.worst_queries, notes
+        suites,
+        previous_reports(folder_root),
+        ev.regression_threshold,
+        trigger,
+        reason,
+        info,
+        ev.worst_queries,
+        notes,
     )
     folder = write_report(folder_root, report, keep=ev.keep_reports)
     return folder, report
@@ -97,12 +104,16 @@ def run_default_suite(
                 "knowledge base: skipped (point evals.suite at your own golden set)"
             )
         else:
-            result = evaluate_retrieval(index, dataset.queries, dataset.qrels, top_k=ev.top_k, should_stop=should_stop)
+            result = evaluate_retrieval(
+                index, dataset.queries, dataset.qrels, top_k=ev.top_k, should_stop=should_stop
+            )
             missing = sorted(expected - indexed)
             result.update(
                 kind="retrieval",
                 dataset={**dataset.describe(), "path": str(golden_path)},
-                notes=[f"expected file(s) not in the index: {', '.join(missing)}"] if missing else [],
+                notes=[f"expected file(s) not in the index: {', '.join(missing)}"]
+                if missing
+                else [],
             )
             suites["golden"] = result
             if (ev.answers if answers is None else answers) and dataset.answers:
@@ -113,11 +124,17 @@ def run_default_suite(
                 else:
                     try:
                         answered = evaluate_answers(
-                            run, dataset.queries, dataset.answers, dataset.qrels, should_stop=should_stop
+                            run,
+                            dataset.queries,
+                            dataset.answers,
+                            dataset.qrels,
+                            should_stop=should_stop,
                         )
                     finally:
                         run.close()
-                    answered.update(kind="answers", dataset={**dataset.describe(), "path": str(golden_path)})
+                    answered.update(
+                        kind="answers", dataset={**dataset.describe(), "path": str(golden_path)}
+                    )
                     suites["answers"] = answered
     if index.store.count(collection, {"tenant": settings.tenant}) > 0:
         canary = run_canary(index, ev.canary_samples, ev.canary_top_k, should_stop=should_stop)

@@ -24,7 +24,7 @@ def _frame(width: int, height: int, title: str, body: list[str], label: str) -> 
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'role="img" aria-label="{escape(label)}" class="chart">'
-        f'<title>{escape(title)}</title>'
+        f"<title>{escape(title)}</title>"
         f'<text x="{width / 2:.0f}" y="16" text-anchor="middle" class="chart-title">{escape(title)}</text>'
         + "".join(body)
         + "</svg>"
@@ -56,17 +56,27 @@ def line_chart(
     def py(y: float) -> float:
         return top + plot_h * (1 - (min(max(y, y_min), y_max) - y_min) / (y_max - y_min))
 
-    body: list[str] = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="plot-bg"/>']
+    body: list[str] = [
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="plot-bg"/>'
+    ]
     for i in range(5):
         y = y_min + (y_max - y_min) * i / 4
-        body.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{py(y):.1f}" y2="{py(y):.1f}" class="grid"/>')
-        body.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end" class="tick">{_fmt(y)}</text>')
+        body.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{py(y):.1f}" y2="{py(y):.1f}" class="grid"/>'
+        )
+        body.append(
+            f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end" class="tick">{_fmt(y)}</text>'
+        )
     step = max(1, len(x_ticks) // 10)
     for j, (x, label) in enumerate(x_ticks):
         if j % step and j != len(x_ticks) - 1:
             continue
-        body.append(f'<text x="{px(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{escape(label)}</text>')
-    body.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>')
+        body.append(
+            f'<text x="{px(x):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{escape(label)}</text>'
+        )
+    body.append(
+        f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>'
+    )
     body.append(
         f'<text x="14" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="axis" '
         f'transform="rotate(-90 14 {top + plot_h / 2:.0f})">{escape(y_label)}</text>'
@@ -75,15 +85,21 @@ def line_chart(
         color = PALETTE[n % len(PALETTE)]
         if len(points) > 1:
             path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in points)
-            body.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+            body.append(
+                f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>'
+            )
         for x, y in points:
             body.append(
                 f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3.5" fill="{color}">'
                 f"<title>{escape(name)}: {_fmt(y)}</title></circle>"
             )
         ly = top + 12 + n * 18
-        body.append(f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{color}"/>')
-        body.append(f'<text x="{left + plot_w + 30}" y="{ly + 1}" class="legend">{escape(name)}</text>')
+        body.append(
+            f'<rect x="{left + plot_w + 12}" y="{ly - 9}" width="12" height="12" fill="{color}"/>'
+        )
+        body.append(
+            f'<text x="{left + plot_w + 30}" y="{ly + 1}" class="legend">{escape(name)}</text>'
+        )
     return _frame(width, height, title, body, f"{title}: {y_label} by {x_label}")
 
 
@@ -99,9 +115,13 @@ def histogram(
     """Counts of ``values`` in equal-width bins, with labelled vertical markers (e.g. p50, p95)."""
     left, right, top, bottom = 52, 20, 28, 44
     plot_w, plot_h = width - left - right, height - top - bottom
-    body: list[str] = [f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="plot-bg"/>']
+    body: list[str] = [
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="plot-bg"/>'
+    ]
     if not values:
-        body.append(f'<text x="{width / 2:.0f}" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="tick">no data</text>')
+        body.append(
+            f'<text x="{width / 2:.0f}" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="tick">no data</text>'
+        )
         return _frame(width, height, title, body, title)
     lo, hi = min(values), max(values)
     if hi - lo < 1e-9:  # all equal: a bar in the middle of a visible range
@@ -128,10 +148,14 @@ def histogram(
         )
     body.append(f'<text x="{left - 6}" y="{top + 8}" text-anchor="end" class="tick">{peak}</text>')
     body.append(f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" class="tick">0</text>')
-    body.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>')
+    body.append(
+        f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>'
+    )
     for n, (name, value) in enumerate(markers):
         x = left + plot_w * (min(max(value, lo), hi) - lo) / (hi - lo)
-        body.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" class="marker"/>')
+        body.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{top + plot_h}" class="marker"/>'
+        )
         # Labels near the right edge go left of their line, so they stay inside the chart.
         anchor, dx = ("end", -4) if x > left + plot_w * 0.75 else ("start", 4)
         body.append(

@@ -132,7 +132,10 @@ class WatchDaemon:
         return {
             "pid": os.getpid(),
             "ready": self.ready.is_set(),
-            "idle": self.ready.is_set() and not pending and not self._syncing and self._reconcile_reason is None,
+            "idle": self.ready.is_set()
+            and not pending
+            and not self._syncing
+            and self._reconcile_reason is None,
             "pending_paths": pending,
             "syncs": self.syncs,
             "files_ingested": self.files_ingested,
@@ -176,7 +179,7 @@ class WatchDaemon:
             try:
                 self._observer.stop()
                 self._observer.join(5)
-            except Exception:  # pragma: no cover - best effort on shutdown
+            except Exception:  # noqa: BLE001  # pragma: no cover - best effort on shutdown
                 pass
             self._observer = None
         if self._overflow_detector is not None:
@@ -202,7 +205,10 @@ class WatchDaemon:
                 self._stop_observer()
                 self._start_observer()
                 self._reconcile_reason = "watcher restarted"
-            if self._reconcile_reason or time.monotonic() - last_reconcile > self.reconcile_interval:
+            if (
+                self._reconcile_reason
+                or time.monotonic() - last_reconcile > self.reconcile_interval
+            ):
                 reason = self._reconcile_reason or "periodic"
                 self._reconcile_reason = None
                 with self._dirty_lock:

@@ -32,7 +32,9 @@ def load_tokenizer(model_dir: Path) -> Callable[[str], Sequence[int]]:
 class Chunker:
     """Cheap to construct; the tokenizer is passed in (loaded once by the embedder)."""
 
-    def __init__(self, chunk_tokens: int, overlap_tokens: int, tokenizer: Callable[[str], Sequence[int]]):
+    def __init__(
+        self, chunk_tokens: int, overlap_tokens: int, tokenizer: Callable[[str], Sequence[int]]
+    ):
         if overlap_tokens >= chunk_tokens:
             raise ValueError(
                 f"chunking.overlap_tokens ({overlap_tokens}) must be smaller than chunking.chunk_tokens ({chunk_tokens})"

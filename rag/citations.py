@@ -62,21 +62,154 @@ SUPPORT_WEIGHTS: dict[str, float] = {
 
 _STOPWORDS = frozenset(
     (
-        "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any",
-        "are", "as", "at", "be", "because", "been", "before", "being", "below", "between",
-        "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during",
-        "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her",
-        "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into",
-        "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor",
-        "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours",
-        "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such",
-        "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there",
-        "these", "they", "this", "those", "through", "to", "too", "under", "until", "up",
-        "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom",
-        "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves",
-        "also", "according", "passage", "passages", "document", "documents", "answer",
-        "context", "based", "one", "two", "many", "much", "may", "might", "must", "shall",
-        "used", "use", "using", "called", "known"
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "also",
+        "according",
+        "passage",
+        "passages",
+        "document",
+        "documents",
+        "answer",
+        "context",
+        "based",
+        "one",
+        "two",
+        "many",
+        "much",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "used",
+        "use",
+        "using",
+        "called",
+        "known",
     )
 )
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
@@ -87,7 +220,21 @@ _SENTENCE_END = re.compile(
     r"[.!?][\"')\]]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*(?=\s+[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)"
 )
 _LIST_NUMBER = re.compile(r"\d{1,3}[.)]")
-_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "Dr.", "Mr.", "Mrs.", "Ms.", "St.", "No.", "Fig.", "al.", "approx.")
+_ABBREVIATIONS = (
+    "e.g.",
+    "i.e.",
+    "etc.",
+    "vs.",
+    "Dr.",
+    "Mr.",
+    "Mrs.",
+    "Ms.",
+    "St.",
+    "No.",
+    "Fig.",
+    "al.",
+    "approx.",
+)
 
 
 def _stem(word: str) -> str:
@@ -109,7 +256,9 @@ def key_terms(text: str) -> set[str]:
     words = _WORD.findall(text)
     keys = set()
     for i, w in enumerate(words):
-        if any(c.isdigit() for c in w) or (i > 0 and w[0].isupper() and w.lower() not in _STOPWORDS):
+        if any(c.isdigit() for c in w) or (
+            i > 0 and w[0].isupper() and w.lower() not in _STOPWORDS
+        ):
             keys.add(_stem(w))
     return keys
 
@@ -132,9 +281,9 @@ def split_sentences(text: str) -> list[str]:
             part = part.replace(abbr.replace(".", f"\x00{i}\x00"), abbr)
         part = part.strip()
         # "... 1889. [1]" — a sentence that is only markers belongs to the previous one.
-        if out and _LIST_NUMBER.fullmatch(out[-1]):  # "1." of a numbered list opens its item
-            out[-1] = f"{out[-1]} {part}"
-        elif out and _MARKER.sub("", part).strip(" .") == "":
+        if (out and _LIST_NUMBER.fullmatch(out[-1])) or (
+            out and _MARKER.sub("", part).strip(" .") == ""
+        ):  # "1." of a numbered list opens its item
             out[-1] = f"{out[-1]} {part}"
         elif out and part[:1] == "[" and (lead := _MARKER.match(part)):
             out[-1] = f"{out[-1]} {lead.group(0).strip()}"
@@ -171,7 +320,9 @@ class SupportScorer:
 
     FEATURES = ("novel", "coverage", "keys", "cosine")
 
-    def __init__(self, embed: Embed | None, weights: dict[str, float] | None = None, cache_size: int = 20000):
+    def __init__(
+        self, embed: Embed | None, weights: dict[str, float] | None = None, cache_size: int = 20000
+    ):
         self.embed = embed
         self.weights = dict(weights or SUPPORT_WEIGHTS)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -187,12 +338,14 @@ class SupportScorer:
         if missing:
             fresh = self.embed(missing)
             with self._lock:
-                for t, v in zip(missing, fresh):
+                for t, v in zip(missing, fresh, strict=False):
                     self._cache[t] = v
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
         with self._lock:
-            return np.stack([self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts])
+            return np.stack(
+                [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]
+            )
 
     def passage_sentences(self, passage: Passage) -> list[str]:
         return split_sentences(passage.text) or [passage.text]
@@ -212,9 +365,19 @@ class SupportScorer:
         question_words = set(content_words(question))
         coverage = sum(w in passage_words for w in words) / len(words) if words else 0.0
         novel_words = [w for w in words if w not in question_words]
-        novel = sum(w in passage_words for w in novel_words) / len(novel_words) if novel_words else coverage
-        keys = key_terms(sentence) - (key_terms(question) | {_stem(w) for w in _WORD.findall(question)})
-        passage_stems = passage_words | {_stem(w) for w in _WORD.findall(passage_text)} if keys else passage_words
+        novel = (
+            sum(w in passage_words for w in novel_words) / len(novel_words)
+            if novel_words
+            else coverage
+        )
+        keys = key_terms(sentence) - (
+            key_terms(question) | {_stem(w) for w in _WORD.findall(question)}
+        )
+        passage_stems = (
+            passage_words | {_stem(w) for w in _WORD.findall(passage_text)}
+            if keys
+            else passage_words
+        )
         key_share = sum(k in passage_stems for k in keys) / len(keys) if keys else 1.0
         cosine = 0.0
         if with_cosine is None:
@@ -226,7 +389,9 @@ class SupportScorer:
 
     def score_features(self, f: SupportFeatures) -> float:
         w = self.weights
-        z = w["intercept"] + sum(w[name] * value for name, value in zip(self.FEATURES, f.as_list()))
+        z = w["intercept"] + sum(
+            w[name] * value for name, value in zip(self.FEATURES, f.as_list(), strict=False)
+        )
         return 1.0 / (1.0 + math.exp(-z))
 
     def support(self, sentence: str, passage: Passage, question: str = "") -> tuple[float, str]:
@@ -240,7 +405,9 @@ class SupportScorer:
         if len(candidates) <= 1:
             return candidates[0] if candidates else ""
         mine = set(content_words(sentence))
-        overlap = np.array([len(mine & set(content_words(c))) / max(1, len(mine)) for c in candidates])
+        overlap = np.array(
+            [len(mine & set(content_words(c))) / max(1, len(mine)) for c in candidates]
+        )
         if self.embed is not None:
             vecs = self.vectors([sentence, *candidates])
             overlap = overlap + vecs[1:] @ vecs[0]
@@ -272,7 +439,17 @@ class VerifiedAnswer:
 def _is_abstention(text: str, abstain_text: str) -> bool:
     norm = re.sub(r"[^a-z ]", "", text.lower())
     target = re.sub(r"[^a-z ]", "", abstain_text.lower())
-    return bool(target) and (target in norm or norm.startswith(("the documents dont", "the passages dont", "the passages do not", "the documents do not")))
+    return bool(target) and (
+        target in norm
+        or norm.startswith(
+            (
+                "the documents dont",
+                "the passages dont",
+                "the passages do not",
+                "the documents do not",
+            )
+        )
+    )
 
 
 def model_abstained(answer: str, abstain_text: str) -> bool:
@@ -358,4 +535,6 @@ def verify_answer(
         cit = passage.as_citation(quote=quotes.get(old, (0.0, passage.text))[1], verified=True)
         cit["n"] = new
         citations.append(cit)
-    return VerifiedAnswer(answer=" ".join(rendered), abstained=False, citations=citations, sentences=checked)
+    return VerifiedAnswer(
+        answer=" ".join(rendered), abstained=False, citations=citations, sentences=checked
+    )

@@ -63,10 +63,16 @@ def get_settings() -> Settings:
 @app.callback()
 def _global(
     config: Annotated[
-        str | None, typer.Option("--config", envvar="RAG_CONFIG", help="YAML config file (default: configs/default.yaml)")
+        str | None,
+        typer.Option(
+            "--config", envvar="RAG_CONFIG", help="YAML config file (default: configs/default.yaml)"
+        ),
     ] = None,
     data_dir: Annotated[
-        str | None, typer.Option("--data-dir", envvar="RAG_DATA_DIR", help="Where the index, manifest and reports live")
+        str | None,
+        typer.Option(
+            "--data-dir", envvar="RAG_DATA_DIR", help="Where the index, manifest and reports live"
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more")] = False,
 ) -> None:
@@ -86,7 +92,13 @@ def progress_reporter(label: str) -> Iterator[Callable[[str, int, int], None]]:
     """A progress bar on a terminal; periodic one-line updates in logs and CI."""
     if sys.stderr.isatty():
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with Progress(
             TextColumn(f"[bold]{label}"),
@@ -148,7 +160,9 @@ def ingest(
         fail(f"{path} is not a folder: give the folder to sync (files are found recursively)")
     client = daemon_client()
     if client is not None:
-        fail("a daemon (`rag watch`/`rag serve`) is running on this data dir and already keeps it in sync; stop it first")
+        fail(
+            "a daemon (`rag watch`/`rag serve`) is running on this data dir and already keeps it in sync; stop it first"
+        )
     from rag.ingest import Ingestor
 
     index = open_index()
@@ -172,7 +186,9 @@ def ingest(
 @app.command()
 def watch(
     paths: Annotated[list[Path], typer.Argument(help="Folder(s) to keep in sync")],
-    reconcile_interval: Annotated[float, typer.Option(help="Seconds between safety reconciles")] = 300.0,
+    reconcile_interval: Annotated[
+        float, typer.Option(help="Seconds between safety reconciles")
+    ] = 300.0,
 ) -> None:
     """The daemon: an initial sync of PATH, then follow changes until SIGINT/SIGTERM."""
     for p in paths:
@@ -183,7 +199,9 @@ def watch(
     run_daemon(paths, reconcile_interval)
 
 
-def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[Any, Any], Any] | None = None) -> None:
+def run_daemon(
+    paths: list[Path], reconcile_interval: float, extra: Callable[[Any, Any], Any] | None = None
+) -> None:
     """Shared by `rag watch` and `rag serve`: index + daemon + control API, stopped by signals."""
     from ingestion.daemon import WatchDaemon
     from rag.control import ControlServer
@@ -195,7 +213,11 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
     # Evals run in the background after each sync that changed the index, and after a reindex.
     from evals.runner import EvalRunner
 
-    evals = EvalRunner(index, echo=lambda m: typer.echo(m, err=True)) if settings.evals.after_sync else None
+    evals = (
+        EvalRunner(index, echo=lambda m: typer.echo(m, err=True))
+        if settings.evals.after_sync
+        else None
+    )
     daemon = WatchDaemon(
         index,
         paths,
@@ -226,7 +248,9 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
             if not pipelines:
                 pipelines.append(QueryPipeline(index, settings))
         kwargs = {k: body.get(k) for k in ("filters", "prompt", "user")}
-        result: dict[str, Any] = pipelines[0].run(str(body.get("question", "")), generate=bool(body.get("generate", True)), **kwargs)
+        result: dict[str, Any] = pipelines[0].run(
+            str(body.get("question", "")), generate=bool(body.get("generate", True)), **kwargs
+        )
         return result
 
     control = ControlServer(
@@ -249,8 +273,13 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
     stopper = None
     try:
         stopper = extra(index, daemon) if extra else None
-        typer.echo(f"watching {', '.join(str(p) for p in paths)} (pid {os.getpid()}); Ctrl-C to stop", err=True)
-        while not stop_requested["flag"] and daemon._thread is not None and daemon._thread.is_alive():
+        typer.echo(
+            f"watching {', '.join(str(p) for p in paths)} (pid {os.getpid()}); Ctrl-C to stop",
+            err=True,
+        )
+        while (
+            not stop_requested["flag"] and daemon._thread is not None and daemon._thread.is_alive()
+        ):
             time.sleep(0.2)
     finally:
         typer.echo("stopping: finishing the sync in flight…", err=True)
@@ -267,7 +296,9 @@ def run_daemon(paths: list[Path], reconcile_interval: float, extra: Callable[[An
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
     """Documents, chunks, failures, embedding identity, live collection, last sync."""
     client = daemon_client()
     if client is not None:
@@ -285,8 +316,12 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         return
     emb = data["embedding"]
     typer.echo(f"index      {data['alias']} -> {data['collection']} ({data['backend']})")
-    typer.echo(f"documents  {data['documents']}  chunks {data['chunks']}  failed {len(data['failed'])}")
-    typer.echo(f"embedding  {emb['model']} dim {emb['dimension']} weights {emb['fingerprint'][:12]}")
+    typer.echo(
+        f"documents  {data['documents']}  chunks {data['chunks']}  failed {len(data['failed'])}"
+    )
+    typer.echo(
+        f"embedding  {emb['model']} dim {emb['dimension']} weights {emb['fingerprint'][:12]}"
+    )
     if data.get("last_run"):
         lr = data["last_run"]
         typer.echo(
@@ -296,19 +331,30 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     if data.get("last_eval"):
         ev = data["last_eval"]
         regs = ev.get("regressions") or []
-        verdict = f"{len(regs)} regression(s): " + ", ".join(r["metric"] for r in regs[:3]) if regs else "no regressions"
-        typer.echo(f"last eval  {ev.get('id')} ({ev.get('trigger')}): {verdict}" + (f"; failed since: {ev['error']}" if ev.get("error") else ""))
+        verdict = (
+            f"{len(regs)} regression(s): " + ", ".join(r["metric"] for r in regs[:3])
+            if regs
+            else "no regressions"
+        )
+        typer.echo(
+            f"last eval  {ev.get('id')} ({ev.get('trigger')}): {verdict}"
+            + (f"; failed since: {ev['error']}" if ev.get("error") else "")
+        )
     if data.get("daemon"):
         d = data["daemon"]
         state_word = "idle" if d["idle"] else ("syncing" if d["ready"] else "initial sync")
-        typer.echo(f"daemon     pid {d['pid']}, {state_word}, {d['pending_paths']} change(s) pending")
+        typer.echo(
+            f"daemon     pid {d['pid']}, {state_word}, {d['pending_paths']} change(s) pending"
+        )
     for f in data["failed"]:
         typer.echo(f"  failed: {f['path']}: {f['reason']}")
 
 
 @app.command()
 def export(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")
+    ] = None,
 ) -> None:
     """One JSON line per chunk, read from the vector store itself."""
     out = output.open("w", encoding="utf-8") if output else sys.stdout

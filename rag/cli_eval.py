@@ -76,7 +76,9 @@ def _open_dataset_index(settings: Settings, data: Dataset, rebuild: bool) -> Dat
 
     embedder = load_embedder(settings)
     with progress_reporter("eval index") as progress:
-        return open_dataset_index(settings, data, embedder, rebuild=rebuild, progress=progress, echo=_echo)
+        return open_dataset_index(
+            settings, data, embedder, rebuild=rebuild, progress=progress, echo=_echo
+        )
 
 
 def _limit_queries(queries: dict[str, str], limit: int | None) -> dict[str, str]:
@@ -91,7 +93,9 @@ def _sample_queries(queries: dict[str, str], n: int | None) -> dict[str, str]:
     return dict(items[round(i * len(items) / n)] for i in range(n))
 
 
-def _write_dataset_report(settings: Settings, name: str, result: dict[str, Any], info: dict[str, Any]) -> Path:
+def _write_dataset_report(
+    settings: Settings, name: str, result: dict[str, Any], info: dict[str, Any]
+) -> Path:
     from evals.suite import save_report
 
     folder, _ = save_report(settings, {name: result}, "manual", f"rag eval on {name}", info, [])
@@ -103,15 +107,36 @@ MODE_OPTION = typer.Option("--mode", help="dense | sparse | hybrid (default: ret
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-layout folder: queries.jsonl, qrels/<split>.tsv, corpus.jsonl")],
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            "--dataset", help="BEIR-layout folder: queries.jsonl, qrels/<split>.tsv, corpus.jsonl"
+        ),
+    ],
     split: Annotated[str, typer.Option("--split", help="qrels/<split>.tsv to score")] = "test",
-    docs: Annotated[Path | None, typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
-    top_k: Annotated[int | None, typer.Option("--top-k", min=1, max=1000, help="Documents ranked per query (default evals.top_k)")] = None,
+    docs: Annotated[
+        Path | None,
+        typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it"),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k", min=1, max=1000, help="Documents ranked per query (default evals.top_k)"
+        ),
+    ] = None,
     mode: Annotated[str | None, MODE_OPTION] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N judged queries")] = None,
-    per_query: Annotated[bool, typer.Option("--per-query", help="Include each query's ranked doc ids and scores")] = False,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
-    report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N judged queries")
+    ] = None,
+    per_query: Annotated[
+        bool, typer.Option("--per-query", help="Include each query's ranked doc ids and scores")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """nDCG@10, recall@1/5/10/100, MRR@10 and latency of the real retriever on a BEIR dataset."""
@@ -124,12 +149,17 @@ def eval_retrieval(
     data = _load_dataset(dataset, split, docs)
     queries = _limit_queries(data.judged_queries(), limit)
     if not queries:
-        fail(f"no query in {dataset} has a relevant document in qrels/{split}.tsv: nothing to score", code=2)
+        fail(
+            f"no query in {dataset} has a relevant document in qrels/{split}.tsv: nothing to score",
+            code=2,
+        )
     dsi = _open_dataset_index(settings, data, rebuild)
     try:
         k = top_k or settings.evals.top_k
         with progress_reporter("eval queries") as progress:
-            result = evaluate_retrieval(dsi.index, queries, data.qrels, dsi.to_doc, k, mode, progress)  # type: ignore[arg-type]
+            result = evaluate_retrieval(
+                dsi.index, queries, data.qrels, dsi.to_doc, k, mode, progress
+            )  # type: ignore[arg-type]
         result.update(kind="retrieval", dataset=data.describe(), index=dsi.describe())
         result["timings"] = {
             "index_seconds": round(dsi.build_seconds, 3),
@@ -139,7 +169,12 @@ def eval_retrieval(
         if report:
             from evals.suite import index_info
 
-            folder = _write_dataset_report(settings, data.name, result, {**index_info(dsi.index), "dataset_index": dsi.describe()})
+            folder = _write_dataset_report(
+                settings,
+                data.name,
+                result,
+                {**index_info(dsi.index), "dataset_index": dsi.describe()},
+            )
             result["report"] = str(folder / "report.html")
     finally:
         dsi.close()
@@ -168,17 +203,34 @@ def _print_retrieval(result: dict[str, Any]) -> None:
 
 @eval_app.command("answers")
 def eval_answers(
-    dataset: Annotated[Path, typer.Option("--dataset", help="BEIR-layout folder with answers.jsonl")],
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="BEIR-layout folder with answers.jsonl")
+    ],
     split: Annotated[str, typer.Option("--split")] = "test",
-    docs: Annotated[Path | None, typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N questions")] = None,
+    docs: Annotated[
+        Path | None,
+        typer.Option("--docs", help="Corpus is this folder; qrels corpus-id = path relative to it"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N questions")
+    ] = None,
     sample: Annotated[
         int | None,
-        typer.Option("--sample", min=1, help="N questions evenly spaced over the set (keeps its answerable/unanswerable mix)"),
+        typer.Option(
+            "--sample",
+            min=1,
+            help="N questions evenly spaced over the set (keeps its answerable/unanswerable mix)",
+        ),
     ] = None,
-    per_query: Annotated[bool, typer.Option("--per-query", help="Include each question's answer and citations")] = False,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")] = False,
-    report: Annotated[bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")] = False,
+    per_query: Annotated[
+        bool, typer.Option("--per-query", help="Include each question's answer and citations")
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Ignore the cached index of this corpus")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Answer quality of the full query path: gold answer contained and cited, abstention, latency, tokens."""
@@ -188,7 +240,10 @@ def eval_answers(
     started = time.perf_counter()
     data = _load_dataset(dataset, split, docs)
     if not data.answers:
-        fail(f"{dataset} has no answers.jsonl ({{\"_id\", \"answerable\", \"answers\"}} per line): use `rag eval retrieval`", code=2)
+        fail(
+            f'{dataset} has no answers.jsonl ({{"_id", "answerable", "answers"}} per line): use `rag eval retrieval`',
+            code=2,
+        )
     assert data.answers is not None
     questions = _limit_queries({q: t for q, t in data.queries.items() if q in data.answers}, limit)
     if limit and sample:
@@ -202,7 +257,9 @@ def eval_answers(
             fail(str(exc))
         try:
             with progress_reporter("eval questions") as progress:
-                result = evaluate_answers(run, questions, data.answers, data.qrels, dsi.to_doc, progress=progress)
+                result = evaluate_answers(
+                    run, questions, data.answers, data.qrels, dsi.to_doc, progress=progress
+                )
         finally:
             run.close()
         result.update(kind="answers", dataset=data.describe(), index=dsi.describe())
@@ -215,7 +272,10 @@ def eval_answers(
             from evals.suite import index_info
 
             folder = _write_dataset_report(
-                settings, f"{data.name}-answers", result, {**index_info(dsi.index), "dataset_index": dsi.describe()}
+                settings,
+                f"{data.name}-answers",
+                result,
+                {**index_info(dsi.index), "dataset_index": dsi.describe()},
             )
             result["report"] = str(folder / "report.html")
     finally:
@@ -226,14 +286,24 @@ def eval_answers(
         print_json(result)
         return
     typer.echo(f"{data.name}: {result['questions']} questions ({result['answerable']} answerable)")
-    for key in ("answer_contains_gold", "gold_cited", "citation_precision", "abstention_rate_unanswerable",
-                "false_abstention_rate_answerable"):
+    for key in (
+        "answer_contains_gold",
+        "gold_cited",
+        "citation_precision",
+        "abstention_rate_unanswerable",
+        "false_abstention_rate_answerable",
+    ):
         value = result[key]
         typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
     lat, tok = result["latency_ms"], result["tokens_per_question"]
-    typer.echo(f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}")
+    typer.echo(
+        f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}"
+    )
     if result["errors"]:
-        typer.echo(f"  {len(result['errors'])} question(s) failed; first: {result['errors'][0]['error']}", err=True)
+        typer.echo(
+            f"  {len(result['errors'])} question(s) failed; first: {result['errors'][0]['error']}",
+            err=True,
+        )
 
 
 @eval_app.command("last")
@@ -259,7 +329,9 @@ def eval_last(
 
 
 def _print_report(folder: Path, data: dict[str, Any]) -> None:
-    typer.echo(f"report {data['id']} ({data['trigger']}), compared with {data.get('previous') or 'nothing'}")
+    typer.echo(
+        f"report {data['id']} ({data['trigger']}), compared with {data.get('previous') or 'nothing'}"
+    )
     deltas = data.get("deltas") or {}
     for key, value in (data.get("metrics") or {}).items():
         delta = deltas.get(key)
@@ -269,7 +341,9 @@ def _print_report(folder: Path, data: dict[str, Any]) -> None:
     if regs:
         typer.echo(f"{len(regs)} regression(s):")
         for r in regs:
-            typer.echo(f"  {r['metric']}: {r['previous']:.3f} -> {r['current']:.3f} ({r['delta']:+.3f})")
+            typer.echo(
+                f"  {r['metric']}: {r['previous']:.3f} -> {r['current']:.3f} ({r['delta']:+.3f})"
+            )
     for note in data.get("notes") or []:
         typer.echo(f"  note: {note}", err=True)
     typer.echo(f"html: {folder / 'report.html'}")
@@ -278,8 +352,12 @@ def _print_report(folder: Path, data: dict[str, Any]) -> None:
 @eval_app.callback(invoke_without_command=True)
 def eval_default(
     ctx: typer.Context,
-    suite: Annotated[Path | None, typer.Option("--suite", help="Golden set (.jsonl/.yaml); default evals.suite")] = None,
-    answers: Annotated[bool | None, typer.Option("--answers/--no-answers", help="Also score generated answers")] = None,
+    suite: Annotated[
+        Path | None, typer.Option("--suite", help="Golden set (.jsonl/.yaml); default evals.suite")
+    ] = None,
+    answers: Annotated[
+        bool | None, typer.Option("--answers/--no-answers", help="Also score generated answers")
+    ] = None,
     fail_on_regression: Annotated[
         bool, typer.Option("--fail-on-regression", help="Exit 3 when a metric regressed (for CI)")
     ] = False,
@@ -299,7 +377,9 @@ def eval_default(
     index = open_index(create=False)
     index.embedder.warm_up()
     try:
-        folder, report = run_default_suite(index, trigger="manual", suite_path=suite, answers=answers)
+        folder, report = run_default_suite(
+            index, trigger="manual", suite_path=suite, answers=answers
+        )
     except DatasetError as exc:
         fail(str(exc), code=2)
         return

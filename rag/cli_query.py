@@ -35,7 +35,9 @@ def parse_filters(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--filter {item!r}: write it as key=value, e.g. --filter source=guide.md")
+            raise ValueError(
+                f"--filter {item!r}: write it as key=value, e.g. --filter source=guide.md"
+            )
         value = _value(raw.strip())
         if key in out:
             prev = out[key]
@@ -55,13 +57,18 @@ def _print_sources(result: dict[str, Any]) -> None:
         page = f" p. {c['page']}" if c.get("page") is not None else ""
         title = f" — {c['title']}" if c.get("title") else ""
         check = "verified" if c.get("verified") else "context"
-        typer.echo(f"  [{c['n']}] {c['source']}{title}{' > ' + where if where else ''}{page}  ({check}, score {c['score']:.3f})")
+        typer.echo(
+            f"  [{c['n']}] {c['source']}{title}{' > ' + where if where else ''}{page}  ({check}, score {c['score']:.3f})"
+        )
 
 
 def _print_notes(result: dict[str, Any]) -> None:
     if result.get("degraded"):
         failed = ", ".join(f["generator"] for f in result.get("fallbacks") or [])
-        typer.echo(f"note: answered by the fallback generator '{result['generator']}' ({failed} failed)", err=True)
+        typer.echo(
+            f"note: answered by the fallback generator '{result['generator']}' ({failed} failed)",
+            err=True,
+        )
     for sentence in result.get("unsupported") or []:
         typer.echo(f"note: not supported by the documents: {sentence!r}", err=True)
 
@@ -69,14 +76,28 @@ def _print_notes(result: dict[str, Any]) -> None:
 @app.command()
 def query(
     question: Annotated[str, typer.Argument(help="The question")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result object as JSON")] = False,
-    stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they are generated")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result object as JSON")
+    ] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print tokens as they are generated")
+    ] = False,
     filter_: Annotated[
-        list[str] | None, typer.Option("--filter", help="key=value on chunk metadata (repeatable), e.g. source=guide.md")
+        list[str] | None,
+        typer.Option(
+            "--filter", help="key=value on chunk metadata (repeatable), e.g. source=guide.md"
+        ),
     ] = None,
-    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt version, NAME@VERSION (default: pinned/A-B)")] = None,
-    context_only: Annotated[bool, typer.Option("--context-only", help="Retrieve, rerank and pack only; no generation")] = False,
-    user: Annotated[str | None, typer.Option("--user", help="User id for the prompt A/B split")] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", help="Prompt version, NAME@VERSION (default: pinned/A-B)"),
+    ] = None,
+    context_only: Annotated[
+        bool, typer.Option("--context-only", help="Retrieve, rerank and pack only; no generation")
+    ] = False,
+    user: Annotated[
+        str | None, typer.Option("--user", help="User id for the prompt A/B split")
+    ] = None,
 ) -> None:
     """Answer QUESTION from the index, every citation checked against the passage it cites."""
     from rag.generate import GenerationError
@@ -91,7 +112,12 @@ def query(
     except ValueError as exc:
         fail(str(exc), code=2)
     settings = get_settings()
-    kwargs: dict[str, Any] = {"filters": filters or None, "prompt": prompt, "generate": not context_only, "user": user}
+    kwargs: dict[str, Any] = {
+        "filters": filters or None,
+        "prompt": prompt,
+        "generate": not context_only,
+        "user": user,
+    }
     client = daemon_client()
     if client is not None:
         # A running `rag watch`/`rag serve` holds the store: it answers (not streamed).
@@ -105,7 +131,12 @@ def query(
             if stream:  # the same event lines a streamed answer ends with
                 for kind in ("citations", "done"):
                     payload = result["citations"] if kind == "citations" else result
-                    sys.stdout.write(json.dumps({"event": kind, "data": payload}, ensure_ascii=False, default=str) + "\n")
+                    sys.stdout.write(
+                        json.dumps(
+                            {"event": kind, "data": payload}, ensure_ascii=False, default=str
+                        )
+                        + "\n"
+                    )
                 return
             print_json(result)
             return
@@ -128,14 +159,22 @@ def query(
             streamed = ""
             for kind, payload in pipeline.stream(question, **kwargs):
                 if as_json:
-                    sys.stdout.write(json.dumps({"event": kind, "data": payload}, ensure_ascii=False, default=str) + "\n")
+                    sys.stdout.write(
+                        json.dumps(
+                            {"event": kind, "data": payload}, ensure_ascii=False, default=str
+                        )
+                        + "\n"
+                    )
                     sys.stdout.flush()
                 elif kind == "token":
                     streamed += payload
                     sys.stdout.write(payload)
                     sys.stdout.flush()
                 elif kind == "reset":
-                    typer.echo(f"\n[{payload['failed']} failed: {payload['error']}; {payload['next']} answers instead]", err=True)
+                    typer.echo(
+                        f"\n[{payload['failed']} failed: {payload['error']}; {payload['next']} answers instead]",
+                        err=True,
+                    )
                     streamed = ""
                 if kind == "done":
                     result = payload

@@ -16,19 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = [
+    "DEFAULT_CONFIG",
     "ApiSettings",
     "ChunkingSettings",
+    "ConfigError",
+    "EmbeddingSettings",
     "EvalSettings",
     "GenerationSettings",
+    "IngestionSettings",
     "PromptSettings",
     "RerankSettings",
     "RetrievalSettings",
-    "ConfigError",
-    "EmbeddingSettings",
-    "IngestionSettings",
     "Settings",
     "StoreSettings",
-    "DEFAULT_CONFIG",
     "load_settings",
 ]
 
@@ -79,7 +79,9 @@ class ChunkingSettings(_Section):
 
 
 class IngestionSettings(_Section):
-    extensions: list[str] = Field(default_factory=lambda: [".md", ".txt", ".html", ".htm", ".pdf", ".docx"])
+    extensions: list[str] = Field(
+        default_factory=lambda: [".md", ".txt", ".html", ".htm", ".pdf", ".docx"]
+    )
     max_file_mb: float = Field(default=20.0, gt=0)
     debounce_seconds: float = Field(default=0.5, ge=0.0, le=60.0)
     # Files are embedded together until this many chunks are pending (batched across files).
@@ -110,7 +112,9 @@ class RerankSettings(_Section):
     # model_path; embedding: re-score with the index's own embedder (see rag/rerank.py).
     backend: Literal["none", "cross-encoder", "embedding"] = "none"
     model_path: str | None = None
-    candidates: int = Field(default=30, ge=1, le=1000)  # fused hits re-scored; the rest keep their order
+    candidates: int = Field(
+        default=30, ge=1, le=1000
+    )  # fused hits re-scored; the rest keep their order
     batch_size: int = Field(default=32, ge=1, le=4096)
     # embedding backend: final = (1 - weight) * retrieval score (normalised) + weight * re-score.
     weight: float = Field(default=0.5, ge=0.0, le=1.0)
@@ -130,7 +134,9 @@ class OpenAIGeneratorSettings(_Section):
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     # Longest silence allowed between two streamed chunks (the first one included).
     read_timeout_seconds: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=2, ge=0, le=10)  # on 429, 5xx and connection errors, before any token
+    max_retries: int = Field(
+        default=2, ge=0, le=10
+    )  # on 429, 5xx and connection errors, before any token
     backoff_seconds: float = Field(default=0.5, ge=0.0)  # doubled each retry; Retry-After wins
     max_backoff_seconds: float = Field(default=8.0, ge=0.0)
 
@@ -185,8 +191,12 @@ class PromptSettings(_Section):
     # Relative paths resolve against the project root (the folder holding configs/).
     directory: str = "configs/prompts"
     name: str = "answer"
-    pin: str | None = None  # a version; None = newest. <directory>/<name>/deploy.yaml overrides it live
-    ab: dict[str, float] = Field(default_factory=dict)  # version -> traffic weight (split by user/session hash)
+    pin: str | None = (
+        None  # a version; None = newest. <directory>/<name>/deploy.yaml overrides it live
+    )
+    ab: dict[str, float] = Field(
+        default_factory=dict
+    )  # version -> traffic weight (split by user/session hash)
     reload_seconds: float = Field(default=1.0, ge=0.0)  # how often files are checked for changes
 
 
@@ -194,15 +204,23 @@ class EvalSettings(_Section):
     """Evals run after every reindex. Owned by evals/ and rag/cli_eval.py."""
 
     after_sync: bool = True
-    suite: str | None = None  # golden set path; None = evals/golden.jsonl if present, else the canary
+    suite: str | None = (
+        None  # golden set path; None = evals/golden.jsonl if present, else the canary
+    )
     regression_threshold: float = Field(default=0.02, ge=0.0)
     canary_samples: int = Field(default=50, ge=1)
-    canary_top_k: int = Field(default=10, ge=1, le=1000)  # the canary's document must come back this high
+    canary_top_k: int = Field(
+        default=10, ge=1, le=1000
+    )  # the canary's document must come back this high
     top_k: int = Field(default=100, ge=1, le=1000)  # documents ranked per query in retrieval evals
-    answers: bool = False  # after a sync, also run the generator on golden questions with expected answers
+    answers: bool = (
+        False  # after a sync, also run the generator on golden questions with expected answers
+    )
     cache_dir: str | None = None  # isolated dataset indexes; None = <data_dir>/eval-cache
     keep_reports: int = Field(default=200, ge=1)  # older report folders are pruned
-    worst_queries: int = Field(default=10, ge=0, le=1000)  # shown with what was retrieved in report.html
+    worst_queries: int = Field(
+        default=10, ge=0, le=1000
+    )  # shown with what was retrieved in report.html
 
 
 class ApiSettings(_Section):
@@ -225,7 +243,9 @@ class ApiSettings(_Section):
     )
     queue: int = Field(default=64, ge=0)
     history_tokens: int = Field(default=96, ge=0)  # earlier chat turns condensed into the question
-    keys: list[dict[str, str]] = Field(default_factory=list)  # hashed keys from `rag keys create --config-entry`
+    keys: list[dict[str, str]] = Field(
+        default_factory=list
+    )  # hashed keys from `rag keys create --config-entry`
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
 
@@ -305,7 +325,9 @@ def load_settings(
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}"
+        )
     data = _merge(raw, {k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings(**data)

@@ -51,7 +51,9 @@ class DaemonClient:
         resp = self._client.post("/query", json=body)
         data: dict[str, Any] = resp.json()
         if resp.status_code >= 400:
-            raise RuntimeError(data.get("error", {}).get("message") or f"daemon answered {resp.status_code}")
+            raise RuntimeError(
+                data.get("error", {}).get("message") or f"daemon answered {resp.status_code}"
+            )
         return data
 
     def export_lines(self) -> Iterator[str]:
@@ -63,7 +65,9 @@ class DaemonClient:
         resp = self._client.request(method, path)
         data: dict[str, Any] = resp.json()
         if resp.status_code >= 400:
-            raise RuntimeError(data.get("error", {}).get("message") or f"daemon answered {resp.status_code}")
+            raise RuntimeError(
+                data.get("error", {}).get("message") or f"daemon answered {resp.status_code}"
+            )
         return data
 
     def close(self) -> None:
@@ -137,9 +141,13 @@ class ControlServer:
                         body = json.loads(self.rfile.read(length) or b"{}")
                         self._send_json(200, query(body))
                     except ValueError as exc:  # a bad question or filter: the caller's doing
-                        self._send_json(400, {"error": {"type": "invalid_request", "message": str(exc)}})
-                    except Exception as exc:  # reported to the caller, the daemon keeps running
-                        self._send_json(500, {"error": {"type": type(exc).__name__, "message": str(exc)}})
+                        self._send_json(
+                            400, {"error": {"type": "invalid_request", "message": str(exc)}}
+                        )
+                    except Exception as exc:  # noqa: BLE001 - reported to the caller, the daemon keeps running
+                        self._send_json(
+                            500, {"error": {"type": type(exc).__name__, "message": str(exc)}}
+                        )
                     return
                 handler = routes.get((method, self.path))
                 if handler is None:
@@ -147,8 +155,10 @@ class ControlServer:
                     return
                 try:
                     self._send_json(200, handler())
-                except Exception as exc:  # reported to the caller, the daemon keeps running
-                    self._send_json(500, {"error": {"type": type(exc).__name__, "message": str(exc)}})
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, the daemon keeps running
+                    self._send_json(
+                        500, {"error": {"type": type(exc).__name__, "message": str(exc)}}
+                    )
 
             def do_GET(self) -> None:
                 self._dispatch("GET")
@@ -158,7 +168,9 @@ class ControlServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rag-control", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="rag-control", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -66,7 +66,9 @@ _fingerprint_cache: dict[tuple[str, int, int], str] = {}
 
 def _weights_fingerprint(model_dir: Path) -> str:
     files = sorted(
-        p for p in model_dir.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".onnx") and p.is_file()
+        p
+        for p in model_dir.rglob("*")
+        if p.suffix in (".safetensors", ".bin", ".pt", ".onnx") and p.is_file()
     )
     if not files:
         raise RuntimeError(f"no model weights found under {model_dir}")
@@ -127,7 +129,11 @@ class Embedder:
         self.settings = settings
         self.cache_dir = cache_dir  # where the ONNX export is kept (None: a temporary folder)
         self._onnx: Any = None
-        self.model_dir = Path(settings.model_path).expanduser().resolve() if settings.model_path else default_model_path()
+        self.model_dir = (
+            Path(settings.model_path).expanduser().resolve()
+            if settings.model_path
+            else default_model_path()
+        )
         self._model: Any = None
         self._identity: EmbeddingIdentity | None = None
         self._lock = threading.Lock()
@@ -179,14 +185,18 @@ class Embedder:
             if want == "bfloat16" or (want == "auto" and _cpu_has_native_bf16()):
                 ref = model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
                 model_bf16 = model.to(torch.bfloat16)
-                got = model_bf16.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+                got = model_bf16.encode(
+                    _PROBE, normalize_embeddings=True, convert_to_numpy=True
+                ).astype(np.float32)
                 cos = float(np.min(np.sum(ref * got, axis=1)))
                 self.bf16_cosine = cos
                 if want == "bfloat16" or cos >= self.settings.min_bf16_cosine:
                     model = model_bf16
                     self.dtype = "bfloat16"
                 else:
-                    log.warning("bf16 embeddings disagree with fp32 (min cosine %.4f); using fp32", cos)
+                    log.warning(
+                        "bf16 embeddings disagree with fp32 (min cosine %.4f); using fp32", cos
+                    )
                     model = model.to(torch.float32)
             self._model = model
             self.max_seq_length = int(model.max_seq_length or 0)
@@ -206,11 +216,17 @@ class Embedder:
         encoder = None
         if reason is None:
             try:
-                encoder = OnnxEncoder(model, self.cache_dir, self.identity().fingerprint, self.settings.threads)
+                encoder = OnnxEncoder(
+                    model, self.cache_dir, self.identity().fingerprint, self.settings.threads
+                )
                 ref = model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
                 singles = np.concatenate([encoder.encode([t], normalize=True) for t in _PROBE])
                 batched = encoder.encode(_PROBE, normalize=True)
-                cos = float(min(np.min(np.sum(ref * singles, axis=1)), np.min(np.sum(ref * batched, axis=1))))
+                cos = float(
+                    min(
+                        np.min(np.sum(ref * singles, axis=1)), np.min(np.sum(ref * batched, axis=1))
+                    )
+                )
                 if cos < self.settings.min_onnx_cosine:
                     reason = f"its vectors disagree with PyTorch (min cosine {cos:.5f})"
             except Exception as exc:  # noqa: BLE001 - export or runtime problem: PyTorch still works
@@ -218,7 +234,9 @@ class Embedder:
         if reason is None:
             return encoder
         if required:
-            raise RuntimeError(f"embedding.short_text_backend is 'onnx' but {reason}; set it to 'auto' or 'torch'")
+            raise RuntimeError(
+                f"embedding.short_text_backend is 'onnx' but {reason}; set it to 'auto' or 'torch'"
+            )
         log.warning("short texts are embedded with PyTorch: ONNX Runtime unavailable (%s)", reason)
         return None
 
@@ -250,7 +268,9 @@ class Embedder:
             with self._lock:
                 if self._query_batcher is None:
                     # Looked up per batch, not bound once: a wrapped/replaced embed applies.
-                    self._query_batcher = QueryBatcher(lambda texts: self.embed(texts), max_batch=self.settings.batch_size)
+                    self._query_batcher = QueryBatcher(
+                        lambda texts: self.embed(texts), max_batch=self.settings.batch_size
+                    )
         return self._query_batcher(text)
 
     def tokenizer_dir(self) -> Path:
@@ -313,7 +333,7 @@ class QueryBatcher:
                     vectors = self._encode([s.text for s in batch])
                     for s, v in zip(batch, vectors, strict=True):
                         s.vector = v
-                except BaseException as exc:  # every waiter gets the error, none hangs
+                except BaseException as exc:  # noqa: BLE001 - every waiter gets the error, none hangs
                     for s in batch:
                         s.error = exc
                 self.batches += 1

@@ -60,7 +60,9 @@ def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
             return self.inner(**dict(zip(input_names, args, strict=True))).last_hidden_state  # type: ignore[no-any-return]
 
     sample = {
-        "input_ids": torch.tensor([[101, 7592, 2088, 2023, 2003, 1037, 2936, 102], [101, 2460, 102, 0, 0, 0, 0, 0]]),
+        "input_ids": torch.tensor(
+            [[101, 7592, 2088, 2023, 2003, 1037, 2936, 102], [101, 2460, 102, 0, 0, 0, 0, 0]]
+        ),
         "attention_mask": torch.tensor([[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]),
         "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
     }
@@ -74,7 +76,9 @@ def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
             str(tmp),
             input_names=input_names,
             output_names=["last_hidden_state"],
-            dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*input_names, "last_hidden_state"]},
+            dynamic_axes={
+                n: {0: "batch", 1: "tokens"} for n in [*input_names, "last_hidden_state"]
+            },
             opset_version=17,
             dynamo=False,
         )
@@ -82,20 +86,29 @@ def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
 
 
 class OnnxEncoder:
-    def __init__(self, st_model: Any, cache_dir: Path | None, fingerprint: str, threads: int | None):
+    def __init__(
+        self, st_model: Any, cache_dir: Path | None, fingerprint: str, threads: int | None
+    ):
         self._tokenizer = st_model.tokenizer
         self.max_length = int(st_model.max_seq_length or 512)
         self.pooling = str(st_model[1].pooling_mode)
         self.do_lower_case = bool(getattr(st_model[0], "do_lower_case", False))
         auto_model = st_model[0].auto_model
         accepted = set(inspect.signature(auto_model.forward).parameters)
-        self.input_names = [n for n in _INPUTS if n in accepted and (n != "token_type_ids" or "token_type_ids" in self._tokenizer.model_input_names)]
+        self.input_names = [
+            n
+            for n in _INPUTS
+            if n in accepted
+            and (n != "token_type_ids" or "token_type_ids" in self._tokenizer.model_input_names)
+        ]
         if cache_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="rag-onnx-")
             cache_dir = Path(self._tmp.name)
         self.path = Path(cache_dir) / fingerprint / "model.onnx"
         if not self.path.exists():
-            log.info("exporting the embedding model to ONNX for query encoding (once): %s", self.path)
+            log.info(
+                "exporting the embedding model to ONNX for query encoding (once): %s", self.path
+            )
             _export(auto_model, self.path, self.input_names)
         import onnxruntime as ort
 
@@ -107,11 +120,15 @@ class OnnxEncoder:
         # Idle worker threads sleep instead of spinning: on a small box the spinning steals the
         # cores a co-located model server (vLLM, llama.cpp) is prefilling on; costs ~0.4 ms here.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
 
     def encode(self, texts: list[str], normalize: bool) -> np.ndarray:
         prepared = [t.strip().lower() if self.do_lower_case else t.strip() for t in texts]
-        enc = self._tokenizer(prepared, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        enc = self._tokenizer(
+            prepared, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+        )
         feeds = {n: np.asarray(enc[n], dtype=np.int64) for n in self.input_names}
         hidden = self._session.run(None, feeds)[0]
         if self.pooling == "cls":

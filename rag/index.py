@@ -21,7 +21,7 @@ from rag.manifest import Manifest
 from rag.sparse import Bm25Encoder
 from rag.store import StoreError, VectorStore, open_store
 
-__all__ = ["EmbeddingMismatchError", "Index", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "EmbeddingMismatchError", "Index"]
 
 SCHEMA_VERSION = 1
 
@@ -33,7 +33,9 @@ class EmbeddingMismatchError(RuntimeError):
 class Index:
     """Owns the store, embedder, chunker and manifest for one data dir. Cheap to construct."""
 
-    def __init__(self, settings: Settings, store: VectorStore | None = None, embedder: Embedder | None = None):
+    def __init__(
+        self, settings: Settings, store: VectorStore | None = None, embedder: Embedder | None = None
+    ):
         self.settings = settings
         self.data_dir = settings.resolved_data_dir()
         self.store = store or open_store(settings)
@@ -57,7 +59,9 @@ class Index:
     def chunker(self) -> Chunker:
         if self._chunker is None:
             c = self.settings.chunking
-            self._chunker = Chunker(c.chunk_tokens, c.overlap_tokens, load_tokenizer(self.embedder.model_dir))
+            self._chunker = Chunker(
+                c.chunk_tokens, c.overlap_tokens, load_tokenizer(self.embedder.model_dir)
+            )
         return self._chunker
 
     def warm_up(self) -> None:
@@ -66,7 +70,9 @@ class Index:
 
         self.embedder.warm_up()
         sample = "Warm-up text. It has two sentences."
-        self.chunker.run(ParsedDocument(sample, "warm-up", [Section(0, len(sample))]), "warm-up", "warm-up")
+        self.chunker.run(
+            ParsedDocument(sample, "warm-up", [Section(0, len(sample))]), "warm-up", "warm-up"
+        )
         self.sparse.embed_document(sample)
 
     def collection_metadata(self, identity: EmbeddingIdentity) -> dict[str, Any]:
@@ -86,7 +92,9 @@ class Index:
             if not create:
                 raise StoreError(f"no index yet at {self.data_dir}: run `rag ingest PATH` first")
             live = self._next_collection_name()
-            self.store.create_collection(live, identity.dimension, self.collection_metadata(identity))
+            self.store.create_collection(
+                live, identity.dimension, self.collection_metadata(identity)
+            )
             self.store.switch_alias(self.alias, live)
         self.check_lock(live, identity)
         self.collection = live
@@ -96,7 +104,11 @@ class Index:
         meta = self.store.collection_metadata(collection)
         stored = meta.get("embedding") or {}
         want = identity.as_dict()
-        mismatched = [k for k in ("model", "dimension", "fingerprint", "normalize") if stored.get(k) != want[k]]
+        mismatched = [
+            k
+            for k in ("model", "dimension", "fingerprint", "normalize")
+            if stored.get(k) != want[k]
+        ]
         if mismatched:
             have = EmbeddingIdentity(**{k: stored.get(k) for k in want})  # type: ignore[arg-type]
             raise EmbeddingMismatchError(
@@ -109,7 +121,9 @@ class Index:
 
     def _next_collection_name(self) -> str:
         pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
-        versions = [int(m.group(1)) for c in self.store.list_collections() if (m := pattern.match(c))]
+        versions = [
+            int(m.group(1)) for c in self.store.list_collections() if (m := pattern.match(c))
+        ]
         return f"{self.alias}_v{max(versions, default=0) + 1}"
 
     # -- reindex (blue/green) --------------------------------------------------------
@@ -125,13 +139,17 @@ class Index:
             old = self.store.get_alias(self.alias)
             folders = roots or [Path(r) for r in self.manifest.roots()]
             if not folders:
-                raise StoreError("nothing to reindex: no folder has been ingested yet (run `rag ingest PATH`)")
+                raise StoreError(
+                    "nothing to reindex: no folder has been ingested yet (run `rag ingest PATH`)"
+                )
             missing = [str(f) for f in folders if not Path(f).is_dir()]
             if missing:
                 raise StoreError(f"cannot reindex: watched folder(s) missing: {', '.join(missing)}")
             identity = self.embedder.identity()
             new = self._next_collection_name()
-            self.store.create_collection(new, identity.dimension, self.collection_metadata(identity))
+            self.store.create_collection(
+                new, identity.dimension, self.collection_metadata(identity)
+            )
             started = time.perf_counter()
             try:
                 ingestor = Ingestor(self, collection=new)

@@ -28,7 +28,14 @@ from rag.store import StoredPoint
 if TYPE_CHECKING:
     from rag.index import Index
 
-__all__ = ["TENANTS_DIR", "Ingestor", "SyncReport", "is_ignored_name", "tenant_of_source", "walk_folder"]
+__all__ = [
+    "TENANTS_DIR",
+    "Ingestor",
+    "SyncReport",
+    "is_ignored_name",
+    "tenant_of_source",
+    "walk_folder",
+]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +86,9 @@ class SyncReport:
     failed: int = 0
     skipped: int = 0
     embedded: int = 0  # chunk texts sent to the model
-    reused: int = 0  # chunks whose vector came from the store (already there, or same text elsewhere)
+    reused: int = (
+        0  # chunks whose vector came from the store (already there, or same text elsewhere)
+    )
     chunks_written: int = 0
     chunks_deleted: int = 0
     seconds: float = 0.0
@@ -149,7 +158,9 @@ class Ingestor:
             self._finish(report)
             return report
 
-    def sync_paths(self, root: Path, sources: Iterable[str], progress: Progress | None = None) -> SyncReport:
+    def sync_paths(
+        self, root: Path, sources: Iterable[str], progress: Progress | None = None
+    ) -> SyncReport:
         """Targeted sync of some relative paths (daemon events): present → ingest, gone → delete."""
         root = root.resolve()
         with self.index.write_lock:
@@ -159,7 +170,10 @@ class Ingestor:
             for s in sorted(set(sources)):
                 p = root / s
                 if p.is_dir() and not p.is_symlink():
-                    present.extend(f"{s}/{sub}" for sub in walk_folder(p, self.settings.ingestion.ignore_hidden))
+                    present.extend(
+                        f"{s}/{sub}"
+                        for sub in walk_folder(p, self.settings.ingestion.ignore_hidden)
+                    )
                 elif os.path.lexists(p):
                     present.append(s)
                 else:
@@ -179,10 +193,11 @@ class Ingestor:
             return report
 
     # -- core ------------------------------------------------------------------------
-    def _apply(self, root: Path, present: list[str], gone: list[str], progress: Progress | None) -> SyncReport:
+    def _apply(
+        self, root: Path, present: list[str], gone: list[str], progress: Progress | None
+    ) -> SyncReport:
         t0 = time.perf_counter()
         report = SyncReport(files_seen=len(present))
-        manifest = self.index.manifest
         group: list[_Pending] = []
         group_chunks = 0
         total = len(present)
@@ -219,7 +234,13 @@ class Ingestor:
             )
             if prior is None or prior.status != "skipped":
                 self._drop_chunks([doc_id], report)
-                manifest.put_many([FileRecord(self.collection, source, str(root), doc_id, "skipped", "-", 0, reason)])
+                manifest.put_many(
+                    [
+                        FileRecord(
+                            self.collection, source, str(root), doc_id, "skipped", "-", 0, reason
+                        )
+                    ]
+                )
             report.skipped += 1
             return None
         try:
@@ -244,19 +265,44 @@ class Ingestor:
             return None
         except Exception as exc:  # a parser bug must not stop the sync
             log.exception("unexpected error parsing %s", source)
-            self._record_failure(root, source, doc_id, signature, f"could not parse ({type(exc).__name__}: {exc})", prior, report)
+            self._record_failure(
+                root,
+                source,
+                doc_id,
+                signature,
+                f"could not parse ({type(exc).__name__}: {exc})",
+                prior,
+                report,
+            )
             return None
         if not chunks:
-            self._record_failure(root, source, doc_id, signature, "no text chunks could be made from this file", prior, report)
+            self._record_failure(
+                root,
+                source,
+                doc_id,
+                signature,
+                "no text chunks could be made from this file",
+                prior,
+                report,
+            )
             return None
         return _Pending(source, signature, chunks)
 
     def _record_failure(
-        self, root: Path, source: str, doc_id: str, signature: str, reason: str, prior: FileRecord | None, report: SyncReport
+        self,
+        root: Path,
+        source: str,
+        doc_id: str,
+        signature: str,
+        reason: str,
+        prior: FileRecord | None,
+        report: SyncReport,
     ) -> None:
         # A file that no longer parses must not keep serving its old text: drop its chunks.
         self._drop_chunks([doc_id], report)
-        self.index.manifest.put_many([FileRecord(self.collection, source, str(root), doc_id, "failed", signature, 0, reason)])
+        self.index.manifest.put_many(
+            [FileRecord(self.collection, source, str(root), doc_id, "failed", signature, 0, reason)]
+        )
         report.failed += 1
         report.failures.append({"path": source, "reason": reason})
 
@@ -276,7 +322,9 @@ class Ingestor:
         if missing:
             hashes = sorted({c.text_hash for c in missing})
             for start in range(0, len(hashes), 256):
-                for sp in store.scroll(coll, filter={"text_hash": hashes[start : start + 256]}, with_vectors=True):
+                for sp in store.scroll(
+                    coll, filter={"text_hash": hashes[start : start + 256]}, with_vectors=True
+                ):
                     if sp.dense and "text_hash" in sp.payload:
                         by_hash.setdefault(sp.payload["text_hash"], sp.dense)
         # 3. Embed each remaining distinct text once.
@@ -287,7 +335,7 @@ class Ingestor:
         if to_embed:
             hashes = list(to_embed)
             embedded = self.index.embedder.embed([to_embed[h] for h in hashes])
-            for h, vec in zip(hashes, embedded):
+            for h, vec in zip(hashes, embedded, strict=False):
                 by_hash[h] = vec.tolist()
             report.embedded += len(hashes)
         report.reused += len(chunks) - len(to_embed)
@@ -307,14 +355,26 @@ class Ingestor:
         keep = set(ids)
         stale: list[str] = []
         for p in group:
-            stale.extend(i for i in store.ids_where(coll, {"doc_id": p.chunks[0].doc_id}) if i not in keep)
+            stale.extend(
+                i for i in store.ids_where(coll, {"doc_id": p.chunks[0].doc_id}) if i not in keep
+            )
         if stale:
             store.delete(coll, stale)
             store.flush(coll)
             report.chunks_deleted += len(stale)
         # 5. Only now are the files recorded as ingested.
         self.index.manifest.put_many(
-            FileRecord(coll, p.source, str(root), p.chunks[0].doc_id, "ok", p.signature, len(p.chunks), None) for p in group
+            FileRecord(
+                coll,
+                p.source,
+                str(root),
+                p.chunks[0].doc_id,
+                "ok",
+                p.signature,
+                len(p.chunks),
+                None,
+            )
+            for p in group
         )
         report.ingested += len(group)
         report.chunks_written += len(points)
@@ -338,7 +398,9 @@ class Ingestor:
         """Chunks whose document is neither in the folder nor recorded anywhere (crash leftovers)."""
         store = self.index.store
         expected = {document_id(self.tenant_for(root, s) or "", s) for s in present}
-        expected |= {r.doc_id for r in self.index.manifest.records(self.collection) if r.status == "ok"}
+        expected |= {
+            r.doc_id for r in self.index.manifest.records(self.collection) if r.status == "ok"
+        }
         orphans = sorted(store.field_values(self.collection, "doc_id") - expected)
         if orphans:
             log.info("removing chunks of %d orphaned document(s)", len(orphans))
@@ -348,7 +410,11 @@ class Ingestor:
         if report.changed:
             started = time.perf_counter()
             if self.index.store.optimize(self.collection):
-                log.info("built the vector index for %s in %.1f s", self.collection, time.perf_counter() - started)
+                log.info(
+                    "built the vector index for %s in %.1f s",
+                    self.collection,
+                    time.perf_counter() - started,
+                )
         manifest = self.index.manifest
         manifest.set_value("last_run", {**report.last_run(), "finished_at": time.time()})
 

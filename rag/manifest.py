@@ -74,7 +74,9 @@ class Manifest:
             ).fetchone()
         return FileRecord(*row) if row else None
 
-    def records(self, collection: str, root: str | None = None, status: str | None = None) -> list[FileRecord]:
+    def records(
+        self, collection: str, root: str | None = None, status: str | None = None
+    ) -> list[FileRecord]:
         sql = "SELECT collection, source, root, doc_id, status, signature, chunks, reason FROM files WHERE collection=?"
         args: list[Any] = [collection]
         if root is not None:
@@ -84,13 +86,26 @@ class Manifest:
             sql += " AND status=?"
             args.append(status)
         with self._lock:
-            return [FileRecord(*r) for r in self._db.execute(sql + " ORDER BY source", args).fetchall()]
+            return [
+                FileRecord(*r) for r in self._db.execute(sql + " ORDER BY source", args).fetchall()
+            ]
 
     def put_many(self, records: Iterable[FileRecord]) -> None:
         """Record files in one transaction (after their vectors are durably written)."""
         now = time.time()
         rows = [
-            (r.collection, r.source, r.root, r.doc_id, r.status, r.signature, r.chunks, r.reason, now) for r in records
+            (
+                r.collection,
+                r.source,
+                r.root,
+                r.doc_id,
+                r.status,
+                r.signature,
+                r.chunks,
+                r.reason,
+                now,
+            )
+            for r in records
         ]
         if not rows:
             return
@@ -110,7 +125,8 @@ class Manifest:
     def delete_many(self, collection: str, sources: Iterable[str]) -> None:
         with self._lock:
             self._db.executemany(
-                "DELETE FROM files WHERE collection=? AND source=?", [(collection, s) for s in sources]
+                "DELETE FROM files WHERE collection=? AND source=?",
+                [(collection, s) for s in sources],
             )
 
     def drop_collection(self, collection: str) -> None:
@@ -127,7 +143,9 @@ class Manifest:
 
     def set_value(self, key: str, value: Any) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
 
     def get_value(self, key: str, default: Any = None) -> Any:
         with self._lock:

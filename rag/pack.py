@@ -229,4 +229,10 @@ class Packer:
                 "raise the generator's context_window, or lower generation.max_answer_tokens "
                 "or the prompt's model.max_tokens"
             )
-        return PackedContext(passages=chosen, text=text, tokens=tokens, budget=budget, dropped=len(candidates) - len(chosen))
+        return PackedContext(
+            passages=chosen,
+            text=text,
+            tokens=tokens,
+            budget=budget,
+            dropped=len(candidates) - len(chosen),
+        )

@@ -10,13 +10,13 @@ from __future__ import annotations
 import errno
 import io
 import os
-import stat
 import re
+import stat
 from pathlib import Path
 
 from rag.documents import ParsedDocument, Section
 
-__all__ = ["ParseError", "SUPPORTED_EXTENSIONS", "parse_bytes", "read_file_bytes"]
+__all__ = ["SUPPORTED_EXTENSIONS", "ParseError", "parse_bytes", "read_file_bytes"]
 
 SUPPORTED_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 _TEXT_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm")
@@ -44,7 +44,9 @@ def read_file_bytes(path: Path, max_bytes: int) -> bytes:
         with path.open("rb") as fh:
             data = fh.read(max_bytes + 1)
     except PermissionError as exc:
-        raise ParseError("permission denied: the daemon cannot read this file (check its mode/owner)") from exc
+        raise ParseError(
+            "permission denied: the daemon cannot read this file (check its mode/owner)"
+        ) from exc
     except FileNotFoundError as exc:
         target = _link_target(path)
         if target is not None:
@@ -84,15 +86,21 @@ def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:
         elif suffix in (".html", ".htm"):
             doc = _parse_html(text, name)
         else:
-            doc = ParsedDocument(text=text, title=_first_line_title(text, name), sections=[Section(0, len(text))])
+            doc = ParsedDocument(
+                text=text, title=_first_line_title(text, name), sections=[Section(0, len(text))]
+            )
     elif suffix == ".pdf":
         doc = _parse_pdf(data, name)
     elif suffix == ".docx":
         doc = _parse_docx(data, name)
     else:
-        raise ParseError(f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise ParseError(
+            f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
     if not doc.text.strip():
-        raise ParseError("no text could be extracted (empty document, or a scanned PDF without a text layer)")
+        raise ParseError(
+            "no text could be extracted (empty document, or a scanned PDF without a text layer)"
+        )
     return doc
 
 
@@ -134,7 +142,9 @@ def _parse_markdown(text: str, name: str) -> ParsedDocument:
             if m:
                 headings.append((offset, len(m.group(1)), m.group(2).strip()))
         offset += len(line)
-    title = next((h[2] for h in headings if h[1] == 1), None) or _front_title(text) or Path(name).stem
+    title = (
+        next((h[2] for h in headings if h[1] == 1), None) or _front_title(text) or Path(name).stem
+    )
     sections: list[Section] = []
     if not headings or headings[0][0] > 0:
         end = headings[0][0] if headings else len(text)
@@ -159,7 +169,23 @@ def _front_title(text: str) -> str | None:
     return None
 
 
-_BLOCK_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "th", "blockquote", "dt", "dd", "figcaption")
+_BLOCK_TAGS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "pre",
+    "td",
+    "th",
+    "blockquote",
+    "dt",
+    "dd",
+    "figcaption",
+)
 
 
 def _parse_html(html: str, name: str) -> ParsedDocument:
@@ -207,7 +233,9 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
         pos = len(block)
     close_section(pos)
     text = "".join(parts)
-    return ParsedDocument(text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))])
+    return ParsedDocument(
+        text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))]
+    )
 
 
 def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
@@ -219,20 +247,36 @@ def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
         if reader.is_encrypted:
             try:
                 opened = bool(reader.decrypt(""))
-            except Exception:
+            except Exception:  # noqa: BLE001 - pypdf raises many kinds for a bad password block
                 opened = False
             if not opened:
-                raise ParseError("encrypted PDF (password protected): remove the password to index it")
+                raise ParseError(
+                    "encrypted PDF (password protected): remove the password to index it"
+                )
         pages = [page.extract_text() or "" for page in reader.pages]
         meta_title = (reader.metadata.title if reader.metadata else None) or None
     except ParseError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        raise ParseError(f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
+    except (
+        PdfReadError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OSError,
+    ) as exc:
+        raise ParseError(
+            f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
     except Exception as exc:  # pypdf raises many types on damaged files
         if "crypt" in str(exc).lower():
-            raise ParseError("encrypted PDF that cannot be opened: remove the password to index it") from exc
-        raise ParseError(f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})") from exc
+            raise ParseError(
+                "encrypted PDF that cannot be opened: remove the password to index it"
+            ) from exc
+        raise ParseError(
+            f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
     parts: list[str] = []
     sections: list[Section] = []
     pos = 0
@@ -256,9 +300,13 @@ def _parse_docx(data: bytes, name: str) -> ParsedDocument:
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ParseError(f"corrupt or unreadable .docx ({type(exc).__name__}): re-save it from your editor") from exc
+        raise ParseError(
+            f"corrupt or unreadable .docx ({type(exc).__name__}): re-save it from your editor"
+        ) from exc
     except Exception as exc:
-        raise ParseError(f"corrupt or unreadable .docx ({type(exc).__name__}: {str(exc)[:120]})") from exc
+        raise ParseError(
+            f"corrupt or unreadable .docx ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
     parts: list[str] = []
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []

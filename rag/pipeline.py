@@ -100,7 +100,9 @@ class QueryPipeline:
         session: str | None = None,
     ) -> dict[str, Any]:
         result: dict[str, Any] | None = None
-        for kind, payload in self._events(question, filters, prompt, generate, user, session, streaming=False):
+        for kind, payload in self._events(
+            question, filters, prompt, generate, user, session, streaming=False
+        ):
             if kind == "done":
                 result = payload
         assert result is not None
@@ -123,10 +125,17 @@ class QueryPipeline:
         generator = self.chain.budget_generator()
         counter = generator.tokens
         skeleton = prompt.render(**self._variables(prompt, question, ""))
-        budget = generator.context_window - counter.count_messages(skeleton) - max_tokens - _SAFETY_TOKENS
+        budget = (
+            generator.context_window
+            - counter.count_messages(skeleton)
+            - max_tokens
+            - _SAFETY_TOKENS
+        )
         return Packer(counter), budget
 
-    def _variables(self, prompt: Prompt, question: str, context: str, passages: int = 0) -> dict[str, str]:
+    def _variables(
+        self, prompt: Prompt, question: str, context: str, passages: int = 0
+    ) -> dict[str, str]:
         values = {
             "question": question,
             "context": context,
@@ -151,7 +160,9 @@ class QueryPipeline:
         timings: dict[str, float] = {}
         t = time.perf_counter()
         top_k = self.settings.retrieval.top_k
-        fetch = top_k if self.reranker.name == "none" else max(self.settings.rerank.candidates, top_k)
+        fetch = (
+            top_k if self.reranker.name == "none" else max(self.settings.rerank.candidates, top_k)
+        )
         hits = self.retriever.run(question, top_k=fetch, filters=filters)
         timings["retrieve"] = _ms(time.perf_counter() - t)
 
@@ -178,8 +189,15 @@ class QueryPipeline:
         streaming: bool,
     ) -> Iterator[Event]:
         started = time.perf_counter()
-        prepared = self.prepare(question, filters=filters, prompt=prompt_ref, user=user, session=session)
-        question, prompt, context, timings = prepared.question, prepared.prompt, prepared.context, prepared.timings
+        prepared = self.prepare(
+            question, filters=filters, prompt=prompt_ref, user=user, session=session
+        )
+        question, prompt, context, timings = (
+            prepared.question,
+            prepared.prompt,
+            prepared.context,
+            prepared.timings,
+        )
         max_tokens = prepared.max_tokens
         gen = self.settings.generation
         base: dict[str, Any] = {
@@ -208,7 +226,9 @@ class QueryPipeline:
             return
 
         t = time.perf_counter()
-        messages = prompt.render(**self._variables(prompt, question, context.text, len(context.passages)))
+        messages = prompt.render(
+            **self._variables(prompt, question, context.text, len(context.passages))
+        )
         request = GenerationRequest(
             messages=messages,
             question=question,
@@ -223,13 +243,17 @@ class QueryPipeline:
 
         def verify(text: str) -> VerifiedAnswer:
             if text not in verified_by_text:
-                verified_by_text[text] = verify_answer(text, context, self.scorer, gen.verify, question, gen.abstain_text)
+                verified_by_text[text] = verify_answer(
+                    text, context, self.scorer, gen.verify, question, gen.abstain_text
+                )
             return verified_by_text[text]
 
         def accept(text: str) -> str | None:
             # An answer that says something but none of it is supported goes to the next backend
             # (a small model copying headers, or writing off-topic); a model's own abstention stays.
-            if not gen.fallback_on_unsupported or (text.strip() and model_abstained(text, gen.abstain_text)):
+            if not gen.fallback_on_unsupported or (
+                text.strip() and model_abstained(text, gen.abstain_text)
+            ):
                 return None
             return "answer not supported by the documents" if verify(text).abstained else None
 
@@ -245,7 +269,10 @@ class QueryPipeline:
         assert outcome is not None
         timings["generate"] = _ms(time.perf_counter() - t)
         if outcome.first_token_ms is not None:
-            timings["first_token"] = round(timings["retrieve"] + timings["rerank"] + timings["pack"] + outcome.first_token_ms, 3)
+            timings["first_token"] = round(
+                timings["retrieve"] + timings["rerank"] + timings["pack"] + outcome.first_token_ms,
+                3,
+            )
 
         t = time.perf_counter()
         verified = verify(outcome.text)

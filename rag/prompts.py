@@ -87,10 +87,14 @@ class Prompt:
         """Chat messages with every declared variable filled in (a missing one is an error)."""
         missing = self.variables - values.keys()
         if missing:
-            raise PromptError(f"prompt {self.name}@{self.version} needs {', '.join(sorted(missing))}")
+            raise PromptError(
+                f"prompt {self.name}@{self.version} needs {', '.join(sorted(missing))}"
+            )
         out = []
         if self.system.strip():
-            out.append({"role": "system", "content": string.Template(self.system).substitute(values)})
+            out.append(
+                {"role": "system", "content": string.Template(self.system).substitute(values)}
+            )
         out.append({"role": "user", "content": string.Template(self.user).substitute(values)})
         return out
 
@@ -127,7 +131,9 @@ def load_prompt_file(path: Path) -> Prompt:
     except (OSError, yaml.YAMLError) as exc:
         raise PromptError(f"{where}: cannot read it as YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise PromptError(f"{where}: the top level must be a mapping (name, version, template, ...)")
+        raise PromptError(
+            f"{where}: the top level must be a mapping (name, version, template, ...)"
+        )
     unknown = set(raw) - {"name", "version", "metadata", "model", "variables", "template"}
     if unknown:
         raise PromptError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -141,7 +147,9 @@ def load_prompt_file(path: Path) -> Prompt:
     if isinstance(template, str):
         template = {"user": template}
     if not isinstance(template, dict) or not isinstance(template.get("user"), str):
-        raise PromptError(f"{where}: template must have a 'user' text (and optionally a 'system' text)")
+        raise PromptError(
+            f"{where}: template must have a 'user' text (and optionally a 'system' text)"
+        )
     extra_parts = set(template) - {"system", "user"}
     if extra_parts:
         raise PromptError(f"{where}: template has unknown part(s) {', '.join(sorted(extra_parts))}")
@@ -151,10 +159,14 @@ def load_prompt_file(path: Path) -> Prompt:
     if not isinstance(declared_raw, list) or not all(isinstance(v, str) for v in declared_raw):
         raise PromptError(f"{where}: variables must be a list of names, e.g. [context, question]")
     declared = set(declared_raw)
-    used = _identifiers(system, f"{where} (template.system)") | _identifiers(user, f"{where} (template.user)")
+    used = _identifiers(system, f"{where} (template.system)") | _identifiers(
+        user, f"{where} (template.user)"
+    )
     problems = []
     if unknown_vars := declared - KNOWN_VARIABLES:
-        problems.append(f"unknown variable(s) {sorted(unknown_vars)} (known: {sorted(KNOWN_VARIABLES)})")
+        problems.append(
+            f"unknown variable(s) {sorted(unknown_vars)} (known: {sorted(KNOWN_VARIABLES)})"
+        )
     if undeclared := used - declared:
         problems.append(f"template uses undeclared variable(s) {sorted(undeclared)}")
     if unused := declared - used:
@@ -170,7 +182,9 @@ def load_prompt_file(path: Path) -> Prompt:
         temperature = float(model["temperature"]) if model.get("temperature") is not None else None
         max_tokens = int(model["max_tokens"]) if model.get("max_tokens") is not None else None
     except (TypeError, ValueError) as exc:
-        raise PromptError(f"{where}: model.temperature must be a number and model.max_tokens an integer") from exc
+        raise PromptError(
+            f"{where}: model.temperature must be a number and model.max_tokens an integer"
+        ) from exc
     if max_tokens is not None and max_tokens < 1:
         raise PromptError(f"{where}: model.max_tokens must be at least 1")
     stop = model.get("stop") or []
@@ -188,7 +202,10 @@ def load_prompt_file(path: Path) -> Prompt:
         temperature=temperature,
         max_tokens=max_tokens,
         stop=tuple(stop),
-        metadata={k: (str(v) if not isinstance(v, (str, int, float, bool)) else v) for k, v in metadata.items()},
+        metadata={
+            k: (str(v) if not isinstance(v, (str, int, float, bool)) else v)
+            for k, v in metadata.items()
+        },
         path=path,
     )
 
@@ -199,11 +216,15 @@ class _Deployment:
     ab: dict[str, float]
 
 
-def _check_weights(ab: dict[str, float], versions: dict[str, Prompt], where: str) -> dict[str, float]:
+def _check_weights(
+    ab: dict[str, float], versions: dict[str, Prompt], where: str
+) -> dict[str, float]:
     out: dict[str, float] = {}
     for version, weight in ab.items():
         if str(version) not in versions:
-            raise PromptError(f"{where}: A/B names version {version!r}, which has no file (have: {sorted(versions)})")
+            raise PromptError(
+                f"{where}: A/B names version {version!r}, which has no file (have: {sorted(versions)})"
+            )
         try:
             w = float(weight)
         except (TypeError, ValueError) as exc:
@@ -212,7 +233,9 @@ def _check_weights(ab: dict[str, float], versions: dict[str, Prompt], where: str
             raise PromptError(f"{where}: A/B weight for {version!r} must not be negative")
         out[str(version)] = w
     if out and sum(out.values()) <= 0:
-        raise PromptError(f"{where}: A/B weights add up to 0; give at least one version a positive weight")
+        raise PromptError(
+            f"{where}: A/B weights add up to 0; give at least one version a positive weight"
+        )
     return out
 
 
@@ -261,7 +284,9 @@ class PromptRegistry:
                 pin, ab = self.settings.pin, dict(self.settings.ab)
                 where = f"prompts settings for {name!r}"
                 if pin is not None and pin not in versions:
-                    raise PromptError(f"{where}: pinned version {pin!r} has no file (have: {sorted(versions, key=_version_key)})")
+                    raise PromptError(
+                        f"{where}: pinned version {pin!r} has no file (have: {sorted(versions, key=_version_key)})"
+                    )
                 ab = _check_weights(ab, versions, where)
             if name in deploy_files:
                 where = str(deploy_files[name])
@@ -270,11 +295,15 @@ class PromptRegistry:
                 except (OSError, yaml.YAMLError) as exc:
                     raise PromptError(f"{where}: cannot read it as YAML: {exc}") from exc
                 if not isinstance(raw, dict) or set(raw) - {"pin", "ab"}:
-                    raise PromptError(f"{where}: expected 'pin: VERSION' and/or 'ab: {{VERSION: weight}}'")
+                    raise PromptError(
+                        f"{where}: expected 'pin: VERSION' and/or 'ab: {{VERSION: weight}}'"
+                    )
                 if "pin" in raw:
                     pin = None if raw["pin"] is None else str(raw["pin"])
                     if pin is not None and pin not in versions:
-                        raise PromptError(f"{where}: pinned version {pin!r} has no file (have: {sorted(versions)})")
+                        raise PromptError(
+                            f"{where}: pinned version {pin!r} has no file (have: {sorted(versions)})"
+                        )
                 if "ab" in raw:
                     if not isinstance(raw["ab"], dict | None):
                         raise PromptError(f"{where}: ab must map versions to weights")
@@ -313,7 +342,9 @@ class PromptRegistry:
             try:
                 prompts, deployments = self._read_all()
                 if self.settings.name not in prompts:
-                    raise PromptError(f"no prompt named {self.settings.name!r} is left under {self.directory}")
+                    raise PromptError(
+                        f"no prompt named {self.settings.name!r} is left under {self.directory}"
+                    )
             except PromptError as exc:
                 # Keep serving the last good set; say why the edit was not taken.
                 if str(exc) != self.last_error:
@@ -334,14 +365,20 @@ class PromptRegistry:
         self._maybe_reload()
         versions = self._prompts.get(name)
         if not versions:
-            raise PromptError(f"no prompt named {name!r} (have: {', '.join(sorted(self._prompts)) or 'none'})")
+            raise PromptError(
+                f"no prompt named {name!r} (have: {', '.join(sorted(self._prompts)) or 'none'})"
+            )
         if version is None:
             version = max(versions, key=_version_key)
         if version not in versions:
-            raise PromptError(f"prompt {name!r} has no version {version!r} (have: {', '.join(sorted(versions, key=_version_key))})")
+            raise PromptError(
+                f"prompt {name!r} has no version {version!r} (have: {', '.join(sorted(versions, key=_version_key))})"
+            )
         return versions[version]
 
-    def select(self, requested: str | None = None, user: str | None = None, session: str | None = None) -> Prompt:
+    def select(
+        self, requested: str | None = None, user: str | None = None, session: str | None = None
+    ) -> Prompt:
         """The prompt that answers this request (see the module docstring for the order)."""
         self._maybe_reload()
         if requested:

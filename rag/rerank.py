@@ -32,7 +32,14 @@ from rag.store import Hit
 if TYPE_CHECKING:
     from rag.embedding import Embedder
 
-__all__ = ["CrossEncoderReranker", "EmbeddingReranker", "NoReranker", "RerankError", "Reranker", "build_reranker"]
+__all__ = [
+    "CrossEncoderReranker",
+    "EmbeddingReranker",
+    "NoReranker",
+    "RerankError",
+    "Reranker",
+    "build_reranker",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +72,9 @@ class Reranker(abc.ABC):
         if len(head) > 1:
             scores = self.score(query, head)
             order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-            head = [Hit(id=head[i].id, score=float(scores[i]), payload=head[i].payload) for i in order]
+            head = [
+                Hit(id=head[i].id, score=float(scores[i]), payload=head[i].payload) for i in order
+            ]
         return (head + tail)[:top_k]
 
     @abc.abstractmethod
@@ -88,7 +97,9 @@ class CrossEncoderReranker(Reranker):
     def __init__(self, settings: RerankSettings, threads: int | None = None):
         super().__init__(settings)
         if not settings.model_path:
-            raise RerankError("rerank.backend is cross-encoder but rerank.model_path is not set: point it at a local CrossEncoder folder")
+            raise RerankError(
+                "rerank.backend is cross-encoder but rerank.model_path is not set: point it at a local CrossEncoder folder"
+            )
         self.model_path = Path(settings.model_path).expanduser()
         self.threads = threads
         self._model: Any = None
@@ -116,8 +127,15 @@ class CrossEncoderReranker(Reranker):
     def score(self, query: str, hits: Sequence[Hit]) -> list[float]:
         self.warm_up()
         pairs = [(query, str(h.payload.get("text", ""))) for h in hits]
-        scores = self._model.predict(pairs, batch_size=self.settings.batch_size, show_progress_bar=False, convert_to_numpy=True)
-        return [float(s) for s in np.asarray(scores, dtype=np.float64).reshape(len(hits), -1)[:, -1]]
+        scores = self._model.predict(
+            pairs,
+            batch_size=self.settings.batch_size,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [
+            float(s) for s in np.asarray(scores, dtype=np.float64).reshape(len(hits), -1)[:, -1]
+        ]
 
 
 class EmbeddingReranker(Reranker):
@@ -136,7 +154,9 @@ class EmbeddingReranker(Reranker):
         owners: list[int] = []
         texts: list[str] = [query]
         for i, h in enumerate(hits):
-            sentences = split_sentences(str(h.payload.get("text", ""))) or [str(h.payload.get("text", ""))]
+            sentences = split_sentences(str(h.payload.get("text", ""))) or [
+                str(h.payload.get("text", ""))
+            ]
             texts.extend(sentences)
             owners.extend([i] * len(sentences))
         vecs = self.embedder.embed(texts)
@@ -151,9 +171,13 @@ def build_reranker(settings: RerankSettings, embedder: Embedder | None = None) -
     if settings.backend == "none":
         return NoReranker(settings)
     if settings.backend == "cross-encoder":
-        return CrossEncoderReranker(settings, threads=embedder.settings.threads if embedder else None)
+        return CrossEncoderReranker(
+            settings, threads=embedder.settings.threads if embedder else None
+        )
     if settings.backend == "embedding":
         if embedder is None:
             raise RerankError("rerank.backend embedding needs the index's embedder")
         return EmbeddingReranker(settings, embedder)
-    raise RerankError(f"unknown rerank.backend {settings.backend!r} (use none, cross-encoder or embedding)")
+    raise RerankError(
+        f"unknown rerank.backend {settings.backend!r} (use none, cross-encoder or embedding)"
+    )

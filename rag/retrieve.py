@@ -32,11 +32,13 @@ def _sparse_executor() -> ThreadPoolExecutor:
         return _sparse_pool
 
 
-def rrf_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int, limit: int) -> list[Hit]:
+def rrf_fuse(
+    rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int, limit: int
+) -> list[Hit]:
     """Weighted reciprocal-rank fusion; the fused score replaces the arm scores."""
     scores: dict[str, float] = {}
     first: dict[str, Hit] = {}
-    for hits, w in zip(rankings, weights):
+    for hits, w in zip(rankings, weights, strict=False):
         for rank, hit in enumerate(hits, start=1):
             scores[hit.id] = scores.get(hit.id, 0.0) + w / (k + rank)
             first.setdefault(hit.id, hit)
@@ -44,7 +46,9 @@ def rrf_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int
     return [Hit(id=i, score=scores[i], payload=first[i].payload) for i in order]
 
 
-def weighted_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], limit: int) -> list[Hit]:
+def weighted_fuse(
+    rankings: Sequence[Sequence[Hit]], weights: Sequence[float], limit: int
+) -> list[Hit]:
     """Convex combination of min-max normalised arm scores (a hit missing from an arm scores 0 there).
 
     Unlike RRF it keeps how far apart the scores are: a clear dense winner stays ahead of
@@ -53,7 +57,7 @@ def weighted_fuse(rankings: Sequence[Sequence[Hit]], weights: Sequence[float], l
     scores: dict[str, float] = {}
     first: dict[str, Hit] = {}
     total = sum(weights) or 1.0
-    for hits, w in zip(rankings, weights):
+    for hits, w in zip(rankings, weights, strict=False):
         if not hits:
             continue
         values = [h.score for h in hits]
@@ -91,14 +95,20 @@ class Retriever:
         candidates = max(limit, s.candidates)
 
         def search_sparse() -> list[Hit]:
-            return self.index.store.search_sparse(collection, self.index.sparse.embed_query(query), candidates, flt)
+            return self.index.store.search_sparse(
+                collection, self.index.sparse.embed_query(query), candidates, flt
+            )
 
         pending: Future[list[Hit]] | None = None
         if mode == "hybrid" and query_vector is None:
             # BM25 needs no embedding: search it while the query is encoded (~2 ms at 100k chunks).
             pending = _sparse_executor().submit(search_sparse)
         if mode in ("dense", "hybrid"):
-            vec = list(query_vector) if query_vector is not None else self.index.embedder.embed_query(query).tolist()
+            vec = (
+                list(query_vector)
+                if query_vector is not None
+                else self.index.embedder.embed_query(query).tolist()
+            )
             dense = self.index.store.search_dense(collection, vec, candidates, flt)
         if pending is not None:
             sparse = pending.result()

@@ -16,7 +16,9 @@ __all__ = ["Bm25Encoder"]
 
 
 class Bm25Encoder:
-    def __init__(self, k: float = 1.2, b: float = 0.75, avg_len: float = 150.0, language: str = "english"):
+    def __init__(
+        self, k: float = 1.2, b: float = 0.75, avg_len: float = 150.0, language: str = "english"
+    ):
         self.k, self.b, self.avg_len, self.language = k, b, avg_len, language
         self._model: Any = None
         self._lock = threading.Lock()
@@ -27,7 +29,11 @@ class Bm25Encoder:
                 if self._model is None:
                     import qdrant_edge as q
 
-                    self._model = q.Bm25(q.Bm25Config(k=self.k, b=self.b, avg_len=self.avg_len, language=self.language))
+                    self._model = q.Bm25(
+                        q.Bm25Config(
+                            k=self.k, b=self.b, avg_len=self.avg_len, language=self.language
+                        )
+                    )
         return self._model
 
     def embed_document(self, text: str) -> SparseVec:

@@ -23,8 +23,12 @@ def collect_status(index: Index) -> dict[str, Any]:
     return {
         "documents": sum(1 for r in records if r.status == "ok"),
         "chunks": index.store.count(collection),
-        "failed": [{"path": r.source, "reason": r.reason or ""} for r in records if r.status == "failed"],
-        "skipped": [{"path": r.source, "reason": r.reason or ""} for r in records if r.status == "skipped"],
+        "failed": [
+            {"path": r.source, "reason": r.reason or ""} for r in records if r.status == "failed"
+        ],
+        "skipped": [
+            {"path": r.source, "reason": r.reason or ""} for r in records if r.status == "skipped"
+        ],
         "embedding": {
             "model": identity.model,
             "dimension": identity.dimension,

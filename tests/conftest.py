@@ -31,7 +31,9 @@ TEST_TORCH_THREADS = "1"
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
-    settings = load_settings(DEFAULT_CONFIG).embedding.model_copy(update={"threads": int(TEST_TORCH_THREADS)})
+    settings = load_settings(DEFAULT_CONFIG).embedding.model_copy(
+        update={"threads": int(TEST_TORCH_THREADS)}
+    )
     model = Embedder(settings)
     model.warm_up()
     return model
@@ -40,7 +42,11 @@ def embedder() -> Embedder:
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, Mapping) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 

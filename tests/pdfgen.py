@@ -31,8 +31,12 @@ def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
             ops.append(f"({_escape(line)}) Tj T*")
         ops.append("ET")
         stream = "\n".join(ops).encode("latin-1")
-        objects.append(b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
+        objects.append(
+            b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream"
+        )
+    objects.append(
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    )
     info_obj = None
     if title:
         objects.append(f"<< /Title ({_escape(title)}) >>".encode())
@@ -46,7 +50,11 @@ def make_pdf(pages: list[list[str]], title: str | None = None) -> bytes:
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     for off in offsets:
         out += f"{off:010d} 00000 n \n".encode()
-    trailer = f"<< /Size {len(objects) + 1} /Root 1 0 R" + (f" /Info {info_obj} 0 R" if info_obj else "") + " >>"
+    trailer = (
+        f"<< /Size {len(objects) + 1} /Root 1 0 R"
+        + (f" /Info {info_obj} 0 R" if info_obj else "")
+        + " >>"
+    )
     out += f"trailer\n{trailer}\nstartxref\n{xref}\n%%EOF\n".encode()
     return bytes(out)
 

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from rag.pack import PackedContext
 
-__all__ = ["GenerationError", "GenerationRequest", "Generator", "TokenCounter", "Usage", "close_quietly", "hf_token_counter"]
+__all__ = [
+    "GenerationError",
+    "GenerationRequest",
+    "Generator",
+    "TokenCounter",
+    "Usage",
+    "close_quietly",
+    "hf_token_counter",
+]
 
 
 def close_quietly(iterator: object) -> None:
@@ -64,7 +72,9 @@ class GenerationRequest:
     def check_deadline(self, backend: str) -> None:
         left = self.seconds_left()
         if left is not None and left <= 0:
-            raise GenerationError(f"{backend}: no answer within the time limit", retryable=True, backend=backend)
+            raise GenerationError(
+                f"{backend}: no answer within the time limit", retryable=True, backend=backend
+            )
 
 
 class TokenCounter:
@@ -76,7 +86,13 @@ class TokenCounter:
     an upper bound otherwise, since the margin is generous.
     """
 
-    def __init__(self, encode: Callable[[str], Sized], per_message: int = 5, reply_prefix: int = 3, cache_size: int = 8192):
+    def __init__(
+        self,
+        encode: Callable[[str], Sized],
+        per_message: int = 5,
+        reply_prefix: int = 3,
+        cache_size: int = 8192,
+    ):
         self._encode = encode
         self.per_message = per_message
         self.reply_prefix = reply_prefix
@@ -91,7 +107,10 @@ class TokenCounter:
         return self._count(text) if text else 0
 
     def count_messages(self, messages: Sequence[dict[str, str]]) -> int:
-        return sum(self(m["role"]) + self(m["content"]) + self.per_message for m in messages) + self.reply_prefix
+        return (
+            sum(self(m["role"]) + self(m["content"]) + self.per_message for m in messages)
+            + self.reply_prefix
+        )
 
 
 def hf_token_counter(path: str | Path) -> TokenCounter:
@@ -102,7 +121,9 @@ def hf_token_counter(path: str | Path) -> TokenCounter:
     if p.is_dir():
         p = p / "tokenizer.json"
     if not p.is_file():
-        raise GenerationError(f"tokenizer file {p} not found: point tokenizer_path at a tokenizer.json or its folder")
+        raise GenerationError(
+            f"tokenizer file {p} not found: point tokenizer_path at a tokenizer.json or its folder"
+        )
     tok = Tokenizer.from_file(str(p))
 
     def encode(text: str) -> list[int]:

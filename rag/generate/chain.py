@@ -46,7 +46,9 @@ class ChainOutcome:
 class GeneratorChain:
     def __init__(self, generators: list[Generator], timeout_seconds: float = 60.0):
         if not generators:
-            raise GenerationError("generation.chain is empty: list at least one of openai, local, extractive")
+            raise GenerationError(
+                "generation.chain is empty: list at least one of openai, local, extractive"
+            )
         self.generators = generators
         self.timeout_seconds = timeout_seconds
 
@@ -73,13 +75,17 @@ class GeneratorChain:
                 log.warning("generator %s is not available: %s", g.name, exc)
                 errors.append(f"{g.name}: {exc}")
         if len(errors) == len(self.generators):
-            raise GenerationError("no generator in generation.chain could start (" + "; ".join(errors) + ")")
+            raise GenerationError(
+                "no generator in generation.chain could start (" + "; ".join(errors) + ")"
+            )
 
     def close(self) -> None:
         for g in self.generators:
             g.close()
 
-    def stream(self, request: GenerationRequest, accept: Callable[[str], str | None] | None = None) -> Iterator[ChainEvent]:
+    def stream(
+        self, request: GenerationRequest, accept: Callable[[str], str | None] | None = None
+    ) -> Iterator[ChainEvent]:
         """``("token", str)``…, maybe ``("reset", info)`` and more tokens, then ``("end", ChainOutcome)``.
 
         ``accept(text)`` returns why a finished answer is refused (or None): a refused answer
@@ -109,14 +115,22 @@ class GeneratorChain:
                 text = "".join(pieces)
                 refused = accept(text) if accept and position + 1 < len(self.generators) else None
                 if refused:
-                    kept = kept or ChainOutcome(text, generator.name, position > 0, usage, [], first_token_ms)
+                    kept = kept or ChainOutcome(
+                        text, generator.name, position > 0, usage, [], first_token_ms
+                    )
                     raise GenerationError(refused, backend=generator.name)
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
-                reason = str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
+                reason = (
+                    str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
+                )
                 log.warning("generator %s failed: %s", generator.name, reason)
                 failures.append({"generator": generator.name, "error": reason})
                 if pieces:
-                    nxt = self.generators[position + 1].name if position + 1 < len(self.generators) else None
+                    nxt = (
+                        self.generators[position + 1].name
+                        if position + 1 < len(self.generators)
+                        else None
+                    )
                     yield ("reset", {"failed": generator.name, "next": nxt, "error": reason})
                 continue
             yield (
@@ -153,7 +167,9 @@ def build_generator(
     if name == "openai":
         from rag.generate.openai import OpenAIGenerator
 
-        return OpenAIGenerator(settings.openai, settings.timeout_seconds, fallback_tokens=local_tokens)
+        return OpenAIGenerator(
+            settings.openai, settings.timeout_seconds, fallback_tokens=local_tokens
+        )
     if name == "local":
         from rag.generate.local import LocalGenerator
 
@@ -165,8 +181,12 @@ def build_generator(
     if name == "extractive":
         from rag.generate.extractive import ExtractiveGenerator
 
-        return ExtractiveGenerator(scorer, settings.extractive_sentences, settings.extractive_min_score)
-    raise GenerationError(f"unknown generator {name!r} in generation.chain (use openai, local, extractive)")
+        return ExtractiveGenerator(
+            scorer, settings.extractive_sentences, settings.extractive_min_score
+        )
+    raise GenerationError(
+        f"unknown generator {name!r} in generation.chain (use openai, local, extractive)"
+    )
 
 
 def build_chain(settings: GenerationSettings, scorer: Any) -> GeneratorChain:

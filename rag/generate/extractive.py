@@ -23,7 +23,9 @@ LEXICAL_WEIGHT = 0.3
 _MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
 
 
-def rank_sentences(question: str, request: GenerationRequest, scorer: SupportScorer) -> list[tuple[float, int, str]]:
+def rank_sentences(
+    question: str, request: GenerationRequest, scorer: SupportScorer
+) -> list[tuple[float, int, str]]:
     """(score, passage number, sentence) for every sentence of the context, best first."""
     candidates: list[tuple[int, str]] = []
     for passage in request.context.passages:
@@ -36,7 +38,7 @@ def rank_sentences(question: str, request: GenerationRequest, scorer: SupportSco
     cosines = vecs[1:] @ vecs[0] if vecs.shape[1] > 1 else np.zeros(len(candidates))
     qwords = set(content_words(question))
     ranked = []
-    for (n, sentence), cos in zip(candidates, cosines):
+    for (n, sentence), cos in zip(candidates, cosines, strict=False):
         words = set(content_words(sentence))
         overlap = len(qwords & words) / len(qwords) if qwords else 0.0
         ranked.append((float(cos) + LEXICAL_WEIGHT * overlap, n, sentence))
@@ -48,7 +50,13 @@ class ExtractiveGenerator(Generator):
     name = "extractive"
     uses_llm = False
 
-    def __init__(self, scorer: SupportScorer, max_sentences: int = 2, min_score: float = 0.45, window: int = 8192):
+    def __init__(
+        self,
+        scorer: SupportScorer,
+        max_sentences: int = 2,
+        min_score: float = 0.45,
+        window: int = 8192,
+    ):
         self.scorer = scorer
         self.max_sentences = max_sentences
         self.min_score = min_score

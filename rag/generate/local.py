@@ -64,7 +64,10 @@ def _model_path(settings: LocalGeneratorSettings) -> Path:
     if settings.model_path:
         path = Path(settings.model_path).expanduser()
         if not path.is_file():
-            raise GenerationError(f"generation.local.model_path {path} is not a file: give a .gguf model", backend="local")
+            raise GenerationError(
+                f"generation.local.model_path {path} is not a file: give a .gguf model",
+                backend="local",
+            )
         return path
     return default_gguf_path()
 
@@ -149,13 +152,24 @@ class LocalGenerator(Generator):
                     verbose=False,
                 )
             except (ValueError, RuntimeError) as exc:
-                raise GenerationError(f"cannot load {path} with llama.cpp: {exc}", backend=self.name) from exc
+                raise GenerationError(
+                    f"cannot load {path} with llama.cpp: {exc}", backend=self.name
+                ) from exc
             _close_at_exit(self._llm)
             self.load_seconds = time.perf_counter() - started
-            log.info("local generator: %s loaded in %.2fs (%d threads)", path.name, self.load_seconds, threads)
+            log.info(
+                "local generator: %s loaded in %.2fs (%d threads)",
+                path.name,
+                self.load_seconds,
+                threads,
+            )
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "model": str(_model_path(self.settings)), "context_window": self.context_window}
+        return {
+            "name": self.name,
+            "model": str(_model_path(self.settings)),
+            "context_window": self.context_window,
+        }
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
         self.warm_up()
@@ -167,7 +181,11 @@ class LocalGenerator(Generator):
                 backend=self.name,
             )
         if not self._run_lock.acquire(timeout=max(0.0, request.seconds_left() or 3600.0)):
-            raise GenerationError("local: the model stayed busy past the time limit", retryable=True, backend=self.name)
+            raise GenerationError(
+                "local: the model stayed busy past the time limit",
+                retryable=True,
+                backend=self.name,
+            )
         pieces: list[str] = []
         try:
             chunks = self._llm.create_chat_completion(

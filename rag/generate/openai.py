@@ -10,6 +10,7 @@ raised, and the fallback chain lets the next backend answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,13 @@ __all__ = ["OpenAIGenerator"]
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-_RETRY_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.PoolTimeout)
+_RETRY_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.PoolTimeout,
+)
 
 
 def _approximate_counter() -> TokenCounter:
@@ -85,16 +92,26 @@ class OpenAIGenerator(Generator):
             self._client = httpx.Client(
                 transport=self._transport,
                 headers=self._headers(),
-                timeout=httpx.Timeout(self.settings.read_timeout_seconds, connect=self.settings.connect_timeout_seconds),
+                timeout=httpx.Timeout(
+                    self.settings.read_timeout_seconds,
+                    connect=self.settings.connect_timeout_seconds,
+                ),
             )
         return self._client
 
     def warm_up(self) -> None:
         _ = self.tokens
         try:
-            r = self._http().get(self.settings.base_url.rstrip("/") + "/models", timeout=self.settings.connect_timeout_seconds)
+            r = self._http().get(
+                self.settings.base_url.rstrip("/") + "/models",
+                timeout=self.settings.connect_timeout_seconds,
+            )
             if r.status_code >= 400:
-                log.warning("openai backend %s answered %s to /models", self.settings.base_url, r.status_code)
+                log.warning(
+                    "openai backend %s answered %s to /models",
+                    self.settings.base_url,
+                    r.status_code,
+                )
         except httpx.HTTPError as exc:
             # Not fatal: the chain falls back while the server is down.
             log.warning("openai backend %s is not reachable yet: %s", self.settings.base_url, exc)
@@ -130,15 +147,19 @@ class OpenAIGenerator(Generator):
         return httpx.Timeout(read, connect=min(self.settings.connect_timeout_seconds, read))
 
     def _backoff(self, attempt: int, retry_after: str | None, request: GenerationRequest) -> float:
-        delay: float = min(self.settings.max_backoff_seconds, self.settings.backoff_seconds * (2**attempt))
+        delay: float = min(
+            self.settings.max_backoff_seconds, self.settings.backoff_seconds * (2**attempt)
+        )
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):
                 delay = min(self.settings.max_backoff_seconds, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
         left = request.seconds_left()
         if left is not None and delay >= left:
-            raise GenerationError(f"openai: gave up retrying, the time limit is reached ({self.url})", retryable=True, backend=self.name)
+            raise GenerationError(
+                f"openai: gave up retrying, the time limit is reached ({self.url})",
+                retryable=True,
+                backend=self.name,
+            )
         return delay
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
@@ -170,10 +191,16 @@ class OpenAIGenerator(Generator):
                 retry_after, reason = None, f"connect timeout: {exc}"
             except _RETRY_ERRORS as exc:
                 if sent_any:
-                    raise GenerationError(f"openai: the stream from {self.url} broke off: {exc}", retryable=True, backend=self.name) from exc
+                    raise GenerationError(
+                        f"openai: the stream from {self.url} broke off: {exc}",
+                        retryable=True,
+                        backend=self.name,
+                    ) from exc
                 retry_after, reason = None, f"{type(exc).__name__}: {exc}"
             except httpx.HTTPError as exc:
-                raise GenerationError(f"openai: request to {self.url} failed: {exc}", backend=self.name) from exc
+                raise GenerationError(
+                    f"openai: request to {self.url} failed: {exc}", backend=self.name
+                ) from exc
             if attempt >= self.settings.max_retries:
                 raise GenerationError(
                     f"openai: {self.url} failed after {attempt + 1} attempt(s): {reason}; is the server up "
@@ -192,7 +219,9 @@ class OpenAIGenerator(Generator):
             return
         body = response.read().decode("utf-8", "replace")[:500]
         if response.status_code in _RETRY_STATUS:
-            raise _RetryableStatus(f"HTTP {response.status_code}: {body}", response.headers.get("retry-after"))
+            raise _RetryableStatus(
+                f"HTTP {response.status_code}: {body}", response.headers.get("retry-after")
+            )
         raise GenerationError(
             f"openai: {self.url} refused the request with HTTP {response.status_code}: {body} "
             "(check generation.openai.model, api_key and the server's context length)",
@@ -204,7 +233,9 @@ class OpenAIGenerator(Generator):
         usage: Usage | None = None
         pieces: list[str] = []
         done = False
-        with self._http().stream("POST", self.url, json=body, timeout=self._timeout(request)) as response:
+        with self._http().stream(
+            "POST", self.url, json=body, timeout=self._timeout(request)
+        ) as response:
             self._check_status(response)
             for line in response.iter_lines():
                 request.check_deadline(self.name)
@@ -217,29 +248,44 @@ class OpenAIGenerator(Generator):
                 try:
                     event = json.loads(data)
                 except json.JSONDecodeError as exc:
-                    raise GenerationError(f"openai: unreadable stream event {data[:200]!r}", backend=self.name) from exc
+                    raise GenerationError(
+                        f"openai: unreadable stream event {data[:200]!r}", backend=self.name
+                    ) from exc
                 if "error" in event:
-                    raise GenerationError(f"openai: the server reported {event['error']}", retryable=True, backend=self.name)
+                    raise GenerationError(
+                        f"openai: the server reported {event['error']}",
+                        retryable=True,
+                        backend=self.name,
+                    )
                 for choice in event.get("choices") or []:
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         pieces.append(piece)
                         yield piece
                 if event.get("usage"):
-                    usage = Usage(int(event["usage"].get("prompt_tokens") or 0), int(event["usage"].get("completion_tokens") or 0))
+                    usage = Usage(
+                        int(event["usage"].get("prompt_tokens") or 0),
+                        int(event["usage"].get("completion_tokens") or 0),
+                    )
         if not done:
             # A clean close without the end marker is a cut-off answer all the same.
-            raise httpx.ReadError(f"the stream ended before data: [DONE] after {len(pieces)} piece(s)")
+            raise httpx.ReadError(
+                f"the stream ended before data: [DONE] after {len(pieces)} piece(s)"
+            )
         yield usage or self._count_usage(request, "".join(pieces))
 
     def _complete_once(self, request: GenerationRequest) -> Iterator[str | Usage]:
-        response = self._http().post(self.url, json=self._body(request, stream=False), timeout=self._timeout(request))
+        response = self._http().post(
+            self.url, json=self._body(request, stream=False), timeout=self._timeout(request)
+        )
         self._check_status(response)
         try:
             data = response.json()
             text = str(data["choices"][0]["message"].get("content") or "")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise GenerationError(f"openai: unexpected response {response.text[:200]!r}", backend=self.name) from exc
+            raise GenerationError(
+                f"openai: unexpected response {response.text[:200]!r}", backend=self.name
+            ) from exc
         if text:
             yield text
         u = data.get("usage") or {}

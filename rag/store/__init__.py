@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 from rag.config import Settings
-from rag.store.base import DENSE, SPARSE, Filter, Hit, SparseVec, StoredPoint, StoreError, VectorStore
+from rag.store.base import (
+    DENSE,
+    SPARSE,
+    Filter,
+    Hit,
+    SparseVec,
+    StoredPoint,
+    StoreError,
+    VectorStore,
+)
 
-__all__ = ["DENSE", "SPARSE", "Filter", "Hit", "SparseVec", "StoredPoint", "StoreError", "VectorStore", "open_store"]
+__all__ = [
+    "DENSE",
+    "SPARSE",
+    "Filter",
+    "Hit",
+    "SparseVec",
+    "StoreError",
+    "StoredPoint",
+    "VectorStore",
+    "open_store",
+]
 
 
 def open_store(settings: Settings) -> VectorStore:
@@ -13,7 +32,9 @@ def open_store(settings: Settings) -> VectorStore:
     if cfg.backend == "edge":
         from rag.store.edge import EdgeStore
 
-        return EdgeStore(settings.resolved_data_dir() / "index", indexing_threshold_kb=cfg.indexing_threshold_kb)
+        return EdgeStore(
+            settings.resolved_data_dir() / "index", indexing_threshold_kb=cfg.indexing_threshold_kb
+        )
     from rag.store.qdrant import QdrantStore
 
     path = cfg.path

@@ -11,17 +11,17 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "DENSE",
+    "INDEXED_FIELDS",
     "SPARSE",
     "Filter",
     "Hit",
-    "INDEXED_FIELDS",
     "SparseVec",
-    "StoredPoint",
     "StoreError",
+    "StoredPoint",
     "VectorStore",
 ]
 
@@ -30,7 +30,7 @@ SPARSE = "sparse"
 # Payload fields with an index: lookups by document, dedup by text, tenant isolation.
 INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source")
 
-FilterValue = Union[str, int, bool, Sequence[str], Sequence[int]]
+FilterValue = str | int | bool | Sequence[str] | Sequence[int]
 # key -> value (exact match) or list of values (match any). All keys must match.
 Filter = Mapping[str, FilterValue]
 
@@ -93,7 +93,9 @@ class VectorStore(abc.ABC):
     def delete(self, collection: str, ids: Sequence[str]) -> None: ...
 
     @abc.abstractmethod
-    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]: ...
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredPoint]: ...
 
     @abc.abstractmethod
     def scroll(

@@ -91,7 +91,9 @@ class EdgeStore(VectorStore):
         return q.EdgeConfig(
             vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
-            optimizers=q.EdgeOptimizersConfig(indexing_threshold=threshold) if threshold is not None else None,
+            optimizers=q.EdgeOptimizersConfig(indexing_threshold=threshold)
+            if threshold is not None
+            else None,
         )
 
     @staticmethod
@@ -117,7 +119,9 @@ class EdgeStore(VectorStore):
                 dense = list(vec[DENSE])
             if SPARSE in vec:
                 sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
-        return StoredPoint(id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse)
+        return StoredPoint(
+            id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse
+        )
 
     # -- collections and aliases -----------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -170,7 +174,9 @@ class EdgeStore(VectorStore):
     def switch_alias(self, alias: str, collection: str) -> None:
         with self._lock:
             if collection not in self.list_collections():
-                raise StoreError(f"cannot point alias '{alias}' at missing collection '{collection}'")
+                raise StoreError(
+                    f"cannot point alias '{alias}' at missing collection '{collection}'"
+                )
             aliases = self._aliases()
             aliases[alias] = collection
             self.root.mkdir(parents=True, exist_ok=True)
@@ -199,11 +205,15 @@ class EdgeStore(VectorStore):
         with self._lock:
             self._shard(collection).update(q.UpdateOperation.delete_points(list(ids)))
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredPoint]:
         if not ids:
             return []
         with self._lock:
-            recs = self._shard(collection).retrieve(list(ids), with_payload=True, with_vector=with_vectors)
+            recs = self._shard(collection).retrieve(
+                list(ids), with_payload=True, with_vector=with_vectors
+            )
         return [self._to_point(r, with_vectors) for r in recs]
 
     def scroll(
@@ -236,13 +246,19 @@ class EdgeStore(VectorStore):
         import qdrant_edge as q
 
         with self._lock:
-            return int(self._shard(collection).count(q.CountRequest(filter=self._filter(filter), exact=True)))
+            return int(
+                self._shard(collection).count(
+                    q.CountRequest(filter=self._filter(filter), exact=True)
+                )
+            )
 
     def field_values(self, collection: str, key: str) -> set[Any]:
         import qdrant_edge as q
 
         with self._lock:
-            resp = self._shard(collection).facet(q.FacetRequest(key=key, limit=10_000_000, exact=True))
+            resp = self._shard(collection).facet(
+                q.FacetRequest(key=key, limit=10_000_000, exact=True)
+            )
         return {h.value for h in resp.hits}
 
     def _query(self, collection: str, query: Any, limit: int, filter: Filter | None) -> list[Hit]:
@@ -250,7 +266,9 @@ class EdgeStore(VectorStore):
 
         with self._lock:
             res = self._shard(collection).query(
-                q.QueryRequest(limit=limit, query=query, filter=self._filter(filter), with_payload=True)
+                q.QueryRequest(
+                    limit=limit, query=query, filter=self._filter(filter), with_payload=True
+                )
             )
         return [Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {})) for r in res]
 
@@ -259,7 +277,9 @@ class EdgeStore(VectorStore):
     ) -> list[Hit]:
         import qdrant_edge as q
 
-        return self._query(collection, q.Query.Nearest(list(map(float, vector)), using=DENSE), limit, filter)
+        return self._query(
+            collection, q.Query.Nearest(list(map(float, vector)), using=DENSE), limit, filter
+        )
 
     def search_sparse(
         self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None

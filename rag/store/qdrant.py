@@ -30,7 +30,9 @@ class QdrantStore(VectorStore):
 
     def __init__(self, url: str | None = None, path: str | None = None, api_key: str | None = None):
         if not url and not path:
-            raise StoreError("the qdrant backend needs store.url (a server) or store.path (local mode)")
+            raise StoreError(
+                "the qdrant backend needs store.url (a server) or store.path (local mode)"
+            )
         self.url = url
         self.path = path
         self.api_key = api_key
@@ -79,7 +81,9 @@ class QdrantStore(VectorStore):
                 dense = list(vec[DENSE])
             if SPARSE in vec:
                 sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
-        return StoredPoint(id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse)
+        return StoredPoint(
+            id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse
+        )
 
     # -- collections and aliases -----------------------------------------------------
     def list_collections(self) -> list[str]:
@@ -93,8 +97,12 @@ class QdrantStore(VectorStore):
                 raise StoreError(f"collection '{name}' already exists")
             self.client.create_collection(
                 name,
-                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
-                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                vectors_config={
+                    DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+                },
+                sparse_vectors_config={
+                    SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
                 metadata={"dimension": dimension, **metadata},
             )
             if self.url:  # local mode has no payload indexes (and warns about them)
@@ -122,10 +130,14 @@ class QdrantStore(VectorStore):
 
         with self._lock:
             if not self.client.collection_exists(collection):
-                raise StoreError(f"cannot point alias '{alias}' at missing collection '{collection}'")
+                raise StoreError(
+                    f"cannot point alias '{alias}' at missing collection '{collection}'"
+                )
             ops: list[Any] = []
             if self.get_alias(alias) is not None:
-                ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+                ops.append(
+                    models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))
+                )
             ops.append(
                 models.CreateAliasOperation(
                     create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
@@ -144,7 +156,9 @@ class QdrantStore(VectorStore):
         for p in points:
             vector: dict[str, Any] = {DENSE: list(map(float, p.dense or []))}
             if p.sparse is not None and p.sparse.indices:
-                vector[SPARSE] = models.SparseVector(indices=p.sparse.indices, values=p.sparse.values)
+                vector[SPARSE] = models.SparseVector(
+                    indices=p.sparse.indices, values=p.sparse.values
+                )
             structs.append(models.PointStruct(id=p.id, vector=vector, payload=p.payload))
         with self._lock:
             self.client.upsert(collection, points=structs, wait=True)
@@ -155,13 +169,19 @@ class QdrantStore(VectorStore):
         if not ids:
             return
         with self._lock:
-            self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+            self.client.delete(
+                collection, points_selector=models.PointIdsList(points=list(ids)), wait=True
+            )
 
-    def retrieve(self, collection: str, ids: Sequence[str], with_vectors: bool = False) -> list[StoredPoint]:
+    def retrieve(
+        self, collection: str, ids: Sequence[str], with_vectors: bool = False
+    ) -> list[StoredPoint]:
         if not ids:
             return []
         with self._lock:
-            recs = self.client.retrieve(collection, ids=list(ids), with_payload=True, with_vectors=with_vectors)
+            recs = self.client.retrieve(
+                collection, ids=list(ids), with_payload=True, with_vectors=with_vectors
+            )
         return [self._to_point(r, with_vectors) for r in recs]
 
     def scroll(
@@ -189,14 +209,26 @@ class QdrantStore(VectorStore):
 
     def count(self, collection: str, filter: Filter | None = None) -> int:
         with self._lock:
-            return int(self.client.count(collection, count_filter=self._filter(filter), exact=True).count)
+            return int(
+                self.client.count(collection, count_filter=self._filter(filter), exact=True).count
+            )
 
-    def _query(self, collection: str, query: Any, using: str, limit: int, filter: Filter | None) -> list[Hit]:
+    def _query(
+        self, collection: str, query: Any, using: str, limit: int, filter: Filter | None
+    ) -> list[Hit]:
         with self._lock:
             res = self.client.query_points(
-                collection, query=query, using=using, limit=limit, query_filter=self._filter(filter), with_payload=True
+                collection,
+                query=query,
+                using=using,
+                limit=limit,
+                query_filter=self._filter(filter),
+                with_payload=True,
             )
-        return [Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {})) for r in res.points]
+        return [
+            Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {}))
+            for r in res.points
+        ]
 
     def search_dense(
         self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
@@ -211,7 +243,11 @@ class QdrantStore(VectorStore):
         if not vector.indices:
             return []
         return self._query(
-            collection, models.SparseVector(indices=vector.indices, values=vector.values), SPARSE, limit, filter
+            collection,
+            models.SparseVector(indices=vector.indices, values=vector.values),
+            SPARSE,
+            limit,
+            filter,
         )
 
     def flush(self, collection: str) -> None:

@@ -92,7 +92,7 @@ def convert(gguf: Path, out: Path, dtype_name: str) -> None:
         ids = ids["input_ids"]
     with torch.no_grad():
         gen = model.generate(ids, max_new_tokens=8, do_sample=False)
-    sample = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+    sample = tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)
 
     model.save_pretrained(str(tmp), safe_serialization=True)
     tok.save_pretrained(str(tmp))

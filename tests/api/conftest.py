@@ -48,7 +48,9 @@ TENANT_DOCS: dict[str, dict[str, str]] = {
 }
 TENANTS = ("default", *TENANT_DOCS)
 EXAMPLE_SOURCES = frozenset(
-    p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*") if p.is_file() and not p.name.startswith(".")
+    p.relative_to(EXAMPLES).as_posix()
+    for p in EXAMPLES.rglob("*")
+    if p.is_file() and not p.name.startswith(".")
 )
 
 # Limits high enough that no test trips them by accident (test_limits starts a strict server).
@@ -73,7 +75,9 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    return load_settings(DEFAULT_CONFIG, _merge(_merge({"data_dir": str(data_dir)}, RELAXED), overrides))
+    return load_settings(
+        DEFAULT_CONFIG, _merge(_merge({"data_dir": str(data_dir)}, RELAXED), overrides)
+    )
 
 
 @dataclass
@@ -88,9 +92,13 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> LiveServer:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+        )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, name=f"uvicorn-{self.port}", daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -117,7 +125,9 @@ class LiveServer:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=kwargs.pop("timeout", 60.0), **kwargs)
+        return httpx.Client(
+            base_url=self.url, headers=headers, timeout=kwargs.pop("timeout", 60.0), **kwargs
+        )
 
 
 @dataclass
@@ -145,7 +155,9 @@ class Deployment:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Deployment]:
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[Deployment]:
     data_dir = tmp_path_factory.mktemp("api") / "data"
     settings = settings_for(data_dir)
     index = Index(settings, embedder=embedder)

@@ -20,7 +20,10 @@ from tests.api.conftest import Deployment
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 if (CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("CI"):
-    pytest.fail("chromium/chromedriver missing on CI: apt-get install -y chromium chromium-driver", pytrace=False)
+    pytest.fail(
+        "chromium/chromedriver missing on CI: apt-get install -y chromium chromium-driver",
+        pytrace=False,
+    )
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None, reason="needs Debian's chromium and chromium-driver"
 )
@@ -35,9 +38,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     assert CHROMIUM is not None and CHROMEDRIVER is not None
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
     ):
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager never tries to download one.
@@ -49,7 +59,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def test_question_streams_an_answer_with_a_verified_citation(deployment: Deployment, browser: Any) -> None:
+def test_question_streams_an_answer_with_a_verified_citation(
+    deployment: Deployment, browser: Any
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -60,7 +72,9 @@ def test_question_streams_an_answer_with_a_verified_citation(deployment: Deploym
     question.send_keys("How long are database backups retained?")
     browser.find_element(By.ID, "ask").click()
 
-    WebDriverWait(browser, 120).until(ec.presence_of_element_located((By.CSS_SELECTOR, "article.turn.done")))
+    WebDriverWait(browser, 120).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "article.turn.done"))
+    )
     turn = browser.find_element(By.CSS_SELECTOR, "article.turn.done")
     answer = turn.find_element(By.CSS_SELECTOR, ".answer")
     assert "35 days" in answer.text

@@ -33,9 +33,14 @@ def test_upload_is_ingested_answerable_and_deletable(deployment: Deployment) -> 
         assert r.status_code == 202, r.text
         assert r.json()["path"] == "acme/rooms/projector.md"
         assert r.json()["status"] == "pending"
-        assert (deployment.tenants_root / "acme" / "rooms" / "projector.md").read_text().endswith(FACT + "\n")
+        assert (
+            (deployment.tenants_root / "acme" / "rooms" / "projector.md")
+            .read_text()
+            .endswith(FACT + "\n")
+        )
         doc = wait_for(
-            lambda: (s := _status(c, "acme/rooms/projector.md")) and s["status"] == "ok" and s, "upload ingested"
+            lambda: (s := _status(c, "acme/rooms/projector.md")) and s["status"] == "ok" and s,
+            "upload ingested",
         )
         assert doc["chunks"] >= 1 and doc["origin"] == "upload"
         question = "How do I reset the Zephyr room projector?"
@@ -49,22 +54,41 @@ def test_upload_is_ingested_answerable_and_deletable(deployment: Deployment) -> 
             assert "nine seconds" in answer["answer"]
 
         # Replacing keeps the name; deleting removes the chunks.
-        r = c.post("/v1/documents", files={"file": ("rooms/projector.md", b"Projectors were removed from all rooms.")})
+        r = c.post(
+            "/v1/documents",
+            files={"file": ("rooms/projector.md", b"Projectors were removed from all rooms.")},
+        )
         assert r.status_code == 202
-        wait_for(lambda: "removed from all rooms" in " ".join(
-            cite["quote"] for cite in c.post("/v1/query", json={"question": "projector rooms", "generate": False}).json()["citations"]
-        ), "replacement ingested")
+        wait_for(
+            lambda: (
+                "removed from all rooms"
+                in " ".join(
+                    cite["quote"]
+                    for cite in c.post(
+                        "/v1/query", json={"question": "projector rooms", "generate": False}
+                    ).json()["citations"]
+                )
+            ),
+            "replacement ingested",
+        )
         r = c.delete("/v1/documents/acme/rooms/projector.md")
         assert r.status_code == 202, r.text
         wait_for(lambda: _status(c, "acme/rooms/projector.md") is None, "document gone")
         assert "acme/rooms/projector.md" not in _sources(c, question)
 
 
-def test_a_file_that_does_not_parse_is_listed_as_failed_with_its_reason(deployment: Deployment) -> None:
+def test_a_file_that_does_not_parse_is_listed_as_failed_with_its_reason(
+    deployment: Deployment,
+) -> None:
     with deployment.client("globex") as c:
-        r = c.post("/v1/documents", files={"file": ("broken.pdf", b"%PDF-1.4 this is not really a pdf")})
+        r = c.post(
+            "/v1/documents", files={"file": ("broken.pdf", b"%PDF-1.4 this is not really a pdf")}
+        )
         assert r.status_code == 202, r.text
-        doc = wait_for(lambda: (s := _status(c, "globex/broken.pdf")) and s["status"] == "failed" and s, "failure recorded")
+        doc = wait_for(
+            lambda: (s := _status(c, "globex/broken.pdf")) and s["status"] == "failed" and s,
+            "failure recorded",
+        )
         assert doc["reason"] and doc["chunks"] == 0
         assert c.delete("/v1/documents/globex/broken.pdf").status_code == 202
 
@@ -82,7 +106,11 @@ def test_a_file_that_does_not_parse_is_listed_as_failed_with_its_reason(deployme
     ids=["exe", "no-extension", "dotdot", "absolute", "hidden", "no-file"],
 )
 def test_upload_rejections_say_what_is_wrong(
-    deployment: Deployment, files: dict[str, Any], data: dict[str, str], status: int, error_type: str
+    deployment: Deployment,
+    files: dict[str, Any],
+    data: dict[str, str],
+    status: int,
+    error_type: str,
 ) -> None:
     with deployment.client("acme") as c:
         r = c.post("/v1/documents", files=files or {"other": ("x", b"")}, data=data)

@@ -39,16 +39,32 @@ class SlowTokens:
     def warm_up(self) -> None:
         self.inner.warm_up()
 
-    def run(self, question: str, *, filters: Any = None, prompt: Any = None, generate: bool = True,
-            user: Any = None, session: Any = None) -> dict[str, Any]:
+    def run(
+        self,
+        question: str,
+        *,
+        filters: Any = None,
+        prompt: Any = None,
+        generate: bool = True,
+        user: Any = None,
+        session: Any = None,
+    ) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for kind, payload in self.stream(question, filters=filters, generate=generate):
             if kind == "done":
                 result = payload
         return result
 
-    def stream(self, question: str, *, filters: Any = None, prompt: Any = None, generate: bool = True,
-               user: Any = None, session: Any = None) -> Iterator[tuple[str, Any]]:
+    def stream(
+        self,
+        question: str,
+        *,
+        filters: Any = None,
+        prompt: Any = None,
+        generate: bool = True,
+        user: Any = None,
+        session: Any = None,
+    ) -> Iterator[tuple[str, Any]]:
         context = self.inner.run(question, filters=filters, generate=False)
         if not generate:
             yield ("citations", context["citations"])
@@ -105,7 +121,11 @@ def test_body_over_the_limit_is_413_declared_or_streamed(strict: LiveServer, key
     big = b'{"question": "' + b"x" * 3000 + b'"}'
     with strict.client(key) as c:
         declared = c.post("/v1/query", content=big, headers={"Content-Type": "application/json"})
-        chunked = c.post("/v1/query", content=iter([big[:1000], big[1000:]]), headers={"Content-Type": "application/json"})
+        chunked = c.post(
+            "/v1/query",
+            content=iter([big[:1000], big[1000:]]),
+            headers={"Content-Type": "application/json"},
+        )
     for r in (declared, chunked):
         err = error(r, 413)
         assert "2 kB" in err["message"] and "api.max_body_kb" in err["message"]
@@ -117,7 +137,9 @@ def test_question_over_the_limit_is_422_naming_it(strict: LiveServer, key: str) 
     assert "limit is 100" in err["message"] and "api.max_question_chars" in err["message"]
 
 
-def test_upload_over_the_limit_is_413_and_writes_nothing(strict: LiveServer, deployment: Deployment, key: str) -> None:
+def test_upload_over_the_limit_is_413_and_writes_nothing(
+    strict: LiveServer, deployment: Deployment, key: str
+) -> None:
     with strict.client(key) as c:
         r = c.post("/v1/documents", files={"file": ("big.md", b"# Big\n\n" + b"word " * 2000)})
     err = error(r, 413)
@@ -131,7 +153,9 @@ def test_unsupported_upload_type_is_415(strict: LiveServer, key: str) -> None:
     assert ".pdf" in err["message"]
 
 
-def test_rate_limit_is_per_key_with_retry_after(strict: LiveServer, deployment: Deployment, key: str) -> None:
+def test_rate_limit_is_per_key_with_retry_after(
+    strict: LiveServer, deployment: Deployment, key: str
+) -> None:
     with strict.client(key) as c:
         codes = [c.get("/v1/models").status_code for _ in range(3)]
         r = c.get("/v1/models")
@@ -144,10 +168,15 @@ def test_rate_limit_is_per_key_with_retry_after(strict: LiveServer, deployment: 
         assert c.get("/v1/models").status_code == 200  # another key's bucket is untouched
 
 
-def test_full_queue_is_503_with_retry_after(strict: LiveServer, slow: SlowTokens, key: str, deployment: Deployment) -> None:
+def test_full_queue_is_503_with_retry_after(
+    strict: LiveServer, slow: SlowTokens, key: str, deployment: Deployment
+) -> None:
     slow.reset()
     second_key = deployment.store.create("default", "second")[1]
-    with strict.client(key) as c, c.stream("POST", "/v1/query", json={"question": "backups", "stream": True}) as held:
+    with (
+        strict.client(key) as c,
+        c.stream("POST", "/v1/query", json={"question": "backups", "stream": True}) as held,
+    ):
         assert held.status_code == 200
         assert slow.started.wait(30)
         with strict.client(second_key) as c2:
@@ -156,13 +185,21 @@ def test_full_queue_is_503_with_retry_after(strict: LiveServer, slow: SlowTokens
             assert int(r.headers["retry-after"]) >= 1
             assert "api.concurrency.extractive=1" in err["message"]
             # Retrieval-only requests have their own gate and still go through.
-            assert c2.post("/v1/query", json={"question": "backups", "generate": False}).status_code == 200
+            assert (
+                c2.post("/v1/query", json={"question": "backups", "generate": False}).status_code
+                == 200
+            )
     assert slow.closed.wait(10)
 
 
-def test_client_disconnect_stops_a_streamed_generation(strict: LiveServer, slow: SlowTokens, key: str) -> None:
+def test_client_disconnect_stops_a_streamed_generation(
+    strict: LiveServer, slow: SlowTokens, key: str
+) -> None:
     slow.reset()
-    with strict.client(key) as c, c.stream("POST", "/v1/query", json={"question": "backups", "stream": True}) as r:
+    with (
+        strict.client(key) as c,
+        c.stream("POST", "/v1/query", json={"question": "backups", "stream": True}) as r,
+    ):
         tokens = 0
         for event, _ in sse_events(r.iter_lines()):
             tokens += event == "token"
@@ -175,9 +212,14 @@ def test_client_disconnect_stops_a_streamed_generation(strict: LiveServer, slow:
     _slot_is_free(strict, key)
 
 
-def test_client_disconnect_stops_a_non_streamed_generation(strict: LiveServer, slow: SlowTokens, key: str) -> None:
+def test_client_disconnect_stops_a_non_streamed_generation(
+    strict: LiveServer, slow: SlowTokens, key: str
+) -> None:
     slow.reset()
-    with strict.client(key, timeout=httpx.Timeout(60.0, read=1.0)) as c, pytest.raises(httpx.ReadTimeout):
+    with (
+        strict.client(key, timeout=httpx.Timeout(60.0, read=1.0)) as c,
+        pytest.raises(httpx.ReadTimeout),
+    ):
         c.post("/v1/query", json={"question": "backups"})
     assert slow.closed.wait(5), "generation still running after the client left"
     assert slow.produced < slow.tokens
@@ -186,11 +228,19 @@ def test_client_disconnect_stops_a_non_streamed_generation(strict: LiveServer, s
 
 def _slot_is_free(server: LiveServer, key: str) -> None:
     with server.client(key) as c:
-        wait_for(lambda: 'rag_backend_active{backend="extractive"} 0.0' in c.get("/metrics").text, "generation slot freed", 10)
+        wait_for(
+            lambda: 'rag_backend_active{backend="extractive"} 0.0' in c.get("/metrics").text,
+            "generation slot freed",
+            10,
+        )
 
 
-def test_shutdown_finishes_in_flight_requests(start_server: Callable[..., LiveServer], deployment: Deployment) -> None:
-    pipeline = SlowTokens(QueryPipeline(deployment.index, deployment.settings), tokens=20, delay=0.05)
+def test_shutdown_finishes_in_flight_requests(
+    start_server: Callable[..., LiveServer], deployment: Deployment
+) -> None:
+    pipeline = SlowTokens(
+        QueryPipeline(deployment.index, deployment.settings), tokens=20, delay=0.05
+    )
     server = start_server(pipeline=pipeline)
     result: dict[str, Any] = {}
 

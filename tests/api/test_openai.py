@@ -16,7 +16,9 @@ QUESTION = "How long are monthly backup snapshots kept?"
 
 @pytest.fixture(scope="module")
 def client(deployment: Deployment) -> openai.OpenAI:
-    return openai.OpenAI(base_url=deployment.server.url + "/v1", api_key=deployment.keys["default"], max_retries=0)
+    return openai.OpenAI(
+        base_url=deployment.server.url + "/v1", api_key=deployment.keys["default"], max_retries=0
+    )
 
 
 def test_models_lists_the_served_chat_model(client: openai.OpenAI, deployment: Deployment) -> None:
@@ -28,7 +30,10 @@ def test_completion_answers_with_citation_markers_and_the_citations_extension(
 ) -> None:
     out = client.chat.completions.create(
         model=deployment.settings.api.model_name,
-        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}],
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": QUESTION},
+        ],
         temperature=0.0,
         max_tokens=128,
         user="tester",
@@ -44,7 +49,9 @@ def test_completion_answers_with_citation_markers_and_the_citations_extension(
     assert out.usage is not None and out.usage.total_tokens >= 0
 
 
-def test_streaming_through_the_client_delivers_text_then_citations(client: openai.OpenAI, deployment: Deployment) -> None:
+def test_streaming_through_the_client_delivers_text_then_citations(
+    client: openai.OpenAI, deployment: Deployment
+) -> None:
     stream = client.chat.completions.create(
         model=deployment.settings.api.model_name,
         messages=[{"role": "user", "content": QUESTION}],
@@ -71,7 +78,9 @@ def test_streaming_through_the_client_delivers_text_then_citations(client: opena
     assert "13 months" in extension["rag"]["answer"]
 
 
-def test_unknown_model_and_bad_key_raise_the_clients_own_errors(client: openai.OpenAI, deployment: Deployment) -> None:
+def test_unknown_model_and_bad_key_raise_the_clients_own_errors(
+    client: openai.OpenAI, deployment: Deployment
+) -> None:
     with pytest.raises(openai.NotFoundError, match="is not served here"):
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     bad = openai.OpenAI(base_url=deployment.server.url + "/v1", api_key="rk_bad", max_retries=0)
@@ -97,11 +106,16 @@ def test_follow_up_questions_carry_earlier_turns_within_the_budget() -> None:
     assert alone == last
 
 
-def test_a_follow_up_is_answered_from_the_conversation(client: openai.OpenAI, deployment: Deployment) -> None:
+def test_a_follow_up_is_answered_from_the_conversation(
+    client: openai.OpenAI, deployment: Deployment
+) -> None:
     out = client.chat.completions.create(
         model=deployment.settings.api.model_name,
         messages=[
-            {"role": "user", "content": "What does the backup and restore policy say about snapshots?"},
+            {
+                "role": "user",
+                "content": "What does the backup and restore policy say about snapshots?",
+            },
             {"role": "assistant", "content": "Monthly snapshots exist [1]."},
             {"role": "user", "content": "For how long are they kept?"},
         ],

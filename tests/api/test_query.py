@@ -12,9 +12,17 @@ import pytest
 from tests.api.conftest import Deployment, sse_events
 
 
-def test_generate_false_returns_ranked_context_from_the_callers_documents(deployment: Deployment) -> None:
+def test_generate_false_returns_ranked_context_from_the_callers_documents(
+    deployment: Deployment,
+) -> None:
     with deployment.client() as c:
-        r = c.post("/v1/query", json={"question": "What happens when a client exceeds the API rate limit?", "generate": False})
+        r = c.post(
+            "/v1/query",
+            json={
+                "question": "What happens when a client exceeds the API rate limit?",
+                "generate": False,
+            },
+        )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["answer"] == ""
@@ -39,10 +47,17 @@ def test_filters_narrow_the_results(deployment: Deployment) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer rk_000000000000_" + "x" * 43}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer rk_short"}],
+    [
+        {},
+        {"Authorization": "Bearer rk_000000000000_" + "x" * 43},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer rk_short"},
+    ],
     ids=["missing", "unknown", "not-bearer", "malformed"],
 )
-def test_requests_without_a_valid_key_get_401(deployment: Deployment, headers: dict[str, str]) -> None:
+def test_requests_without_a_valid_key_get_401(
+    deployment: Deployment, headers: dict[str, str]
+) -> None:
     r = httpx.post(deployment.server.url + "/v1/query", json={"question": "hi"}, headers=headers)
     assert r.status_code == 401, r.text
     assert r.headers["www-authenticate"] == "Bearer"
@@ -64,7 +79,12 @@ def test_a_revoked_key_stops_working_on_the_running_server(deployment: Deploymen
     [
         ("GET", "/no/such/route", {}, 404),
         ("DELETE", "/v1/query", {}, 405),
-        ("POST", "/v1/query", {"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 422),
+        (
+            "POST",
+            "/v1/query",
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            422,
+        ),
         ("POST", "/v1/query", {"json": {"question": "hi", "surprise": 1}}, 422),
         ("POST", "/v1/query", {"json": {"question": "hi", "filters": {"tenant": "acme"}}}, 422),
     ],
@@ -84,7 +104,10 @@ def test_errors_are_json_with_type_and_message(
 
 def test_streamed_answer_is_tokens_then_citations_then_done(deployment: Deployment) -> None:
     question = "How long are backups kept?"
-    with deployment.client() as c, c.stream("POST", "/v1/query", json={"question": question, "stream": True}) as r:
+    with (
+        deployment.client() as c,
+        c.stream("POST", "/v1/query", json={"question": question, "stream": True}) as r,
+    ):
         assert r.status_code == 200, r.read()
         assert r.headers["content-type"].startswith("text/event-stream")
         events = [(e, json.loads(d)) for e, d in sse_events(r.iter_lines())]
@@ -106,7 +129,17 @@ def test_non_streamed_answer_matches_the_cli_json_contract(deployment: Deploymen
         r = c.post("/v1/query", json={"question": "How long are backups kept?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    for key in ("answer", "abstained", "degraded", "generator", "citations", "prompt", "usage", "timings_ms", "context_tokens"):
+    for key in (
+        "answer",
+        "abstained",
+        "degraded",
+        "generator",
+        "citations",
+        "prompt",
+        "usage",
+        "timings_ms",
+        "context_tokens",
+    ):
         assert key in body
     assert body["generator"] == "extractive"
     if not body["abstained"]:
@@ -115,7 +148,10 @@ def test_non_streamed_answer_matches_the_cli_json_contract(deployment: Deploymen
 
 def test_metrics_count_requests_per_route_and_pipeline_stages(deployment: Deployment) -> None:
     with deployment.client() as c:
-        assert c.post("/v1/query", json={"question": "expense policy", "generate": False}).status_code == 200
+        assert (
+            c.post("/v1/query", json={"question": "expense policy", "generate": False}).status_code
+            == 200
+        )
         text = c.get("/metrics").text
     assert 'rag_http_requests_total{method="POST",route="/v1/query",status="200"}' in text
     assert re.search(r"rag_http_request_seconds_bucket\{[^}]*route=\"/v1/query\"", text)

@@ -45,11 +45,13 @@ def test_api_conforms_to_its_schema(deployment: Deployment, fuzz_key: str) -> No
     for result in schema.get_all_operations():
         operation = result.ok()
         for mode in GenerationMode:
-
             # derandomize: the same examples on every run, so CI sees what passed here (a new
             # failure comes from a code or schema change, not from luck); seeds vary per operation.
             @settings(
-                max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                max_examples=MAX_EXAMPLES,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
                 derandomize=True,
             )
             @given(case=operation.as_strategy(generation_mode=mode))
@@ -61,7 +63,9 @@ def test_api_conforms_to_its_schema(deployment: Deployment, fuzz_key: str) -> No
             except Unsatisfiable:
                 # An operation without parameters or body (GET /healthz) has no invalid input.
                 if mode is not GenerationMode.NEGATIVE:
-                    failures.append(f"{operation.label} [{mode.value}]: no valid input could be generated")
+                    failures.append(
+                        f"{operation.label} [{mode.value}]: no valid input could be generated"
+                    )
             except Exception as exc:  # noqa: BLE001 - collected: one report for all operations
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
             tested.append(f"{operation.label} [{mode.value}]")

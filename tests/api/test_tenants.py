@@ -22,10 +22,29 @@ def owned_by(tenant: str, source: str) -> bool:
     return source.startswith(f"{tenant}/")
 
 
-ALL_SOURCES = sorted(EXAMPLE_SOURCES | {f"{t}/{rel}" for t, files in TENANT_DOCS.items() for rel in files})
+ALL_SOURCES = sorted(
+    EXAMPLE_SOURCES | {f"{t}/{rel}" for t, files in TENANT_DOCS.items() for rel in files}
+)
 WORDS = sorted(
-    {w.strip(".,:#") for files in TENANT_DOCS.values() for text in files.values() for w in text.split() if len(w) > 3}
-    | {"backup", "rate", "limit", "expense", "security", "onboarding", "incident", "vacation", "plants", "volcano"}
+    {
+        w.strip(".,:#")
+        for files in TENANT_DOCS.values()
+        for text in files.values()
+        for w in text.split()
+        if len(w) > 3
+    }
+    | {
+        "backup",
+        "rate",
+        "limit",
+        "expense",
+        "security",
+        "onboarding",
+        "incident",
+        "vacation",
+        "plants",
+        "volcano",
+    }
 )
 
 
@@ -40,7 +59,9 @@ def _query(deployment: Deployment, tenant: str, body: dict[str, Any]) -> list[di
 filters = st.one_of(
     st.none(),
     st.fixed_dictionaries({"source": st.sampled_from(ALL_SOURCES)}),
-    st.fixed_dictionaries({"source": st.lists(st.sampled_from(ALL_SOURCES), min_size=1, max_size=4)}),
+    st.fixed_dictionaries(
+        {"source": st.lists(st.sampled_from(ALL_SOURCES), min_size=1, max_size=4)}
+    ),
     st.fixed_dictionaries(
         {"doc_id": st.builds(document_id, st.sampled_from(TENANTS), st.sampled_from(ALL_SOURCES))}
     ),
@@ -52,9 +73,13 @@ questions = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(tenant=st.sampled_from(TENANTS), question=questions, flt=filters)
-def test_no_cross_tenant_chunk_is_ever_returned(deployment: Deployment, tenant: str, question: str, flt: Any) -> None:
+def test_no_cross_tenant_chunk_is_ever_returned(
+    deployment: Deployment, tenant: str, question: str, flt: Any
+) -> None:
     body: dict[str, Any] = {"question": question}
     if flt is not None:
         body["filters"] = flt
@@ -108,7 +133,9 @@ def test_own_source_file_is_served_as_inert_text(deployment: Deployment) -> None
         r = c.get("/v1/sources/api-rate-limits.html")
         status = c.get("/v1/documents/policies/backup-policy.md").json()
     assert r.status_code == 200
-    assert r.headers["content-type"].startswith("text/plain")  # never run a document's HTML on our origin
+    assert r.headers["content-type"].startswith(
+        "text/plain"
+    )  # never run a document's HTML on our origin
     assert r.headers["content-security-policy"] == "sandbox"
     assert "Rate Limits" in r.text
     assert status["status"] == "ok" and status["chunks"] > 0 and status["origin"] == "watched"
@@ -123,4 +150,7 @@ def test_isolation_survives_a_blue_green_reindex(deployment: Deployment) -> None
         for question in ("When are the office plants watered?", "vacation days", "rate limit"):
             for cite in _query(deployment, tenant, {"question": question}):
                 assert owned_by(tenant, cite["source"]), (tenant, cite["source"])
-    assert _query(deployment, "globex", {"question": "volcano elevator"})[0]["source"] == "globex/volcano.md"
+    assert (
+        _query(deployment, "globex", {"question": "volcano elevator"})[0]["source"]
+        == "globex/volcano.md"
+    )

@@ -73,8 +73,10 @@ def test_golden_jsonl_and_yaml(tmp_path: Path) -> None:
     jl = tmp_path / "golden.jsonl"
     jl.write_text(
         "# comments and blank lines are fine\n\n"
-        + json.dumps({"id": "a", "question": "Q1?", "sources": ["./x.md"], "answers": "42"}) + "\n"
-        + json.dumps({"question": "Q2?", "sources": []}) + "\n"
+        + json.dumps({"id": "a", "question": "Q1?", "sources": ["./x.md"], "answers": "42"})
+        + "\n"
+        + json.dumps({"question": "Q2?", "sources": []})
+        + "\n"
     )
     items = load_golden(jl)
     assert [i.id for i in items] == ["a", "4"]
@@ -96,7 +98,9 @@ def test_repository_golden_set_names_real_files() -> None:
     assert len(items) >= 8
     for item in items:
         for source in item.sources:
-            assert (root / "examples" / "docs" / source).is_file(), f"{item.id}: {source} is not in examples/docs"
+            assert (root / "examples" / "docs" / source).is_file(), (
+                f"{item.id}: {source} is not in examples/docs"
+            )
 
 
 @pytest.mark.parametrize(
@@ -124,15 +128,25 @@ def test_answer_metrics_from_pipeline_results(tiny_beir: Path) -> None:
     assert ds.answers is not None
     scripted: dict[str, dict[str, Any]] = {
         "How do plants turn sunlight into chemical energy?": {
-            "answer": "Plants make Glucose.", "abstained": False,
-            "citations": [{"n": 1, "source": "photo/1", "verified": True}, {"n": 2, "source": "3", "verified": False}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10}, "timings_ms": {"retrieve": 5.0},
+            "answer": "Plants make Glucose.",
+            "abstained": False,
+            "citations": [
+                {"n": 1, "source": "photo/1", "verified": True},
+                {"n": 2, "source": "3", "verified": False},
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10},
+            "timings_ms": {"retrieve": 5.0},
         },
         "What happens when magma reaches the surface of the earth?": {
-            "answer": "", "abstained": True, "citations": [], "usage": {"prompt_tokens": 50, "completion_tokens": 0},
+            "answer": "",
+            "abstained": True,
+            "citations": [],
+            "usage": {"prompt_tokens": 50, "completion_tokens": 0},
         },
         "Who won the 1987 chess olympiad?": {
-            "answer": "The documents do not say.", "abstained": True, "citations": [],
+            "answer": "The documents do not say.",
+            "abstained": True,
+            "citations": [],
             "usage": {"prompt_tokens": 40, "completion_tokens": 6},
         },
     }

@@ -27,9 +27,11 @@ def _fixture() -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:
         grades[judged[0]] = max(grades[judged[0]], 1)  # every query has a relevant document
         # Some relevant documents are never retrieved (recall below 1 at any depth).
         retrieved = rng.sample(docs, rng.randint(5, 120))
-        scores = rng.sample(range(1, 100_000), len(retrieved))  # distinct: no tie-breaking ambiguity
+        scores = rng.sample(
+            range(1, 100_000), len(retrieved)
+        )  # distinct: no tie-breaking ambiguity
         qrels[f"q{q}"] = grades
-        run[f"q{q}"] = {d: s / 1000.0 for d, s in zip(retrieved, scores)}
+        run[f"q{q}"] = {d: s / 1000.0 for d, s in zip(retrieved, scores, strict=False)}
     return qrels, run
 
 
@@ -54,7 +56,11 @@ def reference() -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-c", _RANX],
         input=json.dumps({"qrels": qrels, "run": run, "ks": list(KS)}),
-        capture_output=True, text=True, env=env, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return {"qrels": qrels, "run": run, "ranx": json.loads(proc.stdout.strip().splitlines()[-1])}

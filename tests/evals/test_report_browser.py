@@ -20,17 +20,29 @@ from rag.ingest import Ingestor
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and os.environ.get("CI"):
-    pytest.fail("chromium is missing on CI: install the Debian package `chromium` (apt-get install -y chromium)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium")
+    pytest.fail(
+        "chromium is missing on CI: install the Debian package `chromium` (apt-get install -y chromium)"
+    )
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium"
+)
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert CHROMIUM is not None
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ]
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_report_numbers_are_on_the_rendered_page(
@@ -42,10 +54,14 @@ def test_report_numbers_are_on_the_rendered_page(
     (kb / "oncall.md").write_text("# On-call\n\nPages must be acknowledged within five minutes.\n")
     golden = tmp_path / "golden.jsonl"
     golden.write_text(
-        json.dumps({"question": "How long are backups kept?", "sources": ["backup.md"]}) + "\n"
-        + json.dumps({"question": "How fast must pages be acknowledged?", "sources": ["oncall.md"]}) + "\n"
+        json.dumps({"question": "How long are backups kept?", "sources": ["backup.md"]})
+        + "\n"
+        + json.dumps({"question": "How fast must pages be acknowledged?", "sources": ["oncall.md"]})
+        + "\n"
     )
-    index = Index(tmp_settings(evals={"suite": str(golden), "canary_samples": 5}), embedder=embedder)
+    index = Index(
+        tmp_settings(evals={"suite": str(golden), "canary_samples": 5}), embedder=embedder
+    )
     try:
         Ingestor(index).sync_folder(kb)
         run_default_suite(index, trigger="sync")
@@ -73,5 +89,10 @@ def test_report_numbers_are_on_the_rendered_page(
     assert "oncall.md" in dom.select_one("table.worst").get_text()  # the missed document is named
 
     shot = tmp_path / "report.png"
-    proc = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1800", (folder / "report.html").as_uri())
+    proc = _chromium(
+        tmp_path,
+        f"--screenshot={shot}",
+        "--window-size=1200,1800",
+        (folder / "report.html").as_uri(),
+    )
     assert proc.returncode == 0 and shot.stat().st_size > 20_000  # a rendered page, not a blank one

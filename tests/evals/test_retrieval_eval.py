@@ -20,8 +20,12 @@ from tests.evals.conftest import TINY_QUERIES
 
 
 def test_collapse_keeps_each_document_at_its_best_chunk() -> None:
-    hits = [Hit("c1", 0.9, {"source": "a.txt"}), Hit("c2", 0.8, {"source": "b.txt"}),
-            Hit("c3", 0.7, {"source": "a.txt"}), Hit("c4", 0.6, {"source": "c.txt"})]
+    hits = [
+        Hit("c1", 0.9, {"source": "a.txt"}),
+        Hit("c2", 0.8, {"source": "b.txt"}),
+        Hit("c3", 0.7, {"source": "a.txt"}),
+        Hit("c4", 0.6, {"source": "c.txt"}),
+    ]
     docs, scores = collapse_to_documents(hits, lambda s: s.removesuffix(".txt"), limit=10)
     assert docs == ["a", "b", "c"] and scores == [0.9, 0.8, 0.6]
     assert collapse_to_documents(hits, lambda s: s, limit=2)[0] == ["a.txt", "b.txt"]
@@ -35,7 +39,9 @@ def test_corpus_jsonl_is_ingested_once_then_cached(
     first = open_dataset_index(settings, ds, embedder)
     try:
         assert not first.cached and first.documents == 8 and not first.failed
-        result = evaluate_retrieval(first.index, ds.judged_queries(), ds.qrels, first.to_doc, top_k=5, mode="dense")
+        result = evaluate_retrieval(
+            first.index, ds.judged_queries(), ds.qrels, first.to_doc, top_k=5, mode="dense"
+        )
     finally:
         first.close()
     # Queries were written to match one document each: MiniLM puts it first.
@@ -53,13 +59,17 @@ def test_corpus_jsonl_is_ingested_once_then_cached(
     again = open_dataset_index(settings, ds, embedder)
     try:
         assert again.cached and again.cache_dir == first.cache_dir
-        hybrid = evaluate_retrieval(again.index, ds.judged_queries(), ds.qrels, again.to_doc, top_k=5, mode="hybrid")
+        hybrid = evaluate_retrieval(
+            again.index, ds.judged_queries(), ds.qrels, again.to_doc, top_k=5, mode="hybrid"
+        )
     finally:
         again.close()
     assert embedder.texts_embedded - embedded_before == len(TINY_QUERIES)  # the queries only
     assert hybrid["recall@5"] == 1.0
     # Another chunking config is another index.
-    other = open_dataset_index(tmp_settings(chunking={"chunk_tokens": 64, "overlap_tokens": 8}), ds, embedder)
+    other = open_dataset_index(
+        tmp_settings(chunking={"chunk_tokens": 64, "overlap_tokens": 8}), ds, embedder
+    )
     try:
         assert not other.cached and other.cache_dir != first.cache_dir
     finally:
@@ -67,7 +77,9 @@ def test_corpus_jsonl_is_ingested_once_then_cached(
 
 
 def test_docs_folder_is_synced_incrementally(
-    tiny_docs: Callable[[], tuple[Path, Path]], tmp_settings: Callable[..., Settings], embedder: Embedder
+    tiny_docs: Callable[[], tuple[Path, Path]],
+    tmp_settings: Callable[..., Settings],
+    embedder: Embedder,
 ) -> None:
     root, docs = tiny_docs()
     settings = tmp_settings()
@@ -80,7 +92,9 @@ def test_docs_folder_is_synced_incrementally(
         dsi.close()
     assert result["recall@10"] == 1.0
     assert all(q["ranked"][0].endswith(".md") for q in result["per_query"])
-    (docs / "misc" / "knitting.md").write_text("# Knitting\n\nCrochet uses a single hook instead.\n")
+    (docs / "misc" / "knitting.md").write_text(
+        "# Knitting\n\nCrochet uses a single hook instead.\n"
+    )
     again = open_dataset_index(settings, ds, embedder)
     try:
         assert not again.cached  # the edited file was re-embedded...
@@ -102,11 +116,30 @@ def test_cli_eval_retrieval_json(
     monkeypatch.setattr(cli_eval, "load_embedder", lambda settings: embedder)
     runner = CliRunner()
     data_dir = tmp_path / "cli-data"
-    args = ["--data-dir", str(data_dir), "eval", "retrieval", "--dataset", str(tiny_beir), "--top-k", "5"]
+    args = [
+        "--data-dir",
+        str(data_dir),
+        "eval",
+        "retrieval",
+        "--dataset",
+        str(tiny_beir),
+        "--top-k",
+        "5",
+    ]
     out = runner.invoke(app, [*args, "--json", "--per-query", "--report"])
     assert out.exit_code == 0, out.output
     data: dict[str, Any] = json.loads(out.stdout)
-    for key in ("ndcg@10", "recall@1", "recall@5", "recall@10", "recall@100", "mrr@10", "queries", "latency_ms", "config"):
+    for key in (
+        "ndcg@10",
+        "recall@1",
+        "recall@5",
+        "recall@10",
+        "recall@100",
+        "mrr@10",
+        "queries",
+        "latency_ms",
+        "config",
+    ):
         assert key in data
     assert data["queries"] == 5 and {"p50", "p95"} <= set(data["latency_ms"])
     assert data["per_query"][0]["ranked"] and data["per_query"][0]["scores"]
@@ -116,7 +149,10 @@ def test_cli_eval_retrieval_json(
     assert second["index"]["cached"] is True and "per_query" not in second
     assert second["ndcg@10"] == data["ndcg@10"]
     last = runner.invoke(app, ["--data-dir", str(data_dir), "eval", "last", "--json"])
-    assert last.exit_code == 0 and json.loads(last.stdout)["metrics"]["tiny.ndcg@10"] == data["ndcg@10"]
+    assert (
+        last.exit_code == 0
+        and json.loads(last.stdout)["metrics"]["tiny.ndcg@10"] == data["ndcg@10"]
+    )
     bad = runner.invoke(app, [*args, "--split", "dev"])
     assert bad.exit_code == 2 and "available splits: test" in bad.output
 
@@ -132,14 +168,29 @@ def test_cli_eval_answers_runs_the_query_pipeline(
     # The extractive generator: the real query path without an LLM (seconds, not minutes, here).
     monkeypatch.setenv("RAG_GENERATION__CHAIN", '["extractive"]')
     out = CliRunner().invoke(
-        app, ["--data-dir", str(tmp_path / "d"), "eval", "answers", "--dataset", str(tiny_beir), "--json", "--per-query"]
+        app,
+        [
+            "--data-dir",
+            str(tmp_path / "d"),
+            "eval",
+            "answers",
+            "--dataset",
+            str(tiny_beir),
+            "--json",
+            "--per-query",
+        ],
     )
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["questions"] == 6 and data["answerable"] == 5 and data["unanswerable"] == 1
     assert not data["errors"]
-    for key in ("answer_contains_gold", "gold_cited", "citation_precision", "abstention_rate_unanswerable",
-                "false_abstention_rate_answerable"):
+    for key in (
+        "answer_contains_gold",
+        "gold_cited",
+        "citation_precision",
+        "abstention_rate_unanswerable",
+        "false_abstention_rate_answerable",
+    ):
         assert key in data
     # Consistency of the aggregates with what each question got back.
     answerable = [q for q in data["per_query"] if q["answerable"]]
@@ -148,5 +199,9 @@ def test_cli_eval_answers_runs_the_query_pipeline(
     )
     cited = [q for q in answerable if not q["abstained"]]
     assert cited, "the extractive generator answered nothing"
-    assert all(set(q["cited"]) <= {"photo/1", "Volcano 2", "3", "tcp", "aqueduct", "bees", "blackhole", "knit"} for q in cited)
+    assert all(
+        set(q["cited"])
+        <= {"photo/1", "Volcano 2", "3", "tcp", "aqueduct", "bees", "blackhole", "knit"}
+        for q in cited
+    )
     assert data["gold_cited"] > 0 and data["latency_ms"]["p50"] > 0

@@ -28,22 +28,42 @@ DOCS = {
     "notes/laptops.md": "# Laptops\n\nA stolen laptop must be reported to the helpdesk within one hour so it can be wiped.\n",
 }
 GOLDEN = [
-    {"id": "backup", "question": "How long are database backups retained?", "sources": ["backup.md"]},
-    {"id": "oncall", "question": "How fast must on-call acknowledge pages?", "sources": ["oncall.md"]},
-    {"id": "hotel", "question": "What is the hotel limit per night?", "sources": ["notes/expenses.md"]},
-    {"id": "laptop", "question": "What do I do when my laptop is stolen?", "sources": ["notes/laptops.md"]},
+    {
+        "id": "backup",
+        "question": "How long are database backups retained?",
+        "sources": ["backup.md"],
+    },
+    {
+        "id": "oncall",
+        "question": "How fast must on-call acknowledge pages?",
+        "sources": ["oncall.md"],
+    },
+    {
+        "id": "hotel",
+        "question": "What is the hotel limit per night?",
+        "sources": ["notes/expenses.md"],
+    },
+    {
+        "id": "laptop",
+        "question": "What do I do when my laptop is stolen?",
+        "sources": ["notes/laptops.md"],
+    },
 ]
 
 
 @pytest.fixture()
-def kb(tmp_path: Path, tmp_settings: Callable[..., Settings], embedder: Embedder) -> Iterator[tuple[Index, Path]]:
+def kb(
+    tmp_path: Path, tmp_settings: Callable[..., Settings], embedder: Embedder
+) -> Iterator[tuple[Index, Path]]:
     folder = tmp_path / "kb"
     for rel, text in DOCS.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_text(text)
     golden = tmp_path / "golden.jsonl"
     golden.write_text("".join(json.dumps(g) + "\n" for g in GOLDEN))
-    settings = tmp_settings(evals={"suite": str(golden), "canary_samples": 8, "canary_top_k": 3, "top_k": 10})
+    settings = tmp_settings(
+        evals={"suite": str(golden), "canary_samples": 8, "canary_top_k": 3, "top_k": 10}
+    )
     index = Index(settings, embedder=embedder)
     index.open()
     yield index, folder
@@ -93,7 +113,9 @@ def test_requests_coalesce_and_never_block(kb: tuple[Index, Path]) -> None:
     gate = threading.Event()
     calls: list[str] = []
 
-    def slow_suite(index: Index, trigger: str, reason: str | None, should_stop: Callable[[], bool]) -> Any:
+    def slow_suite(
+        index: Index, trigger: str, reason: str | None, should_stop: Callable[[], bool]
+    ) -> Any:
         calls.append(trigger)
         gate.wait(30)
         return Path("/unused"), {"regressions": []}
@@ -109,7 +131,10 @@ def test_requests_coalesce_and_never_block(kb: tuple[Index, Path]) -> None:
     assert not gate.is_set() and calls == ["sync"]
     gate.set()
     assert runner.wait_idle(30)
-    assert calls == ["sync", "reindex"]  # six requests during the run -> exactly one more, the latest
+    assert calls == [
+        "sync",
+        "reindex",
+    ]  # six requests during the run -> exactly one more, the latest
     assert runner.runs == 2
 
 

@@ -25,7 +25,9 @@ START_TIMEOUT = 180.0
 SETTLE_TIMEOUT = 60.0
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout: float = SETTLE_TIMEOUT, every: float = 0.1) -> T:
+def wait_for(
+    probe: Callable[[], T | None], what: str, timeout: float = SETTLE_TIMEOUT, every: float = 0.1
+) -> T:
     """Call ``probe`` until it returns something truthy; fail naming ``what`` (and the last value seen)."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -34,14 +36,18 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout: float = SETTLE_T
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}"
+            )
         time.sleep(every)
 
 
 class DaemonProcess:
     """``rag watch FOLDER`` with ``RAG_DATA_DIR=data_dir``; stderr goes to a log shown on failure."""
 
-    def __init__(self, rag_cli: Any, folder: Path, data_dir: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self, rag_cli: Any, folder: Path, data_dir: Path, env: dict[str, str] | None = None
+    ):
         self.rag_cli = rag_cli
         self.folder = folder
         self.data_dir = data_dir
@@ -80,7 +86,9 @@ class DaemonProcess:
 
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"daemon exited with {self.proc.returncode}; its log:\n{self.log()}")
+            raise AssertionError(
+                f"daemon exited with {self.proc.returncode}; its log:\n{self.log()}"
+            )
 
     def client(self) -> DaemonClient | None:
         """The control API of *this* process (``daemon.json`` names its pid), or None before it is up."""
@@ -98,7 +106,11 @@ class DaemonProcess:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Up and done with its initial reconcile."""
-        wait_for(lambda: (s := self.api_status()) is not None and s["daemon"]["ready"] and s, "daemon ready", timeout)
+        wait_for(
+            lambda: (s := self.api_status()) is not None and s["daemon"]["ready"] and s,
+            "daemon ready",
+            timeout,
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90.0) -> int:
         assert self.proc is not None
@@ -109,7 +121,9 @@ class DaemonProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"daemon did not stop within {timeout:.0f}s of signal {sig}; log:\n{self.log()}")
+            raise AssertionError(
+                f"daemon did not stop within {timeout:.0f}s of signal {sig}; log:\n{self.log()}"
+            ) from None
 
     def kill9(self) -> None:
         assert self.proc is not None
@@ -133,10 +147,17 @@ class DaemonProcess:
         return [json.loads(line) for line in client.export_lines() if line]
 
     def wait_idle(self, timeout: float = SETTLE_TIMEOUT) -> dict[str, Any]:
-        return wait_for(lambda: (s := self.api_status()) is not None and s["daemon"]["idle"] and s, "daemon idle", timeout)
+        return wait_for(
+            lambda: (s := self.api_status()) is not None and s["daemon"]["idle"] and s,
+            "daemon idle",
+            timeout,
+        )
 
     def wait_export(
-        self, check: Callable[[list[dict[str, Any]]], bool], what: str, timeout: float = SETTLE_TIMEOUT
+        self,
+        check: Callable[[list[dict[str, Any]]], bool],
+        what: str,
+        timeout: float = SETTLE_TIMEOUT,
     ) -> list[dict[str, Any]]:
         """Poll the export until ``check(rows)`` holds (and the daemon is idle), then return the rows."""
 
@@ -159,7 +180,9 @@ class DaemonProcess:
 
     # -- the CLI (what a person runs) -----------------------------------------------
     def cli_status(self) -> dict[str, Any]:
-        data: dict[str, Any] = self.rag_cli.json("status", "--json", data_dir=self.data_dir, env=self.extra_env)
+        data: dict[str, Any] = self.rag_cli.json(
+            "status", "--json", data_dir=self.data_dir, env=self.extra_env
+        )
         return data
 
     def cli_export(self) -> list[dict[str, Any]]:
@@ -172,7 +195,9 @@ def start_daemon(rag_cli: Any) -> Iterator[Callable[..., DaemonProcess]]:
     """``start_daemon(folder, data_dir, env=None, wait_ready=True)``; leftovers are killed at session end."""
     started: list[DaemonProcess] = []
 
-    def start(folder: Path, data_dir: Path, env: dict[str, str] | None = None, wait_ready: bool = True) -> DaemonProcess:
+    def start(
+        folder: Path, data_dir: Path, env: dict[str, str] | None = None, wait_ready: bool = True
+    ) -> DaemonProcess:
         d = DaemonProcess(rag_cli, folder, data_dir, env)
         started.append(d)
         return d.start(wait_ready=wait_ready)

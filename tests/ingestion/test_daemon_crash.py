@@ -29,13 +29,66 @@ pytestmark = pytest.mark.timeout(420)
 FILES = 300
 GROUP = 16  # files of one chunk each: a manifest commit every 16 files
 
-_WORDS = (
-    "invoice ledger audit quarterly forecast budget vendor contract renewal shipment warehouse pallet "
-    "freight customs tariff compliance policy review approval signature deadline milestone roadmap "
-    "release sprint backlog incident outage latency throughput replica shard cluster failover backup "
-    "restore snapshot archive retention encryption rotation certificate gateway firewall subnet router "
-    "printer badge visitor parking canteen kettle meeting agenda minutes summary appendix glossary"
-).split()
+_WORDS = [
+    "invoice",
+    "ledger",
+    "audit",
+    "quarterly",
+    "forecast",
+    "budget",
+    "vendor",
+    "contract",
+    "renewal",
+    "shipment",
+    "warehouse",
+    "pallet",
+    "freight",
+    "customs",
+    "tariff",
+    "compliance",
+    "policy",
+    "review",
+    "approval",
+    "signature",
+    "deadline",
+    "milestone",
+    "roadmap",
+    "release",
+    "sprint",
+    "backlog",
+    "incident",
+    "outage",
+    "latency",
+    "throughput",
+    "replica",
+    "shard",
+    "cluster",
+    "failover",
+    "backup",
+    "restore",
+    "snapshot",
+    "archive",
+    "retention",
+    "encryption",
+    "rotation",
+    "certificate",
+    "gateway",
+    "firewall",
+    "subnet",
+    "router",
+    "printer",
+    "badge",
+    "visitor",
+    "parking",
+    "canteen",
+    "kettle",
+    "meeting",
+    "agenda",
+    "minutes",
+    "summary",
+    "appendix",
+    "glossary",
+]
 
 
 def write_corpus(folder: Path, count: int) -> None:
@@ -96,7 +149,9 @@ def test_kill_9_mid_ingest_and_offline_changes_then_restart_equals_a_clean_inges
     assert done <= len(recorded) < FILES - 2 * GROUP, (
         f"ingest was too far along when killed ({len(recorded)}/{FILES}); the test needs a mid-way kill"
     )
-    assert (crashed / "daemon.json").exists(), "a killed daemon cannot clean up; the restart must cope"
+    assert (crashed / "daemon.json").exists(), (
+        "a killed daemon cannot clean up; the restart must cope"
+    )
 
     # While it is down: edits around the kill point (the group in flight may have written
     # chunks it never recorded) and among files already recorded.
@@ -106,16 +161,22 @@ def test_kill_9_mid_ingest_and_offline_changes_then_restart_equals_a_clean_inges
     for source in (in_flight[0], in_flight[1], settled[0]):
         (folder / source).unlink()
     for source in (in_flight[2], in_flight[3], settled[1]):
-        (folder / source).write_text(f"Rewritten after the crash: {source} now covers the disaster recovery drill.\n")
+        (folder / source).write_text(
+            f"Rewritten after the crash: {source} now covers the disaster recovery drill.\n"
+        )
     (folder / in_flight[4]).rename(folder / "part-0" / "renamed-in-flight.txt")
     (folder / settled[2]).rename(folder / "renamed-settled.txt")
-    (folder / "added-after-crash.md").write_text("# Added\n\nA file created while the daemon was down.\n")
+    (folder / "added-after-crash.md").write_text(
+        "# Added\n\nA file created while the daemon was down.\n"
+    )
 
     daemon.start()  # returns once the start-up reconcile has finished
     after_restart = daemon.cli_export()
     status = daemon.cli_status()
     assert daemon.stop(signal.SIGINT) == 0, daemon.log()
-    assert not (crashed / "daemon.json").exists(), "a clean stop removes daemon.json (even a stale one)"
+    assert not (crashed / "daemon.json").exists(), (
+        "a clean stop removes daemon.json (even a stale one)"
+    )
     assert "stopped cleanly" in daemon.log()
 
     # The reference: a clean ingest of the final folder into a fresh data dir.
@@ -130,7 +191,9 @@ def test_kill_9_mid_ingest_and_offline_changes_then_restart_equals_a_clean_inges
     clean = rag_cli.export(clean_settings.data_dir)
 
     ids = [r["id"] for r in after_restart]
-    assert not [i for i, c in Counter(ids).items() if c > 1], "duplicate chunk ids after the restart"
+    assert not [i for i, c in Counter(ids).items() if c > 1], (
+        "duplicate chunk ids after the restart"
+    )
     files_now = set(walk_folder(folder))
     assert {r["source"] for r in after_restart} == files_now, "orphaned or missing documents"
     assert comparable(after_restart) == comparable(clean)

@@ -15,7 +15,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,11 +44,15 @@ def assert_consistent(rows: Rows, status: dict[str, Any] | None) -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, start_daemon: Callable[..., Any]) -> Iterator[Any]:
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, start_daemon: Callable[..., Any]
+) -> Iterator[Any]:
     base = tmp_path_factory.mktemp("watch")
     folder = base / "docs"
     folder.mkdir()
-    (folder / "seed.md").write_text("# Seed\n\nThe seed document exists before the daemon starts.\n")
+    (folder / "seed.md").write_text(
+        "# Seed\n\nThe seed document exists before the daemon starts.\n"
+    )
     d = start_daemon(folder, base / "data", env={"RAG_INGESTION__DEBOUNCE_SECONDS": str(DEBOUNCE)})
     d.wait_export(lambda rows: sources(rows) == {"seed.md"}, "the initial sync of seed.md")
     yield d
@@ -71,9 +74,13 @@ def totals(d: Any) -> dict[str, int]:
 
 
 def test_created_file_is_indexed(running: Any) -> None:
-    (running.folder / "created.md").write_text("# Created\n\nThe kettle in room 4 is descaled every Friday.\n")
+    (running.folder / "created.md").write_text(
+        "# Created\n\nThe kettle in room 4 is descaled every Friday.\n"
+    )
 
-    running.wait_export(lambda rows: any("kettle" in t for t in texts(rows, "created.md")), "created.md indexed")
+    running.wait_export(
+        lambda rows: any("kettle" in t for t in texts(rows, "created.md")), "created.md indexed"
+    )
 
     rows = running.cli_export()
     assert any("descaled every Friday" in t for t in texts(rows, "created.md"))
@@ -85,7 +92,9 @@ def test_modified_file_replaces_its_chunks(running: Any) -> None:
     path.write_text("# Parking\n\nVisitor parking is on level minus two.\n")
     running.wait_export(lambda rows: bool(texts(rows, "modified.md")), "modified.md v1 indexed")
 
-    path.write_text("# Parking\n\nVisitor parking moved to the north lot next to the loading dock.\n")
+    path.write_text(
+        "# Parking\n\nVisitor parking moved to the north lot next to the loading dock.\n"
+    )
 
     def only_v2(rows: Rows) -> bool:
         t = texts(rows, "modified.md")
@@ -104,7 +113,9 @@ def test_deleted_file_leaves_the_index(running: Any) -> None:
 
     path.unlink()
 
-    running.wait_export(lambda rows: "deleted.md" not in sources(rows), "deleted.md gone from the index")
+    running.wait_export(
+        lambda rows: "deleted.md" not in sources(rows), "deleted.md gone from the index"
+    )
     rows, status = running.cli_export(), running.cli_status()
     assert "deleted.md" not in sources(rows)
     assert all(f["path"] != "deleted.md" for f in status["failed"] + status["skipped"])
@@ -115,7 +126,9 @@ def test_moved_and_renamed_file_keeps_its_vectors(running: Any) -> None:
     (running.folder / "inbox").mkdir()
     old = running.folder / "inbox" / "draft.md"
     old.write_text("# Travel\n\nTrain tickets over 200 euros need approval from a director.\n")
-    rows = running.wait_export(lambda rows: bool(texts(rows, "inbox/draft.md")), "inbox/draft.md indexed")
+    rows = running.wait_export(
+        lambda rows: bool(texts(rows, "inbox/draft.md")), "inbox/draft.md indexed"
+    )
     old_texts = sorted(texts(rows, "inbox/draft.md"))
     before = totals(running)
 
@@ -123,13 +136,17 @@ def test_moved_and_renamed_file_keeps_its_vectors(running: Any) -> None:
     old.rename(running.folder / "policies" / "travel.md")
 
     running.wait_export(
-        lambda rows: "inbox/draft.md" not in sources(rows) and bool(texts(rows, "policies/travel.md")),
+        lambda rows: (
+            "inbox/draft.md" not in sources(rows) and bool(texts(rows, "policies/travel.md"))
+        ),
         "the file indexed under its new path only",
     )
     rows = running.cli_export()
     assert sorted(texts(rows, "policies/travel.md")) == old_texts
     after = totals(running)
-    assert after["chunks_embedded"] == before["chunks_embedded"], "a rename must reuse the stored vectors"
+    assert after["chunks_embedded"] == before["chunks_embedded"], (
+        "a rename must reuse the stored vectors"
+    )
     assert_consistent(rows, running.api_status())
 
 
@@ -137,9 +154,12 @@ def test_renamed_directory_moves_every_file(running: Any) -> None:
     team = running.folder / "team-a"
     (team / "nested").mkdir(parents=True)
     (team / "roster.md").write_text("# Roster\n\nAlice and Bob share the Monday on-call shift.\n")
-    (team / "nested" / "rituals.md").write_text("# Rituals\n\nRetrospectives happen every second Thursday.\n")
+    (team / "nested" / "rituals.md").write_text(
+        "# Rituals\n\nRetrospectives happen every second Thursday.\n"
+    )
     running.wait_export(
-        lambda rows: {"team-a/roster.md", "team-a/nested/rituals.md"} <= sources(rows), "team-a indexed"
+        lambda rows: {"team-a/roster.md", "team-a/nested/rituals.md"} <= sources(rows),
+        "team-a indexed",
     )
     before = totals(running)
 
@@ -147,7 +167,9 @@ def test_renamed_directory_moves_every_file(running: Any) -> None:
 
     def moved(rows: Rows) -> bool:
         s = sources(rows)
-        return {"team-b/roster.md", "team-b/nested/rituals.md"} <= s and not any(x.startswith("team-a/") for x in s)
+        return {"team-b/roster.md", "team-b/nested/rituals.md"} <= s and not any(
+            x.startswith("team-a/") for x in s
+        )
 
     running.wait_export(moved, "team-a/* re-indexed as team-b/*")
     rows, status = running.cli_export(), running.api_status()
@@ -161,12 +183,19 @@ def test_deleted_directory_takes_its_files_along(running: Any) -> None:
     doomed = running.folder / "doomed"
     (doomed / "deep" / "deeper").mkdir(parents=True)
     (doomed / "one.md").write_text("# One\n\nThe old wiki lives here until March.\n")
-    (doomed / "deep" / "deeper" / "two.txt").write_text("Legacy printers are configured by IT only.\n")
-    running.wait_export(lambda rows: {"doomed/one.md", "doomed/deep/deeper/two.txt"} <= sources(rows), "doomed/ indexed")
+    (doomed / "deep" / "deeper" / "two.txt").write_text(
+        "Legacy printers are configured by IT only.\n"
+    )
+    running.wait_export(
+        lambda rows: {"doomed/one.md", "doomed/deep/deeper/two.txt"} <= sources(rows),
+        "doomed/ indexed",
+    )
 
     shutil.rmtree(doomed)
 
-    running.wait_export(lambda rows: not any(s.startswith("doomed/") for s in sources(rows)), "doomed/* removed")
+    running.wait_export(
+        lambda rows: not any(s.startswith("doomed/") for s in sources(rows)), "doomed/* removed"
+    )
     rows, status = running.cli_export(), running.api_status()
     assert not any(r["source"].startswith("doomed/") for r in rows)
     assert_consistent(rows, status)
@@ -184,13 +213,16 @@ def test_editor_save_via_temp_file_and_rename(running: Any) -> None:
         tmp.write_text(f"# Lunch\n\nThe canteen now opens at noon (saved via {tmp_name}).\n")
         os.replace(tmp, target)
         running.wait_export(
-            lambda rows, name=tmp_name: any(name in t for t in texts(rows, "editor.md")), f"save via {tmp_name}"
+            lambda rows, name=tmp_name: any(name in t for t in texts(rows, "editor.md")),
+            f"save via {tmp_name}",
         )
 
     rows, status = running.cli_export(), running.cli_status()
     assert texts(rows, "editor.md") and all("editor.md.tmp" in t for t in texts(rows, "editor.md"))
     listed = {f["path"] for f in status["failed"] + status["skipped"]} | sources(rows)
-    assert not {".editor.md.swp", "editor.md.tmp"} & listed, "temp files must not be indexed or listed"
+    assert not {".editor.md.swp", "editor.md.tmp"} & listed, (
+        "temp files must not be indexed or listed"
+    )
     assert totals(running)["files_ingested"] - before["files_ingested"] == 2  # one ingest per save
     assert_consistent(rows, status)
 
@@ -209,16 +241,22 @@ def test_burst_of_writes_is_ingested_once_with_the_settled_content(running: Any)
         now = time.monotonic()
         gaps.append(now - last)
         last = now
-    assert max(gaps) < DEBOUNCE, f"the machine stalled the writer for {max(gaps):.2f}s: not a burst any more"
+    assert max(gaps) < DEBOUNCE, (
+        f"the machine stalled the writer for {max(gaps):.2f}s: not a burst any more"
+    )
 
     def settled(rows: Rows) -> bool:
         return any("v59-of-60" in t for t in texts(rows, "churn.md"))
 
     running.wait_export(settled, "churn.md at its final version")
     rows = running.cli_export()
-    assert texts(rows, "churn.md") == [t for t in texts(rows, "churn.md") if "v59-of-60" in t], "stale chunks remain"
+    assert texts(rows, "churn.md") == [t for t in texts(rows, "churn.md") if "v59-of-60" in t], (
+        "stale chunks remain"
+    )
     after = totals(running)
-    assert after["files_ingested"] - before["files_ingested"] == 1, "the burst must be ingested once"
+    assert after["files_ingested"] - before["files_ingested"] == 1, (
+        "the burst must be ingested once"
+    )
     assert after["chunks_embedded"] - before["chunks_embedded"] == len(texts(rows, "churn.md"))
     assert_consistent(rows, running.api_status())
 
@@ -230,7 +268,9 @@ def test_bad_files_are_recorded_and_retried_while_the_daemon_keeps_going(running
     (bad / "binary.txt").write_bytes(b"\x00\x01\x02\x03 not text")
     (bad / "latin1.txt").write_bytes("Caf\u00e9".encode("latin-1"))
     (bad / "diagram.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    (bad / "fine.md").write_text("# Fine\n\nThe good file next to the bad ones is indexed anyway.\n")
+    (bad / "fine.md").write_text(
+        "# Fine\n\nThe good file next to the bad ones is indexed anyway.\n"
+    )
 
     def recorded(status: dict[str, Any] | None) -> bool:
         return status is not None and {f["path"] for f in status["failed"]} >= {
@@ -240,7 +280,9 @@ def test_bad_files_are_recorded_and_retried_while_the_daemon_keeps_going(running
         }
 
     running.wait_export(lambda rows: bool(texts(rows, "bad/fine.md")), "bad/fine.md indexed")
-    running.wait_export(lambda rows: recorded(running.api_status()), "the bad files recorded as failed")
+    running.wait_export(
+        lambda rows: recorded(running.api_status()), "the bad files recorded as failed"
+    )
     status = running.cli_status()
     reasons = {f["path"]: f["reason"] for f in status["failed"]}
     assert reasons["bad/empty.md"].startswith("empty file")
@@ -250,7 +292,9 @@ def test_bad_files_are_recorded_and_retried_while_the_daemon_keeps_going(running
 
     # Fixing a file is enough: the daemon retries it on the change.
     (bad / "empty.md").write_text("# Filled\n\nThe empty file now has words about the library.\n")
-    running.wait_export(lambda rows: any("library" in t for t in texts(rows, "bad/empty.md")), "fixed file indexed")
+    running.wait_export(
+        lambda rows: any("library" in t for t in texts(rows, "bad/empty.md")), "fixed file indexed"
+    )
     status = running.api_status()
     assert "bad/empty.md" not in {f["path"] for f in status["failed"]}
     assert running.running
@@ -258,14 +302,18 @@ def test_bad_files_are_recorded_and_retried_while_the_daemon_keeps_going(running
 
 def test_daemon_goes_quiet_after_syncing(running: Any) -> None:
     """Its own reads (open/close events) must not make it sync again and again."""
-    (running.folder / "quiet.md").write_text("# Quiet\n\nNothing should re-trigger after this is indexed.\n")
+    (running.folder / "quiet.md").write_text(
+        "# Quiet\n\nNothing should re-trigger after this is indexed.\n"
+    )
     running.wait_export(lambda rows: bool(texts(rows, "quiet.md")), "quiet.md indexed")
     syncs = totals(running)["syncs"]
     # An absence can only be observed over a window: 3 debounce periods and more.
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         status = running.api_status()
-        assert status["daemon"]["syncs"] == syncs and status["daemon"]["pending_paths"] == 0, status["daemon"]
+        assert status["daemon"]["syncs"] == syncs and status["daemon"]["pending_paths"] == 0, (
+            status["daemon"]
+        )
         time.sleep(0.1)
 
 

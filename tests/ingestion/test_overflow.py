@@ -22,7 +22,9 @@ def _wait(cond, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_overflow_warning_triggers_reconcile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overflow_warning_triggers_reconcile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("first document about tea")
@@ -37,7 +39,9 @@ def test_overflow_warning_triggers_reconcile(tmp_path: Path, monkeypatch: pytest
         (docs / "b.txt").write_text("second document about coffee")
         time.sleep(0.5)
         assert index.manifest.get(index.collection or "", "b.txt") is None
-        logging.getLogger("watchdog.observers.inotify_c").warning("Inotify queue overflowed; filesystem events were lost")
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost"
+        )
         assert _wait(lambda: index.manifest.get(index.collection or "", "b.txt") is not None)
         assert index.store.count(index.collection or "") == 2
     finally:

@@ -30,7 +30,9 @@ SECTIONS = {
 
 def handbook(sections: dict[str, str]) -> str:
     # Headings split chunks (structure first), so each section is its own chunk.
-    return "# Handbook\n\n" + "".join(f"## {title}\n\n{body}\n\n" for title, body in sections.items())
+    return "# Handbook\n\n" + "".join(
+        f"## {title}\n\n{body}\n\n" for title, body in sections.items()
+    )
 
 
 @pytest.fixture()
@@ -38,8 +40,12 @@ def docs(tmp_path: Path) -> Path:
     folder = tmp_path / "docs"
     (folder / "guides").mkdir(parents=True)
     (folder / "handbook.md").write_text(handbook(SECTIONS))
-    (folder / "faq.txt").write_text("Passwords must be at least sixteen characters and are checked against leaks.")
-    (folder / "guides" / "deploy.md").write_text("# Deploy\n\nDeploys go out on Tuesdays after the change board.\n")
+    (folder / "faq.txt").write_text(
+        "Passwords must be at least sixteen characters and are checked against leaks."
+    )
+    (folder / "guides" / "deploy.md").write_text(
+        "# Deploy\n\nDeploys go out on Tuesdays after the change board.\n"
+    )
     return folder
 
 
@@ -82,13 +88,20 @@ def test_unchanged_resync_embeds_nothing(docs: Path, open_index: IndexFactory) -
     assert points_by_source(index) == before
 
 
-def test_changing_one_paragraph_reembeds_only_that_chunk(docs: Path, open_index: IndexFactory) -> None:
+def test_changing_one_paragraph_reembeds_only_that_chunk(
+    docs: Path, open_index: IndexFactory
+) -> None:
     index = open_index()
     Ingestor(index).sync_folder(docs)
     old = {p["text"] for p in points_by_source(index)["handbook.md"]}
-    assert len(old) >= len(SECTIONS), "the handbook must span several chunks for this test to mean anything"
+    assert len(old) >= len(SECTIONS), (
+        "the handbook must span several chunks for this test to mean anything"
+    )
 
-    edited = dict(SECTIONS, Rotation="Signing keys now rotate every thirty days, and old keys are revoked at once.")
+    edited = dict(
+        SECTIONS,
+        Rotation="Signing keys now rotate every thirty days, and old keys are revoked at once.",
+    )
     (docs / "handbook.md").write_text(handbook(edited))
     report = Ingestor(index).sync_folder(docs)
 
@@ -109,7 +122,8 @@ def test_renamed_file_reuses_its_vectors(docs: Path, open_index: IndexFactory, h
     old_points = points_by_source(index)["handbook.md"]
     assert index.collection is not None
     old_vectors = {
-        p.payload["text"]: p.dense for p in index.store.retrieve(index.collection, [p["id"] for p in old_points], True)
+        p.payload["text"]: p.dense
+        for p in index.store.retrieve(index.collection, [p["id"] for p in old_points], True)
     }
 
     (docs / "archive").mkdir()
@@ -125,7 +139,10 @@ def test_renamed_file_reuses_its_vectors(docs: Path, open_index: IndexFactory, h
     assert "handbook.md" not in points
     moved = points["archive/handbook-2024.md"]
     assert sorted(p["text"] for p in moved) == sorted(old_vectors)
-    new_vectors = {p.payload["text"]: p.dense for p in index.store.retrieve(index.collection, [p["id"] for p in moved], True)}
+    new_vectors = {
+        p.payload["text"]: p.dense
+        for p in index.store.retrieve(index.collection, [p["id"] for p in moved], True)
+    }
     assert new_vectors == old_vectors
     assert index.manifest.get(index.collection, "handbook.md") is None
 
@@ -142,12 +159,16 @@ def test_deleted_file_leaves_no_chunk(docs: Path, open_index: IndexFactory) -> N
 
     assert report.deleted == 1 and report.embedded == 0
     every = list(index.store.scroll(index.collection))
-    assert not [p for p in every if p.payload["doc_id"] == doc or p.payload["source"].startswith("guides/")]
+    assert not [
+        p for p in every if p.payload["doc_id"] == doc or p.payload["source"].startswith("guides/")
+    ]
     assert {p.payload["source"] for p in every} == {"handbook.md", "faq.txt"}
     assert index.manifest.get(index.collection, "guides/deploy.md") is None
 
 
-def test_chunk_ids_are_deterministic_across_fresh_data_dirs(docs: Path, open_index: IndexFactory) -> None:
+def test_chunk_ids_are_deterministic_across_fresh_data_dirs(
+    docs: Path, open_index: IndexFactory
+) -> None:
     first, second = open_index("data-a"), open_index("data-b")
     Ingestor(first).sync_folder(docs)
     Ingestor(second).sync_folder(docs)
@@ -161,13 +182,17 @@ def test_chunk_ids_are_deterministic_across_fresh_data_dirs(docs: Path, open_ind
             assert p["id"] == chunk_id(document_id(first.settings.tenant, source), p["text_hash"])
 
 
-def test_moved_directory_reported_with_its_files_is_synced_once(docs: Path, open_index: IndexFactory) -> None:
+def test_moved_directory_reported_with_its_files_is_synced_once(
+    docs: Path, open_index: IndexFactory
+) -> None:
     """The daemon hears of a directory move once for the directory and once per file inside it."""
     index = open_index()
     Ingestor(index).sync_folder(docs)
     (docs / "guides").rename(docs / "runbooks")
 
-    report = Ingestor(index).sync_paths(docs, ["guides", "guides/deploy.md", "runbooks", "runbooks/deploy.md"])
+    report = Ingestor(index).sync_paths(
+        docs, ["guides", "guides/deploy.md", "runbooks", "runbooks/deploy.md"]
+    )
 
     assert (report.ingested, report.deleted, report.embedded, report.files_seen) == (1, 1, 0, 1)
     assert "runbooks/deploy.md" in points_by_source(index)

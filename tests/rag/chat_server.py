@@ -59,7 +59,13 @@ class ChatServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._json(200, {"object": "list", "data": [{"id": "smollm2-135m-instruct", "object": "model"}]})
+                    self._json(
+                        200,
+                        {
+                            "object": "list",
+                            "data": [{"id": "smollm2-135m-instruct", "object": "model"}],
+                        },
+                    )
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
@@ -72,7 +78,9 @@ class ChatServer:
                     time.sleep(fault.stall_seconds)
                 if fault.status is not None:
                     headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                    self._json(fault.status, {"error": {"message": f"scripted {fault.status}"}}, headers)
+                    self._json(
+                        fault.status, {"error": {"message": f"scripted {fault.status}"}}, headers
+                    )
                     return
                 if not self.path.endswith("/chat/completions"):
                     self._json(404, {"error": {"message": "not found"}})
@@ -85,8 +93,18 @@ class ChatServer:
                         {
                             "object": "chat.completion",
                             "model": body.get("model"),
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)}, "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words), "total_tokens": prompt_tokens + len(words)},
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "message": {"role": "assistant", "content": "".join(words)},
+                                    "finish_reason": "stop",
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": prompt_tokens,
+                                "completion_tokens": len(words),
+                                "total_tokens": prompt_tokens + len(words),
+                            },
                         },
                     )
                     return
@@ -101,10 +119,31 @@ class ChatServer:
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return
-                    self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
-                self._event({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                    self._event(
+                        {
+                            "object": "chat.completion.chunk",
+                            "choices": [
+                                {"index": 0, "delta": {"content": word}, "finish_reason": None}
+                            ],
+                        }
+                    )
+                self._event(
+                    {
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                    }
+                )
                 if server.send_usage and (body.get("stream_options") or {}).get("include_usage"):
-                    self._event({"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}})
+                    self._event(
+                        {
+                            "object": "chat.completion.chunk",
+                            "choices": [],
+                            "usage": {
+                                "prompt_tokens": prompt_tokens,
+                                "completion_tokens": len(words),
+                            },
+                        }
+                    )
                 self._chunk(b"data: [DONE]\n\n")
                 self._chunk(b"")
 
@@ -115,7 +154,9 @@ class ChatServer:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                 self.wfile.flush()
 
-            def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            def _json(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -132,7 +173,9 @@ class ChatServer:
 
     def pieces(self, body: dict[str, Any]) -> list[str]:
         words = self.reply.split(" ")
-        return [w if i == 0 else " " + w for i, w in enumerate(words)][: int(body.get("max_tokens") or 10_000)]
+        return [w if i == 0 else " " + w for i, w in enumerate(words)][
+            : int(body.get("max_tokens") or 10_000)
+        ]
 
     @property
     def base_url(self) -> str:

@@ -96,7 +96,9 @@ def local_generator() -> Any:
     from rag.generate.chain import build_generator
 
     # The same instance the pipeline's chain gets for these settings (one model per process).
-    gen = build_generator("local", GenerationSettings(local=LocalGeneratorSettings(threads=1)), scorer=None)
+    gen = build_generator(
+        "local", GenerationSettings(local=LocalGeneratorSettings(threads=1)), scorer=None
+    )
     gen.warm_up()
     return gen
 

@@ -22,8 +22,18 @@ TEXTS = {
 def _context() -> PackedContext:
     passages = [
         Passage(
-            chunk_ids=[f"c{n}"], doc_id=f"d{n}", source=f"doc{n}.md", title=f"Doc {n}", section=["S"], page=None,
-            start=10 * n, end=10 * n + len(text), text=text, score=1.0 / n, rank=n - 1, n=n,
+            chunk_ids=[f"c{n}"],
+            doc_id=f"d{n}",
+            source=f"doc{n}.md",
+            title=f"Doc {n}",
+            section=["S"],
+            page=None,
+            start=10 * n,
+            end=10 * n + len(text),
+            text=text,
+            score=1.0 / n,
+            rank=n - 1,
+            n=n,
         )
         for n, text in TEXTS.items()
     ]
@@ -41,15 +51,25 @@ def _verify(answer: str, scorer: SupportScorer, question: str = QUESTION):  # ty
 
 def test_split_sentences_keeps_lines_and_list_items_whole() -> None:
     # A wrapped line starting with a number is not a list item; "1." opens one.
-    assert split_sentences("Backups are retained for\n35 days in total.") == ["Backups are retained for\n35 days in total."]
+    assert split_sentences("Backups are retained for\n35 days in total.") == [
+        "Backups are retained for\n35 days in total."
+    ]
     assert split_sentences("Steps:\n1. Stop the writer.\n2. Restore it\n- check") == [
-        "Steps:", "1. Stop the writer.", "2. Restore it", "- check"
+        "Steps:",
+        "1. Stop the writer.",
+        "2. Restore it",
+        "- check",
     ]
 
 
 def test_split_sentences_keeps_markers_with_their_sentence() -> None:
     text = "It was built in 1889 [2]. It is 330 m tall.[1] See e.g. the guide. [3]\n\nNew para"
-    assert split_sentences(text) == ["It was built in 1889 [2].", "It is 330 m tall.[1]", "See e.g. the guide. [3]", "New para"]
+    assert split_sentences(text) == [
+        "It was built in 1889 [2].",
+        "It is 330 m tall.[1]",
+        "See e.g. the guide. [3]",
+        "New para",
+    ]
 
 
 def test_supported_citation_is_kept_and_renumbered(scorer: SupportScorer) -> None:
@@ -59,7 +79,9 @@ def test_supported_citation_is_kept_and_renumbered(scorer: SupportScorer) -> Non
     assert [c["n"] for c in v.citations] == [1]
     c = v.citations[0]
     assert c["source"] == "doc2.md" and c["verified"] is True
-    assert "1889" in c["quote"] and c["quote"] in TEXTS[2], "the quote is the supporting sentence of the passage"
+    assert "1889" in c["quote"] and c["quote"] in TEXTS[2], (
+        "the quote is the supporting sentence of the passage"
+    )
 
 
 def test_marker_for_a_passage_not_in_the_context_is_removed(scorer: SupportScorer) -> None:
@@ -81,7 +103,10 @@ def test_changed_fact_is_not_supported(scorer: SupportScorer) -> None:
 
 
 def test_unsupported_sentence_is_flagged_supported_one_kept(scorer: SupportScorer) -> None:
-    v = _verify("The tower was built between 1887 and 1889 [2]. It was painted purple by Picasso in 1960 [2].", scorer)
+    v = _verify(
+        "The tower was built between 1887 and 1889 [2]. It was painted purple by Picasso in 1960 [2].",
+        scorer,
+    )
     assert not v.abstained
     assert v.unsupported == ["It was painted purple by Picasso in 1960."]
     assert [c["source"] for c in v.citations] == ["doc2.md"]
@@ -93,12 +118,19 @@ def test_several_citations_renumber_in_order_of_use(scorer: SupportScorer) -> No
         scorer,
         question="How long are backups kept and when was the Eiffel Tower built?",
     )
-    assert v.answer == "Backups are kept for 35 days [1]. The Eiffel Tower was built between 1887 and 1889 [2]."
+    assert (
+        v.answer
+        == "Backups are kept for 35 days [1]. The Eiffel Tower was built between 1887 and 1889 [2]."
+    )
     assert [(c["n"], c["source"]) for c in v.citations] == [(1, "doc3.md"), (2, "doc2.md")]
 
 
 def test_model_abstention_is_an_abstention(scorer: SupportScorer) -> None:
-    v = _verify("The documents don't contain an answer to this.", scorer, question="Who won the 1998 World Cup?")
+    v = _verify(
+        "The documents don't contain an answer to this.",
+        scorer,
+        question="Who won the 1998 World Cup?",
+    )
     assert v.abstained and v.citations == []
 
 
@@ -117,7 +149,9 @@ def test_support_scores_order_sensibly(scorer: SupportScorer) -> None:
 def test_a_model_looping_on_a_passage_header_abstains(scorer: SupportScorer) -> None:
     # What SmolLM2 once answered in `make run`: the context header copied over and over.
     looped = " ".join(["Doc 2 — S # Eiffel Tower [2]"] * 5)
-    out = verify_answer(looped, _context(), scorer, CitationSettings(), "What is the Eiffel Tower?", ABSTAIN)
+    out = verify_answer(
+        looped, _context(), scorer, CitationSettings(), "What is the Eiffel Tower?", ABSTAIN
+    )
     assert out.abstained and out.citations == []
 
 

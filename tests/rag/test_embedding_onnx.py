@@ -33,7 +33,9 @@ def test_short_texts_use_onnx_and_match_pytorch(tmp_path: Path) -> None:
     assert len(exported) == 1 and exported[0].parent.name == emb.identity().fingerprint
     fast = np.stack([emb.embed([t])[0] for t in TEXTS])
     batched = emb.embed(TEXTS)  # within onnx_max_batch: ONNX, padded batch
-    reference = emb._model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)  # PyTorch
+    reference = emb._model.encode(
+        TEXTS, normalize_embeddings=True, convert_to_numpy=True
+    )  # PyTorch
     assert fast.shape == (len(TEXTS), emb.dimension) and fast.dtype == np.float32
     assert np.min(np.sum(fast * reference, axis=1)) > 0.9999
     assert np.min(np.sum(batched * reference, axis=1)) > 0.9999
@@ -56,15 +58,21 @@ def test_torch_setting_skips_onnx(tmp_path: Path) -> None:
     assert not (tmp_path / "onnx").exists()
 
 
-def test_unusable_onnx_falls_back_on_auto_and_fails_on_onnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rag.embedding_onnx, "onnx_unsupported_reason", lambda model: "onnxruntime is not installed")
+def test_unusable_onnx_falls_back_on_auto_and_fails_on_onnx(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        rag.embedding_onnx, "onnx_unsupported_reason", lambda model: "onnxruntime is not installed"
+    )
     emb = _embedder(tmp_path)
     emb.warm_up()
     assert emb.short_text_backend == "torch"
     assert emb.embed([TEXTS[0]]).shape == (1, emb.dimension)
 
     strict = _embedder(tmp_path, short_text_backend="onnx")
-    with pytest.raises(RuntimeError, match="short_text_backend is 'onnx' but onnxruntime is not installed"):
+    with pytest.raises(
+        RuntimeError, match="short_text_backend is 'onnx' but onnxruntime is not installed"
+    ):
         strict.warm_up()
 
 
@@ -73,7 +81,9 @@ def test_disagreeing_export_is_not_used(tmp_path: Path, monkeypatch: pytest.Monk
     # length, cosine ~0.95) must be caught by the agreement check, not used.
     real = rag.embedding_onnx.OnnxEncoder.encode
 
-    def skewed(self: rag.embedding_onnx.OnnxEncoder, texts: list[str], normalize: bool) -> np.ndarray:
+    def skewed(
+        self: rag.embedding_onnx.OnnxEncoder, texts: list[str], normalize: bool
+    ) -> np.ndarray:
         vecs = real(self, texts, normalize)
         vecs[:, :40] = 0.0
         return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)

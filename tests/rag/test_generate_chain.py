@@ -38,18 +38,28 @@ class Scripted(Generator):
         yield Usage(1, 1)
 
 
-REQUEST = GenerationRequest(messages=[], question="q", context=PackedContext([], "", 0, 100), max_tokens=8)
+REQUEST = GenerationRequest(
+    messages=[], question="q", context=PackedContext([], "", 0, 100), max_tokens=8
+)
 
 
 def _run(chain: GeneratorChain) -> tuple[list[str], object]:
-    events = list(chain.stream(REQUEST, accept=lambda text: "unsupported" if "bad" in text else None))
+    events = list(
+        chain.stream(REQUEST, accept=lambda text: "unsupported" if "bad" in text else None)
+    )
     return [k for k, _ in events], events[-1][1]
 
 
 def test_a_refused_answer_hands_over_with_a_reset() -> None:
-    kinds, outcome = _run(GeneratorChain([Scripted("a", "bad answer"), Scripted("b", "good answer")]))
+    kinds, outcome = _run(
+        GeneratorChain([Scripted("a", "bad answer"), Scripted("b", "good answer")])
+    )
     assert kinds == ["token", "token", "reset", "token", "token", "end"]
-    assert outcome.generator == "b" and outcome.degraded and outcome.failures == [{"generator": "a", "error": "unsupported"}]
+    assert (
+        outcome.generator == "b"
+        and outcome.degraded
+        and outcome.failures == [{"generator": "a", "error": "unsupported"}]
+    )
 
 
 def test_the_refused_answer_stands_when_the_rest_fail() -> None:

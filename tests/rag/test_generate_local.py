@@ -14,12 +14,21 @@ from rag.pack import PackedContext
 
 MESSAGES = [
     {"role": "system", "content": "Answer using only the passages. Cite the passage like [1]."},
-    {"role": "user", "content": "Passages:\n[1] Backups\nProduction backups are kept for 35 days.\n\nQuestion: How long are backups kept?"},
+    {
+        "role": "user",
+        "content": "Passages:\n[1] Backups\nProduction backups are kept for 35 days.\n\nQuestion: How long are backups kept?",
+    },
 ]
 
 
 def _request(max_tokens: int = 24, **kw: Any) -> GenerationRequest:
-    return GenerationRequest(messages=MESSAGES, question="How long are backups kept?", context=PackedContext([], "", 0, 0), max_tokens=max_tokens, **kw)
+    return GenerationRequest(
+        messages=MESSAGES,
+        question="How long are backups kept?",
+        context=PackedContext([], "", 0, 0),
+        max_tokens=max_tokens,
+        **kw,
+    )
 
 
 def test_the_packaged_gguf_is_found_without_importing_the_package() -> None:
@@ -51,12 +60,16 @@ def test_streams_a_grounded_answer_with_usage(local_generator: LocalGenerator) -
 
 def test_greedy_decoding_is_deterministic(local_generator: LocalGenerator) -> None:
     def once() -> str:
-        return "".join(i for i in local_generator.stream(_request(max_tokens=12)) if isinstance(i, str))
+        return "".join(
+            i for i in local_generator.stream(_request(max_tokens=12)) if isinstance(i, str)
+        )
 
     assert once() == once()
 
 
-def test_closing_the_stream_frees_the_model_for_the_next_request(local_generator: LocalGenerator) -> None:
+def test_closing_the_stream_frees_the_model_for_the_next_request(
+    local_generator: LocalGenerator,
+) -> None:
     stream = local_generator.stream(_request(max_tokens=200))
     first = next(stream)
     assert isinstance(first, str)
@@ -69,7 +82,9 @@ def test_closing_the_stream_frees_the_model_for_the_next_request(local_generator
 
 def test_prompt_larger_than_the_window_is_refused(local_generator: LocalGenerator) -> None:
     big = [{"role": "user", "content": "word " * 5000}]
-    req = GenerationRequest(messages=big, question="q", context=PackedContext([], "", 0, 0), max_tokens=10)
+    req = GenerationRequest(
+        messages=big, question="q", context=PackedContext([], "", 0, 0), max_tokens=10
+    )
     with pytest.raises(GenerationError, match="context window"):
         list(local_generator.stream(req))
 

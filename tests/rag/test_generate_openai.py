@@ -23,7 +23,10 @@ WORDS = TokenCounter(lambda text: text.split())
 
 def _request(**extra: Any) -> GenerationRequest:
     return GenerationRequest(
-        messages=[{"role": "system", "content": "Answer."}, {"role": "user", "content": "When was it built?"}],
+        messages=[
+            {"role": "system", "content": "Answer."},
+            {"role": "user", "content": "When was it built?"},
+        ],
         question="When was it built?",
         context=PackedContext([], "", 0, 100),
         max_tokens=64,
@@ -33,7 +36,12 @@ def _request(**extra: Any) -> GenerationRequest:
 
 
 def _generator(server: ChatServer, **overrides: Any) -> OpenAIGenerator:
-    values: dict[str, Any] = {"base_url": server.base_url, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, **overrides}
+    values: dict[str, Any] = {
+        "base_url": server.base_url,
+        "backoff_seconds": 0.01,
+        "max_backoff_seconds": 0.05,
+        **overrides,
+    }
     settings = OpenAIGeneratorSettings(**values)
     return OpenAIGenerator(settings, timeout_seconds=10, fallback_tokens=lambda: WORDS)
 
@@ -59,7 +67,11 @@ def test_streams_tokens_and_reports_server_usage(chat_server: ChatServer) -> Non
     assert usage.prompt_tokens == 5  # the server's count, not ours
     sent = chat_server.requests[-1]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
-    assert sent["model"] == "smollm2-135m-instruct" and sent["max_tokens"] == 64 and sent["stop"] == ["\n\nQuestion:"]
+    assert (
+        sent["model"] == "smollm2-135m-instruct"
+        and sent["max_tokens"] == 64
+        and sent["stop"] == ["\n\nQuestion:"]
+    )
 
 
 def test_counts_usage_itself_when_the_server_does_not(chat_server: ChatServer) -> None:
@@ -113,7 +125,9 @@ def test_connection_refused_is_retried_then_reported() -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = OpenAIGeneratorSettings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff_seconds=0.01)
+    settings = OpenAIGeneratorSettings(
+        base_url=f"http://127.0.0.1:{port}/v1", max_retries=2, backoff_seconds=0.01
+    )
     gen = OpenAIGenerator(settings, fallback_tokens=lambda: WORDS)
     with pytest.raises(GenerationError, match="is the server up"):
         _collect(gen, _request())
@@ -154,7 +168,11 @@ def test_chain_falls_back_mid_stream_with_a_reset(chat_server: ChatServer) -> No
     assert kinds[:2] == ["token", "token"] and kinds[2] == "reset" and kinds[-1] == "end"
     assert events[2][1]["failed"] == "openai"
     outcome = events[-1][1]
-    assert outcome.text == "Backup answer." and outcome.degraded and outcome.failures[0]["generator"] == "openai"
+    assert (
+        outcome.text == "Backup answer."
+        and outcome.degraded
+        and outcome.failures[0]["generator"] == "openai"
+    )
     assert "".join(p for k, p in events[3:-1]) == "Backup answer."
 
 

@@ -25,8 +25,15 @@ def build_tiny_model(out: Path, hidden: int = 32) -> Path:
     base = out / "hf"
     tok = BertTokenizerFast.from_pretrained(str(default_model_path()))
     tok.save_pretrained(str(base))
-    BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(str(base))
+    BertModel(
+        BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=hidden,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(str(base))
     st = SentenceTransformer(modules=[models.Transformer(str(base)), models.Pooling(hidden)])
     st.save(str(out / "st"))
     shutil.rmtree(base)
@@ -49,12 +56,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def docs(tmp_path: Path) -> Path:
     d = tmp_path / "docs"
     d.mkdir()
-    (d / "a.md").write_text("# Backups\n\nBackups run nightly at 02:00 UTC and are kept for 35 days.\n")
-    (d / "b.txt").write_text("The API answers 429 with a Retry-After header when the rate limit is exceeded.")
+    (d / "a.md").write_text(
+        "# Backups\n\nBackups run nightly at 02:00 UTC and are kept for 35 days.\n"
+    )
+    (d / "b.txt").write_text(
+        "The API answers 429 with a Retry-After header when the rate limit is exceeded."
+    )
     return d
 
 
-def test_opening_with_another_model_fails_naming_both(tmp_path: Path, docs: Path, tiny_model: Path) -> None:
+def test_opening_with_another_model_fails_naming_both(
+    tmp_path: Path, docs: Path, tiny_model: Path
+) -> None:
     idx = Index(settings_for(tmp_path))
     idx.open()
     Ingestor(idx).sync_folder(docs)
@@ -63,11 +76,15 @@ def test_opening_with_another_model_fails_naming_both(tmp_path: Path, docs: Path
     with pytest.raises(EmbeddingMismatchError) as err:
         other.open()
     msg = str(err.value)
-    assert "all-MiniLM-L6-v2 (dimension 384" in msg and "dimension 32" in msg and "rag reindex" in msg
+    assert (
+        "all-MiniLM-L6-v2 (dimension 384" in msg and "dimension 32" in msg and "rag reindex" in msg
+    )
     other.close()
 
 
-def test_reindex_with_new_model_swaps_alias_and_drops_old(tmp_path: Path, docs: Path, tiny_model: Path) -> None:
+def test_reindex_with_new_model_swaps_alias_and_drops_old(
+    tmp_path: Path, docs: Path, tiny_model: Path
+) -> None:
     idx = Index(settings_for(tmp_path))
     first = idx.open()
     Ingestor(idx).sync_folder(docs)

@@ -13,7 +13,27 @@ from rag.generate import TokenCounter
 from rag.pack import Packer, PackingError, passages_from_hits
 from rag.store import Hit
 
-WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau"]
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+]
 
 
 def _real_counter() -> TokenCounter | None:
@@ -31,7 +51,9 @@ if (_real := _real_counter()) is not None:
     COUNTERS["smollm2"] = _real
 
 
-def _hit(doc: str, text_of_doc: str, start: int, end: int, score: float, section: list[str] | None = None) -> Hit:
+def _hit(
+    doc: str, text_of_doc: str, start: int, end: int, score: float, section: list[str] | None = None
+) -> Hit:
     text = text_of_doc[start:end]
     return Hit(
         id=f"{doc}:{start}",
@@ -67,7 +89,9 @@ def test_overlapping_chunks_of_one_document_merge_exactly() -> None:
 def test_contained_and_duplicate_chunks_are_dropped() -> None:
     a = _hit("d", DOC, 0, 40, 0.9)
     inside = _hit("d", DOC, 4, 13, 0.8)
-    dup = Hit(id="copy", score=0.7, payload={**a.payload, "doc_id": "copy-of-d", "source": "copy.md"})
+    dup = Hit(
+        id="copy", score=0.7, payload={**a.payload, "doc_id": "copy-of-d", "source": "copy.md"}
+    )
     passages = passages_from_hits([a, inside, dup])
     assert len(passages) == 1 and passages[0].text == DOC[0:40]
 
@@ -99,7 +123,11 @@ def test_rank_order_and_numbering() -> None:
 
 def test_a_passage_too_big_is_skipped_for_smaller_later_ones() -> None:
     long_doc = " ".join(WORDS * 10)
-    hits = [_hit("small1", DOC, 0, 30, 0.9), _hit("big", long_doc, 0, len(long_doc), 0.8), _hit("small2", DOC, 0, 30, 0.7)]
+    hits = [
+        _hit("small1", DOC, 0, 30, 0.9),
+        _hit("big", long_doc, 0, len(long_doc), 0.8),
+        _hit("small2", DOC, 0, 30, 0.7),
+    ]
     ctx = Packer(COUNTERS["words"]).pack(hits, budget=30)
     assert [p.doc_id for p in ctx.passages] == ["small1", "small2"] and ctx.dropped == 1
     assert [p.n for p in ctx.passages] == [1, 2]
@@ -129,7 +157,13 @@ def _retrieval(draw: st.DrawFn) -> tuple[list[Hit], dict[str, str]]:
     docs: dict[str, str] = {}
     hits: list[Hit] = []
     for d in range(draw(st.integers(1, 4))):
-        words = draw(st.lists(st.sampled_from(WORDS + ["Ünïcode", "naïve", "—", "42", "x" * 30]), min_size=3, max_size=120))
+        words = draw(
+            st.lists(
+                st.sampled_from([*WORDS, "Ünïcode", "naïve", "—", "42", "x" * 30]),
+                min_size=3,
+                max_size=120,
+            )
+        )
         text = " ".join(words)
         docs[f"doc{d}"] = text
         for _ in range(draw(st.integers(1, 5))):
@@ -144,7 +178,9 @@ def _retrieval(draw: st.DrawFn) -> tuple[list[Hit], dict[str, str]]:
 @pytest.mark.parametrize("counter_name", sorted(COUNTERS))
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=_retrieval(), budget=st.integers(25, 600))
-def test_never_over_budget_never_empty(counter_name: str, data: tuple[list[Hit], dict[str, str]], budget: int) -> None:
+def test_never_over_budget_never_empty(
+    counter_name: str, data: tuple[list[Hit], dict[str, str]], budget: int
+) -> None:
     hits, docs = data
     count = COUNTERS[counter_name]
     ctx = Packer(count).pack(hits, budget)
@@ -155,7 +191,9 @@ def test_never_over_budget_never_empty(counter_name: str, data: tuple[list[Hit],
     assert ranks == sorted(ranks), "passages keep retrieval rank order"
     assert [p.n for p in ctx.passages] == list(range(1, len(ctx.passages) + 1))
     for p in ctx.passages:
-        assert docs[p.doc_id][p.start : p.start + len(p.text)] == p.text, "passage text is the document's own text"
+        assert docs[p.doc_id][p.start : p.start + len(p.text)] == p.text, (
+            "passage text is the document's own text"
+        )
     spans = sorted((p.doc_id, p.start, p.end) for p in ctx.passages)
     for (d1, _, e1), (d2, s2, _) in itertools.pairwise(spans):
         assert d1 != d2 or s2 > e1, "no two passages of one document overlap"

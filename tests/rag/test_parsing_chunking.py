@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,15 @@ def chunker() -> Chunker:
 
 
 @pytest.mark.parametrize(
-    "name", ["onboarding.md", "api-rate-limits.html", "incident-runbook.txt", "policies/security-handbook.pdf",
-             "policies/expense-policy.docx", "policies/backup-policy.md"]
+    "name",
+    [
+        "onboarding.md",
+        "api-rate-limits.html",
+        "incident-runbook.txt",
+        "policies/security-handbook.pdf",
+        "policies/expense-policy.docx",
+        "policies/backup-policy.md",
+    ],
 )
 def test_every_sample_format_parses_with_offsets(name: str, chunker: Chunker) -> None:
     path = EXAMPLES / name
@@ -62,7 +70,7 @@ def test_chunks_respect_token_size_with_overlap() -> None:
     assert len(chunks) > 5
     assert all(len(tok(c.text)) <= 32 for c in chunks)
     # Overlap: consecutive chunks share text (the next starts before the previous ends).
-    assert any(b.start < a.end for a, b in zip(chunks, chunks[1:]))
+    assert any(b.start < a.end for a, b in itertools.pairwise(chunks))
 
 
 def test_overlap_must_be_smaller_than_chunk() -> None:

@@ -49,9 +49,13 @@ def test_shipped_prompts_load_and_render() -> None:
     assert reg.versions() == ["v1", "v2"]
     for version in reg.versions():
         prompt = reg.get("answer", version)
-        messages = prompt.render(context="[1] Paris\nThe tower.", question="Where?", abstain_text="No answer.")
+        messages = prompt.render(
+            context="[1] Paris\nThe tower.", question="Where?", abstain_text="No answer."
+        )
         text = "\n".join(m["content"] for m in messages)
-        assert "[1] Paris" in text and "Where?" in text and "No answer." in text and "${" not in text
+        assert (
+            "[1] Paris" in text and "Where?" in text and "No answer." in text and "${" not in text
+        )
         assert prompt.metadata["author"] and prompt.max_tokens
 
 
@@ -73,14 +77,19 @@ def test_render_fills_variables_and_keeps_literal_dollars(tmp_path: Path) -> Non
         ({"variables": ["context", "question", "user_name"]}, "unknown variable"),
         ({"template": {"user": "${context} ${question} ${passages}"}}, "undeclared"),
         ({"variables": ["context", "question", "passages"]}, "never used"),
-        ({"variables": ["question"], "template": {"user": "Q: ${question}"}}, "must use \\['context'\\]"),
+        (
+            {"variables": ["question"], "template": {"user": "Q: ${question}"}},
+            "must use \\['context'\\]",
+        ),
         ({"template": {"user": "${context} ${question} $"}}, "invalid placeholder"),
         ({"name": "other"}, "must match the folder"),
         ({"model": {"top_p": 0.3}}, "model may set"),
         ({"extra_key": 1}, "unknown key"),
     ],
 )
-def test_invalid_prompt_fails_at_load(tmp_path: Path, changes: dict[str, object], message: str) -> None:
+def test_invalid_prompt_fails_at_load(
+    tmp_path: Path, changes: dict[str, object], message: str
+) -> None:
     _write(tmp_path, "v1", **changes)
     with pytest.raises(PromptError, match=message):
         _registry(tmp_path)
@@ -112,7 +121,9 @@ def test_ab_split_is_deterministic_and_weighted(tmp_path: Path) -> None:
     _write(tmp_path, "v2")
     reg = _registry(tmp_path, pin="v1", ab={"v1": 0.8, "v2": 0.2})
     picks = {u: reg.select(user=f"user-{u}").version for u in range(2000)}
-    assert all(reg.select(user=f"user-{u}").version == v for u, v in list(picks.items())[:200]), "same user, same version"
+    assert all(reg.select(user=f"user-{u}").version == v for u, v in list(picks.items())[:200]), (
+        "same user, same version"
+    )
     share = Counter(picks.values())["v2"] / len(picks)
     assert 0.16 < share < 0.24, share
     # The session is the key when there is no user; no key at all gets the pin.
@@ -138,7 +149,9 @@ def test_rollback_by_deploy_file_without_restart(tmp_path: Path) -> None:
 def test_broken_edit_keeps_serving_the_last_good_prompts(tmp_path: Path) -> None:
     path = _write(tmp_path, "v1")
     reg = _registry(tmp_path)
-    path.write_text(yaml.safe_dump({**GOOD, "version": "v1", "variables": ["context"]}), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump({**GOOD, "version": "v1", "variables": ["context"]}), encoding="utf-8"
+    )
     _touch_later(path)
     prompt = reg.select()
     assert prompt.version == "v1" and "question" in prompt.variables
@@ -160,5 +173,5 @@ def test_new_version_file_is_picked_up_without_restart(tmp_path: Path) -> None:
 
 
 def test_missing_prompt_folder_says_what_to_add(tmp_path: Path) -> None:
-    with pytest.raises(PromptError, match="no prompt named 'answer'.*v1.yaml"):
+    with pytest.raises(PromptError, match=r"no prompt named 'answer'.*v1\.yaml"):
         _registry(tmp_path)

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
 from rag.embedding import Embedder, QueryBatcher
 
 
@@ -33,7 +34,9 @@ def test_concurrent_callers_share_batches_and_get_their_own_vectors() -> None:
         results = list(pool.map(ask, texts))
     for t, v in zip(texts, results, strict=True):
         assert v.tolist() == [float(len(t)), float(sum(map(ord, t)))]
-    assert sorted(t for batch in calls for t in batch) == sorted(texts), "each text encoded exactly once"
+    assert sorted(t for batch in calls for t in batch) == sorted(texts), (
+        "each text encoded exactly once"
+    )
     assert len(calls) < len(texts) / 2, f"callers were not batched: {[len(c) for c in calls]}"
 
 

@@ -35,8 +35,13 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory, embedder: Embed
     folder = tmp_path_factory.mktemp("tiny-cross-encoder")
     tokenizer = AutoTokenizer.from_pretrained(str(embedder.model_dir), local_files_only=True)
     config = BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
     )
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(str(folder))
@@ -58,7 +63,9 @@ def _reference_scores(folder: Path, query: str, texts: list[str]) -> list[float]
 
 def test_cross_encoder_orders_by_the_models_scores(tiny_cross_encoder: Path) -> None:
     query = "When was the tower built?"
-    reranker = build_reranker(RerankSettings(backend="cross-encoder", model_path=str(tiny_cross_encoder), candidates=10))
+    reranker = build_reranker(
+        RerankSettings(backend="cross-encoder", model_path=str(tiny_cross_encoder), candidates=10)
+    )
     assert isinstance(reranker, CrossEncoderReranker)
     out = reranker.rerank(query, _hits(), top_k=6)
     ref = _reference_scores(tiny_cross_encoder, query, TEXTS)
@@ -69,16 +76,22 @@ def test_cross_encoder_orders_by_the_models_scores(tiny_cross_encoder: Path) -> 
 
 
 def test_only_candidates_are_rescored_the_rest_keep_their_place(tiny_cross_encoder: Path) -> None:
-    reranker = build_reranker(RerankSettings(backend="cross-encoder", model_path=str(tiny_cross_encoder), candidates=3))
+    reranker = build_reranker(
+        RerankSettings(backend="cross-encoder", model_path=str(tiny_cross_encoder), candidates=3)
+    )
     out = reranker.rerank("tower", _hits(), top_k=5)
     assert {h.id for h in out[:3]} == {"h0", "h1", "h2"}
-    assert [h.id for h in out[3:]] == ["h3", "h4"], "beyond the candidates the retrieval order stays; top_k cuts"
+    assert [h.id for h in out[3:]] == ["h3", "h4"], (
+        "beyond the candidates the retrieval order stays; top_k cuts"
+    )
 
 
 def test_cross_encoder_needs_a_local_folder(tmp_path: Path) -> None:
     with pytest.raises(RerankError, match="model_path is not set"):
         build_reranker(RerankSettings(backend="cross-encoder"))
-    reranker = build_reranker(RerankSettings(backend="cross-encoder", model_path=str(tmp_path / "missing")))
+    reranker = build_reranker(
+        RerankSettings(backend="cross-encoder", model_path=str(tmp_path / "missing"))
+    )
     with pytest.raises(RerankError, match="is not a folder"):
         reranker.warm_up()
 
@@ -88,15 +101,26 @@ def test_none_keeps_order_and_cuts() -> None:
     assert [h.id for h in out] == ["h0", "h1"]
 
 
-def test_embedding_reranker_finds_the_answering_sentence_inside_a_long_chunk(embedder: Embedder) -> None:
+def test_embedding_reranker_finds_the_answering_sentence_inside_a_long_chunk(
+    embedder: Embedder,
+) -> None:
     noise = " ".join(TEXTS[1:5])
     hits = [
-        Hit(id="generic", score=0.9, payload={"text": "Opening hours of museums in Paris vary by season."}),
-        Hit(id="buried", score=0.5, payload={"text": f"{noise} The Eiffel Tower was completed in 1889. {noise}"}),
+        Hit(
+            id="generic",
+            score=0.9,
+            payload={"text": "Opening hours of museums in Paris vary by season."},
+        ),
+        Hit(
+            id="buried",
+            score=0.5,
+            payload={"text": f"{noise} The Eiffel Tower was completed in 1889. {noise}"},
+        ),
     ]
     reranker = EmbeddingReranker(RerankSettings(backend="embedding", weight=0.7), embedder)
     out = reranker.rerank("In which year was the Eiffel Tower completed?", hits, top_k=2)
     assert [h.id for h in out] == ["buried", "generic"]
     keep = EmbeddingReranker(RerankSettings(backend="embedding", weight=0.0), embedder)
-    assert [h.id for h in keep.rerank("In which year was the Eiffel Tower completed?", hits, top_k=2)] == ["generic", "buried"]
-
+    assert [
+        h.id for h in keep.rerank("In which year was the Eiffel Tower completed?", hits, top_k=2)
+    ] == ["generic", "buried"]

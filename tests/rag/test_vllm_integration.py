@@ -29,7 +29,9 @@ START_TIMEOUT_S = 420
 
 if not (VENV / "bin" / "python").exists() or not (MODEL_DIR / "model.safetensors").exists():
     if os.environ.get("CI"):
-        pytest.fail("the vLLM venv is missing on CI: `make test` runs `make vllm` first", pytrace=False)
+        pytest.fail(
+            "the vLLM venv is missing on CI: `make test` runs `make vllm` first", pytrace=False
+        )
     pytest.skip("needs the local vLLM server: run `make vllm`", allow_module_level=True)
 
 
@@ -48,7 +50,10 @@ class VLLMServer:
         # Its own process group: killing it takes the engine process along.
         self.proc = subprocess.Popen(
             ["bash", str(REPO / "scripts" / "vllm" / "serve.sh")],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         self.log_path = log_path
 
@@ -86,8 +91,14 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
         server.kill()
 
 
-def _pipeline(kb: KnowledgeBase, kb_settings: Any, server: VLLMServer, chain: list[str]) -> QueryPipeline:
-    generation = {"chain": chain, "timeout_seconds": 120, "openai": {"base_url": server.base_url, "read_timeout_seconds": 60}}
+def _pipeline(
+    kb: KnowledgeBase, kb_settings: Any, server: VLLMServer, chain: list[str]
+) -> QueryPipeline:
+    generation = {
+        "chain": chain,
+        "timeout_seconds": 120,
+        "openai": {"base_url": server.base_url, "read_timeout_seconds": 60},
+    }
     return QueryPipeline(kb.index, kb_settings(generation=generation))
 
 
@@ -99,7 +110,9 @@ def test_models_endpoint_lists_the_served_model(vllm_server: VLLMServer) -> None
     assert [m["id"] for m in models["data"]] == ["smollm2-135m-instruct"]
 
 
-def test_answer_through_vllm_not_streamed(kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer) -> None:
+def test_answer_through_vllm_not_streamed(
+    kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
+) -> None:
     result = _pipeline(kb, kb_settings, vllm_server, ["openai"]).run(QUESTION)
     assert result["generator"] == "openai" and result["degraded"] is False
     assert result["usage"]["prompt_tokens"] > 50 and result["usage"]["completion_tokens"] > 0
@@ -109,7 +122,9 @@ def test_answer_through_vllm_not_streamed(kb: KnowledgeBase, kb_settings: Any, v
     assert {"retrieve", "pack", "generate", "total"} <= result["timings_ms"].keys()
 
 
-def test_answer_through_vllm_streamed(kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer) -> None:
+def test_answer_through_vllm_streamed(
+    kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
+) -> None:
     events = list(_pipeline(kb, kb_settings, vllm_server, ["openai"]).stream(QUESTION))
     kinds = [k for k, _ in events]
     assert kinds[-2:] == ["citations", "done"]
@@ -120,10 +135,14 @@ def test_answer_through_vllm_streamed(kb: KnowledgeBase, kb_settings: Any, vllm_
     assert done["usage"]["completion_tokens"] > 0
 
 
-def test_server_killed_mid_stream_falls_back(kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer) -> None:
+def test_server_killed_mid_stream_falls_back(
+    kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
+) -> None:
     # Last in the module: the server does not come back.
     events: list[tuple[str, Any]] = []
-    for kind, value in _pipeline(kb, kb_settings, vllm_server, ["openai", "extractive"]).stream(QUESTION):
+    for kind, value in _pipeline(kb, kb_settings, vllm_server, ["openai", "extractive"]).stream(
+        QUESTION
+    ):
         events.append((kind, value))
         if kind == "token" and sum(k == "token" for k, _ in events) == 1:
             vllm_server.kill()

@@ -40,7 +40,12 @@ def _points(n: int, seed: int = 7) -> list[StoredPoint]:
         out.append(
             StoredPoint(
                 id=f"00000000-0000-0000-0000-{i:012d}",
-                payload={"doc_id": f"d{i % 5}", "text_hash": f"h{i}", "tenant": "t1" if i % 2 else "t2", "text": words[i % 6]},
+                payload={
+                    "doc_id": f"d{i % 5}",
+                    "text_hash": f"h{i}",
+                    "tenant": "t1" if i % 2 else "t2",
+                    "text": words[i % 6],
+                },
                 dense=vec,
                 sparse=SparseVec(terms, [1.0 + (i % 3)] * len(terms)),
             )
@@ -75,7 +80,9 @@ def test_upsert_is_idempotent_and_filters_work(store: VectorStore) -> None:
     assert store.count("c") == 20
     assert store.count("c", {"tenant": "t1"}) == 10
     assert store.count("c", {"doc_id": ["d0", "d1"]}) == 8
-    assert sorted(store.ids_where("c", {"doc_id": "d3"})) == sorted(p.id for p in pts if p.payload["doc_id"] == "d3")
+    assert sorted(store.ids_where("c", {"doc_id": "d3"})) == sorted(
+        p.id for p in pts if p.payload["doc_id"] == "d3"
+    )
     assert store.field_values("c", "doc_id") == {"d0", "d1", "d2", "d3", "d4"}
     got = store.retrieve("c", [pts[3].id], with_vectors=True)[0]
     assert got.payload == pts[3].payload
@@ -98,16 +105,21 @@ def test_backends_agree_on_search(tmp_path: Path) -> None:
         s.create_collection("c", DIM, {})
         s.upsert("c", pts)
         s.flush("c")
-        results[kind] = [[h.id for h in s.search_dense("c", q, 10, {"tenant": "t1"})] for q in queries]
+        results[kind] = [
+            [h.id for h in s.search_dense("c", q, 10, {"tenant": "t1"})] for q in queries
+        ]
         sparse_results[kind] = [
             [h.id for h in s.search_sparse("c", SparseVec(pts[i].sparse.indices, [1.0] * 3), 5)]  # type: ignore[union-attr]
             for i in (0, 7, 21)
         ]
-        assert all(h.payload["tenant"] == "t1" for h in s.search_dense("c", queries[0], 10, {"tenant": "t1"}))
+        assert all(
+            h.payload["tenant"] == "t1"
+            for h in s.search_dense("c", queries[0], 10, {"tenant": "t1"})
+        )
         s.close()
     assert results["edge"] == results["qdrant-local"]
     # Sparse scores tie often on this tiny corpus: compare as sets of the top hits.
-    for a, b in zip(sparse_results["edge"], sparse_results["qdrant-local"]):
+    for a, b in zip(sparse_results["edge"], sparse_results["qdrant-local"], strict=False):
         assert a[0] == b[0] or set(a) & set(b)
 
 
@@ -116,12 +128,22 @@ def test_sparse_search_uses_idf(store: VectorStore) -> None:
     store.create_collection("c", DIM, {})
     common, rare = 1, 2
     pts = [
-        StoredPoint(id=f"00000000-0000-0000-0000-{i:012d}", payload={"i": i}, dense=[1.0] * DIM,
-                    sparse=SparseVec([common], [1.0]))
+        StoredPoint(
+            id=f"00000000-0000-0000-0000-{i:012d}",
+            payload={"i": i},
+            dense=[1.0] * DIM,
+            sparse=SparseVec([common], [1.0]),
+        )
         for i in range(10)
     ]
-    pts.append(StoredPoint(id="00000000-0000-0000-0000-000000000099", payload={"i": 99}, dense=[1.0] * DIM,
-                           sparse=SparseVec([rare], [1.0])))
+    pts.append(
+        StoredPoint(
+            id="00000000-0000-0000-0000-000000000099",
+            payload={"i": 99},
+            dense=[1.0] * DIM,
+            sparse=SparseVec([rare], [1.0]),
+        )
+    )
     store.upsert("c", pts)
     hits = store.search_sparse("c", SparseVec([common, rare], [1.0, 1.0]), 3)
     assert hits[0].payload["i"] == 99

@@ -40,7 +40,9 @@ def test_optimize_builds_the_index_and_keeps_results(tmp_path: Path) -> None:
     assert store.optimize("c") is False  # nothing left to do
     after = [[h.id for h in store.search_dense("c", q or [], 5)] for q in queries]
     assert [a[0] for a in after] == [p.id for p in points[:20]]  # each point finds itself first
-    overlap = sum(len(set(a) & set(b)) for a, b in zip(after, before)) / (5 * len(queries))
+    overlap = sum(len(set(a) & set(b)) for a, b in zip(after, before, strict=False)) / (
+        5 * len(queries)
+    )
     assert overlap >= 0.95
     store.close()
 
@@ -62,8 +64,12 @@ def test_a_finished_sync_optimizes(tmp_path: Path, monkeypatch: object) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(3):
-        (docs / f"d{i}.md").write_text(f"# Doc {i}\n\nPayments retry {i} times before paging the on-call engineer.\n")
-    settings = load_settings(overrides={"data_dir": str(tmp_path / "data"), "store": {"indexing_threshold_kb": 1}})
+        (docs / f"d{i}.md").write_text(
+            f"# Doc {i}\n\nPayments retry {i} times before paging the on-call engineer.\n"
+        )
+    settings = load_settings(
+        overrides={"data_dir": str(tmp_path / "data"), "store": {"indexing_threshold_kb": 1}}
+    )
     index = Index(settings)
     index.open(create=True)
     calls: list[bool] = []
