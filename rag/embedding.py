@@ -6,6 +6,7 @@ version-locked to. ``warm_up()`` loads the model and picks bf16 when it agrees w
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -180,11 +181,14 @@ class Embedder:
                 torch.set_num_threads(self.settings.threads)
             model = SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
             model.eval()
+            fp32 = model
             want = self.settings.dtype
             # bf16 only pays off with native bf16 units (AVX512-BF16/AMX); emulated it is ~5x slower.
             if want == "bfloat16" or (want == "auto" and _cpu_has_native_bf16()):
-                ref = model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
-                model_bf16 = model.to(torch.bfloat16)
+                ref = fp32.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
+                # nn.Module.to() converts in place: convert a copy, so that a rejected bf16
+                # leaves the fp32 weights (the ones the fingerprint names) untouched.
+                model_bf16 = copy.deepcopy(fp32).to(torch.bfloat16)
                 got = model_bf16.encode(
                     _PROBE, normalize_embeddings=True, convert_to_numpy=True
                 ).astype(np.float32)
@@ -197,11 +201,13 @@ class Embedder:
                     log.warning(
                         "bf16 embeddings disagree with fp32 (min cosine %.4f); using fp32", cos
                     )
-                    model = model.to(torch.float32)
+                    del model_bf16
             self._model = model
             self.max_seq_length = int(model.max_seq_length or 0)
-            if self.dtype == "float32" and self.settings.short_text_backend != "torch":
-                self._onnx = self._load_onnx(model)
+            if self.settings.short_text_backend != "torch":
+                # Exported from (and checked against) the fp32 weights whatever the document
+                # dtype: bf16 is only kept when it agrees with fp32 to min_bf16_cosine anyway.
+                self._onnx = self._load_onnx(fp32)
 
     @property
     def short_text_backend(self) -> str:
