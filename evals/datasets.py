@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rag.config import Settings, StoreSettings
+from rag.errors import RagError
 from rag.embedding import Embedder
 from rag.index import Index
 from rag.ingest import Ingestor
@@ -58,7 +59,7 @@ _SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _EVAL_COLLECTION = "eval"
 
 
-class DatasetError(ValueError):
+class DatasetError(RagError, ValueError):
     """The dataset folder cannot be used; the message says what is missing and what to do."""
 
 

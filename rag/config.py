@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rag.errors import ConfigError
+
 __all__ = [
     "DEFAULT_CONFIG",
     "ApiSettings",
@@ -33,10 +35,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the key and what to change."""
 
 
 class _Section(BaseModel):

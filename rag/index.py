@@ -17,6 +17,7 @@ from typing import Any
 from rag.chunking import Chunker, load_tokenizer
 from rag.config import Settings
 from rag.embedding import Embedder, EmbeddingIdentity, embedder_for
+from rag.errors import EmbeddingMismatchError
 from rag.manifest import Manifest
 from rag.sparse import Bm25Encoder
 from rag.store import StoreError, VectorStore, open_store
@@ -24,10 +25,6 @@ from rag.store import StoreError, VectorStore, open_store
 __all__ = ["SCHEMA_VERSION", "EmbeddingMismatchError", "Index"]
 
 SCHEMA_VERSION = 1
-
-
-class EmbeddingMismatchError(RuntimeError):
-    """The index was built with another embedding model than the configured one."""
 
 
 class Index:

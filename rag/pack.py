@@ -18,16 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rag.errors import PackingError
 from rag.store import Hit
 
 __all__ = ["PackedContext", "Packer", "PackingError", "Passage", "passages_from_hits"]
 
 TokenCounter = Callable[[str], int]
 _SEPARATOR = "\n\n"
-
-
-class PackingError(ValueError):
-    """The budget cannot hold even one passage; the message says which setting to change."""
 
 
 @dataclass

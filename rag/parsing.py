@@ -15,15 +15,12 @@ import stat
 from pathlib import Path
 
 from rag.documents import ParsedDocument, Section
+from rag.errors import ParseError
 
 __all__ = ["SUPPORTED_EXTENSIONS", "ParseError", "parse_bytes", "read_file_bytes"]
 
 SUPPORTED_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 _TEXT_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm")
-
-
-class ParseError(Exception):
-    """A file that cannot be ingested; ``str(err)`` is the reason shown in ``rag status``."""
 
 
 def read_file_bytes(path: Path, max_bytes: int) -> bytes:

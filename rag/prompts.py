@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from rag.config import DEFAULT_CONFIG, PromptSettings
+from rag.errors import PromptError
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -60,10 +61,6 @@ REQUIRED_VARIABLES = frozenset({"question", "context"})
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DEPLOY_FILE = "deploy.yaml"
 _PROJECT_ROOT = DEFAULT_CONFIG.parent.parent
-
-
-class PromptError(ValueError):
-    """A prompt file or request is unusable; the message names the file and what to fix."""
 
 
 @dataclass(frozen=True)

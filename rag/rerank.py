@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.config import RerankSettings
+from rag.errors import RerankError
 from rag.store import Hit
 
 if TYPE_CHECKING:
@@ -42,10 +43,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class RerankError(RuntimeError):
-    """The reranker cannot run; the message says which setting to fix."""
 
 
 def _minmax(values: Sequence[float]) -> np.ndarray:

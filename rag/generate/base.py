@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rag.errors import GenerationError
+
 if TYPE_CHECKING:
     from rag.pack import PackedContext
 
@@ -34,15 +36,6 @@ def close_quietly(iterator: object) -> None:
     close = getattr(iterator, "close", None)
     if callable(close):
         close()
-
-
-class GenerationError(RuntimeError):
-    """A backend could not produce an answer; ``retryable`` when another try may succeed."""
-
-    def __init__(self, message: str, *, retryable: bool = False, backend: str | None = None):
-        super().__init__(message)
-        self.retryable = retryable
-        self.backend = backend
 
 
 @dataclass

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag.errors import StoreError
+
 __all__ = [
     "DENSE",
     "INDEXED_FIELDS",
@@ -33,10 +35,6 @@ INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source")
 FilterValue = str | int | bool | Sequence[str] | Sequence[int]
 # key -> value (exact match) or list of values (match any). All keys must match.
 Filter = Mapping[str, FilterValue]
-
-
-class StoreError(RuntimeError):
-    """A store operation failed; the message says what to do."""
 
 
 @dataclass(frozen=True)
