@@ -20,13 +20,14 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from api.auth import KeyStore
+from api.bodies import FormJsonMiddleware
 from api.deps import AppState
 from api.documents import Documents
 from api.errors import ErrorBody, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.service import Pipeline, QueryService, load_pipeline
+from api.service import Pipeline, QueryService
 from api.sse_schema import DOC_MODELS
 from rag.config import Settings
 
@@ -39,7 +40,7 @@ UPLOAD_OVERHEAD = 64_000  # multipart framing around the file
 
 
 def _token_counter(index: Any) -> Any:
-    from rag.chunking import load_tokenizer
+    from rag.tokens import load_tokenizer
 
     encode = load_tokenizer(index.embedder.model_dir)
 
@@ -76,7 +77,11 @@ def create_app(
         }
 
     metrics = Metrics(live_metrics)
-    service = QueryService(index, settings, pipeline or load_pipeline(index, settings), metrics)
+    if pipeline is None:
+        from rag.pipeline import QueryPipeline
+
+        pipeline = QueryPipeline(index, settings)
+    service = QueryService(index, settings, pipeline, metrics)
     app_state = AppState(
         settings=settings,
         index=index,
@@ -156,6 +161,8 @@ def create_app(
     upload_limit = (
         int((api.max_upload_mb or settings.ingestion.max_file_mb) * 1_000_000) + UPLOAD_OVERHEAD
     )
+    # Innermost first: the relabelled body is read inside the size limit.
+    app.add_middleware(FormJsonMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         json_limit=api.max_body_kb * 1000,

@@ -16,6 +16,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.errors import (
+    ConfigError,
+    EmbeddingMismatchError,
+    GenerationError,
+    PromptError,
+    QueryError,
+    RagError,
+    StoreError,
+)
+
 __all__ = [
     "ERROR_RESPONSES",
     "ApiError",
@@ -113,7 +123,33 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+# The library's errors, most specific first: their messages say what to do, so they are shown.
+_RAG_ERRORS: list[tuple[type[RagError], int, str]] = [
+    (PromptError, 404, "prompt_not_found"),
+    (QueryError, 400, "invalid_request"),
+    (GenerationError, 503, "generation_failed"),
+    (EmbeddingMismatchError, 503, "index_mismatch"),
+    (StoreError, 503, "store_unavailable"),
+    (ConfigError, 500, "config_error"),
+]
+
+
+def rag_error_status(exc: RagError) -> tuple[int, str]:
+    """HTTP status and error type for a library error."""
+    for cls, status, type_ in _RAG_ERRORS:
+        if isinstance(exc, cls):
+            return status, type_
+    return 500, "internal_error"
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    async def on_rag_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RagError)
+        status, type_ = rag_error_status(exc)
+        if status >= 500:
+            log.warning("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+        return json_error(status, type_, str(exc))
+
     async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         return json_error(
@@ -153,6 +189,7 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RagError, on_rag_error)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(Exception, on_unexpected)

@@ -17,9 +17,9 @@ from api.deps import Caller, State, disconnect_waiter
 from api.errors import ApiError, error_responses
 from api.limits import check_question
 from api.models import ChatCompletion, ChatRequest, ModelList
-from api.service import QueryArgs
 from api.sse import SSEResponse, sse_frame
 from api.sse_schema import CHAT_STREAM
+from rag.types import Query
 
 __all__ = ["router"]
 
@@ -69,19 +69,18 @@ async def chat_completions(
         )
     question, last = condense(body.messages, state.settings.api.history_tokens, state.count_tokens)
     check_question(last, state.settings.api.max_question_chars)
-    options: dict[str, Any] = {}
-    if body.temperature is not None:
-        options["temperature"] = body.temperature
-    if body.max_completion_tokens or body.max_tokens:
-        options["max_tokens"] = body.max_completion_tokens or body.max_tokens
-    args = QueryArgs(
-        question=question, generate=True, user=body.user, session=body.user, options=options
+    query = Query(
+        question=question,
+        user=body.user,
+        session=body.user,
+        temperature=body.temperature,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = ChatStreamRenderer(served, include_usage)
         return SSEResponse(
-            state.service.open_stream(args, caller.tenant), renderer, trailer=[sse_frame("[DONE]")]
+            state.service.open_stream(query, caller.tenant), renderer, trailer=[sse_frame("[DONE]")]
         )
-    result = await state.service.answer(args, caller.tenant, disconnect_waiter(request))
+    result = await state.service.answer(query, caller.tenant, disconnect_waiter(request))
     return completion(result, served)

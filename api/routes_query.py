@@ -11,17 +11,18 @@ from api.deps import Caller, State, disconnect_waiter
 from api.errors import error_responses
 from api.limits import check_question
 from api.models import QueryRequest, QueryResponse
-from api.service import QueryArgs
 from api.sse import SSEResponse
 from api.sse_schema import QUERY_STREAM
+from rag.types import Query
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["query"])
 
 SSE_QUERY_DOC = (
-    'With `stream: true`: `text/event-stream` with `token` events (`{"text"}`, the raw model text) '
-    "while generating — a `reset` event means a fallback generator starts over, drop the tokens so far — "
+    'With `stream: true`: `text/event-stream` with `token` events (`{"text"}`: verified answer text, '
+    "released sentence by sentence; concatenated they are the final `answer`) — a `reset` event means a "
+    "fallback generator starts over, drop the tokens so far — "
     'then one `citations` event (`{"citations": [...]}`, verified), then `done` with the full result: '
     "the verified `answer` (authoritative), usage, timings, abstained/degraded, and `unsupported`, the "
     'sentences verification flagged. `error` (`{"error": {type, message}}`) if the stream fails after it started.'
@@ -40,7 +41,7 @@ SSE_QUERY_DOC = (
 )
 async def query(body: QueryRequest, request: Request, state: State, caller: Caller) -> Any:
     check_question(body.question, state.settings.api.max_question_chars)
-    args = QueryArgs(
+    query = Query(
         question=body.question,
         filters=body.filters.as_filter() if body.filters else None,
         prompt=body.prompt,
@@ -49,5 +50,5 @@ async def query(body: QueryRequest, request: Request, state: State, caller: Call
         session=body.session,
     )
     if body.stream:
-        return SSEResponse(state.service.open_stream(args, caller.tenant), query_renderer)
-    return await state.service.answer(args, caller.tenant, disconnect_waiter(request))
+        return SSEResponse(state.service.open_stream(query, caller.tenant), query_renderer)
+    return await state.service.answer(query, caller.tenant, disconnect_waiter(request))

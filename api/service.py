@@ -10,158 +10,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from api.errors import ApiError
 from api.limits import ConcurrencyGate
+from rag.errors import PromptError
+from rag.types import Answer, DoneEvent, Query, StreamEvent
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = [
-    "EventStream",
-    "Pipeline",
-    "QueryArgs",
-    "QueryService",
-    "RetrievalOnlyPipeline",
-    "load_pipeline",
-]
+__all__ = ["EventStream", "Pipeline", "QueryService", "for_tenant"]
 
 log = logging.getLogger("api")
 
+# What the HTTP layer handles: (kind, JSON payload), converted from the typed events at the
+# pipeline boundary (``StreamEvent.kind`` / ``.data()``).
 Event = tuple[str, Any]
 
 
 class Pipeline(Protocol):
+    """What the service needs of a query pipeline (``rag.pipeline.QueryPipeline``)."""
+
     def warm_up(self) -> None: ...
 
-    def run(
-        self,
-        question: str,
-        *,
-        filters: dict[str, Any] | None = None,
-        prompt: str | None = None,
-        generate: bool = True,
-        user: str | None = None,
-        session: str | None = None,
-    ) -> dict[str, Any]: ...
+    def run(self, query: Query) -> Answer: ...
 
-    def stream(
-        self,
-        question: str,
-        *,
-        filters: dict[str, Any] | None = None,
-        prompt: str | None = None,
-        generate: bool = True,
-        user: str | None = None,
-        session: str | None = None,
-    ) -> Iterator[Event]: ...
+    def stream(self, query: Query) -> Iterator[StreamEvent]: ...
 
 
-class GenerationUnavailable(RuntimeError):
-    pass
-
-
-class RetrievalOnlyPipeline:
-    """Stands in while no query pipeline (rag/pipeline.py) is installed: retrieval only."""
-
-    def __init__(self, index: Index, settings: Settings):
-        from rag.retrieve import Retriever
-
-        self.index = index
-        self.retriever = Retriever(index)
-
-    def warm_up(self) -> None:
-        self.index.embedder.warm_up()
-
-    def run(
-        self,
-        question: str,
-        *,
-        filters: dict[str, Any] | None = None,
-        generate: bool = True,
-        **_: Any,
-    ) -> dict[str, Any]:
-        if generate:
-            raise GenerationUnavailable(
-                "no generator is installed (rag/pipeline.py is missing); use generate=false"
-            )
-        t0 = time.perf_counter()
-        hits = self.retriever.run(question, filters=filters)
-        citations = [
-            {
-                "n": i,
-                "source": h.payload.get("source", ""),
-                "title": h.payload.get("title"),
-                "section": list(h.payload.get("section") or []),
-                "page": h.payload.get("page"),
-                "start": int(h.payload.get("start") or 0),
-                "end": int(h.payload.get("end") or 0),
-                "quote": h.payload.get("text", ""),
-                "score": float(h.score),
-                "verified": False,
-            }
-            for i, h in enumerate(hits, start=1)
-        ]
-        total = (time.perf_counter() - t0) * 1000
-        return {
-            "answer": "",
-            "abstained": False,
-            "degraded": False,
-            "generator": None,
-            "citations": citations,
-            "prompt": None,
-            "usage": {"prompt_tokens": 0, "completion_tokens": 0},
-            "timings_ms": {"retrieve": round(total, 3), "total": round(total, 3)},
-            "context_tokens": 0,
-        }
-
-    def stream(self, question: str, **kwargs: Any) -> Iterator[Event]:
-        raise GenerationUnavailable(
-            "no generator is installed (rag/pipeline.py is missing); use generate=false"
-        )
-
-
-def load_pipeline(index: Index, settings: Settings) -> Pipeline:
-    try:
-        from rag.pipeline import QueryPipeline
-    except ModuleNotFoundError as exc:
-        if exc.name != "rag.pipeline":
-            raise
-        log.warning("rag.pipeline is not installed: the API serves retrieval only (generate=false)")
-        return RetrievalOnlyPipeline(index, settings)
-    pipeline: Pipeline = QueryPipeline(index, settings)
-    return pipeline
-
-
-@dataclass
-class QueryArgs:
-    question: str
-    filters: dict[str, Any] | None = None
-    prompt: str | None = None
-    generate: bool = True
-    user: str | None = None
-    session: str | None = None
-    # Chat requests may carry these; passed on only when the pipeline accepts them.
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def _accepted_kwargs(fn: Callable[..., Any]) -> set[str] | None:
-    """Keyword names ``fn`` accepts (None: it takes **kwargs, so anything)."""
-    params = inspect.signature(fn).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params}
+def for_tenant(query: Query, tenant: str) -> Query:
+    """The caller's tenant goes last: it overrides anything a caller put in the filters."""
+    return replace(query, filters={**(query.filters or {}), "tenant": tenant})
 
 
 class QueryService:
@@ -176,8 +65,6 @@ class QueryService:
         self.gates = {
             name: ConcurrencyGate(name, n, api.queue) for name, n in api.concurrency.items()
         }
-        self._run_kwargs = _accepted_kwargs(pipeline.run)
-        self._stream_kwargs = _accepted_kwargs(pipeline.stream)
         self.ready = threading.Event()
         self.warm_error: str | None = None
 
@@ -192,90 +79,49 @@ class QueryService:
             return
         self.ready.set()
 
-    @property
-    def can_generate(self) -> bool:
-        return not isinstance(self.pipeline, RetrievalOnlyPipeline)
-
     def gate(self, generate: bool) -> ConcurrencyGate:
-        name = (
-            self.settings.generation.chain[0]
-            if generate and self.settings.generation.chain
-            else "retrieval"
-        )
-        if not generate:
-            name = "retrieval"
+        chain = self.settings.generation.chain
+        name = chain[0] if generate and chain else "retrieval"
         gate = self.gates.get(name)
         if gate is None:
             gate = self.gates[name] = ConcurrencyGate(name, 1, self.settings.api.queue)
         return gate
 
     # -- calls -----------------------------------------------------------------------
-    def _kwargs(self, args: QueryArgs, tenant: str, accepted: set[str] | None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            # The tenant goes last: it overrides anything a caller might have put in filters.
-            "filters": {**(args.filters or {}), "tenant": tenant},
-            "prompt": args.prompt,
-            "generate": args.generate,
-            "user": args.user,
-            "session": args.session,
-            "tenant": tenant,
-            **args.options,
-        }
-        if accepted is None:
-            return kwargs
-        return {k: v for k, v in kwargs.items() if k in accepted}
-
     def _observe(self, result: dict[str, Any]) -> None:
         if self.metrics is not None:
             self.metrics.observe_result(result)
 
     async def answer(
         self,
-        args: QueryArgs,
+        query: Query,
         tenant: str,
         wait_disconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """One complete answer (or the packed context when ``generate`` is false).
+        """One complete answer (or the packed context when ``generate`` is false), as JSON.
 
         Generation runs as a stream even here, so a client that hangs up (``wait_disconnect``
         returns) stops the model at its next token."""
-        if not args.generate:
-            kwargs = self._kwargs(args, tenant, self._run_kwargs)
+        if not query.generate:
+            scoped = for_tenant(query, tenant)
             async with self.gate(False).slot():
                 try:
-                    result = await asyncio.to_thread(self.pipeline.run, args.question, **kwargs)
+                    answer = await asyncio.to_thread(self.pipeline.run, scoped)
                 except Exception as exc:
-                    raise translate_error(exc, args) from exc
+                    raise translate_error(exc, scoped) from exc
+            result = answer.as_json()
             self._observe(result)
             return result
-        return await self.open_stream(args, tenant).collect(wait_disconnect)
+        return await self.open_stream(query, tenant).collect(wait_disconnect)
 
-    def open_stream(self, args: QueryArgs, tenant: str) -> EventStream:
+    def open_stream(self, query: Query, tenant: str) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later."""
-        if not self.can_generate:
-            raise ApiError(
-                503,
-                "generation_unavailable",
-                "no generator is installed on this server; send generate=false",
-            )
-        if not args.generate:
-            # Nothing to stream token by token: the context comes as one citations event.
-            def events() -> Iterator[Event]:
-                result = self.pipeline.run(
-                    args.question, **self._kwargs(args, tenant, self._run_kwargs)
-                )
-                yield ("citations", result.get("citations", []))
-                yield ("done", result)
-
-            factory: Callable[[], Iterator[Event]] = events
-        else:
-            kwargs = self._kwargs(args, tenant, self._stream_kwargs)
-
-            def factory() -> Iterator[Event]:
-                return self.pipeline.stream(args.question, **kwargs)
-
+        scoped = for_tenant(query, tenant)
         return EventStream(
-            self.gate(args.generate), factory, self._observe, lambda exc: translate_error(exc, args)
+            self.gate(scoped.generate),
+            lambda: self.pipeline.stream(scoped),
+            self._observe,
+            lambda exc: translate_error(exc, scoped),
         )
 
 
@@ -290,14 +136,10 @@ def first_error(group: BaseExceptionGroup) -> BaseException:  # type: ignore[typ
     return exc
 
 
-def translate_error(exc: BaseException, args: QueryArgs) -> BaseException:
+def translate_error(exc: BaseException, query: Query) -> BaseException:
     """Pipeline errors that are the caller's doing become 4xx; anything else stays a 500."""
-    from rag.prompts import PromptError
-
-    if isinstance(exc, PromptError) and args.prompt:
+    if isinstance(exc, PromptError) and query.prompt:
         return ApiError(404, "prompt_not_found", str(exc))
-    if isinstance(exc, GenerationUnavailable):
-        return ApiError(503, "generation_unavailable", str(exc))
     return exc
 
 
@@ -307,7 +149,7 @@ class EventStream:
     def __init__(
         self,
         gate: ConcurrencyGate,
-        factory: Callable[[], Iterator[Event]],
+        factory: Callable[[], Iterator[StreamEvent]],
         on_done: Callable[[dict[str, Any]], None],
         translate: Callable[[BaseException], BaseException] = lambda exc: exc,
     ):
@@ -334,15 +176,15 @@ class EventStream:
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
-            iterator: Iterator[Event] | None = None
+            iterator: Iterator[StreamEvent] | None = None
             try:
                 iterator = self.factory()
-                for item in iterator:
+                for event in iterator:
                     if self.cancelled.is_set():
                         break
-                    if item[0] == "done" and isinstance(item[1], dict):
-                        self.on_done(item[1])
-                    post(item)
+                    if isinstance(event, DoneEvent):
+                        self.on_done(event.data())
+                    post((event.kind, event.data()))
             except BaseException as exc:  # noqa: BLE001 - delivered to the response, which reports it
                 post(self.translate(exc))
             finally:

@@ -16,8 +16,9 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from api.errors import ApiError
-from api.service import EventStream, GenerationUnavailable, first_error
+from api.errors import ApiError, rag_error_status
+from api.service import EventStream, first_error
+from rag.errors import RagError
 
 __all__ = ["SSEResponse", "sse_frame"]
 
@@ -105,9 +106,9 @@ class SSEResponse(Response):
             for frame in self.renderer("error", {"type": exc.type, "message": exc.message}):
                 yield frame
             return
-        except GenerationUnavailable as exc:
+        except RagError as exc:  # the library's own: its message says what to do
             for frame in self.renderer(
-                "error", {"type": "generation_unavailable", "message": str(exc)}
+                "error", {"type": rag_error_status(exc)[1], "message": str(exc)}
             ):
                 yield frame
             return

@@ -147,6 +147,7 @@ def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str,
     from rag.generate.extractive import ExtractiveGenerator
     from rag.index import Index
     from rag.pipeline import QueryPipeline
+    from rag.types import Query
 
     settings = load_settings(
         overrides={"data_dir": str(base_dir / f"n{n}"), "generation": {"chain": ["extractive"]}}
@@ -163,7 +164,7 @@ def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str,
         for i in range(queries)
     ]
     for q in qs[:10]:  # warm caches and the store's lazy parts
-        pipeline.prepare(q)
+        pipeline.run(Query(q, generate=False))
 
     # Baseline: the raw calls retrieval is made of.
     raw: list[float] = []
@@ -180,7 +181,9 @@ def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str,
     prepared: list[float] = []
     for q in qs:
         t = time.perf_counter()
-        pipeline.prepare(q)
+        pipeline.run(
+            Query(q, generate=False)
+        )  # retrieve, rerank, prompt, pack (+ the answer object)
         prepared.append((time.perf_counter() - t) * 1000)
 
     # Overhead: whole run() minus time inside the embedder, the store searches and the generator.
@@ -279,11 +282,13 @@ def bench_ttft(
     import httpx
 
     from rag.config import load_settings
-    from rag.generate import GenerationRequest
+    from rag.generate import GenerationRequest, GeneratorChain
     from rag.generate.openai import OpenAIGenerator
     from rag.index import Index
     from rag.ingest import Ingestor
-    from rag.pipeline import QueryPipeline
+    from rag.pipeline import QueryPipeline, default_stages
+    from rag.stages import QueryState
+    from rag.types import Query, TokenEvent
 
     server = None
     if openai_url is None:
@@ -307,32 +312,39 @@ def bench_ttft(
     index = Index(settings, embedder=embedder)
     index.open(create=True)
     Ingestor(index).sync_folder(docs)
-    pipeline = QueryPipeline(index, settings)
-    generator = pipeline.chain.generators[0]
-    assert isinstance(generator, OpenAIGenerator)
     timing = TimingTransport()
-    generator._transport = timing  # type: ignore[assignment]
+    # The generator gets the timing transport through the public seam: a chain of our own.
+    generator = OpenAIGenerator(
+        settings.generation.openai, settings.generation.timeout_seconds, transport=timing
+    )
+    chain = GeneratorChain([generator], settings.generation.timeout_seconds)
+    pipeline = QueryPipeline(index, settings, stages=default_stages(index, settings, chain=chain))
     pipeline.warm_up()
     question = "How long are production backups kept?"
     client = httpx.Client(timeout=60)
 
+    def prepare() -> QueryState:
+        """The stages before generation, run one by one as the pipeline does."""
+        state = QueryState(query=Query(question), question=question)
+        for stage in pipeline.stages:
+            if stage.name == "generate":
+                return state
+            list(stage.run(state))
+        raise RuntimeError("no generate stage")
+
     def raw_ttft() -> float:
-        prepared = pipeline.prepare(question)
-        messages = prepared.prompt.render(
-            **pipeline._variables(prepared.prompt, question, prepared.context.text, 1)
-        )
+        state = prepare()
+        assert state.prompt is not None
         # The very body the pipeline sends (stop strings included: they alone cost vLLM ~50 ms
         # to first token here), built by the generator itself.
-        temperature = (
-            prepared.prompt.temperature if prepared.prompt.temperature is not None else 0.0
-        )
+        temperature = state.prompt.temperature if state.prompt.temperature is not None else 0.0
         request = GenerationRequest(
-            messages=messages,
+            messages=state.messages,
             question=question,
-            context=prepared.context,
-            max_tokens=prepared.max_tokens,
+            context=state.context,
+            max_tokens=state.max_tokens,
             temperature=temperature,
-            stop=prepared.prompt.stop,
+            stop=state.prompt.stop,
         )
         body = generator._body(request, stream=True)
         t = time.perf_counter()
@@ -344,10 +356,10 @@ def bench_ttft(
 
     def pipeline_ttft() -> tuple[float, float, float]:
         t = time.perf_counter()
-        stream = pipeline.stream(question)
+        stream = pipeline.stream(Query(question))
         try:
-            for kind, _ in stream:
-                if kind == "token":
+            for event in stream:
+                if isinstance(event, TokenEvent):
                     now = time.perf_counter()
                     return (
                         (now - t) * 1000,

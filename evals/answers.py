@@ -1,9 +1,9 @@
 """Answer eval: the full query path per question, scored against gold answers and gold documents.
 
-The query path is ``rag.pipeline.QueryPipeline(index, settings).run(question, filters=None,
-generate=True)``, returning ``answer``, ``abstained``, ``citations`` (``source``, ``verified``,
-…), ``usage`` (``prompt_tokens``, ``completion_tokens``) and ``timings_ms``. The eval takes
-any callable with that result shape, so it also runs against a partial pipeline.
+The query path is ``rag.pipeline.QueryPipeline(index, settings).run(Query(question))``, whose
+:class:`rag.types.Answer` in its JSON form carries ``answer``, ``abstained``, ``citations``
+(``source``, ``verified``, …), ``usage`` (``prompt_tokens``, ``completion_tokens``) and
+``timings_ms``. The eval takes any callable from a question to that JSON object.
 
 Measures (each over the questions it applies to):
 - ``answer_contains_gold``: answerable questions whose answer contains a gold string
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 from evals.datasets import AnswerKey
 from evals.metrics import average
 from evals.retrieval import latency_summary
+from rag.types import Query
 
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
 __all__ = [
-    "AnswersUnavailable",
     "PipelineRunner",
     "contains_gold",
     "evaluate_answers",
@@ -43,10 +43,6 @@ Progress = Callable[[str, int, int], None]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
-
-
-class AnswersUnavailable(RuntimeError):
-    """No query pipeline to evaluate; the message says what is missing."""
 
 
 def normalize_answer(text: str) -> str:
@@ -64,29 +60,21 @@ class PipelineRunner:
     """The real query path over one index, as a ``QueryRunner``; ``close()`` frees its generators."""
 
     def __init__(self, index: Index, settings: Settings):
-        try:
-            from rag.pipeline import QueryPipeline
-        except ModuleNotFoundError as exc:
-            if exc.name != "rag.pipeline":
-                raise
-            raise AnswersUnavailable(
-                "answer evals need the query pipeline (rag/pipeline.py), which is not installed in this "
-                "checkout; run `rag eval retrieval` meanwhile"
-            ) from exc
+        from rag.pipeline import QueryPipeline
+
         self.pipeline = QueryPipeline(index, settings)
         # Models load now, not inside the first question's latency.
         self.pipeline.warm_up()
 
     def __call__(self, question: str) -> Mapping[str, Any]:
-        result: Mapping[str, Any] = self.pipeline.run(question, filters=None, generate=True)
-        return result
+        return self.pipeline.run(Query(question)).as_json()
 
     def close(self) -> None:
         self.pipeline.close()
 
 
 def pipeline_runner(index: Index, settings: Settings) -> PipelineRunner:
-    """The real query path over ``index`` (raises ``AnswersUnavailable`` without rag/pipeline.py)."""
+    """The real query path over ``index``; its models are loaded before this returns."""
     return PipelineRunner(index, settings)
 
 

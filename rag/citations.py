@@ -35,6 +35,8 @@ from rag.pack import PackedContext, Passage
 
 __all__ = [
     "AnswerSentence",
+    "AnswerVerifier",
+    "StreamingVerifier",
     "SupportScorer",
     "VerifiedAnswer",
     "content_words",
@@ -458,6 +460,123 @@ def model_abstained(answer: str, abstain_text: str) -> bool:
     return bool(sentences) and all(not t or _is_abstention(t, abstain_text) for t in sentences)
 
 
+class AnswerVerifier:
+    """Checks an answer one sentence at a time, in the order the model wrote them.
+
+    ``add(raw)`` checks one sentence (``None`` when it is dropped: a repeat, an abstention,
+    only headings and question words); ``render(sentence)`` gives its text with markers
+    renumbered to the citations returned (in order of first use); ``result()`` is the whole
+    :class:`VerifiedAnswer`. ``verify_answer`` is all three over a finished text; the query
+    stream uses them as sentences complete, so what it releases is what ``result()`` says.
+    """
+
+    def __init__(
+        self,
+        context: PackedContext,
+        scorer: SupportScorer,
+        settings: CitationSettings,
+        question: str = "",
+        abstain_text: str = "The documents don't contain an answer to this.",
+    ):
+        self.passages = context.by_number
+        self.scorer = scorer
+        self.settings = settings
+        self.question = question
+        self.abstain_text = abstain_text
+        self.checked: list[AnswerSentence] = []
+        self._quotes: dict[int, tuple[float, str]] = {}
+        self._renumber: dict[int, int] = {}
+        # Words that say nothing new: the question's and the passages' titles and headings. A
+        # small model looping on a passage header ("Backup Policy — Backup Policy") is not an
+        # answer.
+        self._known = set(content_words(question))
+        for p in self.passages.values():
+            self._known.update(content_words(" ".join([p.title or "", *p.section])))
+        self._seen: set[str] = set()
+
+    @property
+    def supported(self) -> bool:
+        return any(s.supported for s in self.checked)
+
+    def _cite(self, sentence: AnswerSentence, n: int, score: float, quote: str) -> None:
+        sentence.cited.append(n)
+        if score > self._quotes.get(n, (-1.0, ""))[0]:
+            self._quotes[n] = (score, quote)
+
+    def add(self, raw: str) -> AnswerSentence | None:
+        text, markers = _markers(" ".join(raw.split()))
+        if not text or _is_abstention(text, self.abstain_text):
+            return None
+        words = content_words(text)
+        key = " ".join(words) or text.lower()
+        if key in self._seen or (words and set(words) <= self._known):
+            return None  # a repeat, or only headings and question words: dropped, not flagged
+        self._seen.add(key)
+        needs = len(words) >= self.settings.min_content_words
+        sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
+        for n in dict.fromkeys(markers):
+            passage = self.passages.get(n)
+            if passage is None:
+                sentence.dropped_markers.append(n)
+                continue
+            score, quote = self.scorer.support(text, passage, self.question)
+            sentence.scores[n] = score
+            if score >= self.settings.min_support:
+                self._cite(sentence, n, score, quote)
+            else:
+                sentence.dropped_markers.append(n)
+        if not sentence.cited and needs:
+            best: tuple[float, int, str] | None = None
+            for n, passage in self.passages.items():
+                if n in sentence.scores:
+                    continue
+                score, quote = self.scorer.support(text, passage, self.question)
+                sentence.scores[n] = score
+                if score >= self.settings.min_support and (best is None or score > best[0]):
+                    best = (score, n, quote)
+            if best is not None:
+                self._cite(sentence, best[1], best[0], best[2])
+        sentence.supported = bool(sentence.cited)
+        self.checked.append(sentence)
+        return sentence
+
+    def render(self, sentence: AnswerSentence) -> str:
+        if not sentence.cited:
+            return sentence.text
+        for n in sentence.cited:
+            self._renumber.setdefault(n, len(self._renumber) + 1)
+        marks = "".join(f"[{self._renumber[n]}]" for n in sentence.cited)
+        text = sentence.text
+        body, end = (text[:-1], text[-1]) if text[-1] in ".!?" else (text, "")
+        return f"{body} {marks}{end}"
+
+    def citations(self) -> list[dict[str, Any]]:
+        out = []
+        for old, new in self._renumber.items():
+            passage = self.passages[old]
+            quote = self._quotes.get(old, (0.0, passage.text))[1]
+            cit = passage.as_citation(quote=quote, verified=True)
+            cit["n"] = new
+            out.append(cit)
+        return out
+
+    def result(self, rendered: list[str] | None = None) -> VerifiedAnswer:
+        """The verdict; ``rendered`` are the sentences already rendered, in order (the rest
+        are rendered now)."""
+        if not self.supported:
+            return VerifiedAnswer(
+                answer=self.abstain_text, abstained=True, citations=[], sentences=self.checked
+            )
+        done = list(rendered or [])
+        done.extend(self.render(s) for s in self.checked[len(done) :])
+        return VerifiedAnswer(
+            answer=" ".join(done),
+            abstained=False,
+            citations=self.citations(),
+            sentences=self.checked,
+        )
+
+
 def verify_answer(
     answer: str,
     context: PackedContext,
@@ -466,75 +585,87 @@ def verify_answer(
     question: str = "",
     abstain_text: str = "The documents don't contain an answer to this.",
 ) -> VerifiedAnswer:
-    passages = context.by_number
-    checked: list[AnswerSentence] = []
-    quotes: dict[int, tuple[float, str]] = {}
-    # Words that say nothing new: the question's and the passages' titles and headings. A
-    # small model looping on a passage header ("Backup Policy — Backup Policy") is not an answer.
-    known = set(content_words(question))
-    for p in passages.values():
-        known.update(content_words(" ".join([p.title or "", *p.section])))
-    seen: set[str] = set()
+    verifier = AnswerVerifier(context, scorer, settings, question, abstain_text)
     for raw in split_sentences(answer):
-        text, markers = _markers(" ".join(raw.split()))
-        if not text or _is_abstention(text, abstain_text):
-            continue
-        words = content_words(text)
-        key = " ".join(words) or text.lower()
-        if key in seen or (words and set(words) <= known):
-            continue  # a repeat, or only headings and question words: dropped, not flagged
-        seen.add(key)
-        needs = len(words) >= settings.min_content_words
-        sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
-        for n in dict.fromkeys(markers):
-            passage = passages.get(n)
-            if passage is None:
-                sentence.dropped_markers.append(n)
+        verifier.add(raw)
+    return verifier.result()
+
+
+_UNCLOSED_OR_MARKER = re.compile(r"\[[^\]]*\]?")
+
+
+def _opens_a_sentence(part: str) -> bool:
+    """Whether the last split part has begun a new sentence (not a marker or list number that
+    still belongs to the one before it)."""
+    return any(c.isalpha() for c in _UNCLOSED_OR_MARKER.sub("", part))
+
+
+class StreamingVerifier:
+    """Releases an answer being generated sentence by sentence, each once verified.
+
+    ``feed(piece)`` takes model text and returns the text that may be shown now; ``close()``
+    checks what is left once the backend finished, and ``drain()`` then returns the rest.
+    Sentences before the first supported one are held back: when none is supported the
+    answer is the abstention, and nothing else was shown. The released texts, concatenated,
+    are ``result().answer`` exactly.
+    """
+
+    def __init__(self, make: Callable[[], AnswerVerifier]):
+        self._make = make
+        self.reset()
+
+    def reset(self) -> None:
+        """Start over (the next backend's answer)."""
+        self.verifier = self._make()
+        self.raw = ""
+        self.closed = False
+        self.released: list[str] = []  # rendered sentences shown, in order
+        self._held: list[str] = []
+        self._ready: list[str] = []
+        self._consumed = 0  # split parts of ``raw`` checked so far
+
+    @property
+    def has_released(self) -> bool:
+        return bool(self.released)
+
+    def _check(self, parts: list[str]) -> None:
+        for raw in parts:
+            sentence = self.verifier.add(raw)
+            if sentence is None:
                 continue
-            score, quote = scorer.support(text, passage, question)
-            sentence.scores[n] = score
-            if score >= settings.min_support:
-                sentence.cited.append(n)
-                if score > quotes.get(n, (-1.0, ""))[0]:
-                    quotes[n] = (score, quote)
-            else:
-                sentence.dropped_markers.append(n)
-        if not sentence.cited and needs:
-            best: tuple[float, int, str] | None = None
-            for n, passage in passages.items():
-                if n in sentence.scores:
-                    continue
-                score, quote = scorer.support(text, passage, question)
-                sentence.scores[n] = score
-                if score >= settings.min_support and (best is None or score > best[0]):
-                    best = (score, n, quote)
-            if best is not None:
-                sentence.cited.append(best[1])
-                if best[0] > quotes.get(best[1], (-1.0, ""))[0]:
-                    quotes[best[1]] = (best[0], best[2])
-        sentence.supported = bool(sentence.cited)
-        checked.append(sentence)
-    if not any(s.supported for s in checked):
-        return VerifiedAnswer(answer=abstain_text, abstained=True, citations=[], sentences=checked)
-    # Renumber to the citations actually returned, in order of first use.
-    renumber: dict[int, int] = {}
-    for s in checked:
-        for n in s.cited:
-            renumber.setdefault(n, len(renumber) + 1)
-    rendered = []
-    for s in checked:
-        if not s.cited:
-            rendered.append(s.text)
-            continue
-        marks = "".join(f"[{renumber[n]}]" for n in s.cited)
-        body, end = (s.text[:-1], s.text[-1]) if s.text[-1] in ".!?" else (s.text, "")
-        rendered.append(f"{body} {marks}{end}")
-    citations = []
-    for old, new in renumber.items():
-        passage = passages[old]
-        cit = passage.as_citation(quote=quotes.get(old, (0.0, passage.text))[1], verified=True)
-        cit["n"] = new
-        citations.append(cit)
-    return VerifiedAnswer(
-        answer=" ".join(rendered), abstained=False, citations=citations, sentences=checked
-    )
+            self._held.append(self.verifier.render(sentence))
+            if self.verifier.supported:
+                self._release(self._held)
+                self._held = []
+
+    def _release(self, rendered: list[str]) -> None:
+        for text in rendered:
+            self._ready.append(text if not self.released else " " + text)
+            self.released.append(text)
+
+    def feed(self, piece: str) -> list[str]:
+        if self.closed:
+            raise RuntimeError("feed() after close(): reset() first")
+        self.raw += piece
+        parts = split_sentences(self.raw)
+        if len(parts) >= 2 and _opens_a_sentence(parts[-1]):
+            self._check(parts[self._consumed : len(parts) - 1])
+            self._consumed = len(parts) - 1
+        return self.drain()
+
+    def close(self) -> VerifiedAnswer:
+        if not self.closed:
+            self._check(split_sentences(self.raw)[self._consumed :])
+            self.closed = True
+            if not self.verifier.supported:
+                self._ready.append(self.verifier.abstain_text)
+        return self.result()
+
+    def drain(self) -> list[str]:
+        ready, self._ready = self._ready, []
+        return ready
+
+    def result(self) -> VerifiedAnswer:
+        if not self.verifier.supported:
+            return self.verifier.result()
+        return self.verifier.result(self.released + self._held)

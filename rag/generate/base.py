@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rag.errors import GenerationError
+from rag.types import Usage
 
 if TYPE_CHECKING:
     from rag.pack import PackedContext
@@ -36,15 +37,6 @@ def close_quietly(iterator: object) -> None:
     close = getattr(iterator, "close", None)
     if callable(close):
         close()
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
 
 @dataclass
@@ -108,21 +100,15 @@ class TokenCounter:
 
 def hf_token_counter(path: str | Path) -> TokenCounter:
     """A counter from a Hugging Face ``tokenizer.json`` (or a folder holding one)."""
-    from tokenizers import Tokenizer
+    from rag.tokens import load_tokenizer, tokenizer_file
 
-    p = Path(path).expanduser()
-    if p.is_dir():
-        p = p / "tokenizer.json"
-    if not p.is_file():
+    try:
+        return TokenCounter(load_tokenizer(path))
+    except FileNotFoundError as exc:
         raise GenerationError(
-            f"tokenizer file {p} not found: point tokenizer_path at a tokenizer.json or its folder"
-        )
-    tok = Tokenizer.from_file(str(p))
-
-    def encode(text: str) -> list[int]:
-        return list(tok.encode(text, add_special_tokens=False).ids)
-
-    return TokenCounter(encode)
+            f"tokenizer file {tokenizer_file(path)} not found: point tokenizer_path at a "
+            "tokenizer.json or its folder"
+        ) from exc
 
 
 class Generator(abc.ABC):

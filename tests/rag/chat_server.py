@@ -47,6 +47,8 @@ class ChatServer:
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
     send_usage: bool = True
+    token_delay: float = 0.0  # seconds between streamed words
+    sent_tokens: int = 0  # words streamed so far, over all requests
 
     def __post_init__(self) -> None:
         server = self
@@ -119,6 +121,8 @@ class ChatServer:
                         self.close_connection = True
                         self.connection.shutdown(2)
                         return
+                    if server.token_delay:
+                        time.sleep(server.token_delay)
                     self._event(
                         {
                             "object": "chat.completion.chunk",
@@ -127,6 +131,7 @@ class ChatServer:
                             ],
                         }
                     )
+                    server.sent_tokens += 1
                 self._event(
                     {
                         "object": "chat.completion.chunk",

@@ -1,0 +1,112 @@
+"""The tracer seam: the query runner wraps every stage call in ``tracer.span(name, state)``.
+
+A :class:`Tracer` sees names, timings and the attributes stages set on their span — never
+content (questions, passages, answers) unless a tracer asks the state for it itself. The
+default is :class:`NoopTracer`; ``timings_ms`` in every answer comes from
+:class:`TimingTracer`, which the pipeline always runs; :class:`Tracers` composes several
+(a Langfuse exporter, say, next to the timings)::
+
+    pipeline = QueryPipeline(index, settings, tracer=MyTracer())
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from rag.stages import QueryState
+
+__all__ = ["NoopTracer", "Span", "TimingTracer", "Tracer", "Tracers"]
+
+
+class Span:
+    """What a stage may record about its call: plain attributes, no content by default."""
+
+    __slots__ = ("attributes", "name")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.attributes: dict[str, Any] = {}
+
+    def set(self, **attributes: Any) -> None:
+        self.attributes.update(attributes)
+
+
+@runtime_checkable
+class Tracer(Protocol):
+    def request(self, state: QueryState) -> AbstractContextManager[Span]:
+        """Around one whole query (a trace)."""
+        ...
+
+    def span(self, name: str, state: QueryState) -> AbstractContextManager[Span]:
+        """Around one stage call, or a part of one (``verify`` per sentence)."""
+        ...
+
+
+class NoopTracer:
+    """Costs one object per span; records nothing."""
+
+    @contextmanager
+    def request(self, state: QueryState) -> Iterator[Span]:
+        yield Span("query")
+
+    @contextmanager
+    def span(self, name: str, state: QueryState) -> Iterator[Span]:
+        yield Span(name)
+
+
+class TimingTracer:
+    """Milliseconds per span name into ``state.timings`` (summed when a name repeats), and
+    ``total`` for the request."""
+
+    @contextmanager
+    def request(self, state: QueryState) -> Iterator[Span]:
+        started = time.perf_counter()
+        try:
+            yield Span("query")
+        finally:
+            state.timings["total"] = round((time.perf_counter() - started) * 1000.0, 3)
+
+    @contextmanager
+    def span(self, name: str, state: QueryState) -> Iterator[Span]:
+        started = time.perf_counter()
+        try:
+            yield Span(name)
+        finally:
+            ms = (time.perf_counter() - started) * 1000.0
+            state.timings[name] = round(state.timings.get(name, 0.0) + ms, 3)
+
+
+class Tracers:
+    """Several tracers as one; each gets its own span, entered in order."""
+
+    def __init__(self, tracers: Sequence[Tracer]):
+        self.tracers = list(tracers)
+
+    @contextmanager
+    def _all(self, enter: Sequence[AbstractContextManager[Span]], name: str) -> Iterator[Span]:
+        with ExitStack() as stack:
+            spans = [stack.enter_context(cm) for cm in enter]
+            yield _FanOut(name, spans)
+
+    def request(self, state: QueryState) -> AbstractContextManager[Span]:
+        return self._all([t.request(state) for t in self.tracers], "query")
+
+    def span(self, name: str, state: QueryState) -> AbstractContextManager[Span]:
+        return self._all([t.span(name, state) for t in self.tracers], name)
+
+
+class _FanOut(Span):
+    __slots__ = ("spans",)
+
+    def __init__(self, name: str, spans: list[Span]):
+        super().__init__(name)
+        self.spans = spans
+
+    def set(self, **attributes: Any) -> None:
+        super().set(**attributes)
+        for span in self.spans:
+            span.set(**attributes)

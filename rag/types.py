@@ -1,0 +1,160 @@
+"""The typed boundary of the query path: what goes in (:class:`Query`), what comes out
+(:class:`Answer`, :class:`Citation`, :class:`Usage`) and what a stream carries (the events).
+
+The library, the CLI and the API share these classes; the API's OpenAPI schema is generated
+from them, and ``Answer.model_dump(mode="json")`` is the ``rag query --json`` object.
+
+A stream is ``TokenEvent``… (maybe ``ResetEvent`` and more tokens), one ``CitationsEvent``,
+then ``DoneEvent``. The texts of the ``TokenEvent`` since the last ``ResetEvent``,
+concatenated, equal ``DoneEvent.answer.answer``: text is released sentence by sentence once
+verified and filtered, never before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Answer",
+    "Citation",
+    "CitationsEvent",
+    "DoneEvent",
+    "Fallback",
+    "PromptRef",
+    "Query",
+    "ResetEvent",
+    "StreamEvent",
+    "TokenEvent",
+    "Usage",
+]
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question and how to answer it. ``filters`` match chunk payloads exactly (a list
+    matches any of its values); the API always sets ``tenant`` itself."""
+
+    question: str
+    filters: dict[str, Any] | None = None
+    prompt: str | None = None  # "name" or "name@version"; None = the deployment's choice
+    generate: bool = True  # False: the packed context only, no model call
+    user: str | None = None  # A/B prompt assignment
+    session: str | None = None
+    temperature: float | None = None  # None: the prompt's, else generation.temperature
+    max_tokens: int | None = None  # answer tokens; None: the prompt's, else the configured
+
+
+class Citation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    n: int = Field(description="The number used by `[n]` markers in the answer")
+    source: str = Field(description="Document path (as listed by GET /v1/documents)")
+    title: str | None = None
+    section: list[str] = Field(default_factory=list, description="Heading path of the cited chunk")
+    page: int | None = None
+    start: int = Field(description="Character offset of the chunk in the parsed document")
+    end: int
+    quote: str = Field(description="The cited text")
+    score: float
+    verified: bool = Field(
+        description="Verification found the cited text supports the sentence(s) citing it"
+    )
+
+
+class PromptRef(BaseModel):
+    name: str
+    version: str
+
+
+class Usage(BaseModel):
+    """Tokens a backend used; also what generators yield last (positional: prompt, completion)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, **data: Any):
+        super().__init__(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, **data)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+class Fallback(BaseModel):
+    """A backend that did not answer, and why (its error, or verification's refusal)."""
+
+    generator: str
+    error: str
+
+
+class Answer(BaseModel):
+    """The `rag query --json` object."""
+
+    model_config = ConfigDict(extra="allow")
+
+    answer: str = Field(description="Verified text: [n] markers name `citations`")
+    abstained: bool = Field(description="The documents don't answer the question")
+    degraded: bool = Field(description="A fallback backend answered, not the first one")
+    generator: str | None = Field(description="The backend that answered (null: none was asked)")
+    citations: list[Citation]
+    prompt: PromptRef | None
+    usage: Usage = Field(default_factory=Usage)
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    context_tokens: int = 0
+    unsupported: list[str] = Field(
+        default_factory=list, description="Answer sentences no passage supports"
+    )
+    fallbacks: list[Fallback] = Field(
+        default_factory=list, description="Backends that failed or were refused first"
+    )
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# -- stream events -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokenEvent:
+    """Verified, filtered answer text (one sentence or more, with its leading space)."""
+
+    text: str
+    kind: ClassVar[Literal["token"]] = "token"
+
+    def data(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ResetEvent:
+    """A backend was abandoned after text was released: discard the text received so far."""
+
+    failed: str
+    next: str | None
+    error: str
+    kind: ClassVar[Literal["reset"]] = "reset"
+
+    def data(self) -> dict[str, Any]:
+        return {"failed": self.failed, "next": self.next, "error": self.error}
+
+
+@dataclass(frozen=True)
+class CitationsEvent:
+    citations: list[Citation]
+    kind: ClassVar[Literal["citations"]] = "citations"
+
+    def data(self) -> list[dict[str, Any]]:
+        return [c.model_dump(mode="json") for c in self.citations]
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    answer: Answer
+    kind: ClassVar[Literal["done"]] = "done"
+
+    def data(self) -> dict[str, Any]:
+        return self.answer.as_json()
+
+
+StreamEvent = TokenEvent | ResetEvent | CitationsEvent | DoneEvent
