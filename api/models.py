@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rag.types import Answer, Citation, PromptRef
+
 __all__ = [
     "FILTER_KEYS",
     "ChatCompletion",
@@ -20,33 +22,6 @@ __all__ = [
 
 # Payload fields a caller may filter on. `tenant` is never one: it comes from the API key.
 FILTER_KEYS = ("source", "doc_id", "title", "section", "page")
-
-
-class Citation(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    n: int = Field(description="The number used by `[n]` markers in the answer")
-    source: str = Field(description="Document path (as listed by GET /v1/documents)")
-    title: str | None = None
-    section: list[str] = Field(default_factory=list, description="Heading path of the cited chunk")
-    page: int | None = None
-    start: int = Field(description="Character offset of the chunk in the parsed document")
-    end: int
-    quote: str = Field(description="The cited text")
-    score: float
-    verified: bool = Field(
-        description="Verification found the cited text supports the sentence(s) citing it"
-    )
-
-
-class PromptRef(BaseModel):
-    name: str
-    version: str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
 
 
 Page = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -113,20 +88,8 @@ class QueryRequest(BaseModel):
     session: str | None = Field(default=None, max_length=256)
 
 
-class QueryResponse(BaseModel):
-    """The `rag query --json` object."""
-
-    model_config = ConfigDict(extra="allow")
-
-    answer: str
-    abstained: bool
-    degraded: bool
-    generator: str | None
-    citations: list[Citation]
-    prompt: PromptRef | None
-    usage: Usage
-    timings_ms: dict[str, float]
-    context_tokens: int
+# The `rag query --json` object: the library's own Answer, so the schema cannot drift from it.
+QueryResponse = Answer
 
 
 # -- OpenAI-compatible chat ------------------------------------------------------------
