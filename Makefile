@@ -48,8 +48,13 @@ vllm:
 test: install vllm
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The gates `.ci/run` applies before the tests: lint (rules, formatting, the import layers) and
+# strict types over every package ([tool.mypy] packages in pyproject.toml).
 lint: install
-	$(VENV)/bin/ruff check rag ingestion api tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
 typecheck: install
 	$(VENV)/bin/mypy
 

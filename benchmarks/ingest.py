@@ -95,9 +95,9 @@ def phase_llamaindex(folder: Path, data_dir: Path) -> dict[str, object]:
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
-    from rag.chunking import load_tokenizer
     from rag.config import load_settings
     from rag.embedding import default_model_path
+    from rag.tokens import load_tokenizer
 
     s = load_settings()
     model_dir = default_model_path()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.answers import AnswersUnavailable, evaluate_answers, pipeline_runner
+from evals.answers import evaluate_answers, pipeline_runner
 from evals.canary import run_canary
 from evals.golden import default_golden_path, golden_dataset, load_golden
 from evals.report import build_report, previous_reports, summary, write_report
@@ -117,25 +117,21 @@ def run_default_suite(
             )
             suites["golden"] = result
             if (ev.answers if answers is None else answers) and dataset.answers:
+                run = pipeline_runner(index, settings)
                 try:
-                    run = pipeline_runner(index, settings)
-                except AnswersUnavailable as exc:
-                    notes.append(str(exc))
-                else:
-                    try:
-                        answered = evaluate_answers(
-                            run,
-                            dataset.queries,
-                            dataset.answers,
-                            dataset.qrels,
-                            should_stop=should_stop,
-                        )
-                    finally:
-                        run.close()
-                    answered.update(
-                        kind="answers", dataset={**dataset.describe(), "path": str(golden_path)}
+                    answered = evaluate_answers(
+                        run,
+                        dataset.queries,
+                        dataset.answers,
+                        dataset.qrels,
+                        should_stop=should_stop,
                     )
-                    suites["answers"] = answered
+                finally:
+                    run.close()
+                answered.update(
+                    kind="answers", dataset={**dataset.describe(), "path": str(golden_path)}
+                )
+                suites["answers"] = answered
     if index.store.count(collection, {"tenant": settings.tenant}) > 0:
         canary = run_canary(index, ev.canary_samples, ev.canary_top_k, should_stop=should_stop)
         canary["kind"] = "canary"

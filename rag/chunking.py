@@ -8,29 +8,14 @@ reads. Splitting inside a section uses LlamaIndex's ``SentenceSplitter``; each c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from rag.documents import Chunk, ParsedDocument, chunk_id, document_id, text_hash
 
-__all__ = ["Chunker", "load_tokenizer"]
-
-
-def load_tokenizer(model_dir: Path) -> Callable[[str], Sequence[int]]:
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    # The shipped tokenizer.json pads/truncates to 128; counting must see the real length.
-    tok.no_padding()
-    tok.no_truncation()
-
-    def count(text: str) -> Sequence[int]:
-        return tok.encode(text, add_special_tokens=False).ids
-
-    return count
+__all__ = ["Chunker"]
 
 
 class Chunker:
-    """Cheap to construct; the tokenizer is passed in (loaded once by the embedder)."""
+    """Cheap to construct; the tokenizer is passed in (``rag.tokens.load_tokenizer``)."""
 
     def __init__(
         self, chunk_tokens: int, overlap_tokens: int, tokenizer: Callable[[str], Sequence[int]]

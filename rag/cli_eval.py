@@ -234,7 +234,7 @@ def eval_answers(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Answer quality of the full query path: gold answer contained and cited, abstention, latency, tokens."""
-    from evals.answers import AnswersUnavailable, evaluate_answers, pipeline_runner
+    from evals.answers import evaluate_answers, pipeline_runner
 
     settings = get_settings()
     started = time.perf_counter()
@@ -251,10 +251,7 @@ def eval_answers(
     questions = _sample_queries(questions, sample)
     dsi = _open_dataset_index(settings, data, rebuild)
     try:
-        try:
-            run = pipeline_runner(dsi.index, dsi.index.settings)
-        except AnswersUnavailable as exc:
-            fail(str(exc))
+        run = pipeline_runner(dsi.index, dsi.index.settings)
         try:
             with progress_reporter("eval questions") as progress:
                 result = evaluate_answers(

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rag.chunking import Chunker, load_tokenizer
+from rag.chunking import Chunker
 from rag.config import Settings
 from rag.embedding import Embedder, EmbeddingIdentity, embedder_for
 from rag.errors import EmbeddingMismatchError
 from rag.manifest import Manifest
 from rag.sparse import Bm25Encoder
 from rag.store import StoreError, VectorStore, open_store
+from rag.tokens import load_tokenizer
 
 __all__ = ["SCHEMA_VERSION", "EmbeddingMismatchError", "Index"]
 

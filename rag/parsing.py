@@ -147,14 +147,55 @@ def _parse_markdown(text: str, name: str) -> ParsedDocument:
         end = headings[0][0] if headings else len(text)
         if text[:end].strip():
             sections.append(Section(0, end, ()))
-    stack: list[tuple[int, str]] = []
+    path: list[tuple[int, str]] = []
     for i, (start, level, heading) in enumerate(headings):
-        while stack and stack[-1][0] >= level:
-            stack.pop()
-        stack.append((level, heading))
+        _enter_heading(path, level, heading)
         end = headings[i + 1][0] if i + 1 < len(headings) else len(text)
-        sections.append(Section(start, end, tuple(h for _, h in stack)))
+        sections.append(Section(start, end, tuple(h for _, h in path)))
     return ParsedDocument(text=text, title=title, sections=sections)
+
+
+def _enter_heading(path: list[tuple[int, str]], level: int, heading: str) -> None:
+    """A heading of ``level`` ends every open heading of that level or deeper, then opens."""
+    while path and path[-1][0] >= level:
+        path.pop()
+    path.append((level, heading))
+
+
+class _SectionedText:
+    """Text assembled block by block (a blank line after each), cut into sections at headings.
+
+    Each section runs from one heading to the next (or the end) and keeps its heading path;
+    text before the first heading is a section without one."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._sections: list[Section] = []
+        self._path: list[tuple[int, str]] = []
+        self._start = 0
+        self._pos = 0
+
+    def heading(self, level: int, heading: str) -> None:
+        """Start a section under ``heading``; add its text with ``block`` next."""
+        self._close()
+        _enter_heading(self._path, level, heading)
+        self._start = self._pos
+
+    def block(self, text: str, end: str = "\n\n") -> None:
+        self._parts.append(text + end)
+        self._pos += len(text) + len(end)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def _close(self) -> None:
+        if self._pos > self._start:
+            self._sections.append(Section(self._start, self._pos, tuple(h for _, h in self._path)))
+
+    def finish(self) -> tuple[str, list[Section]]:
+        """The whole text and its sections."""
+        self._close()
+        return "".join(self._parts), self._sections
 
 
 def _front_title(text: str) -> str | None:
@@ -196,16 +237,7 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
     body = soup.body or soup
-    parts: list[str] = []
-    sections: list[Section] = []
-    stack: list[tuple[int, str]] = []
-    section_start = 0
-    pos = 0
-
-    def close_section(end: int) -> None:
-        if end > section_start:
-            sections.append(Section(section_start, end, tuple(h for _, h in stack)))
-
+    out = _SectionedText()
     for el in body.find_all(_BLOCK_TAGS):
         # Nested blocks (a <p> inside an <li>) are emitted once, by the outermost block.
         if el.find_parent(_BLOCK_TAGS) is not None:
@@ -214,22 +246,14 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
         if not block:
             continue
         if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
-            close_section(pos)
             level = int(el.name[1])
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, block))
-            section_start = pos
+            out.heading(level, block)
             if not title and level == 1:
                 title = block
-        parts.append(block + "\n\n")
-        pos += len(block) + 2
-    if not parts:  # bare text without block tags
-        block = " ".join(body.get_text(" ", strip=True).split())
-        parts.append(block)
-        pos = len(block)
-    close_section(pos)
-    text = "".join(parts)
+        out.block(block)
+    if not out:  # bare text without block tags
+        out.block(" ".join(body.get_text(" ", strip=True).split()), end="")
+    text, sections = out.finish()
     return ParsedDocument(
         text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))]
     )
@@ -304,11 +328,7 @@ def _parse_docx(data: bytes, name: str) -> ParsedDocument:
         raise ParseError(
             f"corrupt or unreadable .docx ({type(exc).__name__}: {str(exc)[:120]})"
         ) from exc
-    parts: list[str] = []
-    sections: list[Section] = []
-    stack: list[tuple[int, str]] = []
-    section_start = 0
-    pos = 0
+    out = _SectionedText()
     title = (document.core_properties.title or "").strip()
     for para in document.paragraphs:
         block = para.text.strip()
@@ -317,25 +337,16 @@ def _parse_docx(data: bytes, name: str) -> ParsedDocument:
         style = (para.style.name if para.style is not None else "") or ""
         level = _docx_heading_level(style)
         if level:
-            if pos > section_start:
-                sections.append(Section(section_start, pos, tuple(h for _, h in stack)))
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            stack.append((level, block))
-            section_start = pos
+            out.heading(level, block)
             if not title and level == 1:
                 title = block
-        parts.append(block + "\n\n")
-        pos += len(block) + 2
+        out.block(block)
     for table in document.tables:
         for row in table.rows:
             block = " | ".join(c.text.strip() for c in row.cells if c.text.strip())
             if block:
-                parts.append(block + "\n\n")
-                pos += len(block) + 2
-    if pos > section_start:
-        sections.append(Section(section_start, pos, tuple(h for _, h in stack)))
-    text = "".join(parts)
+                out.block(block)
+    text, sections = out.finish()
     return ParsedDocument(text=text, title=title or Path(name).stem, sections=sections)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.store._convert import build_filter, point_vector, scroll_points, to_hit, to_point
 from rag.store.base import (
     DENSE,
     INDEXED_FIELDS,
@@ -100,27 +101,11 @@ class EdgeStore(VectorStore):
     def _filter(flt: Filter | None) -> Any:
         import qdrant_edge as q
 
-        if not flt:
-            return None
-        must: list[Any] = []
-        for key, value in flt.items():
-            if isinstance(value, (str, int, bool)):
-                must.append(q.FieldCondition(key=key, match=q.MatchValue(value)))
-            else:
-                must.append(q.FieldCondition(key=key, match=q.MatchAny(list(value))))  # type: ignore[arg-type]
-        return q.Filter(must=must)
-
-    @staticmethod
-    def _to_point(rec: Any, with_vectors: bool) -> StoredPoint:
-        dense = sparse = None
-        if with_vectors and rec.vector:
-            vec = rec.vector
-            if DENSE in vec:
-                dense = list(vec[DENSE])
-            if SPARSE in vec:
-                sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
-        return StoredPoint(
-            id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse
+        return build_filter(
+            flt,
+            lambda key, value: q.FieldCondition(key=key, match=q.MatchValue(value)),
+            lambda key, values: q.FieldCondition(key=key, match=q.MatchAny(values)),
+            lambda must: q.Filter(must=must),
         )
 
     # -- collections and aliases -----------------------------------------------------
@@ -188,12 +173,7 @@ class EdgeStore(VectorStore):
 
         if not points:
             return
-        edge_points = []
-        for p in points:
-            vector: dict[str, Any] = {DENSE: list(map(float, p.dense or []))}
-            if p.sparse is not None and p.sparse.indices:
-                vector[SPARSE] = q.SparseVector(p.sparse.indices, p.sparse.values)
-            edge_points.append(q.Point(p.id, vector, p.payload))
+        edge_points = [q.Point(p.id, point_vector(p, q.SparseVector), p.payload) for p in points]
         with self._lock:
             self._shard(collection).update(q.UpdateOperation.upsert_points(edge_points))
 
@@ -214,7 +194,7 @@ class EdgeStore(VectorStore):
             recs = self._shard(collection).retrieve(
                 list(ids), with_payload=True, with_vector=with_vectors
             )
-        return [self._to_point(r, with_vectors) for r in recs]
+        return [to_point(r, with_vectors) for r in recs]
 
     def scroll(
         self,
@@ -225,22 +205,21 @@ class EdgeStore(VectorStore):
     ) -> Iterator[StoredPoint]:
         import qdrant_edge as q
 
-        offset: Any = None
-        while True:
+        flt = self._filter(filter)
+
+        def page(offset: Any) -> tuple[list[Any], Any]:
+            request = q.ScrollRequest(
+                offset=offset,
+                limit=batch_size,
+                filter=flt,
+                with_payload=True,
+                with_vector=with_vectors,
+            )
             with self._lock:
-                recs, offset = self._shard(collection).scroll(
-                    q.ScrollRequest(
-                        offset=offset,
-                        limit=batch_size,
-                        filter=self._filter(filter),
-                        with_payload=True,
-                        with_vector=with_vectors,
-                    )
-                )
-            for r in recs:
-                yield self._to_point(r, with_vectors)
-            if offset is None:
-                return
+                recs, after = self._shard(collection).scroll(request)
+            return recs, after
+
+        return scroll_points(page, with_vectors)
 
     def count(self, collection: str, filter: Filter | None = None) -> int:
         import qdrant_edge as q
@@ -270,7 +249,7 @@ class EdgeStore(VectorStore):
                     limit=limit, query=query, filter=self._filter(filter), with_payload=True
                 )
             )
-        return [Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {})) for r in res]
+        return [to_hit(r) for r in res]
 
     def search_dense(
         self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None

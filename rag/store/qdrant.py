@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from rag.store._convert import build_filter, point_vector, scroll_points, to_hit, to_point
 from rag.store.base import (
     DENSE,
     INDEXED_FIELDS,
@@ -62,27 +63,11 @@ class QdrantStore(VectorStore):
     def _filter(flt: Filter | None) -> Any:
         from qdrant_client import models
 
-        if not flt:
-            return None
-        must: list[Any] = []
-        for key, value in flt.items():
-            if isinstance(value, (str, int, bool)):
-                must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
-            else:
-                must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))  # type: ignore[arg-type]
-        return models.Filter(must=must)
-
-    @staticmethod
-    def _to_point(rec: Any, with_vectors: bool) -> StoredPoint:
-        dense = sparse = None
-        if with_vectors and rec.vector:
-            vec = rec.vector
-            if DENSE in vec:
-                dense = list(vec[DENSE])
-            if SPARSE in vec:
-                sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
-        return StoredPoint(
-            id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse
+        return build_filter(
+            flt,
+            lambda key, value: models.FieldCondition(key=key, match=models.MatchValue(value=value)),
+            lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
+            lambda must: models.Filter(must=must),
         )
 
     # -- collections and aliases -----------------------------------------------------
@@ -152,14 +137,16 @@ class QdrantStore(VectorStore):
 
         if not points:
             return
-        structs = []
-        for p in points:
-            vector: dict[str, Any] = {DENSE: list(map(float, p.dense or []))}
-            if p.sparse is not None and p.sparse.indices:
-                vector[SPARSE] = models.SparseVector(
-                    indices=p.sparse.indices, values=p.sparse.values
-                )
-            structs.append(models.PointStruct(id=p.id, vector=vector, payload=p.payload))
+        structs = [
+            models.PointStruct(
+                id=p.id,
+                vector=point_vector(
+                    p, lambda indices, values: models.SparseVector(indices=indices, values=values)
+                ),
+                payload=p.payload,
+            )
+            for p in points
+        ]
         with self._lock:
             self.client.upsert(collection, points=structs, wait=True)
 
@@ -182,7 +169,7 @@ class QdrantStore(VectorStore):
             recs = self.client.retrieve(
                 collection, ids=list(ids), with_payload=True, with_vectors=with_vectors
             )
-        return [self._to_point(r, with_vectors) for r in recs]
+        return [to_point(r, with_vectors) for r in recs]
 
     def scroll(
         self,
@@ -191,21 +178,21 @@ class QdrantStore(VectorStore):
         with_vectors: bool = False,
         batch_size: int = 512,
     ) -> Iterator[StoredPoint]:
-        offset: Any = None
-        while True:
+        flt = self._filter(filter)
+
+        def page(offset: Any) -> tuple[list[Any], Any]:
             with self._lock:
-                recs, offset = self.client.scroll(
+                recs, after = self.client.scroll(
                     collection,
-                    scroll_filter=self._filter(filter),
+                    scroll_filter=flt,
                     limit=batch_size,
                     offset=offset,
                     with_payload=True,
                     with_vectors=with_vectors,
                 )
-            for r in recs:
-                yield self._to_point(r, with_vectors)
-            if offset is None:
-                return
+            return recs, after
+
+        return scroll_points(page, with_vectors)
 
     def count(self, collection: str, filter: Filter | None = None) -> int:
         with self._lock:
@@ -225,10 +212,7 @@ class QdrantStore(VectorStore):
                 query_filter=self._filter(filter),
                 with_payload=True,
             )
-        return [
-            Hit(id=str(r.id), score=float(r.score), payload=dict(r.payload or {}))
-            for r in res.points
-        ]
+        return [to_hit(r) for r in res.points]
 
     def search_dense(
         self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None

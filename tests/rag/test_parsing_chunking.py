@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunker, load_tokenizer
+from rag.chunking import Chunker
 from rag.documents import chunk_id, document_id, text_hash
 from rag.embedding import default_model_path
 from rag.parsing import ParseError, parse_bytes
+from rag.tokens import load_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
 

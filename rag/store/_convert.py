@@ -1,0 +1,79 @@
+"""What the Qdrant backends share: filters and points to and from Qdrant's shapes.
+
+Qdrant Edge (``qdrant_edge``) and ``qdrant-client`` spell the same objects with different
+classes and constructors; each backend passes its own constructors in, so the mapping itself
+(a key that must match one value or any of several, the named dense and sparse slots, the
+payload) is written once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from rag.store.base import DENSE, SPARSE, Filter, Hit, SparseVec, StoredPoint
+
+__all__ = ["build_filter", "point_vector", "scroll_points", "to_hit", "to_point"]
+
+
+def build_filter(
+    flt: Filter | None,
+    match_value: Callable[[str, str | int | bool], Any],
+    match_any: Callable[[str, list[Any]], Any],
+    combine: Callable[[list[Any]], Any],
+) -> Any:
+    """The backend's filter for ``flt`` (every key must match), or None when there is none.
+
+    ``match_value(key, value)`` makes an exact-match condition, ``match_any(key, values)`` a
+    match-any one, and ``combine(conditions)`` the filter that needs all of them."""
+    if not flt:
+        return None
+    return combine(
+        [
+            match_value(key, value)
+            if isinstance(value, (str, int, bool))
+            else match_any(key, list(value))
+            for key, value in flt.items()
+        ]
+    )
+
+
+def point_vector(
+    point: StoredPoint, sparse_vector: Callable[[list[int], list[float]], Any]
+) -> dict[str, Any]:
+    """The named vectors of ``point``: dense always, sparse when it has any terms."""
+    vector: dict[str, Any] = {DENSE: list(map(float, point.dense or []))}
+    if point.sparse is not None and point.sparse.indices:
+        vector[SPARSE] = sparse_vector(point.sparse.indices, point.sparse.values)
+    return vector
+
+
+def to_point(rec: Any, with_vectors: bool) -> StoredPoint:
+    """A retrieved or scrolled record (either backend's) as a :class:`StoredPoint`."""
+    dense = sparse = None
+    if with_vectors and rec.vector:
+        vec = rec.vector
+        if DENSE in vec:
+            dense = list(vec[DENSE])
+        if SPARSE in vec:
+            sparse = SparseVec(list(vec[SPARSE].indices), list(vec[SPARSE].values))
+    return StoredPoint(id=str(rec.id), payload=dict(rec.payload or {}), dense=dense, sparse=sparse)
+
+
+def scroll_points(
+    page: Callable[[Any], tuple[Sequence[Any], Any]], with_vectors: bool
+) -> Iterator[StoredPoint]:
+    """Every point, a page at a time: ``page(offset)`` returns one page of records and the
+    offset of the next (None after the last); the first call gets None."""
+    offset: Any = None
+    while True:
+        records, offset = page(offset)
+        for rec in records:
+            yield to_point(rec, with_vectors)
+        if offset is None:
+            return
+
+
+def to_hit(rec: Any) -> Hit:
+    """A scored search result (either backend's) as a :class:`Hit`."""
+    return Hit(id=str(rec.id), score=float(rec.score), payload=dict(rec.payload or {}))
