@@ -11,12 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
 from rag.pipeline import QueryPipeline
+from rag.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
 from tests.api.conftest import Deployment, LiveServer, sse_events, wait_for
 
 
@@ -39,36 +41,19 @@ class SlowTokens:
     def warm_up(self) -> None:
         self.inner.warm_up()
 
-    def run(
-        self,
-        question: str,
-        *,
-        filters: Any = None,
-        prompt: Any = None,
-        generate: bool = True,
-        user: Any = None,
-        session: Any = None,
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for kind, payload in self.stream(question, filters=filters, generate=generate):
-            if kind == "done":
-                result = payload
-        return result
+    def run(self, query: Query) -> Answer:
+        answer: Answer | None = None
+        for event in self.stream(query):
+            if isinstance(event, DoneEvent):
+                answer = event.answer
+        assert answer is not None
+        return answer
 
-    def stream(
-        self,
-        question: str,
-        *,
-        filters: Any = None,
-        prompt: Any = None,
-        generate: bool = True,
-        user: Any = None,
-        session: Any = None,
-    ) -> Iterator[tuple[str, Any]]:
-        context = self.inner.run(question, filters=filters, generate=False)
-        if not generate:
-            yield ("citations", context["citations"])
-            yield ("done", context)
+    def stream(self, query: Query) -> Iterator[StreamEvent]:
+        context = self.inner.run(replace(query, generate=False))
+        if not query.generate:
+            yield CitationsEvent(context.citations)
+            yield DoneEvent(context)
             return
         self.started.set()
         try:
@@ -77,9 +62,11 @@ class SlowTokens:
                 time.sleep(self.delay)
                 self.produced += 1
                 words.append(f"w{i}")
-                yield ("token", f"w{i} ")
-            yield ("citations", context["citations"])
-            yield ("done", {**context, "answer": " ".join(words), "generator": "slow"})
+                yield TokenEvent(f"w{i} ")
+            yield CitationsEvent(context.citations)
+            yield DoneEvent(
+                context.model_copy(update={"answer": " ".join(words), "generator": "slow"})
+            )
         finally:
             self.closed.set()
 
