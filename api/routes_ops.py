@@ -93,9 +93,9 @@ def _latest(state: Any, caller_tenant: str) -> tuple[Path, dict[str, Any]]:
             "forbidden",
             f"eval reports cover the whole index: only keys of tenant '{state.settings.tenant}' may read them",
         )
-    from evals.report import latest_report
+    from evals.report import latest_report, reports_dir
 
-    found = latest_report(state.index.data_dir / "reports")
+    found = latest_report(reports_dir(state.index.settings))
     if found is None:
         raise ApiError(
             404,

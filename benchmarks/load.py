@@ -114,7 +114,7 @@ def _rag_command() -> list[str]:
     script = Path(sys.executable).with_name("rag")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from rag.cli import main; main()"]
+    return [sys.executable, "-m", "app.cli"]
 
 
 def _free_port() -> int:

@@ -18,9 +18,14 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from evals.metric_names import higher_is_better, is_quality_metric
+from evals.report_html import render_html
 from evals.retrieval import HEADLINE_KEYS
+
+if TYPE_CHECKING:
+    from rag.config import Settings
 
 __all__ = [
     "build_report",
@@ -31,6 +36,9 @@ __all__ = [
     "list_reports",
     "load_report",
     "new_report_id",
+    "previous_reports",
+    "reports_dir",
+    "save_report",
     "summary",
     "write_report",
 ]
@@ -44,24 +52,9 @@ _ANSWER_KEYS = (
     "abstention_rate_unanswerable",
     "false_abstention_rate_answerable",
 )
-_LOWER_IS_BETTER = ("false_abstention_rate_answerable",)
 
 
-# -- metric naming ---------------------------------------------------------------------
-def _metric_name(flat_key: str) -> str:
-    return flat_key.split(".", 1)[1] if "." in flat_key else flat_key
-
-
-def is_quality_metric(flat_key: str) -> bool:
-    name = _metric_name(flat_key)
-    return not (name.startswith(("latency_ms", "tokens")))
-
-
-def higher_is_better(flat_key: str) -> bool:
-    name = _metric_name(flat_key)
-    return not (name.startswith(("latency_ms", "tokens")) or name in _LOWER_IS_BETTER)
-
-
+# -- metrics --------------------------------------------------------------------------
 def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
     """The headline numbers of one suite result, keyed ``<suite>.<metric>``."""
     out: dict[str, float] = {}
@@ -263,6 +256,11 @@ def summary(report: Mapping[str, Any], path: Path | None = None) -> dict[str, An
 
 
 # -- storage -----------------------------------------------------------------------------
+def reports_dir(settings: Settings) -> Path:
+    """``<data_dir>/reports``: every report of one data dir, whoever wrote it."""
+    return settings.resolved_data_dir() / "reports"
+
+
 def list_reports(reports_dir: Path) -> list[Path]:
     """Report folders, oldest first (names are sortable UTC timestamps)."""
     if not reports_dir.is_dir():
@@ -303,8 +301,6 @@ def previous_reports(reports_dir: Path, limit: int = HISTORY_LENGTH) -> list[dic
 
 def write_report(reports_dir: Path, report: dict[str, Any], keep: int = 200) -> Path:
     """Write report.json and report.html into ``reports_dir/<id>/`` atomically; prune old ones."""
-    from evals.report_html import render_html
-
     reports_dir.mkdir(parents=True, exist_ok=True)
     base = str(report["id"])
     folder: Path = reports_dir / base
@@ -326,3 +322,28 @@ def write_report(reports_dir: Path, report: dict[str, Any], keep: int = 200) -> 
     for old in list_reports(reports_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def save_report(
+    settings: Settings,
+    suites: dict[str, dict[str, Any]],
+    trigger: str,
+    reason: str | None,
+    info: dict[str, Any],
+    notes: list[str],
+) -> tuple[Path, dict[str, Any]]:
+    """Compare with the earlier reports, write report.json + report.html; returns (folder, report)."""
+    ev = settings.evals
+    folder_root = reports_dir(settings)
+    report = build_report(
+        suites,
+        previous_reports(folder_root),
+        ev.regression_threshold,
+        trigger,
+        reason,
+        info,
+        ev.worst_queries,
+        notes,
+    )
+    folder = write_report(folder_root, report, keep=ev.keep_reports)
+    return folder, report

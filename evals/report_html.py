@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from evals.report import higher_is_better, is_quality_metric
+from evals.metric_names import higher_is_better, is_quality_metric
 from evals.svg import histogram, line_chart
 
 __all__ = ["render_html"]

@@ -21,22 +21,18 @@ from typing import TYPE_CHECKING, Any
 from evals.answers import evaluate_answers, pipeline_runner
 from evals.canary import run_canary
 from evals.golden import default_golden_path, golden_dataset, load_golden
-from evals.report import build_report, previous_reports, summary, write_report
+from evals.report import save_report, summary
 from evals.retrieval import evaluate_retrieval
 
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = ["EvalCancelled", "index_info", "reports_dir", "run_default_suite", "save_report"]
+__all__ = ["EvalCancelled", "index_info", "run_default_suite", "save_dataset_report"]
 
 
 class EvalCancelled(RuntimeError):
     """The suite was asked to stop (daemon shutting down) before it finished."""
-
-
-def reports_dir(settings: Settings) -> Path:
-    return settings.resolved_data_dir() / "reports"
 
 
 def index_info(index: Index) -> dict[str, Any]:
@@ -52,29 +48,18 @@ def index_info(index: Index) -> dict[str, Any]:
     }
 
 
-def save_report(
+def save_dataset_report(
     settings: Settings,
-    suites: dict[str, dict[str, Any]],
-    trigger: str,
-    reason: str | None,
-    info: dict[str, Any],
-    notes: list[str],
-) -> tuple[Path, dict[str, Any]]:
-    """Compare with the earlier reports, write report.json + report.html; returns (folder, report)."""
-    ev = settings.evals
-    folder_root = reports_dir(settings)
-    report = build_report(
-        suites,
-        previous_reports(folder_root),
-        ev.regression_threshold,
-        trigger,
-        reason,
-        info,
-        ev.worst_queries,
-        notes,
-    )
-    folder = write_report(folder_root, report, keep=ev.keep_reports)
-    return folder, report
+    name: str,
+    result: dict[str, Any],
+    index: Index,
+    dataset_index: dict[str, Any],
+) -> Path:
+    """``rag eval retrieval|answers --report``: one suite named ``name``, saved and compared like
+    the default suite's reports (under ``settings``' data dir); returns the report folder."""
+    info = {**index_info(index), "dataset_index": dataset_index}
+    folder, _ = save_report(settings, {name: result}, "manual", f"rag eval on {name}", info, [])
+    return folder
 
 
 def run_default_suite(

@@ -158,6 +158,11 @@ class WatchDaemon:
             self._thread.join(timeout)
         self._stop_observer()
 
+    @property
+    def running(self) -> bool:
+        """The watch thread is alive: false before ``start``, after ``stop``, or when it died."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self) -> None:
         while self._thread is not None and self._thread.is_alive():
             self._thread.join(0.5)

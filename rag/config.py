@@ -199,7 +199,7 @@ class PromptSettings(_Section):
 
 
 class EvalSettings(_Section):
-    """Evals run after every reindex. Owned by evals/ and rag/cli_eval.py."""
+    """Evals run after every reindex. Owned by evals/ and app/cli/eval.py."""
 
     after_sync: bool = True
     suite: str | None = (

@@ -1,8 +1,9 @@
 """The versioned, embedding-locked index: alias → physical collection, plus its manifest.
 
 ``Index.open()`` resolves the alias (creating ``<alias>_v1`` on first use) and refuses to
-work with a collection built by another embedding model. ``reindex`` builds the next
-version beside the live one and switches the alias atomically (blue/green).
+work with a collection built by another embedding model. ``rag.reindex.reindex`` builds the
+next version beside the live one (``next_collection_name``) and switches the alias atomically
+(blue/green).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rag.chunking import Chunker
@@ -89,7 +88,7 @@ class Index:
         if live is None:
             if not create:
                 raise StoreError(f"no index yet at {self.data_dir}: run `rag ingest PATH` first")
-            live = self._next_collection_name()
+            live = self.next_collection_name()
             self.store.create_collection(
                 live, identity.dimension, self.collection_metadata(identity)
             )
@@ -117,63 +116,13 @@ class Index:
                 "embedding.model_path back to the model the index was built with."
             )
 
-    def _next_collection_name(self) -> str:
+    def next_collection_name(self) -> str:
+        """The next free ``<alias>_v<N>``: where a first open or a reindex creates the collection."""
         pattern = re.compile(rf"^{re.escape(self.alias)}_v(\d+)$")
         versions = [
             int(m.group(1)) for c in self.store.list_collections() if (m := pattern.match(c))
         ]
         return f"{self.alias}_v{max(versions, default=0) + 1}"
-
-    # -- reindex (blue/green) --------------------------------------------------------
-    def reindex(
-        self,
-        roots: list[Path] | None = None,
-        progress: Callable[[str, int, int], None] | None = None,
-    ) -> dict[str, Any]:
-        """Build a new collection from the watched folders, then switch the alias to it."""
-        from rag.ingest import Ingestor
-
-        with self.write_lock:
-            old = self.store.get_alias(self.alias)
-            folders = roots or [Path(r) for r in self.manifest.roots()]
-            if not folders:
-                raise StoreError(
-                    "nothing to reindex: no folder has been ingested yet (run `rag ingest PATH`)"
-                )
-            missing = [str(f) for f in folders if not Path(f).is_dir()]
-            if missing:
-                raise StoreError(f"cannot reindex: watched folder(s) missing: {', '.join(missing)}")
-            identity = self.embedder.identity()
-            new = self._next_collection_name()
-            self.store.create_collection(
-                new, identity.dimension, self.collection_metadata(identity)
-            )
-            started = time.perf_counter()
-            try:
-                ingestor = Ingestor(self, collection=new)
-                totals: dict[str, Any] = {}
-                for folder in folders:
-                    report = ingestor.sync_folder(Path(folder), progress=progress)
-                    for k, v in report.as_dict().items():
-                        totals[k] = totals.get(k, 0) + v if isinstance(v, (int, float)) else v
-            except BaseException:
-                # The live index is untouched; drop the half-built one.
-                self.store.delete_collection(new)
-                self.manifest.drop_collection(new)
-                raise
-            self.store.flush(new)
-            self.store.switch_alias(self.alias, new)
-            self.collection = new
-            if old and old != new and not self.settings.store.keep_old_collections:
-                self.store.delete_collection(old)
-                self.manifest.drop_collection(old)
-            return {
-                "previous": old,
-                "collection": new,
-                "kept_previous": bool(old and self.settings.store.keep_old_collections),
-                "seconds": round(time.perf_counter() - started, 3),
-                **{k: v for k, v in totals.items() if k != "seconds"},
-            }
 
     def close(self) -> None:
         self.store.close()

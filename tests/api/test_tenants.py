@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rag.documents import document_id
+from rag.reindex import reindex
 from tests.api.conftest import EXAMPLE_SOURCES, SHARED_PARAGRAPH, TENANT_DOCS, TENANTS, Deployment
 
 
@@ -144,7 +145,7 @@ def test_own_source_file_is_served_as_inert_text(deployment: Deployment) -> None
 def test_isolation_survives_a_blue_green_reindex(deployment: Deployment) -> None:
     """Reindex rebuilds every folder with a fresh Ingestor: tenants must come from the layout, not the caller."""
     before = deployment.index.collection
-    result = deployment.index.reindex()
+    result = reindex(deployment.index)
     assert result["collection"] != before
     for tenant in TENANTS:
         for question in ("When are the office plants watered?", "vacation days", "rate limit"):

@@ -109,8 +109,8 @@ def test_docs_folder_is_synced_incrementally(
 def test_cli_eval_retrieval_json(
     tiny_beir: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag import cli_eval
-    from rag.cli import app
+    from app.cli import app
+    from app.cli import eval as cli_eval
 
     # The CLI's own model loader, handed the session's warmed model (a second load costs ~25 s).
     monkeypatch.setattr(cli_eval, "load_embedder", lambda settings: embedder)
@@ -160,8 +160,8 @@ def test_cli_eval_retrieval_json(
 def test_cli_eval_answers_runs_the_query_pipeline(
     tiny_beir: Path, tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rag import cli_eval
-    from rag.cli import app
+    from app.cli import app
+    from app.cli import eval as cli_eval
 
     pytest.importorskip("rag.pipeline")
     monkeypatch.setattr(cli_eval, "load_embedder", lambda settings: embedder)

@@ -19,6 +19,7 @@ from rag.config import Settings
 from rag.embedding import Embedder
 from rag.index import Index
 from rag.ingest import Ingestor, SyncReport
+from rag.reindex import reindex
 from rag.status import collect_status
 
 DOCS = {
@@ -183,7 +184,7 @@ def test_daemon_sync_triggers_reports_with_deltas(kb: tuple[Index, Path]) -> Non
 def test_reindex_runs_the_suite(kb: tuple[Index, Path]) -> None:
     index, folder = kb
     Ingestor(index).sync_folder(folder)
-    result = index.reindex()
+    result = reindex(index)
     summary = eval_after_reindex(index, echo=lambda m: None)
     assert summary is not None and summary["trigger"] == "reindex" and summary["ok"]
     report = json.loads(Path(summary["report"]).with_name("report.json").read_text())

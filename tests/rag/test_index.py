@@ -12,6 +12,7 @@ from rag.config import Settings, load_settings
 from rag.embedding import default_model_path
 from rag.index import EmbeddingMismatchError, Index
 from rag.ingest import Ingestor
+from rag.reindex import reindex
 from rag.retrieve import Retriever
 
 
@@ -97,7 +98,7 @@ def test_reindex_with_new_model_swaps_alias_and_drops_old(
         # Mid-rebuild the alias still points at the old collection: queries keep working.
         seen_during.append(switched.store.get_alias("kb"))
 
-    result = switched.reindex(progress=progress)
+    result = reindex(switched, progress=progress)
     assert seen_during and all(a == first for a in seen_during)
     assert result["previous"] == first and result["collection"] == "kb_v2"
     assert switched.store.list_collections() == ["kb_v2"]  # old one deleted after the swap
@@ -114,7 +115,7 @@ def test_reindex_can_keep_old_collection(tmp_path: Path, docs: Path) -> None:
     idx = Index(s)
     idx.open()
     Ingestor(idx).sync_folder(docs)
-    result = idx.reindex()
+    result = reindex(idx)
     assert result["kept_previous"] is True
     assert idx.store.list_collections() == ["kb_v1", "kb_v2"]
     assert idx.store.get_alias("kb") == "kb_v2"
@@ -131,6 +132,6 @@ def test_failed_reindex_leaves_live_index_untouched(tmp_path: Path, docs: Path) 
     from rag.store import StoreError
 
     with pytest.raises(StoreError, match="missing"):
-        idx.reindex()
+        reindex(idx)
     assert idx.store.get_alias("kb") == "kb_v1" and idx.store.list_collections() == ["kb_v1"]
     idx.close()

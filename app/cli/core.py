@@ -1,4 +1,6 @@
-"""The ``rag`` command line. Global options: ``--config FILE`` (RAG_CONFIG), ``--data-dir DIR`` (RAG_DATA_DIR).
+"""The ``rag`` command line's shared parts and its index commands: ``ingest``, ``watch``,
+``status``, ``export``, ``reindex``. Global options: ``--config FILE`` (RAG_CONFIG),
+``--data-dir DIR`` (RAG_DATA_DIR). The commands are registered in ``app.cli``.
 
 Exit codes: 0 ok (an ingest with some failed files is still ok: they are recorded);
 1 the command could not run (message says what to do); 2 bad configuration or usage.
@@ -8,29 +10,36 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rag.config import ConfigError, Settings, load_settings
 
-__all__ = ["app", "main"]
+if TYPE_CHECKING:
+    from app.runtime import Service
 
-app = typer.Typer(
-    name="rag",
-    help="Production RAG: watched folders in, a version-locked Qdrant index out, verified answers.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+__all__ = [
+    "daemon_client",
+    "echo_err",
+    "export",
+    "fail",
+    "get_settings",
+    "global_options",
+    "ingest",
+    "open_index",
+    "print_json",
+    "progress_reporter",
+    "reindex",
+    "run_runtime",
+    "status",
+    "watch",
+]
 
 
 class _State:
@@ -60,8 +69,7 @@ def get_settings() -> Settings:
     return state.settings
 
 
-@app.callback()
-def _global(
+def global_options(
     config: Annotated[
         str | None,
         typer.Option(
@@ -149,8 +157,26 @@ def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def echo_err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def run_runtime(paths: list[Path], reconcile_interval: float, api: Service | None = None) -> None:
+    """`rag watch` and `rag serve`: the index, daemon and control API (and ``api``) until a signal."""
+    from app.runtime import Runtime
+    from rag.index import EmbeddingMismatchError
+    from rag.store import StoreError
+
+    settings = get_settings()
+    try:
+        runtime = Runtime(settings, paths, reconcile_interval, api=api, echo=echo_err)
+        runtime.open()
+    except (EmbeddingMismatchError, StoreError) as exc:
+        fail(str(exc))
+    runtime.run_until_signal()
+
+
 # -- commands --------------------------------------------------------------------------
-@app.command()
 def ingest(
     path: Annotated[Path, typer.Argument(help="Folder to sync into the index")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the sync report as JSON")] = False,
@@ -183,7 +209,6 @@ def ingest(
         typer.echo(f"  failed: {f['path']}: {f['reason']}", err=True)
 
 
-@app.command()
 def watch(
     paths: Annotated[list[Path], typer.Argument(help="Folder(s) to keep in sync")],
     reconcile_interval: Annotated[
@@ -196,106 +221,9 @@ def watch(
             fail(f"{p} is not a folder")
     if daemon_client() is not None:
         fail("another daemon is already running on this data dir")
-    run_daemon(paths, reconcile_interval)
+    run_runtime(paths, reconcile_interval)
 
 
-def run_daemon(
-    paths: list[Path], reconcile_interval: float, extra: Callable[[Any, Any], Any] | None = None
-) -> None:
-    """Shared by `rag watch` and `rag serve`: index + daemon + control API, stopped by signals."""
-    from ingestion.daemon import WatchDaemon
-    from rag.control import ControlServer
-    from rag.status import collect_status, export_chunks
-
-    settings = get_settings()
-    index = open_index()
-    index.warm_up()
-    # Evals run in the background after each sync that changed the index, and after a reindex.
-    from evals.runner import EvalRunner
-
-    evals = (
-        EvalRunner(index, echo=lambda m: typer.echo(m, err=True))
-        if settings.evals.after_sync
-        else None
-    )
-    daemon = WatchDaemon(
-        index,
-        paths,
-        debounce_seconds=settings.ingestion.debounce_seconds,
-        reconcile_interval=reconcile_interval,
-        on_sync=[evals.on_sync] if evals else None,
-        echo=lambda m: typer.echo(m, err=True),
-    )
-
-    def do_reindex() -> dict[str, Any]:
-        result: dict[str, Any] = index.reindex([p.resolve() for p in paths])
-        if evals:
-            evals.request("reindex", f"reindexed into {result['collection']}")
-        return result
-
-    def do_sync() -> dict[str, Any]:
-        daemon.request_reconcile("requested")
-        return {"requested": True}
-
-    pipelines: list[Any] = []
-    pipeline_lock = threading.Lock()
-
-    def do_query(body: dict[str, Any]) -> dict[str, Any]:
-        # `rag query` while this process holds the store: answered here, models loaded once.
-        from rag.pipeline import QueryPipeline
-
-        with pipeline_lock:
-            if not pipelines:
-                pipelines.append(QueryPipeline(index, settings))
-        kwargs = {k: body.get(k) for k in ("filters", "prompt", "user")}
-        result: dict[str, Any] = pipelines[0].run(
-            str(body.get("question", "")), generate=bool(body.get("generate", True)), **kwargs
-        )
-        return result
-
-    control = ControlServer(
-        settings.resolved_data_dir(),
-        status=lambda: {**collect_status(index), "daemon": daemon.stats()},
-        export=lambda: export_chunks(index),
-        reindex=do_reindex,
-        sync=do_sync,
-        query=do_query,
-    )
-    stop_requested = {"flag": False}
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop_requested["flag"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    control.start()
-    daemon.start()
-    stopper = None
-    try:
-        stopper = extra(index, daemon) if extra else None
-        typer.echo(
-            f"watching {', '.join(str(p) for p in paths)} (pid {os.getpid()}); Ctrl-C to stop",
-            err=True,
-        )
-        while (
-            not stop_requested["flag"] and daemon._thread is not None and daemon._thread.is_alive()
-        ):
-            time.sleep(0.2)
-    finally:
-        typer.echo("stopping: finishing the sync in flight…", err=True)
-        if callable(stopper):
-            stopper()
-        if evals:
-            evals.stop()
-        daemon.stop()
-        control.stop()
-        for pipeline in pipelines:
-            pipeline.close()
-        index.close()
-        typer.echo("stopped cleanly", err=True)
-
-
-@app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
@@ -350,7 +278,6 @@ def status(
         typer.echo(f"  failed: {f['path']}: {f['reason']}")
 
 
-@app.command()
 def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout")
@@ -378,23 +305,22 @@ def export(
             out.close()
 
 
-@app.command()
 def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Rebuild into a new versioned collection, then switch the alias atomically (blue/green)."""
     client = daemon_client()
     if client is not None:
         result = client.reindex()
     else:
+        from evals.runner import eval_after_reindex
         from rag.index import Index
+        from rag.reindex import reindex as rebuild
         from rag.store import StoreError
 
         index = Index(get_settings())
         try:
             with progress_reporter("reindex") as progress:
-                result = index.reindex(progress=progress)
-            from evals.runner import eval_after_reindex
-
-            result["eval"] = eval_after_reindex(index, echo=lambda m: typer.echo(m, err=True))
+                result = rebuild(index, progress=progress)
+            result["eval"] = eval_after_reindex(index, echo=echo_err)
         except StoreError as exc:
             fail(str(exc))
         finally:
@@ -406,27 +332,3 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             f"reindexed into {result['collection']} (was {result['previous']}); "
             f"{result.get('embedded', 0)} chunk(s) embedded in {result['seconds']}s"
         )
-
-
-def _register_optional_commands() -> None:
-    """Commands from other stages register themselves if their module is present."""
-    import importlib
-
-    for module in ("rag.cli_eval", "rag.cli_query", "api.cli"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
-def main() -> None:
-    _register_optional_commands()
-    try:
-        app()
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-
-
-if __name__ == "__main__":
-    main()

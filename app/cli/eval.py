@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import typer
 
-from rag.cli import (
-    app,
+from app.cli.core import (
     daemon_client,
     fail,
     get_settings,
@@ -32,14 +31,7 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.embedding import Embedder
 
-__all__ = ["eval_app", "load_embedder"]
-
-eval_app = typer.Typer(
-    help="Measure retrieval and answer quality; reports land in <data_dir>/reports/.",
-    no_args_is_help=False,
-    invoke_without_command=True,
-)
-app.add_typer(eval_app, name="eval")
+__all__ = ["eval_answers", "eval_default", "eval_last", "eval_retrieval", "load_embedder"]
 
 Mode = Literal["dense", "sparse", "hybrid"]
 _embedders: dict[str, Embedder] = {}
@@ -93,19 +85,17 @@ def _sample_queries(queries: dict[str, str], n: int | None) -> dict[str, str]:
     return dict(items[round(i * len(items) / n)] for i in range(n))
 
 
-def _write_dataset_report(
-    settings: Settings, name: str, result: dict[str, Any], info: dict[str, Any]
-) -> Path:
-    from evals.suite import save_report
+def _save_report(settings: Settings, name: str, result: dict[str, Any], dsi: DatasetIndex) -> str:
+    """``--report``: the result saved as a one-suite report; returns its report.html."""
+    from evals.suite import save_dataset_report
 
-    folder, _ = save_report(settings, {name: result}, "manual", f"rag eval on {name}", info, [])
-    return folder
+    folder = save_dataset_report(settings, name, result, dsi.index, dsi.describe())
+    return str(folder / "report.html")
 
 
 MODE_OPTION = typer.Option("--mode", help="dense | sparse | hybrid (default: retrieval.mode)")
 
 
-@eval_app.command("retrieval")
 def eval_retrieval(
     dataset: Annotated[
         Path,
@@ -158,8 +148,8 @@ def eval_retrieval(
         k = top_k or settings.evals.top_k
         with progress_reporter("eval queries") as progress:
             result = evaluate_retrieval(
-                dsi.index, queries, data.qrels, dsi.to_doc, k, mode, progress
-            )  # type: ignore[arg-type]
+                dsi.index, queries, data.qrels, dsi.to_doc, k, cast("Mode | None", mode), progress
+            )
         result.update(kind="retrieval", dataset=data.describe(), index=dsi.describe())
         result["timings"] = {
             "index_seconds": round(dsi.build_seconds, 3),
@@ -167,15 +157,7 @@ def eval_retrieval(
             "total_seconds": round(time.perf_counter() - started, 3),
         }
         if report:
-            from evals.suite import index_info
-
-            folder = _write_dataset_report(
-                settings,
-                data.name,
-                result,
-                {**index_info(dsi.index), "dataset_index": dsi.describe()},
-            )
-            result["report"] = str(folder / "report.html")
+            result["report"] = _save_report(settings, data.name, result, dsi)
     finally:
         dsi.close()
     if not per_query:
@@ -201,7 +183,6 @@ def _print_retrieval(result: dict[str, Any]) -> None:
         typer.echo(f"  report      {result['report']}")
 
 
-@eval_app.command("answers")
 def eval_answers(
     dataset: Annotated[
         Path, typer.Option("--dataset", help="BEIR-layout folder with answers.jsonl")
@@ -266,15 +247,7 @@ def eval_answers(
             "total_seconds": round(time.perf_counter() - started, 3),
         }
         if report:
-            from evals.suite import index_info
-
-            folder = _write_dataset_report(
-                settings,
-                f"{data.name}-answers",
-                result,
-                {**index_info(dsi.index), "dataset_index": dsi.describe()},
-            )
-            result["report"] = str(folder / "report.html")
+            result["report"] = _save_report(settings, f"{data.name}-answers", result, dsi)
     finally:
         dsi.close()
     if not per_query:
@@ -303,13 +276,11 @@ def eval_answers(
         )
 
 
-@eval_app.command("last")
 def eval_last(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole report.json")] = False,
 ) -> None:
     """The latest report (written after the last sync, reindex or `rag eval`)."""
-    from evals.report import latest_report
-    from evals.suite import reports_dir
+    from evals.report import latest_report, reports_dir
 
     found = latest_report(reports_dir(get_settings()))
     if found is None:
@@ -346,7 +317,6 @@ def _print_report(folder: Path, data: dict[str, Any]) -> None:
     typer.echo(f"html: {folder / 'report.html'}")
 
 
-@eval_app.callback(invoke_without_command=True)
 def eval_default(
     ctx: typer.Context,
     suite: Annotated[

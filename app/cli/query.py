@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rag.cli import app, daemon_client, fail, get_settings, open_index, print_json
+from app.cli.core import daemon_client, fail, get_settings, open_index, print_json
 
 __all__ = ["parse_filters", "query"]
 
@@ -73,7 +73,6 @@ def _print_notes(result: dict[str, Any]) -> None:
         typer.echo(f"note: not supported by the documents: {sentence!r}", err=True)
 
 
-@app.command()
 def query(
     question: Annotated[str, typer.Argument(help="The question")],
     as_json: Annotated[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.cli_eval import _limit_queries, _sample_queries
+from app.cli.eval import _limit_queries, _sample_queries
 
 
 def test_sample_spreads_over_a_file_that_groups_its_kinds() -> None:

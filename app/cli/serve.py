@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from rag.cli import app, fail, get_settings, print_json, run_daemon
+from app.cli.core import daemon_client, echo_err, fail, get_settings, print_json, run_runtime
 
-__all__ = ["keys_app", "serve"]
-
-keys_app = typer.Typer(
-    help="API keys: each bound to one tenant, stored hashed under the data dir.",
-    no_args_is_help=True,
-)
-app.add_typer(keys_app, name="keys")
+__all__ = ["keys_create", "keys_list", "keys_local", "keys_revoke", "serve"]
 
 
 def _store() -> Any:
@@ -31,7 +23,6 @@ def _store() -> Any:
         fail(str(exc), code=2)
 
 
-@keys_app.command("create")
 def keys_create(
     tenant: Annotated[
         str, typer.Option("--tenant", help="The tenant whose documents the key may see")
@@ -65,7 +56,6 @@ def keys_create(
     typer.echo(f"key {rec.id} for tenant '{rec.tenant}': shown once, store it now", err=True)
 
 
-@keys_app.command("list")
 def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Keys with their tenant and state (never the secret)."""
     rows = [r.public() for r in _store().records()]
@@ -81,7 +71,6 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         )
 
 
-@keys_app.command("revoke")
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The id from `rag keys list` (or the whole key)")],
 ) -> None:
@@ -95,14 +84,12 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
-@keys_app.command("local")
 def keys_local() -> None:
     """Print this deployment's local key for the default tenant, creating it on first use."""
     settings = get_settings()
     typer.echo(_store().local_key(settings.tenant))
 
 
-@app.command()
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface to listen on (default api.host)")
@@ -119,9 +106,7 @@ def serve(
     ] = 300.0,
 ) -> None:
     """The API and chat page, plus the watch daemon for --watch folders and tenants' uploads."""
-    import uvicorn
-
-    from rag.cli import daemon_client
+    from app.api_server import ApiServer
     from rag.ingest import TENANTS_DIR
 
     settings = get_settings()
@@ -138,40 +123,8 @@ def serve(
     bind_host = host or settings.api.host
     bind_port = settings.api.port if port is None else port
     _check_port_free(bind_host, bind_port)
-
-    def start_api(index: Any, daemon: Any) -> Any:
-        from api.app import create_app
-
-        config = uvicorn.Config(
-            create_app(settings, index=index, daemon=daemon),
-            host=bind_host,
-            port=bind_port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=int(settings.api.shutdown_grace_seconds),
-        )
-        # In a thread uvicorn leaves signals alone: run_daemon's handlers stop everything.
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not server.started:
-            server.should_exit = True
-            raise RuntimeError(
-                f"the API did not start on {bind_host}:{bind_port}; see the log above"
-            )
-        typer.echo(f"serving the API and chat page on http://{bind_host}:{bind_port}", err=True)
-
-        def stop() -> None:
-            # Graceful: stop accepting, let in-flight requests finish (bounded by the grace period).
-            server.should_exit = True
-            thread.join(settings.api.shutdown_grace_seconds + 5)
-
-        return stop
-
-    run_daemon([*folders, tenants_root], reconcile_interval, extra=start_api)
+    api = ApiServer(settings, bind_host, bind_port, echo=echo_err)
+    run_runtime([*folders, tenants_root], reconcile_interval, api=api)
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -1,0 +1,66 @@
+"""The HTTP API and chat page as a :class:`app.runtime.Service`: what ``rag serve`` adds to the
+watch daemon (``rag watch`` never imports it, nor ``api``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import uvicorn
+
+from api.app import create_app
+from app.runtime import Echo
+from ingestion.daemon import WatchDaemon
+from rag.config import Settings
+from rag.index import Index
+
+__all__ = ["ApiServer"]
+
+log = logging.getLogger("rag.api")
+
+
+class ApiServer:
+    """The API and chat page: uvicorn in a thread of this process, over the runtime's index.
+
+    In a thread uvicorn leaves signals alone: the runtime's handlers stop everything.
+    """
+
+    def __init__(self, settings: Settings, host: str, port: int, echo: Echo | None = None):
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.echo = echo or log.info
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, index: Index, daemon: WatchDaemon, timeout: float = 30.0) -> None:
+        config = uvicorn.Config(
+            create_app(self.settings, index=index, daemon=daemon),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(self.settings.api.shutdown_grace_seconds),
+        )
+        server = self._server = uvicorn.Server(config)
+        thread = self._thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not server.started:
+            server.should_exit = True
+            raise RuntimeError(
+                f"the API did not start on {self.host}:{self.port}; see the log above"
+            )
+        self.echo(f"serving the API and chat page on http://{self.host}:{self.port}")
+
+    def stop(self) -> None:
+        """Graceful: stop accepting, let in-flight requests finish (bounded by the grace period)."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(self.settings.api.shutdown_grace_seconds + 5)
+        self._server = self._thread = None

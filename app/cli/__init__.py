@@ -1,0 +1,67 @@
+"""The ``rag`` command line, assembled here: every command and command group is registered in
+this one place (the modules only define them).
+
+- ``app.cli.core``: global options, shared helpers; ``ingest``, ``watch``, ``status``,
+  ``export``, ``reindex``
+- ``app.cli.query``: ``query``
+- ``app.cli.eval``: ``eval`` (the default suite), ``eval retrieval|answers|last``
+- ``app.cli.serve``: ``serve``, ``keys create|list|revoke|local``
+
+Exit codes: 0 ok; 1 the command could not run (the message says what to do); 2 bad
+configuration or usage; 3 ``rag eval --fail-on-regression`` found a regression; 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli import core, query, serve
+from app.cli import eval as eval_cmds
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rag",
+    help="Production RAG: watched folders in, a version-locked Qdrant index out, verified answers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.callback()(core.global_options)
+app.command()(core.ingest)
+app.command()(core.watch)
+app.command()(core.status)
+app.command()(core.export)
+app.command()(core.reindex)
+
+eval_app = typer.Typer(
+    help="Measure retrieval and answer quality; reports land in <data_dir>/reports/.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+eval_app.command("retrieval")(eval_cmds.eval_retrieval)
+eval_app.command("answers")(eval_cmds.eval_answers)
+eval_app.command("last")(eval_cmds.eval_last)
+eval_app.callback(invoke_without_command=True)(eval_cmds.eval_default)
+app.add_typer(eval_app, name="eval")
+
+app.command()(query.query)
+
+keys_app = typer.Typer(
+    help="API keys: each bound to one tenant, stored hashed under the data dir.",
+    no_args_is_help=True,
+)
+keys_app.command("create")(serve.keys_create)
+keys_app.command("list")(serve.keys_list)
+keys_app.command("revoke")(serve.keys_revoke)
+keys_app.command("local")(serve.keys_local)
+app.add_typer(keys_app, name="keys")
+
+app.command()(serve.serve)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

@@ -1,0 +1,230 @@
+"""The long-running process behind ``rag watch`` and ``rag serve``: the composition root.
+
+A :class:`Runtime` wires the parts that each live in their own package: the index (``rag``),
+the watch daemon (``ingestion``), the background eval runner (``evals``), the loopback control
+API that ``rag status|export|reindex|query`` talk to while it runs (``rag.control``), and
+optionally a :class:`Service` such as ``app.api_server.ApiServer``, the HTTP API (``api``)::
+
+    runtime = Runtime(settings, [folder], api=ApiServer(settings, "127.0.0.1", 8000))
+    runtime.start()            # open + warm up the index, start the control API, daemon, API
+    runtime.wait(timeout=60)   # until stop is requested or the daemon's thread ends
+    runtime.stop()             # API, evals, daemon, control API, pipelines, index: in that order
+
+``run_until_signal()`` is ``start``, ``wait`` and ``stop`` with SIGINT/SIGTERM requesting the
+stop (the main thread only): what the two commands run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from evals.runner import EvalRunner
+from ingestion.daemon import WatchDaemon
+from rag.config import Settings
+from rag.control import ControlServer
+from rag.index import Index
+from rag.pipeline import QueryPipeline
+from rag.reindex import reindex
+from rag.status import collect_status, export_chunks
+
+__all__ = ["Echo", "Runtime", "Service"]
+
+log = logging.getLogger("rag.runtime")
+
+Echo = Callable[[str], None]
+
+
+class Service(Protocol):
+    """Something that runs beside the daemon on the same index (the HTTP API)."""
+
+    def start(self, index: Index, daemon: WatchDaemon) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Runtime:
+    """Index + watch daemon + eval runner + control API (+ ``api``) for one data dir.
+
+    ``index``: an unopened ``Index`` to use (tests hand in one with their warmed embedder);
+    by default one is built from ``settings``. ``echo``: where progress lines go (the CLI
+    passes stderr).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        paths: list[Path],
+        reconcile_interval: float = 300.0,
+        *,
+        api: Service | None = None,
+        index: Index | None = None,
+        echo: Echo | None = None,
+    ):
+        self.settings = settings
+        self.paths = list(paths)
+        self.reconcile_interval = reconcile_interval
+        self.api = api
+        self.echo = echo or log.info
+        self.index = index or Index(settings)
+        self.evals: EvalRunner | None = None
+        self.daemon: WatchDaemon | None = None
+        self.control: ControlServer | None = None
+        self._opened = self._started = self._stopped = False
+        self._stop_requested = False
+        self._pipelines: list[QueryPipeline] = []
+        self._pipeline_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def open(self) -> None:
+        """Open the index (creating it on first use) and load its models. Raises the index's
+        ``EmbeddingMismatchError``/``StoreError`` (the index is closed again then)."""
+        if self._opened:
+            return
+        try:
+            self.index.open(create=True)
+        except BaseException:
+            self.index.close()
+            raise
+        self.index.warm_up()
+        self._opened = True
+
+    def start(self) -> None:
+        """``open()``, then start the control API, the daemon (its initial sync runs in its
+        thread) and ``api``. On a failure what was started is stopped again."""
+        if self._started:
+            raise RuntimeError("this runtime was already started")
+        self.open()
+        self._started = True
+        settings, index = self.settings, self.index
+        # Evals run in the background after each sync that changed the index, and after a reindex.
+        self.evals = EvalRunner(index, echo=self.echo) if settings.evals.after_sync else None
+        self.daemon = WatchDaemon(
+            index,
+            self.paths,
+            debounce_seconds=settings.ingestion.debounce_seconds,
+            reconcile_interval=self.reconcile_interval,
+            on_sync=[self.evals.on_sync] if self.evals else None,
+            echo=self.echo,
+        )
+        self.control = ControlServer(
+            settings.resolved_data_dir(),
+            status=self.status,
+            export=self.export,
+            reindex=self.reindex,
+            sync=self.sync,
+            query=self.query,
+        )
+        try:
+            self.control.start()
+            self.daemon.start()
+            if self.api is not None:
+                self.api.start(index, self.daemon)
+        except BaseException:
+            self.stop()
+            raise
+
+    def request_stop(self) -> None:
+        """Make ``wait()`` return (safe from a signal handler: it only sets a flag)."""
+        self._stop_requested = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a stop is requested or the daemon's thread ends (True), or ``timeout``
+        seconds pass (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop_requested and self.daemon is not None and self.daemon.running:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def stop(self) -> None:
+        """Stop everything, newest first; the sync in flight finishes. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if not self._started:
+            if self._opened:
+                self.index.close()
+            return
+        self.echo("stopping: finishing the sync in flight…")
+        try:
+            if self.api is not None:
+                self.api.stop()
+            if self.evals is not None:
+                self.evals.stop()
+            if self.daemon is not None:
+                self.daemon.stop()
+            if self.control is not None:
+                self.control.stop()
+            for pipeline in self._pipelines:
+                pipeline.close()
+        finally:
+            self.index.close()
+        self.echo("stopped cleanly")
+
+    def run_until_signal(self) -> None:
+        """``start``, then ``wait`` until SIGINT/SIGTERM (or the daemon's end), then ``stop``.
+
+        The handlers are installed once the models are loaded (a Ctrl-C while loading
+        interrupts as usual) and the previous ones put back after the stop.
+        """
+        self.open()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.getsignal(signum) for signum in signals}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        for signum in signals:
+            signal.signal(signum, on_signal)
+        try:
+            self.start()
+            self.echo(
+                f"watching {', '.join(str(p) for p in self.paths)} (pid {os.getpid()}); "
+                "Ctrl-C to stop"
+            )
+            self.wait()
+        finally:
+            self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    # -- control API handlers --------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """What ``rag status`` shows while this runs: the index's status plus the daemon's."""
+        assert self.daemon is not None
+        return {**collect_status(self.index), "daemon": self.daemon.stats()}
+
+    def export(self) -> Iterator[dict[str, Any]]:
+        return export_chunks(self.index)
+
+    def reindex(self) -> dict[str, Any]:
+        """Blue/green rebuild of the watched folders, then an eval run (in the background)."""
+        result: dict[str, Any] = reindex(self.index, [p.resolve() for p in self.paths])
+        if self.evals is not None:
+            self.evals.request("reindex", f"reindexed into {result['collection']}")
+        return result
+
+    def sync(self) -> dict[str, Any]:
+        assert self.daemon is not None
+        self.daemon.request_reconcile("requested")
+        return {"requested": True}
+
+    def query(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``rag query`` while this process holds the store: answered here, models loaded once."""
+        with self._pipeline_lock:
+            if not self._pipelines:
+                self._pipelines.append(QueryPipeline(self.index, self.settings))
+        kwargs = {k: body.get(k) for k in ("filters", "prompt", "user")}
+        result: dict[str, Any] = self._pipelines[0].run(
+            str(body.get("question", "")), generate=bool(body.get("generate", True)), **kwargs
+        )
+        return result

@@ -1,0 +1,27 @@
+"""What a flat report metric key says about itself: ``<suite>.<metric>``, e.g. ``golden.ndcg@10``.
+
+Shared by the report (regressions, deltas) and its HTML page (which way is better), so neither
+has to import the other for it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["higher_is_better", "is_quality_metric", "metric_name"]
+
+_LOWER_IS_BETTER = ("false_abstention_rate_answerable",)
+
+
+def metric_name(flat_key: str) -> str:
+    """``golden.ndcg@10`` → ``ndcg@10`` (a key without a suite is returned as it is)."""
+    return flat_key.split(".", 1)[1] if "." in flat_key else flat_key
+
+
+def is_quality_metric(flat_key: str) -> bool:
+    """Latency and token counts move with the machine's load: they are not quality."""
+    name = metric_name(flat_key)
+    return not (name.startswith(("latency_ms", "tokens")))
+
+
+def higher_is_better(flat_key: str) -> bool:
+    name = metric_name(flat_key)
+    return not (name.startswith(("latency_ms", "tokens")) or name in _LOWER_IS_BETTER)
