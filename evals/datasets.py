@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from rag.config import Settings, StoreSettings
-from rag.errors import RagError
 from rag.embedding import Embedder
+from rag.errors import RagError
 from rag.index import Index
 from rag.ingest import Ingestor
 

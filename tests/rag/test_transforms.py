@@ -87,9 +87,7 @@ def test_a_transform_changes_what_is_chunked_and_is_locked(
     rebuilt.close()
 
 
-def test_no_transforms_is_the_default(
-    tmp_path: Path, docs: Path, embedder: Embedder
-) -> None:
+def test_no_transforms_is_the_default(tmp_path: Path, docs: Path, embedder: Embedder) -> None:
     index = _index(tmp_path, embedder)
     index.open()
     Ingestor(index).sync_folder(docs)
