@@ -34,6 +34,7 @@ from rag.index import Index
 from rag.pipeline import QueryPipeline
 from rag.reindex import reindex
 from rag.status import collect_status, export_chunks
+from rag.types import Query
 
 __all__ = ["Echo", "Runtime", "Service"]
 
@@ -223,8 +224,13 @@ class Runtime:
         with self._pipeline_lock:
             if not self._pipelines:
                 self._pipelines.append(QueryPipeline(self.index, self.settings))
-        kwargs = {k: body.get(k) for k in ("filters", "prompt", "user")}
-        result: dict[str, Any] = self._pipelines[0].run(
-            str(body.get("question", "")), generate=bool(body.get("generate", True)), **kwargs
+        # The deployment's tenant goes last: a caller's filters never choose the tenant.
+        filters = {**(body.get("filters") or {}), "tenant": self.settings.tenant}
+        query = Query(
+            question=str(body.get("question", "")),
+            filters=filters,
+            prompt=body.get("prompt"),
+            generate=bool(body.get("generate", True)),
+            user=body.get("user"),
         )
-        return result
+        return self._pipelines[0].run(query).as_json()

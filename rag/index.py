@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from rag.chunking import Chunker
@@ -21,6 +22,7 @@ from rag.manifest import Manifest
 from rag.sparse import Bm25Encoder
 from rag.store import StoreError, VectorStore, open_store
 from rag.tokens import load_tokenizer
+from rag.transforms import DocumentTransform, transforms_identity
 
 __all__ = ["SCHEMA_VERSION", "EmbeddingMismatchError", "Index"]
 
@@ -31,9 +33,15 @@ class Index:
     """Owns the store, embedder, chunker and manifest for one data dir. Cheap to construct."""
 
     def __init__(
-        self, settings: Settings, store: VectorStore | None = None, embedder: Embedder | None = None
+        self,
+        settings: Settings,
+        store: VectorStore | None = None,
+        embedder: Embedder | None = None,
+        transforms: Sequence[DocumentTransform] = (),
     ):
         self.settings = settings
+        # Between parsing and chunking; their identity is locked in the collection like the model.
+        self.transforms: list[DocumentTransform] = list(transforms)
         self.data_dir = settings.resolved_data_dir()
         self.store = store or open_store(settings)
         self.embedder = embedder or embedder_for(settings)
@@ -66,6 +74,8 @@ class Index:
         from rag.documents import ParsedDocument, Section
 
         self.embedder.warm_up()
+        for transform in self.transforms:
+            transform.warm_up()
         sample = "Warm-up text. It has two sentences."
         self.chunker.run(
             ParsedDocument(sample, "warm-up", [Section(0, len(sample))]), "warm-up", "warm-up"
@@ -77,6 +87,7 @@ class Index:
             "schema": SCHEMA_VERSION,
             "embedding": identity.as_dict(),
             "chunking": self.settings.chunking.model_dump(),
+            "transforms": transforms_identity(self.transforms),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 
@@ -106,6 +117,21 @@ class Index:
             for k in ("model", "dimension", "fingerprint", "normalize")
             if stored.get(k) != want[k]
         ]
+        stored_transforms = meta.get("transforms") or []
+        wanted_transforms = transforms_identity(self.transforms)
+        if not mismatched and stored_transforms != wanted_transforms:
+
+            def names(ts: list[dict[str, Any]]) -> str:
+                return ", ".join(str(t.get("name")) for t in ts) or "none"
+
+            raise EmbeddingMismatchError(
+                f"index '{self.alias}' (collection {collection}) was built with document "
+                f"transforms [{names(stored_transforms)}] ({stored_transforms}), but the "
+                f"configured ones are [{names(wanted_transforms)}] ({wanted_transforms}). Chunks "
+                "made one way would be mixed with chunks made the other. Run `rag reindex` to "
+                "rebuild the index with the configured transforms, or configure the ones it was "
+                "built with."
+            )
         if mismatched:
             have = EmbeddingIdentity(**{k: stored.get(k) for k in want})  # type: ignore[arg-type]
             raise EmbeddingMismatchError(

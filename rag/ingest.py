@@ -24,6 +24,7 @@ from rag.documents import Chunk, document_id
 from rag.manifest import FileRecord
 from rag.parsing import SUPPORTED_EXTENSIONS, ParseError, parse_bytes, read_file_bytes
 from rag.store import StoredPoint
+from rag.transforms import apply_transforms
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -259,6 +260,7 @@ class Ingestor:
             return None
         try:
             parsed = parse_bytes(data, suffix, path.name)
+            parsed = apply_transforms(self.index.transforms, parsed, source)
             chunks = self.index.chunker.run(parsed, source, tenant)
         except ParseError as exc:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.core import daemon_client, fail, get_settings, open_index, print_json
+from rag.errors import RagError
+from rag.types import DoneEvent, Query, ResetEvent, TokenEvent
 
 __all__ = ["parse_filters", "query"]
 
@@ -99,29 +101,33 @@ def query(
     ] = None,
 ) -> None:
     """Answer QUESTION from the index, every citation checked against the passage it cites."""
-    from rag.generate import GenerationError
-    from rag.pack import PackingError
     from rag.pipeline import QueryPipeline
-    from rag.prompts import PromptError
-    from rag.rerank import RerankError
-    from rag.store.base import StoreError
 
     try:
         filters = parse_filters(filter_ or [])
     except ValueError as exc:
         fail(str(exc), code=2)
     settings = get_settings()
-    kwargs: dict[str, Any] = {
-        "filters": filters or None,
-        "prompt": prompt,
-        "generate": not context_only,
-        "user": user,
-    }
+    query = Query(
+        question=question,
+        filters=filters or None,
+        prompt=prompt,
+        generate=not context_only,
+        user=user,
+    )
     client = daemon_client()
     if client is not None:
         # A running `rag watch`/`rag serve` holds the store: it answers (not streamed).
         try:
-            result = client.query({"question": question, **kwargs})
+            result = client.query(
+                {
+                    "question": query.question,
+                    "filters": query.filters,
+                    "prompt": query.prompt,
+                    "generate": query.generate,
+                    "user": query.user,
+                }
+            )
         except RuntimeError as exc:
             fail(str(exc))
         finally:
@@ -152,43 +158,35 @@ def query(
         fail(f"cannot load the query pipeline: {exc}")
     try:
         if not stream:
-            result = pipeline.run(question, **kwargs)
+            result = pipeline.run(query).as_json()
         else:
             result = {}
             streamed = ""
-            for kind, payload in pipeline.stream(question, **kwargs):
+            for event in pipeline.stream(query):
                 if as_json:
-                    sys.stdout.write(
-                        json.dumps(
-                            {"event": kind, "data": payload}, ensure_ascii=False, default=str
-                        )
-                        + "\n"
-                    )
+                    line = {"event": event.kind, "data": event.data()}
+                    sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
                     sys.stdout.flush()
-                elif kind == "token":
-                    streamed += payload
-                    sys.stdout.write(payload)
+                elif isinstance(event, TokenEvent):
+                    streamed += event.text
+                    sys.stdout.write(event.text)
                     sys.stdout.flush()
-                elif kind == "reset":
+                elif isinstance(event, ResetEvent):
                     typer.echo(
-                        f"\n[{payload['failed']} failed: {payload['error']}; {payload['next']} answers instead]",
+                        f"\n[{event.failed} failed: {event.error}; {event.next} answers instead]",
                         err=True,
                     )
                     streamed = ""
-                if kind == "done":
-                    result = payload
+                if isinstance(event, DoneEvent):
+                    result = event.data()
             if as_json:
                 return
-            if streamed:
-                sys.stdout.write("\n")
-                if result.get("answer", "").strip() != streamed.strip():
-                    typer.echo(f"\nVerified answer: {result.get('answer', '')}")
-            else:
-                typer.echo(result.get("answer", ""))
+            # What was streamed is the verified answer (text is released once verified).
+            sys.stdout.write("\n" if streamed else result.get("answer", "") + "\n")
             _print_sources(result)
             _print_notes(result)
             return
-    except (GenerationError, PackingError, PromptError, RerankError, StoreError, ValueError) as exc:
+    except RagError as exc:  # every error the library raises on purpose says what to do
         fail(str(exc))
     finally:
         pipeline.close()
