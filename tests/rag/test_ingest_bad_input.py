@@ -65,6 +65,11 @@ def _write(data: bytes) -> Callable[[Path], None]:
     return lambda p: p.write_bytes(data)
 
 
+def _symlink_cycle(p: Path) -> None:
+    os.symlink("cycle-b", p)
+    os.symlink(p.name, p.with_name("cycle-b"))
+
+
 def _symlink(target: str) -> Callable[[Path], None]:
     return lambda p: os.symlink(target, p)
 
@@ -108,7 +113,7 @@ BAD_FILES = [
     ),
     BadFile("loop.md", _symlink("loop.md"), r"^symlink loop"),
     # Two links pointing at each other (the second has no document extension: it is only skipped).
-    BadFile("cycle-a.md", lambda p: None, r"^symlink loop"),
+    BadFile("cycle-a.md", _symlink_cycle, r"^symlink loop"),
     BadFile(
         "dangling.md",
         _symlink("no-such-file.md"),

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ import httpx
 import pytest
 
 from rag.pipeline import QueryPipeline
+from rag.stages import QueryState
+from rag.tracing import NoopTracer, Span, Tracer
+from rag.types import DoneEvent, Query, TokenEvent
 from tests.rag.conftest import KnowledgeBase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,14 +96,37 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer
 
 
 def _pipeline(
-    kb: KnowledgeBase, kb_settings: Any, server: VLLMServer, chain: list[str]
+    kb: KnowledgeBase,
+    kb_settings: Any,
+    server: VLLMServer,
+    chain: list[str],
+    tracer: Tracer | None = None,
 ) -> QueryPipeline:
     generation = {
         "chain": chain,
         "timeout_seconds": 120,
         "openai": {"base_url": server.base_url, "read_timeout_seconds": 60},
     }
-    return QueryPipeline(kb.index, kb_settings(generation=generation))
+    return QueryPipeline(kb.index, kb_settings(generation=generation), tracer=tracer)
+
+
+class KillOnFirstToken(NoopTracer):
+    """The generate stage verifies as model text arrives: the first ``verify`` span inside
+    ``generate`` means the server has started answering. Kill it right then."""
+
+    def __init__(self, server: VLLMServer):
+        self.server = server
+        self.generating = False
+        self.killed = False
+
+    @contextmanager
+    def span(self, name: str, state: QueryState) -> Iterator[Span]:
+        if name == "generate":
+            self.generating = True
+        elif name == "verify" and self.generating and not self.killed:
+            self.killed = True
+            self.server.kill()
+        yield Span(name)
 
 
 QUESTION = "When was the Eiffel Tower built?"
@@ -113,41 +140,39 @@ def test_models_endpoint_lists_the_served_model(vllm_server: VLLMServer) -> None
 def test_answer_through_vllm_not_streamed(
     kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
 ) -> None:
-    result = _pipeline(kb, kb_settings, vllm_server, ["openai"]).run(QUESTION)
-    assert result["generator"] == "openai" and result["degraded"] is False
-    assert result["usage"]["prompt_tokens"] > 50 and result["usage"]["completion_tokens"] > 0
+    answer = _pipeline(kb, kb_settings, vllm_server, ["openai"]).run(Query(QUESTION))
+    assert answer.generator == "openai" and answer.degraded is False
+    assert answer.usage.prompt_tokens > 50 and answer.usage.completion_tokens > 0
     # Whatever the 135M model wrote, every returned citation was verified against its chunk.
-    assert all(c["verified"] for c in result["citations"])
-    assert result["abstained"] or result["citations"], result
-    assert {"retrieve", "pack", "generate", "total"} <= result["timings_ms"].keys()
+    assert all(c.verified for c in answer.citations)
+    assert answer.abstained or answer.citations, answer
+    assert {"retrieve", "pack", "generate", "total"} <= answer.timings_ms.keys()
 
 
 def test_answer_through_vllm_streamed(
     kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
 ) -> None:
-    events = list(_pipeline(kb, kb_settings, vllm_server, ["openai"]).stream(QUESTION))
-    kinds = [k for k, _ in events]
-    assert kinds[-2:] == ["citations", "done"]
-    tokens = [v for k, v in events if k == "token"]
-    assert len(tokens) > 1, "vLLM streams token by token"
-    done = events[-1][1]
-    assert done["generator"] == "openai" and done["degraded"] is False
-    assert done["usage"]["completion_tokens"] > 0
+    events = list(_pipeline(kb, kb_settings, vllm_server, ["openai"]).stream(Query(QUESTION)))
+    assert [e.kind for e in events[-2:]] == ["citations", "done"]
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    tokens = [e.text for e in events if isinstance(e, TokenEvent)]
+    assert tokens and "".join(tokens) == done.answer.answer, "the stream is the answer"
+    assert done.answer.generator == "openai" and done.answer.degraded is False
+    assert done.answer.usage.completion_tokens > 0
 
 
 def test_server_killed_mid_stream_falls_back(
     kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
 ) -> None:
     # Last in the module: the server does not come back.
-    events: list[tuple[str, Any]] = []
-    for kind, value in _pipeline(kb, kb_settings, vllm_server, ["openai", "extractive"]).stream(
-        QUESTION
-    ):
-        events.append((kind, value))
-        if kind == "token" and sum(k == "token" for k, _ in events) == 1:
-            vllm_server.kill()
-    done = events[-1][1]
-    assert events[-1][0] == "done"
-    assert done["generator"] == "extractive" and done["degraded"] is True
-    assert done["fallbacks"][0]["generator"] == "openai"
-    assert "1889" in done["answer"] and done["citations"] and done["citations"][0]["verified"]
+    killer = KillOnFirstToken(vllm_server)
+    pipeline = _pipeline(kb, kb_settings, vllm_server, ["openai", "extractive"], tracer=killer)
+    events = list(pipeline.stream(Query(QUESTION)))
+    assert killer.killed, "the server never started answering"
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    answer = done.answer
+    assert answer.generator == "extractive" and answer.degraded is True
+    assert answer.fallbacks[0].generator == "openai"
+    assert "1889" in answer.answer and answer.citations and answer.citations[0].verified
