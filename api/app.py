@@ -11,7 +11,6 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,12 +29,13 @@ from api.ratelimit import RateLimiter
 from api.service import Pipeline, QueryService
 from api.sse_schema import DOC_MODELS
 from rag.config import Settings
+from rag.resources import package_path
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("api")
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = package_path("api", "static")  # the chat page: package data
 UPLOAD_OVERHEAD = 64_000  # multipart framing around the file
 
 

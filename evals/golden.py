@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from evals.datasets import AnswerKey, Dataset, DatasetError
+from rag.resources import package_path
 
 __all__ = ["GoldenItem", "default_golden_path", "golden_dataset", "load_golden"]
 
@@ -127,7 +128,7 @@ def default_golden_path(configured: str | None) -> Path | None:
         return Path(configured).expanduser()
     for candidate in (
         Path.cwd() / "evals" / "golden.jsonl",
-        Path(__file__).resolve().parent / "golden.jsonl",
+        package_path("evals", "golden.jsonl"),  # package data: the example docs' golden set
     ):
         if candidate.is_file():
             return candidate

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import ConfigError
+from rag.resources import default_config, find_config
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -34,7 +35,8 @@ __all__ = [
     "load_settings",
 ]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+# configs/default.yaml: the source checkout's, or the wheel's copy (rag/resources.py).
+DEFAULT_CONFIG = default_config()
 
 
 class _Section(BaseModel):
@@ -186,7 +188,8 @@ class GenerationSettings(_Section):
 class PromptSettings(_Section):
     """Versioned prompts. Owned by rag/prompts.py."""
 
-    # Relative paths resolve against the project root (the folder holding configs/).
+    # Relative paths resolve against the project root, the folder holding configs/: the source
+    # checkout, or the wheel's rag/_defaults (rag.resources.project_root).
     directory: str = "configs/prompts"
     name: str = "answer"
     pin: str | None = (
@@ -312,8 +315,12 @@ def load_settings(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Settings:
-    """Load settings from ``config_file`` (or ``$RAG_CONFIG``, or the embedded default)."""
-    path = Path(config_file or os.environ.get("RAG_CONFIG") or DEFAULT_CONFIG)
+    """Load settings from ``config_file`` (or ``$RAG_CONFIG``, or the embedded default).
+
+    A relative path missing from the working directory is also looked up among the shipped
+    configs, so ``configs/vllm.yaml`` works from any folder (:func:`rag.resources.find_config`).
+    """
+    path = find_config(config_file or os.environ.get("RAG_CONFIG") or DEFAULT_CONFIG)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
     except yaml.YAMLError as exc:

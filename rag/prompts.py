@@ -40,8 +40,9 @@ from typing import Any
 
 import yaml
 
-from rag.config import DEFAULT_CONFIG, PromptSettings
+from rag.config import PromptSettings
 from rag.errors import PromptError
+from rag.resources import project_root
 
 __all__ = [
     "KNOWN_VARIABLES",
@@ -60,7 +61,6 @@ KNOWN_VARIABLES = frozenset({"question", "context", "passages", "abstain_text"})
 REQUIRED_VARIABLES = frozenset({"question", "context"})
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DEPLOY_FILE = "deploy.yaml"
-_PROJECT_ROOT = DEFAULT_CONFIG.parent.parent
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,9 @@ def parse_prompt_ref(ref: str) -> tuple[str, str | None]:
 
 
 def resolve_prompt_dir(directory: str) -> Path:
+    """An absolute path as given; a relative one against the folder holding configs/."""
     path = Path(directory).expanduser()
-    return path if path.is_absolute() else _PROJECT_ROOT / path
+    return path if path.is_absolute() else project_root() / path
 
 
 def _version_key(version: str) -> tuple[Any, ...]:
