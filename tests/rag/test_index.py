@@ -6,10 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.config import Settings, load_settings
-from rag.embedding import default_model_path
+from rag.embedding import Embedder, default_model_path
 from rag.index import EmbeddingMismatchError, Index
 from rag.ingest import Ingestor
 from rag.reindex import reindex
@@ -107,6 +108,18 @@ def test_reindex_with_new_model_swaps_alias_and_drops_old(
     assert switched.store.count("kb_v2") == 2
     hits = Retriever(switched).run("rate limit Retry-After", top_k=2, mode="sparse")
     assert hits[0].payload["source"] == "b.txt"
+    # Dense retrieval runs on the new model: every stored vector is the new model's embedding
+    # of its chunk (dimension 32), and a query embedded with it finds its document.
+    new_model = Embedder(switched.settings.embedding)
+    stored = list(switched.store.scroll("kb_v2", with_vectors=True))
+    assert len(stored) == 2
+    for point in stored:
+        assert point.dense is not None and len(point.dense) == 32
+        expected = new_model.embed([point.payload["text"]])[0]
+        assert np.allclose(point.dense, expected, atol=1e-4), point.payload["source"]
+    for point in stored:
+        dense_hits = Retriever(switched).run(point.payload["text"], top_k=2, mode="dense")
+        assert dense_hits[0].payload["source"] == point.payload["source"]
     switched.close()
 
 
@@ -124,7 +137,7 @@ def test_reindex_can_keep_old_collection(tmp_path: Path, docs: Path) -> None:
     idx.close()
 
 
-def test_failed_reindex_leaves_live_index_untouched(tmp_path: Path, docs: Path) -> None:
+def test_reindex_refuses_when_a_watched_folder_is_missing(tmp_path: Path, docs: Path) -> None:
     idx = Index(settings_for(tmp_path))
     idx.open()
     Ingestor(idx).sync_folder(docs)
@@ -133,5 +146,65 @@ def test_failed_reindex_leaves_live_index_untouched(tmp_path: Path, docs: Path) 
 
     with pytest.raises(StoreError, match="missing"):
         reindex(idx)
+    # Refused before anything was built: no new collection was even created.
     assert idx.store.get_alias("kb") == "kb_v1" and idx.store.list_collections() == ["kb_v1"]
+    idx.close()
+
+
+class FailingEmbedder(Embedder):
+    """Embeds normally until armed with the collection being built, then raises on the
+    ``fail_on``-th embed call (once), recording what that collection held at that moment."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.embedding)
+        self.index: Index | None = None
+        self.building: str | None = None
+        self.fail_on = 2
+        self.calls = 0
+        self.at_failure: tuple[int, list[str]] | None = None
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if self.index is not None and self.building is not None:
+            self.calls += 1
+            if self.calls == self.fail_on:
+                idx, coll = self.index, self.building
+                self.index = self.building = None
+                self.at_failure = (
+                    idx.store.count(coll),
+                    [r.source for r in idx.manifest.records(coll)],
+                )
+                raise RuntimeError("embedding backend died mid-reindex")
+        return super().embed(texts)
+
+
+def test_reindex_failing_mid_build_drops_the_half_built_collection(
+    tmp_path: Path, docs: Path
+) -> None:
+    # One file per write group: the first file is written and recorded in the new collection
+    # before the second one's embedding fails.
+    settings = settings_for(tmp_path, ingestion={"group_chunks": 1})
+    embedder = FailingEmbedder(settings)
+    idx = Index(settings, embedder=embedder)
+    idx.open()
+    Ingestor(idx).sync_folder(docs)
+    live_ids = {p.id for p in idx.store.scroll("kb_v1")}
+
+    embedder.index, embedder.building = idx, "kb_v2"
+    with pytest.raises(RuntimeError, match="mid-reindex"):
+        reindex(idx)
+    # The failure really happened mid-build: kb_v2 already held a written, recorded file.
+    assert embedder.at_failure == (1, ["a.md"])
+    # ... and the cleanup removed all of it: no collection, no manifest rows.
+    assert idx.store.list_collections() == ["kb_v1"]
+    assert idx.manifest.records("kb_v2") == []
+    # The live collection is untouched and still answers, dense and sparse.
+    assert idx.store.get_alias("kb") == "kb_v1" and idx.collection == "kb_v1"
+    assert {p.id for p in idx.store.scroll("kb_v1")} == live_ids
+    assert {r.source for r in idx.manifest.records("kb_v1")} == {"a.md", "b.txt"}
+    for mode in ("dense", "sparse"):
+        hits = Retriever(idx).run("rate limit Retry-After", top_k=2, mode=mode)
+        assert hits[0].payload["source"] == "b.txt", mode
+    # A later reindex builds the next collection cleanly.
+    assert reindex(idx)["collection"] == "kb_v2"
+    assert idx.store.list_collections() == ["kb_v2"]
     idx.close()
