@@ -224,11 +224,11 @@ class Runtime:
         with self._pipeline_lock:
             if not self._pipelines:
                 self._pipelines.append(QueryPipeline(self.index, self.settings))
-        # The deployment's tenant goes last: a caller's filters never choose the tenant.
-        filters = {**(body.get("filters") or {}), "tenant": self.settings.tenant}
+        # The deployment's tenant: a caller's filters never choose it (the retriever refuses).
         query = Query(
             question=str(body.get("question", "")),
-            filters=filters,
+            filters=body.get("filters") or None,
+            tenant=self.settings.tenant,
             prompt=body.get("prompt"),
             generate=bool(body.get("generate", True)),
             user=body.get("user"),

@@ -1,14 +1,23 @@
 """Talking to the process that holds the index (``rag watch`` / ``rag serve``).
 
 An embedded store can be open in one process only, so that process writes
-``<data_dir>/daemon.json`` (pid + loopback port) and answers a tiny HTTP control API;
-``rag status`` / ``rag export`` / ``rag reindex`` ask it when it is running.
+``<data_dir>/daemon.json`` (pid, loopback port and a random token; mode 0600) and answers a
+tiny HTTP control API; ``rag status`` / ``rag export`` / ``rag reindex`` / ``rag query`` ask it
+when it is running.
+
+Every call must carry ``Authorization: Bearer <token>`` (only the data dir's owner can read
+it), a ``Host`` of ``127.0.0.1:<port>`` or ``localhost:<port>`` (a web page that rebinds a DNS
+name to 127.0.0.1 sends its own name), and POST bodies must be ``application/json`` (what a
+browser form or a no-preflight ``text/plain`` fetch cannot send).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,9 +42,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class DaemonClient:
-    def __init__(self, base_url: str, timeout: float = 600.0):
+    def __init__(self, base_url: str, token: str, timeout: float = 600.0):
         self.base_url = base_url
-        self._client = httpx.Client(base_url=base_url, timeout=timeout)
+        self._client = httpx.Client(
+            base_url=base_url, timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def status(self) -> dict[str, Any]:
         return self._json("GET", "/status")
@@ -82,9 +93,9 @@ def find_daemon(data_dir: Path) -> DaemonClient | None:
         return None
     if not _pid_alive(int(info.get("pid", -1))):
         return None
-    client = DaemonClient(f"http://127.0.0.1:{int(info['port'])}")
+    client = DaemonClient(f"http://127.0.0.1:{int(info['port'])}", str(info.get("token", "")))
     try:
-        httpx.get(f"{client.base_url}/healthz", timeout=2.0).raise_for_status()
+        client._client.get("/healthz", timeout=2.0).raise_for_status()
     except httpx.HTTPError:
         client.close()
         return None
@@ -108,6 +119,8 @@ class ControlServer:
         query: QueryHandler | None = None,
     ):
         self.data_dir = data_dir
+        self.token = secrets.token_urlsafe(32)
+        token = self.token.encode()
         routes: dict[tuple[str, str], Handler] = {
             ("GET", "/healthz"): lambda: {"ok": True},
             ("GET", "/status"): status,
@@ -127,7 +140,31 @@ class ControlServer:
                 self.end_headers()
                 self.wfile.write(raw)
 
+            def _refused(self, method: str) -> tuple[int, str, str] | None:
+                """Why this request is refused, before anything is read or run."""
+                port = int(self.server.server_address[1])  # type: ignore[index]
+                host = (self.headers.get("Host") or "").lower()
+                if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+                    return 421, "wrong_host", "the control API answers only 127.0.0.1 requests"
+                scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+                if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token):
+                    return (
+                        401,
+                        "unauthorized",
+                        "missing or wrong control token (it is in <data dir>/daemon.json)",
+                    )
+                if method == "POST" and int(self.headers.get("Content-Length") or 0) > 0:
+                    ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                    if ctype.lower() != "application/json":
+                        return 415, "unsupported_media_type", "send the body as application/json"
+                return None
+
             def _dispatch(self, method: str) -> None:
+                refused = self._refused(method)
+                if refused is not None:
+                    code, kind, message = refused
+                    self._send_json(code, {"error": {"type": kind, "message": message}})
+                    return
                 if method == "GET" and self.path == "/export":
                     self.send_response(200)
                     self.send_header("Content-Type", "application/x-ndjson")
@@ -180,7 +217,12 @@ class ControlServer:
         self._thread.start()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.data_dir / (_FILE + ".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "port": self.port}), encoding="utf-8")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        # 0600 from the start: the token must never be readable by anyone else, not even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"pid": os.getpid(), "port": self.port, "token": self.token}, fh)
         os.replace(tmp, self.data_dir / _FILE)
 
     def stop(self) -> None:

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
 from rag.config import RetrievalSettings
+from rag.errors import QueryError
 from rag.store import Filter, Hit
 
 if TYPE_CHECKING:
@@ -83,13 +84,21 @@ class Retriever:
         filters: Filter | None = None,
         mode: Mode | None = None,
         query_vector: Sequence[float] | None = None,
+        tenant: str | None = None,
     ) -> list[Hit]:
-        """``query_vector``: the query's embedding when the caller already has it."""
+        """``query_vector``: the query's embedding when the caller already has it. Only
+        ``tenant``'s chunks are searched (default: the deployment's); ``filters`` cannot
+        name a tenant."""
         s = self.settings
         mode = mode or s.mode
         limit = top_k or s.top_k
         collection = self.index.collection or self.index.open(create=False)
-        flt = {"tenant": self.index.settings.tenant, **(filters or {})}
+        if filters and "tenant" in filters:
+            raise QueryError(
+                "filters cannot choose the tenant: it comes from the API key (or the "
+                "deployment's `tenant` setting); remove the tenant filter"
+            )
+        flt = {**(filters or {}), "tenant": tenant or self.index.settings.tenant}
         dense: list[Hit] = []
         sparse: list[Hit] = []
         candidates = max(limit, s.candidates)

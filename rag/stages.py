@@ -144,8 +144,9 @@ class Retrieve:
         self.retriever.index.sparse.embed_query("warm up")
 
     def run(self, state: QueryState) -> Iterator[StreamEvent]:
+        q = state.query
         state.hits = self.retriever.run(
-            state.question, top_k=self.fetch, filters=state.query.filters
+            state.question, top_k=self.fetch, filters=q.filters, tenant=q.tenant
         )
         yield from ()
 

@@ -43,6 +43,9 @@ class Query:
     generate: bool = True  # False: the packed context only, no model call
     user: str | None = None  # A/B prompt assignment
     session: str | None = None
+    # Whose documents to search; None = the deployment's (``tenant`` in settings). Never a
+    # filter: the API sets it from the caller's key, and filters naming it are refused.
+    tenant: str | None = None
     temperature: float | None = None  # None: the prompt's, else generation.temperature
     max_tokens: int | None = None  # answer tokens; None: the prompt's, else the configured
 

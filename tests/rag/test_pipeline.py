@@ -359,3 +359,12 @@ def test_local_model_end_to_end(kb: KnowledgeBase, kb_settings: Any, local_gener
     else:
         assert all(c["verified"] for c in done["citations"]) and done["citations"]
         assert any(c["source"] == "onboarding/vacation.txt" for c in done["citations"])
+
+
+def test_filters_cannot_choose_the_tenant(kb: KnowledgeBase, kb_settings: Any) -> None:
+    p = _pipeline(kb, kb_settings)
+    with pytest.raises(QueryError, match="cannot choose the tenant"):
+        p.run("vacation days", generate=False, filters={"tenant": "someone-else"})
+    other = p.run("vacation days", generate=False, tenant="someone-else")
+    assert other["citations"] == [], "another tenant sees none of this tenant's chunks"
+    assert p.run("vacation days", generate=False)["citations"]
