@@ -5,8 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import rag
-from rag.config import ConfigError, Settings, load_settings
+from rag.config import ConfigError, load_settings
 
 
 def test_default_profile_loads_and_round_trips(tmp_path: Path) -> None:
@@ -65,8 +64,29 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_settings(scalar)
 
 
-def test_overrides_beat_yaml() -> None:
-    s = load_settings(overrides={"data_dir": "/tmp/elsewhere"})
+def test_overrides_beat_yaml(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": "/tmp/from-yaml",
+                "chunking": {"chunk_tokens": 99, "overlap_tokens": 9},
+                "embedding": {"batch_size": 5},
+            }
+        )
+    )
+    s = load_settings(
+        cfg,
+        overrides={
+            "data_dir": "/tmp/elsewhere",
+            "chunking": {"overlap_tokens": 7},  # nested: merged key by key into the YAML's
+            "embedding": None,  # a flag not given (None) leaves the YAML value alone
+        },
+    )
     assert s.data_dir == Path("/tmp/elsewhere")
-    assert isinstance(s, Settings)
-    assert rag is not None
+    assert s.chunking.overlap_tokens == 7
+    assert s.chunking.chunk_tokens == 99  # the YAML's sibling key survives the nested override
+    assert s.embedding.batch_size == 5
+    # Without overrides the same file gives its own values.
+    plain = load_settings(cfg)
+    assert (plain.data_dir, plain.chunking.overlap_tokens) == (Path("/tmp/from-yaml"), 9)
