@@ -152,7 +152,9 @@ class Ingestor:
             raise NotADirectoryError(f"{root} is not a folder")
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
-            present = walk_folder(root, self.settings.ingestion.ignore_hidden)
+            present = self._outside_data_dir(
+                root, walk_folder(root, self.settings.ingestion.ignore_hidden)
+            )
             known = {r.source for r in self.index.manifest.records(self.collection, root=str(root))}
             report = self._apply(root, present, sorted(known - set(present)), progress)
             self._remove_orphans(root, present, report)
@@ -187,7 +189,7 @@ class Ingestor:
                         if r.source.startswith(prefix)
                     )
             # A moved directory names its files twice (the directory and each file): once each.
-            present = sorted(set(present))
+            present = self._outside_data_dir(root, sorted(set(present)))
             gone = sorted(set(gone) - set(present))
             report = self._apply(root, present, gone, progress)
             self._finish(report)
@@ -244,6 +246,10 @@ class Ingestor:
                 )
             report.skipped += 1
             return None
+        escape = self._escapes(root, source, tenant)
+        if escape is not None:
+            self._record_failure(root, source, doc_id, _stat_signature(path), escape, prior, report)
+            return None
         try:
             data = read_file_bytes(path, self.max_bytes)
         except ParseError as exc:
@@ -289,6 +295,40 @@ class Ingestor:
             )
             return None
         return _Pending(source, signature, chunks)
+
+    def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:
+        """A watched folder that holds the data dir (``rag watch .``) never lists what is in it."""
+        data_dir = self.index.data_dir.resolve()
+        if data_dir == root:
+            return []
+        if not data_dir.is_relative_to(root):
+            return sources
+        prefix = data_dir.relative_to(root).as_posix().rstrip("/") + "/"
+        return [s for s in sources if not (s + "/").startswith(prefix)]
+
+    def _escapes(self, root: Path, source: str, tenant: str) -> str | None:
+        """Why the file a watched path really is may not be indexed, or None.
+
+        A symlink may point anywhere (``/etc/passwd``, the data dir's keys, another tenant's
+        upload): what is indexed must lie inside the folder it was found in — for a tenant's
+        upload, inside that tenant's folder — and never under the data dir (the store, the
+        manifest, keys), except tenants' own folders. Reasons name no paths.
+        """
+        path = root / source
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None  # a broken link or a loop: read_file_bytes says which
+        inside = root / tenant if root == self.tenants_root else root
+        if not real.is_relative_to(inside.resolve()):
+            return (
+                "symlink to a file outside the watched folder: not indexed (copy the file "
+                "into the folder instead)"
+            )
+        data_dir = self.index.data_dir.resolve()
+        if real.is_relative_to(data_dir) and not real.is_relative_to(self.tenants_root.resolve()):
+            return "inside the data dir (the index, manifest and keys are never indexed)"
+        return None
 
     def _record_failure(
         self,
