@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 
 import openai
 import pytest
 
 from api.chat import condense
 from api.models import ChatMessage
-from tests.api.conftest import Deployment
+from tests.api.conftest import Deployment, LiveServer
+from tests.rag.chat_server import ChatServer
 
 QUESTION = "How long are monthly backup snapshots kept?"
 
@@ -46,7 +48,58 @@ def test_completion_answers_with_citation_markers_and_the_citations_extension(
     markers = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
     assert markers and markers <= {c["n"] for c in citations}
     assert any(c["source"] == "policies/backup-policy.md" for c in citations)
-    assert out.usage is not None and out.usage.total_tokens >= 0
+
+
+@pytest.fixture()
+def backend() -> Iterator[ChatServer]:
+    server = ChatServer(reply="Monthly snapshots are kept for 13 months [1].")
+    yield server
+    server.close()
+
+
+def test_usage_reports_the_backends_token_counts(
+    start_server: Callable[..., LiveServer], deployment: Deployment, backend: ChatServer
+) -> None:
+    server = start_server(
+        generation={"chain": ["openai", "extractive"], "openai": {"base_url": backend.base_url}}
+    )
+    client = openai.OpenAI(
+        base_url=server.url + "/v1", api_key=deployment.keys["default"], max_retries=0
+    )
+    model = deployment.settings.api.model_name
+    out = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert out.model_extra and out.model_extra["rag"]["generator"] == "openai", out
+    assert "13 months" in (out.choices[0].message.content or "")
+    # What the stand-in server counted for the request it got (words of the prompt it was sent).
+    sent = backend.requests[-1]
+    prompt_tokens = sum(len(m["content"].split()) for m in sent["messages"])
+    completion_tokens = len(backend.reply.split())
+    assert out.usage is not None
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens, out.usage.total_tokens) == (
+        prompt_tokens,
+        completion_tokens,
+        prompt_tokens + completion_tokens,
+    )
+    assert prompt_tokens > completion_tokens > 0
+
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [c.usage for c in stream if c.usage is not None]
+    sent = backend.requests[-1]
+    assert sent["stream"] is True
+    prompt_tokens = sum(len(m["content"].split()) for m in sent["messages"])
+    assert len(usage) == 1
+    assert (usage[0].prompt_tokens, usage[0].completion_tokens, usage[0].total_tokens) == (
+        prompt_tokens,
+        completion_tokens,
+        prompt_tokens + completion_tokens,
+    )
 
 
 def test_streaming_through_the_client_delivers_text_then_citations(
