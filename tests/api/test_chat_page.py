@@ -7,26 +7,14 @@ its verified citation (quote and source) must appear in the DOM.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import browsers
 from tests.api.conftest import Deployment
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-if (CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("CI"):
-    pytest.fail(
-        "chromium/chromedriver missing on CI: apt-get install -y chromium chromium-driver",
-        pytrace=False,
-    )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="needs Debian's chromium and chromium-driver"
-)
 
 
 @pytest.fixture()
@@ -34,9 +22,10 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    # Missing either one fails here, with the apt-get command that installs it.
+    chromium, chromedriver = browsers.chromium(), browsers.chromedriver()
     options = webdriver.ChromeOptions()
-    assert CHROMIUM is not None and CHROMEDRIVER is not None
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -51,7 +40,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     ):
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager never tries to download one.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
     driver.set_page_load_timeout(60)
     try:
         yield driver

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from bs4 import BeautifulSoup
 
 from evals.suite import run_default_suite
@@ -17,19 +14,10 @@ from rag.config import Settings
 from rag.embedding import Embedder
 from rag.index import Index
 from rag.ingest import Ingestor
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and os.environ.get("CI"):
-    pytest.fail(
-        "chromium is missing on CI: install the Debian package `chromium` (apt-get install -y chromium)"
-    )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="needs Debian's chromium: apt-get install -y chromium"
-)
+from tests import browsers
 
 
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert CHROMIUM is not None
+def _chromium(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     flags = [
         "--headless",
         "--no-sandbox",
@@ -41,13 +29,14 @@ def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ]
     return subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=False
+        [binary, *flags, *args], capture_output=True, text=True, timeout=120, check=False
     )
 
 
 def test_report_numbers_are_on_the_rendered_page(
     tmp_path: Path, tmp_settings: Callable[..., Settings], embedder: Embedder
 ) -> None:
+    chromium = browsers.chromium()  # first: a missing browser fails before the slow part
     kb = tmp_path / "kb"
     kb.mkdir()
     (kb / "backup.md").write_text("# Backups\n\nBackups are kept for 35 days in eu-west-2.\n")
@@ -71,7 +60,7 @@ def test_report_numbers_are_on_the_rendered_page(
     finally:
         index.close()
 
-    proc = _chromium(tmp_path, "--dump-dom", (folder / "report.html").as_uri())
+    proc = _chromium(chromium, tmp_path, "--dump-dom", (folder / "report.html").as_uri())
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = BeautifulSoup(proc.stdout, "html.parser")
     # Every headline metric of report.json is on the page, in its own cell, as a person reads it.
@@ -90,6 +79,7 @@ def test_report_numbers_are_on_the_rendered_page(
 
     shot = tmp_path / "report.png"
     proc = _chromium(
+        chromium,
         tmp_path,
         f"--screenshot={shot}",
         "--window-size=1200,1800",
