@@ -163,7 +163,6 @@ def test_cli_eval_answers_runs_the_query_pipeline(
     from app.cli import app
     from app.cli import eval as cli_eval
 
-    pytest.importorskip("rag.pipeline")
     monkeypatch.setattr(cli_eval, "load_embedder", lambda settings: embedder)
     # The extractive generator: the real query path without an LLM (seconds, not minutes, here).
     monkeypatch.setenv("RAG_GENERATION__CHAIN", '["extractive"]')

@@ -36,19 +36,20 @@ WORDS = [
 ]
 
 
-def _real_counter() -> TokenCounter | None:
-    try:
-        from rag.config import LocalGeneratorSettings
-        from rag.generate.local import local_token_counter
+def _smollm2_counter() -> TokenCounter:
+    # The real tokenizer the local backend packs with (llama.cpp is a dependency: no fallback).
+    from rag.config import LocalGeneratorSettings
+    from rag.generate.local import local_token_counter
 
-        return local_token_counter(LocalGeneratorSettings())
-    except Exception:  # noqa: BLE001 - llama.cpp not installed: the word counter still exercises the logic
-        return None
+    return local_token_counter(LocalGeneratorSettings())
 
 
-COUNTERS: dict[str, Callable[[str], int]] = {"words": TokenCounter(lambda t: t.split())}
-if (_real := _real_counter()) is not None:
-    COUNTERS["smollm2"] = _real
+WORD_COUNT = TokenCounter(lambda t: t.split())
+# Resolved inside the test: a broken tokenizer fails its own case instead of vanishing from it.
+COUNTERS: dict[str, Callable[[], Callable[[str], int]]] = {
+    "words": lambda: WORD_COUNT,
+    "smollm2": _smollm2_counter,
+}
 
 
 def _hit(
@@ -115,7 +116,7 @@ def test_a_bridge_chunk_joins_two_passages() -> None:
 
 def test_rank_order_and_numbering() -> None:
     hits = [_hit(f"doc{i}", DOC, 0, 30, 1.0 - i / 10) for i in range(4)]
-    ctx = Packer(COUNTERS["words"]).pack(hits, budget=1000)
+    ctx = Packer(WORD_COUNT).pack(hits, budget=1000)
     assert [p.n for p in ctx.passages] == [1, 2, 3, 4]
     assert [p.doc_id for p in ctx.passages] == ["doc0", "doc1", "doc2", "doc3"]
     assert ctx.text.startswith("[1] Doc0") and "\n\n[2] Doc1" in ctx.text
@@ -128,14 +129,14 @@ def test_a_passage_too_big_is_skipped_for_smaller_later_ones() -> None:
         _hit("big", long_doc, 0, len(long_doc), 0.8),
         _hit("small2", DOC, 0, 30, 0.7),
     ]
-    ctx = Packer(COUNTERS["words"]).pack(hits, budget=30)
+    ctx = Packer(WORD_COUNT).pack(hits, budget=30)
     assert [p.doc_id for p in ctx.passages] == ["small1", "small2"] and ctx.dropped == 1
     assert [p.n for p in ctx.passages] == [1, 2]
 
 
 def test_first_passage_is_cut_rather_than_dropping_everything() -> None:
     long_doc = " ".join(WORDS * 10)
-    ctx = Packer(COUNTERS["words"]).pack([_hit("big", long_doc, 0, len(long_doc), 0.9)], budget=12)
+    ctx = Packer(WORD_COUNT).pack([_hit("big", long_doc, 0, len(long_doc), 0.9)], budget=12)
     assert len(ctx.passages) == 1 and 0 < len(ctx.passages[0].text) < len(long_doc)
     p = ctx.passages[0]
     assert long_doc[p.start : p.end] == p.text, "offsets still point at the text shown"
@@ -144,11 +145,11 @@ def test_first_passage_is_cut_rather_than_dropping_everything() -> None:
 
 def test_budget_too_small_for_any_passage_says_what_to_change() -> None:
     with pytest.raises(PackingError, match="context_window"):
-        Packer(COUNTERS["words"]).pack([_hit("d", DOC, 0, 30, 0.9)], budget=2)
+        Packer(WORD_COUNT).pack([_hit("d", DOC, 0, 30, 0.9)], budget=2)
 
 
 def test_nothing_retrieved_packs_nothing() -> None:
-    ctx = Packer(COUNTERS["words"]).pack([], budget=100)
+    ctx = Packer(WORD_COUNT).pack([], budget=100)
     assert ctx.passages == [] and ctx.text == "" and ctx.tokens == 0
 
 
@@ -182,7 +183,7 @@ def test_never_over_budget_never_empty(
     counter_name: str, data: tuple[list[Hit], dict[str, str]], budget: int
 ) -> None:
     hits, docs = data
-    count = COUNTERS[counter_name]
+    count = COUNTERS[counter_name]()
     ctx = Packer(count).pack(hits, budget)
     assert count(ctx.text) == ctx.tokens <= budget
     if hits:
