@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from rag.store.base import DENSE, SPARSE, Filter, Hit, SparseVec, StoredPoint
+from rag.store.base import DENSE, SPARSE, Filter, Hit, SparseVec, StoredPoint, StoreError
 
 __all__ = ["build_filter", "point_vector", "scroll_points", "to_hit", "to_point"]
 
@@ -25,17 +25,27 @@ def build_filter(
     """The backend's filter for ``flt`` (every key must match), or None when there is none.
 
     ``match_value(key, value)`` makes an exact-match condition, ``match_any(key, values)`` a
-    match-any one, and ``combine(conditions)`` the filter that needs all of them."""
+    match-any one, and ``combine(conditions)`` the filter that needs all of them. A value the
+    filter language has no condition for (a float, a list of booleans or of mixed types) is a
+    :class:`StoreError` on every backend, not a filter that quietly matches something else."""
     if not flt:
         return None
-    return combine(
-        [
-            match_value(key, value)
-            if isinstance(value, (str, int, bool))
-            else match_any(key, list(value))
-            for key, value in flt.items()
-        ]
-    )
+    conditions = []
+    for key, value in flt.items():
+        if isinstance(value, (str, int, bool)):
+            conditions.append(match_value(key, value))
+            continue
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else None
+        if values is None or not (
+            all(isinstance(v, str) for v in values)
+            or all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        ):
+            raise StoreError(
+                f"filter on '{key}': {value!r} is not a string, integer or boolean, nor a list of "
+                "strings or of integers to match any of"
+            )
+        conditions.append(match_any(key, values))
+    return combine(conditions)
 
 
 def point_vector(

@@ -134,8 +134,13 @@ class VectorStore(abc.ABC):
         return [p.id for p in self.scroll(collection, filter=filter)]
 
     def field_values(self, collection: str, key: str) -> set[Any]:
-        """Distinct values of a payload field (e.g. every ``doc_id`` in the collection)."""
-        return {p.payload.get(key) for p in self.scroll(collection)} - {None}
+        """Distinct values of a payload field (e.g. every ``doc_id`` in the collection). A list
+        field contributes its elements (every heading in ``section``), as filters match them."""
+        values: set[Any] = set()
+        for p in self.scroll(collection):
+            value = p.payload.get(key)
+            values.update(value if isinstance(value, list) else [value])
+        return values - {None}
 
     def resolve(self, alias_or_name: str) -> str:
         return self.get_alias(alias_or_name) or alias_or_name

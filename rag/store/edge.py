@@ -47,6 +47,17 @@ def _atomic_write_json(path: Path, data: Any) -> None:
         os.close(dir_fd)
 
 
+def _edge_value(value: str | int | bool) -> Any:
+    """``value`` as qdrant-edge's ``MatchValue`` must be given it. Its bindings read a Python
+    ``bool`` as an integer (``True`` is 1), so ``{"ocr": True}`` matched no boolean and
+    ``{"page": True}`` matched page 1; numpy's bool is read as a boolean, as Qdrant means it."""
+    if isinstance(value, bool):
+        import numpy as np
+
+        return np.bool_(value)
+    return value
+
+
 class EdgeStore(VectorStore):
     name = "edge"
 
@@ -103,7 +114,7 @@ class EdgeStore(VectorStore):
 
         return build_filter(
             flt,
-            lambda key, value: q.FieldCondition(key=key, match=q.MatchValue(value)),
+            lambda key, value: q.FieldCondition(key=key, match=q.MatchValue(_edge_value(value))),
             lambda key, values: q.FieldCondition(key=key, match=q.MatchAny(values)),
             lambda must: q.Filter(must=must),
         )
@@ -234,19 +245,32 @@ class EdgeStore(VectorStore):
     def field_values(self, collection: str, key: str) -> set[Any]:
         import qdrant_edge as q
 
+        if key not in INDEXED_FIELDS:  # a facet needs a payload index: scan the payloads
+            return super().field_values(collection, key)
         with self._lock:
             resp = self._shard(collection).facet(
                 q.FacetRequest(key=key, limit=10_000_000, exact=True)
             )
         return {h.value for h in resp.hits}
 
-    def _query(self, collection: str, query: Any, limit: int, filter: Filter | None) -> list[Hit]:
+    def _query(
+        self,
+        collection: str,
+        query: Any,
+        limit: int,
+        filter: Filter | None,
+        params: Any = None,
+    ) -> list[Hit]:
         import qdrant_edge as q
 
         with self._lock:
             res = self._shard(collection).query(
                 q.QueryRequest(
-                    limit=limit, query=query, filter=self._filter(filter), with_payload=True
+                    limit=limit,
+                    query=query,
+                    filter=self._filter(filter),
+                    with_payload=True,
+                    params=params,
                 )
             )
         return [to_hit(r) for r in res]
@@ -268,7 +292,13 @@ class EdgeStore(VectorStore):
         if not vector.indices:
             return []
         sv = q.SparseVector(vector.indices, vector.values)
-        return self._query(collection, q.Query.Nearest(sv, using=SPARSE), limit, filter)
+        # IDF over the live points. The engine's global statistics come from the sparse index,
+        # which goes on counting deleted and overwritten points until a vacuum rebuilds the
+        # segment (every re-synced document leaves some): scores drifted from the collection's
+        # real term rarity, and from the qdrant backend's local mode. An everything-corpus is
+        # counted over live points.
+        live = q.SearchParams(idf=q.IdfParams(corpus=q.Filter()))
+        return self._query(collection, q.Query.Nearest(sv, using=SPARSE), limit, filter, live)
 
     def flush(self, collection: str) -> None:
         with self._lock:

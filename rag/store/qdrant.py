@@ -39,6 +39,7 @@ class QdrantStore(VectorStore):
         self.api_key = api_key
         self._client: Any = None
         self._lock = threading.RLock()
+        self._corpus_idf = True  # until a server says it has no corpus IDF
 
     @property
     def client(self) -> Any:
@@ -201,7 +202,13 @@ class QdrantStore(VectorStore):
             )
 
     def _query(
-        self, collection: str, query: Any, using: str, limit: int, filter: Filter | None
+        self,
+        collection: str,
+        query: Any,
+        using: str,
+        limit: int,
+        filter: Filter | None,
+        search_params: Any = None,
     ) -> list[Hit]:
         with self._lock:
             res = self.client.query_points(
@@ -210,9 +217,22 @@ class QdrantStore(VectorStore):
                 using=using,
                 limit=limit,
                 query_filter=self._filter(filter),
+                search_params=search_params,
                 with_payload=True,
             )
         return [to_hit(r) for r in res.points]
+
+    def _live_idf(self) -> Any:
+        """Search params that count IDF over the live points, where that takes asking.
+
+        A server's global IDF statistics come from its sparse index, which goes on counting
+        deleted and overwritten points until a vacuum; an everything-corpus (Qdrant 1.19+) is
+        counted over live points, as local mode always counts (so it needs nothing)."""
+        from qdrant_client import models
+
+        if not self.url or not self._corpus_idf or not hasattr(models, "IdfCorpusParams"):
+            return None
+        return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter()))
 
     def search_dense(
         self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
@@ -223,16 +243,21 @@ class QdrantStore(VectorStore):
         self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
     ) -> list[Hit]:
         from qdrant_client import models
+        from qdrant_client.http.exceptions import UnexpectedResponse
 
         if not vector.indices:
             return []
-        return self._query(
-            collection,
-            models.SparseVector(indices=vector.indices, values=vector.values),
-            SPARSE,
-            limit,
-            filter,
-        )
+        query = models.SparseVector(indices=vector.indices, values=vector.values)
+        params = self._live_idf()
+        if params is None:
+            return self._query(collection, query, SPARSE, limit, filter)
+        try:
+            return self._query(collection, query, SPARSE, limit, filter, params)
+        except UnexpectedResponse as exc:  # a server before 1.19 refuses the `idf` param
+            if exc.status_code != 400 or "idf" not in str(exc).lower():
+                raise
+            self._corpus_idf = False
+            return self._query(collection, query, SPARSE, limit, filter)
 
     def flush(self, collection: str) -> None:
         # Server writes are acknowledged with wait=True (WAL-durable); local mode persists per op.
