@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.types import Answer
 from tests.api.conftest import Deployment, sse_events
 
 
@@ -117,11 +118,16 @@ def test_streamed_answer_is_tokens_then_citations_then_done(deployment: Deployme
     done = events[-1][1]
     for key in ("answer", "abstained", "degraded", "usage", "timings_ms"):
         assert key in done, done
+    # The deployment answers extractively (deterministic): this question has an answer.
+    assert done["generator"] == "extractive" and not done["abstained"] and not done["degraded"]
     streamed = "".join(d["text"] for e, d in events if e == "token")
-    if not done["abstained"]:
-        assert streamed.strip(), "an answer that is not an abstention streams tokens"
-        assert events[-2][1]["citations"], "an answer comes with its citations"
-        assert any(c["source"] == "policies/backup-policy.md" for c in events[-2][1]["citations"])
+    assert streamed.strip() and streamed == done["answer"], "the stream is the answer"
+    citations = events[-2][1]["citations"]
+    assert citations == done["citations"], "the citations event carries the answer's citations"
+    assert citations and all(c["verified"] for c in citations)
+    assert citations[0]["source"] == "policies/backup-policy.md"
+    assert [c["n"] for c in citations] == list(range(1, len(citations) + 1))
+    assert set(re.findall(r"\[(\d+)\]", streamed)) == {str(c["n"]) for c in citations}
 
 
 def test_non_streamed_answer_matches_the_cli_json_contract(deployment: Deployment) -> None:
@@ -129,21 +135,18 @@ def test_non_streamed_answer_matches_the_cli_json_contract(deployment: Deploymen
         r = c.post("/v1/query", json={"question": "How long are backups kept?"})
     assert r.status_code == 200, r.text
     body = r.json()
-    for key in (
-        "answer",
-        "abstained",
-        "degraded",
-        "generator",
-        "citations",
-        "prompt",
-        "usage",
-        "timings_ms",
-        "context_tokens",
-    ):
-        assert key in body
+    # The CLI's `rag query --json` prints Answer.as_json(): the same fields, with their types.
+    assert set(body) == set(Answer.model_fields), set(body) ^ set(Answer.model_fields)
+    typed = Answer.model_validate_json(r.text, strict=True)
+    assert typed.as_json() == body
     assert body["generator"] == "extractive"
-    if not body["abstained"]:
-        assert body["citations"] and "[1]" in body["answer"]
+    assert body["abstained"] is False and body["degraded"] is False
+    assert body["citations"] and "[1]" in body["answer"]
+    assert body["citations"][0]["source"] == "policies/backup-policy.md"
+    assert all(c["verified"] is True for c in body["citations"])
+    assert body["prompt"]["name"] == "answer" and re.fullmatch(r"v\d+", body["prompt"]["version"])
+    assert body["unsupported"] == [] and body["fallbacks"] == []
+    assert body["context_tokens"] > 0 and body["timings_ms"]["total"] > 0
 
 
 def test_metrics_count_requests_per_route_and_pipeline_stages(deployment: Deployment) -> None:

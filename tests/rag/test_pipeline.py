@@ -11,10 +11,11 @@ import pytest
 
 from rag.errors import QueryError
 from rag.generate import GenerationError
+from rag.parsing import parse_bytes
 from rag.pipeline import QueryPipeline
-from rag.types import Query
+from rag.types import Answer, Query
 from tests.rag.chat_server import ChatServer, Fault
-from tests.rag.conftest import KnowledgeBase
+from tests.rag.conftest import DOCS, KnowledgeBase
 
 RESULT_KEYS = {
     "unsupported",
@@ -92,11 +93,13 @@ def test_context_only_returns_the_packed_context(kb: KnowledgeBase, kb_settings:
     assert [c["n"] for c in cits] == list(range(1, len(cits) + 1))
     assert all(c["verified"] is False for c in cits)
     assert result["context_tokens"] > 0
-    text = (kb.folder / cits[0]["source"]).read_text(encoding="utf-8")
-    assert (
-        cits[0]["quote"] == text[cits[0]["start"] : cits[0]["end"]].strip()
-        or cits[0]["quote"] in text
-    )
+    # start/end are character offsets into the parsed text (rag/chunking.py): each quote is
+    # exactly that span of its document, merged passages included.
+    for c in cits:
+        path = kb.folder / c["source"]
+        parsed = parse_bytes(path.read_bytes(), path.suffix.lower(), path.name)
+        assert 0 <= c["start"] < c["end"] <= len(parsed.text), c
+        assert c["quote"] == parsed.text[c["start"] : c["end"]], c
 
 
 def test_filters_pass_through_to_retrieval(kb: KnowledgeBase, kb_settings: Any) -> None:
@@ -331,13 +334,45 @@ def test_cli_query_json(kb: KnowledgeBase, rag_cli: Any, tmp_path: Path) -> None
         env=env,
     )
     _check_shape(out)
-    assert "1889" in out["answer"] and {c["source"] for c in out["citations"]} == {"eiffel.md"}
+    # The contract is the typed Answer: the same fields with the same types, and real values.
+    assert Answer.model_validate_json(json.dumps(out), strict=True).as_json() == out
+    assert (out["generator"], out["abstained"], out["degraded"]) == ("extractive", False, False)
+    assert "1889" in out["answer"] and "[1]" in out["answer"]
+    assert [(c["n"], c["source"], c["verified"]) for c in out["citations"]] == [
+        (1, "eiffel.md", True)
+    ]
+    eiffel = parse_bytes((kb.folder / "eiffel.md").read_bytes(), ".md", "eiffel.md").text
+    assert out["citations"][0]["quote"] and out["citations"][0]["quote"] in eiffel
+    assert out["prompt"]["name"] == "answer" and out["context_tokens"] > 0
+    assert out["unsupported"] == [] and out["fallbacks"] == []
+
+    status = rag_cli.json("status", "--json", data_dir=data_dir)
+    exported = rag_cli.export(data_dir)
+    assert status["documents"] == len(DOCS) == len({r["source"] for r in exported})
+    assert status["chunks"] == len(exported) > 0
+    assert (status["failed"], status["skipped"]) == ([], [])
+    assert status["roots"] == [str(kb.folder.resolve())]
+    assert status["alias"] == "kb" and status["collection"] == "kb_v1"
+    assert status["backend"] == kb.settings.store.backend
+    assert status["embedding"]["model"] == "all-MiniLM-L6-v2"
+    assert status["embedding"]["dimension"] == 384 and status["embedding"]["normalize"] is True
+    assert (
+        isinstance(status["embedding"]["fingerprint"], str) and status["embedding"]["fingerprint"]
+    )
+    assert status["last_run"]["ingested"] == len(DOCS) and status["last_run"]["failed"] == 0
+    assert isinstance(status["last_run"]["finished_at"], float)
+    assert Path(status["data_dir"]) == data_dir.resolve()
     bad = rag_cli.run("query", "x", "--filter", "nokey", data_dir=data_dir, env=env, check=False)
     assert bad.returncode == 2 and "key=value" in bad.stderr
 
 
 def test_local_model_end_to_end(kb: KnowledgeBase, kb_settings: Any, local_generator: Any) -> None:
-    """The embedded default: SmolLM2 in process; whatever it says is verified before it is returned."""
+    """The embedded default: SmolLM2 in process; whatever it says is verified before it is returned.
+
+    At temperature 0 the 135M model still answers this question or says the documents don't,
+    depending on llama.cpp's cache state (a fresh model says they don't; once its prompt
+    prefix is cached it answers), so this checks what holds either way. The answer path itself
+    is checked deterministically by ``test_streamed_answer_end_to_end`` below."""
     p = _pipeline(
         kb, kb_settings, generation={"chain": ["local", "extractive"], "local": {"threads": 1}}
     )
@@ -345,7 +380,7 @@ def test_local_model_end_to_end(kb: KnowledgeBase, kb_settings: Any, local_gener
     events = list(p.stream("How many days of paid vacation do new employees receive?"))
     done = events[-1][1]
     _check_shape(done)
-    assert done["generator"] == "local" and not done["degraded"]
+    assert done["generator"] == "local" and not done["degraded"] and done["fallbacks"] == []
     assert (
         done["usage"]["prompt_tokens"] > done["context_tokens"] > 0
         and done["usage"]["completion_tokens"] > 0
@@ -353,12 +388,41 @@ def test_local_model_end_to_end(kb: KnowledgeBase, kb_settings: Any, local_gener
     assert done["usage"]["prompt_tokens"] + 160 <= local_generator.context_window, (
         "packed within the window"
     )
-    assert "".join(v for k, v in events if k == "token").strip(), "tokens were streamed"
-    if done["abstained"]:
-        assert done["citations"] == []
-    else:
-        assert all(c["verified"] for c in done["citations"]) and done["citations"]
-        assert any(c["source"] == "onboarding/vacation.txt" for c in done["citations"])
+    streamed = _streamed(events)
+    assert streamed.strip() and streamed == done["answer"], "the stream is the answer"
+    # Either a verified answer or the abstention with nothing cited: nothing in between.
+    abstain_text = kb_settings().generation.abstain_text
+    assert done["abstained"] is (done["answer"] == abstain_text)
+    assert done["abstained"] is (done["citations"] == [])
+    for c in done["citations"]:
+        path = kb.folder / c["source"]
+        parsed = parse_bytes(path.read_bytes(), path.suffix.lower(), path.name)
+        assert c["verified"] is True and c["quote"] and c["quote"] in parsed.text, c
+
+
+def test_streamed_answer_end_to_end(
+    kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer
+) -> None:
+    """The streamed answer path with a backend that always answers (the vLLM stand-in)."""
+    chat_server.reply = "New employees receive 25 days of paid vacation per year [1]."
+    p = _pipeline(
+        kb,
+        kb_settings,
+        generation={
+            "chain": ["openai", "extractive"],
+            "openai": {"base_url": chat_server.base_url},
+        },
+    )
+    events = list(p.stream("How many days of paid vacation do new employees receive?"))
+    done = events[-1][1]
+    _check_shape(done)
+    assert done["generator"] == "openai" and not done["degraded"] and not done["abstained"]
+    assert _streamed(events) == done["answer"] == chat_server.reply
+    assert [c["source"] for c in done["citations"]] == ["onboarding/vacation.txt"]
+    assert done["citations"][0]["verified"] is True and done["citations"][0]["n"] == 1
+    assert "25 days of paid vacation" in done["citations"][0]["quote"]
+    assert done["usage"]["completion_tokens"] == len(chat_server.reply.split())
+    assert chat_server.requests[-1]["stream"] is True
 
 
 def test_filters_cannot_choose_the_tenant(kb: KnowledgeBase, kb_settings: Any) -> None:
