@@ -67,17 +67,64 @@ def test_greedy_decoding_is_deterministic(local_generator: LocalGenerator) -> No
     assert once() == once()
 
 
+LONG = [
+    {
+        "role": "user",
+        "content": "Write the numbers from one to five hundred in words, one per line.",
+    }
+]
+
+
+def _long_request(max_tokens: int) -> GenerationRequest:
+    return GenerationRequest(
+        messages=LONG, question="count", context=PackedContext([], "", 0, 0), max_tokens=max_tokens
+    )
+
+
+def _first_token_seconds(gen: LocalGenerator, request: GenerationRequest) -> float:
+    """Seconds until ``request`` yields its first text (then it runs to its end)."""
+    started = time.monotonic()
+    items = gen.stream(request)
+    assert isinstance(next(items), str)
+    seconds = time.monotonic() - started
+    for _ in items:
+        pass
+    return seconds
+
+
 def test_closing_the_stream_frees_the_model_for_the_next_request(
     local_generator: LocalGenerator,
 ) -> None:
-    stream = local_generator.stream(_request(max_tokens=200))
-    first = next(stream)
-    assert isinstance(first, str)
-    stream.close()
-    # The lock was released: a new request starts at once instead of waiting for 200 tokens.
-    t = time.monotonic()
-    assert any(isinstance(i, str) for i in local_generator.stream(_request(max_tokens=4)))
-    assert time.monotonic() - t < 30
+    # For scale: the whole long generation (it always runs to max_tokens), then how soon a short
+    # request starts on the idle model (same cache state as after the closed stream below).
+    started = time.monotonic()
+    items = list(local_generator.stream(_long_request(200)))
+    full = time.monotonic() - started
+    assert isinstance(items[-1], Usage) and items[-1].completion_tokens == 200, items[-1]
+    idle_start = _first_token_seconds(local_generator, _request(max_tokens=4))
+    allowed = idle_start + 0.2 * full
+
+    # Had close() waited for the generation to end (or let it run on holding the lock), the next
+    # request would start only after the remaining 199 tokens: nearly ``full`` later, every
+    # time. The best of three keeps a busy machine's stalls out of the verdict.
+    freed: list[float] = []
+    for _ in range(3):
+        stream = local_generator.stream(_long_request(200))
+        assert isinstance(next(stream), str)
+        # Timed from the close() call: a close that waits for the generation is as bad as a
+        # lock held on after it, up to the next request's first text.
+        closing = time.monotonic()
+        stream.close()
+        closed = time.monotonic() - closing
+        nxt = _request(max_tokens=4)
+        nxt.deadline = time.monotonic() + 2 * full  # a lock never released fails, not hangs
+        freed.append(closed + _first_token_seconds(local_generator, nxt))
+        if freed[-1] < allowed:
+            break
+    assert min(freed) < allowed, (
+        f"the next request started {min(freed):.2f}s after close() (tries {freed}); an idle model "
+        f"starts it in {idle_start:.2f}s, the whole generation takes {full:.2f}s"
+    )
 
 
 def test_prompt_larger_than_the_window_is_refused(local_generator: LocalGenerator) -> None:
