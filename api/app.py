@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -26,6 +26,7 @@ from api.errors import ErrorBody, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
+from api.security import DOCS_ASSETS, SecurityHeadersMiddleware, docs_assets, docs_html
 from api.service import Pipeline, QueryService
 from api.sse_schema import DOC_MODELS
 from rag.config import Settings
@@ -89,7 +90,13 @@ def create_app(
         keys=keys or KeyStore(index.data_dir, api.keys),
         limiter=RateLimiter(api.requests_per_minute, api.burst),
         metrics=metrics,
-        documents=Documents(index, settings.ingestion.extensions, settings.ingestion.ignore_hidden),
+        documents=Documents(
+            index,
+            settings.ingestion.extensions,
+            settings.ingestion.ignore_hidden,
+            max_files=api.quota.max_files,
+            max_bytes=api.quota.max_bytes,
+        ),
         daemon=daemon,
         count_tokens=_token_counter(index),
     )
@@ -115,6 +122,9 @@ def create_app(
             '`{"error": {"type", "message"}}`.'
         ),
         lifespan=lifespan,
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN: /docs is served below instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.rag = app_state
     install_error_handlers(app)
@@ -129,6 +139,22 @@ def create_app(
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    assets = docs_assets()
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        if assets is None:
+            return HTMLResponse(
+                "<!doctype html><title>API docs</title><p>The docs page needs the "
+                "<code>fastapi-offline</code> package (Swagger UI served from this origin). "
+                'The schema is at <a href="/openapi.json">/openapi.json</a>.</p>',
+                status_code=503,
+            )
+        return HTMLResponse(docs_html(app.title), headers={"Cache-Control": "no-cache"})
+
+    if assets is not None:
+        app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
 
     def openapi() -> dict[str, Any]:
         # The schema states the configured limits, not just the static model's.
@@ -170,4 +196,5 @@ def create_app(
         upload_paths=("/v1/documents",),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: on errors and 413s too
     return app

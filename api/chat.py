@@ -78,6 +78,11 @@ def rag_info(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _finish(result: dict[str, Any]) -> str:
+    """``length`` when the generator stopped at max_tokens, else ``stop``."""
+    return "length" if result.get("finish_reason") == "length" else "stop"
+
+
 def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -88,7 +93,7 @@ def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.get("answer") or ""},
-                "finish_reason": "stop",
+                "finish_reason": _finish(result),
             }
         ],
         "usage": _usage(result),
@@ -100,7 +105,8 @@ def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
 class ChatStreamRenderer:
     """Pipeline events → ``chat.completion.chunk`` SSE frames, ending with ``data: [DONE]``.
 
-    The last chunk (``finish_reason: stop``) carries the extension fields ``citations`` and
+    The last chunk (``finish_reason``: ``stop``, or ``length`` when the answer was cut at
+    ``max_tokens``) carries the extension fields ``citations`` and
     ``rag`` (with the final, verified ``answer``); OpenAI clients ignore what they don't know."""
 
     def __init__(self, model: str, include_usage: bool):
@@ -140,7 +146,10 @@ class ChatStreamRenderer:
                 "unsupported": result.get("unsupported") or [],
             }
             yield self._chunk(
-                {}, "stop", citations=self.citations or result.get("citations") or [], rag=info
+                {},
+                _finish(result),
+                citations=self.citations or result.get("citations") or [],
+                rag=info,
             )
             if self.include_usage:
                 yield sse_frame(

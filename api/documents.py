@@ -11,7 +11,9 @@ a record belongs to tenant T exactly when ``document_id(T, source) == record.doc
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -21,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from api.errors import ApiError
+from api.storage import StorageProbe, storage_error
 from rag.documents import document_id
 from rag.ingest import TENANTS_DIR, is_ignored_name, walk_folder
 from rag.manifest import FileRecord
@@ -28,7 +31,11 @@ from rag.manifest import FileRecord
 if TYPE_CHECKING:
     from rag.index import Index
 
-__all__ = ["DocumentView", "Documents", "UploadTarget"]
+__all__ = ["NAME_MAX", "DocumentView", "Documents", "UploadTarget"]
+
+log = logging.getLogger("api")
+
+NAME_MAX = 255  # bytes per file or folder name (Linux, macOS, Windows alike)
 
 _SAFE_PART = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 
@@ -49,15 +56,27 @@ class UploadTarget:
 
 
 class Documents:
-    def __init__(self, index: Index, extensions: list[str], ignore_hidden: bool = True):
+    def __init__(
+        self,
+        index: Index,
+        extensions: list[str],
+        ignore_hidden: bool = True,
+        max_files: int | None = None,
+        max_bytes: int | None = None,
+    ):
         self.index = index
         self.root = index.data_dir / TENANTS_DIR
         self.root.mkdir(parents=True, exist_ok=True)
         self.extensions = tuple(e.lower() for e in extensions)
         self.ignore_hidden = ignore_hidden
+        self.max_files = max_files  # per tenant (api.quota.max_files); None = no limit
+        self.max_bytes = max_bytes
+        self.storage = StorageProbe(index, self.root)
         # source -> sha256 of uploads the daemon has not recorded yet (status "pending").
         self._pending: dict[str, str] = {}
         self._lock = threading.Lock()
+        # One write at a time per tenant: its quota is checked and used in one step.
+        self._tenant_locks: dict[str, threading.Lock] = {}
 
     # -- ownership -------------------------------------------------------------------
     @staticmethod
@@ -130,7 +149,11 @@ class Documents:
             path = self.root / self.safe_relative(source)
         else:
             raise self.not_found(source)
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except OSError:  # a name too long for the file system, a loop: no such document
+            found = False
+        if not found:
             raise self.not_found(source)
         return path
 
@@ -155,8 +178,22 @@ class Documents:
             )
         return "/".join(parts)
 
+    @staticmethod
+    def _check_name_bytes(rel: str) -> None:
+        """422 for a name the file system cannot hold: 255 bytes each, counted in UTF-8."""
+        for part in rel.split("/"):
+            size = len(part.encode("utf-8", "surrogatepass"))
+            if size > NAME_MAX:
+                raise ApiError(
+                    422,
+                    "invalid_path",
+                    f"the name {part[:20]!r}… is {size} bytes in UTF-8; file and folder names are "
+                    f"limited to {NAME_MAX} bytes each",
+                )
+
     def upload_target(self, tenant: str, raw_path: str) -> UploadTarget:
         rel = self.safe_relative(raw_path)
+        self._check_name_bytes(rel)
         suffix = PurePosixPath(rel).suffix.lower()
         if suffix not in self.extensions:
             raise ApiError(
@@ -166,13 +203,83 @@ class Documents:
             )
         return UploadTarget(f"{tenant}/{rel}", self.root / tenant / rel)
 
-    def write(self, target: UploadTarget, data: bytes) -> str:
-        """Write atomically (temp file in the same folder, fsync, rename): the daemon never sees half a file."""
-        folder = target.file.parent
-        if folder.exists() and not folder.is_dir():
-            raise ApiError(409, "conflict", f"{target.source}: a parent of this path is a file")
+    def _tenant_lock(self, tenant: str) -> threading.Lock:
+        with self._lock:
+            return self._tenant_locks.setdefault(tenant, threading.Lock())
+
+    def usage(self, tenant: str) -> tuple[int, int]:
+        """(files, bytes) of the tenant's uploads: what its quota counts."""
+        folder = self.root / tenant
+        files = size = 0
+        if folder.is_dir():
+            for rel in walk_folder(folder, self.ignore_hidden):
+                try:
+                    size += (folder / rel).lstat().st_size
+                except OSError:  # gone meanwhile
+                    continue
+                files += 1
+        return files, size
+
+    def _check_quota(self, tenant: str, target: UploadTarget, size: int) -> None:
+        if self.max_files is None and self.max_bytes is None:
+            return
+        files, used = self.usage(tenant)
+        try:
+            replaced: int | None = target.file.lstat().st_size
+        except OSError:
+            replaced = None
+        if self.max_files is not None and replaced is None and files >= self.max_files:
+            raise ApiError(
+                409,
+                "quota_exceeded",
+                f"tenant {tenant!r} has {files} files; its quota is {self.max_files} files "
+                "(api.quota.max_files): delete some (DELETE /v1/documents/{path}) or replace one",
+            )
+        after = used - (replaced or 0) + size
+        if self.max_bytes is not None and after > self.max_bytes:
+            raise ApiError(
+                413,
+                "quota_exceeded",
+                f"this upload ({size} bytes) would bring tenant {tenant!r} to {after} bytes, over "
+                f"its quota of {self.max_bytes} bytes (api.quota.max_bytes; {used} bytes used): "
+                "delete or shrink documents first",
+            )
+
+    def _check_parents(self, target: UploadTarget) -> None:
+        """409 naming the file that stands where a folder of the path has to be."""
+        parts = PurePosixPath(target.source).parts
+        for depth in range(1, len(parts)):
+            ancestor = self.root.joinpath(*parts[:depth])
+            if not ancestor.exists():
+                return  # mkdir makes the rest
+            if not ancestor.is_dir():
+                raise ApiError(
+                    409,
+                    "conflict",
+                    f"{'/'.join(parts[:depth])} is a file, so it cannot hold {target.source}: "
+                    "upload under another path or delete that file first",
+                )
         if target.file.is_dir():
             raise ApiError(409, "conflict", f"{target.source} is a folder")
+
+    def write(self, target: UploadTarget, data: bytes) -> str:
+        """Write atomically (temp file in the same folder, fsync, rename): the daemon never sees half a file.
+
+        Refused with the reason (never a bare 500): a quota exceeded (409/413), a parent that
+        is a file (409), a tenant folder or manifest that cannot be written (503)."""
+        self.storage.require_manifest()
+        tenant = target.source.split("/", 1)[0]
+        with self._tenant_lock(tenant):
+            try:
+                self._check_parents(target)
+                self._check_quota(tenant, target, len(data))
+                return self._write(target, data)
+            except OSError as exc:
+                log.warning("upload of %s failed: %s", target.source, exc)
+                raise storage_error(exc, target.source) from None
+
+    def _write(self, target: UploadTarget, data: bytes) -> str:
+        folder = target.file.parent
         folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()
         # A hidden temp name: the watcher ignores it until the rename makes it a document.
@@ -204,9 +311,15 @@ class Documents:
         if rec is None and not source.startswith(f"{tenant}/"):
             raise self.not_found(source)
         path = self.root / self.safe_relative(source)
+        self.storage.require_manifest()
         try:
             path.unlink()
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise self.not_found(source) from None
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # no file can have that name
+                raise self.not_found(source) from None
+            log.warning("delete of %s failed: %s", source, exc)
+            raise storage_error(exc, source) from None
         with self._lock:
             self._pending.pop(source, None)

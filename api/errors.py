@@ -81,13 +81,13 @@ _DESCRIPTIONS = {
     401: "Missing or invalid API key (send `Authorization: Bearer KEY`)",
     403: "The key's tenant may not use this endpoint",
     404: "Not found: no such document, prompt or model (documents of other tenants are reported as not found)",
-    409: "Conflict with the state of the resource",
-    413: "Body, question or upload larger than the configured limit (the message names it)",
+    409: "Conflict with the state of the resource, or the tenant's file quota is used up",
+    413: "Body, question or upload larger than the configured limit, or over the tenant's byte quota (the message names it)",
     415: "Upload of a file type that is not ingested",
     422: "Request failed validation (the message names the field and the limit)",
     429: "Rate limit of this key exceeded; retry after `Retry-After` seconds",
     500: "Unexpected server error (details are in the server log, never in the response)",
-    503: "Overloaded or not ready; retry after `Retry-After` seconds where given",
+    503: "Overloaded, not ready, or storage that cannot be written (the message names it); retry after `Retry-After` seconds where given",
 }
 
 

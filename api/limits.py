@@ -2,7 +2,7 @@
 
 Every limit answers with a message that names the limit and the setting that changes it:
 413 for sizes, 415 for file types, 422 for field values, 503 + ``Retry-After`` when a
-backend's queue is full.
+backend's queue is full (shared fairly between tenants: ``ConcurrencyGate``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -98,17 +99,28 @@ class BodyLimitMiddleware:
 class ConcurrencyGate:
     """At most ``limit`` calls of one backend at once, ``queue`` more waiting, the rest refused.
 
-    Refusal is a 503 with ``Retry-After`` estimated from the recent service time."""
+    Fair between tenants. While the queue has room, anyone gets a place. Once it is full, a
+    tenant holding fewer waiting places than its share (``queue // tenants waiting``, at least
+    one) still gets one, so one tenant flooding the queue at its allowed rate cannot turn
+    another's request into a 503; the queue then stretches to at most twice ``queue``. A freed
+    slot goes to the waiting tenant served longest ago (round robin), so another tenant's
+    backlog delays a request by at most one call per tenant ahead of it.
+
+    Refusal is a 503 with ``Retry-After`` estimated from the recent service time. Every method
+    runs on the event loop (``release`` is posted there from worker threads)."""
 
     def __init__(self, name: str, limit: int, queue: int):
         self.name = name
         self.limit = max(1, limit)
         self.queue = queue
-        self._sem = asyncio.Semaphore(self.limit)
         self.active = 0
-        self.waiting = 0
+        self.waiting = 0  # places reserved and not running yet, every tenant's
         self.rejected = 0
         self._avg_seconds = 1.0
+        self._held: dict[str, int] = {}  # tenant -> its waiting places
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}  # tenant -> parked acquires
+        self._last_served: dict[str, int] = {}  # tenant -> grant number of its latest slot
+        self._grants = 0
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -121,36 +133,96 @@ class ConcurrencyGate:
     def _retry_after(self) -> int:
         return max(1, math.ceil(self._avg_seconds * (self.waiting + 1) / self.limit))
 
-    def reserve(self) -> None:
-        """Claim a place (running or queued) now, or raise the 503; pair with ``acquire``/``cancel``."""
-        if self.active + self.waiting >= self.limit + self.queue:
-            self.rejected += 1
-            raise ApiError(
-                503,
-                "overloaded",
-                f"the {self.name} backend is busy ({self.active} running, {self.waiting} queued; "
-                f"limits api.concurrency.{self.name}={self.limit}, api.queue={self.queue}); retry later",
-                {"Retry-After": str(self._retry_after())},
-            )
-        self.waiting += 1
+    def share(self, tenant: str) -> int:
+        """How many waiting places ``tenant`` may hold once the queue is full."""
+        if self.queue <= 0:
+            return 0
+        tenants = {t for t, n in self._held.items() if n} | {tenant}
+        return max(1, self.queue // len(tenants))
 
-    async def acquire(self) -> None:
+    def reserve(self, tenant: str = "") -> None:
+        """Claim a place (running or queued) now, or raise the 503; pair with ``acquire``/``cancel``."""
+        held = self._held.get(tenant, 0)
+        if self.active + self.waiting >= self.limit + self.queue:
+            share = self.share(tenant)
+            if held >= share or self.waiting >= 2 * self.queue:
+                self.rejected += 1
+                raise ApiError(
+                    503,
+                    "overloaded",
+                    f"the {self.name} backend is busy ({self.active} running, {self.waiting} queued, "
+                    f"{held} of them this tenant's, whose share of the full queue is {share}; limits "
+                    f"api.concurrency.{self.name}={self.limit}, api.queue={self.queue}); retry later",
+                    {"Retry-After": str(self._retry_after())},
+                )
+        self.waiting += 1
+        self._held[tenant] = held + 1
+
+    def _unreserve(self, tenant: str) -> None:
+        self.waiting -= 1
+        left = self._held.get(tenant, 0) - 1
+        if left > 0:
+            self._held[tenant] = left
+        else:
+            self._held.pop(tenant, None)
+
+    def cancel(self, tenant: str = "") -> None:
+        """Give back a place taken with ``reserve`` that will never be acquired."""
+        self._unreserve(tenant)
+
+    def _grant(self, tenant: str) -> None:
+        self.active += 1
+        self._grants += 1
+        self._last_served[tenant] = self._grants
+
+    def _wake(self) -> None:
+        """Hand free slots to parked acquires: the tenant served longest ago first."""
+        while self.active < self.limit and self._waiters:
+            tenant = min(self._waiters, key=lambda t: self._last_served.get(t, 0))
+            parked = self._waiters[tenant]
+            future = parked.popleft()
+            if not parked:
+                del self._waiters[tenant]
+            if future.done():  # its request was cancelled meanwhile
+                continue
+            self._grant(tenant)
+            future.set_result(None)
+
+    async def acquire(self, tenant: str = "") -> None:
         """Wait for a slot for a place taken with ``reserve``."""
         try:
-            await self._sem.acquire()
+            if self.active < self.limit and not self._waiters:
+                self._grant(tenant)
+                return
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(tenant, deque()).append(future)
+            try:
+                await future
+            except BaseException:
+                if future.done() and not future.cancelled():
+                    # Granted, but its request went away before it ran: the slot goes on.
+                    self.active -= 1
+                else:
+                    future.cancel()
+                    parked = self._waiters.get(tenant)
+                    if parked is not None and future in parked:
+                        parked.remove(future)
+                        if not parked:
+                            del self._waiters[tenant]
+                self._wake()
+                raise
         finally:
-            self.waiting -= 1
-        self.active += 1
+            self._unreserve(tenant)
 
     def release(self, seconds: float) -> None:
         self.active -= 1
         self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * seconds
-        self._sem.release()
+        self._wake()
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        self.reserve()
-        await self.acquire()
+    async def slot(self, tenant: str = "") -> AsyncIterator[None]:
+        self.reserve(tenant)
+        await self.acquire(tenant)
         started = time.monotonic()
         try:
             yield

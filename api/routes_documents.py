@@ -52,7 +52,7 @@ async def list_documents(state: State, caller: Caller) -> Any:
     "/v1/documents",
     response_model=UploadResult,
     status_code=202,
-    responses=error_responses(400, 401, 409, 413, 415, 422, 429, 500),
+    responses=error_responses(400, 401, 409, 413, 415, 422, 429, 500, 503),
 )
 async def upload_document(
     state: State,
@@ -66,7 +66,10 @@ async def upload_document(
         ),
     ] = None,
 ) -> Any:
-    """Upload (or replace) a document; the daemon ingests it within a second or so (status `pending` until then)."""
+    """Upload (or replace) a document; the daemon ingests it within a second or so (status `pending` until then).
+
+    409/413 `quota_exceeded` past the tenant's quota (`api.quota.max_files`, `api.quota.max_bytes`);
+    503 `storage_unavailable` when the tenant folder or the manifest cannot be written."""
     target = state.documents.upload_target(caller.tenant, path or file.filename or "")
     limit = int(
         (state.settings.api.max_upload_mb or state.settings.ingestion.max_file_mb) * 1_000_000
@@ -93,7 +96,7 @@ async def document_status(path: str, state: State, caller: Caller) -> Any:
     "/v1/documents/{path:path}",
     response_model=DeleteResult,
     status_code=202,
-    responses=error_responses(401, 404, 409, 422, 429, 500),
+    responses=error_responses(401, 404, 409, 422, 429, 500, 503),
 )
 async def delete_document(path: str, state: State, caller: Caller) -> Any:
     """Delete an uploaded document; the daemon removes its chunks. Watched-folder files answer 409."""

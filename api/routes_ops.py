@@ -1,18 +1,27 @@
-"""Operations: liveness, readiness, Prometheus metrics, and the latest eval report."""
+"""Operations: liveness, readiness, Prometheus metrics, and the latest eval report.
+
+``/readyz`` is cheap to poll: its checks run at most once per ``READY_TTL`` seconds (one
+computation shared by concurrent probes), then answer from the cache. ``/metrics`` needs
+``Authorization: Bearer <api.metrics_key>`` when that key is set.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.deps import Caller, State
 from api.errors import ApiError, error_responses
 from api.metrics import CONTENT_TYPE
 from api.models import Health, Ready
+from api.security import REPORT_POLICY
 
 __all__ = ["router"]
 
@@ -61,10 +70,48 @@ def _checks(state: Any) -> tuple[dict[str, str], list[str]]:
     return checks, failing
 
 
+def _storage_checks(state: Any, checks: dict[str, str], failing: list[str]) -> None:
+    """The tenants folder and the manifest can be written (uploads would otherwise be lost or unlisted)."""
+    for part, line in state.documents.storage.checks().items():
+        checks[part] = line
+        if line != "ok":
+            failing.append(part)
+
+
+def _all_checks(state: Any) -> tuple[dict[str, str], list[str]]:
+    checks, failing = _checks(state)
+    _storage_checks(state, checks, failing)
+    return checks, failing
+
+
+READY_TTL = 1.0  # seconds a readiness result is reused
+
+
+class _ReadyCache:
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.at = float("-inf")
+        self.result: tuple[dict[str, str], list[str]] = ({}, [])
+
+
+async def _cached_checks(request: Request, state: Any) -> tuple[dict[str, str], list[str]]:
+    cache: _ReadyCache | None = getattr(request.app.state, "ready_cache", None)
+    if cache is None:
+        cache = request.app.state.ready_cache = _ReadyCache()
+    if time.monotonic() - cache.at < READY_TTL:
+        return cache.result
+    async with cache.lock:  # concurrent probes wait for the one computation
+        if time.monotonic() - cache.at >= READY_TTL:
+            cache.result = await anyio.to_thread.run_sync(_all_checks, state)
+            cache.at = time.monotonic()
+        return cache.result
+
+
 @router.get("/readyz", response_model=Ready, responses=error_responses(500, 503))
-async def readyz(state: State) -> Any:
-    """Ready to answer: store reachable, embedding model loaded, generator reachable (503 names what is not)."""
-    checks, failing = await anyio.to_thread.run_sync(_checks, state)
+async def readyz(request: Request, state: State) -> Any:
+    """Ready to answer: store reachable, embedding model loaded, generator reachable, tenants
+    folder and manifest writable (503 names what is not). Checked at most once a second."""
+    checks, failing = await _cached_checks(request, state)
     if failing:
         detail = "; ".join(f"{name}: {checks[name]}" for name in failing)
         raise ApiError(503, "not_ready", f"not ready: {detail}", {"Retry-After": "5"})
@@ -78,11 +125,26 @@ async def readyz(state: State) -> Any:
         200: {
             "content": {"text/plain": {"schema": {"type": "string"}}},
             "description": "Prometheus text format",
-        }
+        },
+        **error_responses(401),
     },
 )
-async def metrics(state: State) -> Response:
-    """Requests, latency per route and per pipeline stage, tokens, ingestion counters, queue depth."""
+async def metrics(request: Request, state: State) -> Response:
+    """Requests, latency per route and per pipeline stage, tokens, ingestion counters, queue depth.
+
+    With `api.metrics_key` set, only `Authorization: Bearer <api.metrics_key>` may read them."""
+    expected = state.settings.api.metrics_key
+    if expected is not None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "/metrics needs `Authorization: Bearer <api.metrics_key>` (the scrape key, not an API key)",
+                {"WWW-Authenticate": "Bearer"},
+            )
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
@@ -130,4 +192,7 @@ async def report_latest(state: State, caller: Caller) -> HTMLResponse:
     html = folder / "report.html"
     if not html.is_file():
         raise ApiError(404, "not_found", f"the latest report ({folder.name}) has no report.html")
-    return HTMLResponse(await anyio.to_thread.run_sync(html.read_text, "utf-8"))
+    return HTMLResponse(
+        await anyio.to_thread.run_sync(html.read_text, "utf-8"),
+        headers={"Content-Security-Policy": REPORT_POLICY},
+    )

@@ -1,7 +1,7 @@
 """Queries from the HTTP layer to the query pipeline, off the event loop.
 
 Every pipeline call runs in a worker thread behind a per-backend ``ConcurrencyGate``
-(bounded concurrency, bounded queue, 503 beyond it). Streams are pumped by a thread that
+(bounded concurrency, a bounded queue shared fairly between tenants, 503 beyond it). Streams are pumped by a thread that
 checks a cancel flag between tokens: a client that disconnects stops generation at the
 next token. The caller's tenant is always added to the filters; nothing else can set it.
 """
@@ -104,7 +104,7 @@ class QueryService:
         returns) stops the model at its next token."""
         if not query.generate:
             scoped = for_tenant(query, tenant)
-            async with self.gate(False).slot():
+            async with self.gate(False).slot(tenant):
                 try:
                     answer = await asyncio.to_thread(self.pipeline.run, scoped)
                 except Exception as exc:
@@ -122,6 +122,7 @@ class QueryService:
             lambda: self.pipeline.stream(scoped),
             self._observe,
             lambda exc: translate_error(exc, scoped),
+            tenant=tenant,
         )
 
 
@@ -152,9 +153,11 @@ class EventStream:
         factory: Callable[[], Iterator[StreamEvent]],
         on_done: Callable[[dict[str, Any]], None],
         translate: Callable[[BaseException], BaseException] = lambda exc: exc,
+        tenant: str = "",
     ):
-        gate.reserve()  # raises the 503 while nothing has been sent yet
+        gate.reserve(tenant)  # raises the 503 while nothing has been sent yet
         self.gate = gate
+        self.tenant = tenant
         self.factory = factory
         self.on_done = on_done
         self.translate = translate
@@ -164,7 +167,7 @@ class EventStream:
     async def events(self) -> Any:
         """Async generator of (kind, payload); ``close`` must be called whatever happens."""
         self._state = "acquiring"  # a cancel while waiting gives the place back inside acquire()
-        await self.gate.acquire()
+        await self.gate.acquire(self.tenant)
         self._state = "running"
         started = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -240,5 +243,5 @@ class EventStream:
         self.cancelled.set()
         if self._state == "reserved":
             # Never started (client gone before the first byte): give the queue place back.
-            self.gate.waiting -= 1
+            self.gate.cancel(self.tenant)
         self._state = "finished"

@@ -28,6 +28,7 @@ __all__ = [
     "GenerationSettings",
     "IngestionSettings",
     "PromptSettings",
+    "QuotaSettings",
     "RerankSettings",
     "RetrievalSettings",
     "Settings",
@@ -224,6 +225,13 @@ class EvalSettings(_Section):
     )  # shown with what was retrieved in report.html
 
 
+class QuotaSettings(_Section):
+    """Per tenant, its uploads (the files in ``<data_dir>/tenants/<tenant>/``); None = no limit."""
+
+    max_files: int | None = Field(default=None, ge=1)
+    max_bytes: int | None = Field(default=None, ge=1)
+
+
 class ApiSettings(_Section):
     """The HTTP service (`rag serve`). Owned by api/."""
 
@@ -248,6 +256,10 @@ class ApiSettings(_Section):
         default_factory=list
     )  # hashed keys from `rag keys create --config-entry`
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    quota: QuotaSettings = Field(default_factory=QuotaSettings)
+    # Set: GET /metrics needs `Authorization: Bearer <metrics_key>` (a Prometheus scrape's
+    # `authorization.credentials`); None: /metrics is open, as for a loopback-only deployment.
+    metrics_key: str | None = Field(default=None, min_length=16)
 
 
 class Settings(BaseSettings):

@@ -364,6 +364,7 @@ class Verify:
             state.answer_text = [text]
             yield TokenEvent(text)
             answer.answer, answer.abstained = text, True
+            answer.finish_reason = "stop"
         else:
             verified, outcome = state.verified, state.outcome
             assert verified is not None and outcome is not None
@@ -375,6 +376,7 @@ class Verify:
             answer.usage = outcome.usage.model_copy()
             answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
             answer.fallbacks = [Fallback(**f) for f in outcome.failures]
+            answer.finish_reason = outcome.finish_reason
         state.answer = answer
         yield CitationsEvent(answer.citations)
 

@@ -23,6 +23,7 @@ __all__ = [
     "CitationsEvent",
     "DoneEvent",
     "Fallback",
+    "FinishReason",
     "PromptRef",
     "Query",
     "ResetEvent",
@@ -72,11 +73,19 @@ class PromptRef(BaseModel):
     version: str
 
 
+FinishReason = Literal["stop", "length"]
+
+
 class Usage(BaseModel):
-    """Tokens a backend used; also what generators yield last (positional: prompt, completion)."""
+    """Tokens a backend used; also what generators yield last (positional: prompt, completion).
+
+    A generator also says here why it stopped (``finish_reason``: ``length`` when cut at
+    ``max_tokens``; None when it cannot tell); the answer carries it as ``Answer.finish_reason``,
+    so it is left out of ``usage`` in the JSON."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: FinishReason | None = Field(default=None, exclude=True)
 
     def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, **data: Any):
         super().__init__(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, **data)
@@ -111,6 +120,11 @@ class Answer(BaseModel):
     )
     fallbacks: list[Fallback] = Field(
         default_factory=list, description="Backends that failed or were refused first"
+    )
+    finish_reason: FinishReason | None = Field(
+        default=None,
+        description="Why generation ended: `length` when the answer was cut at its token limit "
+        "(max_tokens), else `stop`; null when nothing was generated (`generate: false`)",
     )
 
     def as_json(self) -> dict[str, Any]:

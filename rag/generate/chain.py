@@ -24,8 +24,16 @@ from rag.generate.base import (
     Usage,
     close_quietly,
 )
+from rag.types import FinishReason
 
-__all__ = ["ChainEvent", "ChainOutcome", "GeneratorChain", "build_chain", "build_generator"]
+__all__ = [
+    "ChainEvent",
+    "ChainOutcome",
+    "GeneratorChain",
+    "build_chain",
+    "build_generator",
+    "finish_reason",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +49,7 @@ class ChainOutcome:
     failures: list[dict[str, str]] = field(default_factory=list)
     first_token_ms: float | None = None
     generate_ms: float = 0.0
+    finish_reason: FinishReason = "stop"  # "length": the answer was cut at max_tokens
 
 
 class GeneratorChain:
@@ -116,7 +125,13 @@ class GeneratorChain:
                 refused = accept(text) if accept and position + 1 < len(self.generators) else None
                 if refused:
                     kept = kept or ChainOutcome(
-                        text, generator.name, position > 0, usage, [], first_token_ms
+                        text,
+                        generator.name,
+                        position > 0,
+                        usage,
+                        [],
+                        first_token_ms,
+                        finish_reason=finish_reason(generator, usage, request),
                     )
                     raise GenerationError(refused, backend=generator.name)
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
@@ -143,6 +158,7 @@ class GeneratorChain:
                     failures=failures,
                     first_token_ms=first_token_ms,
                     generate_ms=(time.perf_counter() - started) * 1000.0,
+                    finish_reason=finish_reason(generator, usage, request),
                 ),
             )
             return
@@ -153,6 +169,16 @@ class GeneratorChain:
             return
         detail = "; ".join(f"{f['generator']}: {f['error']}" for f in failures)
         raise GenerationError(f"every generator in generation.chain failed ({detail})")
+
+
+def finish_reason(generator: Generator, usage: Usage, request: GenerationRequest) -> FinishReason:
+    """Why ``generator`` stopped: what it reported, else ``length`` when an LLM used up
+    ``max_tokens`` (a backend that does not say, e.g. a server without ``finish_reason``)."""
+    if usage.finish_reason is not None:
+        return usage.finish_reason
+    if generator.uses_llm and usage.completion_tokens >= request.max_tokens:
+        return "length"
+    return "stop"
 
 
 _local_cache: dict[tuple[Any, ...], Generator] = {}

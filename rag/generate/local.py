@@ -187,6 +187,7 @@ class LocalGenerator(Generator):
                 backend=self.name,
             )
         pieces: list[str] = []
+        finish: str | None = None
         try:
             chunks = self._llm.create_chat_completion(
                 messages=request.messages,
@@ -201,12 +202,19 @@ class LocalGenerator(Generator):
             try:
                 for chunk in chunks:
                     request.check_deadline(self.name)
-                    piece = chunk["choices"][0].get("delta", {}).get("content")
+                    choice = chunk["choices"][0]
+                    piece = choice.get("delta", {}).get("content")
                     if piece:
                         pieces.append(piece)
                         yield piece
+                    # llama.cpp's last chunk: "length" at max_tokens, "stop" at EOS or a stop string.
+                    finish = choice.get("finish_reason") or finish
             finally:
                 close_quietly(chunks)
         finally:
             self._run_lock.release()
-        yield Usage(prompt_tokens, self.tokens("".join(pieces)))
+        yield Usage(
+            prompt_tokens,
+            self.tokens("".join(pieces)),
+            finish_reason="length" if finish == "length" else "stop",
+        )

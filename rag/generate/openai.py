@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -232,6 +232,7 @@ class OpenAIGenerator(Generator):
         body = self._body(request, stream=True)
         usage: Usage | None = None
         pieces: list[str] = []
+        finish: str | None = None
         done = False
         with self._http().stream(
             "POST", self.url, json=body, timeout=self._timeout(request)
@@ -262,6 +263,7 @@ class OpenAIGenerator(Generator):
                     if piece:
                         pieces.append(piece)
                         yield piece
+                    finish = choice.get("finish_reason") or finish
                 if event.get("usage"):
                     usage = Usage(
                         int(event["usage"].get("prompt_tokens") or 0),
@@ -272,7 +274,8 @@ class OpenAIGenerator(Generator):
             raise httpx.ReadError(
                 f"the stream ended before data: [DONE] after {len(pieces)} piece(s)"
             )
-        yield usage or self._count_usage(request, "".join(pieces))
+        usage = usage or self._count_usage(request, "".join(pieces))
+        yield usage.model_copy(update={"finish_reason": _finish_reason(finish)})
 
     def _complete_once(self, request: GenerationRequest) -> Iterator[str | Usage]:
         response = self._http().post(
@@ -282,6 +285,7 @@ class OpenAIGenerator(Generator):
         try:
             data = response.json()
             text = str(data["choices"][0]["message"].get("content") or "")
+            finish = data["choices"][0].get("finish_reason")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise GenerationError(
                 f"openai: unexpected response {response.text[:200]!r}", backend=self.name
@@ -289,14 +293,23 @@ class OpenAIGenerator(Generator):
         if text:
             yield text
         u = data.get("usage") or {}
-        yield (
+        usage = (
             Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
             if u
             else self._count_usage(request, text)
         )
+        yield usage.model_copy(update={"finish_reason": _finish_reason(finish)})
 
     def _count_usage(self, request: GenerationRequest, text: str) -> Usage:
         return Usage(self.tokens.count_messages(request.messages), self.tokens(text))
+
+
+def _finish_reason(reported: Any) -> Literal["stop", "length"] | None:
+    """The server's ``finish_reason``: ``length`` (cut at max_tokens) or, for any other it
+    gives (``stop``, ``eos``, ``abort``, ...), ``stop``; None when it sent none."""
+    if not reported:
+        return None
+    return "length" if reported == "length" else "stop"
 
 
 class _RetryableStatus(Exception):

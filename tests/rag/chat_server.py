@@ -41,7 +41,8 @@ class Fault:
 
 @dataclass
 class ChatServer:
-    """``reply``: the answer text, streamed one word at a time (words keep their spaces)."""
+    """``reply``: the answer text, streamed one word at a time (words keep their spaces), cut
+    at the request's ``max_tokens`` words (``finish_reason: length`` then, as vLLM says)."""
 
     reply: str = "The tower was built in 1889 [1]."
     faults: deque[Fault] = field(default_factory=deque)
@@ -88,6 +89,7 @@ class ChatServer:
                     self._json(404, {"error": {"message": "not found"}})
                     return
                 words = server.pieces(body)
+                finish = "length" if len(words) < len(server.reply.split(" ")) else "stop"
                 prompt_tokens = sum(len(m["content"].split()) for m in body.get("messages", []))
                 if not body.get("stream"):
                     self._json(
@@ -99,7 +101,7 @@ class ChatServer:
                                 {
                                     "index": 0,
                                     "message": {"role": "assistant", "content": "".join(words)},
-                                    "finish_reason": "stop",
+                                    "finish_reason": finish,
                                 }
                             ],
                             "usage": {
@@ -135,7 +137,7 @@ class ChatServer:
                 self._event(
                     {
                         "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
                     }
                 )
                 if server.send_usage and (body.get("stream_options") or {}).get("include_usage"):
