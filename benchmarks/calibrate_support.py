@@ -1,6 +1,7 @@
 """Calibrate the citation support test on SQuAD 2.0 and report its precision/recall.
 
-    .venv/bin/python benchmarks/calibrate_support.py /work/shared/datasets/squad2 [--out FILE]
+    .venv/bin/python benchmarks/calibrate_support.py ../shared/datasets/squad2 [--json-out FILE]
+        [--target-precision 0.95] [--smoke] [--report-only]
 
 Pairs (claim sentence, cited paragraph, supported?) are built from the answerable questions:
 
@@ -16,6 +17,11 @@ Articles are split in two: the logistic weights and the threshold are fitted on 
 (threshold: the lowest whose precision on that half is >= --target-precision), and precision
 and recall are reported on the other half, per negative kind too. The printed JSON has the
 ``SUPPORT_WEIGHTS`` for rag/citations.py and ``min_support`` for the config.
+
+Goal (exit status 1 when missed; ``--report-only`` reports without failing, ``--smoke``
+enforces only the checks): held-out precision >= ``--target-precision`` (0.95) at the
+threshold fitted on the other half. Checks: pairs of both labels in both halves, and every
+figure measured.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -81,6 +89,8 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
             for q, a in all_answers
             if q != qid and a.lower() not in paragraph.lower() and answer.lower() not in a.lower()
         ]
+        if not others:
+            continue
         wrong = rng.choice(others)
         siblings = [
             p
@@ -147,10 +157,15 @@ def _pr(labels: list[int], predicted: list[bool]) -> tuple[float, float]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("dataset", type=Path, help="squad2 folder (BEIR layout with answers.jsonl)")
     ap.add_argument("--target-precision", type=float, default=0.95)
-    ap.add_argument("--out", type=Path, help="also write the result JSON here")
+    ap.add_argument(
+        "--json-out", "--out", dest="json_out", type=Path, help="also write the result JSON here"
+    )
+    add_goal_arguments(ap)
     args = ap.parse_args()
 
     import numpy as np
@@ -207,7 +222,7 @@ def main() -> int:
     base_prob = np.asarray([baseline.score_features(_features(row)) for row in X])
     bp, br = _pr([int(y[i]) for i in test_idx], [bool(base_prob[i] >= 0.5) for i in test_idx])
     # Each feature alone (its best single threshold on train), to show what each contributes.
-    singles = {}
+    singles: dict[str, Any] = {}
     for j, name in enumerate(SupportScorer.FEATURES):
         col = X[:, j]
         best = None
@@ -228,7 +243,8 @@ def main() -> int:
     weights.update(
         {name: round(float(coef.get(j, 0.0)), 4) for j, name in enumerate(SupportScorer.FEATURES)}
     )
-    result = {
+    result: dict[str, Any] = {
+        "goal": f"held-out precision >= {args.target_precision}",
         "dataset": str(args.dataset),
         "pairs": len(pairs),
         "train_articles": sorted(train_articles),
@@ -242,11 +258,26 @@ def main() -> int:
         "hand_weights_baseline": {"precision": round(bp, 4), "recall": round(br, 4)},
         "seconds": round(time.perf_counter() - started, 1),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    halves = [
+        (int(y[train].sum()), int((1 - y[train]).sum())),
+        (int(y[~train].sum()), int((1 - y[~train]).sum())),
+    ]
+    goals = [
+        Goal(
+            "held-out precision",
+            f">= {args.target_precision}",
+            round(precision, 4),
+            precision >= args.target_precision,
+        ),
+        Goal(
+            "both labels in both halves, figures measured",
+            "supported and unsupported pairs in fit and held-out",
+            halves,
+            all(pos > 0 and neg > 0 for pos, neg in halves) and finite(precision, recall),
+            check=True,
+        ),
+    ]
+    return finish(result, goals, args, args.json_out)
 
 
 def _features(row: Any) -> Any:

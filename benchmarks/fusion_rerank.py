@@ -1,6 +1,7 @@
 """Retrieval and reranking options on SciFact (BEIR test split), nDCG@10 side by side.
 
-    .venv/bin/python benchmarks/fusion_rerank.py /work/shared/datasets/scifact [--cache DIR]
+    .venv/bin/python benchmarks/fusion_rerank.py ../shared/datasets/scifact [--cache DIR]
+        [--cross-encoder PATH] [--json-out FILE] [--smoke] [--report-only]
 
 The corpus is indexed once through the normal ingestion path into an isolated cache (as
 `rag eval` does; ~10 min of CPU here the first time). Each query's dense and sparse
@@ -16,12 +17,19 @@ candidates are fetched once, then every option is scored on them:
 Parameters are chosen on the odd-numbered queries and reported on the even ones as well as
 on all 300, so a tuned figure is not only a fit to the test set. Chunks collapse to documents
 at their best chunk (a document is split into ~2 chunks here).
+
+Goals (exit status 1 when one is missed; ``--report-only`` reports without failing,
+``--smoke`` enforces only the checks), on the report half: the configured retrieval
+(``retrieval.fusion`` and its weights, the configured reranker) scores at least as well as
+dense-only and as BM25-only, and within 0.01 nDCG@10 of the option that scored best on the
+tune half — otherwise the defaults are due for a change. Checks: every query got candidates
+from both arms, and every figure was measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +39,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
+
 CANDIDATES = 400  # chunks per arm: ~200 documents, enough for nDCG@10 after fusion
+GOAL_MARGIN = 0.01  # nDCG@10 the configured option may trail the tune-half best by
 
 
 def _ndcg10(hits: Sequence[Any], to_doc: Callable[[str], str], judged: dict[str, int]) -> float:
@@ -43,14 +54,17 @@ def _ndcg10(hits: Sequence[Any], to_doc: Callable[[str], str], judged: dict[str,
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/rag-eval-cache"))
     ap.add_argument(
         "--cross-encoder", default=None, help="a local CrossEncoder folder to compare too"
     )
     ap.add_argument("--rerank-candidates", type=int, default=30)
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--json-out", "--out", dest="json_out", type=Path)
+    add_goal_arguments(ap)
     args = ap.parse_args()
 
     from evals.datasets import load_beir, open_dataset_index
@@ -70,11 +84,13 @@ def main() -> int:
     started = time.perf_counter()
     arms: dict[str, tuple[list[Any], list[Any]]] = {}
     flt = {"tenant": index.settings.tenant}
+    collection = index.collection
+    assert collection is not None
     for qid in qids:
         vec = embedder.embed([queries[qid]])[0].tolist()
-        dense = index.store.search_dense(index.collection, vec, CANDIDATES, flt)
+        dense = index.store.search_dense(collection, vec, CANDIDATES, flt)
         sparse = index.store.search_sparse(
-            index.collection, index.sparse.embed_query(queries[qid]), CANDIDATES, flt
+            collection, index.sparse.embed_query(queries[qid]), CANDIDATES, flt
         )
         arms[qid] = (dense, sparse)
     fetch_s = time.perf_counter() - started
@@ -93,15 +109,18 @@ def main() -> int:
     results["dense"] = score(lambda q: arms[q][0])
     results["sparse"] = score(lambda q: arms[q][1])
     fusions: dict[str, Callable[[str], list[Any]]] = {}
+
+    def rrf(k: int, ws: float) -> Callable[[str], list[Any]]:
+        return lambda q: rrf_fuse(arms[q], [1.0, ws], k, CANDIDATES)
+
+    def weighted(dw: float) -> Callable[[str], list[Any]]:
+        return lambda q: weighted_fuse(arms[q], [dw, 1 - dw], CANDIDATES)
+
     for k in (10, 30, 60, 100):
         for ws in (0.5, 1.0, 1.5, 2.0):
-            fusions[f"rrf k={k} sparse_w={ws}"] = lambda q, k=k, ws=ws: rrf_fuse(
-                arms[q], [1.0, ws], k, CANDIDATES
-            )
+            fusions[f"rrf k={k} sparse_w={ws}"] = rrf(k, ws)
     for dw in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-        fusions[f"weighted dense_w={dw}"] = lambda q, dw=dw: weighted_fuse(
-            arms[q], [dw, 1 - dw], CANDIDATES
-        )
+        fusions[f"weighted dense_w={dw}"] = weighted(dw)
     for name, fn in fusions.items():
         results[f"hybrid {name}"] = score(fn)
     rrf_default = "hybrid rrf k=60 sparse_w=1.0"
@@ -156,7 +175,7 @@ def main() -> int:
     for b in bases:
         for weight in (0.2, 0.35, 0.5, 0.7, 1.0):
             results[f"{b} + embedding rerank w={weight}"] = score(
-                lambda q, b=b, w=weight: blended(b, q, w)
+                functools.partial(blended, b, weight=weight)
             )
         if args.cross_encoder:
             ce = build_reranker(
@@ -165,9 +184,34 @@ def main() -> int:
                 )
             )
             reranked = {q: ce.rerank(queries[q], fused[b][q], CANDIDATES) for q in qids}
-            results[f"{b} + cross-encoder"] = score(lambda q, r=reranked: r[q])
+            results[f"{b} + cross-encoder"] = score(reranked.__getitem__)
+    # The configured retrieval, as the Retrieve and Rerank stages would run it.
+    cfg = settings.retrieval
+    configured_reranker = build_reranker(settings.rerank, embedder)
+
+    def configured(q: str) -> list[Any]:
+        if cfg.mode == "dense":
+            hits = list(arms[q][0])
+        elif cfg.mode == "sparse":
+            hits = list(arms[q][1])
+        elif cfg.fusion == "weighted":
+            hits = weighted_fuse(arms[q], [cfg.dense_weight, cfg.sparse_weight], CANDIDATES)
+        else:
+            hits = rrf_fuse(arms[q], [cfg.dense_weight, cfg.sparse_weight], cfg.rrf_k, CANDIDATES)
+        if configured_reranker.name == "none":
+            return hits
+        return list(configured_reranker.rerank(queries[q], hits, CANDIDATES))
+
+    configured_name = (
+        f"configured ({cfg.mode}, {cfg.fusion} fusion, dense_w={cfg.dense_weight}, "
+        f"sparse_w={cfg.sparse_weight}, rerank {settings.rerank.backend})"
+    )
+    configured_score = score(configured)
     best = max(results, key=lambda n: results[n]["tune_half"])
-    out = {
+    out: dict[str, Any] = {
+        "goal": f"on the report half the configured retrieval scores >= dense-only and >= "
+        f"BM25-only, and within {GOAL_MARGIN} nDCG@10 of the tune half's best option",
+        "configured": {configured_name: configured_score},
         "queries": len(qids),
         "candidates_per_arm": CANDIDATES,
         "fetch_seconds": round(fetch_s, 1),
@@ -183,11 +227,38 @@ def main() -> int:
         "all": results,
     }
     dindex.close()
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    report = configured_score["report_half"]
+    best_report = results[best]["report_half"]
+    goals = [
+        Goal(
+            "configured >= dense-only (report half)",
+            f">= {results['dense']['report_half']}",
+            report,
+            report >= results["dense"]["report_half"],
+        ),
+        Goal(
+            "configured >= BM25-only (report half)",
+            f">= {results['sparse']['report_half']}",
+            report,
+            report >= results["sparse"]["report_half"],
+        ),
+        Goal(
+            f"configured within {GOAL_MARGIN} of the tune-half best ({best}) on the report half",
+            f">= {round(best_report - GOAL_MARGIN, 4)}",
+            report,
+            report >= best_report - GOAL_MARGIN,
+        ),
+        Goal(
+            "every query got candidates from both arms, figures measured",
+            f"{len(qids)} queries",
+            sum(1 for q in qids if arms[q][0] and arms[q][1]),
+            bool(qids)
+            and all(arms[q][0] and arms[q][1] for q in qids)
+            and finite(report, best_report),
+            check=True,
+        ),
+    ]
+    return finish(out, goals, args, args.json_out)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,14 @@
 """API load benchmark: N concurrent clients against ``POST /v1/query`` on loopback, all figures from one run.
 
     .venv/bin/python benchmarks/load.py [--clients 32] [--requests 2000] [--answer-requests 16]
-        [--answer-clients 4] [--skip-answers] [--inprocess-requests 400] [--port P] [--json-out FILE]
+        [--answer-clients 4] [--skip-answers] [--inprocess-requests 400] [--port P]
+        [--json-out FILE] [--smoke] [--report-only]
+
+Goal: retrieval only (``generate: false``) sustains >= 100 successful req/s with 0 errors on
+a 2-core machine. Checks (enforced in ``--smoke`` runs too): no phase has an error, and the
+questions almost never repeat (repeat rate <= 1%). Exit status 1 when a goal or check is
+missed; ``--report-only`` reports without failing, ``--smoke`` (tiny sizes, the test suite)
+enforces only the checks.
 
 The script builds its own deployment: ``rag ingest examples/docs`` into a temp data dir, a key
 from ``rag keys create``, then ``rag serve --watch examples/docs`` as a subprocess on a free
@@ -13,19 +20,23 @@ failing generator shows up as errors). Concurrency gates keep their defaults.
 
 Each phase: a fixed number of asyncio workers sharing one ``httpx.AsyncClient`` (a keep-alive
 connection per worker) send requests back to back after a few uncounted warm-up requests;
-reported are requests/s, p50/p95/p99/max latency of the successful requests, the server's own
-pipeline time (``timings_ms.total``) and the errors (non-200s, transport errors, a query with no
-passages retrieved, an answer that is empty, degraded or not from ``local``; an answer that
-verification turns into an abstention is valid and counted under ``abstained``). Questions
-cycle through 20 distinct ones about examples/docs: a query-embedding cache would inflate the
-figures.
+reported are the successful requests per second (``rps``: requests that failed are not
+throughput; ``attempted_rps`` counts every request), p50/p95/p99/max latency of the successful
+requests, the server's own pipeline time (``timings_ms.total``) and, separately, the errors
+(non-200s, transport errors, a query with no passages retrieved, an answer that is empty,
+degraded or not from ``local``; an answer that verification turns into an abstention is valid
+and counted under ``abstained``), with their rate. Every request asks a different question:
+20 hand-written ones about examples/docs in reworded variants, and questions templated from
+the phrases of examples/docs (its parsed text), drawn without replacement, so a cache keyed
+by the question (query embedding, tokens, sentences) would rarely hit; the repeat rate of
+each phase is in the output (``questions.repeat_rate``).
 
 1. baseline: the same clients against ``GET /healthz`` (pure HTTP + framework + load
    generator cost on this machine), and the in-process ``QueryPipeline.run(q, generate=False)``
    throughput (one caller, and as many threads as ``api.concurrency.retrieval``) measured in a
    subprocess before the server starts (the embedded store admits one process at a time).
-2. retrieval only: ``{"question": ..., "generate": false}`` (goal: >= 100 req/s with 0 errors
-   on a 2-core machine), quoted as a ratio of both baselines.
+2. retrieval only: ``{"question": ..., "generate": false}`` (goal: >= 100 successful req/s
+   with 0 errors on a 2-core machine), quoted as a ratio of both baselines.
 3. full answers with the local generator (``generate`` true), fewer requests and clients by
    default since it is slow on CPU; ``--skip-answers`` leaves it out.
 
@@ -56,8 +67,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import Goal, add_goal_arguments, finish  # noqa: E402
+
 DOCS = ROOT / "examples" / "docs"
 GOAL_RPS = 100.0
+MAX_REPEAT_RATE = 0.01
 
 QUESTIONS = [
     "How long are production backups kept?",
@@ -81,6 +95,214 @@ QUESTIONS = [
     "What does the security handbook say about passwords?",
     "How should a lost laptop be reported?",
 ]
+
+
+# Rewordings of the hand-written questions (the first letter is lowered after a prefix).
+PREFIXES = [
+    "",
+    "Quick question: ",
+    "According to the docs, ",
+    "Remind me, ",
+    "In our documentation, ",
+    "For the platform team: ",
+    "I'm new here. ",
+    "Sorry to ask again, ",
+    "Can you check: ",
+    "From the handbook, ",
+]
+SUFFIXES = [
+    "",
+    " Thanks.",
+    " Please cite the source.",
+    " (asking for a colleague)",
+    " I couldn't find it.",
+    " Short answer please.",
+    " Is that still current?",
+    " Any exceptions?",
+]
+# Templates over phrases of examples/docs: one phrase, or two.
+ONE_PHRASE = [
+    "What does the documentation say about {a}?",
+    "How is {a} handled?",
+    "Who is responsible for {a}?",
+    "When does {a} apply?",
+    "Where can I find details on {a}?",
+    "What are the rules for {a}?",
+    "Is there a policy on {a}?",
+    "Explain {a} briefly.",
+    "What should I know about {a}?",
+    "Which team owns {a}?",
+]
+TWO_PHRASES = [
+    "How does {a} relate to {b}?",
+    "What are the rules for {a} and {b}?",
+    "Is {a} required for {b}?",
+    "Explain {a} in the context of {b}.",
+    "Does {a} change anything about {b}?",
+    "What is the difference between {a} and {b}?",
+]
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "by",
+        "with",
+        "from",
+        "at",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "each",
+        "every",
+        "any",
+        "all",
+        "no",
+        "not",
+        "can",
+        "must",
+        "should",
+        "will",
+        "may",
+        "might",
+        "after",
+        "before",
+        "within",
+        "over",
+        "under",
+        "into",
+        "than",
+        "then",
+        "when",
+        "where",
+        "what",
+        "which",
+        "who",
+        "how",
+        "our",
+        "your",
+        "their",
+        "we",
+        "you",
+        "they",
+        "i",
+        "my",
+        "me",
+        "more",
+        "most",
+        "only",
+        "also",
+        "per",
+        "up",
+        "out",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "first",
+        "day",
+        "days",
+        "have",
+        "has",
+        "had",
+        "do",
+        "does",
+        "done",
+        "use",
+        "used",
+        "using",
+        "such",
+        "other",
+        "new",
+        "see",
+        "get",
+        "gets",
+        "there",
+        "here",
+        "so",
+        "if",
+    ]
+)
+
+
+def doc_phrases(folder: Path = DOCS) -> list[str]:
+    """Content words and two-word phrases of the documents' parsed text, sorted."""
+    import re
+
+    from rag.parsing import parse_bytes
+
+    phrases: set[str] = set()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            text = parse_bytes(path.read_bytes(), path.suffix, path.name).text
+        except Exception:  # noqa: BLE001 - a file the parser refuses only adds no phrases
+            continue
+        for sentence in re.split(r"[.!?;:\n]+", text):
+            words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]*[A-Za-z]", sentence)]
+            for i, w in enumerate(words):
+                if len(w) < 4 or w in _STOP:
+                    continue
+                phrases.add(w)
+                nxt = words[i + 1] if i + 1 < len(words) else ""
+                if len(nxt) >= 3 and nxt not in _STOP:
+                    phrases.add(f"{w} {nxt}")
+    return sorted(phrases)
+
+
+def make_questions(n: int, seed: int, phrases: list[str] | None = None) -> list[str]:
+    """``n`` questions, distinct while the space lasts (then cycled: see ``repeat_rate``).
+
+    A quarter are the hand-written questions reworded (prefix x suffix: 1,600 variants), the
+    rest templated from ``phrases`` (one or two of them: tens of thousands of combinations).
+    """
+    phrases = phrases if phrases is not None else doc_phrases()
+    rng = random.Random(seed)
+    out: list[str] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(out) < n and attempts < 50 * n + 1000:
+        attempts += 1
+        r = rng.random()
+        if r < 0.25 or len(phrases) < 2:
+            prefix, base = rng.choice(PREFIXES), rng.choice(QUESTIONS)
+            q = prefix + (base[0].lower() + base[1:] if prefix else base) + rng.choice(SUFFIXES)
+        elif r < 0.6:
+            q = rng.choice(ONE_PHRASE).format(a=rng.choice(phrases))
+        else:
+            a, b = rng.sample(phrases, 2)
+            q = rng.choice(TWO_PHRASES).format(a=a, b=b)
+        if q not in seen:
+            seen.add(q)
+            out.append(q)
+    for i in range(n - len(out)):  # the space ran out: repeats, counted by repeat_rate
+        out.append(out[i % len(out)])
+    return out
+
+
+def repeat_rate(questions: list[str]) -> float:
+    """Share of the requests whose question an earlier request of the phase already asked."""
+    return round(1 - len(set(questions)) / len(questions), 4) if questions else 0.0
 
 
 def log(message: str) -> None:
@@ -350,8 +572,11 @@ async def _load(
         "clients": clients,
         "ok": len(latencies),
         "errors": n_errors,
+        "error_rate": round(n_errors / total, 4) if total else 0.0,
         "seconds": round(wall, 3),
-        "rps": round(total / wall, 1) if wall else 0.0,
+        # Throughput counts the successful requests only; a fast failure is not served load.
+        "rps": round(len(latencies) / wall, 1) if wall else 0.0,
+        "attempted_rps": round(total / wall, 1) if wall else 0.0,
         "latency_ms": _latency(latencies),
     }
     if errors:
@@ -367,20 +592,34 @@ async def _load(
     return out
 
 
-def _question_body(generate: bool, seed: int) -> Callable[[int], dict[str, Any]]:
-    order = random.Random(seed).sample(range(len(QUESTIONS)), len(QUESTIONS))
+def _question_body(
+    generate: bool, total: int, warmup: int, seed: int
+) -> tuple[Callable[[int], dict[str, Any]], dict[str, Any]]:
+    """Request bodies (warm-up requests ``-1..-warmup`` get their own questions) and the
+    phase's question statistics."""
+    questions = make_questions(warmup + total, seed)
+    measured = questions[warmup:]
 
     def body(i: int) -> dict[str, Any]:
-        return {"question": QUESTIONS[order[i % len(order)]], "generate": generate}
+        q = questions[-1 - i] if i < 0 else questions[warmup + i]
+        return {"question": q, "generate": generate}
 
-    return body
+    stats = {
+        "requests": len(measured),
+        "distinct": len(set(measured)),
+        "repeat_rate": repeat_rate(measured),
+        "source": "hand-written questions reworded + templates over examples/docs phrases",
+    }
+    return body, stats
 
 
 def _describe(name: str, r: dict[str, Any]) -> str:
     lat = r["latency_ms"]
+    repeats = r.get("questions", {}).get("repeat_rate")
     return (
-        f"{name}: {r['rps']:.1f} req/s, p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, "
-        f"{r['errors']} errors ({r['requests']} requests, {r['clients']} clients, {r['seconds']:.1f} s)"
+        f"{name}: {r['rps']:.1f} successful req/s, p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms, "
+        f"{r['errors']} errors ({r['requests']} requests, {r['clients']} clients, {r['seconds']:.1f} s"
+        + (f", question repeat rate {repeats:.2%})" if repeats is not None else ")")
     )
 
 
@@ -391,22 +630,28 @@ def inprocess_baseline(data_dir: Path, total: int, threads: int) -> dict[str, An
     from rag.config import load_settings
     from rag.index import Index
     from rag.pipeline import QueryPipeline
+    from rag.types import Query
 
     settings = load_settings(overrides={"data_dir": str(data_dir)})
     index = Index(settings)
     index.warm_up()
     index.open(create=False)
+    # Distinct questions: warm-up, then the sequential calls, then the threaded ones.
+    warm = len(QUESTIONS)
+    questions = make_questions(warm + 2 * total, seed=3)
     try:
         pipeline = QueryPipeline(index, settings)
-        filters = {"tenant": settings.tenant}  # what the API adds for a key of the default tenant
-        for q in QUESTIONS:
-            pipeline.run(q, filters=filters, generate=False)
+        # No filters: the retriever scopes every search to the deployment's tenant itself, as
+        # the API does for a key of the default tenant.
+        for q in questions[:warm]:
+            pipeline.run(Query(q, generate=False))
 
         def one(i: int) -> float:
+            q = questions[warm + i]
             t0 = time.perf_counter()
-            result = pipeline.run(QUESTIONS[i % len(QUESTIONS)], filters=filters, generate=False)
-            if not result["citations"]:
-                raise RuntimeError(f"no citations for {QUESTIONS[i % len(QUESTIONS)]!r}")
+            answer = pipeline.run(Query(q, generate=False))
+            if not answer.citations:
+                raise RuntimeError(f"no citations for {q!r}")
             return (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()
@@ -414,12 +659,16 @@ def inprocess_baseline(data_dir: Path, total: int, threads: int) -> dict[str, An
         seq_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
-            par = list(pool.map(one, range(total)))
+            par = list(pool.map(one, range(total, 2 * total)))
         par_s = time.perf_counter() - t0
     finally:
         index.close()
     return {
         "requests": total,
+        "questions": {
+            "distinct": len(set(questions[warm:])),
+            "repeat_rate": repeat_rate(questions[warm:]),
+        },
         "sequential": {"rps": round(total / seq_s, 1), "latency_ms": _latency(seq)},
         "threads": threads,
         "threaded": {"rps": round(total / par_s, 1), "latency_ms": _latency(par)},
@@ -454,7 +703,7 @@ def _run_inprocess(data_dir: Path, total: int, threads: int, env: dict[str, str]
 
 
 # -- the run ------------------------------------------------------------------------------
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -481,11 +730,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON figures here")
     ap.add_argument("--inprocess-baseline", type=Path, default=None, help=argparse.SUPPRESS)
+    add_goal_arguments(ap)
     args = ap.parse_args()
 
     if args.inprocess_baseline is not None:  # the child of _run_inprocess
         print(json.dumps(inprocess_baseline(args.inprocess_baseline, args.requests, args.clients)))
-        return
+        return 0
 
     import httpx
 
@@ -493,6 +743,8 @@ def main() -> None:
 
     env = _server_env(max(args.clients, args.answer_clients))
     results: dict[str, Any] = {
+        "goal": f"retrieval only >= {GOAL_RPS:.0f} successful req/s with 0 errors; no errors "
+        f"in any phase; question repeat rate <= {MAX_REPEAT_RATE:.0%}",
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "config": {
             "clients": args.clients,
@@ -573,6 +825,7 @@ def main() -> None:
             results["healthz"] = health
             log(_describe("baseline GET /healthz", health))
 
+            bodies, questions = _question_body(False, args.requests, args.warmup, seed=1)
             retrieval = asyncio.run(
                 _load(
                     server.base_url,
@@ -582,12 +835,13 @@ def main() -> None:
                     clients=args.clients,
                     warmup=args.warmup,
                     key=key,
-                    bodies=_question_body(False, 1),
+                    bodies=bodies,
                     check=_check_query(False),
                     timeout=60.0,
                 )
             )
-            retrieval["goal"] = f">= {GOAL_RPS:.0f} req/s with 0 errors"
+            retrieval["questions"] = questions
+            retrieval["goal"] = f">= {GOAL_RPS:.0f} successful req/s with 0 errors"
             retrieval["meets_goal"] = retrieval["rps"] >= GOAL_RPS and retrieval["errors"] == 0
             retrieval["ratio_to_healthz"] = _ratio(retrieval["rps"], health["rps"])
             if "inprocess_pipeline" in results:
@@ -615,6 +869,8 @@ def main() -> None:
                 log(
                     f"full answers with the local generator: {args.answer_requests} requests, {args.answer_clients} clients"
                 )
+                warm = min(args.warmup, 1)
+                bodies, questions = _question_body(True, args.answer_requests, warm, seed=2)
                 answers = asyncio.run(
                     _load(
                         server.base_url,
@@ -622,13 +878,14 @@ def main() -> None:
                         "/v1/query",
                         total=args.answer_requests,
                         clients=args.answer_clients,
-                        warmup=min(args.warmup, 1),
+                        warmup=warm,
                         key=key,
-                        bodies=_question_body(True, 2),
+                        bodies=bodies,
                         check=_check_query(True),
                         timeout=900.0,
                     )
                 )
+                answers["questions"] = questions
                 results["answers"] = answers
                 log(_describe("POST /v1/query generate=true (local)", answers))
 
@@ -645,10 +902,50 @@ def main() -> None:
             if stopped["outcome"] != "stopped on SIGTERM" or "Traceback" in server.log_tail(20000):
                 log(f"server log (tail):\n{server.log_tail()}")
 
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    return finish(results, _goals(results), args, args.json_out)
+
+
+def _goals(results: dict[str, Any]) -> list[Goal]:
+    retrieval = results["retrieval"]
+    goals = [
+        Goal(
+            "retrieval-only throughput",
+            f">= {GOAL_RPS:.0f} successful req/s with 0 errors",
+            retrieval["rps"],
+            bool(retrieval["meets_goal"]),
+        ),
+        Goal(
+            "index built",
+            "every file ingested, none failed",
+            {"files": results["index"]["files"], "failed": results["index"]["failed"]},
+            bool(results["index"]["files"]) and not results["index"]["failed"],
+            check=True,
+        ),
+    ]
+    phases = ["healthz", "retrieval", "answers"]
+    for phase in (p for p in phases if p in results):
+        r = results[phase]
+        goals.append(
+            Goal(
+                f"{phase} phase without errors",
+                "0 errors, every request answered",
+                {"ok": r["ok"], "errors": r["errors"], "kinds": r.get("error_kinds", {})},
+                r["errors"] == 0 and r["ok"] == r["requests"],
+                check=True,
+            )
+        )
+        if "questions" in r:
+            rate = r["questions"]["repeat_rate"]
+            goals.append(
+                Goal(
+                    f"{phase} questions distinct",
+                    f"repeat rate <= {MAX_REPEAT_RATE:.0%}",
+                    rate,
+                    rate <= MAX_REPEAT_RATE,
+                    check=True,
+                )
+            )
+    return goals
 
 
 def _metric(text: str, needle: str) -> dict[str, float]:
@@ -666,4 +963,4 @@ def _metric(text: str, needle: str) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

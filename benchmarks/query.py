@@ -1,17 +1,30 @@
 """Query-path latency on the embedded default (Qdrant Edge + MiniLM), all figures from one run.
 
-    .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 200] [--openai-url URL]
+    .venv/bin/python benchmarks/query.py [--sizes 10000 100000] [--queries 200]
+        [--openai-url URL] [--ttft-trials 40] [--json-out FILE] [--smoke] [--report-only]
 
-1. retrieve + rerank + pack p50/p95 at each collection size, query embedding included
-   (goal: p95 <= 20 ms at 100k chunks), next to the raw calls it is built on — MiniLM
-   encoding the query plus one dense and one sparse store search — as the baseline ratio.
-2. framework overhead per query: the whole pipeline (``run``, extractive generator off the
-   clock) minus the model and store calls inside it (query embedding, dense/sparse search,
-   generator) (goal: <= 3 ms).
-3. time to first token through the pipeline minus the raw server time to first token for the
-   same messages (goal: <= 50 ms). With ``--openai-url`` (a vLLM server: ``bash
-   scripts/vllm/serve.sh``) against it; otherwise against an in-process OpenAI-protocol
+Goals (exit status 1 when one is missed; ``--report-only`` reports without failing,
+``--smoke`` enforces only the sanity checks, for tiny sizes in the test suite):
+
+1. retrieve + rerank + pack p95 <= 20 ms at every measured size up to 100k chunks, query
+   embedding included. Baselines, the raw calls it is built on (MiniLM encoding the query,
+   one dense and one BM25 store search), measured two ways: sequentially, and overlapped
+   as ``rag/retrieve.py`` does it (BM25 searched in a worker thread while the query is
+   embedded); the pipeline's p50 is quoted as a ratio of each.
+2. framework overhead p50 <= 3 ms: the whole pipeline (``run``, extractive generator
+   included) minus the time inside model and store calls (query embedding, dense/sparse
+   search, generator). The time subtracted is the *union* of those calls' intervals across
+   threads, not their sum (the BM25 search overlaps the embedding): see ``Stopwatch``.
+3. time to first token through the pipeline minus the raw server time to first token for
+   the same messages, p50 <= 50 ms. With ``--openai-url`` (a vLLM server: ``bash
+   scripts/vllm/serve.sh``) against it too; always against an in-process OpenAI-protocol
    server that answers at once, which isolates our own share.
+
+Checks (enforced in smoke runs too): every query retrieved passages; every figure measured.
+
+Measurements are interleaved: for each query slot the raw sequential, raw overlapped,
+pipeline and pipeline-under-stopwatch runs go back to back in a random order, each with its
+own query text, so no side runs first on cold caches or warms another's.
 
 Chunks are synthetic (random-Zipf texts; dense vectors are random unit vectors, sparse ones
 are real BM25 of the text) and written straight to the store: search cost depends on the
@@ -28,6 +41,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +49,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
+
+GOAL = (
+    "retrieve+rerank+pack p95 <= 20 ms at every size up to 100k chunks; framework overhead "
+    "p50 <= 3 ms; time to first token added by the pipeline p50 <= 50 ms"
+)
+GOAL_CHUNKS = 100_000
 
 QUERIES = [
     "How long are production backups kept?",
@@ -122,27 +144,76 @@ def populate(index: Any, n: int, seed: int = 1) -> None:
 
 
 class Stopwatch:
-    """Wraps callables and adds up the seconds spent inside them (model and store calls)."""
+    """Records the wall-clock intervals spent inside wrapped callables, from any thread.
+
+    A request's framework overhead is its wall time minus the *union* of these intervals
+    within it, not their sum. The pipeline searches BM25 in a worker thread while the query
+    is embedded, so those two calls overlap: summing them would subtract the overlapped time
+    twice (and can push the "overhead" below zero), while the union subtracts exactly the
+    time during which at least one model or store call was running. What is left is the time
+    the request spent in none of them: our own code on the critical path, thread hand-offs
+    and queueing included. Framework work done in one thread while another thread is inside
+    a model call is hidden behind that call and, rightly, not counted: it adds no latency.
+    Nested wrapped calls (the generator embedding sentences) lie inside their outer
+    interval and count once. Intervals are appended under a lock, so wrapped calls may run
+    in any thread; the wrapper's own cost (two clock reads, one append) is charged to the
+    framework, i.e. the figure errs high.
+    """
 
     def __init__(self) -> None:
-        self.seconds = 0.0
-        self._depth = 0  # a wrapped call inside another (the generator embedding) counts once
+        self._lock = threading.Lock()
+        self._intervals: list[tuple[float, float]] = []
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._depth += 1
-            t = time.perf_counter()
+            start = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self._depth -= 1
-                if self._depth == 0:
-                    self.seconds += time.perf_counter() - t
+                end = time.perf_counter()
+                with self._lock:
+                    self._intervals.append((start, end))
 
         return timed
 
+    def reset(self) -> None:
+        with self._lock:
+            self._intervals.clear()
 
-def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str, Any]:
+    def covered(self, start: float, end: float) -> float:
+        """Seconds of [start, end] inside at least one wrapped call (the union of intervals)."""
+        with self._lock:
+            spans = sorted((max(a, start), min(b, end)) for a, b in self._intervals)
+        total = 0.0
+        cur_a = cur_b = None
+        for a, b in spans:
+            if b <= a:
+                continue
+            if cur_b is None or a > cur_b:
+                if cur_b is not None and cur_a is not None:
+                    total += cur_b - cur_a
+                cur_a, cur_b = a, b
+            else:
+                cur_b = max(cur_b, b)
+        if cur_b is not None and cur_a is not None:
+            total += cur_b - cur_a
+        return total
+
+
+def bench_size(
+    n: int, queries: int, embedder: Any, base_dir: Path, seed: int = 7
+) -> dict[str, Any]:
+    """One collection size; every measurement interleaved per query, in a random order.
+
+    Per query slot four measurements run back to back, shuffled: the raw calls sequentially
+    (embed, dense search, BM25 search), the raw calls overlapped as ``rag/retrieve.py`` does
+    them (BM25 in a worker thread while the query is embedded, then the dense search), the
+    pipeline without generation, and the whole pipeline under the stopwatch. Each gets its own
+    query text (no cache serves one from another), so neither side warms the other's caches
+    and drift over the run (page cache, CPU clocks, other load) hits all four alike.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from rag.config import load_settings
     from rag.generate.extractive import ExtractiveGenerator
     from rag.index import Index
@@ -159,67 +230,115 @@ def bench_size(n: int, queries: int, embedder: Any, base_dir: Path) -> dict[str,
     build_s = time.perf_counter() - t
     pipeline = QueryPipeline(index, settings)
     pipeline.warm_up()
-    qs = [
-        QUERIES[i % len(QUERIES)] + ("" if i < len(QUERIES) else f" (variant {i})")
-        for i in range(queries)
-    ]
-    for q in qs[:10]:  # warm caches and the store's lazy parts
-        pipeline.run(Query(q, generate=False))
+    kinds = ("raw_sequential", "raw_overlapped", "pipeline", "pipeline_stopwatch")
 
-    # Baseline: the raw calls retrieval is made of.
-    raw: list[float] = []
+    def text(i: int, k: int) -> str:
+        return f"{QUERIES[i % len(QUERIES)]} (variant {i}.{k})"
+
+    for i in range(10):  # warm caches and the store's lazy parts (texts not measured later)
+        pipeline.run(Query(f"{QUERIES[i % len(QUERIES)]} (warm-up {i})", generate=False))
+
     coll = index.collection
+    assert coll is not None
     flt = {"tenant": settings.tenant}
     limit = max(settings.retrieval.candidates, settings.retrieval.top_k)
-    for q in qs:
-        t = time.perf_counter()
-        vec = embedder.embed([q])[0].tolist()
-        index.store.search_dense(coll, vec, limit, flt)
-        index.store.search_sparse(coll, index.sparse.embed_query(q), limit, flt)
-        raw.append((time.perf_counter() - t) * 1000)
+    store: Any = index.store
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-sparse")
 
-    prepared: list[float] = []
-    for q in qs:
-        t = time.perf_counter()
-        pipeline.run(
-            Query(q, generate=False)
-        )  # retrieve, rerank, prompt, pack (+ the answer object)
-        prepared.append((time.perf_counter() - t) * 1000)
+    def sparse(q: str) -> list[Any]:
+        hits: list[Any] = store.search_sparse(coll, index.sparse.embed_query(q), limit, flt)
+        return hits
 
-    # Overhead: whole run() minus time inside the embedder, the store searches and the generator.
+    def dense(q: str) -> list[Any]:
+        hits: list[Any] = store.search_dense(coll, embedder.embed([q])[0].tolist(), limit, flt)
+        return hits
+
+    def raw_sequential(q: str) -> float:
+        t = time.perf_counter()
+        dense(q)
+        sparse(q)
+        return (time.perf_counter() - t) * 1000
+
+    def raw_overlapped(q: str) -> float:
+        t = time.perf_counter()
+        pending = pool.submit(sparse, q)
+        dense(q)
+        pending.result()
+        return (time.perf_counter() - t) * 1000
+
+    empty: list[str] = []
+
+    def prepared(q: str) -> float:
+        t = time.perf_counter()
+        answer = pipeline.run(Query(q, generate=False))  # retrieve, rerank, prompt, pack
+        ms = (time.perf_counter() - t) * 1000
+        if not answer.citations:
+            empty.append(q)
+        return ms
+
+    # Overhead: whole run() minus the union of time inside the embedder, the store searches
+    # and the generator (see Stopwatch). The wrappers are installed for this measurement only.
     watch = Stopwatch()
-    embed, dense, sparse = embedder.embed, index.store.search_dense, index.store.search_sparse
-    embedder.embed = watch.wrap(embed)
-    index.store.search_dense = watch.wrap(dense)
-    index.store.search_sparse = watch.wrap(sparse)
     extractive = pipeline.chain.generators[0]
     assert isinstance(extractive, ExtractiveGenerator)
     original_stream = extractive.stream
-    extractive.stream = watch.wrap(lambda request: list(original_stream(request)))  # type: ignore[method-assign]
-    overhead: list[float] = []
-    try:
-        for q in qs:
-            before = watch.seconds
-            t = time.perf_counter()
+    originals: tuple[Any, ...] = (embedder.embed, store.search_dense, store.search_sparse)
+    wrapped = tuple(watch.wrap(fn) for fn in originals)
+    wrapped_stream = watch.wrap(lambda request: list(original_stream(request)))
+
+    def with_stopwatch(q: str) -> float:
+        embedder.embed, store.search_dense, store.search_sparse = wrapped
+        extractive.stream = wrapped_stream  # type: ignore[method-assign]
+        try:
+            watch.reset()
+            t0 = time.perf_counter()
             pipeline.run(q)
-            overhead.append(((time.perf_counter() - t) - (watch.seconds - before)) * 1000)
+            t1 = time.perf_counter()
+        finally:
+            embedder.embed, store.search_dense, store.search_sparse = originals
+            extractive.stream = original_stream  # type: ignore[method-assign]
+        return ((t1 - t0) - watch.covered(t0, t1)) * 1000
+
+    measure = {
+        "raw_sequential": raw_sequential,
+        "raw_overlapped": raw_overlapped,
+        "pipeline": prepared,
+        "pipeline_stopwatch": with_stopwatch,
+    }
+    ms: dict[str, list[float]] = {k: [] for k in kinds}
+    rng = random.Random(seed + n)
+    try:
+        for i in range(queries):
+            order = list(enumerate(kinds))
+            rng.shuffle(order)
+            for k, kind in order:
+                ms[kind].append(measure[kind](text(i, k)))
     finally:
-        embedder.embed = embed
-        index.store.search_dense, index.store.search_sparse = dense, sparse
-        extractive.stream = original_stream  # type: ignore[method-assign]
-    pipeline.close()
-    index.close()
+        pool.shutdown()
+        pipeline.close()
+        index.close()
+    prep, seq, ovl, overhead = (
+        ms["pipeline"],
+        ms["raw_sequential"],
+        ms["raw_overlapped"],
+        ms["pipeline_stopwatch"],
+    )
     return {
         "chunks": n,
+        "queries": queries,
         "populate_seconds": round(build_s, 1),
-        "retrieve_rerank_pack_ms": _summary(prepared),
-        "raw_embed_and_search_ms": _summary(raw),
-        "ratio_p50_to_raw": round(_pct(prepared, 50) / max(1e-9, _pct(raw, 50)), 3),
-        "framework_overhead_ms": _summary(overhead),
-        "goals": {
-            "p95_le_20ms": _pct(prepared, 95) <= 20.0,
-            "overhead_p50_le_3ms": _pct(overhead, 50) <= 3.0,
+        "order": "interleaved: per query the four measurements in a random order",
+        "retrieve_rerank_pack_ms": _summary(prep),
+        "raw_embed_and_search_ms": {
+            "sequential": _summary(seq),
+            "overlapped": _summary(ovl),
         },
+        "ratio_p50_to_raw_sequential": round(_pct(prep, 50) / max(1e-9, _pct(seq, 50)), 3),
+        "ratio_p50_to_raw_overlapped": round(_pct(prep, 50) / max(1e-9, _pct(ovl, 50)), 3),
+        "framework_overhead_ms": _summary(overhead),
+        "overhead_method": "wall time minus the union of intervals inside embed, dense/sparse "
+        "search and the generator, across threads",
+        "queries_without_passages": len(empty),
     }
 
 
@@ -312,7 +431,7 @@ def bench_ttft(
     index = Index(settings, embedder=embedder)
     index.open(create=True)
     Ingestor(index).sync_folder(docs)
-    timing = TimingTransport()
+    timing: Any = TimingTransport()
     # The generator gets the timing transport through the public seam: a chain of our own.
     generator = OpenAIGenerator(
         settings.generation.openai, settings.generation.timeout_seconds, transport=timing
@@ -367,11 +486,16 @@ def bench_ttft(
                         (now - timing.first_content) * 1000,
                     )
         finally:
-            stream.close()
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         raise RuntimeError("the pipeline yielded no token")
 
     raw_ttft(), pipeline_ttft()  # warm both paths
-    through, raw, before, after = [], [], [], []
+    through: list[float] = []
+    raw: list[float] = []
+    before: list[float] = []
+    after: list[float] = []
     for i in range(trials):
         if i % 2:
             r = raw_ttft()
@@ -379,7 +503,10 @@ def bench_ttft(
         else:
             p, b, a = pipeline_ttft()
             r = raw_ttft()
-        through.append(p), raw.append(r), before.append(b), after.append(a)
+        through.append(p)
+        raw.append(r)
+        before.append(b)
+        after.append(a)
     client.close()
     pipeline.close()
     index.close()
@@ -400,12 +527,13 @@ def bench_ttft(
             "after_first_text_arrives": _summary(after),
             "total": _summary(own),
         },
-        "goal_added_p50_le_50ms": _pct(diff, 50) <= 50.0,
     }
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument(
@@ -419,23 +547,31 @@ def main() -> int:
         "--threads",
         type=int,
         default=None,
-        help="threads for the query embedding (default: the embedded default, all cores)",
+        help="threads for the query embedding (default: embedding.threads, else all cores)",
     )
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
+    add_goal_arguments(ap)
     args = ap.parse_args()
 
     from rag.config import load_settings
     from rag.embedding import Embedder
 
-    embedder = Embedder(load_settings().embedding.model_copy(update={"threads": args.threads}))
+    embedding = load_settings().embedding
+    if args.threads is not None:
+        embedding = embedding.model_copy(update={"threads": args.threads})
+    embedder = Embedder(embedding)
     embedder.warm_up()
     results: dict[str, Any] = {
+        "goal": GOAL,
         "short_text_backend": embedder.short_text_backend,
         "query_embedding_ms": {},
     }
     # The query encoder alone, side by side: what the pipeline uses vs sentence-transformers' PyTorch.
     import torch
 
-    encoders = {"pipeline (" + embedder.short_text_backend + ")": lambda q: embedder.embed([q])}
+    encoders: dict[str, Callable[[str], Any]] = {
+        "pipeline (" + embedder.short_text_backend + ")": lambda q: embedder.embed([q])
+    }
     encoders["sentence-transformers torch"] = lambda q: embedder._model.encode(
         [q], show_progress_bar=False
     )
@@ -451,19 +587,50 @@ def main() -> int:
         results["query_embedding_ms"][name] = _summary(ms)
     print(json.dumps(results), file=sys.stderr, flush=True)
     results["sizes"] = []
+    goals: list[Goal] = []
     with tempfile.TemporaryDirectory(prefix="rag-query-bench-") as tmp:
         for n in args.sizes:
             res = bench_size(n, args.queries, embedder, Path(tmp))
             results["sizes"].append(res)
             print(json.dumps(res), file=sys.stderr, flush=True)
+            p95 = res["retrieve_rerank_pack_ms"]["p95"]
+            overhead = res["framework_overhead_ms"]["p50"]
+            if n <= GOAL_CHUNKS:  # a smaller collection must meet it too
+                goals.append(
+                    Goal(f"retrieve+rerank+pack p95 at {n} chunks", "<= 20 ms", p95, p95 <= 20.0)
+                )
+            goals.append(
+                Goal(f"framework overhead p50 at {n} chunks", "<= 3 ms", overhead, overhead <= 3.0)
+            )
+            goals.append(
+                Goal(
+                    f"every query at {n} chunks retrieved passages, figures measured",
+                    "0 empty, finite",
+                    res["queries_without_passages"],
+                    res["queries_without_passages"] == 0
+                    and finite(p95, overhead, res["raw_embed_and_search_ms"]["overlapped"]["p95"]),
+                    check=True,
+                )
+            )
         results["ttft"] = [bench_ttft(embedder, Path(tmp), None, args.model, args.ttft_trials)]
         print(json.dumps(results["ttft"][0]), file=sys.stderr, flush=True)
         if args.openai_url:
             results["ttft"].append(
                 bench_ttft(embedder, Path(tmp), args.openai_url, args.model, args.ttft_trials)
             )
-    print(json.dumps(results, indent=2))
-    return 0
+    for r in results["ttft"]:
+        added = r["added_ms"]["p50"]
+        goals.append(Goal(f"TTFT added p50 ({r['server']})", "<= 50 ms", added, added <= 50.0))
+        goals.append(
+            Goal(
+                f"TTFT trials completed ({r['server']})",
+                f"{args.ttft_trials} trials, finite",
+                r["trials"],
+                r["trials"] == args.ttft_trials and finite(added),
+                check=True,
+            )
+        )
+    return finish(results, goals, args, args.json_out)
 
 
 if __name__ == "__main__":
