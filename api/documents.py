@@ -27,6 +27,7 @@ from api.storage import StorageProbe, storage_error
 from rag.documents import document_id
 from rag.ingest import TENANTS_DIR, is_ignored_name, walk_folder
 from rag.manifest import FileRecord
+from rag.textguard import bidi_controls, is_blank
 
 if TYPE_CHECKING:
     from rag.index import Index
@@ -170,6 +171,21 @@ class Documents:
                 "invalid_path",
                 f"path {raw!r} must be a relative path without '..' or control characters",
             )
+        if bidi := bidi_controls(raw):
+            # U+202E makes "invoice\u202efdp.md" display as "invoicedm.pdf": a name that lies.
+            raise ApiError(
+                422,
+                "invalid_path",
+                f"path {raw!r} contains bidirectional control character(s) {', '.join(bidi)}, "
+                "which make a name display differently from what it is; rename it",
+            )
+        if any(is_blank(p) for p in parts):
+            raise ApiError(
+                422,
+                "invalid_path",
+                f"path {raw!r} has a folder or file name of only invisible characters "
+                "(spaces, zero-width or format characters); rename it",
+            )
         if any(is_ignored_name(p, self.ignore_hidden) for p in parts):
             raise ApiError(
                 422,
@@ -306,7 +322,9 @@ class Documents:
             raise ApiError(
                 409,
                 "conflict",
-                f"{source} comes from the watched folder {rec.root}; delete the file there and the daemon removes it",
+                # No server path in the answer: the folder is the operator's, not the caller's.
+                f"{source} comes from a watched folder, not an upload; delete the file there "
+                "and the daemon removes it",
             )
         if rec is None and not source.startswith(f"{tenant}/"):
             raise self.not_found(source)

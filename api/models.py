@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rag.textguard import VISIBLE_CHARACTER, is_blank
 from rag.types import Answer, Citation, PromptRef
 
 __all__ = [
@@ -29,7 +30,10 @@ Texts = Annotated[list[str], Field(min_length=1, max_length=100)]
 Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 
 
-NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
+# A character a person would see: not whitespace, control or format (Unicode Cc, Cf, Z*) nor
+# another invisible (zero-width joiners, variation selectors, fillers); rag.textguard.is_blank
+# is the same test, so a question of only U+200B is a 422 here and never reaches retrieval.
+NOT_BLANK = VISIBLE_CHARACTER
 
 
 class Filters(BaseModel):
@@ -67,8 +71,8 @@ class QueryRequest(BaseModel):
     question: str = Field(
         min_length=1,
         max_length=100_000,
-        # A character that is not whitespace to Python either (str.strip also strips \x1c-\x1f, \x85).
-        pattern=NOT_BLANK,
+        # In the schema; checked by the validator below, which says what is wrong.
+        json_schema_extra={"pattern": NOT_BLANK},
         description="Limited further by api.max_question_chars",
     )
     filters: Filters | None = None
@@ -86,6 +90,16 @@ class QueryRequest(BaseModel):
     )
     user: str | None = Field(default=None, max_length=256, description="For A/B prompt assignment")
     session: str | None = Field(default=None, max_length=256)
+
+    @field_validator("question")
+    @classmethod
+    def _visible(cls, value: str) -> str:
+        if is_blank(value):
+            raise ValueError(
+                "the question is empty: it has only whitespace or invisible characters "
+                "(zero-width, format or control characters); ask something"
+            )
+        return value
 
 
 # The `rag query --json` object: the library's own Answer, so the schema cannot drift from it.

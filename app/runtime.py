@@ -30,6 +30,7 @@ from evals.runner import EvalRunner
 from ingestion.daemon import WatchDaemon
 from rag.config import Settings
 from rag.control import ControlServer
+from rag.datadir import private_data_dir, restrict_umask
 from rag.index import Index
 from rag.pipeline import QueryPipeline
 from rag.reindex import reindex
@@ -69,6 +70,10 @@ class Runtime:
         index: Index | None = None,
         echo: Echo | None = None,
     ):
+        # Group and other get nothing of what this process writes (the store, the manifest,
+        # reports, key hashes, daemon.json), and the data dir is 0700.
+        restrict_umask()
+        private_data_dir(settings.resolved_data_dir())
         self.settings = settings
         self.paths = list(paths)
         self.reconcile_interval = reconcile_interval

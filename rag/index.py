@@ -16,6 +16,7 @@ from typing import Any
 
 from rag.chunking import Chunker
 from rag.config import Settings
+from rag.datadir import private_data_dir
 from rag.embedding import Embedder, EmbeddingIdentity, embedder_for
 from rag.errors import EmbeddingMismatchError
 from rag.manifest import Manifest
@@ -42,7 +43,8 @@ class Index:
         self.settings = settings
         # Between parsing and chunking; their identity is locked in the collection like the model.
         self.transforms: list[DocumentTransform] = list(transforms)
-        self.data_dir = settings.resolved_data_dir()
+        # 0700 (and the umask tightened) before the store or the manifest writes anything.
+        self.data_dir = private_data_dir(settings.resolved_data_dir())
         self.store = store or open_store(settings)
         self.embedder = embedder or embedder_for(settings)
         self.sparse = Bm25Encoder()

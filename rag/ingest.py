@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from rag.documents import Chunk, document_id
 from rag.manifest import FileRecord
-from rag.parsing import SUPPORTED_EXTENSIONS, ParseError, parse_bytes, read_file_bytes
+from rag.parsing import (
+    SUPPORTED_EXTENSIONS,
+    ParseError,
+    parse_bytes,
+    read_file_bytes,
+    without_server_paths,
+)
 from rag.store import StoredPoint
 from rag.transforms import apply_transforms
 
@@ -251,7 +257,9 @@ class Ingestor:
             self._record_failure(root, source, doc_id, _stat_signature(path), escape, prior, report)
             return None
         try:
-            data = read_file_bytes(path, self.max_bytes)
+            # A broken link's target is named relative to the folder (a tenant's own folder).
+            inside = root / tenant if root == self.tenants_root else root
+            data = read_file_bytes(path, self.max_bytes, inside)
         except ParseError as exc:
             signature = _stat_signature(path)
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
@@ -340,6 +348,9 @@ class Ingestor:
         prior: FileRecord | None,
         report: SyncReport,
     ) -> None:
+        # Shown to API callers and in `rag status`: no absolute server path (parser and
+        # transform messages may hold one), paths inside the watched folder relative to it.
+        reason = without_server_paths(reason, root, self.index.data_dir)
         # A file that no longer parses must not keep serving its old text: drop its chunks.
         self._drop_chunks([doc_id], report)
         self.index.manifest.put_many(

@@ -17,14 +17,23 @@ from pathlib import Path
 from rag.documents import ParsedDocument, Section
 from rag.errors import ParseError
 
-__all__ = ["SUPPORTED_EXTENSIONS", "ParseError", "parse_bytes", "read_file_bytes"]
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "ParseError",
+    "parse_bytes",
+    "read_file_bytes",
+    "without_server_paths",
+]
 
 SUPPORTED_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 _TEXT_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm")
 
 
-def read_file_bytes(path: Path, max_bytes: int) -> bytes:
-    """Read a file, turning OS errors into reasons (permission, vanished, symlink loop, size)."""
+def read_file_bytes(path: Path, max_bytes: int, root: Path | None = None) -> bytes:
+    """Read a file, turning OS errors into reasons (permission, vanished, symlink loop, size).
+
+    Reasons name no server path: a broken link's target is named relative to ``root`` (the
+    watched folder; default the file's own folder), or not at all when it lies outside."""
     try:
         st = path.stat()
         if stat.S_ISDIR(st.st_mode):
@@ -45,7 +54,7 @@ def read_file_bytes(path: Path, max_bytes: int) -> bytes:
             "permission denied: the daemon cannot read this file (check its mode/owner)"
         ) from exc
     except FileNotFoundError as exc:
-        target = _link_target(path)
+        target = _link_target(path, path.parent if root is None else root)
         if target is not None:
             raise ParseError(f"broken symlink: its target {target} does not exist") from exc
         raise ParseError("file vanished while it was being read") from exc
@@ -54,17 +63,45 @@ def read_file_bytes(path: Path, max_bytes: int) -> bytes:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ParseError("symlink loop: following the link leads back to itself") from exc
-        raise ParseError(f"cannot read file: {exc.strerror or exc}") from exc
+        raise ParseError(f"cannot read file: {exc.strerror or type(exc).__name__}") from exc
     if len(data) > max_bytes:
         raise ParseError(f"file grew over the {_megabytes(max_bytes)} limit while being read")
     return data
 
 
-def _link_target(path: Path) -> str | None:
+def _link_target(path: Path, root: Path) -> str | None:
+    """Where a (broken) link points, relative to ``root``; ``(outside the watched folder)``
+    for a target beyond it, whose absolute path is the server's business only."""
     try:
-        return os.readlink(path)
+        raw = os.readlink(path)
     except OSError:  # not a symlink (or gone too)
         return None
+    # Lexically: the target does not exist, so there is nothing to resolve.
+    target = os.path.normpath(os.path.join(path.parent, raw))
+    base = os.path.normpath(root)
+    if target == base or not target.startswith(base.rstrip("/") + "/"):
+        return "(outside the watched folder)"
+    return Path(target).relative_to(base).as_posix()
+
+
+# An absolute POSIX path not inside a word, URL or relative path (``tenants/<tenant>/``).
+_PATH_PART = r"""[^\s'"/:;,()\[\]<>|]"""
+_ABSOLUTE_PATH = re.compile(rf"(?<![\w.~:/-])/{_PATH_PART}+(?:/{_PATH_PART}*)*")
+
+
+def without_server_paths(reason: str, root: Path, *others: Path) -> str:
+    """``reason`` naming no absolute server path: paths inside ``root`` (the watched folder)
+    become relative to it, ``others`` (e.g. the data dir) and any other absolute path become
+    ``<path>``. Failure reasons are shown to API callers and in ``rag status``."""
+    for base in sorted({str(root), *(str(o) for o in others)}, key=len, reverse=True):
+        if not base or base == "/":
+            continue
+        if base == str(root):
+            reason = reason.replace(base + "/", "")
+            reason = re.sub(rf"{re.escape(base)}(?!{_PATH_PART})", ".", reason)
+        else:
+            reason = re.sub(rf"{re.escape(base)}(?:/{_PATH_PART}*)*", "<path>", reason)
+    return _ABSOLUTE_PATH.sub("<path>", reason)
 
 
 def _megabytes(n: int) -> str:

@@ -32,6 +32,7 @@ from rag.prompts import Prompt, PromptRegistry
 from rag.rerank import Reranker
 from rag.retrieve import Retriever
 from rag.store import Hit
+from rag.textguard import is_blank, neutralise_special_tokens
 from rag.tracing import NoopTracer, Tracer
 from rag.types import (
     Answer,
@@ -205,7 +206,11 @@ class Pack:
         assert prompt is not None, "Pack runs after SelectPrompt"
         generator = self.chain.budget_generator()
         counter = generator.tokens
-        skeleton = prompt.render(**_variables(prompt, self.settings, state.question, ""))
+        # Control-token strings in the question (chat history included) and in passages are
+        # broken before anything is counted or rendered: text never opens a turn.
+        special = self.chain.special_tokens()
+        question = neutralise_special_tokens(state.question, special)
+        skeleton = prompt.render(**_variables(prompt, self.settings, question, ""))
         budget = (
             generator.context_window
             - counter.count_messages(skeleton)
@@ -213,7 +218,9 @@ class Pack:
             - _SAFETY_TOKENS
         )
         state.context = (
-            Packer(counter).pack(state.hits, budget)
+            Packer(lambda text: counter(neutralise_special_tokens(text, special))).pack(
+                state.hits, budget
+            )
             if state.hits
             else PackedContext([], "", 0, budget)
         )
@@ -221,8 +228,8 @@ class Pack:
             **_variables(
                 prompt,
                 self.settings,
-                state.question,
-                state.context.text,
+                question,
+                neutralise_special_tokens(state.context.text, special),
                 len(state.context.passages),
             )
         )
@@ -385,4 +392,10 @@ def check_question(query: Query) -> str:
     question = (query.question or "").strip()
     if not question:
         raise QueryError("the question is empty: ask something")
+    if is_blank(question):
+        # Zero-width spaces, joiners, bidi marks, BOMs: nothing to search for or answer.
+        raise QueryError(
+            "the question is empty: it has only invisible characters (zero-width or other "
+            "format characters); ask something"
+        )
     return question

@@ -10,10 +10,11 @@ API's chat history, a remote generator's ``tokenizer_path``) loads it here, with
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["Encode", "load_tokenizer", "tokenizer_file"]
+__all__ = ["Encode", "load_tokenizer", "special_token_strings", "tokenizer_file"]
 
 # text -> its token ids, no special tokens added
 Encode = Callable[[str], list[int]]
@@ -47,3 +48,23 @@ def _load(path: str) -> Encode:
         return ids
 
     return encode
+
+
+def special_token_strings(path: str | Path) -> frozenset[str]:
+    """The texts of a ``tokenizer.json``'s special added tokens (``<|im_start|>``, ``</s>``…):
+    what its tokenizer turns into control tokens. Empty when the file cannot be read."""
+    return _specials(str(tokenizer_file(path).resolve()))
+
+
+@functools.lru_cache(maxsize=16)
+def _specials(path: str) -> frozenset[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            added = json.load(fh).get("added_tokens") or []
+    except (OSError, ValueError, AttributeError):
+        return frozenset()
+    return frozenset(
+        str(t["content"])
+        for t in added
+        if isinstance(t, dict) and t.get("special") and isinstance(t.get("content"), str)
+    )

@@ -17,6 +17,7 @@ import typer
 
 from app.cli import core, query, serve
 from app.cli import eval as eval_cmds
+from rag.datadir import restrict_umask
 
 __all__ = ["app", "main"]
 
@@ -61,6 +62,9 @@ app.command()(serve.serve)
 
 
 def main() -> None:
+    # Before anything is written: the data dir's files (every tenant's text, the manifest,
+    # reports, key hashes, daemon.json) are 0600 and its folders 0700.
+    restrict_umask()
     try:
         app()
     except KeyboardInterrupt:

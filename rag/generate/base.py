@@ -68,7 +68,8 @@ class TokenCounter:
     ``per_message`` and ``reply_prefix`` are the template's fixed costs (ChatML, which SmolLM2
     and most instruct models use: ``<|im_start|>role\\n ... <|im_end|>\\n`` and the opening
     ``<|im_start|>assistant\\n``); ``count_messages`` is exact when the template is ChatML and
-    an upper bound otherwise, since the margin is generous.
+    an upper bound otherwise, since the margin is generous. ``special_tokens``: the strings this
+    tokenizer turns into control tokens, when known (broken in what it is sent: ``rag.textguard``).
     """
 
     def __init__(
@@ -77,8 +78,10 @@ class TokenCounter:
         per_message: int = 5,
         reply_prefix: int = 3,
         cache_size: int = 8192,
+        special_tokens: frozenset[str] = frozenset(),
     ):
         self._encode = encode
+        self.special_tokens = special_tokens
         self.per_message = per_message
         self.reply_prefix = reply_prefix
         # The same passages are counted again and again across queries (packing re-renders the
@@ -100,10 +103,10 @@ class TokenCounter:
 
 def hf_token_counter(path: str | Path) -> TokenCounter:
     """A counter from a Hugging Face ``tokenizer.json`` (or a folder holding one)."""
-    from rag.tokens import load_tokenizer, tokenizer_file
+    from rag.tokens import load_tokenizer, special_token_strings, tokenizer_file
 
     try:
-        return TokenCounter(load_tokenizer(path))
+        return TokenCounter(load_tokenizer(path), special_tokens=special_token_strings(path))
     except FileNotFoundError as exc:
         raise GenerationError(
             f"tokenizer file {tokenizer_file(path)} not found: point tokenizer_path at a "
@@ -125,6 +128,12 @@ class Generator(abc.ABC):
     @abc.abstractmethod
     def tokens(self) -> TokenCounter:
         """Counts with this generator's own tokenizer."""
+
+    @property
+    def special_tokens(self) -> frozenset[str]:
+        """This backend's own special-token strings (its tokenizer's control tokens), broken in
+        every text it is sent besides ``rag.textguard``'s known ones; empty when unknown."""
+        return self.tokens.special_tokens
 
     def warm_up(self) -> None:
         return None

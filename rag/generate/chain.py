@@ -69,6 +69,17 @@ class GeneratorChain:
     def primary(self) -> Generator:
         return self.generators[0]
 
+    def special_tokens(self) -> frozenset[str]:
+        """Every backend's own special-token strings: what Pack breaks in questions and passages."""
+        out: frozenset[str] = frozenset()
+        for g in self.generators:
+            try:
+                out |= g.special_tokens
+            except Exception as exc:  # noqa: BLE001 - a backend that cannot load its tokenizer
+                # fails on its own turn (and breaks its own tokens there): the query goes on.
+                log.debug("generator %s: no special tokens (%s)", g.name, exc)
+        return out
+
     def budget_generator(self) -> Generator:
         """The backend whose tokenizer and window bound the context: the tightest LLM one."""
         llms = [g for g in self.generators if g.uses_llm]

@@ -20,6 +20,7 @@ import sysconfig
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from rag.generate.base import (
     Usage,
     close_quietly,
 )
+from rag.textguard import neutralise_messages
 
 __all__ = ["DEFAULT_GGUF", "LocalGenerator", "default_gguf_path", "local_token_counter"]
 
@@ -107,8 +109,29 @@ def local_token_counter(settings: LocalGeneratorSettings) -> TokenCounter:
                 with lock:
                     return list(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-            _vocab_cache[path] = TokenCounter(encode)
+            _vocab_cache[path] = TokenCounter(
+                encode, special_tokens=_control_token_strings(llama_cpp, vocab)
+            )
         return _vocab_cache[path]
+
+
+def _control_token_strings(llama_cpp: Any, llm: Any) -> frozenset[str]:
+    """The texts of the model's control (and unknown) tokens, read from its vocabulary:
+    ``tokenize(..., special=True)`` turns exactly these strings into those tokens. Empty when
+    this llama-cpp-python cannot tell (``rag.textguard``'s known list still applies)."""
+    try:
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+        out = set()
+        for token in range(llm.n_vocab()):
+            if llama_cpp.llama_vocab_get_attr(vocab, token) & wanted:
+                text = llama_cpp.llama_vocab_get_text(vocab, token)
+                if text:
+                    out.add(text.decode("utf-8", "replace"))
+        return frozenset(out)
+    except (AttributeError, TypeError, ValueError) as exc:  # pragma: no cover - other versions
+        log.warning("local: cannot read the model's control tokens (%s): using the known list", exc)
+        return frozenset()
 
 
 class LocalGenerator(Generator):
@@ -173,6 +196,12 @@ class LocalGenerator(Generator):
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
         self.warm_up()
+        # llama.cpp tokenizes the rendered prompt with special tokens on: a control-token
+        # string in any message would become the real token (Pack breaks them already; this
+        # covers messages built by other stages).
+        request = replace(
+            request, messages=neutralise_messages(request.messages, self.special_tokens)
+        )
         prompt_tokens = self.tokens.count_messages(request.messages)
         if prompt_tokens + request.max_tokens > self.context_window:
             raise GenerationError(

@@ -29,6 +29,7 @@ from rag.generate.base import (
     Usage,
     hf_token_counter,
 )
+from rag.textguard import neutralise_messages
 
 __all__ = ["OpenAIGenerator"]
 
@@ -83,6 +84,13 @@ class OpenAIGenerator(Generator):
                 self._tokens = _approximate_counter()
         return self._tokens
 
+    @property
+    def special_tokens(self) -> frozenset[str]:
+        try:
+            return self.tokens.special_tokens
+        except GenerationError:  # no tokenizer to read: the known list still applies
+            return frozenset()
+
     def _headers(self) -> dict[str, str]:
         key = self.settings.api_key or os.environ.get(self.settings.api_key_env or "", "")
         return {"Authorization": f"Bearer {key}"} if key else {}
@@ -128,7 +136,9 @@ class OpenAIGenerator(Generator):
     def _body(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.settings.model,
-            "messages": request.messages,
+            # The server's chat template and tokenizer would turn control-token strings in
+            # the text into real tokens (a question could open a system turn): broken here too.
+            "messages": neutralise_messages(request.messages, self.special_tokens),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stream": stream,
