@@ -8,6 +8,11 @@ a password hash (scrypt) would cost tens of milliseconds on every call.
 Records live in ``<data_dir>/keys.json`` (written atomically under a file lock, re-read when
 it changes, so ``rag keys create/revoke`` take effect on a running server) and may also be
 listed in config (``api.keys``, entries from ``rag keys create --config-entry``).
+
+A new tenant may not be named like a top-level folder of the default tenant's watched folders
+(``policies`` beside ``policies/backup-policy.md``): its uploads are named ``<tenant>/<path>``,
+so they would read like that folder's documents wherever documents appear by name (``rag
+status``, ``rag export``, citations, the manifest). The index tells them apart either way.
 """
 
 from __future__ import annotations
@@ -27,7 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCAL_KEY_FILE", "KeyRecord", "KeyStore", "Principal", "hash_secret"]
+__all__ = [
+    "LOCAL_KEY_FILE",
+    "KeyRecord",
+    "KeyStore",
+    "Principal",
+    "hash_secret",
+    "watched_folder_holding",
+]
 
 KEYS_FILE = "keys.json"
 LOCAL_KEY_FILE = "local.key"
@@ -37,6 +49,32 @@ _TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 def hash_secret(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
+
+
+def watched_folder_holding(data_dir: Path, name: str) -> Path | None:
+    """A watched folder (recorded in the data dir's manifest) with a top-level folder ``name``,
+    on disk or among the documents it indexed; None when there is none."""
+    from rag.ingest import TENANTS_DIR
+    from rag.manifest import Manifest
+
+    path = data_dir / "manifest.sqlite"
+    if not path.exists():
+        return None
+    tenants_root = str((data_dir / TENANTS_DIR).resolve())
+    manifest = Manifest(path, readonly=True)
+    try:
+        roots = [r for r in manifest.roots() if r != tenants_root]
+        for root in roots:
+            if (Path(root) / name).is_dir():
+                return Path(root)
+        prefix = name + "/"
+        for collection in manifest.collections():
+            for rec in manifest.records(collection):
+                if rec.root != tenants_root and rec.source.startswith(prefix):
+                    return Path(rec.root)
+    finally:
+        manifest.close()
+    return None
 
 
 @dataclass(frozen=True)
@@ -183,8 +221,27 @@ class KeyStore:
         rec = KeyRecord(key_id, tenant, name, salt, hash_secret(salt, secret), time.time())
         return rec, f"rk_{key_id}_{secret}"
 
-    def create(self, tenant: str, name: str = "") -> tuple[KeyRecord, str]:
+    def check_new_tenant(self, tenant: str, default_tenant: str) -> None:
+        """Refuse a new tenant (one no key names yet) named like a top-level folder of a watched
+        folder: ValueError saying why and what to do. The default tenant owns those folders."""
+        if tenant == default_tenant or any(r.tenant == tenant for r in self.records()):
+            return
+        folder = watched_folder_holding(self.data_dir, tenant)
+        if folder is not None:
+            raise ValueError(
+                f"tenant {tenant!r} is also the name of a folder in the watched folder {folder}: "
+                f"its uploads would be named like that folder's documents ({tenant}/<path>) in "
+                "`rag status`, `rag export` and citations. Choose another tenant name."
+            )
+
+    def create(
+        self, tenant: str, name: str = "", *, default_tenant: str | None = None
+    ) -> tuple[KeyRecord, str]:
+        """A new key for ``tenant``. With ``default_tenant`` (what ``rag keys create`` passes), a
+        new tenant named like a watched folder's top-level folder is refused (``check_new_tenant``)."""
         rec, key = self.new_key(tenant, name)
+        if default_tenant is not None:
+            self.check_new_tenant(tenant, default_tenant)
         with self._locked() as records:
             records[rec.id] = rec
         return rec, key

@@ -5,8 +5,11 @@ one root, and the ingestor gives each file there the tenant named by its first f
 tenant's uploads are documents named ``<tenant>/<path>``. The default tenant also owns the
 folders passed to ``rag serve --watch`` / ``rag ingest``.
 
-Ownership is checked from the manifest's document id, which is derived from (tenant, path):
-a record belongs to tenant T exactly when ``document_id(T, source) == record.doc_id``.
+Ownership is checked from the manifest's document id, which is derived from (tenant, path,
+upload or watched): a record belongs to tenant T exactly when
+``document_id(T, source, upload=...) == record.doc_id``. A watched folder's ``policies/x.md``
+and tenant ``policies``'s upload ``policies/x.md`` are two records (the manifest keys files by
+root too), each owned by its own tenant.
 """
 
 from __future__ import annotations
@@ -80,9 +83,15 @@ class Documents:
         self._tenant_locks: dict[str, threading.Lock] = {}
 
     # -- ownership -------------------------------------------------------------------
-    @staticmethod
-    def owns(tenant: str, record: FileRecord) -> bool:
-        return document_id(tenant, record.source) == record.doc_id
+    def owns(self, tenant: str, record: FileRecord) -> bool:
+        if not self.is_upload(record):
+            return document_id(tenant, record.source) == record.doc_id
+        # An upload recorded before uploads had ids of their own (``document_id(T, source)``)
+        # is still its tenant's until the next sync gives it the new id.
+        return record.doc_id in (
+            document_id(tenant, record.source, upload=True),
+            document_id(tenant, record.source),
+        )
 
     def _records(self) -> list[FileRecord]:
         collection = self.index.collection or self.index.open(create=False)
@@ -90,8 +99,10 @@ class Documents:
 
     def _record(self, tenant: str, source: str) -> FileRecord | None:
         collection = self.index.collection or self.index.open(create=False)
-        rec = self.index.manifest.get(collection, source)
-        return rec if rec is not None and self.owns(tenant, rec) else None
+        owned = [r for r in self.index.manifest.find(collection, source) if self.owns(tenant, r)]
+        # The default tenant's upload ``<tenant>/x`` and a watched ``<tenant>/x``: the upload.
+        owned.sort(key=lambda r: not self.is_upload(r))
+        return owned[0] if owned else None
 
     def is_upload(self, record: FileRecord) -> bool:
         return Path(record.root) == self.root
@@ -217,7 +228,18 @@ class Documents:
                 "unsupported_media_type",
                 f"files of type '{suffix or '(none)'}' are not ingested; upload one of: {', '.join(self.extensions)}",
             )
-        return UploadTarget(f"{tenant}/{rel}", self.root / tenant / rel)
+        source = f"{tenant}/{rel}"
+        watched = self._record(tenant, source)
+        if watched is not None and not self.is_upload(watched):
+            # Only the default tenant owns watched folders: one of them has a folder named
+            # like the tenant, and an upload there would read like that document.
+            raise ApiError(
+                409,
+                "conflict",
+                f"{source} is already the name of a document in a watched folder; upload "
+                "under another path",
+            )
+        return UploadTarget(source, self.root / tenant / rel)
 
     def _tenant_lock(self, tenant: str) -> threading.Lock:
         with self._lock:

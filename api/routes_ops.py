@@ -40,6 +40,16 @@ def _checks(state: Any) -> tuple[dict[str, str], list[str]]:
     index = state.index
     try:
         collection = index.collection or index.open(create=False)
+        try:
+            # The collection itself, not only the process's handle on it: a store deleted
+            # under a running server still counts the chunks it has open.
+            index.store.collection_metadata(collection)
+        except Exception:
+            if index.collection == collection:
+                raise
+            # A reindex switched collections meanwhile (the old one is gone): the new one.
+            collection = index.collection
+            index.store.collection_metadata(collection)
         checks["store"] = f"ok ({index.store.count(collection)} chunks in {collection})"
     except Exception as exc:  # noqa: BLE001 - reported as the failing check
         checks["store"] = f"unreachable: {exc}"
@@ -66,7 +76,11 @@ def _checks(state: Any) -> tuple[dict[str, str], list[str]]:
     daemon = state.daemon
     if daemon is not None:
         stats = daemon.stats()
-        checks["ingestion"] = "ok" if stats["ready"] else "initial sync running"
+        if stats.get("sync_error"):
+            checks["ingestion"] = f"failing: {stats['sync_error']}"
+            failing.append("ingestion")
+        else:
+            checks["ingestion"] = "ok" if stats["ready"] else "initial sync running"
     return checks, failing
 
 

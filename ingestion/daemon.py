@@ -5,6 +5,8 @@
   temp-file-and-rename saves) mark paths dirty; a path is synced once it has been quiet for
   ``debounce_seconds`` (a burst of writes → one ingest of the settled file).
 - A watcher error, a dead observer thread, or a failed targeted sync → full reconcile.
+- A sync that fails is remembered until a sync of that folder succeeds: ``stats()["sync_error"]``
+  names it, so ``/readyz`` answers 503 instead of staying ready while nothing is ingested.
 - SIGINT/SIGTERM: stop taking events, finish the sync in flight, close the store cleanly.
 """
 
@@ -110,6 +112,8 @@ class WatchDaemon:
         self.files_ingested = 0
         self.files_deleted = 0
         self.chunks_embedded = 0
+        # Folder -> why its last sync failed (gone once a sync of it succeeds).
+        self._sync_errors: dict[Path, str] = {}
 
     # -- events ----------------------------------------------------------------------
     def mark_dirty(self, root: Path, *rels: str) -> None:
@@ -141,7 +145,24 @@ class WatchDaemon:
             "files_ingested": self.files_ingested,
             "files_deleted": self.files_deleted,
             "chunks_embedded": self.chunks_embedded,
+            "sync_error": self.sync_error,
         }
+
+    @property
+    def sync_error(self) -> str | None:
+        """Why the latest failing sync failed (None while every folder's last sync succeeded)."""
+        errors = list(self._sync_errors.values())
+        if not errors:
+            return None
+        more = f" (and {len(errors) - 1} more folder(s))" if len(errors) > 1 else ""
+        return errors[-1] + more
+
+    def _failed(self, root: Path, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        if len(message) > 300:
+            message = message[:297] + "..."
+        self._sync_errors.pop(root, None)
+        self._sync_errors[root] = f"the last sync failed: {message}"
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -236,8 +257,9 @@ class WatchDaemon:
             self._syncing = True
             try:
                 report = ingestor.sync_paths(root, rels)
-            except Exception:
+            except Exception as exc:
                 log.exception("sync of %d path(s) failed; reconciling %s", len(rels), root)
+                self._failed(root, exc)
                 self._reconcile(ingestor, "after a failed sync")
                 continue
             finally:
@@ -249,13 +271,15 @@ class WatchDaemon:
             self._syncing = True
             try:
                 report = ingestor.sync_folder(root)
-            except Exception:
+            except Exception as exc:
                 log.exception("reconcile of %s failed; will retry", root)
+                self._failed(root, exc)
                 self._reconcile_reason = "retry after failure"
                 time.sleep(1.0)
                 continue
             finally:
                 self._syncing = False
+            self._sync_errors.pop(root, None)
             self._after_sync(report, f"reconcile ({reason})")
 
     def _after_sync(self, report: SyncReport, what: str) -> None:

@@ -32,8 +32,11 @@ class Chunker:
             chunk_size=chunk_tokens, chunk_overlap=overlap_tokens, tokenizer=tokenizer
         )
 
-    def run(self, doc: ParsedDocument, source: str, tenant: str) -> list[Chunk]:
-        doc_id = document_id(tenant, source)
+    def run(
+        self, doc: ParsedDocument, source: str, tenant: str, doc_id: str | None = None
+    ) -> list[Chunk]:
+        """Chunks of ``doc`` (``doc_id``: the document's id, by default a watched document's)."""
+        doc_id = doc_id or document_id(tenant, source)
         chunks: list[Chunk] = []
         seen: set[str] = set()
         for section in doc.sections:

@@ -13,9 +13,16 @@ __all__ = ["Chunk", "ParsedDocument", "Section", "chunk_id", "document_id", "tex
 _ID_NAMESPACE = uuid.UUID("6f1c2a34-5b7e-4d0a-9c1e-2f3b4a5d6e7f")
 
 
-def document_id(tenant: str, source: str) -> str:
-    """Document id from its path (relative to the watched folder) and tenant."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"doc:{tenant}:{source}"))
+def document_id(tenant: str, source: str, *, upload: bool = False) -> str:
+    """Document id from its tenant, its path and which kind of root holds it.
+
+    ``source`` is the path relative to a watched folder, or ``<tenant>/<path>`` for an upload
+    (under ``<data_dir>/tenants/``). The two namespaces meet (a watched folder with a folder
+    ``default/`` and the default tenant's own uploads): ``upload`` keeps their ids apart.
+    Watched documents keep the id they always had.
+    """
+    kind = "upload:" if upload else ""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"doc:{kind}{tenant}:{source}"))
 
 
 def text_hash(text: str) -> str:

@@ -1,16 +1,21 @@
 """The versioned, embedding-locked index: alias → physical collection, plus its manifest.
 
-``Index.open()`` resolves the alias (creating ``<alias>_v1`` on first use) and refuses to
-work with a collection built by another embedding model. ``rag.reindex.reindex`` builds the
-next version beside the live one (``next_collection_name``) and switches the alias atomically
-(blue/green).
+``Index.open()`` resolves the alias (creating ``<alias>_v1`` on first use), refuses to
+work with a collection built by another embedding model, and checks the store against the
+manifest (``verify_store``): files whose chunks the store lost are marked for the next sync
+to redo, so a deleted or emptied store is rebuilt instead of silently answering nothing.
+``rag.reindex.reindex`` builds the next version beside the live one (``next_collection_name``)
+and switches the alias atomically (blue/green).
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +32,11 @@ from rag.transforms import DocumentTransform, transforms_identity
 
 __all__ = ["SCHEMA_VERSION", "EmbeddingMismatchError", "Index"]
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
+# Documents whose chunks ``verify_store`` looks up on every open, beyond the total count.
+STORE_SAMPLE = 16
 
 
 class Index:
@@ -108,7 +117,46 @@ class Index:
             self.store.switch_alias(self.alias, live)
         self.check_lock(live, identity)
         self.collection = live
+        self.verify_store(live)
         return live
+
+    def verify_store(self, collection: str) -> int:
+        """Mark for redo the files the manifest records as indexed whose chunks ``collection``
+        lacks (the store was deleted, restored from an old backup, or lost writes). Returns
+        how many; the next sync re-ingests them (re-embedding what the store no longer has).
+
+        Cheap when all is well: the store's total count against the manifest's, and the chunks
+        of a sample of documents. Only a mismatch costs a per-document look.
+        """
+        with self.write_lock:
+            rows = [r for r in self.manifest.records(collection, status="ok") if r.chunks > 0]
+            if not rows:
+                return 0
+            # Two rows may share a document id (one relative path in two watched folders).
+            per_doc: dict[str, int] = {}
+            for r in rows:
+                per_doc[r.doc_id] = min(per_doc.get(r.doc_id, r.chunks), r.chunks)
+            have = self.store.count(collection)
+            sample = random.sample(sorted(per_doc), min(STORE_SAMPLE, len(per_doc)))
+            if have >= sum(per_doc.values()) and all(
+                self.store.count(collection, {"doc_id": d}) >= per_doc[d] for d in sample
+            ):
+                return 0
+            counts = Counter(p.payload.get("doc_id") for p in self.store.scroll(collection))
+            lost = [r for r in rows if counts.get(r.doc_id, 0) < per_doc[r.doc_id]]
+            marked = self.manifest.mark_redo(
+                lost, "the vector store lost this file's chunks: the next sync re-ingests it"
+            )
+        if marked:
+            log.warning(
+                "the vector store (collection %s) holds %d chunk(s) where the manifest records "
+                "%d: %d file(s) will be re-ingested by the next sync",
+                collection,
+                have,
+                sum(per_doc.values()),
+                marked,
+            )
+        return marked
 
     def check_lock(self, collection: str, identity: EmbeddingIdentity) -> None:
         meta = self.store.collection_metadata(collection)
@@ -153,7 +201,13 @@ class Index:
         return f"{self.alias}_v{max(versions, default=0) + 1}"
 
     def close(self) -> None:
-        self.store.close()
-        if self._manifest is not None:
-            self._manifest.close()
-            self._manifest = None
+        """Close the store, then the manifest. A store that fails to close (its files were
+        deleted under it) is logged, not raised: shutting down still ends cleanly."""
+        try:
+            self.store.close()
+        except Exception as exc:  # noqa: BLE001 - reported, and nothing is left to do with it
+            log.warning("the vector store did not close cleanly: %s", exc)
+        finally:
+            if self._manifest is not None:
+                self._manifest.close()
+                self._manifest = None

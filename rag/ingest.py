@@ -2,7 +2,10 @@
 
 Per sync: hash each file; unchanged content costs only that hash. Changed/new files are
 parsed and chunked; chunk ids are (document id, text hash), so only new texts are embedded
-(texts already stored under another id, e.g. after a rename, reuse their stored vector).
+(texts the same tenant already stored under another id, e.g. after a rename, reuse their
+stored vector; another tenant's copy never does, so an upload's embedding count says nothing
+about other tenants' texts). A file is (root, path): a watched folder's ``policies/x.md`` and
+tenant ``policies``'s upload ``x.md`` are two documents with two ids.
 Files are written in groups (batched embedding across files); for each group the order is
 upsert → flush → delete stale chunks → flush → record in the manifest. A crash anywhere
 leaves a file either recorded with exactly its chunks, or unrecorded and redone on restart.
@@ -125,6 +128,9 @@ class _Pending:
     source: str
     signature: str
     chunks: list[Chunk]
+    # The id the manifest recorded for this file when it differs (an upload recorded before
+    # uploads had ids of their own): its chunks go once the new ones are written.
+    replaces: str | None = None
 
 
 class Ingestor:
@@ -149,6 +155,12 @@ class Ingestor:
 
     def tenant_for(self, root: Path, source: str) -> str | None:
         return tenant_of_source(source) if root == self.tenants_root else self.tenant
+
+    def doc_id_for(self, root: Path, source: str) -> str:
+        """The id of the document ``source`` in ``root`` (an upload's differs from a watched
+        document's of the same tenant and path)."""
+        tenant = self.tenant_for(root, source) or ""
+        return document_id(tenant, source, upload=root == self.tenants_root)
 
     # -- entry points ----------------------------------------------------------------
     def sync_folder(self, root: Path, progress: Progress | None = None) -> SyncReport:
@@ -233,8 +245,9 @@ class Ingestor:
         path = root / source
         suffix = path.suffix.lower()
         tenant = self.tenant_for(root, source)
-        doc_id = document_id(tenant or "", source)
-        prior = manifest.get(self.collection, source)
+        doc_id = self.doc_id_for(root, source)
+        prior = manifest.get(self.collection, source, root=str(root))
+        old_ids = [prior.doc_id] if prior is not None and prior.doc_id != doc_id else []
         if tenant is None or suffix not in self.extensions or suffix not in SUPPORTED_EXTENSIONS:
             reason = (
                 f"not inside a tenant's folder: move it into {TENANTS_DIR}/<tenant>/"
@@ -242,7 +255,7 @@ class Ingestor:
                 else f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(self.extensions)}"
             )
             if prior is None or prior.status != "skipped":
-                self._drop_chunks([doc_id], report)
+                self._drop_chunks([doc_id, *old_ids], report)
                 manifest.put_many(
                     [
                         FileRecord(
@@ -265,7 +278,7 @@ class Ingestor:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
         signature = hashlib.sha256(data).hexdigest()
-        if prior is not None and prior.signature == signature:
+        if prior is not None and prior.signature == signature and not old_ids:
             if prior.status == "ok":
                 report.unchanged += 1
             else:  # same bad content: still failed, not retried until it changes
@@ -275,7 +288,7 @@ class Ingestor:
         try:
             parsed = parse_bytes(data, suffix, path.name)
             parsed = apply_transforms(self.index.transforms, parsed, source)
-            chunks = self.index.chunker.run(parsed, source, tenant)
+            chunks = self.index.chunker.run(parsed, source, tenant, doc_id)
         except ParseError as exc:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
@@ -302,7 +315,7 @@ class Ingestor:
                 report,
             )
             return None
-        return _Pending(source, signature, chunks)
+        return _Pending(source, signature, chunks, old_ids[0] if old_ids else None)
 
     def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:
         """A watched folder that holds the data dir (``rag watch .``) never lists what is in it."""
@@ -352,7 +365,8 @@ class Ingestor:
         # transform messages may hold one), paths inside the watched folder relative to it.
         reason = without_server_paths(reason, root, self.index.data_dir)
         # A file that no longer parses must not keep serving its old text: drop its chunks.
-        self._drop_chunks([doc_id], report)
+        old_ids = [prior.doc_id] if prior is not None and prior.doc_id != doc_id else []
+        self._drop_chunks([doc_id, *old_ids], report)
         self.index.manifest.put_many(
             [FileRecord(self.collection, source, str(root), doc_id, "failed", signature, 0, reason)]
         )
@@ -370,33 +384,37 @@ class Ingestor:
             if sp.dense:
                 vectors[sp.id] = sp.dense
         missing = [c for c in chunks if c.id not in vectors]
-        # 2. Same text stored under another id (rename, copy): reuse its vector.
-        by_hash: dict[str, list[float]] = {}
-        if missing:
-            hashes = sorted({c.text_hash for c in missing})
-            for start in range(0, len(hashes), 256):
-                for sp in store.scroll(
-                    coll, filter={"text_hash": hashes[start : start + 256]}, with_vectors=True
-                ):
-                    if sp.dense and "text_hash" in sp.payload:
-                        by_hash.setdefault(sp.payload["text_hash"], sp.dense)
-        # 3. Embed each remaining distinct text once.
-        to_embed: dict[str, str] = {}
+        # 2. Same text the same tenant stored under another id (rename, copy): reuse its
+        #    vector. Never another tenant's: whether an upload costs an embedding would tell
+        #    its uploader that some other tenant holds that exact text.
+        by_hash: dict[tuple[str, str], list[float]] = {}
+        wanted: dict[str, set[str]] = {}
         for c in missing:
-            if c.text_hash not in by_hash:
-                to_embed.setdefault(c.text_hash, c.text)
+            wanted.setdefault(c.tenant, set()).add(c.text_hash)
+        for tenant, tenant_hashes in sorted(wanted.items()):
+            hashes = sorted(tenant_hashes)
+            for start in range(0, len(hashes), 256):
+                flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}
+                for sp in store.scroll(coll, filter=flt, with_vectors=True):
+                    if sp.dense and "text_hash" in sp.payload:
+                        by_hash.setdefault((tenant, sp.payload["text_hash"]), sp.dense)
+        # 3. Embed each remaining distinct text once per tenant.
+        to_embed: dict[tuple[str, str], str] = {}
+        for c in missing:
+            if (c.tenant, c.text_hash) not in by_hash:
+                to_embed.setdefault((c.tenant, c.text_hash), c.text)
         if to_embed:
-            hashes = list(to_embed)
-            embedded = self.index.embedder.embed([to_embed[h] for h in hashes])
-            for h, vec in zip(hashes, embedded, strict=False):
-                by_hash[h] = vec.tolist()
-            report.embedded += len(hashes)
+            keys = list(to_embed)
+            embedded = self.index.embedder.embed([to_embed[k] for k in keys])
+            for k, vec in zip(keys, embedded, strict=False):
+                by_hash[k] = vec.tolist()
+            report.embedded += len(keys)
         report.reused += len(chunks) - len(to_embed)
         points = [
             StoredPoint(
                 id=c.id,
                 payload=c.payload(),
-                dense=vectors.get(c.id) or by_hash[c.text_hash],
+                dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
                 sparse=self.index.sparse.embed_document(c.text),
             )
             for c in chunks
@@ -404,13 +422,16 @@ class Ingestor:
         for start in range(0, len(points), 256):
             store.upsert(coll, points[start : start + 256])
         store.flush(coll)
-        # 4. Stale chunks of these documents (old versions of changed text) go.
+        # 4. Stale chunks of these documents (old versions of changed text, chunks under an
+        #    id the document had before) go.
         keep = set(ids)
         stale: list[str] = []
         for p in group:
-            stale.extend(
-                i for i in store.ids_where(coll, {"doc_id": p.chunks[0].doc_id}) if i not in keep
-            )
+            for doc_id in (p.chunks[0].doc_id, p.replaces):
+                if doc_id is not None:
+                    stale.extend(
+                        i for i in store.ids_where(coll, {"doc_id": doc_id}) if i not in keep
+                    )
         if stale:
             store.delete(coll, stale)
             store.flush(coll)
@@ -442,15 +463,20 @@ class Ingestor:
 
     def _delete_sources(self, root: Path, sources: list[str], report: SyncReport) -> None:
         manifest = self.index.manifest
-        recorded = [s for s in sources if manifest.get(self.collection, s) is not None]
-        self._drop_chunks([document_id(self.tenant_for(root, s) or "", s) for s in sources], report)
-        manifest.delete_many(self.collection, sources)
+        recorded = [
+            r
+            for s in sources
+            if (r := manifest.get(self.collection, s, root=str(root))) is not None
+        ]
+        doc_ids = {self.doc_id_for(root, s) for s in sources} | {r.doc_id for r in recorded}
+        self._drop_chunks(sorted(doc_ids), report)
+        manifest.delete_many(self.collection, str(root), sources)
         report.deleted += len(recorded)
 
     def _remove_orphans(self, root: Path, present: list[str], report: SyncReport) -> None:
         """Chunks whose document is neither in the folder nor recorded anywhere (crash leftovers)."""
         store = self.index.store
-        expected = {document_id(self.tenant_for(root, s) or "", s) for s in present}
+        expected = {self.doc_id_for(root, s) for s in present}
         expected |= {
             r.doc_id for r in self.index.manifest.records(self.collection) if r.status == "ok"
         }

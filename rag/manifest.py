@@ -3,6 +3,11 @@
 The manifest is a cache of decisions (which content hash is already indexed, which files
 failed and why); the vector store stays the source of truth for chunks. WAL mode lets
 ``rag status`` read while the daemon writes.
+
+A file is identified by (collection, root, source): the same relative path in two roots (a
+watched folder's ``policies/x.md`` and tenant ``policies``'s upload ``x.md``, which is
+``policies/x.md`` under the tenants root) is two files. Manifests written before the root was
+part of the key are migrated when opened for writing.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FileRecord", "Manifest"]
+__all__ = ["REDO_SIGNATURE", "FileRecord", "Manifest"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -24,15 +29,20 @@ CREATE TABLE IF NOT EXISTS files (
     source     TEXT NOT NULL,
     root       TEXT NOT NULL,
     doc_id     TEXT NOT NULL,
-    status     TEXT NOT NULL,          -- ok | failed | skipped
+    status     TEXT NOT NULL,          -- ok | failed | skipped | pending (to redo)
     signature  TEXT NOT NULL,          -- content sha256, or size/mtime when unreadable
     chunks     INTEGER NOT NULL DEFAULT 0,
     reason     TEXT,
     updated_at REAL NOT NULL,
-    PRIMARY KEY (collection, source)
+    PRIMARY KEY (collection, root, source)
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_COLUMNS = "collection, source, root, doc_id, status, signature, chunks, reason"
+_KEY = ["collection", "root", "source"]
+# Set on a row whose chunks the vector store lost: never a content hash, so the next sync
+# redoes the file (``Manifest.mark_redo``).
+REDO_SIGNATURE = "redo"
 
 
 @dataclass(frozen=True)
@@ -53,31 +63,74 @@ class Manifest:
         self._lock = threading.RLock()
         if readonly:
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA busy_timeout=5000")
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._migrate()
+        self._db.execute("CREATE INDEX IF NOT EXISTS files_by_source ON files (collection, source)")
+
+    def _primary_key(self) -> list[str]:
+        rows = self._db.execute("PRAGMA table_info(files)").fetchall()
+        return [r[1] for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])]
+
+    def _migrate(self) -> None:
+        """A manifest keyed by (collection, source) gets the root in its key, rows unchanged."""
+        if self._primary_key() == _KEY:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if self._primary_key() != _KEY:  # another process may have migrated it meanwhile
+                self._db.execute("DROP TABLE IF EXISTS files_migrating")
+                self._db.execute(
+                    _SCHEMA.split(";")[0].replace(
+                        "CREATE TABLE IF NOT EXISTS files", "CREATE TABLE files_migrating"
+                    )
+                )
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO files_migrating ({_COLUMNS}, updated_at) "
+                    f"SELECT {_COLUMNS}, updated_at FROM files"
+                )
+                self._db.execute("DROP TABLE files")
+                self._db.execute("ALTER TABLE files_migrating RENAME TO files")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    def get(self, collection: str, source: str) -> FileRecord | None:
+    def get(self, collection: str, source: str, root: str | None = None) -> FileRecord | None:
+        """The file ``source`` of ``root`` (without ``root``: of any root, see ``find``)."""
+        if root is None:
+            found = self.find(collection, source)
+            return found[0] if found else None
         with self._lock:
             row = self._db.execute(
-                "SELECT collection, source, root, doc_id, status, signature, chunks, reason FROM files "
-                "WHERE collection=? AND source=?",
-                (collection, source),
+                f"SELECT {_COLUMNS} FROM files WHERE collection=? AND root=? AND source=?",
+                (collection, root, source),
             ).fetchone()
         return FileRecord(*row) if row else None
+
+    def find(self, collection: str, source: str) -> list[FileRecord]:
+        """Every file named ``source`` in ``collection``, whichever root holds it."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM files WHERE collection=? AND source=? ORDER BY root",
+                (collection, source),
+            ).fetchall()
+        return [FileRecord(*r) for r in rows]
 
     def records(
         self, collection: str, root: str | None = None, status: str | None = None
     ) -> list[FileRecord]:
-        sql = "SELECT collection, source, root, doc_id, status, signature, chunks, reason FROM files WHERE collection=?"
+        sql = f"SELECT {_COLUMNS} FROM files WHERE collection=?"
         args: list[Any] = [collection]
         if root is not None:
             sql += " AND root=?"
@@ -87,7 +140,14 @@ class Manifest:
             args.append(status)
         with self._lock:
             return [
-                FileRecord(*r) for r in self._db.execute(sql + " ORDER BY source", args).fetchall()
+                FileRecord(*r)
+                for r in self._db.execute(sql + " ORDER BY source, root", args).fetchall()
+            ]
+
+    def collections(self) -> list[str]:
+        with self._lock:
+            return [
+                r[0] for r in self._db.execute("SELECT DISTINCT collection FROM files").fetchall()
             ]
 
     def put_many(self, records: Iterable[FileRecord]) -> None:
@@ -122,12 +182,32 @@ class Manifest:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def delete_many(self, collection: str, sources: Iterable[str]) -> None:
+    def delete_many(self, collection: str, root: str, sources: Iterable[str]) -> None:
         with self._lock:
             self._db.executemany(
-                "DELETE FROM files WHERE collection=? AND source=?",
-                [(collection, s) for s in sources],
+                "DELETE FROM files WHERE collection=? AND root=? AND source=?",
+                [(collection, root, s) for s in sources],
             )
+
+    def mark_redo(self, records: Iterable[FileRecord], reason: str) -> int:
+        """Files whose chunks the store no longer holds: ``pending`` until the next sync redoes
+        them (their signature matches no content, so it re-ingests them). Returns how many."""
+        rows = [(reason, time.time(), r.collection, r.root, r.source) for r in records]
+        if not rows:
+            return 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"UPDATE files SET status='pending', signature='{REDO_SIGNATURE}', chunks=0, "
+                    "reason=?, updated_at=? WHERE collection=? AND root=? AND source=?",
+                    rows,
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return len(rows)
 
     def drop_collection(self, collection: str) -> None:
         with self._lock:

@@ -39,9 +39,11 @@ def keys_create(
     """Create a key and print it once (only its salted hash is kept)."""
     from api.auth import KeyStore
 
+    settings = get_settings()
     try:
         if config_entry:
             rec, key = KeyStore.new_key(tenant, name)
+            _store().check_new_tenant(tenant, settings.tenant)
             typer.echo(key)
             typer.echo("# add under api.keys in your config:", err=True)
             typer.echo(
@@ -49,7 +51,7 @@ def keys_create(
                 err=True,
             )
             return
-        rec, key = _store().create(tenant, name)
+        rec, key = _store().create(tenant, name, default_tenant=settings.tenant)
     except ValueError as exc:
         fail(str(exc), code=2)
     typer.echo(key)

@@ -1,0 +1,66 @@
+"""``/readyz`` follows ingestion (issue 14, item 4): a daemon whose syncs fail makes it 503,
+naming the error, until a sync succeeds again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import create_app
+from api.auth import KeyStore
+from ingestion.daemon import WatchDaemon
+from rag.embedding import Embedder
+from rag.errors import StoreError
+from rag.index import Index
+from rag.ingest import Ingestor
+from tests.api.conftest import LiveServer, settings_for, wait_for
+
+
+def test_readyz_is_503_naming_the_error_while_syncs_fail(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nThe staging cluster is rebuilt every Sunday night.\n")
+    settings = settings_for(tmp_path / "data")
+    index = Index(settings, embedder=embedder)
+    index.open()
+    Ingestor(index).sync_folder(docs)
+    daemon = WatchDaemon(index, [docs], debounce_seconds=0.1, reconcile_interval=3600)
+    daemon.start()
+    assert daemon.ready.wait(60)
+    app = create_app(settings, index=index, daemon=daemon, keys=KeyStore(index.data_dir))
+    server = LiveServer(app).start()
+    try:
+        server.wait_ready()
+
+        def readyz() -> httpx.Response:
+            return httpx.get(server.url + "/readyz", timeout=10)
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise StoreError("disk full (test)")
+
+        monkeypatch.setattr(index.store, "upsert", refuse)
+        (docs / "b.md").write_text("# B\n\nDeploys go out on Tuesdays after the change board.\n")
+        r: httpx.Response = wait_for(
+            lambda: (r := readyz()).status_code == 503 and r, "readyz 503 while syncs fail"
+        )
+        error = r.json()["error"]
+        assert error["type"] == "not_ready"
+        assert (
+            "ingestion: failing: the last sync failed: StoreError: disk full (test)"
+            in (error["message"])
+        ), error
+        assert "store:" not in error["message"], "the store itself answers"
+        assert daemon.stats()["sync_error"]
+
+        monkeypatch.undo()  # the store works again: the daemon's retry succeeds
+        wait_for(lambda: readyz().status_code == 200, "readyz 200 after a good sync")
+        assert daemon.stats()["sync_error"] is None
+        assert readyz().json()["checks"]["ingestion"] == "ok"
+    finally:
+        server.stop()
+        daemon.stop()
+        index.close()
