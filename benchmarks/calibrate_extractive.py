@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 GOAL_ABSTAIN_UNANSWERABLE = 0.80
 GOAL_FALSE_ABSTENTION = 0.15
-THRESHOLDS = [x / 100 for x in range(20, 96, 5)]
+GRID = [x / 100 for x in range(0, 96, 5)]  # plus the configured threshold
 
 
 class Replay:
@@ -200,9 +200,10 @@ def main() -> int:
         ]
         return QueryPipeline(dindex.index, qsettings, stages=stages)
 
+    thresholds = sorted({*GRID, gen.extractive_min_score})
     rows: dict[float, dict[str, dict[str, Any]]] = {}
     foreign: list[str] = []
-    for t in THRESHOLDS:
+    for t in thresholds:
         pipeline = pipeline_at(t)
         rows[t] = {}
         for qid in ids:
@@ -226,12 +227,12 @@ def main() -> int:
     dindex.close()
 
     def table(half: list[str]) -> list[dict[str, Any]]:
-        return [{"threshold": t, **rates([rows[t][q] for q in half])} for t in THRESHOLDS]
+        return [{"threshold": t, **rates([rows[t][q] for q in half])} for t in thresholds]
 
     pick_table, report_table = table(pick_ids), table(report_ids)
     chosen = pick_threshold(pick_table)
     reported = next(r for r in report_table if r["threshold"] == chosen["threshold"])
-    default = min(report_table, key=lambda r: abs(r["threshold"] - gen.extractive_min_score))
+    default = next(r for r in report_table if r["threshold"] == gen.extractive_min_score)
     result: dict[str, Any] = {
         "goal": f"on the report half at the threshold picked on the other: abstention on "
         f"unanswerable >= {GOAL_ABSTAIN_UNANSWERABLE}, false abstention <= {GOAL_FALSE_ABSTENTION}",
