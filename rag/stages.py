@@ -239,8 +239,9 @@ class Pack:
 class Generate:
     """The fallback chain, its text released sentence by sentence once verified.
 
-    Each finished backend answer is checked: one with no supported sentence hands over to the
-    next backend (``generation.fallback_on_unsupported``) unless the model itself abstained.
+    Each finished backend answer is checked: one with no supported sentence that addresses the
+    question hands over to the next backend (``generation.fallback_on_unsupported``) unless the
+    model itself abstained.
     A backend abandoned after text was released is announced with a :class:`ResetEvent`.
     """
 
@@ -299,7 +300,12 @@ class Generate:
                 text.strip() and model_abstained(text, gen.abstain_text)
             ):
                 return None
-            return "answer not supported by the documents" if result.abstained else None
+            if not result.abstained:
+                return None
+            # Supported sentences, none of them relevant: it answers another question.
+            if release.verifier.supported:
+                return "answer does not address the question"
+            return "answer not supported by the documents"
 
         events = self.chain.stream(request, accept=accept)
         try:

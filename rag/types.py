@@ -108,7 +108,11 @@ class Answer(BaseModel):
 
     answer: str = Field(description="Verified text: [n] markers name `citations`")
     abstained: bool = Field(description="The documents don't answer the question")
-    degraded: bool = Field(description="A fallback backend answered, not the first one")
+    degraded: bool = Field(
+        description="A backend failed or timed out, so a later one answered (or none did). "
+        "Not set when an earlier backend merely abstained or had its answer refused by "
+        "verification: `fallbacks` lists those too"
+    )
     generator: str | None = Field(description="The backend that answered (null: none was asked)")
     citations: list[Citation]
     prompt: PromptRef | None

@@ -1,10 +1,13 @@
 """The fallback chain: ask each backend in turn until one answers.
 
 A backend that raises, or runs past ``generation.timeout_seconds`` (each backend gets the
-full time), hands over to the next. If it had already streamed tokens, a ``("reset", info)``
-event tells the consumer to discard them before the next backend's tokens arrive. The
-outcome says which backend answered (``generator``) and whether it was not the first
-(``degraded``).
+full time), hands over to the next; so does one whose finished answer the consumer refuses
+(``accept``: verification found nothing in it that answers). If it had already streamed
+tokens, a ``("reset", info)`` event tells the consumer to discard them before the next
+backend's tokens arrive. The outcome says which backend answered (``generator``), what
+happened to the ones before it (``failures``: failed and refused alike), and whether
+something actually went wrong (``degraded``: a backend before it failed or timed out — not
+merely that an earlier one's answer was refused, which is the chain working as designed).
 """
 
 from __future__ import annotations
@@ -44,12 +47,16 @@ ChainEvent = tuple[str, Any]
 class ChainOutcome:
     text: str
     generator: str
-    degraded: bool
+    degraded: bool  # a backend failed or timed out on the way (refusals do not count)
     usage: Usage
     failures: list[dict[str, str]] = field(default_factory=list)
     first_token_ms: float | None = None
     generate_ms: float = 0.0
     finish_reason: FinishReason = "stop"  # "length": the answer was cut at max_tokens
+
+
+class _Refused(GenerationError):
+    """A finished answer the consumer refused: the next backend is asked, nothing failed."""
 
 
 class GeneratorChain:
@@ -112,6 +119,7 @@ class GeneratorChain:
         hands over to the next backend like a failure; the last backend's answer is kept.
         """
         failures: list[dict[str, str]] = []
+        failed = False  # a backend raised or timed out (not: its answer was refused)
         kept: ChainOutcome | None = None  # the first answer refused by ``accept``
         for position, generator in enumerate(self.generators):
             attempt = replace(request, deadline=time.monotonic() + self.timeout_seconds)
@@ -138,18 +146,22 @@ class GeneratorChain:
                     kept = kept or ChainOutcome(
                         text,
                         generator.name,
-                        position > 0,
+                        failed,
                         usage,
                         [],
                         first_token_ms,
                         finish_reason=finish_reason(generator, usage, request),
                     )
-                    raise GenerationError(refused, backend=generator.name)
+                    raise _Refused(refused, backend=generator.name)
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
                 reason = (
                     str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
                 )
-                log.warning("generator %s failed: %s", generator.name, reason)
+                if isinstance(exc, _Refused):
+                    log.info("generator %s refused: %s", generator.name, reason)
+                else:
+                    failed = True
+                    log.warning("generator %s failed: %s", generator.name, reason)
                 failures.append({"generator": generator.name, "error": reason})
                 if pieces:
                     nxt = (
@@ -164,7 +176,7 @@ class GeneratorChain:
                 ChainOutcome(
                     text=text,
                     generator=generator.name,
-                    degraded=position > 0,
+                    degraded=failed,
                     usage=usage,
                     failures=failures,
                     first_token_ms=first_token_ms,
@@ -176,6 +188,7 @@ class GeneratorChain:
         if kept is not None:
             # Only refused answers and failures: the refused answer stands (verification abstains).
             kept.failures = failures
+            kept.degraded = failed
             yield ("end", kept)
             return
         detail = "; ".join(f"{f['generator']}: {f['error']}" for f in failures)
@@ -230,7 +243,15 @@ def build_chain(settings: GenerationSettings, scorer: Any) -> GeneratorChain:
     def local_tokens() -> TokenCounter:
         from rag.generate.local import local_token_counter
 
-        return local_token_counter(settings.local)
+        try:
+            return local_token_counter(settings.local)
+        except GenerationError as exc:
+            # Without the `local` extra (llama-cpp-python) or the GGUF there is no local
+            # tokenizer to borrow: count conservatively instead of failing every query.
+            from rag.generate.openai import _approximate_counter
+
+            log.warning("no local tokenizer for openai (%s): counting ~3 characters a token", exc)
+            return _approximate_counter()
 
     return GeneratorChain(
         [build_generator(n, settings, scorer, local_tokens) for n in settings.chain],

@@ -1,49 +1,147 @@
 """No LLM: the answer is the context's sentences that best answer the question, each cited.
 
-A sentence's score is its embedding similarity to the question (the index's embedder) plus
-a small bonus for sharing the question's rarer words; the best ``max_sentences`` at or above
-``min_score`` are returned in rank order, each with its passage marker. Nothing above the
-threshold: nothing is said, and the pipeline abstains. The threshold is calibrated on SQuAD
-2.0 (answerable vs unanswerable questions) by ``benchmarks/calibrate_support.py``.
+Every sentence of every passage is scored by :func:`rag.answer_types.relevance` — its
+embedding similarity to the question (the index's embedder), the share of the question's
+words it holds, and whether it has the kind of answer the question asks for (a duration for
+"how long", a person or team for "who", ...) — plus a small prior for the passage it is in
+(its own similarity to the question: the best passage, not only the best sentence). The best
+sentence at or above ``min_score`` is the answer; nothing there: nothing is said, and the
+pipeline abstains.
+
+A second sentence (``max_sentences`` >= 2) is, first, a neighbour of the best one in its
+passage when the answer spans the two: the best sentence lacks the answer type and the
+neighbour has it, or the neighbour is itself relevant (``min_score``); else the next best
+sentence if it reaches ``min_score``. Sentences of one passage are said in their order.
+The threshold is calibrated on SQuAD 2.0 by ``benchmarks/calibrate_relevance.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from rag.citations import SupportScorer, content_words
+from rag.answer_types import RelevanceFeatures, relevance
+from rag.citations import SupportScorer, relevance_features
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
 
-__all__ = ["ExtractiveGenerator", "rank_sentences"]
+__all__ = ["Candidate", "ExtractiveGenerator", "candidates", "rank_sentences", "select"]
 
-# Lexical overlap weight next to the cosine (calibrated with the threshold).
-LEXICAL_WEIGHT = 0.3
+# Weight of the passage's own similarity to the question next to the sentence's relevance
+# (fitted with the relevance weights by benchmarks/calibrate_relevance.py).
+PASSAGE_WEIGHT = 0.3
 _MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
+
+
+@dataclass(frozen=True)
+class Candidate:
+    n: int  # the passage's number in the context
+    position: int  # the sentence's index in its passage
+    sentence: str
+    relevance: float  # rag.answer_types.relevance: how likely it answers the question
+    typed: bool | None  # it has the answer type asked for (None: no type asked)
+    score: float  # relevance plus the passage prior: the ranking
+    features: RelevanceFeatures  # what relevance weighed (for calibration)
+    passage_similarity: float  # the passage's own similarity to the question (the prior)
+
+    def as_tuple(self) -> tuple[float, int, str]:
+        return (self.score, self.n, self.sentence)
+
+
+def _without_headings(sentence: str, headings: set[str]) -> str:
+    """The sentence without the heading lines glued to its front ("Laptops and devices\nAll
+    laptops use ..."); "" when it is only a heading. A line is a heading when it is one of the
+    passage's title/section names; in a passage without any (plain text, PDF), when it is
+    short, holds no punctuation and a capitalised line follows."""
+    text = sentence.strip()
+    while text:
+        first, _, rest = text.partition("\n")
+        line = " ".join(first.split()).strip("#*- ")
+        if rest and not rest.lstrip()[:1].isupper():
+            break  # a line wrapped mid-sentence
+        if line.lower() in headings or (
+            rest
+            and len(headings) <= 1  # only the document title is known
+            and len(line.split()) <= 6
+            and not any(c in line for c in ".!?:;,")
+        ):
+            text = rest.strip()
+            continue
+        break
+    return text
+
+
+def candidates(question: str, request: GenerationRequest, scorer: SupportScorer) -> list[Candidate]:
+    """Every sentence of the context that could answer, in context order, scored."""
+    raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
+    headings: dict[int, list[str]] = {}
+    for passage in request.context.passages:
+        headings[passage.n] = [h for h in (passage.title or "", *passage.section) if h]
+        known = {h.lower() for h in headings[passage.n]}
+        for position, sentence in enumerate(scorer.passage_sentences(passage)):
+            sentence = _without_headings(sentence, known)
+            if len(sentence.split()) >= _MIN_WORDS:
+                raw.append((passage.n, position, sentence, passage.text))
+    if not raw:
+        return []
+    passages = list(dict.fromkeys(text for *_, text in raw))
+    vecs = scorer.vectors([question, *(s for _, _, s, _ in raw), *passages])
+    # No embedder (1-wide zero vectors): the similarity is unknown.
+    sims = vecs[1:] @ vecs[0] if vecs.shape[1] > 1 else np.zeros(len(raw) + len(passages))
+    passage_sim = dict(zip(passages, sims[len(raw) :].tolist(), strict=True))
+    out = []
+    for (n, position, sentence, text), cosine in zip(raw, sims[: len(raw)].tolist(), strict=False):
+        features = relevance_features(question, sentence, cosine, headings[n])
+        rel = relevance(features)
+        typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
+        prior = passage_sim[text]
+        score = rel + PASSAGE_WEIGHT * prior
+        out.append(Candidate(n, position, sentence, rel, typed, score, features, prior))
+    return out
 
 
 def rank_sentences(
     question: str, request: GenerationRequest, scorer: SupportScorer
 ) -> list[tuple[float, int, str]]:
     """(score, passage number, sentence) for every sentence of the context, best first."""
-    candidates: list[tuple[int, str]] = []
-    for passage in request.context.passages:
-        for sentence in scorer.passage_sentences(passage):
-            if len(sentence.split()) >= _MIN_WORDS:
-                candidates.append((passage.n, sentence))
-    if not candidates:
+    return [c.as_tuple() for c in sorted(candidates(question, request, scorer), key=_rank)]
+
+
+def _rank(c: Candidate) -> float:
+    return -c.score
+
+
+def select(found: list[Candidate], max_sentences: int, min_score: float) -> list[Candidate]:
+    """The sentences to say, in the order to say them (empty: abstain)."""
+    ranked = sorted(found, key=_rank)
+    if not ranked or ranked[0].relevance < min_score:
         return []
-    vecs = scorer.vectors([question, *(s for _, s in candidates)])
-    cosines = vecs[1:] @ vecs[0] if vecs.shape[1] > 1 else np.zeros(len(candidates))
-    qwords = set(content_words(question))
-    ranked = []
-    for (n, sentence), cos in zip(candidates, cosines, strict=False):
-        words = set(content_words(sentence))
-        overlap = len(qwords & words) / len(qwords) if qwords else 0.0
-        ranked.append((float(cos) + LEXICAL_WEIGHT * overlap, n, sentence))
-    ranked.sort(key=lambda t: -t[0])
-    return ranked
+    best = ranked[0]
+    picked = [best]
+    if max_sentences >= 2:
+        neighbours = sorted(
+            (
+                c
+                for c in found
+                if c.n == best.n
+                and abs(c.position - best.position) == 1
+                # the answer spans the two: the best lacks the type asked for and this has
+                # it, or this one is relevant in its own right
+                and ((best.typed is False and c.typed is True) or c.relevance >= min_score)
+            ),
+            key=_rank,
+        )
+        if neighbours:
+            picked.append(neighbours[0])
+    for c in ranked[1:]:
+        if len(picked) >= max_sentences:
+            break
+        if c not in picked and c.relevance >= min_score:
+            picked.append(c)
+    # One passage's sentences in their own order (a neighbour before the best reads first).
+    first_seen = {c.n: i for i, c in reversed(list(enumerate(picked)))}
+    return sorted(picked, key=lambda c: (first_seen[c.n], c.position))
 
 
 class ExtractiveGenerator(Generator):
@@ -54,7 +152,7 @@ class ExtractiveGenerator(Generator):
         self,
         scorer: SupportScorer,
         max_sentences: int = 2,
-        min_score: float = 0.45,
+        min_score: float = 0.5,
         window: int = 8192,
     ):
         self.scorer = scorer
@@ -72,15 +170,15 @@ class ExtractiveGenerator(Generator):
         return self._tokens
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
-        ranked = rank_sentences(request.question, request, self.scorer)
-        picked = [r for r in ranked if r[0] >= self.min_score][: self.max_sentences]
+        found = candidates(request.question, request, self.scorer)
+        picked = select(found, self.max_sentences, self.min_score)
         text = ""
-        for i, (_, n, sentence) in enumerate(picked):
+        for i, c in enumerate(picked):
             request.check_deadline(self.name)
-            body = sentence.rstrip()
+            body = c.sentence.rstrip()
             end = body[-1] if body and body[-1] in ".!?" else "."
             body = body[:-1] if body and body[-1] in ".!?" else body
-            piece = f"{' ' if i else ''}{body} [{n}]{end}"
+            piece = f"{' ' if i else ''}{body} [{c.n}]{end}"
             text += piece
             yield piece
         yield Usage(0, 0)

@@ -79,7 +79,9 @@ def _import_llama() -> Any:
         import llama_cpp
     except ImportError as exc:  # pragma: no cover - install problem
         raise GenerationError(
-            "llama-cpp-python is not installed: run `make install` (it builds llama.cpp for this CPU)",
+            "llama-cpp-python is not installed: the `local` generator needs the `local` extra "
+            "(pip install 'rag-kb[local]'; `make install` installs it, building llama.cpp for "
+            "this CPU), or leave `local` out of generation.chain",
             backend="local",
         ) from exc
     return llama_cpp

@@ -163,6 +163,15 @@ SMOKE: dict[str, tuple[str, Args]] = {
         "fusion_rerank.py",
         lambda ds, tmp: [str(ds), "--cache", str(tmp / "cache"), "--rerank-candidates", "5"],
     ),
+    "calibrate_relevance": (
+        "calibrate_relevance.py",
+        lambda ds, tmp: [str(ds), "--cache", str(tmp / "cache")],
+    ),
+    # the golden set over examples/docs and the tiny set, six questions each, extractive
+    "answer_chains": (
+        "answer_chains.py",
+        lambda ds, tmp: ["--dataset", str(ds), "--cache", str(tmp / "cache")],
+    ),
 }
 
 

@@ -93,13 +93,26 @@ def test_golden_jsonl_and_yaml(tmp_path: Path) -> None:
 
 
 def test_repository_golden_set_names_real_files() -> None:
+    from rag.parsing import parse_bytes
+
     root = Path(__file__).resolve().parents[2]
     items = load_golden(root / "evals" / "golden.jsonl")
-    assert len(items) >= 8
+    assert len(items) >= 30
+    unanswerable = [i for i in items if not i.sources]
+    assert len(unanswerable) >= 8 and all(not i.answers for i in unanswerable)
     for item in items:
         for source in item.sources:
-            assert (root / "examples" / "docs" / source).is_file(), (
-                f"{item.id}: {source} is not in examples/docs"
+            path = root / "examples" / "docs" / source
+            assert path.is_file(), f"{item.id}: {source} is not in examples/docs"
+        if item.sources:
+            # Every answerable question has expected answers, and one of its files says them.
+            assert item.answers, f"{item.id}: no expected answers"
+            texts = [
+                normalize_answer(parse_bytes(p.read_bytes(), p.suffix.lower(), p.name).text)
+                for p in (root / "examples" / "docs" / s for s in item.sources)
+            ]
+            assert any(normalize_answer(a) in t for a in item.answers for t in texts), (
+                f"{item.id}: none of {item.answers} is in {item.sources}"
             )
 
 

@@ -76,7 +76,11 @@ def test_suite_writes_report_and_last_eval(kb: tuple[Index, Path]) -> None:
     Ingestor(index).sync_folder(folder)
     path, report = run_default_suite(index, trigger="manual")
     assert path.parent == index.settings.resolved_data_dir() / "reports"
-    assert set(report["suites"]) == {"golden", "canary"}
+    # evals.answers is on by default: the golden questions also go through the query path.
+    assert set(report["suites"]) == {"golden", "answers", "canary"}
+    answers = report["suites"]["answers"]
+    assert answers["questions"] == len(GOLDEN) and answers["errors"] == []
+    assert answers["false_abstention_rate_answerable"] is not None
     assert report["metrics"]["golden.recall@10"] == 1.0
     assert report["suites"]["canary"]["samples"] == 4  # one chunk per (short) file
     # Each probe is a sentence of one of four short files: its own file comes back first.

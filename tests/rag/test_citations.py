@@ -160,3 +160,56 @@ def test_a_repeated_sentence_is_said_once(scorer: SupportScorer) -> None:
     out = _verify(said * 3, scorer)
     assert out.answer == "It was built between 1887 and 1889 [1]."
     assert len(out.citations) == 1
+
+
+def test_a_supported_sentence_that_does_not_answer_the_question_abstains(
+    scorer: SupportScorer,
+) -> None:
+    # True and supported by [2], but "when" is not answered: no date, no period.
+    v = _verify("The Eiffel Tower is a lattice tower in Paris [2].", scorer)
+    assert v.abstained and v.answer == ABSTAIN and v.citations == []
+    s = v.sentences[0]
+    assert s.supported and not s.relevant and not s.answers
+    assert v.unsupported == [], "it is supported: not flagged as unsupported"
+
+
+def test_an_answering_sentence_carries_the_supported_ones_around_it(
+    scorer: SupportScorer,
+) -> None:
+    v = _verify(
+        "The Eiffel Tower is a lattice tower in Paris [2]. It was built between 1887 and 1889 [2].",
+        scorer,
+    )
+    assert not v.abstained and [s.answers for s in v.sentences] == [False, True]
+    assert v.answer.startswith("The Eiffel Tower is a lattice tower in Paris [1].")
+
+
+def test_streaming_holds_back_until_a_sentence_answers(scorer: SupportScorer) -> None:
+    from rag.citations import AnswerVerifier, StreamingVerifier
+
+    release = StreamingVerifier(
+        lambda: AnswerVerifier(_context(), scorer, CitationSettings(), QUESTION, ABSTAIN)
+    )
+    assert release.feed("The Eiffel Tower is a lattice tower in Paris [2]. It was") == []
+    shown = release.feed(" built between 1887 and 1889 [2]. Backups")
+    assert shown == [
+        "The Eiffel Tower is a lattice tower in Paris [1].",
+        " It was built between 1887 and 1889 [1].",
+    ]
+    off_topic = StreamingVerifier(
+        lambda: AnswerVerifier(_context(), scorer, CitationSettings(), QUESTION, ABSTAIN)
+    )
+    off_topic.feed("The Eiffel Tower is a lattice tower in Paris [2].")
+    assert off_topic.close().abstained and off_topic.drain() == [ABSTAIN]
+
+
+def test_min_relevance_zero_turns_the_relevance_check_off(scorer: SupportScorer) -> None:
+    v = verify_answer(
+        "The Eiffel Tower is a lattice tower in Paris [2].",
+        _context(),
+        scorer,
+        CitationSettings(min_relevance=0.0),
+        QUESTION,
+        ABSTAIN,
+    )
+    assert not v.abstained

@@ -55,17 +55,34 @@ def test_a_refused_answer_hands_over_with_a_reset() -> None:
         GeneratorChain([Scripted("a", "bad answer"), Scripted("b", "good answer")])
     )
     assert kinds == ["token", "token", "reset", "token", "token", "end"]
+    # A refusal is the chain working, not a degradation; ``failures`` still lists it.
     assert (
         outcome.generator == "b"
-        and outcome.degraded
+        and not outcome.degraded
         and outcome.failures == [{"generator": "a", "error": "unsupported"}]
     )
+
+
+def test_a_failed_backend_degrades_the_answer() -> None:
+    kinds, outcome = _run(GeneratorChain([Scripted("a", None), Scripted("b", "good answer")]))
+    assert kinds == ["token", "token", "end"]
+    assert outcome.generator == "b" and outcome.degraded
+    assert outcome.failures == [{"generator": "a", "error": "a is down"}]
 
 
 def test_the_refused_answer_stands_when_the_rest_fail() -> None:
     kinds, outcome = _run(GeneratorChain([Scripted("a", "bad answer"), Scripted("b", None)]))
     assert kinds[-1] == "end" and outcome.generator == "a" and outcome.text == "bad answer"
     assert [f["generator"] for f in outcome.failures] == ["a", "b"]
+    assert outcome.degraded, "b failed"
+    _, refused_only = _run(
+        GeneratorChain(
+            [Scripted("a", "bad answer"), Scripted("b", "bad too"), Scripted("c", "bad")]
+        )
+    )
+    # The last backend is never refused: c answers, after two refusals and no failure.
+    assert refused_only.generator == "c" and not refused_only.degraded
+    assert [f["generator"] for f in refused_only.failures] == ["a", "b"]
 
 
 def test_the_last_backend_is_never_refused_and_all_failing_is_an_error() -> None:

@@ -1,0 +1,135 @@
+"""Question answer types and the sentence checks (rag/answer_types.py); no model needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answer_types import (
+    AnswerType,
+    RelevanceFeatures,
+    expected_types,
+    has_type,
+    relevance,
+    type_match,
+)
+
+D, Q, T, F, P, L = (
+    AnswerType.DURATION,
+    AnswerType.QUANTITY,
+    AnswerType.TIME,
+    AnswerType.FREQUENCY,
+    AnswerType.PERSON,
+    AnswerType.PLACE,
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "kinds"),
+    [
+        ("How long do we keep database backups?", {D}),
+        ("How quickly must the primary on-call acknowledge a page?", {D}),
+        ("How soon after a SEV1 starts must the status page be updated?", {D}),
+        ("How many approvals does a pull request need?", {Q}),
+        ("How much does the hotel cost?", {Q}),
+        ("What is the API rate limit?", {Q}),
+        ("What is the minimum password length?", {Q}),
+        ("When do new engineers join the on-call rotation?", {T}),
+        ("What day does a rotation start?", {T}),
+        ("The tower was built in what year?", {T}),
+        ("How often are API keys rotated?", {F}),
+        ("Who approves expenses over the limit?", {P}),
+        ("Which team reviews the requests?", {P}),
+        ("Where do I report a leaked key?", {L}),
+        ("In which region are backup copies stored?", {L}),
+        ("Who do I tell if my laptop is stolen, and how fast?", {P, D}),
+        # not a question word here: "do ... when the API returns 429"
+        ("What should a client do when the API returns 429?", set()),
+        ("How are backups encrypted?", set()),
+        ("What does SEV1 mean?", set()),
+    ],
+)
+def test_expected_types(question: str, kinds: set[AnswerType]) -> None:
+    assert expected_types(question) == frozenset(kinds)
+
+
+@pytest.mark.parametrize(
+    ("question", "sentence", "expected"),
+    [
+        # the issue's three: supported sentences that answer another question
+        (
+            "When do new engineers join the on-call rotation?",
+            "Welcome to the Northwind platform team.",
+            False,
+        ),
+        (
+            "When do new engineers join the on-call rotation?",
+            "New engineers join the on-call rotation after six weeks.",
+            True,
+        ),
+        (
+            "What is the API rate limit?",
+            "The Northwind public API limits requests per API key to protect shared capacity.",
+            False,
+        ),
+        ("What is the API rate limit?", "The free tier allows 60 requests per minute.", True),
+        (
+            "Who approves expenses over the limit?",
+            "The free tier allows 60 requests per minute.",
+            False,
+        ),
+        (
+            "Who approves expenses over the limit?",
+            "Requests are reviewed by the platform team.",
+            True,
+        ),
+        # a number the question already holds is no answer; "a second region" is no duration
+        (
+            "How many requests per minute does the free tier get?",
+            "The free tier gets requests per minute.",
+            False,
+        ),
+        (
+            "How long are backups retained?",
+            "Backups are stored in a second region, eu-west-2.",
+            False,
+        ),
+        ("How long are backups retained?", "Backups are retained for 35 days.", True),
+        ("In which region are backup copies stored?", "Copies are stored in eu-west-2.", True),
+        ("In which region are backup copies stored?", "Backups are retained for 35 days.", False),
+        ("Where do I report a leaked API key?", "Report it to security@northwind.example.", True),
+        ("How often are API keys rotated?", "API keys are rotated every 90 days.", True),
+        ("How often do we run a restore test?", "A restore test runs every quarter.", True),
+        ("How often are API keys rotated?", "API keys are stored in the password manager.", False),
+        (
+            "When is the company holiday party?",
+            "The free tier allows 60 requests per minute.",
+            False,
+        ),
+        ("When was the Duchy founded?", "The Duchy began in 911 as a fiefdom.", True),
+        ("When did they keep French names?", "They did so well into the nineteenth century.", True),
+        ("Who is it?", "It is done.", False),  # "it" is no IT department
+        ("Who do I tell?", "Tell the IT helpdesk.", True),
+        (
+            "How many approvals does a change need?",
+            "Every change needs one approving review.",
+            True,
+        ),
+    ],
+)
+def test_type_match(question: str, sentence: str, expected: bool) -> None:
+    assert type_match(question, sentence) is expected
+
+
+def test_no_type_asked_is_none_and_any_part_of_a_compound_question_answers() -> None:
+    assert type_match("How are backups encrypted?", "With AES-256.") is None
+    question = "Who designed the Eiffel Tower and when do backups run?"
+    assert type_match(question, "Backups run at 02:00 UTC.") is True
+    assert has_type("Backups run at 02:00 UTC.", T) and not has_type("Backups run.", T)
+
+
+def test_relevance_rises_with_similarity_and_falls_without_the_type() -> None:
+    def rel(cosine: float, overlap: float, miss: bool) -> float:
+        return relevance(RelevanceFeatures(cosine, overlap, float(miss), float(not miss)))
+
+    assert 0.0 < rel(0.2, 0.0, False) < rel(0.6, 0.0, False) < rel(0.6, 0.8, False) < 1.0
+    assert rel(0.6, 0.8, True) < rel(0.6, 0.8, False)
