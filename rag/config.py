@@ -16,23 +16,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import ConfigError
+from rag.pii.settings import PiiSettings
 from rag.resources import default_config, find_config
 
 __all__ = [
     "DEFAULT_CONFIG",
     "ApiSettings",
+    "CacheSettings",
     "ChunkingSettings",
     "ConfigError",
+    "CostSettings",
     "EmbeddingSettings",
     "EvalSettings",
     "GenerationSettings",
     "IngestionSettings",
+    "InjectionSettings",
+    "PiiSettings",
     "PromptSettings",
     "QuotaSettings",
     "RerankSettings",
     "RetrievalSettings",
     "Settings",
     "StoreSettings",
+    "TracingSettings",
     "load_settings",
 ]
 
@@ -270,6 +276,73 @@ class ApiSettings(_Section):
     metrics_key: str | None = Field(default=None, min_length=16)
 
 
+class PriceSettings(_Section):
+    """What one backend costs, per million tokens (the currency is yours: costs.currency)."""
+
+    input_per_million: float = Field(default=0.0, ge=0.0)
+    output_per_million: float = Field(default=0.0, ge=0.0)
+
+
+class TenantCostSettings(_Section):
+    daily_budget: float | None = Field(default=None, ge=0.0)  # None: costs.daily_budget
+
+
+class CostSettings(_Section):
+    """Token accounting, prices and daily budgets. Owned by rag/costs.py."""
+
+    # backend (openai, local, extractive) -> price; an unlisted backend costs 0.
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    # Per tenant and UTC day; once spent, priced backends are skipped (the next one answers,
+    # degraded, fallback "budget"). None = no cap. `tenants` overrides it per tenant.
+    daily_budget: float | None = Field(default=None, ge=0.0)
+    tenants: dict[str, TenantCostSettings] = Field(default_factory=dict)
+    warn_at: list[float] = Field(default_factory=lambda: [0.8, 1.0])  # budget fractions logged
+    currency: str = "USD"
+
+
+class CacheSettings(_Section):
+    """The index-aware answer cache. Owned by rag/answer_cache.py."""
+
+    enabled: bool = True
+    # A new question reuses an entry whose question embedding is at least this close (cosine);
+    # None = exact (normalised) matches only. From benchmarks/answer_cache.py.
+    semantic_threshold: float | None = Field(default=0.95, gt=0.0, le=1.0)
+    max_entries: int = Field(default=10000, ge=1)  # least recently used go first
+
+
+class TracingSettings(_Section):
+    """Langfuse tracing of every request, and feedback scores. Owned by rag/observability/.
+
+    Unset keys fall back to the SDK's own variables (``LANGFUSE_PUBLIC_KEY``,
+    ``LANGFUSE_SECRET_KEY``, ``LANGFUSE_BASE_URL`` or ``LANGFUSE_HOST``, ``LANGFUSE_RELEASE``,
+    ``LANGFUSE_TRACING_ENVIRONMENT``, ``LANGFUSE_SAMPLE_RATE``); no keys: tracing is off."""
+
+    enabled: bool = True  # false: off even with keys set
+    public_key: str | None = None
+    secret_key: str | None = None
+    base_url: str | None = None  # None: LANGFUSE_BASE_URL, LANGFUSE_HOST, else Langfuse Cloud
+    environment: str | None = None
+    release: str | None = None
+    sample_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    # passages in traces: ids (id, source, section, score), text (their text too), none
+    passages: Literal["ids", "text", "none"] = "ids"
+    export_timeout_seconds: float = Field(default=5.0, gt=0)  # one export try, then dropped
+    flush_interval_seconds: float = Field(default=1.0, gt=0)
+    # `rag serve` stopping and `rag query` exiting wait at most this long for the last spans
+    shutdown_timeout_seconds: float = Field(default=3.0, ge=0)
+
+
+class InjectionSettings(_Section):
+    """Prompt-injection defence (rag/injection.py): documents and questions are data."""
+
+    enabled: bool = True
+    # Chunks the detector flags at ingest: kept out of answers (exclude), or passed to the
+    # model marked as suspect data (fence).
+    flagged: Literal["exclude", "fence"] = "exclude"
+    questions: bool = True  # strip the attack part of a question before retrieval
+    output_check: bool = True  # answer sentences that instruct or contradict are not verified
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_",
@@ -290,6 +363,11 @@ class Settings(BaseSettings):
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     evals: EvalSettings = Field(default_factory=EvalSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    pii: PiiSettings = Field(default_factory=PiiSettings)  # rag/pii: PII scrubbing
+    injection: InjectionSettings = Field(default_factory=InjectionSettings)
+    costs: CostSettings = Field(default_factory=CostSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
 
     @classmethod
     def settings_customise_sources(

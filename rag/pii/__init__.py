@@ -1,0 +1,27 @@
+"""PII scrubbing with Presidio (spaCy small, built offline): detection, per-sink policy.
+
+Cheap to import: Presidio and spaCy load when a detector is first used or warmed up::
+
+    from rag.pii import scrubber_for
+    scrub = scrubber_for(settings)      # settings.pii; one per configuration per process
+    scrub.warm_up()                     # optional: load the engine now (~1-2 s)
+    scrub.scrub("mail jane@gmail.com")  # 'mail <EMAIL_ADDRESS>'
+"""
+
+from rag.pii.engine import Detector, Span, detector_for
+from rag.pii.policy import PLACEHOLDER, Pseudonymiser, Scrubber, StreamRestorer, scrubber_for
+from rag.pii.settings import DEFAULT_ENTITIES, PiiPattern, PiiSettings
+
+__all__ = [
+    "DEFAULT_ENTITIES",
+    "PLACEHOLDER",
+    "Detector",
+    "PiiPattern",
+    "PiiSettings",
+    "Pseudonymiser",
+    "Scrubber",
+    "Span",
+    "StreamRestorer",
+    "detector_for",
+    "scrubber_for",
+]

