@@ -51,6 +51,19 @@ def _token_counter(index: Any) -> Any:
     return count
 
 
+def _cache_and_costs(pipeline: Any) -> dict[str, Any]:
+    """The pipeline's answer cache and cost ledger, when it has them (rag.answer_cache, rag.costs)."""
+    out: dict[str, Any] = {}
+    cache = getattr(pipeline, "cache", None)
+    if cache is not None:
+        out["cache"] = cache.stats()
+    stages = getattr(pipeline, "stages", None) or []
+    costs = next((c for st in stages if (c := getattr(st, "costs", None)) is not None), None)
+    if costs is not None:
+        out["costs"] = costs.report()
+    return out
+
+
 def create_app(
     settings: Settings,
     index: Any = None,
@@ -75,6 +88,8 @@ def create_app(
             "ingestion": s.daemon.stats() if s.daemon is not None else {},
             "gates": {n: {**g.stats(), "rejected": g.rejected} for n, g in s.service.gates.items()},
             "rate_limited": s.limiter.rejected,
+            **_cache_and_costs(s.service.pipeline),
+            "injection_flagged_chunks": _flagged_chunks(index),
         }
 
     metrics = Metrics(live_metrics)
@@ -198,3 +213,16 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)  # outermost: on errors and 413s too
     return app
+
+
+def _flagged_chunks(index: Any) -> int | None:
+    """Chunks of the live collection flagged as prompt injection (None: no index yet)."""
+    from rag.injection import flagged_chunks
+
+    collection = index.collection
+    if not collection:
+        return None
+    try:
+        return len(flagged_chunks(index.store, collection))
+    except Exception:  # noqa: BLE001 - a scrape must not fail because the store is closing
+        return None

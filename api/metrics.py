@@ -79,6 +79,73 @@ class _LiveCollector(Collector):
             "Requests refused with 429 (rate limit)",
             value=float(data.get("rate_limited", 0)),
         )
+        yield from _cache_and_cost_metrics(data)
+        if data.get("injection_flagged_chunks") is not None:
+            yield GaugeMetricFamily(
+                "rag_injection_flagged_chunks",
+                "Indexed chunks flagged as prompt injection (kept out of answers by default)",
+                value=float(data["injection_flagged_chunks"]),
+            )
+
+
+def _cache_and_cost_metrics(data: dict[str, Any]) -> Iterable[Metric]:
+    """The answer cache's counters and today's spend per tenant (rag/answer_cache.py, rag/costs.py)."""
+    cache = data.get("cache")
+    if cache is not None:
+        hits = CounterMetricFamily(
+            "rag_cache_hits", "Answers served by the answer cache", labels=["kind"]
+        )
+        for kind, n in (cache.get("hits_by_kind") or {}).items():
+            hits.add_metric([str(kind)], float(n))
+        yield hits
+        yield CounterMetricFamily(
+            "rag_cache_misses",
+            "Cacheable questions answered afresh",
+            value=float(cache.get("misses", 0)),
+        )
+        yield CounterMetricFamily(
+            "rag_cache_invalidations",
+            "Cache entries dropped because a cited chunk or document changed",
+            value=float(cache.get("invalidated", 0)),
+        )
+        yield GaugeMetricFamily(
+            "rag_cache_entries", "Answers in the cache", value=float(cache.get("entries", 0))
+        )
+    costs = data.get("costs")
+    if costs is not None:
+        spent = GaugeMetricFamily(
+            "rag_cost_today", "Spend of the current UTC day, per tenant", labels=["tenant"]
+        )
+        budget = GaugeMetricFamily(
+            "rag_cost_budget", "Daily budget per tenant (costs.daily_budget)", labels=["tenant"]
+        )
+        ratio = GaugeMetricFamily(
+            "rag_cost_budget_used_ratio", "Spend today / daily budget", labels=["tenant"]
+        )
+        for tenant, row in (costs.get("tenants") or {}).items():
+            spent.add_metric([tenant], float(row.get("cost", 0.0)))
+            if row.get("budget") is not None:
+                cap = float(row["budget"])
+                budget.add_metric([tenant], cap)
+                used = float(row.get("cost", 0.0))
+                ratio.add_metric([tenant], used / cap if cap > 0 else (1.0 if used else 0.0))
+        yield spent
+        yield budget
+        yield ratio
+        warnings = CounterMetricFamily(
+            "rag_budget_warnings",
+            "Budget thresholds crossed (costs.warn_at), per tenant and level",
+            labels=["tenant", "level"],
+        )
+        for (tenant, level), n in (costs.get("warnings") or {}).items():
+            warnings.add_metric([tenant, level], float(n))
+        yield warnings
+
+
+def _model_label(model: Any) -> str:
+    from rag.costs import model_label
+
+    return model_label(str(model)) if model else ""
 
 
 class Metrics:
@@ -112,9 +179,27 @@ class Metrics:
             ["generator", "outcome"],
             registry=self.registry,
         )
+        self.llm_tokens = Counter(
+            "rag_llm_tokens",
+            "Model tokens of every call (refused and failed attempts included)",
+            ["backend", "model", "tenant", "kind"],
+            registry=self.registry,
+        )
+        self.llm_cost = Counter(
+            "rag_llm_cost",
+            "Cost of every model call, from costs.prices",
+            ["backend", "model", "tenant"],
+            registry=self.registry,
+        )
+        self.injection = Counter(
+            "rag_injection_detected",
+            "Prompt injection met by queries: attacked questions, flagged chunks kept out",
+            ["kind"],
+            registry=self.registry,
+        )
         self.registry.register(_LiveCollector(live))
 
-    def observe_result(self, result: dict[str, Any]) -> None:
+    def observe_result(self, result: dict[str, Any], tenant: str = "") -> None:
         for stage, ms in (result.get("timings_ms") or {}).items():
             if isinstance(ms, (int, float)):
                 self.stage.labels(str(stage)).observe(float(ms) / 1000.0)
@@ -130,6 +215,20 @@ class Metrics:
                 else ("degraded" if result.get("degraded") else "answered")
             )
             self.answers.labels(str(result["generator"]), outcome).inc()
+        injection = result.get("injection") or {}
+        if injection.get("question"):
+            self.injection.labels("question").inc()
+        if injection.get("passages_excluded"):
+            self.injection.labels("passages_excluded").inc(int(injection["passages_excluded"]))
+        for call in usage.get("backends") or []:
+            labels = (str(call.get("backend")), _model_label(call.get("model")), tenant)
+            for kind in ("prompt", "completion"):
+                n = call.get(f"{kind}_tokens")
+                if isinstance(n, int) and n > 0:
+                    self.llm_tokens.labels(*labels, kind).inc(n)
+            cost = call.get("cost")
+            if isinstance(cost, (int, float)) and cost > 0:
+                self.llm_cost.labels(*labels).inc(float(cost))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

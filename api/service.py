@@ -88,9 +88,9 @@ class QueryService:
         return gate
 
     # -- calls -----------------------------------------------------------------------
-    def _observe(self, result: dict[str, Any]) -> None:
+    def _observe(self, result: dict[str, Any], tenant: str = "") -> None:
         if self.metrics is not None:
-            self.metrics.observe_result(result)
+            self.metrics.observe_result(result, tenant)
 
     async def answer(
         self,
@@ -110,7 +110,7 @@ class QueryService:
                 except Exception as exc:
                     raise translate_error(exc, scoped) from exc
             result = answer.as_json()
-            self._observe(result)
+            self._observe(result, tenant)
             return result
         return await self.open_stream(query, tenant).collect(wait_disconnect)
 
@@ -120,7 +120,7 @@ class QueryService:
         return EventStream(
             self.gate(scoped.generate),
             lambda: self.pipeline.stream(scoped),
-            self._observe,
+            lambda result: self._observe(result, tenant),
             lambda exc: translate_error(exc, scoped),
             tenant=tenant,
         )

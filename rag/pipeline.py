@@ -44,6 +44,7 @@ from rag.tracing import TimingTracer, Tracer, Tracers
 from rag.types import Answer, DoneEvent, Query, StreamEvent, TokenEvent
 
 if TYPE_CHECKING:
+    from rag.answer_cache import AnswerCache
     from rag.index import Index
 
 __all__ = ["QueryPipeline", "default_stages"]
@@ -56,7 +57,10 @@ def default_stages(
 ) -> list[Stage]:
     """The configured query path, in order: the list to copy and extend."""
     scorer = SupportScorer(index.embedder.embed)
-    chain = chain or build_chain(settings.generation, scorer)  # cheap: backends load in warm_up
+    chain = chain or build_chain(settings.generation, scorer, settings.pii)  # cheap: load in warm_up
+    from rag.costs import CostController
+
+    costs = CostController(settings.costs, index.data_dir)
     reranker = build_reranker(settings.rerank, index.embedder)
     reranking = reranker.name != "none"
     return [
@@ -64,9 +68,24 @@ def default_stages(
         Rerank(reranker, settings.retrieval.top_k),
         SelectPrompt(PromptRegistry(settings.prompts), settings),
         Pack(chain, settings),
-        Generate(chain, scorer, settings),
+        Generate(chain, scorer, settings, costs),
         Verify(settings),
     ]
+
+
+class _CachedAnswer:
+    """The stream of an answer served by the cache (``state.answer``)."""
+
+    name = "cached"
+
+    def warm_up(self) -> None:
+        return None
+
+    def run(self, state: QueryState) -> Iterator[StreamEvent]:
+        from rag.answer_cache import cached_events
+
+        assert state.answer is not None
+        yield from cached_events(state.answer)
 
 
 class QueryPipeline:
@@ -78,9 +97,17 @@ class QueryPipeline:
         stages: Sequence[Stage] | None = None,
         output_filters: Sequence[OutputFilter] = (),
         tracer: Tracer | None = None,
+        cache: AnswerCache | None = None,
     ):
         self.index = index
         self.settings = settings
+        # The answer cache (rag/answer_cache.py): on by default (cache.enabled) for the default
+        # stages; a pipeline with stages of its own gets one only when it passes it.
+        if cache is None and stages is None and settings.cache.enabled:
+            from rag.answer_cache import AnswerCache
+
+            cache = AnswerCache(settings.cache, index.data_dir)
+        self.cache = cache
         self.stages: list[Stage] = list(
             stages if stages is not None else default_stages(index, settings)
         )
@@ -109,6 +136,8 @@ class QueryPipeline:
             output_filter.warm_up()
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
         closed: set[int] = set()
         for part in self.stages:
             chain = getattr(part, "chain", None)  # Pack and Generate share one chain
@@ -138,16 +167,26 @@ class QueryPipeline:
         )
         started = time.perf_counter()
         first_token: float | None = None
+        cache, found = self.cache, None
         with self.tracer.request(state):
-            for stage in self.stages:
+            if cache is not None:
+                with self.tracer.span("cache", state):
+                    found = cache.lookup(self, state)
+                    state.answer = found.answer if found is not None else None
+            # A cache hit skips every stage: its text and citations are the stream.
+            stages = self.stages if state.answer is None else [_CachedAnswer()]
+            for stage in stages:
                 with self.tracer.span(stage.name, state):
                     for event in stage.run(state):
                         if first_token is None and isinstance(event, TokenEvent):
                             first_token = (time.perf_counter() - started) * 1000.0
                         yield event
+        if cache is not None and found is not None and found.answer is None:
+            cache.store(self, state, found)
         if first_token is not None:
             state.timings["first_token"] = round(first_token, 3)
         if state.answer is None:
             raise RuntimeError("no stage produced an answer: the last stage must be Verify")
         state.answer.timings_ms = dict(state.timings)
+        state.answer.trace_id = state.trace_id
         yield DoneEvent(state.answer)

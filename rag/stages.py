@@ -27,18 +27,20 @@ from rag.errors import QueryError
 from rag.generate import GenerationRequest, GeneratorChain
 from rag.generate.base import close_quietly
 from rag.generate.chain import ChainOutcome
+from rag.injection import InjectionGuard
 from rag.pack import PackedContext, Packer
 from rag.prompts import Prompt, PromptRegistry
 from rag.rerank import Reranker
 from rag.retrieve import Retriever
 from rag.store import Hit
 from rag.textguard import is_blank, neutralise_special_tokens
-from rag.tracing import NoopTracer, Tracer
+from rag.tracing import AttemptSpans, NoopTracer, Tracer
 from rag.types import (
     Answer,
     Citation,
     CitationsEvent,
     Fallback,
+    Injection,
     PromptRef,
     Query,
     ResetEvent,
@@ -48,6 +50,7 @@ from rag.types import (
 
 if TYPE_CHECKING:
     from rag.citations import VerifiedAnswer
+    from rag.costs import CostController
 
 __all__ = [
     "Generate",
@@ -63,6 +66,7 @@ __all__ = [
 
 # Tokens kept free beyond the counted prompt: chat templates differ a little between servers.
 _SAFETY_TOKENS = 16
+_GUARD_SPARE = 4  # hits fetched beyond the wanted ones, for the injection guard to drop
 
 
 @dataclass
@@ -84,6 +88,7 @@ class QueryState:
     answer_text: list[str] = field(default_factory=list)  # released (filtered) pieces
     answer: Answer | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    trace_id: str | None = None  # set by a tracer that records this query (rag.observability)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,6 +144,8 @@ class Retrieve:
         self.retriever = retriever
         top_k = settings.retrieval.top_k
         self.fetch = max(settings.rerank.candidates, top_k) if reranking else top_k
+        # Prompt injection: the question's attack part out first, flagged chunks after.
+        self.guard = InjectionGuard(settings.injection)
 
     def warm_up(self) -> None:
         self.retriever.index.embedder.warm_up()
@@ -146,9 +153,21 @@ class Retrieve:
 
     def run(self, state: QueryState) -> Iterator[StreamEvent]:
         q = state.query
-        state.hits = self.retriever.run(
-            state.question, top_k=self.fetch, filters=q.filters, tenant=q.tenant
+        asked = state.question
+        self.guard.question(state)
+        if not state.question.strip():  # the question was nothing but an attack
+            state.hits = []
+            return
+        # A few spare hits stand in for chunks the guard excludes.
+        hits = self.retriever.run(
+            state.question,
+            top_k=self.fetch + _GUARD_SPARE,
+            filters=q.filters,
+            tenant=q.tenant,
+            # the answer cache embedded it (the question as asked: not when the guard cut it)
+            query_vector=state.extras.get("query_vector") if state.question == asked else None,
         )
+        state.hits = self.guard.passages(state, hits)[: self.fetch]
         yield from ()
 
 
@@ -247,10 +266,17 @@ class Generate:
 
     name = "generate"
 
-    def __init__(self, chain: GeneratorChain, scorer: SupportScorer, settings: Settings):
+    def __init__(
+        self,
+        chain: GeneratorChain,
+        scorer: SupportScorer,
+        settings: Settings,
+        costs: CostController | None = None,
+    ):
         self.chain = chain
         self.scorer = scorer
         self.settings = settings
+        self.costs = costs  # prices every call, skips priced backends past the tenant's budget
 
     def warm_up(self) -> None:
         self.chain.warm_up()
@@ -259,7 +285,13 @@ class Generate:
         gen = self.settings.generation
         return StreamingVerifier(
             lambda: AnswerVerifier(
-                state.context, self.scorer, gen.verify, state.question, gen.abstain_text
+                state.context,
+                self.scorer,
+                gen.verify,
+                state.question,
+                gen.abstain_text,
+                output_check=self.settings.injection.enabled
+                and self.settings.injection.output_check,
             )
         )
 
@@ -307,10 +339,17 @@ class Generate:
                 return "answer does not address the question"
             return "answer not supported by the documents"
 
-        events = self.chain.stream(request, accept=accept)
+        tenant = q.tenant or self.settings.tenant
+        costs = self.costs
+        skip = (lambda g: costs.skip_reason(tenant, g)) if costs is not None else None
+        attempts = AttemptSpans(
+            state, {"temperature": temperature, "max_tokens": state.max_tokens}
+        )
+        events = self.chain.stream(request, accept=accept, skip=skip, observe=attempts.observe)
         try:
             for kind, payload in events:
                 if kind == "token":
+                    attempts.token()
                     if release.closed:  # the last backend was refused before it wrote anything
                         release.reset()
                     with state.tracer.span("verify", state):
@@ -325,8 +364,11 @@ class Generate:
                     state.outcome = payload
         finally:
             close_quietly(events)
+            attempts.close()
         outcome = state.outcome
         assert outcome is not None
+        if costs is not None:
+            costs.charge(outcome, tenant)
         if outcome.text != release.raw:
             # Every backend failed or was refused: the first refused answer stands (it abstains).
             if release.has_released:
@@ -390,6 +432,8 @@ class Verify:
             answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
             answer.fallbacks = [Fallback(**f) for f in outcome.failures]
             answer.finish_reason = outcome.finish_reason
+        if "injection" in state.extras:
+            answer.injection = Injection.model_validate(state.extras["injection"])
         state.answer = answer
         yield CitationsEvent(answer.citations)
 

@@ -19,11 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Answer",
+    "BackendUsage",
     "Citation",
     "CitationsEvent",
     "DoneEvent",
     "Fallback",
     "FinishReason",
+    "Injection",
     "PromptRef",
     "Query",
     "ResetEvent",
@@ -49,6 +51,9 @@ class Query:
     tenant: str | None = None
     temperature: float | None = None  # None: the prompt's, else generation.temperature
     max_tokens: int | None = None  # answer tokens; None: the prompt's, else the configured
+    # The trace to record this query under (the API picks it before answering, for its
+    # X-Trace-Id header); None: the tracer picks one. Ignored when tracing is off.
+    trace_id: str | None = None
 
 
 class Citation(BaseModel):
@@ -76,8 +81,29 @@ class PromptRef(BaseModel):
 FinishReason = Literal["stop", "length"]
 
 
+class BackendUsage(BaseModel):
+    """One model call of a request: which backend, what it used and cost, how it ended."""
+
+    backend: str
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = Field(default=0.0, description="From costs.prices (0 when unpriced)")
+    outcome: Literal["answered", "refused", "failed", "skipped"] = Field(
+        default="answered",
+        description="answered; refused by verification; failed (error or timeout); skipped "
+        "(the tenant's daily budget was spent)",
+    )
+    estimated: bool = Field(
+        default=False, description="The backend reported no usage: counted with its tokenizer"
+    )
+
+
 class Usage(BaseModel):
     """Tokens a backend used; also what generators yield last (positional: prompt, completion).
+
+    On an answer it sums every model call of the request (refused and failed attempts
+    included); ``backends`` lists each call, ``cost`` their total from ``costs.prices``.
 
     A generator also says here why it stopped (``finish_reason``: ``length`` when cut at
     ``max_tokens``; None when it cannot tell); the answer carries it as ``Answer.finish_reason``,
@@ -85,6 +111,10 @@ class Usage(BaseModel):
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = Field(default=0.0, description="Total cost of the calls, from costs.prices")
+    backends: list[BackendUsage] = Field(
+        default_factory=list, description="Each model call of the request, in order"
+    )
     finish_reason: FinishReason | None = Field(default=None, exclude=True)
 
     def __init__(self, prompt_tokens: int = 0, completion_tokens: int = 0, **data: Any):
@@ -99,6 +129,19 @@ class Fallback(BaseModel):
 
     generator: str
     error: str
+
+
+class Injection(BaseModel):
+    """Prompt injection met while answering (rag/injection.py); absent when none was."""
+
+    question: bool = Field(
+        description="The question held an attack (an instruction, a smuggled passages block, a "
+        "system-prompt request): it was taken out before retrieval and answering"
+    )
+    reasons: list[str] = Field(default_factory=list, description="What the detector found")
+    passages_excluded: int = Field(
+        default=0, description="Retrieved chunks flagged as injection and kept out of the answer"
+    )
 
 
 class Answer(BaseModel):
@@ -129,6 +172,21 @@ class Answer(BaseModel):
         default=None,
         description="Why generation ended: `length` when the answer was cut at its token limit "
         "(max_tokens), else `stop`; null when nothing was generated (`generate: false`)",
+    )
+    injection: Injection | None = Field(
+        default=None,
+        description="Prompt injection found in the question or the retrieved chunks; null: none",
+    )
+    cached: bool = Field(
+        default=False,
+        description="Served from the answer cache (no retrieval, no generation): the cited "
+        "passages were checked unchanged",
+    )
+
+    trace_id: str | None = Field(
+        default=None,
+        description="The Langfuse trace of this answer (send it to POST /v1/feedback); null "
+        "when tracing is off",
     )
 
     def as_json(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rag.config import GenerationSettings
+from rag.config import GenerationSettings, PiiSettings
 from rag.generate.base import (
     GenerationError,
     GenerationRequest,
@@ -27,7 +27,7 @@ from rag.generate.base import (
     Usage,
     close_quietly,
 )
-from rag.types import FinishReason
+from rag.types import BackendUsage, FinishReason
 
 __all__ = [
     "ChainEvent",
@@ -41,6 +41,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ChainEvent = tuple[str, Any]
+# observe(event, generator, usage, error): see GeneratorChain.stream
+Observer = Callable[[str, "Generator", "BackendUsage | None", "str | None"], None]
 
 
 @dataclass
@@ -53,6 +55,49 @@ class ChainOutcome:
     first_token_ms: float | None = None
     generate_ms: float = 0.0
     finish_reason: FinishReason = "stop"  # "length": the answer was cut at max_tokens
+    # Every model call of the request, in order (refused, failed and budget-skipped included):
+    # ``usage`` sums them (rag.costs prices them).
+    attempts: list[BackendUsage] = field(default_factory=list)
+
+
+def attempt_usage(
+    generator: Generator,
+    usage: Usage | None,
+    request: GenerationRequest,
+    pieces: list[str],
+    outcome: str,
+) -> BackendUsage:
+    """What one call used: as the backend reported it, else counted with its tokenizer when
+    it produced text before failing (the prompt was read and tokens generated: billed)."""
+    model = generator.describe().get("model")
+    entry = BackendUsage(
+        backend=generator.name,
+        model=str(model) if model is not None else None,
+        outcome=outcome,  # type: ignore[arg-type]
+    )
+    if usage is not None:
+        entry.prompt_tokens, entry.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+    elif pieces and generator.uses_llm:
+        try:
+            counter = generator.tokens
+            entry.prompt_tokens = counter.count_messages(request.messages)
+            entry.completion_tokens = counter("".join(pieces))
+        except Exception:  # noqa: BLE001 - no tokenizer: ~4 characters a token
+            entry.prompt_tokens = sum(len(m.get("content", "")) for m in request.messages) // 4
+            entry.completion_tokens = len("".join(pieces)) // 4
+        entry.estimated = True
+    return entry
+
+
+def total_usage(attempts: list[BackendUsage], last: Usage) -> Usage:
+    """The request's usage: every attempt summed, ``finish_reason`` of the one that answered."""
+    return Usage(
+        sum(a.prompt_tokens for a in attempts),
+        sum(a.completion_tokens for a in attempts),
+        cost=sum(a.cost for a in attempts),
+        backends=[a.model_copy() for a in attempts],
+        finish_reason=last.finish_reason,
+    )
 
 
 class _Refused(GenerationError):
@@ -60,13 +105,20 @@ class _Refused(GenerationError):
 
 
 class GeneratorChain:
-    def __init__(self, generators: list[Generator], timeout_seconds: float = 60.0):
+    def __init__(
+        self,
+        generators: list[Generator],
+        timeout_seconds: float = 60.0,
+        spare: Generator | None = None,
+    ):
         if not generators:
             raise GenerationError(
                 "generation.chain is empty: list at least one of openai, local, extractive"
             )
         self.generators = generators
         self.timeout_seconds = timeout_seconds
+        # Asked only when a budget skips every backend (``stream(skip=...)``): costs nothing.
+        self.spare = spare
 
     @property
     def names(self) -> list[str]:
@@ -111,28 +163,69 @@ class GeneratorChain:
             g.close()
 
     def stream(
-        self, request: GenerationRequest, accept: Callable[[str], str | None] | None = None
+        self,
+        request: GenerationRequest,
+        accept: Callable[[str], str | None] | None = None,
+        skip: Callable[[Generator], str | None] | None = None,
+        observe: Observer | None = None,
     ) -> Iterator[ChainEvent]:
         """``("token", str)``…, maybe ``("reset", info)`` and more tokens, then ``("end", ChainOutcome)``.
 
         ``accept(text)`` returns why a finished answer is refused (or None): a refused answer
         hands over to the next backend like a failure; the last backend's answer is kept.
+        ``skip(generator)`` returns why a backend is not asked at all (a spent budget: rag.costs)
+        or None; skipping counts as degraded. When every backend is skipped, ``spare`` (an
+        extractive backend, no model cost) answers.
+        ``observe(event, generator, usage, error)`` hears each attempt begin (``"start"``) and
+        end (``"end"``: its ``BackendUsage``, the error or refusal; ``"cancelled"`` when the
+        consumer stopped listening): what a tracer records as one generation per attempt.
         """
+
+        def note(
+            event: str, generator: Generator, entry: BackendUsage | None, error: str | None
+        ) -> None:
+            if observe is not None:
+                observe(event, generator, entry, error)
+
         failures: list[dict[str, str]] = []
+        attempts: list[BackendUsage] = []
         failed = False  # a backend raised or timed out (not: its answer was refused)
         kept: ChainOutcome | None = None  # the first answer refused by ``accept``
-        for position, generator in enumerate(self.generators):
+        generators = list(self.generators)
+        skipped: dict[int, str] = {}
+        if skip is not None:
+            for position, generator in enumerate(generators):
+                reason = skip(generator)
+                if reason:
+                    skipped[position] = reason
+            if len(skipped) == len(generators):
+                spare = self.spare
+                if spare is None or spare in generators:
+                    skipped.pop(len(generators) - 1)  # nothing cheaper to ask: the last one answers
+                else:
+                    generators.append(spare)
+        for position, generator in enumerate(generators):
+            if position in skipped:
+                failed = True
+                log.info("generator %s skipped: %s", generator.name, skipped[position])
+                failures.append({"generator": generator.name, "error": skipped[position]})
+                attempts.append(attempt_usage(generator, Usage(), request, [], "skipped"))
+                note("start", generator, None, None)
+                note("end", generator, attempts[-1], skipped[position])
+                continue
             attempt = replace(request, deadline=time.monotonic() + self.timeout_seconds)
             pieces: list[str] = []
             usage = Usage()
+            reported: Usage | None = None
             started = time.perf_counter()
             first_token_ms: float | None = None
+            note("start", generator, None, None)
             try:
                 items = generator.stream(attempt)
                 try:
                     for item in items:
                         if isinstance(item, Usage):
-                            usage = item
+                            usage = reported = item
                             continue
                         if first_token_ms is None:
                             first_token_ms = (time.perf_counter() - started) * 1000.0
@@ -141,7 +234,7 @@ class GeneratorChain:
                 finally:
                     close_quietly(items)  # also when our consumer stopped listening
                 text = "".join(pieces)
-                refused = accept(text) if accept and position + 1 < len(self.generators) else None
+                refused = accept(text) if accept and position + 1 < len(generators) else None
                 if refused:
                     kept = kept or ChainOutcome(
                         text,
@@ -153,35 +246,40 @@ class GeneratorChain:
                         finish_reason=finish_reason(generator, usage, request),
                     )
                     raise _Refused(refused, backend=generator.name)
+            except GeneratorExit:
+                note("end", generator, None, "cancelled")
+                raise
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one
                 reason = (
                     str(exc) if isinstance(exc, GenerationError) else f"{type(exc).__name__}: {exc}"
                 )
                 if isinstance(exc, _Refused):
                     log.info("generator %s refused: %s", generator.name, reason)
+                    attempts.append(attempt_usage(generator, reported, request, pieces, "refused"))
                 else:
                     failed = True
                     log.warning("generator %s failed: %s", generator.name, reason)
+                    attempts.append(attempt_usage(generator, reported, request, pieces, "failed"))
                 failures.append({"generator": generator.name, "error": reason})
+                note("end", generator, attempts[-1], reason)
                 if pieces:
-                    nxt = (
-                        self.generators[position + 1].name
-                        if position + 1 < len(self.generators)
-                        else None
-                    )
+                    nxt = generators[position + 1].name if position + 1 < len(generators) else None
                     yield ("reset", {"failed": generator.name, "next": nxt, "error": reason})
                 continue
+            attempts.append(attempt_usage(generator, reported, request, pieces, "answered"))
+            note("end", generator, attempts[-1], None)
             yield (
                 "end",
                 ChainOutcome(
                     text=text,
                     generator=generator.name,
                     degraded=failed,
-                    usage=usage,
+                    usage=total_usage(attempts, usage),
                     failures=failures,
                     first_token_ms=first_token_ms,
                     generate_ms=(time.perf_counter() - started) * 1000.0,
                     finish_reason=finish_reason(generator, usage, request),
+                    attempts=attempts,
                 ),
             )
             return
@@ -189,6 +287,8 @@ class GeneratorChain:
             # Only refused answers and failures: the refused answer stands (verification abstains).
             kept.failures = failures
             kept.degraded = failed
+            kept.attempts = attempts
+            kept.usage = total_usage(attempts, kept.usage)
             yield ("end", kept)
             return
         detail = "; ".join(f"{f['generator']}: {f['error']}" for f in failures)
@@ -239,7 +339,11 @@ def build_generator(
     )
 
 
-def build_chain(settings: GenerationSettings, scorer: Any) -> GeneratorChain:
+def build_chain(
+    settings: GenerationSettings, scorer: Any, pii: PiiSettings | None = None
+) -> GeneratorChain:
+    """The configured chain; with ``pii`` (``Settings.pii``), backends that send text out of
+    the process see it pseudonymised (rag.pii.outbound)."""
     def local_tokens() -> TokenCounter:
         from rag.generate.local import local_token_counter
 
@@ -253,7 +357,17 @@ def build_chain(settings: GenerationSettings, scorer: Any) -> GeneratorChain:
             log.warning("no local tokenizer for openai (%s): counting ~3 characters a token", exc)
             return _approximate_counter()
 
+    from rag.pii.outbound import pseudonymising
+
+    generators = [
+        pseudonymising(build_generator(n, settings, scorer, local_tokens), pii)
+        for n in settings.chain
+    ]
     return GeneratorChain(
-        [build_generator(n, settings, scorer, local_tokens) for n in settings.chain],
+        generators,
         timeout_seconds=settings.timeout_seconds,
+        spare=next(
+            (g for g in generators if g.name == "extractive"),
+            build_generator("extractive", settings, scorer),
+        ),
     )

@@ -56,6 +56,9 @@ EXAMPLE_SOURCES = frozenset(
 # Limits high enough that no test trips them by accident (test_limits starts a strict server).
 RELAXED = {
     "evals": {"after_sync": False},
+    # Off for the shared deployment (one test's answer would serve the next one's question);
+    # tests/api/test_answer_cache.py starts a server with it on.
+    "cache": {"enabled": False},
     "generation": {"chain": ["extractive"]},
     "api": {"requests_per_minute": 100_000, "burst": 10_000, "queue": 256},
 }

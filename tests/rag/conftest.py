@@ -85,7 +85,10 @@ def kb(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator
 @pytest.fixture()
 def kb_settings(kb: KnowledgeBase) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        return load_settings(DEFAULT_CONFIG, _merge({"data_dir": str(kb.data_dir)}, overrides))
+        # The answer cache is off here: the shared index would serve one test's answer to the
+        # next test asking the same question (tests/rag/test_answer_cache.py turns it on).
+        base = {"data_dir": str(kb.data_dir), "cache": {"enabled": False}}
+        return load_settings(DEFAULT_CONFIG, _merge(base, overrides))
 
     return make
 

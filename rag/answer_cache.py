@@ -1,0 +1,400 @@
+"""The index-aware answer cache: a repeated question answered without retrieval or generation,
+and never an answer the documents no longer back.
+
+An entry is found two ways, always within one *scope*: the same normalised question (NFKC,
+case-folded, spaces collapsed, trailing punctuation dropped), or a question whose embedding
+(the index's own model) is at least ``cache.semantic_threshold`` cosine-close
+(``benchmarks/answer_cache.py`` calibrates it on paraphrase and different-question pairs).
+The scope is a hash of everything else the answer depends on: the tenant, the filters, the
+prompt the query would get (name, version and its text), the generator chain (backends,
+models, generation and verification settings), the index (live collection, which a reindex
+changes, its embedding identity, retrieval and rerank settings), the query's temperature and
+max_tokens, and the stage and output-filter names. Any of them changing is a miss.
+
+Each entry records the chunks its answer cited (ids and text hashes) and, for each cited
+document, the ids of all its chunks (ids are document id + text hash, so any edit of the
+document's text changes them). A hit is checked against the store before it is served: a
+cited chunk changed or gone, or its document edited or deleted, deletes the entry and the
+question is answered afresh. Exact, not a TTL; and cheap (one point lookup and one filtered
+id scroll per cited document).
+
+Only verified answers are stored: not abstentions (a document added later may answer them),
+not degraded answers (a backend had failed), not ``generate: false`` context. A hit answers
+with ``cached: true``, zero ``usage`` (nothing was spent) and ``timings_ms.cache``; a stream
+gets the answer's text, citations and done events. Entries live in
+``<data_dir>/answer-cache.sqlite`` (0600, WAL), at most ``cache.max_entries``, least recently
+used dropped first; several processes on one data dir share it (each sees the others' entries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.config import CacheSettings
+from rag.costs import private_file
+from rag.types import Answer, CitationsEvent, StreamEvent, TokenEvent, Usage
+
+if TYPE_CHECKING:
+    from rag.index import Index
+    from rag.pipeline import QueryPipeline
+    from rag.stages import QueryState
+
+__all__ = ["AnswerCache", "CacheLookup", "cached_events", "normalise_question"]
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "answer-cache.sqlite"
+SCHEMA = 1
+_SPACE = re.compile(r"\s+")
+_TRAILING = re.compile(r"[\s?!.。？！…]+$")
+
+
+def normalise_question(question: str) -> str:
+    text = unicodedata.normalize("NFKC", question).casefold()
+    return _TRAILING.sub("", _SPACE.sub(" ", text).strip())
+
+
+def _digest(value: Any) -> str:
+    raw = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class CacheLookup:
+    """What ``lookup`` found out: the scope, the question's normalised form and vector."""
+
+    scope: str
+    normalised: str
+    vector: np.ndarray | None = None
+    answer: Answer | None = None
+    how: str = ""  # "exact" | "semantic" on a hit
+
+
+class AnswerCache:
+    def __init__(self, settings: CacheSettings, data_dir: Path):
+        self.settings = settings
+        self.path = data_dir / CACHE_FILE
+        private_file(self.path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, scope TEXT, "
+                "question TEXT, vector BLOB, answer TEXT, cited TEXT, created REAL, used REAL)"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS entries_question ON entries (scope, question)"
+            )
+            self._db.execute("CREATE INDEX IF NOT EXISTS entries_used ON entries (used)")
+        # In memory, for the semantic search: scope -> (entry ids, unit vectors matrix).
+        self._vectors: dict[str, tuple[list[int], np.ndarray]] = {}
+        self._version: int | None = None
+        self._dropped: set[int] = set()
+        self._static: dict[int, tuple[Any, str]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.invalidated = 0
+        self.stored = 0
+        self.hits_by_kind: dict[str, int] = {"exact": 0, "semantic": 0}
+
+    # -- scope ---------------------------------------------------------------------------
+    def scope(self, pipeline: QueryPipeline, state: QueryState) -> str | None:
+        """The hash of what the answer depends on besides the question; None: don't cache."""
+        q = state.query
+        settings = pipeline.settings
+        index = pipeline.index
+        prompt: Any = None
+        try:
+            stage = pipeline.stage("prompt")
+            registry = getattr(stage, "registry", None)
+            if registry is not None:
+                p = registry.select(q.prompt, user=q.user, session=q.session)
+                prompt = [p.name, p.version, p.system, p.user, p.temperature, p.max_tokens]
+                prompt.append(list(p.stop))
+        except Exception:  # noqa: BLE001 - an unknown prompt: the pipeline reports it
+            return None
+        collection = index.collection
+        if collection is None:
+            return None
+        return _digest(
+            {
+                "static": self._static_scope(pipeline),
+                "tenant": q.tenant or settings.tenant,
+                "filters": q.filters or {},
+                "prompt": prompt,
+                "collection": collection,
+                "query": [q.temperature, q.max_tokens],
+            }
+        )
+
+    def _static_scope(self, pipeline: QueryPipeline) -> str:
+        """What a pipeline fixes for its lifetime (chain, settings, stages), hashed once."""
+        key = id(pipeline)
+        cached = self._static.get(key)
+        if cached is not None and cached[0] is pipeline:
+            return cached[1]
+        settings = pipeline.settings
+        try:
+            chain = [g.describe() for g in pipeline.chain.generators]
+        except (KeyError, TypeError):
+            chain = None
+        digest = _digest(
+            {
+                "schema": SCHEMA,
+                "chain": chain,
+                "generation": settings.generation.model_dump(
+                    mode="json", exclude={"openai": {"api_key"}}
+                ),
+                "embedding": pipeline.index.embedder.identity().as_dict(),
+                "retrieval": settings.retrieval.model_dump(mode="json"),
+                "rerank": settings.rerank.model_dump(mode="json"),
+                "stages": [s.name for s in pipeline.stages],
+                "filters_out": [f.name for f in pipeline.output_filters],
+            }
+        )
+        self._static[key] = (pipeline, digest)
+        return digest
+
+    # -- lookup --------------------------------------------------------------------------
+    def lookup(self, pipeline: QueryPipeline, state: QueryState) -> CacheLookup | None:
+        """A checked hit (``.answer``), or what a later ``store`` needs; None: not cacheable."""
+        if not state.query.generate:
+            return None
+        scope = self.scope(pipeline, state)
+        if scope is None:
+            return None
+        found = CacheLookup(scope, normalise_question(state.question))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, answer, cited FROM entries WHERE scope = ? AND question = ? "
+                "ORDER BY used DESC",
+                (scope, found.normalised),
+            ).fetchall()
+        candidates = [(r, "exact") for r in rows]
+        threshold = self.settings.semantic_threshold
+        if not candidates and threshold is not None:
+            found.vector = np.asarray(pipeline.index.embedder.embed_query(state.question))
+            state.extras["query_vector"] = found.vector.tolist()  # Retrieve reuses it on a miss
+            for entry_id in self._nearest(scope, found.vector, threshold):
+                with self._lock:
+                    row = self._db.execute(
+                        "SELECT id, answer, cited FROM entries WHERE id = ?", (entry_id,)
+                    ).fetchone()
+                if row is not None:
+                    candidates.append((row, "semantic"))
+        for (entry_id, answer_json, cited_json), how in candidates:
+            if self._valid(pipeline.index, json.loads(cited_json), state):
+                with self._lock, self._db:
+                    self._db.execute(
+                        "UPDATE entries SET used = ? WHERE id = ?", (time.time(), entry_id)
+                    )
+                answer = Answer.model_validate_json(answer_json)
+                answer.cached = True
+                answer.usage = Usage()
+                answer.fallbacks = []
+                answer.degraded = False
+                found.answer, found.how = answer, how
+                self.hits += 1
+                self.hits_by_kind[how] += 1
+                return found
+            self._delete(entry_id)
+            self.invalidated += 1
+        self.misses += 1
+        return found
+
+    def _nearest(self, scope: str, vector: np.ndarray, threshold: float) -> list[int]:
+        self._refresh()
+        with self._lock:
+            ids, matrix = self._vectors.get(scope, ([], np.zeros((0, 0), np.float32)))
+        if not ids:
+            return []
+        v = vector / (np.linalg.norm(vector) or 1.0)
+        scores = matrix @ v.astype(np.float32)
+        order = np.argsort(-scores)[:4]
+        return [ids[i] for i in order if scores[i] >= threshold and ids[i] not in self._dropped]
+
+    def _refresh(self) -> None:
+        """Reload the vectors when another connection (process) changed the table."""
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            if version == self._version:
+                return
+            rows = self._db.execute(
+                "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL"
+            ).fetchall()
+            grouped: dict[str, list[tuple[int, np.ndarray]]] = {}
+            for entry_id, scope, blob in rows:
+                grouped.setdefault(scope, []).append((entry_id, np.frombuffer(blob, np.float32)))
+            self._vectors = {
+                s: ([i for i, _ in items], np.vstack([v for _, v in items]))
+                for s, items in grouped.items()
+            }
+            self._version = version
+            self._dropped = set()
+
+    def _valid(self, index: Index, cited: dict[str, Any], state: QueryState) -> bool:
+        """The cited chunks still hold the same text and their documents are unedited."""
+        collection = index.collection
+        if collection is None or cited.get("collection") != collection:
+            return False
+        chunks: dict[str, str] = cited.get("chunks") or {}
+        if not chunks:
+            return False
+        tenant = state.query.tenant or index.settings.tenant
+        points = index.store.retrieve(collection, list(chunks))
+        if len(points) != len(chunks):
+            return False
+        for p in points:
+            if p.payload.get("text_hash") != chunks.get(p.id) or p.payload.get("tenant") != tenant:
+                return False
+        for doc_id, ids in (cited.get("documents") or {}).items():
+            now = sorted(index.store.ids_where(collection, {"doc_id": doc_id, "tenant": tenant}))
+            if now != ids:
+                return False
+        return True
+
+    # -- store ---------------------------------------------------------------------------
+    def store(self, pipeline: QueryPipeline, state: QueryState, found: CacheLookup) -> bool:
+        """Keep ``state.answer`` if it is a verified, undegraded answer with citations."""
+        answer = state.answer
+        if (
+            answer is None
+            or answer.cached
+            or answer.abstained
+            or answer.degraded
+            or not answer.citations
+            or not answer.generator
+        ):
+            return False
+        numbers = {c.n for c in answer.citations}
+        passages = [p for p in state.context.passages if p.n in numbers]
+        ids = sorted({i for p in passages for i in p.chunk_ids})
+        if not ids:
+            return False
+        index = pipeline.index
+        collection = index.collection
+        if collection is None:
+            return False
+        tenant = state.query.tenant or pipeline.settings.tenant
+        points = index.store.retrieve(collection, ids)
+        chunks = {p.id: p.payload.get("text_hash") for p in points}
+        if len(chunks) != len(ids):
+            return False  # changed while we answered: not worth keeping
+        documents = {
+            d: sorted(index.store.ids_where(collection, {"doc_id": d, "tenant": tenant}))
+            for d in sorted({p.doc_id for p in passages})
+        }
+        cited = {"collection": collection, "chunks": chunks, "documents": documents}
+        vector = found.vector
+        if vector is None and self.settings.semantic_threshold is not None:
+            vector = np.asarray(index.embedder.embed_query(state.question))
+        blob = None
+        if vector is not None:
+            unit = vector / (np.linalg.norm(vector) or 1.0)
+            blob = unit.astype(np.float32).tobytes()
+        stored = answer.model_copy(update={"timings_ms": {}})
+        now = time.time()
+        with self._lock, self._db:
+            self._dropped.update(
+                int(r[0])
+                for r in self._db.execute(
+                    "SELECT id FROM entries WHERE scope = ? AND question = ?",
+                    (found.scope, found.normalised),
+                )
+            )
+            self._db.execute(
+                "DELETE FROM entries WHERE scope = ? AND question = ?",
+                (found.scope, found.normalised),
+            )
+            self._db.execute(
+                "INSERT INTO entries (scope, question, vector, answer, cited, created, used) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    found.scope,
+                    found.normalised,
+                    blob,
+                    stored.model_dump_json(),
+                    json.dumps(cited, sort_keys=True),
+                    now,
+                    now,
+                ),
+            )
+            over = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] - (
+                self.settings.max_entries
+            )
+            if over > 0:
+                self._db.execute(
+                    "DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used "
+                    "LIMIT ?)",
+                    (over,),
+                )
+            entry_id = int(
+                self._db.execute(
+                    "SELECT id FROM entries WHERE scope = ? AND question = ?",
+                    (found.scope, found.normalised),
+                ).fetchone()[0]
+            )
+            # Our own writes leave data_version alone: the vectors in memory follow them here.
+            if over > 0 or self._version is None:
+                self._version = None  # evicted rows: reload on the next search
+            elif blob is not None:
+                ids_, matrix = self._vectors.get(found.scope, ([], np.zeros((0, len(unit)))))
+                keep = [i for i, e in enumerate(ids_) if e not in self._dropped]
+                self._vectors[found.scope] = (
+                    [ids_[i] for i in keep] + [entry_id],
+                    np.vstack([matrix[keep], unit.astype(np.float32)[None, :]]),
+                )
+        self.stored += 1
+        return True
+
+    def _delete(self, entry_id: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            self._dropped.add(entry_id)  # skipped by the search until the next reload
+
+    # -- upkeep --------------------------------------------------------------------------
+    def clear(self) -> int:
+        with self._lock, self._db:
+            n = int(self._db.execute("DELETE FROM entries").rowcount)
+            self._version = None
+        return n
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "invalidated": self.invalidated,
+            "stored": self.stored,
+            "hits_by_kind": dict(self.hits_by_kind),
+            "entries": len(self),
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def cached_events(answer: Answer) -> Iterator[StreamEvent]:
+    """A cached answer as a stream: its text, its citations (the done event follows)."""
+    if answer.answer:
+        yield TokenEvent(answer.answer)
+    yield CitationsEvent(answer.citations)
