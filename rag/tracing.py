@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from rag.stages import QueryState
 
-__all__ = ["NoopTracer", "Span", "TimingTracer", "Tracer", "Tracers"]
+__all__ = ["AttemptSpans", "NoopTracer", "Span", "TimingTracer", "Tracer", "Tracers"]
 
 
 class Span:
@@ -110,3 +110,51 @@ class _FanOut(Span):
         super().set(**attributes)
         for span in self.spans:
             span.set(**attributes)
+
+
+class AttemptSpans:
+    """The fallback chain's observer (``GeneratorChain.stream(observe=...)``): one
+    ``generation`` span per backend attempt, entered when it starts and left when it ends.
+
+    The span carries ``backend``, ``model``, ``model_parameters``, ``prompt`` (name and
+    version), ``first_token_at`` (epoch seconds), ``usage`` (the attempt's
+    ``rag.types.BackendUsage``, cost included once priced), ``outcome`` and ``error``.
+    """
+
+    def __init__(self, state: QueryState, parameters: dict[str, Any]):
+        self.state = state
+        self.parameters = parameters
+        self._open: tuple[AbstractContextManager[Span], Span] | None = None
+
+    def observe(self, event: str, generator: Any, usage: Any, error: str | None) -> None:
+        if event == "start":
+            self.close()
+            cm = self.state.tracer.span("generation", self.state)
+            span = cm.__enter__()
+            prompt = self.state.prompt
+            span.set(
+                backend=generator.name,
+                model=generator.describe().get("model") or generator.name,
+                model_parameters=self.parameters,
+                prompt=prompt.ref if prompt is not None else None,
+            )
+            self._open = (cm, span)
+        elif self._open is not None:
+            cm, span = self._open
+            outcome = getattr(usage, "outcome", None) or ("cancelled" if error else "answered")
+            span.set(usage=usage, outcome=outcome, error=error)
+            self._open = None
+            cm.__exit__(None, None, None)
+
+    def token(self) -> None:
+        """A token arrived from the attempt in flight: the first one is its time to first token."""
+        if self._open is not None and "first_token_at" not in self._open[1].attributes:
+            self._open[1].set(first_token_at=time.time())
+
+    def close(self) -> None:
+        """End an attempt still open (the consumer stopped listening)."""
+        if self._open is not None:
+            cm, span = self._open
+            span.set(outcome="cancelled")
+            self._open = None
+            cm.__exit__(None, None, None)

@@ -1,0 +1,188 @@
+"""Observability: Langfuse tracing of every query, and the scores that feedback and evals add.
+
+Configured by the ``tracing`` section, else the SDK's own variables (``LANGFUSE_PUBLIC_KEY``,
+``LANGFUSE_SECRET_KEY``, ``LANGFUSE_BASE_URL`` or ``LANGFUSE_HOST``). Without keys
+:func:`tracing_for` returns a disabled :class:`Tracing` whose ``tracer`` is None: nothing is
+imported (the SDK stays unloaded), no trace id is made, a query costs nothing more::
+
+    tracing = tracing_for(settings)        # one per configuration per process
+    pipeline = QueryPipeline(index, settings, tracer=tracing.tracer)
+    tracing.score(trace_id, "user_feedback", 1.0, comment="...")
+    tracing.shutdown()                     # bounded: tracing.shutdown_timeout_seconds
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.observability.ids import TraceKeys, keys_for
+from rag.observability.scrub import TraceScrubber
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.observability.langfuse import LangfuseTracer
+    from rag.tracing import Tracer
+
+__all__ = ["Tracing", "TracingConfig", "resolve_config", "shutdown_all", "tracing_for"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://cloud.langfuse.com"
+
+
+@dataclass(frozen=True)
+class TracingConfig:
+    """The ``tracing`` section with the ``LANGFUSE_*`` variables filled in."""
+
+    public_key: str
+    secret_key: str
+    base_url: str
+    tenant: str = "default"
+    environment: str | None = None
+    release: str | None = None
+    sample_rate: float = 1.0
+    passages: str = "ids"
+    export_timeout_seconds: float = 5.0
+    flush_interval_seconds: float = 1.0
+    shutdown_timeout_seconds: float = 3.0
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def resolve_config(settings: Settings) -> TracingConfig | None:
+    """The tracing configuration, or None when tracing is off (disabled, or no keys)."""
+    t = settings.tracing
+    if not t.enabled or (_env("LANGFUSE_TRACING_ENABLED") or "true").lower() in ("false", "0"):
+        return None
+    public = t.public_key or _env("LANGFUSE_PUBLIC_KEY")
+    secret = t.secret_key or _env("LANGFUSE_SECRET_KEY")
+    if not public or not secret:
+        return None
+    base_url = t.base_url or _env("LANGFUSE_BASE_URL") or _env("LANGFUSE_HOST") or DEFAULT_BASE_URL
+    rate = t.sample_rate
+    if rate is None:
+        try:
+            rate = float(_env("LANGFUSE_SAMPLE_RATE") or 1.0)
+        except ValueError:
+            rate = 1.0
+    return TracingConfig(
+        public_key=public,
+        secret_key=secret,
+        base_url=base_url.rstrip("/"),
+        tenant=settings.tenant,
+        environment=t.environment or _env("LANGFUSE_TRACING_ENVIRONMENT"),
+        release=t.release or _env("LANGFUSE_RELEASE"),
+        sample_rate=min(max(rate, 0.0), 1.0),
+        passages=t.passages,
+        export_timeout_seconds=t.export_timeout_seconds,
+        flush_interval_seconds=t.flush_interval_seconds,
+        shutdown_timeout_seconds=t.shutdown_timeout_seconds,
+    )
+
+
+class Tracing:
+    """Tracing for one deployment: the tracer (None when off), trace ids, scores."""
+
+    def __init__(
+        self,
+        config: TracingConfig | None,
+        keys: TraceKeys,
+        scrubber: TraceScrubber,
+        tracer: LangfuseTracer | None = None,
+    ):
+        self.config = config
+        self.keys = keys
+        self.scrubber = scrubber
+        self.langfuse = tracer
+
+    @property
+    def enabled(self) -> bool:
+        return self.langfuse is not None
+
+    @property
+    def tracer(self) -> Tracer | None:
+        return self.langfuse
+
+    def new_trace_id(self, tenant: str) -> str | None:
+        """A trace id for a request about to run (None when tracing is off)."""
+        return self.keys.new_trace_id(tenant) if self.langfuse is not None else None
+
+    def owns(self, trace_id: str, tenant: str) -> bool:
+        return self.keys.owns(trace_id, tenant)
+
+    def score(
+        self,
+        trace_id: str | None,
+        name: str,
+        value: float,
+        *,
+        comment: str | None = None,
+        data_type: str = "NUMERIC",
+        metadata: dict[str, Any] | None = None,
+    ) -> bool:
+        """Send a score (background); False when tracing is off or it could not be queued."""
+        if self.langfuse is None:
+            return False
+        try:
+            self.langfuse.score(
+                trace_id, name, value, comment=comment, data_type=data_type, metadata=metadata
+            )
+        except Exception as exc:  # noqa: BLE001 - a score never fails its caller
+            log.warning("tracing: could not send score %s (%s)", name, exc)
+            return False
+        return True
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        return self.langfuse.flush(timeout) if self.langfuse is not None else True
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        return self.langfuse.shutdown(timeout) if self.langfuse is not None else True
+
+
+_instances: dict[tuple[Any, ...], Tracing] = {}
+_lock = threading.Lock()
+
+
+def tracing_for(settings: Settings) -> Tracing:
+    """The process's :class:`Tracing` for these settings (the SDK keeps one client per
+    public key, so one tracer per configuration)."""
+    config = resolve_config(settings)
+    data_dir: Path = settings.resolved_data_dir()
+    key = (config, str(data_dir))
+    with _lock:
+        tracing = _instances.get(key)
+        if tracing is not None and (tracing.langfuse is None or not tracing.langfuse._closed):
+            return tracing
+        scrubber = TraceScrubber(settings)
+        keys = keys_for(data_dir)
+        tracer = None
+        if config is not None:
+            try:
+                from rag.observability.langfuse import LangfuseTracer
+
+                tracer = LangfuseTracer(config, keys, scrubber)
+            except Exception as exc:  # noqa: BLE001 - no tracing beats no service
+                log.warning(
+                    "tracing is off: cannot start the Langfuse client for %s (%s); check "
+                    "LANGFUSE_* / the tracing section",
+                    config.base_url,
+                    exc,
+                )
+        tracing = _instances[key] = Tracing(config, keys, scrubber, tracer)
+        return tracing
+
+
+def shutdown_all(timeout: float | None = None) -> None:
+    """Every tracer of this process flushed and stopped (bounded each)."""
+    with _lock:
+        instances = list(_instances.values())
+    for tracing in instances:
+        tracing.shutdown(timeout)

@@ -1,0 +1,247 @@
+"""The Langfuse tracer through the real SDK, against the loopback stand-in that decodes what
+it sends (OTLP protobuf, score JSON): the trace tree and its fields, streamed and not; the
+fallback chain's attempts as generations; disabled mode; no seeded PII in what leaves."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from rag.config import Settings
+from rag.observability import Tracing, tracing_for
+from rag.pipeline import QueryPipeline
+from rag.types import DoneEvent, Query
+from tests.langfuse_standin import ExportedSpan, LangfuseStandIn, refused_url
+from tests.rag.chat_server import ChatServer, Fault
+from tests.rag.conftest import KnowledgeBase
+
+PII_EMAIL = "jane.roe@gmail.com"
+PII_PHONE = "+44 20 7946 0958"
+
+
+@pytest.fixture()
+def standin() -> Iterator[LangfuseStandIn]:
+    with LangfuseStandIn() as s:
+        yield s
+
+
+def traced_settings(make: Callable[..., Settings], url: str, **extra: Any) -> Settings:
+    # A fresh public key per test: the SDK keeps one client per key per process.
+    key = f"pk-lf-test-{uuid.uuid4().hex[:12]}"
+    tracing = {
+        "public_key": key,
+        "secret_key": "sk-lf-test",
+        "base_url": url,
+        "flush_interval_seconds": 0.2,
+        "export_timeout_seconds": 1.0,
+        "shutdown_timeout_seconds": 2.0,
+        "release": "r-test",
+        **extra.pop("tracing", {}),
+    }
+    extra.setdefault("generation", {"chain": ["extractive"]})
+    return make(tracing=tracing, **extra)
+
+
+def _pipeline(kb: KnowledgeBase, settings: Settings, tracing: Tracing) -> QueryPipeline:
+    return QueryPipeline(kb.index, settings, tracer=tracing.tracer)
+
+
+def _tree(spans: list[ExportedSpan]) -> tuple[ExportedSpan, dict[str, list[ExportedSpan]]]:
+    roots = [s for s in spans if s.attributes.get("langfuse.internal.as_root")]
+    assert len(roots) == 1, [s.name for s in spans]
+    children: dict[str, list[ExportedSpan]] = {}
+    for s in spans:
+        if s.parent_id:
+            children.setdefault(s.parent_id, []).append(s)
+    return roots[0], children
+
+
+def _wait_trace(
+    standin: LangfuseStandIn, trace_id: str, tracing: Tracing, n: int = 7
+) -> list[ExportedSpan]:
+    assert standin.wait_for(lambda s: len([x for x in s.spans if x.trace_id == trace_id]) >= n), (
+        f"spans of {trace_id} never arrived: {[(x.trace_id, x.name) for x in standin.spans]}"
+    )
+    time.sleep(0.3)
+    return standin.trace(trace_id)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_one_trace_per_query_with_a_span_per_stage(
+    kb: KnowledgeBase,
+    kb_settings: Callable[..., Settings],
+    standin: LangfuseStandIn,
+    streamed: bool,
+) -> None:
+    settings = traced_settings(kb_settings, standin.url)
+    tracing = tracing_for(settings)
+    assert tracing.enabled
+    pipeline = _pipeline(kb, settings, tracing)
+    query = Query(
+        question=f"How long are backups kept? Mail me at {PII_EMAIL} or call {PII_PHONE}",
+        user="alice@example.org",
+        session="s-1",
+        tenant="default",
+    )
+    if streamed:
+        events = list(pipeline.stream(query))
+        answer = next(e for e in events if isinstance(e, DoneEvent)).answer
+    else:
+        answer = pipeline.run(query)
+    assert answer.trace_id and len(answer.trace_id) == 32
+    assert tracing.owns(answer.trace_id, "default") and not tracing.owns(answer.trace_id, "acme")
+    spans = _wait_trace(standin, answer.trace_id, tracing)
+    root, children = _tree(spans)
+    assert root.name == "query"
+    stages = [s.name for s in sorted(children[root.span_id], key=lambda s: s.start_ns)]
+    assert stages == ["retrieve", "rerank", "prompt", "pack", "generate", "verify"]
+    by_name = {s.name: s for s in children[root.span_id]}
+    assert by_name["retrieve"].type == "retriever"
+    # passages as ids, sources and scores, never their text
+    hits = by_name["retrieve"].json_attr("langfuse.observation.output")["hits"]
+    assert hits and {"id", "source", "score"} <= hits[0].keys() and "text" not in hits[0]
+    assert "35 days" not in by_name["pack"].text()
+    # one generation per backend attempt, under generate
+    gens = children[by_name["generate"].span_id]
+    assert [g.type for g in gens] == ["generation"]
+    gen = gens[0]
+    assert gen.attributes["langfuse.observation.model.name"] == "extractive"
+    meta = {
+        k: v for k, v in gen.attributes.items() if k.startswith("langfuse.observation.metadata.")
+    }
+    assert '"answered"' in meta["langfuse.observation.metadata.outcome"]
+    assert "answer" in meta["langfuse.observation.metadata.prompt"]  # name and version
+    assert "input" in gen.json_attr("langfuse.observation.usage_details")
+    if streamed:
+        assert "langfuse.observation.completion_start_time" in gen.attributes
+    # trace level: pseudonymous user, session, tenant, release; question and answer scrubbed
+    assert root.attributes["user.id"].startswith("u_") and "alice" not in root.text()
+    assert root.attributes["session.id"].startswith("u_")
+    assert "default" in root.attributes["langfuse.trace.metadata.tenant"]
+    assert root.resource.get("langfuse.release") == "r-test"
+    question = root.json_attr("langfuse.observation.input")["question"]
+    assert "How long are backups kept?" in question and PII_EMAIL not in question
+    output = root.json_attr("langfuse.observation.output")
+    assert output["answer"] == answer.answer and "citations" in output
+    # scores: abstained, degraded, citation support
+    assert standin.wait_for(
+        lambda s: (
+            {"abstained", "degraded", "citation_support"}
+            <= {x["name"] for x in s.scores if x.get("traceId") == answer.trace_id}
+        )
+    )
+    everything = standin.everything()
+    assert PII_EMAIL not in everything and PII_PHONE not in everything
+    assert "alice@example.org" not in everything
+    pipeline.close()
+    tracing.shutdown()
+
+
+@pytest.mark.parametrize("fault", ["failed", "refused"])
+def test_each_backend_attempt_is_a_generation_with_its_outcome(
+    kb: KnowledgeBase,
+    kb_settings: Callable[..., Settings],
+    standin: LangfuseStandIn,
+    chat_server: ChatServer,
+    fault: str,
+) -> None:
+    if fault == "failed":
+        chat_server.faults.append(Fault(status=500))
+    else:  # says something none of the documents support: verification hands over
+        chat_server.reply = f"Bananas are yellow and {PII_EMAIL} likes them [1]."
+    settings = traced_settings(
+        kb_settings,
+        standin.url,
+        generation={
+            "chain": ["openai", "extractive"],
+            "openai": {"base_url": chat_server.base_url, "max_retries": 0},
+        },
+    )
+    tracing = tracing_for(settings)
+    pipeline = _pipeline(kb, settings, tracing)
+    events = list(pipeline.stream(Query(question="How long are backups kept?", tenant="default")))
+    answer = next(e for e in events if isinstance(e, DoneEvent)).answer
+    assert answer.generator == "extractive" and answer.trace_id
+    assert answer.degraded is (fault == "failed")
+    spans = _wait_trace(standin, answer.trace_id, tracing, n=8)
+    gens = sorted((s for s in spans if s.type == "generation"), key=lambda s: s.start_ns)
+    models = [g.attributes["langfuse.observation.model.name"] for g in gens]
+    assert models == [settings.generation.openai.model, "extractive"]
+    first = gens[0]
+    assert f'"{fault}"' in first.attributes["langfuse.observation.metadata.outcome"]
+    assert first.attributes["langfuse.observation.level"] == (
+        "ERROR" if fault == "failed" else "WARNING"
+    )
+    assert first.attributes["langfuse.observation.status_message"]
+    params = first.json_attr("langfuse.observation.model.parameters")
+    assert params["max_tokens"] > 0 and "temperature" in params
+    if fault == "refused":
+        usage = first.json_attr("langfuse.observation.usage_details")
+        assert usage["output"] == len(chat_server.reply.split())
+        assert "langfuse.observation.completion_start_time" in first.attributes
+        assert "not supported" in first.attributes["langfuse.observation.status_message"]
+    assert PII_EMAIL not in standin.everything()
+    assert standin.wait_for(
+        lambda s: any(
+            x["name"] == "degraded" and x.get("traceId") == answer.trace_id for x in s.scores
+        )
+    )
+    pipeline.close()
+    tracing.shutdown()
+
+
+def test_no_keys_means_no_tracer_and_no_trace_id(
+    kb: KnowledgeBase, kb_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    settings = kb_settings(generation={"chain": ["extractive"]})
+    tracing = tracing_for(settings)
+    assert not tracing.enabled and tracing.tracer is None
+    assert tracing.new_trace_id("default") is None
+    answer = QueryPipeline(kb.index, settings, tracer=tracing.tracer).run(
+        "How long are backups kept?"
+    )
+    assert answer.trace_id is None
+    assert "trace_id" in answer.as_json()
+
+
+def test_keys_from_the_langfuse_variables(
+    kb_settings: Callable[..., Settings], standin: LangfuseStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.observability import resolve_config
+
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-env")
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-env")
+    monkeypatch.delenv("LANGFUSE_BASE_URL", raising=False)
+    monkeypatch.setenv("LANGFUSE_HOST", standin.url + "/")
+    config = resolve_config(kb_settings())
+    assert config is not None and config.public_key == "pk-env" and config.base_url == standin.url
+    monkeypatch.setenv("LANGFUSE_BASE_URL", "http://other:3000")
+    config = resolve_config(kb_settings())
+    assert config is not None and config.base_url == "http://other:3000"
+    assert resolve_config(kb_settings(tracing={"enabled": False})) is None
+
+
+@pytest.mark.parametrize("mode", ["refuse", "503", "stall"])
+def test_a_failing_langfuse_never_touches_the_request(
+    kb: KnowledgeBase, kb_settings: Callable[..., Settings], mode: str
+) -> None:
+    with LangfuseStandIn("ok" if mode == "refuse" else mode) as server:
+        url = refused_url() if mode == "refuse" else server.url
+        settings = traced_settings(kb_settings, url)
+        tracing = tracing_for(settings)
+        pipeline = _pipeline(kb, settings, tracing)
+        baseline = QueryPipeline(kb.index, settings).run("How long are backups kept?")
+        for _ in range(5):
+            answer = pipeline.run(Query(question="How long are backups kept?", tenant="default"))
+            assert answer.answer == baseline.answer and answer.trace_id
+        assert tracing.score(answer.trace_id, "user_feedback", 0.0, comment="bad")
+        started = time.monotonic()
+        tracing.shutdown(timeout=1.0)
+        assert time.monotonic() - started < 2.0, "shutdown is bounded"
+        pipeline.close()
