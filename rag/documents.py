@@ -66,9 +66,13 @@ class Chunk:
     end: int
     index: int
     tenant: str
+    # PII found at ingest (rag.pii.outbound.chunk_pii), stored so queries skip analysing it
+    pii: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
+        extra = {"pii": self.pii} if self.pii is not None else {}
         return {
+            **extra,
             "doc_id": self.doc_id,
             "source": self.source,
             "text": self.text,

@@ -52,6 +52,11 @@ class Index:
         self.settings = settings
         # Between parsing and chunking; their identity is locked in the collection like the model.
         self.transforms: list[DocumentTransform] = list(transforms)
+        from rag.pii.logs import install_log_scrubbing
+        from rag.pii.transform import configured_transforms  # pii.ingest: redact
+
+        self.transforms += configured_transforms(settings)
+        install_log_scrubbing(settings)  # this project's log records carry no PII
         # 0700 (and the umask tightened) before the store or the manifest writes anything.
         self.data_dir = private_data_dir(settings.resolved_data_dir())
         self.store = store or open_store(settings)

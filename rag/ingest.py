@@ -315,7 +315,22 @@ class Ingestor:
                 report,
             )
             return None
+        self._record_pii(chunks)
         return _Pending(source, signature, chunks, old_ids[0] if old_ids else None)
+
+    def _record_pii(self, chunks: list[Chunk]) -> None:
+        """PII detected once per chunk, stored with it (rag.pii.outbound): when passages will
+        be sent pseudonymised, queries then analyse only their question."""
+        from rag.pii.outbound import chunk_pii
+        from rag.pii.transform import detects_at_ingest
+
+        if not detects_at_ingest(self.index.settings):
+            return
+        from rag.pii import detector_for
+
+        detector = detector_for(self.index.settings.pii)
+        for c in chunks:
+            c.pii = chunk_pii(detector, c.text)
 
     def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:
         """A watched folder that holds the data dir (``rag watch .``) never lists what is in it."""

@@ -312,7 +312,11 @@ class Generate:
             max_tokens=state.max_tokens,
             temperature=temperature,
             stop=prompt.stop,
-            extra={"stream": state.streaming},
+            extra={
+                "stream": state.streaming,
+                # PII found in each chunk at ingest (rag.pii.outbound): not analysed again
+                "pii_stored": {h.id: h.payload["pii"] for h in state.hits if "pii" in h.payload},
+            },
         )
         release = self._verifier(state)
         state.extras["release"] = release

@@ -6,6 +6,7 @@ this one place (the modules only define them).
 - ``app.cli.query``: ``query``
 - ``app.cli.eval``: ``eval`` (the default suite), ``eval retrieval|answers|last``
 - ``app.cli.serve``: ``serve``, ``keys create|list|revoke|local``
+- ``app.cli.pii``: ``pii scan``
 
 Exit codes: 0 ok; 1 the command could not run (the message says what to do); 2 bad
 configuration or usage; 3 ``rag eval --fail-on-regression`` found a regression; 130 Ctrl-C.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import core, query, serve
+from app.cli import core, pii, query, serve
 from app.cli import eval as eval_cmds
 from rag.datadir import restrict_umask
 
@@ -59,6 +60,10 @@ keys_app.command("local")(serve.keys_local)
 app.add_typer(keys_app, name="keys")
 
 app.command()(serve.serve)
+
+pii_app = typer.Typer(help="PII scrubbing: see what the `pii` policy finds.", no_args_is_help=True)
+pii_app.command("scan")(pii.pii_scan)
+app.add_typer(pii_app, name="pii")
 
 
 def main() -> None:

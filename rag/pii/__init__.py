@@ -9,6 +9,7 @@ Cheap to import: Presidio and spaCy load when a detector is first used or warmed
 """
 
 from rag.pii.engine import Detector, Span, detector_for
+from rag.pii.logs import install_log_scrubbing, scrub_exception
 from rag.pii.policy import PLACEHOLDER, Pseudonymiser, Scrubber, StreamRestorer, scrubber_for
 from rag.pii.settings import DEFAULT_ENTITIES, PiiPattern, PiiSettings
 
@@ -23,5 +24,7 @@ __all__ = [
     "Span",
     "StreamRestorer",
     "detector_for",
+    "install_log_scrubbing",
+    "scrub_exception",
     "scrubber_for",
 ]

@@ -59,6 +59,10 @@ def _build_engine(settings: PiiSettings) -> Any:
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
     if os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"]:
         os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
+    import logging
+
+    # Presidio logs every recognizer it loads, and a warning for each other language's one.
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 

@@ -147,9 +147,9 @@ class Pseudonymiser:
             spans = self.detector.detect(text)
         for s in spans:
             self.placeholder(s.type, text[s.start : s.end])
-        return self._replace_known(text)
+        return self.replace_known(text)
 
-    def _replace_known(self, text: str) -> str:
+    def replace_known(self, text: str) -> str:
         if not self._by_placeholder:
             return text
         values = sorted(self._by_placeholder.items(), key=lambda kv: -len(kv[1]))
@@ -170,7 +170,7 @@ class Pseudonymiser:
         for m, found in zip(messages, spans, strict=True):
             for s in found:
                 self.placeholder(s.type, (m.get("content") or "")[s.start : s.end])
-        return [{**m, "content": self._replace_known(m.get("content") or "")} for m in messages]
+        return [{**m, "content": self.replace_known(m.get("content") or "")} for m in messages]
 
     def _back(self, m: re.Match[str], bare: bool = False) -> str:
         ph = f"<{m.group(1).upper()}_{m.group(2)}>"

@@ -11,7 +11,13 @@ import re
 from typing import Any
 
 import phonenumbers
-from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer import (
+    AnalysisExplanation,
+    EntityRecognizer,
+    Pattern,
+    PatternRecognizer,
+    RecognizerResult,
+)
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from rag.pii.settings import PiiPattern
@@ -19,6 +25,7 @@ from rag.pii.settings import PiiPattern
 __all__ = [
     "ApiKeyRecognizer",
     "IntlPhoneRecognizer",
+    "MastercardSeries2Recognizer",
     "PersonTitleRecognizer",
     "StreetAddressRecognizer",
     "custom_recognizers",
@@ -351,7 +358,21 @@ class IntlPhoneRecognizer(EntityRecognizer):
                 continue
             score = self._score(number, digits)
             if score:
-                results.append(RecognizerResult("PHONE_NUMBER", start, end, score))
+                results.append(
+                    RecognizerResult(
+                        "PHONE_NUMBER",
+                        start,
+                        end,
+                        score,
+                        analysis_explanation=AnalysisExplanation(
+                            recognizer="IntlPhoneRecognizer", original_score=score
+                        ),
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: "IntlPhoneRecognizer",
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                        },
+                    )
+                )
         return results
 
     def _score(self, number: str, digits: int) -> float:
@@ -432,6 +453,33 @@ class PersonTitleRecognizer(PatternRecognizer):
         )
 
 
+class MastercardSeries2Recognizer(PatternRecognizer):
+    """Mastercard's 2221-2720 range (Presidio's card pattern knows only 51-55), Luhn-checked."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            supported_entity="CREDIT_CARD",
+            patterns=[
+                Pattern(
+                    "mastercard_2_series",
+                    r"\b2(?:2[2-9]\d|[3-6]\d\d|7[01]\d|720)[ -]?\d{4}[ -]?\d{4}[ -]?\d{4}\b",
+                    0.5,
+                )
+            ],
+            context=["card", "credit", "visa", "mastercard", "paid"],
+            name="MastercardSeries2Recognizer",
+        )
+
+    def validate_result(self, pattern_text: str) -> bool | None:
+        digits = [int(c) for c in pattern_text if c.isdigit()]
+        total = 0
+        for i, d in enumerate(reversed(digits)):
+            if i % 2:
+                d = d * 2 - 9 if d > 4 else d * 2
+            total += d
+        return total % 10 == 0
+
+
 def custom_recognizers(patterns: list[PiiPattern], context: dict[str, list[str]]) -> list[Any]:
     """This project's recognizers plus ``pii.patterns``, with ``pii.context_words`` applied."""
     out: list[Any] = [
@@ -439,6 +487,7 @@ def custom_recognizers(patterns: list[PiiPattern], context: dict[str, list[str]]
         IntlPhoneRecognizer(context.get("PHONE_NUMBER")),
         ApiKeyRecognizer(),
         PersonTitleRecognizer(),
+        MastercardSeries2Recognizer(),
     ]
     for i, p in enumerate(patterns):
         out.append(
