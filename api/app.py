@@ -64,6 +64,14 @@ def _cache_and_costs(pipeline: Any) -> dict[str, Any]:
     return out
 
 
+def _traced_by(pipeline: Any, tracing: Any) -> bool:
+    """Whether ``pipeline`` records into ``tracing``'s tracer (then trace ids are handed out)."""
+    if tracing.tracer is None:
+        return False
+    tracer = getattr(pipeline, "tracer", None)
+    return tracer is tracing.tracer or tracing.tracer in getattr(tracer, "tracers", ())
+
+
 def create_app(
     settings: Settings,
     index: Any = None,
@@ -93,10 +101,13 @@ def create_app(
         }
 
     metrics = Metrics(live_metrics)
+    from rag.observability import tracing_for
+
+    tracing = tracing_for(settings)  # no keys: disabled, nothing loaded
     if pipeline is None:
         from rag.pipeline import QueryPipeline
 
-        pipeline = QueryPipeline(index, settings)
+        pipeline = QueryPipeline(index, settings, tracer=tracing.tracer)
     service = QueryService(index, settings, pipeline, metrics)
     app_state = AppState(
         settings=settings,
@@ -114,6 +125,7 @@ def create_app(
         ),
         daemon=daemon,
         count_tokens=_token_counter(index),
+        tracing=tracing if _traced_by(pipeline, tracing) else None,
     )
     state["app"] = app_state
 
@@ -144,9 +156,9 @@ def create_app(
     app.state.rag = app_state
     install_error_handlers(app)
 
-    from api import routes_documents, routes_openai, routes_ops, routes_query
+    from api import routes_documents, routes_feedback, routes_openai, routes_ops, routes_query
 
-    for module in (routes_query, routes_openai, routes_documents, routes_ops):
+    for module in (routes_query, routes_openai, routes_feedback, routes_documents, routes_ops):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

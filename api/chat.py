@@ -75,6 +75,7 @@ def rag_info(result: dict[str, Any]) -> dict[str, Any]:
         "generator": result.get("generator"),
         "prompt": result.get("prompt"),
         "timings_ms": result.get("timings_ms") or {},
+        "trace_id": result.get("trace_id"),  # for POST /v1/feedback
     }
 
 

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
 
-__all__ = ["AppState", "Caller", "State", "authenticated", "disconnect_waiter", "get_state"]
+__all__ = [
+    "AppState",
+    "Caller",
+    "State",
+    "authenticated",
+    "disconnect_waiter",
+    "get_state",
+    "new_trace_id",
+]
 
 
 @dataclass
@@ -34,6 +42,7 @@ class AppState:
     documents: Documents
     daemon: Any  # ingestion.daemon.WatchDaemon | None
     count_tokens: Any  # Callable[[str], int]
+    tracing: Any = None  # rag.observability.Tracing when the pipeline traces to Langfuse
 
 
 async def get_state(request: Request) -> AppState:
@@ -82,6 +91,12 @@ async def authenticated(
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
+
+
+def new_trace_id(state: AppState, tenant: str) -> str | None:
+    """The trace id a query about to run is recorded under (X-Trace-Id); None: not traced."""
+    tracing = state.tracing
+    return tracing.new_trace_id(tenant) if tracing is not None else None
 
 
 def disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:

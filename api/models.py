@@ -171,6 +171,9 @@ class RagInfo(BaseModel):
     generator: str | None
     prompt: PromptRef | None
     timings_ms: dict[str, float]
+    trace_id: str | None = Field(
+        default=None, description="The Langfuse trace (for POST /v1/feedback); null: not traced"
+    )
 
 
 class ChatCompletion(BaseModel):
@@ -206,6 +209,14 @@ class DocumentInfo(BaseModel):
     reason: str | None = Field(default=None, description="Why it failed or was skipped")
     origin: Literal["upload", "watched"] = Field(
         description="Uploaded through the API, or from a watched folder"
+    )
+    flagged_chunks: int = Field(
+        default=0,
+        description="Chunks the prompt-injection detector flagged (kept out of answers by "
+        "default: injection.flagged)",
+    )
+    injection_reasons: list[str] = Field(
+        default_factory=list, description="What the detector found in those chunks"
     )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from api.chat import ChatStreamRenderer, completion, condense
-from api.deps import Caller, State, disconnect_waiter
+from api.deps import Caller, State, disconnect_waiter, new_trace_id
 from api.errors import ApiError, error_responses
 from api.limits import check_question
 from api.models import ChatCompletion, ChatRequest, ModelList
@@ -58,7 +58,7 @@ async def models(state: State, caller: Caller) -> Any:
     },
 )
 async def chat_completions(
-    body: ChatRequest, request: Request, state: State, caller: Caller
+    body: ChatRequest, request: Request, response: Response, state: State, caller: Caller
 ) -> Any:
     served = state.settings.api.model_name
     if body.model != served:
@@ -75,12 +75,17 @@ async def chat_completions(
         session=body.user,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        trace_id=new_trace_id(state, caller.tenant),
     )
+    headers = {"X-Trace-Id": query.trace_id} if query.trace_id else {}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = ChatStreamRenderer(served, include_usage)
-        return SSEResponse(
+        sse = SSEResponse(
             state.service.open_stream(query, caller.tenant), renderer, trailer=[sse_frame("[DONE]")]
         )
+        sse.headers.update(headers)
+        return sse
+    response.headers.update(headers)
     result = await state.service.answer(query, caller.tenant, disconnect_waiter(request))
     return completion(result, served)

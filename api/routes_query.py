@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from api.chat import query_renderer
-from api.deps import Caller, State, disconnect_waiter
+from api.deps import Caller, State, disconnect_waiter, new_trace_id
 from api.errors import error_responses
 from api.limits import check_question
 from api.models import QueryRequest, QueryResponse
@@ -39,8 +39,11 @@ SSE_QUERY_DOC = (
         **error_responses(400, 401, 404, 413, 422, 429, 500, 503),
     },
 )
-async def query(body: QueryRequest, request: Request, state: State, caller: Caller) -> Any:
+async def query(
+    body: QueryRequest, request: Request, response: Response, state: State, caller: Caller
+) -> Any:
     check_question(body.question, state.settings.api.max_question_chars)
+    trace_id = new_trace_id(state, caller.tenant)
     query = Query(
         question=body.question,
         filters=body.filters.as_filter() if body.filters else None,
@@ -48,7 +51,12 @@ async def query(body: QueryRequest, request: Request, state: State, caller: Call
         generate=body.generate,
         user=body.user,
         session=body.session,
+        trace_id=trace_id,
     )
+    headers = {"X-Trace-Id": trace_id} if trace_id else {}
     if body.stream:
-        return SSEResponse(state.service.open_stream(query, caller.tenant), query_renderer)
+        sse = SSEResponse(state.service.open_stream(query, caller.tenant), query_renderer)
+        sse.headers.update(headers)
+        return sse
+    response.headers.update(headers)
     return await state.service.answer(query, caller.tenant, disconnect_waiter(request))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.observability.feedback import FeedbackStore, RecentTraces
 from rag.observability.ids import TraceKeys, keys_for
 from rag.observability.scrub import TraceScrubber
 
@@ -28,11 +29,23 @@ if TYPE_CHECKING:
     from rag.observability.langfuse import LangfuseTracer
     from rag.tracing import Tracer
 
-__all__ = ["Tracing", "TracingConfig", "resolve_config", "shutdown_all", "tracing_for"]
+__all__ = [
+    "FeedbackError",
+    "Tracing",
+    "TracingConfig",
+    "resolve_config",
+    "shutdown_all",
+    "tracing_for",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
+FEEDBACK_SCORE = "user_feedback"
+
+
+class FeedbackError(LookupError):
+    """Feedback on a trace this caller cannot score (unknown, or another tenant's)."""
 
 
 @dataclass(frozen=True)
@@ -97,11 +110,16 @@ class Tracing:
         keys: TraceKeys,
         scrubber: TraceScrubber,
         tracer: LangfuseTracer | None = None,
+        data_dir: Path | None = None,
     ):
         self.config = config
         self.keys = keys
         self.scrubber = scrubber
         self.langfuse = tracer
+        self.recent = RecentTraces()
+        if tracer is not None:
+            tracer.recent = self.recent
+        self.feedback = FeedbackStore(data_dir) if data_dir is not None else None
 
     @property
     def enabled(self) -> bool:
@@ -140,6 +158,40 @@ class Tracing:
             return False
         return True
 
+    def record_feedback(
+        self, trace_id: str, tenant: str, value: int, comment: str | None = None
+    ) -> dict[str, Any]:
+        """A user's thumbs up (1) or down (0) on one of ``tenant``'s traces: a local record
+        and a ``user_feedback`` score on the trace. Raises :class:`FeedbackError` for a trace
+        that is not ``tenant``'s (or any trace when tracing is off)."""
+        if not self.enabled or not self.owns(trace_id, tenant):
+            raise FeedbackError(
+                f"no trace {trace_id} for this tenant: send the trace_id of one of your answers"
+            )
+        scrub = self.scrubber.full
+        text = scrub(comment.strip())[:2000] if comment and comment.strip() else None
+        context: dict[str, Any] = {}
+        seen = self.recent.get(trace_id)
+        if seen is not None and seen.get("tenant") == tenant:
+            context = {
+                "question": scrub(seen.get("question") or ""),
+                "answer": scrub(seen.get("answer") or ""),
+                "sources": seen.get("sources") or [],
+                "abstained": bool(seen.get("abstained")),
+            }
+        record: dict[str, Any] = {"trace_id": trace_id, "tenant": tenant, "value": value}
+        if self.feedback is not None:
+            record = self.feedback.add(trace_id, tenant, value, text, context)
+        self.score(
+            trace_id,
+            FEEDBACK_SCORE,
+            float(value),
+            comment=text,
+            data_type="BOOLEAN",
+            metadata={"feedback_id": record.get("id")},
+        )
+        return record
+
     def flush(self, timeout: float = 5.0) -> bool:
         return self.langfuse.flush(timeout) if self.langfuse is not None else True
 
@@ -176,7 +228,7 @@ def tracing_for(settings: Settings) -> Tracing:
                     config.base_url,
                     exc,
                 )
-        tracing = _instances[key] = Tracing(config, keys, scrubber, tracer)
+        tracing = _instances[key] = Tracing(config, keys, scrubber, tracer, data_dir)
         return tracing
 
 

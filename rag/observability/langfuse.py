@@ -44,6 +44,7 @@ from rag.tracing import Span
 
 if TYPE_CHECKING:
     from rag.observability import TracingConfig
+    from rag.observability.feedback import RecentTraces
     from rag.observability.ids import TraceKeys
     from rag.observability.scrub import TraceScrubber
     from rag.stages import QueryState
@@ -128,6 +129,7 @@ class LangfuseTracer:
         )
         self._closed = False
         self._lock = threading.Lock()
+        self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
 
     # -- the Tracer protocol -----------------------------------------------------------
     @contextmanager
@@ -412,6 +414,17 @@ class LangfuseTracer:
         if answer.unsupported:
             output["unsupported"] = [self.scrubber.quick(t) for t in answer.unsupported]
         root.update(output=output)
+        if self.recent is not None:
+            self.recent.add(
+                trace_id,
+                {
+                    "tenant": record.tenant,
+                    "question": state.question,
+                    "answer": answer.answer,
+                    "sources": sorted({c.source for c in answer.citations}),
+                    "abstained": answer.abstained,
+                },
+            )
         scores: list[tuple[str, float, NumericType]] = [
             ("abstained", 1.0 if answer.abstained else 0.0, "BOOLEAN"),
             ("degraded", 1.0 if answer.degraded else 0.0, "BOOLEAN"),
@@ -492,6 +505,14 @@ class LangfuseTracer:
         def stop() -> None:
             self.client.shutdown()
             self.provider.shutdown()
+
+        try:  # the SDK keeps one client per public key: a later tracer gets a fresh one
+            from langfuse._client.resource_manager import LangfuseResourceManager
+
+            with LangfuseResourceManager._lock:
+                LangfuseResourceManager._instances.pop(self.config.public_key, None)
+        except Exception as exc:  # noqa: BLE001 - a newer SDK without it: nothing to forget
+            log.debug("tracing: could not forget the Langfuse client (%s)", exc)
 
         done = _bounded(stop, timeout)
         if not done:

@@ -98,7 +98,8 @@ def test_one_trace_per_query_with_a_span_per_stage(
     root, children = _tree(spans)
     assert root.name == "query"
     stages = [s.name for s in sorted(children[root.span_id], key=lambda s: s.start_ns)]
-    assert stages == ["retrieve", "rerank", "prompt", "pack", "generate", "verify"]
+    core = ["retrieve", "rerank", "prompt", "pack", "generate", "verify"]
+    assert [n for n in stages if n in core] == core, stages  # added stages (PII, cache...) too
     by_name = {s.name: s for s in children[root.span_id]}
     assert by_name["retrieve"].type == "retriever"
     # passages as ids, sources and scores, never their text
