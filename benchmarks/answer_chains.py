@@ -1,7 +1,8 @@
 """Generation chains side by side, in one run: the figures ``generation.chain`` is chosen by.
 
     .venv/bin/python benchmarks/answer_chains.py [--golden evals/golden.jsonl --docs examples/docs]
-        [--dataset ../shared/datasets/squad2 --sample 100] [--chains extractive local,extractive ...]
+        [--dataset ../shared/datasets/squad2 --sample 100]
+        [--dataset evals/pydocs --dataset-docs /usr/share/doc/python3.11/html] [--chains extractive local,extractive ...]
         [--cache DIR] [--json-out FILE] [--smoke]
 
 Each answer set is indexed once (an isolated index under ``--cache``, as ``rag eval answers``
@@ -138,6 +139,13 @@ def main() -> int:
     ap.add_argument("--docs", type=Path, default=ROOT / "examples" / "docs")
     ap.add_argument("--no-golden", action="store_true", help="skip the golden set")
     ap.add_argument("--dataset", type=Path, action="append", default=[], help="a BEIR answer set")
+    ap.add_argument(
+        "--dataset-docs",
+        type=Path,
+        action="append",
+        default=[],
+        help="the corpus folder of the --dataset at the same position (e.g. evals/pydocs)",
+    )
     ap.add_argument("--split", default="test")
     ap.add_argument("--sample", type=int, default=None, help="N questions evenly spaced")
     ap.add_argument("--chains", nargs="+", default=None, help="comma-separated backends each")
@@ -166,8 +174,9 @@ def main() -> int:
         sets.append(
             (f"{args.golden.name} over {args.docs}", golden_as_dataset(args.golden, args.docs))
         )
-    for path in args.dataset:
-        sets.append((f"{path.name} (sample {args.sample})", load_beir(path, args.split)))
+    for i, path in enumerate(args.dataset):
+        docs = args.dataset_docs[i] if i < len(args.dataset_docs) else None
+        sets.append((f"{path.name} (sample {args.sample})", load_beir(path, args.split, docs)))
 
     report: dict[str, Any] = {"chains": [",".join(c) for c in chains], "sets": {}}
     answered_all = True
