@@ -22,6 +22,10 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from rag.pii.settings import PiiPattern
 
+# Case matters in these patterns (capitalised names, upper-case prefixes): Presidio's default
+# flags include IGNORECASE.
+_FLAGS = re.DOTALL | re.MULTILINE
+
 __all__ = [
     "ApiKeyRecognizer",
     "IntlPhoneRecognizer",
@@ -286,7 +290,7 @@ _ADDRESS_PATTERNS = [
     # 123 Main Street [Suite 4][, Springfield, IL 62704] / [, London W1A 1AA]
     Pattern(
         "street_number_first",
-        rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:{_WORD}\s+){{0,3}}{_SUFFIX}(?![A-Za-z]){_UNIT}?(?:{_TAIL}|{_UK_TAIL})?",
+        rf"\b\d{{1,6}}[A-Za-z]?\s+(?:[NSEW]\.?\s+)?(?:{_WORD}\s+){{0,3}}{_SUFFIX}(?![A-Za-z])(?:\s+(?:[NS][EW]|[NSEW])\b)?{_UNIT}?(?:{_TAIL}|{_UK_TAIL})?",
         0.6,
     ),
     # Hauptstraße 5[, 10115 Berlin] / Lindenweg 12a
@@ -315,6 +319,7 @@ class StreetAddressRecognizer(PatternRecognizer):
             patterns=_ADDRESS_PATTERNS,
             context=context or ["address", "lives", "live", "located", "ship", "mail", "street"],
             name="StreetAddressRecognizer",
+            global_regex_flags=_FLAGS,
         )
 
 
@@ -436,6 +441,7 @@ class ApiKeyRecognizer(PatternRecognizer):
             patterns=_KEY_PATTERNS,
             context=["key", "token", "secret", "api", "password", "credential", "bearer"],
             name="ApiKeyRecognizer",
+            global_regex_flags=_FLAGS,
         )
 
 
@@ -450,6 +456,7 @@ class PersonTitleRecognizer(PatternRecognizer):
             supported_entity="PERSON",
             patterns=[Pattern("title_name", _TITLE_NAME, 0.85)],
             name="PersonTitleRecognizer",
+            global_regex_flags=_FLAGS,
         )
 
 
@@ -468,6 +475,7 @@ class MastercardSeries2Recognizer(PatternRecognizer):
             ],
             context=["card", "credit", "visa", "mastercard", "paid"],
             name="MastercardSeries2Recognizer",
+            global_regex_flags=_FLAGS,
         )
 
     def validate_result(self, pattern_text: str) -> bool | None:
