@@ -5,7 +5,9 @@ An entry is found two ways, always within one *scope*: the same normalised quest
 case-folded, spaces collapsed, trailing punctuation dropped), or a question whose embedding
 (the index's own model) is at least ``cache.semantic_threshold`` cosine-close
 (``benchmarks/answer_cache.py`` calibrates it on paraphrase and different-question pairs).
-The scope is a hash of everything else the answer depends on: the tenant, the filters, the
+A semantic match must also keep the question's numbers, names and contrast words
+(``compatible``: "SEV1" is not "SEV2", "before" is not "after", which embeddings barely tell
+apart). The scope is a hash of everything else the answer depends on: the tenant, the filters, the
 prompt the query would get (name, version and its text), the generator chain (backends,
 models, generation and verification settings), the index (live collection, which a reindex
 changes, its embedding identity, retrieval and rerank settings), the query's temperature and
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
     from rag.pipeline import QueryPipeline
     from rag.stages import QueryState
 
-__all__ = ["AnswerCache", "CacheLookup", "cached_events", "normalise_question"]
+__all__ = ["AnswerCache", "CacheLookup", "cached_events", "compatible", "normalise_question"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,54 @@ _TRAILING = re.compile(r"[\s?!.。？！…]+$")
 def normalise_question(question: str) -> str:
     text = unicodedata.normalize("NFKC", question).casefold()
     return _TRAILING.sub("", _SPACE.sub(" ", text).strip())
+
+
+# Words that flip or pick what a question asks while barely moving its embedding ("before" vs
+# "after" Norman architecture: cosine 0.986 with MiniLM; benchmarks/answer_cache.py).
+_CONTRAST_CLASSES = {
+    "start": "start begin begins began open opens opened opening",
+    "end": "end ends ended finish finishes close closes closed closing",
+    "before": "before prior earlier previous",
+    "after": "after later next",
+    "first": "first earliest",
+    "last": "last latest final",
+    "max": "max maximum most highest largest biggest top longest",
+    "min": "min minimum least lowest smallest fewest shortest",
+    "more": "more above over exceeding",
+    "less": "less fewer below under",
+    "not": "not no never without except",
+    "new": "new newer newest young younger youngest",
+    "old": "old older oldest",
+    "north": "north northern",
+    "south": "south southern",
+    "east": "east eastern",
+    "west": "west western",
+    "left": "left",
+    "right": "right",
+}
+_CONTRAST = {w: c for c, words in _CONTRAST_CLASSES.items() for w in words.split()}
+_WORD = re.compile(r"[\w'’-]+")
+
+
+def _distinctive(question: str) -> set[str]:
+    """What a paraphrase must keep: numbers, names (capitalised words after the first, and
+    acronyms) and contrast words (as their class)."""
+    out: set[str] = set()
+    words = _WORD.findall(unicodedata.normalize("NFKC", question))
+    for i, word in enumerate(words):
+        w = re.sub(r"['’]s$", "", word)
+        low = w.casefold()
+        if low in _CONTRAST:
+            out.add(_CONTRAST[low])  # synonyms count as one ("begin" is "start")
+        elif any(ch.isdigit() for ch in w) or (i > 0 and w[:1].isupper()):
+            out.add(low)
+    return out
+
+
+def compatible(a: str, b: str) -> bool:
+    """Whether two close questions may share an answer: the same numbers, names and contrast
+    words. The semantic match needs this as well as the cosine."""
+    return _distinctive(a) == _distinctive(b)
 
 
 def _digest(value: Any) -> str:
@@ -95,8 +145,12 @@ class AnswerCache:
         with self._db:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, scope TEXT, "
-                "question TEXT, vector BLOB, answer TEXT, cited TEXT, created REAL, used REAL)"
+                "question TEXT, vector BLOB, answer TEXT, cited TEXT, created REAL, used REAL, "
+                "asked TEXT)"
             )
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(entries)")}
+            if "asked" not in columns:  # a file from before semantic matches kept the question
+                self._db.execute("ALTER TABLE entries ADD COLUMN asked TEXT")
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS entries_question ON entries (scope, question)"
             )
@@ -193,10 +247,10 @@ class AnswerCache:
             for entry_id in self._nearest(scope, found.vector, threshold):
                 with self._lock:
                     row = self._db.execute(
-                        "SELECT id, answer, cited FROM entries WHERE id = ?", (entry_id,)
+                        "SELECT id, answer, cited, asked FROM entries WHERE id = ?", (entry_id,)
                     ).fetchone()
-                if row is not None:
-                    candidates.append((row, "semantic"))
+                if row is not None and compatible(state.question, row[3] or ""):
+                    candidates.append((row[:3], "semantic"))
         for (entry_id, answer_json, cited_json), how in candidates:
             if self._valid(pipeline.index, json.loads(cited_json), state):
                 with self._lock, self._db:
@@ -322,8 +376,8 @@ class AnswerCache:
                 (found.scope, found.normalised),
             )
             self._db.execute(
-                "INSERT INTO entries (scope, question, vector, answer, cited, created, used) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO entries (scope, question, vector, answer, cited, created, used, "
+                "asked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     found.scope,
                     found.normalised,
@@ -332,6 +386,7 @@ class AnswerCache:
                     json.dumps(cited, sort_keys=True),
                     now,
                     now,
+                    state.question,
                 ),
             )
             over = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] - (

@@ -141,6 +141,9 @@ def write_tiny_squad(root: Path) -> Path:
 Args = Callable[[Path, Path], list[str]]  # (dataset, scratch) -> arguments
 
 SMOKE: dict[str, tuple[str, Args]] = {
+    "injection": ("injection.py", lambda ds, tmp: []),
+    # examples/docs + the golden set's first questions; its own paraphrase fixtures
+    "answer_cache": ("answer_cache.py", lambda ds, tmp: []),
     "query": (
         "query.py",
         lambda ds, tmp: ["--sizes", "300", "--queries", "6", "--ttft-trials", "2"],

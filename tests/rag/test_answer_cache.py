@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rag.answer_cache import CACHE_FILE, AnswerCache, normalise_question
+from rag.answer_cache import CACHE_FILE, AnswerCache, compatible, normalise_question
 from rag.config import DEFAULT_CONFIG, Settings, load_settings
 from rag.embedding import Embedder
 from rag.index import Index
@@ -233,6 +233,18 @@ def test_disabled_cache(kb: Kb) -> None:
     assert p.cache is None
     p.run(VACATION)
     assert not p.run(VACATION).cached
+
+
+def test_semantic_matches_keep_numbers_names_and_contrast_words() -> None:
+    # Embeddings barely tell these apart (cosine 0.88-0.99 with MiniLM): the guard does.
+    assert not compatible("What does SEV1 mean?", "What does SEV2 mean?")
+    assert not compatible(
+        "What architecture type came before Norman in England?",
+        "What architecture type came after Norman in England?",
+    )
+    assert not compatible("Who wrote Pride and Prejudice?", "Who wrote Sense and Sensibility?")
+    assert compatible("When does a rotation start?", "When does a rotation begin?")
+    assert compatible("Who is Northwind's CEO?", "Who is the CEO of Northwind?")
 
 
 def test_normalise_question() -> None:
