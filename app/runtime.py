@@ -32,6 +32,7 @@ from rag.config import Settings
 from rag.control import ControlServer
 from rag.datadir import private_data_dir, restrict_umask
 from rag.index import Index
+from rag.observability import shutdown_all, tracing_for
 from rag.pipeline import QueryPipeline
 from rag.reindex import reindex
 from rag.status import collect_status, export_chunks
@@ -172,6 +173,8 @@ class Runtime:
                 self.control.stop()
             for pipeline in self._pipelines:
                 pipeline.close()
+            # The last spans and scores to Langfuse, bounded (tracing.shutdown_timeout_seconds).
+            shutdown_all()
         finally:
             self.index.close()
         self.echo("stopped cleanly")
@@ -228,7 +231,8 @@ class Runtime:
         """``rag query`` while this process holds the store: answered here, models loaded once."""
         with self._pipeline_lock:
             if not self._pipelines:
-                self._pipelines.append(QueryPipeline(self.index, self.settings))
+                tracer = tracing_for(self.settings).tracer
+                self._pipelines.append(QueryPipeline(self.index, self.settings, tracer=tracer))
         # The deployment's tenant: a caller's filters never choose it (the retriever refuses).
         query = Query(
             question=str(body.get("question", "")),

@@ -73,6 +73,8 @@ def _print_notes(result: dict[str, Any]) -> None:
         )
     for sentence in result.get("unsupported") or []:
         typer.echo(f"note: not supported by the documents: {sentence!r}", err=True)
+    if result.get("trace_id"):
+        typer.echo(f"trace: {result['trace_id']}", err=True)
 
 
 def query(
@@ -147,8 +149,11 @@ def query(
             return
         _print_result(result, context_only)
         return
+    from rag.observability import tracing_for
+
     index = open_index(create=False)
-    pipeline = QueryPipeline(index, settings)
+    tracing = tracing_for(settings)  # no keys: no tracer, nothing loaded
+    pipeline = QueryPipeline(index, settings, tracer=tracing.tracer)
     try:
         # Models load before the clock starts: timings_ms then shows the query, not the start-up.
         pipeline.warm_up()
@@ -191,6 +196,7 @@ def query(
     finally:
         pipeline.close()
         index.close()
+        tracing.shutdown()  # this process's one trace leaves now (bounded wait)
     if as_json:
         print_json(result)
         return

@@ -29,6 +29,7 @@ it is caught inside, recorded as a scrubbed status message, and re-raised outsid
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import random
@@ -129,6 +130,11 @@ class LangfuseTracer:
         )
         self._closed = False
         self._lock = threading.Lock()
+        # Export-time masking may run spaCy (rag.pii) on the exporter's thread: at exit it is
+        # stopped first (batches dropped), so no model code runs while the interpreter ends.
+        self._masking = threading.Lock()
+        self._stopping = False
+        atexit.register(self._quiesce)
         self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
 
     # -- the Tracer protocol -----------------------------------------------------------
@@ -469,6 +475,14 @@ class LangfuseTracer:
         this raises, the SDK drops the batch (fails closed)."""
         from langfuse.types import MaskOtelSpansResult, OtelSpanPatch
 
+        if self._stopping:
+            raise RuntimeError("tracing is stopping: batch dropped")
+        with self._masking:
+            if self._stopping:
+                raise RuntimeError("tracing is stopping: batch dropped")
+            return MaskOtelSpansResult(span_patches=self._patches(params, OtelSpanPatch))
+
+    def _patches(self, params: Any, patch: Any) -> dict[Any, Any]:
         patches = {}
         for ident, span in params.spans.items():
             changed: dict[str, Any] = {}
@@ -485,8 +499,14 @@ class LangfuseTracer:
                     if new_seq != tuple(value):
                         changed[key] = new_seq
             if changed:
-                patches[ident] = OtelSpanPatch(set_attributes=changed)
-        return MaskOtelSpansResult(span_patches=patches)
+                patches[ident] = patch(set_attributes=changed)
+        return patches
+
+    def _quiesce(self) -> None:
+        """No more export-time masking: what is still queued is dropped (fails closed)."""
+        self._stopping = True
+        if self._masking.acquire(timeout=2.0):  # a masking call in flight finishes first
+            self._masking.release()
 
     # -- lifecycle ---------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -516,6 +536,7 @@ class LangfuseTracer:
 
         done = _bounded(stop, timeout)
         if not done:
+            self._quiesce()
             log.warning(
                 "tracing: Langfuse at %s did not take the last spans within %.1fs; dropped them",
                 self.config.base_url,
