@@ -182,6 +182,44 @@ function describe(result) {
   return bits.join(" · ");
 }
 
+// -- feedback: thumbs up / down on an answer, by its trace id (POST /v1/feedback) ------------
+async function sendFeedback(traceId, value, comment) {
+  const resp = await fetch("/v1/feedback", {
+    method: "POST",
+    headers: headers({ "Content-Type": "application/json" }),
+    body: JSON.stringify(comment ? { trace_id: traceId, value, comment } : { trace_id: traceId, value }),
+  });
+  return resp.ok ? "Thanks: recorded." : await errorMessage(resp);
+}
+
+function wireFeedback(node, traceId) {
+  const box = node.querySelector(".feedback");
+  const state = box.querySelector(".feedback-state");
+  const commentForm = box.querySelector(".feedback-comment");
+  box.hidden = false;
+  box.dataset.traceId = traceId;
+  for (const thumb of box.querySelectorAll(".thumb")) {
+    thumb.addEventListener("click", async () => {
+      for (const t of box.querySelectorAll(".thumb")) t.classList.toggle("chosen", t === thumb);
+      const value = Number(thumb.dataset.value);
+      if (value === 0) {  // thumbs down: ask what was wrong, then send
+        commentForm.hidden = false;
+        commentForm.querySelector(".comment").focus();
+        state.textContent = "";
+        return;
+      }
+      commentForm.hidden = true;
+      state.textContent = await sendFeedback(traceId, 1, null);
+    });
+  }
+  commentForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const comment = commentForm.querySelector(".comment").value.trim();
+    commentForm.hidden = true;
+    state.textContent = await sendFeedback(traceId, 0, comment || null);
+  });
+}
+
 // -- asking ----------------------------------------------------------------------------
 let turns = 0;
 
@@ -221,6 +259,7 @@ async function ask(question) {
       renderAnswer(answerEl, data, turnId);
       if (data.citations && data.citations.length) renderCitations(citesEl, data.citations, turnId);
       metaEl.textContent = describe(data);
+      if (data.trace_id) wireFeedback(node, data.trace_id);
       node.classList.add("done");
     } else if (event === "error") {
       answerEl.classList.remove("streaming");

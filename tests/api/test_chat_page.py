@@ -80,3 +80,48 @@ def test_question_streams_an_answer_with_a_verified_citation(
     assert markers[0].get_attribute("href").endswith("#" + first.get_attribute("id"))
     report = browser.find_element(By.ID, "report-link")
     assert report.is_displayed()
+
+
+def test_thumbs_down_on_the_chat_page_reaches_langfuse(
+    deployment: Deployment, start_server: Any, browser: Any
+) -> None:
+    import uuid
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.langfuse_standin import LangfuseStandIn
+
+    with LangfuseStandIn() as standin:
+        server = start_server(
+            tracing={
+                "public_key": f"pk-lf-page-{uuid.uuid4().hex[:12]}",
+                "secret_key": "sk-lf-page",
+                "base_url": standin.url,
+                "flush_interval_seconds": 0.2,
+            }
+        )
+        browser.get(f"{server.url}/#key={deployment.keys['default']}")
+        browser.find_element(By.ID, "question").send_keys("How long are database backups retained?")
+        browser.find_element(By.ID, "ask").click()
+        WebDriverWait(browser, 120).until(
+            ec.visibility_of_element_located((By.CSS_SELECTOR, "article.turn.done .feedback"))
+        )
+        box = browser.find_element(By.CSS_SELECTOR, "article.turn.done .feedback")
+        trace_id = box.get_attribute("data-trace-id")
+        box.find_element(By.CSS_SELECTOR, ".thumb[data-value='0']").click()
+        box.find_element(By.CSS_SELECTOR, ".comment").send_keys("it missed the monthly snapshots")
+        box.find_element(By.CSS_SELECTOR, ".feedback-comment button").click()
+        WebDriverWait(browser, 30).until(
+            ec.text_to_be_present_in_element(
+                (By.CSS_SELECTOR, "article.turn.done .feedback-state"), "recorded"
+            )
+        )
+        assert standin.wait_for(
+            lambda s: any(
+                x["name"] == "user_feedback" and x.get("traceId") == trace_id and x["value"] == 0
+                for x in s.scores
+            )
+        )
+        server.app.state.rag.tracing.shutdown(1.0)
