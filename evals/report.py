@@ -59,7 +59,10 @@ def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
     """The headline numbers of one suite result, keyed ``<suite>.<metric>``."""
     out: dict[str, float] = {}
     kind = result.get("kind", "retrieval")
-    if kind in ("retrieval", "canary"):
+    if kind == "injection":
+        for key, value in (result.get("metrics") or {}).items():
+            out[f"{suite}.{key}"] = float(value)
+    elif kind in ("retrieval", "canary"):
         top_k = int((result.get("config") or {}).get("top_k") or 100)
         for key in HEADLINE_KEYS:
             if key.startswith("recall@") and int(key.split("@")[1]) > top_k:
@@ -324,6 +327,12 @@ def write_report(reports_dir: Path, report: dict[str, Any], keep: int = 200) -> 
     return folder
 
 
+# The report fields holding free text (questions, answers, passages, errors): scrubbed.
+REPORT_TEXT_FIELDS = frozenset(
+    {"question", "answer", "text", "quote", "reason", "error", "query", "notes", "gold_answers"}
+)
+
+
 def save_report(
     settings: Settings,
     suites: dict[str, dict[str, Any]],
@@ -345,5 +354,17 @@ def save_report(
         ev.worst_queries,
         notes,
     )
+    # Reports are written and shown: their free text carries no PII (rag.pii, issue 11).
+    from rag.pii import scrubber_for
+
+    report = scrubber_for(settings).scrub_fields(report, REPORT_TEXT_FIELDS)
     folder = write_report(folder_root, report, keep=ev.keep_reports)
+    # Quality over time next to the traces: each metric a Langfuse score (tracing on only).
+    from rag.observability import tracing_for
+
+    tracing_for(settings).eval_report(
+        str(report["id"]),
+        dict(report.get("metrics") or {}),
+        {"trigger": trigger, "suites": sorted(suites)},
+    )
     return folder, report

@@ -192,6 +192,27 @@ class Tracing:
         )
         return record
 
+    def eval_report(
+        self, report_id: str, metrics: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> str | None:
+        """Send an eval report's metrics as scores (on a trace of their own), then wait
+        for them at most ``tracing.shutdown_timeout_seconds``; None when tracing is off."""
+        if self.langfuse is None:
+            return None
+        numbers = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and v == v
+        }
+        try:
+            trace_id = self.langfuse.eval_report(report_id, numbers, metadata or {})
+        except Exception as exc:  # noqa: BLE001 - a report is written whatever Langfuse does
+            log.warning("tracing: could not send eval report %s (%s)", report_id, exc)
+            return None
+        # A report is rare (after a sync, or `rag eval`, which exits next): wait for it, bounded.
+        self.langfuse.flush(self.langfuse.config.shutdown_timeout_seconds)
+        return trace_id
+
     def flush(self, timeout: float = 5.0) -> bool:
         return self.langfuse.flush(timeout) if self.langfuse is not None else True
 

@@ -469,6 +469,37 @@ class LangfuseTracer:
             metadata=metadata,
         )
 
+    def eval_report(
+        self, report_id: str, metrics: dict[str, float], metadata: dict[str, Any]
+    ) -> str:
+        """An eval report as a trace (``rag-eval``) with each metric a score on it, so
+        quality over time sits next to the request traces; returns the trace id."""
+        from langfuse import propagate_attributes
+
+        trace_id = self.keys.new_trace_id("evals")
+        with (
+            self.client.start_as_current_observation(
+                trace_context={"trace_id": trace_id},
+                name="eval-report",
+                as_type="evaluator",
+                input={"report": report_id, **metadata},
+                output=metrics,
+            ),
+            propagate_attributes(
+                trace_name="rag-eval", tags=["eval"], metadata={"report": report_id}
+            ),
+        ):
+            pass
+        for name, value in metrics.items():
+            self.client.create_score(
+                trace_id=trace_id,
+                name=f"eval.{name}",
+                value=float(value),
+                data_type="NUMERIC",
+                metadata={"report": report_id},
+            )
+        return trace_id
+
     # -- export-time masking (the exporter's thread) -----------------------------------
     def _mask_export(self, *, params: Any) -> Any:
         """Every string attribute of every span in the batch scrubbed before it leaves; if
