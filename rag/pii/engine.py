@@ -133,8 +133,16 @@ class Detector:
             for r in results
             if r.score >= self.settings.threshold(r.entity_type)
             and text[r.start : r.end].strip().casefold() not in self._allow
+            and (r.entity_type != "PERSON" or self._person(text[r.start : r.end]))
         ]
         return _trim(_resolve(_trim(found, text)), text)
+
+    def _person(self, value: str) -> bool:
+        words = value.replace("-", " ").split()
+        if len(words) < self.settings.person_min_words:
+            return False
+        # "Eiffel Tower", "Gustave Eiffel Foundation": a place or body named after someone.
+        return not words or words[-1].strip(".,").casefold() not in _NOT_A_PERSON
 
     def detect_many(self, texts: list[str]) -> list[list[Span]]:
         return [self.detect(t) for t in texts]
@@ -172,6 +180,70 @@ def _resolve(spans: list[Span]) -> list[Span]:
         out.extend(_pick(cluster))
     return sorted(out, key=lambda s: s.start)
 
+
+# Head nouns that make a capitalised name something other than a person.
+_NOT_A_PERSON = frozenset(
+    [
+        "tower",
+        "bridge",
+        "building",
+        "center",
+        "centre",
+        "park",
+        "museum",
+        "university",
+        "college",
+        "school",
+        "hospital",
+        "hall",
+        "station",
+        "airport",
+        "policy",
+        "team",
+        "service",
+        "services",
+        "portal",
+        "cluster",
+        "church",
+        "cathedral",
+        "palace",
+        "castle",
+        "company",
+        "inc",
+        "ltd",
+        "llc",
+        "gmbh",
+        "group",
+        "foundation",
+        "institute",
+        "department",
+        "office",
+        "fair",
+        "prize",
+        "award",
+        "street",
+        "road",
+        "avenue",
+        "square",
+        "lake",
+        "river",
+        "mountain",
+        "island",
+        "stadium",
+        "theatre",
+        "theater",
+        "library",
+        "gallery",
+        "hotel",
+        "restaurant",
+        "project",
+        "program",
+        "programme",
+        "protocol",
+        "act",
+        "law",
+    ]
+)
 
 # spaCy NER labels: their extents are loose, so a pattern match covering one decides the span.
 _NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "DATE_TIME"})

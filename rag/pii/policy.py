@@ -85,6 +85,20 @@ class Scrubber:
             return type(value)(self.scrub_value(v) for v in value)
         return value
 
+    def scrub_fields(self, value: Any, keys: frozenset[str]) -> Any:
+        """``value`` with the strings under the given dict keys scrubbed, at any depth (a
+        report's questions, answers and errors; its ids and metric names are left alone)."""
+        if not self.enabled:
+            return value
+        if isinstance(value, dict):
+            return {
+                k: self.scrub_value(v) if k in keys else self.scrub_fields(v, keys)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub_fields(v, keys) for v in value)
+        return value
+
     def pseudonymiser(self) -> Pseudonymiser:
         return Pseudonymiser(self.detector if self.enabled else None, self.settings.answers)
 

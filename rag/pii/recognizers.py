@@ -296,7 +296,7 @@ _ADDRESS_PATTERNS = [
     # Hauptstraße 5[, 10115 Berlin] / Lindenweg 12a
     Pattern(
         "street_name_first",
-        rf"\b[A-ZÄÖÜ][\wäöüß\-]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer)\s+\d{{1,4}}[a-z]?(?:-\d{{1,4}})?\b{_DE_TAIL}?",
+        rf"\b[A-ZÄÖÜ][\wäöüß\-]*(?:[Ss]tra(?:ß|ss)e|[Ss]tr\.|[Ww]eg|[Gg]asse|[Pp]latz|[Aa]llee|[Rr]ing|[Dd]amm|[Uu]fer)\s+\d{{1,4}}[a-z]?(?:-\d{{1,4}})?\b{_DE_TAIL}?",
         0.6,
     ),
     # PO Box 1234 / P.O. Box 12

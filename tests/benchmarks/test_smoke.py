@@ -175,6 +175,10 @@ SMOKE: dict[str, tuple[str, Args]] = {
         "answer_chains.py",
         lambda ds, tmp: ["--dataset", str(ds), "--cache", str(tmp / "cache")],
     ),
+    # its own Faker sentences (40 in smoke), rag.pii and default Presidio side by side
+    "pii_quality": ("pii_quality.py", lambda ds, tmp: ["--sentences", "40"]),
+    # examples/docs, pii on vs off per query (8) and at ingest
+    "pii_overhead": ("pii_overhead.py", lambda ds, tmp: ["--queries", "4"]),
 }
 
 
