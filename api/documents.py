@@ -23,12 +23,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from api.errors import ApiError
 from api.storage import StorageProbe, storage_error
 from rag.documents import document_id
 from rag.ingest import TENANTS_DIR, is_ignored_name, walk_folder
+from rag.injection import flagged_chunks
 from rag.manifest import FileRecord
 from rag.textguard import bidi_controls, is_blank
 
@@ -51,6 +52,9 @@ class DocumentView:
     chunks: int
     reason: str | None
     origin: str
+    # Chunks the prompt-injection detector flagged at ingest, and why (all its reasons).
+    flagged_chunks: int = 0
+    injection_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,10 @@ class Documents:
     # -- listing ---------------------------------------------------------------------
     def list(self, tenant: str) -> list[DocumentView]:
         out: dict[str, DocumentView] = {}
+        collection = self.index.collection or self.index.open(create=False)
+        flagged: dict[str, list[dict[str, Any]]] = {}
+        for f in flagged_chunks(self.index.store, collection, tenant):
+            flagged.setdefault(f["doc_id"], []).append(f)
         for rec in self._records():
             if not self.owns(tenant, rec):
                 continue
@@ -122,12 +130,15 @@ class Documents:
                         self._pending.pop(rec.source, None)
                 else:
                     status = "pending"
+            mine = flagged.get(rec.doc_id, []) if status == "ok" else []
             out[rec.source] = DocumentView(
                 rec.source,
                 status,
                 rec.chunks if status == "ok" else 0,
                 rec.reason if status != "pending" else None,
                 "upload" if self.is_upload(rec) else "watched",
+                len(mine),
+                tuple(dict.fromkeys(r for f in mine for r in f["reasons"])),
             )
         # Files in the tenant's folder the daemon has not recorded yet.
         folder = self.root / tenant

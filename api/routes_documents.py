@@ -38,6 +38,8 @@ def _info(view: Any) -> dict[str, Any]:
         "chunks": view.chunks,
         "reason": view.reason,
         "origin": view.origin,
+        "flagged_chunks": view.flagged_chunks,
+        "injection_reasons": list(view.injection_reasons),
     }
 
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 __all__ = ["higher_is_better", "is_quality_metric", "metric_name"]
 
-_LOWER_IS_BETTER = ("false_abstention_rate_answerable",)
+_LOWER_IS_BETTER = (
+    "false_abstention_rate_answerable",
+    # the injection suite (evals/injection.py)
+    "attack_success_planted",
+    "attack_success_direct",
+    "false_positive_rate_clean_chunks",
+    "false_positive_rate_questions",
+    "live_flagged_chunks",
+)
 
 
 def metric_name(flat_key: str) -> str:

@@ -5,7 +5,9 @@ Suites, each when it applies:
   skipped when the set names none of the indexed files (it is about another knowledge base);
 - ``answers``: the full query path on the golden questions (``evals.answers: true``), which
   calls the generator once per question;
-- ``canary``: the label-free canary (always, on a non-empty index).
+- ``canary``: the label-free canary (always, on a non-empty index);
+- ``injection``: planted and direct prompt-injection attacks on fixtures of its own
+  (``evals/injection.py``; with ``injection.enabled``).
 
 The report goes to ``<data_dir>/reports/<UTC timestamp>/`` and its summary to the manifest key
 ``last_eval``, which ``rag status --json`` shows.
@@ -21,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from evals.answers import evaluate_answers, pipeline_runner
 from evals.canary import run_canary
 from evals.golden import default_golden_path, golden_dataset, load_golden
+from evals.injection import run_injection_suite
 from evals.report import save_report, summary
 from evals.retrieval import evaluate_retrieval
+from rag.injection import flagged_chunks
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -123,6 +127,15 @@ def run_default_suite(
         suites["canary"] = canary
     else:
         notes.append("the index is empty: nothing to evaluate yet")
+    if settings.injection.enabled:
+        # Planted and direct prompt-injection attacks on the suite's own fixture index.
+        suites["injection"] = run_injection_suite(
+            settings,
+            index.embedder,
+            live_flagged=len(flagged_chunks(index.store, collection)),
+            should_stop=should_stop,
+            baseline=False,  # `rag eval injection` compares with the defence off
+        )
     if should_stop is not None and should_stop():
         raise EvalCancelled("eval suite stopped before it finished; no report written")
     notes.append(f"suite ran in {time.perf_counter() - started:.1f}s")

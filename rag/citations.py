@@ -36,6 +36,7 @@ import numpy as np
 
 from rag.answer_types import RelevanceFeatures, question_parts, relevance, type_match
 from rag.config import CitationSettings
+from rag.injection import output_check
 from rag.pack import PackedContext, Passage
 
 __all__ = [
@@ -528,8 +529,12 @@ class AnswerVerifier:
         settings: CitationSettings,
         question: str = "",
         abstain_text: str = "The documents don't contain an answer to this.",
+        output_check: bool = True,
     ):
         self.passages = context.by_number
+        # rag.injection.output_check on each sentence; (sentence, why) of those it refused.
+        self.output_check = output_check
+        self.refused: list[tuple[str, str]] = []
         self.scorer = scorer
         self.settings = settings
         self.question = question
@@ -593,6 +598,8 @@ class AnswerVerifier:
             if best is not None:
                 self._cite(sentence, best[1], best[0], best[2])
         sentence.supported = bool(sentence.cited)
+        if self.output_check and needs and self._refused(sentence):
+            return None  # an instruction, or contradicted by a better passage: not said
         if sentence.supported:
             floor = self.settings.min_relevance
             headings = [
@@ -607,6 +614,20 @@ class AnswerVerifier:
             sentence.relevant = sentence.relevance >= floor
         self.checked.append(sentence)
         return sentence
+
+    def _refused(self, sentence: AnswerSentence) -> bool:
+        """Prompt injection's output check (:func:`rag.injection.output_check`)."""
+        flagged = {n for n, p in self.passages.items() if p.flagged}
+        why = output_check(
+            sentence.text,
+            self.question,
+            [self.passages[n] for n in sentence.cited],
+            list(self.passages.values()),
+            flagged,
+        )
+        if why is not None:
+            self.refused.append((sentence.text, why))
+        return why is not None
 
     def render(self, sentence: AnswerSentence) -> str:
         if not sentence.cited:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.documents import Chunk, document_id
+from rag.injection import chunk_fields, hidden_html_text
 from rag.manifest import FileRecord
 from rag.parsing import (
     SUPPORTED_EXTENSIONS,
@@ -63,6 +64,7 @@ def tenant_of_source(source: str) -> str | None:
     return head if sep and _TENANT_NAME.match(head) else None
 
 
+_HTML = (".html", ".htm")
 _EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swx", ".tmp", ".part", ".crdownload", ".partial")
 
 
@@ -131,6 +133,8 @@ class _Pending:
     # The id the manifest recorded for this file when it differs (an upload recorded before
     # uploads had ids of their own): its chunks go once the new ones are written.
     replaces: str | None = None
+    # Chunk id -> payload fields beyond the chunk's own (the injection detector's verdict).
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Ingestor:
@@ -316,7 +320,10 @@ class Ingestor:
             )
             return None
         self._record_pii(chunks)
-        return _Pending(source, signature, chunks, old_ids[0] if old_ids else None)
+        # Every chunk scored for prompt injection (hidden HTML text counts against its chunk).
+        hidden = hidden_html_text(data.decode("utf-8", "replace")) if suffix in _HTML else []
+        fields = {c.id: chunk_fields(c.text, hidden) for c in chunks}
+        return _Pending(source, signature, chunks, old_ids[0] if old_ids else None, fields)
 
     def _record_pii(self, chunks: list[Chunk]) -> None:
         """PII detected once per chunk, stored with it (rag.pii.outbound): when passages will
@@ -425,10 +432,11 @@ class Ingestor:
                 by_hash[k] = vec.tolist()
             report.embedded += len(keys)
         report.reused += len(chunks) - len(to_embed)
+        extra = {cid: f for p in group for cid, f in p.fields.items()}
         points = [
             StoredPoint(
                 id=c.id,
-                payload=c.payload(),
+                payload={**c.payload(), **extra.get(c.id, {})},
                 dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
                 sparse=self.index.sparse.embed_document(c.text),
             )

@@ -88,7 +88,10 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"\b(?:ignore|disregard|forget|override|bypass|discard|do not follow|don't follow)\b"
             r"[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|former|original|system|"
             r"all|any|your|other|these|those)\b[^.\n]{0,30}?\b(?:instructions?|prompts?|rules|"
-            r"directions|directives|guidelines|guardrails|context|messages|constraints|polic(?:y|ies))\b",
+            r"directions|directives|guidelines|guardrails|context|messages|constraints|polic(?:y|ies))\b"
+            r"|\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+|the\s+|your\s+|these\s+|of\s+)*"
+            r"(?:above|previous|prior|preceding|earlier|instructions?|context|passages|documents|"
+            r"question|rules|prompt|everything)\b",
             _FLAGS,
         ),
     ),
@@ -139,6 +142,8 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"|\b(?:in|at the end of|end|start|begin|append to|add to|prefix)\s+(?:every|each|"
             r"all|any|your)\s+(?:answers?|responses?|replies|outputs?)\b"
             r"|\b(?:your|the)\s+(?:answers?|responses?|replies)\s+(?:must|should|shall|has to)\b"
+            r"|\b(?:append|add|prepend|insert|attach)\b[^.\n]{0,40}?\b(?:to|in|at the (?:end|start) "
+            r"of)\s+(?:every|each|all|any|your)\s+(?:answers?|responses?|replies|outputs?)\b"
             r"|\b(?:respond|reply|answer)\s+(?:only\s+)?(?:with|using)\s+(?:the\s+)?"
             r"(?:word|phrase|text|string|exactly|[\"'“])"
             r"|\bfrom now on\b[^.\n]{0,20}\b(?:you|always|never|answer|respond|say)\b",
@@ -193,7 +198,8 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "tells the model what to say",
         0.6,
         re.compile(
-            r"(?:^|[.!:]\s+|\band\s+)(?:always\s+|instead,?\s+|now\s+)?(?:say|state|claim|tell "
+            r"(?:^|[.!:]\s+|\band\s+)(?:(?:always|instead,?|now|then|also|just|simply|please)\s+)*"
+            r"(?:say|state|claim|tell "
             r"(?:the )?(?:users?|readers?|customers?|them|everyone)|inform (?:the )?(?:users?|"
             r"readers?|customers?)|respond|reply|output|print|write)\s+(?:that\b|only\b|[\"'“])",
             _FLAGS,
@@ -425,6 +431,9 @@ _BLOCK_START = re.compile(
     r"|^\s*\[\d+\]\s+\S|^\s*#{2,}\s*\w|<\|\s*im_start|\[INST\]|<<SYS>>|^\s*-{3,}\s*$|^\s*={3,}\s*$",
     _FLAGS,
 )
+_BLOCK_END = re.compile(
+    r"<\|\s*im_end\s*\|>|\[/INST\]|<</SYS>>|</\s*(?:system|instructions?)\s*>", re.I
+)
 _QUESTION_LABEL = re.compile(r"^\s*(?:question|user question|query|q)\s*:\s*", _FLAGS)
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+[\"')\]]*|\n|$)")
 _CLAUSE = re.compile(
@@ -437,6 +446,16 @@ _QUESTION_WORD = re.compile(
     r"tell me|show me|find)\b",
     re.IGNORECASE,
 )
+
+
+def _asks(line: str) -> bool:
+    """A line that is a plain question (ends with "?", opens like one, no attack in it)."""
+    text = line.strip()
+    return (
+        text.endswith("?")
+        and bool(_QUESTION_WORD.match(text))
+        and detect(text, question=True).score < 0.5
+    )
 
 
 def _sentences(text: str) -> list[str]:
@@ -463,6 +482,14 @@ def check_question(question: str) -> QuestionCheck:
             in_block = False
             kept_lines.append(line[label.end() :])
             continue
+        end = _BLOCK_END.search(line)
+        if end:
+            # "<|im_start|>system … <|im_end|> the question": what follows the turn is kept.
+            if not in_block and _BLOCK_START.search(line[: end.start()]) is None:
+                reasons.extend(detect(line, question=True).reasons or ["role or turn marker"])
+            in_block = False
+            reasons.append("role or turn marker")
+            line = line[end.end() :]
         if _BLOCK_START.search(line):
             if not in_block:
                 found = detect(line, question=True)
@@ -470,7 +497,9 @@ def check_question(question: str) -> QuestionCheck:
             in_block = True
             continue
         if in_block:
-            continue
+            if not _asks(line):
+                continue
+            in_block = False  # the user's question after the smuggled block
         kept_lines.append(line)
     text = "\n".join(kept_lines)
     payloads = list(_decoded_payloads(text))
@@ -663,8 +692,8 @@ class InjectionGuard:
             if not found.flagged:
                 kept.append(hit)
             elif self.settings.flagged == "fence":
-                payload = {**hit.payload, "injection_flagged": True}
-                payload["injection_reasons"] = found.reasons
+                # Packed as a passage marked suspect (rag.pack.Passage.flagged).
+                payload = {**hit.payload, "injection_fenced": found.reasons or ["flagged"]}
                 kept.append(Hit(hit.id, hit.score, payload))
             else:
                 excluded += 1

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rag.index import Index
+from rag.injection import injection_status
 
 __all__ = ["collect_status", "export_chunks"]
 
@@ -43,6 +44,8 @@ def collect_status(index: Index) -> dict[str, Any]:
         "roots": index.manifest.roots(),
         "last_run": index.manifest.get_value("last_run"),
         "last_eval": index.manifest.get_value("last_eval"),
+        # Chunks the prompt-injection detector flagged at ingest (kept out of answers by default).
+        "injection": injection_status(index.store, collection),
         "data_dir": str(index.data_dir),
     }
 

@@ -268,6 +268,13 @@ def status(
             f"last eval  {ev.get('id')} ({ev.get('trigger')}): {verdict}"
             + (f"; failed since: {ev['error']}" if ev.get("error") else "")
         )
+    if (inj := data.get("injection")) and inj.get("flagged_chunks"):
+        typer.echo(
+            f"injection  {inj['flagged_chunks']} chunk(s) in {inj['flagged_documents']} "
+            "document(s) flagged as prompt injection (injection.flagged: exclude or fence):"
+        )
+        for f in inj["flagged"]:
+            typer.echo(f"  {f['path']} (chunk {f['chunk']}): {'; '.join(f['reasons'])}")
     if data.get("daemon"):
         d = data["daemon"]
         state_word = "idle" if d["idle"] else ("syncing" if d["ready"] else "initial sync")

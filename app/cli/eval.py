@@ -31,7 +31,14 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.embedding import Embedder
 
-__all__ = ["eval_answers", "eval_default", "eval_last", "eval_retrieval", "load_embedder"]
+__all__ = [
+    "eval_answers",
+    "eval_default",
+    "eval_injection",
+    "eval_last",
+    "eval_retrieval",
+    "load_embedder",
+]
 
 Mode = Literal["dense", "sparse", "hybrid"]
 _embedders: dict[str, Embedder] = {}
@@ -358,3 +365,26 @@ def eval_default(
         _print_report(folder, report)
     if fail_on_regression and report.get("regressions"):
         raise typer.Exit(3)
+
+
+def eval_injection(
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline", help="Also ask with the defence off")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Prompt-injection suite: planted and direct attacks on fixtures of its own (isolated index)."""
+    from evals.injection import run_injection_suite
+
+    settings = get_settings()
+    result = run_injection_suite(settings, load_embedder(settings), baseline=baseline)
+    if as_json:
+        print_json(result)
+        return
+    for key, value in result["metrics"].items():
+        base = (result.get("baseline") or {}).get(key)
+        typer.echo(
+            f"{key:36} {value:.4f}" + (f"   (defence off: {base:.4f})" if base is not None else "")
+        )
+    for err in result["detector_errors"]:
+        typer.echo(f"  detector {err}")

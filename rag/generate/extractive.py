@@ -77,6 +77,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
     headings: dict[int, list[str]] = {}
     for passage in request.context.passages:
+        if passage.flagged:  # injection.flagged: fence — suspect data is never the answer
+            continue
         headings[passage.n] = [h for h in (passage.title or "", *passage.section) if h]
         known = {h.lower() for h in headings[passage.n]}
         for position, sentence in enumerate(scorer.passage_sentences(passage)):

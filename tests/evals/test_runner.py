@@ -77,7 +77,7 @@ def test_suite_writes_report_and_last_eval(kb: tuple[Index, Path]) -> None:
     path, report = run_default_suite(index, trigger="manual")
     assert path.parent == index.settings.resolved_data_dir() / "reports"
     # evals.answers is on by default: the golden questions also go through the query path.
-    assert set(report["suites"]) == {"golden", "answers", "canary"}
+    assert set(report["suites"]) == {"golden", "answers", "canary", "injection"}
     answers = report["suites"]["answers"]
     assert answers["questions"] == len(GOLDEN) and answers["errors"] == []
     assert answers["false_abstention_rate_answerable"] is not None
@@ -112,7 +112,7 @@ def test_golden_set_for_another_kb_is_skipped(kb: tuple[Index, Path], tmp_path: 
     other = tmp_path / "other.jsonl"
     other.write_text(json.dumps({"question": "q?", "sources": ["not/here.md"]}) + "\n")
     _, report = run_default_suite(index, suite_path=other)
-    assert set(report["suites"]) == {"canary"}
+    assert set(report["suites"]) == {"canary", "injection"}
     assert any("names none of the indexed files" in n for n in report["notes"])
 
 

@@ -120,7 +120,7 @@ def test_extractive_answers_with_a_verified_citation(kb: KnowledgeBase, kb_setti
     assert "25 days" in result["answer"] and "[1]" in result["answer"]
     assert result["citations"][0]["n"] == 1 and result["citations"][0]["verified"] is True
     assert result["citations"][0]["source"] == "onboarding/vacation.txt"
-    assert result["prompt"] == {"name": "answer", "version": "v1"}
+    assert result["prompt"] == {"name": "answer", "version": "v3"}
 
 
 def test_extractive_abstains_on_an_unrelated_question(kb: KnowledgeBase, kb_settings: Any) -> None:

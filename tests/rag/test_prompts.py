@@ -46,7 +46,7 @@ def test_shipped_prompts_load_and_render() -> None:
     reg = PromptRegistry(PromptSettings())
     reg.load()
     assert reg.directory == resolve_prompt_dir("configs/prompts")
-    assert reg.versions() == ["v1", "v2"]
+    assert reg.versions() == ["v1", "v2", "v3"]
     for version in reg.versions():
         prompt = reg.get("answer", version)
         messages = prompt.render(

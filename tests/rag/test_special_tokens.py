@@ -90,8 +90,14 @@ def poisoned(
 
 
 def _settings(index: Index, **generation: Any) -> Settings:
+    # The layer under test is the neutralisation of control tokens, beneath the injection
+    # guard (which would keep this question's attack and the poisoned chunk away from the
+    # model: tests/rag/test_injection.py): the guard is off so that the model sees them.
     return index.settings.model_copy(
-        update={"generation": index.settings.generation.model_copy(update=generation)}
+        update={
+            "generation": index.settings.generation.model_copy(update=generation),
+            "injection": index.settings.injection.model_copy(update={"enabled": False}),
+        }
     )
 
 
