@@ -38,6 +38,7 @@ import sqlite3
 import threading
 import time
 import unicodedata
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ import numpy as np
 
 from rag.config import CacheSettings
 from rag.costs import private_file
+from rag.store import StoredPoint, VectorStore
 from rag.types import Answer, CitationsEvent, StreamEvent, TokenEvent, Usage
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ __all__ = ["AnswerCache", "CacheLookup", "cached_events", "compatible", "normali
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "answer-cache.sqlite"
+STORE_SUFFIX = "_answers"  # cache.backend store: the collection beside the index's
 SCHEMA = 1
 _SPACE = re.compile(r"\s+")
 _TRAILING = re.compile(r"[\s?!.。？！…]+$")
@@ -133,13 +136,23 @@ class CacheLookup:
     how: str = ""  # "exact" | "semantic" on a hit
 
 
-class AnswerCache:
-    def __init__(self, settings: CacheSettings, data_dir: Path):
-        self.settings = settings
-        self.path = data_dir / CACHE_FILE
-        private_file(self.path)
+@dataclass
+class _Entry:
+    id: str
+    answer: str  # the Answer's JSON
+    cited: str  # JSON: {"collection", "chunks": {id: text_hash}, "documents": {doc_id: [ids]}}
+    asked: str  # the question as asked (the semantic match compares it)
+
+
+class LocalEntries:
+    """Entries in ``<data_dir>/answer-cache.sqlite`` (0600, WAL); the vectors also in memory,
+    reloaded when another process changed the file (``PRAGMA data_version``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        private_file(path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._db:
@@ -155,16 +168,253 @@ class AnswerCache:
                 "CREATE INDEX IF NOT EXISTS entries_question ON entries (scope, question)"
             )
             self._db.execute("CREATE INDEX IF NOT EXISTS entries_used ON entries (used)")
-        # In memory, for the semantic search: scope -> (entry ids, unit vectors matrix).
+        # For the semantic search: scope -> (entry ids, unit vectors matrix).
         self._vectors: dict[str, tuple[list[int], np.ndarray]] = {}
         self._version: int | None = None
         self._dropped: set[int] = set()
+
+    def exact(self, scope: str, question: str) -> list[_Entry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, answer, cited, asked FROM entries WHERE scope = ? AND question = ? "
+                "ORDER BY used DESC",
+                (scope, question),
+            ).fetchall()
+        return [_Entry(str(i), a, c, q or "") for i, a, c, q in rows]
+
+    def nearest(self, scope: str, unit: np.ndarray, threshold: float) -> list[_Entry]:
+        self._refresh()
+        with self._lock:
+            ids, matrix = self._vectors.get(scope, ([], np.zeros((0, 0), np.float32)))
+            if not ids:
+                return []
+            scores = matrix @ unit
+            order = np.argsort(-scores)[:4]
+            picked = [
+                ids[i] for i in order if scores[i] >= threshold and ids[i] not in self._dropped
+            ]
+            out = []
+            for entry_id in picked:
+                row = self._db.execute(
+                    "SELECT id, answer, cited, asked FROM entries WHERE id = ?", (entry_id,)
+                ).fetchone()
+                if row is not None:
+                    out.append(_Entry(str(row[0]), row[1], row[2], row[3] or ""))
+        return out
+
+    def _refresh(self) -> None:
+        with self._lock:
+            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            if version == self._version:
+                return
+            rows = self._db.execute(
+                "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL"
+            ).fetchall()
+            grouped: dict[str, list[tuple[int, np.ndarray]]] = {}
+            for entry_id, scope, blob in rows:
+                grouped.setdefault(scope, []).append((entry_id, np.frombuffer(blob, np.float32)))
+            self._vectors = {
+                s: ([i for i, _ in items], np.vstack([v for _, v in items]))
+                for s, items in grouped.items()
+            }
+            self._version = version
+            self._dropped = set()
+
+    def touch(self, entry_id: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE entries SET used = ? WHERE id = ?", (time.time(), entry_id))
+
+    def put(
+        self,
+        scope: str,
+        question: str,
+        unit: np.ndarray | None,
+        entry: _Entry,
+        max_entries: int,
+    ) -> None:
+        blob = unit.astype(np.float32).tobytes() if unit is not None else None
+        now = time.time()
+        with self._lock, self._db:
+            self._dropped.update(
+                int(r[0])
+                for r in self._db.execute(
+                    "SELECT id FROM entries WHERE scope = ? AND question = ?", (scope, question)
+                )
+            )
+            self._db.execute(
+                "DELETE FROM entries WHERE scope = ? AND question = ?", (scope, question)
+            )
+            cur = self._db.execute(
+                "INSERT INTO entries (scope, question, vector, answer, cited, created, used, "
+                "asked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (scope, question, blob, entry.answer, entry.cited, now, now, entry.asked),
+            )
+            entry_id = int(cur.lastrowid or 0)
+            over = int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]) - max_entries
+            if over > 0:
+                self._db.execute(
+                    "DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used "
+                    "LIMIT ?)",
+                    (over,),
+                )
+            # Our own writes leave data_version alone: the vectors in memory follow them here.
+            if over > 0 or self._version is None:
+                self._version = None  # evicted rows: reload on the next search
+            elif unit is not None:
+                ids, matrix = self._vectors.get(scope, ([], np.zeros((0, len(unit)), np.float32)))
+                keep = [i for i, e in enumerate(ids) if e not in self._dropped]
+                self._vectors[scope] = (
+                    [ids[i] for i in keep] + [entry_id],
+                    np.vstack([matrix[keep], unit.astype(np.float32)[None, :]]),
+                )
+
+    def delete(self, entry_id: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
+            self._dropped.add(int(entry_id))  # skipped by the search until the next reload
+
+    def clear(self) -> int:
+        with self._lock, self._db:
+            n = int(self._db.execute("DELETE FROM entries").rowcount)
+            self._version = None
+        return n
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class StoreEntries:
+    """Entries as points of a collection of the vector store (``<store.collection>_answers``):
+    question embeddings as vectors, the rest in the payload. On a Qdrant server every API
+    replica shares it. The least recently used go first, ``used`` refreshed at most hourly."""
+
+    TOUCH_SECONDS = 3600.0
+
+    def __init__(self, store: VectorStore, collection: str, dimension: int):
+        self.store = store
+        self.collection = collection
+        self._lock = threading.Lock()
+        if collection not in store.list_collections():
+            try:
+                store.create_collection(collection, dimension, {"kind": "answer-cache"})
+            except Exception:
+                if collection not in store.list_collections():
+                    raise
+
+    @staticmethod
+    def _id(scope: str, question: str) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rag-answer-cache:{scope}:{question}"))
+
+    @staticmethod
+    def _entry(point_id: str, payload: dict[str, Any]) -> _Entry:
+        return _Entry(
+            point_id,
+            str(payload.get("answer", "")),
+            str(payload.get("cited", "{}")),
+            str(payload.get("asked", "")),
+        )
+
+    def exact(self, scope: str, question: str) -> list[_Entry]:
+        points = self.store.retrieve(self.collection, [self._id(scope, question)])
+        return [self._entry(p.id, p.payload) for p in points if p.payload.get("scope") == scope]
+
+    def nearest(self, scope: str, unit: np.ndarray, threshold: float) -> list[_Entry]:
+        hits = self.store.search_dense(self.collection, unit.tolist(), 4, {"scope": scope})
+        return [self._entry(h.id, h.payload) for h in hits if h.score >= threshold]
+
+    def touch(self, entry_id: str) -> None:
+        points = self.store.retrieve(self.collection, [entry_id], with_vectors=True)
+        if points and time.time() - float(points[0].payload.get("used", 0)) > self.TOUCH_SECONDS:
+            point = points[0]
+            point.payload["used"] = time.time()
+            self.store.upsert(self.collection, [point])
+
+    def put(
+        self,
+        scope: str,
+        question: str,
+        unit: np.ndarray | None,
+        entry: _Entry,
+        max_entries: int,
+    ) -> None:
+        if unit is None:
+            return  # the store needs a vector per point
+        now = time.time()
+        payload = {
+            "scope": scope,
+            "question": question,
+            "asked": entry.asked,
+            "answer": entry.answer,
+            "cited": entry.cited,
+            "used": now,
+        }
+        point = StoredPoint(self._id(scope, question), payload, dense=unit.tolist())
+        with self._lock:
+            self.store.upsert(self.collection, [point])
+            over = self.store.count(self.collection) - max_entries
+            if over > 0:
+                ages = sorted(
+                    (float(p.payload.get("used", 0)), p.id)
+                    for p in self.store.scroll(self.collection)
+                )
+                self.store.delete(self.collection, [i for _, i in ages[:over]])
+            self.store.flush(self.collection)
+
+    def delete(self, entry_id: str) -> None:
+        self.store.delete(self.collection, [entry_id])
+
+    def clear(self) -> int:
+        ids = [p.id for p in self.store.scroll(self.collection)]
+        self.store.delete(self.collection, ids)
+        return len(ids)
+
+    def count(self) -> int:
+        return self.store.count(self.collection)
+
+    def close(self) -> None:
+        return None  # the index closes its store
+
+
+class AnswerCache:
+    def __init__(
+        self,
+        settings: CacheSettings,
+        data_dir: Path,
+        store: VectorStore | None = None,
+        collection: str | None = None,
+        dimension: int | None = None,
+    ):
+        """``cache.backend: local`` keeps entries under ``data_dir``; ``store`` in
+        ``collection`` of ``store`` (the index's, vectors of ``dimension``)."""
+        self.settings = settings
+        self.entries: LocalEntries | StoreEntries
+        if settings.backend == "store":
+            if store is None or collection is None or dimension is None:
+                raise ValueError("cache.backend store needs the index's store")
+            self.entries = StoreEntries(store, collection, dimension)
+        else:
+            self.entries = LocalEntries(data_dir / CACHE_FILE)
         self._static: dict[int, tuple[Any, str]] = {}
         self.hits = 0
         self.misses = 0
         self.invalidated = 0
         self.stored = 0
         self.hits_by_kind: dict[str, int] = {"exact": 0, "semantic": 0}
+
+    @classmethod
+    def for_index(cls, settings: CacheSettings, index: Index) -> AnswerCache:
+        return cls(
+            settings,
+            index.data_dir,
+            store=index.store,
+            collection=f"{index.alias}{STORE_SUFFIX}",
+            dimension=index.embedder.dimension,
+        )
 
     # -- scope ---------------------------------------------------------------------------
     def scope(self, pipeline: QueryPipeline, state: QueryState) -> str | None:
@@ -233,31 +483,20 @@ class AnswerCache:
         if scope is None:
             return None
         found = CacheLookup(scope, normalise_question(state.question))
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, answer, cited FROM entries WHERE scope = ? AND question = ? "
-                "ORDER BY used DESC",
-                (scope, found.normalised),
-            ).fetchall()
-        candidates = [(r, "exact") for r in rows]
+        candidates = [(e, "exact") for e in self.entries.exact(scope, found.normalised)]
         threshold = self.settings.semantic_threshold
         if not candidates and threshold is not None:
             found.vector = np.asarray(pipeline.index.embedder.embed_query(state.question))
             state.extras["query_vector"] = found.vector.tolist()  # Retrieve reuses it on a miss
-            for entry_id in self._nearest(scope, found.vector, threshold):
-                with self._lock:
-                    row = self._db.execute(
-                        "SELECT id, answer, cited, asked FROM entries WHERE id = ?", (entry_id,)
-                    ).fetchone()
-                if row is not None and compatible(state.question, row[3] or ""):
-                    candidates.append((row[:3], "semantic"))
-        for (entry_id, answer_json, cited_json), how in candidates:
-            if self._valid(pipeline.index, json.loads(cited_json), state):
-                with self._lock, self._db:
-                    self._db.execute(
-                        "UPDATE entries SET used = ? WHERE id = ?", (time.time(), entry_id)
-                    )
-                answer = Answer.model_validate_json(answer_json)
+            candidates += [
+                (e, "semantic")
+                for e in self.entries.nearest(scope, _unit(found.vector), threshold)
+                if compatible(state.question, e.asked)
+            ]
+        for entry, how in candidates:
+            if self._valid(pipeline.index, json.loads(entry.cited), state):
+                self.entries.touch(entry.id)
+                answer = Answer.model_validate_json(entry.answer)
                 answer.cached = True
                 answer.usage = Usage()
                 answer.fallbacks = []
@@ -266,40 +505,10 @@ class AnswerCache:
                 self.hits += 1
                 self.hits_by_kind[how] += 1
                 return found
-            self._delete(entry_id)
+            self.entries.delete(entry.id)
             self.invalidated += 1
         self.misses += 1
         return found
-
-    def _nearest(self, scope: str, vector: np.ndarray, threshold: float) -> list[int]:
-        self._refresh()
-        with self._lock:
-            ids, matrix = self._vectors.get(scope, ([], np.zeros((0, 0), np.float32)))
-        if not ids:
-            return []
-        v = vector / (np.linalg.norm(vector) or 1.0)
-        scores = matrix @ v.astype(np.float32)
-        order = np.argsort(-scores)[:4]
-        return [ids[i] for i in order if scores[i] >= threshold and ids[i] not in self._dropped]
-
-    def _refresh(self) -> None:
-        """Reload the vectors when another connection (process) changed the table."""
-        with self._lock:
-            version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
-            if version == self._version:
-                return
-            rows = self._db.execute(
-                "SELECT id, scope, vector FROM entries WHERE vector IS NOT NULL"
-            ).fetchall()
-            grouped: dict[str, list[tuple[int, np.ndarray]]] = {}
-            for entry_id, scope, blob in rows:
-                grouped.setdefault(scope, []).append((entry_id, np.frombuffer(blob, np.float32)))
-            self._vectors = {
-                s: ([i for i, _ in items], np.vstack([v for _, v in items]))
-                for s, items in grouped.items()
-            }
-            self._version = version
-            self._dropped = set()
 
     def _valid(self, index: Index, cited: dict[str, Any], state: QueryState) -> bool:
         """The cited chunks still hold the same text and their documents are unedited."""
@@ -355,83 +564,30 @@ class AnswerCache:
         }
         cited = {"collection": collection, "chunks": chunks, "documents": documents}
         vector = found.vector
-        if vector is None and self.settings.semantic_threshold is not None:
+        if vector is None and (
+            self.settings.semantic_threshold is not None or self.settings.backend == "store"
+        ):
             vector = np.asarray(index.embedder.embed_query(state.question))
-        blob = None
-        if vector is not None:
-            unit = vector / (np.linalg.norm(vector) or 1.0)
-            blob = unit.astype(np.float32).tobytes()
         stored = answer.model_copy(update={"timings_ms": {}})
-        now = time.time()
-        with self._lock, self._db:
-            self._dropped.update(
-                int(r[0])
-                for r in self._db.execute(
-                    "SELECT id FROM entries WHERE scope = ? AND question = ?",
-                    (found.scope, found.normalised),
-                )
-            )
-            self._db.execute(
-                "DELETE FROM entries WHERE scope = ? AND question = ?",
-                (found.scope, found.normalised),
-            )
-            self._db.execute(
-                "INSERT INTO entries (scope, question, vector, answer, cited, created, used, "
-                "asked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    found.scope,
-                    found.normalised,
-                    blob,
-                    stored.model_dump_json(),
-                    json.dumps(cited, sort_keys=True),
-                    now,
-                    now,
-                    state.question,
-                ),
-            )
-            over = self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] - (
-                self.settings.max_entries
-            )
-            if over > 0:
-                self._db.execute(
-                    "DELETE FROM entries WHERE id IN (SELECT id FROM entries ORDER BY used "
-                    "LIMIT ?)",
-                    (over,),
-                )
-            entry_id = int(
-                self._db.execute(
-                    "SELECT id FROM entries WHERE scope = ? AND question = ?",
-                    (found.scope, found.normalised),
-                ).fetchone()[0]
-            )
-            # Our own writes leave data_version alone: the vectors in memory follow them here.
-            if over > 0 or self._version is None:
-                self._version = None  # evicted rows: reload on the next search
-            elif blob is not None:
-                ids_, matrix = self._vectors.get(found.scope, ([], np.zeros((0, len(unit)))))
-                keep = [i for i, e in enumerate(ids_) if e not in self._dropped]
-                self._vectors[found.scope] = (
-                    [ids_[i] for i in keep] + [entry_id],
-                    np.vstack([matrix[keep], unit.astype(np.float32)[None, :]]),
-                )
+        entry = _Entry(
+            "", stored.model_dump_json(), json.dumps(cited, sort_keys=True), state.question
+        )
+        self.entries.put(
+            found.scope,
+            found.normalised,
+            _unit(vector) if vector is not None else None,
+            entry,
+            self.settings.max_entries,
+        )
         self.stored += 1
         return True
 
-    def _delete(self, entry_id: int) -> None:
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM entries WHERE id = ?", (entry_id,))
-            self._dropped.add(entry_id)  # skipped by the search until the next reload
-
     # -- upkeep --------------------------------------------------------------------------
     def clear(self) -> int:
-        with self._lock, self._db:
-            n = int(self._db.execute("DELETE FROM entries").rowcount)
-            self._version = None
-        return n
+        return self.entries.clear()
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        return self.entries.count()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -444,8 +600,12 @@ class AnswerCache:
         }
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.entries.close()
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    v = np.asarray(vector, dtype=np.float32)
+    return v / (float(np.linalg.norm(v)) or 1.0)
 
 
 def cached_events(answer: Answer) -> Iterator[StreamEvent]:

@@ -304,6 +304,10 @@ class CacheSettings(_Section):
     """The index-aware answer cache. Owned by rag/answer_cache.py."""
 
     enabled: bool = True
+    # local: <data_dir>/answer-cache.sqlite (one machine; its processes share it). store: a
+    # collection "<store.collection>_answers" in the vector store, which every API replica in
+    # front of one Qdrant server shares.
+    backend: Literal["local", "store"] = "local"
     # A new question reuses an entry whose question embedding is at least this close (cosine)
     # and that has the same numbers, names and contrast words; None = exact (normalised)
     # matches only. benchmarks/answer_cache.py: 0.93 is the lowest with no false hit on its

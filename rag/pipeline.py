@@ -106,7 +106,7 @@ class QueryPipeline:
         if cache is None and stages is None and settings.cache.enabled:
             from rag.answer_cache import AnswerCache
 
-            cache = AnswerCache(settings.cache, index.data_dir)
+            cache = AnswerCache.for_index(settings.cache, index)
         self.cache = cache
         self.stages: list[Stage] = list(
             stages if stages is not None else default_stages(index, settings)

@@ -47,15 +47,22 @@ class Kb:
         return QueryPipeline(self.index, settings)
 
 
-@pytest.fixture()
-def kb(tmp_path: Path, embedder: Embedder) -> Iterator[Kb]:
+# local: the embedded default (sqlite under the data dir); store: a collection of the vector
+# store (what replicas in front of one Qdrant server share), here the same Qdrant Edge store.
+@pytest.fixture(params=["local", "store"])
+def kb(tmp_path: Path, embedder: Embedder, request: pytest.FixtureRequest) -> Iterator[Kb]:
     folder = tmp_path / "docs"
     for rel, text in DOCS.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     settings = load_settings(
-        DEFAULT_CONFIG, {"data_dir": str(tmp_path / "data"), "evals": {"after_sync": False}}
+        DEFAULT_CONFIG,
+        {
+            "data_dir": str(tmp_path / "data"),
+            "evals": {"after_sync": False},
+            "cache": {"backend": request.param},
+        },
     )
     assert settings.cache.enabled, "the cache is on by default"
     index = Index(settings, embedder=embedder)
@@ -209,7 +216,12 @@ def test_the_cache_survives_a_restart_in_a_private_file(kb: Kb) -> None:
     answer = first.run(VACATION)
     first.close()
     path = kb.settings.resolved_data_dir() / CACHE_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    if kb.settings.cache.backend == "local":
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    else:
+        assert (
+            not path.exists() and f"{kb.index.alias}_answers" in kb.index.store.list_collections()
+        )
     restarted = kb.pipeline()
     hit = restarted.run(PARAPHRASE)  # the semantic index is rebuilt from the file
     assert hit.cached and hit.answer == answer.answer
@@ -259,3 +271,36 @@ def test_cache_entries_and_stats_are_shared_through_the_file(kb: Kb) -> None:
     assert b.run(PARAPHRASE).cached, "another process' (connection's) entry, semantically"
     assert isinstance(b.cache, AnswerCache) and b.cache.stats()["entries"] == 1
     assert Answer.model_validate(b.run(VACATION).as_json()).cached
+
+
+def test_the_store_backend_on_qdrant(tmp_path: Path, embedder: Embedder) -> None:
+    """cache.backend store over qdrant-client (local mode here; a server in production): one
+    pipeline's answer serves another's question (two replicas), and an edit still misses."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "vacation.txt").write_text(DOCS["onboarding/vacation.txt"], encoding="utf-8")
+    settings = load_settings(
+        DEFAULT_CONFIG,
+        {
+            "data_dir": str(tmp_path / "data"),
+            "store": {"backend": "qdrant", "path": str(tmp_path / "qdrant")},
+            "cache": {"backend": "store"},
+        },
+    )
+    index = Index(settings, embedder=embedder)
+    index.open(create=True)
+    try:
+        kb = Kb(folder, settings, index)
+        kb.sync()
+        one, two = kb.pipeline(), kb.pipeline()
+        assert "25 days" in one.run(VACATION).answer
+        assert two.run(PARAPHRASE).cached, "the other replica's entry"
+        assert not (tmp_path / "data" / CACHE_FILE).exists()
+        path = folder / "vacation.txt"
+        path.write_text(path.read_text().replace("25 days", "27 days"), encoding="utf-8")
+        kb.sync()
+        fresh = two.run(VACATION)
+        assert not fresh.cached and "27 days" in fresh.answer
+        assert one.run(VACATION).cached and "27 days" in one.run(VACATION).answer
+    finally:
+        index.close()
