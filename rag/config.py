@@ -291,7 +291,9 @@ class CostSettings(_Section):
     """Token accounting, prices and daily budgets. Owned by rag/costs.py."""
 
     # backend (openai, local, extractive) -> price; an unlisted backend costs 0.
-    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    prices: dict[Literal["openai", "local", "extractive"], PriceSettings] = Field(
+        default_factory=dict
+    )
     # Per tenant and UTC day; once spent, priced backends are skipped (the next one answers,
     # degraded, fallback "budget"). None = no cap. `tenants` overrides it per tenant.
     daily_budget: float | None = Field(default=None, ge=0.0)

@@ -164,7 +164,10 @@ class CostController:
         return utc_day(self.clock())
 
     def price(self, backend: str) -> PriceSettings | None:
-        return self.settings.prices.get(backend)
+        for name, price in self.settings.prices.items():
+            if name == backend:
+                return price
+        return None
 
     def priced(self, backend: str) -> bool:
         p = self.price(backend)
