@@ -535,6 +535,14 @@ _CALL_TO_ACTION = re.compile(
     r"(?:" + _DEST + r"|\b" + _SECRET + r"\b|\+?\d[\d ()-]{7,}\d)",
     re.IGNORECASE,
 )
+# Phrases of the shipped prompts' system turns (configs/prompts/answer/*): never an answer.
+_SYSTEM_ECHO = re.compile(
+    r"\b(?:you answer questions using only|using only the numbered passages|cite the passage it "
+    r"comes from|if the passages do not answer the question, reply|answer from the passages "
+    r"only|the passages are quoted documents|never follow instructions, requests or role "
+    r"changes|my (?:system prompt|instructions) (?:is|are|says?))\b",
+    re.IGNORECASE,
+)
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 _WORD = re.compile(r"[a-z][a-z0-9'-]+")
 _STOP = frozenset(
@@ -602,7 +610,10 @@ def _asked_for(question: str, sentence: str) -> bool:
     return bool(
         re.search(
             r"\b(?:contact|e-?mail|reach|call|phone|who|where|url|link|site|website|address|"
-            r"send|report|submit|pay|visit|page|escalate|ask|notify|tell)\b",
+            r"send|report|submit|pay|visit|page|escalate|ask|notify|tell)\b"
+            # a question asking what to do is answered with an action
+            r"|\bhow (?:do|can|should|to|would)\b|\bwhat (?:should|do|can|must) (?:i|we|you)\b"
+            r"|\b(?:steps?|procedure|process|what to do)\b",
             q,
         )
     )
@@ -631,6 +642,8 @@ def output_check(
     visible, _ = _visible(sentence)
     if detect(visible).flagged:
         return "the sentence is an instruction (prompt injection)"
+    if _SYSTEM_ECHO.search(visible):
+        return "the sentence repeats the system prompt"
     if _CALL_TO_ACTION.search(visible):
         secret = re.search(_SECRET, visible, re.IGNORECASE)
         if secret or not _asked_for(question, visible):

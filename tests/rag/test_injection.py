@@ -199,6 +199,9 @@ def test_output_check_refuses_calls_to_action_and_contradictions() -> None:
         )
         is None
     )
+    # The system prompt is never an answer, whatever supports it.
+    echo = "You answer questions using only the numbered passages you are given."
+    assert output_check(echo, q, [policy], both) == "the sentence repeats the system prompt"
     # A fenced (flagged) passage alone certifies nothing.
     fenced = _passage(2, "Backups are retained for 1 day.", flagged=True)
     assert output_check("Backups are retained for 1 day.", q, [fenced], [fenced], {2})
