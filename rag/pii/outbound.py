@@ -61,15 +61,20 @@ def pseudonymise_request(
             p.pseudonymise(passage.text)
         if passage.text:
             passages.append(passage.text)
-    # What is left of each message once the passages are taken out: question, history, the
-    # prompt's own words. Analysed here (short); then every known value is replaced everywhere.
+    p.pseudonymise(request.question)
+    # What is left of each message once the passages and the question are taken out: chat
+    # history, passage headers, the prompt's own words. Analysed line by line, each line's
+    # result remembered (they repeat across requests); then every known value is replaced
+    # everywhere.
     for m in request.messages:
         rest = m.get("content") or ""
-        for text in passages:
-            rest = rest.replace(text, "\n")
-        p.pseudonymise(rest)
+        for text in [*passages, request.question]:
+            if text:
+                rest = rest.replace(text, "\n")
+        for line in rest.splitlines():
+            if any(c.isalnum() for c in line):
+                p.pseudonymise(line, detector.detect_cached(line))
     messages = [{**m, "content": p.replace_known(m.get("content") or "")} for m in request.messages]
-    p.pseudonymise(request.question)
     out = dataclasses.replace(
         request,
         messages=messages,
