@@ -207,18 +207,22 @@ class CostController:
 
     def charge(self, outcome: ChainOutcome, tenant: str) -> Usage:
         """Price every attempt of ``outcome``, record it, and set ``outcome.usage`` to the total."""
-        for entry in outcome.attempts:
-            entry.cost = round(self.cost_of(entry), 10)
+        self.charge_calls(outcome.attempts, tenant)
         usage = outcome.usage
         usage.backends = [a.model_copy() for a in outcome.attempts]
         usage.prompt_tokens = sum(a.prompt_tokens for a in outcome.attempts)
         usage.completion_tokens = sum(a.completion_tokens for a in outcome.attempts)
         usage.cost = round(sum(a.cost for a in outcome.attempts), 10)
-        called = [a for a in outcome.attempts if a.outcome != "skipped"]
+        return usage
+
+    def charge_calls(self, calls: list[BackendUsage], tenant: str) -> None:
+        """Price ``calls`` (their ``cost`` set) and add them to the tenant's day."""
+        for entry in calls:
+            entry.cost = round(self.cost_of(entry), 10)
+        called = [a for a in calls if a.outcome != "skipped"]
         if called:
             spent = self.ledger.add(self.day(), tenant, called)
             self._check_warnings(tenant, spent)
-        return usage
 
     def _check_warnings(self, tenant: str, spent: float) -> None:
         budget = self.budget(tenant)

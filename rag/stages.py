@@ -51,6 +51,7 @@ from rag.types import (
 if TYPE_CHECKING:
     from rag.citations import VerifiedAnswer
     from rag.costs import CostController
+    from rag.types import BackendUsage
 
 __all__ = [
     "Generate",
@@ -349,7 +350,10 @@ class Generate:
         attempts = AttemptSpans(
             state, {"temperature": temperature, "max_tokens": state.max_tokens}
         )
-        events = self.chain.stream(request, accept=accept, skip=skip, observe=attempts.observe)
+        calls: list[BackendUsage] = []  # every model call, kept as it ends
+        events = self.chain.stream(
+            request, accept=accept, skip=skip, observe=attempts.observe, calls=calls
+        )
         try:
             for kind, payload in events:
                 if kind == "token":
@@ -369,6 +373,8 @@ class Generate:
         finally:
             close_quietly(events)
             attempts.close()
+            if costs is not None and state.outcome is None and calls:
+                costs.charge_calls(calls, tenant)  # the client went away: still spent
         outcome = state.outcome
         assert outcome is not None
         if costs is not None:

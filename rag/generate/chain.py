@@ -168,6 +168,7 @@ class GeneratorChain:
         accept: Callable[[str], str | None] | None = None,
         skip: Callable[[Generator], str | None] | None = None,
         observe: Observer | None = None,
+        calls: list[BackendUsage] | None = None,
     ) -> Iterator[ChainEvent]:
         """``("token", str)``…, maybe ``("reset", info)`` and more tokens, then ``("end", ChainOutcome)``.
 
@@ -179,6 +180,8 @@ class GeneratorChain:
         ``observe(event, generator, usage, error)`` hears each attempt begin (``"start"``) and
         end (``"end"``: its ``BackendUsage``, the error or refusal; ``"cancelled"`` when the
         consumer stopped listening): what a tracer records as one generation per attempt.
+        ``calls``: a list the attempts are recorded in as they end (also the one in flight when
+        the consumer stops listening): what was spent when no outcome comes.
         """
 
         def note(
@@ -188,7 +191,7 @@ class GeneratorChain:
                 observe(event, generator, entry, error)
 
         failures: list[dict[str, str]] = []
-        attempts: list[BackendUsage] = []
+        attempts: list[BackendUsage] = calls if calls is not None else []
         failed = False  # a backend raised or timed out (not: its answer was refused)
         kept: ChainOutcome | None = None  # the first answer refused by ``accept``
         generators = list(self.generators)
@@ -247,6 +250,7 @@ class GeneratorChain:
                     )
                     raise _Refused(refused, backend=generator.name)
             except GeneratorExit:
+                attempts.append(attempt_usage(generator, reported, request, pieces, "failed"))
                 note("end", generator, None, "cancelled")
                 raise
             except Exception as exc:  # noqa: BLE001 - any backend failure falls through to the next one

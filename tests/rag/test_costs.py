@@ -178,3 +178,19 @@ def test_spend_survives_restarts_and_resets_at_utc_midnight(tmp_path: Path) -> N
     assert restarted.skip_reason("acme", Openai()) is None  # type: ignore[arg-type]
     report = restarted.report()
     assert report["tenants"] == {} and report["day"] == utc_day(now[0])
+
+
+def test_a_client_that_goes_away_is_still_charged(index: Index, chat_server: ChatServer) -> None:
+    chat_server.reply = GOOD + " It is in Paris and it is 330 metres tall [1]. " * 3
+    chat_server.token_delay = 0.01
+    p = QueryPipeline(index, settings_for(index, chat_server))
+    events = p.stream(EIFFEL)
+    for event in events:
+        if event.kind == "token":
+            break  # the first sentence arrived; the client hangs up mid-answer
+    events.close()  # type: ignore[attr-defined]
+    costs = p.stage("generate").costs  # type: ignore[attr-defined]
+    spent = costs.spent("default")
+    assert spent > 0, "the tokens the server produced before the hang-up count"
+    totals = costs.ledger.day_totals(costs.day())["default"]
+    assert totals["calls"] == 1 and totals["completion_tokens"] >= len(GOOD.split())
