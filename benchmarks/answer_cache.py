@@ -10,6 +10,12 @@ question asked ``--repeats`` more times is served by the cache. Questions that a
 not cached (by design) and are left out. Per question: first-answer time / median repeat
 time; the goal is on the median over questions. The cached answer must equal the first.
 
+**Costs.** A sample run of a priced chain ``[openai, extractive]`` (the in-process
+OpenAI-protocol stand-in, or ``--openai-url``; openai at ``--price-in``/``--price-out`` $ per
+million tokens): each golden question asked twice (the second a cache hit), every call
+accounted (refused attempts included); then again with ``costs.daily_budget`` at half the
+first pass's cost: answers degrade (fallback "budget") instead of failing.
+
 **Semantic threshold.** ``--pairs`` (default benchmarks/fixtures/question_pairs.jsonl, our own:
 paraphrase pairs and different-question pairs on the same topics, many one word apart —
 "business tier" vs "enterprise tier", "SEV1" vs "SEV2") embedded with the index's model, as
@@ -24,7 +30,8 @@ different-question pairs (reported separately).
 
 Goals: repeat ≥ 50× faster than the first answer (median over questions); at the configured
 threshold, false-hit rate ≤ 0.01 on the report half (and on the SQuAD pairs when given).
-Checks: every repeat was a cache hit with the first answer's text, figures are finite.
+Checks: every repeat was a cache hit with the first answer's text, figures are finite, the
+answers' costs sum to the ledger's, and the budgeted run has no errors and degraded answers.
 ``--smoke`` (tests/benchmarks/test_smoke.py) enforces only the checks.
 """
 
@@ -113,6 +120,101 @@ def speed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
         "cache_stats": stats,
         "per_question": rows,
     }
+
+
+def cost_sample(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    """A priced chain [openai, extractive] over the golden questions, each asked twice (the
+    second from the cache), then again under a daily budget of half what the first pass cost."""
+    from rag.config import load_settings
+    from rag.costs import CostController
+    from rag.index import Index
+    from rag.ingest import Ingestor
+    from rag.pipeline import QueryPipeline
+
+    server = None
+    url = args.openai_url
+    if url is None:
+        sys.path.insert(0, str(ROOT / "tests" / "rag"))
+        from chat_server import ChatServer  # the in-process OpenAI-protocol stand-in
+
+        server = ChatServer(reply="Backups are kept for 35 days [1].")
+        url = server.base_url
+    prices = {"openai": {"input_per_million": args.price_in, "output_per_million": args.price_out}}
+
+    def settings_for(name: str, **costs: Any) -> Any:
+        return load_settings(
+            None,
+            {
+                "data_dir": str(data_dir / name),
+                "evals": {"after_sync": False},
+                "generation": {
+                    "chain": ["openai", "extractive"],
+                    "openai": {"base_url": url, "max_retries": 0},
+                },
+                "costs": {"prices": prices, **costs},
+            },
+        )
+
+    questions = [json.loads(line)["question"] for line in args.golden.open() if line.strip()]
+    if args.smoke:
+        questions = questions[:6]
+    out: dict[str, Any] = {"prices": prices, "server": url if server is None else "stand-in"}
+    try:
+        for name, budget in (("unlimited", None), ("budget", "half")):
+            settings = settings_for(name)
+            if budget == "half":
+                settings.costs.daily_budget = round(out["unlimited"]["cost_first_pass"] / 2, 8)
+            index = Index(settings)
+            index.open(create=True)
+            Ingestor(index).sync_folder(args.docs)
+            pipeline = QueryPipeline(index, settings)
+            pipeline.warm_up()
+            answers, errors = [], 0
+            for q in questions:
+                for _ in range(2):
+                    try:
+                        answers.append(pipeline.run(q))
+                    except Exception:  # noqa: BLE001 - counted: a budget must never cause one
+                        errors += 1
+            first = answers[0::2]
+            costs = pipeline.stage("generate").costs  # type: ignore[attr-defined]
+            assert isinstance(costs, CostController)
+            ledger = costs.spent(settings.tenant)
+            calls = [b for a in answers for b in a.usage.backends]
+            row: dict[str, Any] = {
+                "answers": len(answers),
+                "errors": errors,
+                "daily_budget": settings.costs.daily_budget,
+                "prompt_tokens": sum(a.usage.prompt_tokens for a in answers),
+                "completion_tokens": sum(a.usage.completion_tokens for a in answers),
+                "cost_total": round(sum(a.usage.cost for a in answers), 8),
+                "cost_first_pass": round(sum(a.usage.cost for a in first), 8),
+                "ledger_spent_today": round(ledger, 8),
+                "calls": {
+                    o: sum(c.outcome == o for c in calls)
+                    for o in ("answered", "refused", "failed", "skipped")
+                },
+                "cached_answers": sum(a.cached for a in answers),
+                "saved_by_cache": round(
+                    sum(
+                        f.usage.cost for f, s in zip(first, answers[1::2], strict=True) if s.cached
+                    ),
+                    8,
+                ),
+                "degraded_by_budget": sum(
+                    any(f.error.startswith("budget") for f in a.fallbacks) for a in answers
+                ),
+                "mean_cost_per_uncached_answer": round(
+                    statistics.mean([a.usage.cost for a in answers if not a.cached] or [0.0]), 8
+                ),
+            }
+            out[name] = row
+            pipeline.close()
+            index.close()
+    finally:
+        if server is not None:
+            server.close()
+    return out
 
 
 def _rates(pairs: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
@@ -232,6 +334,9 @@ def main() -> int:
     )
     ap.add_argument("--squad", type=Path, default=None, help="a BEIR SQuAD 2.0 folder")
     ap.add_argument("--squad-pairs", type=int, default=2000)
+    ap.add_argument("--openai-url", default=None, help="a real server for the cost sample")
+    ap.add_argument("--price-in", type=float, default=0.15, help="openai $/M input tokens")
+    ap.add_argument("--price-out", type=float, default=0.60, help="openai $/M output tokens")
     ap.add_argument("--json-out", type=Path, default=None)
     add_goal_arguments(ap)
     args = ap.parse_args()
@@ -243,8 +348,10 @@ def main() -> int:
     configured = load_settings(None, {"data_dir": tempfile.mkdtemp()}).cache.semantic_threshold
     with tempfile.TemporaryDirectory() as tmp:
         fast = speed(args, Path(tmp) / "data")
+        spend = cost_sample(args, Path(tmp) / "costs")
     semantic = calibrate(args, configured)
-    results: dict[str, Any] = {"speed": fast, "semantic": semantic}
+    results: dict[str, Any] = {"speed": fast, "semantic": semantic, "costs": spend}
+    free, capped = spend["unlimited"], spend["budget"]
     at = semantic.get("report_half_at_configured") or semantic["report_half_at_picked"]
     goals = [
         Goal(
@@ -271,6 +378,22 @@ def main() -> int:
             "finite",
             [fast["median_first_ms"], fast["median_repeat_ms"], at["paraphrase_hit_rate"]],
             finite(fast["median_first_ms"], fast["median_repeat_ms"], at["paraphrase_hit_rate"]),
+            check=True,
+        ),
+    ]
+    goals += [
+        Goal(
+            "costs_accounted",
+            "the answers' usage.cost sums to the ledger's spend of the day",
+            [free["cost_total"], free["ledger_spent_today"]],
+            abs(free["cost_total"] - free["ledger_spent_today"]) < 1e-6 and free["cost_total"] > 0,
+            check=True,
+        ),
+        Goal(
+            "budget_degrades",
+            "under a budget: no errors, some answers degraded with fallback 'budget'",
+            [capped["errors"], capped["degraded_by_budget"]],
+            capped["errors"] == 0 and capped["degraded_by_budget"] > 0,
             check=True,
         ),
     ]
