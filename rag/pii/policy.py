@@ -127,6 +127,8 @@ class Pseudonymiser:
         self._types: dict[str, str] = {}
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        # Types whose placeholders a model may invent (<PERSON_7>): shown as [PERSON].
+        self._entities = frozenset(detector.settings.entities) if detector else frozenset()
 
     @property
     def mapping(self) -> dict[str, str]:
@@ -187,10 +189,11 @@ class Pseudonymiser:
         return [{**m, "content": self.replace_known(m.get("content") or "")} for m in messages]
 
     def _back(self, m: re.Match[str], bare: bool = False) -> str:
-        ph = f"<{m.group(1).upper()}_{m.group(2)}>"
+        entity = m.group(1).upper()
+        ph = f"<{entity}_{m.group(2)}>"
         value = self._by_placeholder.get(ph)
-        if bare and value is None:
-            return m.group(0)  # an ordinary identifier such as SEV_2 stays
+        if value is None and (bare or entity not in self._entities):
+            return m.group(0)  # an ordinary identifier such as SEV_2 or [ref_1] stays
         if self.answers == "redact" or value is None:
             return f"[{self._types.get(ph, m.group(1).upper())}]"
         return value

@@ -57,8 +57,10 @@ def test_restore_and_redact(detector) -> None:  # type: ignore[no-untyped-def]
         "[PERSON] can be reached at [EMAIL_ADDRESS] or [EMAIL_ADDRESS]; [PERSON] agrees."
     )
     assert not PLACEHOLDER.search(r.restore(answer))
-    # Identifiers that merely look like one stay: SEV_2 was never issued.
-    assert p.restore("A SEV_2 page.") == "A SEV_2 page."
+    # Identifiers that merely look like one stay: SEV_2 was never issued, REF is no entity.
+    assert (
+        p.restore("A SEV_2 page, see [ref_1] and <h_2>.") == "A SEV_2 page, see [ref_1] and <h_2>."
+    )
 
 
 @pytest.mark.parametrize("mode", ["restore", "redact"])
