@@ -111,6 +111,16 @@ def _cache_and_cost_metrics(data: dict[str, Any]) -> Iterable[Metric]:
         yield GaugeMetricFamily(
             "rag_cache_entries", "Answers in the cache", value=float(cache.get("entries", 0))
         )
+        yield CounterMetricFamily(
+            "rag_cache_saved_cost",
+            "What the cached answers cost when first answered: spent once, not again",
+            value=float(cache.get("saved_cost", 0.0)),
+        )
+        yield CounterMetricFamily(
+            "rag_cache_saved_tokens",
+            "Model tokens the cache hits did not spend again",
+            value=float(cache.get("saved_tokens", 0)),
+        )
     costs = data.get("costs")
     if costs is not None:
         spent = GaugeMetricFamily(

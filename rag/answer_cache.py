@@ -405,6 +405,9 @@ class AnswerCache:
         self.invalidated = 0
         self.stored = 0
         self.hits_by_kind: dict[str, int] = {"exact": 0, "semantic": 0}
+        self.saved_cost = 0.0
+        self.saved_tokens = 0
+        self._stats_lock = threading.Lock()
 
     @classmethod
     def for_index(cls, settings: CacheSettings, index: Index) -> AnswerCache:
@@ -497,6 +500,9 @@ class AnswerCache:
             if self._valid(pipeline.index, json.loads(entry.cited), state):
                 self.entries.touch(entry.id)
                 answer = Answer.model_validate_json(entry.answer)
+                with self._stats_lock:  # what answering afresh would have spent again
+                    self.saved_cost += answer.usage.cost
+                    self.saved_tokens += answer.usage.prompt_tokens + answer.usage.completion_tokens
                 answer.cached = True
                 answer.usage = Usage()
                 answer.fallbacks = []
@@ -596,6 +602,8 @@ class AnswerCache:
             "invalidated": self.invalidated,
             "stored": self.stored,
             "hits_by_kind": dict(self.hits_by_kind),
+            "saved_cost": self.saved_cost,
+            "saved_tokens": self.saved_tokens,
             "entries": len(self),
         }
 

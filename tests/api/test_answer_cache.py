@@ -114,9 +114,11 @@ def test_usage_and_tokens_reach_the_metrics(deployment: Deployment, start_server
                 "openai": {"base_url": chat.base_url, "max_retries": 0},
             },
             costs={"prices": {"openai": {"input_per_million": 1.0, "output_per_million": 2.0}}},
+            cache={"enabled": True},
         )
         with priced.client(deployment.keys["acme"]) as c:
             answer = ask(c, VACATION)
+            again = ask(c, VACATION)
             metrics = c.get("/metrics").text
     finally:
         chat.close()
@@ -130,3 +132,9 @@ def test_usage_and_tokens_reach_the_metrics(deployment: Deployment, start_server
     )
     assert metric(metrics, "rag_llm_cost_total", **labels) == pytest.approx(usage["cost"])
     assert metric(metrics, "rag_cost_today", tenant="acme") >= usage["cost"]
+    # The repeat came from the cache: nothing spent, and what it saved is counted.
+    assert again["cached"] is True and again["usage"]["cost"] == 0
+    assert metric(metrics, "rag_cache_saved_cost_total") == pytest.approx(usage["cost"])
+    assert metric(metrics, "rag_cache_saved_tokens_total") == (
+        usage["prompt_tokens"] + usage["completion_tokens"]
+    )
