@@ -18,7 +18,10 @@ What a trace holds:
   token), the prompt name and version in metadata, and the outcome — answered, refused by
   verification, failed or skipped — with its (scrubbed) reason as the status message.
 
-Never a flush per request: spans leave in the background (batches every
+The request thread only records what happened (names, times, plain dicts: ~0.3 ms a
+request); one worker thread turns each finished request into OpenTelemetry spans (explicit
+start and end times, the SDK's own attribute builders and tracer scope) that the SDK's
+processor exports. Never a flush per request: spans leave in the background (batches every
 ``tracing.flush_interval_seconds``); a server that is down, answers 503 or never answers
 costs the request nothing (an export try is bounded by ``export_timeout_seconds``, then the
 batch is dropped). :meth:`LangfuseTracer.shutdown` bounds the last flush.
@@ -32,11 +35,12 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -55,12 +59,17 @@ __all__ = ["LangfuseTracer"]
 log = logging.getLogger(__name__)
 
 _STATE_KEY = "langfuse"
+_FLUSH_AT = 512
+_QUEUE = 1000  # traces waiting for the worker; beyond it new ones are dropped
 NumericType = Literal["NUMERIC", "BOOLEAN"]
 _TYPES = {"retrieve": "retriever", "rerank": "retriever", "verify": "evaluator"}
 _MAX_MESSAGE = 500
-# Attributes holding free text: scrubbed with the full PII scrubber at export. Every other
-# string attribute gets the regular-expression floor.
-_FREE_TEXT = ("input", "output", "status_message", "metadata.error", "metadata.unsupported")
+# Free text gets the full PII scrubber at export: these attributes whole, and in the root's
+# input/output JSON the fields below. Every other string gets the regular-expression floor
+# (ids, sources, scores: cheap, and spaCy on them would cost ~45 ms a KB for nothing).
+_FREE_TEXT = ("status_message", "metadata.error", "metadata.unsupported")
+_FREE_FIELDS = frozenset({"question", "answer", "unsupported", "comment"})
+_IO = ("langfuse.observation.input", "langfuse.observation.output")
 _SAFE = frozenset(
     {
         "langfuse.observation.type",
@@ -81,16 +90,37 @@ _SAFE = frozenset(
 
 
 @dataclass
+class _Obs:
+    """One observation as the request thread saw it: replayed into a span off that thread."""
+
+    name: str
+    kind: str  # span, retriever, evaluator, generation
+    parent: int | None
+    start_ns: int
+    end_ns: int = 0
+    fields: dict[str, Any] = field(default_factory=dict)
+    usage: Any = None  # a generation's BackendUsage (priced after the chain: read at replay)
+
+
+@dataclass
 class _Request:
-    root: Any
+    trace_id: str
     tenant: str
-    open: list[Any] = field(default_factory=list)  # observations, innermost last
-    names: list[str] = field(default_factory=lambda: ["query"])  # their names
+    user: str | None
+    session: str | None
+    obs: list[_Obs] = field(default_factory=list)
+    open: list[int] = field(default_factory=lambda: [0])  # indexes into obs, innermost last
     # sentence-by-sentence verification inside generate: summed, not a span each
     nested_ms: float = 0.0
     nested_calls: int = 0
-    # generations ended once the generate stage closes (costs are priced after the chain)
-    generations: list[tuple[Any, int, Any]] = field(default_factory=list)
+    scores: list[tuple[str, float, NumericType]] = field(default_factory=list)
+
+    @property
+    def innermost(self) -> str:
+        return self.obs[self.open[-1]].name
+
+
+_STOP = object()
 
 
 class LangfuseSpan(Span):
@@ -123,6 +153,9 @@ class LangfuseTracer:
             base_url=config.base_url,
             timeout=max(1, round(config.export_timeout_seconds)),
             flush_interval=config.flush_interval_seconds,
+            # Batches by time, not every 15 spans (the SDK's default): one export a second
+            # instead of one per request, far less thread hand-over on the request path.
+            flush_at=_FLUSH_AT,
             environment=config.environment,
             release=config.release,
             tracer_provider=self.provider,
@@ -136,8 +169,23 @@ class LangfuseTracer:
         self._stopping = False
         atexit.register(self._quiesce)
         self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
+        from langfuse._client.constants import LANGFUSE_TRACER_NAME
+        from langfuse._version import __version__ as sdk_version
+        from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+        # The SDK's own tracer scope on our provider: its processor exports these spans.
+        self._otel = self.provider.get_tracer(
+            LANGFUSE_TRACER_NAME, sdk_version, attributes={"public_key": config.public_key}
+        )
+        self._ids = RandomIdGenerator()
+        self.dropped = 0  # traces not recorded: the worker's queue was full
+        self._queue: queue.Queue[Any] = queue.Queue(_QUEUE)
+        self._worker = threading.Thread(target=self._work, name="rag-langfuse", daemon=True)
+        self._worker.start()
 
     # -- the Tracer protocol -----------------------------------------------------------
+    # The request thread only records (names, times, plain dicts); the SDK's work — spans,
+    # attribute serialisation, media checks — happens on one worker thread (_replay).
     @contextmanager
     def request(self, state: QueryState) -> Iterator[Span]:
         span = LangfuseSpan("query")
@@ -149,35 +197,24 @@ class LangfuseTracer:
             yield span
             return
         trace_id = q.trace_id or self.keys.new_trace_id(tenant)
-        stack = ExitStack()
-        try:
-            from langfuse import propagate_attributes
-
-            root = stack.enter_context(
-                self.client.start_as_current_observation(
-                    trace_context={"trace_id": trace_id},
-                    name="query",
-                    as_type="span",
-                    input={"question": self.scrubber.quick(state.question)},
-                    metadata={"streaming": state.streaming, "generate": q.generate},
-                )
+        record = _Request(
+            trace_id=trace_id,
+            tenant=tenant,
+            user=self.keys.user(q.user),
+            session=self.keys.user(q.session),
+        )
+        record.obs.append(
+            _Obs(
+                "query",
+                "span",
+                None,
+                time.time_ns(),
+                fields={
+                    "input": {"question": self.scrubber.quick(state.question)},
+                    "metadata": {"streaming": state.streaming, "generate": q.generate},
+                },
             )
-            stack.enter_context(
-                propagate_attributes(
-                    user_id=self.keys.user(q.user),
-                    session_id=self.keys.user(q.session),
-                    metadata={"tenant": tenant},
-                    version=self.config.release,
-                    trace_name="rag-query",
-                    tags=[f"tenant:{tenant}"],
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - tracing never breaks a query
-            log.debug("tracing: could not start a trace (%s)", exc)
-            stack.close()
-            yield span
-            return
-        record = _Request(root=root, tenant=tenant, open=[root])
+        )
         state.trace_id = trace_id
         state.extras[_STATE_KEY] = record
         error: BaseException | None = None
@@ -186,12 +223,15 @@ class LangfuseTracer:
         except BaseException as exc:  # noqa: BLE001 - recorded scrubbed, re-raised below
             error = exc
         try:
-            self._finish(state, record, trace_id, error)
-        except Exception as exc:  # noqa: BLE001
+            record.obs[0].end_ns = time.time_ns()
+            self._finish(state, record, error)
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+        except Exception as exc:  # noqa: BLE001 - tracing never breaks a query
             log.debug("tracing: could not finish the trace (%s)", exc)
         finally:
             state.extras.pop(_STATE_KEY, None)
-            stack.close()
         if error is not None:
             raise error
 
@@ -202,10 +242,7 @@ class LangfuseTracer:
         if record is None:
             yield span
             return
-        if name == "generation":
-            yield from self._generation(span, state, record)
-            return
-        if name == "verify" and record.names[-1] == "generate":
+        if name == "verify" and record.innermost == "generate":
             started = time.perf_counter()
             try:
                 yield span
@@ -213,64 +250,31 @@ class LangfuseTracer:
                 record.nested_ms += (time.perf_counter() - started) * 1000.0
                 record.nested_calls += 1
             return
-        try:
-            parent = record.open[-1]
-            # Not the "current" span: stages stream across yields, the context stays put.
-            obs = parent.start_observation(name=name, as_type=_TYPES.get(name, "span"))
-        except Exception as exc:  # noqa: BLE001
-            log.debug("tracing: could not start span %s (%s)", name, exc)
-            yield span
-            return
-        record.open.append(obs)
-        record.names.append(name)
+        kind = "generation" if name == "generation" else _TYPES.get(name, "span")
+        obs = _Obs(name, kind, record.open[-1], time.time_ns())
+        record.obs.append(obs)
+        index = len(record.obs) - 1
+        if kind != "generation":
+            record.open.append(index)
         error: BaseException | None = None
         try:
             yield span
         except BaseException as exc:  # noqa: BLE001 - recorded scrubbed, re-raised below
             error = exc
         try:
-            record.open.remove(obs)
-            record.names.pop()
-            obs.update(**self._stage_fields(name, state, span, error))
-            if name == "generate":
-                self._end_generations(record)
-            obs.end()
+            obs.end_ns = time.time_ns()
+            if kind == "generation":
+                obs.fields = self._generation_fields(span.attributes, error)
+                obs.usage = span.attributes.get("usage")
+            else:
+                record.open.remove(index)
+                obs.fields = self._stage_fields(name, state, span, error)
         except Exception as exc:  # noqa: BLE001
-            log.debug("tracing: could not end span %s (%s)", name, exc)
+            log.debug("tracing: could not record span %s (%s)", name, exc)
         if error is not None:
             raise error
 
     # -- generations -------------------------------------------------------------------
-    def _generation(self, span: Span, state: QueryState, record: _Request) -> Iterator[Span]:
-        obs = None
-        try:
-            prompt = state.prompt
-            obs = record.open[-1].start_observation(
-                name="generation",
-                as_type="generation",
-                model_parameters={
-                    "temperature": state.query.temperature,
-                    "max_tokens": state.max_tokens,
-                    "stream": state.streaming,
-                },
-                metadata={"prompt": prompt.ref if prompt is not None else None},
-            )
-        except Exception as exc:  # noqa: BLE001
-            log.debug("tracing: could not start a generation (%s)", exc)
-        error: BaseException | None = None
-        try:
-            yield span
-        except BaseException as exc:  # noqa: BLE001
-            error = exc
-        if obs is not None:
-            try:
-                obs.update(**self._generation_fields(span.attributes, error))
-                record.generations.append((obs, time.time_ns(), span.attributes.get("usage")))
-            except Exception as exc:  # noqa: BLE001
-                log.debug("tracing: could not record a generation (%s)", exc)
-        if error is not None:
-            raise error
-
     def _generation_fields(
         self, attrs: dict[str, Any], error: BaseException | None
     ) -> dict[str, Any]:
@@ -308,14 +312,6 @@ class LangfuseTracer:
             fields["level"] = "WARNING" if outcome in ("refused", "skipped") else "ERROR"
         return fields
 
-    def _end_generations(self, record: _Request) -> None:
-        for obs, ended, usage in record.generations:
-            cost = float(getattr(usage, "cost", 0.0) or 0.0)
-            if cost > 0:
-                obs.update(cost_details={"total": cost})
-            obs.end(end_time=ended)
-        record.generations.clear()
-
     # -- what each stage produced ------------------------------------------------------
     def _passages(self, items: list[dict[str, Any]]) -> list[dict[str, Any]] | int:
         mode = self.config.passages
@@ -330,7 +326,6 @@ class LangfuseTracer:
         self, name: str, state: QueryState, span: Span, error: BaseException | None
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        record: _Request = state.extras[_STATE_KEY]
         meta = {k: _plain(v) for k, v in span.attributes.items()}
         if name in ("retrieve", "rerank"):
             hits = [
@@ -370,8 +365,6 @@ class LangfuseTracer:
                 degraded=out.degraded,
                 fallbacks=[f.get("generator") for f in out.failures],
                 first_token_ms=out.first_token_ms,
-                verify_calls=record.nested_calls,
-                verify_ms=round(record.nested_ms, 3),
             )
         elif name == "verify" and state.answer is not None:
             a = state.answer
@@ -388,17 +381,12 @@ class LangfuseTracer:
             fields["metadata"] = meta
         return fields
 
-    def _finish(
-        self, state: QueryState, record: _Request, trace_id: str, error: BaseException | None
-    ) -> None:
-        root = record.root
-        self._end_generations(record)
+    def _finish(self, state: QueryState, record: _Request, error: BaseException | None) -> None:
+        root = record.obs[0].fields
         answer = state.answer
         if error is not None:
-            root.update(
-                level="ERROR",
-                status_message=self.scrubber.quick(_describe(error))[:_MAX_MESSAGE],
-            )
+            root["level"] = "ERROR"
+            root["status_message"] = self.scrubber.quick(_describe(error))[:_MAX_MESSAGE]
             return
         if answer is None:
             return
@@ -419,10 +407,10 @@ class LangfuseTracer:
             output["cost"] = cost
         if answer.unsupported:
             output["unsupported"] = [self.scrubber.quick(t) for t in answer.unsupported]
-        root.update(output=output)
+        root["output"] = output
         if self.recent is not None:
             self.recent.add(
-                trace_id,
+                record.trace_id,
                 {
                     "tenant": record.tenant,
                     "question": state.question,
@@ -431,21 +419,86 @@ class LangfuseTracer:
                     "abstained": answer.abstained,
                 },
             )
-        scores: list[tuple[str, float, NumericType]] = [
+        record.scores = [
             ("abstained", 1.0 if answer.abstained else 0.0, "BOOLEAN"),
             ("degraded", 1.0 if answer.degraded else 0.0, "BOOLEAN"),
         ]
         if answer.citations and state.query.generate:
             verified = sum(1 for c in answer.citations if c.verified)
-            scores.append(
+            record.scores.append(
                 ("citation_support", round(verified / len(answer.citations), 4), "NUMERIC")
             )
-        for name, value, data_type in scores:
+
+    # -- the worker: records into OpenTelemetry spans the Langfuse processor exports -----
+    def _work(self) -> None:
+        while True:
+            record = self._queue.get()
+            try:
+                if record is _STOP:
+                    return
+                self._replay(record)
+            except Exception as exc:  # noqa: BLE001 - one bad record never stops the worker
+                log.debug("tracing: could not export a trace (%s)", exc)
+            finally:
+                self._queue.task_done()
+
+    def _replay(self, record: _Request) -> None:
+        from langfuse._client.attributes import (
+            create_generation_attributes,
+            create_span_attributes,
+        )
+        from opentelemetry import trace as otel
+        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+        trace_attrs: dict[str, Any] = {
+            "langfuse.trace.name": "rag-query",
+            "langfuse.trace.tags": (f"tenant:{record.tenant}",),
+            "langfuse.trace.metadata.tenant": json.dumps(record.tenant),
+        }
+        if record.user:
+            trace_attrs["user.id"] = record.user
+        if record.session:
+            trace_attrs["session.id"] = record.session
+        if self.config.release:
+            trace_attrs["langfuse.version"] = self.config.release
+        parent = NonRecordingSpan(
+            SpanContext(
+                trace_id=int(record.trace_id, 16),
+                span_id=self._ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+        )
+        spans: list[Any] = []
+        for i, obs in enumerate(record.obs):
+            fields = dict(obs.fields)
+            name = fields.pop("name", None) or obs.name
+            if obs.kind == "generation":
+                cost = float(getattr(obs.usage, "cost", 0.0) or 0.0)
+                if cost > 0:
+                    fields["cost_details"] = {"total": cost}
+                attrs = create_generation_attributes(**fields)
+            else:
+                if obs.name == "generate":
+                    meta = fields.setdefault("metadata", {})
+                    meta.update(
+                        verify_calls=record.nested_calls, verify_ms=round(record.nested_ms, 3)
+                    )
+                attrs = create_span_attributes(observation_type=obs.kind, **fields)  # type: ignore[arg-type]
+            attrs.update(trace_attrs)
+            if i == 0:
+                attrs["langfuse.internal.as_root"] = True
+            context = otel.set_span_in_context(parent if obs.parent is None else spans[obs.parent])
+            spans.append(
+                self._otel.start_span(
+                    name, context=context, start_time=obs.start_ns, attributes=attrs
+                )
+            )
+        for obs, span in zip(reversed(record.obs), reversed(spans), strict=True):
+            span.end(end_time=max(obs.end_ns, obs.start_ns))
+        for name, value, data_type in record.scores:
             self.client.create_score(
-                trace_id=trace_id,
-                name=name,
-                value=value,
-                data_type=data_type,
+                trace_id=record.trace_id, name=name, value=value, data_type=data_type
             )
 
     # -- scores from outside a request (feedback, evals) ---------------------------------
@@ -516,13 +569,19 @@ class LangfuseTracer:
     def _patches(self, params: Any, patch: Any) -> dict[Any, Any]:
         patches = {}
         for ident, span in params.spans.items():
+            if self._stopping:
+                raise RuntimeError("tracing is stopping: batch dropped")
             changed: dict[str, Any] = {}
             for key, value in span.attributes.items():
                 if key in _SAFE or key.startswith("langfuse.internal"):
                     continue
                 if isinstance(value, str):
-                    scrub = self.scrubber.full if _free_text(key) else self.scrubber.quick
-                    new = scrub(value)
+                    if key in _IO:
+                        new = self._scrub_json(value)
+                    elif _free_text(key):
+                        new = self.scrubber.full(value)
+                    else:
+                        new = self.scrubber.quick(value)
                     if new != value:
                         changed[key] = new
                 elif isinstance(value, tuple | list) and value and isinstance(value[0], str):
@@ -533,6 +592,25 @@ class LangfuseTracer:
                 patches[ident] = patch(set_attributes=changed)
         return patches
 
+    def _scrub_json(self, raw: str) -> str:
+        """An input/output attribute (JSON): free-text fields fully scrubbed, the rest regex."""
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return self.scrubber.full(raw)
+
+        def walk(v: Any, free: bool) -> Any:
+            if isinstance(v, str):
+                return self.scrubber.full(v) if free else self.scrubber.quick(v)
+            if isinstance(v, dict):
+                return {k: walk(x, free or k in _FREE_FIELDS) for k, x in v.items()}
+            if isinstance(v, list):
+                return [walk(x, free) for x in v]
+            return v
+
+        out = walk(value, False)
+        return raw if out == value else json.dumps(out, ensure_ascii=False)
+
     def _quiesce(self) -> None:
         """No more export-time masking: what is still queued is dropped (fails closed)."""
         self._stopping = True
@@ -542,7 +620,12 @@ class LangfuseTracer:
     # -- lifecycle ---------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
         """Export what is queued, waiting at most ``timeout`` seconds (True: all sent)."""
-        return _bounded(self.client.flush, timeout)
+
+        def flush() -> None:
+            self._queue.join()
+            self.client.flush()
+
+        return _bounded(flush, timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Flush and stop, waiting at most ``timeout`` (default
@@ -554,6 +637,8 @@ class LangfuseTracer:
         timeout = self.config.shutdown_timeout_seconds if timeout is None else timeout
 
         def stop() -> None:
+            self._queue.put(_STOP)
+            self._worker.join()
             self.client.shutdown()
             self.provider.shutdown()
 
