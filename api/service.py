@@ -114,9 +114,34 @@ class QueryService:
             return result
         return await self.open_stream(query, tenant).collect(wait_disconnect)
 
+    def _from_cache(self, scoped: Query) -> list[StreamEvent] | None:
+        """A cached answer's events (``QueryPipeline.from_cache``: exact matches, checked
+        against the store), served without a backend slot; None: answer it as usual."""
+        peek = getattr(self.pipeline, "from_cache", None)
+        if peek is None or not scoped.generate:
+            return None
+        try:
+            events: list[StreamEvent] | None = peek(scoped)
+        except Exception:  # the normal path reports whatever this was
+            log.debug("answer cache lookup failed", exc_info=True)
+            return None
+        return events
+
     def open_stream(self, query: Query, tenant: str) -> EventStream:
-        """Reserve a backend slot now (503 before any byte is sent), stream later."""
+        """Reserve a backend slot now (503 before any byte is sent), stream later. A cached
+        answer needs no backend: it goes through the wide ``cache`` gate."""
         scoped = for_tenant(query, tenant)
+        cached = self._from_cache(scoped)
+        if cached is not None:
+            gate = self.gates.get("cache")
+            if gate is None:
+                gate = self.gates["cache"] = ConcurrencyGate("cache", 64, self.settings.api.queue)
+            return EventStream(
+                gate,
+                lambda: iter(cached),
+                lambda result: self._observe(result, tenant),
+                tenant=tenant,
+            )
         return EventStream(
             self.gate(scoped.generate),
             lambda: self.pipeline.stream(scoped),

@@ -478,8 +478,11 @@ class AnswerCache:
         return digest
 
     # -- lookup --------------------------------------------------------------------------
-    def lookup(self, pipeline: QueryPipeline, state: QueryState) -> CacheLookup | None:
-        """A checked hit (``.answer``), or what a later ``store`` needs; None: not cacheable."""
+    def lookup(
+        self, pipeline: QueryPipeline, state: QueryState, *, peek: bool = False
+    ) -> CacheLookup | None:
+        """A checked hit (``.answer``), or what a later ``store`` needs; None: not cacheable.
+        ``peek``: exact matches only, and a miss is not counted (the real lookup follows)."""
         if not state.query.generate:
             return None
         scope = self.scope(pipeline, state)
@@ -488,7 +491,7 @@ class AnswerCache:
         found = CacheLookup(scope, normalise_question(state.question))
         candidates = [(e, "exact") for e in self.entries.exact(scope, found.normalised)]
         threshold = self.settings.semantic_threshold
-        if not candidates and threshold is not None:
+        if not candidates and threshold is not None and not peek:
             found.vector = np.asarray(pipeline.index.embedder.embed_query(state.question))
             state.extras["query_vector"] = found.vector.tolist()  # Retrieve reuses it on a miss
             candidates += [
@@ -513,7 +516,8 @@ class AnswerCache:
                 return found
             self.entries.delete(entry.id)
             self.invalidated += 1
-        self.misses += 1
+        if not peek:
+            self.misses += 1
         return found
 
     def _valid(self, index: Index, cited: dict[str, Any], state: QueryState) -> bool:

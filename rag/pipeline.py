@@ -156,7 +156,19 @@ class QueryPipeline:
     def stream(self, query: Query | str) -> Iterator[StreamEvent]:
         return self._events(query, streaming=True)
 
-    def _events(self, query: Query | str, *, streaming: bool) -> Iterator[StreamEvent]:
+    def from_cache(self, query: Query) -> list[StreamEvent] | None:
+        """The stream of ``query``'s cached answer when the answer cache holds it under the
+        same normalised question (no embedding: cheap enough for an event loop); None
+        otherwise (``stream`` answers it, semantic matches included). The API serves these
+        without waiting for a backend slot."""
+        if self.cache is None or not query.generate:
+            return None
+        events = list(self._events(query, streaming=True, peek=True))
+        return events or None
+
+    def _events(
+        self, query: Query | str, *, streaming: bool, peek: bool = False
+    ) -> Iterator[StreamEvent]:
         query = Query(question=query) if isinstance(query, str) else query
         state = QueryState(
             query=query,
@@ -168,10 +180,14 @@ class QueryPipeline:
         started = time.perf_counter()
         first_token: float | None = None
         cache, found = self.cache, None
+        if peek:  # exact hits only, and nothing traced or counted on a miss
+            found = cache.lookup(self, state, peek=True) if cache is not None else None
+            if found is None or found.answer is None:
+                return
         with self.tracer.request(state):
             if cache is not None:
                 with self.tracer.span("cache", state):
-                    found = cache.lookup(self, state)
+                    found = found or cache.lookup(self, state)
                     state.answer = found.answer if found is not None else None
             # A cache hit skips every stage: its text and citations are the stream.
             stages = self.stages if state.answer is None else [_CachedAnswer()]

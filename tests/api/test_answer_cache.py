@@ -138,3 +138,37 @@ def test_usage_and_tokens_reach_the_metrics(deployment: Deployment, start_server
     assert metric(metrics, "rag_cache_saved_tokens_total") == (
         usage["prompt_tokens"] + usage["completion_tokens"]
     )
+
+
+def test_a_cached_answer_does_not_wait_for_a_busy_backend(
+    deployment: Deployment, start_server: Any
+) -> None:
+    import threading
+    import time
+
+    from tests.rag.chat_server import ChatServer, Fault
+
+    chat = ChatServer(reply="Bananas are an excellent source of potassium and vitamins [1].")
+    try:
+        server = start_server(
+            generation={
+                "chain": ["openai", "extractive"],
+                "openai": {"base_url": chat.base_url, "max_retries": 0},
+            },
+            api={"concurrency": {"openai": 1}},
+            cache={"enabled": True},
+        )
+        with server.client(deployment.keys["globex"]) as c:
+            assert not ask(c, VACATION)["cached"]
+            chat.faults.append(Fault(stall_seconds=4.0))  # the next model call holds the slot
+            slow = threading.Thread(target=ask, args=(c, "Who approves vacation at Globex?"))
+            slow.start()
+            wait_for(lambda: len(chat.requests) >= 2, "the slow call reached the model")
+            started = time.monotonic()
+            hit = ask(c, VACATION)
+            waited = time.monotonic() - started
+            slow.join()
+    finally:
+        chat.close()
+    assert hit["cached"] is True and "twelve" in hit["answer"]
+    assert waited < 2.0, f"the cache hit waited {waited:.1f}s behind the busy backend"

@@ -304,3 +304,15 @@ def test_the_store_backend_on_qdrant(tmp_path: Path, embedder: Embedder) -> None
         assert one.run(VACATION).cached and "27 days" in one.run(VACATION).answer
     finally:
         index.close()
+
+
+def test_from_cache_serves_exact_hits_only(kb: Kb) -> None:
+    p = kb.pipeline()
+    assert p.from_cache(Query(VACATION)) is None
+    assert p.cache is not None and p.cache.misses == 0, "a peek's miss is not counted"
+    p.run(VACATION)
+    events = p.from_cache(Query(VACATION))
+    assert events is not None and [e.kind for e in events] == ["token", "citations", "done"]
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.answer.cached
+    assert p.from_cache(Query(PARAPHRASE)) is None, "semantic matches go through stream()"
