@@ -91,7 +91,7 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"directions|directives|guidelines|guardrails|context|messages|constraints|polic(?:y|ies))\b"
             r"|\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+|the\s+|your\s+|these\s+|of\s+)*"
             r"(?:above|previous|prior|preceding|earlier|instructions?|context|passages|documents|"
-            r"question|rules|prompt|everything)\b",
+            r"question|rules|prompt|everything (?:above|before|previously|you (?:were|have been) told))\b",
             _FLAGS,
         ),
     ),
@@ -102,7 +102,8 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"<\|\s*(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id)"
             r"|\[/?INST\]|<</?SYS>>|<\s*/?\s*(?:system|instructions?|passages)\s*>|"
             r"^\s*#{2,}\s*(?:instruction|system|response|new instructions?)\b|"
-            r"^\s*(?:system|assistant)\s*(?:prompt|message|override)?\s*:\s*"
+            r"\[(?:system|assistant)\]\(#|"
+            r"^\s*(?:system|assistant|human)\s*(?:prompt|message|override)?\s*:\s*"
             r"(?=[^\n]{0,80}\b(?:you|ignore|answer|respond|reply|say|from now|always|never|must)\b)",
             _FLAGS,
         ),
@@ -111,11 +112,12 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "claims to be a system or admin instruction",
         1.0,
         re.compile(
-            r"\b(?:important|urgent|new|updated|hidden|secret|special|mandatory|priority)?\s*"
-            r"(?:system|admin(?:istrator)?|developer|operator|root)\s+"
-            r"(?:instructions?|override|message|directive|command|notice to (?:the )?"
-            + _AI
-            + r")\b",
+            r"\b(?:important|urgent|new|updated|hidden|secret|special|mandatory|priority|official|"
+            r"critical)[ \t]+(?:system|admin(?:istrator)?|developer|operator)[ \t]+(?:instructions?|"
+            r"override|message|directive|command|notice|prompt)\b"
+            r"|\bsystem[ \t]+(?:instructions?|override|directive)\b|\b(?:admin|developer)[ \t]+"
+            r"override\b|\b(?:system|admin(?:istrator)?|developer|operator)[ \t]+(?:message|command|"
+            r"notice|note|prompt|instructions?)[ \t]*:[ \t]*(?=\S)",
             _FLAGS,
         ),
     ),
@@ -123,7 +125,7 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "addresses an AI assistant",
         1.0,
         re.compile(
-            r"\b(?:(?:dear|attention|note to(?: the| any| all)?|to the|hey|hello|instructions? for"
+            r"\b(?:(?:dear|attention|note to(?: the| any| all)?|hey|hello|instructions? for"
             r"(?: the| any)?|if you are an?)\s+" + _AI + r"s?\b"
             r"|\bas an? (?:ai|assistant|language model)\b[^.\n]{0,40}\b(?:you|must|should)\b"
             r"|\b" + _AI + r"s?\s*(?:,|:)?\s*(?:must|should|shall|are required to|need to|"
@@ -140,13 +142,15 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"\b(?:when|whenever|if|before|while)\s+(?:you\s+)?(?:answer|respond|repl)(?:ing|y)?\b"
             r"[^.\n]{0,30}\b(?:questions?|users?|queries|prompts?|anyone)\b"
             r"|\b(?:in|at the end of|end|start|begin|append to|add to|prefix)\s+(?:every|each|"
-            r"all|any|your)\s+(?:answers?|responses?|replies|outputs?)\b"
+            r"all|any)\s+(?:answers?|responses?|replies)\b"
+            r"|\b(?:at the (?:end|start|beginning) of|end|start|begin|prefix)\s+your\s+(?:answers?|"
+            r"responses?|replies)\b"
             r"|\b(?:your|the)\s+(?:answers?|responses?|replies)\s+(?:must|should|shall|has to)\b"
             r"|\b(?:append|add|prepend|insert|attach)\b[^.\n]{0,40}?\b(?:to|in|at the (?:end|start) "
-            r"of)\s+(?:every|each|all|any|your)\s+(?:answers?|responses?|replies|outputs?)\b"
+            r"of)\s+(?:every|each|all|any|your)\s+(?:answers?|responses?|replies)\b"
             r"|\b(?:respond|reply|answer)\s+(?:only\s+)?(?:with|using)\s+(?:the\s+)?"
             r"(?:word|phrase|text|string|exactly|[\"'“])"
-            r"|\bfrom now on\b[^.\n]{0,20}\b(?:you|always|never|answer|respond|say)\b",
+            r"|\binstead of answering\b|\b(?:your )?new task (?:is|:)",
             _FLAGS,
         ),
     ),
@@ -156,9 +160,12 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         re.compile(
             r"\b(?:reveal|print|show|repeat|output|display|leak|dump|share|tell me|give me|"
             r"recite|copy|list|write out|what (?:is|are|were))\b[^.\n?]{0,30}?\b(?:system prompt|"
-            r"(?:your|the)\s+(?:initial |original |hidden |secret |full |exact )?"
+            r"your\s+(?:initial |original |hidden |secret |full |exact )?"
             r"(?:instructions|prompt|rules|guidelines|configuration)(?! (?:for|to|on|about) \w)|"
-            r"(?:hidden|initial|original|secret|developer) (?:prompt|instructions|message))\b",
+            r"the (?:initial|original|hidden|secret|full|exact|system) (?:prompt|instructions)|"
+            r"(?:hidden|initial|original|secret|developer) (?:prompt|instructions|message))\b"
+            r"|\b(?:repeat|print|output|copy|spell out|reproduce)\b[^.\n]{0,20}?\b(?:the )?(?:words|"
+            r"text|everything|all)\s+(?:above|before this|so far)\b",
             _FLAGS,
         ),
     ),
@@ -201,9 +208,15 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"(?:^|[.!:]\s+|\band\s+)(?:(?:always|instead,?|now|then|also|just|simply|please)\s+)*"
             r"(?:say|state|claim|tell "
             r"(?:the )?(?:users?|readers?|customers?|them|everyone)|inform (?:the )?(?:users?|"
-            r"readers?|customers?)|respond|reply|output|print|write)\s+(?:that\b|only\b|[\"'“])",
+            r"readers?|customers?)|respond|reply|output|print|write)\s+(?:that\b|only\b|[\"'“]|"
+            r"(?:the )?(?:word|phrase|following (?:text|sentence|words?)|exact text)\b)",
             _FLAGS,
         ),
+    ),
+    (
+        "embeds a link that sends data out",
+        0.6,
+        re.compile(r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*\?[^)\s]*=[^)\s]*\)", _FLAGS),
     ),
     (
         "asks to keep the instruction secret",
@@ -218,7 +231,8 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "impersonation or new persona",
         0.6,
         re.compile(
-            r"\b(?:you are now|you're now|from now on you are|act as|pretend (?:to be|you are)|"
+            r"\b(?:you are now|you're now|from now on,? you|act as|pretend (?:to be|you are)|"
+            r"you are no longer|"
             r"roleplay as|you have been (?:freed|jailbroken|reprogrammed)|developer mode|"
             r"jailbreak|do anything now)\b",
             _FLAGS,
@@ -277,6 +291,9 @@ _HIDDEN_STYLE = re.compile(
 )
 
 
+_HIDDEN_ATTR = re.compile(r"<[a-z][^>]*\shidden(?:\s|=|>|/)", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Detection:
     score: float
@@ -316,9 +333,82 @@ def _decoded_payloads(text: str) -> Iterator[str]:
             yield decoded
 
 
+_SECRET_WORDS = ("pass", "pin code", "credential", "login", "api", "secret", "token", "key", "card")
+_SECRET_WORDS += ("cvv", "social security", "ssn", "bank", "code", "seed phrase")
+# Per rule (by reason), words one of which its pattern needs: a rule whose words are all
+# absent from the lower-cased text is not run (most text has none: scoring stays cheap).
+_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "asks to ignore previous instructions": (
+        "ignore",
+        "disregard",
+        "forget",
+        "override",
+        "bypass",
+        "discard",
+        "follow",
+    ),
+    "role or turn marker": (
+        "<|",
+        "inst]",
+        "<<",
+        "<",
+        "#",
+        "system",
+        "assistant",
+        "human",
+    ),
+    "claims to be a system or admin instruction": ("system", "admin", "developer", "operator"),
+    "instructs how to answer": ("answer", "respon", "repl", "new task"),
+    "asks for the system prompt": (
+        "prompt",
+        "instruction",
+        "rules",
+        "guideline",
+        "configuration",
+        "above",
+        "before this",
+        "so far",
+    ),
+    "asks to send a password or secret": _SECRET_WORDS,
+    "asks to verify an account through a link": ("http", "www."),
+    "asks for a payment": (
+        "$",
+        "€",
+        "£",
+        "usd",
+        "eur",
+        "btc",
+        "bitcoin",
+        "ethereum",
+        "crypto",
+        "gift card",
+    ),
+    "embeds a link that sends data out": ("![",),
+    "impersonation or new persona": (
+        "you are now",
+        "you're now",
+        "from now on",
+        "act as",
+        "pretend",
+        "roleplay",
+        "you are no longer",
+        "you have been",
+        "developer mode",
+        "jailbreak",
+        "do anything now",
+    ),
+    "new instructions": ("instruction", "task", "directive", "orders", "end of"),
+    "tells the reader to contact an address": ("tell", "ask", "instruct", "urge", "remind"),
+}
+
+
 def _rule_hits(text: str, rules: Sequence[tuple[str, float, re.Pattern[str]]]) -> dict[str, float]:
     found: dict[str, float] = {}
+    low = text.lower()
     for reason, weight, pattern in rules:
+        triggers = _TRIGGERS.get(reason)
+        if triggers is not None and not any(t in low for t in triggers):
+            continue
         for m in pattern.finditer(text):
             before = text[max(0, m.start() - 30) : m.start()]
             if (_NEGATED.search(before) and weight < 1.0) or _negated_secret(before, m.group(0)):
@@ -366,15 +456,13 @@ def detect(text: str, *, question: bool = False, hidden: Sequence[str] = ()) -> 
 def hidden_html_text(html: str) -> list[str]:
     """Text an HTML page holds but a browser does not show: comments, and elements hidden by
     ``display:none``, ``visibility:hidden``, zero size or opacity, white text, off-screen
-    placement, the ``hidden`` attribute or ``aria-hidden``."""
-    from bs4 import BeautifulSoup, Comment
+    placement, or the ``hidden`` attribute."""
+    out = [t for c in _HTML_COMMENT.findall(html) if (t := " ".join(c.split()))]
+    if not (_HIDDEN_STYLE.search(html) or _HIDDEN_ATTR.search(html)):
+        return out  # nothing hidden by style or attribute: no second parse of the page
+    from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
-    out: list[str] = []
-    for c in soup.find_all(string=lambda s: isinstance(s, Comment)):
-        text = " ".join(str(c).split())
-        if text:
-            out.append(text)
     for el in soup.find_all(True):
         style = str(el.get("style") or "")
         if el.has_attr("hidden") or _HIDDEN_STYLE.search(style):
