@@ -58,10 +58,10 @@ def pseudonymise_request(
             for e in entries:
                 p.add(e or [])
         else:
-            p.pseudonymise(passage.text)
+            p.note(passage.text)
         if passage.text:
             passages.append(passage.text)
-    p.pseudonymise(request.question)
+    p.note(request.question)
     # What is left of each message once the passages and the question are taken out: chat
     # history, passage headers, the prompt's own words. Analysed line by line, each line's
     # result remembered (they repeat across requests); then every known value is replaced
@@ -73,7 +73,7 @@ def pseudonymise_request(
                 rest = rest.replace(text, "\n")
         for line in rest.splitlines():
             if any(c.isalnum() for c in line):
-                p.pseudonymise(line, detector.detect_cached(line))
+                p.note(line, detector.detect_cached(line))
     messages = [{**m, "content": p.replace_known(m.get("content") or "")} for m in request.messages]
     out = dataclasses.replace(
         request,

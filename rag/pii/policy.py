@@ -154,15 +154,21 @@ class Pseudonymiser:
             if value.strip():
                 self.placeholder(entity, value)
 
+    def note(self, text: str, spans: list[Span] | None = None) -> None:
+        """Give the values in ``text`` (``spans``, or detected now) their placeholders."""
+        if self.detector is None or not text:
+            return
+        if spans is None:
+            spans = self.detector.detect(text)
+        for s in spans:
+            self.placeholder(s.type, text[s.start : s.end])
+
     def pseudonymise(self, text: str, spans: list[Span] | None = None) -> str:
         """``text`` with detected values (``spans``, or detected now) and every value known to
         this request replaced by their placeholders."""
         if self.detector is None or not text:
             return text
-        if spans is None:
-            spans = self.detector.detect(text)
-        for s in spans:
-            self.placeholder(s.type, text[s.start : s.end])
+        self.note(text, spans)
         return self.replace_known(text)
 
     def replace_known(self, text: str) -> str:

@@ -141,3 +141,25 @@ def test_scrubber_is_cheap_until_used_and_off_when_disabled() -> None:
         "q": ["call <PHONE_NUMBER>"],
         "n": 3,
     }
+
+
+def test_the_light_path_finds_what_the_full_engine_finds(detector: Detector) -> None:
+    # No two capitalised words in a row: spaCy's models are skipped; the spans must not change.
+    texts = [
+        "how long are backups kept? i am john.miller@gmail.com, call (415) 555-0134.",
+        "refund to iban DE89 3704 0044 0532 0130 00 or card 4111 1111 1111 1111 please",
+        "the key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t came from 10.20.30.40, ssn 219-09-9999",
+        "ship to 42 Baker Street, mobile +49 151 23456789.",
+    ]
+    assert detector._light is not None
+    for text in texts:
+        light = detector.detect(text)
+        full_engine = detector._light
+        detector._light = None  # force spaCy for this call
+        try:
+            full = detector.detect(text)
+        finally:
+            detector._light = full_engine
+        assert light == full and light, text
+    # Two capitalised words in a row go through spaCy (a name is possible).
+    assert [s.type for s in detector.detect("ask Sarah Connor")] == ["PERSON"]
