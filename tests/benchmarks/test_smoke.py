@@ -179,6 +179,8 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "pii_quality": ("pii_quality.py", lambda ds, tmp: ["--sentences", "40"]),
     # examples/docs, pii on vs off per query (8) and at ingest
     "pii_overhead": ("pii_overhead.py", lambda ds, tmp: ["--queries", "4"]),
+    # examples/docs, tracing off / on / Langfuse refusing, 503, stalling (stand-in), 6 slots
+    "tracing_overhead": ("tracing_overhead.py", lambda ds, tmp: []),
 }
 
 
