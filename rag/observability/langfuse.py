@@ -145,7 +145,10 @@ class LangfuseTracer:
         }
         # Our own provider: the SDK would otherwise install itself as the global one.
         self.provider = TracerProvider(
-            resource=Resource.create({k: v for k, v in resource.items() if v})
+            resource=Resource.create({k: v for k, v in resource.items() if v}),
+            # Stopped by shutdown(), bounded; OpenTelemetry's own exit hook would wait for a
+            # stalled server for the whole export timeout.
+            shutdown_on_exit=False,
         )
         self.client = Langfuse(
             public_key=config.public_key,
