@@ -224,6 +224,8 @@ class Metrics:
                 if result.get("abstained")
                 else ("degraded" if result.get("degraded") else "answered")
             )
+            if result.get("cached"):
+                outcome = "cached"  # answered earlier by this generator, served by the cache
             self.answers.labels(str(result["generator"]), outcome).inc()
         injection = result.get("injection") or {}
         if injection.get("question"):

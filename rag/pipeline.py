@@ -138,6 +138,10 @@ class QueryPipeline:
     def close(self) -> None:
         if self.cache is not None:
             self.cache.close()
+        for part in self.stages:
+            costs = getattr(part, "costs", None)
+            if costs is not None:
+                costs.close()
         closed: set[int] = set()
         for part in self.stages:
             chain = getattr(part, "chain", None)  # Pack and Generate share one chain

@@ -67,6 +67,7 @@ def test_cached_answers_are_flagged_and_kept_per_tenant(
     assert metric(metrics, "rag_cache_hits_total") >= 3
     assert metric(metrics, "rag_cache_misses_total") >= 2
     assert re.search(r"^rag_cache_entries \d", metrics, re.M)
+    assert metric(metrics, "rag_answers_total", generator="extractive", outcome="cached") >= 3
 
 
 def test_replacing_the_cited_upload_gives_a_fresh_answer(
