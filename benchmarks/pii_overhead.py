@@ -122,6 +122,8 @@ def main() -> int:
         args.queries = min(args.queries, 8)
         args.ingest_copies, args.ingest_rounds = 1, 1
     os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
+    # Every index here lives in a temporary data dir of its own (RAG_* beats settings overrides).
+    os.environ.pop("RAG_DATA_DIR", None)
 
     from rag.config import load_settings
     from rag.embedding import embedder_for
