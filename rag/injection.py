@@ -9,17 +9,17 @@ Three checks, all heuristic (regular expressions over normalised text; measured 
   instructions", requests to send a password or secret somewhere, phishing-style
   "click/visit … to verify", system-prompt extraction, hidden text (HTML comments, zero-width
   or tag characters, ``display:none`` / white-on-white HTML) and encoded payloads (long
-  base64 that decodes to text). Several weak signals add up; one strong signal flags. Plain
+  base64 that decodes to text: 24+ characters). Weak signals add up; one strong one flags. Plain
   runbook imperatives ("Run `make deploy`", "Email the helpdesk at …", "Page the on-call")
   carry no weight: they are addressed to a colleague, not to a model, and ask for no secret.
 - At ingest every chunk is scored (:func:`chunk_fields`, written into its payload): flagged
   chunks are listed by ``rag status`` and ``GET /v1/documents`` and, by default
-  (``injection.flagged: exclude``), kept out of answers by :class:`GuardPassages`; with
+  (``injection.flagged: exclude``), kept out of answers by :class:`InjectionGuard`; with
   ``fence`` they are passed on marked as suspect.
 - :func:`check_question` finds the attack part of a question (an instruction, a smuggled
   ``Passages:`` block, a system-prompt request) and returns the question without it: that is
-  what retrieval and answer selection see (:class:`GuardQuestion`); the answer carries
-  ``injection`` and the trace span ``injection`` says it was flagged (no content).
+  what retrieval and answer selection see (:class:`InjectionGuard`); the answer carries
+  ``injection`` and the trace span ``injection.question`` says it was flagged (no content).
 - :func:`output_check` is called by the verifier for each answer sentence: a sentence that
   tells the user to contact an address, visit a URL or send a secret the question did not ask
   about, or that gives another number than a higher-ranked unflagged passage for the same
@@ -67,7 +67,7 @@ _FLAGS = re.IGNORECASE | re.MULTILINE
 _ZERO_WIDTH = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _TAGS = re.compile("[\U000e0000-\U000e007f]")  # "ASCII smuggling": invisible copies of ASCII
 _HTML_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
-_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{60,}={0,2}(?![A-Za-z0-9+/=])")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
 
 _AI = r"(?:ai|a\.i\.|assistant|chat ?bot|chatgpt|gpt|llm|language model|model|bot|copilot|agent)"
 _SECRET = (
