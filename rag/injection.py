@@ -333,8 +333,10 @@ def _decoded_payloads(text: str) -> Iterator[str]:
             yield decoded
 
 
-_SECRET_WORDS = ("pass", "pin code", "credential", "login", "api", "secret", "token", "key", "card")
-_SECRET_WORDS += ("cvv", "social security", "ssn", "bank", "code", "seed phrase")
+_SECRET_WORDS: tuple[str, ...] = (
+    *("pass", "pin code", "credential", "login", "api", "secret", "token", "key", "card"),
+    *("cvv", "social security", "ssn", "bank", "code", "seed phrase"),
+)
 # Per rule (by reason), words one of which its pattern needs: a rule whose words are all
 # absent from the lower-cased text is not run (most text has none: scoring stays cheap).
 _TRIGGERS: dict[str, tuple[str, ...]] = {
