@@ -192,12 +192,16 @@ class Detector:
         if self._light is not None and not _may_hold_a_name(text):
             engine = self._light  # no spaCy models: ~10x cheaper on a short question
         results = engine.analyze(text, language=self.settings.language, entities=self._entities)
-        found = [
-            Span(r.entity_type, r.start, r.end, float(r.score))
+        spans = [
+            _whole_name(text, r.start, r.end) if r.entity_type == "PERSON" else (r.start, r.end)
             for r in results
+        ]
+        found = [
+            Span(r.entity_type, start, end, float(r.score))
+            for r, (start, end) in zip(results, spans, strict=True)
             if r.score >= self.settings.threshold(r.entity_type)
-            and text[r.start : r.end].strip().casefold() not in self._allow
-            and (r.entity_type != "PERSON" or self._person(text[r.start : r.end]))
+            and text[start:end].strip().casefold() not in self._allow
+            and (r.entity_type != "PERSON" or self._person(text[start:end]))
         ]
         return _trim(_resolve(_trim(found, text)), text)
 
@@ -225,6 +229,28 @@ class Detector:
 
     def detect_many(self, texts: list[str]) -> list[list[Span]]:
         return [self.detect(t) for t in texts]
+
+
+_NEXT_WORD = re.compile(r"[ \t]+([^\W\d_][\w'’\-]*)")
+_PREV_WORD = re.compile(r"([^\W\d_][\w'’\-]*)[ \t]+$")
+
+
+def _whole_name(text: str, start: int, end: int) -> tuple[int, int]:
+    """A one-word PERSON hit grown over the capitalised word beside it: spaCy small often
+    tags only "Lima" of "Ana Lima" (the pair then meets ``person_min_words``)."""
+    if len(text[start:end].replace("-", " ").split()) != 1:
+        return start, end
+    after = _NEXT_WORD.match(text, end)
+    if after and after.group(1)[0].isupper():
+        return start, after.end(1)
+    window = text[max(0, start - 40) : start]
+    before = _PREV_WORD.search(window)
+    if before and before.group(1)[0].isupper():
+        at = start - (len(window) - before.start(1))
+        # A sentence's first word ("Ask Sarah") is capitalised for another reason.
+        if text[:at].rstrip()[-1:] not in ("", ".", "!", "?", ":", "\n"):
+            return at, end
+    return start, end
 
 
 def _trim(spans: list[Span], text: str) -> list[Span]:
