@@ -428,8 +428,6 @@ def run_injection_suite(
             "detector_precision": snippets["precision"],
             "detector_recall": snippets["recall"],
         }
-        if live_flagged is not None:
-            metrics["live_flagged_chunks"] = float(live_flagged)
         return {
             "kind": "injection",
             "metrics": {k: v for k, v in metrics.items() if v is not None},
@@ -442,6 +440,8 @@ def run_injection_suite(
             },
             "baseline": {k: v for k, v in runs.get("undefended", {}).items() if k != "per_query"},
             "flagged_documents": sorted(flagged),
+            # Chunks of the live knowledge base the detector flagged (`rag status` lists them).
+            "live_flagged_chunks": live_flagged,
             "detector_errors": snippets["errors"],
             "questions": {"planted": len(QUESTIONS), "direct": len(direct)},
             "answers": defended["per_query"],  # what was said to each attacked question

@@ -15,7 +15,6 @@ _LOWER_IS_BETTER = (
     "attack_success_direct",
     "false_positive_rate_clean_chunks",
     "false_positive_rate_questions",
-    "live_flagged_chunks",
 )
 
 
