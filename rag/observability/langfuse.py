@@ -378,7 +378,7 @@ class LangfuseTracer:
                 "unsupported": len(a.unsupported),
             }
         if error is not None:
-            fields["level"] = "ERROR"
+            fields["level"] = _level(error)
             fields["status_message"] = self.scrubber.quick(_describe(error))[:_MAX_MESSAGE]
         if meta:
             fields["metadata"] = meta
@@ -388,7 +388,7 @@ class LangfuseTracer:
         root = record.obs[0].fields
         answer = state.answer
         if error is not None:
-            root["level"] = "ERROR"
+            root["level"] = _level(error)
             root["status_message"] = self.scrubber.quick(_describe(error))[:_MAX_MESSAGE]
             return
         if answer is None:
@@ -676,7 +676,14 @@ def _free_text(key: str) -> bool:
     return any(key.endswith(suffix) or f".{suffix}." in key for suffix in _FREE_TEXT)
 
 
+def _level(error: BaseException) -> str:
+    """A client that went away (the stream closed) is a warning; anything else an error."""
+    return "WARNING" if isinstance(error, GeneratorExit) else "ERROR"
+
+
 def _describe(error: BaseException) -> str:
+    if isinstance(error, GeneratorExit):
+        return "cancelled: the client stopped reading the answer"
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 

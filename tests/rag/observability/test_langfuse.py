@@ -250,3 +250,20 @@ def test_a_failing_langfuse_never_touches_the_request(
         tracing.shutdown(timeout=1.0)
         assert time.monotonic() - started < 2.0, "shutdown is bounded"
         pipeline.close()
+
+
+def test_a_stream_the_client_leaves_is_a_cancelled_trace(
+    kb: KnowledgeBase, kb_settings: Callable[..., Settings], standin: LangfuseStandIn
+) -> None:
+    settings = traced_settings(kb_settings, standin.url)
+    tracing = tracing_for(settings)
+    pipeline = _pipeline(kb, settings, tracing)
+    events = pipeline.stream(Query(question="How long are backups kept?", tenant="default"))
+    next(events)  # the first token, then the client hangs up
+    events.close()
+    assert standin.wait_for(lambda s: any(x.name == "query" for x in s.spans))
+    root = next(x for x in standin.spans if x.name == "query")
+    assert root.attributes["langfuse.observation.level"] == "WARNING"
+    assert "cancelled" in root.attributes["langfuse.observation.status_message"]
+    pipeline.close()
+    tracing.shutdown()
