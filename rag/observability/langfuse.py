@@ -172,6 +172,12 @@ class LangfuseTracer:
         self._stopping = False
         atexit.register(self._quiesce)
         self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
+        # The SDK's attribute builders and tracer scope (langfuse 5.x): imported now, so an
+        # SDK without them turns tracing off at start-up (tracing_for warns), not per trace.
+        from langfuse._client.attributes import (
+            create_generation_attributes,
+            create_span_attributes,
+        )
         from langfuse._client.constants import LANGFUSE_TRACER_NAME
         from langfuse._version import __version__ as sdk_version
         from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -181,7 +187,10 @@ class LangfuseTracer:
             LANGFUSE_TRACER_NAME, sdk_version, attributes={"public_key": config.public_key}
         )
         self._ids = RandomIdGenerator()
+        self._span_attributes = create_span_attributes
+        self._generation_attributes = create_generation_attributes
         self.dropped = 0  # traces not recorded: the worker's queue was full
+        self.failed = 0  # traces the worker could not turn into spans
         self._queue: queue.Queue[Any] = queue.Queue(_QUEUE)
         self._worker = threading.Thread(target=self._work, name="rag-langfuse", daemon=True)
         self._worker.start()
@@ -441,15 +450,15 @@ class LangfuseTracer:
                     return
                 self._replay(record)
             except Exception as exc:  # noqa: BLE001 - one bad record never stops the worker
-                log.debug("tracing: could not export a trace (%s)", exc)
+                self.failed += 1
+                if self.failed == 1:
+                    log.warning("tracing: could not record a trace (%s); dropping it", exc)
+                else:
+                    log.debug("tracing: could not record a trace (%s)", exc)
             finally:
                 self._queue.task_done()
 
     def _replay(self, record: _Request) -> None:
-        from langfuse._client.attributes import (
-            create_generation_attributes,
-            create_span_attributes,
-        )
         from opentelemetry import trace as otel
         from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
@@ -480,14 +489,14 @@ class LangfuseTracer:
                 cost = float(getattr(obs.usage, "cost", 0.0) or 0.0)
                 if cost > 0:
                     fields["cost_details"] = {"total": cost}
-                attrs = create_generation_attributes(**fields)
+                attrs = self._generation_attributes(**fields)
             else:
                 if obs.name == "generate":
                     meta = fields.setdefault("metadata", {})
                     meta.update(
                         verify_calls=record.nested_calls, verify_ms=round(record.nested_ms, 3)
                     )
-                attrs = create_span_attributes(observation_type=obs.kind, **fields)  # type: ignore[arg-type]
+                attrs = self._span_attributes(observation_type=obs.kind, **fields)  # type: ignore[arg-type]
             attrs.update(trace_attrs)
             if i == 0:
                 attrs["langfuse.internal.as_root"] = True
