@@ -57,7 +57,9 @@ def default_stages(
 ) -> list[Stage]:
     """The configured query path, in order: the list to copy and extend."""
     scorer = SupportScorer(index.embedder.embed)
-    chain = chain or build_chain(settings.generation, scorer, settings.pii)  # cheap: load in warm_up
+    chain = chain or build_chain(
+        settings.generation, scorer, settings.pii
+    )  # cheap: load in warm_up
     from rag.costs import CostController
 
     costs = CostController(settings.costs, index.data_dir)
@@ -184,6 +186,12 @@ class QueryPipeline:
         started = time.perf_counter()
         first_token: float | None = None
         cache, found = self.cache, None
+        guard = self.settings.injection
+        if cache is not None and guard.enabled and guard.questions:
+            from rag.injection import check_question as find_attack
+
+            if find_attack(state.question).flagged:
+                cache = None  # an attacked question is answered afresh and flagged, never cached
         if peek:  # exact hits only, and nothing traced or counted on a miss
             found = cache.lookup(self, state, peek=True) if cache is not None else None
             if found is None or found.answer is None:
