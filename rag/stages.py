@@ -347,9 +347,7 @@ class Generate:
         tenant = q.tenant or self.settings.tenant
         costs = self.costs
         skip = (lambda g: costs.skip_reason(tenant, g)) if costs is not None else None
-        attempts = AttemptSpans(
-            state, {"temperature": temperature, "max_tokens": state.max_tokens}
-        )
+        attempts = AttemptSpans(state, {"temperature": temperature, "max_tokens": state.max_tokens})
         calls: list[BackendUsage] = []  # every model call, kept as it ends
         events = self.chain.stream(
             request, accept=accept, skip=skip, observe=attempts.observe, calls=calls

@@ -7,6 +7,7 @@ this one place (the modules only define them).
 - ``app.cli.eval``: ``eval`` (the default suite), ``eval retrieval|answers|last``
 - ``app.cli.serve``: ``serve``, ``keys create|list|revoke|local``
 - ``app.cli.pii``: ``pii scan``
+- ``app.cli.feedback``: ``feedback`` (list, ``--candidates``), ``feedback confirm``
 
 Exit codes: 0 ok; 1 the command could not run (the message says what to do); 2 bad
 configuration or usage; 3 ``rag eval --fail-on-regression`` found a regression; 130 Ctrl-C.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import core, pii, query, serve
+from app.cli import core, feedback, pii, query, serve
 from app.cli import eval as eval_cmds
 from rag.datadir import restrict_umask
 
@@ -65,6 +66,14 @@ app.command()(serve.serve)
 pii_app = typer.Typer(help="PII scrubbing: see what the `pii` policy finds.", no_args_is_help=True)
 pii_app.command("scan")(pii.pii_scan)
 app.add_typer(pii_app, name="pii")
+
+feedback_app = typer.Typer(
+    help="User feedback on answers; thumbs-down answers become golden-set candidates.",
+    invoke_without_command=True,
+)
+feedback_app.callback(invoke_without_command=True)(feedback.feedback_list)
+feedback_app.command("confirm")(feedback.feedback_confirm)
+app.add_typer(feedback_app, name="feedback")
 
 
 def main() -> None:

@@ -348,6 +348,7 @@ def build_chain(
 ) -> GeneratorChain:
     """The configured chain; with ``pii`` (``Settings.pii``), backends that send text out of
     the process see it pseudonymised (rag.pii.outbound)."""
+
     def local_tokens() -> TokenCounter:
         from rag.generate.local import local_token_counter
 
