@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.config import load_settings
 from rag.pipeline import QueryPipeline
 from rag.stages import QueryState
 from rag.tracing import NoopTracer, Span, Tracer
@@ -132,7 +133,11 @@ def _pipeline(
         "timeout_seconds": 120,
         "openai": {"base_url": server.base_url, "read_timeout_seconds": 60},
     }
-    return QueryPipeline(kb.index, kb_settings(generation=generation), tracer=tracer)
+    # The prompt configs/vllm.yaml pins for this model (it abstains on the fenced answer/v3).
+    prompts = {"pin": load_settings(REPO / "configs" / "vllm.yaml").prompts.pin}
+    return QueryPipeline(
+        kb.index, kb_settings(generation=generation, prompts=prompts), tracer=tracer
+    )
 
 
 class KillOnFirstToken(NoopTracer):
