@@ -43,12 +43,14 @@ from enum import StrEnum
 
 __all__ = [
     "RELEVANCE_WEIGHTS",
+    "WORD",
     "AnswerType",
     "RelevanceFeatures",
     "expected_types",
     "has_type",
     "question_parts",
     "relevance",
+    "stem",
     "type_match",
 ]
 
@@ -261,7 +263,9 @@ _PLACE_NOUNS_IN_TEXT = re.compile(
     _Q,
 )
 _CAPITALISED = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'-]*(?:\s+[A-Z][\w'-]*)*")
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
+WORD = re.compile(
+    r"[A-Za-z0-9][A-Za-z0-9'\-]*"
+)  # a word, as the checks here and rag.citations count them
 _TRIGGERS = frozenset(
     [
         "after",
@@ -329,8 +333,10 @@ _QUESTIONISH = frozenset(
 )
 
 
-def _stem(word: str) -> str:
-    w = word.lower().strip("'-.,")
+def stem(word: str) -> str:
+    """Light stemming so "declared"/"declaration"/"declares" meet; prefixes are enough here
+    (shared with rag.citations' support check)."""
+    w = word.lower().strip("'-")
     for suffix in ("'s", "ies", "ing", "ed", "es", "s"):
         if len(w) > len(suffix) + 3 and w.endswith(suffix):
             w = w[: -len(suffix)]
@@ -339,13 +345,13 @@ def _stem(word: str) -> str:
 
 
 def _words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text)}
+    return {stem(w) for w in WORD.findall(text)}
 
 
 def _novel(span: str, asked: set[str]) -> bool:
     """Whether ``span`` says something the question did not (beyond its trigger words)."""
-    words = [w for w in _WORD.findall(span) if w.lower() not in _TRIGGERS]
-    return any(_stem(w) not in asked for w in words) if words else False
+    words = [w for w in WORD.findall(span) if w.lower() not in _TRIGGERS]
+    return any(stem(w) not in asked for w in words) if words else False
 
 
 def _any_novel(pattern: re.Pattern[str], sentence: str, asked: set[str]) -> bool:
@@ -354,7 +360,7 @@ def _any_novel(pattern: re.Pattern[str], sentence: str, asked: set[str]) -> bool
 
 def _has_name(sentence: str, asked: set[str]) -> bool:
     """A capitalised word, not the sentence's first, that the question does not already hold."""
-    words = _WORD.findall(sentence)
+    words = WORD.findall(sentence)
     for i, w in enumerate(words):
         if not w[:1].isupper() or w.lower() in _QUESTIONISH:
             continue
@@ -364,7 +370,7 @@ def _has_name(sentence: str, asked: set[str]) -> bool:
             w.endswith("'s") or w.isupper() or (len(words) > 1 and words[1][:1].isupper())
         ):
             continue
-        if _stem(w) not in asked:
+        if stem(w) not in asked:
             return True
     return False
 

@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from rag.answer_types import RelevanceFeatures, question_parts, relevance, type_match
+from rag.answer_types import (
+    WORD,
+    RelevanceFeatures,
+    question_parts,
+    relevance,
+    stem,
+    type_match,
+)
 from rag.config import CitationSettings
 from rag.injection import output_check
 from rag.pack import PackedContext, Passage
@@ -221,7 +228,6 @@ _STOPWORDS = frozenset(
         "known",
     )
 )
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 # A sentence ends at . ! or ? (closing quotes/brackets and [n] markers stay with it) before
 # whitespace and a capital or digit; paragraph breaks and list items end one too.
@@ -246,29 +252,19 @@ _ABBREVIATIONS = (
 )
 
 
-def _stem(word: str) -> str:
-    # Light stemming so "declared"/"declaration"/"declares" meet; prefixes are enough here.
-    w = word.lower().strip("'-")
-    for suffix in ("'s", "ies", "ing", "ed", "es", "s"):
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
-            w = w[: -len(suffix)]
-            break
-    return w[:7]
-
-
 def content_words(text: str) -> list[str]:
-    return [_stem(w) for w in _WORD.findall(text) if w.lower() not in _STOPWORDS]
+    return [stem(w) for w in WORD.findall(text) if w.lower() not in _STOPWORDS]
 
 
 def key_terms(text: str) -> set[str]:
     """Numbers and capitalised names (not the first word of the sentence)."""
-    words = _WORD.findall(text)
+    words = WORD.findall(text)
     keys = set()
     for i, w in enumerate(words):
         if any(c.isdigit() for c in w) or (
             i > 0 and w[0].isupper() and w.lower() not in _STOPWORDS
         ):
-            keys.add(_stem(w))
+            keys.add(stem(w))
     return keys
 
 
@@ -419,12 +415,10 @@ class SupportScorer:
             else coverage
         )
         keys = key_terms(sentence) - (
-            key_terms(question) | {_stem(w) for w in _WORD.findall(question)}
+            key_terms(question) | {stem(w) for w in WORD.findall(question)}
         )
         passage_stems = (
-            passage_words | {_stem(w) for w in _WORD.findall(passage_text)}
-            if keys
-            else passage_words
+            passage_words | {stem(w) for w in WORD.findall(passage_text)} if keys else passage_words
         )
         key_share = sum(k in passage_stems for k in keys) / len(keys) if keys else 1.0
         cosine = 0.0

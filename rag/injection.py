@@ -54,6 +54,7 @@ __all__ = [
     "hidden_html_text",
     "hit_detection",
     "output_check",
+    "question_check",
 ]
 
 # Bump when the detector's verdicts change: chunks scored by another version are rescored at
@@ -762,6 +763,16 @@ def output_check(
 
 
 # -- the query path -----------------------------------------------------------------------
+def question_check(state: QueryState) -> QuestionCheck:
+    """:func:`check_question` of the question as asked, once per query: the answer cache
+    (which must not answer an attacked question) and the ``retrieve`` stage both need it."""
+    asked, found = state.extras.get("question_check", (None, None))
+    if asked != state.question or not isinstance(found, QuestionCheck):
+        found = check_question(state.question)
+        state.extras["question_check"] = (state.question, found)
+    return found
+
+
 class InjectionGuard:
     """Used by the ``retrieve`` stage: before the search, the question without its attack
     part (flagged in the answer and the ``injection.question`` span); after it, the chunks
@@ -774,7 +785,7 @@ class InjectionGuard:
     def question(self, state: QueryState) -> None:
         if not (self.settings.enabled and self.settings.questions):
             return
-        checked = check_question(state.question)
+        checked = question_check(state)
         with state.tracer.span("injection.question", state) as span:
             span.set(
                 injection_question=checked.flagged,

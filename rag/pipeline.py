@@ -188,9 +188,9 @@ class QueryPipeline:
         cache, found = self.cache, None
         guard = self.settings.injection
         if cache is not None and guard.enabled and guard.questions:
-            from rag.injection import check_question as find_attack
+            from rag.injection import question_check
 
-            if find_attack(state.question).flagged:
+            if question_check(state).flagged:
                 cache = None  # an attacked question is answered afresh and flagged, never cached
         if peek:  # exact hits only, and nothing traced or counted on a miss
             found = cache.lookup(self, state, peek=True) if cache is not None else None
