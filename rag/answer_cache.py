@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import re
-import sqlite3
 import threading
 import time
 import unicodedata
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.config import CacheSettings
-from rag.costs import private_file
+from rag.datadir import private_sqlite
 from rag.store import StoredPoint, VectorStore
 from rag.types import Answer, CitationsEvent, StreamEvent, TokenEvent, Usage
 
@@ -150,11 +149,8 @@ class LocalEntries:
 
     def __init__(self, path: Path):
         self.path = path
-        private_file(path)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = private_sqlite(path)
         with self._db:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, scope TEXT, "

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.config import CostSettings, PriceSettings
+from rag.datadir import private_sqlite
 from rag.types import BackendUsage, Usage
 
 if TYPE_CHECKING:
@@ -54,22 +53,13 @@ def model_label(model: str | None) -> str:
     return Path(model).name if ("/" in model or "\\" in model) else model
 
 
-def private_file(path: Path) -> None:
-    """Create ``path`` 0600 if missing (before sqlite opens it), and tighten an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    os.chmod(path, 0o600)
-
-
 class CostLedger:
     """Spend per (UTC day, tenant, backend, model) in SQLite: safe across threads and processes."""
 
     def __init__(self, path: Path):
         self.path = path
-        private_file(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
+        self._db = private_sqlite(path)
         with self._lock, self._db:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS spend (day TEXT, tenant TEXT, backend TEXT, "

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import stat
 import threading
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "private_data_dir", "restrict_umask"]
+__all__ = ["PRIVATE_UMASK", "private_data_dir", "private_file", "private_sqlite", "restrict_umask"]
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +51,22 @@ def private_data_dir(path: Path) -> Path:
     except OSError as exc:
         log.warning("cannot make the data dir %s private: %s", path, exc)
     return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` 0600 if missing (before sqlite opens it), and tighten an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def private_sqlite(path: Path) -> sqlite3.Connection:
+    """A SQLite database under the data dir only this user reads (0600; SQLite gives its WAL
+    files the database's mode), shared by threads and processes. WAL with synchronous=NORMAL:
+    a commit on the query path (the cost ledger, the answer cache) needs no fsync."""
+    private_file(path)
+    db = sqlite3.connect(str(path), check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
