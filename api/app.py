@@ -122,6 +122,7 @@ def create_app(
             settings.ingestion.ignore_hidden,
             max_files=api.quota.max_files,
             max_bytes=api.quota.max_bytes,
+            exclude=settings.ingestion.path_filter(),
         ),
         daemon=daemon,
         count_tokens=_token_counter(index),

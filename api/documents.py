@@ -31,6 +31,7 @@ from rag.documents import document_id
 from rag.ingest import TENANTS_DIR, is_ignored_name, walk_folder
 from rag.injection import flagged_chunks
 from rag.manifest import FileRecord
+from rag.paths import PathFilter
 from rag.textguard import bidi_controls, is_blank
 
 if TYPE_CHECKING:
@@ -71,8 +72,10 @@ class Documents:
         ignore_hidden: bool = True,
         max_files: int | None = None,
         max_bytes: int | None = None,
+        exclude: PathFilter | None = None,
     ):
         self.index = index
+        self.exclude = exclude or PathFilter()
         self.root = index.data_dir / TENANTS_DIR
         self.root.mkdir(parents=True, exist_ok=True)
         self.extensions = tuple(e.lower() for e in extensions)
@@ -145,7 +148,7 @@ class Documents:
         if folder.is_dir():
             for rel in walk_folder(folder, self.ignore_hidden):
                 source = f"{tenant}/{rel}"
-                if source not in out:
+                if source not in out and not self.exclude.excludes(source):
                     out[source] = DocumentView(source, "pending", 0, None, "upload")
         return [out[k] for k in sorted(out)]
 
@@ -240,6 +243,13 @@ class Documents:
                 f"files of type '{suffix or '(none)'}' are not ingested; upload one of: {', '.join(self.extensions)}",
             )
         source = f"{tenant}/{rel}"
+        if self.exclude.excludes(source):
+            raise ApiError(
+                422,
+                "invalid_path",
+                f"path {raw_path!r} matches ingestion.exclude ({', '.join(self.exclude.patterns)}), "
+                "so it would never be ingested; rename it or change ingestion.exclude",
+            )
         watched = self._record(tenant, source)
         if watched is not None and not self.is_upload(watched):
             # Only the default tenant owns watched folders: one of them has a folder named

@@ -36,9 +36,10 @@ from typing import IO, Any
 
 from rag.config import Settings, StoreSettings
 from rag.embedding import Embedder
-from rag.errors import RagError
+from rag.errors import ConfigError, RagError
 from rag.index import Index
 from rag.ingest import Ingestor
+from rag.paths import PathFilter
 
 __all__ = [
     "AnswerKey",
@@ -80,6 +81,9 @@ class Dataset:
     docs: Path | None = None  # a folder whose relative paths are the corpus ids
     answers: dict[str, AnswerKey] | None = None
     content_hash: str | None = None  # of the question/judgement files (what the scores depend on)
+    # docs_exclude.txt: ingestion.exclude patterns for the docs folder (files that are not
+    # the corpus, e.g. a Sphinx build's _sources/ copies of every page)
+    docs_exclude: list[str] = field(default_factory=list)
 
     def judged_queries(self) -> dict[str, str]:
         """Queries with at least one relevant document (the ones retrieval metrics average over)."""
@@ -96,6 +100,7 @@ class Dataset:
             "split": self.split,
             "corpus": "docs" if self.docs else "corpus.jsonl",
             "docs": str(self.docs) if self.docs else None,
+            "docs_exclude": list(self.docs_exclude),
             "queries": len(self.queries),
             "judged_queries": len(self.judged_queries()),
             "content_hash": self.content_hash,
@@ -201,6 +206,18 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
             if "_id" in r
         }
         hashed.append(answers_path)
+    docs_exclude: list[str] = []
+    exclude_path = root / "docs_exclude.txt"
+    if docs is not None and exclude_path.is_file():
+        docs_exclude = [
+            line.strip()
+            for line in exclude_path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        try:
+            PathFilter(docs_exclude)
+        except ConfigError as exc:
+            raise DatasetError(f"{exclude_path}: {exc}") from exc
     return Dataset(
         name=root.resolve().name,
         split=split,
@@ -211,6 +228,7 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         docs=docs,
         answers=answers,
         content_hash=_hash_files(hashed)[:16],
+        docs_exclude=docs_exclude,
     )
 
 
@@ -310,7 +328,9 @@ def cache_root(settings: Settings) -> Path:
     )
 
 
-def isolated_settings(settings: Settings, data_dir: Path) -> Settings:
+def isolated_settings(
+    settings: Settings, data_dir: Path, dataset: Dataset | None = None
+) -> Settings:
     """The user's settings, but pointed at a private data dir with the embedded store.
 
     Dataset indexes never touch the production store (a Qdrant server included): scores
@@ -322,6 +342,8 @@ def isolated_settings(settings: Settings, data_dir: Path) -> Settings:
     if ".txt" not in iso.ingestion.extensions:
         iso.ingestion.extensions = [*iso.ingestion.extensions, ".txt"]
     iso.ingestion.ignore_hidden = True
+    if dataset is not None and dataset.docs_exclude:
+        iso.ingestion.exclude = [*iso.ingestion.exclude, *dataset.docs_exclude]
     return iso
 
 
@@ -415,7 +437,7 @@ def _open_locked(
             ready = None
         else:
             renamed = json.loads((cache_dir / "ids.json").read_text(encoding="utf-8"))
-    index = Index(isolated_settings(settings, data_dir), embedder=embedder)
+    index = Index(isolated_settings(settings, data_dir, dataset), embedder=embedder)
     try:
         collection = index.open(create=True)
         if (

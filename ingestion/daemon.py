@@ -63,6 +63,8 @@ class _Handler:
                 continue
             if any(is_ignored_name(part, self.daemon.ignore_hidden) for part in rel.parts):
                 continue
+            if self.daemon.exclude.excludes(rel.as_posix()):
+                continue  # never a document (ingestion.exclude); a full sync removes old copies
             rels.append(rel.as_posix())
         # Both ends of a move settle together, so the new path reuses the old path's vectors.
         self.daemon.mark_dirty(self.root, *rels)
@@ -95,6 +97,7 @@ class WatchDaemon:
         self.debounce = debounce_seconds
         self.reconcile_interval = reconcile_interval
         self.ignore_hidden = index.settings.ingestion.ignore_hidden
+        self.exclude = index.settings.ingestion.path_filter()
         self.on_sync = list(on_sync or [])
         self.echo = echo or (lambda msg: log.info(msg))
         self._dirty: dict[tuple[Path, str], float] = {}

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import ConfigError
+from rag.paths import PathFilter
 from rag.pii.settings import PiiSettings
 from rag.resources import default_config, find_config
 
@@ -94,6 +95,18 @@ class IngestionSettings(_Section):
     # Files are embedded together until this many chunks are pending (batched across files).
     group_chunks: int = Field(default=256, ge=1)
     ignore_hidden: bool = True
+    # .gitignore-style patterns relative to each watched folder (rag/paths.py): files they
+    # match are not documents, and ones already indexed are removed on the next sync.
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("exclude")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        PathFilter(value)  # raises ConfigError (a ValueError) naming the bad pattern
+        return value
+
+    def path_filter(self) -> PathFilter:
+        return PathFilter(self.exclude)
 
 
 class RetrievalSettings(_Section):

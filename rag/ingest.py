@@ -33,6 +33,7 @@ from rag.parsing import (
     read_file_bytes,
     without_server_paths,
 )
+from rag.paths import PathFilter
 from rag.store import StoredPoint
 from rag.transforms import apply_transforms
 
@@ -77,8 +78,11 @@ def is_ignored_name(name: str, ignore_hidden: bool = True) -> bool:
     return name.endswith(_EDITOR_TEMP_SUFFIXES)
 
 
-def walk_folder(root: Path, ignore_hidden: bool = True) -> list[str]:
-    """Relative POSIX paths of every candidate file under ``root`` (symlinked dirs not followed)."""
+def walk_folder(
+    root: Path, ignore_hidden: bool = True, exclude: PathFilter | None = None
+) -> list[str]:
+    """Relative POSIX paths of every candidate file under ``root`` (symlinked dirs not followed),
+    less those ``exclude`` (``ingestion.exclude``) matches."""
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not (ignore_hidden and d.startswith(".")))
@@ -86,7 +90,7 @@ def walk_folder(root: Path, ignore_hidden: bool = True) -> list[str]:
             if is_ignored_name(name, ignore_hidden):
                 continue
             out.append(Path(dirpath, name).relative_to(root).as_posix())
-    return out
+    return exclude.keep(out) if exclude else out
 
 
 @dataclass
@@ -175,7 +179,12 @@ class Ingestor:
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
             present = self._outside_data_dir(
-                root, walk_folder(root, self.settings.ingestion.ignore_hidden)
+                root,
+                walk_folder(
+                    root,
+                    self.settings.ingestion.ignore_hidden,
+                    self.settings.ingestion.path_filter(),
+                ),
             )
             known = {r.source for r in self.index.manifest.records(self.collection, root=str(root))}
             report = self._apply(root, present, sorted(known - set(present)), progress)
@@ -212,6 +221,10 @@ class Ingestor:
                     )
             # A moved directory names its files twice (the directory and each file): once each.
             present = self._outside_data_dir(root, sorted(set(present)))
+            # A file ingestion.exclude now matches is not a document: if indexed, it goes.
+            excluded = self.settings.ingestion.path_filter()
+            gone.extend(s for s in present if excluded.excludes(s))
+            present = excluded.keep(present)
             gone = sorted(set(gone) - set(present))
             report = self._apply(root, present, gone, progress)
             self._finish(report)
