@@ -92,6 +92,7 @@ def run_chain(
 
     settings = dsi.index.settings.model_copy(deep=True)
     settings.generation.chain = chain
+    settings.cache.enabled = False  # every answer measured afresh, never a cache hit
     pipeline = QueryPipeline(dsi.index, settings)
     try:
         pipeline.warm_up()

@@ -550,7 +550,9 @@ class AnswerCache:
             or not answer.generator
         ):
             return False
-        numbers = {c.n for c in answer.citations}
+        # The passages the answer cites, by their context numbers: the answer's own [n] are
+        # renumbered 1..k in order of use, so they do not name context passages.
+        numbers = set(state.verified.passages) if state.verified is not None else set()
         passages = [p for p in state.context.passages if p.n in numbers]
         ids = sorted({i for p in passages for i in p.chunk_ids})
         if not ids:

@@ -478,6 +478,9 @@ class VerifiedAnswer:
     abstained: bool
     citations: list[dict[str, Any]]
     sentences: list[AnswerSentence]
+    # The cited passages' context numbers, in citation order: citation k (1-based, as the
+    # answer's markers are renumbered) is context passage passages[k-1].
+    passages: list[int] = field(default_factory=list)
 
     @property
     def unsupported(self) -> list[str]:
@@ -657,6 +660,7 @@ class AnswerVerifier:
             abstained=False,
             citations=self.citations(),
             sentences=self.checked,
+            passages=list(self._renumber),
         )
 
 

@@ -140,6 +140,30 @@ def test_deleting_the_cited_file_is_never_answered_from_the_cache(kb: Kb) -> Non
     assert not after.cached and "25 days" not in after.answer
 
 
+def test_an_answer_citing_a_lower_ranked_passage_records_that_passage(kb: Kb) -> None:
+    # The answer's markers are renumbered 1..k; the entry must record the chunks of the
+    # passage the answer cites, not of whichever passage the context numbered [1].
+    decoy = kb.folder / "onboarding/vacation-overview.md"
+    decoy.write_text(
+        "# Vacation days for new employees\n\n"
+        "Vacation days for new employees: how many vacation days new employees get is "
+        "explained on the vacation page of the onboarding guide.\n",
+        encoding="utf-8",
+    )
+    kb.sync()
+    p = kb.pipeline()
+    context = p.run(Query(VACATION, generate=False)).citations
+    assert context[0].source == "onboarding/vacation-overview.md", "the decoy ranks first"
+    first = p.run(VACATION)
+    assert "25 days" in first.answer
+    assert [c.source for c in first.citations] == ["onboarding/vacation.txt"]
+    assert p.run(VACATION).cached
+    (kb.folder / "onboarding/vacation.txt").unlink()  # the cited file; the decoy stays
+    kb.sync()
+    after = p.run(VACATION)
+    assert not after.cached and "25 days" not in after.answer
+
+
 def test_an_unrelated_change_keeps_the_entry(kb: Kb) -> None:
     p = kb.pipeline()
     p.run(VACATION)
