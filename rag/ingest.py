@@ -13,7 +13,6 @@ leaves a file either recorded with exactly its chunks, or unrecorded and redone 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from rag.manifest import FileRecord
 from rag.parsing import (
     SUPPORTED_EXTENSIONS,
     ParseError,
+    content_signature,
     parse_bytes,
     read_file_bytes,
     without_server_paths,
@@ -294,7 +294,7 @@ class Ingestor:
             signature = _stat_signature(path)
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
-        signature = hashlib.sha256(data).hexdigest()
+        signature = content_signature(data, suffix)
         if prior is not None and prior.signature == signature and not old_ids:
             if prior.status == "ok":
                 report.unchanged += 1

@@ -8,6 +8,7 @@ The parsed text is what chunk offsets (``start``/``end``) point into.
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import re
@@ -18,8 +19,10 @@ from rag.documents import ParsedDocument, Section
 from rag.errors import ParseError
 
 __all__ = [
+    "PARSER_REVISIONS",
     "SUPPORTED_EXTENSIONS",
     "ParseError",
+    "content_signature",
     "parse_bytes",
     "read_file_bytes",
     "without_server_paths",
@@ -107,6 +110,19 @@ def without_server_paths(reason: str, root: Path, *others: Path) -> str:
 def _megabytes(n: int) -> str:
     # Three significant digits: a small limit must not print as "0.0 MB".
     return f"{n / 1e6:.3g} MB"
+
+
+# Bumped when a parser's output for the same bytes changes: the revision is part of each
+# file's sync signature, so the next sync re-parses those files (chunks whose text did not
+# change keep their vectors). 2: HTML page chrome (nav, sidebars, footers) left out.
+PARSER_REVISIONS: dict[str, int] = {".html": 2, ".htm": 2}
+
+
+def content_signature(data: bytes, suffix: str) -> str:
+    """What a sync compares to decide a file is unchanged: its bytes and its parser revision."""
+    digest = hashlib.sha256(data).hexdigest()
+    revision = PARSER_REVISIONS.get(suffix.lower())
+    return f"{digest}:p{revision}" if revision else digest
 
 
 def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:
@@ -263,6 +279,15 @@ _BLOCK_TAGS = (
 )
 
 
+# Page chrome, not content: navigation bars, sidebars, search boxes, headers and footers
+# repeat on every page of a site (Sphinx, MkDocs, wikis) and would outrank the pages
+# themselves. A page that marks its main content (<main>, role="main") is read from there.
+_LAYOUT_TAGS = ("br", "div", "section", "article", "table", "tr", "ul", "ol", "dl", "hr")
+_CHROME_TAGS = ("nav", "header", "footer", "aside", "form")
+_CHROME_ROLES = ("navigation", "search", "banner", "contentinfo", "complementary")
+_PERMALINK_GLYPHS = frozenset(["¶", "§", "#", "🔗", "\N{LINK SYMBOL}"])
+
+
 def _parse_html(html: str, name: str) -> ParsedDocument:
     from bs4 import BeautifulSoup
 
@@ -274,12 +299,26 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
     body = soup.body or soup
+    main = body.find("main") or body.find(attrs={"role": "main"})
+    if main is not None and main.get_text(strip=True):
+        body = main
+    for tag in body.find_all(_CHROME_TAGS) + body.find_all(attrs={"role": list(_CHROME_ROLES)}):
+        if not tag.decomposed:
+            tag.decompose()
+    for link in body.find_all("a"):  # heading permalinks ("Basic Examples ¶") are no text
+        if link.get_text(strip=True) in _PERMALINK_GLYPHS:
+            link.decompose()
+    # Inline markup is no word break ("<span>collections.</span><span>deque</span>" is one
+    # name): text joins as written, with a space only where a block or line break ends.
+    for el in body.find_all([*_BLOCK_TAGS, *_LAYOUT_TAGS]):
+        el.insert(0, " ")
+        el.append(" ")
     out = _SectionedText()
     for el in body.find_all(_BLOCK_TAGS):
         # Nested blocks (a <p> inside an <li>) are emitted once, by the outermost block.
         if el.find_parent(_BLOCK_TAGS) is not None:
             continue
-        block = " ".join(el.get_text(" ", strip=True).split())
+        block = " ".join(el.get_text("").split())
         if not block:
             continue
         if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
@@ -289,7 +328,7 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
                 title = block
         out.block(block)
     if not out:  # bare text without block tags
-        out.block(" ".join(body.get_text(" ", strip=True).split()), end="")
+        out.block(" ".join(body.get_text("").split()), end="")
     text, sections = out.finish()
     return ParsedDocument(
         text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))]
