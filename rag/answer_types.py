@@ -21,7 +21,17 @@ person        who / whom / whose, which team / person …   a role, team or grou
                                                           name, an e-mail address
 place         where, which/what region / country / city   a capitalised name, a region code, an
               / location …                                address, e-mail or URL, a place noun
+name          which/what module / function / class /      a code name: dotted (``sys.argv``),
+              method / statement / package / option …     called (``zip()``), snake_case or with
+                                                          digits (``sqlite3``), CamelCase, or a
+                                                          word the sentence calls a module,
+                                                          function, … ("the heapq module")
 ============  ==========================================  =========================================
+
+A count is no version or year: "How many employees ...?" is not answered by "versions 2.1 and
+newer" or "In 2001, ...". And a sentence whose passage never mentions a name the question
+uses ("the Django ORM for PostgreSQL") does not answer it either (``missing_names``): the
+documents are about something else.
 
 What the sentence offers must be new to the question: "How many requests per minute ..." is
 not answered by the "minute" it repeats. A question with several parts ("Who designed it and
@@ -36,6 +46,7 @@ sentences reaches ``generation.verify.min_relevance``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -48,6 +59,7 @@ __all__ = [
     "RelevanceFeatures",
     "expected_types",
     "has_type",
+    "missing_names",
     "question_parts",
     "relevance",
     "stem",
@@ -62,6 +74,7 @@ class AnswerType(StrEnum):
     FREQUENCY = "frequency"
     PERSON = "person"
     PLACE = "place"
+    NAME = "name"  # of a module, function, class, statement, option ... (code names)
 
 
 # Fitted by benchmarks/calibrate_relevance.py on half of SQuAD 2.0's questions (logistic
@@ -100,6 +113,11 @@ _PLACE_NOUNS = (
     r"location|locations|area|areas|address|site|building|street|province|island|river|"
     r"office|zone|venue|port|county|district|nation"
 )
+_NAME_NOUNS = (
+    r"modules?|functions?|methods?|class(?:es)?|statements?|keywords?|librar(?:y|ies)|"
+    r"packages?|exceptions?|operators?|built-?ins?|commands?|options?|flags?|attributes?|"
+    r"decorators?|variables?|settings?|parameters?|arguments?|tools?|utilit(?:y|ies)|apis?"
+)
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"how\s+(?:long|quickly|soon|fast|late|early)\b", _Q), AnswerType.DURATION),
     (
@@ -128,6 +146,10 @@ _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (
         re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_PERSON_NOUNS})\b", _Q),
         AnswerType.PERSON,
+    ),
+    (
+        re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_NAME_NOUNS})\b", _Q),
+        AnswerType.NAME,
     ),
     (re.compile(r"where\b", _Q), AnswerType.PLACE),
     (re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_PLACE_NOUNS})\b", _Q), AnswerType.PLACE),
@@ -198,9 +220,19 @@ _DURATION = re.compile(
     r"real[\s-]time)\b|\b\d+\s*(?:s|h|d|ms|min)\b",
     _Q,
 )
+_ORDINALS = frozenset(["first", "second", "third", "fourth", "fifth"])
 _QUANTITY = re.compile(
     rf"\d[\d,.]*|\b(?:{_NUMBER_WORDS})\b|\b(?:all|none|every|each|most|many|much|some|little|"
     r"majority|minority|unlimited|entire)\b",
+    _Q,
+)
+# Numbers that count nothing: versions ("Python 3.11", "versions 2.1 and newer", "v2") and
+# years after a preposition ("In 2001, ...").
+_NOT_A_COUNT = re.compile(
+    r"^\s*\(?\d+[.)]\s"  # a list item's number: "1. This LICENSE AGREEMENT ..."
+    r"|\b(?:versions?|python|release|v|pep|rfc|iso)\s*\d[\d.]*"
+    r"|\d+(?:\.\d+)+\s*(?:\+|and\s+(?:newer|later|above|up)|or\s+(?:newer|later|above))"
+    r"|\b(?:in|since|by|from|until|before|after|circa|around|of|year)\s+(?:1[5-9]\d\d|20\d\d)\b",
     _Q,
 )
 _MONTHS = (
@@ -257,7 +289,10 @@ _PLACE_NOUNS_IN_TEXT = re.compile(
     r"page|folder|directory|repository|repo|drive|server|cloud|datacenter|data\s+center|"
     r"manager|desk|helpdesk|inbox|address|area|province|island|river|coast|north|south|east|"
     r"west|northern|southern|eastern|western|abroad|overseas|home|remotely|online|locally|"
-    r"here|there|nearby|inside|outside)\b"
+    r"here|there|nearby|inside|outside|"
+    # where in code and files: "the first statement of the function body", "in sys.path"
+    r"body|top|bottom|beginning|start|end|line|lines|file|files|path|paths|variable|"
+    r"environment|list|table|column|field|header|section|chapter|appendix)\b"
     r"|\b[a-z]{2}-[a-z]+-\d\b"  # cloud region codes: eu-west-2
     r"|\S+@\S+\.\w+|https?://\S+|\bwww\.\S+",
     _Q,
@@ -375,13 +410,171 @@ def _has_name(sentence: str, asked: set[str]) -> bool:
     return False
 
 
+def _has_count(sentence: str, asked: set[str]) -> bool:
+    """A number, numeral or amount word new to the question that counts something (an
+    ordinal ranks, a version or year dates: neither says how many)."""
+    spans = [m.span() for m in _NOT_A_COUNT.finditer(sentence)]
+    for m in _QUANTITY.finditer(sentence):
+        if m.group(0).lower() in _ORDINALS:
+            continue
+        if any(a <= m.start() < b for a, b in spans):
+            continue
+        if _novel(m.group(0), asked):
+            return True
+    return False
+
+
+_CODE_NAME = re.compile(
+    r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?"  # sys.argv, copy.deepcopy()
+    r"|\b[A-Za-z_]\w*\(\)"  # zip()
+    r"|\b_*[a-z]+_\w*|\b__\w+__"  # snake_case, __main__
+    r"|\b[a-z]+\d\w*\b"  # sqlite3, base64
+    r"|\b(?-i:[A-Z][a-z]+[A-Z]\w*)"  # CamelCase: ArgumentParser
+    r"|(?:(?<=\s)|^)--?[a-z][\w-]*",  # command-line options
+)
+_NAMED_AS = (
+    # "the heapq module", "The new unittest module", "a pass statement"
+    re.compile(
+        r"\b(?i:the|a|an)\s+(?:(?i:new|standard|built-?in)\s+)?([a-z_][\w.]*)\s+"
+        rf"(?i:{_NAME_NOUNS})\b"
+    ),
+)
+# Words that describe rather than name ("the standard module", "module provides").
+_NOT_NAMES = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "which",
+        "what",
+        "each",
+        "every",
+        "any",
+        "all",
+        "some",
+        "other",
+        "another",
+        "new",
+        "old",
+        "same",
+        "following",
+        "previous",
+        "next",
+        "above",
+        "below",
+        "standard",
+        "built",
+        "builtin",
+        "main",
+        "given",
+        "whole",
+        "entire",
+        "specific",
+        "particular",
+        "corresponding",
+        "separate",
+        "original",
+        "default",
+        "extension",
+        "external",
+        "internal",
+        "public",
+        "private",
+        "helper",
+        "core",
+        "common",
+        "useful",
+        "special",
+        "simple",
+        "basic",
+        "low",
+        "high",
+        "level",
+        "top",
+        "is",
+        "are",
+        "was",
+        "be",
+        "can",
+        "may",
+        "will",
+        "must",
+        "should",
+        "provides",
+        "implements",
+        "defines",
+        "contains",
+        "lets",
+        "allows",
+        "makes",
+        "uses",
+        "offers",
+        "supports",
+        "and",
+        "or",
+        "of",
+        "for",
+        "to",
+        "in",
+        "on",
+        "with",
+        "by",
+        "from",
+        "as",
+        "at",
+        "it",
+        "its",
+        "python",
+        "third",
+        "party",
+        "own",
+        "such",
+    ]
+)
+
+
+_MODULE_QUESTION = re.compile(r"\b(?:modules?|packages?|librar(?:y|ies))\b", _Q)
+
+
+def _has_code_name(sentence: str, question: str) -> bool:
+    """A code name (module, function, class, option ...) the question does not hold; for
+    "which module / package / library", a name that can be one (``shutil``, ``os.path``,
+    ``sqlite3``, "the csv module"): a bare ``move()`` or ``ArgumentParser`` is not."""
+    # Whole names, not stems: "ArgumentParser" is new to "Which class parses arguments?".
+    asked = {w.lower() for w in re.findall(r"[\w.]+", question)}
+    modules_only = bool(_MODULE_QUESTION.search(question))
+    for m in _CODE_NAME.finditer(sentence):
+        name = m.group(0)
+        # a module's name: dotted (os.path, shutil.copy()), with digits (sqlite3), __main__
+        if modules_only and not (
+            "." in name or any(c.isdigit() for c in name) or name.startswith("__")
+        ):
+            continue
+        if name.rstrip("()").lstrip("-").lower() not in asked:
+            return True
+    # Called a module (function, ...) by the sentence: a name even when the question has
+    # the word too ("Which module reads CSV files?" — "the csv module").
+    for pattern in _NAMED_AS:
+        for m in pattern.finditer(sentence):
+            name = m.group(1).strip(".")
+            if name and name.lower() not in _NOT_NAMES:
+                return True
+    return False
+
+
 def has_type(sentence: str, kind: AnswerType, question: str = "") -> bool:
     """Whether ``sentence`` holds an answer of ``kind`` that ``question`` does not already say."""
     asked = _words(question)
     if kind is AnswerType.DURATION:
         return _any_novel(_DURATION, sentence, asked)
     if kind is AnswerType.QUANTITY:
-        return _any_novel(_QUANTITY, sentence, asked)
+        return _has_count(sentence, asked)
+    if kind is AnswerType.NAME:
+        return _has_code_name(sentence, question)
     if kind is AnswerType.TIME:
         return _any_novel(_TIME, sentence, asked) or _any_novel(_DURATION, sentence, asked)
     if kind is AnswerType.FREQUENCY:
@@ -391,6 +584,36 @@ def has_type(sentence: str, kind: AnswerType, question: str = "") -> bool:
     if kind is AnswerType.PLACE:
         return _any_novel(_PLACE_NOUNS_IN_TEXT, sentence, asked) or _has_name(sentence, asked)
     return True  # pragma: no cover - every kind is handled above
+
+
+def _question_names(question: str) -> list[str]:
+    """What the question names: capitalised words after its first (proper nouns, acronyms
+    such as "ORM") and code names ("zip()", "sys.path")."""
+    words = WORD.findall(question)
+    names = [
+        w
+        for i, w in enumerate(words)
+        if i > 0 and w[:1].isupper() and w.lower() not in _QUESTIONISH and w != "I"
+    ]
+    names += [m.group(0).rstrip("()") for m in _CODE_NAME.finditer(question)]
+    return list(dict.fromkeys(names))
+
+
+@functools.lru_cache(maxsize=512)
+def _context_words(context: str) -> frozenset[str]:
+    return frozenset(_words(context))  # a passage is checked once per sentence of it
+
+
+def missing_names(question: str, context: str) -> list[str]:
+    """The names ``question`` uses that ``context`` (a passage with its headings) never
+    mentions, compared as stemmed words, case ignored."""
+    said = _context_words(context)
+    out = []
+    for name in _question_names(question):
+        parts = [stem(w) for w in WORD.findall(name)]
+        if parts and not all(p in said for p in parts):
+            out.append(name)
+    return out
 
 
 def type_match(question: str, sentence: str) -> bool | None:

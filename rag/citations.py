@@ -37,6 +37,7 @@ import numpy as np
 from rag.answer_types import (
     WORD,
     RelevanceFeatures,
+    missing_names,
     question_parts,
     relevance,
     stem,
@@ -274,16 +275,25 @@ def _prefixes(words: Sequence[str]) -> set[str]:
 
 
 def relevance_features(
-    question: str, sentence: str, cosine: float, headings: Sequence[str] = ()
+    question: str,
+    sentence: str,
+    cosine: float,
+    headings: Sequence[str] = (),
+    passage: str | None = None,
 ) -> RelevanceFeatures:
     """The signals :func:`rag.answer_types.relevance` weighs, for ``sentence`` as an answer.
 
     ``headings``: the title and section names of the passage it comes from; a question word
     they hold counts as found ("What is the API rate limit?" meets "The free tier allows 60
-    requests per minute" under "Public API Rate Limits > Default limits")."""
+    requests per minute" under "Public API Rate Limits > Default limits"). ``passage``: its
+    text; a name the question uses that neither it nor the headings mention is a miss, as a
+    missing answer type is (:func:`rag.answer_types.missing_names`)."""
     asked = _prefixes(content_words(question))
     said = _prefixes(content_words(" ".join([sentence, *headings])))
     match = type_match(question, sentence)
+    # (the sentence is the passage's own, or a rewording checked against it for support)
+    if passage is not None and missing_names(question, "\n".join([passage, *headings])):
+        match = False
     return RelevanceFeatures(
         cosine=float(cosine),
         overlap=len(asked & said) / len(asked) if asked else 0.0,
@@ -376,9 +386,15 @@ class SupportScorer:
                 [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]
             )
 
-    def relevance(self, question: str, sentence: str, headings: Sequence[str] = ()) -> float:
+    def relevance(
+        self,
+        question: str,
+        sentence: str,
+        headings: Sequence[str] = (),
+        passage: str | None = None,
+    ) -> float:
         """How likely ``sentence`` answers ``question``, in [0, 1] (:func:`rag.answer_types.relevance`);
-        ``headings``: those of the passage it cites.
+        ``headings`` and ``passage``: those of the passage(s) it cites.
 
         Without an embedder the similarity is unknown: only the answer-type check applies
         (1.0 unless the sentence lacks the type the question asks for)."""
@@ -387,7 +403,9 @@ class SupportScorer:
         parts = question_parts(question)
         vecs = self.vectors([*parts, sentence])
         return max(
-            relevance(relevance_features(part, sentence, float(vecs[-1] @ vecs[i]), headings))
+            relevance(
+                relevance_features(part, sentence, float(vecs[-1] @ vecs[i]), headings, passage)
+            )
             for i, part in enumerate(parts)
         )
 
@@ -605,8 +623,11 @@ class AnswerVerifier:
                 for h in (self.passages[n].title or "", *self.passages[n].section)
                 if h
             ]
+            cited_text = " ".join(self.passages[n].text for n in sentence.cited)
             sentence.relevance = (
-                self.scorer.relevance(self.question, text, headings) if floor > 0 else 1.0
+                self.scorer.relevance(self.question, text, headings, cited_text)
+                if floor > 0
+                else 1.0
             )
             sentence.relevant = sentence.relevance >= floor
         self.checked.append(sentence)

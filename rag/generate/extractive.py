@@ -94,7 +94,7 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     passage_sim = dict(zip(passages, sims[len(raw) :].tolist(), strict=True))
     out = []
     for (n, position, sentence, text), cosine in zip(raw, sims[: len(raw)].tolist(), strict=False):
-        features = relevance_features(question, sentence, cosine, headings[n])
+        features = relevance_features(question, sentence, cosine, headings[n], text)
         rel = relevance(features)
         typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
         prior = passage_sim[text]

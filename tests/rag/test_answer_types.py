@@ -9,17 +9,19 @@ from rag.answer_types import (
     RelevanceFeatures,
     expected_types,
     has_type,
+    missing_names,
     relevance,
     type_match,
 )
 
-D, Q, T, F, P, L = (
+D, Q, T, F, P, L, N = (
     AnswerType.DURATION,
     AnswerType.QUANTITY,
     AnswerType.TIME,
     AnswerType.FREQUENCY,
     AnswerType.PERSON,
     AnswerType.PLACE,
+    AnswerType.NAME,
 )
 
 
@@ -46,6 +48,10 @@ D, Q, T, F, P, L = (
         ("What should a client do when the API returns 429?", set()),
         ("How are backups encrypted?", set()),
         ("What does SEV1 mean?", set()),
+        ("Which module implements a heap queue?", {N}),
+        ("Which modules help me write tests?", {N}),
+        ("What function returns the length of a list?", {N}),
+        ("What does the pass statement do?", set()),  # about a named statement: no name asked
     ],
 )
 def test_expected_types(question: str, kinds: set[AnswerType]) -> None:
@@ -114,10 +120,53 @@ def test_expected_types(question: str, kinds: set[AnswerType]) -> None:
             "Every change needs one approving review.",
             True,
         ),
+        # a count is no version, year or ordinal
+        (
+            "How many employees does the foundation have?",
+            "The foundation holds the copyright on Python versions 2.1 and newer.",
+            False,
+        ),
+        ("How many employees does the foundation have?", "In 2001, it was formed.", False),
+        ("How many employees does the foundation have?", "It has 2001 employees.", True),
+        (
+            "How many spaces should I indent with?",
+            "The spaces before the first non-blank character make the indentation.",
+            False,
+        ),
+        ("How many spaces should I indent with?", "Use 4-space indentation.", True),
+        # a code name, or a word the sentence calls a module / function / ...
+        ("Which module implements a heap queue?", "The new heapq module implements it.", True),
+        ("Which module implements a heap queue?", "This module implements a heap queue.", False),
+        ("Which module reads CSV files?", "The csv module's reader reads them.", True),
+        ("Which module works with SQLite databases?", "Use sqlite3 for SQLite databases.", True),
+        ("Which module provides a deque?", "class collections.deque([iterable])", True),
+        ("Which function iterates in parallel?", "zip() iterates in parallel.", True),
+        ("Which class parses arguments?", "ArgumentParser parses them.", True),
+        (
+            "Which module provides a deque?",
+            "Deque objects provide one read-only attribute.",
+            False,
+        ),
+        (
+            "Which modules help me write tests?",
+            "A test suite for a module can serve as a module interface specification.",
+            False,
+        ),
     ],
 )
 def test_type_match(question: str, sentence: str, expected: bool) -> None:
     assert type_match(question, sentence) is expected
+
+
+def test_missing_names_are_the_question_names_the_passage_never_mentions() -> None:
+    passage = "For more on this configuration, see the relevant section of the Django docs."
+    question = "How do I configure the Django ORM for PostgreSQL?"
+    assert missing_names(question, passage) == ["ORM", "PostgreSQL"]
+    assert missing_names("What is the GIL?", "The caller must hold the GIL.") == []
+    assert missing_names("What does sys.path hold?", "A list of strings: sys.path.") == []
+    assert missing_names("What does sys.path hold?", "The module search path.") == ["sys.path"]
+    # the first word is capitalised anyway; "I" is no name
+    assert missing_names("Backups: how do I restore one?", "Restores take an hour.") == []
 
 
 def test_no_type_asked_is_none_and_any_part_of_a_compound_question_answers() -> None:
