@@ -30,8 +30,8 @@ name          which/what module / function / class /      a code name: dotted (`
 
 A count is no version or year: "How many employees ...?" is not answered by "versions 2.1 and
 newer" or "In 2001, ...". And a sentence whose passage never mentions a name the question
-uses ("the Django ORM for PostgreSQL") does not answer it either (``missing_names``): the
-documents are about something else.
+uses ("the Django ORM for PostgreSQL": two of its three names) does not answer it either
+(``about_something_else``): the documents are about something else.
 
 What the sentence offers must be new to the question: "How many requests per minute ..." is
 not answered by the "minute" it repeats. A question with several parts ("Who designed it and
@@ -49,6 +49,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -57,6 +58,7 @@ __all__ = [
     "WORD",
     "AnswerType",
     "RelevanceFeatures",
+    "about_something_else",
     "expected_types",
     "has_type",
     "missing_names",
@@ -599,21 +601,37 @@ def _question_names(question: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _fold(text: str) -> str:
+    """Accents off ("Maizière" meets "Maiziere")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 @functools.lru_cache(maxsize=512)
 def _context_words(context: str) -> frozenset[str]:
-    return frozenset(_words(context))  # a passage is checked once per sentence of it
+    return frozenset(_words(_fold(context)))  # a passage is checked once per sentence of it
 
 
 def missing_names(question: str, context: str) -> list[str]:
     """The names ``question`` uses that ``context`` (a passage with its headings) never
-    mentions, compared as stemmed words, case ignored."""
+    mentions, compared as stemmed words, accents and case ignored."""
     said = _context_words(context)
     out = []
     for name in _question_names(question):
-        parts = [stem(w) for w in WORD.findall(name)]
+        parts = [stem(w) for w in WORD.findall(_fold(name))]
         if parts and not all(p in said for p in parts):
             out.append(name)
     return out
+
+
+def about_something_else(question: str, context: str) -> bool:
+    """Whether ``context`` is about something other than what ``question`` names: at least
+    two of its names, and more than half of them, never mentioned ("the Django ORM for
+    PostgreSQL" against a page that names only Django). One missing name is not enough:
+    questions misspell and paraphrase names ("Maiziere", "US" for "U.S.")."""
+    names = _question_names(question)
+    missing = missing_names(question, context)
+    return len(missing) >= 2 and len(missing) * 2 > len(names)
 
 
 def type_match(question: str, sentence: str) -> bool | None:

@@ -37,7 +37,7 @@ import numpy as np
 from rag.answer_types import (
     WORD,
     RelevanceFeatures,
-    missing_names,
+    about_something_else,
     question_parts,
     relevance,
     stem,
@@ -286,13 +286,13 @@ def relevance_features(
     ``headings``: the title and section names of the passage it comes from; a question word
     they hold counts as found ("What is the API rate limit?" meets "The free tier allows 60
     requests per minute" under "Public API Rate Limits > Default limits"). ``passage``: its
-    text; a name the question uses that neither it nor the headings mention is a miss, as a
-    missing answer type is (:func:`rag.answer_types.missing_names`)."""
+    text; a passage that never mentions most of the names the question uses is a miss, as a
+    missing answer type is (:func:`rag.answer_types.about_something_else`)."""
     asked = _prefixes(content_words(question))
     said = _prefixes(content_words(" ".join([sentence, *headings])))
     match = type_match(question, sentence)
     # (the sentence is the passage's own, or a rewording checked against it for support)
-    if passage is not None and missing_names(question, "\n".join([passage, *headings])):
+    if passage is not None and about_something_else(question, "\n".join([passage, *headings])):
         match = False
     return RelevanceFeatures(
         cosine=float(cosine),

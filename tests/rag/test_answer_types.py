@@ -7,6 +7,7 @@ import pytest
 from rag.answer_types import (
     AnswerType,
     RelevanceFeatures,
+    about_something_else,
     expected_types,
     has_type,
     missing_names,
@@ -165,8 +166,17 @@ def test_missing_names_are_the_question_names_the_passage_never_mentions() -> No
     assert missing_names("What is the GIL?", "The caller must hold the GIL.") == []
     assert missing_names("What does sys.path hold?", "A list of strings: sys.path.") == []
     assert missing_names("What does sys.path hold?", "The module search path.") == ["sys.path"]
-    # the first word is capitalised anyway; "I" is no name
+    # the first word is capitalised anyway; "I" is no name; accents do not matter
     assert missing_names("Backups: how do I restore one?", "Restores take an hour.") == []
+    assert missing_names("What is Thomas de Maiziere's role?", "Thomas de Maizière is") == []
+
+
+def test_a_passage_is_about_something_else_when_most_names_are_missing() -> None:
+    question = "How do I configure the Django ORM for PostgreSQL?"
+    assert about_something_else(question, "See the relevant section of the Django docs.")
+    assert not about_something_else(question, "The Django ORM talks to PostgreSQL via psycopg.")
+    # one missing name is a misspelling or paraphrase as often as not
+    assert not about_something_else("How many US presidents studied here?", "Eight U.S. ...")
 
 
 def test_no_type_asked_is_none_and_any_part_of_a_compound_question_answers() -> None:
