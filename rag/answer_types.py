@@ -590,15 +590,24 @@ def has_type(sentence: str, kind: AnswerType, question: str = "") -> bool:
 
 def _question_names(question: str) -> list[str]:
     """What the question names: capitalised words after its first (proper nouns, acronyms
-    such as "ORM") and code names ("zip()", "sys.path")."""
-    words = WORD.findall(question)
-    names = [
-        w
-        for i, w in enumerate(words)
-        if i > 0 and w[:1].isupper() and w.lower() not in _QUESTIONISH and w != "I"
-    ]
-    names += [m.group(0).rstrip("()") for m in _CODE_NAME.finditer(question)]
+    such as "ORM") and code names ("zip()", "sys.path") — in what it asks ("... kept? Mail me
+    at jane@example.com, Jane Roe": the sentences ending in "?"), contact details left out."""
+    asking = [p for p in _ASKING.findall(question) if p.strip().endswith("?")] or [question]
+    names: list[str] = []
+    for sentence in asking:
+        sentence = _CONTACT.sub(" ", sentence)
+        words = WORD.findall(sentence)
+        names += [
+            w
+            for i, w in enumerate(words)
+            if i > 0 and w[:1].isupper() and w.lower() not in _QUESTIONISH and w != "I"
+        ]
+        names += [m.group(0).rstrip("()") for m in _CODE_NAME.finditer(sentence)]
     return list(dict.fromkeys(names))
+
+
+_ASKING = re.compile(r".+?(?:[.?!]+(?=\s|$)|$)")  # sentences ("sys.path" is none's end)
+_CONTACT = re.compile(r"\S+@\S+|https?://\S+|\bwww\.\S+|\+?\d[\d ()./-]{6,}\d")
 
 
 def _fold(text: str) -> str:

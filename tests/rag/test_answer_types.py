@@ -175,6 +175,15 @@ def test_a_passage_is_about_something_else_when_most_names_are_missing() -> None
     question = "How do I configure the Django ORM for PostgreSQL?"
     assert about_something_else(question, "See the relevant section of the Django docs.")
     assert not about_something_else(question, "The Django ORM talks to PostgreSQL via psycopg.")
+    # names in what is asked count, not the asker's contact details or signature
+    signed = (
+        "How long are backups kept? Mail me at jane.roe@gmail.com or call 415 555 0100, Jane Roe"
+    )
+    assert missing_names(signed, "Backups are kept for 35 days.") == []
+    assert missing_names("What does sys.path hold? And os.environ?", "") == [
+        "sys.path",
+        "os.environ",
+    ]
     # one missing name is a misspelling or paraphrase as often as not
     assert not about_something_else("How many US presidents studied here?", "Eight U.S. ...")
 
