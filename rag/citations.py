@@ -229,7 +229,12 @@ _STOPWORDS = frozenset(
         "known",
     )
 )
-_MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+_NUMBERS = r"\d+(?:\s*[,;]\s*\d+)*"
+# A citation marker: "[1]", "[1, 3]". Brackets glued to a name are its index ("argv[0] is the
+# script name"), unless the sentence or clause ends right after them ("... 5 minutes[1].").
+_MARKER = re.compile(
+    rf"\s*(?:(?<![\w\])])|(?=\[{_NUMBERS}\](?:\s*[.,;:!?)]|\s*\[|\s*$)))\[({_NUMBERS})\]"
+)
 # A sentence ends at . ! or ? (closing quotes/brackets and [n] markers stay with it) before
 # whitespace and a capital or digit; paragraph breaks and list items end one too.
 _SENTENCE_END = re.compile(

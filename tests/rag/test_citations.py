@@ -213,3 +213,15 @@ def test_min_relevance_zero_turns_the_relevance_check_off(scorer: SupportScorer)
         ABSTAIN,
     )
     assert not v.abstained
+
+
+def test_an_index_glued_to_a_name_is_text_not_a_marker(scorer: SupportScorer) -> None:
+    # "argv[0] is the script name": the [0] is the document's, and removing it would make
+    # the quote say something else. A marker glued to the word that ends a sentence stays one.
+    sentences = split_sentences("The list argv[0] holds the script name [1]. It is set early[2].")
+    assert sentences == ["The list argv[0] holds the script name [1].", "It is set early[2]."]
+    v = _verify("The Eiffel Tower was built between 1887 and 1889[2].", scorer)
+    assert v.answer == "The Eiffel Tower was built between 1887 and 1889 [1]."
+    v = _verify("The Eiffel Tower, towers[0] in the list, was built in 1889 [2].", scorer)
+    checked = v.sentences[0]
+    assert "towers[0] in the list" in checked.text and 0 not in checked.dropped_markers
