@@ -127,3 +127,27 @@ def test_watched_folder_documents_cannot_be_deleted_through_the_api(deployment: 
         r = c.delete("/v1/documents/onboarding.md")
     assert r.status_code == 409
     assert "watched folder" in r.json()["error"]["message"]
+
+
+def test_an_upload_that_ingestion_exclude_matches_is_refused(
+    tmp_settings: Any, embedder: Any
+) -> None:
+    # Accepting it would store a file the daemon never ingests: a silent 202 for nothing.
+    from api.documents import Documents
+    from api.errors import ApiError
+    from rag.index import Index
+
+    settings = tmp_settings(ingestion={"exclude": ["drafts/", "*.bak.md"]})
+    index = Index(settings, embedder=embedder)
+    index.open()
+    try:
+        docs = Documents(
+            index, settings.ingestion.extensions, exclude=settings.ingestion.path_filter()
+        )
+        for path in ("drafts/plan.md", "notes.bak.md", "team/drafts/plan.md"):
+            with pytest.raises(ApiError) as err:
+                docs.upload_target("acme", path)
+            assert err.value.status_code == 422 and "ingestion.exclude" in err.value.message, path
+        assert docs.upload_target("acme", "plans/plan.md").source == "acme/plans/plan.md"
+    finally:
+        index.close()
