@@ -120,6 +120,7 @@ _NAME_NOUNS = (
     r"packages?|exceptions?|operators?|built-?ins?|commands?|options?|flags?|attributes?|"
     r"decorators?|variables?|settings?|parameters?|arguments?|tools?|utilit(?:y|ies)|apis?"
 )
+_CODE_NOUNS = r"modules?|packages?|librar(?:y|ies)|keywords?|decorators?|built-?ins?|exceptions?"
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"how\s+(?:long|quickly|soon|fast|late|early)\b", _Q), AnswerType.DURATION),
     (
@@ -149,10 +150,10 @@ _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
         re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_PERSON_NOUNS})\b", _Q),
         AnswerType.PERSON,
     ),
-    (
-        re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_NAME_NOUNS})\b", _Q),
-        AnswerType.NAME,
-    ),
+    # "which function ...", but not "what function did the guild serve?" or "what class of
+    # problems": only nouns that are code's own after "what"
+    (re.compile(rf"which\s+(?:\w+\s+)?(?:{_NAME_NOUNS})\b", _Q), AnswerType.NAME),
+    (re.compile(rf"what\s+(?:\w+\s+)?(?:{_CODE_NOUNS})\b", _Q), AnswerType.NAME),
     (re.compile(r"where\b", _Q), AnswerType.PLACE),
     (re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_PLACE_NOUNS})\b", _Q), AnswerType.PLACE),
 ]

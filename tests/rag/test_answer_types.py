@@ -51,7 +51,10 @@ D, Q, T, F, P, L, N = (
         ("What does SEV1 mean?", set()),
         ("Which module implements a heap queue?", {N}),
         ("Which modules help me write tests?", {N}),
-        ("What function returns the length of a list?", {N}),
+        ("Which function returns the length of a list?", {N}),
+        ("What module reads CSV files?", {N}),
+        ("What function did the guild serve?", set()),  # English, not code
+        ("What class of problems is it in?", set()),
         ("What does the pass statement do?", set()),  # about a named statement: no name asked
     ],
 )
