@@ -25,6 +25,7 @@ from rag.generate.base import (
     Generator,
     TokenCounter,
     Usage,
+    approximate_counter,
     close_quietly,
 )
 from rag.types import BackendUsage, FinishReason
@@ -82,9 +83,10 @@ def attempt_usage(
             counter = generator.tokens
             entry.prompt_tokens = counter.count_messages(request.messages)
             entry.completion_tokens = counter("".join(pieces))
-        except Exception:  # noqa: BLE001 - no tokenizer: ~4 characters a token
-            entry.prompt_tokens = sum(len(m.get("content", "")) for m in request.messages) // 4
-            entry.completion_tokens = len("".join(pieces)) // 4
+        except Exception:  # noqa: BLE001 - no tokenizer: the shared estimate
+            rough = approximate_counter()
+            entry.prompt_tokens = sum(rough(m.get("content", "")) for m in request.messages)
+            entry.completion_tokens = rough("".join(pieces))
         entry.estimated = True
     return entry
 
@@ -357,10 +359,8 @@ def build_chain(
         except GenerationError as exc:
             # Without the `local` extra (llama-cpp-python) or the GGUF there is no local
             # tokenizer to borrow: count conservatively instead of failing every query.
-            from rag.generate.openai import _approximate_counter
-
             log.warning("no local tokenizer for openai (%s): counting ~3 characters a token", exc)
-            return _approximate_counter()
+            return approximate_counter()
 
     from rag.pii.outbound import pseudonymising
 

@@ -27,6 +27,7 @@ from rag.generate.base import (
     Generator,
     TokenCounter,
     Usage,
+    approximate_counter,
     hf_token_counter,
 )
 from rag.textguard import neutralise_messages
@@ -43,11 +44,6 @@ _RETRY_ERRORS = (
     httpx.ReadError,
     httpx.PoolTimeout,
 )
-
-
-def _approximate_counter() -> TokenCounter:
-    # No tokenizer configured or available: about 3 characters a token errs on the safe side.
-    return TokenCounter(lambda text: range((len(text) + 2) // 3))
 
 
 class OpenAIGenerator(Generator):
@@ -81,7 +77,7 @@ class OpenAIGenerator(Generator):
             elif self._fallback_tokens is not None:
                 self._tokens = self._fallback_tokens()
             else:
-                self._tokens = _approximate_counter()
+                self._tokens = approximate_counter()
         return self._tokens
 
     @property

@@ -90,3 +90,32 @@ def test_the_last_backend_is_never_refused_and_all_failing_is_an_error() -> None
     assert outcome.generator == "a"
     with pytest.raises(GenerationError, match="every generator"):
         _run(GeneratorChain([Scripted("a", None), Scripted("b", None)]))
+
+
+class NoTokenizer(Scripted):
+    """A remote backend whose tokenizer cannot be loaded."""
+
+    uses_llm = True
+
+    @property
+    def tokens(self) -> TokenCounter:
+        raise GenerationError("no tokenizer here", backend=self.name)
+
+
+def test_usage_of_a_call_without_a_tokenizer_is_the_shared_estimate() -> None:
+    from rag.generate.base import approximate_counter
+    from rag.generate.chain import attempt_usage
+
+    request = GenerationRequest(
+        messages=[{"role": "user", "content": "How long are backups kept? " * 4}],
+        question="q",
+        context=PackedContext([], "", 0, 100),
+        max_tokens=8,
+    )
+    entry = attempt_usage(
+        NoTokenizer("remote", None), None, request, ["Thirty ", "five days."], "failed"
+    )
+    rough = approximate_counter()
+    assert entry.estimated
+    assert entry.prompt_tokens == rough(request.messages[0]["content"]) == 36
+    assert entry.completion_tokens == rough("Thirty five days.") == 6
