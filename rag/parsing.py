@@ -299,10 +299,10 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
     body = soup.body or soup
-    main = body.find("main") or body.find(attrs={"role": "main"})
+    main = body.find("main") or body.find(role="main")
     if main is not None and main.get_text(strip=True):
         body = main
-    for tag in body.find_all(_CHROME_TAGS) + body.find_all(attrs={"role": list(_CHROME_ROLES)}):
+    for tag in body.find_all(_CHROME_TAGS) + body.find_all(role=list(_CHROME_ROLES)):
         if not tag.decomposed:
             tag.decompose()
     for link in body.find_all("a"):  # heading permalinks ("Basic Examples ¶") are no text
