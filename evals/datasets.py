@@ -218,6 +218,7 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
             PathFilter(docs_exclude)
         except ConfigError as exc:
             raise DatasetError(f"{exclude_path}: {exc}") from exc
+        hashed.append(exclude_path)  # what is left out of the corpus changes the scores too
     return Dataset(
         name=root.resolve().name,
         split=split,

@@ -39,6 +39,23 @@ def test_load_beir_errors_say_what_to_do(tmp_path: Path, tiny_beir: Path) -> Non
         load_beir(tiny_beir)
 
 
+def test_a_docs_dataset_reads_its_exclusions(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "site", corpus=TINY_CORPUS)
+    docs = tmp_path / "html"
+    docs.mkdir()
+    plain = load_beir(root, docs=docs)
+    assert plain.docs_exclude == []
+    (root / "docs_exclude.txt").write_text("# build output\n_sources/\n\ngenindex*.html\n")
+    ds = load_beir(root, docs=docs)
+    assert ds.docs_exclude == ["_sources/", "genindex*.html"]
+    assert ds.describe()["docs_exclude"] == ["_sources/", "genindex*.html"]
+    assert ds.content_hash != plain.content_hash, "what the corpus leaves out changes the scores"
+    assert load_beir(root).docs_exclude == [], "only a --docs folder is filtered"
+    (root / "docs_exclude.txt").write_text("!keep.html\n")
+    with pytest.raises(DatasetError, match=r"docs_exclude\.txt.*negated"):
+        load_beir(root, docs=docs)
+
+
 def test_safe_file_stems_are_unique_and_plain() -> None:
     assert safe_file_stem("4983") == "4983"
     assert safe_file_stem("doc-1.v2") == "doc-1.v2"
