@@ -36,7 +36,7 @@ import argparse
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,18 +59,16 @@ COLUMNS = (
 
 
 class Recording:
-    """The pipeline as an eval ``QueryRunner`` that also remembers degraded/generator."""
+    """An eval ``QueryRunner`` that also remembers degraded/generator."""
 
-    def __init__(self, pipeline: Any):
-        self.pipeline = pipeline
+    def __init__(self, runner: Callable[[str], Mapping[str, Any]]):
+        self.runner = runner
         self.generators: Counter[str] = Counter()
         self.degraded = 0
         self.fallbacks = 0
 
     def __call__(self, question: str) -> Mapping[str, Any]:
-        from rag.types import Query
-
-        result = self.pipeline.run(Query(question)).as_json()
+        result = self.runner(question)
         self.generators[str(result.get("generator"))] += 1
         self.degraded += bool(result.get("degraded"))
         self.fallbacks += bool(result.get("fallbacks"))
@@ -87,15 +85,13 @@ def _sample(queries: dict[str, str], n: int | None) -> dict[str, str]:
 def run_chain(
     chain: list[str], dataset: Dataset, dsi: Any, questions: dict[str, str]
 ) -> dict[str, Any]:
-    from evals.answers import evaluate_answers
-    from rag.pipeline import QueryPipeline
+    from evals.answers import evaluate_answers, pipeline_runner
 
     settings = dsi.index.settings.model_copy(deep=True)
     settings.generation.chain = chain
-    settings.cache.enabled = False  # every answer measured afresh, never a cache hit
-    pipeline = QueryPipeline(dsi.index, settings)
+    # The eval's own runner: models warmed up, the answer cache off (every answer afresh).
+    pipeline = pipeline_runner(dsi.index, settings)
     try:
-        pipeline.warm_up()
         runner = Recording(pipeline)
         runner(next(iter(questions.values())))  # untimed: first-query caches
         runner.generators.clear()

@@ -167,7 +167,14 @@ def main() -> int:
         )
     answers = data.answers
     dindex = open_dataset_index(settings, data, embedder, echo=lambda m: print(m, file=sys.stderr))
-    qsettings = dindex.index.settings.model_copy(update={"generation": settings.generation})
+    # The answer cache off: every threshold answers the same questions, and a cached answer
+    # from one threshold would stand in for the next threshold's own.
+    qsettings = dindex.index.settings.model_copy(
+        update={
+            "generation": settings.generation,
+            "cache": settings.cache.model_copy(update={"enabled": False}),
+        }
+    )
     gen = qsettings.generation
     base = QueryPipeline(dindex.index, qsettings)
     base.warm_up()
