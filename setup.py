@@ -2,7 +2,7 @@
 
 configs/ (default.yaml, vllm.yaml, prompts/<name>/<version>.yaml) stays where it is, the one
 source of truth; ``build_py`` copies it into the wheel as package data ``rag/_defaults/configs/``,
-which ``rag.resources.project_root`` finds through importlib.resources. An editable install
+which ``rag.core.resources.project_root`` finds through importlib.resources. An editable install
 copies nothing: it reads the checkout's configs/ directly.
 """
 

@@ -29,8 +29,8 @@ from api.ratelimit import RateLimiter
 from api.security import DOCS_ASSETS, SecurityHeadersMiddleware, docs_assets, docs_html
 from api.service import Pipeline, QueryService
 from api.sse_schema import DOC_MODELS
-from rag.config import Settings
-from rag.resources import package_path
+from rag.core.config import Settings
+from rag.core.resources import package_path
 
 __all__ = ["create_app"]
 
@@ -41,7 +41,7 @@ UPLOAD_OVERHEAD = 64_000  # multipart framing around the file
 
 
 def _token_counter(index: Any) -> Any:
-    from rag.tokens import load_tokenizer
+    from rag.core.tokens import load_tokenizer
 
     encode = load_tokenizer(index.embedder.model_dir)
 
@@ -49,27 +49,6 @@ def _token_counter(index: Any) -> Any:
         return len(encode(text))
 
     return count
-
-
-def _cache_and_costs(pipeline: Any) -> dict[str, Any]:
-    """The pipeline's answer cache and cost ledger, when it has them (rag.answer_cache, rag.costs)."""
-    out: dict[str, Any] = {}
-    cache = getattr(pipeline, "cache", None)
-    if cache is not None:
-        out["cache"] = cache.stats()
-    stages = getattr(pipeline, "stages", None) or []
-    costs = next((c for st in stages if (c := getattr(st, "costs", None)) is not None), None)
-    if costs is not None:
-        out["costs"] = costs.report()
-    return out
-
-
-def _traced_by(pipeline: Any, tracing: Any) -> bool:
-    """Whether ``pipeline`` records into ``tracing``'s tracer (then trace ids are handed out)."""
-    if tracing.tracer is None:
-        return False
-    tracer = getattr(pipeline, "tracer", None)
-    return tracer is tracing.tracer or tracing.tracer in getattr(tracer, "tracers", ())
 
 
 def create_app(
@@ -81,7 +60,7 @@ def create_app(
 ) -> FastAPI:
     owns_index = index is None
     if index is None:
-        from rag.index import Index
+        from rag.indexing.index import Index
 
         index = Index(settings)
         index.open(create=True)
@@ -96,7 +75,7 @@ def create_app(
             "ingestion": s.daemon.stats() if s.daemon is not None else {},
             "gates": {n: {**g.stats(), "rejected": g.rejected} for n, g in s.service.gates.items()},
             "rate_limited": s.limiter.rejected,
-            **_cache_and_costs(s.service.pipeline),
+            **s.service.pipeline.stats(),
             "injection_flagged_chunks": _flagged_chunks(index),
         }
 
@@ -105,7 +84,7 @@ def create_app(
 
     tracing = tracing_for(settings)  # no keys: disabled, nothing loaded
     if pipeline is None:
-        from rag.pipeline import QueryPipeline
+        from rag.query.pipeline import QueryPipeline
 
         pipeline = QueryPipeline(index, settings, tracer=tracing.tracer)
     service = QueryService(index, settings, pipeline, metrics)
@@ -126,7 +105,9 @@ def create_app(
         ),
         daemon=daemon,
         count_tokens=_token_counter(index),
-        tracing=tracing if _traced_by(pipeline, tracing) else None,
+        tracing=tracing
+        if tracing.tracer is not None and pipeline.traced_by(tracing.tracer)
+        else None,
     )
     state["app"] = app_state
 
@@ -230,7 +211,7 @@ def create_app(
 
 def _flagged_chunks(index: Any) -> int | None:
     """Chunks of the live collection flagged as prompt injection (None: no index yet)."""
-    from rag.injection import flagged_chunks
+    from rag.guards.injection import flagged_chunks
 
     collection = index.collection
     if not collection:

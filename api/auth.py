@@ -54,8 +54,8 @@ def hash_secret(salt: str, secret: str) -> str:
 def watched_folder_holding(data_dir: Path, name: str) -> Path | None:
     """A watched folder (recorded in the data dir's manifest) with a top-level folder ``name``,
     on disk or among the documents it indexed; None when there is none."""
-    from rag.ingest import TENANTS_DIR
-    from rag.manifest import Manifest
+    from rag.indexing.ingest import TENANTS_DIR
+    from rag.indexing.manifest import Manifest
 
     path = data_dir / "manifest.sqlite"
     if not path.exists():

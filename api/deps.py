@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     from api.documents import Documents
     from api.metrics import Metrics
     from api.service import QueryService
-    from rag.config import Settings
-    from rag.index import Index
+    from rag.core.config import Settings
+    from rag.indexing.index import Index
 
 __all__ = [
     "AppState",

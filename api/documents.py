@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 from api.errors import ApiError
 from api.storage import StorageProbe, storage_error
-from rag.documents import document_id
-from rag.ingest import TENANTS_DIR, is_ignored_name, walk_folder
-from rag.injection import flagged_chunks
-from rag.manifest import FileRecord
-from rag.paths import PathFilter
-from rag.textguard import bidi_controls, is_blank
+from rag.core.documents import document_id
+from rag.core.paths import PathFilter
+from rag.core.textguard import bidi_controls, is_blank
+from rag.guards.injection import flagged_chunks
+from rag.indexing.ingest import TENANTS_DIR, is_ignored_name, walk_folder
+from rag.indexing.manifest import FileRecord
 
 if TYPE_CHECKING:
-    from rag.index import Index
+    from rag.indexing.index import Index
 
 __all__ = ["NAME_MAX", "DocumentView", "Documents", "UploadTarget"]
 

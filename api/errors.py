@@ -16,12 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.errors import (
+from rag.core.errors import (
     ConfigError,
     EmbeddingMismatchError,
     GenerationError,
     PromptError,
     QueryError,
+    QuestionError,
     RagError,
     StoreError,
 )
@@ -136,6 +137,8 @@ _RAG_ERRORS: list[tuple[type[RagError], int, str]] = [
 
 def rag_error_status(exc: RagError) -> tuple[int, str]:
     """HTTP status and error type for a library error."""
+    if isinstance(exc, QuestionError):  # the request's question field failed validation
+        return 422, "question_too_long" if exc.too_long else "invalid_request"
     for cls, status, type_ in _RAG_ERRORS:
         if isinstance(exc, cls):
             return status, type_

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, json_error
 
-__all__ = ["BodyLimitMiddleware", "ConcurrencyGate", "check_question", "too_large"]
+__all__ = ["BodyLimitMiddleware", "ConcurrencyGate", "too_large"]
 
 
 def _human(n: int) -> str:
@@ -33,17 +33,6 @@ def too_large(what: str, size: int | None, limit: int, setting: str) -> ApiError
         "payload_too_large",
         f"{what}{got} exceeds the limit of {_human(limit)} (setting {setting})",
     )
-
-
-def check_question(question: str, limit: int) -> None:
-    if len(question) > limit:
-        raise ApiError(
-            422,
-            "question_too_long",
-            f"question is {len(question)} characters; the limit is {limit} (setting api.max_question_chars)",
-        )
-    if not question.strip():
-        raise ApiError(422, "invalid_request", "question is empty: ask something")
 
 
 class BodyLimitMiddleware:

@@ -89,7 +89,7 @@ class _LiveCollector(Collector):
 
 
 def _cache_and_cost_metrics(data: dict[str, Any]) -> Iterable[Metric]:
-    """The answer cache's counters and today's spend per tenant (rag/answer_cache.py, rag/costs.py)."""
+    """The answer cache's counters and today's spend per tenant (rag/query/answer_cache.py, rag/query/costs.py)."""
     cache = data.get("cache")
     if cache is not None:
         hits = CounterMetricFamily(
@@ -153,7 +153,7 @@ def _cache_and_cost_metrics(data: dict[str, Any]) -> Iterable[Metric]:
 
 
 def _model_label(model: Any) -> str:
-    from rag.costs import model_label
+    from rag.query.costs import model_label
 
     return model_label(str(model)) if model else ""
 

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rag.textguard import VISIBLE_CHARACTER, is_blank
-from rag.types import Answer, Citation, PromptRef
+from rag.core.textguard import VISIBLE_CHARACTER, is_blank
+from rag.core.types import Answer, Citation, PromptRef
 
 __all__ = [
     "FILTER_KEYS",
@@ -31,7 +31,7 @@ Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 
 
 # A character a person would see: not whitespace, control or format (Unicode Cc, Cf, Z*) nor
-# another invisible (zero-width joiners, variation selectors, fillers); rag.textguard.is_blank
+# another invisible (zero-width joiners, variation selectors, fillers); rag.core.textguard.is_blank
 # is the same test, so a question of only U+200B is a 422 here and never reaches retrieval.
 NOT_BLANK = VISIBLE_CHARACTER
 

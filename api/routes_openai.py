@@ -15,11 +15,11 @@ from fastapi import APIRouter, Request, Response
 from api.chat import ChatStreamRenderer, completion, condense
 from api.deps import Caller, State, disconnect_waiter, new_trace_id
 from api.errors import ApiError, error_responses
-from api.limits import check_question
 from api.models import ChatCompletion, ChatRequest, ModelList
 from api.sse import SSEResponse, sse_frame
 from api.sse_schema import CHAT_STREAM
-from rag.types import Query
+from rag.core.textguard import check_question
+from rag.core.types import Query
 
 __all__ = ["router"]
 

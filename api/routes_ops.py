@@ -67,11 +67,15 @@ def _checks(state: Any) -> tuple[dict[str, str], list[str]]:
         checks["generator"] = "warming up"
         failing.append("generator")
     else:
-        probe = getattr(service.pipeline, "check_generator", None)
-        try:
-            checks["generator"] = str(probe()) if callable(probe) else "ok"
-        except Exception as exc:  # noqa: BLE001 - reported as the failing check
-            checks["generator"] = f"unreachable: {exc}"
+        # One line per backend of the chain; ready while one of them can answer (the chain
+        # falls back to the next), each one's state shown.
+        backends = {
+            part.partition(":")[2]: line
+            for part, line in service.pipeline.health().items()
+            if part.startswith("generator:")
+        }
+        checks["generator"] = "; ".join(f"{name}: {line}" for name, line in backends.items())
+        if backends and all(line != "ok" for line in backends.values()):
             failing.append("generator")
     daemon = state.daemon
     if daemon is not None:

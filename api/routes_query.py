@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request, Response
 from api.chat import query_renderer
 from api.deps import Caller, State, disconnect_waiter, new_trace_id
 from api.errors import error_responses
-from api.limits import check_question
 from api.models import QueryRequest, QueryResponse
 from api.sse import SSEResponse
 from api.sse_schema import QUERY_STREAM
-from rag.types import Query
+from rag.core.textguard import check_question
+from rag.core.types import Query
 
 __all__ = ["router"]
 

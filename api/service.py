@@ -21,13 +21,13 @@ import anyio
 
 from api.errors import ApiError
 from api.limits import ConcurrencyGate
-from rag.errors import PromptError
-from rag.types import Answer, DoneEvent, Query, StreamEvent
+from rag.core.errors import PromptError
+from rag.core.types import Answer, DoneEvent, Query, StreamEvent
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
-    from rag.config import Settings
-    from rag.index import Index
+    from rag.core.config import Settings
+    from rag.indexing.index import Index
 
 __all__ = ["EventStream", "Pipeline", "QueryService", "for_tenant"]
 
@@ -39,13 +39,29 @@ Event = tuple[str, Any]
 
 
 class Pipeline(Protocol):
-    """What the service needs of a query pipeline (``rag.pipeline.QueryPipeline``)."""
+    """What the API needs of a query pipeline (``rag.query.pipeline.QueryPipeline``)."""
 
     def warm_up(self) -> None: ...
 
     def run(self, query: Query) -> Answer: ...
 
     def stream(self, query: Query) -> Iterator[StreamEvent]: ...
+
+    def cached(self, query: Query) -> Iterator[StreamEvent] | None:
+        """The stream of an answer the cache holds, checked and cheap; None: answer it."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for ``/metrics`` (the answer cache, the cost ledger)."""
+        ...
+
+    def health(self) -> dict[str, str]:
+        """Checks for ``/readyz``: "ok" or what is wrong, by part."""
+        ...
+
+    def traced_by(self, tracer: Any) -> bool:
+        """Whether the pipeline records into ``tracer`` (trace ids are handed out then)."""
+        ...
 
 
 def for_tenant(query: Query, tenant: str) -> Query:
@@ -114,18 +130,16 @@ class QueryService:
             return result
         return await self.open_stream(query, tenant).collect(wait_disconnect)
 
-    def _from_cache(self, scoped: Query) -> list[StreamEvent] | None:
-        """A cached answer's events (``QueryPipeline.from_cache``: exact matches, checked
-        against the store), served without a backend slot; None: answer it as usual."""
-        peek = getattr(self.pipeline, "from_cache", None)
-        if peek is None or not scoped.generate:
+    def _from_cache(self, scoped: Query) -> Iterator[StreamEvent] | None:
+        """A cached answer's stream (``Pipeline.cached``: exact matches, checked against the
+        store), served without a backend slot; None: answer it as usual."""
+        if not scoped.generate:
             return None
         try:
-            events: list[StreamEvent] | None = peek(scoped)
+            return self.pipeline.cached(scoped)
         except Exception:  # the normal path reports whatever this was
             log.debug("answer cache lookup failed", exc_info=True)
             return None
-        return events
 
     def open_stream(self, query: Query, tenant: str) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later. A cached
@@ -138,7 +152,7 @@ class QueryService:
                 gate = self.gates["cache"] = ConcurrencyGate("cache", 64, self.settings.api.queue)
             return EventStream(
                 gate,
-                lambda: iter(cached),
+                lambda: cached,
                 lambda result: self._observe(result, tenant),
                 tenant=tenant,
             )

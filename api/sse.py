@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.errors import ApiError, rag_error_status
 from api.service import EventStream, first_error
-from rag.errors import RagError
+from rag.core.errors import RagError
 
 __all__ = ["SSEResponse", "sse_frame"]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from api.errors import ApiError
 
 if TYPE_CHECKING:
-    from rag.index import Index
+    from rag.indexing.index import Index
 
 __all__ = ["StorageProbe", "storage_error"]
 

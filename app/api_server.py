@@ -13,8 +13,8 @@ import uvicorn
 from api.app import create_app
 from app.runtime import Echo
 from ingestion.daemon import WatchDaemon
-from rag.config import Settings
-from rag.index import Index
+from rag.core.config import Settings
+from rag.indexing.index import Index
 
 __all__ = ["ApiServer"]
 

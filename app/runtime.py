@@ -2,7 +2,7 @@
 
 A :class:`Runtime` wires the parts that each live in their own package: the index (``rag``),
 the watch daemon (``ingestion``), the background eval runner (``evals``), the loopback control
-API that ``rag status|export|reindex|query`` talk to while it runs (``rag.control``), and
+API that ``rag status|export|reindex|query`` talk to while it runs (``app.control``), and
 optionally a :class:`Service` such as ``app.api_server.ApiServer``, the HTTP API (``api``)::
 
     runtime = Runtime(settings, [folder], api=ApiServer(settings, "127.0.0.1", 8000))
@@ -26,17 +26,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+from app.control import ControlServer
 from evals.runner import EvalRunner
 from ingestion.daemon import WatchDaemon
-from rag.config import Settings
-from rag.control import ControlServer
-from rag.datadir import private_data_dir, restrict_umask
-from rag.index import Index
+from rag.core.config import Settings
+from rag.core.datadir import private_data_dir, restrict_umask
+from rag.core.types import Query
+from rag.indexing.index import Index
+from rag.indexing.reindex import reindex
+from rag.indexing.status import collect_status, export_chunks
 from rag.observability import shutdown_all, tracing_for
-from rag.pipeline import QueryPipeline
-from rag.reindex import reindex
-from rag.status import collect_status, export_chunks
-from rag.types import Query
+from rag.query.pipeline import QueryPipeline
 
 __all__ = ["Echo", "Runtime", "Service"]
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rag.citations import SupportScorer
-    from rag.pipeline import QueryPipeline
-    from rag.stages import QueryState
+    from rag.query.pipeline import QueryPipeline
+    from rag.query.stages import QueryState
+    from rag.verification.citations import SupportScorer
 
 __all__ = ["Goal", "add_goal_arguments", "finish", "finite", "pipeline_scorer", "prepare"]
 
@@ -102,13 +102,14 @@ def finish(
 
 
 def prepare(pipeline: QueryPipeline, question: str) -> QueryState:
-    """The stages before generation (retrieve, rerank, prompt, pack), run as the pipeline
+    """The stages before generation (prompt, retrieve, rerank, pack), run as the pipeline
     runs them: the state a generator would be handed."""
-    from rag.stages import QueryState, check_question
-    from rag.types import Query
+    from rag.contracts import QueryState
+    from rag.core.textguard import check_question
+    from rag.core.types import Query
 
     query = Query(question)
-    state = QueryState(query=query, question=check_question(query))
+    state = QueryState(query=query, question=check_question(query.question))
     for stage in pipeline.stages:
         if stage.name == "generate":
             return state
@@ -119,8 +120,8 @@ def prepare(pipeline: QueryPipeline, question: str) -> QueryState:
 
 def pipeline_scorer(pipeline: QueryPipeline) -> SupportScorer:
     """The support scorer of the pipeline's generate stage (its sentence embedding cache)."""
-    from rag.stages import Generate
+    from rag.query.stages import Generate
 
     stage = pipeline.stage("generate")
-    assert isinstance(stage, Generate), "the generate stage is not rag.stages.Generate"
+    assert isinstance(stage, Generate), "the generate stage is not rag.query.stages.Generate"
     return stage.scorer

@@ -21,7 +21,7 @@ paraphrase pairs and different-question pairs on the same topics, many one word 
 "business tier" vs "enterprise tier", "SEV1" vs "SEV2") embedded with the index's model, as
 the cache embeds questions. The pairs are split in two halves (alternating); on the *pick*
 half the threshold is the lowest of a 0.80–0.99 grid with no false hit (a different-question
-pair at or above it that the cache's lexical guard, ``rag.answer_cache.compatible``, lets
+pair at or above it that the cache's lexical guard, ``rag.query.answer_cache.compatible``, lets
 through: same numbers, names and contrast words); on the *report* half: the false-hit rate (different pairs at or above
 it) and the paraphrase hit rate, at the picked and at the configured threshold
 (``cache.semantic_threshold``), with the guard (what the cache does) and by cosine alone. With ``--squad DIR`` (a BEIR SQuAD 2.0 set, e.g.
@@ -56,10 +56,10 @@ GRID = [round(0.80 + 0.01 * i, 2) for i in range(20)]
 
 
 def speed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
-    from rag.config import load_settings
-    from rag.index import Index
-    from rag.ingest import Ingestor
-    from rag.pipeline import QueryPipeline
+    from rag.core.config import load_settings
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
+    from rag.query.pipeline import QueryPipeline
 
     settings = load_settings(
         None, {"data_dir": str(data_dir), "evals": {"after_sync": False}, "cache": {}}
@@ -125,11 +125,11 @@ def speed(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 def cost_sample(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     """A priced chain [openai, extractive] over the golden questions, each asked twice (the
     second from the cache), then again under a daily budget of half what the first pass cost."""
-    from rag.config import load_settings
-    from rag.costs import CostController
-    from rag.index import Index
-    from rag.ingest import Ingestor
-    from rag.pipeline import QueryPipeline
+    from rag.core.config import load_settings
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
+    from rag.query.costs import CostController
+    from rag.query.pipeline import QueryPipeline
 
     server = None
     url = args.openai_url
@@ -270,9 +270,9 @@ def squad_pairs(folder: Path, limit: int) -> list[dict[str, Any]]:
 
 
 def calibrate(args: argparse.Namespace, configured: float | None) -> dict[str, Any]:
-    from rag.answer_cache import compatible
-    from rag.config import load_settings
-    from rag.embedding import embedder_for
+    from rag.core.config import load_settings
+    from rag.indexing.embedding import embedder_for
+    from rag.query.answer_cache import compatible
 
     embedder = embedder_for(load_settings(None, {"data_dir": tempfile.mkdtemp()}))
     embedder.warm_up()
@@ -343,7 +343,7 @@ def main() -> int:
     if args.smoke:
         args.repeats = min(args.repeats, 3)
 
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     configured = load_settings(None, {"data_dir": tempfile.mkdtemp()}).cache.semantic_threshold
     with tempfile.TemporaryDirectory() as tmp:

@@ -153,8 +153,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from evals.datasets import load_beir, open_dataset_index
-    from rag.config import load_settings
-    from rag.embedding import embedder_for
+    from rag.core.config import load_settings
+    from rag.indexing.embedding import embedder_for
 
     chains = [
         c.split(",") for c in (args.chains or (["extractive"] if args.smoke else DEFAULT_CHAINS))

@@ -99,12 +99,12 @@ def main() -> int:
     from sklearn.metrics import roc_auc_score
 
     from evals.datasets import load_beir, open_dataset_index
-    from rag.citations import content_words, key_terms
-    from rag.config import load_settings
-    from rag.embedding import Embedder
+    from rag.core.config import load_settings
     from rag.generate import GenerationRequest
     from rag.generate.extractive import rank_sentences
-    from rag.pipeline import QueryPipeline
+    from rag.indexing.embedding import Embedder
+    from rag.query.pipeline import QueryPipeline
+    from rag.verification.citations import content_words, key_terms
 
     overrides: dict[str, Any] = {"generation": {"chain": ["extractive"]}}
     if args.cache:

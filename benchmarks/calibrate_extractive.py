@@ -6,7 +6,7 @@
 Every question goes through the real retrieve → rerank → prompt → pack stages once (the
 corpus is indexed once into an isolated cache, as `rag eval` does). Then, for each candidate
 threshold, the question is answered by the real ``ExtractiveGenerator`` (``min_score`` = the
-threshold) through the pipeline's own ``Generate`` and ``Verify`` stages — streaming
+threshold) through the pipeline's own ``Generate`` and ``AssembleAnswer`` stages — streaming
 verification, abstention and citations exactly as a query gets them — with the prepared
 context replayed by a first stage instead of retrieving again. Per threshold:
 
@@ -47,8 +47,8 @@ from benchmarks._common import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
-    from rag.stages import QueryState
-    from rag.types import StreamEvent
+    from rag.core.types import StreamEvent
+    from rag.query.stages import QueryState
 
 GOAL_ABSTAIN_UNANSWERABLE = 0.80
 GOAL_FALSE_ABSTENTION = 0.15
@@ -147,13 +147,13 @@ def main() -> int:
 
     from evals.answers import contains_gold
     from evals.datasets import load_beir, open_dataset_index
-    from rag.config import load_settings
-    from rag.embedding import Embedder
+    from rag.core.config import load_settings
+    from rag.core.types import Query
     from rag.generate import GeneratorChain
     from rag.generate.extractive import ExtractiveGenerator
-    from rag.pipeline import QueryPipeline
-    from rag.stages import Generate, Stage, Verify
-    from rag.types import Query
+    from rag.indexing.embedding import Embedder
+    from rag.query.pipeline import QueryPipeline
+    from rag.query.stages import AssembleAnswer, Generate, Stage
 
     settings = load_settings(
         overrides={"evals": {"cache_dir": str(args.cache)}, "generation": {"chain": ["extractive"]}}
@@ -203,7 +203,7 @@ def main() -> int:
         stages: list[Stage] = [
             Replay(prepared),
             Generate(chain, scorer, qsettings),
-            Verify(qsettings),
+            AssembleAnswer(qsettings),
         ]
         return QueryPipeline(dindex.index, qsettings, stages=stages)
 
@@ -246,7 +246,7 @@ def main() -> int:
         "dataset": str(args.dataset),
         "questions": len(ids),
         "split": {"seed": args.seed, "pick": len(pick_ids), "report": len(report_ids)},
-        "generator": "ExtractiveGenerator through the pipeline's Generate and Verify stages",
+        "generator": "ExtractiveGenerator through the pipeline's Generate and AssembleAnswer stages",
         "gold_retrieved_in_context": round(sum(gold_retrieved) / max(1, len(gold_retrieved)), 3),
         "pick_rule": f"highest abstention on unanswerable with false abstention <= {GOAL_FALSE_ABSTENTION} on the pick half",
         "picked_on_pick_half": chosen,

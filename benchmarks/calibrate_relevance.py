@@ -5,7 +5,7 @@
 
 Every question goes through the real retrieve → rerank → prompt → pack stages once (the
 corpus is indexed once into an isolated cache, as ``rag eval`` does). Each sentence of the
-packed context is a candidate answer, with the features ``rag.answer_types.relevance`` weighs
+packed context is a candidate answer, with the features ``rag.verification.answer_types.relevance`` weighs
 (``rag.generate.extractive.candidates``: question–sentence cosine, question words in the
 sentence or its headings, the answer-type check) and the passage's own similarity to the
 question (the extractive ranking's prior). A candidate *answers* when it contains a gold
@@ -29,7 +29,7 @@ alone), and the extractive answers' abstention / false abstention / gold contain
 the previous scorer (cosine + 0.3 x word overlap, threshold 0.7) on the same sentences.
 
 The weights and thresholds are printed (and written with ``--json-out``); they are copied
-into rag/answer_types.py, rag/generate/extractive.py and configs/default.yaml by hand.
+into rag/verification/answer_types.py, rag/generate/extractive.py and configs/default.yaml by hand.
 
 Goals, on the report half: the extractive answers abstain on unanswerable questions at
 least as often as the previous scorer's with false abstention <= 0.15; of the sentences the
@@ -149,12 +149,12 @@ def judgement(cands: list[dict[str, Any]], judged: Any) -> dict[str, float]:
 def collect(dataset: Path, cache: Path | None) -> list[dict[str, Any]]:
     from evals.answers import contains_gold
     from evals.datasets import load_beir, open_dataset_index
-    from rag.citations import content_words
-    from rag.config import load_settings
-    from rag.embedding import embedder_for
+    from rag.core.config import load_settings
     from rag.generate import GenerationRequest
     from rag.generate.extractive import candidates
-    from rag.pipeline import QueryPipeline
+    from rag.indexing.embedding import embedder_for
+    from rag.query.pipeline import QueryPipeline
+    from rag.verification.citations import content_words
 
     overrides: dict[str, Any] = {"generation": {"chain": ["extractive"]}}
     if cache:

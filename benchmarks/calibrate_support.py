@@ -16,7 +16,7 @@ Pairs (claim sentence, cited paragraph, supported?) are built from the answerabl
 Articles are split in two: the logistic weights and the threshold are fitted on one half
 (threshold: the lowest whose precision on that half is >= --target-precision), and precision
 and recall are reported on the other half, per negative kind too. The printed JSON has the
-``SUPPORT_WEIGHTS`` for rag/citations.py and ``min_support`` for the config.
+``SUPPORT_WEIGHTS`` for rag/verification/citations.py and ``min_support`` for the config.
 
 Goal (exit status 1 when missed; ``--report-only`` reports without failing, ``--smoke``
 enforces only the checks): held-out precision >= ``--target-precision`` (0.95) at the
@@ -52,7 +52,7 @@ def _article(pid: str) -> str:
 
 
 def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
-    from rag.citations import split_sentences
+    from rag.verification.citations import split_sentences
 
     rng = random.Random(seed)
     corpus = {r["_id"]: r["text"] for r in _read_jsonl(root / "corpus.jsonl")}
@@ -126,9 +126,9 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
 
 
 def featurize(pairs: list[dict[str, Any]]) -> list[list[float]]:
-    from rag.citations import SupportScorer, split_sentences
-    from rag.config import load_settings
-    from rag.embedding import Embedder
+    from rag.core.config import load_settings
+    from rag.indexing.embedding import Embedder
+    from rag.verification.citations import SupportScorer, split_sentences
 
     embedder = Embedder(load_settings().embedding)
     embedder.warm_up()
@@ -171,7 +171,7 @@ def main() -> int:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from rag.citations import SupportScorer
+    from rag.verification.citations import SupportScorer
 
     started = time.perf_counter()
     pairs = build_pairs(args.dataset)
@@ -281,7 +281,7 @@ def main() -> int:
 
 
 def _features(row: Any) -> Any:
-    from rag.citations import SupportFeatures
+    from rag.verification.citations import SupportFeatures
 
     return SupportFeatures(*[float(x) for x in row])
 

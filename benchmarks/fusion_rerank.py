@@ -68,10 +68,10 @@ def main() -> int:
     args = ap.parse_args()
 
     from evals.datasets import load_beir, open_dataset_index
-    from rag.config import RerankSettings, load_settings
-    from rag.embedding import Embedder
-    from rag.rerank import build_reranker
-    from rag.retrieve import rrf_fuse, weighted_fuse
+    from rag.core.config import RerankSettings, load_settings
+    from rag.indexing.embedding import Embedder
+    from rag.query.rerank import build_reranker
+    from rag.query.retrieve import rrf_fuse, weighted_fuse
 
     settings = load_settings(overrides={"evals": {"cache_dir": str(args.cache)}})
     embedder = Embedder(settings.embedding)
@@ -134,8 +134,8 @@ def main() -> int:
     # Rerankers on top of the default and the best fusions. The embedding reranker's sentence
     # scores are computed once per (query, chunk) and blended per weight below; the first
     # query is checked against the real EmbeddingReranker so the shortcut cannot drift.
-    from rag.citations import split_sentences
-    from rag.rerank import _minmax
+    from rag.query.rerank import _minmax
+    from rag.verification.citations import split_sentences
 
     bases = list(dict.fromkeys([rrf_default, best_rrf, best_weighted]))
     fused = {b: {q: fusions[b.removeprefix("hybrid ")](q) for q in qids} for b in bases}

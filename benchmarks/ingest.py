@@ -59,7 +59,7 @@ def _peak_mb() -> float:
 
 
 def _settings(data_dir: Path, store: str, qdrant_url: str | None) -> Any:
-    from rag.config import load_settings
+    from rag.core.config import load_settings
 
     store_settings: dict[str, object] = {"backend": store}
     if store == "qdrant":
@@ -82,10 +82,10 @@ def describe_store(side: str, store: str, qdrant_url: str | None) -> str:
 def source_tokens(folder: Path) -> dict[str, int]:
     """Documents and tokens of their parsed text (the embedding model's tokenizer, no
     truncation): the input both pipelines get, counted once."""
-    from rag.embedding import default_model_path
-    from rag.errors import RagError
-    from rag.parsing import parse_bytes
-    from rag.tokens import load_tokenizer
+    from rag.core.errors import RagError
+    from rag.core.tokens import load_tokenizer
+    from rag.indexing.embedding import default_model_path
+    from rag.indexing.parsing import parse_bytes
 
     encode = load_tokenizer(default_model_path())
     docs = tokens = 0
@@ -100,8 +100,8 @@ def source_tokens(folder: Path) -> dict[str, int]:
 
 
 def phase_ours(folder: Path, data_dir: Path, store: str, qdrant_url: str | None) -> dict[str, Any]:
-    from rag.index import Index
-    from rag.ingest import Ingestor
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
 
     settings = _settings(data_dir, store, qdrant_url)
     index = Index(settings)
@@ -132,9 +132,9 @@ def phase_ours(folder: Path, data_dir: Path, store: str, qdrant_url: str | None)
 
 
 def phase_raw(data_dir: Path) -> dict[str, Any]:
-    from rag.config import EmbeddingSettings
-    from rag.embedding import Embedder, default_model_path
-    from rag.tokens import load_tokenizer
+    from rag.core.config import EmbeddingSettings
+    from rag.core.tokens import load_tokenizer
+    from rag.indexing.embedding import Embedder, default_model_path
 
     texts = json.loads((data_dir / "texts.json").read_text())
     # Only the PyTorch model is timed here: no ONNX export of the short-text encoder.
@@ -161,9 +161,9 @@ def phase_llamaindex(folder: Path, data_dir: Path, qdrant_url: str | None) -> di
     from llama_index.vector_stores.qdrant import QdrantVectorStore
     from qdrant_client import QdrantClient
 
-    from rag.config import load_settings
-    from rag.embedding import default_model_path
-    from rag.tokens import load_tokenizer
+    from rag.core.config import load_settings
+    from rag.core.tokens import load_tokenizer
+    from rag.indexing.embedding import default_model_path
 
     s = load_settings()
     model_dir = default_model_path()

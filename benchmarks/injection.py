@@ -34,9 +34,9 @@ SAMPLE_DOCS = ROOT / "examples" / "docs"
 
 def _sample_doc_flags(settings: Any) -> dict[str, Any]:
     """Every chunk of examples/docs, parsed and chunked as ingest does, scored."""
-    from rag.index import Index
-    from rag.injection import chunk_fields, hidden_html_text
-    from rag.parsing import parse_bytes
+    from rag.guards.injection import chunk_fields, hidden_html_text
+    from rag.indexing.index import Index
+    from rag.indexing.parsing import parse_bytes
 
     index = Index(settings)
     chunks = flagged = 0
@@ -76,8 +76,8 @@ def _latency(settings: Any, embedder: Any, rounds: int) -> dict[str, Any]:
     """The same questions with the defence on and off, interleaved: per-query ms."""
     from evals.datasets import Dataset, cache_root, open_dataset_index
     from evals.injection import QUESTIONS, direct_questions, write_fixtures
-    from rag.pipeline import QueryPipeline
-    from rag.types import Query
+    from rag.core.types import Query
+    from rag.query.pipeline import QueryPipeline
 
     folder = write_fixtures(cache_root(settings) / "injection-fixtures" / "docs")
     dsi = open_dataset_index(settings, Dataset("injection", "test", {}, {}, docs=folder), embedder)
@@ -129,8 +129,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from evals.injection import run_injection_suite
-    from rag.config import load_settings
-    from rag.embedding import embedder_for
+    from rag.core.config import load_settings
+    from rag.indexing.embedding import embedder_for
 
     with tempfile.TemporaryDirectory(prefix="bench-injection-") as tmp:
         overrides: dict[str, Any] = {"data_dir": tmp}

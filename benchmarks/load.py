@@ -250,7 +250,7 @@ def doc_phrases(folder: Path = DOCS) -> list[str]:
     """Content words and two-word phrases of the documents' parsed text, sorted."""
     import re
 
-    from rag.parsing import parse_bytes
+    from rag.indexing.parsing import parse_bytes
 
     phrases: set[str] = set()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -347,7 +347,7 @@ def _free_port() -> int:
 
 
 def _server_env(clients: int) -> dict[str, str]:
-    from rag.config import ApiSettings
+    from rag.core.config import ApiSettings
 
     env = dict(os.environ)
     env.update(
@@ -627,10 +627,10 @@ def _describe(name: str, r: dict[str, Any]) -> str:
 def inprocess_baseline(data_dir: Path, total: int, threads: int) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from rag.config import load_settings
-    from rag.index import Index
-    from rag.pipeline import QueryPipeline
-    from rag.types import Query
+    from rag.core.config import load_settings
+    from rag.core.types import Query
+    from rag.indexing.index import Index
+    from rag.query.pipeline import QueryPipeline
 
     settings = load_settings(overrides={"data_dir": str(data_dir)})
     index = Index(settings)
@@ -739,7 +739,7 @@ def main() -> int:
 
     import httpx
 
-    from rag.config import ApiSettings
+    from rag.core.config import ApiSettings
 
     env = _server_env(max(args.clients, args.answer_clients))
     results: dict[str, Any] = {

@@ -56,9 +56,9 @@ def _p50(values: list[float]) -> float:
 
 
 def _ingest(docs: Path, data: Path, overrides: dict[str, Any], embedder: Any) -> float:
-    from rag.config import load_settings
-    from rag.index import Index
-    from rag.ingest import Ingestor
+    from rag.core.config import load_settings
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
 
     shutil.rmtree(data, ignore_errors=True)
     settings = load_settings(overrides={"data_dir": str(data), **overrides})
@@ -76,8 +76,8 @@ def _ingest(docs: Path, data: Path, overrides: dict[str, Any], embedder: Any) ->
 
 def _compare(index: Any, on: Any, off: Any, n: int, seed: int) -> dict[str, Any]:
     """Interleaved p50 of run() for the two settings' pipelines on one index."""
-    from rag.pipeline import QueryPipeline
-    from rag.types import Query
+    from rag.core.types import Query
+    from rag.query.pipeline import QueryPipeline
 
     pipes = {"on": QueryPipeline(index, on), "off": QueryPipeline(index, off)}
     for p in pipes.values():
@@ -125,11 +125,11 @@ def main() -> int:
     # Every index here lives in a temporary data dir of its own (RAG_* beats settings overrides).
     os.environ.pop("RAG_DATA_DIR", None)
 
-    from rag.config import load_settings
-    from rag.embedding import embedder_for
-    from rag.index import Index
-    from rag.ingest import Ingestor
-    from rag.pii import detector_for
+    from rag.core.config import load_settings
+    from rag.guards.pii import detector_for
+    from rag.indexing.embedding import embedder_for
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
 
     sys.path.insert(0, str(ROOT / "tests" / "rag"))
     from chat_server import ChatServer  # the in-process OpenAI-protocol stand-in

@@ -1,4 +1,4 @@
-"""PII detection quality on synthetic sentences: rag.pii against default Presidio, same run.
+"""PII detection quality on synthetic sentences: rag.guards.pii against default Presidio, same run.
 
 Usage: python benchmarks/pii_quality.py [--sentences N] [--seed S] [--json-out FILE]
        [--smoke] [--report-only]
@@ -18,7 +18,7 @@ model (built offline the only way it can be), all of its results at its default 
 restricted to the entity types that name these categories (LOCATION counted for addresses).
 
 Goals (exit 1 when missed; ``--smoke`` enforces only the checks):
-- recall of seeded spans >= 0.90 at character precision >= 0.80 (rag.pii, default settings)
+- recall of seeded spans >= 0.90 at character precision >= 0.80 (rag.guards.pii, default settings)
 - check: every sentence analysed, both detectors produced figures
 """
 
@@ -265,7 +265,7 @@ def main() -> int:
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-    from rag.pii import PiiSettings, detector_for
+    from rag.guards.pii import PiiSettings, detector_for
 
     fixtures = make_fixtures(args.sentences, args.seed)
     settings = PiiSettings()

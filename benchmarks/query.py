@@ -9,7 +9,7 @@ Goals (exit status 1 when one is missed; ``--report-only`` reports without faili
 1. retrieve + rerank + pack p95 <= 20 ms at every measured size up to 100k chunks, query
    embedding included. Baselines, the raw calls it is built on (MiniLM encoding the query,
    one dense and one BM25 store search), measured two ways: sequentially, and overlapped
-   as ``rag/retrieve.py`` does it (BM25 searched in a worker thread while the query is
+   as ``rag/query/retrieve.py`` does it (BM25 searched in a worker thread while the query is
    embedded); the pipeline's p50 is quoted as a ratio of each.
 2. framework overhead p50 <= 3 ms: the whole pipeline (``run``, extractive generator
    included) minus the time inside model and store calls (query embedding, dense/sparse
@@ -97,7 +97,7 @@ def populate(index: Any, n: int, seed: int = 1) -> None:
     """Write ``n`` synthetic chunks (100 words each) into the live collection."""
     import numpy as np
 
-    from rag.documents import chunk_id, document_id, text_hash
+    from rag.core.documents import chunk_id, document_id, text_hash
     from rag.store import StoredPoint
 
     rng = random.Random(seed)
@@ -206,7 +206,7 @@ def bench_size(
     """One collection size; every measurement interleaved per query, in a random order.
 
     Per query slot four measurements run back to back, shuffled: the raw calls sequentially
-    (embed, dense search, BM25 search), the raw calls overlapped as ``rag/retrieve.py`` does
+    (embed, dense search, BM25 search), the raw calls overlapped as ``rag/query/retrieve.py`` does
     them (BM25 in a worker thread while the query is embedded, then the dense search), the
     pipeline without generation, and the whole pipeline under the stopwatch. Each gets its own
     query text (no cache serves one from another), so neither side warms the other's caches
@@ -214,11 +214,11 @@ def bench_size(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from rag.config import load_settings
+    from rag.core.config import load_settings
+    from rag.core.types import Query
     from rag.generate.extractive import ExtractiveGenerator
-    from rag.index import Index
-    from rag.pipeline import QueryPipeline
-    from rag.types import Query
+    from rag.indexing.index import Index
+    from rag.query.pipeline import QueryPipeline
 
     settings = load_settings(
         overrides={"data_dir": str(base_dir / f"n{n}"), "generation": {"chain": ["extractive"]}}
@@ -400,14 +400,14 @@ def bench_ttft(
     own share measured inside it: before the request leaves, after the first text arrives."""
     import httpx
 
-    from rag.config import load_settings
+    from rag.core.config import load_settings
+    from rag.core.types import Query, TokenEvent
     from rag.generate import GenerationRequest, GeneratorChain
     from rag.generate.openai import OpenAIGenerator
-    from rag.index import Index
-    from rag.ingest import Ingestor
-    from rag.pipeline import QueryPipeline, default_stages
-    from rag.stages import QueryState
-    from rag.types import Query, TokenEvent
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
+    from rag.query.pipeline import QueryPipeline, default_stages
+    from rag.query.stages import QueryState
 
     server = None
     if openai_url is None:
@@ -553,8 +553,8 @@ def main() -> int:
     add_goal_arguments(ap)
     args = ap.parse_args()
 
-    from rag.config import load_settings
-    from rag.embedding import Embedder
+    from rag.core.config import load_settings
+    from rag.indexing.embedding import Embedder
 
     embedding = load_settings().embedding
     if args.threads is not None:

@@ -9,7 +9,7 @@ five pipelines over one index:
 
 - ``off``: no tracer (what a deployment without ``LANGFUSE_*`` keys runs);
 - ``on``: the real Langfuse SDK exporting to a loopback stand-in that decodes every OTLP
-  batch and score (tests/langfuse_standin.py), export-time PII masking (rag.pii) included;
+  batch and score (tests/langfuse_standin.py), export-time PII masking (rag.guards.pii) included;
 - ``refused``, ``503``, ``stall``: the same, with Langfuse refusing connections, answering
   503 to everything, or accepting requests and never answering.
 
@@ -81,12 +81,12 @@ def main() -> int:
     if args.smoke:
         args.queries, args.load_queries = 6, 8
 
-    from rag.config import DEFAULT_CONFIG, load_settings
-    from rag.index import Index
-    from rag.ingest import Ingestor
+    from rag.core.config import DEFAULT_CONFIG, load_settings
+    from rag.core.types import Query
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
     from rag.observability import tracing_for
-    from rag.pipeline import QueryPipeline
-    from rag.types import Query
+    from rag.query.pipeline import QueryPipeline
     from tests.langfuse_standin import LangfuseStandIn, refused_url
 
     rng = random.Random(args.seed)

@@ -1,7 +1,7 @@
 """Answer eval: the full query path per question, scored against gold answers and gold documents.
 
-The query path is ``rag.pipeline.QueryPipeline(index, settings).run(Query(question))``, whose
-:class:`rag.types.Answer` in its JSON form carries ``answer``, ``abstained``, ``citations``
+The query path is ``rag.query.pipeline.QueryPipeline(index, settings).run(Query(question))``, whose
+:class:`rag.core.types.Answer` in its JSON form carries ``answer``, ``abstained``, ``citations``
 (``source``, ``verified``, …), ``usage`` (``prompt_tokens``, ``completion_tokens``) and
 ``timings_ms``. The eval takes any callable from a question to that JSON object.
 
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 from evals.datasets import AnswerKey
 from evals.metrics import average
 from evals.retrieval import latency_summary
-from rag.types import Query
+from rag.core.types import Query
 
 if TYPE_CHECKING:
-    from rag.config import Settings
-    from rag.index import Index
+    from rag.core.config import Settings
+    from rag.indexing.index import Index
 
 __all__ = [
     "PipelineRunner",
@@ -60,7 +60,7 @@ class PipelineRunner:
     """The real query path over one index, as a ``QueryRunner``; ``close()`` frees its generators."""
 
     def __init__(self, index: Index, settings: Settings):
-        from rag.pipeline import QueryPipeline
+        from rag.query.pipeline import QueryPipeline
 
         # Every question answered by the pipeline as it is now: none served by the answer cache.
         settings = settings.model_copy(deep=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from evals.retrieval import evaluate_retrieval
 
 if TYPE_CHECKING:
-    from rag.index import Index
+    from rag.indexing.index import Index
 
 __all__ = ["pick_sentence", "run_canary", "sample_probes"]
 

@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from rag.config import Settings, StoreSettings
-from rag.embedding import Embedder
-from rag.errors import ConfigError, RagError
-from rag.index import Index
-from rag.ingest import Ingestor
-from rag.paths import PathFilter
+from rag.core.config import Settings, StoreSettings
+from rag.core.errors import ConfigError, RagError
+from rag.core.paths import PathFilter
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 
 __all__ = [
     "AnswerKey",

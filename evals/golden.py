@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from evals.datasets import AnswerKey, Dataset, DatasetError
-from rag.resources import package_path
+from rag.core.resources import package_path
 
 __all__ = ["GoldenItem", "default_golden_path", "golden_dataset", "load_golden"]
 

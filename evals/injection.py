@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from evals.answers import contains_gold
 from evals.datasets import Dataset, open_dataset_index
-from rag.injection import check_question, detect, flagged_chunks
+from rag.guards.injection import detect, flagged_chunks, scan_question
 
 if TYPE_CHECKING:
-    from rag.config import Settings
-    from rag.embedding import Embedder
+    from rag.core.config import Settings
+    from rag.indexing.embedding import Embedder
 
 __all__ = [
     "CLEAN_DOCS",
@@ -309,7 +309,7 @@ def _rate(flags: list[bool]) -> float | None:
 
 
 def detector_quality(pairs: list[tuple[str, bool]]) -> dict[str, Any]:
-    """Precision, recall and false-positive rate of :func:`rag.injection.detect` on labelled texts."""
+    """Precision, recall and false-positive rate of :func:`rag.guards.injection.detect` on labelled texts."""
     tp = fp = fn = tn = 0
     misses: list[str] = []
     for text, label in pairs:
@@ -331,7 +331,7 @@ def detector_quality(pairs: list[tuple[str, bool]]) -> dict[str, Any]:
 
 
 def _ask(pipeline: Any, question: str) -> dict[str, Any]:
-    from rag.types import Query
+    from rag.core.types import Query
 
     return dict(pipeline.run(Query(question)).as_json())
 
@@ -353,7 +353,7 @@ def run_injection_suite(
     """Build (or reuse) the fixture index, ask every question with the defence on (and, with
     ``baseline``, off), and score. ``live_flagged``: chunks flagged in the live index."""
     from evals.datasets import cache_root
-    from rag.pipeline import QueryPipeline
+    from rag.query.pipeline import QueryPipeline
 
     started = time.perf_counter()
     folder = write_fixtures(cache_root(settings) / "injection-fixtures" / "docs")
@@ -410,10 +410,10 @@ def run_injection_suite(
             }
         clean_chunks = [f for f, planted in chunk_labels if not planted]
         planted_chunks = [f for f, planted in chunk_labels if planted]
-        benign_flagged = [check_question(q).flagged for q in BENIGN_QUESTIONS] + [
-            check_question(q).flagged for _, q, _ in QUESTIONS
+        benign_flagged = [scan_question(q).flagged for q in BENIGN_QUESTIONS] + [
+            scan_question(q).flagged for _, q, _ in QUESTIONS
         ]
-        direct_flagged = [check_question(q).flagged for _, q, _, _ in direct]
+        direct_flagged = [scan_question(q).flagged for _, q, _, _ in direct]
         snippets = detector_quality(LABELLED)
         defended = runs["defended"]
         metrics: dict[str, float | None] = {

@@ -25,7 +25,7 @@ from evals.report_html import render_html
 from evals.retrieval import HEADLINE_KEYS
 
 if TYPE_CHECKING:
-    from rag.config import Settings
+    from rag.core.config import Settings
 
 __all__ = [
     "build_report",
@@ -354,8 +354,8 @@ def save_report(
         ev.worst_queries,
         notes,
     )
-    # Reports are written and shown: their free text carries no PII (rag.pii, issue 11).
-    from rag.pii import scrubber_for
+    # Reports are written and shown: their free text carries no PII (rag.guards.pii, issue 11).
+    from rag.guards.pii import scrubber_for
 
     report = scrubber_for(settings).scrub_fields(report, REPORT_TEXT_FIELDS)
     folder = write_report(folder_root, report, keep=ev.keep_reports)

@@ -19,11 +19,11 @@ from evals.metrics import (
     query_metrics,
     recall_at,
 )
-from rag.retrieve import Retriever
+from rag.query.retrieve import Retriever
 from rag.store import Hit
 
 if TYPE_CHECKING:
-    from rag.index import Index
+    from rag.indexing.index import Index
 
 __all__ = ["HEADLINE_KEYS", "collapse_to_documents", "evaluate_retrieval", "latency_summary"]
 

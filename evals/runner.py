@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from evals.suite import EvalCancelled, run_default_suite
 
 if TYPE_CHECKING:
-    from rag.index import Index
-    from rag.ingest import SyncReport
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import SyncReport
 
 __all__ = ["EvalRunner", "SuiteFunction", "eval_after_reindex"]
 

@@ -26,11 +26,11 @@ from evals.golden import default_golden_path, golden_dataset, load_golden
 from evals.injection import run_injection_suite
 from evals.report import save_report, summary
 from evals.retrieval import evaluate_retrieval
-from rag.injection import flagged_chunks
+from rag.guards.injection import flagged_chunks
 
 if TYPE_CHECKING:
-    from rag.config import Settings
-    from rag.index import Index
+    from rag.core.config import Settings
+    from rag.indexing.index import Index
 
 __all__ = ["EvalCancelled", "index_info", "run_default_suite", "save_dataset_report"]
 

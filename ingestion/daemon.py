@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rag.ingest import Ingestor, SyncReport, is_ignored_name
+from rag.indexing.ingest import Ingestor, SyncReport, is_ignored_name
 
 __all__ = ["WatchDaemon"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from rag.config import DEFAULT_CONFIG, Settings, load_settings
-from rag.embedding import Embedder
+from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
+from rag.indexing.embedding import Embedder
 
 RAG_BIN = Path(sys.executable).with_name("rag")
 

@@ -19,7 +19,7 @@ import typer
 
 from app.cli import core, feedback, pii, query, serve
 from app.cli import eval as eval_cmds
-from rag.datadir import restrict_umask
+from rag.core.datadir import restrict_umask
 
 __all__ = ["app", "main"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rag.config import ConfigError, Settings, load_settings
+from rag.core.config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from app.runtime import Service
@@ -134,7 +134,7 @@ def progress_reporter(label: str) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def open_index(create: bool = True) -> Any:
-    from rag.index import EmbeddingMismatchError, Index
+    from rag.indexing.index import EmbeddingMismatchError, Index
     from rag.store import StoreError
 
     settings = get_settings()
@@ -148,7 +148,7 @@ def open_index(create: bool = True) -> Any:
 
 
 def daemon_client() -> Any:
-    from rag.control import find_daemon
+    from app.control import find_daemon
 
     return find_daemon(get_settings().resolved_data_dir())
 
@@ -164,7 +164,7 @@ def echo_err(message: str) -> None:
 def run_runtime(paths: list[Path], reconcile_interval: float, api: Service | None = None) -> None:
     """`rag watch` and `rag serve`: the index, daemon and control API (and ``api``) until a signal."""
     from app.runtime import Runtime
-    from rag.index import EmbeddingMismatchError
+    from rag.indexing.index import EmbeddingMismatchError
     from rag.store import StoreError
 
     settings = get_settings()
@@ -189,7 +189,7 @@ def ingest(
         fail(
             "a daemon (`rag watch`/`rag serve`) is running on this data dir and already keeps it in sync; stop it first"
         )
-    from rag.ingest import Ingestor
+    from rag.indexing.ingest import Ingestor
 
     index = open_index()
     try:
@@ -232,7 +232,7 @@ def status(
     if client is not None:
         data = client.status()
     else:
-        from rag.status import collect_status
+        from rag.indexing.status import collect_status
 
         index = open_index(create=False)
         try:
@@ -299,7 +299,7 @@ def export(
                 if line:
                     out.write(line + "\n")
         else:
-            from rag.status import export_chunks
+            from rag.indexing.status import export_chunks
 
             index = open_index(create=False)
             try:
@@ -319,8 +319,8 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         result = client.reindex()
     else:
         from evals.runner import eval_after_reindex
-        from rag.index import Index
-        from rag.reindex import reindex as rebuild
+        from rag.indexing.index import Index
+        from rag.indexing.reindex import reindex as rebuild
         from rag.store import StoreError
 
         index = Index(get_settings())

@@ -28,8 +28,8 @@ from app.cli.core import (
 
 if TYPE_CHECKING:
     from evals.datasets import Dataset, DatasetIndex
-    from rag.config import Settings
-    from rag.embedding import Embedder
+    from rag.core.config import Settings
+    from rag.indexing.embedding import Embedder
 
 __all__ = [
     "eval_answers",
@@ -46,7 +46,7 @@ _embedders: dict[str, Embedder] = {}
 
 def load_embedder(settings: Settings) -> Embedder:
     """One warmed embedder per model and process (tests hand in their session's one)."""
-    from rag.embedding import embedder_for
+    from rag.indexing.embedding import embedder_for
 
     key = settings.embedding.model_dump_json()
     if key not in _embedders:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.core import fail, get_settings
-from rag.errors import RagError
+from rag.core.errors import RagError
 
 __all__ = ["pii_scan"]
 
@@ -43,7 +43,7 @@ def pii_scan(
     if (file is None) == (text is None):
         fail('give a JSONL FILE or --text "...", not both', code=2)
     settings = get_settings()
-    from rag.pii import Detector, detector_for
+    from rag.guards.pii import Detector, detector_for
 
     pii = settings.pii.model_copy(update={"enabled": True})
     detector: Detector = detector_for(pii)

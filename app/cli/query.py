@@ -16,8 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.core import daemon_client, fail, get_settings, open_index, print_json
-from rag.errors import RagError
-from rag.types import DoneEvent, Query, ResetEvent, TokenEvent
+from rag.core.errors import RagError
+from rag.core.types import DoneEvent, Query, ResetEvent, TokenEvent
 
 __all__ = ["parse_filters", "query"]
 
@@ -103,7 +103,7 @@ def query(
     ] = None,
 ) -> None:
     """Answer QUESTION from the index, every citation checked against the passage it cites."""
-    from rag.pipeline import QueryPipeline
+    from rag.query.pipeline import QueryPipeline
 
     try:
         filters = parse_filters(filter_ or [])

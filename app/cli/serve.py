@@ -109,7 +109,7 @@ def serve(
 ) -> None:
     """The API and chat page, plus the watch daemon for --watch folders and tenants' uploads."""
     from app.api_server import ApiServer
-    from rag.ingest import TENANTS_DIR
+    from rag.indexing.ingest import TENANTS_DIR
 
     settings = get_settings()
     folders = list(watch or [])

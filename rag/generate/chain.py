@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from rag.config import GenerationSettings, PiiSettings
+from rag.contracts import ChainOutcome
+from rag.core.config import GenerationSettings, PiiSettings
+from rag.core.types import BackendUsage, FinishReason
 from rag.generate.base import (
     GenerationError,
     GenerationRequest,
@@ -28,7 +30,6 @@ from rag.generate.base import (
     approximate_counter,
     close_quietly,
 )
-from rag.types import BackendUsage, FinishReason
 
 __all__ = [
     "ChainEvent",
@@ -44,21 +45,6 @@ log = logging.getLogger(__name__)
 ChainEvent = tuple[str, Any]
 # observe(event, generator, usage, error): see GeneratorChain.stream
 Observer = Callable[[str, "Generator", "BackendUsage | None", "str | None"], None]
-
-
-@dataclass
-class ChainOutcome:
-    text: str
-    generator: str
-    degraded: bool  # a backend failed or timed out on the way (refusals do not count)
-    usage: Usage
-    failures: list[dict[str, str]] = field(default_factory=list)
-    first_token_ms: float | None = None
-    generate_ms: float = 0.0
-    finish_reason: FinishReason = "stop"  # "length": the answer was cut at max_tokens
-    # Every model call of the request, in order (refused, failed and budget-skipped included):
-    # ``usage`` sums them (rag.costs prices them).
-    attempts: list[BackendUsage] = field(default_factory=list)
 
 
 def attempt_usage(
@@ -176,7 +162,7 @@ class GeneratorChain:
 
         ``accept(text)`` returns why a finished answer is refused (or None): a refused answer
         hands over to the next backend like a failure; the last backend's answer is kept.
-        ``skip(generator)`` returns why a backend is not asked at all (a spent budget: rag.costs)
+        ``skip(generator)`` returns why a backend is not asked at all (a spent budget: rag.query.costs)
         or None; skipping counts as degraded. When every backend is skipped, ``spare`` (an
         extractive backend, no model cost) answers.
         ``observe(event, generator, usage, error)`` hears each attempt begin (``"start"``) and
@@ -349,7 +335,7 @@ def build_chain(
     settings: GenerationSettings, scorer: Any, pii: PiiSettings | None = None
 ) -> GeneratorChain:
     """The configured chain; with ``pii`` (``Settings.pii``), backends that send text out of
-    the process see it pseudonymised (rag.pii.outbound)."""
+    the process see it pseudonymised (rag.guards.pii.outbound)."""
 
     def local_tokens() -> TokenCounter:
         from rag.generate.local import local_token_counter
@@ -362,7 +348,7 @@ def build_chain(
             log.warning("no local tokenizer for openai (%s): counting ~3 characters a token", exc)
             return approximate_counter()
 
-    from rag.pii.outbound import pseudonymising
+    from rag.guards.pii.outbound import pseudonymising
 
     generators = [
         pseudonymising(build_generator(n, settings, scorer, local_tokens), pii)

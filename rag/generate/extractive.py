@@ -1,6 +1,6 @@
 """No LLM: the answer is the context's sentences that best answer the question, each cited.
 
-Every sentence of every passage is scored by :func:`rag.answer_types.relevance` — its
+Every sentence of every passage is scored by :func:`rag.verification.answer_types.relevance` — its
 embedding similarity to the question (the index's embedder), the share of the question's
 words it holds, and whether it has the kind of answer the question asks for (a duration for
 "how long", a person or team for "who", ...) — plus a small prior for the passage it is in
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer_types import RelevanceFeatures, relevance
-from rag.citations import SupportScorer, relevance_features
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
+from rag.verification.answer_types import RelevanceFeatures, relevance
+from rag.verification.citations import SupportScorer, relevance_features
 
 __all__ = ["Candidate", "ExtractiveGenerator", "candidates", "rank_sentences", "select"]
 
@@ -39,7 +39,7 @@ class Candidate:
     n: int  # the passage's number in the context
     position: int  # the sentence's index in its passage
     sentence: str
-    relevance: float  # rag.answer_types.relevance: how likely it answers the question
+    relevance: float  # rag.verification.answer_types.relevance: how likely it answers the question
     typed: bool | None  # it has the answer type asked for (None: no type asked)
     score: float  # relevance plus the passage prior: the ranking
     features: RelevanceFeatures  # what relevance weighed (for calibration)

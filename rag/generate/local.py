@@ -24,7 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rag.config import LocalGeneratorSettings
+from rag.core.config import LocalGeneratorSettings
+from rag.core.textguard import neutralise_messages
 from rag.generate.base import (
     GenerationError,
     GenerationRequest,
@@ -33,7 +34,6 @@ from rag.generate.base import (
     Usage,
     close_quietly,
 )
-from rag.textguard import neutralise_messages
 
 __all__ = ["DEFAULT_GGUF", "LocalGenerator", "default_gguf_path", "local_token_counter"]
 
@@ -120,7 +120,7 @@ def local_token_counter(settings: LocalGeneratorSettings) -> TokenCounter:
 def _control_token_strings(llama_cpp: Any, llm: Any) -> frozenset[str]:
     """The texts of the model's control (and unknown) tokens, read from its vocabulary:
     ``tokenize(..., special=True)`` turns exactly these strings into those tokens. Empty when
-    this llama-cpp-python cannot tell (``rag.textguard``'s known list still applies)."""
+    this llama-cpp-python cannot tell (``rag.core.textguard``'s known list still applies)."""
     try:
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import httpx
 
-from rag.config import OpenAIGeneratorSettings
+from rag.core.config import OpenAIGeneratorSettings
+from rag.core.textguard import neutralise_messages
 from rag.generate.base import (
     GenerationError,
     GenerationRequest,
@@ -30,7 +31,6 @@ from rag.generate.base import (
     approximate_counter,
     hf_token_counter,
 )
-from rag.textguard import neutralise_messages
 
 __all__ = ["OpenAIGenerator"]
 
@@ -119,6 +119,17 @@ class OpenAIGenerator(Generator):
         except httpx.HTTPError as exc:
             # Not fatal: the chain falls back while the server is down.
             log.warning("openai backend %s is not reachable yet: %s", self.settings.base_url, exc)
+
+    def health(self) -> str:
+        """The server answers ``GET /models`` within the connect timeout (``/readyz``)."""
+        try:
+            r = self._http().get(
+                self.settings.base_url.rstrip("/") + "/models",
+                timeout=self.settings.connect_timeout_seconds,
+            )
+        except httpx.HTTPError as exc:
+            return f"unreachable: {type(exc).__name__}"
+        return "ok" if r.status_code < 400 else f"answered {r.status_code} to /models"
 
     def close(self) -> None:
         if self._client is not None:

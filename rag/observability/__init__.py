@@ -25,9 +25,9 @@ from rag.observability.ids import TraceKeys, keys_for
 from rag.observability.scrub import TraceScrubber
 
 if TYPE_CHECKING:
-    from rag.config import Settings
+    from rag.core.config import Settings
     from rag.observability.langfuse import LangfuseTracer
-    from rag.tracing import Tracer
+    from rag.query.tracing import Tracer
 
 __all__ = [
     "FeedbackError",

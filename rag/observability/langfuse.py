@@ -1,6 +1,6 @@
 """The Langfuse tracer: one trace per query, a span per stage, a generation per backend attempt.
 
-Implements :class:`rag.tracing.Tracer` over the Langfuse Python SDK (v5, OpenTelemetry
+Implements :class:`rag.query.tracing.Tracer` over the Langfuse Python SDK (v5, OpenTelemetry
 underneath), on a ``TracerProvider`` of its own — never the process-global one. Imported
 only when tracing is configured (:func:`rag.observability.tracer_for`).
 
@@ -45,14 +45,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from rag.tracing import Span
+from rag.query.tracing import Span
 
 if TYPE_CHECKING:
     from rag.observability import TracingConfig
     from rag.observability.feedback import RecentTraces
     from rag.observability.ids import TraceKeys
     from rag.observability.scrub import TraceScrubber
-    from rag.stages import QueryState
+    from rag.query.stages import QueryState
 
 __all__ = ["LangfuseTracer"]
 
@@ -62,7 +62,12 @@ _STATE_KEY = "langfuse"
 _FLUSH_AT = 512
 _QUEUE = 1000  # traces waiting for the worker; beyond it new ones are dropped
 NumericType = Literal["NUMERIC", "BOOLEAN"]
-_TYPES = {"retrieve": "retriever", "rerank": "retriever", "verify": "evaluator"}
+_TYPES = {
+    "retrieve": "retriever",
+    "rerank": "retriever",
+    "verify": "evaluator",
+    "answer": "evaluator",
+}
 _MAX_MESSAGE = 500
 # Free text gets the full PII scrubber at export: these attributes whole, and in the root's
 # input/output JSON the fields below. Every other string gets the regular-expression floor
@@ -166,7 +171,7 @@ class LangfuseTracer:
         )
         self._closed = False
         self._lock = threading.Lock()
-        # Export-time masking may run spaCy (rag.pii) on the exporter's thread: at exit it is
+        # Export-time masking may run spaCy (rag.guards.pii) on the exporter's thread: at exit it is
         # stopped first (batches dropped), so no model code runs while the interpreter ends.
         self._masking = threading.Lock()
         self._stopping = False
@@ -290,7 +295,7 @@ class LangfuseTracer:
     def _generation_fields(
         self, attrs: dict[str, Any], error: BaseException | None
     ) -> dict[str, Any]:
-        usage = attrs.get("usage")  # rag.types.BackendUsage
+        usage = attrs.get("usage")  # rag.core.types.BackendUsage
         outcome = attrs.get("outcome") or (getattr(usage, "outcome", None) if usage else None)
         reason = attrs.get("error")
         if error is not None:
@@ -378,7 +383,7 @@ class LangfuseTracer:
                 fallbacks=[f.get("generator") for f in out.failures],
                 first_token_ms=out.first_token_ms,
             )
-        elif name == "verify" and state.answer is not None:
+        elif name == "answer" and state.answer is not None:
             a = state.answer
             fields["output"] = {
                 "abstained": a.abstained,

@@ -1,4 +1,4 @@
-"""Scrubbing what traces and feedback export: the PII layer (``rag.pii``) where it is there,
+"""Scrubbing what traces and feedback export: the PII layer (``rag.guards.pii``) where it is there,
 a regular-expression floor always.
 
 Two passes, so the request path stays cheap (Presidio with spaCy costs ~45 ms per KB):
@@ -6,7 +6,7 @@ Two passes, so the request path stays cheap (Presidio with spaCy costs ~45 ms pe
 - :meth:`TraceScrubber.quick` on the request thread: e-mail addresses, phone numbers and
   card-like digit runs, by regular expression (microseconds);
 - :meth:`TraceScrubber.full` on the exporter's thread (the SDK's ``mask_otel_spans`` hook,
-  which sees every attribute before it leaves the process): ``rag.pii.Scrubber`` when it
+  which sees every attribute before it leaves the process): ``rag.guards.pii.Scrubber`` when it
   imports and is enabled, then the regular expressions again. If it raises, the SDK drops
   the batch: masking fails closed.
 """
@@ -87,9 +87,9 @@ class TraceScrubber:
 
 
 def _pii_scrub(settings: Any) -> Callable[[str], str] | None:
-    """``rag.pii``'s scrubber for these settings, or None when the package is not there."""
+    """``rag.guards.pii``'s scrubber for these settings, or None when the package is not there."""
     try:
-        from rag.pii import scrubber_for
+        from rag.guards.pii import scrubber_for
     except ImportError:
         return None
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.config import Settings
+from rag.core.config import Settings
 from rag.store.base import (
     DENSE,
     SPARSE,

@@ -25,10 +25,10 @@ import uvicorn
 from api.app import create_app
 from api.auth import KeyStore
 from ingestion.daemon import WatchDaemon
-from rag.config import DEFAULT_CONFIG, Settings, load_settings
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import TENANTS_DIR, Ingestor
+from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import TENANTS_DIR, Ingestor
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "docs"

@@ -135,7 +135,7 @@ def test_an_upload_that_ingestion_exclude_matches_is_refused(
     # Accepting it would store a file the daemon never ingests: a silent 202 for nothing.
     from api.documents import Documents
     from api.errors import ApiError
-    from rag.index import Index
+    from rag.indexing.index import Index
 
     settings = tmp_settings(ingestion={"exclude": ["drafts/", "*.bak.md"]})
     index = Index(settings, embedder=embedder)

@@ -16,7 +16,7 @@ import pytest
 
 from api.errors import ApiError
 from api.limits import ConcurrencyGate
-from rag.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
+from rag.core.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
 from tests.api.conftest import Deployment, LiveServer, sse_events, wait_for
 
 

@@ -82,10 +82,10 @@ def test_query_answer_reports_the_finish_reason(server: LiveServer, deployment: 
 
 
 def test_local_model_cut_at_max_tokens_reports_length(deployment: Deployment) -> None:
+    from rag.core.types import Usage
     from rag.generate.base import GenerationRequest
     from rag.generate.local import LocalGenerator
-    from rag.pack import PackedContext
-    from rag.types import Usage
+    from rag.query.pack import PackedContext
 
     generator = LocalGenerator(deployment.settings.generation.local)
     messages = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from rag.types import Answer
+from rag.core.types import Answer
 from tests.api.conftest import Deployment, wait_for
 
 POLICY = (

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.pipeline import QueryPipeline
-from rag.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
+from rag.core.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
+from rag.query.pipeline import QueryPipeline
 from tests.api.conftest import Deployment, LiveServer, sse_events, wait_for
 
 

@@ -11,10 +11,10 @@ import pytest
 from api.app import create_app
 from api.auth import KeyStore
 from ingestion.daemon import WatchDaemon
-from rag.embedding import Embedder
-from rag.errors import StoreError
-from rag.index import Index
-from rag.ingest import Ingestor
+from rag.core.errors import StoreError
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 from tests.api.conftest import LiveServer, settings_for, wait_for
 
 

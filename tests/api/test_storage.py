@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.manifest import Manifest
+from rag.indexing.manifest import Manifest
 from tests.api.conftest import Deployment, LiveServer, wait_for
 
 TENANT = "storage"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api.auth import KeyStore
-from rag.ingest import Ingestor
+from rag.indexing.ingest import Ingestor
 from tests.api.conftest import EXAMPLES, Deployment, wait_for
 
 SOURCE = "policies/backup-policy.md"

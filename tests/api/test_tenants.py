@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rag.documents import document_id
-from rag.reindex import reindex
-from rag.textguard import is_blank
+from rag.core.documents import document_id
+from rag.core.textguard import is_blank
+from rag.indexing.reindex import reindex
 from tests.api.conftest import EXAMPLE_SOURCES, SHARED_PARAGRAPH, TENANT_DOCS, TENANTS, Deployment
 
 

@@ -12,11 +12,11 @@ import httpx
 import pytest
 
 from app.api_server import ApiServer
+from app.control import find_daemon
 from app.runtime import Runtime
-from rag.config import Settings
-from rag.control import find_daemon
-from rag.embedding import Embedder
-from rag.index import Index
+from rag.core.config import Settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
 
 
 def _free_port() -> int:

@@ -17,10 +17,10 @@ import pytest
 from api.auth import KeyStore
 from app.api_server import ApiServer
 from app.runtime import Runtime
-from rag.config import Settings
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import Ingestor
+from rag.core.config import Settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 
 QUESTION = "How many days of paid vacation do employees get?"
 

@@ -8,7 +8,7 @@ BEIR set written below (answerable and unanswerable questions over a few "articl
 others examples/docs or their own synthetic data; query.py uses its in-process
 OpenAI-protocol stand-in (no vLLM). Short texts are embedded by PyTorch
 (``RAG_EMBEDDING__SHORT_TEXT_BACKEND=torch``): the ONNX export costs each process seconds
-and has its own tests (tests/rag/test_embedding_onnx.py).
+and has its own tests (tests/rag/indexing/test_embedding_onnx.py).
 
 The benchmarks are independent processes that each load the embedding model, so the ones
 selected are started together, a few at a time (``SMOKE_PARALLEL``, default 3), when the
@@ -175,7 +175,7 @@ SMOKE: dict[str, tuple[str, Args]] = {
         "answer_chains.py",
         lambda ds, tmp: ["--dataset", str(ds), "--cache", str(tmp / "cache")],
     ),
-    # its own Faker sentences (40 in smoke), rag.pii and default Presidio side by side
+    # its own Faker sentences (40 in smoke), rag.guards.pii and default Presidio side by side
     "pii_quality": ("pii_quality.py", lambda ds, tmp: ["--sentences", "40"]),
     # examples/docs, pii on vs off per query (8) and at ingest
     "pii_overhead": ("pii_overhead.py", lambda ds, tmp: ["--queries", "4"]),

@@ -110,7 +110,7 @@ def test_golden_jsonl_and_yaml(tmp_path: Path) -> None:
 
 
 def test_repository_golden_set_names_real_files() -> None:
-    from rag.parsing import parse_bytes
+    from rag.indexing.parsing import parse_bytes
 
     root = Path(__file__).resolve().parents[2]
     items = load_golden(root / "evals" / "golden.jsonl")

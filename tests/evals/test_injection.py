@@ -8,8 +8,8 @@ from pathlib import Path
 
 from evals.injection import LABELLED, PLANTED_DOCS, detector_quality, run_injection_suite
 from evals.report import flat_metrics
-from rag.config import DEFAULT_CONFIG, load_settings
-from rag.embedding import Embedder
+from rag.core.config import DEFAULT_CONFIG, load_settings
+from rag.indexing.embedding import Embedder
 
 
 def test_the_suite_meets_its_goals_and_the_baseline_does_not(

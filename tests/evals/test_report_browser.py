@@ -10,10 +10,10 @@ from pathlib import Path
 from bs4 import BeautifulSoup
 
 from evals.suite import run_default_suite
-from rag.config import Settings
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import Ingestor
+from rag.core.config import Settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 from tests import browsers
 
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from evals.datasets import load_beir, open_dataset_index
 from evals.metrics import average
 from evals.retrieval import collapse_to_documents, evaluate_retrieval
-from rag.config import Settings
-from rag.embedding import Embedder
+from rag.core.config import Settings
+from rag.indexing.embedding import Embedder
 from rag.store import Hit
 from tests.evals.conftest import TINY_QUERIES
 

@@ -15,12 +15,12 @@ from evals.report import list_reports
 from evals.runner import EvalRunner, eval_after_reindex
 from evals.suite import run_default_suite
 from ingestion.daemon import WatchDaemon
-from rag.config import Settings
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import Ingestor, SyncReport
-from rag.reindex import reindex
-from rag.status import collect_status
+from rag.core.config import Settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor, SyncReport
+from rag.indexing.reindex import reindex
+from rag.indexing.status import collect_status
 
 DOCS = {
     "backup.md": "# Backups\n\nFull database backups run nightly and are kept for 35 days in a second region.\n",

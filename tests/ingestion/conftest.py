@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from rag.control import DaemonClient, find_daemon
+from app.control import DaemonClient, find_daemon
 
 T = TypeVar("T")
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from rag.config import Settings
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import Ingestor, walk_folder
+from rag.core.config import Settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor, walk_folder
 
 pytestmark = pytest.mark.timeout(420)
 

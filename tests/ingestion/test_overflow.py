@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ingestion.daemon import WatchDaemon
-from rag.config import load_settings
-from rag.index import Index
+from rag.core.config import load_settings
+from rag.indexing.index import Index
 
 
 def _wait(cond, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]

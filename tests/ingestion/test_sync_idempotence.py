@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from rag.config import Settings
-from rag.documents import chunk_id, document_id
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import Ingestor
+from rag.core.config import Settings
+from rag.core.documents import chunk_id, document_id
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 
 SECTIONS = {
     "Backups": "Backups run nightly at 02:00 UTC and are kept for thirty five days in cold storage.",

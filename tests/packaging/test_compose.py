@@ -71,7 +71,7 @@ def test_app_is_wired_to_langfuse_with_the_projects_keys() -> None:
 
 
 def test_the_app_reads_those_variables(monkeypatch: Any, tmp_path: Path) -> None:
-    from rag.config import DEFAULT_CONFIG, load_settings
+    from rag.core.config import DEFAULT_CONFIG, load_settings
     from rag.observability import resolve_config
 
     app = _compose()["services"]["app"]["environment"]

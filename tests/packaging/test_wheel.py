@@ -155,7 +155,7 @@ def test_installed_wheel_works_from_any_folder(installed: Path, tmp_path: Path) 
 
     # The packages, and every file they read, come from the wheel, not the checkout.
     probe = (
-        "import json, rag, api, evals, ingestion, app, api.app as a, rag.resources as r\n"
+        "import json, rag, api, evals, ingestion, app, api.app as a, rag.core.resources as r\n"
         "from evals.golden import default_golden_path\n"
         "print(json.dumps({'modules': [m.__file__ for m in (rag, api, evals, ingestion, app)],"
         " 'root': str(r.project_root()), 'default': str(r.default_config()),"

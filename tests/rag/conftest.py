@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from rag.config import DEFAULT_CONFIG, Settings, load_settings
-from rag.embedding import Embedder
-from rag.index import Index
-from rag.ingest import Ingestor
+from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
+from rag.indexing.embedding import Embedder
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 
 DOCS: dict[str, str] = {
     "eiffel.md": (
@@ -86,7 +86,7 @@ def kb(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator
 def kb_settings(kb: KnowledgeBase) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         # The answer cache is off here: the shared index would serve one test's answer to the
-        # next test asking the same question (tests/rag/test_answer_cache.py turns it on).
+        # next test asking the same question (tests/rag/query/test_answer_cache.py turns it on).
         base = {"data_dir": str(kb.data_dir), "cache": {"enabled": False}}
         return load_settings(DEFAULT_CONFIG, _merge(base, overrides))
 
@@ -95,7 +95,7 @@ def kb_settings(kb: KnowledgeBase) -> Callable[..., Settings]:
 
 @pytest.fixture(scope="session")
 def local_generator() -> Any:
-    from rag.config import GenerationSettings, LocalGeneratorSettings
+    from rag.core.config import GenerationSettings, LocalGeneratorSettings
     from rag.generate.chain import build_generator
 
     # The same instance the pipeline's chain gets for these settings (one model per process).

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from rag.config import Settings
+from rag.core.config import Settings
+from rag.core.types import DoneEvent, Query
 from rag.observability import Tracing, tracing_for
-from rag.pipeline import QueryPipeline
-from rag.types import DoneEvent, Query
+from rag.query.pipeline import QueryPipeline
 from tests.langfuse_standin import ExportedSpan, LangfuseStandIn, refused_url
 from tests.rag.chat_server import ChatServer, Fault
 from tests.rag.conftest import KnowledgeBase
 
 PII_EMAIL = "jane.roe@gmail.com"
 PII_PHONE = "+44 20 7946 0958"
-PII_NAME = "John Miller"  # no regex finds a name: rag.pii (Presidio) at export does
+PII_NAME = "John Miller"  # no regex finds a name: rag.guards.pii (Presidio) at export does
 
 
 @pytest.fixture()
@@ -100,7 +100,7 @@ def test_one_trace_per_query_with_a_span_per_stage(
     root, children = _tree(spans)
     assert root.name == "query"
     stages = [s.name for s in sorted(children[root.span_id], key=lambda s: s.start_ns)]
-    core = ["retrieve", "rerank", "prompt", "pack", "generate", "verify"]
+    core = ["prompt", "retrieve", "rerank", "pack", "generate", "answer"]
     assert [n for n in stages if n in core] == core, stages  # added stages (PII, cache...) too
     by_name = {s.name: s for s in children[root.span_id]}
     assert by_name["retrieve"].type == "retriever"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from rag.config import load_settings
-from rag.index import Index
-from rag.ingest import Ingestor
+from rag.core.config import load_settings
+from rag.indexing.index import Index
+from rag.indexing.ingest import Ingestor
 from rag.store import StoredPoint
 from rag.store.edge import EdgeStore
 

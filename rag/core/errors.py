@@ -1,0 +1,89 @@
+"""The library's exception tree: catch :class:`RagError` to catch every error it raises on purpose.
+
+Each message says what went wrong and what to do next. Subclasses also derive from the
+built-in they replaced (``ValueError``, ``RuntimeError``), so older ``except`` clauses still
+match::
+
+    RagError
+    ├── ConfigError             bad configuration (names the key)          ValueError
+    ├── QueryError              a request the pipeline cannot take          ValueError
+    │   ├── PromptError         unknown or broken prompt                    ValueError
+    │   └── QuestionError       an empty, invisible or over-long question   ValueError
+    ├── ParseError              a file that cannot be ingested (the reason shown in `rag status`)
+    ├── StoreError              the vector store failed or is locked        RuntimeError
+    │   └── EmbeddingMismatchError  the index was built with another model or transform
+    ├── PackingError            the token budget cannot hold one passage    ValueError
+    ├── RerankError             the reranker cannot run                     RuntimeError
+    └── GenerationError         a backend could not answer                  RuntimeError
+
+This module imports nothing, so every other module can use it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "EmbeddingMismatchError",
+    "GenerationError",
+    "PackingError",
+    "ParseError",
+    "PromptError",
+    "QueryError",
+    "QuestionError",
+    "RagError",
+    "RerankError",
+    "StoreError",
+]
+
+
+class RagError(Exception):
+    """Root of every error the library raises on purpose."""
+
+
+class ConfigError(RagError, ValueError):
+    """The configuration cannot be used; the message names the key and what to change."""
+
+
+class QueryError(RagError, ValueError):
+    """A query the pipeline cannot take (an empty question, say); the message says why."""
+
+
+class PromptError(QueryError):
+    """A prompt file or request is unusable; the message names the file and what to fix."""
+
+
+class QuestionError(QueryError):
+    """The question itself is unusable: empty, only invisible characters, or ``too_long``."""
+
+    def __init__(self, message: str, *, too_long: bool = False):
+        super().__init__(message)
+        self.too_long = too_long
+
+
+class ParseError(RagError):
+    """A file that cannot be ingested; ``str(err)`` is the reason shown in ``rag status``."""
+
+
+class StoreError(RagError, RuntimeError):
+    """A store operation failed; the message says what to do."""
+
+
+class EmbeddingMismatchError(StoreError):
+    """The index was built with another embedding model (or document transforms) than configured."""
+
+
+class PackingError(RagError, ValueError):
+    """The budget cannot hold even one passage; the message says which setting to change."""
+
+
+class RerankError(RagError, RuntimeError):
+    """The reranker cannot run; the message says which setting to fix."""
+
+
+class GenerationError(RagError, RuntimeError):
+    """A backend could not produce an answer; ``retryable`` when another try may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False, backend: str | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.backend = backend

@@ -1,0 +1,108 @@
+"""Which files under a watched folder are documents: ``ingestion.exclude`` patterns.
+
+Patterns follow .gitignore, the syntax people already write for "not these files":
+
+- ``_sources``: a name without a slash matches that file or folder name at any depth;
+- ``/build`` or ``docs/_static``: a pattern with a slash is anchored at the watched folder;
+- ``drafts/``: a trailing slash matches folders only (everything beneath them);
+- ``*`` and ``?`` stay within one name; ``**`` spans folders (``**/tmp/*.md``);
+- ``*.txt`` matches ``notes.txt`` and ``a/b/notes.txt``.
+
+Negation (``!pattern``) is refused with a clear error rather than half-supported.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from rag.core.errors import ConfigError
+
+__all__ = ["PathFilter"]
+
+
+def _glob_to_regex(glob: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(glob):
+        ch = glob[i]
+        if glob.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "[":
+            end = glob.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(ch))
+            else:
+                body = glob[i + 1 : end].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+                continue
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "".join(out)
+
+
+class PathFilter:
+    """Compiled ``ingestion.exclude`` patterns; ``excludes(rel)`` takes a POSIX relative path."""
+
+    def __init__(self, patterns: Iterable[str] = ()):
+        self.patterns: tuple[str, ...] = tuple(patterns)
+        self._file: list[re.Pattern[str]] = []  # matched against the file's own path
+        self._dir: list[re.Pattern[str]] = []  # matched against each parent folder's path
+        for raw in self.patterns:
+            pattern = raw.strip()
+            if not pattern or pattern.startswith("#"):
+                raise ConfigError(
+                    f"ingestion.exclude: {raw!r} is empty or a comment; remove it from the list"
+                )
+            if pattern.startswith("!"):
+                raise ConfigError(
+                    f"ingestion.exclude: {raw!r}: negated patterns are not supported; "
+                    "narrow the pattern that excludes the file instead"
+                )
+            dir_only = pattern.endswith("/")
+            body = pattern.strip("/")
+            if not body:
+                raise ConfigError(
+                    f"ingestion.exclude: {raw!r} would exclude the whole folder; "
+                    "remove the folder from ingestion.folders instead"
+                )
+            anchored = "/" in body or pattern.startswith("/")
+            regex = _glob_to_regex(body)
+            compiled = re.compile(("" if anchored else "(?:.*/)?") + regex + r"\Z")
+            self._dir.append(compiled)
+            if not dir_only:
+                self._file.append(compiled)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def excludes(self, rel: str) -> bool:
+        """True when ``rel`` (a file path relative to the watched folder) is not a document."""
+        if not self.patterns:
+            return False
+        rel = rel.strip("/")
+        if any(p.match(rel) for p in self._file):
+            return True
+        parts = rel.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if any(p.match(folder) for p in self._dir):
+                return True
+        return False
+
+    def keep(self, rels: Sequence[str]) -> list[str]:
+        return [r for r in rels if not self.excludes(r)]

@@ -1,0 +1,433 @@
+"""File → ParsedDocument. Every failure is a ``ParseError`` whose message a person understands.
+
+Formats: .md/.markdown (heading sections), .txt, .html/.htm (h1–h6 sections, <title>),
+.pdf (pypdf, one section per page, page numbers kept), .docx (python-docx, Heading styles).
+The parsed text is what chunk offsets (``start``/``end``) point into.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import re
+import stat
+from pathlib import Path
+
+from rag.core.documents import ParsedDocument, Section
+from rag.core.errors import ParseError
+
+__all__ = [
+    "PARSER_REVISIONS",
+    "SUPPORTED_EXTENSIONS",
+    "ParseError",
+    "content_signature",
+    "parse_bytes",
+    "read_file_bytes",
+    "without_server_paths",
+]
+
+SUPPORTED_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
+_TEXT_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm")
+
+
+def read_file_bytes(path: Path, max_bytes: int, root: Path | None = None) -> bytes:
+    """Read a file, turning OS errors into reasons (permission, vanished, symlink loop, size).
+
+    Reasons name no server path: a broken link's target is named relative to ``root`` (the
+    watched folder; default the file's own folder), or not at all when it lies outside."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise ParseError("is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            # Opening a FIFO would block the sync forever; sockets and devices are not documents.
+            raise ParseError("not a regular file (a FIFO, socket or device): nothing to index")
+        size = st.st_size
+        if size > max_bytes:
+            raise ParseError(
+                f"file is {_megabytes(size)}, over the {_megabytes(max_bytes)} limit "
+                "(raise ingestion.max_file_mb to ingest it)"
+            )
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except PermissionError as exc:
+        raise ParseError(
+            "permission denied: the daemon cannot read this file (check its mode/owner)"
+        ) from exc
+    except FileNotFoundError as exc:
+        target = _link_target(path, path.parent if root is None else root)
+        if target is not None:
+            raise ParseError(f"broken symlink: its target {target} does not exist") from exc
+        raise ParseError("file vanished while it was being read") from exc
+    except IsADirectoryError as exc:
+        raise ParseError("is a directory, not a file") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ParseError("symlink loop: following the link leads back to itself") from exc
+        raise ParseError(f"cannot read file: {exc.strerror or type(exc).__name__}") from exc
+    if len(data) > max_bytes:
+        raise ParseError(f"file grew over the {_megabytes(max_bytes)} limit while being read")
+    return data
+
+
+def _link_target(path: Path, root: Path) -> str | None:
+    """Where a (broken) link points, relative to ``root``; ``(outside the watched folder)``
+    for a target beyond it, whose absolute path is the server's business only."""
+    try:
+        raw = os.readlink(path)
+    except OSError:  # not a symlink (or gone too)
+        return None
+    # Lexically: the target does not exist, so there is nothing to resolve.
+    target = os.path.normpath(os.path.join(path.parent, raw))
+    base = os.path.normpath(root)
+    if target == base or not target.startswith(base.rstrip("/") + "/"):
+        return "(outside the watched folder)"
+    return Path(target).relative_to(base).as_posix()
+
+
+# An absolute POSIX path not inside a word, URL or relative path (``tenants/<tenant>/``).
+_PATH_PART = r"""[^\s'"/:;,()\[\]<>|]"""
+_ABSOLUTE_PATH = re.compile(rf"(?<![\w.~:/-])/{_PATH_PART}+(?:/{_PATH_PART}*)*")
+
+
+def without_server_paths(reason: str, root: Path, *others: Path) -> str:
+    """``reason`` naming no absolute server path: paths inside ``root`` (the watched folder)
+    become relative to it, ``others`` (e.g. the data dir) and any other absolute path become
+    ``<path>``. Failure reasons are shown to API callers and in ``rag status``."""
+    for base in sorted({str(root), *(str(o) for o in others)}, key=len, reverse=True):
+        if not base or base == "/":
+            continue
+        if base == str(root):
+            reason = reason.replace(base + "/", "")
+            reason = re.sub(rf"{re.escape(base)}(?!{_PATH_PART})", ".", reason)
+        else:
+            reason = re.sub(rf"{re.escape(base)}(?:/{_PATH_PART}*)*", "<path>", reason)
+    return _ABSOLUTE_PATH.sub("<path>", reason)
+
+
+def _megabytes(n: int) -> str:
+    # Three significant digits: a small limit must not print as "0.0 MB".
+    return f"{n / 1e6:.3g} MB"
+
+
+# Bumped when a parser's output for the same bytes changes: the revision is part of each
+# file's sync signature, so the next sync re-parses those files (chunks whose text did not
+# change keep their vectors). 2: HTML page chrome (nav, sidebars, footers) left out.
+PARSER_REVISIONS: dict[str, int] = {".html": 2, ".htm": 2}
+
+
+def content_signature(data: bytes, suffix: str) -> str:
+    """What a sync compares to decide a file is unchanged: its bytes and its parser revision."""
+    digest = hashlib.sha256(data).hexdigest()
+    revision = PARSER_REVISIONS.get(suffix.lower())
+    return f"{digest}:p{revision}" if revision else digest
+
+
+def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:
+    suffix = suffix.lower()
+    if not data:
+        raise ParseError("empty file (0 bytes): nothing to index")
+    if suffix in _TEXT_EXTENSIONS:
+        text = _decode_text(data, suffix)
+        if suffix in (".md", ".markdown"):
+            doc = _parse_markdown(text, name)
+        elif suffix in (".html", ".htm"):
+            doc = _parse_html(text, name)
+        else:
+            doc = ParsedDocument(
+                text=text, title=_first_line_title(text, name), sections=[Section(0, len(text))]
+            )
+    elif suffix == ".pdf":
+        doc = _parse_pdf(data, name)
+    elif suffix == ".docx":
+        doc = _parse_docx(data, name)
+    else:
+        raise ParseError(
+            f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if not doc.text.strip():
+        raise ParseError(
+            "no text could be extracted (empty document, or a scanned PDF without a text layer)"
+        )
+    return doc
+
+
+def _decode_text(data: bytes, suffix: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise ParseError(f"binary content in a {suffix} file (NUL bytes found): not a text file")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"not valid UTF-8 (bad byte 0x{data[exc.start]:02x} at offset {exc.start}): save the file as UTF-8"
+        ) from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _first_line_title(text: str, name: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return name
+
+
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_MD_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def _parse_markdown(text: str, name: str) -> ParsedDocument:
+    """Sections split at ATX headings outside code fences; each keeps its heading path."""
+    headings: list[tuple[int, int, str]] = []  # (offset, level, title)
+    offset = 0
+    in_fence = False
+    for line in text.splitlines(keepends=True):
+        if _MD_FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            m = _MD_HEADING.match(line.rstrip("\n"))
+            if m:
+                headings.append((offset, len(m.group(1)), m.group(2).strip()))
+        offset += len(line)
+    title = (
+        next((h[2] for h in headings if h[1] == 1), None) or _front_title(text) or Path(name).stem
+    )
+    sections: list[Section] = []
+    if not headings or headings[0][0] > 0:
+        end = headings[0][0] if headings else len(text)
+        if text[:end].strip():
+            sections.append(Section(0, end, ()))
+    path: list[tuple[int, str]] = []
+    for i, (start, level, heading) in enumerate(headings):
+        _enter_heading(path, level, heading)
+        end = headings[i + 1][0] if i + 1 < len(headings) else len(text)
+        sections.append(Section(start, end, tuple(h for _, h in path)))
+    return ParsedDocument(text=text, title=title, sections=sections)
+
+
+def _enter_heading(path: list[tuple[int, str]], level: int, heading: str) -> None:
+    """A heading of ``level`` ends every open heading of that level or deeper, then opens."""
+    while path and path[-1][0] >= level:
+        path.pop()
+    path.append((level, heading))
+
+
+class _SectionedText:
+    """Text assembled block by block (a blank line after each), cut into sections at headings.
+
+    Each section runs from one heading to the next (or the end) and keeps its heading path;
+    text before the first heading is a section without one."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._sections: list[Section] = []
+        self._path: list[tuple[int, str]] = []
+        self._start = 0
+        self._pos = 0
+
+    def heading(self, level: int, heading: str) -> None:
+        """Start a section under ``heading``; add its text with ``block`` next."""
+        self._close()
+        _enter_heading(self._path, level, heading)
+        self._start = self._pos
+
+    def block(self, text: str, end: str = "\n\n") -> None:
+        self._parts.append(text + end)
+        self._pos += len(text) + len(end)
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def _close(self) -> None:
+        if self._pos > self._start:
+            self._sections.append(Section(self._start, self._pos, tuple(h for _, h in self._path)))
+
+    def finish(self) -> tuple[str, list[Section]]:
+        """The whole text and its sections."""
+        self._close()
+        return "".join(self._parts), self._sections
+
+
+def _front_title(text: str) -> str | None:
+    m = re.match(r"^---\n(.*?)\n---", text, re.S)
+    if m:
+        t = re.search(r"^title:\s*(.+)$", m.group(1), re.M)
+        if t:
+            return t.group(1).strip().strip("'\"")
+    return None
+
+
+_BLOCK_TAGS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "pre",
+    "td",
+    "th",
+    "blockquote",
+    "dt",
+    "dd",
+    "figcaption",
+)
+
+
+# Page chrome, not content: navigation bars, sidebars, search boxes, headers and footers
+# repeat on every page of a site (Sphinx, MkDocs, wikis) and would outrank the pages
+# themselves. A page that marks its main content (<main>, role="main") is read from there.
+_LAYOUT_TAGS = ("br", "div", "section", "article", "table", "tr", "ul", "ol", "dl", "hr")
+_CHROME_TAGS = ("nav", "header", "footer", "aside", "form")
+_CHROME_ROLES = ("navigation", "search", "banner", "contentinfo", "complementary")
+_PERMALINK_GLYPHS = frozenset(["¶", "§", "#", "🔗", "\N{LINK SYMBOL}"])
+
+
+def _parse_html(html: str, name: str) -> ParsedDocument:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        if tag.name == "head":
+            continue
+        tag.decompose()
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else ""
+    body = soup.body or soup
+    main = body.find("main") or body.find(role="main")
+    if main is not None and main.get_text(strip=True):
+        body = main
+    for tag in body.find_all(_CHROME_TAGS) + body.find_all(role=list(_CHROME_ROLES)):
+        if not tag.decomposed:
+            tag.decompose()
+    for link in body.find_all("a"):  # heading permalinks ("Basic Examples ¶") are no text
+        if link.get_text(strip=True) in _PERMALINK_GLYPHS:
+            link.decompose()
+    # Inline markup is no word break ("<span>collections.</span><span>deque</span>" is one
+    # name): text joins as written, with a space only where a block or line break ends.
+    for el in body.find_all([*_BLOCK_TAGS, *_LAYOUT_TAGS]):
+        el.insert(0, " ")
+        el.append(" ")
+    out = _SectionedText()
+    for el in body.find_all(_BLOCK_TAGS):
+        # Nested blocks (a <p> inside an <li>) are emitted once, by the outermost block.
+        if el.find_parent(_BLOCK_TAGS) is not None:
+            continue
+        block = " ".join(el.get_text("").split())
+        if not block:
+            continue
+        if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            level = int(el.name[1])
+            out.heading(level, block)
+            if not title and level == 1:
+                title = block
+        out.block(block)
+    if not out:  # bare text without block tags
+        out.block(" ".join(body.get_text("").split()), end="")
+    text, sections = out.finish()
+    return ParsedDocument(
+        text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))]
+    )
+
+
+def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            try:
+                opened = bool(reader.decrypt(""))
+            except Exception:  # noqa: BLE001 - pypdf raises many kinds for a bad password block
+                opened = False
+            if not opened:
+                raise ParseError(
+                    "encrypted PDF (password protected): remove the password to index it"
+                )
+        pages = [page.extract_text() or "" for page in reader.pages]
+        meta_title = (reader.metadata.title if reader.metadata else None) or None
+    except ParseError:
+        raise
+    except (
+        PdfReadError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        OSError,
+    ) as exc:
+        raise ParseError(
+            f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
+    except Exception as exc:  # pypdf raises many types on damaged files
+        if "crypt" in str(exc).lower():
+            raise ParseError(
+                "encrypted PDF that cannot be opened: remove the password to index it"
+            ) from exc
+        raise ParseError(
+            f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
+    parts: list[str] = []
+    sections: list[Section] = []
+    pos = 0
+    for number, page_text in enumerate(pages, start=1):
+        page_text = page_text.replace("\x00", "").strip()
+        if not page_text:
+            continue
+        sections.append(Section(pos, pos + len(page_text), (), page=number))
+        parts.append(page_text + "\n\n")
+        pos += len(page_text) + 2
+    text = "".join(parts)
+    title = (meta_title or "").strip() or _first_line_title(text, Path(name).stem)
+    return ParsedDocument(text=text, title=title, sections=sections, metadata={"pages": len(pages)})
+
+
+def _parse_docx(data: bytes, name: str) -> ParsedDocument:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ParseError(
+            f"corrupt or unreadable .docx ({type(exc).__name__}): re-save it from your editor"
+        ) from exc
+    except Exception as exc:
+        raise ParseError(
+            f"corrupt or unreadable .docx ({type(exc).__name__}: {str(exc)[:120]})"
+        ) from exc
+    out = _SectionedText()
+    title = (document.core_properties.title or "").strip()
+    for para in document.paragraphs:
+        block = para.text.strip()
+        if not block:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        level = _docx_heading_level(style)
+        if level:
+            out.heading(level, block)
+            if not title and level == 1:
+                title = block
+        out.block(block)
+    for table in document.tables:
+        for row in table.rows:
+            block = " | ".join(c.text.strip() for c in row.cells if c.text.strip())
+            if block:
+                out.block(block)
+    text, sections = out.finish()
+    return ParsedDocument(text=text, title=title or Path(name).stem, sections=sections)
+
+
+def _docx_heading_level(style: str) -> int:
+    if style == "Title":
+        return 1
+    m = re.match(r"Heading (\d)", style)
+    return int(m.group(1)) if m else 0

@@ -1,0 +1,132 @@
+"""Retrieve stage: dense, sparse (BM25) or hybrid (fused) search over the live collection.
+
+Chunks of one document can all be returned; callers that rank documents collapse them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Literal
+
+from rag.core.config import RetrievalSettings
+from rag.core.errors import QueryError
+from rag.store import Filter, Hit
+
+if TYPE_CHECKING:
+    from rag.indexing.index import Index
+
+__all__ = ["RetrievalSettings", "Retriever", "rrf_fuse", "weighted_fuse"]
+
+Mode = Literal["dense", "sparse", "hybrid"]
+
+_sparse_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _sparse_executor() -> ThreadPoolExecutor:
+    global _sparse_pool
+    with _pool_lock:
+        if _sparse_pool is None:
+            _sparse_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-sparse")
+        return _sparse_pool
+
+
+def rrf_fuse(
+    rankings: Sequence[Sequence[Hit]], weights: Sequence[float], k: int, limit: int
+) -> list[Hit]:
+    """Weighted reciprocal-rank fusion; the fused score replaces the arm scores."""
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    for hits, w in zip(rankings, weights, strict=False):
+        for rank, hit in enumerate(hits, start=1):
+            scores[hit.id] = scores.get(hit.id, 0.0) + w / (k + rank)
+            first.setdefault(hit.id, hit)
+    order = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
+    return [Hit(id=i, score=scores[i], payload=first[i].payload) for i in order]
+
+
+def weighted_fuse(
+    rankings: Sequence[Sequence[Hit]], weights: Sequence[float], limit: int
+) -> list[Hit]:
+    """Convex combination of min-max normalised arm scores (a hit missing from an arm scores 0 there).
+
+    Unlike RRF it keeps how far apart the scores are: a clear dense winner stays ahead of
+    many near-ties in BM25, and the other way round.
+    """
+    scores: dict[str, float] = {}
+    first: dict[str, Hit] = {}
+    total = sum(weights) or 1.0
+    for hits, w in zip(rankings, weights, strict=False):
+        if not hits:
+            continue
+        values = [h.score for h in hits]
+        lo, hi = min(values), max(values)
+        span = hi - lo
+        for hit in hits:
+            norm = (hit.score - lo) / span if span > 1e-12 else 1.0
+            scores[hit.id] = scores.get(hit.id, 0.0) + (w / total) * norm
+            first.setdefault(hit.id, hit)
+    order = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
+    return [Hit(id=i, score=scores[i], payload=first[i].payload) for i in order]
+
+
+class Retriever:
+    def __init__(self, index: Index, settings: RetrievalSettings | None = None):
+        self.index = index
+        self.settings = settings or index.settings.retrieval
+
+    def run(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: Filter | None = None,
+        mode: Mode | None = None,
+        query_vector: Sequence[float] | None = None,
+        tenant: str | None = None,
+    ) -> list[Hit]:
+        """``query_vector``: the query's embedding when the caller already has it. Only
+        ``tenant``'s chunks are searched (default: the deployment's); ``filters`` cannot
+        name a tenant."""
+        s = self.settings
+        mode = mode or s.mode
+        limit = top_k or s.top_k
+        collection = self.index.collection or self.index.open(create=False)
+        if filters and "tenant" in filters:
+            raise QueryError(
+                "filters cannot choose the tenant: it comes from the API key (or the "
+                "deployment's `tenant` setting); remove the tenant filter"
+            )
+        flt = {**(filters or {}), "tenant": tenant or self.index.settings.tenant}
+        dense: list[Hit] = []
+        sparse: list[Hit] = []
+        candidates = max(limit, s.candidates)
+
+        def search_sparse() -> list[Hit]:
+            return self.index.store.search_sparse(
+                collection, self.index.sparse.embed_query(query), candidates, flt
+            )
+
+        pending: Future[list[Hit]] | None = None
+        if mode == "hybrid" and query_vector is None:
+            # BM25 needs no embedding: search it while the query is encoded (~2 ms at 100k chunks).
+            pending = _sparse_executor().submit(search_sparse)
+        if mode in ("dense", "hybrid"):
+            vec = (
+                list(query_vector)
+                if query_vector is not None
+                else self.index.embedder.embed_query(query).tolist()
+            )
+            dense = self.index.store.search_dense(collection, vec, candidates, flt)
+        if pending is not None:
+            sparse = pending.result()
+        elif mode in ("sparse", "hybrid"):
+            sparse = search_sparse()
+        if mode == "dense":
+            return dense[:limit]
+        if mode == "sparse":
+            return sparse[:limit]
+        if s.fusion == "weighted":
+            return weighted_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], limit)
+        return rrf_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k, limit)

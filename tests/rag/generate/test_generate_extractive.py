@@ -1,0 +1,98 @@
+"""The extractive backend's choice of sentences (rag/generate/extractive.py); no model needed
+for selection, the real embedder for the end-to-end case."""
+
+from __future__ import annotations
+
+from rag.generate import GenerationRequest
+from rag.generate.extractive import (
+    Candidate,
+    ExtractiveGenerator,
+    _without_headings,
+    candidates,
+    select,
+)
+from rag.indexing.embedding import Embedder
+from rag.query.pack import PackedContext, Passage
+from rag.verification.answer_types import RelevanceFeatures
+from rag.verification.citations import SupportScorer
+
+NO_FEATURES = RelevanceFeatures(0.0, 0.0, 0.0, 0.0)
+
+
+def _c(n: int, position: int, relevance: float, typed: bool | None = None) -> Candidate:
+    return Candidate(
+        n, position, f"sentence {n}.{position}", relevance, typed, relevance, NO_FEATURES, 0.0
+    )
+
+
+def test_nothing_relevant_enough_is_an_abstention() -> None:
+    assert select([_c(1, 0, 0.05), _c(2, 0, 0.1)], 2, 0.12) == []
+
+
+def test_the_neighbour_that_holds_the_answer_type_comes_along_in_reading_order() -> None:
+    best = _c(1, 1, 0.5, typed=False)
+    before = _c(1, 0, 0.02, typed=True)  # weak on its own, but it has what was asked
+    elsewhere = _c(2, 0, 0.3, typed=True)
+    picked = select([before, best, elsewhere], 2, 0.12)
+    assert picked == [before, best]
+
+
+def test_else_the_next_best_sentence_if_it_is_relevant_itself() -> None:
+    best, second, weak = _c(1, 0, 0.6, True), _c(2, 3, 0.2, True), _c(1, 1, 0.05, True)
+    assert select([best, weak, second], 2, 0.12) == [best, second]
+    assert select([best, weak], 2, 0.12) == [best]
+    assert select([best, second], 1, 0.12) == [best]
+
+
+def test_headings_glued_to_a_sentence_are_dropped() -> None:
+    assert _without_headings("Public API Rate Limits", {"public api rate limits"}) == ""
+    assert (
+        _without_headings("Laptops and devices\nAll laptops use full-disk encryption.", set())
+        == "All laptops use full-disk encryption."
+    )
+    wrapped = "A rotation lasts seven days, starting\nMonday at 10:00 UTC."
+    assert _without_headings(wrapped, {"guide", "on-call"}) == wrapped
+    assert (
+        _without_headings("Backups are kept for\n35 days.", set())
+        == "Backups are kept for\n35 days."
+    )
+
+
+def _passage(n: int, text: str, section: list[str]) -> Passage:
+    return Passage(
+        chunk_ids=[f"c{n}"],
+        doc_id=f"d{n}",
+        source=f"doc{n}.md",
+        title="Onboarding",
+        section=section,
+        page=None,
+        start=0,
+        end=len(text),
+        text=text,
+        score=1.0,
+        rank=n - 1,
+        n=n,
+    )
+
+
+def test_the_sentence_that_answers_wins_over_the_welcome_text(embedder: Embedder) -> None:
+    passages = [
+        _passage(
+            1, "Welcome to the Northwind platform team. This guide covers your first week.", []
+        ),
+        _passage(
+            2,
+            "New engineers join the on-call rotation after six weeks. A rotation lasts seven days.",
+            ["On-call"],
+        ),
+    ]
+    context = PackedContext(passages, "", 0, 1000)
+    question = "When do new engineers join the on-call rotation?"
+    request = GenerationRequest(messages=[], question=question, context=context, max_tokens=0)
+    scorer = SupportScorer(embedder.embed)
+    found = {c.sentence: c for c in candidates(question, request, scorer)}
+    assert found["New engineers join the on-call rotation after six weeks."].typed is True
+    text = "".join(
+        p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
+    )
+    assert text == "New engineers join the on-call rotation after six weeks [2]."
