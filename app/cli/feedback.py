@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from app.cli.core import fail, get_settings, print_json
+from rag.core.errors import RagError
 
 __all__ = ["feedback_confirm", "feedback_list"]
 
@@ -120,7 +121,7 @@ def feedback_confirm(
         entry = _store().confirm(
             feedback_id, target, sources=source, answers=answer, question=question
         )
-    except (KeyError, ValueError) as exc:
-        fail(str(exc.args[0]) if exc.args else str(exc))
+    except RagError as exc:  # FeedbackError: unknown, already confirmed, no question
+        fail(str(exc))
     typer.echo(json.dumps(entry, ensure_ascii=False))
     typer.echo(f"added to {target}: `rag eval` asks it from now on", err=True)

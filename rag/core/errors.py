@@ -10,11 +10,19 @@ match::
     │   ├── PromptError         unknown or broken prompt                    ValueError
     │   └── QuestionError       an empty, invisible or over-long question   ValueError
     ├── ParseError              a file that cannot be ingested (the reason shown in `rag status`)
+    ├── SourceError             a folder to ingest that is not one                 NotADirectoryError
+    ├── EmbeddingError          the embedding model is missing or cannot run       RuntimeError
+    ├── TokenizerError          a tokenizer.json that is not there                 FileNotFoundError
     ├── StoreError              the vector store failed or is locked        RuntimeError
     │   └── EmbeddingMismatchError  the index was built with another model or transform
     ├── PackingError            the token budget cannot hold one passage    ValueError
     ├── RerankError             the reranker cannot run                     RuntimeError
-    └── GenerationError         a backend could not answer                  RuntimeError
+    ├── GenerationError         a backend could not answer                  RuntimeError
+    ├── VerificationError       the streaming verifier used out of order    RuntimeError
+    ├── StageNotFoundError      a pipeline asked for a stage it does not have  KeyError
+    ├── FeedbackError           feedback on a trace or record that cannot take it  LookupError
+    │   └── FeedbackConflictError  a record already confirmed, or missing its question  ValueError
+    └── TracingError            the trace exporter is stopping: a batch was dropped  RuntimeError
 
 This module imports nothing, so every other module can use it.
 """
@@ -23,7 +31,10 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "EmbeddingError",
     "EmbeddingMismatchError",
+    "FeedbackConflictError",
+    "FeedbackError",
     "GenerationError",
     "PackingError",
     "ParseError",
@@ -32,7 +43,12 @@ __all__ = [
     "QuestionError",
     "RagError",
     "RerankError",
+    "SourceError",
+    "StageNotFoundError",
     "StoreError",
+    "TokenizerError",
+    "TracingError",
+    "VerificationError",
 ]
 
 
@@ -87,3 +103,38 @@ class GenerationError(RagError, RuntimeError):
         super().__init__(message)
         self.retryable = retryable
         self.backend = backend
+
+
+class SourceError(RagError, NotADirectoryError):
+    """A path given to ingest or watch that is not a folder; the message names it."""
+
+
+class EmbeddingError(RagError, RuntimeError):
+    """The embedding model is missing or cannot run; the message names the setting to fix."""
+
+
+class TokenizerError(RagError, FileNotFoundError):
+    """A ``tokenizer.json`` (or a folder meant to hold one) is not there."""
+
+
+class VerificationError(RagError, RuntimeError):
+    """The streaming verifier was used out of order (a bug in a stage, not in the input)."""
+
+
+class StageNotFoundError(RagError, KeyError):
+    """A pipeline was asked for a stage it does not have; the message lists its stages."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FeedbackError(RagError, LookupError):
+    """Feedback on a trace or a record this caller cannot reach (unknown, another tenant's)."""
+
+
+class FeedbackConflictError(FeedbackError, ValueError):
+    """A feedback record that cannot be confirmed (already in a golden set, no question)."""
+
+
+class TracingError(RagError, RuntimeError):
+    """The trace exporter is stopping: the batch handed to it was dropped."""

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence, Sized
 from pathlib import Path
 
-from rag.core.errors import GenerationError
+from rag.core.errors import GenerationError, TokenizerError
 
 __all__ = [
     "Encode",
@@ -48,7 +48,7 @@ def _load(path: str) -> Encode:
     from tokenizers import Tokenizer
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"tokenizer file {path} not found")
+        raise TokenizerError(f"tokenizer file {path} not found")
     tok = Tokenizer.from_file(path)
     tok.no_truncation()
     tok.no_padding()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rag.core.documents import Chunk, ParsedDocument, chunk_id, document_id, text_hash
+from rag.core.errors import ConfigError
 
 __all__ = ["Chunker"]
 
@@ -21,7 +22,7 @@ class Chunker:
         self, chunk_tokens: int, overlap_tokens: int, tokenizer: Callable[[str], Sequence[int]]
     ):
         if overlap_tokens >= chunk_tokens:
-            raise ValueError(
+            raise ConfigError(
                 f"chunking.overlap_tokens ({overlap_tokens}) must be smaller than chunking.chunk_tokens ({chunk_tokens})"
             )
         from llama_index.core.node_parser import SentenceSplitter

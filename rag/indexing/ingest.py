@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.core.documents import Chunk, document_id
+from rag.core.errors import SourceError
 from rag.core.paths import PathFilter
 from rag.guards.injection import chunk_fields, hidden_html_text
 from rag.indexing.manifest import FileRecord
@@ -175,7 +176,9 @@ class Ingestor:
         """Full reconcile: the index ends up holding exactly the folder's documents."""
         root = root.resolve()
         if not root.is_dir():
-            raise NotADirectoryError(f"{root} is not a folder")
+            raise SourceError(
+                f"{root} is not a folder: give rag ingest (or ingestion.watch) a folder"
+            )
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
             present = self._outside_data_dir(

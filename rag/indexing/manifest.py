@@ -213,14 +213,6 @@ class Manifest:
         with self._lock:
             self._db.execute("DELETE FROM files WHERE collection=?", (collection,))
 
-    def copy_failures(self, src: str, dst: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO files SELECT ?, source, root, doc_id, status, signature, chunks, reason, "
-                "updated_at FROM files WHERE collection=? AND status!='ok'",
-                (dst, src),
-            )
-
     def set_value(self, key: str, value: Any) -> None:
         with self._lock:
             self._db.execute(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.core.errors import FeedbackError
 from rag.observability.feedback import FeedbackStore, RecentTraces
 from rag.observability.ids import TraceKeys, keys_for
 from rag.observability.scrub import TraceScrubber
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://cloud.langfuse.com"
 FEEDBACK_SCORE = "user_feedback"
-
-
-class FeedbackError(LookupError):
-    """Feedback on a trace this caller cannot score (unknown, or another tenant's)."""
 
 
 @dataclass(frozen=True)

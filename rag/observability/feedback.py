@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rag.core.errors import FeedbackConflictError, FeedbackError
+
 __all__ = ["FEEDBACK_DIR", "FeedbackStore", "RecentTraces", "golden_candidate"]
 
 FEEDBACK_DIR = "feedback"
@@ -159,14 +161,14 @@ class FeedbackStore:
         """Append the candidate to the golden set ``golden`` (JSON lines); returns the entry."""
         record = self.get(feedback_id)
         if record is None:
-            raise KeyError(f"no feedback {feedback_id} (`rag feedback` lists them)")
+            raise FeedbackError(f"no feedback {feedback_id} (`rag feedback` lists them)")
         if feedback_id in self.confirmed():
-            raise ValueError(f"feedback {feedback_id} is already in a golden set")
+            raise FeedbackConflictError(f"feedback {feedback_id} is already in a golden set")
         entry = golden_candidate(record)
         if question:
             entry["question"] = question
         if not entry.get("question"):
-            raise ValueError(
+            raise FeedbackConflictError(
                 f"feedback {feedback_id} has no question recorded: give it with --question"
             )
         if sources is not None:

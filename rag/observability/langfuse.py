@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from rag.core.errors import TracingError
 from rag.query.tracing import Span
 
 if TYPE_CHECKING:
@@ -577,17 +578,17 @@ class LangfuseTracer:
         from langfuse.types import MaskOtelSpansResult, OtelSpanPatch
 
         if self._stopping:
-            raise RuntimeError("tracing is stopping: batch dropped")
+            raise TracingError("tracing is stopping: batch dropped")
         with self._masking:
             if self._stopping:
-                raise RuntimeError("tracing is stopping: batch dropped")
+                raise TracingError("tracing is stopping: batch dropped")
             return MaskOtelSpansResult(span_patches=self._patches(params, OtelSpanPatch))
 
     def _patches(self, params: Any, patch: Any) -> dict[Any, Any]:
         patches = {}
         for ident, span in params.spans.items():
             if self._stopping:
-                raise RuntimeError("tracing is stopping: batch dropped")
+                raise TracingError("tracing is stopping: batch dropped")
             changed: dict[str, Any] = {}
             for key, value in span.attributes.items():
                 if key in _SAFE or key.startswith("langfuse.internal"):

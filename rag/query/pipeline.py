@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.contracts import NoopTracer, OutputFilter, QueryState, Stage
 from rag.core.config import Settings
-from rag.core.errors import QueryError
+from rag.core.errors import QueryError, StageNotFoundError
 from rag.core.textguard import check_question
 from rag.core.types import Answer, DoneEvent, Query, StreamEvent, TokenEvent
 from rag.generate import GeneratorChain, build_chain
@@ -115,7 +115,9 @@ class QueryPipeline:
         for s in self.stages:
             if s.name == name:
                 return s
-        raise KeyError(f"no stage named {name!r} (stages: {[s.name for s in self.stages]})")
+        raise StageNotFoundError(
+            f"no stage named {name!r} (stages: {[s.name for s in self.stages]})"
+        )
 
     def _parts(self, kind: type[Any]) -> list[Any]:
         return [s for s in self.stages if isinstance(s, kind)]
@@ -137,7 +139,7 @@ class QueryPipeline:
         """The generate stage's fallback chain."""
         gens = self._parts(Generate)
         if not gens:
-            raise KeyError(f"no generate stage (stages: {[s.name for s in self.stages]})")
+            raise StageNotFoundError(f"no generate stage (stages: {[s.name for s in self.stages]})")
         chain: GeneratorChain = gens[0].chain
         return chain
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from rag.contracts import AnswerSentence, PackedContext, Passage, VerifiedAnswer
 from rag.core.config import CitationSettings
+from rag.core.errors import VerificationError
 from rag.guards.injection import output_check
 from rag.verification.answer_types import (
     WORD,
@@ -728,7 +729,7 @@ class StreamingVerifier:
 
     def feed(self, piece: str) -> list[str]:
         if self.closed:
-            raise RuntimeError("feed() after close(): reset() first")
+            raise VerificationError("feed() after close(): reset() first")
         self.raw += piece
         parts = split_sentences(self.raw)
         if len(parts) >= 2 and _opens_a_sentence(parts[-1]):

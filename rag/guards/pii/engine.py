@@ -227,9 +227,6 @@ class Detector:
                 self._cache.popitem(last=False)
         return spans
 
-    def detect_many(self, texts: list[str]) -> list[list[Span]]:
-        return [self.detect(t) for t in texts]
-
 
 _NEXT_WORD = re.compile(r"[ \t]+([^\W\d_][\w'’\-]*)")
 _PREV_WORD = re.compile(r"([^\W\d_][\w'’\-]*)[ \t]+$")

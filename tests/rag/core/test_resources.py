@@ -10,7 +10,7 @@ from rag.core.config import DEFAULT_CONFIG, load_settings
 from rag.core.resources import default_config, find_config, package_path, project_root
 from rag.query.prompts import resolve_prompt_dir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_a_checkout_reads_its_own_top_level_configs() -> None:

@@ -32,7 +32,7 @@ from rag.query.stages import QueryState
 from rag.query.tracing import NoopTracer, Span, Tracer
 from tests.rag.conftest import KnowledgeBase
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 VENV = REPO / ".venv-vllm"
 MODEL_DIR = REPO / "data" / "models" / "smollm2-135m-instruct"
 START_TIMEOUT_S = 420

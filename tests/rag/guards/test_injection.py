@@ -31,7 +31,7 @@ from rag.query.pipeline import QueryPipeline
 from rag.query.stages import QueryState
 from rag.query.tracing import Span
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples" / "docs"
 
 PLANTED = (

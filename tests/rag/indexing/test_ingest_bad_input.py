@@ -37,7 +37,7 @@ MAX_FILE_MB = 0.01  # 10 kB, so "too large" needs only a small file
 def _pdfgen() -> Any:
     # tests/ is not a package (importlib import mode): load the shared PDF writer by path.
     spec = importlib.util.spec_from_file_location(
-        "pdfgen", Path(__file__).resolve().parents[1] / "pdfgen.py"
+        "pdfgen", Path(__file__).resolve().parents[2] / "pdfgen.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -11,7 +11,7 @@ from rag.indexing.chunking import Chunker
 from rag.indexing.embedding import default_model_path
 from rag.indexing.parsing import ParseError, parse_bytes
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "docs"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "docs"
 
 
 @pytest.fixture(scope="module")

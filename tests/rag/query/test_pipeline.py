@@ -334,7 +334,7 @@ def test_empty_question_is_refused(kb: KnowledgeBase, kb_settings: Any) -> None:
 def test_prompt_rollback_applies_to_the_running_pipeline(
     kb: KnowledgeBase, kb_settings: Any, tmp_path: Path
 ) -> None:
-    shipped = Path(__file__).resolve().parents[2] / "configs" / "prompts" / "answer"
+    shipped = Path(__file__).resolve().parents[3] / "configs" / "prompts" / "answer"
     folder = tmp_path / "prompts" / "answer"
     folder.mkdir(parents=True)
     for f in shipped.glob("v*.yaml"):
