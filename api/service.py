@@ -23,6 +23,7 @@ from api.errors import ApiError
 from api.limits import ConcurrencyGate
 from rag.core.errors import PromptError
 from rag.core.types import Answer, DoneEvent, Query, StreamEvent
+from rag.query.pipeline import PreparedQuery
 
 if TYPE_CHECKING:
     from api.metrics import Metrics
@@ -47,8 +48,9 @@ class Pipeline(Protocol):
 
     def stream(self, query: Query) -> Iterator[StreamEvent]: ...
 
-    def cached(self, query: Query) -> Iterator[StreamEvent] | None:
-        """The stream of an answer the cache holds, checked and cheap; None: answer it."""
+    def prepare(self, query: Query) -> PreparedQuery:
+        """The query taken as far as the answer cache, cheaply, in the caller's thread:
+        ``cached`` (no backend slot needed) and ``events()``, the rest of the walk."""
         ...
 
     def stats(self) -> dict[str, Any]:
@@ -130,35 +132,23 @@ class QueryService:
             return result
         return await self.open_stream(query, tenant).collect(wait_disconnect)
 
-    def _from_cache(self, scoped: Query) -> Iterator[StreamEvent] | None:
-        """A cached answer's stream (``Pipeline.cached``: exact matches, checked against the
-        store), served without a backend slot; None: answer it as usual."""
-        if not scoped.generate:
-            return None
-        try:
-            return self.pipeline.cached(scoped)
-        except Exception:  # the normal path reports whatever this was
-            log.debug("answer cache lookup failed", exc_info=True)
-            return None
-
     def open_stream(self, query: Query, tenant: str) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later. A cached
         answer needs no backend: it goes through the wide ``cache`` gate."""
         scoped = for_tenant(query, tenant)
-        cached = self._from_cache(scoped)
-        if cached is not None:
+        try:
+            prepared = self.pipeline.prepare(scoped)
+        except Exception as exc:  # an unknown prompt, say: the caller's 4xx, before any byte
+            raise translate_error(exc, scoped) from exc
+        if prepared.cached:
             gate = self.gates.get("cache")
             if gate is None:
                 gate = self.gates["cache"] = ConcurrencyGate("cache", 64, self.settings.api.queue)
-            return EventStream(
-                gate,
-                lambda: cached,
-                lambda result: self._observe(result, tenant),
-                tenant=tenant,
-            )
+        else:
+            gate = self.gate(scoped.generate)
         return EventStream(
-            self.gate(scoped.generate),
-            lambda: self.pipeline.stream(scoped),
+            gate,
+            prepared.events,
             lambda result: self._observe(result, tenant),
             lambda exc: translate_error(exc, scoped),
             tenant=tenant,

@@ -23,7 +23,8 @@ generated: ``answer`` is "" and ``citations`` is the packed context (``verified:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.contracts import NoopTracer, OutputFilter, QueryState, Stage
@@ -44,7 +45,7 @@ from rag.verification.citations import SupportScorer
 if TYPE_CHECKING:
     from rag.indexing.index import Index
 
-__all__ = ["QueryPipeline", "default_stages"]
+__all__ = ["PreparedQuery", "QueryPipeline", "default_stages"]
 
 
 def default_stages(
@@ -84,9 +85,17 @@ class _ServeCached:
         yield from cached_events(self.answer)
 
 
+@dataclass(frozen=True)
+class PreparedQuery:
+    """What :meth:`QueryPipeline.prepare` found: whether the cache answers, and the rest."""
+
+    cached: bool
+    events: Callable[[], Iterator[StreamEvent]]
+
+
 class QueryPipeline:
     """Runs the stages over one :class:`QueryState` per query. What the API and the CLI
-    need of it: ``warm_up``, ``run``, ``stream``, ``cached``, ``stats``, ``health``, ``close``."""
+    need of it: ``warm_up``, ``run``, ``stream``, ``prepare``, ``stats``, ``health``, ``close``."""
 
     def __init__(
         self,
@@ -197,25 +206,28 @@ class QueryPipeline:
         state = self._new_state(query, streaming)
         return self._walk(state, self.stages)
 
-    def cached(self, query: Query) -> Iterator[StreamEvent] | None:
-        """The stream of ``query``'s cached answer when the cache holds it under the same
-        normalised question (checked against the store, no embedding: cheap enough to ask
-        before the query waits for a backend slot); None otherwise (``stream`` answers it,
-        semantic matches included). The stages before ``cache`` run untraced to reach it."""
-        steps = self._parts(CacheStep)
-        if not steps or not query.generate:
-            return None
+    def prepare(self, query: Query) -> PreparedQuery:
+        """``query`` taken as far as the ``cache`` stage, here and now: the stages before it
+        (the prompt) and an exact cache lookup checked against the store — no embedding, cheap
+        enough for an event loop. ``cached`` tells a server whether the query needs a backend
+        slot at all; ``events()`` runs the rest of the walk, traced, in whatever thread reads
+        it (the stages that already ran open the trace with the time they took)."""
         state = self._new_state(query, streaming=True)
-        state.tracer = NoopTracer()
+        steps = self._parts(CacheStep)
+        if not steps or not state.query.generate:
+            return PreparedQuery(False, lambda: self._walk(state, self.stages))
         position = self.stages.index(steps[0])
+        ran: dict[str, float] = {}
+        state.tracer = NoopTracer()  # the trace opens with the walk
         for stage in self.stages[:position]:
-            for _ in stage.run(state):
+            started = time.perf_counter()
+            for _ in stage.run(state):  # what runs before the cache prepares; it does not answer
                 pass
-        answer = steps[0].peek(state)
-        if answer is None:
-            return None
+            ran[stage.name] = round((time.perf_counter() - started) * 1000.0, 3)
         state.tracer = self.tracer
-        return self._walk(state, [_ServeCached(answer)])
+        answer = steps[0].peek(state)
+        rest: list[Stage] = [_ServeCached(answer)] if answer is not None else self.stages[position:]
+        return PreparedQuery(answer is not None, lambda: self._walk(state, rest, ran))
 
     def _new_state(self, query: Query | str, streaming: bool) -> QueryState:
         query = Query(question=query) if isinstance(query, str) else query
@@ -228,10 +240,16 @@ class QueryPipeline:
             route=self.route,
         )
 
-    def _walk(self, state: QueryState, stages: Sequence[Stage]) -> Iterator[StreamEvent]:
+    def _walk(
+        self, state: QueryState, stages: Sequence[Stage], ran: dict[str, float] | None = None
+    ) -> Iterator[StreamEvent]:
         started = time.perf_counter()
         first_token: float | None = None
         with self.tracer.request(state):
+            for name, ms in (ran or {}).items():  # stages ``prepare`` ran before the trace
+                with self.tracer.span(name, state):
+                    pass
+                state.timings[name] = ms
             for stage in stages:
                 with self.tracer.span(stage.name, state):
                     for event in stage.run(state):

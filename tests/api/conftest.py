@@ -26,9 +26,11 @@ from api.app import create_app
 from api.auth import KeyStore
 from ingestion.daemon import WatchDaemon
 from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
+from rag.core.types import Query, StreamEvent
 from rag.indexing.embedding import Embedder
 from rag.indexing.index import Index
 from rag.indexing.ingest import TENANTS_DIR, Ingestor
+from rag.query.pipeline import PreparedQuery
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "docs"
@@ -62,6 +64,27 @@ RELAXED = {
     "generation": {"chain": ["extractive"]},
     "api": {"requests_per_minute": 100_000, "burst": 10_000, "queue": 256},
 }
+
+
+class StandInPipeline:
+    """A pipeline stand-in whose ``stream`` a test scripts (the timing of tokens, a held
+    generation): the rest of what the API asks of a pipeline (``api.service.Pipeline``) — no
+    answer cache, no figures, a healthy backend, not traced."""
+
+    def stream(self, query: Query) -> Iterator[StreamEvent]:
+        raise NotImplementedError
+
+    def prepare(self, query: Query) -> PreparedQuery:
+        return PreparedQuery(False, lambda: self.stream(query))
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def health(self) -> dict[str, str]:
+        return {"generator:stand-in": "ok"}
+
+    def traced_by(self, tracer: Any) -> bool:
+        return False
 
 
 def free_port() -> int:

@@ -124,4 +124,4 @@ def test_thumbs_down_on_the_chat_page_reaches_langfuse(
                 for x in s.scores
             )
         )
-        server.app.state.rag.query.tracing.shutdown(1.0)
+        server.app.state.rag.tracing.shutdown(1.0)

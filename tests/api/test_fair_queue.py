@@ -17,10 +17,10 @@ import pytest
 from api.errors import ApiError
 from api.limits import ConcurrencyGate
 from rag.core.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
-from tests.api.conftest import Deployment, LiveServer, sse_events, wait_for
+from tests.api.conftest import Deployment, LiveServer, StandInPipeline, sse_events, wait_for
 
 
-class Held:
+class Held(StandInPipeline):
     """Answers "ok" once ``release`` is set; records the tenant of each generation as it starts."""
 
     def __init__(self) -> None:

@@ -46,7 +46,7 @@ def traced(
 ) -> Iterator[LiveServer]:
     server = start_server(**_tracing(standin.url))
     yield server
-    server.app.state.rag.query.tracing.shutdown(1.0)
+    server.app.state.rag.tracing.shutdown(1.0)
     server.stop()
 
 
@@ -67,7 +67,7 @@ def test_query_json_and_stream_carry_the_trace_id(
         trace_id = r.json()["trace_id"]
         assert trace_id and r.headers["X-Trace-Id"] == trace_id
         names = _trace_names(standin, trace_id)
-        for stage in ("retrieve", "pack", "generate", "verify"):
+        for stage in ("prompt", "retrieve", "pack", "generate", "answer"):
             assert stage in names
         with c.stream(
             "POST", "/v1/query", json={"question": "How long are backups kept?", "stream": True}
@@ -134,7 +134,7 @@ def test_feedback_is_a_score_and_a_local_record_for_the_own_tenant_only(
     )
     score = next(x for x in standin.scores if x["name"] == "user_feedback")
     assert score["value"] == 0 and "wrong" in score["comment"] and PII not in score["comment"]
-    store = traced.app.state.rag.query.tracing.feedback
+    store = traced.app.state.rag.tracing.feedback
     rec = next(x for x in store.records() if x["id"] == fid)
     assert rec["tenant"] == "acme" and rec["value"] == 0 and PII not in json.dumps(rec)
     assert rec["question"] == "How many vacation days do Acme staff get?"
@@ -163,6 +163,6 @@ def test_requests_unaffected_when_langfuse_fails(
             r = c.post("/v1/feedback", json={"trace_id": r.json()["trace_id"], "value": 1})
             assert r.status_code == 200
         started = time.monotonic()
-        server.app.state.rag.query.tracing.shutdown(1.0)
+        server.app.state.rag.tracing.shutdown(1.0)
         assert time.monotonic() - started < 2.0
         server.stop()

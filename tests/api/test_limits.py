@@ -19,10 +19,10 @@ import pytest
 
 from rag.core.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
 from rag.query.pipeline import QueryPipeline
-from tests.api.conftest import Deployment, LiveServer, sse_events, wait_for
+from tests.api.conftest import Deployment, LiveServer, StandInPipeline, sse_events, wait_for
 
 
-class SlowTokens:
+class SlowTokens(StandInPipeline):
     """Retrieval by the real pipeline; then ``tokens`` tokens, one every ``delay`` seconds."""
 
     def __init__(self, inner: QueryPipeline, tokens: int = 400, delay: float = 0.05):

@@ -331,18 +331,18 @@ def test_the_store_backend_on_qdrant(tmp_path: Path, embedder: Embedder) -> None
         index.close()
 
 
-def test_cached_serves_exact_hits_only(kb: Kb) -> None:
+def test_prepare_finds_exact_hits_only(kb: Kb) -> None:
     p = kb.pipeline()
-    assert p.cached(Query(VACATION)) is None
+    assert not p.prepare(Query(VACATION)).cached
     assert p.cache is not None and p.cache.misses == 0, "a peek's miss is not counted"
     p.run(VACATION)
-    stream = p.cached(Query(VACATION))
-    assert stream is not None
-    events = list(stream)
+    prepared = p.prepare(Query(VACATION))
+    assert prepared.cached
+    events = list(prepared.events())
     assert [e.kind for e in events] == ["token", "citations", "done"]
     done = events[-1]
     assert isinstance(done, DoneEvent) and done.answer.cached
-    assert p.cached(Query(PARAPHRASE)) is None, "semantic matches go through stream()"
+    assert not p.prepare(Query(PARAPHRASE)).cached, "semantic matches are found by the walk"
 
 
 def test_an_attacked_question_is_never_answered_from_the_cache(kb: Kb) -> None:
@@ -356,4 +356,30 @@ def test_an_attacked_question_is_never_answered_from_the_cache(kb: Kb) -> None:
     assert answer.injection is not None and answer.injection.question
     assert "25 days" in answer.answer
     assert not p.run(attacked).cached, "an attacked question was stored"
-    assert p.cached(Query(attacked)) is None
+    assert not p.prepare(Query(attacked)).cached
+
+
+def test_the_prompt_is_selected_once_per_request(kb: Kb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's scope reads the prompt the ``prompt`` stage selected: one selection per
+    request, on a miss, a hit, and through ``prepare`` (the API's path) either way."""
+    from rag.query.prompts import PromptRegistry
+
+    calls: list[str] = []
+    select = PromptRegistry.select
+
+    def counted(self: PromptRegistry, *args: Any, **kwargs: Any) -> Any:
+        calls.append("select")
+        return select(self, *args, **kwargs)
+
+    monkeypatch.setattr(PromptRegistry, "select", counted)
+    p = kb.pipeline()
+    assert not p.run(VACATION).cached and len(calls) == 1, "a miss"
+    assert p.run(VACATION).cached and len(calls) == 2, "a hit"
+    prepared = p.prepare(Query("When must vacation requests be submitted?"))
+    done = list(prepared.events())[-1]
+    assert not prepared.cached and isinstance(done, DoneEvent) and not done.answer.cached
+    assert len(calls) == 3, "prepare and the rest of the walk select it once between them"
+    assert "prompt" in done.answer.timings_ms, "the stage prepare ran is in the timings"
+    prepared = p.prepare(Query(VACATION))
+    assert prepared.cached and list(prepared.events())[-1].answer.cached  # type: ignore[attr-defined]
+    assert len(calls) == 4
