@@ -64,3 +64,45 @@ def test_readyz_is_503_naming_the_error_while_syncs_fail(
         server.stop()
         daemon.stop()
         index.close()
+
+
+@pytest.mark.parametrize(
+    ("chain", "ready"), [(["openai"], False), (["openai", "extractive"], True)]
+)
+def test_readyz_names_a_generator_that_cannot_answer(
+    tmp_path: Path, embedder: Embedder, chain: list[str], ready: bool
+) -> None:
+    """Each backend's own ``health()``: an OpenAI-compatible server nobody listens on is named;
+    readiness fails only when no backend of the chain can answer (the chain falls back)."""
+    from tests.api.conftest import free_port
+
+    settings = settings_for(
+        tmp_path / "data",
+        generation={
+            "chain": chain,
+            "openai": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "max_retries": 0},
+        },
+    )
+    index = Index(settings, embedder=embedder)
+    index.open()
+    app = create_app(settings, index=index, keys=KeyStore(index.data_dir))
+    server = LiveServer(app).start()
+    try:
+        r = wait_for(
+            lambda: (
+                (r := httpx.get(server.url + "/readyz", timeout=10)).status_code in (200, 503)
+                and "warming" not in r.text
+                and r
+            ),
+            "readyz settled",
+        )
+        text = r.text
+        assert "openai: unreachable" in text, text
+        if ready:
+            assert r.status_code == 200, text
+            assert "extractive: ok" in r.json()["checks"]["generator"]
+        else:
+            assert r.status_code == 503 and r.json()["error"]["type"] == "not_ready", text
+    finally:
+        server.stop()
+        index.close()

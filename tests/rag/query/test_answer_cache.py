@@ -383,3 +383,16 @@ def test_the_prompt_is_selected_once_per_request(kb: Kb, monkeypatch: pytest.Mon
     prepared = p.prepare(Query(VACATION))
     assert prepared.cached and list(prepared.events())[-1].answer.cached  # type: ignore[attr-defined]
     assert len(calls) == 4
+
+
+def test_stages_passed_from_default_stages_keep_the_cache(kb: Kb) -> None:
+    """The cache is the ``cache`` stage of ``default_stages``: a pipeline built from that list
+    (to add a stage, say) keeps it; one built without it has none, visibly."""
+    from rag.query.pipeline import default_stages
+
+    stages = default_stages(kb.index, kb.settings)
+    assert "cache" in [s.name for s in stages]
+    p = QueryPipeline(kb.index, kb.settings, stages=stages)
+    assert not p.run(VACATION).cached and p.run(VACATION).cached
+    bare = QueryPipeline(kb.index, kb.settings, stages=[s for s in stages if s.name != "cache"])
+    assert bare.cache is None and not bare.run(VACATION).cached

@@ -1,0 +1,149 @@
+"""Tests that can fail: each entry breaks one guarantee on purpose, in a copy of the checkout,
+and runs the test that guards it; the test must fail. A test that still passes is reported.
+
+    .venv/bin/python scripts/break_checks.py            # every entry
+    .venv/bin/python scripts/break_checks.py layout     # entries whose name contains "layout"
+    .venv/bin/python scripts/break_checks.py --list
+
+The copy is made with ``git ls-files`` (tracked and new files, no data, no venv) under a
+temporary folder; the checkout itself is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Break:
+    name: str
+    path: str  # file to change, relative to the checkout
+    old: str  # text replaced (must occur once)
+    new: str
+    test: str  # the pytest node that must now fail
+
+
+BREAKS = [
+    Break(
+        "layout: README lists a stage out of order",
+        "README.md",
+        "1. **Prompt** (`prompt`,",
+        "1. **Prompt** (`promptx`,",
+        "tests/rag/test_layout.py::test_readme_and_architecture_list_the_stages_in_the_order_they_run",
+    ),
+    Break(
+        "layout: an import circle inside rag/",
+        "rag/core/errors.py",
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\n\nimport rag.core.types  # noqa: F401\n",
+        "tests/rag/test_layout.py::test_few_modules_directly_under_rag_and_no_import_circle",
+    ),
+    Break(
+        "layout: the facade loads every wing on import",
+        "rag/__init__.py",
+        "import importlib\n",
+        "import importlib\n\nimport rag.query.pipeline  # noqa: F401\n",
+        "tests/rag/test_layout.py::test_importing_the_facade_loads_no_wing",
+    ),
+    Break(
+        "cache: the scope selects the prompt again",
+        "rag/query/answer_cache.py",
+        "        q, prompt = state.query, state.prompt\n",
+        "        q, prompt = state.query, state.prompt\n"
+        "        from rag.query.prompts import PromptRegistry\n\n"
+        "        PromptRegistry(self.settings.prompts).select(q.prompt, user=q.user, session=q.session)\n",
+        "tests/rag/query/test_answer_cache.py::test_the_prompt_is_selected_once_per_request",
+    ),
+    Break(
+        "cache: default_stages without the cache stage",
+        "rag/query/pipeline.py",
+        "    if settings.cache.enabled:\n",
+        "    if False:\n",
+        "tests/rag/query/test_answer_cache.py::test_stages_passed_from_default_stages_keep_the_cache",
+    ),
+    Break(
+        "readyz: a backend's health is not asked",
+        "api/routes_ops.py",
+        "            for part, line in service.pipeline.health().items()\n",
+        "            for part, line in {}.items()\n",
+        "tests/api/test_readiness.py::test_readyz_names_a_generator_that_cannot_answer",
+    ),
+    Break(
+        "question: an invisible-only question reaches the pipeline",
+        "rag/core/textguard.py",
+        "    if is_blank(text):\n",
+        "    if False:\n",
+        "tests/rag/core/test_invisible_text.py",
+    ),
+]
+
+
+def copy_checkout(target: Path) -> None:
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for rel in files:
+        src = ROOT / rel
+        if src.is_file():
+            dst = target / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+
+
+def run(entry: Break) -> bool:
+    """True when the test failed, as it must."""
+    with tempfile.TemporaryDirectory(prefix="break-") as tmp:
+        copy = Path(tmp)
+        copy_checkout(copy)
+        path = copy / entry.path
+        text = path.read_text(encoding="utf-8")
+        if text.count(entry.old) != 1:
+            print(f"  ! {entry.name}: the text to break is not in {entry.path} exactly once")
+            return False
+        path.write_text(text.replace(entry.old, entry.new), encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": str(copy)}
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", entry.test],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        return result.returncode != 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("match", nargs="?", default="")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    chosen = [b for b in BREAKS if args.match in b.name]
+    if args.list:
+        for b in chosen:
+            print(f"{b.name}: {b.path} -> {b.test}")
+        return 0
+    survivors = []
+    for entry in chosen:
+        failed = run(entry)
+        print(f"{'caught' if failed else 'MISSED'}  {entry.name}  ({entry.test})", flush=True)
+        if not failed:
+            survivors.append(entry.name)
+    print(f"{len(chosen) - len(survivors)} of {len(chosen)} breaks caught by their tests")
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
