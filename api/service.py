@@ -34,10 +34,6 @@ __all__ = ["EventStream", "Pipeline", "QueryService", "for_tenant"]
 
 log = logging.getLogger("api")
 
-# What the HTTP layer handles: (kind, JSON payload), converted from the typed events at the
-# pipeline boundary (``StreamEvent.kind`` / ``.data()``).
-Event = tuple[str, Any]
-
 
 class Pipeline(Protocol):
     """What the API needs of a query pipeline (``rag.query.pipeline.QueryPipeline``)."""
@@ -194,7 +190,8 @@ class EventStream:
         self._state = "reserved"  # reserved → running → finished
 
     async def events(self) -> Any:
-        """Async generator of (kind, payload); ``close`` must be called whatever happens."""
+        """Async generator of the pipeline's typed events (JSON only at the wire: the SSE
+        renderers call ``.kind``/``.data()``); ``close`` must be called whatever happens."""
         self._state = "acquiring"  # a cancel while waiting gives the place back inside acquire()
         await self.gate.acquire(self.tenant)
         self._state = "running"
@@ -216,7 +213,7 @@ class EventStream:
                         break
                     if isinstance(event, DoneEvent):
                         self.on_done(event.data())
-                    post((event.kind, event.data()))
+                    post(event)
             except BaseException as exc:  # noqa: BLE001 - delivered to the response, which reports it
                 post(self.translate(exc))
             finally:
@@ -255,9 +252,9 @@ class EventStream:
                         tg.cancel_scope.cancel()
 
                     tg.start_soon(watch)
-                async for kind, payload in self.events():
-                    if kind == "done":
-                        result = payload
+                async for event in self.events():
+                    if isinstance(event, DoneEvent):
+                        result = event.data()
                 tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             raise first_error(group) from None

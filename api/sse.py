@@ -99,8 +99,8 @@ class SSEResponse(Response):
 
     async def _frames(self) -> Any:
         try:
-            async for kind, payload in self.stream.events():
-                for frame in self.renderer(kind, payload):
+            async for event in self.stream.events():
+                for frame in self.renderer(event.kind, event.data()):
                     yield frame
         except ApiError as exc:
             for frame in self.renderer("error", {"type": exc.type, "message": exc.message}):
