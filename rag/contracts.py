@@ -73,19 +73,14 @@ __all__ = [
 ]
 
 
+# -- vector stores (rag.store: edge, qdrant) -------------------------------------------
+# A collection's two vector slots: dense (cosine) and sparse (BM25, IDF applied by the engine).
 DENSE = "dense"
-
-
 SPARSE = "sparse"
-
-
 # Payload fields with an index: lookups by document, dedup by text, tenant isolation.
 INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source")
 
-
 FilterValue = str | int | bool | Sequence[str] | Sequence[int]
-
-
 # key -> value (exact match) or list of values (match any). All keys must match.
 Filter = Mapping[str, FilterValue]
 
@@ -199,6 +194,7 @@ class VectorStore(abc.ABC):
         return self.get_alias(alias_or_name) or alias_or_name
 
 
+# -- the context a generator is handed (rag.query.pack) ---------------------------------
 @dataclass
 class Passage:
     """One numbered entry of the context: a chunk, or neighbouring chunks of one document merged."""
@@ -261,6 +257,7 @@ class PackedContext:
         return {p.n: p for p in self.passages}
 
 
+# -- a prompt version (rag.query.prompts) ----------------------------------------------
 @dataclass(frozen=True)
 class Prompt:
     name: str
@@ -294,6 +291,7 @@ class Prompt:
         return out
 
 
+# -- generator backends (rag.generate) -------------------------------------------------
 def close_quietly(iterator: object) -> None:
     """Close a generator (stops the model behind it); plain iterators have nothing to close."""
     close = getattr(iterator, "close", None)
@@ -363,6 +361,7 @@ class Generator(abc.ABC):
         return {"name": self.name}
 
 
+# -- what the fallback chain and the verifier leave on the state ------------------------
 @dataclass
 class ChainOutcome:
     text: str
@@ -409,6 +408,7 @@ class VerifiedAnswer:
         return [s.text for s in self.sentences if s.needs_support and not s.supported]
 
 
+# -- tracing (rag.query.tracing composes them; rag.observability exports) --------------
 class Span:
     """What a stage may record about its call: plain attributes, no content by default."""
 
@@ -445,6 +445,7 @@ class NoopTracer:
         yield Span(name)
 
 
+# -- one query's state, and the stages and filters over it ------------------------------
 # The question scanned for prompt injection (rag.guards.injection.scan_question).
 @dataclass(frozen=True)
 class QuestionCheck:
@@ -522,6 +523,7 @@ class OutputFilter(Protocol):
     def run(self, text: str, state: QueryState) -> str: ...
 
 
+# -- ingestion (rag.indexing) -----------------------------------------------------------
 @runtime_checkable
 class DocumentTransform(Protocol):
     name: str
