@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,7 @@ from rag.core.textguard import bidi_controls, is_blank
 from rag.guards.injection import flagged_chunks
 from rag.indexing.ingest import TENANTS_DIR, is_ignored_name, walk_folder
 from rag.indexing.manifest import FileRecord
+from rag.indexing.parsing import ingested_suffixes
 
 if TYPE_CHECKING:
     from rag.indexing.index import Index
@@ -68,7 +70,7 @@ class Documents:
     def __init__(
         self,
         index: Index,
-        extensions: list[str],
+        extensions: Sequence[str] | None,
         ignore_hidden: bool = True,
         max_files: int | None = None,
         max_bytes: int | None = None,
@@ -78,7 +80,8 @@ class Documents:
         self.exclude = exclude or PathFilter()
         self.root = index.data_dir / TENANTS_DIR
         self.root.mkdir(parents=True, exist_ok=True)
-        self.extensions = tuple(e.lower() for e in extensions)
+        # ingestion.extensions as configured (None: every registered parser's suffixes).
+        self.configured_extensions = None if extensions is None else list(extensions)
         self.ignore_hidden = ignore_hidden
         self.max_files = max_files  # per tenant (api.quota.max_files); None = no limit
         self.max_bytes = max_bytes
@@ -232,15 +235,22 @@ class Documents:
                     f"limited to {NAME_MAX} bytes each",
                 )
 
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The suffixes uploads may have: asked of the parser table on each use, so a parser
+        registered while the service runs is accepted without a restart."""
+        return ingested_suffixes(self.configured_extensions)
+
     def upload_target(self, tenant: str, raw_path: str) -> UploadTarget:
         rel = self.safe_relative(raw_path)
         self._check_name_bytes(rel)
         suffix = PurePosixPath(rel).suffix.lower()
-        if suffix not in self.extensions:
+        extensions = self.extensions
+        if suffix not in extensions:
             raise ApiError(
                 415,
                 "unsupported_media_type",
-                f"files of type '{suffix or '(none)'}' are not ingested; upload one of: {', '.join(self.extensions)}",
+                f"files of type '{suffix or '(none)'}' are not ingested; upload one of: {', '.join(extensions)}",
             )
         source = f"{tenant}/{rel}"
         if self.exclude.excludes(source):

@@ -40,6 +40,7 @@ from rag.core.paths import PathFilter
 from rag.indexing.embedding import Embedder
 from rag.indexing.index import Index
 from rag.indexing.ingest import Ingestor
+from rag.indexing.parsing import ingested_suffixes
 
 __all__ = [
     "AnswerKey",
@@ -340,8 +341,9 @@ def isolated_settings(
     iso = settings.model_copy(deep=True)
     iso.data_dir = data_dir
     iso.store = StoreSettings(backend="edge", collection=_EVAL_COLLECTION)
-    if ".txt" not in iso.ingestion.extensions:
-        iso.ingestion.extensions = [*iso.ingestion.extensions, ".txt"]
+    extensions = iso.ingestion.extensions
+    if extensions is not None and ".txt" not in extensions:  # None: every parser's, .txt too
+        iso.ingestion.extensions = [*extensions, ".txt"]
     iso.ingestion.ignore_hidden = True
     if dataset is not None and dataset.docs_exclude:
         iso.ingestion.exclude = [*iso.ingestion.exclude, *dataset.docs_exclude]
@@ -364,7 +366,7 @@ def _cache_key(settings: Settings, embedder: Embedder, dataset: Dataset) -> tupl
         "source": source,
         "embedding": embedder.identity().as_dict(),
         "chunking": settings.chunking.model_dump(),
-        "extensions": sorted(settings.ingestion.extensions),
+        "extensions": sorted(ingested_suffixes(settings.ingestion.extensions)),
     }
     key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-")[:40] or "dataset"

@@ -543,10 +543,19 @@ class Parser(Protocol):
     into. ``suffixes``: the file name endings it reads (``".md"``, lower case). ``revision``:
     raise it when the same bytes would parse differently, so files parsed before are parsed
     again on the next sync (unchanged chunk texts keep their vectors). ``run`` raises
-    :class:`~rag.core.errors.ParseError` with a reason a person understands."""
+    :class:`~rag.core.errors.ParseError` with a reason a person understands.
 
-    name: str
-    suffixes: tuple[str, ...]
-    revision: int
+    Registered in ``rag.indexing.parsing.PARSERS`` (by name; no two parsers read one suffix).
+    The three attributes are read-only here, so plain class attributes satisfy them
+    (``suffixes = (".rst",)``). Revision 1 adds nothing to a file's sync signature."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def suffixes(self) -> tuple[str, ...]: ...
+
+    @property
+    def revision(self) -> int: ...
 
     def run(self, data: bytes, name: str) -> ParsedDocument: ...

@@ -62,7 +62,12 @@ def get_settings() -> Settings:
             overrides: dict[str, Any] = {}
             if state.data_dir:
                 overrides["data_dir"] = state.data_dir
-            state.settings = load_settings(state.config, overrides)
+            settings = load_settings(state.config, overrides)
+            # Every plug-in name (store.backend, generation.chain, rerank.backend,
+            # ingestion.extensions, costs.prices) registered: exit 2 before anything opens.
+            from rag.plugins import check_settings
+
+            state.settings = check_settings(settings)
         except ConfigError as exc:
             fail(str(exc), code=2)
     assert state.settings is not None

@@ -3,6 +3,16 @@
 Precedence (highest first): explicit overrides (CLI flags) > ``RAG_*`` env > YAML file > defaults.
 Nested keys use ``__`` in env names: ``RAG_EMBEDDING__BATCH_SIZE=64``.
 Unknown keys and bad values fail at load with the key named.
+
+Settings that name a plug-in are plain strings here: ``store.backend``, ``generation.chain``,
+``rerank.backend``, ``ingestion.extensions`` (suffixes) and the keys of ``costs.prices``. The
+tables they name live in the wings that own them (``rag.store.STORES``,
+``rag.generate.GENERATORS``, ``rag.query.rerank.RERANKERS``, ``rag.indexing.parsing.PARSERS``),
+above this module, so they are checked there: by :func:`rag.plugins.check_settings` (the CLI
+runs it right after :func:`load_settings`; an unknown name fails the command before anything
+is opened) and again where each component is built (``open_store``, ``build_chain``,
+``build_reranker``, the ``Ingestor``), each with a ``ConfigError`` naming the key and what is
+registered.
 """
 
 from __future__ import annotations
@@ -52,7 +62,8 @@ class _Section(BaseModel):
 
 
 class StoreSettings(_Section):
-    backend: Literal["edge", "qdrant"] = "edge"
+    # A rag.store.STORES name: edge (Qdrant Edge in process) and qdrant are built in.
+    backend: str = "edge"
     # qdrant backend: a server URL (production) or a local-mode folder (tests, tiny installs).
     url: str | None = None
     api_key: str | None = None
@@ -87,9 +98,10 @@ class ChunkingSettings(_Section):
 
 
 class IngestionSettings(_Section):
-    extensions: list[str] = Field(
-        default_factory=lambda: [".md", ".txt", ".html", ".htm", ".pdf", ".docx"]
-    )
+    # The file suffixes ingested. None: every suffix a registered parser reads
+    # (rag.indexing.parsing.PARSERS: .md .markdown .txt .html .htm .pdf .docx built in, and
+    # any added at run time). A list: only those, each read by a registered parser.
+    extensions: list[str] | None = None
     max_file_mb: float = Field(default=20.0, gt=0)
     debounce_seconds: float = Field(default=0.5, ge=0.0, le=60.0)
     # Files are embedded together until this many chunks are pending (batched across files).
@@ -98,6 +110,21 @@ class IngestionSettings(_Section):
     # .gitignore-style patterns relative to each watched folder (rag/core/paths.py): files they
     # match are not documents, and ones already indexed are removed on the next sync.
     exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("extensions")
+    @classmethod
+    def _suffixes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError(
+                "an empty list would ingest nothing (and drop every indexed file on the next "
+                "sync): list suffixes such as .md, or null for every registered parser's"
+            )
+        bad = [e for e in value if not e.startswith(".") or "/" in e or len(e) < 2]
+        if bad:
+            raise ValueError("each suffix starts with a dot, e.g. '.md'")
+        return list(dict.fromkeys(e.lower() for e in value))
 
     @field_validator("exclude")
     @classmethod
@@ -128,9 +155,10 @@ class RetrievalSettings(_Section):
 class RerankSettings(_Section):
     """Rerank stage. Owned by rag/query/rerank.py."""
 
-    # none: keep the retrieval order; cross-encoder: sentence-transformers CrossEncoder from
-    # model_path; embedding: re-score with the index's own embedder (see rag/query/rerank.py).
-    backend: Literal["none", "cross-encoder", "embedding"] = "none"
+    # A rag.query.rerank.RERANKERS name. Built in: none: keep the retrieval order;
+    # cross-encoder: sentence-transformers CrossEncoder from model_path; embedding: re-score
+    # with the index's own embedder (see rag/query/rerank.py).
+    backend: str = "none"
     model_path: str | None = None
     candidates: int = Field(
         default=30, ge=1, le=1000
@@ -192,9 +220,8 @@ class GenerationSettings(_Section):
 
     # The embedded default answers extractively: on the sample docs it is right more often,
     # abstains better and is ~100x faster than SmolLM2-135M first (benchmarks/answer_chains.py).
-    chain: list[Literal["openai", "local", "extractive"]] = Field(
-        default_factory=lambda: ["extractive"]  # type: ignore[arg-type]
-    )
+    # rag.generate.GENERATORS names, asked in order: openai, local, extractive built in.
+    chain: list[str] = Field(default_factory=lambda: ["extractive"])
     max_answer_tokens: int = Field(default=256, ge=1, le=32768)
     # A finished answer with no verified sentence hands over to the next backend of the chain
     # (as a failure would); a model's own "the documents don't say" does not.
@@ -303,10 +330,9 @@ class TenantCostSettings(_Section):
 class CostSettings(_Section):
     """Token accounting, prices and daily budgets. Owned by rag/query/costs.py."""
 
-    # backend (openai, local, extractive) -> price; an unlisted backend costs 0.
-    prices: dict[Literal["openai", "local", "extractive"], PriceSettings] = Field(
-        default_factory=dict
-    )
+    # backend (a generation.chain name: openai, local, extractive, ...) -> price; an unlisted
+    # backend costs 0.
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
     # Per tenant and UTC day; once spent, priced backends are skipped (the next one answers,
     # degraded, fallback "budget"). None = no cap. `tenants` overrides it per tenant.
     daily_budget: float | None = Field(default=None, ge=0.0)

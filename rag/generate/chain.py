@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rag.contracts import ChainOutcome
 from rag.core.config import GenerationSettings, PiiSettings
+from rag.core.registry import Registry
 from rag.core.types import BackendUsage, FinishReason
 from rag.generate.base import (
     GenerationError,
@@ -32,9 +33,12 @@ from rag.generate.base import (
 )
 
 __all__ = [
+    "GENERATORS",
     "ChainEvent",
     "ChainOutcome",
     "GeneratorChain",
+    "GeneratorContext",
+    "GeneratorFactory",
     "build_chain",
     "build_generator",
     "finish_reason",
@@ -101,7 +105,7 @@ class GeneratorChain:
     ):
         if not generators:
             raise GenerationError(
-                "generation.chain is empty: list at least one of openai, local, extractive"
+                "generation.chain is empty: list at least one of " + ", ".join(GENERATORS.names())
             )
         self.generators = generators
         self.timeout_seconds = timeout_seconds
@@ -297,7 +301,22 @@ def finish_reason(generator: Generator, usage: Usage, request: GenerationRequest
     return "stop"
 
 
-_local_cache: dict[tuple[Any, ...], Generator] = {}
+@dataclass(frozen=True)
+class GeneratorContext:
+    """What a generator factory is handed: the ``generation`` settings, the sentence scorer
+    (the index's embedder; the extractive backend ranks sentences with it) and, for backends
+    that count tokens with the local model's tokenizer, a way to load it."""
+
+    settings: GenerationSettings
+    scorer: Any = None
+    local_tokens: Callable[[], TokenCounter] | None = None
+
+
+# A name in ``generation.chain`` -> a factory building that backend (cheaply: models load in
+# ``warm_up``). Built in: openai, local, extractive; another is one ``GENERATORS.register``.
+GeneratorFactory = Callable[[GeneratorContext], Generator]
+
+GENERATORS: Registry[GeneratorFactory] = Registry("generator", "generation.chain")
 
 
 def build_generator(
@@ -306,29 +325,46 @@ def build_generator(
     scorer: Any,
     local_tokens: Callable[[], TokenCounter] | None = None,
 ) -> Generator:
-    if name == "openai":
-        from rag.generate.openai import OpenAIGenerator
+    """The backend ``name`` (a :data:`GENERATORS` entry); ConfigError naming
+    ``generation.chain`` and the registered names when there is none."""
+    return GENERATORS.get(name)(GeneratorContext(settings, scorer, local_tokens))
 
-        return OpenAIGenerator(
-            settings.openai, settings.timeout_seconds, fallback_tokens=local_tokens
-        )
-    if name == "local":
-        from rag.generate.local import LocalGenerator
 
-        # One model per process, however many pipelines (tests, API workers) use it.
-        key = tuple(sorted(settings.local.model_dump().items()))
-        if key not in _local_cache:
-            _local_cache[key] = LocalGenerator(settings.local)
-        return _local_cache[key]
-    if name == "extractive":
-        from rag.generate.extractive import ExtractiveGenerator
+def _openai(context: GeneratorContext) -> Generator:
+    from rag.generate.openai import OpenAIGenerator
 
-        return ExtractiveGenerator(
-            scorer, settings.extractive_sentences, settings.extractive_min_score
-        )
-    raise GenerationError(
-        f"unknown generator {name!r} in generation.chain (use openai, local, extractive)"
+    settings = context.settings
+    return OpenAIGenerator(
+        settings.openai, settings.timeout_seconds, fallback_tokens=context.local_tokens
     )
+
+
+_local_cache: dict[tuple[Any, ...], Generator] = {}
+
+
+def _local(context: GeneratorContext) -> Generator:
+    from rag.generate.local import LocalGenerator
+
+    # One model per process, however many pipelines (tests, API workers) use it.
+    local = context.settings.local
+    key = tuple(sorted(local.model_dump().items()))
+    if key not in _local_cache:
+        _local_cache[key] = LocalGenerator(local)
+    return _local_cache[key]
+
+
+def _extractive(context: GeneratorContext) -> Generator:
+    from rag.generate.extractive import ExtractiveGenerator
+
+    settings = context.settings
+    return ExtractiveGenerator(
+        context.scorer, settings.extractive_sentences, settings.extractive_min_score
+    )
+
+
+GENERATORS.register("openai", _openai)
+GENERATORS.register("local", _local)
+GENERATORS.register("extractive", _extractive)
 
 
 def build_chain(
@@ -359,6 +395,6 @@ def build_chain(
         timeout_seconds=settings.timeout_seconds,
         spare=next(
             (g for g in generators if g.name == "extractive"),
-            build_generator("extractive", settings, scorer),
+            build_generator("extractive", settings, scorer) if "extractive" in GENERATORS else None,
         ),
     )

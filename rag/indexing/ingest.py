@@ -28,9 +28,11 @@ from rag.core.paths import PathFilter
 from rag.guards.injection import chunk_fields, hidden_html_text
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import (
-    SUPPORTED_EXTENSIONS,
+    PARSERS,
     ParseError,
+    check_extensions,
     content_signature,
+    ingested_suffixes,
     parse_bytes,
     read_file_bytes,
     without_server_paths,
@@ -66,7 +68,6 @@ def tenant_of_source(source: str) -> str | None:
     return head if sep and _TENANT_NAME.match(head) else None
 
 
-_HTML = (".html", ".htm")
 _EDITOR_TEMP_SUFFIXES = ("~", ".swp", ".swx", ".tmp", ".part", ".crdownload", ".partial")
 
 
@@ -153,7 +154,14 @@ class Ingestor:
         self.tenant = tenant or index.settings.tenant
         self.tenants_root = index.data_dir / TENANTS_DIR
         self.max_bytes = int(self.settings.ingestion.max_file_mb * 1_000_000)
-        self.extensions = tuple(e.lower() for e in self.settings.ingestion.extensions)
+        # A suffix no registered parser reads fails here, before anything is synced.
+        check_extensions(self.settings.ingestion.extensions)
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        """The suffixes ingested now: asked of the parser table on each use, so a parser
+        registered while the process runs is honoured by the next sync."""
+        return ingested_suffixes(self.settings.ingestion.extensions)
 
     @property
     def collection(self) -> str:
@@ -268,11 +276,12 @@ class Ingestor:
         doc_id = self.doc_id_for(root, source)
         prior = manifest.get(self.collection, source, root=str(root))
         old_ids = [prior.doc_id] if prior is not None and prior.doc_id != doc_id else []
-        if tenant is None or suffix not in self.extensions or suffix not in SUPPORTED_EXTENSIONS:
+        extensions = self.extensions
+        if tenant is None or suffix not in extensions:
             reason = (
                 f"not inside a tenant's folder: move it into {TENANTS_DIR}/<tenant>/"
                 if tenant is None
-                else f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(self.extensions)}"
+                else f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(extensions)}"
             )
             if prior is None or prior.status != "skipped":
                 self._drop_chunks([doc_id, *old_ids], report)
@@ -337,7 +346,11 @@ class Ingestor:
             return None
         self._record_pii(chunks)
         # Every chunk scored for prompt injection (hidden HTML text counts against its chunk).
-        hidden = hidden_html_text(data.decode("utf-8", "replace")) if suffix in _HTML else []
+        hidden = (
+            hidden_html_text(data.decode("utf-8", "replace"))
+            if PARSERS.name_for(suffix) == "html"
+            else []
+        )
         fields = {c.id: chunk_fields(c.text, hidden) for c in chunks}
         return _Pending(source, signature, chunks, old_ids[0] if old_ids else None, fields)
 

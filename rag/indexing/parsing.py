@@ -1,35 +1,71 @@
 """File → ParsedDocument. Every failure is a ``ParseError`` whose message a person understands.
 
-Formats: .md/.markdown (heading sections), .txt, .html/.htm (h1–h6 sections, <title>),
-.pdf (pypdf, one section per page, page numbers kept), .docx (python-docx, Heading styles).
+Each file format is one :class:`~rag.contracts.Parser` registered in :data:`PARSERS` (by
+name; each reads the suffixes it lists). Built in, in this order:
+
+| name       | suffixes             | revision | reads                                         |
+|------------|----------------------|----------|-----------------------------------------------|
+| markdown   | .md, .markdown       | 1        | heading sections (ATX, outside code fences)   |
+| text       | .txt                 | 1        | one section, the first line as title          |
+| html       | .html, .htm          | 2        | h1–h6 sections, <title>, page chrome left out |
+| pdf        | .pdf                 | 1        | pypdf, one section per page, page numbers kept|
+| docx       | .docx                | 1        | python-docx, Heading styles                   |
+
+A new format is one class and one call, from anywhere, before the ingestor runs::
+
+    class RstParser(TextFileParser):          # UTF-8 decoding and its errors come with it
+        name, suffixes = "rst", (".rst",)
+        def parse_text(self, text, name):
+            return ParsedDocument(text=text, title=name, sections=[Section(0, len(text))])
+
+    PARSERS.register("rst", RstParser())
+
+Every question about formats is answered by the table at call time (:func:`parse_bytes`,
+:func:`supported_extensions`, :func:`content_signature`, :func:`ingested_suffixes`), so a
+parser registered while the process runs is honoured by the next sync and the next upload.
 The parsed text is what chunk offsets (``start``/``end``) point into.
 """
 
 from __future__ import annotations
 
+import abc
 import errno
 import hashlib
 import io
 import os
 import re
 import stat
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from rag.contracts import Parser
 from rag.core.documents import ParsedDocument, Section
-from rag.core.errors import ParseError
+from rag.core.errors import ConfigError, ParseError
+from rag.core.registry import Registry
 
 __all__ = [
-    "PARSER_REVISIONS",
-    "SUPPORTED_EXTENSIONS",
+    "PARSERS",
+    "DocxParser",
+    "HtmlParser",
+    "MarkdownParser",
     "ParseError",
+    "Parser",
+    "ParserRegistry",
+    "PdfParser",
+    "PlainTextParser",
+    "TextFileParser",
+    "check_extensions",
     "content_signature",
+    "decode_text",
+    "ingested_suffixes",
     "parse_bytes",
+    "parser_for",
+    "parser_revisions",
     "read_file_bytes",
+    "supported_extensions",
     "without_server_paths",
 ]
-
-SUPPORTED_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
-_TEXT_EXTENSIONS = (".md", ".markdown", ".txt", ".html", ".htm")
 
 
 def read_file_bytes(path: Path, max_bytes: int, root: Path | None = None) -> bytes:
@@ -112,41 +148,127 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:.3g} MB"
 
 
-# Bumped when a parser's output for the same bytes changes: the revision is part of each
-# file's sync signature, so the next sync re-parses those files (chunks whose text did not
-# change keep their vectors). 2: HTML page chrome (nav, sidebars, footers) left out.
-PARSER_REVISIONS: dict[str, int] = {".html": 2, ".htm": 2}
+class ParserRegistry(Registry[Parser]):
+    """:class:`~rag.core.registry.Registry` of parsers by name, with an index by suffix: no
+    two parsers read the same suffix (registering one for a suffix another already reads is
+    an error; ``replace=True`` under the same name stands in for that parser)."""
+
+    def register(self, name: str, item: Parser, *, replace: bool = False) -> Parser:
+        suffixes = tuple(getattr(item, "suffixes", ()) or ())
+        if not suffixes:
+            raise ConfigError(f"parser {name!r} lists no suffixes: set e.g. suffixes = ('.rst',)")
+        for suffix in suffixes:
+            if not isinstance(suffix, str) or not re.fullmatch(r"\.[a-z0-9][a-z0-9._+-]*", suffix):
+                raise ConfigError(
+                    f"parser {name!r}: suffix {suffix!r} is not a lower-case file name ending "
+                    "such as '.rst'"
+                )
+            owner = self.name_for(suffix)
+            if owner is not None and owner != name:
+                raise ConfigError(
+                    f"parser {name!r}: files ending {suffix} are already read by parser "
+                    f"{owner!r}; unregister it first (PARSERS.unregister({owner!r})), or "
+                    f"register yours as {owner!r} with replace=True"
+                )
+        revision = getattr(item, "revision", None)
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 1:
+            raise ConfigError(f"parser {name!r}: revision must be an int >= 1, got {revision!r}")
+        return super().register(name, item, replace=replace)
+
+    def name_for(self, suffix: str) -> str | None:
+        """The name of the parser that reads ``suffix`` (any case), or None."""
+        suffix = suffix.lower()
+        for name, parser in self.items():
+            if suffix in parser.suffixes:
+                return name
+        return None
+
+    def for_suffix(self, suffix: str) -> Parser | None:
+        """The parser that reads ``suffix`` (any case), or None."""
+        name = self.name_for(suffix)
+        return None if name is None else self.get(name)
+
+    def suffixes(self) -> tuple[str, ...]:
+        """Every suffix a registered parser reads, in registration order."""
+        return tuple(s for _, parser in self.items() for s in parser.suffixes)
+
+
+# The parsers by name; see the module docstring for the built-ins (registered at the end).
+PARSERS = ParserRegistry("parser", "ingestion.extensions")
+
+
+def supported_extensions() -> tuple[str, ...]:
+    """The suffixes some registered parser reads, in registration order."""
+    return PARSERS.suffixes()
+
+
+def parser_revisions() -> dict[str, int]:
+    """Suffix → the revision of the parser that reads it."""
+    return {s: parser.revision for _, parser in PARSERS.items() for s in parser.suffixes}
+
+
+def parser_for(suffix: str) -> Parser:
+    """The parser for ``suffix``; ``ParseError`` (the reason a file is skipped) when none."""
+    parser = PARSERS.for_suffix(suffix)
+    if parser is None:
+        raise ParseError(
+            f"unsupported file type '{suffix.lower() or '(none)'}': supported are "
+            f"{', '.join(supported_extensions())}"
+        )
+    return parser
+
+
+def __getattr__(name: str) -> Any:
+    # The module's former constants, computed from the table on each use.
+    if name == "SUPPORTED_EXTENSIONS":
+        return supported_extensions()
+    if name == "PARSER_REVISIONS":
+        return parser_revisions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_extensions(extensions: Sequence[str] | None, key: str = "ingestion.extensions") -> None:
+    """ConfigError naming ``key`` when a configured suffix has no registered parser."""
+    if extensions is None:
+        return
+    registered = supported_extensions()
+    unknown = [e for e in extensions if e.lower() not in registered]
+    if unknown:
+        raise ConfigError(
+            f"{key}: no registered parser reads {', '.join(repr(e) for e in unknown)}: registered "
+            f"parsers read {', '.join(registered) or 'nothing'} (add a parser with "
+            "rag.indexing.parsing.PARSERS.register, or remove the suffix)"
+        )
+
+
+def ingested_suffixes(extensions: Sequence[str] | None) -> tuple[str, ...]:
+    """What ingestion reads now: ``ingestion.extensions`` (None: every suffix a registered
+    parser reads), less any no parser reads (:func:`check_extensions` refuses those at start)."""
+    registered = supported_extensions()
+    if extensions is None:
+        return registered
+    return tuple(e for e in dict.fromkeys(e.lower() for e in extensions) if e in registered)
 
 
 def content_signature(data: bytes, suffix: str) -> str:
-    """What a sync compares to decide a file is unchanged: its bytes and its parser revision."""
+    """What a sync compares to decide a file is unchanged: its bytes and its parser's revision.
+
+    Revision 1 adds nothing (the signatures of files indexed before parsers had revisions);
+    a parser that raises its revision has every file it reads parsed again on the next sync
+    (chunks whose text did not change keep their vectors). html is at 2: page chrome (nav,
+    sidebars, footers) left out."""
     digest = hashlib.sha256(data).hexdigest()
-    revision = PARSER_REVISIONS.get(suffix.lower())
-    return f"{digest}:p{revision}" if revision else digest
+    parser = PARSERS.for_suffix(suffix)
+    revision = parser.revision if parser is not None else None
+    return f"{digest}:p{revision}" if revision and revision > 1 else digest
 
 
 def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:
+    """``data`` (the file ``name``) parsed by the parser registered for ``suffix``."""
     suffix = suffix.lower()
     if not data:
         raise ParseError("empty file (0 bytes): nothing to index")
-    if suffix in _TEXT_EXTENSIONS:
-        text = _decode_text(data, suffix)
-        if suffix in (".md", ".markdown"):
-            doc = _parse_markdown(text, name)
-        elif suffix in (".html", ".htm"):
-            doc = _parse_html(text, name)
-        else:
-            doc = ParsedDocument(
-                text=text, title=_first_line_title(text, name), sections=[Section(0, len(text))]
-            )
-    elif suffix == ".pdf":
-        doc = _parse_pdf(data, name)
-    elif suffix == ".docx":
-        doc = _parse_docx(data, name)
-    else:
-        raise ParseError(
-            f"unsupported file type '{suffix or '(none)'}': supported are {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
+    doc = parser_for(suffix).run(data, name)
     if not doc.text.strip():
         raise ParseError(
             "no text could be extracted (empty document, or a scanned PDF without a text layer)"
@@ -154,7 +276,9 @@ def parse_bytes(data: bytes, suffix: str, name: str) -> ParsedDocument:
     return doc
 
 
-def _decode_text(data: bytes, suffix: str) -> str:
+def decode_text(data: bytes, suffix: str) -> str:
+    """UTF-8 text (a BOM dropped, newlines as ``\\n``); ``ParseError`` for binary or other
+    encodings, naming ``suffix`` (the file's kind)."""
     if b"\x00" in data[:8192]:
         raise ParseError(f"binary content in a {suffix} file (NUL bytes found): not a text file")
     if data.startswith(b"\xef\xbb\xbf"):
@@ -166,6 +290,81 @@ def _decode_text(data: bytes, suffix: str) -> str:
             f"not valid UTF-8 (bad byte 0x{data[exc.start]:02x} at offset {exc.start}): save the file as UTF-8"
         ) from exc
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# -- the built-in parsers ----------------------------------------------------------------
+class TextFileParser(abc.ABC):
+    """Base of parsers for UTF-8 text formats: ``run`` decodes (:func:`decode_text`) and hands
+    the text to :meth:`parse_text`. Set ``name`` and ``suffixes``; raise ``revision`` when the
+    same text would parse differently."""
+
+    name = "text-file"
+    suffixes: tuple[str, ...] = ()
+    revision = 1
+
+    def run(self, data: bytes, name: str) -> ParsedDocument:
+        suffix = Path(name).suffix.lower()
+        if suffix not in self.suffixes and self.suffixes:
+            suffix = self.suffixes[0]
+        return self.parse_text(decode_text(data, suffix), name)
+
+    @abc.abstractmethod
+    def parse_text(self, text: str, name: str) -> ParsedDocument: ...
+
+
+class MarkdownParser(TextFileParser):
+    """Sections split at ATX headings outside code fences; each keeps its heading path."""
+
+    name = "markdown"
+    suffixes = (".md", ".markdown")
+
+    def parse_text(self, text: str, name: str) -> ParsedDocument:
+        return _parse_markdown(text, name)
+
+
+class PlainTextParser(TextFileParser):
+    """One section; the first non-empty line is the title."""
+
+    name = "text"
+    suffixes = (".txt",)
+
+    def parse_text(self, text: str, name: str) -> ParsedDocument:
+        return ParsedDocument(
+            text=text, title=_first_line_title(text, name), sections=[Section(0, len(text))]
+        )
+
+
+class HtmlParser(TextFileParser):
+    """h1–h6 sections and <title>; page chrome (nav, sidebars, footers) left out (revision 2)."""
+
+    name = "html"
+    suffixes = (".html", ".htm")
+    revision = 2
+
+    def parse_text(self, text: str, name: str) -> ParsedDocument:
+        return _parse_html(text, name)
+
+
+class PdfParser:
+    """pypdf: one section per page, page numbers kept."""
+
+    name = "pdf"
+    suffixes = (".pdf",)
+    revision = 1
+
+    def run(self, data: bytes, name: str) -> ParsedDocument:
+        return _parse_pdf(data, name)
+
+
+class DocxParser:
+    """python-docx: sections at Heading styles, then the tables' rows."""
+
+    name = "docx"
+    suffixes = (".docx",)
+    revision = 1
+
+    def run(self, data: bytes, name: str) -> ParsedDocument:
+        return _parse_docx(data, name)
 
 
 def _first_line_title(text: str, name: str) -> str:
@@ -431,3 +630,15 @@ def _docx_heading_level(style: str) -> int:
         return 1
     m = re.match(r"Heading (\d)", style)
     return int(m.group(1)) if m else 0
+
+
+# The built-ins, in the order ``supported_extensions()`` lists their suffixes.
+_BUILT_IN: tuple[Parser, ...] = (
+    MarkdownParser(),
+    PlainTextParser(),
+    HtmlParser(),
+    PdfParser(),
+    DocxParser(),
+)
+for _parser in _BUILT_IN:
+    PARSERS.register(_parser.name, _parser)

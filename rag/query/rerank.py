@@ -12,6 +12,11 @@ Backends (``rerank.backend``):
   sentences; the one sentence that answers is diluted by the rest, and this recovers it.
 
 Which one is the default is decided by measurement on SciFact (``benchmarks/fusion_rerank.py``).
+
+Each is a :data:`RERANKERS` entry (a factory ``(RerankSettings, Embedder | None) -> Reranker``);
+another is a :class:`Reranker` subclass (``score`` one float per hit) and one call::
+
+    RERANKERS.register("mine", lambda settings, embedder: MyReranker(settings))
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import abc
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +33,20 @@ import numpy as np
 
 from rag.core.config import RerankSettings
 from rag.core.errors import RerankError
+from rag.core.registry import Registry
 from rag.store import Hit
 
 if TYPE_CHECKING:
     from rag.indexing.embedding import Embedder
 
 __all__ = [
+    "RERANKERS",
     "CrossEncoderReranker",
     "EmbeddingReranker",
     "NoReranker",
     "RerankError",
     "Reranker",
+    "RerankerFactory",
     "build_reranker",
 ]
 
@@ -164,17 +172,33 @@ class EmbeddingReranker(Reranker):
         return list((1 - w) * _minmax([h.score for h in hits]) + w * _minmax(best.tolist()))
 
 
+# A ``rerank.backend`` name -> a factory ``(settings, embedder)``; ``embedder`` is the index's
+# (None where there is no index). Built in: none, cross-encoder, embedding.
+RerankerFactory = Callable[[RerankSettings, "Embedder | None"], Reranker]
+
+RERANKERS: Registry[RerankerFactory] = Registry("reranker", "rerank.backend")
+
+
 def build_reranker(settings: RerankSettings, embedder: Embedder | None = None) -> Reranker:
-    if settings.backend == "none":
-        return NoReranker(settings)
-    if settings.backend == "cross-encoder":
-        return CrossEncoderReranker(
-            settings, threads=embedder.settings.threads if embedder else None
-        )
-    if settings.backend == "embedding":
-        if embedder is None:
-            raise RerankError("rerank.backend embedding needs the index's embedder")
-        return EmbeddingReranker(settings, embedder)
-    raise RerankError(
-        f"unknown rerank.backend {settings.backend!r} (use none, cross-encoder or embedding)"
-    )
+    """The reranker ``rerank.backend`` names; ConfigError naming the key and the registered
+    names when there is none."""
+    return RERANKERS.get(settings.backend)(settings, embedder)
+
+
+def _none(settings: RerankSettings, embedder: Embedder | None) -> Reranker:
+    return NoReranker(settings)
+
+
+def _cross_encoder(settings: RerankSettings, embedder: Embedder | None) -> Reranker:
+    return CrossEncoderReranker(settings, threads=embedder.settings.threads if embedder else None)
+
+
+def _embedding(settings: RerankSettings, embedder: Embedder | None) -> Reranker:
+    if embedder is None:
+        raise RerankError("rerank.backend embedding needs the index's embedder")
+    return EmbeddingReranker(settings, embedder)
+
+
+RERANKERS.register("none", _none)
+RERANKERS.register("cross-encoder", _cross_encoder)
+RERANKERS.register("embedding", _embedding)
