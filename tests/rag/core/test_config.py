@@ -40,7 +40,12 @@ def test_config_file_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
         ({"chunking": {"chunk_tokenz": 3}}, "unknown key 'chunking.chunk_tokenz'"),
         ({"bogus": 1}, "unknown key 'bogus'"),
         ({"embedding": {"batch_size": 0}}, "embedding.batch_size"),
-        ({"store": {"backend": "pinecone"}}, "store.backend"),
+        # Plug-in names are checked against their tables by rag.plugins.check_settings
+        # (tests/rag/test_plugins.py); here only their shape.
+        ({"store": {"backend": 3}}, "store.backend"),
+        ({"generation": {"chain": "extractive"}}, "generation.chain"),
+        ({"ingestion": {"extensions": ["md"]}}, "ingestion.extensions"),
+        ({"ingestion": {"extensions": []}}, "ingestion.extensions"),
         ({"ingestion": {"max_file_mb": "lots"}}, "ingestion.max_file_mb"),
     ],
 )
@@ -90,3 +95,27 @@ def test_overrides_beat_yaml(tmp_path: Path) -> None:
     # Without overrides the same file gives its own values.
     plain = load_settings(cfg)
     assert (plain.data_dir, plain.chunking.overlap_tokens) == (Path("/tmp/from-yaml"), 9)
+
+
+def test_ingestion_extensions_default_to_every_parser_and_are_normalised(tmp_path: Path) -> None:
+    assert load_settings().ingestion.extensions is None  # every registered parser's suffixes
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"ingestion": {"extensions": [".MD", ".txt", ".md"]}}))
+    assert load_settings(cfg).ingestion.extensions == [".md", ".txt"]
+
+
+def test_plugin_names_load_as_plain_strings(tmp_path: Path) -> None:
+    """Names registered at run time must load: the tables, not the schema, know them."""
+    cfg = tmp_path / "c.yaml"
+    doc = {
+        "store": {"backend": "my-store"},
+        "rerank": {"backend": "my-reranker"},
+        "generation": {"chain": ["my-generator", "extractive"]},
+        "costs": {"prices": {"my-generator": {"input_per_million": 1.0}}},
+        "ingestion": {"extensions": [".rst"]},
+    }
+    cfg.write_text(yaml.safe_dump(doc))
+    s = load_settings(cfg)
+    assert (s.store.backend, s.rerank.backend) == ("my-store", "my-reranker")
+    assert s.generation.chain == ["my-generator", "extractive"]
+    assert list(s.costs.prices) == ["my-generator"] and s.ingestion.extensions == [".rst"]

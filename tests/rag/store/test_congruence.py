@@ -5,14 +5,16 @@ numpy: dense unit vectors, sparse vectors, chunk-like payloads) are loaded into 
 the same random queries and filters (drawn from those payloads) are run on each, and every
 answer is compared, tie-aware, with an exact numpy oracle and with the ``edge`` backend's.
 
-The backends:
+The backends are every entry of ``rag.store.STORES`` (a store registered before this module
+is collected, e.g. from a conftest, is held to the same suite), each opened by its factory
+from settings as ``open_store`` would:
 
 - ``edge``: qdrant-edge-py, Qdrant's own Rust engine (segments, payload indexes, HNSW) in process;
-- ``qdrant-local``: qdrant-client's local mode (``path=``), the *client's own* pure-Python/numpy
-  re-implementation of Qdrant's semantics: not the server's engine, which is why it is worth
-  comparing with the engine at all;
-- ``qdrant-server``: qdrant-client against a real Qdrant server at ``$QDRANT_URL`` (with
-  ``$QDRANT_API_KEY`` if set); skipped when no server is configured.
+- ``qdrant``, twice: ``qdrant-local``, qdrant-client's local mode (no ``store.url``: a folder
+  under the data dir), the *client's own* pure-Python/numpy re-implementation of Qdrant's
+  semantics: not the server's engine, which is why it is worth comparing with the engine at
+  all; and ``qdrant-server``, qdrant-client against a real Qdrant server at ``$QDRANT_URL``
+  (with ``$QDRANT_API_KEY`` if set), skipped when no server is configured.
 
 Below the indexing threshold every backend searches by brute force, so dense and sparse search
 must agree exactly (up to float32 rounding and the order of equal scores). The HNSW index that
@@ -33,9 +35,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag.store import Filter, Hit, SparseVec, StoredPoint, StoreError, VectorStore
+from rag.core.config import DEFAULT_CONFIG, StoreSettings, load_settings
+from rag.store import STORES, Filter, Hit, SparseVec, StoredPoint, StoreError, VectorStore
 from rag.store.edge import EdgeStore
-from rag.store.qdrant import QdrantStore
 
 DIM = 32
 N_POINTS = 400
@@ -50,14 +52,40 @@ TIE = 1e-5  # scores this close are a tie: those points may come back in either 
 QDRANT_URL = os.environ.get("QDRANT_URL")
 NO_SERVER = "QDRANT_URL not set: no Qdrant server to compare against"
 REFERENCE = "edge"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One backend under test: a ``STORES`` name and the ``store`` settings it is opened with."""
+
+    backend: str
+    store: dict[str, Any]
+    shared: bool = False  # a server: this run's collections and aliases get a unique prefix
+
+
+def store_kinds() -> dict[str, Kind]:
+    """Every registered store; ``qdrant`` as local mode and as a server."""
+    kinds: dict[str, Kind] = {}
+    for name in STORES.names():
+        if name == "qdrant":
+            kinds["qdrant-local"] = Kind(name, {})
+            server = {"url": QDRANT_URL, "api_key": os.environ.get("QDRANT_API_KEY")}
+            kinds["qdrant-server"] = Kind(name, server, shared=True)
+        else:
+            kinds[name] = Kind(name, {})
+    return kinds
+
+
+KINDS = store_kinds()
 BACKENDS = [
-    pytest.param("edge", id="edge"),
-    pytest.param("qdrant-local", id="qdrant-local"),
     pytest.param(
-        "qdrant-server",
-        id="qdrant-server",
-        marks=pytest.mark.skipif(not QDRANT_URL, reason=NO_SERVER),
-    ),
+        kind,
+        id=kind,
+        marks=[pytest.mark.skipif(not QDRANT_URL, reason=NO_SERVER)]
+        if kind == "qdrant-server"
+        else [],
+    )
+    for kind in KINDS
 ]
 
 
@@ -343,12 +371,16 @@ class Backend:
 
 
 def open_backend(kind: str, root: Path) -> Backend:
-    if kind == "edge":
-        return Backend(kind, EdgeStore(root / "edge"))
-    if kind == "qdrant-local":
-        return Backend(kind, QdrantStore(path=str(root / "qdrant-local")))
-    store = QdrantStore(url=QDRANT_URL, api_key=os.environ.get("QDRANT_API_KEY"))
-    return Backend(kind, store, prefix=f"rag_congruence_{uuid.uuid4().hex[:8]}_")
+    """The store ``STORES`` builds for ``kind``'s settings (as ``open_store`` would)."""
+    spec = KINDS[kind]
+    # The store section built here, not read from the environment (a RAG_STORE__* of the
+    # developer's must not turn the edge case into a server one).
+    settings = load_settings(DEFAULT_CONFIG, {"data_dir": str(root)}).model_copy(
+        update={"store": StoreSettings(**spec.store, backend=spec.backend)}
+    )
+    store = STORES.get(spec.backend)(settings)
+    prefix = f"rag_congruence_{uuid.uuid4().hex[:8]}_" if spec.shared else ""
+    return Backend(kind, store, prefix=prefix)
 
 
 def load(backend: Backend, name: str, points: Sequence[StoredPoint], batch: int = 128) -> str:
