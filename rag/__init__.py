@@ -13,6 +13,8 @@ pulls in the others. Where things live (ARCHITECTURE.md has the map):
 - ``rag.generate``      generator backends and the fallback chain
 - ``rag.query``         the pipeline and its stages, prompts, answer cache, costs, tracing
 - ``rag.observability`` Langfuse tracing and user feedback
+- ``rag.plugins``       the plug-in tables (``PARSERS``, ``STORES``, ``GENERATORS``,
+  ``RERANKERS``) and ``check_settings``, which checks the settings' names against them
 
 Everything else (modules and names starting with ``_``, and anything not listed in
 ``__all__`` here or in ARCHITECTURE.md) may change without notice.
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
     from rag.indexing.index import Index
     from rag.indexing.ingest import Ingestor
     from rag.indexing.reindex import reindex
+    from rag.plugins import GENERATORS, PARSERS, RERANKERS, STORES, check_settings
     from rag.query.pipeline import QueryPipeline, default_stages
     from rag.query.tracing import TimingTracer, Tracers
     from rag.store import open_store
@@ -131,9 +134,13 @@ _EXPORTS: dict[str, str] = {
     "GeneratorChain": "rag.generate",
     "build_chain": "rag.generate",
     "open_store": "rag.store",
+    # the plug-in tables (a name in the settings -> an implementation), and their check
+    **dict.fromkeys(
+        ["GENERATORS", "PARSERS", "RERANKERS", "STORES", "check_settings"], "rag.plugins"
+    ),
 }
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted() order: the export table is checked against it
     "Answer",
     "Citation",
     "CitationsEvent",
@@ -141,6 +148,7 @@ __all__ = [
     "DocumentTransform",
     "DoneEvent",
     "Fallback",
+    "GENERATORS",
     "GenerationError",
     "GenerationRequest",
     "Generator",
@@ -150,6 +158,7 @@ __all__ = [
     "Ingestor",
     "NoopTracer",
     "OutputFilter",
+    "PARSERS",
     "ParseError",
     "Parser",
     "PromptError",
@@ -158,8 +167,10 @@ __all__ = [
     "QueryError",
     "QueryPipeline",
     "QueryState",
+    "RERANKERS",
     "RagError",
     "ResetEvent",
+    "STORES",
     "Settings",
     "Span",
     "Stage",
@@ -172,6 +183,7 @@ __all__ = [
     "Usage",
     "VectorStore",
     "build_chain",
+    "check_settings",
     "default_stages",
     "load_settings",
     "open_store",

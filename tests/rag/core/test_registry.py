@@ -27,7 +27,9 @@ def test_unknown_name_names_the_kind_the_key_and_what_is_registered() -> None:
     table = _table()
     with pytest.raises(ConfigError) as err:
         table.get("foo")
-    assert str(err.value) == "unknown store backend 'foo' (store.backend): registered are edge, qdrant"
+    assert (
+        str(err.value) == "unknown store backend 'foo' (store.backend): registered are edge, qdrant"
+    )
     assert isinstance(err.value, RagError) and isinstance(err.value, ValueError)
     # Another setting naming the same table (costs.prices names generators too).
     with pytest.raises(ConfigError, match=r"\(costs\.prices\)"):
@@ -36,7 +38,9 @@ def test_unknown_name_names_the_kind_the_key_and_what_is_registered() -> None:
 
 def test_a_taken_name_is_refused_unless_replaced() -> None:
     table = _table()
-    with pytest.raises(ConfigError, match="store backend 'edge' is already registered.*replace=True"):
+    with pytest.raises(
+        ConfigError, match=r"store backend .edge. is already registered.*replace=True"
+    ):
         table.register("edge", 3)
     assert table.get("edge") == 1  # the refused one changed nothing
     assert table.register("edge", 3, replace=True) == 3

@@ -221,7 +221,9 @@ def test_unsupported_extensions_are_listed_as_skipped(folder: Path, index: Index
     assert (report.skipped, report.failed, report.ingested) == (3, 0, 1)
     skipped = {s["path"]: s["reason"] for s in collect_status(index)["skipped"]}
     assert set(skipped) == {"photo.png", "archive.zip", "Makefile"}
-    assert skipped["photo.png"].startswith("unsupported file type '.png': supported are .md, .txt")
+    assert skipped["photo.png"].startswith(
+        "unsupported file type '.png': supported are .md, .markdown, .txt"
+    )
     assert skipped["Makefile"].startswith("unsupported file type '(none)'")
     assert sources_in_store(index) == {"good.md"}
 
