@@ -151,3 +151,36 @@ def test_an_upload_that_ingestion_exclude_matches_is_refused(
         assert docs.upload_target("acme", "plans/plan.md").source == "acme/plans/plan.md"
     finally:
         index.close()
+
+
+def test_uploads_accept_a_parser_registered_while_the_service_runs(
+    tmp_settings: Any, embedder: Any
+) -> None:
+    """The accepted types are asked of the parser table on each upload, not copied at start."""
+    from api.documents import Documents
+    from api.errors import ApiError
+    from rag.indexing.index import Index
+    from rag.indexing.parsing import PARSERS, PlainTextParser
+
+    class Rst(PlainTextParser):
+        name, suffixes = "rst", (".rst",)
+
+    settings = tmp_settings()  # ingestion.extensions: null, every registered parser's
+    index = Index(settings, embedder=embedder)
+    index.open()
+    try:
+        docs = Documents(index, settings.ingestion.extensions)
+        with pytest.raises(ApiError) as err:
+            docs.upload_target("acme", "guide.rst")
+        assert err.value.status_code == 415 and ".markdown" in err.value.message
+        PARSERS.register("rst", Rst())
+        try:
+            assert docs.upload_target("acme", "guide.rst").source == "acme/guide.rst"
+        finally:
+            PARSERS.unregister("rst")
+        # An explicit list restricts uploads to it.
+        only_md = Documents(index, [".md"])
+        with pytest.raises(ApiError, match=r"upload one of: \.md$"):
+            only_md.upload_target("acme", "notes.txt")
+    finally:
+        index.close()
