@@ -12,6 +12,7 @@ plug-in author reads one file and the library has no import circle:
 | parser             | :class:`Parser`      | ``rag.indexing.parsing.PARSERS.register``     |
 | generator backend  | :class:`Generator`   | ``rag.generate.GENERATORS.register``          |
 | vector store       | :class:`VectorStore` | ``rag.store.STORES.register``                 |
+| reranker           | :class:`Reranker`    | ``rag.query.rerank.RERANKERS.register``       |
 
 Contract of every component: construction is cheap (no model loading, no I/O); ``warm_up()``
 loads whatever a first call would (idempotent); one typed ``run`` (``stream`` for a
@@ -28,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from rag.core.documents import ParsedDocument
 from rag.core.errors import GenerationError, PromptError
@@ -42,6 +43,9 @@ from rag.core.types import (
     StreamEvent,
     Usage,
 )
+
+if TYPE_CHECKING:
+    from rag.core.config import RerankSettings
 
 __all__ = [
     "DENSE",
@@ -62,6 +66,7 @@ __all__ = [
     "Prompt",
     "QueryState",
     "QuestionCheck",
+    "Reranker",
     "Span",
     "SparseVec",
     "Stage",
@@ -559,3 +564,34 @@ class Parser(Protocol):
     def revision(self) -> int: ...
 
     def run(self, data: bytes, name: str) -> ParsedDocument: ...
+
+
+class Reranker(abc.ABC):
+    """Re-scores the best fused candidates of a query (``rerank.backend``). Construction is
+    cheap; ``warm_up`` loads a model. Implement ``score`` (one float per hit, higher first);
+    ``rerank`` orders the first ``settings.candidates`` hits by it, the rest keep their
+    place behind them. Registered in ``rag.query.rerank.RERANKERS`` as a factory
+    ``(RerankSettings, Embedder | None) -> Reranker``."""
+
+    name = "base"
+
+    def __init__(self, settings: RerankSettings):
+        self.settings = settings
+
+    def warm_up(self) -> None:
+        return None
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
+        """The best ``top_k`` of ``hits``; only the first ``settings.candidates`` are re-scored."""
+        head = list(hits[: self.settings.candidates])
+        tail = list(hits[self.settings.candidates :])
+        if len(head) > 1:
+            scores = self.score(query, head)
+            order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+            head = [
+                Hit(id=head[i].id, score=float(scores[i]), payload=head[i].payload) for i in order
+            ]
+        return (head + tail)[:top_k]
+
+    @abc.abstractmethod
+    def score(self, query: str, hits: Sequence[Hit]) -> list[float]: ...

@@ -21,7 +21,6 @@ another is a :class:`Reranker` subclass (``score`` one float per hit) and one ca
 
 from __future__ import annotations
 
-import abc
 import logging
 import os
 import threading
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.contracts import Reranker
 from rag.core.config import RerankSettings
 from rag.core.errors import RerankError
 from rag.core.registry import Registry
@@ -59,31 +59,6 @@ def _minmax(values: Sequence[float]) -> np.ndarray:
         return arr
     lo, hi = float(arr.min()), float(arr.max())
     return np.ones_like(arr) if hi - lo < 1e-12 else (arr - lo) / (hi - lo)
-
-
-class Reranker(abc.ABC):
-    name = "base"
-
-    def __init__(self, settings: RerankSettings):
-        self.settings = settings
-
-    def warm_up(self) -> None:
-        return None
-
-    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
-        """The best ``top_k`` of ``hits``; only the first ``settings.candidates`` are re-scored."""
-        head = list(hits[: self.settings.candidates])
-        tail = list(hits[self.settings.candidates :])
-        if len(head) > 1:
-            scores = self.score(query, head)
-            order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-            head = [
-                Hit(id=head[i].id, score=float(scores[i]), payload=head[i].payload) for i in order
-            ]
-        return (head + tail)[:top_k]
-
-    @abc.abstractmethod
-    def score(self, query: str, hits: Sequence[Hit]) -> list[float]: ...
 
 
 class NoReranker(Reranker):
