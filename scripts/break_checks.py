@@ -85,6 +85,53 @@ BREAKS = [
         "    if False:\n",
         "tests/rag/core/test_invisible_text.py",
     ),
+    Break(
+        "tables: ingestion reads a fixed list of suffixes, not the parser table",
+        "rag/indexing/parsing.py",
+        "    registered = supported_extensions()\n    if extensions is None:\n",
+        '    registered = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")\n'
+        "    if extensions is None:\n",
+        "tests/rag/indexing/test_parser_table.py::"
+        "test_rag_ingest_and_query_read_a_format_registered_from_outside",
+    ),
+    Break(
+        "tables: parse_bytes dispatches on the built-ins only",
+        "rag/indexing/parsing.py",
+        "    doc = parser_for(suffix).run(data, name)\n",
+        "    doc = {s: p for p in _BUILT_IN for s in p.suffixes}[suffix].run(data, name)\n",
+        "tests/rag/indexing/test_parser_table.py::test_parse_bytes_goes_through_the_table",
+    ),
+    Break(
+        "tables: open_store knows edge and qdrant only",
+        "rag/store/__init__.py",
+        "    return STORES.get(settings.store.backend)(settings)\n",
+        '    return (_open_qdrant if settings.store.backend == "qdrant" else _open_edge)(settings)\n',
+        "tests/rag/store/test_store_table.py",
+    ),
+    Break(
+        "tables: build_generator knows the built-ins only",
+        "rag/generate/chain.py",
+        "    return GENERATORS.get(name)(GeneratorContext(settings, scorer, local_tokens))\n",
+        '    fixed = {"openai": _openai, "local": _local, "extractive": _extractive}\n'
+        "    return fixed[name](GeneratorContext(settings, scorer, local_tokens))\n",
+        "tests/rag/generate/test_generator_table.py",
+    ),
+    Break(
+        "tables: build_reranker ignores a registered reranker",
+        "rag/query/rerank.py",
+        "    return RERANKERS.get(settings.backend)(settings, embedder)\n",
+        '    if settings.backend not in ("cross-encoder", "embedding"):\n'
+        "        return NoReranker(settings)\n"
+        "    return RERANKERS.get(settings.backend)(settings, embedder)\n",
+        "tests/rag/query/test_reranker_table.py",
+    ),
+    Break(
+        "tables: the CLI does not check plug-in names at start",
+        "app/cli/core.py",
+        "            state.settings = check_settings(settings)\n",
+        "            state.settings = settings\n",
+        "tests/app/test_cli_plugins.py",
+    ),
 ]
 
 
