@@ -199,6 +199,38 @@ class VectorStore(abc.ABC):
         return self.get_alias(alias_or_name) or alias_or_name
 
 
+# -- rerankers (rag.query.rerank: none, cross-encoder, embedding) ----------------------
+class Reranker(abc.ABC):
+    """Re-scores the best fused candidates of a query (``rerank.backend``). Construction is
+    cheap; ``warm_up`` loads a model. Implement ``score`` (one float per hit, higher first);
+    ``rerank`` orders the first ``settings.candidates`` hits by it, the rest keep their
+    place behind them. Registered in ``rag.query.rerank.RERANKERS`` as a factory
+    ``(RerankSettings, Embedder | None) -> Reranker``."""
+
+    name = "base"
+
+    def __init__(self, settings: RerankSettings):
+        self.settings = settings
+
+    def warm_up(self) -> None:
+        return None
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
+        """The best ``top_k`` of ``hits``; only the first ``settings.candidates`` are re-scored."""
+        head = list(hits[: self.settings.candidates])
+        tail = list(hits[self.settings.candidates :])
+        if len(head) > 1:
+            scores = self.score(query, head)
+            order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
+            head = [
+                Hit(id=head[i].id, score=float(scores[i]), payload=head[i].payload) for i in order
+            ]
+        return (head + tail)[:top_k]
+
+    @abc.abstractmethod
+    def score(self, query: str, hits: Sequence[Hit]) -> list[float]: ...
+
+
 # -- the context a generator is handed (rag.query.pack) ---------------------------------
 @dataclass
 class Passage:
@@ -564,34 +596,3 @@ class Parser(Protocol):
     def revision(self) -> int: ...
 
     def run(self, data: bytes, name: str) -> ParsedDocument: ...
-
-
-class Reranker(abc.ABC):
-    """Re-scores the best fused candidates of a query (``rerank.backend``). Construction is
-    cheap; ``warm_up`` loads a model. Implement ``score`` (one float per hit, higher first);
-    ``rerank`` orders the first ``settings.candidates`` hits by it, the rest keep their
-    place behind them. Registered in ``rag.query.rerank.RERANKERS`` as a factory
-    ``(RerankSettings, Embedder | None) -> Reranker``."""
-
-    name = "base"
-
-    def __init__(self, settings: RerankSettings):
-        self.settings = settings
-
-    def warm_up(self) -> None:
-        return None
-
-    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
-        """The best ``top_k`` of ``hits``; only the first ``settings.candidates`` are re-scored."""
-        head = list(hits[: self.settings.candidates])
-        tail = list(hits[self.settings.candidates :])
-        if len(head) > 1:
-            scores = self.score(query, head)
-            order = sorted(range(len(head)), key=lambda i: (-scores[i], i))
-            head = [
-                Hit(id=head[i].id, score=float(scores[i]), payload=head[i].payload) for i in order
-            ]
-        return (head + tail)[:top_k]
-
-    @abc.abstractmethod
-    def score(self, query: str, hits: Sequence[Hit]) -> list[float]: ...
