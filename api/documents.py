@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from api.errors import ApiError
 from api.storage import StorageProbe, storage_error
 from rag.core.documents import document_id
-from rag.core.paths import PathFilter
+from rag.core.paths import PathFilter, escape_reason
 from rag.core.textguard import bidi_controls, is_blank
 from rag.guards.injection import flagged_chunks
 from rag.indexing.ingest import TENANTS_DIR, is_ignored_name, walk_folder
@@ -173,16 +173,28 @@ class Documents:
         """The file behind a document of ``tenant`` (404 for anything else)."""
         rec = self._record(tenant, source)
         if rec is not None:
-            path = Path(rec.root) / rec.source
+            root, relative = Path(rec.root), rec.source
         elif source.startswith(f"{tenant}/"):
-            path = self.root / self.safe_relative(source)
+            root, relative = self.root, self.safe_relative(source)
         else:
             raise self.not_found(source)
+        path = root / relative
         try:
             found = path.is_file()
         except OSError:  # a name too long for the file system, a loop: no such document
             found = False
         if not found:
+            raise self.not_found(source)
+        # The check ingestion applies: a link out of the watched folder (or into the data
+        # dir) is no document, whatever the manifest says (it may predate the link).
+        reason = escape_reason(
+            root,
+            relative,
+            tenant=tenant,
+            data_dir=self.index.data_dir,
+            tenants_root=self.root,
+        )
+        if reason is not None:
             raise self.not_found(source)
         return path
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from rag.core.errors import ConfigError
 
-__all__ = ["PathFilter"]
+__all__ = ["PathFilter", "escape_reason"]
 
 
 def _glob_to_regex(glob: str) -> str:
@@ -106,3 +107,30 @@ class PathFilter:
 
     def keep(self, rels: Sequence[str]) -> list[str]:
         return [r for r in rels if not self.excludes(r)]
+
+
+def escape_reason(
+    root: Path, source: str, *, tenant: str, data_dir: Path, tenants_root: Path
+) -> str | None:
+    """Why the file ``root/source`` really is may not be read as a document, or None: the one
+    check every reader of a watched file applies (ingestion, ``GET /v1/sources``).
+
+    A symlink may point anywhere (``/etc/passwd``, the data dir's keys, another tenant's
+    upload): what is read must lie inside the folder it was found in — for a tenant's upload
+    (``root`` is ``tenants_root``), inside that tenant's folder — and never under the data dir
+    (the store, the manifest, keys), except tenants' own folders. Reasons name no paths. A
+    broken link or a loop passes here: reading the file reports it."""
+    path = root / source
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    inside = root / tenant if root == tenants_root else root
+    if not real.is_relative_to(inside.resolve()):
+        return (
+            "symlink to a file outside the watched folder: not indexed (copy the file "
+            "into the folder instead)"
+        )
+    if real.is_relative_to(data_dir.resolve()) and not real.is_relative_to(tenants_root.resolve()):
+        return "inside the data dir (the index, manifest and keys are never indexed)"
+    return None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.core.documents import Chunk, document_id
 from rag.core.errors import SourceError
-from rag.core.paths import PathFilter
+from rag.core.paths import PathFilter, escape_reason
 from rag.guards.injection import chunk_fields, hidden_html_text
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import (
@@ -379,28 +379,14 @@ class Ingestor:
         return [s for s in sources if not (s + "/").startswith(prefix)]
 
     def _escapes(self, root: Path, source: str, tenant: str) -> str | None:
-        """Why the file a watched path really is may not be indexed, or None.
-
-        A symlink may point anywhere (``/etc/passwd``, the data dir's keys, another tenant's
-        upload): what is indexed must lie inside the folder it was found in — for a tenant's
-        upload, inside that tenant's folder — and never under the data dir (the store, the
-        manifest, keys), except tenants' own folders. Reasons name no paths.
-        """
-        path = root / source
-        try:
-            real = path.resolve(strict=True)
-        except (OSError, RuntimeError):
-            return None  # a broken link or a loop: read_file_bytes says which
-        inside = root / tenant if root == self.tenants_root else root
-        if not real.is_relative_to(inside.resolve()):
-            return (
-                "symlink to a file outside the watched folder: not indexed (copy the file "
-                "into the folder instead)"
-            )
-        data_dir = self.index.data_dir.resolve()
-        if real.is_relative_to(data_dir) and not real.is_relative_to(self.tenants_root.resolve()):
-            return "inside the data dir (the index, manifest and keys are never indexed)"
-        return None
+        """Why the file a watched path really is may not be indexed (``escape_reason``)."""
+        return escape_reason(
+            root,
+            source,
+            tenant=tenant,
+            data_dir=self.index.data_dir,
+            tenants_root=self.tenants_root,
+        )
 
     def _record_failure(
         self,
