@@ -87,7 +87,7 @@ def test_a_runtime_that_fails_to_start_leaves_nothing_running(
     settings: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
     class BrokenApi:
-        def start(self, index: Index, daemon: object) -> None:
+        def start(self, index: Index, daemon: object, pipeline: object) -> None:
             raise RuntimeError("the API did not start")
 
         def stop(self) -> None:
