@@ -183,6 +183,17 @@ def _no_traceback(stderr: str, caplog: pytest.LogCaptureFixture) -> None:
     assert loud == [], [r.getMessage() for r in loud]
 
 
+def _quiet_hang_up(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """The server noted the hang-up at debug level and printed nothing about it."""
+    deadline = time.monotonic() + 10
+    noted = False
+    while not noted and time.monotonic() < deadline:
+        noted = any("hung up" in r.getMessage() for r in caplog.records)
+        time.sleep(0.05)
+    _no_traceback(capfd.readouterr().err, caplog)
+    assert noted, "the hang-up is noted (at debug level)"
+
+
 def test_the_token_file_is_private_and_the_client_uses_it(
     control: ControlServer, client: DaemonClient, recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -365,11 +376,7 @@ def test_a_client_that_hangs_up_ends_the_request_quietly(
         assert next(lines) and next(lines)
         # Leaving the block closes the connection while the server is still writing.
     assert stopped.wait(20), "the server stopped producing once the client was gone"
-    deadline = time.monotonic() + 10
-    while not any("hung up" in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, "the hang-up is noted (at debug level)"
-        time.sleep(0.05)
-    _no_traceback(capfd.readouterr().err, caplog)
+    _quiet_hang_up(capfd, caplog)
 
 
 def test_rag_export_piped_into_head_exits_quietly_on_both_sides(
@@ -402,8 +409,4 @@ def test_rag_export_piped_into_head_exits_quietly_on_both_sides(
     assert err.read_text() == "", "the CLI says nothing when its reader goes away"
     assert status.read_text().strip() == "141", "the CLI ends as SIGPIPE would end it"
     assert endless.closed.wait(20), "the server stopped its export with the CLI"
-    deadline = time.monotonic() + 10
-    while not any("hung up" in r.getMessage() for r in caplog.records):
-        assert time.monotonic() < deadline, "the hang-up is noted (at debug level)"
-        time.sleep(0.05)
-    _no_traceback(capfd.readouterr().err, caplog)
+    _quiet_hang_up(capfd, caplog)
