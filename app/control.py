@@ -225,9 +225,15 @@ class DaemonClient:
                     yield event_from_json(json.loads(line))
 
     def export_lines(self) -> Iterator[str]:
+        """One JSON line per chunk; raises :class:`DaemonError` when the export fails."""
         with self._client.stream("GET", "/export") as resp:
-            resp.raise_for_status()
-            yield from resp.iter_lines()
+            if resp.status_code >= 400:
+                resp.read()
+                raise _error_of(resp)
+            for line in resp.iter_lines():
+                if line.startswith('{"error": '):  # rows start with their "id"
+                    raise DaemonError(json.loads(line)["error"]["message"])
+                yield line
 
     def _json(self, method: str, path: str) -> dict[str, Any]:
         resp = self._client.request(method, path)
@@ -399,21 +405,13 @@ class ControlServer:
                 self._send_json(200, result)
 
             def _export(self) -> None:
-                rows = export()
-                try:
-                    try:
-                        first = next(rows, None)
-                    except Exception as exc:
-                        log.exception("control API: the export failed")
-                        self._send_error(500, type(exc).__name__, str(exc))
-                        return
-                    self._start_lines()
-                    if first is not None:
-                        self._line(first)
-                    for row in rows:
-                        self._line(row)
-                finally:
-                    _close(rows)  # the store's scroll stops with the reader
+                self._lines(
+                    export,
+                    lambda row: row,
+                    lambda error: {"error": error},
+                    "the export",
+                    caller_input=False,
+                )
 
             def _query(self, pipeline: QueryRunner, stream: bool) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -422,45 +420,64 @@ class ControlServer:
                 except InvalidQuery as exc:
                     self._send_error(exc.status, exc.kind, str(exc))
                     return
-                events: Iterator[StreamEvent] | None = None
-                result: dict[str, Any] = {}
-                first: StreamEvent | None = None
-                try:
-                    if not stream:
-                        result = pipeline.run(query).as_json()
-                    else:
-                        # The first event (or the error before it) decides the status: a bad
-                        # question or prompt is still a 400, not a 200 that fails.
-                        events = pipeline.stream(query)
-                        first = next(events, None)
-                except ValueError as exc:  # a bad question, filter or prompt: the caller's doing
-                    if events is not None:
-                        _close(events)
-                    self._send_error(400, "invalid_request", str(exc))
-                    return
-                except Exception as exc:
-                    if events is not None:
-                        _close(events)
-                    log.exception("control API: a query failed")
-                    self._send_error(500, type(exc).__name__, str(exc))
-                    return
-                if events is None:
-                    self._send_json(200, result)
+                if stream:
+                    self._lines(
+                        lambda: pipeline.stream(query),
+                        event_to_json,
+                        lambda error: {"event": "error", "data": error},
+                        "a streamed query",
+                    )
                     return
                 try:
+                    result = pipeline.run(query).as_json()
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, the daemon keeps running
+                    self._send_error(*self._failure(exc, "a query"))
+                    return
+                self._send_json(200, result)
+
+            def _failure(
+                self, exc: BaseException, what: str, caller_input: bool = True
+            ) -> tuple[int, str, str]:
+                """(status, type, message) for what a handler raised; logged when it is ours."""
+                if caller_input and isinstance(exc, ValueError):
+                    # A bad question, filter or prompt: the caller's doing, said as such.
+                    return 400, "invalid_request", str(exc)
+                log.error("control API: %s failed", what, exc_info=exc)
+                return 500, type(exc).__name__, str(exc)
+
+            def _lines(
+                self,
+                start: Callable[[], Iterator[Any]],
+                encode: Callable[[Any], Any],
+                error_line: Callable[[dict[str, str]], Any],
+                what: str,
+                caller_input: bool = True,
+            ) -> None:
+                """What ``start()`` yields, as JSON lines, each written as it is produced. The
+                first item (or the error before it) decides the status: a bad question or
+                prompt is still a 400. A later error is the last line (``{"event": "error",
+                ...}`` on /query/stream, ``{"error": ...}`` on /export). A client that hangs up
+                (the write raises) stops the items here."""
+                items: Iterator[Any] | None = None
+                try:
+                    try:
+                        items = start()
+                        pending = next(items, None)
+                    except Exception as exc:  # noqa: BLE001 - reported to the caller
+                        self._send_error(*self._failure(exc, what, caller_input))
+                        return
                     self._start_lines()
-                    if first is not None:
-                        self._line(event_to_json(first))
-                    for event in events:
-                        self._line(event_to_json(event))
-                except _GONE:
-                    raise
-                except Exception as exc:
-                    log.exception("control API: a streamed query failed")
-                    kind = "invalid_request" if isinstance(exc, ValueError) else type(exc).__name__
-                    self._line({"event": "error", "data": {"type": kind, "message": str(exc)}})
+                    while pending is not None:
+                        self._line(encode(pending))  # raises when the client is gone
+                        try:
+                            pending = next(items, None)
+                        except Exception as exc:  # noqa: BLE001 - the last line says what failed
+                            _, kind, message = self._failure(exc, what, caller_input)
+                            self._line(error_line({"type": kind, "message": message}))
+                            return
                 finally:
-                    _close(events)  # a client gone mid-answer stops generation here
+                    if items is not None:
+                        _close(items)  # generation (or the store's scroll) stops with the reader
 
             def do_GET(self) -> None:
                 self._dispatch("GET")

@@ -174,6 +174,19 @@ def stdout_to_a_pipe() -> Iterator[None]:
         raise typer.Exit(141) from None
 
 
+def _ask_daemon(client: Any, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()`` on the running daemon's control API; its refusal is this command's error."""
+    from app.control import DaemonError
+
+    try:
+        return call()
+    except DaemonError as exc:
+        fail(f"the running daemon answered: {exc}")
+        raise  # unreachable: fail() exits
+    finally:
+        client.close()
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -251,7 +264,7 @@ def status(
     """Documents, chunks, failures, embedding identity, live collection, last sync."""
     client = daemon_client()
     if client is not None:
-        data = client.status()
+        data = _ask_daemon(client, client.status)
     else:
         from rag.indexing.status import collect_status
 
@@ -317,10 +330,14 @@ def export(
         with stdout_to_a_pipe():  # `rag export | head -3` ends quietly
             client = daemon_client()
             if client is not None:
+                from app.control import DaemonError
+
                 try:
                     for line in client.export_lines():
                         if line:
                             out.write(line + "\n")
+                except DaemonError as exc:
+                    fail(f"the running daemon's export failed: {exc}")
                 finally:
                     client.close()  # the daemon stops its export with this connection
             else:
@@ -341,7 +358,7 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Rebuild into a new versioned collection, then switch the alias atomically (blue/green)."""
     client = daemon_client()
     if client is not None:
-        result = client.reindex()
+        result = _ask_daemon(client, client.reindex)
     else:
         from evals.runner import eval_after_reindex
         from rag.indexing.index import Index

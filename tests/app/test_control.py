@@ -330,6 +330,52 @@ def test_a_pipeline_error_is_the_callers_message_not_a_traceback(
         client.run(Query(" "))
 
 
+def test_stream_and_export_failures_are_said_not_printed(
+    control: ControlServer,
+    client: DaemonClient,
+    recorder: Recorder,
+    exports: Exports,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(query: Query) -> Iterator[StreamEvent]:
+        # As QueryPipeline.stream checks the question before its first event.
+        raise ValueError("the question is empty: ask something")
+
+    recorder.stream = refuse  # type: ignore[method-assign]
+    resp = httpx.post(
+        _url(control, "/query/stream"), headers=_auth(control), json={"question": " "}
+    )
+    assert resp.status_code == 400 and "question is empty" in resp.json()["error"]["message"]
+
+    def half(query: Query) -> Iterator[StreamEvent]:
+        yield TokenEvent("One.")
+        raise RuntimeError("the backend died")
+
+    recorder.stream = half  # type: ignore[method-assign]
+    seen: list[str] = []
+    with pytest.raises(DaemonError, match="the backend died"):
+        for event in client.stream(Query("q")):
+            seen.append(event.kind)
+    assert seen == ["token"], "what came before the failure arrived"
+
+    def broken_export() -> Iterator[dict[str, Any]]:
+        yield {"id": "c1", "text": "first"}
+        raise RuntimeError("the store went away")
+
+    exports.rows = broken_export
+    with pytest.raises(DaemonError, match="the store went away"):
+        list(client.export_lines())
+    # Failures of this process are logged (once each), never printed by the HTTP server.
+    stderr = capfd.readouterr().err
+    assert "Traceback" not in stderr and "Exception occurred" not in stderr, stderr
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert failed == [
+        "control API: a streamed query failed",
+        "control API: the export failed",
+    ]
+
+
 def test_stream_events_leave_as_they_are_produced(client: DaemonClient, recorder: Recorder) -> None:
     # Token i+1 is produced only once the client holds token i: a server that collected the
     # answer before sending would leave every gate to time out.
