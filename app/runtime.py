@@ -1,14 +1,18 @@
 """The long-running process behind ``rag watch`` and ``rag serve``: the composition root.
 
 A :class:`Runtime` wires the parts that each live in their own package: the index (``rag``),
-the watch daemon (``ingestion``), the background eval runner (``evals``), the loopback control
-API that ``rag status|export|reindex|query`` talk to while it runs (``app.control``), and
-optionally a :class:`Service` such as ``app.api_server.ApiServer``, the HTTP API (``api``)::
+the watch daemon (``ingestion``), the background eval runner (``evals``), the process's one
+query pipeline, the loopback control API that ``rag status|export|reindex|query`` talk to while
+it runs (``app.control``), and optionally a :class:`Service` such as
+``app.api_server.ApiServer``, the HTTP API (``api``)::
 
     runtime = Runtime(settings, [folder], api=ApiServer(settings, "127.0.0.1", 8000))
     runtime.start()            # open + warm up the index, start the control API, daemon, API
     runtime.wait(timeout=60)   # until stop is requested or the daemon's thread ends
-    runtime.stop()             # API, evals, daemon, control API, pipelines, index: in that order
+    runtime.stop()             # API, evals, daemon, control API, pipeline, index: in that order
+
+One front door per process: ``runtime.pipeline`` (one ``QueryPipeline``: one answer cache, one
+generator chain, its models loaded once) answers both the HTTP API and the control API.
 
 ``run_until_signal()`` is ``start``, ``wait`` and ``stop`` with SIGINT/SIGTERM requesting the
 stop (the main thread only): what the two commands run.
@@ -19,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +34,6 @@ from evals.runner import EvalRunner
 from ingestion.daemon import WatchDaemon
 from rag.core.config import Settings
 from rag.core.datadir import private_data_dir, restrict_umask
-from rag.core.types import Query
 from rag.indexing.index import Index
 from rag.indexing.reindex import reindex
 from rag.indexing.status import collect_status, export_chunks
@@ -46,9 +48,10 @@ Echo = Callable[[str], None]
 
 
 class Service(Protocol):
-    """Something that runs beside the daemon on the same index (the HTTP API)."""
+    """Something that runs beside the daemon on the same index and answers with the runtime's
+    query pipeline (the HTTP API)."""
 
-    def start(self, index: Index, daemon: WatchDaemon) -> None: ...
+    def start(self, index: Index, daemon: WatchDaemon, pipeline: QueryPipeline) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -57,8 +60,10 @@ class Runtime:
     """Index + watch daemon + eval runner + control API (+ ``api``) for one data dir.
 
     ``index``: an unopened ``Index`` to use (tests hand in one with their warmed embedder);
-    by default one is built from ``settings``. ``echo``: where progress lines go (the CLI
-    passes stderr).
+    by default one is built from ``settings``. ``pipeline``: the query pipeline over that
+    index (tests hand in one with a recording stage); by default ``QueryPipeline(index,
+    settings)`` traced as configured, built by ``start``. The runtime closes both at ``stop``.
+    ``echo``: where progress lines go (the CLI passes stderr).
     """
 
     def __init__(
@@ -69,6 +74,7 @@ class Runtime:
         *,
         api: Service | None = None,
         index: Index | None = None,
+        pipeline: QueryPipeline | None = None,
         echo: Echo | None = None,
     ):
         # Group and other get nothing of what this process writes (the store, the manifest,
@@ -86,8 +92,8 @@ class Runtime:
         self.control: ControlServer | None = None
         self._opened = self._started = self._stopped = False
         self._stop_requested = False
-        self._pipelines: list[QueryPipeline] = []
-        self._pipeline_lock = threading.Lock()
+        # The process's one query pipeline (built by start, unless one is handed in).
+        self.pipeline: QueryPipeline | None = pipeline
 
     # -- lifecycle -------------------------------------------------------------------
     def open(self) -> None:
@@ -121,19 +127,23 @@ class Runtime:
             on_sync=[self.evals.on_sync] if self.evals else None,
             echo=self.echo,
         )
-        self.control = ControlServer(
-            settings.resolved_data_dir(),
-            status=self.status,
-            export=self.export,
-            reindex=self.reindex,
-            sync=self.sync,
-            query=self.query,
-        )
         try:
+            if self.pipeline is None:
+                # Cheap: models load on the first query, or in the API's warm-up.
+                tracer = tracing_for(settings).tracer  # no keys: None, nothing loaded
+                self.pipeline = QueryPipeline(index, settings, tracer=tracer)
+            self.control = ControlServer(
+                settings.resolved_data_dir(),
+                status=self.status,
+                export=self.export,
+                reindex=self.reindex,
+                sync=self.sync,
+                pipeline=self.pipeline,
+            )
             self.control.start()
             self.daemon.start()
             if self.api is not None:
-                self.api.start(index, self.daemon)
+                self.api.start(index, self.daemon, self.pipeline)
         except BaseException:
             self.stop()
             raise
@@ -158,6 +168,8 @@ class Runtime:
             return
         self._stopped = True
         if not self._started:
+            if self.pipeline is not None:
+                self.pipeline.close()
             if self._opened:
                 self.index.close()
             return
@@ -171,8 +183,8 @@ class Runtime:
                 self.daemon.stop()
             if self.control is not None:
                 self.control.stop()
-            for pipeline in self._pipelines:
-                pipeline.close()
+            if self.pipeline is not None:
+                self.pipeline.close()
             # The last spans and scores to Langfuse, bounded (tracing.shutdown_timeout_seconds).
             shutdown_all()
         finally:
@@ -226,20 +238,3 @@ class Runtime:
         assert self.daemon is not None
         self.daemon.request_reconcile("requested")
         return {"requested": True}
-
-    def query(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``rag query`` while this process holds the store: answered here, models loaded once."""
-        with self._pipeline_lock:
-            if not self._pipelines:
-                tracer = tracing_for(self.settings).tracer
-                self._pipelines.append(QueryPipeline(self.index, self.settings, tracer=tracer))
-        # The deployment's tenant: a caller's filters never choose it (the retriever refuses).
-        query = Query(
-            question=str(body.get("question", "")),
-            filters=body.get("filters") or None,
-            tenant=self.settings.tenant,
-            prompt=body.get("prompt"),
-            generate=bool(body.get("generate", True)),
-            user=body.get("user"),
-        )
-        return self._pipelines[0].run(query).as_json()

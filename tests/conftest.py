@@ -117,5 +117,5 @@ class RagCli:
 @pytest.fixture(scope="session")
 def rag_cli() -> RagCli:
     if not RAG_BIN.exists():
-        pytest.fail(f"{RAG_BIN} is missing: run `make install` first")
+        pytest.fail(f"{RAG_BIN} is missing: run `make dev` first")
     return RagCli()

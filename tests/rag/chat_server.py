@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -49,6 +50,8 @@ class ChatServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     send_usage: bool = True
     token_delay: float = 0.0  # seconds between streamed words
+    # Called with each word's index before it is streamed (a test can hold generation there).
+    before_token: Callable[[int], None] | None = None
     sent_tokens: int = 0  # words streamed so far, over all requests
 
     def __post_init__(self) -> None:
@@ -125,6 +128,8 @@ class ChatServer:
                         return
                     if server.token_delay:
                         time.sleep(server.token_delay)
+                    if server.before_token is not None:
+                        server.before_token(i)
                     self._event(
                         {
                             "object": "chat.completion.chunk",

@@ -397,7 +397,7 @@ def test_cli_query_json(kb: KnowledgeBase, rag_cli: Any, tmp_path: Path) -> None
 
 
 def test_local_model_end_to_end(kb: KnowledgeBase, kb_settings: Any, local_generator: Any) -> None:
-    """The `local` backend (SmolLM2 in process, the `local` extra that `make install` installs);
+    """The `local` backend (SmolLM2 in process, the `local` extra that `make dev` installs);
     whatever it says is verified before it is returned.
 
     At temperature 0 the 135M model still answers this question or says the documents don't,
