@@ -109,6 +109,7 @@ def main() -> None:
     active = threading.Event()  # only the measured request is recorded
     walk: list[str] = []
     calls: set[tuple[str, str]] = set()
+    selections: list[str] = []  # PromptRegistry.select calls: the prompt chosen, how often
     lock = threading.Lock()
     roots = (str(ROOT / "rag") + os.sep, str(ROOT / "api") + os.sep)
 
@@ -129,6 +130,8 @@ def main() -> None:
         while caller is not None and module_of(caller.f_code.co_filename) is None:
             caller = caller.f_back
         with lock:
+            if module.endswith("prompts") and frame.f_code.co_name == "select":
+                selections.append(module)
             if caller is not None:
                 calls.add((module_of(caller.f_code.co_filename) or "", module))
             if not walk or walk[-1] != module:
@@ -174,6 +177,7 @@ def main() -> None:
         "distinct_modules": len(seen),
         "order": list(dict.fromkeys(walk)),
         "module_pairs_called": len({c for c in calls if c[0] != c[1]}),
+        "prompt_selections": len(selections),
         "calls_back_up": [f"{a} -> {b}" for a, b in back],
     }
     if args.json:
@@ -182,7 +186,8 @@ def main() -> None:
     print(f"answer: {report['answer']!r} (cached: {report['cached']})")
     print(
         f"{len(seen)} modules, {report['module_pairs_called']} caller→callee module pairs, "
-        f"{len(back)} calls back up the imports"
+        f"{len(back)} calls back up the imports, the prompt selected "
+        f"{report['prompt_selections']} time(s)"
     )
     print("first entry order: " + " → ".join(report["order"]))
     for line in report["calls_back_up"]:

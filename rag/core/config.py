@@ -117,13 +117,13 @@ class IngestionSettings(_Section):
         if value is None:
             return None
         if not value:
-            raise ValueError(
+            raise ConfigError(
                 "an empty list would ingest nothing (and drop every indexed file on the next "
                 "sync): list suffixes such as .md, or null for every registered parser's"
             )
         bad = [e for e in value if not e.startswith(".") or "/" in e or len(e) < 2]
         if bad:
-            raise ValueError("each suffix starts with a dot, e.g. '.md'")
+            raise ConfigError("each suffix starts with a dot, e.g. '.md'")
         return list(dict.fromkeys(e.lower() for e in value))
 
     @field_validator("exclude")
