@@ -1,6 +1,8 @@
 """`rag serve` traced to a Langfuse that accepts connections and never answers: requests are
-answered as usual (with their trace ids), and SIGTERM still stops the process within its grace
-period plus 5 s — the last spans wait at most tracing.shutdown_timeout_seconds."""
+answered as usual (with their trace ids), and SIGTERM still stops the process in bounded time:
+the grace period, tracing.shutdown_timeout_seconds for the last spans, and a margin for the
+process to end (generous: a loaded 2-core CI machine) — far below the export timeout, which is
+what an unbounded wait for the stalled server would take."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from tests.conftest import RagCli
 from tests.langfuse_standin import LangfuseStandIn
 
 GRACE_S = 2.0
+SHUTDOWN_S = 1.0  # tracing.shutdown_timeout_seconds
+EXPORT_TIMEOUT_S = 60.0  # one export try to the stalled server
+EXIT_MARGIN_S = 12.0
 
 
 def test_serve_with_a_stalled_langfuse_answers_and_stops_in_time(
@@ -97,5 +102,5 @@ def test_serve_with_a_stalled_langfuse_answers_and_stops_in_time(
         output = log.read()
         log.close()
     assert code == 0, output[-3000:]
-    assert took <= GRACE_S + 5.0, f"stopped in {took:.1f}s: {output[-2000:]}"
+    assert took <= GRACE_S + SHUTDOWN_S + EXIT_MARGIN_S < EXPORT_TIMEOUT_S, f"stopped in {took:.1f}s: {output[-2000:]}"
     assert "stopped cleanly" in output.splitlines()
