@@ -46,10 +46,10 @@ def main() -> None:
     except ImportError:  # a checkout from before the wings
         for name in [k for k in sys.modules if k == "rag" or k.startswith("rag.")]:
             del sys.modules[name]
-        import rag.pipeline as old_pipeline  # type: ignore[import-not-found]
-        from rag.config import Settings as OldSettings  # type: ignore[import-not-found]
-        from rag.index import Index as OldIndex  # type: ignore[import-not-found]
-        from rag.ingest import Ingestor as OldIngestor  # type: ignore[import-not-found]
+        import rag.pipeline as old_pipeline  # type: ignore[import-not-found,unused-ignore]
+        from rag.config import Settings as OldSettings  # type: ignore[import-not-found,unused-ignore]
+        from rag.index import Index as OldIndex  # type: ignore[import-not-found,unused-ignore]
+        from rag.ingest import Ingestor as OldIngestor  # type: ignore[import-not-found,unused-ignore]
 
         mods = (old_pipeline, OldSettings, OldIndex, OldIngestor)
     pipeline_mod, settings_cls, index_cls, ingestor_cls = mods
