@@ -90,6 +90,15 @@ class QueryRequest(BaseModel):
     )
     user: str | None = Field(default=None, max_length=256, description="For A/B prompt assignment")
     session: str | None = Field(default=None, max_length=256)
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="None: the prompt's, else generation.temperature"
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=32768,
+        description="Answer tokens; None: the prompt's limit. `finish_reason: length` when cut",
+    )
 
     @field_validator("question")
     @classmethod

@@ -51,6 +51,8 @@ async def query(
         generate=body.generate,
         user=body.user,
         session=body.session,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
         trace_id=trace_id,
     )
     headers = {"X-Trace-Id": trace_id} if trace_id else {}

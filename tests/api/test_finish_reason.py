@@ -71,12 +71,22 @@ def test_streamed_last_chunk_carries_the_finish_reason(
     assert finish == [expected]
 
 
-def test_query_answer_reports_the_finish_reason(server: LiveServer, deployment: Deployment) -> None:
-    # /v1/query has no max_tokens field: the prompt's limit applies, and the reply fits in it.
+def test_query_answer_reports_the_finish_reason(
+    server: LiveServer, deployment: Deployment, backend: ChatServer
+) -> None:
+    # Without max_tokens the prompt's limit applies, and the reply fits in it.
     with server.client(deployment.keys["default"]) as c:
         r = c.post("/v1/query", json={"question": QUESTION})
         assert r.status_code == 200, r.text
         assert r.json()["finish_reason"] == "stop"
+        # The request's temperature and max_tokens reach the backend, as on chat completions.
+        r = c.post("/v1/query", json={"question": QUESTION, "max_tokens": 3, "temperature": 0.7})
+        assert r.status_code == 200, r.text
+        assert backend.requests[-1]["max_tokens"] == 3
+        assert backend.requests[-1]["temperature"] == 0.7
+        assert r.json()["finish_reason"] == "length"
+        r = c.post("/v1/query", json={"question": QUESTION, "max_tokens": 0})
+        assert r.status_code == 422 and "max_tokens" in r.text
         r = c.post("/v1/query", json={"question": QUESTION, "generate": False})
         assert r.json()["finish_reason"] is None  # nothing was generated
 
