@@ -1,22 +1,29 @@
 """Tests that can fail: each entry breaks one guarantee on purpose, in a copy of the checkout,
 and runs the test that guards it; the test must fail. A test that still passes is reported.
 
-    .venv/bin/python scripts/break_checks.py            # every entry
-    .venv/bin/python scripts/break_checks.py layout     # entries whose name contains "layout"
+    .venv/bin/python scripts/break_checks.py            # every entry (what `make guarantees` runs)
+    .venv/bin/python scripts/break_checks.py layout     # entries whose name or guarantee contains "layout"
     .venv/bin/python scripts/break_checks.py --list
+    .venv/bin/python scripts/break_checks.py --baseline # first: every entry's test passes unbroken
 
-The copy is made with ``git ls-files`` (tracked and new files, no data, no venv) under a
-temporary folder; the checkout itself is never touched.
+Each entry gets its own scratch copy, made with ``git ls-files`` (tracked and new files, no
+data, no venv) under a temporary folder; the checkout itself is never touched. One line per
+entry: ``caught`` (the test failed), ``SURVIVED`` (it passed: the guarantee is not tested) or
+``ERROR`` (the break could not be applied, or pytest did not get to fail a test: a collection
+error, no test selected, an error in a fixture). Anything but ``caught`` fails the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +36,8 @@ class Break:
     path: str  # file to change, relative to the checkout
     old: str  # text replaced (must occur once)
     new: str
-    test: str  # the pytest node that must now fail
+    test: str  # the pytest node that must now fail: one test function, to keep the run short
+    guarantee: str = ""  # the promise broken (a README Security row, say): groups the report
 
 
 BREAKS = [
@@ -139,6 +147,15 @@ BREAKS = [
         "            state.settings = settings\n",
         "tests/app/test_cli_plugins.py",
     ),
+    # -- issue 25: the README's promises, each broken the way the issue's author broke it ----
+    Break(
+        "the version lock compares only the dimension",
+        "rag/indexing/index.py",
+        '            for k in ("model", "dimension", "fingerprint", "normalize")\n',
+        '            for k in ("dimension",)\n',
+        "tests/rag/indexing/test_index.py::test_the_lock_compares_the_model_not_only_its_dimension",
+        guarantee="version lock refuses another model",
+    ),
 ]
 
 
@@ -158,46 +175,118 @@ def copy_checkout(target: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def run(entry: Break) -> bool:
-    """True when the test failed, as it must."""
-    with tempfile.TemporaryDirectory(prefix="break-") as tmp:
-        copy = Path(tmp)
-        copy_checkout(copy)
-        path = copy / entry.path
-        text = path.read_text(encoding="utf-8")
-        if text.count(entry.old) != 1:
-            print(f"  ! {entry.name}: the text to break is not in {entry.path} exactly once")
-            return False
-        path.write_text(text.replace(entry.old, entry.new), encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": str(copy)}
+_SUMMARY = re.compile(r"^=*\s*(?:\d+ \w+(?:, )?)+.* in [\d.]+s", re.MULTILINE)
+
+
+def pytest(copy: Path, tests: list[str], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    try:
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", entry.test],
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
             cwd=copy,
             env=env,
             capture_output=True,
             text=True,
+            timeout=timeout,
         )
-        return result.returncode != 0
+    except subprocess.TimeoutExpired:
+        return -1, f"pytest ran past {timeout:.0f} s"
+    return result.returncode, result.stdout + result.stderr
+
+
+def verdict(returncode: int, output: str) -> str:
+    """``caught`` only when pytest ran the test and it failed (exit 1 with a failure)."""
+    if returncode == 0:
+        return "SURVIVED"
+    found = _SUMMARY.findall(output)
+    summary = found[-1] if found else ""
+    if returncode == 1 and re.search(r"\d+ failed", summary):
+        return "caught"
+    return "ERROR"
+
+
+@dataclass
+class Outcome:
+    entry: Break
+    status: str  # caught | SURVIVED | ERROR
+    seconds: float
+    detail: str = ""
+
+
+def run(entry: Break, timeout: float) -> Outcome:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="break-") as tmp:
+        copy = Path(tmp)
+        copy_checkout(copy)
+        path = copy / entry.path
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if text.count(entry.old) != 1:
+            why = f"the text to break is not in {entry.path} exactly once"
+            return Outcome(entry, "ERROR", time.monotonic() - started, why)
+        path.write_text(text.replace(entry.old, entry.new), encoding="utf-8")
+        code, output = pytest(copy, [entry.test], timeout)
+    status = verdict(code, output)
+    detail = "" if status == "caught" else "\n".join(output.strip().splitlines()[-15:])
+    return Outcome(entry, status, time.monotonic() - started, detail)
+
+
+def baseline(entries: list[Break], timeout: float) -> int:
+    """Every entry's test, unbroken, in one run: a test that fails anyway proves nothing."""
+    tests = list(dict.fromkeys(e.test for e in entries))
+    with tempfile.TemporaryDirectory(prefix="break-baseline-") as tmp:
+        copy_checkout(Path(tmp))
+        code, output = pytest(Path(tmp), tests, timeout * 2)
+    if code != 0:
+        print("baseline: the tests fail without any break; fix them first:")
+        print("\n".join(output.strip().splitlines()[-30:]))
+        return 1
+    print(f"baseline: the {len(tests)} tests pass unbroken", flush=True)
+    return 0
+
+
+def line(o: Outcome) -> str:
+    what = f"{o.entry.guarantee}: {o.entry.name}" if o.entry.guarantee else o.entry.name
+    return f"{o.status:8}  {what}  ({o.entry.test}, {o.seconds:.0f} s)"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("match", nargs="?", default="")
-    ap.add_argument("--list", action="store_true")
+    ap.add_argument(
+        "match", nargs="?", default="", help="only entries whose name or guarantee contains this"
+    )
+    ap.add_argument("--list", action="store_true", help="list the entries, run nothing")
+    ap.add_argument(
+        "--baseline", action="store_true", help="first check every test passes unbroken"
+    )
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="entries run at once (default 1)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per entry (default 900)")
     args = ap.parse_args()
-    chosen = [b for b in BREAKS if args.match in b.name]
+    chosen = [b for b in BREAKS if args.match in b.name or args.match in b.guarantee]
     if args.list:
         for b in chosen:
-            print(f"{b.name}: {b.path} -> {b.test}")
+            print(f"{b.guarantee or '-'} | {b.name} | {b.path} -> {b.test}")
         return 0
-    survivors = []
-    for entry in chosen:
-        failed = run(entry)
-        print(f"{'caught' if failed else 'MISSED'}  {entry.name}  ({entry.test})", flush=True)
-        if not failed:
-            survivors.append(entry.name)
-    print(f"{len(chosen) - len(survivors)} of {len(chosen)} breaks caught by their tests")
-    return 1 if survivors else 0
+    if not chosen:
+        print(f"no entry matches {args.match!r}")
+        return 1
+    started = time.monotonic()
+    if args.baseline and baseline(chosen, args.timeout):
+        return 1
+    outcomes: list[Outcome] = []
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for outcome in pool.map(lambda e: run(e, args.timeout), chosen):
+            outcomes.append(outcome)
+            print(line(outcome), flush=True)
+            if outcome.detail:
+                print("    " + outcome.detail.replace("\n", "\n    "), flush=True)
+    bad = [o for o in outcomes if o.status != "caught"]
+    print(
+        f"{len(outcomes) - len(bad)} of {len(outcomes)} breaks caught by their tests "
+        f"({time.monotonic() - started:.0f} s)"
+    )
+    for o in bad:
+        print(f"  {o.status}: {o.entry.name}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
