@@ -272,6 +272,23 @@ def test_backups_answer_35_days_with_one_citation(planted_kb: Index) -> None:
     assert answer.injection.question is False
 
 
+def test_excluded_chunks_never_reach_the_context(planted_kb: Index) -> None:
+    """What the guard excludes is not in the context at all (the output check would hide a
+    planted sentence from the answer even if it were): the packed context, the passages
+    handed to the model, has no planted chunk, and the count says so."""
+    pipeline = QueryPipeline(planted_kb, _settings(planted_kb))
+    question = "How long are backups retained?"
+    context = pipeline.run(Query(question, generate=False))
+    assert context.citations and all(c.source != "backup-update.md" for c in context.citations)
+    assert context.injection is not None and context.injection.passages_excluded >= 1
+    state = QueryState(query=Query(question), question=question)
+    for stage in pipeline.stages[:4]:
+        list(stage.run(state))
+    assert state.context.passages, "the legitimate passages are packed"
+    assert all(p.source != "backup-update.md" for p in state.context.passages)
+    assert "attacker" not in state.context.text and "1 day" not in state.context.text
+
+
 def test_fenced_mode_marks_the_passage_and_never_certifies_it(planted_kb: Index) -> None:
     pipeline = QueryPipeline(planted_kb, _settings(planted_kb, flagged="fence"))
     answer = pipeline.run(Query("How long are backups retained?"))
