@@ -198,6 +198,23 @@ BREAKS = [
         "tests/rag/guards/test_injection.py::test_excluded_chunks_never_reach_the_context",
         guarantee="flagged injection chunks are kept out of the context",
     ),
+    Break(
+        "each chat delta cut in half",
+        "api/chat.py",
+        '            yield self._chunk({"content": str(payload)})\n',
+        '            yield self._chunk({"content": str(payload)[: len(str(payload)) // 2]})\n',
+        "tests/api/test_openai.py::test_streaming_through_the_client_delivers_text_then_citations",
+        guarantee="/v1/chat/completions streaming equals the answer",
+    ),
+    Break(
+        "the chat stream drops a fallback's reset",
+        "api/chat.py",
+        '            yield self._chunk({}, rag={"reset": dict(payload or {})})\n',
+        "            pass\n",
+        "tests/api/test_openai.py::"
+        "test_a_stream_withdrawn_by_a_fallback_says_so_and_the_rest_is_the_answer",
+        guarantee="/v1/chat/completions streaming equals the answer",
+    ),
 ]
 
 
@@ -222,9 +239,22 @@ _SUMMARY = re.compile(r"^=*\s*(?:\d+ \w+(?:, )?)+.* in [\d.]+s", re.MULTILINE)
 
 def pytest(copy: Path, tests: list[str], timeout: float) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    # Temporary files inside the scratch folder: runs at once do not share (or clean up)
+    # pytest's common temporary root, whatever other runs left there.
+    basetemp = f"--basetemp={copy / '.pytest-tmp'}"
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                basetemp,
+                *tests,
+            ],
             cwd=copy,
             env=env,
             capture_output=True,
@@ -257,7 +287,7 @@ class Outcome:
 
 def run(entry: Break, timeout: float) -> Outcome:
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="break-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="break-", ignore_cleanup_errors=True) as tmp:
         copy = Path(tmp)
         copy_checkout(copy)
         path = copy / entry.path
@@ -275,7 +305,7 @@ def run(entry: Break, timeout: float) -> Outcome:
 def baseline(entries: list[Break], timeout: float) -> int:
     """Every entry's test, unbroken, in one run: a test that fails anyway proves nothing."""
     tests = list(dict.fromkeys(e.test for e in entries))
-    with tempfile.TemporaryDirectory(prefix="break-baseline-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="break-baseline-", ignore_cleanup_errors=True) as tmp:
         copy_checkout(Path(tmp))
         code, output = pytest(Path(tmp), tests, timeout * 2)
     if code != 0:
