@@ -215,6 +215,22 @@ BREAKS = [
         "test_a_stream_withdrawn_by_a_fallback_says_so_and_the_rest_is_the_answer",
         guarantee="/v1/chat/completions streaming equals the answer",
     ),
+    Break(
+        "the stream shows sentences before one is supported",
+        "rag/verification/citations.py",
+        "            if self.verifier.answered:\n                self._release(self._held)\n",
+        "            if True:\n                self._release(self._held)\n",
+        "tests/rag/query/test_stages.py::test_the_stream_concatenated_is_the_answer",
+        guarantee="the stream is the answer (token texts since the last reset)",
+    ),
+    Break(
+        "a reset does not clear the text already shown from the answer",
+        "rag/query/stages.py",
+        "                    if release.has_released:\n                        state.answer_text.clear()\n",
+        "                    if release.has_released:\n",
+        "tests/rag/query/test_stages.py::test_the_stream_concatenated_is_the_answer",
+        guarantee="the stream is the answer (token texts since the last reset)",
+    ),
 ]
 
 
