@@ -47,6 +47,7 @@ BREAKS = [
         "1. **Prompt** (`prompt`,",
         "1. **Prompt** (`promptx`,",
         "tests/rag/test_layout.py::test_readme_and_architecture_list_the_stages_in_the_order_they_run",
+        guarantee="the documented layout (README, ARCHITECTURE, import layers)",
     ),
     Break(
         "layout: an import circle inside rag/",
@@ -55,6 +56,7 @@ BREAKS = [
         "from __future__ import annotations\n\nfrom typing import TYPE_CHECKING\n\n"
         "if TYPE_CHECKING:\n    from rag.query.pipeline import QueryPipeline  # noqa: F401\n",
         "tests/rag/test_layout.py::test_few_modules_directly_under_rag_and_no_import_circle",
+        guarantee="the documented layout (README, ARCHITECTURE, import layers)",
     ),
     Break(
         "layout: the facade loads every wing on import",
@@ -62,6 +64,7 @@ BREAKS = [
         "import importlib\n",
         "import importlib\n\nimport rag.query.pipeline  # noqa: F401\n",
         "tests/rag/test_layout.py::test_importing_the_facade_loads_no_wing",
+        guarantee="the documented layout (README, ARCHITECTURE, import layers)",
     ),
     Break(
         "cache: the scope selects the prompt again",
@@ -71,6 +74,7 @@ BREAKS = [
         "        from rag.query.prompts import PromptRegistry\n\n"
         "        PromptRegistry(self.settings.prompts).select(q.prompt, user=q.user, session=q.session)\n",
         "tests/rag/query/test_answer_cache.py::test_the_prompt_is_selected_once_per_request",
+        guarantee="the answer cache",
     ),
     Break(
         "cache: default_stages without the cache stage",
@@ -78,6 +82,7 @@ BREAKS = [
         "    if settings.cache.enabled:\n",
         "    if False:\n",
         "tests/rag/query/test_answer_cache.py::test_stages_passed_from_default_stages_keep_the_cache",
+        guarantee="the answer cache",
     ),
     Break(
         "readyz: a backend's health is not asked",
@@ -85,20 +90,24 @@ BREAKS = [
         "            for part, line in service.pipeline.health().items()\n",
         "            for part, line in {}.items()\n",
         "tests/api/test_readiness.py::test_readyz_names_a_generator_that_cannot_answer",
+        guarantee="/readyz names a backend that cannot answer",
     ),
     Break(
         "sources: the route serves a link out of the watched folder",
         "api/documents.py",
         "        if reason is not None:\n            raise self.not_found(source)\n",
         "",
-        "tests/api/test_sources.py",
+        "tests/api/test_sources.py::test_a_link_out_of_the_folder_is_served_by_no_route",
+        guarantee="Security: symlinks out of a watched folder",
     ),
     Break(
         "question: an invisible-only question reaches the pipeline",
         "rag/core/textguard.py",
         "    if is_blank(text):\n",
         "    if False:\n",
-        "tests/rag/core/test_invisible_text.py",
+        "tests/rag/core/test_invisible_text.py::"
+        "test_an_invisible_question_is_refused_before_any_stage_runs",
+        guarantee="Security: odd upload names and invisible questions",
     ),
     Break(
         "tables: ingestion reads a fixed list of suffixes, not the parser table",
@@ -108,6 +117,7 @@ BREAKS = [
         "    if extensions is None:\n",
         "tests/rag/indexing/test_parser_table.py::"
         "test_rag_ingest_and_query_read_a_format_registered_from_outside",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: parse_bytes dispatches on the built-ins only",
@@ -115,13 +125,15 @@ BREAKS = [
         "    doc = parser_for(suffix).run(data, name)\n",
         "    doc = {s: p for p in _BUILT_IN for s in p.suffixes}[suffix].run(data, name)\n",
         "tests/rag/indexing/test_parser_table.py::test_parse_bytes_goes_through_the_table",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: open_store knows edge and qdrant only",
         "rag/store/__init__.py",
         "    return STORES.get(settings.store.backend)(settings)\n",
         '    return (_open_qdrant if settings.store.backend == "qdrant" else _open_edge)(settings)\n',
-        "tests/rag/store/test_store_table.py",
+        "tests/rag/store/test_store_table.py::test_index_opens_syncs_and_searches_a_registered_store",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: build_generator knows the built-ins only",
@@ -129,7 +141,9 @@ BREAKS = [
         "    return GENERATORS.get(name)(GeneratorContext(settings, scorer, local_tokens))\n",
         '    fixed = {"openai": _openai, "local": _local, "extractive": _extractive}\n'
         "    return fixed[name](GeneratorContext(settings, scorer, local_tokens))\n",
-        "tests/rag/generate/test_generator_table.py",
+        "tests/rag/generate/test_generator_table.py::"
+        "test_a_registered_generator_answers_through_the_pipeline",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: build_reranker ignores a registered reranker",
@@ -138,14 +152,18 @@ BREAKS = [
         '    if settings.backend not in ("cross-encoder", "embedding"):\n'
         "        return NoReranker(settings)\n"
         "    return RERANKERS.get(settings.backend)(settings, embedder)\n",
-        "tests/rag/query/test_reranker_table.py",
+        "tests/rag/query/test_reranker_table.py::"
+        "test_a_registered_reranker_orders_the_pipelines_context",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: the CLI does not check plug-in names at start",
         "app/cli/core.py",
         "            state.settings = check_settings(settings)\n",
         "            state.settings = settings\n",
-        "tests/app/test_cli_plugins.py",
+        "tests/app/test_cli_plugins.py::"
+        "test_an_unknown_plugin_name_exits_2_before_anything_is_opened",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     # -- issue 25: the README's promises, each broken the way the issue's author broke it ----
     Break(
@@ -196,7 +214,7 @@ BREAKS = [
         "            else:\n                excluded += 1\n",
         "            else:\n                excluded += 1\n                kept.append(hit)\n",
         "tests/rag/guards/test_injection.py::test_excluded_chunks_never_reach_the_context",
-        guarantee="flagged injection chunks are kept out of the context",
+        guarantee="Security: prompt injection in documents (indirect)",
     ),
     Break(
         "each chat delta cut in half",
@@ -239,6 +257,202 @@ BREAKS = [
         "tests/api/test_limits.py::"
         "test_client_disconnect_stops_the_real_pipeline_and_closes_the_backend_request",
         guarantee="a client disconnect cancels generation",
+    ),
+    # -- README "Security": one defence of each row broken, against the test the row names ----
+    Break(
+        "the control API answers any Host",
+        "app/control.py",
+        '                if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):\n',
+        "                if False:\n",
+        "tests/app/test_control.py::test_a_foreign_host_header_is_refused",
+        guarantee="Security: the loopback control API",
+    ),
+    Break(
+        "the control API skips its token check",
+        "app/control.py",
+        '                if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token):\n',
+        '                if scheme != "Bearer" and False:\n',
+        "tests/app/test_control.py::test_every_call_without_the_token_is_refused",
+        guarantee="Security: the loopback control API",
+    ),
+    Break(
+        "the control API takes text/plain and form bodies",
+        "app/control.py",
+        '                    if ctype.lower() != "application/json":\n',
+        "                    if False:\n",
+        "tests/app/test_control.py::test_post_bodies_must_be_json",
+        guarantee="Security: the loopback control API",
+    ),
+    Break(
+        "retrieval searches without the tenant filter",
+        "rag/query/retrieve.py",
+        '        flt = {**(filters or {}), "tenant": tenant or self.index.settings.tenant}\n',
+        "        flt = dict(filters or {})\n",
+        "tests/rag/query/test_pipeline.py::test_filters_cannot_choose_the_tenant",
+        guarantee="Security: a caller choosing another tenant",
+    ),
+    Break(
+        "a symlink out of the watched folder is read",
+        "rag/core/paths.py",
+        "    if not real.is_relative_to(inside.resolve()):\n",
+        "    if False:\n",
+        "tests/rag/indexing/test_ingest_links.py::"
+        "test_links_out_of_the_folder_are_refused_and_links_inside_work",
+        guarantee="Security: symlinks out of a watched folder",
+    ),
+    Break(
+        "uploads and watched documents share document ids",
+        "rag/core/documents.py",
+        '    kind = "upload:" if upload else ""\n',
+        '    kind = ""\n',
+        "tests/rag/indexing/test_ingest_identity.py::"
+        "test_the_default_tenants_uploads_and_watched_folders_have_distinct_ids",
+        guarantee="Security: document names colliding across roots / tenants",
+    ),
+    Break(
+        "opening the index no longer checks the store against the manifest",
+        "rag/indexing/index.py",
+        "        self.verify_store(live)\n",
+        "",
+        "tests/app/test_store_loss.py::test_opening_an_emptied_store_marks_its_files_for_redo",
+        guarantee="Security: a lost vector store",
+    ),
+    Break(
+        "the attack part of a question is flagged but kept",
+        "rag/query/guard.py",
+        "            state.question = checked.question\n",
+        "",
+        "tests/rag/guards/test_injection.py::"
+        "test_the_attack_part_of_a_question_reaches_neither_retrieval_nor_the_model",
+        guarantee="Security: prompt injection in questions (direct)",
+    ),
+    Break(
+        "the output check lets calls to action through",
+        "rag/guards/injection.py",
+        "        if secret or not _asked_for(question, visible):\n",
+        "        if False:\n",
+        "tests/rag/guards/test_injection.py::"
+        "test_output_check_refuses_calls_to_action_and_contradictions",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
+    ),
+    Break(
+        "the openai backend sends control tokens as they are",
+        "rag/generate/openai.py",
+        '            "messages": neutralise_messages(request.messages, self.special_tokens),\n',
+        '            "messages": request.messages,\n',
+        "tests/rag/query/test_special_tokens.py::"
+        "test_the_openai_generator_breaks_control_tokens_in_any_messages",
+        guarantee="Security: chat-template control tokens",
+    ),
+    Break(
+        "vectors are reused from another tenant's identical text",
+        "rag/indexing/ingest.py",
+        '                flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}\n',
+        '                flt = {"text_hash": hashes[start : start + 256]}\n',
+        "tests/rag/indexing/test_ingest_identity.py::"
+        "test_the_same_paragraph_in_another_tenant_is_embedded_again",
+        guarantee='Security: a cross-tenant "does this text exist" oracle',
+    ),
+    Break(
+        "the umask is not tightened",
+        "rag/core/datadir.py",
+        "        os.umask(old | PRIVATE_UMASK)\n",
+        "        os.umask(old)\n",
+        "tests/rag/core/test_data_dir_private.py::"
+        "test_library_index_and_ingest_leave_nothing_readable_by_others",
+        guarantee="Security: a world-readable data dir",
+    ),
+    Break(
+        "readiness does not probe the manifest",
+        "api/storage.py",
+        '            self.index.manifest.set_value("api.write_probe", round(time.time(), 3))\n',
+        "            pass\n",
+        "tests/api/test_storage.py::test_a_manifest_that_cannot_be_written_fails_readiness_and_uploads",
+        guarantee="Security: opaque storage failures",
+    ),
+    Break(
+        "the queue has no fair share",
+        "api/limits.py",
+        "            if held >= share or self.waiting >= 2 * self.queue:\n",
+        "            if True:\n",
+        "tests/api/test_fair_queue.py::test_one_tenant_flooding_the_queue_does_not_503_another",
+        guarantee="Security: one tenant starving the others",
+    ),
+    Break(
+        "uploads ignore the file quota",
+        "api/documents.py",
+        "        if self.max_files is not None and replaced is None and files >= self.max_files:\n",
+        "        if False:\n",
+        "tests/api/test_storage.py::test_upload_quotas_are_per_tenant_and_named",
+        guarantee="Security: one tenant starving the others",
+    ),
+    Break(
+        "an upload name with bidi controls is stored",
+        "api/documents.py",
+        "        if bidi := bidi_controls(raw):\n",
+        "        if bidi := []:\n",
+        "tests/api/test_invisible_and_paths.py::"
+        "test_an_upload_file_name_with_a_bidi_override_is_refused",
+        guarantee="Security: odd upload names and invisible questions",
+    ),
+    Break(
+        "the chat page may run scripts from any https origin",
+        "api/security.py",
+        '_PAGE_POLICIES = {"/": CHAT_POLICY, "/docs": DOCS_POLICY}\n',
+        '_PAGE_POLICIES = {"/": CHAT_POLICY.replace("script-src \'self\'", "script-src \'self\' https:"), '
+        '"/docs": DOCS_POLICY}\n',
+        "tests/api/test_ops_security.py::test_pages_send_security_headers",
+        guarantee="Security: third-party scripts next to the API key",
+    ),
+    Break(
+        "/metrics takes any bearer token",
+        "api/routes_ops.py",
+        '        if scheme.lower() != "bearer" or not hmac.compare_digest(\n',
+        "        if False and not hmac.compare_digest(\n",
+        "tests/api/test_ops_security.py::test_metrics_need_the_metrics_key_when_one_is_set",
+        guarantee="Security: open /metrics",
+    ),
+    Break(
+        "/metrics open on a server listening beyond loopback",
+        "api/routes_ops.py",
+        "    if expected is None and not is_loopback(state.bind_host):\n",
+        "    if False:\n",
+        "tests/api/test_ops_security.py::"
+        "test_metrics_need_a_key_on_a_server_listening_beyond_loopback",
+        guarantee="Security: open /metrics",
+    ),
+    Break(
+        "the API answers any Host",
+        "api/security.py",
+        "    if _ip(host) is not None or host in LOCAL_NAMES:\n",
+        "    if True:\n",
+        "tests/api/test_ops_security.py::test_a_request_naming_another_host_is_refused",
+        guarantee="Security: DNS rebinding against the API",
+    ),
+    Break(
+        "failure reasons keep server paths",
+        "rag/indexing/ingest.py",
+        "        reason = without_server_paths(reason, root, self.index.data_dir)\n",
+        "",
+        "tests/rag/indexing/test_reason_paths.py::test_ingestor_reasons_name_no_server_path",
+        guarantee="Security: server paths in errors",
+    ),
+    Break(
+        "a hosted backend gets the text unpseudonymised",
+        "rag/guards/pii/outbound.py",
+        '    if generator.name != "openai" and not settings.scrub_in_process:\n',
+        "    if not settings.scrub_in_process:\n",
+        "tests/rag/guards/pii/test_leak_canary.py::"
+        "test_no_seeded_value_leaves_and_answers_read_naturally",
+        guarantee="Security: personal data reaching a hosted model, traces, logs or reports",
+    ),
+    Break(
+        "an answer cut at max_tokens is reported as complete",
+        "api/chat.py",
+        '    return "length" if result.get("finish_reason") == "length" else "stop"\n',
+        '    return "stop"\n',
+        "tests/api/test_finish_reason.py::test_cut_at_max_tokens_is_length_and_a_full_answer_is_stop",
+        guarantee="Security: answers cut at max_tokens reported as complete",
     ),
 ]
 
