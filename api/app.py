@@ -1,4 +1,4 @@
-"""The FastAPI app: ``create_app(settings, index=None, pipeline=None, daemon=None)``.
+"""The FastAPI app: ``create_app(settings, index=None, pipeline=None, daemon=None, bind_host=None)``.
 
 ``rag serve`` passes the index and daemon it runs (one process holds the store); tests pass
 a shared index so one loaded embedding model serves every app they start. Without an index
@@ -26,7 +26,13 @@ from api.errors import ErrorBody, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.security import DOCS_ASSETS, SecurityHeadersMiddleware, docs_assets, docs_html
+from api.security import (
+    DOCS_ASSETS,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+    docs_assets,
+    docs_html,
+)
 from api.service import Pipeline, QueryService
 from api.sse_schema import DOC_MODELS
 from rag.core.config import Settings
@@ -57,8 +63,12 @@ def create_app(
     pipeline: Pipeline | None = None,
     daemon: Any = None,
     keys: KeyStore | None = None,
+    bind_host: str | None = None,
 ) -> FastAPI:
+    """``bind_host``: the address the server listens on (default ``api.host``): a name
+    requests may carry in ``Host``, and whether ``/metrics`` needs ``api.metrics_key``."""
     owns_index = index is None
+    bind_host = bind_host or settings.api.host
     if index is None:
         from rag.indexing.index import Index
 
@@ -105,6 +115,7 @@ def create_app(
         ),
         daemon=daemon,
         count_tokens=_token_counter(index),
+        bind_host=bind_host,
         tracing=tracing
         if tracing.tracer is not None and pipeline.traced_by(tracing.tracer)
         else None,
@@ -205,7 +216,9 @@ def create_app(
         upload_paths=("/v1/documents",),
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(SecurityHeadersMiddleware)  # outermost: on errors and 413s too
+    app.add_middleware(SecurityHeadersMiddleware)  # on errors and 413s too
+    # Outermost: a request naming another host (DNS rebinding) reaches nothing.
+    app.add_middleware(TrustedHostMiddleware, names=[bind_host, *api.allowed_hosts])
     return app
 
 

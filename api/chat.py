@@ -105,6 +105,8 @@ def completion(result: dict[str, Any], model: str) -> dict[str, Any]:
 
 class ChatStreamRenderer:
     """Pipeline events → ``chat.completion.chunk`` SSE frames, ending with ``data: [DONE]``.
+    A fallback that withdraws text already sent is a chunk with ``rag.reset``
+    ({failed, next, error}) and an empty delta: the content after it is the answer.
 
     The last chunk (``finish_reason``: ``stop``, or ``length`` when the answer was cut at
     ``max_tokens``) carries the extension fields ``citations`` and
@@ -135,12 +137,17 @@ class ChatStreamRenderer:
             yield self._chunk({"role": "assistant", "content": ""})
         if kind == "token" and payload:
             yield self._chunk({"content": str(payload)})
+        elif kind == "reset":
+            # A backend died after text was shown and the next one starts over. The protocol
+            # cannot take text back: this chunk says the content so far is withdrawn (the
+            # extension field rag.reset); the content after it is the answer.
+            yield self._chunk({}, rag={"reset": dict(payload or {})})
         elif kind == "citations":
             self.citations = list(payload or [])
         elif kind == "done":
             result = dict(payload or {})
-            # Streamed tokens are the raw model text (and restart after a fallback `reset`);
-            # rag.answer is the verified answer, markers renumbered to `citations`.
+            # The content since the last rag.reset chunk, joined, is rag.answer: the verified
+            # answer, markers renumbered to `citations`.
             info = {
                 **rag_info(result),
                 "answer": result.get("answer"),

@@ -43,6 +43,7 @@ class AppState:
     daemon: Any  # ingestion.daemon.WatchDaemon | None
     count_tokens: Any  # Callable[[str], int]
     tracing: Any = None  # rag.observability.Tracing when the pipeline traces to Langfuse
+    bind_host: str = "127.0.0.1"  # the address the server listens on
 
 
 async def get_state(request: Request) -> AppState:

@@ -232,6 +232,7 @@ class DocumentInfo(BaseModel):
 class DocumentList(BaseModel):
     documents: list[DocumentInfo]
     total: int
+    tenant: str = Field(description="The tenant of the API key (whose documents these are)")
 
 
 class UploadResult(BaseModel):

@@ -47,7 +47,7 @@ def _info(view: Any) -> dict[str, Any]:
 async def list_documents(state: State, caller: Caller) -> Any:
     """Every document of the key's tenant: ok, pending (not ingested yet), failed or skipped with the reason."""
     docs = await anyio.to_thread.run_sync(state.documents.list, caller.tenant)
-    return {"documents": [_info(d) for d in docs], "total": len(docs)}
+    return {"documents": [_info(d) for d in docs], "total": len(docs), "tenant": caller.tenant}
 
 
 @router.post(

@@ -2,7 +2,8 @@
 
 ``/readyz`` is cheap to poll: its checks run at most once per ``READY_TTL`` seconds (one
 computation shared by concurrent probes), then answer from the cache. ``/metrics`` needs
-``Authorization: Bearer <api.metrics_key>`` when that key is set.
+``Authorization: Bearer <api.metrics_key>`` when that key is set, and is closed (403) on a
+server listening beyond loopback without one: it names tenants and their activity.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from api.deps import Caller, State
 from api.errors import ApiError, error_responses
 from api.metrics import CONTENT_TYPE
 from api.models import Health, Ready
-from api.security import REPORT_POLICY
+from api.security import REPORT_POLICY, is_loopback
 
 __all__ = ["router"]
 
@@ -144,14 +145,22 @@ async def readyz(request: Request, state: State) -> Any:
             "content": {"text/plain": {"schema": {"type": "string"}}},
             "description": "Prometheus text format",
         },
-        **error_responses(401),
+        **error_responses(401, 403),
     },
 )
 async def metrics(request: Request, state: State) -> Response:
     """Requests, latency per route and per pipeline stage, tokens, ingestion counters, queue depth.
 
-    With `api.metrics_key` set, only `Authorization: Bearer <api.metrics_key>` may read them."""
+    With `api.metrics_key` set, only `Authorization: Bearer <api.metrics_key>` may read them.
+    Without it they are open on a loopback-only server and closed (403) on any other."""
     expected = state.settings.api.metrics_key
+    if expected is None and not is_loopback(state.bind_host):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"/metrics is closed on a server listening on {state.bind_host}: set api.metrics_key "
+            "(RAG_API__METRICS_KEY) and scrape with `Authorization: Bearer <api.metrics_key>`",
+        )
     if expected is not None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(

@@ -13,10 +13,15 @@ offered); its start-up script is ``/static/docs.js`` instead of an inline one.
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import json_error
 
 __all__ = [
     "API_POLICY",
@@ -25,8 +30,11 @@ __all__ = [
     "DOCS_POLICY",
     "REPORT_POLICY",
     "SecurityHeadersMiddleware",
+    "TrustedHostMiddleware",
     "docs_assets",
     "docs_html",
+    "host_allowed",
+    "is_loopback",
 ]
 
 DOCS_ASSETS = "/docs/assets"
@@ -134,3 +142,81 @@ def docs_html(title: str) -> str:
 </body>
 </html>
 """
+
+
+# -- the Host a request names (DNS rebinding) ------------------------------------------------
+LOCAL_NAMES = ("localhost",)
+# A Host header: a name or IPv4 address, or an IPv6 address in brackets; an optional port.
+_HOST = re.compile(r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<name>[A-Za-z0-9._-]+))(?::\d{1,5})?")
+
+
+def _host_name(header: str | None) -> str | None:
+    """The host a ``Host`` header names, lower-case, without port or final dot (None: malformed)."""
+    match = _HOST.fullmatch(header or "")
+    if match is None:
+        return None
+    if match["ipv6"] is not None:
+        return match["ipv6"].lower() if _ip(match["ipv6"]) is not None else None
+    return match["name"].lower().rstrip(".")
+
+
+def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address (or name) only listens on this machine."""
+    if host.strip().lower().rstrip(".") in LOCAL_NAMES:
+        return True
+    ip = _ip(host.strip())
+    return ip is not None and ip.is_loopback
+
+
+def host_allowed(host_header: str | None, names: Iterable[str]) -> bool:
+    """Whether a request's ``Host`` header is one this server answers to.
+
+    A DNS-rebinding page points a name of its own at this machine, so that the visitor's
+    browser, thinking it talks to the attacker's site, sends it our responses: its requests
+    carry the attacker's name in ``Host``. Allowed, then: IP addresses (a browser that asks
+    for one has an IP origin, never another site's), ``localhost`` and ``names`` (exact,
+    ``*.example.com`` for its subdomains, ``*`` for any)."""
+    host = _host_name(host_header)
+    if not host:
+        return False
+    if _ip(host) is not None or host in LOCAL_NAMES:
+        return True
+    for pattern in names:
+        pattern = pattern.strip().lower().rstrip(".")
+        if pattern == "*" or host == pattern:
+            return True
+        if pattern.startswith("*.") and host.endswith(pattern[1:]):
+            return True
+    return False
+
+
+class TrustedHostMiddleware:
+    """400 ``invalid_host`` for HTTP and WebSocket requests whose ``Host`` is not allowed
+    (:func:`host_allowed`): ``names`` are the bind host and ``api.allowed_hosts``."""
+
+    def __init__(self, app: ASGIApp, names: Iterable[str]):
+        self.app = app
+        self.names = tuple(n for n in names if n)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = Headers(scope=scope).get("host")
+        if host_allowed(host, self.names):
+            await self.app(scope, receive, send)
+            return
+        shown = (host or "")[:100].encode("ascii", "replace").decode()
+        await json_error(
+            400,
+            "invalid_host",
+            f"this server does not answer to the name {shown!r} (Host header): if that is how "
+            "it is reached, add the name to api.allowed_hosts",
+        )(scope, receive, send)

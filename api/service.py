@@ -46,7 +46,8 @@ class Pipeline(Protocol):
 
     def prepare(self, query: Query) -> PreparedQuery:
         """The query taken as far as the answer cache, cheaply, in the caller's thread:
-        ``cached`` (no backend slot needed) and ``events()``, the rest of the walk."""
+        ``cached`` (no backend slot needed), ``events()``, the rest of the walk, and
+        ``cancel()``, which stops it mid-generation when the client goes away."""
         ...
 
     def stats(self) -> dict[str, Any]:
@@ -148,6 +149,7 @@ class QueryService:
             lambda result: self._observe(result, tenant),
             lambda exc: translate_error(exc, scoped),
             tenant=tenant,
+            cancel=prepared.cancel,
         )
 
 
@@ -179,6 +181,7 @@ class EventStream:
         on_done: Callable[[dict[str, Any]], None],
         translate: Callable[[BaseException], BaseException] = lambda exc: exc,
         tenant: str = "",
+        cancel: Callable[[], None] = lambda: None,
     ):
         gate.reserve(tenant)  # raises the 503 while nothing has been sent yet
         self.gate = gate
@@ -186,6 +189,9 @@ class EventStream:
         self.factory = factory
         self.on_done = on_done
         self.translate = translate
+        # The pipeline's own stop (PreparedQuery.cancel): between two events generation may
+        # run for long (verification holds text back), so waiting for the next one is not enough.
+        self.cancel_pipeline = cancel
         self.cancelled = threading.Event()
         self._state = "reserved"  # reserved → running → finished
 
@@ -215,7 +221,8 @@ class EventStream:
                         self.on_done(event.data())
                     post(event)
             except BaseException as exc:  # noqa: BLE001 - delivered to the response, which reports it
-                post(self.translate(exc))
+                if not self.cancelled.is_set():  # else nobody is listening: a cancel ends here
+                    post(self.translate(exc))
             finally:
                 close = getattr(iterator, "close", None)
                 if callable(close):
@@ -267,6 +274,7 @@ class EventStream:
 
     def close(self) -> None:
         self.cancelled.set()
+        self.cancel_pipeline()
         if self._state == "reserved":
             # Never started (client gone before the first byte): give the queue place back.
             self.gate.cancel(self.tenant)

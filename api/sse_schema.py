@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import ChatUsage, Citation
 
@@ -53,7 +53,12 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChatChunkChoice]
     usage: ChatUsage | None = None
     citations: list[Citation] | None = None
-    rag: dict[str, Any] | None = None
+    rag: dict[str, Any] | None = Field(
+        default=None,
+        description="On the last chunk: the verified `answer` (the content joined), generator, "
+        "degraded, … On a chunk with an empty delta, `reset` ({failed, next, error}): a backend "
+        "died after text was sent; the content before this chunk is withdrawn.",
+    )
 
 
 DOC_MODELS: tuple[type[BaseModel], ...] = (TokenData, ResetData, CitationsData, ChatCompletionChunk)

@@ -42,7 +42,9 @@ class ApiServer:
     def start(
         self, index: Index, daemon: WatchDaemon, pipeline: QueryPipeline, timeout: float = 30.0
     ) -> None:
-        self.app = create_app(self.settings, index=index, pipeline=pipeline, daemon=daemon)
+        self.app = create_app(
+            self.settings, index=index, pipeline=pipeline, daemon=daemon, bind_host=self.host
+        )
         config = uvicorn.Config(
             self.app,
             host=self.host,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import string
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -523,6 +524,9 @@ class QueryState:
     trace_id: str | None = None  # set by a tracer that records this query (rag.observability)
     # Work a stage asks for once the answer is complete (the answer cache stores it).
     after_answer: list[Callable[[QueryState], None]] = field(default_factory=list)
+    # Set from another thread when nobody reads the answer any more (the API's client left):
+    # generation stops at the next model token (rag.core.errors.QueryCancelled).
+    cancelled: threading.Event = field(default_factory=threading.Event)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

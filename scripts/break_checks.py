@@ -1,22 +1,29 @@
 """Tests that can fail: each entry breaks one guarantee on purpose, in a copy of the checkout,
 and runs the test that guards it; the test must fail. A test that still passes is reported.
 
-    .venv/bin/python scripts/break_checks.py            # every entry
-    .venv/bin/python scripts/break_checks.py layout     # entries whose name contains "layout"
+    .venv/bin/python scripts/break_checks.py            # every entry (what `make guarantees` runs)
+    .venv/bin/python scripts/break_checks.py layout     # entries whose name or guarantee contains "layout"
     .venv/bin/python scripts/break_checks.py --list
+    .venv/bin/python scripts/break_checks.py --baseline # first: every entry's test passes unbroken
 
-The copy is made with ``git ls-files`` (tracked and new files, no data, no venv) under a
-temporary folder; the checkout itself is never touched.
+Each entry gets its own scratch copy, made with ``git ls-files`` (tracked and new files, no
+data, no venv) under a temporary folder; the checkout itself is never touched. One line per
+entry: ``caught`` (the test failed), ``SURVIVED`` (it passed: the guarantee is not tested) or
+``ERROR`` (the break could not be applied, or pytest did not get to fail a test: a collection
+error, no test selected, an error in a fixture). Anything but ``caught`` fails the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +36,8 @@ class Break:
     path: str  # file to change, relative to the checkout
     old: str  # text replaced (must occur once)
     new: str
-    test: str  # the pytest node that must now fail
+    test: str  # the pytest node that must now fail: one test function, to keep the run short
+    guarantee: str = ""  # the promise broken (a README Security row, say): groups the report
 
 
 BREAKS = [
@@ -39,6 +47,7 @@ BREAKS = [
         "1. **Prompt** (`prompt`,",
         "1. **Prompt** (`promptx`,",
         "tests/rag/test_layout.py::test_readme_and_architecture_list_the_stages_in_the_order_they_run",
+        guarantee="the documented layout (README, ARCHITECTURE, import layers)",
     ),
     Break(
         "layout: an import circle inside rag/",
@@ -47,6 +56,7 @@ BREAKS = [
         "from __future__ import annotations\n\nfrom typing import TYPE_CHECKING\n\n"
         "if TYPE_CHECKING:\n    from rag.query.pipeline import QueryPipeline  # noqa: F401\n",
         "tests/rag/test_layout.py::test_few_modules_directly_under_rag_and_no_import_circle",
+        guarantee="the documented layout (README, ARCHITECTURE, import layers)",
     ),
     Break(
         "layout: the facade loads every wing on import",
@@ -54,6 +64,7 @@ BREAKS = [
         "import importlib\n",
         "import importlib\n\nimport rag.query.pipeline  # noqa: F401\n",
         "tests/rag/test_layout.py::test_importing_the_facade_loads_no_wing",
+        guarantee="the documented layout (README, ARCHITECTURE, import layers)",
     ),
     Break(
         "cache: the scope selects the prompt again",
@@ -63,6 +74,7 @@ BREAKS = [
         "        from rag.query.prompts import PromptRegistry\n\n"
         "        PromptRegistry(self.settings.prompts).select(q.prompt, user=q.user, session=q.session)\n",
         "tests/rag/query/test_answer_cache.py::test_the_prompt_is_selected_once_per_request",
+        guarantee="the answer cache",
     ),
     Break(
         "cache: default_stages without the cache stage",
@@ -70,6 +82,7 @@ BREAKS = [
         "    if settings.cache.enabled:\n",
         "    if False:\n",
         "tests/rag/query/test_answer_cache.py::test_stages_passed_from_default_stages_keep_the_cache",
+        guarantee="the answer cache",
     ),
     Break(
         "readyz: a backend's health is not asked",
@@ -77,6 +90,7 @@ BREAKS = [
         "            for part, line in service.pipeline.health().items()\n",
         "            for part, line in {}.items()\n",
         "tests/api/test_readiness.py::test_readyz_names_a_generator_that_cannot_answer",
+        guarantee="/readyz names a backend that cannot answer",
     ),
     Break(
         "front door: /v1/query drops max_tokens",
@@ -97,14 +111,17 @@ BREAKS = [
         "api/documents.py",
         "        if reason is not None:\n            raise self.not_found(source)\n",
         "",
-        "tests/api/test_sources.py",
+        "tests/api/test_sources.py::test_a_link_out_of_the_folder_is_served_by_no_route",
+        guarantee="Security: symlinks out of a watched folder",
     ),
     Break(
         "question: an invisible-only question reaches the pipeline",
         "rag/core/textguard.py",
         "    if is_blank(text):\n",
         "    if False:\n",
-        "tests/rag/core/test_invisible_text.py",
+        "tests/rag/core/test_invisible_text.py::"
+        "test_an_invisible_question_is_refused_before_any_stage_runs",
+        guarantee="Security: odd upload names and invisible questions",
     ),
     Break(
         "tables: ingestion reads a fixed list of suffixes, not the parser table",
@@ -114,6 +131,7 @@ BREAKS = [
         "    if extensions is None:\n",
         "tests/rag/indexing/test_parser_table.py::"
         "test_rag_ingest_and_query_read_a_format_registered_from_outside",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: parse_bytes dispatches on the built-ins only",
@@ -121,13 +139,15 @@ BREAKS = [
         "    doc = parser_for(suffix).run(data, name)\n",
         "    doc = {s: p for p in _BUILT_IN for s in p.suffixes}[suffix].run(data, name)\n",
         "tests/rag/indexing/test_parser_table.py::test_parse_bytes_goes_through_the_table",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: open_store knows edge and qdrant only",
         "rag/store/__init__.py",
         "    return STORES.get(settings.store.backend)(settings)\n",
         '    return (_open_qdrant if settings.store.backend == "qdrant" else _open_edge)(settings)\n',
-        "tests/rag/store/test_store_table.py",
+        "tests/rag/store/test_store_table.py::test_index_opens_syncs_and_searches_a_registered_store",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: build_generator knows the built-ins only",
@@ -135,7 +155,9 @@ BREAKS = [
         "    return GENERATORS.get(name)(GeneratorContext(settings, scorer, local_tokens))\n",
         '    fixed = {"openai": _openai, "local": _local, "extractive": _extractive}\n'
         "    return fixed[name](GeneratorContext(settings, scorer, local_tokens))\n",
-        "tests/rag/generate/test_generator_table.py",
+        "tests/rag/generate/test_generator_table.py::"
+        "test_a_registered_generator_answers_through_the_pipeline",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: build_reranker ignores a registered reranker",
@@ -144,14 +166,307 @@ BREAKS = [
         '    if settings.backend not in ("cross-encoder", "embedding"):\n'
         "        return NoReranker(settings)\n"
         "    return RERANKERS.get(settings.backend)(settings, embedder)\n",
-        "tests/rag/query/test_reranker_table.py",
+        "tests/rag/query/test_reranker_table.py::"
+        "test_a_registered_reranker_orders_the_pipelines_context",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
     ),
     Break(
         "tables: the CLI does not check plug-in names at start",
         "app/cli/core.py",
         "            state.settings = check_settings(settings)\n",
         "            state.settings = settings\n",
-        "tests/app/test_cli_plugins.py",
+        "tests/app/test_cli_plugins.py::"
+        "test_an_unknown_plugin_name_exits_2_before_anything_is_opened",
+        guarantee="plug-in tables (parsers, stores, generators, rerankers)",
+    ),
+    # -- issue 25: the README's promises, each broken the way the issue's author broke it ----
+    Break(
+        "the version lock compares only the dimension",
+        "rag/indexing/index.py",
+        '            for k in ("model", "dimension", "fingerprint", "normalize")\n',
+        '            for k in ("dimension",)\n',
+        "tests/rag/indexing/test_index.py::test_the_lock_compares_the_model_not_only_its_dimension",
+        guarantee="version lock refuses another model",
+    ),
+    Break(
+        "the cache checks only the cited chunks, not their documents",
+        "rag/query/answer_cache.py",
+        '        for doc_id, ids in (cited.get("documents") or {}).items():\n',
+        "        for doc_id, ids in {}.items():\n",
+        "tests/rag/query/test_answer_cache.py::"
+        "test_an_edit_to_an_uncited_part_of_a_cited_document_is_a_miss",
+        guarantee="an edit to a cited document invalidates its cached answers",
+    ),
+    Break(
+        "the cache keeps degraded answers",
+        "rag/query/answer_cache.py",
+        "            or answer.degraded\n",
+        "",
+        "tests/rag/query/test_answer_cache.py::test_a_degraded_answer_is_never_cached",
+        guarantee="degraded answers are never cached",
+    ),
+    Break(
+        "log scrubbing limited to the rag and api loggers",
+        "rag/guards/pii/logs.py",
+        'SCRUBBED_LOGGERS = ("rag", "api", "app", "ingestion", "evals", "benchmarks")\n',
+        'SCRUBBED_LOGGERS = ("rag", "api")\n',
+        "tests/rag/guards/pii/test_leak_canary.py::test_every_logger_of_the_project_is_scrubbed",
+        guarantee="logs of the app, ingestion and evals are scrubbed",
+    ),
+    Break(
+        "a sync no longer removes orphaned chunks",
+        "rag/indexing/ingest.py",
+        "            self._remove_orphans(root, present, report)\n",
+        "",
+        "tests/ingestion/test_daemon_crash.py::"
+        "test_chunks_upserted_but_not_recorded_at_a_kill_9_are_removed_on_restart",
+        guarantee="the daemon removes orphans after kill -9",
+    ),
+    Break(
+        "flagged chunks counted as excluded but kept",
+        "rag/query/guard.py",
+        "            else:\n                excluded += 1\n",
+        "            else:\n                excluded += 1\n                kept.append(hit)\n",
+        "tests/rag/guards/test_injection.py::test_excluded_chunks_never_reach_the_context",
+        guarantee="Security: prompt injection in documents (indirect)",
+    ),
+    Break(
+        "each chat delta cut in half",
+        "api/chat.py",
+        '            yield self._chunk({"content": str(payload)})\n',
+        '            yield self._chunk({"content": str(payload)[: len(str(payload)) // 2]})\n',
+        "tests/api/test_openai.py::test_streaming_through_the_client_delivers_text_then_citations",
+        guarantee="/v1/chat/completions streaming equals the answer",
+    ),
+    Break(
+        "the chat stream drops a fallback's reset",
+        "api/chat.py",
+        '            yield self._chunk({}, rag={"reset": dict(payload or {})})\n',
+        "            pass\n",
+        "tests/api/test_openai.py::"
+        "test_a_stream_withdrawn_by_a_fallback_says_so_and_the_rest_is_the_answer",
+        guarantee="/v1/chat/completions streaming equals the answer",
+    ),
+    Break(
+        "the stream shows sentences before one is supported",
+        "rag/verification/citations.py",
+        "            if self.verifier.answered:\n                self._release(self._held)\n",
+        "            if True:\n                self._release(self._held)\n",
+        "tests/rag/query/test_stages.py::test_the_stream_concatenated_is_the_answer",
+        guarantee="the stream is the answer (token texts since the last reset)",
+    ),
+    Break(
+        "a reset does not clear the text already shown from the answer",
+        "rag/query/stages.py",
+        "                    if release.has_released:\n                        state.answer_text.clear()\n",
+        "                    if release.has_released:\n",
+        "tests/rag/query/test_stages.py::test_the_stream_concatenated_is_the_answer",
+        guarantee="the stream is the answer (token texts since the last reset)",
+    ),
+    Break(
+        "a disconnect stops generation only at the next event",
+        "api/service.py",
+        "        self.cancelled.set()\n        self.cancel_pipeline()\n",
+        "        self.cancelled.set()\n",
+        "tests/api/test_limits.py::"
+        "test_client_disconnect_stops_the_real_pipeline_and_closes_the_backend_request",
+        guarantee="a client disconnect cancels generation",
+    ),
+    # -- README "Security": one defence of each row broken, against the test the row names ----
+    Break(
+        "the control API answers any Host",
+        "app/control.py",
+        '                if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):\n',
+        "                if False:\n",
+        "tests/app/test_control.py::test_a_foreign_host_header_is_refused",
+        guarantee="Security: the loopback control API",
+    ),
+    Break(
+        "the control API skips its token check",
+        "app/control.py",
+        '                if scheme != "Bearer" or not hmac.compare_digest(given.encode(), token):\n',
+        '                if scheme != "Bearer" and False:\n',
+        "tests/app/test_control.py::test_every_call_without_the_token_is_refused",
+        guarantee="Security: the loopback control API",
+    ),
+    Break(
+        "the control API takes text/plain and form bodies",
+        "app/control.py",
+        '                    if ctype.lower() != "application/json":\n',
+        "                    if False:\n",
+        "tests/app/test_control.py::test_post_bodies_must_be_json",
+        guarantee="Security: the loopback control API",
+    ),
+    Break(
+        "retrieval searches without the tenant filter",
+        "rag/query/retrieve.py",
+        '        flt = {**(filters or {}), "tenant": tenant or self.index.settings.tenant}\n',
+        "        flt = dict(filters or {})\n",
+        "tests/rag/query/test_pipeline.py::test_filters_cannot_choose_the_tenant",
+        guarantee="Security: a caller choosing another tenant",
+    ),
+    Break(
+        "a symlink out of the watched folder is read",
+        "rag/core/paths.py",
+        "    if not real.is_relative_to(inside.resolve()):\n",
+        "    if False:\n",
+        "tests/rag/indexing/test_ingest_links.py::"
+        "test_links_out_of_the_folder_are_refused_and_links_inside_work",
+        guarantee="Security: symlinks out of a watched folder",
+    ),
+    Break(
+        "uploads and watched documents share document ids",
+        "rag/core/documents.py",
+        '    kind = "upload:" if upload else ""\n',
+        '    kind = ""\n',
+        "tests/rag/indexing/test_ingest_identity.py::"
+        "test_the_default_tenants_uploads_and_watched_folders_have_distinct_ids",
+        guarantee="Security: document names colliding across roots / tenants",
+    ),
+    Break(
+        "opening the index no longer checks the store against the manifest",
+        "rag/indexing/index.py",
+        "        self.verify_store(live)\n",
+        "",
+        "tests/app/test_store_loss.py::test_opening_an_emptied_store_marks_its_files_for_redo",
+        guarantee="Security: a lost vector store",
+    ),
+    Break(
+        "the attack part of a question is flagged but kept",
+        "rag/query/guard.py",
+        "            state.question = checked.question\n",
+        "",
+        "tests/rag/guards/test_injection.py::"
+        "test_the_attack_part_of_a_question_reaches_neither_retrieval_nor_the_model",
+        guarantee="Security: prompt injection in questions (direct)",
+    ),
+    Break(
+        "the output check lets calls to action through",
+        "rag/guards/injection.py",
+        "        if secret or not _asked_for(question, visible):\n",
+        "        if False:\n",
+        "tests/rag/guards/test_injection.py::"
+        "test_output_check_refuses_calls_to_action_and_contradictions",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
+    ),
+    Break(
+        "the openai backend sends control tokens as they are",
+        "rag/generate/openai.py",
+        '            "messages": neutralise_messages(request.messages, self.special_tokens),\n',
+        '            "messages": request.messages,\n',
+        "tests/rag/query/test_special_tokens.py::"
+        "test_the_openai_generator_breaks_control_tokens_in_any_messages",
+        guarantee="Security: chat-template control tokens",
+    ),
+    Break(
+        "vectors are reused from another tenant's identical text",
+        "rag/indexing/ingest.py",
+        '                flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}\n',
+        '                flt = {"text_hash": hashes[start : start + 256]}\n',
+        "tests/rag/indexing/test_ingest_identity.py::"
+        "test_the_same_paragraph_in_another_tenant_is_embedded_again",
+        guarantee='Security: a cross-tenant "does this text exist" oracle',
+    ),
+    Break(
+        "the umask is not tightened",
+        "rag/core/datadir.py",
+        "        os.umask(old | PRIVATE_UMASK)\n",
+        "        os.umask(old)\n",
+        "tests/rag/core/test_data_dir_private.py::"
+        "test_library_index_and_ingest_leave_nothing_readable_by_others",
+        guarantee="Security: a world-readable data dir",
+    ),
+    Break(
+        "readiness does not probe the manifest",
+        "api/storage.py",
+        '            self.index.manifest.set_value("api.write_probe", round(time.time(), 3))\n',
+        "            pass\n",
+        "tests/api/test_storage.py::test_a_manifest_that_cannot_be_written_fails_readiness_and_uploads",
+        guarantee="Security: opaque storage failures",
+    ),
+    Break(
+        "the queue has no fair share",
+        "api/limits.py",
+        "            if held >= share or self.waiting >= 2 * self.queue:\n",
+        "            if True:\n",
+        "tests/api/test_fair_queue.py::test_one_tenant_flooding_the_queue_does_not_503_another",
+        guarantee="Security: one tenant starving the others",
+    ),
+    Break(
+        "uploads ignore the file quota",
+        "api/documents.py",
+        "        if self.max_files is not None and replaced is None and files >= self.max_files:\n",
+        "        if False:\n",
+        "tests/api/test_storage.py::test_upload_quotas_are_per_tenant_and_named",
+        guarantee="Security: one tenant starving the others",
+    ),
+    Break(
+        "an upload name with bidi controls is stored",
+        "api/documents.py",
+        "        if bidi := bidi_controls(raw):\n",
+        "        if bidi := []:\n",
+        "tests/api/test_invisible_and_paths.py::"
+        "test_an_upload_file_name_with_a_bidi_override_is_refused",
+        guarantee="Security: odd upload names and invisible questions",
+    ),
+    Break(
+        "the chat page may run scripts from any https origin",
+        "api/security.py",
+        '_PAGE_POLICIES = {"/": CHAT_POLICY, "/docs": DOCS_POLICY}\n',
+        '_PAGE_POLICIES = {"/": CHAT_POLICY.replace("script-src \'self\'", "script-src \'self\' https:"), '
+        '"/docs": DOCS_POLICY}\n',
+        "tests/api/test_ops_security.py::test_pages_send_security_headers",
+        guarantee="Security: third-party scripts next to the API key",
+    ),
+    Break(
+        "/metrics takes any bearer token",
+        "api/routes_ops.py",
+        '        if scheme.lower() != "bearer" or not hmac.compare_digest(\n',
+        "        if False and not hmac.compare_digest(\n",
+        "tests/api/test_ops_security.py::test_metrics_need_the_metrics_key_when_one_is_set",
+        guarantee="Security: open /metrics",
+    ),
+    Break(
+        "/metrics open on a server listening beyond loopback",
+        "api/routes_ops.py",
+        "    if expected is None and not is_loopback(state.bind_host):\n",
+        "    if False:\n",
+        "tests/api/test_ops_security.py::"
+        "test_metrics_need_a_key_on_a_server_listening_beyond_loopback",
+        guarantee="Security: open /metrics",
+    ),
+    Break(
+        "the API answers any Host",
+        "api/security.py",
+        "    if _ip(host) is not None or host in LOCAL_NAMES:\n",
+        "    if True:\n",
+        "tests/api/test_ops_security.py::test_a_request_naming_another_host_is_refused",
+        guarantee="Security: DNS rebinding against the API",
+    ),
+    Break(
+        "failure reasons keep server paths",
+        "rag/indexing/ingest.py",
+        "        reason = without_server_paths(reason, root, self.index.data_dir)\n",
+        "",
+        "tests/rag/indexing/test_reason_paths.py::test_ingestor_reasons_name_no_server_path",
+        guarantee="Security: server paths in errors",
+    ),
+    Break(
+        "a hosted backend gets the text unpseudonymised",
+        "rag/guards/pii/outbound.py",
+        '    if generator.name != "openai" and not settings.scrub_in_process:\n',
+        "    if not settings.scrub_in_process:\n",
+        "tests/rag/guards/pii/test_leak_canary.py::"
+        "test_no_seeded_value_leaves_and_answers_read_naturally",
+        guarantee="Security: personal data reaching a hosted model, traces, logs or reports",
+    ),
+    Break(
+        "an answer cut at max_tokens is reported as complete",
+        "api/chat.py",
+        '    return "length" if result.get("finish_reason") == "length" else "stop"\n',
+        '    return "stop"\n',
+        "tests/api/test_finish_reason.py::test_cut_at_max_tokens_is_length_and_a_full_answer_is_stop",
+        guarantee="Security: answers cut at max_tokens reported as complete",
     ),
 ]
 
@@ -172,46 +487,131 @@ def copy_checkout(target: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def run(entry: Break) -> bool:
-    """True when the test failed, as it must."""
-    with tempfile.TemporaryDirectory(prefix="break-") as tmp:
-        copy = Path(tmp)
-        copy_checkout(copy)
-        path = copy / entry.path
-        text = path.read_text(encoding="utf-8")
-        if text.count(entry.old) != 1:
-            print(f"  ! {entry.name}: the text to break is not in {entry.path} exactly once")
-            return False
-        path.write_text(text.replace(entry.old, entry.new), encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": str(copy)}
+_SUMMARY = re.compile(r"^=*\s*(?:\d+ \w+(?:, )?)+.* in [\d.]+s", re.MULTILINE)
+
+
+def pytest(copy: Path, tests: list[str], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    # Temporary files inside the scratch folder: runs at once do not share (or clean up)
+    # pytest's common temporary root, whatever other runs left there.
+    basetemp = f"--basetemp={copy / '.pytest-tmp'}"
+    try:
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", entry.test],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                basetemp,
+                *tests,
+            ],
             cwd=copy,
             env=env,
             capture_output=True,
             text=True,
+            timeout=timeout,
         )
-        return result.returncode != 0
+    except subprocess.TimeoutExpired:
+        return -1, f"pytest ran past {timeout:.0f} s"
+    return result.returncode, result.stdout + result.stderr
+
+
+def verdict(returncode: int, output: str) -> str:
+    """``caught`` only when pytest ran the test and it failed (exit 1 with a failure)."""
+    if returncode == 0:
+        return "SURVIVED"
+    found = _SUMMARY.findall(output)
+    summary = found[-1] if found else ""
+    if returncode == 1 and re.search(r"\d+ failed", summary):
+        return "caught"
+    return "ERROR"
+
+
+@dataclass
+class Outcome:
+    entry: Break
+    status: str  # caught | SURVIVED | ERROR
+    seconds: float
+    detail: str = ""
+
+
+def run(entry: Break, timeout: float) -> Outcome:
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="break-", ignore_cleanup_errors=True) as tmp:
+        copy = Path(tmp)
+        copy_checkout(copy)
+        path = copy / entry.path
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if text.count(entry.old) != 1:
+            why = f"the text to break is not in {entry.path} exactly once"
+            return Outcome(entry, "ERROR", time.monotonic() - started, why)
+        path.write_text(text.replace(entry.old, entry.new), encoding="utf-8")
+        code, output = pytest(copy, [entry.test], timeout)
+    status = verdict(code, output)
+    detail = "" if status == "caught" else "\n".join(output.strip().splitlines()[-15:])
+    return Outcome(entry, status, time.monotonic() - started, detail)
+
+
+def baseline(entries: list[Break], timeout: float) -> int:
+    """Every entry's test, unbroken, in one run: a test that fails anyway proves nothing."""
+    tests = list(dict.fromkeys(e.test for e in entries))
+    with tempfile.TemporaryDirectory(prefix="break-baseline-", ignore_cleanup_errors=True) as tmp:
+        copy_checkout(Path(tmp))
+        code, output = pytest(Path(tmp), tests, timeout * 2)
+    if code != 0:
+        print("baseline: the tests fail without any break; fix them first:")
+        print("\n".join(output.strip().splitlines()[-30:]))
+        return 1
+    print(f"baseline: the {len(tests)} tests pass unbroken", flush=True)
+    return 0
+
+
+def line(o: Outcome) -> str:
+    what = f"{o.entry.guarantee}: {o.entry.name}" if o.entry.guarantee else o.entry.name
+    return f"{o.status:8}  {what}  ({o.entry.test}, {o.seconds:.0f} s)"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("match", nargs="?", default="")
-    ap.add_argument("--list", action="store_true")
+    ap.add_argument(
+        "match", nargs="?", default="", help="only entries whose name or guarantee contains this"
+    )
+    ap.add_argument("--list", action="store_true", help="list the entries, run nothing")
+    ap.add_argument(
+        "--baseline", action="store_true", help="first check every test passes unbroken"
+    )
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="entries run at once (default 1)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per entry (default 900)")
     args = ap.parse_args()
-    chosen = [b for b in BREAKS if args.match in b.name]
+    chosen = [b for b in BREAKS if args.match in b.name or args.match in b.guarantee]
     if args.list:
         for b in chosen:
-            print(f"{b.name}: {b.path} -> {b.test}")
+            print(f"{b.guarantee or '-'} | {b.name} | {b.path} -> {b.test}")
         return 0
-    survivors = []
-    for entry in chosen:
-        failed = run(entry)
-        print(f"{'caught' if failed else 'MISSED'}  {entry.name}  ({entry.test})", flush=True)
-        if not failed:
-            survivors.append(entry.name)
-    print(f"{len(chosen) - len(survivors)} of {len(chosen)} breaks caught by their tests")
-    return 1 if survivors else 0
+    if not chosen:
+        print(f"no entry matches {args.match!r}")
+        return 1
+    started = time.monotonic()
+    if args.baseline and baseline(chosen, args.timeout):
+        return 1
+    outcomes: list[Outcome] = []
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for outcome in pool.map(lambda e: run(e, args.timeout), chosen):
+            outcomes.append(outcome)
+            print(line(outcome), flush=True)
+            if outcome.detail:
+                print("    " + outcome.detail.replace("\n", "\n    "), flush=True)
+    bad = [o for o in outcomes if o.status != "caught"]
+    print(
+        f"{len(outcomes) - len(bad)} of {len(outcomes)} breaks caught by their tests "
+        f"({time.monotonic() - started:.0f} s)"
+    )
+    for o in bad:
+        print(f"  {o.status}: {o.entry.name}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

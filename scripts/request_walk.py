@@ -141,7 +141,7 @@ def main() -> None:
     threading.setprofile(profile)
     sys.setprofile(profile)
     app = create_app(settings, index=index)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:  # an allowed Host
         from api.auth import KeyStore
 
         key = KeyStore(index.data_dir, settings.api.keys).local_key(settings.tenant)

@@ -14,12 +14,47 @@ function saveKey(key) {
   $("#api-key").value = apiKey();
 }
 
-// `make run` prints http://127.0.0.1:8000/#key=…: take the key, then drop it from the address bar.
+// `make run` prints http://127.0.0.1:8000/#key=…: the key is taken, then dropped from the
+// address bar at once. Without a stored key it becomes this page's key. A different key never
+// replaces the stored one silently: a link someone sent would make this page answer from the
+// sender's documents (their tenant), so the page asks, and keeps the stored key until told.
 function keyFromFragment() {
-  const match = /(?:^#|&)key=([^&]+)/.exec(location.hash);
-  if (match) {
-    saveKey(decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search);
+  const match = /(?:^#|&)key=([^&]*)/.exec(location.hash);
+  if (!match) return;
+  const rest = location.hash.slice(1).split("&").filter((part) => !part.startsWith("key="));
+  history.replaceState(null, "", location.pathname + location.search + (rest.length ? "#" + rest.join("&") : ""));
+  let offered = "";
+  try { offered = decodeURIComponent(match[1]).trim(); } catch (e) { return; }
+  const mine = apiKey();
+  if (!offered || offered === mine) return;
+  if (!mine) { saveKey(offered); return; }
+  offerKey(offered);
+}
+
+// The tenant a key belongs to (GET /v1/documents says), or why it is not known.
+async function tenantOf(key) {
+  try {
+    const resp = await fetch("/v1/documents", { headers: { Authorization: "Bearer " + key } });
+    if (!resp.ok) return "unknown: " + await errorMessage(resp);
+    return (await resp.json()).tenant || "unknown";
+  } catch (e) { return "unknown"; }
+}
+
+// The banner: "This link carries another API key (tenant …): use it? / keep mine". Until a
+// button is pressed the stored key stays in use.
+async function offerKey(offered) {
+  const banner = $("#key-offer");
+  const text = banner.querySelector(".offer-text");
+  const done = () => { banner.hidden = true; text.textContent = ""; };
+  text.textContent = "This link carries another API key: use it instead of yours?";
+  banner.hidden = false;
+  banner.querySelector(".use-offered").onclick = () => { done(); saveKey(offered); refreshDocuments(); };
+  banner.querySelector(".keep-mine").onclick = done;
+  banner.querySelector(".keep-mine").focus();  // the default: keep the stored key
+  const [theirs, mine] = await Promise.all([tenantOf(offered), tenantOf(apiKey())]);
+  if (!banner.hidden) {
+    text.textContent = "This link carries another API key (tenant " + theirs + "): use it instead of yours (tenant " + mine + ")?";
+    banner.dataset.tenant = theirs;
   }
 }
 
@@ -274,7 +309,9 @@ async function refreshDocuments() {
   const label = $("#docs-count");
   if (!apiKey()) { label.textContent = "enter your API key to start"; return; }
   const resp = await fetch("/v1/documents", { headers: headers() });
-  label.textContent = resp.ok ? (await resp.json()).total + " document(s)" : await errorMessage(resp);
+  if (!resp.ok) { label.textContent = await errorMessage(resp); return; }
+  const body = await resp.json();
+  label.textContent = "tenant " + body.tenant + " · " + body.total + " document(s)";
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -303,5 +340,7 @@ document.addEventListener("DOMContentLoaded", () => {
     try { await ask(question); } catch (err) { alert(String(err)); }
     finally { $("#ask").disabled = false; input.focus(); }
   });
+  // A link pasted into this open tab changes only the fragment: no new page load.
+  window.addEventListener("hashchange", () => { keyFromFragment(); refreshDocuments(); });
   refreshDocuments();
 });

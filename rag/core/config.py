@@ -314,6 +314,12 @@ class ApiSettings(_Section):
     # Set: GET /metrics needs `Authorization: Bearer <metrics_key>` (a Prometheus scrape's
     # `authorization.credentials`); None: /metrics is open, as for a loopback-only deployment.
     metrics_key: str | None = Field(default=None, min_length=16)
+    # Names a browser may use to reach this server (the request's Host header). Always allowed:
+    # localhost, IP addresses (127.0.0.1, ::1, the machine's own) and the bind host; add the
+    # names a deployment is reached by ("kb.example.com", "*.example.com"; "*": any). Other
+    # names get 400: a DNS-rebinding page (a name of the attacker's pointed at this machine)
+    # cannot read /metrics or the API through the visitor's browser.
+    allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class PriceSettings(_Section):

@@ -24,6 +24,8 @@ match::
     │   └── FeedbackConflictError  a record already confirmed, or missing its question  ValueError
     └── TracingError            the trace exporter is stopping: a batch was dropped  RuntimeError
 
+    QueryCancelled              the reader of an answer stream went away    GeneratorExit (not a RagError)
+
 This module imports nothing, so every other module can use it.
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "PackingError",
     "ParseError",
     "PromptError",
+    "QueryCancelled",
     "QueryError",
     "QuestionError",
     "RagError",
@@ -138,3 +141,10 @@ class FeedbackConflictError(FeedbackError, ValueError):
 
 class TracingError(RagError, RuntimeError):
     """The trace exporter is stopping: the batch handed to it was dropped."""
+
+
+class QueryCancelled(GeneratorExit):
+    """The reader of an answer stream went away (a server's client disconnected), so the
+    ``generate`` stage stops at the model's next token instead of at the next sentence it
+    could show. A ``GeneratorExit``, as closing the stream is: no ``except Exception`` takes
+    it for a backend failure, and tracers record both as cancelled."""

@@ -87,10 +87,13 @@ class _ServeCached:
 
 @dataclass(frozen=True)
 class PreparedQuery:
-    """What :meth:`QueryPipeline.prepare` found: whether the cache answers, and the rest."""
+    """What :meth:`QueryPipeline.prepare` found: whether the cache answers, and the rest.
+    ``cancel()``, from any thread, stops ``events()`` at the model's next token (the reader
+    went away); closing the iterator stops it only at the next event it yields."""
 
     cached: bool
     events: Callable[[], Iterator[StreamEvent]]
+    cancel: Callable[[], None] = lambda: None
 
 
 class QueryPipeline:
@@ -215,7 +218,7 @@ class QueryPipeline:
         state = self._new_state(query, streaming=True)
         steps = self._parts(CacheStep)
         if not steps or not state.query.generate:
-            return PreparedQuery(False, lambda: self._walk(state, self.stages))
+            return PreparedQuery(False, lambda: self._walk(state, self.stages), state.cancelled.set)
         position = self.stages.index(steps[0])
         ran: dict[str, float] = {}
         state.tracer = NoopTracer()  # the trace opens with the walk
@@ -227,7 +230,9 @@ class QueryPipeline:
         state.tracer = self.tracer
         answer = steps[0].peek(state)
         rest: list[Stage] = [_ServeCached(answer)] if answer is not None else self.stages[position:]
-        return PreparedQuery(answer is not None, lambda: self._walk(state, rest, ran))
+        return PreparedQuery(
+            answer is not None, lambda: self._walk(state, rest, ran), state.cancelled.set
+        )
 
     def _new_state(self, query: Query | str, streaming: bool) -> QueryState:
         query = Query(question=query) if isinstance(query, str) else query

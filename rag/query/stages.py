@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.contracts import OutputFilter, QueryState, Stage
 from rag.core.config import Settings
+from rag.core.errors import QueryCancelled
 from rag.core.textguard import neutralise_special_tokens
 from rag.core.types import (
     Answer,
@@ -297,6 +298,10 @@ class Generate:
         )
         try:
             for kind, payload in events:
+                if state.cancelled.is_set():
+                    # Verification may hold text back for many tokens (no event to stop
+                    # at): the model is stopped here, its request closed by the finally.
+                    raise QueryCancelled("the reader of the answer went away")
                 if kind == "token":
                     attempts.token()
                     if release.closed:  # the last backend was refused before it wrote anything

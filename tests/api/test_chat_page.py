@@ -125,3 +125,68 @@ def test_thumbs_down_on_the_chat_page_reaches_langfuse(
             )
         )
         server.app.state.rag.tracing.shutdown(1.0)
+
+
+def test_a_link_with_another_key_does_not_switch_the_page_silently(
+    deployment: Deployment, browser: Any
+) -> None:
+    """A colleague's ``#key=`` link must not make this page answer from the colleague's
+    tenant: with a key stored, a different key in the link is offered (naming its tenant),
+    the stored key stays until "Use it" is pressed, and the link's key leaves the address bar."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def stored() -> Any:
+        return browser.execute_script("return localStorage.getItem('rag-kb-api-key')")
+
+    def docs_label(tenant: str) -> None:
+        WebDriverWait(browser, 30).until(
+            ec.text_to_be_present_in_element((By.ID, "docs-count"), f"tenant {tenant} ")
+        )
+
+    mine, theirs = deployment.keys["default"], deployment.keys["acme"]
+    url = deployment.server.url
+    browser.get(f"{url}/#key={mine}")
+    assert stored() == mine, "the first key is taken as it comes"
+    docs_label("default")
+
+    # A link opened in this tab changes only the fragment: no page load, a hashchange.
+    browser.get(f"{url}/#key={theirs}&section=2")
+    assert "key=" not in browser.current_url and theirs not in browser.current_url
+    assert browser.current_url.endswith("#section=2"), "the rest of the fragment stays"
+    banner = WebDriverWait(browser, 30).until(
+        ec.visibility_of_element_located((By.ID, "key-offer"))
+    )
+    WebDriverWait(browser, 30).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#key-offer .offer-text"), "tenant acme")
+    )
+    assert "another API key" in banner.text and "tenant default" in banner.text
+    assert stored() == mine, "the link's key replaced the stored one without asking"
+    docs_label("default")
+    # Not answering, or answering through the page meanwhile, keeps the stored key.
+    browser.find_element(By.ID, "question").send_keys("How many vacation days do Acme staff get?")
+    browser.find_element(By.ID, "ask").click()
+    WebDriverWait(browser, 120).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "article.turn.done"))
+    )
+    answer = browser.find_element(By.CSS_SELECTOR, "article.turn.done .answer").text
+    assert "thirty" not in answer, "answered from the link's tenant"
+    banner.find_element(By.CSS_SELECTOR, ".keep-mine").click()
+    assert not banner.is_displayed() and stored() == mine
+
+    # The same key again: nothing to ask.
+    browser.get(f"{url}/#key={mine}")
+    assert not browser.find_element(By.ID, "key-offer").is_displayed()
+    assert stored() == mine
+
+    # Asked and accepted, on a fresh page load this time: the page switches, visibly.
+    browser.get("about:blank")
+    browser.get(f"{url}/#key={theirs}")
+    banner = WebDriverWait(browser, 30).until(
+        ec.visibility_of_element_located((By.ID, "key-offer"))
+    )
+    banner.find_element(By.CSS_SELECTOR, ".use-offered").click()
+    assert stored() == theirs and not banner.is_displayed()
+    docs_label("acme")
+    assert "key=" not in browser.current_url

@@ -20,6 +20,7 @@ import pytest
 from rag.core.types import Answer, CitationsEvent, DoneEvent, Query, StreamEvent, TokenEvent
 from rag.query.pipeline import QueryPipeline
 from tests.api.conftest import Deployment, LiveServer, StandInPipeline, sse_events, wait_for
+from tests.rag.chat_server import ChatServer
 
 
 class SlowTokens(StandInPipeline):
@@ -213,13 +214,61 @@ def test_client_disconnect_stops_a_non_streamed_generation(
     _slot_is_free(strict, key)
 
 
-def _slot_is_free(server: LiveServer, key: str) -> None:
+def _slot_is_free(server: LiveServer, key: str, backend: str = "extractive") -> None:
     with server.client(key) as c:
         wait_for(
-            lambda: 'rag_backend_active{backend="extractive"} 0.0' in c.get("/metrics").text,
+            lambda: f'rag_backend_active{{backend="{backend}"}} 0.0' in c.get("/metrics").text,
             "generation slot freed",
             10,
         )
+
+
+# A long sentence: nothing of it can be shown (verified) before its full stop, so the stream
+# sends no event for as long as it is being generated.
+LONG = "Backups are retained for 35 days" + ", as the backup policy says" * 80 + " [1]."
+
+
+@pytest.mark.parametrize("leave", ["after the first sentence", "before any text", "not streamed"])
+def test_client_disconnect_stops_the_real_pipeline_and_closes_the_backend_request(
+    start_server: Callable[..., LiveServer], key: str, leave: str
+) -> None:
+    """The real pipeline (retrieval, verification, the openai backend) against a scripted
+    OpenAI-compatible server on loopback that streams slowly. The client leaves while no
+    event is due (verification holds a sentence until its full stop): generation must stop
+    anyway, the backend's request be closed, the slot freed."""
+    first = "Monthly snapshots are kept for 13 months [1]. "
+    reply = (first if leave == "after the first sentence" else "") + LONG
+    backend = ChatServer(reply=reply, token_delay=0.02)
+    total = len(reply.split())
+    try:
+        server = start_server(
+            generation={"chain": ["openai"], "openai": {"base_url": backend.base_url}}
+        )
+        question = {"question": "How long are monthly snapshots kept?", "stream": True}
+        if leave == "not streamed":  # the client gives up waiting for the whole answer
+            with (
+                server.client(key, timeout=httpx.Timeout(60.0, read=2.0)) as c,
+                pytest.raises(httpx.ReadTimeout),
+            ):
+                c.post("/v1/query", json={**question, "stream": False})
+        else:
+            with server.client(key) as c, c.stream("POST", "/v1/query", json=question) as r:
+                assert r.status_code == 200
+                if leave == "after the first sentence":
+                    kind, data = next(sse_events(r.iter_lines()))
+                    assert kind == "token" and "13 months" in data, (kind, data)
+                else:
+                    wait_for(lambda: backend.sent_tokens >= 5, "the backend streaming", 30)
+        left_at = backend.sent_tokens
+        wait_for(lambda: backend.hung_up == 1, "the backend request closed", 5)
+        stopped_at = backend.sent_tokens
+        time.sleep(0.5)
+        assert backend.sent_tokens == stopped_at, "the backend is still being read"
+        # Stopped at once (a few words in flight), not at the end of the sentence.
+        assert stopped_at - left_at < 40 and stopped_at < total // 2, (left_at, stopped_at, total)
+        _slot_is_free(server, key, "openai")
+    finally:
+        backend.close()
 
 
 def test_shutdown_finishes_in_flight_requests(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from api.chat import condense
 from api.models import ChatMessage
 from tests.api.conftest import Deployment, LiveServer
-from tests.rag.chat_server import ChatServer
+from tests.rag.chat_server import ChatServer, Fault
 
 QUESTION = "How long are monthly backup snapshots kept?"
 
@@ -126,9 +127,56 @@ def test_streaming_through_the_client_delivers_text_then_citations(
             extension = chunk.model_extra
     assert finish == "stop"
     assert usage_seen
-    assert "".join(parts).strip()
     assert extension and extension["citations"], extension
     assert "13 months" in extension["rag"]["answer"]
+    # The stream is the answer: the deltas, joined, are the verified answer, markers included.
+    assert "".join(parts) == extension["rag"]["answer"]
+
+
+def test_a_stream_withdrawn_by_a_fallback_says_so_and_the_rest_is_the_answer(
+    start_server: Callable[..., LiveServer], deployment: Deployment
+) -> None:
+    """The first backend dies after its first sentence was shown; the next one starts over.
+    OpenAI's protocol cannot take text back: a chunk with the extension field ``rag.reset``
+    says the content so far is withdrawn, and the content after it is the answer."""
+    first = "Monthly snapshots are kept for 13 months [1]."
+    backend = ChatServer(reply=f"{first} Backups are retained for 35 days [1].")
+    # Nine words: the first sentence is released once "Backups" opens the second; then it dies.
+    backend.faults.append(Fault(drop_after_tokens=10))
+    try:
+        server = start_server(
+            generation={
+                "chain": ["openai", "extractive"],
+                "openai": {"base_url": backend.base_url},
+            }
+        )
+        client = openai.OpenAI(
+            base_url=server.url + "/v1", api_key=deployment.keys["default"], max_retries=0
+        )
+        stream = client.chat.completions.create(
+            model=deployment.settings.api.model_name,
+            messages=[{"role": "user", "content": QUESTION}],
+            stream=True,
+        )
+        shown: list[str] = []
+        before_reset: list[str] = []
+        resets: list[dict[str, Any]] = []
+        final: dict[str, Any] = {}
+        for chunk in stream:
+            rag = (chunk.model_extra or {}).get("rag") or {}
+            if rag.get("reset"):
+                resets.append(rag["reset"])
+                before_reset, shown = shown, []
+                continue
+            shown.append(chunk.choices[0].delta.content or "")
+            if chunk.choices[0].finish_reason:
+                final = rag
+    finally:
+        backend.close()
+    assert "".join(before_reset).startswith("Monthly snapshots are kept for 13 months")
+    assert [(r["failed"], r["next"]) for r in resets] == [("openai", "extractive")], resets
+    assert final["generator"] == "extractive" and final["degraded"] is True, final
+    assert "".join(shown) == final["answer"] and "13 months" in final["answer"]
 
 
 def test_unknown_model_and_bad_key_raise_the_clients_own_errors(

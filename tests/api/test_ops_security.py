@@ -177,3 +177,79 @@ def test_readiness_checks_are_cached_for_a_second(
     assert statuses == [200] * 20
     # At most one computation per second of requests (plus the one that started it).
     assert 1 <= len(calls) <= 2 + int(elapsed), (len(calls), elapsed)
+
+
+# -- DNS rebinding: the Host a request names; /metrics beyond loopback ---------------------------
+def _get(server: LiveServer, path: str, host: str, **headers: str) -> httpx.Response:
+    # httpx sends the Host given here as it is, the way a browser sends a rebound name.
+    return httpx.get(server.url + path, headers={"Host": host, **headers}, timeout=30)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/healthz", "/v1/documents", "/"])
+def test_a_request_naming_another_host_is_refused(deployment: Deployment, path: str) -> None:
+    """A DNS-rebinding page (attacker.example pointed at 127.0.0.1) makes the visitor's
+    browser send its requests here with the attacker's name as Host: refused everywhere."""
+    server = deployment.server
+    key = {"Authorization": f"Bearer {deployment.keys['default']}"}
+    for host in (
+        "attacker.example",
+        f"attacker.example:{server.port}",
+        "localhost.attacker.example",
+    ):
+        r = _get(server, path, host, **key)
+        assert r.status_code == 400, (host, r.status_code, r.text[:200])
+        assert r.json()["error"]["type"] == "invalid_host"
+        assert "api.allowed_hosts" in r.json()["error"]["message"]
+        assert "rag_" not in r.text
+    for host in (
+        f"127.0.0.1:{server.port}",
+        f"localhost:{server.port}",
+        "LocalHost",
+        f"[::1]:{server.port}",
+    ):
+        assert _get(server, path, host, **key).status_code == 200, host
+
+
+def test_metrics_refuse_a_rebound_name_and_allowed_hosts_add_names(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    server = start_server(api={"allowed_hosts": ["kb.example.com", "*.corp.example"]})
+    assert _get(server, "/metrics", "attacker.example").status_code == 400
+    assert _get(server, "/metrics", "kb.example.com.attacker.example").status_code == 400
+    for host in ("kb.example.com", f"kb.example.com:{server.port}", "eu.corp.example"):
+        r = _get(server, "/metrics", host)
+        assert r.status_code == 200 and "rag_" in r.text, host
+    assert _get(server, "/metrics", "corp.example").status_code == 400
+
+
+def test_metrics_need_a_key_on_a_server_listening_beyond_loopback(
+    deployment: Deployment,
+) -> None:
+    """Bound to 0.0.0.0 (the container's `rag serve --host 0.0.0.0`), /metrics is not left
+    open: without api.metrics_key it is closed and says how to open it."""
+    from api.app import create_app
+    from tests.api.conftest import settings_for
+
+    index = deployment.index
+    started: list[LiveServer] = []
+    try:
+        for metrics_key in (None, "scrape-secret-0123456789"):
+            settings = settings_for(index.data_dir, api={"metrics_key": metrics_key})
+            app = create_app(settings, index=index, keys=deployment.store, bind_host="0.0.0.0")
+            server = LiveServer(app).start()  # listens on 127.0.0.1: the app is told 0.0.0.0
+            started.append(server)
+            server.wait_ready()
+            r = httpx.get(server.url + "/metrics")
+            if metrics_key is None:
+                assert r.status_code == 403, r.text
+                assert "api.metrics_key" in r.json()["error"]["message"]
+            else:
+                assert r.status_code == 401, r.text
+                r = httpx.get(
+                    server.url + "/metrics", headers={"Authorization": f"Bearer {metrics_key}"}
+                )
+                assert r.status_code == 200 and "rag_" in r.text
+            assert httpx.get(server.url + "/healthz").status_code == 200
+    finally:
+        for s in started:
+            s.stop()

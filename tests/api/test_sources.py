@@ -37,7 +37,7 @@ def test_a_link_out_of_the_folder_is_served_by_no_route(tmp_path: Path, embedder
         assert report.failed == 1, "ingestion refuses the link"
         keys = KeyStore(index.data_dir)
         app = create_app(settings, index=index, keys=keys)
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:  # an allowed Host
             client.headers["Authorization"] = f"Bearer {keys.local_key(settings.tenant)}"
             ok = client.get("/v1/sources/real.md")
             assert ok.status_code == 200 and "VPN gateway" in ok.text

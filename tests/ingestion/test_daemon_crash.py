@@ -2,6 +2,9 @@
 the index must equal a clean ingest of the final folder (same chunk ids and payloads, no
 duplicates, no orphans). Both sides are read with ``rag export``.
 
+Where the large ingest's kill lands is chance; the orphan case needs it to land between a
+group's upsert and its manifest write, so a second test kills the daemon exactly there.
+
 This is also the suite's "changes made while the daemon was down are caught up on restart"
 case, and its SIGINT stop (SIGTERM is in test_daemon_events.py): each daemon start loads the
 model, so starts are shared between cases.
@@ -9,6 +12,7 @@ model, so starts are shared between cases.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -23,6 +27,7 @@ from rag.core.config import Settings
 from rag.indexing.embedding import Embedder
 from rag.indexing.index import Index
 from rag.indexing.ingest import Ingestor, walk_folder
+from tests.ingestion.conftest import START_TIMEOUT
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -203,3 +208,67 @@ def test_kill_9_mid_ingest_and_offline_changes_then_restart_equals_a_clean_inges
     # Only what was not recorded before the kill (less 3 deleted/renamed away), plus the 2
     # renamed, 1 added and 1 rewritten recorded file, was ingested again.
     assert status["daemon"]["files_ingested"] == FILES - n + 1
+
+
+# Imported by the daemon's interpreter at start (``sitecustomize`` on its PYTHONPATH): the
+# process SIGKILLs itself once the CRASH_AT_RECORD-th group of files is upserted and flushed
+# but not yet recorded in the manifest — the one moment a crash leaves chunks no record names.
+CRASH_HOOK = """
+import os, signal
+from rag.indexing.manifest import Manifest
+
+_put_many = Manifest.put_many
+_groups = [0]
+
+def put_many(self, records):
+    records = list(records)
+    if records and all(r.status == "ok" for r in records):
+        _groups[0] += 1
+        if _groups[0] == int(os.environ["CRASH_AT_RECORD"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return _put_many(self, records)
+
+Manifest.put_many = put_many
+"""
+
+
+def test_chunks_upserted_but_not_recorded_at_a_kill_9_are_removed_on_restart(
+    tmp_path: Path, start_daemon: Callable[..., Any], rag_cli: Any
+) -> None:
+    folder, data_dir, hook = tmp_path / "docs", tmp_path / "data", tmp_path / "hook"
+    write_corpus(folder, 6)
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    group = {"RAG_INGESTION__GROUP_CHUNKS": "2"}  # one-chunk files: two files a group
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    crashing = start_daemon(
+        folder,
+        data_dir,
+        env={**group, "CRASH_AT_RECORD": "2", "PYTHONPATH": path},
+        wait_ready=False,
+    )
+    assert crashing.proc is not None
+    assert crashing.proc.wait(START_TIMEOUT) == -signal.SIGKILL, crashing.log()
+
+    # The second group's chunks are in the store; the manifest names only the first group.
+    stored = {r["source"] for r in rag_cli.export(data_dir)}
+    recorded = recorded_sources(data_dir)
+    in_flight = sorted(stored - recorded)
+    assert len(recorded) == 2 and len(in_flight) == 2, (recorded, stored)
+
+    # While it is down: an in-flight file goes (its chunks are now orphans: no file, no
+    # record), the other is rewritten, and a recorded file goes too.
+    (folder / in_flight[0]).unlink()
+    (folder / in_flight[1]).write_text("Rewritten while the daemon was down: a kettle note.\n")
+    (folder / sorted(recorded)[0]).unlink()
+
+    daemon = start_daemon(folder, data_dir, env=group)  # returns after the start-up reconcile
+    rows = daemon.cli_export()
+    assert daemon.stop(signal.SIGINT) == 0, daemon.log()
+    files_now = set(walk_folder(folder))
+    assert in_flight[0] not in {r["source"] for r in rows}, "the orphan's chunks survived"
+    assert {r["source"] for r in rows} == files_now
+    assert len(rows) == len(files_now), "one chunk per file, no duplicates"
+    texts = {r["source"]: r["text"] for r in rows}
+    assert "Rewritten while the daemon was down" in texts[in_flight[1]]
+    assert recorded_sources(data_dir) == files_now

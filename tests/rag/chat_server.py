@@ -53,6 +53,7 @@ class ChatServer:
     # Called with each word's index before it is streamed (a test can hold generation there).
     before_token: Callable[[int], None] | None = None
     sent_tokens: int = 0  # words streamed so far, over all requests
+    hung_up: int = 0  # streams the client closed before their end (a write failed)
 
     def __post_init__(self) -> None:
         server = self
@@ -115,6 +116,20 @@ class ChatServer:
                         },
                     )
                     return
+                try:
+                    self._stream(body, fault, words, finish, prompt_tokens)
+                except (BrokenPipeError, ConnectionResetError):
+                    server.hung_up += 1  # the client closed the request: nobody reads on
+                    self.close_connection = True
+
+            def _stream(
+                self,
+                body: dict[str, Any],
+                fault: Fault,
+                words: list[str],
+                finish: str,
+                prompt_tokens: int,
+            ) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")

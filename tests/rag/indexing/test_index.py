@@ -17,13 +17,13 @@ from rag.indexing.reindex import reindex
 from rag.query.retrieve import Retriever
 
 
-def build_tiny_model(out: Path, hidden: int = 32) -> Path:
+def build_tiny_model(out: Path, hidden: int = 32, seed: int = 0) -> Path:
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer import modules as models
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     base = out / "hf"
     tok = BertTokenizerFast.from_pretrained(str(default_model_path()))
     tok.save_pretrained(str(base))
@@ -82,6 +82,42 @@ def test_opening_with_another_model_fails_naming_both(
         "all-MiniLM-L6-v2 (dimension 384" in msg and "dimension 32" in msg and "rag reindex" in msg
     )
     other.close()
+
+
+def test_the_lock_compares_the_model_not_only_its_dimension(tmp_path: Path, docs: Path) -> None:
+    """A model of the same dimension (384) is not the same model. Refused, naming what
+    differs: another model; the same name with other weights (a fine-tuned copy); the same
+    model normalised the other way."""
+    idx = Index(settings_for(tmp_path))
+    idx.open()
+    Ingestor(idx).sync_folder(docs)
+    idx.close()
+    built_with = Embedder(idx.settings.embedding).identity()
+    same_size = build_tiny_model(tmp_path / "other-384", hidden=384, seed=1)
+
+    def refused(settings: Settings) -> str:
+        other = Index(settings)
+        assert other.embedder.identity().dimension == built_with.dimension == 384
+        try:
+            with pytest.raises(EmbeddingMismatchError) as err:
+                other.open()
+        finally:
+            other.close()
+        msg = str(err.value)
+        assert built_with.describe() in msg and other.embedder.identity().describe() in msg
+        assert "rag reindex" in msg
+        return msg
+
+    assert "(differs in: model, fingerprint)" in refused(settings_for(tmp_path, same_size))
+    # The same name as the indexed model (the name is read from the model card's title).
+    (same_size / "README.md").write_text(f"# {built_with.model}\n\nFine-tuned.\n")
+    assert "(differs in: fingerprint)" in refused(settings_for(tmp_path, same_size))
+    unnormalised = settings_for(tmp_path, embedding={"normalize": False})
+    assert "(differs in: normalize)" in refused(unnormalised)
+    # Nothing was touched by the refusals: the index opens with its own model.
+    again = Index(settings_for(tmp_path))
+    assert again.open() == "kb_v1"
+    again.close()
 
 
 def test_reindex_with_new_model_swaps_alias_and_drops_old(

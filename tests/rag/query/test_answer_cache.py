@@ -21,6 +21,7 @@ from rag.indexing.ingest import Ingestor
 from rag.indexing.reindex import reindex
 from rag.query.answer_cache import CACHE_FILE, AnswerCache, compatible, normalise_question
 from rag.query.pipeline import QueryPipeline
+from tests.rag.chat_server import ChatServer, Fault
 from tests.rag.conftest import DOCS
 
 VACATION = "How many vacation days do new employees get?"
@@ -131,6 +132,65 @@ def test_editing_another_part_of_the_cited_file_invalidates_too(kb: Kb) -> None:
     assert not p.run(VACATION).cached
 
 
+HANDBOOK = (
+    "# Staff handbook\n\n"
+    "## Parental leave\n\n"
+    "Employees receive 16 weeks of paid parental leave, taken within the first year.\n\n"
+    + "".join(
+        f"## {topic}\n\n"
+        + " ".join(
+            f"The {topic.lower()} rule number {i} is written down in the {topic.lower()} "
+            f"binder kept by the office manager on floor {i}."
+            for i in range(1, 13)
+        )
+        + "\n\n"
+        for topic in ("Travel", "Equipment", "Parking")
+    )
+)
+LEAVE = "How many weeks of paid parental leave do employees receive?"
+
+
+def test_an_edit_to_an_uncited_part_of_a_cited_document_is_a_miss(kb: Kb) -> None:
+    """The cited chunk stays exactly as it was; another chunk of its document changes (the
+    new text may qualify the cited one): the entry must go. Only the document-level check
+    sees this: a one-chunk file would change the cited chunk itself."""
+    path = kb.folder / "handbook.md"
+    path.write_text(HANDBOOK, encoding="utf-8")
+    kb.sync()
+    store, collection = kb.index.store, kb.index.collection
+    assert collection is not None
+    doc_id = next(
+        p.payload["doc_id"]
+        for p in store.scroll(collection)
+        if p.payload["source"] == "handbook.md"
+    )
+    chunks_before = set(store.ids_where(collection, {"doc_id": doc_id}))
+    assert len(chunks_before) >= 3, "the handbook must span several chunks"
+    p = kb.pipeline()
+    first = p.run(LEAVE)
+    assert "16 weeks" in first.answer and [c.source for c in first.citations] == ["handbook.md"]
+    assert p.run(LEAVE).cached
+    path.write_text(
+        HANDBOOK.replace(
+            "on floor 12.", "on floor 12. Parental leave is cut to 4 weeks from next year."
+        ),
+        encoding="utf-8",
+    )
+    kb.sync()
+    chunks_after = set(store.ids_where(collection, {"doc_id": doc_id}))
+    # Chunk ids are document id + text hash: the cited chunk (the one quoted) kept its id.
+    quoted = {
+        p.id
+        for p in store.scroll(collection, filter={"doc_id": doc_id})
+        if first.citations[0].quote in p.payload["text"]
+    }
+    assert quoted and quoted <= chunks_before & chunks_after, "the cited chunk is unchanged"
+    assert chunks_after != chunks_before, "another chunk of the document changed"
+    again = p.run(LEAVE)
+    assert not again.cached, "a cited document was edited: its cached answer must not be served"
+    assert p.cache is not None and p.cache.invalidated == 1
+
+
 def test_deleting_the_cited_file_is_never_answered_from_the_cache(kb: Kb) -> None:
     p = kb.pipeline()
     assert "25 days" in p.run(VACATION).answer
@@ -233,6 +293,29 @@ def test_abstentions_are_not_cached(kb: Kb) -> None:
     assert p.run(question).abstained
     assert not p.run(question).cached
     assert p.cache is not None and len(p.cache) == 0
+
+
+def test_a_degraded_answer_is_never_cached(kb: Kb, chat_server: ChatServer) -> None:
+    """The first backend failed and the next one answered (``degraded``): kept, the failure
+    would be served as a clean answer until the document changes. Asked again, the backend
+    that is back answers; its answer is cached, and a hit is never degraded."""
+    chat_server.reply = "New employees receive 25 days of paid vacation per year [1]."
+    chat_server.faults.append(Fault(status=500))
+    p = kb.pipeline(
+        generation={
+            "chain": ["openai", "extractive"],
+            "openai": {"base_url": chat_server.base_url, "max_retries": 0},
+        }
+    )
+    first = p.run(VACATION)
+    assert first.degraded and first.generator == "extractive" and first.citations, first
+    assert "25 days" in first.answer and not first.abstained
+    second = p.run(VACATION)
+    assert not second.cached, "a degraded answer was served from the cache"
+    assert second.generator == "openai" and not second.degraded, second
+    third = p.run(VACATION)
+    assert third.cached and third.answer == second.answer and third.degraded is False
+    assert len(chat_server.requests) == 2, "the hit asked no backend"
 
 
 def test_the_cache_survives_a_restart_in_a_private_file(kb: Kb) -> None:

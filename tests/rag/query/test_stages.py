@@ -147,32 +147,47 @@ def test_a_tracer_added_from_outside_gets_one_span_per_stage(
     )
 
 
-REPLIES = [
-    # markers after the full stop, an invented passage number, an unsupported claim between
-    "The Eiffel Tower was built between 1887 and 1889. [1] It was painted by Leonardo [9]. "
-    "Backups run at 02:00 UTC [2].",
+QUESTION = "When was the Eiffel Tower built and when do backups run?"
+BUILT = "The Eiffel Tower was built between 1887 and 1889 [1]."
+# Each reply, and the answer verification makes of it when it streams to the end (None: the
+# reply is refused and the next backend, extractive, answers; nothing of the reply is shown).
+REPLIES = {
+    # markers after the full stop, an invented passage number ([9] dropped), a short
+    # unsupported claim between (kept: too few content words to need support)
+    "marks": (
+        "The Eiffel Tower was built between 1887 and 1889. [1] It was painted by Leonardo [9]. "
+        "Backups run at 02:00 UTC [2].",
+        f"{BUILT} It was painted by Leonardo. Backups run at 02:00 UTC [2].",
+    ),
     # an unsupported sentence first: held back until something supported follows
-    "Leonardo da Vinci designed it in 1503. The Eiffel Tower was built between 1887 and 1889 [1].",
-    # a repeat and a heading-only sentence, dropped
-    "Eiffel Tower. The Eiffel Tower was built between 1887 and 1889 [1]. "
-    "The Eiffel Tower was built between 1887 and 1889 [1].",
-    # nothing supported: the abstention, nothing else shown
-    "The tower was painted by Leonardo da Vinci [1].",
-    # no final full stop
-    "The Eiffel Tower was built between 1887 and 1889 [1]",
-]
+    "held": (
+        f"Leonardo da Vinci designed it in 1503. {BUILT}",
+        f"Leonardo da Vinci designed it in 1503. {BUILT}",
+    ),
+    # a heading-only sentence and a repeat, dropped
+    "repeat": (f"Eiffel Tower. {BUILT} {BUILT}", BUILT),
+    # nothing supported: refused, and nothing of it was shown
+    "unsupported": ("The tower was painted by Leonardo da Vinci [1].", None),
+    # no final full stop: the last sentence is released when the stream ends
+    "open": (BUILT.removesuffix("."), BUILT.removesuffix(".")),
+}
 
 
-@pytest.mark.parametrize("reply", REPLIES)
-@pytest.mark.parametrize("drop_after", [None, 5])
+@pytest.mark.parametrize("case", REPLIES)
+# None: streams to the end; 5: dies before a sentence is complete (nothing shown, no reset);
+# 12: dies once a first sentence was shown (a reset withdraws it).
+@pytest.mark.parametrize("drop_after", [None, 5, 12])
 def test_the_stream_concatenated_is_the_answer(
     kb: KnowledgeBase,
     kb_settings: Any,
     chat_server: ChatServer,
-    reply: str,
+    case: str,
     drop_after: int | None,
 ) -> None:
+    reply, verified = REPLIES[case]
+    words = len(reply.split())
     chat_server.reply = reply
+    dies = drop_after is not None and drop_after < words
     if drop_after is not None:
         chat_server.faults.append(Fault(drop_after_tokens=drop_after))
     settings = kb_settings(
@@ -182,23 +197,39 @@ def test_the_stream_concatenated_is_the_answer(
         }
     )
     pipeline = QueryPipeline(kb.index, settings)
-    events = list(
-        pipeline.stream(Query("When was the Eiffel Tower built and when do backups run?"))
-    )
+    extractive = QueryPipeline(kb.index, kb_settings(generation=EXTRACTIVE)).run(QUESTION).answer
+    events: list[StreamEvent] = []
+    first_shown_at: int | None = None  # words the backend had sent when text was first shown
+    for e in pipeline.stream(Query(QUESTION)):
+        if isinstance(e, TokenEvent) and first_shown_at is None:
+            first_shown_at = chat_server.sent_tokens
+        events.append(e)
     shown: list[str] = []
+    withdrawn: list[str] = []
     for e in events:
         if isinstance(e, ResetEvent):
-            shown.clear()
+            withdrawn, shown = withdrawn + shown, []
         elif isinstance(e, TokenEvent):
             shown.append(e.text)
     done = events[-1]
     assert isinstance(done, DoneEvent) and isinstance(events[-2], CitationsEvent)
-    assert "".join(shown) == done.answer.answer
-    if done.answer.abstained:
-        assert "".join(shown) == settings.generation.abstain_text
-    # Same answer without streaming.
-    chat_server.faults.clear()
-    if drop_after is None:
-        assert pipeline.run(
-            Query("When was the Eiffel Tower built and when do backups run?")
-        ).answer == (done.answer.answer)
+    answer = done.answer
+    assert "".join(shown) == answer.answer
+    # What the answer is, decided here and not read off the stream.
+    if dies or verified is None:
+        assert answer.generator == "extractive" and answer.answer == extractive
+        assert answer.degraded is dies
+    else:
+        assert answer.generator == "openai" and answer.answer == verified
+    # A reset comes exactly when text had been shown (a supported first sentence complete
+    # before the drop), and then what it withdrew was that sentence.
+    resets = [e for e in events if isinstance(e, ResetEvent)]
+    if case == "marks" and drop_after == 12:
+        assert len(resets) == 1 and withdrawn == [BUILT]
+    else:
+        assert resets == [] and withdrawn == []
+    # Nothing unsupported is shown before something supported: a refused reply never shows.
+    if verified is None:
+        assert not any("Leonardo" in e.text for e in events if isinstance(e, TokenEvent))
+    if case == "held" and not dies:
+        assert first_shown_at is not None and first_shown_at >= words - 1, first_shown_at

@@ -208,6 +208,43 @@ def test_an_error_quoting_a_question_is_logged_scrubbed(
     assert _leaks(logged) == [], logged
 
 
+REPO = Path(__file__).resolve().parents[4]
+PACKAGES = ("rag", "api", "app", "ingestion", "evals", "benchmarks")
+
+
+def project_loggers() -> set[str]:
+    """Every logger the project's code names, read from its source: ``getLogger("name")``
+    and ``getLogger(__name__)`` (the module's dotted name). Plus a module logger under each
+    package, for the loggers a new module will add."""
+    names = {f"{package}.new_module" for package in PACKAGES}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(
+                ".__init__"
+            )
+            for found in re.findall(r'getLogger\((__name__|"[^"]+")\)', path.read_text()):
+                name = module if found == "__name__" else found.strip('"')
+                if name.split(".")[0] in PACKAGES:  # not a library's logger being tuned
+                    names.add(name)
+    return names
+
+
+def test_every_logger_of_the_project_is_scrubbed(
+    tmp_path: Path, server: ChatServer, logs: io.StringIO, embedder: Embedder
+) -> None:
+    """Logs of the app, ingestion and evals, not only of the library and the API."""
+    loggers = project_loggers()
+    # The ones the code has today, as a floor: the scan itself must keep finding them.
+    assert {"api", "rag.daemon", "rag.evals", "evals.datasets", "rag.indexing.ingest"} <= loggers
+    Index(_settings(tmp_path, server), embedder=embedder)  # installs the log scrubbing
+    for name in sorted(loggers):
+        logging.getLogger(name).warning("[%s] asked by %s, card %s", name, ASKER_EMAIL, CARD)
+    logged = logs.getvalue()
+    for name in loggers:
+        assert f"[{name}] asked by <EMAIL_ADDRESS>" in logged, (name, logged[-2000:])
+    assert _leaks(logged) == [], [line for line in logged.splitlines() if _leaks(line)]
+
+
 def test_pii_disabled_sends_text_as_written(
     tmp_path: Path, embedder: Embedder, server: EchoingServer
 ) -> None:
