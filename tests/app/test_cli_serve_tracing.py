@@ -102,5 +102,7 @@ def test_serve_with_a_stalled_langfuse_answers_and_stops_in_time(
         output = log.read()
         log.close()
     assert code == 0, output[-3000:]
-    assert took <= GRACE_S + SHUTDOWN_S + EXIT_MARGIN_S < EXPORT_TIMEOUT_S, f"stopped in {took:.1f}s: {output[-2000:]}"
+    assert took <= GRACE_S + SHUTDOWN_S + EXIT_MARGIN_S < EXPORT_TIMEOUT_S, (
+        f"stopped in {took:.1f}s: {output[-2000:]}"
+    )
     assert "stopped cleanly" in output.splitlines()
