@@ -17,15 +17,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.core.budget import WorkBudget, check_budget, work_budget
 from rag.core.documents import Chunk, document_id
-from rag.core.errors import SourceError
+from rag.core.errors import SourceError, WorkBudgetExceeded
 from rag.core.paths import PathFilter, escape_reason
-from rag.guards.injection import chunk_fields, hidden_html_text
+from rag.guards.injection import chunk_fields, hidden_html_text, suspicious_hidden
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import (
     PARSERS,
@@ -41,6 +43,8 @@ from rag.indexing.transforms import apply_transforms
 from rag.store import StoredPoint
 
 if TYPE_CHECKING:
+    from rag.core.config import IngestionSettings
+    from rag.indexing.chunking import Chunker
     from rag.indexing.index import Index
 
 __all__ = [
@@ -48,7 +52,9 @@ __all__ = [
     "FolderScan",
     "Ingestor",
     "SyncReport",
+    "analyse_file",
     "depth_reason",
+    "file_budget",
     "is_ignored_name",
     "scan_folder",
     "tenant_of_source",
@@ -166,6 +172,66 @@ def walk_folder(
 ) -> list[str]:
     """The files of :func:`scan_folder` (folders it did not walk left out)."""
     return scan_folder(root, ignore_hidden, exclude, max_depth).files
+
+
+def file_budget(ingestion: IngestionSettings, size: int) -> AbstractContextManager[WorkBudget]:
+    """The work budget of one file of ``size`` bytes (``ingestion.parse_timeout_s`` plus
+    ``parse_seconds_per_mb`` per MB; ``max_unpacked_mb``): ``with file_budget(...):``."""
+    per_mb = ingestion.parse_seconds_per_mb
+    seconds = ingestion.parse_timeout_s + per_mb * size / 1e6
+    setting = "ingestion.parse_timeout_s" + (
+        f" + ingestion.parse_seconds_per_mb ({per_mb:g} s) per MB" if per_mb else ""
+    )
+    return work_budget(
+        seconds, setting, max_unpacked_bytes=int(ingestion.max_unpacked_mb * 1_000_000)
+    )
+
+
+def analyse_file(
+    data: bytes,
+    suffix: str,
+    name: str,
+    *,
+    source: str,
+    tenant: str,
+    doc_id: str,
+    chunker: Chunker,
+    transforms: Sequence[Any] = (),
+    before_scoring: Callable[[list[Chunk]], None] | None = None,
+) -> tuple[list[Chunk], dict[str, dict[str, Any]]]:
+    """What ingestion does with one file's bytes before embedding: parse, transform, chunk,
+    then score every chunk for prompt injection (``before_scoring``, e.g. PII detection, runs
+    on the chunks first). Returns the chunks and, per chunk id, the detector's payload fields.
+
+    Raises ``ParseError`` with the reason the file is failed: the parser's, "no text chunks",
+    an unexpected parser or transform error (logged), or ``WorkBudgetExceeded`` when the
+    current ``rag.core.budget.work_budget`` runs out. Errors of the scoring stage propagate."""
+    try:
+        parsed = parse_bytes(data, suffix, name)
+        check_budget()
+        parsed = apply_transforms(transforms, parsed, source)
+        check_budget()
+        chunks = chunker.run(parsed, source, tenant, doc_id)
+    except ParseError:
+        raise
+    except Exception as exc:  # a parser bug must not stop the sync
+        log.exception("unexpected error parsing %s", source)
+        raise ParseError(f"could not parse ({type(exc).__name__}: {exc})") from exc
+    if not chunks:
+        raise ParseError("no text chunks could be made from this file")
+    if before_scoring is not None:
+        before_scoring(chunks)
+    # Hidden HTML text that scores counts against the chunk holding it.
+    hidden = (
+        suspicious_hidden(hidden_html_text(data.decode("utf-8", "replace")))
+        if PARSERS.name_for(suffix) == "html"
+        else []
+    )
+    fields: dict[str, dict[str, Any]] = {}
+    for c in chunks:
+        check_budget()
+        fields[c.id] = chunk_fields(c.text, hidden)
+    return chunks, fields
 
 
 @dataclass
@@ -421,51 +487,40 @@ class Ingestor:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
         signature = content_signature(data, suffix)
-        if prior is not None and prior.signature == signature and not old_ids:
+        # A file failed for its time budget is recorded under the budget it had: the same
+        # budget does not retry it, a raised one does.
+        ingestion = self.settings.ingestion
+        over_budget = (
+            f"{signature}:budget{ingestion.parse_timeout_s:g}+{ingestion.parse_seconds_per_mb:g}"
+        )
+        if prior is not None and prior.signature in (signature, over_budget) and not old_ids:
             if prior.status == "ok":
                 report.unchanged += 1
             else:  # same bad content: still failed, not retried until it changes
                 report.failed += 1
                 report.failures.append({"path": source, "reason": prior.reason or ""})
             return None
+        # Parse, transform, chunk and score under one time budget (rag.core.budget): one
+        # file's worst case must not hold the queue, everyone's uploads behind it.
         try:
-            parsed = parse_bytes(data, suffix, path.name)
-            parsed = apply_transforms(self.index.transforms, parsed, source)
-            chunks = self.index.chunker.run(parsed, source, tenant, doc_id)
+            with file_budget(ingestion, len(data)):
+                chunks, fields = analyse_file(
+                    data,
+                    suffix,
+                    path.name,
+                    source=source,
+                    tenant=tenant,
+                    doc_id=doc_id,
+                    chunker=self.index.chunker,
+                    transforms=self.index.transforms,
+                    before_scoring=self._record_pii,
+                )
+        except WorkBudgetExceeded as exc:
+            self._record_failure(root, source, doc_id, over_budget, str(exc), prior, report)
+            return None
         except ParseError as exc:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
-        except Exception as exc:  # a parser bug must not stop the sync
-            log.exception("unexpected error parsing %s", source)
-            self._record_failure(
-                root,
-                source,
-                doc_id,
-                signature,
-                f"could not parse ({type(exc).__name__}: {exc})",
-                prior,
-                report,
-            )
-            return None
-        if not chunks:
-            self._record_failure(
-                root,
-                source,
-                doc_id,
-                signature,
-                "no text chunks could be made from this file",
-                prior,
-                report,
-            )
-            return None
-        self._record_pii(chunks)
-        # Every chunk scored for prompt injection (hidden HTML text counts against its chunk).
-        hidden = (
-            hidden_html_text(data.decode("utf-8", "replace"))
-            if PARSERS.name_for(suffix) == "html"
-            else []
-        )
-        fields = {c.id: chunk_fields(c.text, hidden) for c in chunks}
         return _Pending(source, signature, chunks, old_ids[0] if old_ids else None, fields)
 
     def _skip_folder(self, root: Path, folder: str, reason: str, report: SyncReport) -> None:
@@ -493,6 +548,7 @@ class Ingestor:
 
         detector = detector_for(self.index.settings.pii)
         for c in chunks:
+            check_budget()
             c.pii = chunk_pii(detector, c.text)
 
     def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:
