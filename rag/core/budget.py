@@ -29,7 +29,7 @@ from rag.core.errors import WorkBudgetExceeded
 __all__ = ["DEFAULT_UNPACKED_BYTES", "WorkBudget", "check_budget", "unpack_limit", "work_budget"]
 
 # What a compressed format may unpack to when no budget says (ingestion.max_unpacked_mb's default).
-DEFAULT_UNPACKED_BYTES = 100_000_000
+DEFAULT_UNPACKED_BYTES = 50_000_000
 
 
 @dataclass

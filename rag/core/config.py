@@ -119,7 +119,7 @@ class IngestionSettings(_Section):
     parse_timeout_s: float = Field(default=60.0, gt=0)
     parse_seconds_per_mb: float = Field(default=10.0, ge=0)
     # What a zip-based file (.docx) may unpack to, all its members together (zip bombs).
-    max_unpacked_mb: float = Field(default=100.0, gt=0)
+    max_unpacked_mb: float = Field(default=50.0, gt=0)
 
     @field_validator("extensions")
     @classmethod

@@ -216,7 +216,7 @@ def analyse_file(
         raise
     except Exception as exc:  # a parser bug must not stop the sync
         log.exception("unexpected error parsing %s", source)
-        raise ParseError(f"could not parse ({type(exc).__name__}: {exc})") from exc
+        raise ParseError(f"could not parse ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if not chunks:
         raise ParseError("no text chunks could be made from this file")
     if before_scoring is not None:
