@@ -98,7 +98,25 @@ class Chunker:
         return out
 
     def _split(self, text: str, begin: int, end: int) -> list[tuple[int, str]]:
-        """The splitter's chunks of ``text[begin:end]``, located in ``text``."""
+        """The splitter's chunks of ``text[begin:end]``, located in ``text``; a long stretch
+        goes to the splitter a segment at a time, cut at a paragraph (else line, else word)
+        break: its sentence tokenizer runs over what it is given at once, and gives up
+        (nltk's 5 s regex limit) on a section of megabytes."""
+        out: list[tuple[int, str]] = []
+        while end - begin > _SEGMENT:
+            cut = -1
+            for sep in ("\n\n", "\n", " "):
+                cut = text.rfind(sep, begin + _SEGMENT // 2, begin + _SEGMENT)
+                if cut >= 0:
+                    cut += len(sep)
+                    break
+            cut = cut if cut > begin else begin + _SEGMENT
+            out.extend(self._split_segment(text, begin, cut))
+            begin = cut
+        out.extend(self._split_segment(text, begin, end))
+        return out
+
+    def _split_segment(self, text: str, begin: int, end: int) -> list[tuple[int, str]]:
         segment = text[begin:end]
         out: list[tuple[int, str]] = []
         if not segment.strip():
@@ -131,6 +149,8 @@ class Chunker:
         return out
 
 
+# The most text handed to the splitter at once (characters).
+_SEGMENT = 65_536
 # A run of this many characters without whitespace may hold more tokens than a chunk.
 _LONG_RUN = re.compile(r"\S{256,}")
 
