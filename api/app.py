@@ -112,6 +112,7 @@ def create_app(
             max_files=api.quota.max_files,
             max_bytes=api.quota.max_bytes,
             exclude=settings.ingestion.path_filter(),
+            max_depth=settings.ingestion.max_depth,
         ),
         daemon=daemon,
         count_tokens=_token_counter(index),

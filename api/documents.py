@@ -39,11 +39,12 @@ from rag.indexing.parsing import ingested_suffixes
 if TYPE_CHECKING:
     from rag.indexing.index import Index
 
-__all__ = ["NAME_MAX", "DocumentView", "Documents", "UploadTarget"]
+__all__ = ["NAME_MAX", "PATH_MAX_CHARS", "DocumentView", "Documents", "UploadTarget"]
 
 log = logging.getLogger("api")
 
 NAME_MAX = 255  # bytes per file or folder name (Linux, macOS, Windows alike)
+PATH_MAX_CHARS = 1024  # characters in an upload's path (the `path` field or the file name)
 
 _SAFE_PART = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
 
@@ -75,8 +76,11 @@ class Documents:
         max_files: int | None = None,
         max_bytes: int | None = None,
         exclude: PathFilter | None = None,
+        max_depth: int = 32,
     ):
         self.index = index
+        # ingestion.max_depth: folders in an upload's path, below the tenant's own folder.
+        self.max_depth = max_depth
         self.exclude = exclude or PathFilter()
         self.root = index.data_dir / TENANTS_DIR
         self.root.mkdir(parents=True, exist_ok=True)
@@ -149,7 +153,7 @@ class Documents:
         # Files in the tenant's folder the daemon has not recorded yet.
         folder = self.root / tenant
         if folder.is_dir():
-            for rel in walk_folder(folder, self.ignore_hidden):
+            for rel in walk_folder(folder, self.ignore_hidden, max_depth=self.max_depth):
                 source = f"{tenant}/{rel}"
                 if source not in out and not self.exclude.excludes(source):
                     out[source] = DocumentView(source, "pending", 0, None, "upload")
@@ -234,6 +238,33 @@ class Documents:
             )
         return "/".join(parts)
 
+    def upload_path(self, raw: str, field: str = "path") -> str:
+        """The relative path an upload named ``raw`` is stored under, or 422 naming the limit
+        it breaks. The one check of an upload's name, whichever names it: the ``path`` field,
+        or the multipart file name when there is none (``field`` says which, for the message).
+
+        Limits: at most ``PATH_MAX_CHARS`` characters; names of at most ``NAME_MAX`` bytes
+        each (UTF-8); at most ``ingestion.max_depth`` folders (a deeper tree would be skipped
+        by ingestion: refused here, where the uploader learns it); and ``safe_relative``'s."""
+        if len(raw) > PATH_MAX_CHARS:
+            raise ApiError(
+                422,
+                "invalid_path",
+                f"the {field} is {len(raw)} characters long; upload paths are limited to "
+                f"{PATH_MAX_CHARS} characters",
+            )
+        rel = self.safe_relative(raw)
+        self._check_name_bytes(rel)
+        folders = rel.count("/")
+        if folders > self.max_depth:
+            raise ApiError(
+                422,
+                "invalid_path",
+                f"the {field} nests {folders} folders; uploads may nest at most "
+                f"{self.max_depth} (ingestion.max_depth): use a flatter path",
+            )
+        return rel
+
     @staticmethod
     def _check_name_bytes(rel: str) -> None:
         """422 for a name the file system cannot hold: 255 bytes each, counted in UTF-8."""
@@ -253,9 +284,10 @@ class Documents:
         registered while the service runs is accepted without a restart."""
         return ingested_suffixes(self.configured_extensions)
 
-    def upload_target(self, tenant: str, raw_path: str) -> UploadTarget:
-        rel = self.safe_relative(raw_path)
-        self._check_name_bytes(rel)
+    def upload_target(self, tenant: str, raw_path: str, field: str = "path") -> UploadTarget:
+        """Where an upload named ``raw_path`` goes (``field``: what named it, ``path`` or the
+        file name), after every check of its name (``upload_path``), type and exclusion."""
+        rel = self.upload_path(raw_path, field)
         suffix = PurePosixPath(rel).suffix.lower()
         extensions = self.extensions
         if suffix not in extensions:
@@ -293,7 +325,7 @@ class Documents:
         folder = self.root / tenant
         files = size = 0
         if folder.is_dir():
-            for rel in walk_folder(folder, self.ignore_hidden):
+            for rel in walk_folder(folder, self.ignore_hidden, max_depth=self.max_depth):
                 try:
                     size += (folder / rel).lstat().st_size
                 except OSError:  # gone meanwhile
@@ -395,14 +427,29 @@ class Documents:
             raise self.not_found(source)
         path = self.root / self.safe_relative(source)
         self.storage.require_manifest()
-        try:
-            path.unlink()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise self.not_found(source) from None
-        except OSError as exc:
-            if exc.errno == errno.ENAMETOOLONG:  # no file can have that name
+        # Under the tenant's write lock: an upload into a folder removed here as empty would
+        # find its folder gone between making it and writing into it.
+        with self._tenant_lock(tenant):
+            try:
+                path.unlink()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise self.not_found(source) from None
-            log.warning("delete of %s failed: %s", source, exc)
-            raise storage_error(exc, source) from None
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:  # no file can have that name
+                    raise self.not_found(source) from None
+                log.warning("delete of %s failed: %s", source, exc)
+                raise storage_error(exc, source) from None
+            self._remove_empty_folders(path.parent, self.root / tenant)
         with self._lock:
             self._pending.pop(source, None)
+
+    @staticmethod
+    def _remove_empty_folders(folder: Path, stop: Path) -> None:
+        """The folders a deleted upload leaves empty go too, up to (not including) ``stop``,
+        the tenant's folder: an upload's folders are no one's once its files are gone."""
+        while folder != stop and folder.is_relative_to(stop):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another document, a hidden temp file), or gone
+                return
+            folder = folder.parent

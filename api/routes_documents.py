@@ -15,6 +15,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import FileResponse
 
 from api.deps import Caller, State
+from api.documents import PATH_MAX_CHARS
 from api.errors import error_responses
 from api.limits import too_large
 from api.models import DeleteResult, DocumentInfo, DocumentList, UploadResult
@@ -63,16 +64,22 @@ async def upload_document(
     path: Annotated[
         str | None,
         Form(
-            max_length=1024,
+            # Checked by Documents.upload_path, as the file name is when `path` is left out.
+            json_schema_extra={"maxLength": PATH_MAX_CHARS},
             description="Where in your folder, e.g. `policies/leave.md` (default: the file name)",
         ),
     ] = None,
 ) -> Any:
     """Upload (or replace) a document; the daemon ingests it within a second or so (status `pending` until then).
 
+    422 `invalid_path` for a path (or, without one, a file name) over 1024 characters, a name
+    over 255 bytes, or more folders than `ingestion.max_depth`;
     409/413 `quota_exceeded` past the tenant's quota (`api.quota.max_files`, `api.quota.max_bytes`);
     503 `storage_unavailable` when the tenant folder or the manifest cannot be written."""
-    target = state.documents.upload_target(caller.tenant, path or file.filename or "")
+    if path:
+        target = state.documents.upload_target(caller.tenant, path)
+    else:
+        target = state.documents.upload_target(caller.tenant, file.filename or "", "file name")
     limit = int(
         (state.settings.api.max_upload_mb or state.settings.ingestion.max_file_mb) * 1_000_000
     )

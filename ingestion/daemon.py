@@ -5,6 +5,9 @@
   temp-file-and-rename saves) mark paths dirty; a path is synced once it has been quiet for
   ``debounce_seconds`` (a burst of writes → one ingest of the settled file).
 - A watcher error, a dead observer thread, or a failed targeted sync → full reconcile.
+- A watcher that cannot start (inotify's own walk failing on a pathological tree, no inotify
+  watches left) never stops the daemon: it logs why and falls back to a full reconcile every
+  ``POLL_SECONDS``, trying the watcher again every ``WATCHER_RETRY_SECONDS``.
 - A sync that fails is remembered until a sync of that folder succeeds: ``stats()["sync_error"]``
   names it, so ``/readyz`` answers 503 instead of staying ready while nothing is ingested.
 - SIGINT/SIGTERM: stop taking events, finish the sync in flight, close the store cleanly.
@@ -83,6 +86,10 @@ class _OverflowDetector(logging.Handler):
 
 
 class WatchDaemon:
+    # Without a working file watcher: a full reconcile this often, and a new try this often.
+    POLL_SECONDS = 5.0
+    WATCHER_RETRY_SECONDS = 120.0
+
     def __init__(
         self,
         index: Any,
@@ -106,6 +113,9 @@ class WatchDaemon:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._observer: Any = None
+        # Why the file watcher is not running (None while it is), and when to try it again.
+        self.watcher_error: str | None = None
+        self._watcher_retry_at = 0.0
         self._overflow_detector: _OverflowDetector | None = None
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
@@ -149,6 +159,8 @@ class WatchDaemon:
             "files_deleted": self.files_deleted,
             "chunks_embedded": self.chunks_embedded,
             "sync_error": self.sync_error,
+            # Not an error for readiness: changes are still picked up, by polling.
+            "watcher": "ok" if self.watcher_error is None else f"polling: {self.watcher_error}",
         }
 
     @property
@@ -203,6 +215,36 @@ class WatchDaemon:
             self._overflow_detector = _OverflowDetector(self)
             logging.getLogger("watchdog").addHandler(self._overflow_detector)
 
+    def _try_start_observer(self) -> bool:
+        """Start the file watcher; on failure log why once, stop what started, and poll."""
+        try:
+            self._start_observer()
+        except Exception as exc:  # noqa: BLE001 - any watcher failure: poll instead
+            self._stop_observer()
+            reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if self.watcher_error != reason:
+                # No traceback: a RecursionError's is a thousand frames of watchdog's walk.
+                log.error(
+                    "file watcher could not start (%s); reconciling every %.0f s instead, "
+                    "retrying the watcher every %.0f s",
+                    reason,
+                    self.POLL_SECONDS,
+                    self.WATCHER_RETRY_SECONDS,
+                )
+            self.watcher_error = reason
+            self._watcher_retry_at = time.monotonic() + self.WATCHER_RETRY_SECONDS
+            return False
+        if self.watcher_error is not None:
+            log.info("file watcher running again")
+        self.watcher_error = None
+        return True
+
+    def _watcher_alive(self) -> bool:
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        return all(emitter.is_alive() for emitter in list(getattr(observer, "emitters", ())))
+
     def _stop_observer(self) -> None:
         if self._observer is not None:
             try:
@@ -219,7 +261,7 @@ class WatchDaemon:
     def _run(self) -> None:
         ingestor = Ingestor(self.index)
         # Watch first, then reconcile: nothing that changes during the initial sync is lost.
-        self._start_observer()
+        self._try_start_observer()
         self._reconcile(ingestor, "start")
         self.ready.set()
         last_reconcile = time.monotonic()
@@ -229,15 +271,21 @@ class WatchDaemon:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            if self._observer is not None and not self._observer.is_alive():
+            if self.watcher_error is None and not self._watcher_alive():
                 log.warning("file watcher stopped unexpectedly; restarting and reconciling")
                 self._stop_observer()
-                self._start_observer()
+                self._try_start_observer()
                 self._reconcile_reason = "watcher restarted"
-            if (
-                self._reconcile_reason
-                or time.monotonic() - last_reconcile > self.reconcile_interval
+            elif (
+                self.watcher_error is not None
+                and time.monotonic() >= self._watcher_retry_at
+                and self._try_start_observer()
             ):
+                self._reconcile_reason = "watcher started again"
+            interval = self.reconcile_interval
+            if self.watcher_error is not None:
+                interval = min(interval, self.POLL_SECONDS)
+            if self._reconcile_reason or time.monotonic() - last_reconcile > interval:
                 reason = self._reconcile_reason or "periodic"
                 self._reconcile_reason = None
                 with self._dirty_lock:
@@ -275,7 +323,12 @@ class WatchDaemon:
             try:
                 report = ingestor.sync_folder(root)
             except Exception as exc:
-                log.exception("reconcile of %s failed; will retry", root)
+                # A RecursionError's traceback is a thousand frames: its message says enough.
+                log.error(
+                    "reconcile of %s failed; will retry",
+                    root,
+                    exc_info=None if isinstance(exc, RecursionError) else exc,
+                )
                 self._failed(root, exc)
                 self._reconcile_reason = "retry after failure"
                 time.sleep(1.0)

@@ -110,6 +110,16 @@ class IngestionSettings(_Section):
     # .gitignore-style patterns relative to each watched folder (rag/core/paths.py): files they
     # match are not documents, and ones already indexed are removed on the next sync.
     exclude: list[str] = Field(default_factory=list)
+    # Folders nested deeper than this below a watched folder (or a tenant's own folder) are
+    # not walked: each shows as skipped with the reason, and deeper uploads are refused (422).
+    max_depth: int = Field(default=32, ge=1, le=256)
+    # Parsing, chunking and scoring one file (PII and injection) stop past parse_timeout_s
+    # plus parse_seconds_per_mb for each MB of it: the file is failed with the reason, and
+    # not retried until it changes or a limit is raised.
+    parse_timeout_s: float = Field(default=60.0, gt=0)
+    parse_seconds_per_mb: float = Field(default=10.0, ge=0)
+    # What a zip-based file (.docx) may unpack to, all its members together (zip bombs).
+    max_unpacked_mb: float = Field(default=50.0, gt=0)
 
     @field_validator("extensions")
     @classmethod

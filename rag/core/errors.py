@@ -10,6 +10,7 @@ match::
     │   ├── PromptError         unknown or broken prompt                    ValueError
     │   └── QuestionError       an empty, invisible or over-long question   ValueError
     ├── ParseError              a file that cannot be ingested (the reason shown in `rag status`)
+    │   └── WorkBudgetExceeded  parsing and scoring it took longer than ingestion.parse_timeout_s
     ├── SourceError             a folder to ingest that is not one                 NotADirectoryError
     ├── EmbeddingError          the embedding model is missing or cannot run       RuntimeError
     ├── TokenizerError          a tokenizer.json that is not there                 FileNotFoundError
@@ -52,6 +53,7 @@ __all__ = [
     "TokenizerError",
     "TracingError",
     "VerificationError",
+    "WorkBudgetExceeded",
 ]
 
 
@@ -81,6 +83,12 @@ class QuestionError(QueryError):
 
 class ParseError(RagError):
     """A file that cannot be ingested; ``str(err)`` is the reason shown in ``rag status``."""
+
+
+class WorkBudgetExceeded(ParseError):
+    """One file's parsing, chunking and scoring ran past its time budget
+    (``ingestion.parse_timeout_s``, :mod:`rag.core.budget`): the file is failed, not retried
+    until it changes or the limit is raised."""
 
 
 class StoreError(RagError, RuntimeError):

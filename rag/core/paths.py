@@ -105,6 +105,18 @@ class PathFilter:
                 return True
         return False
 
+    def excludes_folder(self, rel: str) -> bool:
+        """True when everything in the folder ``rel`` is excluded (it or a parent matches a
+        pattern that matches folders): a walk need not enter it."""
+        if not self.patterns:
+            return False
+        parts = rel.strip("/").split("/")
+        return any(
+            p.match("/".join(parts[:depth]))
+            for depth in range(1, len(parts) + 1)
+            for p in self._dir
+        )
+
     def keep(self, rels: Sequence[str]) -> list[str]:
         return [r for r in rels if not self.excludes(r)]
 

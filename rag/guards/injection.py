@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag.contracts import QuestionCheck
+from rag.core.budget import check_budget
+from rag.core.markup import safe_html
 from rag.store import VectorStore
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ __all__ = [
     "hit_detection",
     "output_check",
     "scan_question",
+    "suspicious_hidden",
 ]
 
 # Bump when the detector's verdicts change: chunks scored by another version are rescored at
@@ -64,7 +67,23 @@ _FLAGS = re.IGNORECASE | re.MULTILINE
 # Invisible characters: zero-width, joiners, bidi controls, BOM, soft hyphen, word joiner.
 _ZERO_WIDTH = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _TAGS = re.compile("[\U000e0000-\U000e007f]")  # "ASCII smuggling": invisible copies of ASCII
-_HTML_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+
+
+def _html_comments(text: str) -> list[str]:
+    """The bodies of ``<!-- ... -->`` comments, in order. A scan from each opening to its
+    close, each starting where the last ended: linear (the regex ``<!--(.*?)-->`` rescanned
+    to the end of the text from every unclosed ``<!--``)."""
+    out: list[str] = []
+    pos = 0
+    while (start := text.find("<!--", pos)) >= 0:
+        end = text.find("-->", start + 4)
+        if end < 0:
+            break  # no opening after this one can close either
+        out.append(text[start + 4 : end])
+        pos = end + 3
+    return out
+
+
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
 
 _AI = r"(?:ai|a\.i\.|assistant|chat ?bot|chatgpt|gpt|llm|language model|model|bot|copilot|agent)"
@@ -74,7 +93,9 @@ _SECRET = (
     r"credit card(?: number)?|card number|cvv|social security number|ssn|bank details|"
     r"one-time code|2fa code|mfa code|recovery codes?|seed phrase)"
 )
-_DEST = r"(?:[\w.+-]+@[\w-]+\.[\w.-]+|https?://\S+|www\.\S+)"
+# An address starts where a run of address characters starts: tried at every character of a
+# long run, "[\w.+-]+@" scanned the rest of the run each time (quadratic).
+_DEST = r"(?:(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+|https?://\S+|www\.\S+)"
 _NEG = r"(?:never|not|n't|no one|nobody|don't|do not)"
 
 # (reason, weight, pattern). Weight 1.0 or more flags on its own.
@@ -172,8 +193,10 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         1.0,
         re.compile(
             r"\b(?:e-?mail|send|forward|mail|text|message|dm|post|paste|submit|share|reveal|"
-            r"disclose|give|provide|upload|reply with|include)\b[^.\n]{0,40}?\b" + _SECRET + r"\b"
-            r"[^.\n]{0,60}?(?:\bto\b|\bat\b|\bvia\b|:)\s*[^.\n]{0,30}?" + _DEST,
+            r"disclose|give|provide|upload|reply with|include)\b(?>[^.\n]{0,40}?\b"
+            + _SECRET
+            + r"\b)"
+            r"(?>[^.\n]{0,60}?(?:\bto\b|\bat\b|\bvia\b|:))\s*[^.\n]{0,30}?" + _DEST,
             _FLAGS,
         ),
     ),
@@ -181,9 +204,15 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "asks to verify an account through a link",
         1.0,
         re.compile(
-            r"\b(?:click|visit|go to|open|log ?in (?:at|to)|sign ?in (?:at|to))\b[^.\n]{0,60}?"
-            r"(?:https?://|www\.)\S+[^.\n]{0,60}?\b(?:verify|confirm|validate|unlock|reactivate|"
-            r"claim|restore access|avoid (?:suspension|deactivation|losing))\b"
+            # Linear: one link per click word (the first, atomic), read at most 512 characters
+            # far without backtracking; the keyword inside it (first branch) or after it.
+            # Backtracking through every link start and link character, trying the 60-character
+            # gap at each, made a 2 kB run of "click:http://" take 10 s.
+            r"\b(?:click|visit|go to|open|log ?in (?:at|to)|sign ?in (?:at|to))\b"
+            r"(?>[^.\n]{0,60}?(?:https?://|www\.))"
+            r"(?:\S{0,256}?\b(?:verify|confirm|validate|unlock|reactivate|claim)\b"
+            r"|\S{1,512}+[^.\n]{0,60}?\b(?:verify|confirm|validate|unlock|reactivate|"
+            r"claim|restore access|avoid (?:suspension|deactivation|losing))\b)"
             r"|\b(?:verify|confirm|validate|unlock|reactivate|claim)\b[^.\n]{0,40}?\b(?:account|"
             r"identity|prize|reward|refund)\b[^.\n]{0,40}?(?:https?://|www\.)\S+",
             _FLAGS,
@@ -193,8 +222,10 @@ _DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "asks for a payment",
         1.0,
         re.compile(
-            r"\b(?:pay|wire|transfer|send)\b[^.\n]{0,30}?(?:\$|€|£|\b(?:usd|eur|btc|bitcoin|"
-            r"ethereum|crypto|gift cards?)\b)[^.\n]{0,60}?(?:\bto\b|\bat\b|:)\s*[^.\n]{0,30}?"
+            # Each step takes the first currency, then the first "to"/"at"/":" (atomic): the
+            # nested gaps tried every combination (30 x 60 x 30 per "pay").
+            r"\b(?:pay|wire|transfer|send)\b(?>[^.\n]{0,30}?(?:\$|€|£|\b(?:usd|eur|btc|bitcoin|"
+            r"ethereum|crypto|gift cards?)\b))(?>[^.\n]{0,60}?(?:\bto\b|\bat\b|:))\s*[^.\n]{0,30}?"
             r"(?:" + _DEST + r"|\b(?:wallet|account)\b)",
             _FLAGS,
         ),
@@ -289,7 +320,24 @@ _HIDDEN_STYLE = re.compile(
 )
 
 
-_HIDDEN_ATTR = re.compile(r"<[a-z][^>]*\shidden(?:\s|=|>|/)", re.IGNORECASE)
+# Tokens of the check for a ``hidden`` attribute: a tag opening, a tag end, the attribute.
+_HIDDEN_ATTR_TOKENS = re.compile(r"<[a-z]|>|\shidden[\s=>/]", re.IGNORECASE)
+
+
+def _has_hidden_attribute(html: str) -> bool:
+    """Some tag has a ``hidden`` attribute: what ``<[a-z][^>]*\\shidden[\\s=>/]`` finds,
+    in one pass (that regex rescanned to the next ``>`` from every ``<a``: quadratic on a
+    page of unterminated tags)."""
+    in_tag = False
+    for m in _HIDDEN_ATTR_TOKENS.finditer(html):
+        token = m.group()
+        if token == ">":
+            in_tag = False
+        elif token[0] == "<":
+            in_tag = True
+        elif in_tag:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -318,9 +366,22 @@ def _visible(text: str) -> tuple[str, list[str]]:
     return unicodedata.normalize("NFKC", text), reasons
 
 
-def _decoded_payloads(text: str) -> Iterator[str]:
+# Base64 decoded per scored text, all blobs together: a chunk holds a few short ones; what a
+# huge blob hides past this is not decoded (the blob itself is scored as text).
+_MAX_PAYLOAD_CHARS = 65_536
+# A payload is scored, and a payload inside it, but no deeper.
+_MAX_PAYLOAD_DEPTH = 2
+
+
+def _decoded_payloads(text: str, limit: int = _MAX_PAYLOAD_CHARS) -> Iterator[str]:
+    """Base64 blobs of ``text`` that decode to text, at most ``limit`` characters of them."""
+    left = limit
     for m in _BASE64.finditer(text):
-        blob = m.group(0)
+        blob = m.group(0)[: max(left, 0) // 4 * 4]
+        if len(blob) < 24:
+            break
+        left -= len(blob)
+        check_budget()
         try:
             raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
             decoded = raw.decode("utf-8")
@@ -402,6 +463,26 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Rules run over windows of the text (overlapping, cut at a line or word break): a rule's
+# worst case is then paid per window, so scoring stays linear in the text however long.
+_WINDOW = 4096
+_OVERLAP = 512
+
+
+def _windows(text: str) -> Iterator[tuple[int, int]]:
+    n = len(text)
+    start = 0
+    while True:
+        end = min(n, start + _WINDOW)
+        if end < n:  # cut at a break, so no word ends at the cut that goes on after it
+            cut = max(text.rfind("\n", end - _OVERLAP, end), text.rfind(" ", end - _OVERLAP, end))
+            end = cut + 1 if cut > start + _OVERLAP else end
+        yield start, end
+        if end >= n:
+            return
+        start = max(end - _OVERLAP, start + 1)
+
+
 def _rule_hits(text: str, rules: Sequence[tuple[str, float, re.Pattern[str]]]) -> dict[str, float]:
     found: dict[str, float] = {}
     low = text.lower()
@@ -409,13 +490,22 @@ def _rule_hits(text: str, rules: Sequence[tuple[str, float, re.Pattern[str]]]) -
         triggers = _TRIGGERS.get(reason)
         if triggers is not None and not any(t in low for t in triggers):
             continue
-        for m in pattern.finditer(text):
-            before = text[max(0, m.start() - 30) : m.start()]
-            if (_NEGATED.search(before) and weight < 1.0) or _negated_secret(before, m.group(0)):
-                continue
-            found[reason] = max(found.get(reason, 0.0), weight)
-            break
+        for start, end in _windows(text):
+            check_budget()
+            if _first_hit(text, pattern, weight, start, end):
+                found[reason] = max(found.get(reason, 0.0), weight)
+                break
     return found
+
+
+def _first_hit(text: str, pattern: re.Pattern[str], weight: float, start: int, end: int) -> bool:
+    """``pattern`` matches in ``text[start:end]`` other than in negated advice."""
+    for m in pattern.finditer(text, start, end):
+        before = text[max(0, m.start() - 30) : m.start()]
+        if (_NEGATED.search(before) and weight < 1.0) or _negated_secret(before, m.group(0)):
+            continue
+        return True
+    return False
 
 
 def _negated_secret(before: str, matched: str) -> bool:
@@ -427,48 +517,95 @@ def detect(text: str, *, question: bool = False, hidden: Sequence[str] = ()) -> 
     """Score ``text``: instruction-like content aimed at a model or a reader. ``hidden`` are
     texts the parser dropped or a browser would not show (HTML comments, ``display:none``)
     that belong to it. ``question``: the text is a user's question (a passages block counts)."""
+    return _detect(text, question, hidden, 0)
+
+
+def _detect(text: str, question: bool, hidden: Sequence[str], depth: int) -> Detection:
     visible, reasons = _visible(text)
     hits = _rule_hits(visible, _DOC_RULES)
     if question:
         hits.update(_rule_hits(visible, _QUESTION_ONLY_RULES))
     score = sum(hits.values())
-    out = list(hits)
-    for payload in _decoded_payloads(visible):
-        inner = detect(payload)
-        score += 0.5 + inner.score
-        out.append("encoded payload (base64 text)")
-        out.extend(r for r in inner.reasons if r not in out)
-    comments = [c for c in _HTML_COMMENT.findall(visible) if len(c.split()) >= 3]
+    out = dict.fromkeys(hits)  # reasons in order, each once
+    if depth < _MAX_PAYLOAD_DEPTH:
+        for payload in _decoded_payloads(visible):
+            inner = _detect(payload, False, (), depth + 1)
+            score += 0.5 + inner.score
+            out["encoded payload (base64 text)"] = None
+            out.update(dict.fromkeys(inner.reasons))
+    comments = {c: None for c in _html_comments(visible) if len(c.split()) >= 3}
     for segment in [*comments, *hidden]:
-        inner = detect(segment)
+        check_budget()
+        inner = _detect(segment, False, (), depth + 1)
         label = "hidden text (HTML comment)" if segment in comments else "hidden text (HTML)"
         if inner.score > 0:
             score += 0.5 + inner.score
-            out.append(label)
-            out.extend(r for r in inner.reasons if r not in out)
+            out[label] = None
+            out.update(dict.fromkeys(inner.reasons))
     if reasons:
         # Invisible characters alone are odd but not an instruction; with one they are an attack.
         score += 0.5 * len(reasons) if score > 0 else 0.3 * len(reasons)
-        out = reasons + out
-    return Detection(round(score, 3), list(dict.fromkeys(out)))
+        out = {**dict.fromkeys(reasons), **out}
+    return Detection(round(score, 3), list(out))
+
+
+# Hidden elements inside hidden elements each collect their text up to this nesting (deeper
+# ones are part of their ancestors' text): bounds the work to this many times the page.
+_MAX_HIDDEN_NESTING = 8
 
 
 def hidden_html_text(html: str) -> list[str]:
     """Text an HTML page holds but a browser does not show: comments, and elements hidden by
     ``display:none``, ``visibility:hidden``, zero size or opacity, white text, off-screen
-    placement, or the ``hidden`` attribute."""
-    out = [t for c in _HTML_COMMENT.findall(html) if (t := " ".join(c.split()))]
-    if not (_HIDDEN_STYLE.search(html) or _HIDDEN_ATTR.search(html)):
+    placement, or the ``hidden`` attribute. Linear in the page (``rag.core.markup``)."""
+    out = [t for c in _html_comments(html) if (t := " ".join(c.split()))]
+    if not (_HIDDEN_STYLE.search(html) or _has_hidden_attribute(html)):
         return out  # nothing hidden by style or attribute: no second parse of the page
     from bs4 import BeautifulSoup
+    from bs4.element import CData, NavigableString, Tag
 
-    soup = BeautifulSoup(html, "html.parser")
-    for el in soup.find_all(True):
-        style = str(el.get("style") or "")
-        if el.has_attr("hidden") or _HIDDEN_STYLE.search(style):
-            text = " ".join(el.get_text(" ", strip=True).split())
-            if text:
-                out.append(text)
+    soup = BeautifulSoup(safe_html(html), "html.parser")
+    check_budget()
+    # One walk: each hidden element gathers the strings beneath it, in page order.
+    collected: list[list[str]] = []
+    stack: list[tuple[Any, tuple[list[str], ...]]] = [(soup, ())]
+    seen = 0
+    while stack:
+        node, gathering = stack.pop()
+        if isinstance(node, Tag):
+            seen += 1
+            if not seen % 4096:
+                check_budget()
+            style = str(node.get("style") or "")
+            hidden = node.has_attr("hidden") or _HIDDEN_STYLE.search(style)
+            if hidden and len(gathering) < _MAX_HIDDEN_NESTING:
+                parts: list[str] = []
+                collected.append(parts)
+                gathering = (*gathering, parts)
+            stack.extend((child, gathering) for child in reversed(node.contents))
+        elif gathering and type(node) in (NavigableString, CData) and (text := node.strip()):
+            for parts in gathering:
+                parts.append(text)
+    out.extend(t for parts in collected if (t := " ".join(" ".join(parts).split())))
+    return out
+
+
+# Hidden texts that count against chunks, per document: each chunk is searched for each.
+_MAX_SUSPICIOUS_HIDDEN = 256
+
+
+def suspicious_hidden(hidden: Sequence[str]) -> list[str]:
+    """The hidden texts (``hidden_html_text``) that can change a chunk's verdict: each once,
+    those the detector scores above 0 (``detect`` counts no other), at most 256 — what
+    ingest passes to :func:`chunk_fields` for every chunk, so the cost of matching them
+    stays linear in the document. A chunk's own text is scored whatever this leaves out."""
+    out: list[str] = []
+    for text in dict.fromkeys(h for h in hidden if h):
+        check_budget()
+        if _detect(text, False, (), 1).score > 0:
+            out.append(text)
+            if len(out) >= _MAX_SUSPICIOUS_HIDDEN:
+                break
     return out
 
 

@@ -17,15 +17,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.core.budget import WorkBudget, check_budget, work_budget
 from rag.core.documents import Chunk, document_id
-from rag.core.errors import SourceError
+from rag.core.errors import SourceError, WorkBudgetExceeded
 from rag.core.paths import PathFilter, escape_reason
-from rag.guards.injection import chunk_fields, hidden_html_text
+from rag.guards.injection import chunk_fields, hidden_html_text, suspicious_hidden
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import (
     PARSERS,
@@ -41,13 +43,20 @@ from rag.indexing.transforms import apply_transforms
 from rag.store import StoredPoint
 
 if TYPE_CHECKING:
+    from rag.core.config import IngestionSettings
+    from rag.indexing.chunking import Chunker
     from rag.indexing.index import Index
 
 __all__ = [
     "TENANTS_DIR",
+    "FolderScan",
     "Ingestor",
     "SyncReport",
+    "analyse_file",
+    "depth_reason",
+    "file_budget",
     "is_ignored_name",
+    "scan_folder",
     "tenant_of_source",
     "walk_folder",
 ]
@@ -80,19 +89,149 @@ def is_ignored_name(name: str, ignore_hidden: bool = True) -> bool:
     return name.endswith(_EDITOR_TEMP_SUFFIXES)
 
 
+@dataclass
+class FolderScan:
+    """What :func:`scan_folder` found: candidate files, and folders it did not walk, why."""
+
+    files: list[str] = field(default_factory=list)
+    # (relative folder path, reason): nested deeper than allowed, or not listable.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def depth_reason(max_depth: int) -> str:
+    """The reason a folder nested deeper than ``ingestion.max_depth`` is skipped."""
+    return (
+        f"folder nested deeper than ingestion.max_depth ({max_depth} folders): its files are "
+        "not ingested; move them up, or raise ingestion.max_depth"
+    )
+
+
+def scan_folder(
+    root: Path,
+    ignore_hidden: bool = True,
+    exclude: PathFilter | None = None,
+    max_depth: int | None = None,
+    depth_shown: int | None = None,
+) -> FolderScan:
+    """Every candidate file under ``root`` as a relative POSIX path (symlinked folders not
+    followed), less those ``exclude`` (``ingestion.exclude``) matches; in ``os.walk`` order.
+
+    Iterative, so no nesting can exhaust the stack; a folder more than ``max_depth`` levels
+    below ``root`` is not entered but reported in ``skipped`` (the reason names
+    ``depth_shown``, the limit as configured, default ``max_depth``), as is a folder that
+    cannot be listed (a name too long for the OS, permission denied)."""
+    scan = FolderScan()
+    # (folder relative to root, its depth); popped last-first, pushed in reverse: pre-order.
+    stack: list[tuple[str, int]] = [("", 0)]
+    while stack:
+        rel, depth = stack.pop()
+        if max_depth is not None and depth > max_depth:
+            scan.skipped.append(
+                (rel, depth_reason(max_depth if depth_shown is None else depth_shown))
+            )
+            continue
+        folder = root / rel if rel else root
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as exc:
+            if rel:  # the root itself failing is the caller's error (sync_folder checks it)
+                scan.skipped.append(
+                    (rel, f"folder cannot be listed: {exc.strerror or type(exc).__name__}")
+                )
+            continue
+        subfolders: list[str] = []
+        files: list[str] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # follows links, as os.walk does: a linked folder ...
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if entry.is_symlink():  # ... is neither walked nor a file
+                    continue
+                sub = f"{rel}/{entry.name}" if rel else entry.name
+                hidden = ignore_hidden and entry.name.startswith(".")
+                if not hidden and not (exclude and exclude.excludes_folder(sub)):
+                    subfolders.append(entry.name)
+            elif not is_ignored_name(entry.name, ignore_hidden):
+                files.append(entry.name)
+        prefix = f"{rel}/" if rel else ""
+        scan.files.extend(prefix + name for name in sorted(files))
+        stack.extend((prefix + name, depth + 1) for name in sorted(subfolders, reverse=True))
+    if exclude:
+        scan.files = exclude.keep(scan.files)
+    return scan
+
+
 def walk_folder(
-    root: Path, ignore_hidden: bool = True, exclude: PathFilter | None = None
+    root: Path,
+    ignore_hidden: bool = True,
+    exclude: PathFilter | None = None,
+    max_depth: int | None = None,
 ) -> list[str]:
-    """Relative POSIX paths of every candidate file under ``root`` (symlinked dirs not followed),
-    less those ``exclude`` (``ingestion.exclude``) matches."""
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not (ignore_hidden and d.startswith(".")))
-        for name in sorted(filenames):
-            if is_ignored_name(name, ignore_hidden):
-                continue
-            out.append(Path(dirpath, name).relative_to(root).as_posix())
-    return exclude.keep(out) if exclude else out
+    """The files of :func:`scan_folder` (folders it did not walk left out)."""
+    return scan_folder(root, ignore_hidden, exclude, max_depth).files
+
+
+def file_budget(ingestion: IngestionSettings, size: int) -> AbstractContextManager[WorkBudget]:
+    """The work budget of one file of ``size`` bytes (``ingestion.parse_timeout_s`` plus
+    ``parse_seconds_per_mb`` per MB; ``max_unpacked_mb``): ``with file_budget(...):``."""
+    per_mb = ingestion.parse_seconds_per_mb
+    seconds = ingestion.parse_timeout_s + per_mb * size / 1e6
+    setting = "ingestion.parse_timeout_s" + (
+        f" + ingestion.parse_seconds_per_mb ({per_mb:g} s) per MB" if per_mb else ""
+    )
+    return work_budget(
+        seconds, setting, max_unpacked_bytes=int(ingestion.max_unpacked_mb * 1_000_000)
+    )
+
+
+def analyse_file(
+    data: bytes,
+    suffix: str,
+    name: str,
+    *,
+    source: str,
+    tenant: str,
+    doc_id: str,
+    chunker: Chunker,
+    transforms: Sequence[Any] = (),
+    before_scoring: Callable[[list[Chunk]], None] | None = None,
+) -> tuple[list[Chunk], dict[str, dict[str, Any]]]:
+    """What ingestion does with one file's bytes before embedding: parse, transform, chunk,
+    then score every chunk for prompt injection (``before_scoring``, e.g. PII detection, runs
+    on the chunks first). Returns the chunks and, per chunk id, the detector's payload fields.
+
+    Raises ``ParseError`` with the reason the file is failed: the parser's, "no text chunks",
+    an unexpected parser or transform error (logged), or ``WorkBudgetExceeded`` when the
+    current ``rag.core.budget.work_budget`` runs out. Errors of the scoring stage propagate."""
+    try:
+        parsed = parse_bytes(data, suffix, name)
+        check_budget()
+        parsed = apply_transforms(transforms, parsed, source)
+        check_budget()
+        chunks = chunker.run(parsed, source, tenant, doc_id)
+    except ParseError:
+        raise
+    except Exception as exc:  # a parser bug must not stop the sync
+        log.exception("unexpected error parsing %s", source)
+        raise ParseError(f"could not parse ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    if not chunks:
+        raise ParseError("no text chunks could be made from this file")
+    if before_scoring is not None:
+        before_scoring(chunks)
+    # Hidden HTML text that scores counts against the chunk holding it.
+    hidden = (
+        suspicious_hidden(hidden_html_text(data.decode("utf-8", "replace")))
+        if PARSERS.name_for(suffix) == "html"
+        else []
+    )
+    fields: dict[str, dict[str, Any]] = {}
+    for c in chunks:
+        check_budget()
+        fields[c.id] = chunk_fields(c.text, hidden)
+    return chunks, fields
 
 
 @dataclass
@@ -189,19 +328,33 @@ class Ingestor:
             )
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
-            present = self._outside_data_dir(
+            scan = scan_folder(
                 root,
-                walk_folder(
-                    root,
-                    self.settings.ingestion.ignore_hidden,
-                    self.settings.ingestion.path_filter(),
-                ),
+                self.settings.ingestion.ignore_hidden,
+                self.settings.ingestion.path_filter(),
+                self._depth_limit(root),
+                self.settings.ingestion.max_depth,
             )
+            present = self._outside_data_dir(root, scan.files)
+            folders = dict(self._outside_data_dir_pairs(root, scan.skipped))
             known = {r.source for r in self.index.manifest.records(self.collection, root=str(root))}
-            report = self._apply(root, present, sorted(known - set(present)), progress)
+            gone = sorted(known - set(present) - set(folders))
+            report = self._apply(root, present, gone, progress, folders)
             self._remove_orphans(root, present, report)
             self._finish(report)
             return report
+
+    def _depth_limit(self, root: Path) -> int:
+        """How many folders deep a walk of ``root`` goes: ``ingestion.max_depth``, counted
+        below each tenant's own folder in the tenants root."""
+        limit = self.settings.ingestion.max_depth
+        return limit + 1 if root == self.tenants_root else limit
+
+    def _outside_data_dir_pairs(
+        self, root: Path, pairs: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        kept = set(self._outside_data_dir(root, [p for p, _ in pairs]))
+        return [(p, why) for p, why in pairs if p in kept]
 
     def sync_paths(
         self, root: Path, sources: Iterable[str], progress: Progress | None = None
@@ -212,13 +365,28 @@ class Ingestor:
             self.index.manifest.add_root(str(root))
             present: list[str] = []
             gone: list[str] = []
+            folders: dict[str, str] = {}  # folders too deep (or unlistable): path -> reason
+            limit = self._depth_limit(root)
             for s in sorted(set(sources)):
                 p = root / s
-                if p.is_dir() and not p.is_symlink():
-                    present.extend(
-                        f"{s}/{sub}"
-                        for sub in walk_folder(p, self.settings.ingestion.ignore_hidden)
+                parts = s.split("/")
+                if len(parts) - 1 > limit:  # inside a folder too deep to walk
+                    folders["/".join(parts[: limit + 1])] = depth_reason(
+                        self.settings.ingestion.max_depth
                     )
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    if len(parts) > limit:
+                        folders[s] = depth_reason(self.settings.ingestion.max_depth)
+                        continue
+                    scan = scan_folder(
+                        p,
+                        self.settings.ingestion.ignore_hidden,
+                        max_depth=limit - len(parts),
+                        depth_shown=self.settings.ingestion.max_depth,
+                    )
+                    present.extend(f"{s}/{sub}" for sub in scan.files)
+                    folders.update((f"{s}/{sub}", why) for sub, why in scan.skipped)
                 elif os.path.lexists(p):
                     present.append(s)
                 else:
@@ -236,17 +404,29 @@ class Ingestor:
             excluded = self.settings.ingestion.path_filter()
             gone.extend(s for s in present if excluded.excludes(s))
             present = excluded.keep(present)
-            gone = sorted(set(gone) - set(present))
-            report = self._apply(root, present, gone, progress)
+            folders = {
+                f: why
+                for f, why in self._outside_data_dir_pairs(root, sorted(folders.items()))
+                if not excluded.excludes_folder(f)
+            }
+            gone = sorted(set(gone) - set(present) - set(folders))
+            report = self._apply(root, present, gone, progress, folders)
             self._finish(report)
             return report
 
     # -- core ------------------------------------------------------------------------
     def _apply(
-        self, root: Path, present: list[str], gone: list[str], progress: Progress | None
+        self,
+        root: Path,
+        present: list[str],
+        gone: list[str],
+        progress: Progress | None,
+        folders: dict[str, str] | None = None,
     ) -> SyncReport:
         t0 = time.perf_counter()
         report = SyncReport(files_seen=len(present))
+        for folder, reason in sorted((folders or {}).items()):
+            self._skip_folder(root, folder, reason, report)
         group: list[_Pending] = []
         group_chunks = 0
         total = len(present)
@@ -307,52 +487,54 @@ class Ingestor:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
         signature = content_signature(data, suffix)
-        if prior is not None and prior.signature == signature and not old_ids:
+        # A file failed for its time budget is recorded under the budget it had: the same
+        # budget does not retry it, a raised one does.
+        ingestion = self.settings.ingestion
+        over_budget = (
+            f"{signature}:budget{ingestion.parse_timeout_s:g}+{ingestion.parse_seconds_per_mb:g}"
+        )
+        if prior is not None and prior.signature in (signature, over_budget) and not old_ids:
             if prior.status == "ok":
                 report.unchanged += 1
             else:  # same bad content: still failed, not retried until it changes
                 report.failed += 1
                 report.failures.append({"path": source, "reason": prior.reason or ""})
             return None
+        # Parse, transform, chunk and score under one time budget (rag.core.budget): one
+        # file's worst case must not hold the queue, everyone's uploads behind it.
         try:
-            parsed = parse_bytes(data, suffix, path.name)
-            parsed = apply_transforms(self.index.transforms, parsed, source)
-            chunks = self.index.chunker.run(parsed, source, tenant, doc_id)
+            with file_budget(ingestion, len(data)):
+                chunks, fields = analyse_file(
+                    data,
+                    suffix,
+                    path.name,
+                    source=source,
+                    tenant=tenant,
+                    doc_id=doc_id,
+                    chunker=self.index.chunker,
+                    transforms=self.index.transforms,
+                    before_scoring=self._record_pii,
+                )
+        except WorkBudgetExceeded as exc:
+            self._record_failure(root, source, doc_id, over_budget, str(exc), prior, report)
+            return None
         except ParseError as exc:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
-        except Exception as exc:  # a parser bug must not stop the sync
-            log.exception("unexpected error parsing %s", source)
-            self._record_failure(
-                root,
-                source,
-                doc_id,
-                signature,
-                f"could not parse ({type(exc).__name__}: {exc})",
-                prior,
-                report,
-            )
-            return None
-        if not chunks:
-            self._record_failure(
-                root,
-                source,
-                doc_id,
-                signature,
-                "no text chunks could be made from this file",
-                prior,
-                report,
-            )
-            return None
-        self._record_pii(chunks)
-        # Every chunk scored for prompt injection (hidden HTML text counts against its chunk).
-        hidden = (
-            hidden_html_text(data.decode("utf-8", "replace"))
-            if PARSERS.name_for(suffix) == "html"
-            else []
-        )
-        fields = {c.id: chunk_fields(c.text, hidden) for c in chunks}
         return _Pending(source, signature, chunks, old_ids[0] if old_ids else None, fields)
+
+    def _skip_folder(self, root: Path, folder: str, reason: str, report: SyncReport) -> None:
+        """A folder the walk did not enter is listed under ``skipped`` with the reason (for a
+        tenant's, in that tenant's documents), so nobody wonders where its files went."""
+        report.skipped += 1
+        manifest = self.index.manifest
+        prior = manifest.get(self.collection, folder, root=str(root))
+        if prior is not None and prior.status == "skipped" and prior.reason == reason:
+            return
+        doc_id = self.doc_id_for(root, folder)
+        manifest.put_many(
+            [FileRecord(self.collection, folder, str(root), doc_id, "skipped", "-", 0, reason)]
+        )
 
     def _record_pii(self, chunks: list[Chunk]) -> None:
         """PII detected once per chunk, stored with it (rag.guards.pii.outbound): when passages will
@@ -366,6 +548,7 @@ class Ingestor:
 
         detector = detector_for(self.index.settings.pii)
         for c in chunks:
+            check_budget()
             c.pii = chunk_pii(detector, c.text)
 
     def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:

@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from rag.contracts import Parser
+from rag.core.budget import check_budget, unpack_limit
 from rag.core.documents import ParsedDocument, Section
 from rag.core.errors import ConfigError, ParseError
+from rag.core.markup import safe_html
 from rag.core.registry import Registry
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "PlainTextParser",
     "TextFileParser",
     "check_extensions",
+    "check_unpacked_size",
     "content_signature",
     "decode_text",
     "ingested_suffixes",
@@ -383,7 +386,9 @@ def _parse_markdown(text: str, name: str) -> ParsedDocument:
     headings: list[tuple[int, int, str]] = []  # (offset, level, title)
     offset = 0
     in_fence = False
-    for line in text.splitlines(keepends=True):
+    for n, line in enumerate(text.splitlines(keepends=True)):
+        if not n % 4096:
+            check_budget()
         if _MD_FENCE.match(line):
             in_fence = not in_fence
         elif not in_fence:
@@ -490,10 +495,11 @@ _PERMALINK_GLYPHS = frozenset(["¶", "§", "#", "🔗", "\N{LINK SYMBOL}"])
 def _parse_html(html: str, name: str) -> ParsedDocument:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "head"]):
-        if tag.name == "head":
-            continue
+    # Linear-time markup (rag.core.markup): html.parser is quadratic on unterminated tags,
+    # and every step below costs at most the tree's size (its depth is bounded there).
+    soup = BeautifulSoup(safe_html(html), "html.parser")
+    check_budget()
+    for tag in soup(["noscript", "template"]):  # script and style bodies are gone already
         tag.decompose()
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else ""
@@ -504,20 +510,23 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
     for tag in body.find_all(_CHROME_TAGS) + body.find_all(role=list(_CHROME_ROLES)):
         if not tag.decomposed:
             tag.decompose()
-    for link in body.find_all("a"):  # heading permalinks ("Basic Examples ¶") are no text
-        if link.get_text(strip=True) in _PERMALINK_GLYPHS:
+    check_budget()
+    # Heading permalinks ("Basic Examples ¶") are no text: links whose whole text is a glyph.
+    sizes = _text_sizes(body)
+    for link in body.find_all("a"):
+        if (
+            not link.decomposed
+            and sizes.get(id(link), 0) <= 2
+            and link.get_text(strip=True) in _PERMALINK_GLYPHS
+        ):
             link.decompose()
+    check_budget()
     # Inline markup is no word break ("<span>collections.</span><span>deque</span>" is one
     # name): text joins as written, with a space only where a block or line break ends.
-    for el in body.find_all([*_BLOCK_TAGS, *_LAYOUT_TAGS]):
-        el.insert(0, " ")
-        el.append(" ")
+    # Nested blocks (a <p> inside an <li>) are emitted once, by the outermost block.
     out = _SectionedText()
-    for el in body.find_all(_BLOCK_TAGS):
-        # Nested blocks (a <p> inside an <li>) are emitted once, by the outermost block.
-        if el.find_parent(_BLOCK_TAGS) is not None:
-            continue
-        block = " ".join(el.get_text("").split())
+    for el in _outermost_blocks(body):
+        block = " ".join(_spaced_text(el).split())
         if not block:
             continue
         if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
@@ -527,32 +536,118 @@ def _parse_html(html: str, name: str) -> ParsedDocument:
                 title = block
         out.block(block)
     if not out:  # bare text without block tags
-        out.block(" ".join(body.get_text("").split()), end="")
+        out.block(" ".join(_spaced_text(body).split()), end="")
     text, sections = out.finish()
     return ParsedDocument(
         text=text, title=title or Path(name).stem, sections=sections or [Section(0, len(text))]
     )
 
 
+_SPACED = frozenset((*_BLOCK_TAGS, *_LAYOUT_TAGS))
+
+
+def _is_text(node: Any) -> bool:
+    """A string ``get_text`` reads (not a comment, doctype or other special string)."""
+    from bs4.element import CData, NavigableString
+
+    return type(node) is NavigableString or type(node) is CData
+
+
+def _text_sizes(root: Any) -> dict[int, int]:
+    """id(tag) -> how many non-space characters its text has, for every tag under ``root``:
+    one pass from the leaves up (asking each link for its text would cost its subtree each)."""
+    from bs4 import Tag
+
+    sizes: dict[int, int] = {}
+    nodes = [n for n in root.descendants if isinstance(n, Tag)]
+    for node in reversed(nodes):  # children before their parents
+        total = 0
+        for child in node.contents:
+            if isinstance(child, Tag):
+                total += sizes[id(child)]
+            elif _is_text(child):
+                total += len(str(child).strip())
+        sizes[id(node)] = total
+    return sizes
+
+
+def _outermost_blocks(root: Any) -> list[Any]:
+    """The block elements under ``root`` with no block element above them, in page order."""
+    from bs4 import Tag
+
+    if any(el.name in _BLOCK_TAGS for el in (root, *root.parents)):
+        return []  # every block under root has one above it
+    found: list[Any] = []
+    stack: list[Any] = list(reversed([c for c in root.contents if isinstance(c, Tag)]))
+    while stack:
+        node = stack.pop()
+        if node.name in _BLOCK_TAGS:
+            found.append(node)
+            continue
+        stack.extend(reversed([c for c in node.contents if isinstance(c, Tag)]))
+    return found
+
+
+_LEAVE = object()
+
+
+def _spaced_text(root: Any) -> str:
+    """``root``'s text as written, with a space where each block or layout element (``br``,
+    ``div``, ``td``...) starts and ends: ``get_text("")`` with those spaces, in one pass."""
+    from bs4 import Tag
+
+    parts: list[str] = []
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if node is _LEAVE:
+            parts.append(" ")
+        elif isinstance(node, Tag):
+            if node.name in _SPACED:
+                parts.append(" ")
+                stack.append(_LEAVE)
+            stack.extend(reversed(node.contents))
+        elif _is_text(node):
+            parts.append(str(node))
+    return "".join(parts)
+
+
 def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
+    import pypdf
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import LimitReachedError, PdfReadError
+
+    limit = unpack_limit()
+    # Each compressed stream unpacks to at most the limit (a small PDF can hold a stream
+    # that inflates to gigabytes); pypdf raises LimitReachedError past it.
+    limits = {
+        key: limit
+        for key in (
+            "zlib_maximum_output_length",
+            "lzw_maximum_output_length",
+            "run_length_maximum_output_length",
+            "brotli_maximum_output_length",
+            "jbig2_maximum_output_length",
+            "array_based_stream_maximum_output_length",
+            "maximum_declared_stream_length",
+        )
+        if hasattr(pypdf.Configuration, key)
+    }
+
+    def visit(*_: Any) -> None:  # called for every text run: the budget holds inside a page
+        check_budget()
 
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = bool(reader.decrypt(""))
-            except Exception:  # noqa: BLE001 - pypdf raises many kinds for a bad password block
-                opened = False
-            if not opened:
-                raise ParseError(
-                    "encrypted PDF (password protected): remove the password to index it"
-                )
-        pages = [page.extract_text() or "" for page in reader.pages]
-        meta_title = (reader.metadata.title if reader.metadata else None) or None
+        with pypdf.apply_configuration(**limits):  # type: ignore[arg-type]
+            reader = PdfReader(io.BytesIO(data))
+            pages, meta_title = _pdf_pages(reader, visit)
     except ParseError:
         raise
+    except LimitReachedError as exc:
+        raise ParseError(
+            f"a compressed part of this PDF unpacks to more than {_megabytes(limit)} "
+            f"(ingestion.max_unpacked_mb): not indexed ({str(exc)[:120]})"
+        ) from exc
     except (
         PdfReadError,
         ValueError,
@@ -573,6 +668,27 @@ def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
         raise ParseError(
             f"corrupt or unreadable PDF ({type(exc).__name__}: {str(exc)[:120]})"
         ) from exc
+    return _pdf_document(pages, meta_title, name)
+
+
+def _pdf_pages(reader: Any, visit: Any) -> tuple[list[str], str | None]:
+    """Each page's text and the title in the metadata; ``ParseError`` for a locked file."""
+    if reader.is_encrypted:
+        try:
+            opened = bool(reader.decrypt(""))
+        except Exception:  # noqa: BLE001 - pypdf raises many kinds for a bad password block
+            opened = False
+        if not opened:
+            raise ParseError("encrypted PDF (password protected): remove the password to index it")
+    pages: list[str] = []
+    for page in reader.pages:
+        check_budget()
+        pages.append(page.extract_text(visitor_text=visit) or "")
+    meta_title = (reader.metadata.title if reader.metadata else None) or None
+    return pages, meta_title
+
+
+def _pdf_document(pages: list[str], meta_title: str | None, name: str) -> ParsedDocument:
     parts: list[str] = []
     sections: list[Section] = []
     pos = 0
@@ -588,11 +704,55 @@ def _parse_pdf(data: bytes, name: str) -> ParsedDocument:
     return ParsedDocument(text=text, title=title, sections=sections, metadata={"pages": len(pages)})
 
 
+_ZIP_MAX_MEMBERS = 10_000
+
+
+def check_unpacked_size(data: bytes, kind: str) -> None:
+    """``ParseError`` when the zip ``data`` (a .docx, ...) unpacks to more than
+    ``ingestion.max_unpacked_mb`` (:func:`rag.core.budget.unpack_limit`): first by what its
+    directory declares, then by what reading every member really yields, since the
+    directory can lie. Corrupt zips are left to the parser, which names them."""
+    import zipfile
+
+    limit = unpack_limit()
+    over = (
+        f"this {kind} unpacks to more than {_megabytes(limit)} (ingestion.max_unpacked_mb): "
+        "a compressed bomb or an oversized document; not indexed"
+    )
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return
+    with archive:
+        members = archive.infolist()
+        if len(members) > _ZIP_MAX_MEMBERS:
+            raise ParseError(
+                f"this {kind} holds {len(members)} parts, over the {_ZIP_MAX_MEMBERS} a "
+                "document has; not indexed"
+            )
+        if sum(m.file_size for m in members) > limit:
+            raise ParseError(over)
+        total = 0
+        for member in members:
+            try:
+                with archive.open(member) as fh:
+                    while block := fh.read(1 << 20):
+                        total += len(block)
+                        if total > limit:
+                            raise ParseError(over)
+                        check_budget()
+            except ParseError:
+                raise
+            except Exception:  # noqa: BLE001 - a bad member: the parser reports the file
+                return
+
+
 def _parse_docx(data: bytes, name: str) -> ParsedDocument:
     import zipfile
 
     import docx
 
+    check_unpacked_size(data, ".docx")
     try:
         document = docx.Document(io.BytesIO(data))
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
@@ -606,6 +766,7 @@ def _parse_docx(data: bytes, name: str) -> ParsedDocument:
     out = _SectionedText()
     title = (document.core_properties.title or "").strip()
     for para in document.paragraphs:
+        check_budget()
         block = para.text.strip()
         if not block:
             continue
@@ -618,6 +779,7 @@ def _parse_docx(data: bytes, name: str) -> ParsedDocument:
         out.block(block)
     for table in document.tables:
         for row in table.rows:
+            check_budget()
             block = " | ".join(c.text.strip() for c in row.cells if c.text.strip())
             if block:
                 out.block(block)

@@ -181,6 +181,8 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "pii_overhead": ("pii_overhead.py", lambda ds, tmp: ["--queries", "4"]),
     # examples/docs, tracing off / on / Langfuse refusing, 503, stalling (stand-in), 6 slots
     "tracing_overhead": ("tracing_overhead.py", lambda ds, tmp: []),
+    # every pathological shape at 1 kB and 3 kB: each ok or failed with a reason, in budget
+    "parse_scaling": ("parse_scaling.py", lambda ds, tmp: []),
 }
 
 
