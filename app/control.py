@@ -41,10 +41,12 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -357,6 +359,18 @@ class ControlServer:
                 if name.startswith("do_"):
                     return lambda: self._dispatch(name[3:])
                 raise AttributeError(name)
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                # http.server's own refusals (a request line or headers past its limits, a
+                # malformed request) in this API's error shape, not as its HTML page.
+                try:
+                    phrase = HTTPStatus(code).phrase
+                except ValueError:
+                    phrase = "error"
+                self.close_connection = True
+                self._send_error(code, re.sub(r"\W+", "_", phrase.lower()), message or phrase)
 
             def _send_json(
                 self, code: int, body: Any, headers: dict[str, str] | None = None

@@ -356,6 +356,24 @@ def test_bad_framing_and_other_methods_get_a_json_answer(
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /status HTTP/1.1\r\n" + b"X: y\r\n" * 120 + b"\r\n", 431),
+    ],
+)
+def test_requests_http_server_refuses_get_the_json_error_shape(
+    control: ControlServer, data: bytes, status: int
+) -> None:
+    # Found by fuzzing: these answers came as http.server's HTML error page.
+    sent = send_raw(control.port, data, half_close=True, timeout=10)
+    assert sent.status == status, sent.error
+    assert sent.headers["content-type"] == "application/json"
+    error = sent.json()["error"]
+    assert error["type"] and error["message"], error
+
+
 def test_a_pipeline_error_is_the_callers_message_not_a_traceback(
     control: ControlServer, client: DaemonClient, recorder: Recorder
 ) -> None:
