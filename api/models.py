@@ -36,10 +36,12 @@ Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 NOT_BLANK = VISIBLE_CHARACTER
 
 
+# Request bodies take JSON types as declared (strict): lax mode would read `false` as page 0,
+# "yes" as true and "50" as 50, accepting bodies the schema calls invalid.
 class Filters(BaseModel):
     """Exact-match payload filters; a list matches any of its values. All given keys must match."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: str | Texts | None = Field(default=None, description="Document path(s)")
     doc_id: str | Texts | None = None
@@ -66,7 +68,7 @@ class Filters(BaseModel):
 
 
 class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(
         min_length=1,
@@ -108,14 +110,14 @@ QueryResponse = Answer
 
 # -- OpenAI-compatible chat ------------------------------------------------------------
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -128,12 +130,14 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     # Unknown OpenAI parameters (top_p, seed, ...) are accepted and ignored, like other servers do.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(description="A name from GET /v1/models")
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)

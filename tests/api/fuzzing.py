@@ -1087,10 +1087,15 @@ def fuzz_hostile(
                 label, problem, curl_line(req.method, base_url + req.path, headers, req.body)
             )
 
-    @_hypothesis_settings(examples, derandomize)
-    @given(req=api_request(templates, key))
-    def any_route(req: Request) -> None:
-        deliver(_route_of(req.path, templates), req)
+    def route_test(template: str) -> Callable[[], None]:
+        """``examples`` hostile requests for one route (any method, path, headers, body)."""
+
+        @_hypothesis_settings(examples, derandomize)
+        @given(req=api_request([template], key))
+        def one_route(req: Request) -> None:
+            deliver(template, req)
+
+        return one_route
 
     @_hypothesis_settings(examples, derandomize)
     @given(req=json_route_request(key))
@@ -1123,7 +1128,7 @@ def fuzz_hostile(
         for req in api_seed_requests(key):  # what earlier runs found, every time
             with contextlib.suppress(AssertionError):
                 deliver(_route_of(req.path, templates), req)
-        for test in (any_route, json_bodies, uploads, raw_requests):
+        for test in (*map(route_test, templates), json_bodies, uploads, raw_requests):
             _run(test, seed, tally)
     finally:
         client.close()
@@ -1200,7 +1205,7 @@ def _fuzz_operation(
             case.validate_response(
                 response, headers=headers, excluded_checks=_excluded_checks(case)
             )
-        except Exception as exc:  # noqa: BLE001 - schemathesis' FailureGroup: recorded
+        except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - FailureGroup: recorded
             titles = {
                 getattr(f, "title", type(f).__name__) for f in getattr(exc, "exceptions", [exc])
             }
