@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from rag.core.textguard import VISIBLE_CHARACTER, is_blank
 from rag.core.types import Answer, Citation, PromptRef
@@ -25,7 +32,16 @@ __all__ = [
 FILTER_KEYS = ("source", "doc_id", "title", "section", "page")
 
 
-Page = Annotated[int, Field(ge=0, le=1_000_000)]
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema counts them: 3 and 3.0 (the models are strict, and a strict
+    int refuses a float); never true, "3" or 3.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+Page = Annotated[JsonInt, Field(ge=0, le=1_000_000)]
 Texts = Annotated[list[str], Field(min_length=1, max_length=100)]
 Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 
@@ -144,9 +160,9 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
-    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
+    max_tokens: JsonInt | None = Field(default=None, ge=1, le=32768)
+    max_completion_tokens: JsonInt | None = Field(default=None, ge=1, le=32768)
+    n: JsonInt | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
     user: str | None = Field(default=None, max_length=256)
 
 

@@ -126,8 +126,6 @@ def main() -> int:
 
     errors = ErrorLog()
     logging.getLogger().addHandler(errors)
-    # uvicorn warns about each malformed request the raw fuzz sends: the tally counts them.
-    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
     tally = fuzzing.Tally()
     started = time.monotonic()
     with ExitStack() as stack:
@@ -164,6 +162,8 @@ def main() -> int:
         )
         runtime.start()
         stack.callback(runtime.stop)
+        # uvicorn warns about each malformed request the raw fuzz sends: the tally counts them.
+        logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
         url = f"http://127.0.0.1:{port}"
         store = KeyStore(settings.resolved_data_dir())
         keys = {t: store.create(t, "fuzz")[1] for t in ("fuzz", "fuzz-hostile", "fuzz-docs")}
