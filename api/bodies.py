@@ -34,6 +34,10 @@ def _is_json(body: bytes) -> bool:
         json.loads(body)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError both derive from it
         return False
+    except RecursionError:
+        # `[[[[…` nested past the parser's depth (a 64 kB body holds 60,000 levels): no JSON
+        # the app could read, so it is left as sent and refused like any other non-JSON body.
+        return False
     return True
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from rag.core.textguard import VISIBLE_CHARACTER, is_blank
 from rag.core.types import Answer, Citation, PromptRef
@@ -25,7 +32,16 @@ __all__ = [
 FILTER_KEYS = ("source", "doc_id", "title", "section", "page")
 
 
-Page = Annotated[int, Field(ge=0, le=1_000_000)]
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema counts them: 3 and 3.0 (the models are strict, and a strict
+    int refuses a float); never true, "3" or 3.5."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+Page = Annotated[JsonInt, Field(ge=0, le=1_000_000)]
 Texts = Annotated[list[str], Field(min_length=1, max_length=100)]
 Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 
@@ -36,10 +52,12 @@ Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 NOT_BLANK = VISIBLE_CHARACTER
 
 
+# Request bodies take JSON types as declared (strict): lax mode would read `false` as page 0,
+# "yes" as true and "50" as 50, accepting bodies the schema calls invalid.
 class Filters(BaseModel):
     """Exact-match payload filters; a list matches any of its values. All given keys must match."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: str | Texts | None = Field(default=None, description="Document path(s)")
     doc_id: str | Texts | None = None
@@ -66,7 +84,7 @@ class Filters(BaseModel):
 
 
 class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(
         min_length=1,
@@ -117,14 +135,14 @@ QueryResponse = Answer
 
 # -- OpenAI-compatible chat ------------------------------------------------------------
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
@@ -137,21 +155,23 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     # Unknown OpenAI parameters (top_p, seed, ...) are accepted and ignored, like other servers do.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(description="A name from GET /v1/models")
     messages: list[ChatMessage] = Field(min_length=1, max_length=200)
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=32768)
-    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
+    max_tokens: JsonInt | None = Field(default=None, ge=1, le=32768)
+    max_completion_tokens: JsonInt | None = Field(default=None, ge=1, le=32768)
+    n: JsonInt | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
     user: str | None = Field(default=None, max_length=256)
 
 

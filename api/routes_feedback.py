@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.deps import Caller, State
 from api.errors import ApiError, error_responses
@@ -24,7 +24,8 @@ router = APIRouter(tags=["feedback"])
 
 
 class FeedbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `true` is no thumbs up (JSON types as declared, like every request body).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     trace_id: str = Field(
         min_length=32,
@@ -34,6 +35,14 @@ class FeedbackRequest(BaseModel):
     )
     value: Literal[0, 1] = Field(description="1: helpful (thumbs up); 0: not (thumbs down)")
     comment: str | None = Field(default=None, max_length=2000)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # A literal compares by equality, and `true == 1`, even in strict mode.
+        if isinstance(value, bool):
+            raise ValueError("must be the number 0 or 1, not a boolean")
+        return value
 
 
 class FeedbackResponse(BaseModel):

@@ -8,7 +8,9 @@ when it is running.
 Every call must carry ``Authorization: Bearer <token>`` (only the data dir's owner can read
 it), a ``Host`` of ``127.0.0.1:<port>`` or ``localhost:<port>`` (a web page that rebinds a DNS
 name to 127.0.0.1 sends its own name), and POST bodies must be ``application/json`` (what a
-browser form or a no-preflight ``text/plain`` fetch cannot send).
+browser form or a no-preflight ``text/plain`` fetch cannot send), with a ``Content-Length`` of
+at most ``MAX_BODY`` bytes (400 for one that is no number, 411 for a chunked body, 413 past it).
+Any other method than GET and POST is a 405.
 
 Routes::
 
@@ -39,10 +41,12 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,6 +82,7 @@ __all__ = [
 log = logging.getLogger("rag.control")
 
 _FILE = "daemon.json"
+MAX_BODY = 1_000_000  # bytes of a request body: a query is a few kB
 
 # -- the wire format: Query in, Answer or events out -----------------------------------------
 QUERY_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Query))
@@ -106,6 +111,12 @@ def query_from_json(raw: bytes) -> Query:
     except ValueError as exc:
         raise InvalidQuery(
             f"the body is not JSON: {exc}", status=400, kind="invalid_json"
+        ) from None
+    except RecursionError:
+        raise InvalidQuery(
+            "the body is not JSON a query can be: it is nested too deeply",
+            status=400,
+            kind="invalid_json",
         ) from None
     if not isinstance(body, dict):
         raise InvalidQuery(
@@ -279,6 +290,16 @@ class QueryRunner(Protocol):
     def stream(self, query: Query) -> Iterator[StreamEvent]: ...
 
 
+class _Refusal(Exception):
+    """A request refused before its body is read: (status, type, message)."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -332,16 +353,66 @@ class ControlServer:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return
 
-            def _send_json(self, code: int, body: Any) -> None:
+            def __getattr__(self, name: str) -> Any:
+                # http.server answers a method it has no do_<METHOD> for with an HTML 501; here
+                # every method goes through the same checks, and one not served is a JSON 405.
+                if name.startswith("do_"):
+                    return lambda: self._dispatch(name[3:])
+                raise AttributeError(name)
+
+            def send_error(
+                self, code: int, message: str | None = None, explain: str | None = None
+            ) -> None:
+                # http.server's own refusals (a request line or headers past its limits, a
+                # malformed request) in this API's error shape, not as its HTML page.
+                try:
+                    phrase = HTTPStatus(code).phrase
+                except ValueError:
+                    phrase = "error"
+                self.close_connection = True
+                self._send_error(code, re.sub(r"\W+", "_", phrase.lower()), message or phrase)
+
+            def _send_json(
+                self, code: int, body: Any, headers: dict[str, str] | None = None
+            ) -> None:
                 raw = json.dumps(body).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(raw)
 
-            def _send_error(self, code: int, kind: str, message: str) -> None:
-                self._send_json(code, {"error": {"type": kind, "message": message}})
+            def _send_error(
+                self, code: int, kind: str, message: str, headers: dict[str, str] | None = None
+            ) -> None:
+                self._send_json(code, {"error": {"type": kind, "message": message}}, headers)
+
+            def _read_body(self) -> bytes:
+                """The body, as its ``Content-Length`` says; a length that is no number of
+                bytes, a chunked body or one past ``MAX_BODY`` raises :class:`_Refusal`
+                (``int()`` of the header used to escape the handler: no answer at all)."""
+                if self.headers.get("Transfer-Encoding"):
+                    raise _Refusal(
+                        411, "length_required", "send the body with a Content-Length, not chunked"
+                    )
+                raw = (self.headers.get("Content-Length") or "0").strip()
+                if not (raw.isascii() and raw.isdigit()):
+                    raise _Refusal(
+                        400,
+                        "invalid_content_length",
+                        f"Content-Length must be a number of bytes, not {raw[:20]!r}",
+                    )
+                length = int(raw)
+                if length > MAX_BODY:
+                    raise _Refusal(
+                        413,
+                        "payload_too_large",
+                        f"the body ({length} bytes) is over the control API's limit of "
+                        f"{MAX_BODY} bytes",
+                    )
+                return self.rfile.read(length) if length else b""
 
             def _start_lines(self) -> None:
                 self.send_response(200)
@@ -351,8 +422,8 @@ class ControlServer:
             def _line(self, body: Any) -> None:
                 self.wfile.write(json.dumps(body, ensure_ascii=False, default=str).encode() + b"\n")
 
-            def _refused(self, method: str) -> tuple[int, str, str] | None:
-                """Why this request is refused, before anything is read or run."""
+            def _refused(self, method: str, body: bytes) -> tuple[int, str, str] | None:
+                """Why this request is refused, before anything is run."""
                 port = int(self.server.server_address[1])  # type: ignore[index]
                 host = (self.headers.get("Host") or "").lower()
                 if host not in (f"127.0.0.1:{port}", f"localhost:{port}"):
@@ -364,7 +435,7 @@ class ControlServer:
                         "unauthorized",
                         "missing or wrong control token (it is in <data dir>/daemon.json)",
                     )
-                if method == "POST" and int(self.headers.get("Content-Length") or 0) > 0:
+                if method == "POST" and body:
                     ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
                     if ctype.lower() != "application/json":
                         return 415, "unsupported_media_type", "send the body as application/json"
@@ -372,16 +443,30 @@ class ControlServer:
 
             def _dispatch(self, method: str) -> None:
                 try:
-                    self._route(method)
+                    try:
+                        body = self._read_body()
+                    except _Refusal as refusal:
+                        self.close_connection = True
+                        self._send_error(refusal.status, refusal.kind, refusal.message)
+                        return
+                    self._route(method, body)
                 except _GONE as exc:
                     # `rag export | head -3`, a Ctrl-C'd `rag query --stream`: nobody reads on.
                     log.debug("control API: %s %s: the client hung up (%s)", method, self.path, exc)
                     self.close_connection = True
 
-            def _route(self, method: str) -> None:
-                refused = self._refused(method)
+            def _route(self, method: str, body: bytes) -> None:
+                refused = self._refused(method, body)
                 if refused is not None:
                     self._send_error(*refused)
+                    return
+                if method not in ("GET", "POST"):
+                    self._send_error(
+                        405,
+                        "method_not_allowed",
+                        f"{method} is not served here: GET or POST",
+                        {"Allow": "GET, POST"},
+                    )
                     return
                 if method == "GET" and self.path == "/export":
                     self._export()
@@ -390,7 +475,7 @@ class ControlServer:
                     if pipeline is None:
                         self._send_error(404, "not_found", "this process answers no queries")
                         return
-                    self._query(pipeline, stream=self.path == "/query/stream")
+                    self._query(pipeline, body, stream=self.path == "/query/stream")
                     return
                 handler = routes.get((method, self.path))
                 if handler is None:
@@ -413,10 +498,9 @@ class ControlServer:
                     caller_input=False,
                 )
 
-            def _query(self, pipeline: QueryRunner, stream: bool) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+            def _query(self, pipeline: QueryRunner, body: bytes, stream: bool) -> None:
                 try:
-                    query = query_from_json(self.rfile.read(length))
+                    query = query_from_json(body)
                 except InvalidQuery as exc:
                     self._send_error(exc.status, exc.kind, str(exc))
                     return

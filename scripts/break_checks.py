@@ -546,6 +546,70 @@ BREAKS = [
         "    pass\n",
         "tests/rag/indexing/test_hostile_input.py::test_a_docx_bomb_fails_with_its_reason_whatever_its_directory_says",
     ),
+    # -- fuzzing every route (issue 25): what scripts/fuzz_routes.py found, and its coverage --
+    Break(
+        "fuzz: JSON nested past the parser's depth escapes the form relabelling",
+        "api/bodies.py",
+        "    except RecursionError:\n",
+        "    except ArithmeticError:\n",
+        "tests/api/test_form_json.py::test_json_nested_past_the_parsers_depth_is_a_4xx_not_a_500",
+    ),
+    Break(
+        "fuzz: the control API parses a Content-Length that is no number",
+        "app/control.py",
+        "                if not (raw.isascii() and raw.isdigit()):\n",
+        "                if False:\n",
+        "tests/app/test_control.py::test_bad_framing_and_other_methods_get_a_json_answer",
+    ),
+    Break(
+        "fuzz: the control API leaves other methods to http.server (HTML 501)",
+        "app/control.py",
+        '                if name.startswith("do_"):\n',
+        '                if name.startswith("do_NOTHING"):\n',
+        "tests/app/test_control.py::test_bad_framing_and_other_methods_get_a_json_answer",
+    ),
+    Break(
+        "fuzz: the control API lets JSON nested too deeply escape",
+        "app/control.py",
+        "    except RecursionError:\n",
+        "    except ArithmeticError:\n",
+        "tests/app/test_control.py::test_a_bad_query_body_is_refused_clearly",
+    ),
+    Break(
+        "fuzz: http.server's own refusals come as its HTML page",
+        "app/control.py",
+        "            def send_error(\n",
+        "            def _unused_send_error(\n",
+        "tests/app/test_control.py::test_requests_http_server_refuses_get_the_json_error_shape",
+    ),
+    Break(
+        "fuzz: a route outside the schema that no fuzzer covers",
+        "tests/api/fuzzing.py",
+        '    ("GET /docs", "/docs"),\n',
+        "",
+        "tests/api/test_schema.py::test_every_route_is_fuzzed",
+    ),
+    Break(
+        "fuzz: query bodies convert JSON types again (lax: false is page 0)",
+        "api/models.py",
+        '    model_config = ConfigDict(extra="forbid", strict=True)\n\n    question: str',
+        '    model_config = ConfigDict(extra="forbid")\n\n    question: str',
+        "tests/api/test_strict_types.py::test_a_value_of_another_json_type_is_refused",
+    ),
+    Break(
+        "fuzz: a boolean rates an answer",
+        "api/routes_feedback.py",
+        "        if isinstance(value, bool):\n",
+        "        if False:\n",
+        "tests/api/test_strict_types.py::test_a_value_of_another_json_type_is_refused",
+    ),
+    Break(
+        "fuzz: strict models refuse 3.0, an integer to JSON Schema",
+        "api/models.py",
+        "        return int(value)\n",
+        "        return value\n",
+        "tests/api/test_strict_types.py::test_values_of_the_declared_types_still_pass",
+    ),
 ]
 
 

@@ -92,6 +92,18 @@ def test_chat_completions_reads_a_json_body_sent_as_a_form(deployment: Deploymen
     assert r.json()["choices"][0]["message"]["content"]
 
 
+@pytest.mark.parametrize("content_type", [FORM, None])
+def test_json_nested_past_the_parsers_depth_is_a_4xx_not_a_500(
+    deployment: Deployment, content_type: str | None
+) -> None:
+    # Found by scripts/fuzz_routes.py: the relabelling check parsed the body, and
+    # RecursionError (no ValueError) escaped it as an internal error.
+    for body in (b"[" * 30_000, b'{"question": ' + b"[" * 30_000 + b"]" * 30_000 + b"}"):
+        r = _post(deployment, "/v1/query", body, content_type)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["type"] == "invalid_request"
+
+
 def test_real_form_data_is_still_refused_with_the_error_shape(deployment: Deployment) -> None:
     r = _post(deployment, "/v1/query", b"question=How+long+are+backups+kept%3F", FORM)
     assert r.status_code == 422, r.text

@@ -45,6 +45,7 @@ from rag.core.types import (
     StreamEvent,
     TokenEvent,
 )
+from tests.api.fuzzing import send_raw
 from tests.conftest import RagCli
 
 CITATION = Citation(n=1, source="a.md", start=0, end=5, quote="quote", score=0.9, verified=True)
@@ -292,6 +293,8 @@ def test_every_query_field_reaches_the_pipeline(client: DaemonClient, recorder: 
         ({}, 422, "question: Field required"),
         (["q"], 400, "must be a JSON object"),
         ("{not json", 400, "not JSON"),
+        # Past the JSON parser's depth: RecursionError is no ValueError (found by fuzzing).
+        ('{"question": ' + "[" * 30_000, 400, "nested too deeply"),
     ],
 )
 def test_a_bad_query_body_is_refused_clearly(
@@ -312,6 +315,63 @@ def test_a_bad_query_body_is_refused_clearly(
         assert says in error["message"], error
     assert recorder.queries == [], "nothing reaches the pipeline"
     _no_traceback(capfd.readouterr().err, caplog)
+
+
+@pytest.mark.parametrize(
+    ("request_line", "framing", "status", "kind"),
+    [
+        ("POST /query", "Content-Length: abc", 400, "invalid_content_length"),
+        ("POST /query", "Content-Length: 1e3", 400, "invalid_content_length"),
+        ("POST /query", "Content-Length: -5", 400, "invalid_content_length"),
+        ("POST /query/stream", f"Content-Length: {10**12}", 413, "payload_too_large"),
+        ("POST /query", "Transfer-Encoding: chunked", 411, "length_required"),
+        ("PUT /query", "Content-Length: 2", 405, "method_not_allowed"),
+        ("DELETE /status", "Content-Length: 2", 405, "method_not_allowed"),
+        ("BREW /status", "Content-Length: 2", 405, "method_not_allowed"),
+    ],
+)
+def test_bad_framing_and_other_methods_get_a_json_answer(
+    control: ControlServer,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    request_line: str,
+    framing: str,
+    status: int,
+    kind: str,
+) -> None:
+    # Found by fuzzing (tests/api/fuzzing.py): a Content-Length that is no number, or negative,
+    # closed the connection without an answer (a ValueError in the handler); a huge one was
+    # read into memory; PUT, DELETE and unknown methods got http.server's HTML 501.
+    head = (
+        f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1:{control.port}\r\n"
+        f"Authorization: Bearer {control.token}\r\nContent-Type: application/json\r\n"
+        f"{framing}\r\n\r\n"
+    )
+    sent = send_raw(control.port, head.encode() + b"{}", half_close=True, timeout=10)
+    assert sent.status == status, (sent.error, sent.body[:200])
+    assert sent.json()["error"]["type"] == kind
+    if status == 405:
+        assert sent.headers["allow"] == "GET, POST"
+    assert recorder.queries == []
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET /status HTTP/1.1\r\n" + b"X: y\r\n" * 120 + b"\r\n", 431),
+    ],
+)
+def test_requests_http_server_refuses_get_the_json_error_shape(
+    control: ControlServer, data: bytes, status: int
+) -> None:
+    # Found by fuzzing: these answers came as http.server's HTML error page.
+    sent = send_raw(control.port, data, half_close=True, timeout=10)
+    assert sent.status == status, sent.error
+    assert sent.headers["content-type"] == "application/json"
+    error = sent.json()["error"]
+    assert error["type"] and error["message"], error
 
 
 def test_a_pipeline_error_is_the_callers_message_not_a_traceback(
