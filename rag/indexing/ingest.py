@@ -26,6 +26,7 @@ from rag.core.documents import Chunk, document_id
 from rag.core.errors import SourceError
 from rag.core.paths import PathFilter, escape_reason
 from rag.guards.injection import chunk_fields, hidden_html_text
+from rag.guards.pii.logs import register_log_path
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import (
     PARSERS,
@@ -187,6 +188,7 @@ class Ingestor:
             raise SourceError(
                 f"{root} is not a folder: give rag ingest (or ingestion.watch) a folder"
             )
+        self._name_in_logs(root)
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
             present = self._outside_data_dir(
@@ -208,6 +210,7 @@ class Ingestor:
     ) -> SyncReport:
         """Targeted sync of some relative paths (daemon events): present → ingest, gone → delete."""
         root = root.resolve()
+        self._name_in_logs(root)
         with self.index.write_lock:
             self.index.manifest.add_root(str(root))
             present: list[str] = []
@@ -367,6 +370,12 @@ class Ingestor:
         detector = detector_for(self.index.settings.pii)
         for c in chunks:
             c.pii = chunk_pii(detector, c.text)
+
+    def _name_in_logs(self, root: Path) -> None:
+        """Log lines name files of this folder ``<watched>/…``, never by their server path (the
+        tenants folder is inside the data dir: ``<data_dir>/tenants/…``)."""
+        if not root.is_relative_to(self.index.data_dir.resolve()):
+            register_log_path(root, "<watched>")
 
     def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:
         """A watched folder that holds the data dir (``rag watch .``) never lists what is in it."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import httpx
@@ -29,7 +30,7 @@ class _Records(logging.Handler):
 
 
 @pytest.fixture()
-def server_errors() -> list[logging.LogRecord]:
+def server_errors() -> Iterator[list[logging.LogRecord]]:
     handler = _Records()
     loggers = [logging.getLogger(n) for n in ("uvicorn.error", "api")]
     for lg in loggers:
