@@ -123,6 +123,9 @@ class Documents:
         out: dict[str, DocumentView] = {}
         collection = self.index.collection or self.index.open(create=False)
         flagged: dict[str, list[dict[str, Any]]] = {}
+        # Why pending documents wait, while ingestion is paused for want of space.
+        low = self.index.disk.problem()
+        paused = f"ingestion paused: {low}" if low else None
         for f in flagged_chunks(self.index.store, collection, tenant):
             flagged.setdefault(f["doc_id"], []).append(f)
         for rec in self._records():
@@ -142,7 +145,7 @@ class Documents:
                 rec.source,
                 status,
                 rec.chunks if status == "ok" else 0,
-                rec.reason if status != "pending" else None,
+                rec.reason if status != "pending" else paused,
                 "upload" if self.is_upload(rec) else "watched",
                 len(mine),
                 tuple(dict.fromkeys(r for f in mine for r in f["reasons"])),
@@ -153,7 +156,7 @@ class Documents:
             for rel in walk_folder(folder, self.ignore_hidden):
                 source = f"{tenant}/{rel}"
                 if source not in out and not self.exclude.excludes(source):
-                    out[source] = DocumentView(source, "pending", 0, None, "upload")
+                    out[source] = DocumentView(source, "pending", 0, paused, "upload")
         return [out[k] for k in sorted(out)]
 
     def get(self, tenant: str, source: str) -> DocumentView:
@@ -363,7 +366,9 @@ class Documents:
         """Write atomically (temp file in the same folder, fsync, rename): the daemon never sees half a file.
 
         Refused with the reason (never a bare 500): a quota exceeded (409/413), a parent that
-        is a file (409), a tenant folder or manifest that cannot be written (503)."""
+        is a file (409), a tenant folder or manifest that cannot be written, or a data dir's
+        volume under its free-space floor (503)."""
+        self.storage.require_space(len(data))
         self.storage.require_manifest()
         tenant = target.source.split("/", 1)[0]
         with self._tenant_lock(tenant):
