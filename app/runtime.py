@@ -117,7 +117,8 @@ class Runtime:
         except BaseException:
             self.index.close()
             raise
-        if self.index.disk.problem() is None and self.index.collection:
+        disk = self.index.disk
+        if disk.tight() and disk.problem() is None and self.index.collection:
             # What the next start will need to open the store: taken now, while there is room.
             self.index.store.claim_space(self.index.collection)
         self.index.warm_up()

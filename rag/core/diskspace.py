@@ -41,6 +41,7 @@ Usage = Callable[[Path], tuple[int, int]]  # path -> (free bytes, total bytes)
 # Held in the data dir while there is room, given back when a start-up finds the volume full.
 RESERVE_NAME = ".space-reserve"
 RESERVE_BYTES = 16 * MB
+TIGHT_FACTOR = 8  # free space under 8 x the floor: claim ahead what a restart needs
 
 
 def _disk_usage(path: Path) -> tuple[int, int]:
@@ -82,6 +83,17 @@ class DiskSpace:
             f"{megabytes(self.floor)} (storage.min_free_mb): free space there (or lower the "
             "floor); writes resume by themselves"
         )
+
+    def tight(self) -> bool:
+        """Free space is under ``TIGHT_FACTOR`` times the floor: time to claim ahead what a
+        later start will need (``VectorStore.claim_space``). With more room, claiming would
+        only cost disk (tens of MB per index) for a full volume that is not in sight."""
+        if self.floor <= 0:
+            return False
+        try:
+            return self.free() < TIGHT_FACTOR * self.floor
+        except OSError:
+            return True
 
     # -- the reserve ---------------------------------------------------------------------
     @property

@@ -558,8 +558,9 @@ class Ingestor:
                     self.collection,
                     time.perf_counter() - started,
                 )
-            # While there is room: what opening the store will need (a start on a full volume).
-            self.index.store.claim_space(self.collection)
+            if self.index.disk.tight():
+                # While there is room: what opening the store needs (a start on a full volume).
+                self.index.store.claim_space(self.collection)
         manifest = self.index.manifest
         manifest.set_value("last_run", {**report.last_run(), "finished_at": time.time()})
 
