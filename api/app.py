@@ -7,6 +7,7 @@ the app opens one itself at startup and closes it at shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -125,6 +126,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.loop = asyncio.get_running_loop()  # for stop_accepting, from the stopping thread
         # Models load in the background: /healthz answers at once, /readyz once they are in.
         threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
         try:

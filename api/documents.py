@@ -19,12 +19,13 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from api.errors import ApiError
 from api.storage import StorageProbe, storage_error
@@ -126,6 +127,9 @@ class Documents:
         out: dict[str, DocumentView] = {}
         collection = self.index.collection or self.index.open(create=False)
         flagged: dict[str, list[dict[str, Any]]] = {}
+        # Why pending documents wait, while ingestion is paused for want of space.
+        low = self.index.disk.problem()
+        paused = f"ingestion paused: {low}" if low else None
         for f in flagged_chunks(self.index.store, collection, tenant):
             flagged.setdefault(f["doc_id"], []).append(f)
         for rec in self._records():
@@ -145,7 +149,7 @@ class Documents:
                 rec.source,
                 status,
                 rec.chunks if status == "ok" else 0,
-                rec.reason if status != "pending" else None,
+                rec.reason if status != "pending" else paused,
                 "upload" if self.is_upload(rec) else "watched",
                 len(mine),
                 tuple(dict.fromkeys(r for f in mine for r in f["reasons"])),
@@ -156,7 +160,7 @@ class Documents:
             for rel in walk_folder(folder, self.ignore_hidden, max_depth=self.max_depth):
                 source = f"{tenant}/{rel}"
                 if source not in out and not self.exclude.excludes(source):
-                    out[source] = DocumentView(source, "pending", 0, None, "upload")
+                    out[source] = DocumentView(source, "pending", 0, paused, "upload")
         return [out[k] for k in sorted(out)]
 
     def get(self, tenant: str, source: str) -> DocumentView:
@@ -173,8 +177,13 @@ class Documents:
             f"no document {source!r} for this key's tenant (GET /v1/documents lists them)",
         )
 
-    def source_file(self, tenant: str, source: str) -> Path:
-        """The file behind a document of ``tenant`` (404 for anything else)."""
+    def open_source(self, tenant: str, source: str) -> tuple[BinaryIO, os.stat_result]:
+        """The file behind a document of ``tenant``, opened once, and its ``fstat`` (404 for
+        anything else).
+
+        Served from this handle, never reopened by name: a file deleted or replaced between
+        the checks and the response is a 404 or the file that was checked, never a 500 (the
+        server used to check ``is_file()``, then open the path again to send it)."""
         rec = self._record(tenant, source)
         if rec is not None:
             root, relative = Path(rec.root), rec.source
@@ -183,12 +192,6 @@ class Documents:
         else:
             raise self.not_found(source)
         path = root / relative
-        try:
-            found = path.is_file()
-        except OSError:  # a name too long for the file system, a loop: no such document
-            found = False
-        if not found:
-            raise self.not_found(source)
         # The check ingestion applies: a link out of the watched folder (or into the data
         # dir) is no document, whatever the manifest says (it may predate the link).
         reason = escape_reason(
@@ -200,7 +203,23 @@ class Documents:
         )
         if reason is not None:
             raise self.not_found(source)
-        return path
+        try:
+            checked = path.resolve(strict=True).stat()
+            # Non-blocking: a FIFO planted in a folder must not hold a worker thread forever.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except (OSError, RuntimeError):  # gone, a loop, a name too long: no such document
+            raise self.not_found(source) from None
+        try:
+            opened = os.fstat(fd)
+            # Only a regular file, and the very one the check above resolved: a link swapped
+            # meanwhile for one pointing elsewhere opens another file.
+            same = (opened.st_dev, opened.st_ino) == (checked.st_dev, checked.st_ino)
+            if not stat.S_ISREG(opened.st_mode) or not same:
+                raise self.not_found(source)
+            return os.fdopen(fd, "rb"), opened
+        except BaseException:
+            os.close(fd)
+            raise
 
     # -- uploads ---------------------------------------------------------------------
     def safe_relative(self, raw: str) -> str:
@@ -379,7 +398,9 @@ class Documents:
         """Write atomically (temp file in the same folder, fsync, rename): the daemon never sees half a file.
 
         Refused with the reason (never a bare 500): a quota exceeded (409/413), a parent that
-        is a file (409), a tenant folder or manifest that cannot be written (503)."""
+        is a file (409), a tenant folder or manifest that cannot be written, or a data dir's
+        volume under its free-space floor (503)."""
+        self.storage.require_space(len(data))
         self.storage.require_manifest()
         tenant = target.source.split("/", 1)[0]
         with self._tenant_lock(tenant):

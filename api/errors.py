@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.core.errors import (
     ConfigError,
+    DiskFullError,
     EmbeddingMismatchError,
     GenerationError,
     PromptError,
@@ -130,6 +131,7 @@ _RAG_ERRORS: list[tuple[type[RagError], int, str]] = [
     (QueryError, 400, "invalid_request"),
     (GenerationError, 503, "generation_failed"),
     (EmbeddingMismatchError, 503, "index_mismatch"),
+    (DiskFullError, 503, "storage_unavailable"),
     (StoreError, 503, "store_unavailable"),
     (ConfigError, 500, "config_error"),
 ]

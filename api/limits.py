@@ -85,6 +85,16 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+def shutting_down() -> ApiError:
+    return ApiError(
+        503,
+        "shutting_down",
+        "the server is stopping; retry in a few seconds (on another instance, or this one "
+        "once it is back)",
+        {"Retry-After": "5"},
+    )
+
+
 class ConcurrencyGate:
     """At most ``limit`` calls of one backend at once, ``queue`` more waiting, the rest refused.
 
@@ -110,6 +120,7 @@ class ConcurrencyGate:
         self._waiters: dict[str, deque[asyncio.Future[None]]] = {}  # tenant -> parked acquires
         self._last_served: dict[str, int] = {}  # tenant -> grant number of its latest slot
         self._grants = 0
+        self.closed = False  # the server is stopping: nothing more is queued or started
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -129,8 +140,20 @@ class ConcurrencyGate:
         tenants = {t for t, n in self._held.items() if n} | {tenant}
         return max(1, self.queue // len(tenants))
 
+    def close(self) -> None:
+        """The server is stopping: queued requests and new ones get the 503 ``shutting_down``
+        now (they would not run before the grace period ends); running ones go on."""
+        self.closed = True
+        for parked in self._waiters.values():
+            for future in parked:
+                if not future.done():
+                    future.set_exception(shutting_down())
+        self._waiters.clear()
+
     def reserve(self, tenant: str = "") -> None:
         """Claim a place (running or queued) now, or raise the 503; pair with ``acquire``/``cancel``."""
+        if self.closed:
+            raise shutting_down()
         held = self._held.get(tenant, 0)
         if self.active + self.waiting >= self.limit + self.queue:
             share = self.share(tenant)
@@ -188,7 +211,7 @@ class ConcurrencyGate:
             try:
                 await future
             except BaseException:
-                if future.done() and not future.cancelled():
+                if future.done() and not future.cancelled() and future.exception() is None:
                     # Granted, but its request went away before it ran: the slot goes on.
                     self.active -= 1
                 else:

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse
 from api.deps import Caller, State
 from api.documents import PATH_MAX_CHARS
 from api.errors import error_responses
+from api.files import OpenFileResponse
 from api.limits import too_large
 from api.models import DeleteResult, DocumentInfo, DocumentList, UploadResult
 
@@ -126,15 +127,15 @@ async def delete_document(path: str, state: State, caller: Caller) -> Any:
 )
 async def source_file(path: str, state: State, caller: Caller) -> Any:
     """The original file of a cited document (what the chat page opens)."""
-    file = await anyio.to_thread.run_sync(state.documents.source_file, caller.tenant, path)
+    file, info = await anyio.to_thread.run_sync(state.documents.open_source, caller.tenant, path)
     suffix = PurePosixPath(path).suffix.lower()
     media = _MEDIA_BY_SUFFIX.get(suffix) or (
         _TEXT if suffix in (".md", ".txt", ".html", ".htm") else "application/octet-stream"
     )
-    return FileResponse(
+    return OpenFileResponse(
         file,
+        info,
         media_type=media,
         headers={"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"},
-        content_disposition_type="inline",
         filename=PurePosixPath(path).name,
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from api.errors import ApiError
-from api.limits import ConcurrencyGate
+from api.limits import ConcurrencyGate, shutting_down
 from rag.core.errors import PromptError
 from rag.core.types import Answer, DoneEvent, Query, StreamEvent
 from rag.query.pipeline import PreparedQuery
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from rag.core.config import Settings
     from rag.indexing.index import Index
 
-__all__ = ["EventStream", "Pipeline", "QueryService", "for_tenant"]
+__all__ = ["EventStream", "Pipeline", "QueryService", "Streams", "for_tenant"]
 
 log = logging.getLogger("api")
 
@@ -68,6 +68,50 @@ def for_tenant(query: Query, tenant: str) -> Query:
     return replace(query, tenant=tenant)
 
 
+class Streams:
+    """The threads pumping pipeline streams now. When the server stops they are asked to stop
+    (at their next event) and joined, before the pipeline and its models are closed: a thread
+    left generating in a native library when the interpreter exits crashed ``rag serve``'s stop
+    under load (SIGSEGV, or SIGABRT "terminate called without an active exception")."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[EventStream, threading.Thread] = {}
+
+    def started(self, stream: EventStream, thread: threading.Thread) -> None:
+        with self._lock:
+            self._running[stream] = thread
+
+    def finished(self, stream: EventStream) -> None:
+        with self._lock:
+            self._running.pop(stream, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._running)
+
+    def wait(self, timeout: float) -> bool:
+        """Until every stream has finished by itself (True) or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while len(self):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self, timeout: float) -> list[str]:
+        """Stop every stream at its next event and join its thread; the names of those still
+        running after ``timeout`` seconds (stuck in one native call)."""
+        with self._lock:
+            running = dict(self._running)
+        for stream in running:
+            stream.stop_by_server()
+        deadline = time.monotonic() + timeout
+        for thread in running.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in running.values() if t.is_alive()]
+
+
 class QueryService:
     def __init__(
         self, index: Index, settings: Settings, pipeline: Pipeline, metrics: Metrics | None = None
@@ -82,6 +126,22 @@ class QueryService:
         }
         self.ready = threading.Event()
         self.warm_error: str | None = None
+        self.streams = Streams()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once it runs
+
+    def stop_accepting(self, timeout: float = 5.0) -> None:
+        """From any thread, as the server begins to stop: queued and new model requests get the
+        503 ``shutting_down`` (running ones go on). A no-op before the server runs."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        async def close_gates() -> None:
+            for gate in list(self.gates.values()):
+                gate.close()
+
+        with contextlib.suppress(Exception):  # a loop already stopping: nothing is queued
+            asyncio.run_coroutine_threadsafe(close_gates(), loop).result(timeout)
 
     # -- lifecycle -------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -150,6 +210,7 @@ class QueryService:
             lambda exc: translate_error(exc, scoped),
             tenant=tenant,
             cancel=prepared.cancel,
+            streams=self.streams,
         )
 
 
@@ -182,6 +243,7 @@ class EventStream:
         translate: Callable[[BaseException], BaseException] = lambda exc: exc,
         tenant: str = "",
         cancel: Callable[[], None] = lambda: None,
+        streams: Streams | None = None,
     ):
         gate.reserve(tenant)  # raises the 503 while nothing has been sent yet
         self.gate = gate
@@ -192,8 +254,16 @@ class EventStream:
         # The pipeline's own stop (PreparedQuery.cancel): between two events generation may
         # run for long (verification holds text back), so waiting for the next one is not enough.
         self.cancel_pipeline = cancel
+        self.streams = streams
         self.cancelled = threading.Event()
+        self.stopped = False  # cancelled because the server stops (not by the client)
         self._state = "reserved"  # reserved → running → finished
+
+    def stop_by_server(self) -> None:
+        """The server is stopping: end this stream at its next event with the 503 ``shutting_down``."""
+        self.stopped = True
+        self.cancelled.set()
+        self.cancel_pipeline()  # the model stops at its next token, not at the next event
 
     async def events(self) -> Any:
         """Async generator of the pipeline's typed events (JSON only at the wire: the SSE
@@ -234,14 +304,23 @@ class EventStream:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(self.gate.release, time.monotonic() - started)
                 post(_END)
+                if self.streams is not None:
+                    self.streams.finished(self)
 
-        threading.Thread(target=pump, name="rag-stream", daemon=True).start()
+        thread = threading.Thread(target=pump, name="rag-stream", daemon=True)
+        if self.streams is not None:
+            self.streams.started(self, thread)
+        thread.start()
+        answered = False
         while True:
             item = await queue.get()
             if item is _END:
+                if self.stopped and not answered:
+                    raise shutting_down()
                 return
             if isinstance(item, BaseException):
                 raise item
+            answered = answered or isinstance(item, DoneEvent)
             yield item
 
     async def collect(

@@ -6,7 +6,8 @@ is wrong in words (``os.strerror``), never with a path on the server: 503
 names the file system refuses (too long, a parent that is a file).
 
 ``StorageProbe`` checks, by a real write at most once per ``ttl`` seconds, that the tenants
-folder and the manifest can be written. A manifest that cannot be written is the quiet
+folder and the manifest can be written, and that the data dir's volume has more free space
+than its floor (``storage.min_free_mb``; uploads are checked against it each time). A manifest that cannot be written is the quiet
 failure: the daemon would index an upload's chunks (searchable) but never record the file,
 so it would never be listed. Readiness reports both; uploads and deletes are refused with
 the reason while the manifest is not writable.
@@ -83,7 +84,19 @@ class StorageProbe:
     def checks(self) -> dict[str, str]:
         """Readiness lines: ``ok`` or the problem, per part."""
         problems = self.problems()
-        return {part: problems.get(part, "ok") for part in ("manifest", "uploads")}
+        return {part: problems.get(part, "ok") for part in ("manifest", "uploads", "disk")}
+
+    def require_space(self, size: int) -> None:
+        """503 while storing ``size`` more bytes would leave the data dir's volume under its
+        floor (``storage.min_free_mb``): checked on every upload, not cached."""
+        problem = self.index.disk.problem(size)
+        if problem is not None:
+            raise ApiError(
+                503,
+                "storage_unavailable",
+                f"this upload is refused: {problem}",
+                {"Retry-After": "60"},
+            )
 
     def require_manifest(self) -> None:
         """503 while the manifest cannot be written (an upload would be searchable, never listed)."""
@@ -115,4 +128,7 @@ class StorageProbe:
             os.unlink(tmp)
         except OSError as exc:
             problems["uploads"] = f"the tenants folder is not writable ({_reason(exc)})"
+        low = self.index.disk.problem()
+        if low is not None:  # reads go on; uploads and ingestion wait for room
+            problems["disk"] = f"{low}; queries are answered, uploads and ingestion wait"
         return problems

@@ -5,6 +5,7 @@ watch daemon (``rag watch`` never imports it, nor ``api``).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 
@@ -21,6 +22,13 @@ from rag.query.pipeline import QueryPipeline
 __all__ = ["ApiServer"]
 
 log = logging.getLogger("rag.api")
+
+# How long a stopped answer may take to reach its next token (a prompt evaluated in one
+# native call by the local model takes seconds on a small CPU).
+STREAM_STOP_SECONDS = 30.0
+# uvicorn's own deadline comes this long after the grace period: time for the answers stopped
+# then to reach their next token and send their 503.
+STOP_MARGIN_SECONDS = 10.0
 
 
 class ApiServer:
@@ -51,7 +59,11 @@ class ApiServer:
             port=self.port,
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=int(self.settings.api.shutdown_grace_seconds),
+            # uvicorn cancels what still runs at its deadline (a traceback and a 500 each):
+            # this server stops its answers at the grace period itself, so uvicorn's comes later.
+            timeout_graceful_shutdown=math.ceil(
+                self.settings.api.shutdown_grace_seconds + STOP_MARGIN_SECONDS
+            ),
         )
         server = self._server = uvicorn.Server(config)
         thread = self._thread = threading.Thread(target=server.run, name="rag-api", daemon=True)
@@ -67,9 +79,32 @@ class ApiServer:
         self.echo(f"serving the API and chat page on http://{self.host}:{self.port}")
 
     def stop(self) -> None:
-        """Graceful: stop accepting, let in-flight requests finish (bounded by the grace period)."""
+        """Graceful: stop accepting, let running answers finish within the grace period
+        (``api.shutdown_grace_seconds``), answer queued ones 503 ``shutting_down`` at once.
+
+        Before this returns every thread pumping an answer has stopped and been joined: the
+        runtime closes the pipeline and its models next, and the interpreter exits after that.
+        An answer still running near the end of the grace period is stopped at its next token
+        (a 503 ``shutting_down``, or an ``error`` event on a stream), before uvicorn's own
+        deadline (``STOP_MARGIN_SECONDS`` later) would cancel its request (a traceback, a 500)."""
         if self._server is None or self._thread is None:
             return
+        grace = self.settings.api.shutdown_grace_seconds
+        service = self.app.state.rag.service if self.app is not None else None
+        if service is not None:
+            service.stop_accepting()
         self._server.should_exit = True
-        self._thread.join(self.settings.api.shutdown_grace_seconds + 5)
+        left: list[str] = []
+        if service is not None:
+            service.streams.wait(grace)
+            left = service.streams.stop(timeout=STREAM_STOP_SECONDS)
+        self._thread.join(grace + STOP_MARGIN_SECONDS + 5)
+        if service is not None:
+            left = service.streams.stop(timeout=STREAM_STOP_SECONDS) or left
+        if left:
+            log.warning(
+                "stopping with %d answer thread(s) still in a model call: %s",
+                len(left),
+                ", ".join(left),
+            )
         self._server = self._thread = None

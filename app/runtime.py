@@ -34,6 +34,7 @@ from evals.runner import EvalRunner
 from ingestion.daemon import WatchDaemon
 from rag.core.config import Settings
 from rag.core.datadir import private_data_dir, restrict_umask
+from rag.core.diskspace import RESERVE_BYTES
 from rag.indexing.index import Index
 from rag.indexing.reindex import reindex
 from rag.indexing.status import collect_status, export_chunks
@@ -101,11 +102,25 @@ class Runtime:
         ``EmbeddingMismatchError``/``StoreError`` (the index is closed again then)."""
         if self._opened:
             return
+        # A long-running process keeps a small reserve on the data dir's volume, and gives it
+        # back when it starts on a full one: its SQLite files need a block to open at all.
+        if self.index.disk.release_reserve_if_full():
+            log.warning(
+                "the data dir's volume is under its free-space floor: released the %d MB "
+                "reserve to start; queries are answered, writes wait for free space",
+                RESERVE_BYTES // 1_000_000,
+            )
+        else:
+            self.index.disk.keep_reserve()
         try:
             self.index.open(create=True)
         except BaseException:
             self.index.close()
             raise
+        disk = self.index.disk
+        if disk.tight() and disk.problem() is None and self.index.collection:
+            # What the next start will need to open the store: taken now, while there is room.
+            self.index.store.claim_space(self.index.collection)
         self.index.warm_up()
         self._opened = True
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rag.core.errors import DiskFullError
 from rag.indexing.ingest import Ingestor, SyncReport, is_ignored_name
 
 __all__ = ["WatchDaemon"]
@@ -32,6 +33,8 @@ log = logging.getLogger("rag.daemon")
 SyncListener = Callable[[SyncReport], None]
 
 _READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
+# Between retries while the data dir's volume is under its floor (a full disk frees slowly).
+DISK_RETRY_SECONDS = 5.0
 
 
 class _Handler:
@@ -179,6 +182,15 @@ class WatchDaemon:
         self._sync_errors.pop(root, None)
         self._sync_errors[root] = f"the last sync failed: {message}"
 
+    def _paused(self, root: Path, exc: DiskFullError) -> None:
+        """Ingestion waits for free space: said once (no traceback every retry), shown by
+        ``stats()["sync_error"]`` and so by ``/readyz`` until a sync of ``root`` succeeds."""
+        message = str(exc) if str(exc).startswith("ingestion") else f"ingestion paused: {exc}"
+        if self._sync_errors.get(root) != message:
+            log.warning("%s", message)
+        self._sync_errors.pop(root, None)
+        self._sync_errors[root] = message
+
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         for root in self.roots:
@@ -308,6 +320,13 @@ class WatchDaemon:
             self._syncing = True
             try:
                 report = ingestor.sync_paths(root, rels)
+            except DiskFullError as exc:
+                self._paused(root, exc)
+                # Nothing was written. A reconcile (it waits for room, then clears the error)
+                # syncs these paths with everything else changed meanwhile.
+                self._reconcile_reason = "retry after the disk was full"
+                self._stop.wait(DISK_RETRY_SECONDS)
+                continue
             except Exception as exc:
                 log.exception("sync of %d path(s) failed; reconciling %s", len(rels), root)
                 self._failed(root, exc)
@@ -322,6 +341,11 @@ class WatchDaemon:
             self._syncing = True
             try:
                 report = ingestor.sync_folder(root)
+            except DiskFullError as exc:
+                self._paused(root, exc)
+                self._reconcile_reason = "retry after the disk was full"
+                self._stop.wait(DISK_RETRY_SECONDS)
+                continue
             except Exception as exc:
                 # A RecursionError's traceback is a thousand frames: its message says enough.
                 log.error(

@@ -180,6 +180,12 @@ class VectorStore(abc.ABC):
         Servers do this in the background, so the default does nothing."""
         return False
 
+    def claim_space(self, collection: str) -> None:
+        """Allocate now, while there is room, the disk space the store's files will take when
+        it is next opened (memory-mapped files left sparse), so that opening it on a full
+        volume cannot fail. Stores that map no files into memory have nothing to do."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -228,12 +228,15 @@ def ingest(
         fail(
             "a daemon (`rag watch`/`rag serve`) is running on this data dir and already keeps it in sync; stop it first"
         )
+    from rag.core.errors import DiskFullError
     from rag.indexing.ingest import Ingestor
 
     index = open_index()
     try:
         with progress_reporter("ingest") as progress:
             report = Ingestor(index).sync_folder(path, progress=progress)
+    except DiskFullError as exc:  # nothing was written; the files are synced by the next run
+        fail(str(exc))
     finally:
         index.close()
     if as_json:

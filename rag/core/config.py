@@ -290,10 +290,13 @@ class EvalSettings(_Section):
 
 
 class QuotaSettings(_Section):
-    """Per tenant, its uploads (the files in ``<data_dir>/tenants/<tenant>/``); None = no limit."""
+    """Per tenant, its uploads (the files in ``<data_dir>/tenants/<tenant>/``); None = no limit.
 
-    max_files: int | None = Field(default=None, ge=1)
-    max_bytes: int | None = Field(default=None, ge=1)
+    On by default: with no quota one tenant could fill the data dir's volume, an upload of
+    ``api.max_upload_mb`` at a time, for every tenant (the free-space floor then stops all)."""
+
+    max_files: int | None = Field(default=10_000, ge=1)
+    max_bytes: int | None = Field(default=1_000_000_000, ge=1)  # 1 GB
 
 
 class ApiSettings(_Section):
@@ -407,6 +410,15 @@ class InjectionSettings(_Section):
     output_check: bool = True  # answer sentences that instruct or contradict are not verified
 
 
+class StorageSettings(_Section):
+    """The data dir's volume. Owned by rag/core/diskspace.py."""
+
+    # Below this much free space (MB) nothing more is written: uploads answer 503, ingestion
+    # pauses (files stay pending), /readyz says so. The edge store maps its files into
+    # memory: a write into a full volume kills the process (SIGBUS) instead of failing. 0: off.
+    min_free_mb: float = Field(default=512.0, ge=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_",
@@ -432,6 +444,7 @@ class Settings(BaseSettings):
     costs: CostSettings = Field(default_factory=CostSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @classmethod
     def settings_customise_sources(

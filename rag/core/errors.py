@@ -15,7 +15,8 @@ match::
     ├── EmbeddingError          the embedding model is missing or cannot run       RuntimeError
     ├── TokenizerError          a tokenizer.json that is not there                 FileNotFoundError
     ├── StoreError              the vector store failed or is locked        RuntimeError
-    │   └── EmbeddingMismatchError  the index was built with another model or transform
+    │   ├── EmbeddingMismatchError  the index was built with another model or transform
+    │   └── DiskFullError       the data dir's volume is under its free-space floor
     ├── PackingError            the token budget cannot hold one passage    ValueError
     ├── RerankError             the reranker cannot run                     RuntimeError
     ├── GenerationError         a backend could not answer                  RuntimeError
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DiskFullError",
     "EmbeddingError",
     "EmbeddingMismatchError",
     "FeedbackConflictError",
@@ -97,6 +99,11 @@ class StoreError(RagError, RuntimeError):
 
 class EmbeddingMismatchError(StoreError):
     """The index was built with another embedding model (or document transforms) than configured."""
+
+
+class DiskFullError(StoreError):
+    """Too little free space on the data dir's volume to write safely (``storage.min_free_mb``):
+    nothing was written; the message says how much is free and what to do."""
 
 
 class PackingError(RagError, ValueError):

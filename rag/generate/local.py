@@ -87,10 +87,18 @@ def _import_llama() -> Any:
     return llama_cpp
 
 
-def _close_at_exit(llm: Any) -> None:
+def _close_at_exit(llm: Any, lock: threading.Lock) -> None:
     # llama-cpp-python frees its model in __del__, which at interpreter exit runs after the
-    # ctypes bindings are gone (a TypeError on every exit): free it while they still exist.
-    atexit.register(lambda: close_quietly(llm))
+    # ctypes bindings are gone (a TypeError on every exit): free it while they still exist,
+    # and only once no thread is using it (``lock``); one still at it keeps it.
+    def close() -> None:
+        if lock.acquire(timeout=5.0):
+            try:
+                close_quietly(llm)
+            finally:
+                lock.release()
+
+    atexit.register(close)
 
 
 _vocab_cache: dict[str, TokenCounter] = {}
@@ -104,8 +112,8 @@ def local_token_counter(settings: LocalGeneratorSettings) -> TokenCounter:
         if path not in _vocab_cache:
             llama_cpp = _import_llama()
             vocab = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
-            _close_at_exit(vocab)
             lock = threading.Lock()
+            _close_at_exit(vocab, lock)
 
             def encode(text: str) -> list[int]:
                 with lock:
@@ -139,11 +147,16 @@ def _control_token_strings(llama_cpp: Any, llm: Any) -> frozenset[str]:
 class LocalGenerator(Generator):
     name = "local"
 
+    # How long ``close`` waits for the generation in flight to stop (it stops at its next
+    # token once closing; a long prompt is evaluated in one native call first).
+    CLOSE_WAIT_SECONDS = 30.0
+
     def __init__(self, settings: LocalGeneratorSettings):
         self.settings = settings
         self._llm: Any = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
+        self._closing = threading.Event()
         self.load_seconds: float | None = None
 
     @property
@@ -180,7 +193,10 @@ class LocalGenerator(Generator):
                 raise GenerationError(
                     f"cannot load {path} with llama.cpp: {exc}", backend=self.name
                 ) from exc
-            _close_at_exit(self._llm)
+            # At exit too (a library user who never closes): freed only once no thread is
+            # generating with it. Freeing it under a running decode crashed `rag serve`'s stop
+            # under load (SIGSEGV, or SIGABRT "terminate called without an active exception").
+            atexit.register(self.close)
             self.load_seconds = time.perf_counter() - started
             log.info(
                 "local generator: %s loaded in %.2fs (%d threads)",
@@ -196,7 +212,41 @@ class LocalGenerator(Generator):
             "context_window": self.context_window,
         }
 
+    def close(self) -> None:
+        """Stop the generation in flight (at its next token), wait for it, then free the model.
+
+        Never frees a model a thread is still decoding with: past ``CLOSE_WAIT_SECONDS`` the
+        model is left loaded (and a warning logged) rather than pulled from under it. The
+        instance is shared by every pipeline of the process with these settings: a request
+        after ``close`` loads the model again."""
+        self._closing.set()
+        try:
+            if not self._run_lock.acquire(timeout=self.CLOSE_WAIT_SECONDS):
+                log.warning(
+                    "local: a generation was still running %.0f s after close; the model "
+                    "stays loaded",
+                    self.CLOSE_WAIT_SECONDS,
+                )
+                return
+            try:
+                with self._load_lock:
+                    llm, self._llm = self._llm, None
+                if llm is not None:
+                    close_quietly(llm)
+            finally:
+                self._closing.clear()  # before the lock goes: a waiting request may reload
+                self._run_lock.release()
+        finally:
+            self._closing.clear()
+
+    def _check_open(self) -> None:
+        if self._closing.is_set():
+            raise GenerationError(
+                "local: the generator is being closed (the server is stopping)", backend=self.name
+            )
+
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
+        self._check_open()
         self.warm_up()
         # llama.cpp tokenizes the rendered prompt with special tokens on: a control-token
         # string in any message would become the real token (Pack breaks them already; this
@@ -220,6 +270,8 @@ class LocalGenerator(Generator):
         pieces: list[str] = []
         finish: str | None = None
         try:
+            self._check_open()  # being closed while this request waited for the model
+            self.warm_up()  # closed (freed) while it waited: loaded again
             chunks = self._llm.create_chat_completion(
                 messages=request.messages,
                 max_tokens=request.max_tokens,
@@ -233,6 +285,7 @@ class LocalGenerator(Generator):
             try:
                 for chunk in chunks:
                     request.check_deadline(self.name)
+                    self._check_open()
                     choice = chunk["choices"][0]
                     piece = choice.get("delta", {}).get("content")
                     if piece:

@@ -12,9 +12,11 @@ probe texts (``Embedder.warm_up`` checks); otherwise the embedder stays on PyTor
 from __future__ import annotations
 
 import copy
+import errno
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -43,6 +45,9 @@ def onnx_unsupported_reason(model: Any) -> str | None:
     return None
 
 
+EXPORT_MARGIN_BYTES = 64_000_000  # left free beyond the export's own size
+
+
 def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
     """Write the transformer (named inputs → last hidden state) to ``path`` as ONNX."""
     import torch
@@ -68,6 +73,26 @@ def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
     }
     tmp = path.with_suffix(".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The export writes the weights in float32: on a volume without room for them it would
+    # fill it (every writer of the data dir failing meanwhile) and leave the partial file.
+    needed = sum(p.numel() for p in model.parameters()) * 4 * 3 // 2 + EXPORT_MARGIN_BYTES
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"{free // 1_000_000} MB free where the ONNX export needs about {needed // 1_000_000} MB",
+        )
+    try:
+        _export_to(model, tmp, input_names, sample, Wrapped)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def _export_to(model: Any, tmp: Path, input_names: list[str], sample: Any, Wrapped: Any) -> None:
+    import torch
+
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes about shape-dependent Python branches
         torch.onnx.export(
@@ -82,7 +107,6 @@ def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
             opset_version=17,
             dynamo=False,
         )
-    os.replace(tmp, path)
 
 
 class OnnxEncoder:

@@ -21,6 +21,7 @@ from typing import Any
 
 from rag.core.config import Settings
 from rag.core.datadir import private_data_dir
+from rag.core.diskspace import DiskSpace
 from rag.core.errors import EmbeddingMismatchError
 from rag.core.tokens import load_tokenizer
 from rag.indexing.chunking import Chunker
@@ -59,6 +60,8 @@ class Index:
         install_log_scrubbing(settings)  # this project's log records carry no PII
         # 0700 (and the umask tightened) before the store or the manifest writes anything.
         self.data_dir = private_data_dir(settings.resolved_data_dir())
+        # Free space asked before each write (storage.min_free_mb): uploads, ingestion, the store.
+        self.disk = DiskSpace(self.data_dir, settings.storage.min_free_mb)
         self.store = store or open_store(settings)
         self.embedder = embedder or embedder_for(settings)
         self.sparse = Bm25Encoder()

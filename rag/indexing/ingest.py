@@ -28,6 +28,7 @@ from rag.core.documents import Chunk, document_id
 from rag.core.errors import SourceError, WorkBudgetExceeded
 from rag.core.paths import PathFilter, escape_reason
 from rag.guards.injection import chunk_fields, hidden_html_text, suspicious_hidden
+from rag.guards.pii.logs import register_log_path
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import (
     PARSERS,
@@ -326,7 +327,9 @@ class Ingestor:
             raise SourceError(
                 f"{root} is not a folder: give rag ingest (or ingestion.watch) a folder"
             )
+        self._name_in_logs(root)
         with self.index.write_lock:
+            self._require_space()
             self.index.manifest.add_root(str(root))
             scan = scan_folder(
                 root,
@@ -361,7 +364,9 @@ class Ingestor:
     ) -> SyncReport:
         """Targeted sync of some relative paths (daemon events): present → ingest, gone → delete."""
         root = root.resolve()
+        self._name_in_logs(root)
         with self.index.write_lock:
+            self._require_space()
             self.index.manifest.add_root(str(root))
             present: list[str] = []
             gone: list[str] = []
@@ -551,6 +556,12 @@ class Ingestor:
             check_budget()
             c.pii = chunk_pii(detector, c.text)
 
+    def _name_in_logs(self, root: Path) -> None:
+        """Log lines name files of this folder ``<watched>/…``, never by their server path (the
+        tenants folder is inside the data dir: ``<data_dir>/tenants/…``)."""
+        if not root.is_relative_to(self.index.data_dir.resolve()):
+            register_log_path(root, "<watched>")
+
     def _outside_data_dir(self, root: Path, sources: list[str]) -> list[str]:
         """A watched folder that holds the data dir (``rag watch .``) never lists what is in it."""
         data_dir = self.index.data_dir.resolve()
@@ -593,10 +604,21 @@ class Ingestor:
         report.failed += 1
         report.failures.append({"path": source, "reason": reason})
 
+    def _require_space(self, needed: int = 0) -> None:
+        """``DiskFullError`` before anything is written while the data dir's volume is under
+        its floor (storage.min_free_mb): the sync stops there, its files stay as they were
+        (new ones pending), and the daemon retries until there is room."""
+        self.index.disk.require(needed, "ingestion")
+
     def _write_group(self, root: Path, group: list[_Pending], report: SyncReport) -> None:
         store = self.index.store
         coll = self.collection
         chunks = [c for p in group for c in p.chunks]
+        # What the group adds to the store, generously: vectors, their WAL copy, payloads.
+        dimension = self.index.embedder.dimension if chunks else 0
+        self._require_space(
+            sum(len(c.text.encode("utf-8")) * 4 + dimension * 4 * 3 for c in chunks)
+        )
         ids = [c.id for c in chunks]
         # 1. Vectors already in this collection under the same id: reuse, don't embed.
         vectors: dict[str, list[float]] = {}
@@ -678,6 +700,7 @@ class Ingestor:
         store = self.index.store
         ids = [i for d in doc_ids for i in store.ids_where(self.collection, {"doc_id": d})]
         if ids:
+            self._require_space()  # a delete is a write too (the store's WAL)
             store.delete(self.collection, ids)
             store.flush(self.collection)
             report.chunks_deleted += len(ids)
@@ -707,7 +730,10 @@ class Ingestor:
             self._drop_chunks(orphans, report)
 
     def _finish(self, report: SyncReport) -> None:
-        if report.changed:
+        low = self.index.disk.problem() if report.changed else None
+        if low is not None:  # the index is built by the next sync that changes something
+            log.warning("not building the vector index now: %s", low)
+        elif report.changed:
             started = time.perf_counter()
             if self.index.store.optimize(self.collection):
                 log.info(
@@ -715,6 +741,9 @@ class Ingestor:
                     self.collection,
                     time.perf_counter() - started,
                 )
+            if self.index.disk.tight():
+                # While there is room: what opening the store needs (a start on a full volume).
+                self.index.store.claim_space(self.collection)
         manifest = self.index.manifest
         manifest.set_value("last_run", {**report.last_run(), "finished_at": time.time()})
 

@@ -452,7 +452,8 @@ class AnswerCache:
             ]
         for entry, how in candidates:
             if self._valid(index, json.loads(entry.cited), state):
-                self.entries.touch(entry.id)
+                if index.disk.problem() is None:  # a full volume: the hit is served, not noted
+                    self.entries.touch(entry.id)
                 answer = Answer.model_validate_json(entry.answer)
                 with self._stats_lock:  # what answering afresh would have spent again
                     self.saved_cost += answer.usage.cost
@@ -533,6 +534,11 @@ class AnswerCache:
             vector = np.asarray(index.embedder.embed_query(state.asked))
         stored = answer.model_copy(update={"timings_ms": {}})
         entry = _Entry("", stored.model_dump_json(), json.dumps(cited, sort_keys=True), state.asked)
+        if index.disk.problem(len(entry.answer) + len(entry.cited)) is not None:
+            # Under the data dir's free-space floor nothing is written, a cache entry neither
+            # (with cache.backend: store it is an upsert into the memory-mapped store): the
+            # answer is returned, just not kept.
+            return False
         self.entries.put(
             found.scope,
             found.normalised,

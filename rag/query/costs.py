@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -211,8 +212,13 @@ class CostController:
             entry.cost = round(self.cost_of(entry), 10)
         called = [a for a in calls if a.outcome != "skipped"]
         if called:
-            spent = self.ledger.add(self.day(), tenant, called)
-            self._check_warnings(tenant, spent)
+            try:
+                spent = self.ledger.add(self.day(), tenant, called)
+                self._check_warnings(tenant, spent)
+            except sqlite3.OperationalError as exc:
+                # A full data dir ("database or disk is full"), a locked file: the answer is
+                # still given (it was produced and paid for); its spend goes unrecorded.
+                log.warning("spend of tenant %r not recorded: %s", tenant, exc)
 
     def _check_warnings(self, tenant: str, spent: float) -> None:
         budget = self.budget(tenant)

@@ -8,6 +8,7 @@ A shard can be open in one process only; other processes ask that one (daemon co
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -15,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rag.core.diskspace import allocate_holes, megabytes, unallocated_bytes
+from rag.core.errors import DiskFullError
 from rag.store._convert import build_filter, point_vector, scroll_points, to_hit, to_point
 from rag.store.base import (
     DENSE,
@@ -29,6 +32,8 @@ from rag.store.base import (
 )
 
 __all__ = ["EdgeStore"]
+
+log = logging.getLogger(__name__)
 
 _META = "rag-meta.json"
 
@@ -85,7 +90,10 @@ class EdgeStore(VectorStore):
                     override = None
                     if self.indexing_threshold_kb is not None:
                         override = self._config(int(self.collection_metadata(name)["dimension"]))
+                    self._check_room_to_open(path / "shard")
                     shard = q.EdgeShard.load(str(path / "shard"), override)
+                except DiskFullError:
+                    raise
                 except Exception as exc:
                     if "WouldBlock" in str(exc) or "lock" in str(exc).lower():
                         raise StoreError(
@@ -118,6 +126,42 @@ class EdgeStore(VectorStore):
             lambda key, values: q.FieldCondition(key=key, match=q.MatchAny(values)),
             lambda must: q.Filter(must=must),
         )
+
+    @staticmethod
+    def _populated(shard: Path) -> list[Path]:
+        """The files loading a shard populates (writes into, on tmpfs): the dense vectors and
+        the payload indexes of each segment (measured on qdrant-edge 0.9: the WAL, payload and
+        sparse-vector pages are left as they are)."""
+        segments = shard / "segments"
+        return [
+            p
+            for segment in (segments.iterdir() if segments.is_dir() else ())
+            for p in (segment / f"vector_storage-{DENSE}", segment / "payload_index")
+        ]
+
+    def _check_room_to_open(self, shard: Path) -> None:
+        """``DiskFullError`` when the volume has less free space than loading the shard may
+        take: its populated files are sparse until loaded, and on a full tmpfs loading was a
+        SIGBUS at every restart while the volume stayed full (seen). ``claim_space`` after
+        each sync keeps those holes filled, so this refuses only an index never claimed."""
+        holes = unallocated_bytes(self._populated(shard))
+        if not holes:
+            return
+        free = shutil.disk_usage(shard).free
+        if free < holes:
+            raise DiskFullError(
+                f"opening the index needs up to {megabytes(holes)} free on the data dir's "
+                f"volume (its memory-mapped files are sparse until loaded) and {megabytes(free)} "
+                "are: free space there and start again"
+            )
+
+    def claim_space(self, collection: str) -> None:
+        shard = self._cdir(collection) / "shard"
+        with self._lock:
+            try:
+                allocate_holes(self._populated(shard))
+            except OSError as exc:  # no room now: the next sync tries again
+                log.info("could not allocate the index's files ahead (%s)", exc)
 
     # -- collections and aliases -----------------------------------------------------
     def list_collections(self) -> list[str]:

@@ -147,3 +147,37 @@ def test_missing_model_file_says_what_to_do(tmp_path: Any) -> None:
     gen = LocalGenerator(LocalGeneratorSettings(model_path=str(tmp_path / "nope.gguf")))
     with pytest.raises(GenerationError, match="is not a file"):
         gen.warm_up()
+
+
+def test_close_stops_the_generation_in_flight_before_freeing_the_model() -> None:
+    """What `rag serve`'s stop relies on (issue 25, item 7): freeing the model while another
+    thread decoded with it crashed the process at exit (SIGSEGV / SIGABRT). ``close()`` from
+    another thread stops that generation at its next token, waits for it, then frees."""
+    import threading
+
+    gen = LocalGenerator(LocalGeneratorSettings(threads=1))  # its own model: the shared one stays
+    gen.warm_up()
+    first = threading.Event()
+    outcome: dict[str, Any] = {"pieces": 0}
+
+    def generate() -> None:
+        try:
+            for item in gen.stream(_long_request(200)):
+                if isinstance(item, str):
+                    outcome["pieces"] += 1
+                    first.set()
+            outcome["end"] = "ran to the end"
+        except GenerationError as exc:
+            outcome["end"] = str(exc)
+
+    thread = threading.Thread(target=generate, name="test-generate", daemon=True)
+    thread.start()
+    assert first.wait(60), "no first token"
+    gen.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert "closed" in outcome["end"] and outcome["pieces"] < 200, outcome
+    assert gen._llm is None, "the model is freed once nothing uses it"
+    # The instance is the process's one for these settings: a later request loads it again.
+    assert isinstance(list(gen.stream(_request(max_tokens=4)))[-1], Usage)
+    gen.close()
