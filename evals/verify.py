@@ -396,18 +396,21 @@ def squad_cases(root: Path, seed: int = 13, limit: int | None = None) -> list[Ve
                 by_type[kind].append((article(gold[qid]), min(key["answers"], key=len)))
     sentences_of = {pid: split_sentences(text) for pid, text in corpus.items()}
     unrelated = [
-        s
+        (article(pid), s)
         for pid, sents in sorted(sentences_of.items())
         for s in sents
-        if 8 <= len(s.split()) <= 30 and s[-1:] in ".!?" and "(" not in s
+        if 8 <= len(s.split()) <= 30
+        and s[-1:] in ".!?"
+        and s[:1].isupper()
+        and not re.search(r"[()\[\]{}|]", s)
     ]
     cases: list[VerifyCase] = []
     for qid in sorted(queries):
-        key = keys.get(qid)
-        if key is None:
+        answer_key = keys.get(qid)
+        if answer_key is None:
             continue
         question = queries[qid]
-        if not key.get("answerable"):
+        if not answer_key.get("answerable"):
             invented = _invent(question, by_type, rng)
             cases.append(
                 VerifyCase(
@@ -420,11 +423,12 @@ def squad_cases(root: Path, seed: int = 13, limit: int | None = None) -> list[Ve
                 )
             )
             continue
-        pid = gold.get(qid)
-        if pid is None or not key.get("answers"):
+        gold_pid = gold.get(qid)
+        if gold_pid is None or not answer_key.get("answers"):
             continue
+        pid = gold_pid
         paragraph = corpus[pid]
-        answer = next((a for a in sorted(key["answers"], key=len) if a in paragraph), None)
+        answer = next((a for a in sorted(answer_key["answers"], key=len) if a in paragraph), None)
         sents = sentences_of[pid]
         at = next((i for i, s in enumerate(sents) if answer and answer in s), None)
         if answer is None or at is None or len(sents[at].split()) > 60:
@@ -478,9 +482,8 @@ def squad_cases(root: Path, seed: int = 13, limit: int | None = None) -> list[Ve
                     "wrong_value",
                     CaseSentence(sentence.replace(answer, wrong, 1), [phrase], true=False),
                 )
-        extra = rng.choice(
-            [s for s in unrelated[: len(unrelated)] if s not in paragraph] or unrelated
-        )
+        # from another article: about something else altogether
+        extra = rng.choice([s for a, s in unrelated if a != article(pid)])
         make(
             "appended",
             CaseSentence(sentence, [phrase], source=src),
@@ -524,7 +527,7 @@ def _shown(
     unverified), ``unmarked`` (shown, though verification listed it as unsupported: the user
     cannot tell) or ``absent``; and its citation numbers."""
     want = _norm(sentence.say)
-    state, cited = "absent", []
+    state, cited = "absent", list[int]()
     for text, numbers, is_marked in shown:
         said = _norm(text)
         if not said or not (want in said or (said in want and len(said) > 0.8 * len(want))):
