@@ -85,10 +85,8 @@ def _print_notes(result: dict[str, Any]) -> None:
             f"note: answered by the fallback generator '{result['generator']}' ({failed} failed)",
             err=True,
         )
-    from rag.verification.citations import UNVERIFIED_MARK
-
-    withheld = len(result.get("unsupported") or [])
-    if withheld and UNVERIFIED_MARK not in str(result.get("answer") or ""):
+    withheld = int(result.get("withheld") or 0)
+    if withheld:
         # Their text is never shown (generation.verify.unsupported: drop): only how many.
         typer.echo(
             f"note: {withheld} sentence(s) of the model's answer left out: no passage supports them",

@@ -382,7 +382,10 @@ class AssembleAnswer:
             answer.generator = outcome.generator
             answer.citations = [self._citation(c, state) for c in verified.citations]
             answer.usage = outcome.usage.model_copy()
-            answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
+            if self.settings.generation.verify.unsupported == "mark":
+                answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
+            else:  # drop: never shown, not even as a list; only how many
+                answer.withheld = len(verified.unsupported)
             answer.fallbacks = [Fallback(**f) for f in outcome.failures]
             answer.finish_reason = outcome.finish_reason
         answer.injection = state.injection

@@ -278,7 +278,12 @@ def _runbook() -> PackedContext:
 
 def _check(answer: str, question: str, scorer: SupportScorer, **settings: object):  # type: ignore[no-untyped-def]
     return verify_answer(
-        answer, _runbook(), scorer, CitationSettings(**settings), question, ABSTAIN  # type: ignore[arg-type]
+        answer,
+        _runbook(),
+        scorer,
+        CitationSettings(**settings),
+        question,
+        ABSTAIN,  # type: ignore[arg-type]
     )
 
 
@@ -311,7 +316,10 @@ def test_with_unsupported_mark_the_invention_is_shown_marked(scorer: SupportScor
     ("answer", "question"),
     [
         # the passage says five business days
-        ("The postmortem is scheduled within two business days [4].", "When is the postmortem held?"),
+        (
+            "The postmortem is scheduled within two business days [4].",
+            "When is the postmortem held?",
+        ),
         ("Backups are retained for 90 days [2].", "How long are backups kept?"),
         ("Passwords must be at least 12 characters long [3].", "How long must passwords be?"),
         # 90 days is in another passage (API keys): a value and its subject come from one
@@ -333,7 +341,10 @@ def test_a_wrong_value_cited_to_the_right_passage_is_refused(
             "New engineers must finish the security training before they get production access [1].",
             "When do I get production access?",
         ),
-        ("Passwords have to be at least fourteen characters long [3].", "How long must passwords be?"),
+        (
+            "Passwords have to be at least fourteen characters long [3].",
+            "How long must passwords be?",
+        ),
         ("Database backups are kept for 35 days [2].", "How long are backups kept?"),
         ("The full backups run every night at 2 am UTC [2].", "When do backups run?"),
         (
@@ -377,7 +388,9 @@ def test_a_sentence_is_judged_with_the_verified_sentence_before_it(scorer: Suppo
     )
     assert v.unsupported == [] and v.answer.count("[1]") == 2, v.sentences
     # Alone, the same sentence says something the passage does not: "job".
-    alone = _check("The job keeps each backup for 35 days [2].", "How long are backups kept?", scorer)
+    alone = _check(
+        "The job keeps each backup for 35 days [2].", "How long are backups kept?", scorer
+    )
     assert alone.abstained
 
 
@@ -394,4 +407,6 @@ def test_a_short_sentence_with_a_value_still_needs_a_passage(scorer: SupportScor
     v = _check(
         "Backups are retained for 35 days [2]. It is 40 days.", "How long are backups kept?", scorer
     )
-    assert v.answer == "Backups are retained for 35 days [1]." and v.unsupported == ["It is 40 days."]
+    assert v.answer == "Backups are retained for 35 days [1]." and v.unsupported == [
+        "It is 40 days."
+    ]

@@ -82,14 +82,19 @@ def test_values_kinds_and_normal_forms() -> None:
 def test_question_names_need_no_passage_but_question_numbers_need_one() -> None:
     # "Northwind" comes from the question; the number must still be in a passage.
     assert ungrounded("Northwind keeps backups for 35 days.", [BACKUPS], ["Does Northwind?"]) == []
-    missing = ungrounded("Northwind keeps backups for 40 days.", [BACKUPS], ["40 days at Northwind?"])
+    missing = ungrounded(
+        "Northwind keeps backups for 40 days.", [BACKUPS], ["40 days at Northwind?"]
+    )
     assert [v.text for v in missing] == ["40 days"]
 
 
 @pytest.mark.parametrize(
     ("claim", "source"),
     [
-        ("A green build is not required before merging.", "A green build is required before merging."),
+        (
+            "A green build is not required before merging.",
+            "A green build is required before merging.",
+        ),
         ("MFA is optional.", "Multi-factor authentication is mandatory."),
         ("Economy is no longer the default.", "Economy is the default."),
         ("Backups are encrypted.", "Backups are never encrypted."),
