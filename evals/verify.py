@@ -38,6 +38,7 @@ A case whose phrase no retrieved passage held is ``skipped`` (a retrieval miss, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -61,6 +62,7 @@ __all__ = [
     "GOALS",
     "GOOD",
     "KINDS",
+    "VERIFY_KEYS",
     "CaseSentence",
     "VerifyCase",
     "default_docs_cases",
@@ -70,6 +72,7 @@ __all__ = [
     "run_cases",
     "squad_cases",
     "summarize",
+    "verify_failures",
 ]
 
 KINDS = ("paraphrase", "synthesis", "wrong_value", "appended", "wrong_passage", "unanswerable")
@@ -82,6 +85,8 @@ GOALS = {
     "wrong_passage_fixed_or_refused": (">=", 0.95),
 }
 UNVERIFIED = "[unverified]"  # generation.verify.unsupported: mark (rag.verification.citations)
+# The headline figures a report carries (evals/report.py): ``verify.<key>`` and per set.
+VERIFY_KEYS = ("good_kept_whole", "fabricated_shown", "wrong_passage_fixed_or_refused")
 
 _MARKERS = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
 _SQUAD_ABSTAIN = "The documents don't contain an answer to this."
@@ -749,6 +754,31 @@ def summarize(rows: Sequence[dict[str, Any]], half: str | None = "held_out") -> 
     }
 
 
+def failed(row: Mapping[str, Any]) -> bool:
+    """The user did not get what they should have: a good answer not kept whole, a
+    fabricated claim shown, a wrong citation left standing."""
+    verdict = row.get("verdict")
+    if row["kind"] in GOOD:
+        return verdict not in ("kept_whole", "skipped")
+    if row["kind"] in FABRICATED:
+        return verdict == "shown"
+    return verdict in ("wrong_citation", "shown_uncited")
+
+
+def verify_failures(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The failed cases as a report lists them (worst first: fabrications shown first)."""
+    order = {"wrong_value": 0, "appended": 1, "unanswerable": 2, "wrong_passage": 3}
+    out = [
+        {
+            k: r.get(k)
+            for k in ("id", "set", "half", "kind", "question", "model_wrote", "user_got", "verdict")
+        }
+        for r in rows
+        if failed(r)
+    ]
+    return sorted(out, key=lambda r: order.get(str(r["kind"]), 4))
+
+
 def examples(
     rows: Sequence[dict[str, Any]], half: str | None = "held_out"
 ) -> dict[str, dict[str, Any]]:
@@ -802,6 +832,52 @@ def run_set(
                 close()
     finally:
         dsi.close()
+
+
+def run_verify_live(
+    index: Index,
+    cases_path: Path | None = None,
+    half: str | None = "held_out",
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """The hand-written set against the live index (which holds its documents): what the
+    default suite reports after a sync."""
+    started = time.perf_counter()
+    path = cases_path or default_docs_cases()
+    cases = [c for c in load_cases(path, "docs") if half is None or c.half == half]
+    with ChatServer() as server:
+        ask, close = pipeline_answerer(index, index.settings, server.base_url)
+        try:
+            rows = run_cases(cases, ask, server, should_stop=should_stop)
+        finally:
+            close()
+    figures = summarize(rows, half)
+    return {
+        "kind": "verify",
+        "half": half or "all",
+        "door": "run",
+        "dataset": {"name": path.stem, "path": str(path), "content_hash": _file_hash(path)},
+        "sets": {"docs": figures},
+        **{k: figures[k] for k in _HEADLINE},
+        "examples": examples(rows, half),
+        "seconds": round(time.perf_counter() - started, 3),
+        "per_case": rows,
+    }
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+_HEADLINE = (
+    *VERIFY_KEYS,
+    "verify_ms_p50",
+    "goals",
+    "goals_met",
+    "cases",
+    "skipped",
+    "stream_mismatches",
+)
 
 
 def run_verify(
@@ -860,25 +936,21 @@ def run_verify(
         sets["squad"] = summarize(got, half)
         rows += got
     both = summarize(rows, half)
+    material = (cases_path or default_docs_cases()).read_bytes() if docs is not None else b""
+    if squad is not None:
+        material += f"squad:{squad.resolve()}:{squad_limit}".encode()
     return {
         "kind": "verify",
+        "dataset": {
+            "name": "verify",
+            "docs": str(docs) if docs else None,
+            "squad": str(squad) if squad else None,
+            "content_hash": hashlib.sha256(material).hexdigest()[:16],
+        },
         "half": half or "all",
         "door": "stream" if stream else "run",
         "sets": sets,
-        **{
-            k: both[k]
-            for k in (
-                "good_kept_whole",
-                "fabricated_shown",
-                "wrong_passage_fixed_or_refused",
-                "verify_ms_p50",
-                "goals",
-                "goals_met",
-                "cases",
-                "skipped",
-                "stream_mismatches",
-            )
-        },
+        **{k: both[k] for k in _HEADLINE},
         "examples": examples(rows, half),
         "seconds": round(time.perf_counter() - started, 3),
         "per_case": rows,

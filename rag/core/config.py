@@ -286,6 +286,10 @@ class EvalSettings(_Section):
     # After a sync, also run the full query path on the golden questions (fast with the
     # default extractive chain; consider turning it off with a CPU LLM first in the chain).
     answers: bool = True
+    # With the golden set: the verify suite's hand-written cases (evals/verify_docs.jsonl,
+    # held-out half) through the production path with a scripted model (evals/verify.py):
+    # kept / stopped figures beside the others. Needs no model; ~3 s.
+    verify: bool = True
     cache_dir: str | None = None  # isolated dataset indexes; None = <data_dir>/eval-cache
     keep_reports: int = Field(default=200, ge=1)  # older report folders are pruned
     worst_queries: int = Field(
