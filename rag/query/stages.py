@@ -17,7 +17,9 @@ list to extend), or a filter with ``output_filters=[...]``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from rag.contracts import OutputFilter, QueryState, Stage
@@ -200,6 +202,19 @@ class Pack:
         yield from ()
 
 
+_BACKGROUND: ThreadPoolExecutor | None = None
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """One small pool for work that overlaps the model call (shared by every pipeline)."""
+    global _BACKGROUND
+    with _BACKGROUND_LOCK:
+        if _BACKGROUND is None:
+            _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rag-verify")
+        return _BACKGROUND
+
+
 class Generate:
     """The fallback chain, its text released sentence by sentence once verified.
 
@@ -228,6 +243,13 @@ class Generate:
 
     def _verifier(self, state: QueryState) -> StreamingVerifier:
         gen = self.settings.generation
+        ahead = None
+        if gen.verify.min_relevance > 0 and self.chain.primary.uses_llm:
+            # A finished-looking sentence is embedded for its relevance check while the model
+            # writes on (no model to wait for: nothing to overlap).
+            def ahead(text: str) -> object:
+                return _background().submit(self.scorer.prepare_sentence, text)
+
         return StreamingVerifier(
             lambda: AnswerVerifier(
                 state.context,
@@ -237,7 +259,8 @@ class Generate:
                 gen.abstain_text,
                 output_check=self.settings.injection.enabled
                 and self.settings.injection.output_check,
-            )
+            ),
+            ahead,
         )
 
     def run(self, state: QueryState) -> Iterator[StreamEvent]:
@@ -264,6 +287,10 @@ class Generate:
             },
         )
         release = self._verifier(state)
+        if gen.verify.min_relevance > 0 and self.chain.primary.uses_llm:
+            # The relevance check needs the question's embedding: computed while the model
+            # writes its first sentence, not after it (no model to wait for: no gain).
+            _background().submit(self.scorer.prepare, state.question)
 
         def verified(pieces: list[str]) -> Iterator[StreamEvent]:
             for text in pieces:

@@ -371,6 +371,7 @@ _QUESTIONISH = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """Light stemming so "declared"/"declaration"/"declares" meet; prefixes are enough here
     (shared with rag.verification.citations' support check)."""

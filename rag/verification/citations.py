@@ -24,6 +24,7 @@ the quote.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections import OrderedDict
@@ -344,6 +345,12 @@ def _markers(sentence: str) -> tuple[str, list[int]]:
     return bare, numbers
 
 
+@functools.lru_cache(maxsize=4096)
+def _passage_sentences(text: str) -> tuple[str, ...]:
+    # every claim of an answer is checked against every passage: split each once
+    return tuple(split_sentences(text) or [text])
+
+
 def _with_headings(passage: Passage) -> str:
     return "\n".join([passage.title or "", *passage.section, passage.text])
 
@@ -377,6 +384,17 @@ class SupportScorer:
                 [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]
             )
 
+    def prepare(self, question: str) -> None:
+        """Embed ``question`` (and its parts) ahead of the relevance checks: the generate stage
+        does it while the model writes, so the first checked sentence does not wait for it."""
+        if self.embed is not None:
+            self.vectors(question_parts(question))
+
+    def prepare_sentence(self, sentence: str) -> None:
+        """Embed an answer sentence ahead of its relevance check (see :meth:`prepare`)."""
+        if self.embed is not None:
+            self.vectors([sentence])
+
     def relevance(
         self,
         question: str,
@@ -401,7 +419,7 @@ class SupportScorer:
         )
 
     def passage_sentences(self, passage: Passage) -> list[str]:
-        return split_sentences(passage.text) or [passage.text]
+        return list(_passage_sentences(passage.text))
 
     # -- support ------------------------------------------------------------------------
     def check(
@@ -410,13 +428,15 @@ class SupportScorer:
         passages: Sequence[Passage],
         question: str = "",
         context: str = "",
+        floor: float = 0.0,
     ) -> Support:
         """How well ``passages`` together support ``sentence`` (their titles and sections
-        count as their text); ``context``: the verified sentence before it."""
+        count as their text); ``context``: the verified sentence before it; ``floor``: a
+        coverage below it ends the check early."""
         texts = [_with_headings(p) for p in passages]
         sentences = [s for p in passages for s in self.passage_sentences(p)]
         headings = [h for p in passages for h in (p.title or "", *p.section) if h]
-        return check_support(sentence, texts, sentences, context, question, headings)
+        return check_support(sentence, texts, sentences, context, question, headings, floor)
 
     def support(self, sentence: str, passage: Passage, question: str = "") -> tuple[float, str]:
         """(score, the passage sentence it restates) — the quote for a citation."""
@@ -521,7 +541,9 @@ class AnswerVerifier:
         return ""
 
     def _check(self, text: str, n: int, context: str) -> Support:
-        return self.scorer.check(text, [self.passages[n]], self.question, context)
+        return self.scorer.check(
+            text, [self.passages[n]], self.question, context, self.settings.min_support
+        )
 
     def _by_clause(
         self, text: str, numbers: Sequence[int], context: str
@@ -729,6 +751,8 @@ def verify_answer(
 
 
 _UNCLOSED_OR_MARKER = re.compile(r"\[[^\]]*\]?")
+# The end of a sentence, maybe the answer's last: . ! ? then closing quotes and [n] markers.
+_LOOKS_FINISHED = re.compile(r"[.!?][\"')\]]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*\s*$")
 
 
 def _opens_a_sentence(part: str) -> bool:
@@ -748,8 +772,15 @@ class StreamingVerifier:
     texts, concatenated, are ``result().answer`` exactly.
     """
 
-    def __init__(self, make: Callable[[], AnswerVerifier]):
+    def __init__(
+        self, make: Callable[[], AnswerVerifier], ahead: Callable[[str], object] | None = None
+    ):
+        """``ahead(text)``: called with a sentence that looks finished (it ends in . ! or ?)
+        before the model's next piece says whether it is: the generate stage embeds it in the
+        background, so its relevance check at the end of the stream finds it ready."""
         self._make = make
+        self._ahead = ahead
+        self._ahead_last = ""
         self.reset()
 
     def reset(self) -> None:
@@ -791,6 +822,13 @@ class StreamingVerifier:
         if len(parts) >= 2 and _opens_a_sentence(parts[-1]):
             self._check(parts[self._consumed : len(parts) - 1])
             self._consumed = len(parts) - 1
+        if self._ahead is not None and parts and not self.verifier.answered:
+            last = parts[-1]
+            if _LOOKS_FINISHED.search(last):
+                text = _markers(" ".join(last.split()))[0]
+                if text and text != self._ahead_last:
+                    self._ahead_last = text
+                    self._ahead(text)
         return self.drain()
 
     def close(self) -> VerifiedAnswer:

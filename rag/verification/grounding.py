@@ -671,7 +671,13 @@ def _names(text: str) -> list[Value]:
 def values(text: str) -> list[Value]:
     """Every value of ``text``: numbers (with units and ranges), clock times, dates, versions,
     code names, e-mails, URLs and proper names."""
-    return [*_numbers(text), *_names(text)]
+    return list(_values(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def _values(text: str) -> tuple[Value, ...]:
+    # a claim is checked against every passage, a question with every sentence: parse once
+    return (*_numbers(text), *_names(text))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -679,7 +685,7 @@ def _passage_facts(text: str) -> tuple[tuple[Value, ...], frozenset[str], str]:
     """A passage's values, its words (lower case, singular) and its flattened text: computed
     once per passage text (passages repeat across the sentences of an answer and across
     answers)."""
-    found = tuple(values(text))
+    found = _values(text)
     words = frozenset(_singular(w) for w in _WORD.findall(text)) | frozenset(
         w.lower() for w in _WORD.findall(text)
     )

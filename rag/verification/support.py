@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import Value, flipped, grounded_in, ungrounded, values
 
+# At most this many content words of a claim may be absent from its passage, whatever its length.
+MAX_UNMATCHED = 1
+
 __all__ = ["Support", "check", "claim_words", "matches", "split_clauses"]
 
 # Words that add no fact of their own: hedges, light verbs, connectives a model writes around
@@ -765,6 +768,11 @@ def _content(word: str) -> bool:
     return bool(content_words(word))
 
 
+@functools.lru_cache(maxsize=4096)
+def _claim_words(claim: str) -> list[str]:
+    return claim_words(claim, values(claim))
+
+
 def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     """The claim's content words that must come from a passage: lower case, stopwords, light
     words and the values' own words (checked as values) left out."""
@@ -863,20 +871,26 @@ def check(
     context: str = "",
     question: str = "",
     headings: Sequence[str] = (),
+    floor: float = 0.0,
 ) -> Support:
     """How well ``passages`` (their texts) support ``claim``. ``sentences``: the passages'
     sentences (the values must be in those the claim restates; the quote; the polarity
     check); ``headings``: their titles and sections (a name there counts); ``context``: the
     verified sentence before the claim; ``question``: its names need no passage (the
-    question's "Northwind" when a passage says "the company")."""
+    question's "Northwind" when a passage says "the company"). ``floor``: a coverage below
+    it ends the check there (the score says no; values and polarity are not looked at)."""
     found = values(claim)
-    words = claim_words(claim, found)
+    words = _claim_words(claim)
     held = _words_of("\n".join(passages))
     said_before = _words_of(context) if context else None
     unmatched = [
         w for w in words if not matches(w, held) and not (said_before and matches(w, said_before))
     ]
     coverage = 1.0 - len(unmatched) / len(words) if words else 1.0
+    if coverage < floor or len(unmatched) > MAX_UNMATCHED:
+        # most passages of a context, for most claims: no need to look closer
+        score = coverage if len(unmatched) <= MAX_UNMATCHED else 0.0
+        return Support(score=score, coverage=coverage, unmatched=unmatched)
     restated = _best_sentences(words, found, sentences)
     # A value must be in what the claim restates — the passage sentence(s) it says again, or
     # the headings: "created by the IT team" is not grounded by a passage that names IT in
@@ -910,7 +924,9 @@ def check(
     is_flipped = bool(restated) and all(
         flipped(claim, src) for src in {restated[0], " ".join(restated)}
     )
-    score = 0.0 if missing or is_flipped else coverage
+    # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
+    # never says ("railway locomotives" swapped in): the claim says something else.
+    score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
     return Support(
         score=score,
         coverage=coverage,

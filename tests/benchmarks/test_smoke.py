@@ -181,6 +181,7 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "pii_overhead": ("pii_overhead.py", lambda ds, tmp: ["--queries", "4"]),
     # examples/docs, tracing off / on / Langfuse refusing, 503, stalling (stand-in), 6 slots
     "tracing_overhead": ("tracing_overhead.py", lambda ds, tmp: []),
+    "verify_cost": ("verify_cost.py", lambda ds, tmp: []),
 }
 
 
