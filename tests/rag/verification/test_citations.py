@@ -410,3 +410,15 @@ def test_a_short_sentence_with_a_value_still_needs_a_passage(scorer: SupportScor
     assert v.answer == "Backups are retained for 35 days [1]." and v.unsupported == [
         "It is 40 days."
     ]
+
+
+def test_a_phrase_the_passage_never_says_fails_the_claim(scorer: SupportScorer) -> None:
+    # Six of eight words are the passage's, but "railway locomotives" is not: one word a
+    # passage lacks is a rewording, two are something it never said.
+    v = _check(
+        "Full database backups run nightly at 02:00 UTC, and backups are retained for 35 days "
+        "by railway locomotives [2].",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.abstained, v.sentences
