@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -187,6 +188,7 @@ def main() -> int:
     finally:
         server.close()
         dsi.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     added = _stats(times["added"])
     result: dict[str, Any] = {
         "goal": f"verification adds <= {GOAL_MS} ms p50 per answer beside the raw model call",

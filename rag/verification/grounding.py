@@ -169,100 +169,19 @@ _UNIT_ALIASES: dict[str, str] = {
 }
 # Words between a number and its unit that change nothing ("35 full days", "5 business days").
 _UNIT_FILLERS = frozenset(
-    [
-        "more",
-        "full",
-        "extra",
-        "additional",
-        "calendar",
-        "business",
-        "working",
-        "consecutive",
-        "whole",
-        "straight",
-        "further",
-        "other",
-        "paid",
-    ]
+    """
+    more full extra additional calendar business working consecutive whole straight
+    further other paid
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Words after a number that are no unit ("one of", "2 and 4", "five times as").
 _NOT_UNITS = frozenset(
-    [
-        "of",
-        "and",
-        "or",
-        "to",
-        "a",
-        "an",
-        "the",
-        "that",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "by",
-        "for",
-        "in",
-        "on",
-        "at",
-        "as",
-        "with",
-        "from",
-        "than",
-        "per",
-        "each",
-        "every",
-        "times",
-        "it",
-        "its",
-        "this",
-        "these",
-        "those",
-        "after",
-        "before",
-        "within",
-        "until",
-        "should",
-        "must",
-        "can",
-        "could",
-        "will",
-        "would",
-        "may",
-        "might",
-        "shall",
-        "do",
-        "does",
-        "did",
-        "has",
-        "have",
-        "had",
-        "not",
-        "also",
-        "only",
-        "more",
-        "less",
-        "about",
-        "into",
-        "over",
-        "under",
-        "out",
-        "up",
-        "down",
-        "off",
-        "if",
-        "so",
-        "but",
-        "nor",
-        "yet",
-    ]
+    """
+    of and or to a an the that which who whom whose is are was were be been being by for
+    in on at as with from than per each every times it its this these those after before
+    within until should must can could will would may might shall do does did has have
+    had not also only more less about into over under out up down off if so but nor yet
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 _RATE = re.compile(
     r"^\s*(?:per|a|an|each|every|/)\s*(second|sec|minute|min|hour|hr|day|week|month|quarter|year)s?\b",
@@ -337,71 +256,12 @@ _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-])*")  # letters, accented ones 
 # Capitalised words that are not names: sentence openers and the like, seen capitalised
 # mid-sentence after a colon or in a title-cased heading a model copies.
 _COMMON_CAPS = frozenset(
-    [
-        "i",
-        "a",
-        "an",
-        "the",
-        "this",
-        "that",
-        "these",
-        "those",
-        "it",
-        "its",
-        "they",
-        "their",
-        "there",
-        "here",
-        "he",
-        "she",
-        "we",
-        "you",
-        "your",
-        "our",
-        "my",
-        "his",
-        "her",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "how",
-        "if",
-        "and",
-        "or",
-        "but",
-        "so",
-        "yes",
-        "no",
-        "not",
-        "all",
-        "any",
-        "each",
-        "every",
-        "some",
-        "after",
-        "before",
-        "during",
-        "once",
-        "while",
-        "for",
-        "from",
-        "with",
-        "by",
-        "in",
-        "on",
-        "at",
-        "to",
-        "of",
-        "as",
-        "also",
-        "note",
-        "please",
-        "see",
-        "however",
-    ]
+    """
+    i a an the this that these those it its they their there here he she we you your our
+    my his her what when where which who why how if and or but so yes no not all any
+    each every some after before during once while for from with by in on at to of as
+    also note please see however
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Units written in capitals are the number's, not names of their own.
 _NOT_NAMES = re.compile(r"\b(?:EUR|USD|GBP|CHF|GB|MB|TB|KB|GiB|MiB|AM|PM)\b")

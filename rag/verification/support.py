@@ -43,529 +43,116 @@ __all__ = ["Support", "check", "claim_words", "matches", "split_clauses"]
 # Words that add no fact of their own: hedges, light verbs, connectives a model writes around
 # what the passage says. They are neither required from the passage nor counted.
 _LIGHT = frozenset(
-    [
-        "happen",
-        "happens",
-        "happened",
-        "happening",
-        "usually",
-        "typically",
-        "generally",
-        "normally",
-        "commonly",
-        "often",
-        "also",
-        "just",
-        "simply",
-        "actually",
-        "basically",
-        "really",
-        "still",
-        "even",
-        "already",
-        "currently",
-        "then",
-        "thereby",
-        "therefore",
-        "thus",
-        "however",
-        "instead",
-        "otherwise",
-        "respectively",
-        "overall",
-        "note",
-        "please",
-        "need",
-        "needs",
-        "needed",
-        "get",
-        "gets",
-        "got",
-        "getting",
-        "gotten",
-        "make",
-        "makes",
-        "made",
-        "take",
-        "takes",
-        "took",
-        "taken",
-        "give",
-        "gives",
-        "gave",
-        "given",
-        "giving",
-        "include",
-        "includes",
-        "included",
-        "including",
-        "provide",
-        "provides",
-        "provided",
-        "ensure",
-        "ensures",
-        "way",
-        "ways",
-        "thing",
-        "things",
-        "something",
-        "able",
-        "going",
-        "set",
-        "sets",
-        "come",
-        "comes",
-        "came",
-        "put",
-        "puts",
-        "let",
-        "lets",
-        "like",
-        "likely",
-        "case",
-        "cases",
-        "time",
-        "times",
-        "said",
-        "say",
-        "says",
-        "stated",
-        "states",
-        "mention",
-        "mentions",
-        "mentioned",
-        "according",
-        "per",
-        "via",
-        "well",
-        "yes",
-        "sure",
-        "certainly",
-        "important",
-        "importantly",
-        "specifically",
-        "particular",
-        "particularly",
-        "respective",
-        "whole",
-        "entire",
-        "around",
-        "roughly",
-        "approximately",
-        "exactly",
-        "only",
-        "first",
-        "taking",
-        "once",
-        "whenever",
-        "anyone",
-        "someone",
-        "everyone",
-        "anybody",
-        "people's",
-        "your",
-        "yours",
-        "you",
-        "we",
-        "our",
-        "us",
-        "can",
-        "could",
-        "may",
-        "might",
-        "must",
-        "shall",
-        "should",
-        "will",
-        "would",
-        "have",
-        "has",
-        "had",
-        "having",
-        "do",
-        "does",
-        "did",
-        "done",
-    ]
+    """
+    happen happens happened happening usually typically generally normally commonly
+    often also just simply actually basically really still even already currently then
+    thereby therefore thus however instead otherwise respectively overall note please
+    need needs needed get gets got getting gotten make makes made take takes took taken
+    give gives gave given giving include includes included including provide provides
+    provided ensure ensures way ways thing things something able going set sets come
+    comes came put puts let lets like likely case cases time times said say says stated
+    states mention mentions mentioned according per via well yes sure certainly
+    important importantly specifically particular particularly respective whole entire
+    around roughly approximately exactly only first taking once whenever anyone someone
+    everyone anybody people's your yours you we our us can could may might must shall
+    should will would have has had having do does did done
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Synonym groups a faithful rewording uses: general English, not any document's words.
-_SYNONYMS: tuple[tuple[str, ...], ...] = (
-    (
-        "keep",
-        "kept",
-        "retain",
-        "retained",
-        "retention",
-        "store",
-        "stored",
-        "storage",
-        "hold",
-        "held",
-        "preserve",
-        "preserved",
-        "save",
-        "saved",
-    ),
-    ("finish", "finished", "complete", "completed", "completion", "done", "end", "ended"),
-    (
-        "receive",
-        "received",
-        "obtain",
-        "obtained",
-        "gain",
-        "gained",
-        "grant",
-        "granted",
-        "acquire",
-        "acquired",
-        "earn",
-        "earned",
-        "award",
-        "awarded",
-    ),
-    (
-        "start",
-        "started",
-        "starting",
-        "begin",
-        "begins",
-        "began",
-        "beginning",
-        "commence",
-        "commenced",
-        "launch",
-        "launched",
-        "initiate",
-        "initiated",
-        "open",
-        "opens",
-        "opened",
-    ),
-    ("stop", "stopped", "cease", "ceased", "halt", "halted"),
-    (
-        "require",
-        "required",
-        "requires",
-        "requirement",
-        "mandatory",
-        "necessary",
-        "obligatory",
-        "compulsory",
-        "need",
-        "needs",
-    ),
-    ("big", "large", "huge", "major", "great"),
-    ("small", "little", "minor", "tiny"),
-    (
-        "fast",
-        "quick",
-        "quickly",
-        "rapid",
-        "rapidly",
-        "swift",
-        "swiftly",
-        "soon",
-        "promptly",
-        "immediately",
-        "right away",
-    ),
-    (
-        "make",
-        "create",
-        "created",
-        "produce",
-        "produced",
-        "build",
-        "built",
-        "construct",
-        "constructed",
-        "set up",
-        "establish",
-        "established",
-        "found",
-        "founded",
-        "form",
-        "formed",
-    ),
-    ("buy", "bought", "purchase", "purchased"),
-    (
-        "show",
-        "showed",
-        "shown",
-        "display",
-        "displayed",
-        "present",
-        "presented",
-        "demonstrate",
-        "demonstrated",
-    ),
-    (
-        "use",
-        "used",
-        "uses",
-        "using",
-        "utilize",
-        "utilized",
-        "utilise",
-        "utilised",
-        "employ",
-        "employed",
-        "apply",
-        "applied",
-    ),
-    (
-        "allow",
-        "allows",
-        "allowed",
-        "permit",
-        "permits",
-        "permitted",
-        "enable",
-        "enables",
-        "enabled",
-        "let",
-    ),
-    ("send", "sent", "forward", "forwarded", "submit", "submitted", "file", "filed"),
-    (
-        "check",
-        "checked",
-        "verify",
-        "verified",
-        "review",
-        "reviewed",
-        "inspect",
-        "inspected",
-        "examine",
-        "examined",
-        "audit",
-        "audited",
-    ),
-    (
-        "record",
-        "recorded",
-        "log",
-        "logged",
-        "document",
-        "documented",
-        "note",
-        "noted",
-        "track",
-        "tracked",
-        "write",
-        "written",
-        "register",
-        "registered",
-    ),
-    (
-        "copy",
-        "copies",
-        "copied",
-        "replicate",
-        "replicated",
-        "duplicate",
-        "duplicated",
-        "replica",
-        "replicas",
-    ),
-    (
-        "delete",
-        "deleted",
-        "remove",
-        "removed",
-        "erase",
-        "erased",
-        "purge",
-        "purged",
-        "wipe",
-        "wiped",
-    ),
-    (
-        "limit",
-        "limits",
-        "limited",
-        "cap",
-        "capped",
-        "maximum",
-        "max",
-        "restrict",
-        "restricted",
-        "ceiling",
-        "most",
-    ),
-    ("least", "minimum", "min", "lowest"),
-    ("each", "every", "per", "all", "any"),
-    (
-        "run",
-        "runs",
-        "ran",
-        "execute",
-        "executed",
-        "perform",
-        "performed",
-        "carry",
-        "carried",
-        "conduct",
-        "conducted",
-        "hold",
-        "held",
-        "take place",
-    ),
-    ("help", "helped", "assist", "assisted", "support", "supported", "aid", "aided"),
-    (
-        "people",
-        "person",
-        "persons",
-        "staff",
-        "employee",
-        "employees",
-        "personnel",
-        "worker",
-        "workers",
-        "individual",
-        "individuals",
-        "member",
-        "members",
-    ),
-    ("team", "teams", "group", "groups", "department", "departments", "unit"),
-    ("wait", "waiting", "delay", "pause"),
-    ("split", "divide", "divided", "break", "broken", "separate", "separated"),
-    ("join", "joined", "enter", "entered"),
-    ("ask", "asked", "request", "requested", "requests", "apply"),
-    (
-        "laptop",
-        "laptops",
-        "computer",
-        "computers",
-        "notebook",
-        "notebooks",
-        "device",
-        "devices",
-        "machine",
-        "machines",
-    ),
-    (
-        "report",
-        "reported",
-        "tell",
-        "told",
-        "inform",
-        "informed",
-        "notify",
-        "notified",
-        "alert",
-        "alerted",
-        "contact",
-        "contacted",
-    ),
-    ("book", "booked", "reserve", "reserved"),
-    (
-        "pay",
-        "paid",
-        "payment",
-        "reimburse",
-        "reimbursed",
-        "refund",
-        "refunded",
-        "compensate",
-        "compensated",
-        "payout",
-    ),
-    (
-        "cost",
-        "costs",
-        "price",
-        "priced",
-        "fee",
-        "fees",
-        "charge",
-        "charged",
-        "expense",
-        "expenses",
-        "amount",
-    ),
-    ("protect", "protected", "secure", "secured", "guard", "guarded", "safeguard"),
-    (
-        "rule",
-        "rules",
-        "policy",
-        "policies",
-        "requirement",
-        "requirements",
-        "guideline",
-        "guidelines",
-    ),
-    ("default", "standard", "normal", "usual", "regular"),
-    (
-        "approve",
-        "approved",
-        "approval",
-        "approves",
-        "approving",
-        "authorize",
-        "authorized",
-        "authorise",
-        "authorised",
-        "sign-off",
-    ),
-    ("engineer", "engineers", "developer", "developers"),
-    ("change", "changes", "changed", "modification", "modifications", "edit", "edits"),
-    (
-        "exceed",
-        "exceeded",
-        "exceeds",
-        "over",
-        "above",
-        "beyond",
-        "more",
-        "longer",
-        "greater",
-        "higher",
-    ),
-    ("under", "below", "less", "fewer", "shorter", "lower"),
-    ("before", "prior", "ahead", "earlier"),
-    ("after", "following", "later", "once"),
-    ("long", "longer", "lasting", "last", "lasts", "lasted", "duration"),
-    ("say", "said", "state", "stated", "mention", "mentioned", "explain", "explained"),
-    ("call", "called", "name", "named", "term", "termed", "known"),
-    ("choose", "chose", "chosen", "select", "selected", "pick", "picked"),
-    ("try", "tried", "attempt", "attempted"),
-    ("many", "numerous", "several", "multiple", "various"),
-    (
-        "answer",
-        "answers",
-        "answered",
-        "respond",
-        "responds",
-        "responded",
-        "response",
-        "reply",
-        "replies",
-        "replied",
-    ),
-    ("day", "daily", "days"),
-    ("night", "nightly", "nights", "evening"),
-    ("week", "weekly", "weeks"),
-    ("month", "monthly", "months"),
-    ("year", "yearly", "annual", "annually", "years"),
-    ("quarter", "quarterly", "quarters"),
-    ("hour", "hourly", "hours"),
-    ("place", "located", "location", "situated", "site"),
-    ("live", "lived", "reside", "resided", "dwell"),
-    ("die", "died", "death", "dead"),
-    ("home", "house", "residence"),
-    ("country", "nation", "state"),
-    ("city", "town"),
-    ("old", "ancient", "former", "earlier"),
-    ("new", "newly", "recent", "recently", "latest"),
-    ("lose", "lost", "missing", "misplace", "misplaced", "stolen", "steal"),
-    ("again", "retry", "retries", "repeat", "repeated"),
-    ("fix", "fixed", "repair", "repaired", "resolve", "resolved", "solve", "solved"),
-    ("issue", "issues", "problem", "problems", "incident", "incidents"),
-    ("rotate", "rotated", "rotation", "rotates", "replace", "replaced", "renew", "renewed"),
-    ("encrypt", "encrypted", "encryption", "encrypts"),
-    ("able", "capable", "can"),
-    ("main", "primary", "principal", "chief", "key"),
-    ("second", "secondary", "another", "other", "separate"),
+_SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(group.split())
+    for group in re.sub(
+        r"\n\s{6}",
+        " ",
+        """
+    keep kept retain retained retention store stored storage hold held preserve preserved save
+      saved
+    finish finished complete completed completion done end ended
+    receive received obtain obtained gain gained grant granted acquire acquired earn earned
+      award awarded
+    start started starting begin begins began beginning commence commenced launch launched
+      initiate initiated open opens opened
+    stop stopped cease ceased halt halted
+    require required requires requirement mandatory necessary obligatory compulsory need needs
+    big large huge major great
+    small little minor tiny
+    fast quick quickly rapid rapidly swift swiftly soon promptly immediately
+    make create created produce produced build built construct constructed establish established
+      found founded form formed
+    buy bought purchase purchased
+    show showed shown display displayed present presented demonstrate demonstrated
+    use used uses using utilize utilized utilise utilised employ employed apply applied
+    allow allows allowed permit permits permitted enable enables enabled let
+    send sent forward forwarded submit submitted file filed
+    check checked verify verified review reviewed inspect inspected examine examined audit
+      audited
+    record recorded log logged document documented note noted track tracked write written
+      register registered
+    copy copies copied replicate replicated duplicate duplicated replica replicas
+    delete deleted remove removed erase erased purge purged wipe wiped
+    limit limits limited cap capped maximum max restrict restricted ceiling most
+    least minimum min lowest
+    each every per all any
+    run runs ran execute executed perform performed carry carried conduct conducted hold held
+    help helped assist assisted support supported aid aided
+    people person persons staff employee employees personnel worker workers individual
+      individuals member members
+    team teams group groups department departments unit
+    wait waiting delay pause
+    split divide divided break broken separate separated
+    join joined enter entered
+    ask asked request requested requests apply
+    laptop laptops computer computers notebook notebooks device devices machine machines
+    report reported tell told inform informed notify notified alert alerted contact contacted
+    book booked reserve reserved
+    pay paid payment reimburse reimbursed refund refunded compensate compensated payout
+    cost costs price priced fee fees charge charged expense expenses amount
+    protect protected secure secured guard guarded safeguard
+    rule rules policy policies requirement requirements guideline guidelines
+    default standard normal usual regular
+    approve approved approval approves approving authorize authorized authorise authorised sign-
+      off
+    engineer engineers developer developers
+    change changes changed modification modifications edit edits
+    exceed exceeded exceeds over above beyond more longer greater higher
+    under below less fewer shorter lower
+    before prior ahead earlier
+    after following later once
+    long longer lasting last lasts lasted duration
+    say said state stated mention mentioned explain explained
+    call called name named term termed known
+    choose chose chosen select selected pick picked
+    try tried attempt attempted
+    many numerous several multiple various
+    answer answers answered respond responds responded response reply replies replied
+    day daily days
+    night nightly nights evening
+    week weekly weeks
+    month monthly months
+    year yearly annual annually years
+    quarter quarterly quarters
+    hour hourly hours
+    place located location situated site
+    live lived reside resided dwell
+    die died death dead
+    home house residence
+    country nation state
+    city town
+    old ancient former earlier
+    new newly recent recently latest
+    lose lost missing misplace misplaced stolen steal
+    again retry retries repeat repeated
+    fix fixed repair repaired resolve resolved solve solved
+    issue issues problem problems incident incidents
+    rotate rotated rotation rotates replace replaced renew renewed
+    encrypt encrypted encryption encrypts
+    able capable can
+    main primary principal chief key
+    second secondary another other separate
+""",
+    )
+    .strip()
+    .splitlines()
 )
 _SYNONYM_OF: dict[str, int] = {}
 for _i, _group in enumerate(_SYNONYMS):
@@ -573,155 +160,26 @@ for _i, _group in enumerate(_SYNONYMS):
         _SYNONYM_OF.setdefault(_w, _i)
 # Words a sentence opens with that name nothing ("Yes, ...", "However, ...", "Overall, ...").
 _OPENERS = frozenset(
-    [
-        "yes",
-        "no",
-        "thanks",
-        "thank",
-        "however",
-        "overall",
-        "also",
-        "additionally",
-        "furthermore",
-        "moreover",
-        "instead",
-        "meanwhile",
-        "finally",
-        "first",
-        "firstly",
-        "second",
-        "secondly",
-        "then",
-        "thus",
-        "therefore",
-        "hence",
-        "so",
-        "still",
-        "yet",
-        "today",
-        "currently",
-        "generally",
-        "usually",
-        "typically",
-        "normally",
-        "often",
-        "sometimes",
-        "otherwise",
-        "besides",
-        "according",
-        "based",
-        "following",
-        "under",
-        "since",
-        "although",
-        "though",
-        "while",
-        "when",
-        "where",
-        "whenever",
-        "once",
-        "after",
-        "before",
-        "during",
-        "within",
-        "until",
-        "unless",
-        "because",
-        "if",
-        "whether",
-        "both",
-        "either",
-        "neither",
-        "each",
-        "every",
-        "all",
-        "any",
-        "most",
-        "many",
-        "some",
-        "several",
-        "few",
-        "none",
-        "nobody",
-        "everyone",
-        "everything",
-        "anyone",
-        "anything",
-        "someone",
-        "something",
-        "here",
-        "there",
-        "this",
-        "that",
-        "these",
-        "those",
-        "its",
-        "their",
-        "our",
-        "your",
-        "his",
-        "her",
-        "my",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "how",
-        "why",
-        "new",
-    ]
+    """
+    yes no thanks thank however overall also additionally furthermore moreover instead
+    meanwhile finally first firstly second secondly then thus therefore hence so still
+    yet today currently generally usually typically normally often sometimes otherwise
+    besides according based following under since although though while when where
+    whenever once after before during within until unless because if whether both either
+    neither each every all any most many some several few none nobody everyone
+    everything anyone anything someone something here there this that these those its
+    their our your his her my what which who whom whose how why new
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Endings of common words, not names ("Running make bootstrap ...", "Approved claims ...").
 _INFLECTED = re.compile(
     r"(?:ing|ed|ly|tion|sion|ment|ness|ity|ance|ence|ful|less|able|ible|ive|ous|ks)$"
 )
 _STOPWORDS_EXTRA = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "from",
-        "with",
-        "and",
-        "or",
-        "but",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "they",
-        "them",
-        "their",
-        "there",
-        "he",
-        "she",
-        "his",
-        "her",
-        "him",
-        "i",
-        "me",
-        "my",
-        "as",
-        "if",
-        "so",
-    ]
+    """
+    a an the of to in on at by for from with and or but is are was were be been being it
+    its this that these those they them their there he she his her him i me my as if so
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 
 
