@@ -171,6 +171,11 @@ _OPENERS = frozenset(
     their our your his her my what which who whom whose how why new
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
+_CONTRACTION = re.compile(
+    r"^(?:it|that|there|here|what|who|he|she|they|we|you|i|is|are|was|were|do|does|did|has|"
+    r"have|had|can|could|would|should|wo|ai|must|need|let)['’](?:s|t|re|ve|ll|d|m)$"
+    r"|^\w+n['’]t$"
+)
 # Endings of common words, not names ("Running make bootstrap ...", "Approved claims ...").
 _INFLECTED = re.compile(
     r"(?:ing|ed|ly|tion|sion|ment|ness|ity|ance|ence|ful|less|able|ible|ive|ous|ks)$"
@@ -201,7 +206,9 @@ def _words_of(text: str) -> _Words:
     raw = [w.lower().strip("'-") for w in WORD.findall(text)]
     return _Words(
         stems=frozenset(stem(w) for w in raw),
-        prefixes=frozenset(_prefix(w) for w in raw if len(w) >= 5),
+        # a claim word of 5-7 letters is looked up by 5, a longer one by 6: both kinds here
+        prefixes=frozenset(w[:5] for w in raw if len(w) >= 5)
+        | frozenset(w[:6] for w in raw if len(w) >= 6),
         groups=frozenset(_SYNONYM_OF[w] for w in raw if w in _SYNONYM_OF)
         | frozenset(_SYNONYM_OF[stem(w)] for w in raw if stem(w) in _SYNONYM_OF),
     )
@@ -246,6 +253,8 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
         low = w.lower().strip("'-")
         if low in _LIGHT or low in _STOPWORDS_EXTRA or stem(low) not in keep:
             continue
+        if _CONTRACTION.match(low):
+            continue  # "it's", "don't": stopwords run together
         if any(c.isdigit() for c in low):
             continue  # numbers are values: checked (with their units) in step 1
         out.append(low)
