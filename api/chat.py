@@ -71,6 +71,11 @@ def _usage(result: dict[str, Any]) -> dict[str, int]:
 def rag_info(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "abstained": bool(result.get("abstained")),
+        # sentences of the model's answer no passage supports: left out of the content
+        # (generation.verify.unsupported: drop, only counted) or shown there marked
+        # "[unverified]" and listed (mark)
+        "withheld": int(result.get("withheld") or 0),
+        "unsupported": list(result.get("unsupported") or []),
         "degraded": bool(result.get("degraded")),
         "generator": result.get("generator"),
         "prompt": result.get("prompt"),
@@ -147,12 +152,8 @@ class ChatStreamRenderer:
         elif kind == "done":
             result = dict(payload or {})
             # The content since the last rag.reset chunk, joined, is rag.answer: the verified
-            # answer, markers renumbered to `citations`.
-            info = {
-                **rag_info(result),
-                "answer": result.get("answer"),
-                "unsupported": result.get("unsupported") or [],
-            }
+            # answer, markers renumbered to `citations` (rag_info carries `unsupported`).
+            info = {**rag_info(result), "answer": result.get("answer")}
             yield self._chunk(
                 {},
                 _finish(result),

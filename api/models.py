@@ -203,6 +203,16 @@ class RagInfo(BaseModel):
     trace_id: str | None = Field(
         default=None, description="The Langfuse trace (for POST /v1/feedback); null: not traced"
     )
+    withheld: int = Field(
+        default=0,
+        description="Sentences of the model's answer left out of the content: no passage supports "
+        "them (generation.verify.unsupported: drop, the default); their text is never returned",
+    )
+    unsupported: list[str] = Field(
+        default_factory=list,
+        description="With generation.verify.unsupported: mark, the sentences no passage supports, "
+        "shown in the content after an `[unverified]` mark; empty with drop",
+    )
 
 
 class ChatCompletion(BaseModel):

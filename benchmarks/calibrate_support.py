@@ -1,27 +1,37 @@
-"""Calibrate the citation support test on SQuAD 2.0 and report its precision/recall.
+"""Calibrate the citation support test on SQuAD 2.0 and report what it accepts.
 
     .venv/bin/python benchmarks/calibrate_support.py ../shared/datasets/squad2 [--json-out FILE]
-        [--target-precision 0.95] [--smoke] [--report-only]
+        [--min-recall 0.95] [--smoke] [--report-only]
 
-Pairs (claim sentence, cited paragraph, supported?) are built from the answerable questions:
+The support test (rag/verification/support.py) has hard gates — every value of the claim
+(number with its unit, date, code name, proper name...) in the passage sentence it
+restates, no flipped negation, at most one content word the passage lacks — and one
+threshold, ``generation.verify.min_support``: the share of the claim's content words the
+passage holds. Pairs (claim sentence, cited paragraph, supported?) are built from the
+answerable questions:
 
-- supported: the gold paragraph's sentence that holds the answer (what an extractive answer or
-  a model copying the passage says), and "QUESTION ANSWER." (a model restating the question
-  with the answer) — each against the gold paragraph;
+- supported: the gold paragraph's sentence that holds the answer (what an extractive answer
+  or a model copying the passage says) and the same sentence reworded by rules
+  (``evals.verify.reword``) — each against the gold paragraph; and "QUESTION ANSWER." (a
+  model restating the question with the answer), reported apart;
 - not supported: the same claims against another paragraph of the same article that lacks
-  the answer (a wrong citation of a related passage), and the claims with their answer
-  swapped for another question's answer, against the gold paragraph (a wrong fact citing
-  the right passage — the hard case).
+  the answer (a wrong citation), and with their answer swapped for another question's answer,
+  against the gold paragraph (a wrong fact citing the right passage) — split into swapped
+  *values* (a year, a number, a name: what the grounding gate is for) and swapped phrases
+  ("the cell wall" for "the nucleus": one word the passage lacks in a long sentence can be a
+  rewording, so some pass).
 
-Articles are split in two: the logistic weights and the threshold are fitted on one half
-(threshold: the lowest whose precision on that half is >= --target-precision), and precision
-and recall are reported on the other half, per negative kind too. The printed JSON has the
-``SUPPORT_WEIGHTS`` for rag/verification/citations.py and ``min_support`` for the config.
+``min_support`` is chosen on the tuning half of the verify eval (``rag eval verify``: what a
+model writes — the lowest fabrication rate that keeps >= 0.95 of faithful answers whole);
+configs/default.yaml holds it. Here it is checked on the pairs: the articles are split in two,
+a sweep of thresholds is printed for the first half, and the configured value is judged on
+the second.
 
-Goal (exit status 1 when missed; ``--report-only`` reports without failing, ``--smoke``
-enforces only the checks): held-out precision >= ``--target-precision`` (0.95) at the
-threshold fitted on the other half. Checks: pairs of both labels in both halves, and every
-figure measured.
+Goals (exit status 1 when one is missed; ``--report-only`` reports without failing, ``--smoke``
+enforces only the checks), on the held-out half: supported copies and rewordings accepted
+>= --min-recall; a swapped value citing the right passage accepted <= 0.03; a right claim
+citing a wrong paragraph accepted <= 0.03. Checks: pairs of every kind in both halves, and
+every figure measured.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ def _article(pid: str) -> str:
 
 
 def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
+    from evals.verify import reword
     from rag.verification.citations import split_sentences
 
     rng = random.Random(seed)
@@ -83,6 +94,9 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
         claims = [("restated", f"{question.rstrip('?').strip()} {answer}.")]
         if sentence:
             claims.append(("extract", sentence))
+            reworded = reword(sentence, answer)
+            if reworded != sentence:
+                claims.append(("reworded", reworded))
         # A wrong answer of the same article, not overlapping the right one.
         others = [
             a
@@ -99,7 +113,13 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
         ]
         sibling = rng.choice(siblings) if siblings else None
         for style, claim in claims:
-            base = {"qid": qid, "article": _article(pid), "question": question, "style": style}
+            base = {
+                "qid": qid,
+                "article": _article(pid),
+                "question": question,
+                "style": style,
+                "answer": wrong,
+            }
             pairs.append(
                 {**base, "claim": claim, "passage": paragraph, "label": 1, "kind": "supported"}
             )
@@ -125,35 +145,28 @@ def build_pairs(root: Path, seed: int = 13) -> list[dict[str, Any]]:
     return pairs
 
 
-def featurize(pairs: list[dict[str, Any]]) -> list[list[float]]:
-    from rag.core.config import load_settings
-    from rag.indexing.embedding import Embedder
-    from rag.verification.citations import SupportScorer, split_sentences
+def score_pairs(pairs: list[dict[str, Any]]) -> list[float]:
+    """The support score per pair, as the verifier computes it (0 when a gate fails)."""
+    from rag.verification.citations import split_sentences
+    from rag.verification.support import check
 
-    embedder = Embedder(load_settings().embedding)
-    embedder.warm_up()
-    scorer = SupportScorer(embedder.embed)
-    # Embed everything in a few big batches first (the scorer caches by text).
-    texts = {p["claim"] for p in pairs}
-    for p in pairs:
-        texts.update(split_sentences(p["passage"]) or [p["passage"]])
-    scorer.vectors(sorted(texts))
-    rows = []
-    for p in pairs:
-        sents = split_sentences(p["passage"]) or [p["passage"]]
-        rows.append(
-            scorer.features(
-                p["claim"], p["passage"], sents, p["question"], with_cosine=True
-            ).as_list()
-        )
-    return rows
+    return [
+        check(p["claim"], [p["passage"]], split_sentences(p["passage"]), "", p["question"]).score
+        for p in pairs
+    ]
 
 
-def _pr(labels: list[int], predicted: list[bool]) -> tuple[float, float]:
-    tp = sum(1 for y, p in zip(labels, predicted, strict=False) if p and y)
-    fp = sum(1 for y, p in zip(labels, predicted, strict=False) if p and not y)
-    fn = sum(1 for y, p in zip(labels, predicted, strict=False) if not p and y)
-    return (tp / (tp + fp) if tp + fp else 1.0), (tp / (tp + fn) if tp + fn else 0.0)
+def _kind(pair: dict[str, Any]) -> str:
+
+    if pair["kind"] == "wrong-fact":
+        return "wrong-value" if pair.get("value_swap") else "wrong-phrase"
+    if pair["kind"] == "supported":
+        return "supported-restated" if pair["style"] == "restated" else "supported"
+    return str(pair["kind"])
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
 
 
 def main() -> int:
@@ -161,129 +174,120 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("dataset", type=Path, help="squad2 folder (BEIR layout with answers.jsonl)")
-    ap.add_argument("--target-precision", type=float, default=0.95)
+    ap.add_argument("--min-recall", type=float, default=0.95)
     ap.add_argument(
         "--json-out", "--out", dest="json_out", type=Path, help="also write the result JSON here"
     )
     add_goal_arguments(ap)
     args = ap.parse_args()
 
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    from rag.verification.citations import SupportScorer
+    from evals.verify import _value_type
 
     started = time.perf_counter()
     pairs = build_pairs(args.dataset)
-    X = np.asarray(featurize(pairs))
-    y = np.asarray([p["label"] for p in pairs])
+    for p in pairs:
+        p["value_swap"] = p["kind"] == "wrong-fact" and _value_type(p["answer"]) is not None
+    scores = score_pairs(pairs)
     articles = sorted({p["article"] for p in pairs})
-    train_articles = set(articles[::2])
-    train = np.asarray([p["article"] in train_articles for p in pairs])
-    # Every feature may only add support: one that gets a negative weight (it stands in for
-    # another, correlated one) is dropped and the rest refitted.
-    active = list(range(X.shape[1]))
-    while True:
-        model = LogisticRegression(C=10.0, max_iter=1000).fit(X[train][:, active], y[train])
-        negative = [active[j] for j, w in enumerate(model.coef_[0]) if w < 0]
-        if not negative:
-            break
-        active = [j for j in active if j not in negative]
-    prob = model.predict_proba(X[:, active])[:, 1]
-    coef = dict(zip(active, model.coef_[0], strict=False))
+    fit_articles = set(articles[::2])
+    fit = [i for i, p in enumerate(pairs) if p["article"] in fit_articles]
+    test = [i for i, p in enumerate(pairs) if p["article"] not in fit_articles]
 
-    # Lowest threshold reaching the target precision on the training half.
-    threshold = 0.99
-    for t in np.arange(0.05, 0.99, 0.01):
-        p, _ = _pr(list(y[train]), list(prob[train] >= t))
-        if p >= args.target_precision:
-            threshold = float(t)
-            break
-    test_idx = np.where(~train)[0]
-    precision, recall = _pr(
-        [int(y[i]) for i in test_idx], [bool(prob[i] >= threshold) for i in test_idx]
-    )
-    per_kind: dict[str, Any] = {}
-    for kind in ("supported", "wrong-fact", "wrong-passage"):
-        idx = [i for i in test_idx if pairs[i]["kind"] == kind]
-        accepted = sum(bool(prob[i] >= threshold) for i in idx)
-        per_kind[kind] = {
-            "pairs": len(idx),
-            "accepted": accepted,
-            "accept_rate": round(accepted / len(idx), 4) if idx else None,
+    def accepted(i: int, threshold: float) -> bool:
+        return scores[i] > 0 and scores[i] >= threshold
+
+    from rag.core.config import load_settings
+
+    threshold = load_settings().generation.verify.min_support
+    kinds = ("supported", "supported-restated", "wrong-value", "wrong-phrase", "wrong-passage")
+    held_out = {
+        kind: {
+            "pairs": sum(1 for i in test if _kind(pairs[i]) == kind),
+            "accepted": _rate([accepted(i, threshold) for i in test if _kind(pairs[i]) == kind]),
         }
-    per_style: dict[str, Any] = {}
-    for style in ("extract", "restated"):
-        idx = [i for i in test_idx if pairs[i]["style"] == style]
-        p_s, r_s = _pr([int(y[i]) for i in idx], [bool(prob[i] >= threshold) for i in idx])
-        per_style[style] = {"precision": round(p_s, 4), "recall": round(r_s, 4), "pairs": len(idx)}
-    # The same features with hand-set weights, as a baseline the fit must beat.
-    baseline = SupportScorer(None)
-    base_prob = np.asarray([baseline.score_features(_features(row)) for row in X])
-    bp, br = _pr([int(y[i]) for i in test_idx], [bool(base_prob[i] >= 0.5) for i in test_idx])
-    # Each feature alone (its best single threshold on train), to show what each contributes.
-    singles: dict[str, Any] = {}
-    for j, name in enumerate(SupportScorer.FEATURES):
-        col = X[:, j]
-        best = None
-        for t in np.unique(np.round(col[train], 3)):
-            p, _ = _pr(list(y[train]), list(col[train] >= t))
-            if p >= args.target_precision:
-                best = float(t)
-                break
-        if best is not None:
-            sp, sr = _pr([int(y[i]) for i in test_idx], [bool(col[i] >= best) for i in test_idx])
-            singles[name] = {"threshold": best, "precision": round(sp, 4), "recall": round(sr, 4)}
-        else:
-            singles[name] = {
-                "threshold": None,
-                "note": f"never reaches precision {args.target_precision} alone",
-            }
-    weights = {"intercept": round(float(model.intercept_[0]), 4)}
-    weights.update(
-        {name: round(float(coef.get(j, 0.0)), 4) for j, name in enumerate(SupportScorer.FEATURES)}
-    )
+        for kind in kinds
+    }
+    by_style = {
+        style: _rate(
+            [
+                accepted(i, threshold)
+                for i in test
+                if pairs[i]["kind"] == "supported" and pairs[i]["style"] == style
+            ]
+        )
+        for style in ("extract", "reworded", "restated")
+    }
+    sweep = {
+        f"{t / 100:.2f}": {
+            kind: _rate([accepted(i, t / 100) for i in fit if _kind(pairs[i]) == kind])
+            for kind in kinds
+        }
+        | {
+            "reworded": _rate(
+                [
+                    accepted(i, t / 100)
+                    for i in fit
+                    if pairs[i]["kind"] == "supported" and pairs[i]["style"] == "reworded"
+                ]
+            )
+        }
+        for t in range(50, 101, 5)
+    }
     result: dict[str, Any] = {
-        "goal": f"held-out precision >= {args.target_precision}",
+        "goal": (
+            f"supported copies and rewordings accepted >= {args.min_recall}; swapped values "
+            "and wrong paragraphs accepted <= 0.03 (held-out half)"
+        ),
         "dataset": str(args.dataset),
         "pairs": len(pairs),
-        "train_articles": sorted(train_articles),
-        "test_pairs": len(test_idx),
-        "SUPPORT_WEIGHTS": weights,
-        "min_support": round(threshold, 2),
-        "held_out": {"precision": round(precision, 4), "recall": round(recall, 4)},
-        "held_out_by_negative_kind": per_kind,
-        "held_out_by_claim_style": per_style,
-        "feature_alone": singles,
-        "hand_weights_baseline": {"precision": round(bp, 4), "recall": round(br, 4)},
+        "fit_articles": sorted(fit_articles),
+        "min_support": threshold,
+        "fit_half_sweep": sweep,
+        "held_out_accepted": held_out,
+        "held_out_supported_by_style": by_style,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    halves = [
-        (int(y[train].sum()), int((1 - y[train]).sum())),
-        (int(y[~train].sum()), int((1 - y[~train]).sum())),
+    value = held_out["wrong-value"]["accepted"]
+    passage = held_out["wrong-passage"]["accepted"]
+    kept = held_out["supported"]["accepted"]
+    per_half = [
+        {kind: sum(1 for i in half if _kind(pairs[i]) == kind) for kind in kinds}
+        for half in (fit, test)
     ]
     goals = [
         Goal(
-            "held-out precision",
-            f">= {args.target_precision}",
-            round(precision, 4),
-            precision >= args.target_precision,
+            "supported copies and rewordings accepted",
+            f">= {args.min_recall}",
+            kept,
+            kept is not None and kept >= args.min_recall,
         ),
         Goal(
-            "both labels in both halves, figures measured",
-            "supported and unsupported pairs in fit and held-out",
-            halves,
-            all(pos > 0 and neg > 0 for pos, neg in halves) and finite(precision, recall),
+            "a swapped value citing the right passage accepted",
+            "<= 0.03",
+            value,
+            value is not None and value <= 0.03,
+        ),
+        Goal(
+            "a right claim citing a wrong paragraph accepted",
+            "<= 0.03",
+            passage,
+            passage is not None and passage <= 0.03,
+        ),
+        Goal(
+            "pairs of each label in both halves, figures measured",
+            "supported, swapped and wrong-passage pairs in fit and held-out",
+            per_half,
+            all(
+                half["supported"]
+                and half["wrong-passage"]
+                and half["wrong-value"] + half["wrong-phrase"]
+                for half in per_half
+            )
+            and finite(kept, passage),
             check=True,
         ),
     ]
     return finish(result, goals, args, args.json_out)
-
-
-def _features(row: Any) -> Any:
-    from rag.verification.citations import SupportFeatures
-
-    return SupportFeatures(*[float(x) for x in row])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ _LOWER_IS_BETTER = (
     "attack_success_direct",
     "false_positive_rate_clean_chunks",
     "false_positive_rate_questions",
+    # the verify suite (evals/verify.py): fabricated claims the user was shown
+    "fabricated_shown",
 )
 
 

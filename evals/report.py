@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from evals.metric_names import higher_is_better, is_quality_metric
 from evals.report_html import render_html
 from evals.retrieval import HEADLINE_KEYS
+from evals.verify import VERIFY_KEYS, verify_failures
 
 if TYPE_CHECKING:
     from rag.core.config import Settings
@@ -62,6 +63,15 @@ def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
     if kind == "injection":
         for key, value in (result.get("metrics") or {}).items():
             out[f"{suite}.{key}"] = float(value)
+    elif kind == "verify":
+        # kept / stopped figures of what a model wrote (evals/verify.py), both sets and each
+        for key in VERIFY_KEYS:
+            if result.get(key) is not None:
+                out[f"{suite}.{key}"] = float(result[key])
+        for name, figures in (result.get("sets") or {}).items():
+            for key in VERIFY_KEYS:
+                if figures.get(key) is not None:
+                    out[f"{suite}.{name}.{key}"] = float(figures[key])
     elif kind in ("retrieval", "canary"):
         top_k = int((result.get("config") or {}).get("top_k") or 100)
         for key in HEADLINE_KEYS:
@@ -144,6 +154,10 @@ def _worst_answers(per_query: list[dict[str, Any]], n: int) -> list[dict[str, An
 
 def _compact_suite(result: Mapping[str, Any], worst_n: int) -> dict[str, Any]:
     """What report.json keeps of a suite: everything but the full per-query lists."""
+    if result.get("kind") == "verify":
+        kept = {k: v for k, v in result.items() if k != "per_case"}
+        kept["worst"] = verify_failures(list(result.get("per_case") or []))[:worst_n]
+        return kept
     per_query = list(result.get("per_query") or [])
     kept = {k: v for k, v in result.items() if k != "per_query"}
     kept["latencies_ms"] = [q["latency_ms"] for q in per_query if "latency_ms" in q]

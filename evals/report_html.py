@@ -210,6 +210,20 @@ def _worst_answers(name: str, worst: list[Mapping[str, Any]]) -> str:
     )
 
 
+def _worst_verify(name: str, worst: list[Mapping[str, Any]]) -> str:
+    rows = [
+        f'<tr><td>{escape(str(c.get("kind")))}<div class="meta">{escape(str(c.get("id")))}</div></td>'
+        f"<td>{escape(str(c.get('question', '')))}</td><td>{escape(str(c.get('model_wrote') or '')[:400])}</td>"
+        f"<td>{escape(str(c.get('user_got') or '')[:400])}</td><td>{escape(str(c.get('verdict')))}</td></tr>"
+        for c in worst
+    ]
+    return (
+        f'<h3>{escape(name)}</h3><table class="worst"><thead><tr><th>kind</th><th>question</th>'
+        "<th>the model wrote</th><th>the user got</th><th>verdict</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     suites: Mapping[str, Mapping[str, Any]] = report.get("suites") or {}
     index = report.get("index") or {}
@@ -220,7 +234,14 @@ def render_html(report: Mapping[str, Any]) -> str:
     worst_parts = []
     for name, s in suites.items():
         if s.get("worst"):
-            render = _worst_answers if s.get("kind") == "answers" else _worst_retrieval
+            kind = s.get("kind")
+            render = (
+                _worst_answers
+                if kind == "answers"
+                else _worst_verify
+                if kind == "verify"
+                else _worst_retrieval
+            )
             worst_parts.append(render(name, list(s["worst"])))
     notes = "".join(f"<li>{escape(str(n))}</li>" for n in report.get("notes") or [])
     for name, s in suites.items():

@@ -7,7 +7,10 @@ Suites, each when it applies:
   calls the generator once per question;
 - ``canary``: the label-free canary (always, on a non-empty index);
 - ``injection``: planted and direct prompt-injection attacks on fixtures of its own
-  (``evals/injection.py``; with ``injection.enabled``).
+  (``evals/injection.py``; with ``injection.enabled``);
+- ``verify``: with the golden set (``evals.verify``), what a model writes over its documents
+  — paraphrases, syntheses, wrong values, inventions — through the production path with a
+  scripted model, held-out half of ``evals/verify_docs.jsonl`` (``evals/verify.py``).
 
 The report goes to ``<data_dir>/reports/<UTC timestamp>/`` and its summary to the manifest key
 ``last_eval``, which ``rag status --json`` shows.
@@ -26,6 +29,7 @@ from evals.golden import default_golden_path, golden_dataset, load_golden
 from evals.injection import run_injection_suite
 from evals.report import save_report, summary
 from evals.retrieval import evaluate_retrieval
+from evals.verify import run_verify_live
 from rag.guards.injection import flagged_chunks
 
 if TYPE_CHECKING:
@@ -121,6 +125,10 @@ def run_default_suite(
                     kind="answers", dataset={**dataset.describe(), "path": str(golden_path)}
                 )
                 suites["answers"] = answered
+            if ev.verify and golden_path == default_golden_path(None):
+                # the hand-written cases are about the example documents the default golden
+                # set covers; another knowledge base has its own golden set, not these cases
+                suites["verify"] = run_verify_live(index, should_stop=should_stop)
     if index.store.count(collection, {"tenant": settings.tenant}) > 0:
         canary = run_canary(index, ev.canary_samples, ev.canary_top_k, should_stop=should_stop)
         canary["kind"] = "canary"

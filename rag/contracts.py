@@ -431,6 +431,7 @@ class AnswerSentence:
     scores: dict[int, float] = field(default_factory=dict)
     relevance: float = 0.0  # how likely it answers the question (checked when supported)
     relevant: bool = False  # supported and relevant: it answers
+    why: str | None = None  # why no passage supports it (a value missing, a negation flipped)
 
     @property
     def answers(self) -> bool:

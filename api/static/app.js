@@ -132,15 +132,22 @@ function renderMarkers(container, text, turnId) {
 }
 
 // Sentences verification flagged (unsupported) are marked; they may come as character
-// ranges of the answer or as the sentences themselves.
+// ranges of the answer or as the sentences themselves. With generation.verify.unsupported:
+// mark they stand in the answer behind the "[unverified] " prefix, which is marked with them
+// (with drop, the default, they are not in the answer at all).
+const UNVERIFIED = "[unverified] ";
 function flaggedRanges(answer, flagged) {
   const ranges = [];
   for (const item of flagged || []) {
     if (typeof item === "string") {
       // Flagged sentences come without their [n] markers: match the text before them.
       for (const probe of [item, item.replace(/[.!?]+$/, "")]) {
-        const at = probe ? answer.indexOf(probe) : -1;
-        if (at >= 0) { ranges.push([at, at + probe.length]); break; }
+        let at = probe ? answer.indexOf(probe) : -1;
+        if (at < 0) continue;
+        const end = at + probe.length;
+        if (answer.slice(at - UNVERIFIED.length, at) === UNVERIFIED) at -= UNVERIFIED.length;
+        ranges.push([at, end]);
+        break;
       }
     } else if (item && typeof item.start === "number" && typeof item.end === "number") {
       ranges.push([item.start, item.end]);
@@ -169,7 +176,7 @@ function renderAnswer(el, result, turnId) {
     renderMarkers(el, answer.slice(pos, start), turnId);
     const span = document.createElement("span");
     span.className = "flagged";
-    span.title = "Verification found no support for this sentence in the cited text";
+    span.title = "Not verified: no passage of the documents supports this sentence";
     renderMarkers(span, answer.slice(start, end), turnId);
     el.appendChild(span);
     pos = end;

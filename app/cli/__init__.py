@@ -46,6 +46,7 @@ eval_app.command("retrieval")(eval_cmds.eval_retrieval)
 eval_app.command("answers")(eval_cmds.eval_answers)
 eval_app.command("last")(eval_cmds.eval_last)
 eval_app.command("injection")(eval_cmds.eval_injection)
+eval_app.command("verify")(eval_cmds.eval_verify)
 eval_app.callback(invoke_without_command=True)(eval_cmds.eval_default)
 app.add_typer(eval_app, name="eval")
 

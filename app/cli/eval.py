@@ -6,6 +6,8 @@
 - ``rag eval retrieval --dataset DIR [--docs FOLDER]`` — BEIR-layout retrieval metrics on an
   isolated, cached index of the dataset's corpus.
 - ``rag eval answers --dataset DIR [--docs FOLDER]`` — the full query path per question.
+- ``rag eval verify [--docs FOLDER] [--squad DIR]`` — what a capable model writes, verified:
+  the kept / stopped figures of ``evals/verify.py`` (a scripted model on the production path).
 - ``rag eval last`` — the latest report.
 """
 
@@ -37,6 +39,7 @@ __all__ = [
     "eval_injection",
     "eval_last",
     "eval_retrieval",
+    "eval_verify",
     "load_embedder",
 ]
 
@@ -365,6 +368,105 @@ def eval_default(
         _print_report(folder, report)
     if fail_on_regression and report.get("regressions"):
         raise typer.Exit(3)
+
+
+def eval_verify(
+    docs: Annotated[
+        Path | None,
+        typer.Option(
+            "--docs",
+            help="Folder the hand-written cases are about (default: examples/docs here)",
+        ),
+    ] = None,
+    cases: Annotated[
+        Path | None,
+        typer.Option("--cases", help="Hand-written cases (default: evals/verify_docs.jsonl)"),
+    ] = None,
+    squad: Annotated[
+        Path | None,
+        typer.Option("--squad", help="SQuAD 2.0 folder (BEIR layout): also the generated set"),
+    ] = None,
+    squad_limit: Annotated[
+        int | None, typer.Option("--squad-limit", min=1, help="At most N SQuAD cases per kind")
+    ] = None,
+    half: Annotated[
+        str, typer.Option("--half", help="held_out (reported), tune (tuned on) or all")
+    ] = "held_out",
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Judge what the stream shows (default: the answer)")
+    ] = False,
+    per_case: Annotated[
+        bool, typer.Option("--per-case", help="Include every case (the model's reply, the answer)")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """What a capable model writes, verified claim by claim: paraphrases and syntheses kept,
+    wrong values, inventions and answers to unanswerable questions stopped, wrong citations
+    fixed (a scripted OpenAI-compatible model on the production path; evals/verify.py)."""
+    from evals.verify import run_verify
+
+    if half not in ("held_out", "tune", "all"):
+        fail("--half is held_out, tune or all", code=2)
+    if docs is None and Path("examples/docs").is_dir():
+        docs = Path("examples/docs")
+    if docs is None and squad is None:
+        fail("no set to run: give --docs FOLDER (the cases' documents) and/or --squad DIR", code=2)
+    for folder in (docs, squad):
+        if folder is not None and not folder.is_dir():
+            fail(f"{folder} is not a folder", code=2)
+    settings = get_settings()
+    with progress_reporter("verify cases") as progress:
+        result = run_verify(
+            settings,
+            load_embedder(settings),
+            docs=docs,
+            cases_path=cases,
+            squad=squad,
+            squad_limit=squad_limit,
+            stream=stream,
+            half=None if half == "all" else half,
+            progress=progress,
+            echo=_echo,
+        )
+    if report:
+        from evals.report import save_report
+
+        folder, _ = save_report(settings, {"verify": result}, "manual", "rag eval verify", {}, [])
+        result["report"] = str(folder / "report.html")
+    if not per_case:
+        result.pop("per_case", None)
+    if as_json:
+        print_json(result)
+        return
+    _print_verify(result)
+    if not result["goals_met"]:
+        raise typer.Exit(1)
+
+
+def _print_verify(result: dict[str, Any]) -> None:
+    typer.echo(f"verify ({result['half']} half, {result['door']}): {result['cases']} cases")
+    for name, figures in result["sets"].items():
+        typer.echo(f"  {name}: {figures['cases']} cases ({figures['skipped']} skipped)")
+        for kind, entry in figures["per_kind"].items():
+            rate = next(
+                (
+                    f"{k} {entry[k]:.3f}"
+                    for k in ("kept_whole", "shown", "fixed_or_refused")
+                    if entry.get(k) is not None
+                ),
+                "–",
+            )
+            verdicts = ", ".join(f"{v} {n}" for v, n in entry["verdicts"].items())
+            typer.echo(f"    {kind:<14} {entry['cases']:>4}  {rate:<24} ({verdicts})")
+    for goal in result["goals"]:
+        value = "–" if goal["value"] is None else f"{goal['value']:.4f}"
+        state = "met" if goal["met"] else "MISSED"
+        typer.echo(f"  {goal['name']:<32} {value}  (goal {goal['target']}: {state})")
+    if result.get("report"):
+        typer.echo(f"  report      {result['report']}")
 
 
 def eval_injection(

@@ -85,8 +85,13 @@ def _print_notes(result: dict[str, Any]) -> None:
             f"note: answered by the fallback generator '{result['generator']}' ({failed} failed)",
             err=True,
         )
-    for sentence in result.get("unsupported") or []:
-        typer.echo(f"note: not supported by the documents: {sentence!r}", err=True)
+    withheld = int(result.get("withheld") or 0)
+    if withheld:
+        # Their text is never shown (generation.verify.unsupported: drop): only how many.
+        typer.echo(
+            f"note: {withheld} sentence(s) of the model's answer left out: no passage supports them",
+            err=True,
+        )
     if result.get("trace_id"):
         typer.echo(f"trace: {result['trace_id']}", err=True)
 

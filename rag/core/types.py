@@ -163,7 +163,16 @@ class Answer(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     context_tokens: int = 0
     unsupported: list[str] = Field(
-        default_factory=list, description="Answer sentences no passage supports"
+        default_factory=list,
+        description="Sentences of the model's answer no passage supports, shown in `answer` "
+        "marked `[unverified]` (generation.verify.unsupported: mark); empty by default (drop), "
+        "when they are left out: `withheld` counts them",
+    )
+    withheld: int = Field(
+        default=0,
+        description="How many sentences of the model's answer were left out because no passage "
+        "supports them (generation.verify.unsupported: drop, the default); their text is "
+        "never returned",
     )
     fallbacks: list[Fallback] = Field(
         default_factory=list, description="Backends that failed or were refused first"

@@ -391,6 +391,7 @@ class LangfuseTracer:
                 "citations": len(a.citations),
                 "verified": sum(1 for c in a.citations if c.verified),
                 "unsupported": len(a.unsupported),
+                "withheld": a.withheld,
             }
         if error is not None:
             fields["level"] = _level(error)

@@ -17,7 +17,9 @@ list to extend), or a filter with ``output_filters=[...]``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from rag.contracts import OutputFilter, QueryState, Stage
@@ -201,6 +203,19 @@ class Pack:
         yield from ()
 
 
+_BACKGROUND: ThreadPoolExecutor | None = None
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """One small pool for work that overlaps the model call (shared by every pipeline)."""
+    global _BACKGROUND
+    with _BACKGROUND_LOCK:
+        if _BACKGROUND is None:
+            _BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rag-verify")
+        return _BACKGROUND
+
+
 class Generate:
     """The fallback chain, its text released sentence by sentence once verified.
 
@@ -229,6 +244,13 @@ class Generate:
 
     def _verifier(self, state: QueryState) -> StreamingVerifier:
         gen = self.settings.generation
+        ahead = None
+        if gen.verify.min_relevance > 0 and self.chain.primary.uses_llm:
+            # A finished-looking sentence is embedded for its relevance check while the model
+            # writes on (no model to wait for: nothing to overlap).
+            def ahead(text: str) -> object:
+                return _background().submit(self.scorer.prepare_sentence, text)
+
         return StreamingVerifier(
             lambda: AnswerVerifier(
                 state.context,
@@ -238,7 +260,8 @@ class Generate:
                 gen.abstain_text,
                 output_check=self.settings.injection.enabled
                 and self.settings.injection.output_check,
-            )
+            ),
+            ahead,
         )
 
     def run(self, state: QueryState) -> Iterator[StreamEvent]:
@@ -265,6 +288,10 @@ class Generate:
             },
         )
         release = self._verifier(state)
+        if gen.verify.min_relevance > 0 and self.chain.primary.uses_llm:
+            # The relevance check needs the question's embedding: computed while the model
+            # writes its first sentence, not after it (no model to wait for: no gain).
+            _background().submit(self.scorer.prepare, state.question)
 
         def verified(pieces: list[str]) -> Iterator[StreamEvent]:
             for text in pieces:
@@ -387,7 +414,10 @@ class AssembleAnswer:
             answer.generator = outcome.generator
             answer.citations = [self._citation(c, state) for c in verified.citations]
             answer.usage = outcome.usage.model_copy()
-            answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
+            if self.settings.generation.verify.unsupported == "mark":
+                answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
+            else:  # drop: never shown, not even as a list; only how many
+                answer.withheld = len(verified.unsupported)
             answer.fallbacks = [Fallback(**f) for f in outcome.failures]
             answer.finish_reason = outcome.finish_reason
         answer.injection = state.injection

@@ -371,6 +371,7 @@ _QUESTIONISH = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """Light stemming so "declared"/"declaration"/"declares" meet; prefixes are enough here
     (shared with rag.verification.citations' support check)."""
@@ -601,12 +602,54 @@ def _question_names(question: str) -> list[str]:
         names += [
             w
             for i, w in enumerate(words)
-            if i > 0 and w[:1].isupper() and w.lower() not in _QUESTIONISH and w != "I"
+            if i > 0
+            and w[:1].isupper()
+            and w.lower() not in _QUESTIONISH
+            and w.lower() not in _TITLE_CASE_WORDS
+            and w != "I"
         ]
         names += [m.group(0).rstrip("()") for m in _CODE_NAME.finditer(sentence)]
     return list(dict.fromkeys(names))
 
 
+# Common words a title-cased phrase capitalises ("429 Too Many Requests", "Terms Of Use"):
+# not names a passage must mention.
+_TITLE_CASE_WORDS = frozenset(
+    [
+        "too",
+        "many",
+        "much",
+        "more",
+        "most",
+        "very",
+        "of",
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "by",
+        "with",
+        "from",
+        "not",
+        "no",
+        "all",
+        "any",
+        "some",
+        "few",
+        "other",
+        "such",
+        "same",
+        "own",
+        "only",
+        "just",
+    ]
+)
 _ASKING = re.compile(r".+?(?:[.?!]+(?=\s|$)|$)")  # sentences ("sys.path" is none's end)
 _CONTACT = re.compile(r"\S+@\S+|https?://\S+|\bwww\.\S+|\+?\d[\d ()./-]{6,}\d")
 

@@ -24,12 +24,11 @@ the quote.
 
 from __future__ import annotations
 
-import math
+import functools
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,9 @@ from rag.verification.answer_types import (
     stem,
     type_match,
 )
+from rag.verification.grounding import values
+from rag.verification.support import Support, split_clauses
+from rag.verification.support import check as check_support
 
 __all__ = [
     "AnswerSentence",
@@ -63,20 +65,9 @@ __all__ = [
 
 Embed = Callable[[list[str]], np.ndarray]
 
-# Fitted by benchmarks/calibrate_support.py on squad2 (logistic regression, features that
-# got a negative weight dropped and the rest refitted; threshold min_support = 0.75 for
-# precision >= 0.95 on the fitting half). Held-out articles: precision 0.969, recall 0.987;
-# a swapped answer citing the right paragraph is accepted 2.2% of the time, a right claim
-# citing a sibling paragraph 1.0%. Coverage and cosine add nothing over ``novel`` and ``keys``
-# there (cosine alone: precision 0.94 at recall 0.50), so they weigh 0 and verification needs
-# no embedding. Re-run the script after changing the features or the embedder.
-SUPPORT_WEIGHTS: dict[str, float] = {
-    "intercept": -18.8812,
-    "novel": 12.214,
-    "coverage": 0.0,
-    "keys": 8.4588,
-    "cosine": 0.0,
-}
+# The mark a sentence no passage supports carries with ``generation.verify.unsupported: mark``
+# (the default, ``drop``, leaves it out of the answer altogether).
+UNVERIFIED_MARK = "[unverified]"
 
 _STOPWORDS = frozenset(
     (
@@ -259,6 +250,11 @@ _ABBREVIATIONS = (
 )
 
 
+def has_values(text: str) -> bool:
+    """Whether ``text`` states a number, date, code name, address or proper name."""
+    return bool(values(text))
+
+
 def content_words(text: str) -> list[str]:
     return [stem(w) for w in WORD.findall(text) if w.lower() not in _STOPWORDS]
 
@@ -349,27 +345,23 @@ def _markers(sentence: str) -> tuple[str, list[int]]:
     return bare, numbers
 
 
-@dataclass
-class SupportFeatures:
-    novel: float
-    coverage: float
-    keys: float
-    cosine: float
+@functools.lru_cache(maxsize=4096)
+def _passage_sentences(text: str) -> tuple[str, ...]:
+    # every claim of an answer is checked against every passage: split each once
+    return tuple(split_sentences(text) or [text])
 
-    def as_list(self) -> list[float]:
-        return [self.novel, self.coverage, self.keys, self.cosine]
+
+def _with_headings(passage: Passage) -> str:
+    return "\n".join([passage.title or "", *passage.section, passage.text])
 
 
 class SupportScorer:
-    """Scores how well a passage supports a sentence, in [0, 1]. Thread-safe; caches embeddings."""
+    """How well passages support a sentence (:func:`rag.verification.support.check`: values
+    grounded, polarity kept, words covered), and how relevant it is to the question (the
+    embedder's similarity). Thread-safe; caches embeddings."""
 
-    FEATURES = ("novel", "coverage", "keys", "cosine")
-
-    def __init__(
-        self, embed: Embed | None, weights: dict[str, float] | None = None, cache_size: int = 20000
-    ):
+    def __init__(self, embed: Embed | None, cache_size: int = 20000):
         self.embed = embed
-        self.weights = dict(weights or SUPPORT_WEIGHTS)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -391,6 +383,17 @@ class SupportScorer:
             return np.stack(
                 [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]
             )
+
+    def prepare(self, question: str) -> None:
+        """Embed ``question`` (and its parts) ahead of the relevance checks: the generate stage
+        does it while the model writes, so the first checked sentence does not wait for it."""
+        if self.embed is not None:
+            self.vectors(question_parts(question))
+
+    def prepare_sentence(self, sentence: str) -> None:
+        """Embed an answer sentence ahead of its relevance check (see :meth:`prepare`)."""
+        if self.embed is not None:
+            self.vectors([sentence])
 
     def relevance(
         self,
@@ -416,55 +419,31 @@ class SupportScorer:
         )
 
     def passage_sentences(self, passage: Passage) -> list[str]:
-        return split_sentences(passage.text) or [passage.text]
+        return list(_passage_sentences(passage.text))
 
-    # -- features and score ----------------------------------------------------------
-    def features(
+    # -- support ------------------------------------------------------------------------
+    def check(
         self,
         sentence: str,
-        passage_text: str,
-        passage_sentences: Sequence[str],
+        passages: Sequence[Passage],
         question: str = "",
-        with_cosine: bool | None = None,
-    ) -> SupportFeatures:
-        """``with_cosine``: None = only when it has a weight (it costs an embedding per sentence)."""
-        words = content_words(sentence)
-        passage_words = set(content_words(passage_text))
-        question_words = set(content_words(question))
-        coverage = sum(w in passage_words for w in words) / len(words) if words else 0.0
-        novel_words = [w for w in words if w not in question_words]
-        novel = (
-            sum(w in passage_words for w in novel_words) / len(novel_words)
-            if novel_words
-            else coverage
-        )
-        keys = key_terms(sentence) - (
-            key_terms(question) | {stem(w) for w in WORD.findall(question)}
-        )
-        passage_stems = (
-            passage_words | {stem(w) for w in WORD.findall(passage_text)} if keys else passage_words
-        )
-        key_share = sum(k in passage_stems for k in keys) / len(keys) if keys else 1.0
-        cosine = 0.0
-        if with_cosine is None:
-            with_cosine = bool(self.weights.get("cosine"))
-        if with_cosine and self.embed is not None and passage_sentences:
-            vecs = self.vectors([sentence, *passage_sentences])
-            cosine = float(np.max(vecs[1:] @ vecs[0]))
-        return SupportFeatures(novel, coverage, key_share, cosine)
-
-    def score_features(self, f: SupportFeatures) -> float:
-        w = self.weights
-        z = w["intercept"] + sum(
-            w[name] * value for name, value in zip(self.FEATURES, f.as_list(), strict=False)
-        )
-        return 1.0 / (1.0 + math.exp(-z))
+        context: str = "",
+        floor: float = 0.0,
+    ) -> Support:
+        """How well ``passages`` together support ``sentence`` (their titles and sections
+        count as their text); ``context``: the verified sentence before it; ``floor``: a
+        coverage below it ends the check early."""
+        texts = [_with_headings(p) for p in passages]
+        sentences = [s for p in passages for s in self.passage_sentences(p)]
+        headings = [h for p in passages for h in (p.title or "", *p.section) if h]
+        return check_support(sentence, texts, sentences, context, question, headings, floor)
 
     def support(self, sentence: str, passage: Passage, question: str = "") -> tuple[float, str]:
-        """(score, the passage sentence most like ``sentence``) — the quote for a citation."""
-        sents = self.passage_sentences(passage)
-        f = self.features(sentence, passage.text, sents, question)
-        return self.score_features(f), self.best_sentence(sentence, sents)
+        """(score, the passage sentence it restates) — the quote for a citation."""
+        verdict = self.check(sentence, [passage], question)
+        return verdict.score, verdict.quote or self.best_sentence(
+            sentence, self.passage_sentences(passage)
+        )
 
     def best_sentence(self, sentence: str, candidates: Sequence[str]) -> str:
         """The candidate that says most of what ``sentence`` says (shared words, then meaning)."""
@@ -554,6 +533,75 @@ class AnswerVerifier:
         if score > self._quotes.get(n, (-1.0, ""))[0]:
             self._quotes[n] = (score, quote)
 
+    def _context(self) -> str:
+        """The sentence before the one being checked, when it was verified: what "it",
+        "they" and "this" refer to."""
+        if self.checked and self.checked[-1].supported:
+            return self.checked[-1].text
+        return ""
+
+    def _check(self, text: str, n: int, context: str) -> Support:
+        return self.scorer.check(
+            text, [self.passages[n]], self.question, context, self.settings.min_support
+        )
+
+    def _by_clause(
+        self, text: str, numbers: Sequence[int], context: str
+    ) -> tuple[Support, list[int]] | None:
+        """A sentence that joins facts from several passages ("A is 90 days, while B is 35
+        days [1][2]"): each clause supported by one of ``numbers`` (the clauses before it
+        are its context). A single clause never combines passages: its value and its
+        subject must come from one."""
+        clauses = split_clauses(text)
+        if len(clauses) < 2:
+            return None
+        floor = self.settings.min_support
+        used: list[int] = []
+        worst: Support | None = None
+        said = context
+        for clause in clauses:
+            verdicts = [(self._check(clause, n, said), n) for n in numbers]
+            best, n = max(verdicts, key=lambda vn: (vn[0].score, -vn[1]))
+            if best.score < floor:
+                return None
+            if n not in used:
+                used.append(n)
+            if worst is None or best.score < worst.score:
+                worst = best
+            said = f"{said} {clause}".strip()
+        assert worst is not None
+        return worst, used
+
+    def _support(
+        self, text: str, numbers: Sequence[int], context: str
+    ) -> tuple[Support, list[int]]:
+        """The verdict for ``text`` citing ``numbers`` and which of them it keeps: each
+        passage that supports it alone, else one per clause (a synthesis citing [1][2])."""
+        alone = {n: self._check(text, n, context) for n in numbers}
+        floor = self.settings.min_support
+        kept = [n for n, v in alone.items() if v.score >= floor]
+        if kept:
+            return max((alone[n] for n in kept), key=lambda v: v.score), kept
+        if len(numbers) > 1:
+            joined = self._by_clause(text, numbers, context)
+            if joined is not None:
+                return joined
+        best = max(alone.values(), key=lambda v: v.score, default=None)
+        return best or Support(0.0, 0.0), []
+
+    def _find(self, text: str, tried: Sequence[int], context: str) -> tuple[Support, list[int]]:
+        """The passage that supports ``text`` best (the sentence cited none, or the wrong
+        ones), else one passage per clause: a right fact cited to the wrong passage is fixed."""
+        floor = self.settings.min_support
+        singles = {n: self._check(text, n, context) for n in self.passages if n not in tried}
+        best = max(singles.items(), key=lambda kv: (kv[1].score, -kv[0]), default=None)
+        if best is not None and best[1].score >= floor:
+            return best[1], [best[0]]
+        joined = self._by_clause(text, list(self.passages), context)
+        if joined is not None:
+            return joined
+        return Support(0.0, 0.0), []
+
     def add(self, raw: str) -> AnswerSentence | None:
         text, markers = _markers(" ".join(raw.split()))
         if not text or _is_abstention(text, self.abstain_text):
@@ -563,50 +611,66 @@ class AnswerVerifier:
         if key in self._seen or (words and set(words) <= self._known):
             return None  # a repeat, or only headings and question words: dropped, not flagged
         self._seen.add(key)
-        needs = len(words) >= self.settings.min_content_words
+        # A value ("It is 35.", "Yes, 4 hours.") always needs a passage, however short.
+        needs = len(words) >= self.settings.min_content_words or has_values(text)
         sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
+        context = self._context()
+        valid = []
         for n in dict.fromkeys(markers):
-            passage = self.passages.get(n)
-            if passage is None:
-                sentence.dropped_markers.append(n)
-                continue
-            score, quote = self.scorer.support(text, passage, self.question)
-            sentence.scores[n] = score
-            if score >= self.settings.min_support:
-                self._cite(sentence, n, score, quote)
+            if n in self.passages:
+                valid.append(n)
             else:
                 sentence.dropped_markers.append(n)
-        if not sentence.cited and needs:
-            best: tuple[float, int, str] | None = None
-            for n, passage in self.passages.items():
-                if n in sentence.scores:
-                    continue
-                score, quote = self.scorer.support(text, passage, self.question)
-                sentence.scores[n] = score
-                if score >= self.settings.min_support and (best is None or score > best[0]):
-                    best = (score, n, quote)
-            if best is not None:
-                self._cite(sentence, best[1], best[0], best[2])
-        sentence.supported = bool(sentence.cited)
+        verdict, kept = self._support(text, valid, context) if valid else (Support(0.0, 0.0), [])
+        for n in valid:
+            if n not in kept:
+                sentence.dropped_markers.append(n)
+        if not kept and needs:
+            found, kept = self._find(text, valid, context)
+            if kept or not valid:
+                verdict = found
+        for n in kept:
+            sentence.scores[n] = verdict.score
+            self._cite(sentence, n, verdict.score, verdict.quote or self._quote(text, n))
+        sentence.supported = bool(kept)
+        if not sentence.supported and verdict.reason:
+            sentence.why = verdict.reason
         if self.output_check and needs and self._refused(sentence):
             return None  # an instruction, or contradicted by a better passage: not said
-        if sentence.supported:
-            floor = self.settings.min_relevance
-            headings = [
-                h
-                for n in sentence.cited
-                for h in (self.passages[n].title or "", *self.passages[n].section)
-                if h
-            ]
-            cited_text = " ".join(self.passages[n].text for n in sentence.cited)
-            sentence.relevance = (
-                self.scorer.relevance(self.question, text, headings, cited_text)
-                if floor > 0
-                else 1.0
-            )
-            sentence.relevant = sentence.relevance >= floor
+        if sentence.supported and not self.answered:
+            # Whether it answers the question matters only until one sentence does.
+            self._judge_relevance(sentence)
         self.checked.append(sentence)
         return sentence
+
+    def _judge_relevance(self, sentence: AnswerSentence) -> None:
+        """Whether ``sentence`` answers the question: relevance >= ``min_relevance``, or
+        >= ``min_relevance_typed`` when it has the answer type asked for (or none is asked)
+        and its passage is about what the question names."""
+        floor = self.settings.min_relevance
+        if floor <= 0:
+            sentence.relevance, sentence.relevant = 1.0, True
+            return
+        headings = [
+            h
+            for n in sentence.cited
+            for h in (self.passages[n].title or "", *self.passages[n].section)
+            if h
+        ]
+        cited_text = " ".join(self.passages[n].text for n in sentence.cited)
+        sentence.relevance = self.scorer.relevance(
+            self.question, sentence.text, headings, cited_text
+        )
+        typed = type_match(self.question, sentence.text) is not False and not about_something_else(
+            self.question, "\n".join([cited_text, *headings])
+        )
+        if typed:
+            floor = min(floor, self.settings.min_relevance_typed)
+        sentence.relevant = sentence.relevance >= floor
+
+    def _quote(self, text: str, n: int) -> str:
+        passage = self.passages[n]
+        return self.scorer.best_sentence(text, self.scorer.passage_sentences(passage))
 
     def _refused(self, sentence: AnswerSentence) -> bool:
         """Prompt injection's output check (:func:`rag.guards.injection.output_check`)."""
@@ -622,8 +686,18 @@ class AnswerVerifier:
             self.refused.append((sentence.text, why))
         return why is not None
 
-    def render(self, sentence: AnswerSentence) -> str:
+    @property
+    def shows_unsupported(self) -> bool:
+        """``generation.verify.unsupported: mark``: unsupported sentences are shown, marked."""
+        return self.settings.unsupported == "mark"
+
+    def render(self, sentence: AnswerSentence) -> str | None:
+        """The sentence as the user sees it: markers renumbered; None when it is not shown (no
+        passage supports it, and ``unsupported: drop``); with ``mark``, prefixed with
+        :data:`UNVERIFIED_MARK`."""
         if not sentence.cited:
+            if sentence.needs_support:
+                return f"{UNVERIFIED_MARK} {sentence.text}" if self.shows_unsupported else None
             return sentence.text
         for n in sentence.cited:
             self._renumber.setdefault(n, len(self._renumber) + 1)
@@ -649,8 +723,10 @@ class AnswerVerifier:
             return VerifiedAnswer(
                 answer=self.abstain_text, abstained=True, citations=[], sentences=self.checked
             )
-        done = list(rendered or [])
-        done.extend(self.render(s) for s in self.checked[len(done) :])
+        if rendered is None:
+            done = [r for r in (self.render(s) for s in self.checked) if r is not None]
+        else:
+            done = list(rendered)
         return VerifiedAnswer(
             answer=" ".join(done),
             abstained=False,
@@ -675,6 +751,8 @@ def verify_answer(
 
 
 _UNCLOSED_OR_MARKER = re.compile(r"\[[^\]]*\]?")
+# The end of a sentence, maybe the answer's last: . ! ? then closing quotes and [n] markers.
+_LOOKS_FINISHED = re.compile(r"[.!?][\"')\]]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*\s*$")
 
 
 def _opens_a_sentence(part: str) -> bool:
@@ -694,8 +772,15 @@ class StreamingVerifier:
     texts, concatenated, are ``result().answer`` exactly.
     """
 
-    def __init__(self, make: Callable[[], AnswerVerifier]):
+    def __init__(
+        self, make: Callable[[], AnswerVerifier], ahead: Callable[[str], object] | None = None
+    ):
+        """``ahead(text)``: called with a sentence that looks finished (it ends in . ! or ?)
+        before the model's next piece says whether it is: the generate stage embeds it in the
+        background, so its relevance check at the end of the stream finds it ready."""
         self._make = make
+        self._ahead = ahead
+        self._ahead_last = ""
         self.reset()
 
     def reset(self) -> None:
@@ -717,7 +802,9 @@ class StreamingVerifier:
             sentence = self.verifier.add(raw)
             if sentence is None:
                 continue
-            self._held.append(self.verifier.render(sentence))
+            shown = self.verifier.render(sentence)
+            if shown is not None:  # None: unsupported, and unsupported: drop
+                self._held.append(shown)
             if self.verifier.answered:
                 self._release(self._held)
                 self._held = []
@@ -735,6 +822,13 @@ class StreamingVerifier:
         if len(parts) >= 2 and _opens_a_sentence(parts[-1]):
             self._check(parts[self._consumed : len(parts) - 1])
             self._consumed = len(parts) - 1
+        if self._ahead is not None and parts and not self.verifier.answered:
+            last = parts[-1]
+            if _LOOKS_FINISHED.search(last):
+                text = _markers(" ".join(last.split()))[0]
+                if text and text != self._ahead_last:
+                    self._ahead_last = text
+                    self._ahead(text)
         return self.drain()
 
     def close(self) -> VerifiedAnswer:

@@ -298,3 +298,50 @@ def test_without_a_daemon_every_flag_reaches_the_pipeline_in_this_process(
     assert recorder.queries == [ASKED]
     sent = chat.requests[-1]
     assert sent["temperature"] == 0.25 and sent["max_tokens"] == 200
+
+
+INVENTED = "After that they are archived to tape for seven years [1]."
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_rag_query_never_prints_a_sentence_no_passage_supports(
+    tmp_settings: Callable[..., Settings],
+    embedder: Embedder,
+    chat: ChatServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    """Issue 22: the model's invented sentence (cited like the true one) is left out of what
+    `rag query` prints — the answer, the stream, the notes on stderr — only counted."""
+    settings = _settings(tmp_settings, chat)
+    from rag.indexing.ingest import Ingestor
+
+    index = Index(settings, embedder=embedder)
+    index.open(create=True)
+    try:
+        Ingestor(index).sync_folder(_docs(tmp_path))
+    finally:
+        index.close()
+
+    def open_index(create: bool = True) -> Index:
+        opened = Index(cli_core.get_settings(), embedder=embedder)
+        opened.open(create=create)
+        return opened
+
+    monkeypatch.setattr(cli_query, "open_index", open_index)
+    chat.reply = f"{SENTENCES[1]} {INVENTED}"
+    env = {
+        "RAG_DATA_DIR": str(settings.resolved_data_dir()),
+        "RAG_EVALS__AFTER_SYNC": "false",
+        "RAG_GENERATION__CHAIN": '["openai"]',
+        "RAG_GENERATION__OPENAI__BASE_URL": chat.base_url,
+        "RAG_GENERATION__OPENAI__MAX_RETRIES": "0",
+        "RAG_PII__ENABLED": "false",
+    }
+    args = ["query", "How long are backups kept?", *(["--stream"] if stream else [])]
+    result = CliRunner().invoke(rag_app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "35 days" in result.stdout, result.output
+    assert "tape" not in result.output, result.output
+    assert "1 sentence(s) of the model's answer left out" in result.stderr

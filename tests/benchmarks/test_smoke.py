@@ -183,6 +183,7 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "tracing_overhead": ("tracing_overhead.py", lambda ds, tmp: []),
     # every pathological shape at 1 kB and 3 kB: each ok or failed with a reason, in budget
     "parse_scaling": ("parse_scaling.py", lambda ds, tmp: []),
+    "verify_cost": ("verify_cost.py", lambda ds, tmp: []),
 }
 
 

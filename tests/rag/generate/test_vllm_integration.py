@@ -127,11 +127,13 @@ def _pipeline(
     server: VLLMServer,
     chain: list[str],
     tracer: Tracer | None = None,
+    unsupported: str = "drop",
 ) -> QueryPipeline:
     generation = {
         "chain": chain,
         "timeout_seconds": 120,
         "openai": {"base_url": server.base_url, "read_timeout_seconds": 60},
+        "verify": {"unsupported": unsupported},
     }
     # The prompt configs/vllm.yaml pins for this model (it abstains on the fenced answer/v3).
     prompts = {"pin": load_settings(REPO / "configs" / "vllm.yaml").prompts.pin}
@@ -219,3 +221,39 @@ def test_server_killed_mid_stream_falls_back(
     assert answer.generator == "extractive" and answer.degraded is True, answer
     assert answer.fallbacks[0].generator == "openai", answer
     assert "1889" in answer.answer and answer.citations and answer.citations[0].verified, answer
+
+
+MIXED_QUESTIONS = [
+    QUESTION,
+    "How long are backups kept, and who runs the restore drill?",
+    "What should I do if I lose my laptop?",
+]
+
+
+@pytest.mark.parametrize("question", MIXED_QUESTIONS)
+def test_vllm_answers_show_only_verified_sentences(
+    kb: KnowledgeBase, kb_settings: Any, vllm_server: VLLMServer, question: str
+) -> None:
+    """Issue 22 through a real model: whatever SmolLM2 writes (at temperature 0 the same text
+    twice), the answer shows only sentences a passage supports. With ``unsupported: mark``
+    the others are shown behind ``[unverified]``; by default (drop) the answer is the marked
+    one without them — streamed and not — and names them nowhere."""
+    from rag.verification.citations import UNVERIFIED_MARK, split_sentences
+
+    marked = _pipeline(kb, kb_settings, vllm_server, ["openai"], unsupported="mark").run(
+        Query(question)
+    )
+    events = list(_pipeline(kb, kb_settings, vllm_server, ["openai"]).stream(Query(question)))
+    done = events[-1]
+    assert isinstance(done, DoneEvent)
+    dropped = done.answer
+    shown = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert shown == dropped.answer, "the stream is the answer"
+    assert UNVERIFIED_MARK not in dropped.answer and dropped.unsupported == []
+    assert dropped.withheld == len(marked.unsupported)
+    for sentence in marked.unsupported:
+        assert sentence not in dropped.answer, (sentence, dropped.answer)
+    if not marked.abstained:
+        kept = [s for s in split_sentences(marked.answer) if not s.startswith(UNVERIFIED_MARK)]
+        assert dropped.answer == " ".join(kept), (marked.answer, dropped.answer)
+    assert all(c.verified for c in dropped.citations)

@@ -225,3 +225,200 @@ def test_an_index_glued_to_a_name_is_text_not_a_marker(scorer: SupportScorer) ->
     v = _verify("The Eiffel Tower, towers[0] in the list, was built in 1889 [2].", scorer)
     checked = v.sentences[0]
     assert "towers[0] in the list" in checked.text and 0 not in checked.dropped_markers
+
+
+# -- issue 22: what a capable model writes, checked claim by claim ---------------------------
+RUNBOOK = {
+    1: (
+        "Engineering Onboarding Guide",
+        ["Accounts and access"],
+        "Request a laptop from IT on your first day. Production access is granted only after "
+        "you complete the security training, usually on day three.",
+    ),
+    2: (
+        "Backup and Restore Policy",
+        ["Schedule"],
+        "Full database backups run nightly at 02:00 UTC. Backups are retained for 35 days; "
+        "monthly snapshots are kept for 13 months.",
+    ),
+    3: (
+        "Security Handbook",
+        ["Passwords and keys"],
+        "Passwords must be at least 14 characters long. API keys are rotated every 90 days.",
+    ),
+    4: (
+        "Incident Response Runbook",
+        [],
+        "After the incident is resolved, the incident commander schedules a blameless "
+        "postmortem within five business days.",
+    ),
+}
+
+
+def _runbook() -> PackedContext:
+    passages = [
+        Passage(
+            chunk_ids=[f"r{n}"],
+            doc_id=f"r{n}",
+            source=f"runbook{n}.md",
+            title=title,
+            section=section,
+            page=None,
+            start=0,
+            end=len(text),
+            text=text,
+            score=1.0 / n,
+            rank=n - 1,
+            n=n,
+        )
+        for n, (title, section, text) in RUNBOOK.items()
+    ]
+    return PackedContext(passages, "\n\n".join(p.render() for p in passages), 100, 1000)
+
+
+def _check(answer: str, question: str, scorer: SupportScorer, **settings: object):  # type: ignore[no-untyped-def]
+    return verify_answer(
+        answer,
+        _runbook(),
+        scorer,
+        CitationSettings(**settings),
+        question,
+        ABSTAIN,  # type: ignore[arg-type]
+    )
+
+
+def test_an_invented_sentence_after_a_true_one_is_left_out_of_the_answer(
+    scorer: SupportScorer,
+) -> None:
+    v = _check(
+        "Backups are retained for 35 days [2]. After that they are archived to tape for seven years [2].",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.answer == "Backups are retained for 35 days [1].", "the invention is not shown"
+    assert v.unsupported == ["After that they are archived to tape for seven years."]
+
+
+def test_with_unsupported_mark_the_invention_is_shown_marked(scorer: SupportScorer) -> None:
+    v = _check(
+        "Backups are retained for 35 days [2]. After that they are archived to tape for seven years [2].",
+        "How long are backups kept?",
+        scorer,
+        unsupported="mark",
+    )
+    assert v.answer == (
+        "Backups are retained for 35 days [1]. "
+        "[unverified] After that they are archived to tape for seven years."
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "question"),
+    [
+        # the passage says five business days
+        (
+            "The postmortem is scheduled within two business days [4].",
+            "When is the postmortem held?",
+        ),
+        ("Backups are retained for 90 days [2].", "How long are backups kept?"),
+        ("Passwords must be at least 12 characters long [3].", "How long must passwords be?"),
+        # 90 days is in another passage (API keys): a value and its subject come from one
+        ("Backups are retained for 90 days [2][3].", "How long are backups kept?"),
+    ],
+)
+def test_a_wrong_value_cited_to_the_right_passage_is_refused(
+    answer: str, question: str, scorer: SupportScorer
+) -> None:
+    v = _check(answer, question, scorer)
+    assert v.abstained and v.citations == [], v.answer
+    assert v.sentences[0].why and v.sentences[0].why.startswith("not in the passage")
+
+
+@pytest.mark.parametrize(
+    ("answer", "question"),
+    [
+        (
+            "New engineers must finish the security training before they get production access [1].",
+            "When do I get production access?",
+        ),
+        (
+            "Passwords have to be at least fourteen characters long [3].",
+            "How long must passwords be?",
+        ),
+        ("Database backups are kept for 35 days [2].", "How long are backups kept?"),
+        ("The full backups run every night at 2 am UTC [2].", "When do backups run?"),
+        (
+            "Once an incident is resolved, a blameless postmortem is held within five business days [4].",
+            "When is the postmortem held?",
+        ),
+    ],
+)
+def test_a_faithful_paraphrase_is_kept(answer: str, question: str, scorer: SupportScorer) -> None:
+    v = _check(answer, question, scorer)
+    assert not v.abstained and v.unsupported == [], v.sentences
+    assert v.answer.endswith("[1]."), v.answer
+
+
+def test_a_synthesis_is_kept_whole_pronoun_and_two_passages(scorer: SupportScorer) -> None:
+    v = _check(
+        "You get production access once you have completed the security training [1]. "
+        "This usually happens on day three [1].",
+        "When do I get production access?",
+        scorer,
+    )
+    assert not v.abstained and v.unsupported == [], v.sentences
+    assert v.answer.count("[1]") == 2
+    both = _check(
+        "API keys are rotated every 90 days, while backups are retained for 35 days [3][2].",
+        "How often are API keys rotated and how long are backups kept?",
+        scorer,
+    )
+    assert not both.abstained and both.unsupported == [], both.sentences
+    assert both.answer.endswith("[1][2].")
+    assert [c["source"] for c in both.citations] == ["runbook3.md", "runbook2.md"]
+
+
+def test_a_sentence_is_judged_with_the_verified_sentence_before_it(scorer: SupportScorer) -> None:
+    # "the job" is what the first sentence named; the passage never says "job".
+    v = _check(
+        "The nightly full database backup job runs at 02:00 UTC [2]. "
+        "The job keeps each backup for 35 days [2].",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.unsupported == [] and v.answer.count("[1]") == 2, v.sentences
+    # Alone, the same sentence says something the passage does not: "job".
+    alone = _check(
+        "The job keeps each backup for 35 days [2].", "How long are backups kept?", scorer
+    )
+    assert alone.abstained
+
+
+def test_a_negation_flip_is_refused(scorer: SupportScorer) -> None:
+    v = _check(
+        "Production access is not granted after the security training [1].",
+        "When do I get production access?",
+        scorer,
+    )
+    assert v.abstained and v.sentences[0].why == "says the opposite of the passage"
+
+
+def test_a_short_sentence_with_a_value_still_needs_a_passage(scorer: SupportScorer) -> None:
+    v = _check(
+        "Backups are retained for 35 days [2]. It is 40 days.", "How long are backups kept?", scorer
+    )
+    assert v.answer == "Backups are retained for 35 days [1]." and v.unsupported == [
+        "It is 40 days."
+    ]
+
+
+def test_a_phrase_the_passage_never_says_fails_the_claim(scorer: SupportScorer) -> None:
+    # Six of eight words are the passage's, but "railway locomotives" is not: one word a
+    # passage lacks is a rewording, two are something it never said.
+    v = _check(
+        "Full database backups run nightly at 02:00 UTC, and backups are retained for 35 days "
+        "by railway locomotives [2].",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.abstained, v.sentences

@@ -1,0 +1,404 @@
+"""Does a passage (or two) support a claim? Values grounded, polarity kept, words covered.
+
+:func:`check` decides, for one answer sentence and the passages it cites, in this order:
+
+1. **values** (:func:`rag.verification.grounding.ungrounded`): every number with its unit,
+   date, clock time, version, code name, e-mail, URL and proper name of the claim occurs in
+   the passages — one missing or stated differently fails the claim, whatever else matches;
+2. **polarity** (:func:`rag.verification.grounding.flipped`): the claim does not negate, or
+   stop negating, the passage sentences it restates ("must" / "must not", "no longer",
+   "mandatory" / "optional");
+3. **coverage**: the share of the claim's content words — stopwords, hedges ("usually",
+   "typically") and light verbs ("get", "happen") aside, values counted in step 1 — that
+   the passages hold, matched by stem, by a shared prefix ("encrypted" / "encryption") or as
+   synonyms ("kept" / "retained", "finish" / "complete"). Words of ``context`` — the
+   answer's sentence before this one, already verified — count as held: "They are encrypted
+   with AES-256" says "they" of what was just said, and "This usually happens on day three"
+   needs only "day three" from the passage.
+
+The score is the coverage (0 when a value or the polarity fails); a claim is supported when
+it reaches ``generation.verify.min_support`` (chosen on the tuning half of the ``verify``
+eval and SQuAD 2.0 by ``benchmarks/calibrate_support.py``). Several passages support a claim
+together: the values may come from one and the words from another — a synthesis citing [1][2].
+
+No model call: a claim against its passages costs tens of microseconds, so verification adds
+next to nothing to the model's own time (``benchmarks/verify_cost.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rag.verification.answer_types import WORD, stem
+from rag.verification.grounding import Value, flipped, grounded_in, ungrounded, values
+
+# At most this many content words of a claim may be absent from its passage, whatever its length.
+MAX_UNMATCHED = 1
+
+__all__ = ["Support", "check", "claim_words", "matches", "split_clauses"]
+
+# Words that add no fact of their own: hedges, light verbs, connectives a model writes around
+# what the passage says. They are neither required from the passage nor counted.
+_LIGHT = frozenset(
+    """
+    happen happens happened happening usually typically generally normally commonly
+    often also just simply actually basically really still even already currently then
+    thereby therefore thus however instead otherwise respectively overall note please
+    need needs needed get gets got getting gotten make makes made take takes took taken
+    give gives gave given giving include includes included including provide provides
+    provided ensure ensures way ways thing things something able going set sets come
+    comes came put puts let lets like likely case cases time times said say says stated
+    states mention mentions mentioned according per via well yes sure certainly
+    important importantly specifically particular particularly respective whole entire
+    around roughly approximately exactly only first taking once whenever anyone someone
+    everyone anybody people's your yours you we our us can could may might must shall
+    should will would have has had having do does did done
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+# Synonym groups a faithful rewording uses: general English, not any document's words.
+_SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(group.split())
+    for group in re.sub(
+        r"\n\s{6}",
+        " ",
+        """
+    keep kept retain retained retention store stored storage hold held preserve preserved save
+      saved
+    finish finished complete completed completion done end ended
+    receive received obtain obtained gain gained grant granted acquire acquired earn earned
+      award awarded
+    start started starting begin begins began beginning commence commenced launch launched
+      initiate initiated open opens opened
+    stop stopped cease ceased halt halted
+    require required requires requirement mandatory necessary obligatory compulsory need needs
+    big large huge major great
+    small little minor tiny
+    fast quick quickly rapid rapidly swift swiftly soon promptly immediately
+    make create created produce produced build built construct constructed establish established
+      found founded form formed
+    buy bought purchase purchased
+    show showed shown display displayed present presented demonstrate demonstrated
+    use used uses using utilize utilized utilise utilised employ employed apply applied
+    allow allows allowed permit permits permitted enable enables enabled let
+    send sent forward forwarded submit submitted file filed
+    check checked verify verified review reviewed inspect inspected examine examined audit
+      audited
+    record recorded log logged document documented note noted track tracked write written
+      register registered
+    copy copies copied replicate replicated duplicate duplicated replica replicas
+    delete deleted remove removed erase erased purge purged wipe wiped
+    limit limits limited cap capped maximum max restrict restricted ceiling most
+    least minimum min lowest
+    each every per all any
+    run runs ran execute executed perform performed carry carried conduct conducted hold held
+    help helped assist assisted support supported aid aided
+    people person persons staff employee employees personnel worker workers individual
+      individuals member members
+    team teams group groups department departments unit
+    wait waiting delay pause
+    split divide divided break broken separate separated
+    join joined enter entered
+    ask asked request requested requests apply
+    laptop laptops computer computers notebook notebooks device devices machine machines
+    report reported tell told inform informed notify notified alert alerted contact contacted
+    book booked reserve reserved
+    pay paid payment reimburse reimbursed refund refunded compensate compensated payout
+    cost costs price priced fee fees charge charged expense expenses amount
+    protect protected secure secured guard guarded safeguard
+    rule rules policy policies requirement requirements guideline guidelines
+    default standard normal usual regular
+    approve approved approval approves approving authorize authorized authorise authorised sign-
+      off
+    engineer engineers developer developers
+    change changes changed modification modifications edit edits
+    exceed exceeded exceeds over above beyond more longer greater higher
+    under below less fewer shorter lower
+    before prior ahead earlier
+    after following later once
+    long longer lasting last lasts lasted duration
+    say said state stated mention mentioned explain explained
+    call called name named term termed known
+    choose chose chosen select selected pick picked
+    try tried attempt attempted
+    many numerous several multiple various
+    answer answers answered respond responds responded response reply replies replied
+    day daily days
+    night nightly nights evening
+    week weekly weeks
+    month monthly months
+    year yearly annual annually years
+    quarter quarterly quarters
+    hour hourly hours
+    place located location situated site
+    live lived reside resided dwell
+    die died death dead
+    home house residence
+    country nation state
+    city town
+    old ancient former earlier
+    new newly recent recently latest
+    lose lost missing misplace misplaced stolen steal
+    again retry retries repeat repeated
+    fix fixed repair repaired resolve resolved solve solved
+    issue issues problem problems incident incidents
+    rotate rotated rotation rotates replace replaced renew renewed
+    encrypt encrypted encryption encrypts
+    able capable can
+    main primary principal chief key
+    second secondary another other separate
+""",
+    )
+    .strip()
+    .splitlines()
+)
+_SYNONYM_OF: dict[str, int] = {}
+for _i, _group in enumerate(_SYNONYMS):
+    for _w in _group:
+        _SYNONYM_OF.setdefault(_w, _i)
+# Words a sentence opens with that name nothing ("Yes, ...", "However, ...", "Overall, ...").
+_OPENERS = frozenset(
+    """
+    yes no thanks thank however overall also additionally furthermore moreover instead
+    meanwhile finally first firstly second secondly then thus therefore hence so still
+    yet today currently generally usually typically normally often sometimes otherwise
+    besides according based following under since although though while when where
+    whenever once after before during within until unless because if whether both either
+    neither each every all any most many some several few none nobody everyone
+    everything anyone anything someone something here there this that these those its
+    their our your his her my what which who whom whose how why new
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+_CONTRACTION = re.compile(
+    r"^(?:it|that|there|here|what|who|he|she|they|we|you|i|is|are|was|were|do|does|did|has|"
+    r"have|had|can|could|would|should|wo|ai|must|need|let)['’](?:s|t|re|ve|ll|d|m)$"
+    r"|^\w+n['’]t$"
+)
+# Endings of common words, not names ("Running make bootstrap ...", "Approved claims ...").
+_INFLECTED = re.compile(
+    r"(?:ing|ed|ly|tion|sion|ment|ness|ity|ance|ence|ful|less|able|ible|ive|ous|ks)$"
+)
+_STOPWORDS_EXTRA = frozenset(
+    """
+    a an the of to in on at by for from with and or but is are was were be been being it
+    its this that these those they them their there he she his her him i me my as if so
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+
+
+def _prefix(word: str) -> str:
+    return word[:6] if len(word) >= 8 else word[:5]
+
+
+@dataclass(frozen=True)
+class _Words:
+    """A text's words in the forms a claim's words are matched against."""
+
+    stems: frozenset[str]
+    prefixes: frozenset[str]
+    groups: frozenset[int]
+
+
+@functools.lru_cache(maxsize=4096)
+def _words_of(text: str) -> _Words:
+    raw = [w.lower().strip("'-") for w in WORD.findall(text)]
+    return _Words(
+        stems=frozenset(stem(w) for w in raw),
+        # a claim word of 5-7 letters is looked up by 5, a longer one by 6: both kinds here
+        prefixes=frozenset(w[:5] for w in raw if len(w) >= 5)
+        | frozenset(w[:6] for w in raw if len(w) >= 6),
+        groups=frozenset(_SYNONYM_OF[w] for w in raw if w in _SYNONYM_OF)
+        | frozenset(_SYNONYM_OF[stem(w)] for w in raw if stem(w) in _SYNONYM_OF),
+    )
+
+
+def matches(word: str, words: _Words) -> bool:
+    """``word`` (lower case) is said by a text with these ``words``: same stem, same prefix
+    (long enough to mean something), or a synonym."""
+    if stem(word) in words.stems:
+        return True
+    if len(word) >= 5 and _prefix(word) in words.prefixes:
+        return True
+    group = _SYNONYM_OF.get(word)
+    if group is None:
+        group = _SYNONYM_OF.get(stem(word))
+    return group is not None and group in words.groups
+
+
+def _content(word: str) -> bool:
+    from rag.verification.citations import content_words  # the shared stopword list
+
+    return bool(content_words(word))
+
+
+@functools.lru_cache(maxsize=4096)
+def _claim_words(claim: str) -> list[str]:
+    return claim_words(claim, values(claim))
+
+
+def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
+    """The claim's content words that must come from a passage: lower case, stopwords, light
+    words and the values' own words (checked as values) left out."""
+    from rag.verification.citations import content_words  # the shared stopword list
+
+    masked = text
+    for v in found:
+        if v.kind != "name" and v.text:
+            masked = masked.replace(v.text, " ")
+    keep = set(content_words(masked))
+    out = []
+    for w in WORD.findall(masked):
+        low = w.lower().strip("'-")
+        if low in _LIGHT or low in _STOPWORDS_EXTRA or stem(low) not in keep:
+            continue
+        if _CONTRACTION.match(low):
+            continue  # "it's", "don't": stopwords run together
+        if any(c.isdigit() for c in low):
+            continue  # numbers are values: checked (with their units) in step 1
+        out.append(low)
+    return list(dict.fromkeys(out))
+
+
+# Where one fact of a sentence ends and the next begins: "..., and ...", "...; ...",
+# "..., while ...", "..., whereas ...", "..., but ...".
+_CLAUSE_BREAK = re.compile(
+    r"\s*(?:;|,\s*(?:and|but|while|whereas|so|and\s+then)\b|\s(?:while|whereas)\s)\s*",
+    re.IGNORECASE,
+)
+
+
+def split_clauses(sentence: str) -> list[str]:
+    """The clauses of ``sentence`` that each state a fact of their own (a part without
+    three words of its own stays with the one before)."""
+    parts = [p for p in _CLAUSE_BREAK.split(sentence) if p and p.strip()]
+    out: list[str] = []
+    for part in parts:
+        if out and len(WORD.findall(part)) < 3:
+            out[-1] = f"{out[-1]} {part}"
+        else:
+            out.append(part.strip())
+    return out
+
+
+@dataclass
+class Support:
+    """The verdict on one claim against one or more passages."""
+
+    score: float  # coverage, 0 when a value or the polarity fails
+    coverage: float
+    missing: list[str] = field(default_factory=list)  # values no cited passage holds
+    flipped: bool = False  # negates (or un-negates) what the passage says
+    unmatched: list[str] = field(default_factory=list)  # content words no passage holds
+    quote: str = ""  # the passage sentence it restates best
+
+    @property
+    def reason(self) -> str | None:
+        if self.missing:
+            return "not in the passage: " + ", ".join(self.missing[:3])
+        if self.flipped:
+            return "says the opposite of the passage"
+        return None
+
+
+def _best_sentences(
+    claim: Iterable[str], found: Sequence[Value], sentences: Sequence[str]
+) -> list[str]:
+    """The passage sentences the claim restates, best first: the one sharing most of its
+    words and values, plus a second when the claim combines two ("... every quarter, and the
+    results go to the wiki")."""
+    wanted = list(claim)
+    if not sentences:
+        return []
+    scored = []
+    for s in sentences:
+        w = _words_of(s)
+        said = {x for x in wanted if matches(x, w)}
+        # a value the sentence states counts twice: it is what the claim is about
+        said |= {f"value:{v.text}" for v in found if v.kind != "name" and grounded_in(v, s)}
+        scored.append(said)
+    weight = [sum(2 if x.startswith("value:") else 1 for x in sc) for sc in scored]
+    order = sorted(range(len(sentences)), key=lambda i: (-weight[i], i))
+    best = order[0]
+    picked = [best]
+    for i in order[1:]:
+        # a second sentence only for words the first lacks: a value alone ("IT" in another
+        # sentence) does not make a sentence part of what the claim restates
+        if any(not x.startswith("value:") for x in scored[i] - scored[best]):
+            picked.append(i)
+            break
+    return [sentences[i] for i in picked]
+
+
+def check(
+    claim: str,
+    passages: Sequence[str],
+    sentences: Sequence[str],
+    context: str = "",
+    question: str = "",
+    headings: Sequence[str] = (),
+    floor: float = 0.0,
+) -> Support:
+    """How well ``passages`` (their texts) support ``claim``. ``sentences``: the passages'
+    sentences (the values must be in those the claim restates; the quote; the polarity
+    check); ``headings``: their titles and sections (a name there counts); ``context``: the
+    verified sentence before the claim; ``question``: its names need no passage (the
+    question's "Northwind" when a passage says "the company"). ``floor``: a coverage below
+    it ends the check there (the score says no; values and polarity are not looked at)."""
+    found = values(claim)
+    words = _claim_words(claim)
+    held = _words_of("\n".join(passages))
+    said_before = _words_of(context) if context else None
+    unmatched = [
+        w for w in words if not matches(w, held) and not (said_before and matches(w, said_before))
+    ]
+    coverage = 1.0 - len(unmatched) / len(words) if words else 1.0
+    if coverage < floor or len(unmatched) > MAX_UNMATCHED:
+        # most passages of a context, for most claims: no need to look closer
+        score = coverage if len(unmatched) <= MAX_UNMATCHED else 0.0
+        return Support(score=score, coverage=coverage, unmatched=unmatched)
+    restated = _best_sentences(words, found, sentences)
+    # A value must be in what the claim restates — the passage sentence(s) it says again, or
+    # the headings: "created by the IT team" is not grounded by a passage that names IT in
+    # another sentence and says the People team creates the account.
+    where = [" ".join(restated), *headings] if restated else list(passages)
+    missing = ungrounded(claim, where, [question] if question else (), passages)
+    # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
+    # like any word: one that no passage, the question or the sentence before uses in any
+    # form is taken for a name nobody gave.
+    first = WORD.match(claim.lstrip(" \"'“("))
+    if first and not missing:
+        word = first.group(0)
+        low = word.lower()
+        if (
+            word[:1].isupper()
+            and len(low) >= 3
+            and low not in _LIGHT
+            and low not in _STOPWORDS_EXTRA
+            and low not in _OPENERS
+            and "'" not in low
+            and "’" not in low
+            and _content(low)
+            and not _INFLECTED.search(low)
+            and not matches(low, held)
+            and not (said_before and matches(low, said_before))
+            and not (question and matches(low, _words_of(question)))
+        ):
+            missing = [Value("name", word, key=low)]
+    # Flipped only against the sentence it restates best and against both together: a negation
+    # in a second sentence ("... cannot agree") is not what the claim says the opposite of.
+    is_flipped = bool(restated) and all(
+        flipped(claim, src) for src in {restated[0], " ".join(restated)}
+    )
+    # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
+    # never says ("railway locomotives" swapped in): the claim says something else.
+    score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
+    return Support(
+        score=score,
+        coverage=coverage,
+        missing=[v.text for v in missing],
+        flipped=is_flipped,
+        unmatched=unmatched,
+        quote=restated[0] if restated else "",
+    )

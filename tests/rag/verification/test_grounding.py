@@ -1,0 +1,119 @@
+"""Values in a claim must be in the cited passage (normalised), and negations must not flip."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.verification.grounding import flipped, negated, ungrounded, values
+
+BACKUPS = (
+    "Full database backups run nightly at 02:00 UTC. Incremental backups run continuously with "
+    "a recovery point objective (RPO) of 5 minutes. Backups are retained for 35 days; monthly "
+    "snapshots are kept for 13 months. Backups are encrypted with AES-256 and stored in a "
+    "second region, eu-west-2."
+)
+LIMITS = (
+    "The free tier allows 60 requests per minute. The business tier allows 1,200 requests per "
+    "minute with bursts of up to 200 requests per second. Hotel costs are reimbursed up to 180 "
+    "EUR per night. Report a leaked key to security@northwind.example within one hour."
+)
+ONBOARDING = (
+    "Production access is granted only after you complete the security training, usually on "
+    "day three. The bootstrap script installs Python 3.11 and a local Postgres 16 container. "
+    "Run `make bootstrap` first. The tower was built between 1887 and 1889."
+)
+
+
+def _missing(claim: str, passage: str) -> list[str]:
+    return [v.text for v in ungrounded(claim, [passage])]
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage"),
+    [
+        ("Backups are kept for thirty-five days.", BACKUPS),  # "35" = "thirty-five"
+        ("Backups are kept for five weeks.", BACKUPS),  # a duration converts
+        ("Full backups run every night at 2 am UTC.", BACKUPS),  # "02:00" = "2 am"
+        ("The RPO is five minutes.", BACKUPS),
+        ("The business tier allows 1200 requests a minute.", LIMITS),  # "1,200" = 1200
+        ("Hotel stays are reimbursed up to €180 a night.", LIMITS),  # "€" = "EUR"
+        ("A leaked key goes to security@northwind.example within an hour.", LIMITS),
+        ("This usually happens on the third day.", ONBOARDING),  # "day three" = "third day"
+        ("It installs Python 3.11 and Postgres 16.", ONBOARDING),
+        ("Start with make bootstrap.", ONBOARDING),  # a code name without its backticks
+        ("It was built in 1888.", ONBOARDING),  # a range holds the numbers inside it
+        ("Copies go to eu-west-2 and are encrypted with AES-256.", BACKUPS),
+    ],
+)
+def test_values_the_passage_states_are_grounded_however_written(claim: str, passage: str) -> None:
+    assert _missing(claim, passage) == []
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage", "missing"),
+    [
+        ("Backups are retained for 90 days.", BACKUPS, "90 days"),
+        ("Backups are retained for 35 hours.", BACKUPS, "35 hours"),  # the unit differs
+        ("Full backups run nightly at 03:00 UTC.", BACKUPS, "03:00"),
+        ("The business tier allows 1,200 requests per hour.", LIMITS, "1,200 requests"),
+        ("Hotel costs are reimbursed up to 180 USD per night.", LIMITS, "180 USD"),
+        ("Report a leaked key to security@northwind.com.", LIMITS, "security@northwind.com"),
+        ("Backups are stored in eu-west-1.", BACKUPS, "eu-west-1"),
+        ("The bootstrap script installs Python 3.12.", ONBOARDING, "3.12"),
+        ("Results are recorded in Confluence.", BACKUPS, "Confluence"),
+        ("Production access is usually granted on day two.", ONBOARDING, "day two"),
+        ("Backups are kept for 35 days and archived for seven years.", BACKUPS, "seven years"),
+    ],
+)
+def test_a_value_the_passage_lacks_or_contradicts_is_not_grounded(
+    claim: str, passage: str, missing: str
+) -> None:
+    assert _missing(claim, passage) == [missing]
+
+
+def test_values_kinds_and_normal_forms() -> None:
+    found = {(v.kind, v.number, v.unit, v.key) for v in values("It costs EUR 1,200 at 2:30 pm.")}
+    assert ("number", 1200.0, "eur", "") in found
+    assert ("clock", 14 * 60 + 30.0, None, "") in found
+    # pronouns and counts that are no values: "one of", "the one"
+    assert values("One of them is the one that matters.") == []
+
+
+def test_question_names_need_no_passage_but_question_numbers_need_one() -> None:
+    # "Northwind" comes from the question; the number must still be in a passage.
+    assert ungrounded("Northwind keeps backups for 35 days.", [BACKUPS], ["Does Northwind?"]) == []
+    missing = ungrounded(
+        "Northwind keeps backups for 40 days.", [BACKUPS], ["40 days at Northwind?"]
+    )
+    assert [v.text for v in missing] == ["40 days"]
+
+
+@pytest.mark.parametrize(
+    ("claim", "source"),
+    [
+        (
+            "A green build is not required before merging.",
+            "A green build is required before merging.",
+        ),
+        ("MFA is optional.", "Multi-factor authentication is mandatory."),
+        ("Economy is no longer the default.", "Economy is the default."),
+        ("Backups are encrypted.", "Backups are never encrypted."),
+        ("Retry at most five times.", "Retry at least five times."),
+    ],
+)
+def test_a_flipped_negation_or_pole_is_caught(claim: str, source: str) -> None:
+    assert flipped(claim, source)
+
+
+@pytest.mark.parametrize(
+    ("claim", "source"),
+    [
+        ("Never share your password.", "Passwords must not be shared with anyone."),
+        ("Retry no more than five times.", "Retry at most five times."),
+        ("Backups are kept for 35 days.", "Backups are retained for 35 days."),
+        ("It is mandatory to use a hardware key.", "A hardware key is required."),
+    ],
+)
+def test_the_same_polarity_in_other_words_is_not_a_flip(claim: str, source: str) -> None:
+    assert not flipped(claim, source)
+    assert negated("Passwords must not be shared.") and not negated("No more than five.")
