@@ -131,7 +131,7 @@ class _Values:
             a, b = self.rng.randint(200, 989), self.rng.randint(0, 9999)
             return self.rng.choice([f"{a} {b:04d}", f"{a}-{b:04d}", f"{a}{b:04d}"])
         if r < 0.85:
-            base = str(f.phone_number())
+            base = str(f.phone_number()).split("x")[0]
             ext = self.rng.randint(2, 9999)
             return base + self.rng.choice([f" x{ext}", f" ext. {ext}", f" ext {ext}", f"x{ext}"])
         digits = "".join(str(self.rng.randint(0, 9)) for _ in range(8))

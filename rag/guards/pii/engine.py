@@ -229,6 +229,8 @@ class Detector:
         # "Eiffel Tower", "Gustave Eiffel Foundation": a place or body named after someone.
         if not words or words[-1].strip(".,").casefold() in _NOT_A_PERSON:
             return False
+        if _company(text, start, end):
+            return False
         if len(words) > 1 or recognizer != "SpacyRecognizer":
             return True
         return _lone_name(text, start, words[0])
@@ -272,9 +274,37 @@ def _lone_name(text: str, start: int, word: str) -> bool:
 
 
 def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
-    """A name never runs across a line break ("Kristiansen BA\nTel": the first line only)."""
+    """A name never runs across a line break ("Kristiansen BA\nTel": the first line only),
+    and starts after an article ("The Kirstenbø" is a place)."""
     cut = text.find("\n", start, end)
-    return (start, cut) if cut > start else (start, end)
+    if cut > start:
+        end = cut
+    m = re.match(r"(?i)(?:the|our|your|their|this|that|a|an)\s+", text[start:end])
+    if m and m.end() < end - start:
+        start += m.end()
+    return start, end
+
+
+_COMPANY_AFTER = re.compile(
+    r"[ \t]*(?:,[ \t]*[^\W\d_][\w'\-]*[ \t]+)?(?:&|and|og|und|e|y|et|och)[ \t]+[^\W\d_]"
+)
+
+
+def _company(text: str, start: int, end: int) -> bool:
+    """A company named after people: "Sørensen Gruppen", "Holm BA", "Gray, Acosta and Klein",
+    "Svendsen og Haugland"."""
+    from rag.guards.pii.text import company_word
+
+    if any(company_word(w) for w in text[start:end].split()):
+        return True
+    nxt = re.match(r"[ \t,]*([^\s,;:]+)", text[end : end + 24])
+    if nxt and company_word(nxt.group(1)):
+        return True
+    if _COMPANY_AFTER.match(text, end):
+        return True
+    return bool(re.search(r"[^\W\d_][\w'\-]*,[ \t]*$", text[max(0, start - 30) : start])) and bool(
+        re.match(r"[ \t]*(?:,|&|and\b|og\b|und\b)", text[end : end + 6])
+    )
 
 
 _NEXT_WORD = re.compile(r"[ \t]+([^\W\d_][\w'’\-]*)")

@@ -18,7 +18,7 @@ from typing import Any
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from rag.guards.pii.text import LO, STOP, UP, is_english
+from rag.guards.pii.text import LO, STOP, UP, company_word, is_english
 
 __all__ = [
     "AddressBlockRecognizer",
@@ -37,7 +37,7 @@ Hit = tuple[int, int, float]
 
 # -- phones -------------------------------------------------------------------------------
 _PHONE = re.compile(
-    r"(?<![\w+@#/.\-])(?:\+|00)?(?:\(\+?\d{1,4}\)[ \t.\-]?)?\d[\d \t().\-/]{3,22}\d"
+    r"(?<![\w+@#/.\-])(?:\+|00)?(?:\(\+?\d{1,5}\)[ \t.\-/]?)?\d[\d \t().\-/]{3,22}\d"
     r"(?:[ \t]?(?:x|ext\.?|extn\.?|extension|#)[ \t]?\d{1,6})?(?![\w@]|[.,/\-]\d)"
 )
 _EXT = re.compile(r"[ \t]?(?:x|ext\.?|extn\.?|extension|#)[ \t]?\d{1,6}$")
@@ -46,7 +46,9 @@ _STRONG = re.compile(
     r"call-back|mobile|mob|cell|cellphone|fax|ring|dial|whatsapp|sms|text|hotline|landline|"
     r"direct|reach|m|t|f|p|gsm|handy|puh|tfn|nr\.? tel)\b[.:]?"
 )
-_WEAK = re.compile(r"(?i)\b(?:number|no|nr|contact|office|home|work|at|on|kyc)\b[.:]?")
+_WEAK = re.compile(
+    r"(?i)\b(?:number|no|nr|contact|office|home|work|at|on|kyc|references?|or|is)\b[.:]?"
+)
 _NEGATIVE = re.compile(
     r"(?i)\b(?:order|invoice|ticket|inc|ref|reference|sku|contract|version|qty|iban|account|"
     r"acct|card|ssn|social|zip|postcode|postal|case|id|tracking|serial|model|part|item|vat|"
@@ -76,57 +78,93 @@ def _line_before(text: str, start: int, width: int = 32) -> str:
     return text[max(line_start, start - width) : start]
 
 
+_SPLIT = re.compile(r"[ \t]+[-–|/·•][ \t]+|[ \t]{2,}")
+
+
+def _cue(before: str) -> str:
+    """The cue nearest the number in the same sentence: strong, weak, negative or none. A
+    negative cue ("invoice", "SKU", "floor") counts only right before the number."""
+    sentence = re.split(r"[.;!?]\s+(?=[A-Z])", before)[-1]
+    if re.search(_NEGATIVE.pattern + r"[ \t]*(?:number|no\.?|nr\.?|#|:)?[ \t]*$", sentence):
+        return "negative"  # "Reference number 251693-50", "Order no. 1234567"
+    best, kind = -1, "none"
+    for pattern, name in ((_STRONG, "strong"), (_WEAK, "weak"), (_NEGATIVE, "negative")):
+        for m in pattern.finditer(sentence):
+            if name == "negative" and len(sentence) - m.end() > 4:
+                continue
+            if m.end() > best or (m.end() == best and name == "strong"):
+                best, kind = m.end(), name
+    return kind
+
+
 def find_phones(text: str) -> list[Hit]:
     out: list[Hit] = []
     for m in _PHONE.finditer(text):
-        raw = m.group(0).rstrip(" \t-./(")
-        start = m.start()
-        if raw.count("(") != raw.count(")") and raw.startswith("("):
-            raw, start = raw[1:], start + 1
-        if raw.count(")") > raw.count("("):
-            raw = raw[: raw.rfind(")")].rstrip(" \t-./")
-        end = start + len(raw)
-        number = _EXT.sub("", raw)
-        digits = "".join(c for c in number if c.isdigit())
-        n = len(digits)
-        if n < 6 or n > 15:
-            continue
-        plain = number.strip()
-        if _DATE.match(plain) or _DOTTED.match(plain) or _YEARS.match(plain):
-            continue
-        before = _line_before(text, start)
-        after = text[end : end + 16]
-        strong = bool(_STRONG.search(before)) or bool(_AFTER.match(after))
-        negative = bool(_NEGATIVE.search(before))
-        weak = bool(_WEAK.search(before)) or "@" in text[start - 60 : end + 60]
-        intl = plain.startswith(("+", "00", "(+"))
-        grouped = any(c in number for c in " -./()")
-        if n >= 13 and not grouped and not strong:
-            continue  # a long bare run: an account or card number more likely
-        if n >= 13 and _luhn(digits) and not strong:
-            continue  # a card number (the card recognizer's)
-        if _SSN_SHAPE.match(plain) and not strong:
-            continue  # a US SSN's shape (the SSN recognizer's)
-        if intl and n >= 8:
-            score = 0.8
-        elif strong:
-            score = 0.75
-        elif negative:
-            continue
-        elif weak and n >= 7:
-            score = 0.6
-        elif grouped and n >= 8 and plain[0] in "0(":
-            score = 0.6  # a national number with its trunk prefix: 0470 12 34 56
-        elif grouped and n >= 9:
-            score = 0.55
-        elif grouped and n == 7 and re.fullmatch(r"\d{3}[ \-.]\d{4}", plain):
-            score = 0.45
-        elif n in (10, 11) and digits[0] == "0":
-            score = 0.45
-        else:
-            continue
-        out.append((start, end, score))
+        pieces = [(m.start(), m.group(0))]
+        raw_digits = sum(c.isdigit() for c in m.group(0))
+        if raw_digits > 15 or _SPLIT.search(m.group(0)):
+            pieces, pos = [], m.start()
+            for part in _SPLIT.split(m.group(0)):
+                at = text.index(part, pos)
+                pieces.append((at, part))
+                pos = at + len(part)
+        for start, raw in pieces:
+            hit = _phone(text, start, raw)
+            if hit:
+                out.append(hit)
     return out
+
+
+def _phone(text: str, start: int, raw: str) -> Hit | None:
+    raw = raw.rstrip(" \t-./(")
+    if raw.count("(") != raw.count(")") and raw.startswith("("):
+        raw, start = raw[1:], start + 1
+    if raw.count(")") > raw.count("("):
+        raw = raw[: raw.rfind(")")].rstrip(" \t-./")
+    end = start + len(raw)
+    number = _EXT.sub("", raw)
+    digits = "".join(c for c in number if c.isdigit())
+    n = len(digits)
+    if n < 6 or n > 15:
+        return None
+    plain = number.strip()
+    if _DATE.match(plain) or _DOTTED.match(plain) or _YEARS.match(plain):
+        return None
+    before = _line_before(text, start, 40)
+    after = text[end : end + 16]
+    cue = "strong" if _AFTER.match(after) else _cue(before)
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line = text[line_start : line_end if line_end >= 0 else len(text)]
+    alone = not re.sub(r"[-–|/·•,;:\s]", "", line.replace(raw, "", 1))
+    contact_line = "@" in line or bool(re.search(r"[·•|]", line))
+    intl = plain.startswith(("+", "00", "(+"))
+    grouped = any(c in number for c in " -./()")
+    if n >= 13 and not grouped and cue != "strong":
+        return None  # a long bare run: an account or card number more likely
+    if n >= 13 and _luhn(digits) and cue != "strong":
+        return None  # a card number (the card recognizer's)
+    if _SSN_SHAPE.match(plain) and cue != "strong":
+        return None  # a US SSN's shape (the SSN recognizer's)
+    if intl and n >= 8:
+        score = 0.8
+    elif cue == "strong":
+        score = 0.75
+    elif cue == "negative":
+        return None
+    elif (cue == "weak" or alone or contact_line) and n >= 7:
+        score = 0.6
+    elif grouped and n >= 8 and plain[0] in "0(":
+        score = 0.6  # a national number with its trunk prefix: 0470 12 34 56
+    elif grouped and n >= 9:
+        score = 0.55
+    elif grouped and n == 7 and re.fullmatch(r"\d{3}[ \-.]\d{4}", plain):
+        score = 0.45
+    elif n in (10, 11) and digits[0] == "0":
+        score = 0.45
+    else:
+        return None
+    return start, end, score
 
 
 # -- cards --------------------------------------------------------------------------------
@@ -297,9 +335,12 @@ _STRONG_CUE = re.compile(
     r"\bbye|\bok|\bokay|\bperfect|\bgot it|\bnoted|\bsorry(?: to hear that)?|\bwelcome|"
     r"\bspoke (?:with|to)|\btalked (?:with|to)|\bcall w/|\bcall with|\bmeeting with|\bmtg|"
     r"\bmet with|\bvoicemail for|\bquote to|\buser|\bcustomer|\bclient|\bcaller|"
-    r"\baccount of|\bsigned|\bname:|\bcontact:|\bcontact person:?|\battn:?|\bfrom:|\bto:|"
+    r"\baccount of|\bname:|\bcontact:|\bcontact person:?|\battn:?|\bfrom:|\bto:|"
     r"\bof course|\bgood (?:morning|afternoon|evening)|\bhej|\bhallo|\bbonjour|\bciao|\bhola)"
     r"[ \t]*[,:\-]?[ \t]+$"
+)
+_ROLE_CUE = re.compile(
+    r"(?i)\b(?:user|customer|client|caller|account of|attn:?|from:|to:|contact:)[ \t]*[,:\-]?[ \t]+$"
 )
 _AFTER_CUE = re.compile(r"(?i)^[ \t]*(?:here\b|speaking\b|[,(]? ?\(?(?:mobile|cell)\b)")
 _NOT_NAME = frozenset(
@@ -308,17 +349,25 @@ _NOT_NAME = frozenset(
     your their this that monday tuesday wednesday thursday friday saturday sunday morning
     afternoon evening everybody friend friends colleagues sales billing hr it dev ops""".split()
 )
+# Lower-case words that follow "hi", "I'm", "this is" and are no names.
+_COMMON_AFTER_CUE = frozenset(
+    """new good great fine happy glad sure sorry back here there urgent important late early
+    ready done about me again all everyone team guys broken wrong right correct true possible
+    awesome perfect excellent nice cool bad still just really also very so too much more less
+    only now then today tomorrow yesterday tonight morning afternoon evening night week month
+    year time problem issue question order invoice account parcel package delivery payment
+    refund card number phone email address bill charge calling writing looking trying waiting
+    interested afraid not no yes ok okay well what why how when where who which whose your my
+    our their his her its one two three first last next other another same different help
+    support service customer client user agent manager owner admin someone somebody anyone
+    nobody everybody thing things stuff way ticket case call mail message reply answer info
+    regarding concerning following follow following up update quick short long big small""".split()
+)
 _ROLES = frozenset(
     """agent user customer support client visitor operator bot system assistant admin rep
     note notes subject from to cc re date tel phone fax email e-mail address summary profile
     ship deliver recipient billing references reference contact mobile direct""".split()
 )
-_COMPANY = frozenset(
-    """ba as asa ab oy oyj ry gmbh ag kg kgaa mbh ohg gbr ug ltd limited inc llc llp plc corp co
-    sa sas sarl spa srl bv nv vof groep gruppen group holding partners consulting solutions
-    s.r.o. a.s. v.o.s. k.s. kft kft. zrt zrt. bt bt. nyrt ltda eireli aps a/s i/s ivs e.v. e.k.
-    s.a. s.p.a. s.r.l. b.v. n.v. sp. s.c. og und and & e y et i sons sønner söner figli hijos
-    filhos fils brothers bros associates associati industries international services""".split()
 )
 _SPEAKER = re.compile(
     rf"(?m)^[ \t]*(?:\[\d{{1,2}}:\d{{2}}(?::\d{{2}})?\][ \t]*)?((?:{_NAME_TOKEN}[ \t]+){{0,2}}{_NAME_TOKEN})"
@@ -337,42 +386,38 @@ def _name_like(token: str, lower_ok: bool) -> bool:
 
 
 def _take_name(text: str, pos: int, lower_ok: bool) -> tuple[int, int] | None:
-    """The name starting at ``pos`` (after a cue): up to three name tokens on the line."""
+    """The name starting at ``pos`` (after a cue): up to three name tokens on the line, all
+    capitalised or all lower case."""
     tok = re.compile(rf"[ \t]*({_NAME_TOKEN}|{_LOWER_TOKEN})")
-    end, count, cap = pos, 0, None
-    start = None
-    while count < 4:
+    end, count, cap, start = pos, 0, None, None
+    while count < 3:
         m = tok.match(text, end)
         if not m:
             break
         word = m.group(1)
-        if word.casefold() in _NAME_PARTICLES and count:
+        low = word.casefold()
+        if count and low in _NAME_PARTICLES:
             nxt = tok.match(text, m.end())
-            if nxt and nxt.group(1)[0].isupper():
+            if nxt and nxt.group(1)[0].isupper() == bool(cap):
                 end = m.end()
                 continue
             break
         is_cap = word[0].isupper()
-        if cap is None:
-            cap = is_cap
-            if not _name_like(word, lower_ok):
-                return None
-            if is_cap and len(word) <= 2:
-                return None
-        elif is_cap != cap or word.casefold() in STOP or word.casefold() in _NOT_NAME:
+        if cap is not None and is_cap != cap:
             break
-        elif not cap and is_english(word) and count >= 1:
-            # a lower-case second word that is English ("andres chen" passes, "karen said" not)
-            if word.casefold() in STOP or len(word) < 3 or is_english(word + "s") and False:
-                break
-            if _common_verb(word):
-                break
+        if low in STOP or low in _NOT_NAME or low in _ROLES or low in _COMMON_AFTER_CUE:
+            break
+        if _common_verb(word) or len(word) < 2 or (is_cap and len(word) < 3 and count == 0):
+            break
+        if not is_cap and not lower_ok:
+            break
+        cap = is_cap
         if start is None:
             start = m.start(1)
         end = m.end(1)
         count += 1
-    if start is None or count == 0 or count > 3:
-        return None if start is None else (start, end)
+    if start is None:
+        return None
     return start, end
 
 
@@ -405,19 +450,23 @@ def find_cue_names(text: str) -> list[Hit]:
         before = text[max(0, s - 40) : s]
         if not _STRONG_CUE.search(before):
             continue
+        role = _ROLE_CUE.search(before)
         got = _take_name(text, s, lower_ok=True)
+        if got and role and text[got[0]].islower():
+            if any(is_english(w) for w in text[got[0] : got[1]].split()):
+                got = None
         if got:
-            out.append((got[0], got[1], 0.7))
+            out.append((got[0], got[1], 0.9))
     for m in _SPEAKER.finditer(text):
         label, inner = m.group(1), m.group(2)
         words = label.split()
         if inner:
-            out.append((m.start(2), m.end(2), 0.7))
+            out.append((m.start(2), m.end(2), 0.9))
         if any(w.casefold() in _ROLES or w.casefold() in _NOT_NAME for w in words):
             continue
         if len(words) == 1 and is_english(words[0]):
             continue
-        out.append((m.start(1), m.end(1), 0.7))
+        out.append((m.start(1), m.end(1), 0.9))
     # "Aino Virtanen here" / "aino speaking"
     for m in re.finditer(
         rf"(?:^|[\n:.!?][ \t]*)((?:{_NAME_TOKEN}[ \t]+){{0,2}}{_NAME_TOKEN}|"
@@ -426,13 +475,11 @@ def find_cue_names(text: str) -> list[Hit]:
     ):
         words = m.group(1).split()
         if all(_name_like(w, lower_ok=True) for w in words):
-            out.append((m.start(1), m.end(1), 0.7))
+            out.append((m.start(1), m.end(1), 0.9))
     return out
 
 
-_DETERMINERS = frozenset(
-    "the our your their its this that these those a an in at from near to of into via".split()
-)
+_DETERMINERS = frozenset("the our your their its this that these those a an in at near".split())
 
 
 def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
@@ -447,17 +494,19 @@ def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
         start, end = m.start(1), m.end(1)
         # Drop leading words that are English and capitalised only by position ("Thanks Aino").
         while words and (
-            is_english(words[0]) or words[0].casefold() in _NOT_NAME or words[0].isupper()
+            words[0].casefold() in STOP
+            or words[0].casefold() in _NOT_NAME
+            or words[0].casefold() in _ROLES
+            or words[0].casefold() in _COMMON_AFTER_CUE
+            or _common_verb(words[0])
         ):
-            if words[0].isupper() and not is_english(words[0]):
-                break
             start = text.index(words[0], start) + len(words[0])
             start += len(text[start:]) - len(text[start:].lstrip(" \t"))
             words = words[1:]
         if len(words) < 2:
             continue
         low = [w.casefold().strip(".") for w in words]
-        if any(w in _COMPANY for w in low) or any(w in _ROLES for w in low):
+        if any(company_word(w) for w in words) or any(w in _ROLES for w in low):
             continue
         if words[0].isupper() != words[-1].isupper():
             continue

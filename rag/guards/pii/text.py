@@ -17,6 +17,7 @@ from functools import lru_cache
 __all__ = [
     "LO",
     "UP",
+    "company_word",
     "ascii_fold",
     "english_words",
     "is_english",
@@ -49,6 +50,26 @@ STOP = frozenset(
     dear ok okay yes yeah sure bye cheers regards best kind sorry re fw fwd cc bcc im ive id ill
     its thats dont cant wont didnt doesnt isnt call me mine us via per w/ etc""".split()
 )
+
+
+# Legal forms and words that make a name a company's ("Holm BA", "Sørensen Gruppen"): the
+# long ones in any case, the short ones ("AS", "Oy", "Co") only as written here.
+_COMPANY_LONG = frozenset(
+    """gmbh kgaa mbh ltd. limited inc. llc llp plc corp. ltda eireli sarl s.a.s. s.p.a. s.r.l.
+    s.r.o. v.o.s. groep gruppen group holding partners consulting solutions sønner söner figli
+    hijos filhos fils brothers bros associates associati industries international services
+    koninklijke""".split()
+)
+_COMPANY_SHORT = frozenset(
+    """BA AS ASA AB Oy Oyj ry GmbH AG KG OHG GbR UG Ltd LLC LLP PLC plc Inc Corp Co co SA SAS
+    SpA Srl BV NV VOF Kft Zrt Bt Nyrt ApS A/S I/S IVS e.V. e.K. S.A. B.V. N.V. Sp. S.C. a.s.
+    k.s. Sons""".split()
+)
+
+
+def company_word(word: str) -> bool:
+    w = word.strip(",;:()")
+    return w in _COMPANY_SHORT or w.rstrip(".") in _COMPANY_SHORT or w.casefold() in _COMPANY_LONG
 
 
 def load_english_words(nlp: object) -> frozenset[str]:
