@@ -368,7 +368,6 @@ _ROLES = frozenset(
     note notes subject from to cc re date tel phone fax email e-mail address summary profile
     ship deliver recipient billing references reference contact mobile direct""".split()
 )
-)
 _SPEAKER = re.compile(
     rf"(?m)^[ \t]*(?:\[\d{{1,2}}:\d{{2}}(?::\d{{2}})?\][ \t]*)?((?:{_NAME_TOKEN}[ \t]+){{0,2}}{_NAME_TOKEN})"
     rf"(?:[ \t]*\(({_NAME_TOKEN})\))?[ \t]*:[ \t]"
