@@ -262,7 +262,7 @@ _POSTCODE_PATTERNS = [
         rf"|{_CITY}[ \t]*[-,][ \t]*\d{{6}}(?!\d)"
     ),
     # [Clarketown\n] L3 2NP / Shay Ville D20 K9KH
-    re.compile(rf"(?:{_CITY}[ \t]*[,\n][ \t]*)?(?<![\w])(?:{_UK_POST}|{_EIRCODE})(?![\w])"),
+    re.compile(rf"(?:{_CITY}(?:[ \t]*[,\n][ \t]*|[ \t]+))?(?<![\w])(?:{_UK_POST}|{_EIRCODE})(?![\w])"),
 ]
 _UNIT = re.compile(
     rf"(?i:apt\.?|apartment|suite|ste\.?|unit|flat|studio|floor|fl\.?|room|rm\.?|lgh\.?|"
@@ -509,8 +509,12 @@ def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
             continue
         if words[0].isupper() != words[-1].isupper():
             continue
-        if not any(not is_english(w) for w in words):
-            continue
+        mixed = not all(w.isupper() for w in words)
+        if mixed and any(w.isupper() and len(w) > 1 for w in words):
+            continue  # an acronym in a title-case run: "Public API Rate Limits"
+        foreign = sum(not is_english(w) for w in words)
+        if not foreign or (len(words) >= 3 and foreign < len(words) - foreign):
+            continue  # a heading: "Incident Response Runbook"
         after = text[end : end + 14]
         if re.match(r"[ \t]*(?:\d|&|og\b|und\b|and\b|e\b|y\b|et\b|,?[ \t]*(?:Inc|Ltd|LLC|GmbH|AG|AS|AB|Oy|BV|SA|SpA|Srl)\b)", after):
             continue

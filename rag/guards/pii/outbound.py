@@ -76,11 +76,15 @@ def pseudonymise_request(
         for line in rest.splitlines():
             if any(c.isalnum() for c in line):
                 p.note(line, detector.detect_cached(line))
-    messages = [{**m, "content": p.replace_known(m.get("content") or "")} for m in request.messages]
+    # Then the recall-first check over what will actually be sent (rag.guards.pii.sweep).
+    messages = [
+        {**m, "content": p.sweep(p.replace_known(m.get("content") or ""))}
+        for m in request.messages
+    ]
     out = dataclasses.replace(
         request,
         messages=messages,
-        question=p.replace_known(request.question),
+        question=p.sweep(p.replace_known(request.question)),
         extra={k: v for k, v in request.extra.items() if k != "pii_stored"},
     )
     return out, p
