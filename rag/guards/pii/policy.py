@@ -31,6 +31,7 @@ __all__ = [
     "Pseudonymiser",
     "Scrubber",
     "StreamRestorer",
+    "scrub_values",
     "scrubber_for",
 ]
 
@@ -345,3 +346,17 @@ def scrubber_for(settings: Settings | PiiSettings | None) -> Scrubber:
         if s is None:
             s = _scrubbers[key] = Scrubber(pii.model_copy(deep=True))
         return s
+
+
+def scrub_values(text: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """``text`` with the given (type, value) pairs, and the parts of them that stand alone (a
+    first name, a street line), replaced by ``<TYPE>``. No detection: known values only."""
+    p = Pseudonymiser(None)
+    p.add(pairs)
+    if not p.mapping:
+        return text
+    issued = p._types
+    out = p.replace_known(text)
+    return PLACEHOLDER.sub(
+        lambda m: f"<{issued[m.group(0)]}>" if m.group(0) in issued else m.group(0), out
+    )
