@@ -198,15 +198,15 @@ _TYPE_BEFORE = (
     r"travessa|praça|estrada|rodovia|ladeira|ul\.?|ulica|al\.?|aleja|pl\.?|plac|os\.?|osiedle|"
     r"ngõ|ngách|hẻm|đường|phố|số|rte|hwy|highway)"
 )
-# Street-type endings and words written after the name.
-_TYPE_AFTER = (
-    r"(?:[{LO}]*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|steig|pfad|"
-    r"chaussee|straat|laan|plein|gracht|singel|dreef|kade|hof|baan|dijk|pad|steeg|gatan|"
-    r"vägen|gränd|torget|stigen|backen|allén|vej|gade|allé|stræde|torv|plads|veien|veg|gata|"
-    r"gate|vegen|bakken|haugen|grenda|jordet|stranda|havna|svingen|tunet|gjerdet|løkka|"
-    r"vollen|katu|tie|kuja|polku|väylä|bulevardi|rinne|kaari|aukio|tori|ranta|raitti|mäki|"
-    r"puisto|utca|út|tér|körút|köz|sor|fasor|sétány|ulice|náměstí|nábřeží|třída))"
-).replace("{LO}", LO)
+# Street-type endings and words written after the name ("Mannerheimintie", "Kossuth utca").
+_STREET_ENDINGS = tuple(
+    """straße strasse str. weg gasse platz allee ring damm ufer steig pfad chaussee straat laan
+    plein gracht singel dreef kade hof baan dijk pad steeg gatan vägen gränd torget stigen
+    backen allén vej gade allé stræde torv plads veien veg gata gate vegen bakken haugen grenda
+    jordet stranda havna svingen tunet gjerdet løkka vollen katu tie kuja polku väylä bulevardi
+    rinne kaari aukio tori ranta raitti mäki puisto utca út tér körút köz sor fasor sétány
+    ulice náměstí nábřeží třída""".split()
+)
 _US_SUFFIX = (
     r"(?:Street|St|Road|Rd|Avenue|Ave|Av|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|"
     r"Square|Sq|Terrace|Ter|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Crescent|Cres|Close|Grove|"
@@ -236,10 +236,11 @@ _STREET_PATTERNS = [
         rf"(?<![\w\-])(?i:{_TYPE_BEFORE})[ \t]+{_WORDS}{_CW},?[ \t]+{_NUM}"
         rf"(?:[ \t]*(?:m\.|lok\.|/)[ \t]*\d{{1,4}})?"
     ),
-    # Mannerheimintie 62 / Hauptstraße 5 / Kossuth utca 64. / Musvåge Allé 202
+    # Mannerheimintie 62 / Hauptstraße 5 / Kossuth utca 64. / Musvåge Allé 202: the word
+    # before the number must end in a street word (checked in _street_hits: a regex
+    # alternation of endings backtracks at every capital letter).
     re.compile(
-        rf"(?<![\w\-])(?:{_CW}[ \t]+){{0,3}}(?:[{UP}][{LO}\-]*{_TYPE_AFTER}|(?i:{_TYPE_AFTER}))"
-        rf",?[ \t]+{_NUM}(?![\d])"
+        rf"(?<![\w\-])(?:{_CW}[ \t]+){{0,3}}(?P<head>[{UP}{LO}][{LO}\-.]{{1,}}),?[ \t]+{_NUM}(?![\d])"
     ),
 ]
 # A street name with a house number but no street word: an address only next to a postcode.
@@ -270,6 +271,7 @@ _UNIT = re.compile(
     rf"|\d{{1,2}}\.[ \t]*(?i:floor|etage|stock|piano|kerros|sal|tv\.?|th\.?)"
     rf"|c/o[ \t]+(?:{_CW}[ \t]*){{1,3}}|#[ \t]?\d{{1,5}}"
 )
+_CARE_OF = re.compile(rf"c/o[ \t]+(?:{_CW}[ \t]*){{1,3}}")
 _GAP = re.compile(r"^[ \t]*(?:[,;|·•/\-][ \t]*)?(?:\n[ \t]*)?$")
 _ADDRESS_CUE = re.compile(
     r"(?i)\b(?:address|ship(?:s|ped)? to|deliver(?:y)?(?: to)?|lives?|living|moved to|"
@@ -277,25 +279,61 @@ _ADDRESS_CUE = re.compile(
 )
 
 
-def _street_hits(text: str) -> list[tuple[int, int, bool]]:
+def _windows(text: str, reach: int = 120) -> list[tuple[int, int]]:
+    """Stretches of ``text`` around its digits: every address piece holds a digit (a house
+    number, a postcode), so the patterns only run there (prose costs nothing)."""
+    out: list[tuple[int, int]] = []
+    for m in re.finditer(r"\d+", text):
+        a = max(0, m.start() - reach)
+        b = min(len(text), m.end() + reach)
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _scan(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    seen: set[tuple[int, int]] = set()
+    for a, b in windows:
+        for m in pattern.finditer(text, a, b):
+            seen.add((m.start(), m.end()))
+    return sorted(seen)
+
+
+def _street_hits(text: str, windows: list[tuple[int, int]]) -> list[tuple[int, int, bool]]:
     """(start, end, strong): strong when a street word says so."""
     hits: list[tuple[int, int, bool]] = []
-    for p in _STREET_PATTERNS:
-        hits += [(m.start(), m.end(), True) for m in p.finditer(text)]
-    hits += [(m.start(), m.end(), False) for m in _BARE_STREET.finditer(text)]
+    for p in _STREET_PATTERNS[:2]:
+        hits += [(s, e, True) for s, e in _scan(p, text, windows)]
+    for a, b in windows:
+        for m in _STREET_PATTERNS[2].finditer(text, a, b):
+            head = m.group("head").casefold()
+            if head.endswith(_STREET_ENDINGS) and (head[0] != m.group("head")[0] or len(head) > 3):
+                hits.append((m.start(), m.end(), True))
+    hits += [(s, e, False) for s, e in _scan(_BARE_STREET, text, windows)]
     return hits
+
+
+def address_pieces(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of street (strong), weak street, postcode-and-city and unit pieces."""
+    windows = _windows(text)
+    if not windows:
+        return [(m.start(), m.end(), "unit") for m in _CARE_OF.finditer(text)]
+    pieces: list[tuple[int, int, str]] = []
+    for s, e, strong in _street_hits(text, windows):
+        pieces.append((s, e, "street" if strong else "weak"))
+    for p in _POSTCODE_PATTERNS:
+        pieces += [(s, e, "post") for s, e in _scan(p, text, windows)]
+    pieces += [(m.start(), m.end(), "unit") for m in _UNIT.finditer(text)]
+    return pieces
 
 
 def find_addresses(text: str) -> list[Hit]:
     """Address blocks: street, optional unit lines, postcode and city (either order), joined
     across commas, bars and line breaks. A street with a street word alone scores 0.6; a
     postcode and city alone only after an address cue."""
-    pieces: list[tuple[int, int, str]] = []  # (start, end, kind): street | weak | post | unit
-    for s, e, strong in _street_hits(text):
-        pieces.append((s, e, "street" if strong else "weak"))
-    for p in _POSTCODE_PATTERNS:
-        pieces += [(m.start(), m.end(), "post") for m in p.finditer(text)]
-    pieces += [(m.start(), m.end(), "unit") for m in _UNIT.finditer(text)]
+    pieces = address_pieces(text)  # (start, end, kind): street | weak | post | unit
     pieces.sort(key=lambda x: (x[0], -x[1]))
     blocks: list[tuple[int, int, set[str]]] = []
     for s, e, kind in pieces:
@@ -339,6 +377,7 @@ _STRONG_CUE = re.compile(
     r"\bof course|\bgood (?:morning|afternoon|evening)|\bhej|\bhallo|\bbonjour|\bciao|\bhola)"
     r"[ \t]*[,:\-]?[ \t]+$"
 )
+_CUE_SCAN = re.compile(_STRONG_CUE.pattern.removesuffix("$"))
 _ROLE_CUE = re.compile(
     r"(?i)\b(?:user|customer|client|caller|account of|attn:?|from:|to:|contact:)[ \t]*[,:\-]?[ \t]+$"
 )
@@ -442,13 +481,11 @@ def find_cue_names(text: str) -> list[Hit]:
     """Names after a cue ("my name is aino", "Hi Jarek,", "spoke with Wojciech Zieliński"),
     before one ("Aino Virtanen here"), and chat speaker labels ("Aino Virtanen: ...")."""
     out: list[Hit] = []
-    for m in re.finditer(rf"(?:{_NAME_TOKEN}|{_LOWER_TOKEN})", text):
-        s = m.start()
+    for cue in _CUE_SCAN.finditer(text):
+        s = cue.end()
         if out and s < out[-1][1]:
             continue
         before = text[max(0, s - 40) : s]
-        if not _STRONG_CUE.search(before):
-            continue
         role = _ROLE_CUE.search(before)
         got = _take_name(text, s, lower_ok=True)
         if got and role and text[got[0]].islower():

@@ -21,18 +21,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from rag.guards.pii.engine import Span
-from rag.guards.pii.multilocale import (
-    _POSTCODE_PATTERNS,
-    _STREET_PATTERNS,
-    _UNIT,
-    _luhn,
-    find_phones,
-)
+from rag.guards.pii.multilocale import _luhn, address_pieces, find_phones
 from rag.guards.pii.text import LO, STOP, UP
 
-__all__ = ["sweep"]
+__all__ = ["sweep", "sweep_values"]
 
 _PLACEHOLDER = re.compile(r"[<\[][A-Za-z_]+(?:_\d{1,4})?[>\]]")
 _NAME_CUE = re.compile(
@@ -55,7 +50,13 @@ _NOT_A_NUMBER = re.compile(
     r"^(?:\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?|\d{1,2}[./]\d{1,2}[./]\d{2,4}|"
     r"\d{1,3}(?:\.\d{1,3}){1,2})$"
 )
-_SEGMENT = re.compile(r"[^\n,;|·•]+")
+
+
+@lru_cache(maxsize=8192)
+def sweep_values(line: str) -> tuple[tuple[str, str], ...]:
+    """The (type, value) pairs :func:`sweep` flags in one line, remembered: prompt lines and
+    passages repeat from request to request."""
+    return tuple((s.type, line[s.start : s.end]) for s in sweep(line))
 
 
 def sweep(text: str, spans: Iterable[Span] | None = None) -> list[Span]:
@@ -114,14 +115,14 @@ def sweep(text: str, spans: Iterable[Span] | None = None) -> list[Span]:
             continue
         card = 13 <= len(digits) <= 19 and _luhn(digits)
         add("CREDIT_CARD" if card else "PHONE_NUMBER", m.start(), m.start() + len(m.group(0)))
-    for seg in _SEGMENT.finditer(text):
-        piece = seg.group(0)
-        if not piece.strip() or len(piece) > 90:
+    # Address-like pieces: the whole line piece (between commas, bars, bullets) they sit in.
+    for a, b, kind in address_pieces(text):
+        if kind == "weak":
             continue
-        if (
-            _UNIT.match(piece.strip())
-            or any(p.search(piece) for p in _STREET_PATTERNS)
-            or any(p.search(piece) for p in _POSTCODE_PATTERNS)
-        ):
-            add("STREET_ADDRESS", seg.start(), seg.end())
+        lo = max(text.rfind(c, 0, a) for c in "\n,;|·•") + 1
+        hi = min([i for i in (text.find(c, b) for c in "\n,;|·•") if i >= 0] or [len(text)])
+        if hi - lo <= 90:
+            add("STREET_ADDRESS", lo, hi)
+        else:
+            add("STREET_ADDRESS", a, b)
     return sorted(found, key=lambda s: s.start)
