@@ -163,9 +163,9 @@ def _may_hold_a_name(text: str) -> bool:
         upper = word[0].isupper()
         if upper and prev_upper and not text[prev_end : m.start()].strip(" -"):
             return True
-        if upper and prev_end >= 0 and not is_english(word):
-            if text[:m.start()].rstrip()[-1:] not in (".", "!", "?", "\n", ""):
-                return True
+        opens_sentence = text[: m.start()].rstrip()[-1:] in (".", "!", "?", "\n", "")
+        if upper and prev_end >= 0 and not opens_sentence and not is_english(word):
+            return True
         prev_end, prev_upper = m.end(), upper
     return False
 
@@ -257,7 +257,25 @@ def _recognizer(result: Any) -> str:
 
 
 _BEFORE_NOT_A_NAME = frozenset(
-    "the our your their its this that these those a an in at from near into via".split()
+    [
+        "the",
+        "our",
+        "your",
+        "their",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "a",
+        "an",
+        "in",
+        "at",
+        "from",
+        "near",
+        "into",
+        "via",
+    ]
 )
 
 

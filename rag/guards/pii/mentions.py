@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from rag.guards.pii.text import LO, STOP, UP, ascii_fold, is_english
+from rag.guards.pii.text import LO, STOP, UP, ascii_fold, is_english, word_list
 
 if TYPE_CHECKING:
     from rag.guards.pii.engine import Span
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["name_parts", "propagate", "street_parts"]
 
 _PARTICLES = frozenset(
-    "van von de der den da di du le la bin al del della dos das do ter ten y e".split()
+    word_list("van von de der den da di du le la bin al del della dos das do ter ten y e")
 )
 _SPLIT = re.compile(r"[\s\-]+")
 _WORD = re.compile(rf"[{UP}{LO}][{UP}{LO}'’]*")
@@ -46,7 +46,9 @@ def street_parts(value: str) -> list[str]:
     with a house number and a word of at least four letters."""
     pieces = [p.strip() for p in re.split(r"[\n,|·•]", value)]
     return [
-        p for p in pieces if len(p) >= 6 and any(c.isdigit() for c in p) and re.search(r"[^\W\d_]{4}", p)
+        p
+        for p in pieces
+        if len(p) >= 6 and any(c.isdigit() for c in p) and re.search(r"[^\W\d_]{4}", p)
     ]
 
 
@@ -55,7 +57,9 @@ def _pattern(value: str, case_insensitive: bool) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w@.]){body}(?![\w@]|\.\w)", re.IGNORECASE if case_insensitive else 0)
 
 
-def propagate(text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()) -> list[Span]:
+def propagate(
+    text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()
+) -> list[Span]:
     """``spans`` plus every other place in ``text`` where a found name, a part of it, or an
     address's street line appears (same type, the score of the value it repeats)."""
     from rag.guards.pii.engine import Span

@@ -18,7 +18,7 @@ from typing import Any
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from rag.guards.pii.text import LO, STOP, UP, company_word, is_english
+from rag.guards.pii.text import LO, STOP, UP, company_word, is_english, word_list
 
 __all__ = [
     "AddressBlockRecognizer",
@@ -158,9 +158,9 @@ def _phone(text: str, start: int, raw: str) -> Hit | None:
         score = 0.6  # a national number with its trunk prefix: 0470 12 34 56
     elif grouped and n >= 9:
         score = 0.55
-    elif grouped and n == 7 and re.fullmatch(r"\d{3}[ \-.]\d{4}", plain):
-        score = 0.45
-    elif n in (10, 11) and digits[0] == "0":
+    elif (grouped and n == 7 and re.fullmatch(r"\d{3}[ \-.]\d{4}", plain)) or (
+        n in (10, 11) and digits[0] == "0"
+    ):
         score = 0.45
     else:
         return None
@@ -200,12 +200,12 @@ _TYPE_BEFORE = (
 )
 # Street-type endings and words written after the name ("Mannerheimintie", "Kossuth utca").
 _STREET_ENDINGS = tuple(
-    """straße strasse str. weg gasse platz allee ring damm ufer steig pfad chaussee straat laan
+    word_list("""straße strasse str. weg gasse platz allee ring damm ufer steig pfad chaussee straat laan
     plein gracht singel dreef kade hof baan dijk pad steeg gatan vägen gränd torget stigen
     backen allén vej gade allé stræde torv plads veien veg gata gate vegen bakken haugen grenda
     jordet stranda havna svingen tunet gjerdet løkka vollen katu tie kuja polku väylä bulevardi
     rinne kaari aukio tori ranta raitti mäki puisto utca út tér körút köz sor fasor sétány
-    ulice náměstí nábřeží třída""".split()
+    ulice náměstí nábřeží třída""")
 )
 _US_SUFFIX = (
     r"(?:Street|St|Road|Rd|Avenue|Ave|Av|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|"
@@ -263,7 +263,9 @@ _POSTCODE_PATTERNS = [
         rf"|{_CITY}[ \t]*[-,][ \t]*\d{{6}}(?!\d)"
     ),
     # [Clarketown\n] L3 2NP / Shay Ville D20 K9KH
-    re.compile(rf"(?:{_CITY}(?:[ \t]*[,\n][ \t]*|[ \t]+))?(?<![\w])(?:{_UK_POST}|{_EIRCODE})(?![\w])"),
+    re.compile(
+        rf"(?:{_CITY}(?:[ \t]*[,\n][ \t]*|[ \t]+))?(?<![\w])(?:{_UK_POST}|{_EIRCODE})(?![\w])"
+    ),
 ]
 _UNIT = re.compile(
     rf"(?i:apt\.?|apartment|suite|ste\.?|unit|flat|studio|floor|fl\.?|room|rm\.?|lgh\.?|"
@@ -293,7 +295,9 @@ def _windows(text: str, reach: int = 120) -> list[tuple[int, int]]:
     return out
 
 
-def _scan(pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _scan(
+    pattern: re.Pattern[str], text: str, windows: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     seen: set[tuple[int, int]] = set()
     for a, b in windows:
         for m in pattern.finditer(text, a, b):
@@ -352,9 +356,9 @@ def find_addresses(text: str) -> list[Hit]:
             score = 0.9
         elif strong_street:
             score = 0.65
-        elif post and (("unit" in kinds) or _ADDRESS_CUE.search(_line_before(text, s, 40))):
-            score = 0.6
-        elif "weak" in kinds and "unit" in kinds:
+        elif (post and (("unit" in kinds) or _ADDRESS_CUE.search(_line_before(text, s, 40)))) or (
+            "weak" in kinds and "unit" in kinds
+        ):
             score = 0.6
         else:
             continue
@@ -383,14 +387,14 @@ _ROLE_CUE = re.compile(
 )
 _AFTER_CUE = re.compile(r"(?i)^[ \t]*(?:here\b|speaking\b|[,(]? ?\(?(?:mobile|cell)\b)")
 _NOT_NAME = frozenset(
-    """team all everyone there sir madam guys folks both support agent customer client user
+    word_list("""team all everyone there sir madam guys folks both support agent customer client user
     visitor operator admin bot system today tomorrow yesterday again so much very the our
     your their this that monday tuesday wednesday thursday friday saturday sunday morning
-    afternoon evening everybody friend friends colleagues sales billing hr it dev ops""".split()
+    afternoon evening everybody friend friends colleagues sales billing hr it dev ops""")
 )
 # Lower-case words that follow "hi", "I'm", "this is" and are no names.
 _COMMON_AFTER_CUE = frozenset(
-    """new good great fine happy glad sure sorry back here there urgent important late early
+    word_list("""new good great fine happy glad sure sorry back here there urgent important late early
     ready done about me again all everyone team guys broken wrong right correct true possible
     awesome perfect excellent nice cool bad still just really also very so too much more less
     only now then today tomorrow yesterday tonight morning afternoon evening night week month
@@ -400,12 +404,12 @@ _COMMON_AFTER_CUE = frozenset(
     our their his her its one two three first last next other another same different help
     support service customer client user agent manager owner admin someone somebody anyone
     nobody everybody thing things stuff way ticket case call mail message reply answer info
-    regarding concerning following follow following up update quick short long big small""".split()
+    regarding concerning following follow following up update quick short long big small""")
 )
 _ROLES = frozenset(
-    """agent user customer support client visitor operator bot system assistant admin rep
+    word_list("""agent user customer support client visitor operator bot system assistant admin rep
     note notes subject from to cc re date tel phone fax email e-mail address summary profile
-    ship deliver recipient billing references reference contact mobile direct""".split()
+    ship deliver recipient billing references reference contact mobile direct""")
 )
 _SPEAKER = re.compile(
     rf"(?m)^[ \t]*(?:\[\d{{1,2}}:\d{{2}}(?::\d{{2}})?\][ \t]*)?((?:{_NAME_TOKEN}[ \t]+){{0,2}}{_NAME_TOKEN})"
@@ -488,10 +492,14 @@ def find_cue_names(text: str) -> list[Hit]:
         before = text[max(0, s - 40) : s]
         role = _ROLE_CUE.search(before)
         got = _take_name(text, s, lower_ok=True)
-        if got and role and text[got[0]].islower():
-            if any(is_english(w) for w in text[got[0] : got[1]].split()):
-                got = None
-        if got:
+        # After "customer", "user": a lower-case name only of words that are no English words.
+        lower_english = bool(
+            got
+            and role
+            and text[got[0]].islower()
+            and any(is_english(w) for w in text[got[0] : got[1]].split())
+        )
+        if got and not lower_english:
             out.append((got[0], got[1], 0.9))
     for m in _SPEAKER.finditer(text):
         label, inner = m.group(1), m.group(2)
@@ -515,7 +523,24 @@ def find_cue_names(text: str) -> list[Hit]:
     return out
 
 
-_DETERMINERS = frozenset("the our your their its this that these those a an in at near".split())
+_DETERMINERS = frozenset(
+    [
+        "the",
+        "our",
+        "your",
+        "their",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "a",
+        "an",
+        "in",
+        "at",
+        "near",
+    ]
+)
 
 
 def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
@@ -553,7 +578,10 @@ def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
         if not foreign or (len(words) >= 3 and foreign < len(words) - foreign):
             continue  # a heading: "Incident Response Runbook"
         after = text[end : end + 14]
-        if re.match(r"[ \t]*(?:\d|&|og\b|und\b|and\b|e\b|y\b|et\b|,?[ \t]*(?:Inc|Ltd|LLC|GmbH|AG|AS|AB|Oy|BV|SA|SpA|Srl)\b)", after):
+        if re.match(
+            r"[ \t]*(?:\d|&|og\b|und\b|and\b|e\b|y\b|et\b|,?[ \t]*(?:Inc|Ltd|LLC|GmbH|AG|AS|AB|Oy|BV|SA|SpA|Srl)\b)",
+            after,
+        ):
             continue
         prev = re.search(r"(\w+)[ \t]*$", text[max(0, start - 20) : start])
         if prev and prev.group(1).casefold() in _DETERMINERS:
@@ -592,10 +620,10 @@ class _FunctionRecognizer(EntityRecognizer):
                 e,
                 score,
                 analysis_explanation=AnalysisExplanation(
-                    recognizer=self.name, original_score=score
+                    recognizer=self.name_, original_score=score
                 ),
                 recognition_metadata={
-                    RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.name_,
                     RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                     # The scores here already weigh their context: Presidio must not add to them.
                     RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY: True,

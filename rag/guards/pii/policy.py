@@ -133,7 +133,9 @@ class Pseudonymiser:
         self._by_placeholder: dict[str, str] = {}
         self._types: dict[str, str] = {}
         self._counts: dict[str, int] = {}
-        self._aliases: dict[str, str] = {}  # a part of a value (first name, street) -> its placeholder
+        self._aliases: dict[
+            str, str
+        ] = {}  # a part of a value (first name, street) -> its placeholder
         self._exact: dict[str, bool] = {}  # aliases matched only as written (English words)
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
@@ -172,9 +174,10 @@ class Pseudonymiser:
             if not parts:
                 return None
             for ph, known in self._by_placeholder.items():
-                if self._types.get(ph) == "PERSON":
-                    if parts <= {p.casefold() for p in name_parts(known)}:
-                        return ph
+                if self._types.get(ph) == "PERSON" and parts <= {
+                    p.casefold() for p in name_parts(known)
+                }:
+                    return ph
         elif entity == "STREET_ADDRESS":
             k = _key(value)
             for ph, known in self._by_placeholder.items():
@@ -231,7 +234,9 @@ class Pseudonymiser:
                 body = r"\s+".join(re.escape(w) for w in v.split())
                 exact = self._exact.get(_key(v), False)
                 alternatives.append(
-                    (r"(?<!\w)" + body + r"(?!\w)") if exact else (r"(?i:(?<!\w)" + body + r"(?!\w))")
+                    (r"(?<!\w)" + body + r"(?!\w)")
+                    if exact
+                    else (r"(?i:(?<!\w)" + body + r"(?!\w))")
                 )
             pattern = self._pattern = re.compile("|".join(alternatives))
 
@@ -254,9 +259,13 @@ class Pseudonymiser:
         for s in found:
             self.placeholder(s.type, text[s.start : s.end])
         return replace_spans(
-            text, found, lambda s: self._by_value.get(_key(text[s.start : s.end]))
-            or self._aliases.get(_key(text[s.start : s.end]))
-            or f"<{s.type}>"
+            text,
+            found,
+            lambda s: (
+                self._by_value.get(_key(text[s.start : s.end]))
+                or self._aliases.get(_key(text[s.start : s.end]))
+                or f"<{s.type}>"
+            ),
         )
 
     def messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -17,11 +17,12 @@ from functools import lru_cache
 __all__ = [
     "LO",
     "UP",
-    "company_word",
     "ascii_fold",
+    "company_word",
     "english_words",
     "is_english",
     "load_english_words",
+    "word_list",
 ]
 
 # Upper- and lower-case letters of the Latin scripts (Latin-1, Extended-A/B, Vietnamese).
@@ -31,12 +32,18 @@ LO = "".join(chr(c) for a, b in _RANGES for c in range(a, b + 1) if chr(c).islow
 UP = re.escape(UP).replace("-", r"\-")
 LO = re.escape(LO).replace("-", r"\-")
 
+
+def word_list(text: str) -> list[str]:
+    """The whitespace-separated words of a word-list literal."""
+    return text.split()
+
+
 _lock = threading.Lock()
 _words: frozenset[str] = frozenset()
 
 # Function words and the words that open or close the sentences names sit in: never a name.
 STOP = frozenset(
-    """a about above after again against all am an and any are aren't as at be because been
+    word_list("""a about above after again against all am an and any are aren't as at be because been
     before being below between both but by can can't cannot could couldn't did didn't do does
     doesn't doing don't down during each few for from further had hadn't has hasn't have haven't
     having he he'd he'll he's her here here's hers herself him himself his how how's i i'd i'll
@@ -48,22 +55,22 @@ STOP = frozenset(
     where's which while who who's whom why why's with won't would wouldn't you you'd you'll you're
     you've your yours yourself yourselves also just still yet now please thanks thank hi hello hey
     dear ok okay yes yeah sure bye cheers regards best kind sorry re fw fwd cc bcc im ive id ill
-    its thats dont cant wont didnt doesnt isnt call me mine us via per w/ etc""".split()
+    its thats dont cant wont didnt doesnt isnt call me mine us via per w/ etc""")
 )
 
 
 # Legal forms and words that make a name a company's ("Holm BA", "Sørensen Gruppen"): the
 # long ones in any case, the short ones ("AS", "Oy", "Co") only as written here.
 _COMPANY_LONG = frozenset(
-    """gmbh kgaa mbh ltd. limited inc. llc llp plc corp. ltda eireli sarl s.a.s. s.p.a. s.r.l.
+    word_list("""gmbh kgaa mbh ltd. limited inc. llc llp plc corp. ltda eireli sarl s.a.s. s.p.a. s.r.l.
     s.r.o. v.o.s. groep gruppen group holding partners consulting solutions sønner söner figli
     hijos filhos fils brothers bros associates associati industries international services
-    koninklijke""".split()
+    koninklijke""")
 )
 _COMPANY_SHORT = frozenset(
-    """BA AS ASA AB Oy Oyj ry GmbH AG KG OHG GbR UG Ltd LLC LLP PLC plc Inc Corp Co co SA SAS
+    word_list("""BA AS ASA AB Oy Oyj ry GmbH AG KG OHG GbR UG Ltd LLC LLP PLC plc Inc Corp Co co SA SAS
     SpA Srl BV NV VOF Kft Zrt Bt Nyrt ApS A/S I/S IVS e.V. e.K. S.A. B.V. N.V. Sp. S.C. a.s.
-    k.s. Sons""".split()
+    k.s. Sons""")
 )
 
 
