@@ -106,3 +106,20 @@ def test_traces_and_reports_pass_the_same_check() -> None:
     # Ordinary operational text stays as written.
     facts = "Backups run nightly at 02:00 UTC and are kept for 35 days; release 4.2.1 is out."
     assert scrub(facts) == facts
+
+
+def test_traces_lose_the_values_stored_with_the_retrieved_chunks() -> None:
+    # The restored answer quotes a passage: what the PII layer stored with that chunk at
+    # ingest, and the parts of it, go before the trace is recorded.
+    from types import SimpleNamespace
+
+    from rag.observability.langfuse import _stored_pii
+    from rag.observability.scrub import TraceScrubber
+
+    stored = {
+        "fp": "f",
+        "values": [["PERSON", "Aino Virtanen"], ["STREET_ADDRESS", "Hämeentie 62, 00500 Helsinki"]],
+    }
+    state = SimpleNamespace(hits=[SimpleNamespace(payload={"pii": stored})])
+    out = TraceScrubber().known("aino says the parcel for Hämeentie 62 is late", _stored_pii(state))
+    assert out == "<PERSON> says the parcel for <STREET_ADDRESS> is late", out
