@@ -38,6 +38,7 @@ def _covered(detector: Detector, text: str, value: str) -> bool:
         ("Thanks Wojciech, the form from Wojciech Zieliński arrived.", ["Wojciech"]),
         ("Hi Małgorzata, your replacement ships Monday.", ["Małgorzata"]),
         ("I spoke with Jarek yesterday about the renewal.", ["Jarek"]),
+        ("The parcel was signed for by Bożena at reception.", ["Bożena"]),
         ("[14:02] visitor > hello, this is marta kowalczyk, order never came", ["marta kowalczyk"]),
         # phones: short local, trunk prefix, labels, extensions
         ("Sure - please call me on 438 4987 after lunch.", ["438 4987"]),
