@@ -1,6 +1,6 @@
 """PII leak rates end to end: seeded values that reach the model server and Langfuse.
 
-Usage: python benchmarks/pii_leaks.py [--docs N] [--questions Q] [--seed S] [--json-out FILE]
+Usage: python benchmarks/pii_leaks.py [--docs N] [--questions Q] [--seed S] [--half H] [--json-out FILE]
        [--smoke] [--report-only]
 
 The held-out half of benchmarks/_pii_corpus.py's documents (generated at run time: chats,
@@ -121,6 +121,7 @@ def main() -> int:
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--questions", type=int, default=80)
     ap.add_argument("--seed", type=int, default=2025)
+    ap.add_argument("--half", choices=["heldout", "tune"], default="heldout")
     ap.add_argument("--json-out", type=Path)
     add_goal_arguments(ap)
     args = ap.parse_args()
@@ -143,7 +144,7 @@ def main() -> int:
     from rag.observability import tracing_for
     from rag.query.pipeline import QueryPipeline
 
-    docs = [d for d in generate(2 * args.docs, args.seed) if d.half == "heldout"][: args.docs]
+    docs = [d for d in generate(2 * args.docs, args.seed) if d.half == args.half][: args.docs]
     asked = questions(docs, args.questions, args.seed)
 
     class QuotingServer(ChatServer):
@@ -239,10 +240,20 @@ def main() -> int:
             out[c] = out.get(c, 0) + 1
         return dict(sorted(out.items()))
 
+    if os.environ.get("PII_LEAKS_DUMP"):
+        with open(os.environ["PII_LEAKS_DUMP"], "w", encoding="utf-8") as f:
+            for c, v in sorted(to_model):
+                for p in units[(c, v)]:
+                    for m in p.finditer(sent_all):
+                        f.write(
+                            f"{c} {v!r}: ...{sent_all[max(0, m.start() - 120) : m.end() + 60]!r}\n"
+                        )
+                        break
     model_rate = round(len(to_model) / max(1, len(given)), 4)
     langfuse_rate = round(len(to_langfuse) / max(1, len(given)), 4)
     results: dict[str, Any] = {
         "docs": len(docs),
+        "half": args.half,
         "questions": len(asked),
         "answered": answered,
         "model_requests": len(server.requests),

@@ -294,17 +294,28 @@ def _lone_name(text: str, start: int, word: str) -> bool:
 def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
     """A name never runs across a line break ("Kristiansen BA\nTel": the first line only),
     and starts after an article ("The Kirstenbø" is a place)."""
-    cut = text.find("\n", start, end)
-    if cut > start:
-        end = cut
+    if "\n" in text[start:end]:
+        # The line of the hit that looks most like a name ("Cheers,\nErling Haugen": the
+        # second; "Kristiansen BA\nTel": the first).
+        from rag.guards.pii.text import is_english
+
+        best, best_score, pos = (start, end), -1, start
+        for line in text[start:end].split("\n"):
+            words = line.split()
+            score = sum(1 for w in words if w[:1].isupper() and not is_english(w.strip(",.")))
+            if score > best_score and any(c.isalpha() for c in line):
+                best, best_score = (pos, pos + len(line)), score
+            pos += len(line) + 1
+        start, end = best
     m = re.match(r"(?i)(?:the|our|your|their|this|that|a|an)\s+", text[start:end])
     if m and m.end() < end - start:
         start += m.end()
     return start, end
 
 
+# "… and Klein", "… og Sønner": a conjunction and a capitalised word after the name.
 _COMPANY_AFTER = re.compile(
-    r"[ \t]*(?:,[ \t]*[^\W\d_][\w'\-]*[ \t]+)?(?:&|and|og|und|e|y|et|och)[ \t]+[^\W\d_]"
+    r"[ \t]*(?:,[ \t]*[^\W\d_][\w'\-]*[ \t]+)?(?:&|and|og|und|e|y|et|och)[ \t]+(?=[A-ZÀ-ÞĀ-Ž])"
 )
 
 

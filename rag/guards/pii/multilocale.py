@@ -376,7 +376,8 @@ _STRONG_CUE = re.compile(
     r"\bcall me|\bcalls me|\bhi|\bhello|\bhey|\bdear|\bthanks|\bthank you|\bthx|\bcheers|"
     r"\bbye|\bok|\bokay|\bperfect|\bgot it|\bnoted|\bsorry(?: to hear that)?|\bwelcome|"
     r"\bspoke (?:with|to)|\btalked (?:with|to)|\bcall w/|\bcall with|\bmeeting with|\bmtg|"
-    r"\bmet with|\bvoicemail for|\bquote to|\buser|\bcustomer|\bclient|\bcaller|"
+    r"\bmet with|\bvoicemail for|\bquote to|\bcalls? from|\b(?:message|voicemail|e-?mail|"
+    r"note|feedback|complaint) from|\buser|\bcustomer|\bclient|\bcaller|"
     r"\baccount of|\bname:|\bcontact:|\bcontact person:?|\battn:?|\bfrom:|\bto:|"
     r"\bof course|\bgood (?:morning|afternoon|evening)|\bhej|\bhallo|\bbonjour|\bciao|\bhola)"
     r"[ \t]*[,:\-]?[ \t]+$"
@@ -467,7 +468,8 @@ _VERBISH = re.compile(r"(?i).*(?:ing|ed|ly|ies)$")
 
 
 def _common_verb(word: str) -> bool:
-    return bool(_VERBISH.match(word)) or word.casefold() in {
+    # "looking", "called": an English word with a verb's ending ("Erling" is a name).
+    return bool(_VERBISH.match(word) and is_english(word)) or word.casefold() in {
         "said",
         "says",
         "wants",
@@ -518,7 +520,10 @@ def find_cue_names(text: str) -> list[Hit]:
         text,
     ):
         words = m.group(1).split()
-        if all(_name_like(w, lower_ok=True) for w in words):
+        plain = all(
+            w.casefold() not in STOP | _NOT_NAME | _ROLES | _COMMON_AFTER_CUE for w in words
+        )
+        if plain and any(w[0].isupper() or not is_english(w) for w in words):
             out.append((m.start(1), m.end(1), 0.9))
     return out
 
@@ -579,7 +584,8 @@ def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
             continue  # a heading: "Incident Response Runbook"
         after = text[end : end + 14]
         if re.match(
-            r"[ \t]*(?:\d|&|og\b|und\b|and\b|e\b|y\b|et\b|,?[ \t]*(?:Inc|Ltd|LLC|GmbH|AG|AS|AB|Oy|BV|SA|SpA|Srl)\b)",
+            r"[ \t]*(?:\d|(?:&|og|und|and|e|y|et)[ \t]+[A-Z]|"
+            r",?[ \t]*(?:Inc|Ltd|LLC|GmbH|AG|AS|AB|Oy|BV|SA|SpA|Srl)\b)",
             after,
         ):
             continue
@@ -590,7 +596,8 @@ def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
             line_start = text.rfind("\n", 0, start) + 1
             line_end = text.find("\n", end)
             line = text[line_start : line_end if line_end >= 0 else len(text)]
-            if line.strip() != text[start:end] or len(words) > 3:
+            names = [w for w in words if w.casefold() not in _NAME_PARTICLES]
+            if line.strip() != text[start:end] or len(names) > 3:
                 continue
         out.append((start, end, 0.6))
     return out

@@ -43,6 +43,14 @@ _MAX_PENDING = 48
 _PARTIAL = re.compile(r"[<\[]\s*[A-Za-z_]*\d{0,4}\s*$")
 
 
+_NEXT_NAME_WORD = re.compile(r"[ \t]+([^\W\d_][\w'’\-]+)")
+_PREV_NAME_WORD = re.compile(r"(?<![\w\-])([^\W\d_][\w'’\-]+)[ \t]+$")
+
+
+def _same_case(a: str, b: str) -> bool:
+    return a[:1].isupper() == b[:1].isupper()
+
+
 def _key(value: str) -> str:
     return " ".join(value.split()).casefold()
 
@@ -240,11 +248,44 @@ class Pseudonymiser:
                 )
             pattern = self._pattern = re.compile("|".join(alternatives))
 
-        def sub(m: re.Match[str]) -> str:
+        out: list[str] = []
+        pos = 0
+        for m in pattern.finditer(text):
+            if m.start() < pos:
+                continue
             k = _key(m.group(0))
-            return self._by_value.get(k) or self._aliases.get(k) or m.group(0)
-
-        return pattern.sub(sub, text)
+            ph = self._by_value.get(k)
+            end = m.end()
+            if ph is None:
+                ph = self._aliases.get(k)
+                # A part followed by another name word ("molly bryant" after "Molly Jones"):
+                # another person of that first name: the whole of it gets its own placeholder.
+                nxt = _NEXT_NAME_WORD.match(text, end)
+                if (
+                    ph is not None
+                    and nxt
+                    and _same_case(m.group(0), nxt.group(1))
+                    and not is_english(nxt.group(1))
+                ):
+                    end = nxt.end(1)
+                    ph = self.placeholder(self._types.get(ph, "PERSON"), text[m.start() : end])
+            begin = m.start()
+            if ph is not None and k not in self._by_value:
+                # ... or a name word before it ("Karin Lie" when only some "Lie" is known).
+                prev = _PREV_NAME_WORD.search(text, pos, begin)
+                if (
+                    prev
+                    and prev.group(1)[:1].isupper()
+                    and _same_case(m.group(0), prev.group(1))
+                    and not is_english(prev.group(1))
+                ):
+                    begin = prev.start(1)
+                    ph = self.placeholder(self._types.get(ph, "PERSON"), text[begin:end])
+            out.append(text[pos:begin])
+            out.append(ph or m.group(0))
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
 
     def _aliases_as_written(self) -> list[str]:
         # Aliases are keyed casefolded; an exact one must be matched capitalised as in names.

@@ -4,6 +4,7 @@ Langfuse exports, eval reports, error messages.
 The detector decides what is PII with precision in mind; what it misses must still not leave.
 :func:`sweep` runs after it, over the same text, and flags more readily:
 
+- e-mail addresses of any shape;
 - a value after a context phrase: "my name is …", "call me …", "this is …", "lives at …",
   "address: …", "tel …", "fax …", "phone …";
 - digit runs that look like a phone or card number (seven or more digits with the usual
@@ -24,7 +25,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from rag.guards.pii.engine import Span
-from rag.guards.pii.multilocale import _luhn, address_pieces, find_phones
+from rag.guards.pii.multilocale import _COMMON_AFTER_CUE, _luhn, address_pieces, find_phones
 from rag.guards.pii.text import LO, STOP, UP
 
 __all__ = ["sweep", "sweep_values"]
@@ -44,6 +45,9 @@ _PHONE_CUE = re.compile(
     r"(?i)\b(?:tel|tél|telephone|phone|ph|mobile|mob|cell|fax|call me (?:on|at)|ring me on|"
     r"reach me (?:on|at)|whatsapp|sms|text me (?:on|at)|m|t|f|p)[.:]?[ \t]*"
 )
+# "call me back", "this is urgent": words after a cue that are no names.
+_NOT_NAMES = _COMMON_AFTER_CUE | {"back", "later", "asap", "tomorrow", "anytime", "directly"}
+_EMAIL = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _NAME_WORD = re.compile(rf"[ \t]*([{UP}{LO}][{UP}{LO}'’\-]+)")
 _DIGITS = re.compile(r"(?<![\w\-.])(?:\+|00)?\(?\d[\d \t().\-/]{5,24}\d(?![\w\-]|\.\d)")
 _NOT_A_NUMBER = re.compile(
@@ -90,7 +94,7 @@ def sweep(text: str, spans: Iterable[Span] | None = None) -> list[Span]:
         start = end = pos
         while words < 3:
             w = _NAME_WORD.match(text, end)
-            if not w or w.group(1).casefold() in STOP:
+            if not w or w.group(1).casefold() in STOP or w.group(1).casefold() in _NOT_NAMES:
                 break
             if words == 0:
                 start = w.start(1)
@@ -98,6 +102,8 @@ def sweep(text: str, spans: Iterable[Span] | None = None) -> list[Span]:
             words += 1
         if words:
             add("PERSON", start, end)
+    for m in _EMAIL.finditer(text):
+        add("EMAIL_ADDRESS", m.start(), m.end())
     for m in _ADDRESS_CUE.finditer(text):
         stop = re.search(r"[\n.;!?](?:\s|$)", text[m.end() : m.end() + 120])
         end = m.end() + (stop.start() if stop else min(120, len(text) - m.end()))
