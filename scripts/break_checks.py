@@ -654,6 +654,63 @@ BREAKS = [
         "MAX_UNMATCHED = 99\n",
         "tests/rag/verification/test_citations.py::test_a_phrase_the_passage_never_says_fails_the_claim",
     ),
+    # -- issue 23: PII as people write it, and the second check on what leaves -------------
+    Break(
+        'pii: a lone name ("I spoke with Jarek") is dropped again',
+        "rag/guards/pii/engine.py",
+        "        return _lone_name(text, start, words[0])\n",
+        "        return False\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: short local phone numbers (438 4987) are not phone numbers",
+        "rag/guards/pii/multilocale.py",
+        "    if n < 6 or n > 15:\n",
+        "    if n < 10 or n > 15:\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: card numbers grouped other than 4-4-4-4 are not looked for",
+        "rag/guards/pii/multilocale.py",
+        "def find_cards(text: str) -> list[Hit]:\n    out: list[Hit] = []\n",
+        "def find_cards(text: str) -> list[Hit]:\n    out: list[Hit] = []\n    return out\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: a street and its postcode line do not make an address",
+        "rag/guards/pii/multilocale.py",
+        "        if street and post:\n            score = 0.9\n",
+        "        if street and post:\n            score = 0.0\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: a first name alone does not get the full name's placeholder",
+        "rag/guards/pii/policy.py",
+        "                self._alias_parts(entity, value, ph)\n",
+        "                pass\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: model requests skip the recall-first check",
+        "rag/guards/pii/outbound.py",
+        "                p.add(sweep_values(line))\n",
+        "                pass\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: traces and reports skip the recall-first check",
+        "rag/guards/pii/policy.py",
+        "        spans = [*spans, *sweep(text, spans)]\n",
+        "        spans = list(spans)\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
+    Break(
+        "pii: traces keep the values stored with the retrieved chunks",
+        "rag/observability/scrub.py",
+        "        return scrub_values(text, pairs)\n",
+        "        return text\n",
+        "tests/rag/guards/pii/test_real_world.py",
+    ),
 ]
 
 

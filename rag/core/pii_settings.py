@@ -60,9 +60,9 @@ class PiiSettings(BaseModel):
     thresholds: dict[str, float] = Field(
         default_factory=lambda: {"PHONE_NUMBER": 0.4, "US_BANK_NUMBER": 0.4}
     )
-    # spaCy small tags many single capitalised words PERSON ("Backup", "Laptops"): a PERSON
-    # hit needs this many words (1 keeps lone first names, and those false positives).
-    person_min_words: int = Field(default=2, ge=1, le=5)
+    # A PERSON hit needs this many words. 1 (default) keeps lone names ("I spoke with Jarek");
+    # spaCy's one-word hits that are English words ("Backup", "Laptops") are dropped anyway.
+    person_min_words: int = Field(default=1, ge=1, le=5)
     # Exact strings (case-insensitive) never treated as PII: product names, team handles.
     allow_list: list[str] = Field(
         default_factory=lambda: ["Backup", "AES-256", "SEV1", "SEV2", "SEV3", "CI", "On-call"]

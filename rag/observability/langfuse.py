@@ -407,10 +407,18 @@ class LangfuseTracer:
             root["level"] = _level(error)
             root["status_message"] = self.scrubber.quick(_describe(error))[:_MAX_MESSAGE]
             return
+        # Values the PII layer recorded in the retrieved chunks (and their parts) are known
+        # PII: the restored answer and the question lose them here, whatever the detector
+        # makes of them at export.
+        known = _stored_pii(state)
+        if known:
+            inp = root.get("input")
+            if isinstance(inp, dict) and isinstance(inp.get("question"), str):
+                inp["question"] = self.scrubber.known(inp["question"], known)
         if answer is None:
             return
         output: dict[str, Any] = {
-            "answer": self.scrubber.quick(answer.answer),
+            "answer": self.scrubber.quick(self.scrubber.known(answer.answer, known)),
             "abstained": answer.abstained,
             "degraded": answer.degraded,
             "generator": answer.generator,
@@ -425,7 +433,9 @@ class LangfuseTracer:
         if cost:
             output["cost"] = cost
         if answer.unsupported:
-            output["unsupported"] = [self.scrubber.quick(t) for t in answer.unsupported]
+            output["unsupported"] = [
+                self.scrubber.quick(self.scrubber.known(t, known)) for t in answer.unsupported
+            ]
         root["output"] = output
         if self.recent is not None:
             self.recent.add(
@@ -712,3 +722,15 @@ def _plain(value: Any) -> Any:
     except (TypeError, ValueError):
         dump = getattr(value, "model_dump", None)
         return dump(mode="json") if callable(dump) else str(value)
+
+
+def _stored_pii(state: QueryState) -> list[tuple[str, str]]:
+    """The (type, value) pairs the PII layer stored with the retrieved chunks at ingest."""
+    pairs: list[tuple[str, str]] = []
+    for hit in getattr(state, "hits", None) or ():
+        entry = (getattr(hit, "payload", None) or {}).get("pii")
+        values = entry.get("values") if isinstance(entry, dict) else None
+        for v in values or ():
+            if isinstance(v, list | tuple) and len(v) == 2 and str(v[1]).strip():
+                pairs.append((str(v[0]), str(v[1])))
+    return pairs

@@ -69,6 +69,17 @@ class TraceScrubber:
                 self._full = _pii_scrub(self._settings) or regex_scrub
             return self._full
 
+    def known(self, text: str, pairs: list[tuple[str, str]]) -> str:
+        """``text`` with known PII values (and their parts: a first name, a street line)
+        replaced by ``<TYPE>``: values found in the retrieved chunks at ingest."""
+        if not text or not pairs:
+            return text
+        try:
+            from rag.guards.pii import scrub_values
+        except ImportError:
+            return text
+        return scrub_values(text, pairs)
+
     def full(self, text: str) -> str:
         if not text or not text.strip():
             return text

@@ -179,6 +179,10 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "pii_quality": ("pii_quality.py", lambda ds, tmp: ["--sentences", "40"]),
     # examples/docs, pii on vs off per query (8) and at ingest
     "pii_overhead": ("pii_overhead.py", lambda ds, tmp: ["--queries", "4"]),
+    # its own multi-locale Faker documents (24, 12 held out): stock Presidio and the policy
+    "pii_recall": ("pii_recall.py", lambda ds, tmp: []),
+    # 8 of those documents, 6 questions: recording model server and Langfuse stand-in
+    "pii_leaks": ("pii_leaks.py", lambda ds, tmp: []),
     # examples/docs, tracing off / on / Langfuse refusing, 503, stalling (stand-in), 6 slots
     "tracing_overhead": ("tracing_overhead.py", lambda ds, tmp: []),
     # every pathological shape at 1 kB and 3 kB: each ok or failed with a reason, in budget

@@ -11,7 +11,14 @@ Cheap to import: Presidio and spaCy load when a detector is first used or warmed
 from rag.core.pii_settings import DEFAULT_ENTITIES, PiiPattern, PiiSettings
 from rag.guards.pii.engine import Detector, Span, detector_for
 from rag.guards.pii.logs import install_log_scrubbing, scrub_exception
-from rag.guards.pii.policy import PLACEHOLDER, Pseudonymiser, Scrubber, StreamRestorer, scrubber_for
+from rag.guards.pii.policy import (
+    PLACEHOLDER,
+    Pseudonymiser,
+    Scrubber,
+    StreamRestorer,
+    scrub_values,
+    scrubber_for,
+)
 
 __all__ = [
     "DEFAULT_ENTITIES",
@@ -26,5 +33,6 @@ __all__ = [
     "detector_for",
     "install_log_scrubbing",
     "scrub_exception",
+    "scrub_values",
     "scrubber_for",
 ]

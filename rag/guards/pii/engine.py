@@ -17,6 +17,7 @@ from typing import Any
 
 from rag.core.errors import ConfigError
 from rag.core.pii_settings import PiiSettings
+from rag.guards.pii.mentions import propagate
 
 __all__ = ["Detector", "Span", "detector_for"]
 
@@ -70,6 +71,7 @@ def _build_engine(settings: PiiSettings) -> tuple[Any, Any]:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
     from rag.guards.pii.recognizers import custom_recognizers
+    from rag.guards.pii.text import load_english_words
 
     try:
         nlp = NlpEngineProvider(
@@ -90,6 +92,7 @@ def _build_engine(settings: PiiSettings) -> tuple[Any, Any]:
     for model in getattr(nlp, "nlp", {}).values():
         if "parser" in model.pipe_names:
             model.disable_pipe("parser")
+        load_english_words(model)
     registry = RecognizerRegistry(supported_languages=[settings.language])
     registry.load_predefined_recognizers(nlp_engine=nlp, languages=[settings.language])
     for name in _DROPPED:
@@ -119,7 +122,7 @@ def _lower_lemmas(doc: Any) -> Any:
 def _light_engine(settings: PiiSettings, nlp: Any, registry: Any) -> Any:
     """The same recognizers without spaCy's models: a tokenizer only. Used for text in which
     NER cannot find anything that counts (see :func:`_may_hold_a_name`)."""
-    if set(settings.entities) & _NER_ONLY or settings.person_min_words < 2:
+    if set(settings.entities) & _NER_ONLY:
         return None
     import copy
 
@@ -148,12 +151,20 @@ _WORD = re.compile(r"[^\W\d_][\w'’.]*")
 
 
 def _may_hold_a_name(text: str) -> bool:
-    """Two capitalised words in a row (spaces or a hyphen between): the least a PERSON hit of
-    ``person_min_words`` >= 2 needs. Questions like "How long are backups kept?" have none."""
+    """Two capitalised words in a row (spaces or a hyphen between), or a capitalised word that
+    is no English word and does not open a sentence ("Is Jarek in?"): what spaCy's NER could
+    call a person. Questions like "How long are backups kept?" have none (names after cues,
+    "my name is aino", are found without spaCy)."""
+    from rag.guards.pii.text import is_english
+
     prev_end, prev_upper = -1, False
     for m in _WORD.finditer(text):
-        upper = m.group(0)[0].isupper()
+        word = m.group(0)
+        upper = word[0].isupper()
         if upper and prev_upper and not text[prev_end : m.start()].strip(" -"):
+            return True
+        opens_sentence = text[: m.start()].rstrip()[-1:] in (".", "!", "?", "\n", "")
+        if upper and prev_end >= 0 and not opens_sentence and not is_english(word):
             return True
         prev_end, prev_upper = m.end(), upper
     return False
@@ -193,7 +204,9 @@ class Detector:
             engine = self._light  # no spaCy models: ~10x cheaper on a short question
         results = engine.analyze(text, language=self.settings.language, entities=self._entities)
         spans = [
-            _whole_name(text, r.start, r.end) if r.entity_type == "PERSON" else (r.start, r.end)
+            _one_line(text, *_whole_name(text, r.start, r.end))
+            if r.entity_type == "PERSON"
+            else (r.start, r.end)
             for r in results
         ]
         found = [
@@ -201,16 +214,26 @@ class Detector:
             for r, (start, end) in zip(results, spans, strict=True)
             if r.score >= self.settings.threshold(r.entity_type)
             and text[start:end].strip().casefold() not in self._allow
-            and (r.entity_type != "PERSON" or self._person(text[start:end]))
+            and (r.entity_type != "PERSON" or self._person(text, start, end, _recognizer(r)))
         ]
-        return _trim(_resolve(_trim(found, text)), text)
+        resolved = _trim(_resolve(_trim(found, text)), text)
+        if "PERSON" in self._entities or "STREET_ADDRESS" in self._entities:
+            resolved = propagate(text, resolved, self._allow)
+        return resolved
 
-    def _person(self, value: str) -> bool:
+    def _person(self, text: str, start: int, end: int, recognizer: str) -> bool:
+        value = text[start:end]
         words = value.replace("-", " ").split()
         if len(words) < self.settings.person_min_words:
             return False
         # "Eiffel Tower", "Gustave Eiffel Foundation": a place or body named after someone.
-        return not words or words[-1].strip(".,").casefold() not in _NOT_A_PERSON
+        if not words or words[-1].strip(".,").casefold() in _NOT_A_PERSON:
+            return False
+        if _company(text, start, end):
+            return False
+        if len(words) > 1 or recognizer != "SpacyRecognizer":
+            return True
+        return _lone_name(text, start, words[0])
 
     def detect_cached(self, text: str) -> list[Span]:
         """:meth:`detect`, remembered for the last few thousand texts: prompt scaffolding,
@@ -226,6 +249,91 @@ class Detector:
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return spans
+
+
+def _recognizer(result: Any) -> str:
+    meta = getattr(result, "recognition_metadata", None) or {}
+    return str(meta.get("recognizer_name", ""))
+
+
+_BEFORE_NOT_A_NAME = frozenset(
+    [
+        "the",
+        "our",
+        "your",
+        "their",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "a",
+        "an",
+        "in",
+        "at",
+        "from",
+        "near",
+        "into",
+        "via",
+    ]
+)
+
+
+def _lone_name(text: str, start: int, word: str) -> bool:
+    """A one-word PERSON hit of spaCy: kept when the word is no English word ("Jarek", not
+    "Backup" or "Laptops") and no article or place preposition comes before it ("the
+    Kirstenbø warehouse", "in Raahe")."""
+    from rag.guards.pii.text import is_english
+
+    if is_english(word) or not word[:1].isupper():
+        return False
+    prev = re.search(r"(\w+)\W*$", text[max(0, start - 24) : start])
+    return not (prev and prev.group(1).casefold() in _BEFORE_NOT_A_NAME)
+
+
+def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
+    """A name never runs across a line break ("Kristiansen BA\nTel": the first line only),
+    and starts after an article ("The Kirstenbø" is a place)."""
+    if "\n" in text[start:end]:
+        # The line of the hit that looks most like a name ("Cheers,\nErling Haugen": the
+        # second; "Kristiansen BA\nTel": the first).
+        from rag.guards.pii.text import is_english
+
+        best, best_score, pos = (start, end), -1, start
+        for line in text[start:end].split("\n"):
+            words = line.split()
+            score = sum(1 for w in words if w[:1].isupper() and not is_english(w.strip(",.")))
+            if score > best_score and any(c.isalpha() for c in line):
+                best, best_score = (pos, pos + len(line)), score
+            pos += len(line) + 1
+        start, end = best
+    m = re.match(r"(?i)(?:the|our|your|their|this|that|a|an)\s+", text[start:end])
+    if m and m.end() < end - start:
+        start += m.end()
+    return start, end
+
+
+# "… and Klein", "… og Sønner": a conjunction and a capitalised word after the name.
+_COMPANY_AFTER = re.compile(
+    r"[ \t]*(?:,[ \t]*[^\W\d_][\w'\-]*[ \t]+)?(?:&|and|og|und|e|y|et|och)[ \t]+(?=[A-ZÀ-ÞĀ-Ž])"
+)
+
+
+def _company(text: str, start: int, end: int) -> bool:
+    """A company named after people: "Sørensen Gruppen", "Holm BA", "Gray, Acosta and Klein",
+    "Svendsen og Haugland"."""
+    from rag.guards.pii.text import company_word
+
+    if any(company_word(w) for w in text[start:end].split()):
+        return True
+    nxt = re.match(r"[ \t,]*([^\s,;:]+)", text[end : end + 24])
+    if nxt and company_word(nxt.group(1)):
+        return True
+    if _COMPANY_AFTER.match(text, end):
+        return True
+    return bool(re.search(r"[^\W\d_][\w'\-]*,[ \t]*$", text[max(0, start - 30) : start])) and bool(
+        re.match(r"[ \t]*(?:,|&|and\b|og\b|und\b)", text[end : end + 6])
+    )
 
 
 _NEXT_WORD = re.compile(r"[ \t]+([^\W\d_][\w'’\-]*)")

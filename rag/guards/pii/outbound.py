@@ -25,6 +25,7 @@ from rag.core.tokens import TokenCounter
 from rag.core.types import Usage
 from rag.guards.pii.engine import Detector, detector_for
 from rag.guards.pii.policy import Pseudonymiser
+from rag.guards.pii.sweep import sweep_values
 
 __all__ = ["PseudonymisingGenerator", "chunk_pii", "pseudonymise_request", "pseudonymising"]
 
@@ -76,6 +77,13 @@ def pseudonymise_request(
         for line in rest.splitlines():
             if any(c.isalnum() for c in line):
                 p.note(line, detector.detect_cached(line))
+    # Then the recall-first check (rag.guards.pii.sweep) over every line that will be sent,
+    # each line's result remembered: what it flags gets a placeholder too.
+    for m in request.messages:
+        for line in (m.get("content") or "").splitlines():
+            if any(c.isdigit() or c.isupper() for c in line):
+                p.add(sweep_values(line))
+    p.add(sweep_values(request.question))
     messages = [{**m, "content": p.replace_known(m.get("content") or "")} for m in request.messages]
     out = dataclasses.replace(
         request,

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from rag.core.pii_settings import PiiSettings
 from rag.guards.pii.engine import Detector, Span, detector_for
+from rag.guards.pii.mentions import name_parts, street_parts
+from rag.guards.pii.sweep import sweep
+from rag.guards.pii.text import is_english
 
 if TYPE_CHECKING:
     from rag.core.config import Settings
@@ -28,6 +31,7 @@ __all__ = [
     "Pseudonymiser",
     "Scrubber",
     "StreamRestorer",
+    "scrub_values",
     "scrubber_for",
 ]
 
@@ -37,6 +41,14 @@ _BARE = re.compile(r"\b([A-Z][A-Z_]*?)_(\d{1,4})\b")
 # Longest a placeholder can be while it is still being streamed in.
 _MAX_PENDING = 48
 _PARTIAL = re.compile(r"[<\[]\s*[A-Za-z_]*\d{0,4}\s*$")
+
+
+_NEXT_NAME_WORD = re.compile(r"[ \t]+([^\W\d_][\w'’\-]+)")
+_PREV_NAME_WORD = re.compile(r"(?<![\w\-])([^\W\d_][\w'’\-]+)[ \t]+$")
+
+
+def _same_case(a: str, b: str) -> bool:
+    return a[:1].isupper() == b[:1].isupper()
 
 
 def _key(value: str) -> str:
@@ -73,7 +85,10 @@ class Scrubber:
         """``text`` with each detected value replaced by ``<TYPE>``; unchanged when disabled."""
         if not self.enabled or not text or not text.strip():
             return text
-        return replace_spans(text, self.detector.detect(text), lambda s: f"<{s.type}>")
+        spans = self.detector.detect(text)
+        # What leaves (traces, reports, logs, errors) also passes the recall-first check.
+        spans = [*spans, *sweep(text, spans)]
+        return replace_spans(text, spans, lambda s: f"<{s.type}>")
 
     def scrub_value(self, value: Any) -> Any:
         """Strings in ``value`` (nested dicts, lists, tuples) scrubbed; other values as they are."""
@@ -126,6 +141,11 @@ class Pseudonymiser:
         self._by_placeholder: dict[str, str] = {}
         self._types: dict[str, str] = {}
         self._counts: dict[str, int] = {}
+        self._aliases: dict[
+            str, str
+        ] = {}  # a part of a value (first name, street) -> its placeholder
+        self._exact: dict[str, bool] = {}  # aliases matched only as written (English words)
+        self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
         # Types whose placeholders a model may invent (<PERSON_7>): shown as [PERSON].
         self._entities = frozenset(detector.settings.entities) if detector else frozenset()
@@ -138,15 +158,55 @@ class Pseudonymiser:
     def placeholder(self, entity: str, value: str) -> str:
         key = _key(value)
         with self._lock:
-            ph = self._by_value.get(key)
+            ph = self._by_value.get(key) or self._aliases.get(key)
             if ph is None:
+                ph = self._part_of(entity, value)
+                if ph is not None:
+                    self._aliases[key] = ph
+                    return ph
                 n = self._counts.get(entity, 0) + 1
                 self._counts[entity] = n
                 ph = f"<{entity}_{n}>"
                 self._by_value[key] = ph
                 self._by_placeholder[ph] = value
                 self._types[ph] = entity
+                self._alias_parts(entity, value, ph)
+                self._pattern = None
             return ph
+
+    def _part_of(self, entity: str, value: str) -> str | None:
+        """The placeholder of a known value this one is part of: "Aino" of "Aino Virtanen",
+        a street line of a known address (mentions propagate)."""
+        if entity == "PERSON":
+            parts = {p.casefold() for p in name_parts(value)}
+            if not parts:
+                return None
+            for ph, known in self._by_placeholder.items():
+                if self._types.get(ph) == "PERSON" and parts <= {
+                    p.casefold() for p in name_parts(known)
+                }:
+                    return ph
+        elif entity == "STREET_ADDRESS":
+            k = _key(value)
+            for ph, known in self._by_placeholder.items():
+                if self._types.get(ph) == "STREET_ADDRESS" and k in _key(known):
+                    return ph
+        return None
+
+    def _alias_parts(self, entity: str, value: str, ph: str) -> None:
+        """Parts of a new value that stand for it alone, replaced wherever they occur."""
+        if entity == "PERSON" and len(value.split()) > 1:
+            for part in name_parts(value):
+                k = _key(part)
+                if k not in self._by_value and k not in self._aliases:
+                    self._aliases[k] = ph
+                    # An English word ("Grace", "Will") only as written; others in any case.
+                    self._exact[k] = is_english(part)
+        elif entity == "STREET_ADDRESS":
+            for piece in street_parts(value):
+                k = _key(piece)
+                if k != _key(value) and k not in self._by_value:
+                    self._aliases.setdefault(k, ph)
 
     def add(self, values: Iterable[tuple[str, str]]) -> None:
         """Known (type, value) pairs, e.g. found in a chunk at ingest: replaced wherever they occur."""
@@ -174,15 +234,80 @@ class Pseudonymiser:
     def replace_known(self, text: str) -> str:
         if not self._by_placeholder:
             return text
-        values = sorted(self._by_placeholder.items(), key=lambda kv: -len(kv[1]))
-        pattern = re.compile(
-            "|".join(
-                r"(?<!\w)" + r"\s+".join(re.escape(w) for w in v.split()) + r"(?!\w)"
-                for _, v in values
+        pattern = self._pattern
+        if pattern is None:
+            values = [*self._by_placeholder.values(), *self._aliases_as_written()]
+            alternatives = []
+            for v in sorted(set(values), key=len, reverse=True):
+                body = r"\s+".join(re.escape(w) for w in v.split())
+                exact = self._exact.get(_key(v), False)
+                alternatives.append(
+                    (r"(?<!\w)" + body + r"(?!\w)")
+                    if exact
+                    else (r"(?i:(?<!\w)" + body + r"(?!\w))")
+                )
+            pattern = self._pattern = re.compile("|".join(alternatives))
+
+        out: list[str] = []
+        pos = 0
+        for m in pattern.finditer(text):
+            if m.start() < pos:
+                continue
+            k = _key(m.group(0))
+            ph = self._by_value.get(k)
+            end = m.end()
+            if ph is None:
+                ph = self._aliases.get(k)
+                # A part followed by another name word ("molly bryant" after "Molly Jones"):
+                # another person of that first name: the whole of it gets its own placeholder.
+                nxt = _NEXT_NAME_WORD.match(text, end)
+                if (
+                    ph is not None
+                    and nxt
+                    and _same_case(m.group(0), nxt.group(1))
+                    and not is_english(nxt.group(1))
+                ):
+                    end = nxt.end(1)
+                    ph = self.placeholder(self._types.get(ph, "PERSON"), text[m.start() : end])
+            begin = m.start()
+            if ph is not None and k not in self._by_value:
+                # ... or a name word before it ("Karin Lie" when only some "Lie" is known).
+                prev = _PREV_NAME_WORD.search(text, pos, begin)
+                if (
+                    prev
+                    and prev.group(1)[:1].isupper()
+                    and _same_case(m.group(0), prev.group(1))
+                    and not is_english(prev.group(1))
+                ):
+                    begin = prev.start(1)
+                    ph = self.placeholder(self._types.get(ph, "PERSON"), text[begin:end])
+            out.append(text[pos:begin])
+            out.append(ph or m.group(0))
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _aliases_as_written(self) -> list[str]:
+        # Aliases are keyed casefolded; an exact one must be matched capitalised as in names.
+        return [k if not self._exact.get(k) else k[:1].upper() + k[1:] for k in self._aliases]
+
+    def sweep(self, text: str) -> str:
+        """``text`` (already pseudonymised) through the recall-first check: what it flags
+        gets a placeholder too, so it never leaves and still comes back in the answer."""
+        found = sweep(text)
+        if not found:
+            return text
+        for s in found:
+            self.placeholder(s.type, text[s.start : s.end])
+        return replace_spans(
+            text,
+            found,
+            lambda s: (
+                self._by_value.get(_key(text[s.start : s.end]))
+                or self._aliases.get(_key(text[s.start : s.end]))
+                or f"<{s.type}>"
             ),
-            re.IGNORECASE,
         )
-        return pattern.sub(lambda m: self._by_value.get(_key(m.group(0)), m.group(0)), text)
 
     def messages(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """Chat messages (question, passages, history) pseudonymised: detected once each."""
@@ -192,7 +317,10 @@ class Pseudonymiser:
         for m, found in zip(messages, spans, strict=True):
             for s in found:
                 self.placeholder(s.type, (m.get("content") or "")[s.start : s.end])
-        return [{**m, "content": self.replace_known(m.get("content") or "")} for m in messages]
+        return [
+            {**m, "content": self.sweep(self.replace_known(m.get("content") or ""))}
+            for m in messages
+        ]
 
     def _back(self, m: re.Match[str], bare: bool = False) -> str:
         entity = m.group(1).upper()
@@ -268,3 +396,17 @@ def scrubber_for(settings: Settings | PiiSettings | None) -> Scrubber:
         if s is None:
             s = _scrubbers[key] = Scrubber(pii.model_copy(deep=True))
         return s
+
+
+def scrub_values(text: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """``text`` with the given (type, value) pairs, and the parts of them that stand alone (a
+    first name, a street line), replaced by ``<TYPE>``. No detection: known values only."""
+    p = Pseudonymiser(None)
+    p.add(pairs)
+    if not p.mapping:
+        return text
+    issued = p._types
+    out = p.replace_known(text)
+    return PLACEHOLDER.sub(
+        lambda m: f"<{issued[m.group(0)]}>" if m.group(0) in issued else m.group(0), out
+    )

@@ -490,12 +490,14 @@ class MastercardSeries2Recognizer(PatternRecognizer):
 
 def custom_recognizers(patterns: list[PiiPattern], context: dict[str, list[str]]) -> list[Any]:
     """This project's recognizers plus ``pii.patterns``, with ``pii.context_words`` applied."""
+    from rag.guards.pii.multilocale import multilocale_recognizers
+
     out: list[Any] = [
         StreetAddressRecognizer(context.get("STREET_ADDRESS")),
-        IntlPhoneRecognizer(context.get("PHONE_NUMBER")),
         ApiKeyRecognizer(),
         PersonTitleRecognizer(),
         MastercardSeries2Recognizer(),
+        *multilocale_recognizers(),
     ]
     for i, p in enumerate(patterns):
         out.append(

@@ -1,0 +1,119 @@
+"""Mentions propagate: once a value is found in a text, its parts and repeats there are too.
+
+"Aino Virtanen ... everyone calls me Aino ... aino said": the full name is detected, so "Aino"
+and "aino" are PERSON as well; "Mannerheimintie 62, 00100 Helsinki ... the parcel for
+Mannerheimintie 62": the street line repeated alone is STREET_ADDRESS. A name written into an
+e-mail address ("aino.virtanen@...") marks that name where the text spells it out.
+:class:`rag.guards.pii.policy.Pseudonymiser` gives a part the placeholder of its whole value.
+
+No Presidio import: plain :mod:`re` over the text and the spans already found.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from rag.guards.pii.text import LO, STOP, UP, ascii_fold, is_english, word_list
+
+if TYPE_CHECKING:
+    from rag.guards.pii.engine import Span
+
+__all__ = ["name_parts", "propagate", "street_parts"]
+
+_PARTICLES = frozenset(
+    word_list("van von de der den da di du le la bin al del della dos das do ter ten y e")
+)
+_SPLIT = re.compile(r"[\s\-]+")
+_WORD = re.compile(rf"[{UP}{LO}][{UP}{LO}'’]*")
+
+
+def name_parts(value: str) -> list[str]:
+    """The words of a name that identify it alone: not particles, titles or one letter."""
+    parts = []
+    for w in _SPLIT.split(value):
+        w = w.strip(".,'’()")
+        if len(w) < 2 or w.casefold() in _PARTICLES or w.casefold() in STOP:
+            continue
+        if w.casefold().rstrip(".") in {"mr", "mrs", "ms", "dr", "prof", "miss", "mx"}:
+            continue
+        parts.append(w)
+    return parts
+
+
+def street_parts(value: str) -> list[str]:
+    """The lines (or comma-separated pieces) of an address that hold its street: a piece
+    with a house number and a word of at least four letters."""
+    pieces = [p.strip() for p in re.split(r"[\n,|·•]", value)]
+    return [
+        p
+        for p in pieces
+        if len(p) >= 6 and any(c.isdigit() for c in p) and re.search(r"[^\W\d_]{4}", p)
+    ]
+
+
+def _pattern(value: str, case_insensitive: bool) -> re.Pattern[str]:
+    body = r"\s+".join(re.escape(w) for w in value.split())
+    return re.compile(rf"(?<![\w@.]){body}(?![\w@]|\.\w)", re.IGNORECASE if case_insensitive else 0)
+
+
+def propagate(
+    text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()
+) -> list[Span]:
+    """``spans`` plus every other place in ``text`` where a found name, a part of it, or an
+    address's street line appears (same type, the score of the value it repeats)."""
+    from rag.guards.pii.engine import Span
+
+    if not spans:
+        return spans
+    taken = [(s.start, s.end) for s in spans]
+    added: list[Span] = []
+
+    def free(a: int, b: int) -> bool:
+        return all(b <= s or a >= e for s, e in taken)
+
+    def mark(kind: str, value: str, score: float, case_insensitive: bool) -> None:
+        if value.casefold() in allow:
+            return
+        for m in _pattern(value, case_insensitive).finditer(text):
+            if free(m.start(), m.end()):
+                taken.append((m.start(), m.end()))
+                added.append(Span(kind, m.start(), m.end(), score))
+
+    names = [s for s in spans if s.type == "PERSON"]
+    for s in names:
+        value = text[s.start : s.end]
+        mark("PERSON", value, s.score, True)
+        parts = name_parts(value)
+        if len(parts) < 2 and len(value.split()) < 2:
+            continue
+        for part in parts:
+            # An English word ("Grace", "Will") repeats only capitalised, others in any case.
+            mark("PERSON", part, s.score, not is_english(part))
+    for s in spans:
+        if s.type == "STREET_ADDRESS":
+            for piece in street_parts(text[s.start : s.end]):
+                mark("STREET_ADDRESS", piece, s.score, True)
+    # A name spelled out in an e-mail address: "aino.virtanen@..." marks "Aino Virtanen".
+    if any(s.type == "EMAIL_ADDRESS" for s in spans):
+        for s in spans:
+            if s.type != "EMAIL_ADDRESS":
+                continue
+            local = text[s.start : s.end].split("@", 1)[0]
+            for token in re.split(r"[._\-+\d]+", local):
+                if len(token) < 3 or is_english(token):
+                    continue
+                for m in _WORD.finditer(text):
+                    word = m.group(0)
+                    if ascii_fold(word).casefold() != token.casefold():
+                        continue
+                    a, b = m.start(), m.end()
+                    nxt = re.match(rf"[ \t]+([{UP}][{LO}]+(?:-[{UP}][{LO}]+)?)", text[b:])
+                    if nxt and not is_english(nxt.group(1)):
+                        b += nxt.end()
+                    if free(a, b):
+                        taken.append((a, b))
+                        added.append(Span("PERSON", a, b, 0.6))
+    if not added:
+        return spans
+    return sorted([*spans, *added], key=lambda s: s.start)
