@@ -16,6 +16,7 @@ __all__ = [
     "Citation",
     "DocumentInfo",
     "DocumentList",
+    "HistoryMessage",
     "ModelList",
     "QueryRequest",
     "QueryResponse",
@@ -65,6 +66,15 @@ class Filters(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class HistoryMessage(BaseModel):
+    """One earlier message of the conversation: the user's question or the assistant's answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -90,6 +100,14 @@ class QueryRequest(BaseModel):
     )
     user: str | None = Field(default=None, max_length=256, description="For A/B prompt assignment")
     session: str | None = Field(default=None, max_length=256)
+    history: list[HistoryMessage] | None = Field(
+        default=None,
+        max_length=200,
+        description='The conversation before `question`, oldest first: a follow-up ("And the '
+        'business tier?") is answered as the standalone question it stands for, which the '
+        "answer reports as `standalone_question` (the most recent messages within "
+        "api.history_tokens are read)",
+    )
 
     @field_validator("question")
     @classmethod
@@ -173,6 +191,11 @@ class RagInfo(BaseModel):
     timings_ms: dict[str, float]
     trace_id: str | None = Field(
         default=None, description="The Langfuse trace (for POST /v1/feedback); null: not traced"
+    )
+    standalone_question: str | None = Field(
+        default=None,
+        description="The last user message as answered: rewritten to stand on its own when "
+        "earlier messages were given; null without them",
     )
 
 

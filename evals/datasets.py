@@ -85,6 +85,8 @@ class Dataset:
     # docs_exclude.txt: ingestion.exclude patterns for the docs folder (files that are not
     # the corpus, e.g. a Sphinx build's _sources/ copies of every page)
     docs_exclude: list[str] = field(default_factory=list)
+    # conversations.jsonl: multi-turn golden sets (evals/conversations.py)
+    conversations: Path | None = None
 
     def judged_queries(self) -> dict[str, str]:
         """Queries with at least one relevant document (the ones retrieval metrics average over)."""
@@ -104,6 +106,7 @@ class Dataset:
             "docs_exclude": list(self.docs_exclude),
             "queries": len(self.queries),
             "judged_queries": len(self.judged_queries()),
+            "conversations": str(self.conversations) if self.conversations else None,
             "content_hash": self.content_hash,
         }
 
@@ -169,9 +172,12 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         )
     queries_path = root / "queries.jsonl"
     qrels_path = root / "qrels" / f"{split}.tsv"
-    if not queries_path.is_file():
+    conversations = root / "conversations.jsonl"
+    # a folder of conversations alone (evals/chat) is an answer set without single questions
+    alone = conversations.is_file() and not queries_path.is_file()
+    if not queries_path.is_file() and not alone:
         raise DatasetError(f'{root} has no queries.jsonl (one {{"_id", "text"}} object per line)')
-    if not qrels_path.is_file():
+    if not qrels_path.is_file() and not alone:
         have = (
             sorted(p.stem for p in (root / "qrels").glob("*.tsv"))
             if (root / "qrels").is_dir()
@@ -191,13 +197,19 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
                 f'{root} has no corpus.jsonl: add one ({{"_id", "title", "text"}} per line), '
                 "or pass --docs FOLDER when the qrels name files in a folder"
             )
-    queries = {
-        str(r["_id"]): str(r.get("text", "")) for r in _read_jsonl(queries_path) if "_id" in r
-    }
-    qrels = _read_qrels(qrels_path)
-    answers: dict[str, AnswerKey] | None = None
+    queries = (
+        {}
+        if alone
+        else {
+            str(r["_id"]): str(r.get("text", "")) for r in _read_jsonl(queries_path) if "_id" in r
+        }
+    )
+    qrels = {} if alone else _read_qrels(qrels_path)
+    answers: dict[str, AnswerKey] | None = {} if alone else None
     answers_path = root / "answers.jsonl"
-    hashed = [queries_path, qrels_path]
+    hashed = [] if alone else [queries_path, qrels_path]
+    if conversations.is_file():
+        hashed.append(conversations)
     if answers_path.is_file():
         answers = {
             str(r["_id"]): AnswerKey(
@@ -231,6 +243,7 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         answers=answers,
         content_hash=_hash_files(hashed)[:16],
         docs_exclude=docs_exclude,
+        conversations=conversations.resolve() if conversations.is_file() else None,
     )
 
 

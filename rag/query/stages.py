@@ -385,6 +385,12 @@ class AssembleAnswer:
             answer.unsupported = [state.filter_text(t) for t in verified.unsupported]
             answer.fallbacks = [Fallback(**f) for f in outcome.failures]
             answer.finish_reason = outcome.finish_reason
+        # the condense stage's model rewrite is a call of this request too (charged there)
+        for call in state.extras.get("condense_calls", ()):
+            answer.usage.backends.insert(0, call.model_copy())
+            answer.usage.prompt_tokens += call.prompt_tokens
+            answer.usage.completion_tokens += call.completion_tokens
+            answer.usage.cost = round(answer.usage.cost + call.cost, 10)
         answer.injection = state.injection
         state.answer = answer
         yield CitationsEvent(answer.citations)

@@ -53,6 +53,9 @@ class ChatServer:
     # Called with each word's index before it is streamed (a test can hold generation there).
     before_token: Callable[[int], None] | None = None
     sent_tokens: int = 0  # words streamed so far, over all requests
+    # The reply to one request (its body), when a test answers requests differently (the
+    # condense stage's rewrite and the answer); None: ``reply`` for every request.
+    reply_for: Callable[[dict[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
         server = self
@@ -91,8 +94,9 @@ class ChatServer:
                 if not self.path.endswith("/chat/completions"):
                     self._json(404, {"error": {"message": "not found"}})
                     return
-                words = server.pieces(body)
-                finish = "length" if len(words) < len(server.reply.split(" ")) else "stop"
+                text = server.reply_for(body) if server.reply_for is not None else server.reply
+                words = server.pieces(body, text)
+                finish = "length" if len(words) < len(text.split(" ")) else "stop"
                 prompt_tokens = sum(len(m["content"].split()) for m in body.get("messages", []))
                 if not body.get("stream"):
                     self._json(
@@ -183,8 +187,8 @@ class ChatServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
         self._thread.start()
 
-    def pieces(self, body: dict[str, Any]) -> list[str]:
-        words = self.reply.split(" ")
+    def pieces(self, body: dict[str, Any], text: str | None = None) -> list[str]:
+        words = (self.reply if text is None else text).split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)][
             : int(body.get("max_tokens") or 10_000)
         ]
