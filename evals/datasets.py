@@ -87,6 +87,9 @@ class Dataset:
     docs_exclude: list[str] = field(default_factory=list)
     # conversations.jsonl: multi-turn golden sets (evals/conversations.py)
     conversations: Path | None = None
+    # queries.jsonl's "half" of each question ("tune" / "report"): rules are tuned on one half
+    # and reported on the other (`rag eval answers --half report`)
+    halves: dict[str, str] = field(default_factory=dict)
 
     def judged_queries(self) -> dict[str, str]:
         """Queries with at least one relevant document (the ones retrieval metrics average over)."""
@@ -197,13 +200,9 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
                 f'{root} has no corpus.jsonl: add one ({{"_id", "title", "text"}} per line), '
                 "or pass --docs FOLDER when the qrels name files in a folder"
             )
-    queries = (
-        {}
-        if alone
-        else {
-            str(r["_id"]): str(r.get("text", "")) for r in _read_jsonl(queries_path) if "_id" in r
-        }
-    )
+    rows = [] if alone else [r for r in _read_jsonl(queries_path) if "_id" in r]
+    queries = {str(r["_id"]): str(r.get("text", "")) for r in rows}
+    halves = {str(r["_id"]): str(r["half"]) for r in rows if r.get("half")}
     qrels = {} if alone else _read_qrels(qrels_path)
     answers: dict[str, AnswerKey] | None = {} if alone else None
     answers_path = root / "answers.jsonl"
@@ -232,6 +231,10 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         except ConfigError as exc:
             raise DatasetError(f"{exclude_path}: {exc}") from exc
         hashed.append(exclude_path)  # what is left out of the corpus changes the scores too
+    include_path = root / "docs_include.txt"
+    if docs is not None and include_path.is_file():
+        docs_exclude += _outside(docs, _patterns(include_path))
+        hashed.append(include_path)
     return Dataset(
         name=root.resolve().name,
         split=split,
@@ -244,7 +247,50 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         content_hash=_hash_files(hashed)[:16],
         docs_exclude=docs_exclude,
         conversations=conversations.resolve() if conversations.is_file() else None,
+        halves=halves,
     )
+
+
+def _patterns(path: Path) -> list[str]:
+    patterns = [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    try:
+        PathFilter(patterns)
+    except ConfigError as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    return patterns
+
+
+def _outside(docs: Path, include: list[str]) -> list[str]:
+    """``docs_include.txt`` (a sample of a big folder: only the files its patterns match are
+    the corpus) as exclude patterns: every file and folder of ``docs`` it matches nothing in."""
+    wanted = PathFilter(include)
+    out: list[str] = []
+
+    def walk(folder: Path, rel: str) -> bool:  # whether anything under it is wanted
+        found: list[str] = []
+        kept = False
+        for entry in sorted(folder.iterdir()):
+            name = f"{rel}{entry.name}"
+            if entry.is_dir() and not entry.is_symlink():
+                inner = len(out)
+                if walk(entry, f"{name}/"):
+                    kept = True
+                else:
+                    del out[inner:]  # the folder as a whole, not file by file
+                    found.append(f"/{name}/")
+            elif wanted.excludes(name):
+                kept = True
+            else:
+                found.append(f"/{name}")
+        out.extend(found)
+        return kept
+
+    walk(docs, "")
+    return out
 
 
 # -- corpus.jsonl → files ----------------------------------------------------------------

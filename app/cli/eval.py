@@ -210,6 +210,13 @@ def eval_answers(
             help="N questions evenly spaced over the set (keeps its answerable/unanswerable mix)",
         ),
     ] = None,
+    half: Annotated[
+        str | None,
+        typer.Option(
+            "--half",
+            help="Only the questions queries.jsonl marks with this half (tune | report)",
+        ),
+    ] = None,
     per_query: Annotated[
         bool, typer.Option("--per-query", help="Include each question's answer and citations")
     ] = False,
@@ -237,6 +244,14 @@ def eval_answers(
     assert data.answers is not None
     if not data.answers and not data.conversations:
         fail(f"{dataset}: answers.jsonl names no question: nothing to answer", code=2)
+    if half is not None:
+        if half not in set(data.halves.values()):
+            fail(
+                f"--half {half}: queries.jsonl marks no question with it (halves: "
+                f"{', '.join(sorted(set(data.halves.values()))) or 'none'})",
+                code=2,
+            )
+        data.queries = {q: t for q, t in data.queries.items() if data.halves.get(q) == half}
     questions = _limit_queries({q: t for q, t in data.queries.items() if q in data.answers}, limit)
     if limit and sample:
         fail("give --limit or --sample, not both", code=2)
