@@ -41,6 +41,7 @@ __all__ = [
     "ConversationTurn",
     "evaluate_conversations",
     "load_conversations",
+    "measures",
 ]
 
 KINDS = ("first", "ellipsis", "pronoun", "implicit", "complete", "shift")
@@ -123,7 +124,8 @@ def _rate(flags: list[bool]) -> float | None:
     return round(sum(flags) / len(flags), 6) if flags else None
 
 
-def _measures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def measures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer eval's measures over some turns."""
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     return {
@@ -198,9 +200,9 @@ def evaluate_conversations(
     follow = [r for r in rows if r["kind"] != "first"]
     out: dict[str, Any] = {
         "conversations": len(conversations),
-        "first_turn": _measures(first),
-        "follow_up": _measures(follow),
-        "by_kind": {k: _measures(rs) for k in KINDS if (rs := [r for r in rows if r["kind"] == k])},
+        "first_turn": measures(first),
+        "follow_up": measures(follow),
+        "by_kind": {k: measures(rs) for k in KINDS if (rs := [r for r in rows if r["kind"] == k])},
         "latency_ms": latency_summary([r["latency_ms"] for r in rows]),
         "errors": errors,
         "seconds": round(time.perf_counter() - started, 3),

@@ -263,6 +263,12 @@ class Generate:
                 "pii_stored": {h.id: h.payload["pii"] for h in state.hits if "pii" in h.payload},
             },
         )
+        if state.condensed is not None:
+            # a follow-up: what it adds to the conversation, and what was answered before
+            request.extra["follow_up"] = {
+                "asked": state.condensed.asked,
+                "said": [t.content for t in q.history if t.role == "assistant"],
+            }
         release = self._verifier(state)
 
         def verified(pieces: list[str]) -> Iterator[StreamEvent]:
