@@ -1,11 +1,12 @@
-"""OpenAI chat ↔ knowledge-base query: condensing a conversation into one question, and
-shaping results as ``chat.completion`` objects and ``chat.completion.chunk`` streams.
+"""OpenAI chat ↔ knowledge-base query: a conversation split into its question and history,
+and results shaped as ``chat.completion`` objects and ``chat.completion.chunk`` streams.
 
-The last user message is the question. Earlier user and assistant turns are appended to it,
-most recent first, while they fit in ``api.history_tokens`` (counted with the embedding
-model's tokenizer, since retrieval is what reads them), so follow-ups like "and its price?"
-retrieve with their context. System messages are ignored: the deployment's versioned
-prompt decides how answers are written.
+The last user message is the question; the user and assistant messages before it are the
+query's history (the most recent while they fit in ``api.history_tokens``, counted with the
+embedding model's tokenizer), which the pipeline's ``condense`` stage reads to turn a
+follow-up ("and its price?") into a standalone question before retrieval, answer selection
+and verification (rag/query/condense.py). System messages are ignored: the deployment's
+versioned prompt decides how answers are written.
 """
 
 from __future__ import annotations
@@ -19,17 +20,42 @@ from typing import Any
 from api.errors import ApiError
 from api.models import ChatMessage
 from api.sse import sse_frame
+from rag.core.types import Turn
 
-__all__ = ["ChatStreamRenderer", "completion", "condense"]
+__all__ = ["ChatStreamRenderer", "completion", "history_turns", "split_conversation"]
 
 _MARKER = re.compile(r"\s*\[\d+\]")
-_ASSISTANT_WORDS = 40  # earlier answers are long; their opening says what they were about
+_ASSISTANT_WORDS = 60  # earlier answers are long; their opening says what they were about
 
 
-def condense(
+def history_turns(
+    messages: Sequence[tuple[str, str]], budget: int, count: Callable[[str], int]
+) -> tuple[Turn, ...]:
+    """Earlier (role, text) messages as the query's history, oldest first: user and assistant
+    messages only, the most recent while they fit in ``budget`` tokens (``count``); answers'
+    ``[n]`` markers out and their text cut at ``_ASSISTANT_WORDS`` words."""
+    kept: list[Turn] = []
+    used = 0
+    for role, raw in reversed(messages):
+        if role not in ("user", "assistant"):
+            continue
+        text = " ".join(raw.split())
+        if role == "assistant":
+            text = " ".join(_MARKER.sub("", text).split()[:_ASSISTANT_WORDS])
+        if not text:
+            continue
+        cost = count(text)
+        if used + cost > budget:
+            break
+        used += cost
+        kept.append(Turn("user" if role == "user" else "assistant", text))
+    return tuple(reversed(kept))
+
+
+def split_conversation(
     messages: Sequence[ChatMessage], budget: int, count: Callable[[str], int]
-) -> tuple[str, str]:
-    """(question for the pipeline, the last user message alone)."""
+) -> tuple[str, tuple[Turn, ...]]:
+    """(the last user message: the question, the messages before it as history)."""
     last_user = next(
         (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None
     )
@@ -42,24 +68,8 @@ def condense(
     question = messages[last_user].text().strip()
     if not question:
         raise ApiError(422, "invalid_request", "the last user message is empty: ask something")
-    earlier: list[str] = []
-    used = 0
-    for m in reversed(messages[:last_user]):
-        if m.role not in ("user", "assistant"):
-            continue
-        text = " ".join(m.text().split())
-        if m.role == "assistant":
-            text = " ".join(_MARKER.sub("", text).split()[:_ASSISTANT_WORDS])
-        if not text:
-            continue
-        cost = count(text)
-        if used + cost > budget:
-            break
-        used += cost
-        earlier.append(text)
-    if not earlier:
-        return question, question
-    return f"{question}\n\n(Earlier in this conversation: {' | '.join(earlier)})", question
+    earlier = [(m.role, m.text()) for m in messages[:last_user]]
+    return question, history_turns(earlier, budget, count)
 
 
 def _usage(result: dict[str, Any]) -> dict[str, int]:
@@ -81,6 +91,7 @@ def rag_info(result: dict[str, Any]) -> dict[str, Any]:
         "prompt": result.get("prompt"),
         "timings_ms": result.get("timings_ms") or {},
         "trace_id": result.get("trace_id"),  # for POST /v1/feedback
+        "standalone_question": result.get("standalone_question"),
     }
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "Citation",
     "DocumentInfo",
     "DocumentList",
+    "HistoryMessage",
     "ModelList",
     "QueryRequest",
     "QueryResponse",
@@ -83,6 +84,15 @@ class Filters(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+class HistoryMessage(BaseModel):
+    """One earlier message of the conversation: the user's question or the assistant's answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=100_000)
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -116,6 +126,14 @@ class QueryRequest(BaseModel):
         ge=1,
         le=32768,
         description="Answer tokens; None: the prompt's limit. `finish_reason: length` when cut",
+    )
+    history: list[HistoryMessage] | None = Field(
+        default=None,
+        max_length=200,
+        description='The conversation before `question`, oldest first: a follow-up ("And the '
+        'business tier?") is answered as the standalone question it stands for, which the '
+        "answer reports as `standalone_question` (the most recent messages within "
+        "api.history_tokens are read)",
     )
 
     @field_validator("question")
@@ -212,6 +230,11 @@ class RagInfo(BaseModel):
         default_factory=list,
         description="With generation.verify.unsupported: mark, the sentences no passage supports, "
         "shown in the content after an `[unverified]` mark; empty with drop",
+    )
+    standalone_question: str | None = Field(
+        default=None,
+        description="The last user message as answered: rewritten to stand on its own when "
+        "earlier messages were given; null without them",
     )
 
 

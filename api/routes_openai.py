@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from api.chat import ChatStreamRenderer, completion, condense
+from api.chat import ChatStreamRenderer, completion, split_conversation
 from api.deps import Caller, State, disconnect_waiter, new_trace_id
 from api.errors import ApiError, error_responses
 from api.models import ChatCompletion, ChatRequest, ModelList
@@ -48,9 +48,11 @@ async def models(state: State, caller: Caller) -> Any:
     "/v1/chat/completions",
     response_model=ChatCompletion,
     description=(
-        "OpenAI chat completions. The last user message is the question; earlier turns are condensed "
-        "into it (api.history_tokens). With `stream: true`: `chat.completion.chunk` events, the last "
-        "one carrying `citations` and `rag`, then `data: [DONE]`."
+        "OpenAI chat completions. The last user message is the question; the messages before it are "
+        "its history (the most recent within api.history_tokens): a follow-up is answered as the "
+        "standalone question it stands for (`rag.standalone_question`). With `stream: true`: "
+        "`chat.completion.chunk` events, the last one carrying `citations` and `rag`, then "
+        "`data: [DONE]`."
     ),
     responses={
         200: {"content": {"text/event-stream": {"schema": CHAT_STREAM}}},
@@ -67,10 +69,13 @@ async def chat_completions(
             "model_not_found",
             f"model {body.model!r} is not served here; use {served!r} (GET /v1/models)",
         )
-    question, last = condense(body.messages, state.settings.api.history_tokens, state.count_tokens)
-    check_question(last, state.settings.api.max_question_chars)
+    question, history = split_conversation(
+        body.messages, state.settings.api.history_tokens, state.count_tokens
+    )
+    check_question(question, state.settings.api.max_question_chars)
     query = Query(
         question=question,
+        history=history,
         user=body.user,
         session=body.user,
         temperature=body.temperature,

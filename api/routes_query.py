@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from api.chat import query_renderer
+from api.chat import history_turns, query_renderer
 from api.deps import Caller, State, disconnect_waiter, new_trace_id
 from api.errors import error_responses
 from api.models import QueryRequest, QueryResponse
@@ -54,6 +54,11 @@ async def query(
         temperature=body.temperature,
         max_tokens=body.max_tokens,
         trace_id=trace_id,
+        history=history_turns(
+            [(m.role, m.content) for m in body.history or []],
+            state.settings.api.history_tokens,
+            state.count_tokens,
+        ),
     )
     headers = {"X-Trace-Id": trace_id} if trace_id else {}
     if body.stream:

@@ -100,7 +100,9 @@ class InvalidQuery(ValueError):
 
 def query_to_json(query: Query) -> dict[str, Any]:
     """Every field of ``query``, as the control API's request body."""
-    return {name: getattr(query, name) for name in QUERY_FIELDS}
+    body = {name: getattr(query, name) for name in QUERY_FIELDS}
+    body["history"] = [dataclasses.asdict(turn) for turn in query.history]
+    return body
 
 
 def query_from_json(raw: bytes) -> Query:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from evals.datasets import AnswerKey
 from evals.metrics import average
 from evals.retrieval import latency_summary
-from rag.core.types import Query
+from rag.core.types import Query, Turn
 
 if TYPE_CHECKING:
     from rag.core.config import Settings
@@ -69,8 +69,9 @@ class PipelineRunner:
         # Models load now, not inside the first question's latency.
         self.pipeline.warm_up()
 
-    def __call__(self, question: str) -> Mapping[str, Any]:
-        return self.pipeline.run(Query(question)).as_json()
+    def __call__(self, question: str, history: Sequence[Turn] = ()) -> Mapping[str, Any]:
+        """The answer to ``question``; ``history``: the conversation before it (follow-ups)."""
+        return self.pipeline.run(Query(question, history=tuple(history))).as_json()
 
     def close(self) -> None:
         self.pipeline.close()

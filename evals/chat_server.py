@@ -196,6 +196,9 @@ class ChatServer:
     before_token: Callable[[int], None] | None = None
     sent_tokens: int = 0  # words streamed so far, over all requests
     hung_up: int = 0  # streams the client closed before their end (a write failed)
+    # The reply to one request body, when a test answers requests differently (the condense
+    # stage's rewrite and the answer); None: ``respond`` or ``reply``. Not resolved further.
+    reply_for: Callable[[dict[str, Any]], str] | None = None
     model: str = "smollm2-135m-instruct"
     unresolved: list[str] = field(default_factory=list)  # phrases no passage held, all requests
     last: ChatRequest | None = None  # the last request answered, as the responder saw it
@@ -345,6 +348,8 @@ class ChatServer:
 
     def answer(self, body: dict[str, Any]) -> str:
         """The reply text for one request body (placeholders resolved)."""
+        if self.reply_for is not None:
+            return self.reply_for(body)
         request = ChatRequest.of(body)
         respond = self.respond or fixed(self.reply)
         text = respond(request)

@@ -85,6 +85,11 @@ class Dataset:
     # docs_exclude.txt: ingestion.exclude patterns for the docs folder (files that are not
     # the corpus, e.g. a Sphinx build's _sources/ copies of every page)
     docs_exclude: list[str] = field(default_factory=list)
+    # conversations.jsonl: multi-turn golden sets (evals/conversations.py)
+    conversations: Path | None = None
+    # queries.jsonl's "half" of each question ("tune" / "report"): rules are tuned on one half
+    # and reported on the other (`rag eval answers --half report`)
+    halves: dict[str, str] = field(default_factory=dict)
 
     def judged_queries(self) -> dict[str, str]:
         """Queries with at least one relevant document (the ones retrieval metrics average over)."""
@@ -104,6 +109,7 @@ class Dataset:
             "docs_exclude": list(self.docs_exclude),
             "queries": len(self.queries),
             "judged_queries": len(self.judged_queries()),
+            "conversations": str(self.conversations) if self.conversations else None,
             "content_hash": self.content_hash,
         }
 
@@ -169,9 +175,12 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         )
     queries_path = root / "queries.jsonl"
     qrels_path = root / "qrels" / f"{split}.tsv"
-    if not queries_path.is_file():
+    conversations = root / "conversations.jsonl"
+    # a folder of conversations alone (evals/chat) is an answer set without single questions
+    alone = conversations.is_file() and not queries_path.is_file()
+    if not queries_path.is_file() and not alone:
         raise DatasetError(f'{root} has no queries.jsonl (one {{"_id", "text"}} object per line)')
-    if not qrels_path.is_file():
+    if not qrels_path.is_file() and not alone:
         have = (
             sorted(p.stem for p in (root / "qrels").glob("*.tsv"))
             if (root / "qrels").is_dir()
@@ -191,13 +200,15 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
                 f'{root} has no corpus.jsonl: add one ({{"_id", "title", "text"}} per line), '
                 "or pass --docs FOLDER when the qrels name files in a folder"
             )
-    queries = {
-        str(r["_id"]): str(r.get("text", "")) for r in _read_jsonl(queries_path) if "_id" in r
-    }
-    qrels = _read_qrels(qrels_path)
-    answers: dict[str, AnswerKey] | None = None
+    rows = [] if alone else [r for r in _read_jsonl(queries_path) if "_id" in r]
+    queries = {str(r["_id"]): str(r.get("text", "")) for r in rows}
+    halves = {str(r["_id"]): str(r["half"]) for r in rows if r.get("half")}
+    qrels = {} if alone else _read_qrels(qrels_path)
+    answers: dict[str, AnswerKey] | None = {} if alone else None
     answers_path = root / "answers.jsonl"
-    hashed = [queries_path, qrels_path]
+    hashed = [] if alone else [queries_path, qrels_path]
+    if conversations.is_file():
+        hashed.append(conversations)
     if answers_path.is_file():
         answers = {
             str(r["_id"]): AnswerKey(
@@ -220,6 +231,10 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         except ConfigError as exc:
             raise DatasetError(f"{exclude_path}: {exc}") from exc
         hashed.append(exclude_path)  # what is left out of the corpus changes the scores too
+    include_path = root / "docs_include.txt"
+    if docs is not None and include_path.is_file():
+        docs_exclude += _outside(docs, _patterns(include_path))
+        hashed.append(include_path)
     return Dataset(
         name=root.resolve().name,
         split=split,
@@ -231,7 +246,51 @@ def load_beir(root: Path, split: str = "test", docs: Path | None = None) -> Data
         answers=answers,
         content_hash=_hash_files(hashed)[:16],
         docs_exclude=docs_exclude,
+        conversations=conversations.resolve() if conversations.is_file() else None,
+        halves=halves,
     )
+
+
+def _patterns(path: Path) -> list[str]:
+    patterns = [
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    try:
+        PathFilter(patterns)
+    except ConfigError as exc:
+        raise DatasetError(f"{path}: {exc}") from exc
+    return patterns
+
+
+def _outside(docs: Path, include: list[str]) -> list[str]:
+    """``docs_include.txt`` (a sample of a big folder: only the files its patterns match are
+    the corpus) as exclude patterns: every file and folder of ``docs`` it matches nothing in."""
+    wanted = PathFilter(include)
+    out: list[str] = []
+
+    def walk(folder: Path, rel: str) -> bool:  # whether anything under it is wanted
+        found: list[str] = []
+        kept = False
+        for entry in sorted(folder.iterdir()):
+            name = f"{rel}{entry.name}"
+            if entry.is_dir() and not entry.is_symlink():
+                inner = len(out)
+                if walk(entry, f"{name}/"):
+                    kept = True
+                else:
+                    del out[inner:]  # the folder as a whole, not file by file
+                    found.append(f"/{name}/")
+            elif wanted.excludes(name):
+                kept = True
+            else:
+                found.append(f"/{name}")
+        out.extend(found)
+        return kept
+
+    walk(docs, "")
+    return out
 
 
 # -- corpus.jsonl → files ----------------------------------------------------------------

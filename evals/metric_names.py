@@ -20,9 +20,16 @@ _LOWER_IS_BETTER = (
 )
 
 
+_PARTS = ("first_turn.", "follow_up.")  # a conversation suite's turns (evals/conversations.py)
+
+
 def metric_name(flat_key: str) -> str:
-    """``golden.ndcg@10`` → ``ndcg@10`` (a key without a suite is returned as it is)."""
-    return flat_key.split(".", 1)[1] if "." in flat_key else flat_key
+    """``golden.ndcg@10`` → ``ndcg@10``, ``chat.follow_up.gold_cited`` → ``gold_cited`` (a key
+    without a suite is returned as it is)."""
+    name = flat_key.split(".", 1)[1] if "." in flat_key else flat_key
+    for part in _PARTS:
+        name = name.removeprefix(part)
+    return name
 
 
 def is_quality_metric(flat_key: str) -> bool:

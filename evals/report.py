@@ -46,6 +46,12 @@ __all__ = [
 
 SCHEMA = 1
 HISTORY_LENGTH = 30
+_CONVERSATION_KEYS = (
+    "answer_contains_gold",
+    "gold_cited",
+    "abstention_rate_unanswerable",
+    "false_abstention_rate_answerable",
+)
 _ANSWER_KEYS = (
     "answer_contains_gold",
     "gold_cited",
@@ -89,6 +95,12 @@ def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
         tokens = result.get("tokens_per_question") or {}
         if tokens.get("total") is not None:
             out[f"{suite}.tokens_per_question"] = float(tokens["total"])
+        conversations = result.get("conversations") or {}
+        for part in ("first_turn", "follow_up"):  # evals/conversations.py, side by side
+            for key in _CONVERSATION_KEYS:
+                value = (conversations.get(part) or {}).get(key)
+                if value is not None:
+                    out[f"{suite}.{part}.{key}"] = float(value)
     latency = result.get("latency_ms") or {}
     for p in ("p50", "p95"):
         if p in latency and (result.get("queries") or result.get("questions")):
@@ -160,6 +172,21 @@ def _compact_suite(result: Mapping[str, Any], worst_n: int) -> dict[str, Any]:
         return kept
     per_query = list(result.get("per_query") or [])
     kept = {k: v for k, v in result.items() if k != "per_query"}
+    if isinstance(kept.get("conversations"), Mapping):
+        turns = list(kept["conversations"].get("per_turn") or [])
+        kept["conversations"] = {
+            **{k: v for k, v in kept["conversations"].items() if k != "per_turn"},
+            # the follow-ups that went wrong, with the question they were answered as
+            "worst_follow_ups": [
+                {k: t.get(k) for k in ("id", "kind", "question", "standalone_question", "answer")}
+                for t in turns
+                if t.get("kind") != "first"
+                and (
+                    (t.get("answerable") and not t.get("contains_gold"))
+                    or (not t.get("answerable") and not t.get("abstained"))
+                )
+            ][:worst_n],
+        }
     kept["latencies_ms"] = [q["latency_ms"] for q in per_query if "latency_ms" in q]
     if result.get("kind", "retrieval") == "answers":
         kept["worst"] = _worst_answers(per_query, worst_n)

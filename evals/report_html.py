@@ -224,6 +224,49 @@ def _worst_verify(name: str, worst: list[Mapping[str, Any]]) -> str:
     )
 
 
+def _conversations(suites: Mapping[str, Mapping[str, Any]]) -> str:
+    """First turns and follow-ups side by side, per suite that ran conversations."""
+    parts = []
+    labels = (
+        ("answer_contains_gold", "right"),
+        ("gold_cited", "gold cited"),
+        ("abstention_rate_unanswerable", "abstention (unanswerable)"),
+        ("false_abstention_rate_answerable", "false abstention"),
+    )
+    for name, s in suites.items():
+        conv = s.get("conversations")
+        if not isinstance(conv, Mapping) or not conv.get("follow_up"):
+            continue
+        first, follow = conv.get("first_turn") or {}, conv.get("follow_up") or {}
+        rows = "".join(
+            f'<tr><td>{escape(label)}</td><td class="num">{_num(first.get(key))}</td>'
+            f'<td class="num">{_num(follow.get(key))}</td></tr>'
+            for key, label in labels
+        )
+        rows += (
+            f'<tr><td>turns</td><td class="num">{_num(first.get("turns"))}</td>'
+            f'<td class="num">{_num(follow.get("turns"))}</td></tr>'
+        )
+        worst = "".join(
+            f'<tr><td>{escape(str(t.get("question")))}<div class="meta">{escape(str(t.get("id")))}'
+            f" · {escape(str(t.get('kind')))}</div></td><td>{escape(str(t.get('standalone_question')))}</td>"
+            f"<td>{escape(str(t.get('answer'))[:300])}</td></tr>"
+            for t in conv.get("worst_follow_ups") or []
+        )
+        parts.append(
+            f"<h3>{escape(name)}: {_num(conv.get('conversations'))} conversations</h3>"
+            '<table class="conversations"><thead><tr><th></th><th class="num">first turn</th>'
+            f'<th class="num">follow-up</th></tr></thead><tbody>{rows}</tbody></table>'
+            + (
+                '<table class="worst"><thead><tr><th>follow-up</th><th>answered as</th>'
+                f"<th>answer</th></tr></thead><tbody>{worst}</tbody></table>"
+                if worst
+                else ""
+            )
+        )
+    return f"<h2>Conversations</h2>{''.join(parts)}" if parts else ""
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     suites: Mapping[str, Mapping[str, Any]] = report.get("suites") or {}
     index = report.get("index") or {}
@@ -262,6 +305,7 @@ index {escape(str(index.get("collection", "–")))} ({_num(index.get("documents"
 embedding {escape(str(emb.get("model", "–")))} · compared with {escape(str(report.get("previous") or "nothing (first report)"))}</p>
 {_regressions(report)}
 <h2>Metrics</h2>{_metrics_table(report)}
+{_conversations(suites)}
 {f'<h2>Notes</h2><ul id="notes">{notes}</ul>' if notes else ""}
 <h2>Plots</h2><div class="charts">{"".join(charts)}</div>
 <h2>Worst queries</h2>{"".join(worst_parts) or '<p class="meta">none</p>'}

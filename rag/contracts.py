@@ -514,7 +514,13 @@ class QueryState:
     tracer: Tracer = field(default_factory=NoopTracer)
     filters: Sequence[OutputFilter] = ()
     route: tuple[str, ...] = ()  # the stages and output filters this query passes, by name
-    asked: str = ""  # the question as asked, before any guard touched it
+    asked: str = (
+        ""  # the question as asked (standalone: after condense), before any guard touched it
+    )
+    # The ``condense`` stage's standalone question (None: the query had no history) and how
+    # it was reached (a rag.query.condense.Condensed)
+    standalone: str | None = None
+    condensed: Any = None
     question_scan: QuestionCheck | None = None  # ``asked`` scanned for injection, once
     query_vector: list[float] | None = None  # ``asked`` embedded (the answer cache's lookup)
     injection: Injection | None = None  # what the injection guard met, for the answer

@@ -1,6 +1,7 @@
 // The chat page: plain browser JavaScript, no build step, no third-party code.
 // Answers stream from POST /v1/query (Server-Sent Events read with fetch, since
-// EventSource cannot POST or send the Authorization header).
+// EventSource cannot POST or send the Authorization header); earlier turns go with each
+// question as its `history`.
 "use strict";
 
 const KEY_STORAGE = "rag-kb-api-key";
@@ -264,6 +265,10 @@ function wireFeedback(node, traceId) {
 
 // -- asking ----------------------------------------------------------------------------
 let turns = 0;
+// The conversation so far, sent as `history`: a follow-up ("And the business tier?") is
+// answered as the standalone question it stands for (the answer's `standalone_question`).
+const conversation = [];
+const HISTORY_MESSAGES = 12;
 
 async function ask(question) {
   const turnId = "t" + ++turns;
@@ -280,7 +285,7 @@ async function ask(question) {
   const resp = await fetch("/v1/query", {
     method: "POST",
     headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
-    body: JSON.stringify({ question, stream: true }),
+    body: JSON.stringify({ question, stream: true, history: conversation.slice(-HISTORY_MESSAGES) }),
   });
   if (!resp.ok) {
     answerEl.classList.remove("streaming");
@@ -299,6 +304,12 @@ async function ask(question) {
       renderCitations(citesEl, citations, turnId);
     } else if (event === "done") {
       renderAnswer(answerEl, data, turnId);
+      conversation.push({ role: "user", content: question }, { role: "assistant", content: data.answer || "" });
+      if (data.standalone_question && data.standalone_question !== question) {
+        const asked = node.querySelector(".standalone");
+        asked.textContent = "Answered as: " + data.standalone_question;
+        asked.hidden = false;
+      }
       if (data.citations && data.citations.length) renderCitations(citesEl, data.citations, turnId);
       metaEl.textContent = describe(data);
       if (data.trace_id) wireFeedback(node, data.trace_id);

@@ -213,6 +213,13 @@ def eval_answers(
             help="N questions evenly spaced over the set (keeps its answerable/unanswerable mix)",
         ),
     ] = None,
+    half: Annotated[
+        str | None,
+        typer.Option(
+            "--half",
+            help="Only the questions queries.jsonl marks with this half (tune | report)",
+        ),
+    ] = None,
     per_query: Annotated[
         bool, typer.Option("--per-query", help="Include each question's answer and citations")
     ] = False,
@@ -226,16 +233,28 @@ def eval_answers(
 ) -> None:
     """Answer quality of the full query path: gold answer contained and cited, abstention, latency, tokens."""
     from evals.answers import evaluate_answers, pipeline_runner
+    from evals.conversations import evaluate_conversations, load_conversations
 
     settings = get_settings()
     started = time.perf_counter()
     data = _load_dataset(dataset, split, docs)
-    if not data.answers:
+    if data.answers is None:
         fail(
-            f'{dataset} has no answers.jsonl ({{"_id", "answerable", "answers"}} per line): use `rag eval retrieval`',
+            f'{dataset} has no answers.jsonl ({{"_id", "answerable", "answers"}} per line) nor '
+            "conversations.jsonl: use `rag eval retrieval`",
             code=2,
         )
     assert data.answers is not None
+    if not data.answers and not data.conversations:
+        fail(f"{dataset}: answers.jsonl names no question: nothing to answer", code=2)
+    if half is not None:
+        if half not in set(data.halves.values()):
+            fail(
+                f"--half {half}: queries.jsonl marks no question with it (halves: "
+                f"{', '.join(sorted(set(data.halves.values()))) or 'none'})",
+                code=2,
+            )
+        data.queries = {q: t for q, t in data.queries.items() if data.halves.get(q) == half}
     questions = _limit_queries({q: t for q, t in data.queries.items() if q in data.answers}, limit)
     if limit and sample:
         fail("give --limit or --sample, not both", code=2)
@@ -248,6 +267,15 @@ def eval_answers(
                 result = evaluate_answers(
                     run, questions, data.answers, data.qrels, dsi.to_doc, progress=progress
                 )
+            if data.conversations is not None:
+                # follow-ups beside first turns (evals/conversations.py)
+                talks = load_conversations(data.conversations)
+                if limit or sample:
+                    talks = talks[: max(1, min(len(talks), limit or sample or len(talks)))]
+                with progress_reporter("eval conversations") as progress:
+                    result["conversations"] = evaluate_conversations(
+                        run, talks, dsi.to_doc, progress=progress
+                    )
         finally:
             run.close()
         result.update(kind="answers", dataset=data.describe(), index=dsi.describe())
@@ -262,28 +290,66 @@ def eval_answers(
         dsi.close()
     if not per_query:
         result.pop("per_query", None)
+        (result.get("conversations") or {}).pop("per_turn", None)
     if as_json:
         print_json(result)
         return
-    typer.echo(f"{data.name}: {result['questions']} questions ({result['answerable']} answerable)")
-    for key in (
-        "answer_contains_gold",
-        "gold_cited",
-        "citation_precision",
-        "abstention_rate_unanswerable",
-        "false_abstention_rate_answerable",
-    ):
-        value = result[key]
-        typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
-    lat, tok = result["latency_ms"], result["tokens_per_question"]
-    typer.echo(
-        f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}"
-    )
+    if result["questions"]:
+        typer.echo(
+            f"{data.name}: {result['questions']} questions ({result['answerable']} answerable)"
+        )
+        for key in (
+            "answer_contains_gold",
+            "gold_cited",
+            "citation_precision",
+            "abstention_rate_unanswerable",
+            "false_abstention_rate_answerable",
+        ):
+            value = result[key]
+            typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
+        lat, tok = result["latency_ms"], result["tokens_per_question"]
+        typer.echo(
+            f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}"
+        )
+    if result.get("conversations"):
+        _print_conversations(data.name, result["conversations"])
     if result["errors"]:
         typer.echo(
             f"  {len(result['errors'])} question(s) failed; first: {result['errors'][0]['error']}",
             err=True,
         )
+
+
+def _print_conversations(name: str, conv: dict[str, Any]) -> None:
+    """First turns and follow-ups side by side."""
+    first, follow = conv["first_turn"], conv["follow_up"]
+    typer.echo(
+        f"{name}: {conv['conversations']} conversations, {first['turns']} first turns, "
+        f"{follow['turns']} follow-ups"
+    )
+    typer.echo(f"  {'':<34} {'first turn':>10} {'follow-up':>10}")
+
+    def shown(value: Any) -> str:
+        return "–" if value is None else f"{value:.4f}"
+
+    for key in (
+        "answer_contains_gold",
+        "gold_cited",
+        "abstention_rate_unanswerable",
+        "false_abstention_rate_answerable",
+    ):
+        typer.echo(f"  {key:<34} {shown(first[key]):>10} {shown(follow[key]):>10}")
+    typer.echo(
+        f"  {'latency p50 (ms)':<34} {first['latency_ms']['p50']:>10.0f} "
+        f"{follow['latency_ms']['p50']:>10.0f}"
+    )
+    kinds = ", ".join(
+        f"{k} {shown(v['answer_contains_gold'])}"
+        for k, v in conv["by_kind"].items()
+        if k != "first" and v["answer_contains_gold"] is not None
+    )
+    if kinds:
+        typer.echo(f"  follow-ups right by kind: {kinds}")
 
 
 def eval_last(

@@ -264,6 +264,19 @@ class GenerationSettings(_Section):
     verify: CitationSettings = Field(default_factory=CitationSettings)
 
 
+class CondenseSettings(_Section):
+    """Follow-ups into standalone questions. Owned by rag/query/condense.py."""
+
+    enabled: bool = True
+    # rules: rag/query/condense.py's rules alone (no model); model: the chain's first
+    # generative backend rewrites the question, the rules' result standing when it fails,
+    # times out, is over budget or writes no usable question.
+    rewrite: Literal["rules", "model"] = "rules"
+    max_turns: int = Field(default=8, ge=0, le=100)  # earlier user questions read (most recent)
+    timeout_seconds: float = Field(default=10.0, gt=0)  # the model rewrite's own limit
+    max_tokens: int = Field(default=64, ge=8, le=1024)  # of the model's rewrite
+
+
 class PromptSettings(_Section):
     """Versioned prompts. Owned by rag/query/prompts.py."""
 
@@ -336,7 +349,9 @@ class ApiSettings(_Section):
         default_factory=lambda: {"retrieval": 32, "extractive": 4, "local": 1, "openai": 16}
     )
     queue: int = Field(default=64, ge=0)
-    history_tokens: int = Field(default=96, ge=0)  # earlier chat turns condensed into the question
+    # Earlier chat messages handed to the query as its history (most recent first, while they
+    # fit; counted with the embedding model's tokenizer): what the condense stage reads.
+    history_tokens: int = Field(default=1024, ge=0)
     keys: list[dict[str, str]] = Field(
         default_factory=list
     )  # hashed keys from `rag keys create --config-entry`
@@ -455,6 +470,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
+    condense: CondenseSettings = Field(default_factory=CondenseSettings)
     evals: EvalSettings = Field(default_factory=EvalSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     pii: PiiSettings = Field(default_factory=PiiSettings)  # rag/guards/pii: PII scrubbing

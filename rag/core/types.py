@@ -31,8 +31,17 @@ __all__ = [
     "ResetEvent",
     "StreamEvent",
     "TokenEvent",
+    "Turn",
     "Usage",
 ]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier message of a conversation: a user's question or the assistant's answer."""
+
+    role: Literal["user", "assistant"]
+    content: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,9 @@ class Query:
     # The trace to record this query under (the API picks it before answering, for its
     # X-Trace-Id header); None: the tracer picks one. Ignored when tracing is off.
     trace_id: str | None = None
+    # The conversation before ``question``, oldest first: the ``condense`` stage turns a
+    # follow-up ("And the business tier?") into a standalone question (rag/query/condense.py).
+    history: tuple[Turn, ...] = ()
 
 
 class Citation(BaseModel):
@@ -190,6 +202,14 @@ class Answer(BaseModel):
         default=False,
         description="Served from the answer cache (no retrieval, no generation): the cited "
         "passages were checked unchanged",
+    )
+
+    standalone_question: str | None = Field(
+        default=None,
+        description="The question as answered when the query came with a chat history: the "
+        'follow-up rewritten to stand on its own ("And the business tier?" → "What is the '
+        'business tier rate limit of the public API?"); equal to the question when it needed '
+        "nothing; null without history",
     )
 
     trace_id: str | None = Field(

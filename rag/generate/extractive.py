@@ -17,21 +17,35 @@ The threshold is calibrated on SQuAD 2.0 by ``benchmarks/calibrate_relevance.py`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
 from rag.verification.answer_types import RelevanceFeatures, relevance
-from rag.verification.citations import SupportScorer, relevance_features
+from rag.verification.citations import (
+    SupportScorer,
+    content_words,
+    relevance_features,
+    split_sentences,
+)
 
-__all__ = ["Candidate", "ExtractiveGenerator", "candidates", "rank_sentences", "select"]
+__all__ = [
+    "Candidate",
+    "ExtractiveGenerator",
+    "candidates",
+    "not_said_again",
+    "rank_sentences",
+    "select",
+]
 
 # Weight of the passage's own similarity to the question next to the sentence's relevance
 # (fitted with the relevance weights by benchmarks/calibrate_relevance.py).
 PASSAGE_WEIGHT = 0.3
 _MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
+_MARKERS = re.compile(r"\s*\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,25 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
         score = rel + PASSAGE_WEIGHT * prior
         out.append(Candidate(n, position, sentence, rel, typed, score, features, prior))
     return out
+
+
+def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> list[Candidate]:
+    """A follow-up's candidates without the sentences an earlier answer already gave that hold
+    none of the follow-up's own words: "What happens when it is exceeded?" after "The business
+    tier allows 1,200 requests per minute" asks for something new, while "And monthly
+    snapshots?" may well be answered by the sentence that mentioned them before."""
+    if not said:
+        return found
+    focus = {w[:5] for w in content_words(asked)}
+    before = {
+        " ".join(content_words(_MARKERS.sub("", s))) for text in said for s in split_sentences(text)
+    }
+
+    def repeated(c: Candidate) -> bool:
+        words = content_words(c.sentence)
+        return " ".join(words) in before and not focus & {w[:5] for w in words}
+
+    return [c for c in found if not repeated(c)]
 
 
 def rank_sentences(
@@ -173,6 +206,9 @@ class ExtractiveGenerator(Generator):
 
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
         found = candidates(request.question, request, self.scorer)
+        follow_up = request.extra.get("follow_up")
+        if follow_up:
+            found = not_said_again(found, follow_up.get("asked", ""), follow_up.get("said", ()))
         picked = select(found, self.max_sentences, self.min_score)
         text = ""
         for i, c in enumerate(picked):

@@ -9,10 +9,11 @@ What a trace holds:
 - the root observation ``query``: input the question, output the answer (both scrubbed);
   trace attributes user and session (pseudonymised), tenant, release, environment; scores
   ``abstained``, ``degraded`` and ``citation_support`` (verified citations / citations);
-- a span per stage the runner times (``retrieve``, ``rerank``, ``prompt``, ``pack``,
-  ``generate``, ``verify``, and any added stage: PII, cache, injection...), with what the
-  stage produced as ids, sources and scores — passage text only with ``tracing.passages:
-  text``;
+- a span per stage the runner times (``condense``, ``retrieve``, ``rerank``, ``prompt``,
+  ``pack``, ``generate``, ``verify``, and any added stage: PII, cache, injection...), with what
+  the stage produced as ids, sources and scores — passage text only with ``tracing.passages:
+  text``; a follow-up's ``condense`` span holds the question as asked and the standalone
+  question answered (scrubbed);
 - under ``generate``, one ``generation`` per backend attempt: model, parameters,
   ``usage_details``, ``cost_details`` (when priced), ``completion_start_time`` (the first
   token), the prompt name and version in metadata, and the outcome — answered, refused by
@@ -74,7 +75,9 @@ _MAX_MESSAGE = 500
 # input/output JSON the fields below. Every other string gets the regular-expression floor
 # (ids, sources, scores: cheap, and spaCy on them would cost ~45 ms a KB for nothing).
 _FREE_TEXT = ("status_message", "metadata.error", "metadata.unsupported")
-_FREE_FIELDS = frozenset({"question", "answer", "unsupported", "comment"})
+_FREE_FIELDS = frozenset(
+    {"question", "answer", "unsupported", "comment", "standalone_question", "asked"}
+)
 _IO = ("langfuse.observation.input", "langfuse.observation.output")
 _SAFE = frozenset(
     {
@@ -358,6 +361,11 @@ class LangfuseTracer:
             ]
             fields["output"] = {"hits": self._passages(hits)}
             meta["hits"] = len(hits)
+        elif name == "condense" and state.standalone is not None:
+            # the follow-up as asked and the standalone question answered (both scrubbed)
+            condensed = state.condensed
+            fields["input"] = {"asked": self.scrubber.quick(getattr(condensed, "asked", ""))}
+            fields["output"] = {"standalone_question": self.scrubber.quick(state.standalone)}
         elif name == "prompt" and state.prompt is not None:
             fields["output"] = state.prompt.ref
             meta["max_tokens"] = state.max_tokens

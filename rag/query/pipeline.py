@@ -1,5 +1,6 @@
 """The query path, one stage per line (``default_stages``), run by :class:`QueryPipeline`:
 
+0. ``Condense``       (``condense``) a follow-up (``Query.history``) into a standalone question
 1. ``SelectPrompt``   (``prompt``)   the prompt version (pin, A/B, rollback) and answer limits
 2. ``CacheStep``      (``cache``)    a repeated question answered from the answer cache
 3. ``Retrieve``       (``retrieve``) the injection guard, then hybrid search (filters pass through)
@@ -34,6 +35,7 @@ from rag.core.textguard import check_question
 from rag.core.types import Answer, DoneEvent, Query, StreamEvent, TokenEvent
 from rag.generate import GeneratorChain, build_chain
 from rag.query.answer_cache import AnswerCache, CacheStep, cached_events
+from rag.query.condense import Condense
 from rag.query.costs import CostController
 from rag.query.prompts import PromptRegistry
 from rag.query.rerank import build_reranker
@@ -56,14 +58,18 @@ def default_stages(
     scorer = SupportScorer(index.embedder.embed)
     chain = chain or build_chain(settings.generation, scorer, settings.pii)
     reranker = build_reranker(settings.rerank, index.embedder)
-    stages: list[Stage] = [SelectPrompt(PromptRegistry(settings.prompts), settings)]
+    costs = CostController(settings.costs, index.data_dir)
+    stages: list[Stage] = [
+        Condense(settings, chain, costs),
+        SelectPrompt(PromptRegistry(settings.prompts), settings),
+    ]
     if settings.cache.enabled:
         stages.append(CacheStep(AnswerCache.for_index(settings.cache, index), settings, chain))
     stages += [
         Retrieve(Retriever(index, settings.retrieval), settings, reranker.name != "none"),
         Rerank(reranker, settings.retrieval.top_k),
         Pack(chain, settings),
-        Generate(chain, scorer, settings, CostController(settings.costs, index.data_dir)),
+        Generate(chain, scorer, settings, costs),
         AssembleAnswer(settings),
     ]
     return stages
@@ -220,6 +226,13 @@ class QueryPipeline:
         if not steps or not state.query.generate:
             return PreparedQuery(False, lambda: self._walk(state, self.stages), state.cancelled.set)
         position = self.stages.index(steps[0])
+        expensive = [
+            s
+            for s in self.stages[:position]
+            if (cheap := getattr(s, "cheap", None)) is not None and not cheap(state)
+        ]
+        if expensive:  # a model call before the cache (a condense rewrite): not on this thread
+            return PreparedQuery(False, lambda: self._walk(state, self.stages))
         ran: dict[str, float] = {}
         state.tracer = NoopTracer()  # the trace opens with the walk
         for stage in self.stages[:position]:
@@ -274,4 +287,5 @@ class QueryPipeline:
             state.timings["first_token"] = round(first_token, 3)
         state.answer.timings_ms = dict(state.timings)
         state.answer.trace_id = state.trace_id
+        state.answer.standalone_question = state.standalone
         yield DoneEvent(state.answer)

@@ -287,6 +287,12 @@ class Generate:
                 "pii_stored": {h.id: h.payload["pii"] for h in state.hits if "pii" in h.payload},
             },
         )
+        if state.condensed is not None:
+            # a follow-up: what it adds to the conversation, and what was answered before
+            request.extra["follow_up"] = {
+                "asked": state.condensed.asked,
+                "said": [t.content for t in q.history if t.role == "assistant"],
+            }
         release = self._verifier(state)
         if gen.verify.min_relevance > 0 and self.chain.primary.uses_llm:
             # The relevance check needs the question's embedding: computed while the model
@@ -420,6 +426,12 @@ class AssembleAnswer:
                 answer.withheld = len(verified.unsupported)
             answer.fallbacks = [Fallback(**f) for f in outcome.failures]
             answer.finish_reason = outcome.finish_reason
+        # the condense stage's model rewrite is a call of this request too (charged there)
+        for call in state.extras.get("condense_calls", ()):
+            answer.usage.backends.insert(0, call.model_copy())
+            answer.usage.prompt_tokens += call.prompt_tokens
+            answer.usage.completion_tokens += call.completion_tokens
+            answer.usage.cost = round(answer.usage.cost + call.cost, 10)
         answer.injection = state.injection
         state.answer = answer
         yield CitationsEvent(answer.citations)

@@ -82,6 +82,31 @@ def test_question_streams_an_answer_with_a_verified_citation(
     assert report.is_displayed()
 
 
+def test_a_follow_up_on_the_chat_page_is_answered_from_the_conversation(
+    deployment: Deployment, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{deployment.server.url}/#key={deployment.keys['default']}")
+    for n, question in enumerate(
+        ["What is the free tier rate limit of the public API?", "And the business tier?"], 1
+    ):
+        box = browser.find_element(By.ID, "question")
+        box.send_keys(question)
+        browser.find_element(By.ID, "ask").click()
+        WebDriverWait(browser, 120).until(
+            lambda b, n=n: len(b.find_elements(By.CSS_SELECTOR, "article.turn.done")) >= n
+        )
+    first, follow = browser.find_elements(By.CSS_SELECTOR, "article.turn.done")
+    assert "60 requests per minute" in first.find_element(By.CSS_SELECTOR, ".answer").text
+    assert not first.find_element(By.CSS_SELECTOR, ".standalone").is_displayed()
+    assert "1,200 requests per minute" in follow.find_element(By.CSS_SELECTOR, ".answer").text
+    shown = follow.find_element(By.CSS_SELECTOR, ".standalone")
+    assert shown.is_displayed()
+    assert shown.text == "Answered as: What is the business tier rate limit of the public API?"
+
+
 def test_thumbs_down_on_the_chat_page_reaches_langfuse(
     deployment: Deployment, start_server: Any, browser: Any
 ) -> None:

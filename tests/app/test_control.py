@@ -44,6 +44,7 @@ from rag.core.types import (
     Query,
     StreamEvent,
     TokenEvent,
+    Turn,
 )
 from tests.api.fuzzing import send_raw
 from tests.conftest import RagCli
@@ -61,6 +62,10 @@ FULL = Query(
     temperature=0.3,
     max_tokens=77,
     trace_id="0123456789abcdef0123456789abcdef",
+    history=(
+        Turn("user", "How long are backups kept?"),
+        Turn("assistant", "Backups are kept for 35 days [1]."),
+    ),
 )
 
 

@@ -78,7 +78,16 @@ def test_readme_and_architecture_list_the_stages_in_the_order_they_run(tmp_path:
 
     settings = Settings(data_dir=str(tmp_path), cache={"enabled": True, "backend": "local"})
     names = [s.name for s in default_stages(_Index(), settings)]  # type: ignore[arg-type]
-    assert names == ["prompt", "cache", "retrieve", "rerank", "pack", "generate", "answer"]
+    assert names == [
+        "condense",
+        "prompt",
+        "cache",
+        "retrieve",
+        "rerank",
+        "pack",
+        "generate",
+        "answer",
+    ]
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## The query path") :]

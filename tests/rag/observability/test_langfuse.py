@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rag.core.config import Settings
-from rag.core.types import DoneEvent, Query
+from rag.core.types import DoneEvent, Query, Turn
 from rag.observability import Tracing, tracing_for
 from rag.query.pipeline import QueryPipeline
 from tests.langfuse_standin import ExportedSpan, LangfuseStandIn, refused_url
@@ -195,6 +195,33 @@ def test_each_backend_attempt_is_a_generation_with_its_outcome(
             x["name"] == "degraded" and x.get("traceId") == answer.trace_id for x in s.scores
         )
     )
+    pipeline.close()
+    tracing.shutdown()
+
+
+def test_a_follow_ups_standalone_question_is_in_its_condense_span(
+    kb: KnowledgeBase, kb_settings: Callable[..., Settings], standin: LangfuseStandIn
+) -> None:
+    settings = traced_settings(kb_settings, standin.url)
+    tracing = tracing_for(settings)
+    pipeline = _pipeline(kb, settings, tracing)
+    history = (
+        Turn("user", f"When was the Eiffel Tower built? Mail me at {PII_EMAIL}"),
+        Turn("assistant", "It was built between 1887 and 1889 [1]."),
+    )
+    answer = pipeline.run(Query("How tall is it?", history=history, tenant="default"))
+    assert answer.standalone_question == "How tall is the Eiffel Tower?" and answer.trace_id
+    spans = _wait_trace(standin, answer.trace_id, tracing)
+    root, children = _tree(spans)
+    condense = next(s for s in children[root.span_id] if s.name == "condense")
+    assert condense.json_attr("langfuse.observation.output") == {
+        "standalone_question": "How tall is the Eiffel Tower?"
+    }
+    assert condense.json_attr("langfuse.observation.input") == {"asked": "How tall is it?"}
+    detail = next(s for s in children[condense.span_id] if s.name == "condense.question")
+    meta = {k: v for k, v in detail.attributes.items() if "metadata" in k}
+    assert '"rules"' in meta["langfuse.observation.metadata.condense_method"], meta
+    assert PII_EMAIL not in standin.everything()
     pipeline.close()
     tracing.shutdown()
 
