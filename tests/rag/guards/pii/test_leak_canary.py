@@ -53,7 +53,7 @@ DOCS = {
 class EchoingServer(ChatServer):
     """Answers with the placeholders it was sent, each split across two streamed pieces."""
 
-    def pieces(self, body: dict[str, Any]) -> list[str]:
+    def answer(self, body: dict[str, Any]) -> str:
         sent = " ".join(m["content"] for m in body.get("messages", []))
         person = next(
             (m.group(0) for m in PLACEHOLDER.finditer(sent) if "PERSON" in m.group(0)), ""
@@ -61,6 +61,9 @@ class EchoingServer(ChatServer):
         email = next((m.group(0) for m in PLACEHOLDER.finditer(sent) if "EMAIL" in m.group(0)), "")
         text = f"The billing owner is {person} [1]. Reach him at {email} [1]."
         self.reply = text
+        return text
+
+    def pieces(self, text: str, body: dict[str, Any]) -> list[str]:
         out: list[str] = []
         for word in re.split(r"(?<= )", text):
             if word.startswith("<") and len(word) > 4:
