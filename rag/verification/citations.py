@@ -588,7 +588,8 @@ class AnswerVerifier:
             if best is not None:
                 self._cite(sentence, best[1], best[0], best[2])
         sentence.supported = bool(sentence.cited)
-        if self.output_check and needs and self._refused(sentence):
+        # Short sentences too: a canary or a link an attack asked for can be one word.
+        if self.output_check and self._refused(sentence):
             return None  # an instruction, or contradicted by a better passage: not said
         if sentence.supported:
             floor = self.settings.min_relevance
