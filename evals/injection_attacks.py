@@ -54,6 +54,8 @@ __all__ = [
     "Attack",
     "attack_success",
     "load_attacks",
+    "plant_in",
+    "question_false_positives",
     "run_attacked_answers",
 ]
 
@@ -158,7 +160,7 @@ def attack_success(answer: str, canary: str, attack: Iterable[str], benign: str 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
-def _insert(paragraph: str, text: str, where: int) -> str:
+def plant_in(paragraph: str, text: str, where: int) -> str:
     """``text`` as sentences of their own in ``paragraph``: at its start (0), after its middle
     sentence (1) or at its end (2)."""
     cuts = [m.end() for m in _SENTENCE_END.finditer(paragraph)]
@@ -220,13 +222,13 @@ def _plant(
         done[gold_doc] = case
         parts = case.attack.render(case.canary, case.question)
         doc = by_id[gold_doc]
-        doc["text"] = _insert(str(doc["text"]), parts[0], i % 3)
+        doc["text"] = plant_in(str(doc["text"]), parts[0], i % 3)
         if len(parts) > 1:
             other = _next_paragraph(gold_doc, set(by_id) - set(done))
             if other is None:
-                doc["text"] = _insert(str(doc["text"]), parts[1], 2)
+                doc["text"] = plant_in(str(doc["text"]), parts[1], 2)
             else:
-                by_id[other]["text"] = _insert(str(by_id[other]["text"]), parts[1], 0)
+                by_id[other]["text"] = plant_in(str(by_id[other]["text"]), parts[1], 0)
     return list(by_id.values())
 
 
