@@ -203,7 +203,8 @@ class Metrics:
         )
         self.injection = Counter(
             "rag_injection_detected",
-            "Prompt injection met by queries: attacked questions, flagged chunks kept out",
+            "Prompt injection met by queries: attacked questions, attack spans cut out of chunks, "
+            "flagged chunks kept out",
             ["kind"],
             registry=self.registry,
         )
@@ -232,6 +233,8 @@ class Metrics:
             self.injection.labels("question").inc()
         if injection.get("passages_excluded"):
             self.injection.labels("passages_excluded").inc(int(injection["passages_excluded"]))
+        if injection.get("spans_removed"):
+            self.injection.labels("spans_removed").inc(int(injection["spans_removed"]))
         for call in usage.get("backends") or []:
             labels = (str(call.get("backend")), _model_label(call.get("model")), tenant)
             for kind in ("prompt", "completion"):

@@ -258,6 +258,13 @@ class Passage:
     text_hashes: set[str] = field(default_factory=set)
     # Why the injection detector flagged it (``injection.flagged: fence``); empty: not flagged.
     flagged: list[str] = field(default_factory=list)
+    # Text the injection detector found to be an attack: taken out of ``text``
+    # (``injection.flagged: exclude``) or still in it, in a fenced passage. Never quoted,
+    # never certifies an answer sentence (rag.guards.injection.output_check).
+    suspect: list[str] = field(default_factory=list)
+    # Ranges of the document (offsets like ``start``/``end``) still to be taken out of
+    # ``text``: set from the chunks' ``injection_cut``, applied when chunks are merged.
+    cut: list[tuple[int, int]] = field(default_factory=list)
 
     def header(self) -> str:
         label = self.title or self.source

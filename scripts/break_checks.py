@@ -711,6 +711,63 @@ BREAKS = [
         "        return text\n",
         "tests/rag/guards/pii/test_real_world.py",
     ),
+    # -- prompt injection: attacked, still answered (issue 24) ----------------------------
+    Break(
+        "injection: span exclusion replaced by whole-chunk exclusion",
+        "rag/query/guard.py",
+        'elif spans and _content_left(str(hit.payload.get("text") or ""), spans):',
+        "elif False:",
+        "tests/rag/guards/test_injection.py::test_the_poisoned_answer_paragraph_still_answers",
+    ),
+    Break(
+        "injection: spans are the whole chunk",
+        "rag/guards/injection.py",
+        "    return _merged(spans)\n\n\ndef _merged(",
+        "    return [(0, len(text))]\n\n\ndef _merged(",
+        "tests/rag/guards/test_injection.py::test_a_flagged_chunk_loses_the_attack_span_not_its_content",
+    ),
+    Break(
+        "injection: the question cut disabled",
+        "rag/query/guard.py",
+        "            state.question = checked.question\n",
+        "",
+        "tests/rag/guards/test_injection.py::test_an_appended_attack_is_answered_as_the_plain_question",
+    ),
+    Break(
+        "injection: extractive allowed to copy a flagged span",
+        "rag/generate/extractive.py",
+        "if passage.suspect and repeats_suspect(sentence, passage.suspect, clean):",
+        "if False:",
+        "tests/rag/guards/test_injection.py::test_the_extractive_backend_never_says_a_flagged_span",
+    ),
+    Break(
+        "injection: the output check lets a flagged span's text through",
+        "rag/guards/injection.py",
+        'if suspect and repeats_suspect(visible, suspect, f"{clean} {question}"):',
+        "if False:",
+        "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
+    ),
+    Break(
+        "injection: the output check lets an unknown link through",
+        "rag/guards/injection.py",
+        'if unknown := _unknown_destinations(visible, f"{clean} {question}"):',
+        "if unknown := None:",
+        "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
+    ),
+    Break(
+        "injection: short answer sentences skip the output check",
+        "rag/verification/citations.py",
+        "if self.output_check and self._refused(sentence):",
+        "if self.output_check and needs and self._refused(sentence):",
+        "tests/rag/guards/test_injection.py::test_a_short_sentence_repeating_an_attack_is_not_verified",
+    ),
+    Break(
+        "injection: merged chunks keep their attack spans",
+        "rag/query/pack.py",
+        "return [_without_cuts(p) for p in passages]",
+        "return passages",
+        "tests/rag/guards/test_injection.py::test_merged_chunks_lose_the_attack_span_once_merged",
+    ),
 ]
 
 

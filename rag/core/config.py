@@ -436,9 +436,10 @@ class InjectionSettings(_Section):
     """Prompt-injection defence (rag/guards/injection.py): documents and questions are data."""
 
     enabled: bool = True
-    # Chunks the detector flags at ingest: kept out of answers (exclude), or passed to the
-    # model marked as suspect data (fence).
-    flagged: Literal["exclude", "fence"] = "exclude"
+    # Chunks the detector flags at ingest: the attack spans taken out, the rest kept
+    # (exclude); the whole chunk kept out (exclude_chunk); or passed to the model whole,
+    # marked as suspect data and never quoted (fence).
+    flagged: Literal["exclude", "exclude_chunk", "fence"] = "exclude"
     questions: bool = True  # strip the attack part of a question before retrieval
     output_check: bool = True  # answer sentences that instruct or contradict are not verified
 

@@ -152,7 +152,14 @@ class Injection(BaseModel):
     )
     reasons: list[str] = Field(default_factory=list, description="What the detector found")
     passages_excluded: int = Field(
-        default=0, description="Retrieved chunks flagged as injection and kept out of the answer"
+        default=0,
+        description="Retrieved chunks flagged as injection and kept out of the answer whole "
+        "(injection.flagged: exclude_chunk, or nothing but the attack in them)",
+    )
+    spans_removed: int = Field(
+        default=0,
+        description="Attack spans cut out of retrieved chunks, the rest of each chunk kept "
+        "(injection.flagged: exclude)",
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
+from rag.guards.injection import repeats_suspect
 from rag.verification.answer_types import RelevanceFeatures, relevance
 from rag.verification.citations import (
     SupportScorer,
@@ -95,8 +96,15 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
             continue
         headings[passage.n] = [h for h in (passage.title or "", *passage.section) if h]
         known = {h.lower() for h in headings[passage.n]}
+        # Attack spans are cut out of the text already (injection.flagged: exclude); a
+        # passage that still holds one never gives it as the answer.
+        clean = passage.text
+        for span in passage.suspect:
+            clean = clean.replace(span, " ")
         for position, sentence in enumerate(scorer.passage_sentences(passage)):
             sentence = _without_headings(sentence, known)
+            if passage.suspect and repeats_suspect(sentence, passage.suspect, clean):
+                continue
             if len(sentence.split()) >= _MIN_WORDS:
                 raw.append((passage.n, position, sentence, passage.text))
     if not raw:

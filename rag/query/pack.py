@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from rag.contracts import PackedContext, Passage
 from rag.core.errors import PackingError
+from rag.guards.injection import strip_spans
 from rag.store import Hit
 
 __all__ = ["PackedContext", "Packer", "PackingError", "Passage", "passages_from_hits"]
@@ -48,7 +49,20 @@ def _passage_from_hit(hit: Hit, rank: int) -> Passage:
         text_hashes={str(p.get("text_hash") or hash(text))},
         # Set by the injection guard when it passes a flagged chunk on (injection.flagged: fence).
         flagged=[str(r) for r in p.get("injection_fenced") or []],
+        suspect=[text[s:e] for s, e in p.get("injection_suspect") or []],
+        # The attack spans the guard takes out (injection.flagged: exclude), as document offsets.
+        cut=[(start + int(s), start + int(e)) for s, e in p.get("injection_cut") or []],
     )
+
+
+def _without_cuts(passage: Passage) -> Passage:
+    """The passage with its attack spans taken out of the text (kept in ``suspect``: the
+    output check refuses a sentence that repeats them); its range in the document stays."""
+    if not passage.cut:
+        return passage
+    spans = [(s - passage.start, e - passage.start) for s, e in passage.cut]
+    text, removed = strip_spans(passage.text, spans)
+    return replace(passage, text=text, suspect=passage.suspect + removed, cut=[])
 
 
 def _merge(a: Passage, b: Passage) -> Passage | None:
@@ -76,6 +90,8 @@ def _merge(a: Passage, b: Passage) -> Passage | None:
         rank=min(a.rank, b.rank),
         text_hashes=a.text_hashes | b.text_hashes,
         flagged=list(dict.fromkeys(a.flagged + b.flagged)),
+        suspect=list(dict.fromkeys(a.suspect + b.suspect)),
+        cut=sorted(set(a.cut + b.cut)),
     )
 
 
@@ -98,7 +114,8 @@ def passages_from_hits(hits: Sequence[Hit]) -> list[Passage]:
                 cand = merged
         keep.append(cand)
         passages = sorted(keep, key=lambda p: p.rank)
-    return passages
+    # Attack spans come out only now: merging needs each chunk's text as the document has it.
+    return [_without_cuts(p) for p in passages]
 
 
 class Packer:

@@ -635,7 +635,8 @@ class AnswerVerifier:
         sentence.supported = bool(kept)
         if not sentence.supported and verdict.reason:
             sentence.why = verdict.reason
-        if self.output_check and needs and self._refused(sentence):
+        # Short sentences too: a canary or a link an attack asked for can be one word.
+        if self.output_check and self._refused(sentence):
             return None  # an instruction, or contradicted by a better passage: not said
         if sentence.supported and not self.answered:
             # Whether it answers the question matters only until one sentence does.
