@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from api.chat import condense
+from api.chat import split_conversation
 from api.models import ChatMessage
 from tests.api.conftest import Deployment, LiveServer
 from tests.rag.chat_server import ChatServer, Fault
@@ -189,22 +189,22 @@ def test_unknown_model_and_bad_key_raise_the_clients_own_errors(
         bad.models.list()
 
 
-def test_follow_up_questions_carry_earlier_turns_within_the_budget() -> None:
+def test_earlier_messages_become_the_history_within_the_budget() -> None:
     words = len  # a stand-in tokenizer: one token per character keeps the budget arithmetic visible
     messages = [
         ChatMessage(role="user", content="Tell me about the backup policy."),
         ChatMessage(role="assistant", content="Backups run nightly [1]."),
         ChatMessage(role="user", content="How long are they kept?"),
     ]
-    question, last = condense(messages, budget=200, count=words)
-    assert last == "How long are they kept?"
-    assert question.startswith(last)
-    assert "backup policy" in question and "Backups run nightly" in question
-    assert "[1]" not in question  # markers of earlier answers are noise for retrieval
-    tight, _ = condense(messages, budget=30, count=words)
-    assert "Backups run nightly" in tight and "backup policy" not in tight  # most recent turn first
-    alone, _ = condense(messages, budget=0, count=words)
-    assert alone == last
+    question, history = split_conversation(messages, budget=200, count=words)
+    assert question == "How long are they kept?"  # the question itself, not a concatenation
+    texts = [t.content for t in history]
+    assert texts == ["Tell me about the backup policy.", "Backups run nightly."]
+    assert all("[1]" not in t for t in texts)  # markers of earlier answers are noise
+    _, tight = split_conversation(messages, budget=30, count=words)
+    assert [t.content for t in tight] == ["Backups run nightly."]  # the most recent turn first
+    _, alone = split_conversation(messages, budget=0, count=words)
+    assert alone == ()
 
 
 def test_a_follow_up_is_answered_from_the_conversation(
