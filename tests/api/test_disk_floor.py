@@ -49,7 +49,7 @@ def test_under_the_floor_uploads_and_ingestion_wait_and_reads_go_on(
         pending = index.data_dir / TENANTS_DIR / settings.tenant / "travel.md"
         pending.parent.mkdir(parents=True, exist_ok=True)
         pending.write_text("# Travel\n\nTrain tickets are booked by the office.\n")
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             client.headers["Authorization"] = f"Bearer {keys.local_key(settings.tenant)}"
             up = client.post("/v1/documents", files={"file": ("x.md", b"# X\n\nText.\n")})
             assert up.status_code == 503, up.text
