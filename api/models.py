@@ -87,7 +87,7 @@ class Filters(BaseModel):
 class HistoryMessage(BaseModel):
     """One earlier message of the conversation: the user's question or the assistant's answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["user", "assistant"]
     content: str = Field(max_length=100_000)
@@ -121,7 +121,7 @@ class QueryRequest(BaseModel):
     temperature: float | None = Field(
         default=None, ge=0.0, le=2.0, description="None: the prompt's, else generation.temperature"
     )
-    max_tokens: int | None = Field(
+    max_tokens: JsonInt | None = Field(
         default=None,
         ge=1,
         le=32768,
