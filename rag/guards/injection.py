@@ -757,6 +757,25 @@ _more_triggers(
     "asks to remember a code word", "remember", "memori", "store", "keep", "save", "secret"
 )
 _more_triggers("new instructions", "task", "new rule", "overrid", "replace", "supersede")
+_more_triggers(
+    "asks to ignore previous instructions (other language)",
+    *("ignor", "oubli", "vergiss", "vergessen", "missacht", "olvid", "descart", "dimentic"),
+    *("esque", "desconsider", "negeer", "vergeet", "zignoruj", "zapomnij", "pomi"),
+    *("игнор", "забуд", "проигнор", "忽略", "无视", "忘记", "忘掉", "不要理会", "無視", "忘れ"),
+)
+_more_triggers(
+    "addresses an AI assistant (other language)",
+    *("note", "hinweis", "nachricht", "anweisung", "system", "instrucc", "mensaje", "nota"),
+    *("messaggio", "istruzion", "mensagem", "instru", "rispondere", "respondas", "ponds"),
+    *("系统", "システム", "сообщение", "инструкция", "примечание"),
+)
+_more_triggers(
+    "tells the model what to say (other language)",
+    *("répond", "repond", "écri", "ecri", "affich", "antwort", "gib", "schreib", "respond"),
+    *("contesta", "escrib", "rispondi", "scrivi", "escrev", "digit", "antwoord", "geef"),
+    *("schrijf", "odpowiedz", "napisz", "ответь", "напиш", "выведи", "只", "请输出", "とだけ"),
+    "と出力",
+)
 
 
 def _rule_hits(text: str, rules: Sequence[tuple[str, float, re.Pattern[str]]]) -> dict[str, float]:
