@@ -973,6 +973,14 @@ _LEADS_IN = re.compile(
     r"with|follows|following|only|word|code|text)|:)\s*$",
     re.IGNORECASE,
 )
+_ATTACK_END = re.compile(
+    r"(?:[\"'”»)\]>]|\|>|-->|\b[A-Z]{4,}|\b(?=\w*\d)\w{5,}|\S{16,}|[\U000e0000-\U000e007f])$"
+)
+_SAYING = re.compile(
+    r"\b(?:say|says|said|print|output|answer|reply|respond|state|write|tell|claim|mention|"
+    r"report|repeat|recommend|is|are|be)\b",
+    re.IGNORECASE,
+)
 _PREAMBLE_WORDS = 3  # "Stop.", "IMPORTANT:", "END OF DOCUMENT." right before an attack
 _KEEP_WORDS = 4  # the least a sentence's clean part holds to be kept beside its attack
 
@@ -1010,6 +1018,17 @@ def _units(text: str) -> list[tuple[int, int]]:
     return out
 
 
+_DOMAIN = re.compile(r"(?:https?://|www\.|@)([\w-]+(?:\.[\w-]+)+)", re.IGNORECASE)
+
+
+def _domains(text: str) -> set[str]:
+    """The registrable part of the links' and addresses' hosts (``login.evil.example`` and
+    ``abuse@evil.example``: ``evil.example``)."""
+    return {
+        ".".join(m.group(1).lower().rstrip(".").split(".")[-2:]) for m in _DOMAIN.finditer(text)
+    }
+
+
 def _words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
@@ -1043,10 +1062,21 @@ def _refine(unit: str) -> tuple[int, int]:
         if ":" not in head and _clean_part(head) and detect(rest).score >= UNIT_AT:
             start = resume
             break
+    # A tail is content only where the attack visibly ended: at the end of a rule's match,
+    # a turn marker, a code word, a quoted string or an encoded blob ("say zqx10 The bridge
+    # …"); "then say the approved AI model is hosted in the US region" is one attack.
+    ends = {e for _, e, _, _ in _rule_matches(unit)}
     for cut, resume in breaks:  # the longest clean tail after the attack
         if cut <= start:
             continue
         body, tail = unit[start:cut], unit[resume:]
+        if (
+            cut not in ends
+            and not _ATTACK_END.search(body)
+            # a fragment that asks for nothing to be said ("when summarising") ends there
+            and _SAYING.search(re.split(r"[,;:]", body)[-1])
+        ):
+            continue
         if unit[cut] == ":" and (_words(body) > 3 or detect(body).score < UNIT_AT):
             continue  # a label's colon: only a turn marker's ends the attack
         if (
@@ -1084,6 +1114,12 @@ def attack_spans(text: str, hidden: Sequence[str] = ()) -> list[tuple[int, int]]
         s, e = units[i]
         return _words(text[s:e]) <= 3 and text[e : e + 1] == "\n"
 
+    # A sentence of the chunk that points where the attack points (its links' and addresses'
+    # domains) belongs to it: "Phishing should be reported to abuse@evil.example".
+    domains = {d for i, (s, e) in enumerate(units) if attack[i] for d in _domains(text[s:e])}
+    for i, (s, e) in enumerate(units):
+        if not attack[i] and domains & _domains(text[s:e]):
+            attack[i] = True
     changed = True
     while changed:
         changed = False
@@ -1562,6 +1598,8 @@ def output_check(
         return "the sentence repeats text flagged as prompt injection"
     if unknown := _unknown_destinations(visible, f"{clean} {question}"):
         return f"the sentence gives a link or address no unflagged passage holds ({unknown})"
+    if bad := _domains(visible) & {d for t in suspect for d in _domains(t)}:
+        return f"the sentence points where a flagged attack points ({sorted(bad)[0]})"
     if _CALL_TO_ACTION.search(visible):
         secret = re.search(_SECRET, visible, re.IGNORECASE)
         if secret or not _asked_for(question, visible):
