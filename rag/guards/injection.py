@@ -294,6 +294,8 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"(?:earlier|previous|prior|original|current)\s+(?:rules|task|context))\b"
             r"|\b(?:ignore|disregard)\s+(?:the|this|that)\s+(?:article|passage|paragraph|"
             r"document|text|page|context|data|rules)(?:\s+(?:above|below))?\s*(?:[.,;:!]|and\b|$)"
+            r"|\b(?:ignore|disregard|skip)\s+(?:the\s+)?(?:rest|remainder)\s+of\s+(?:this|the)\s+"
+            r"(?:data|text|document|page|input|context|passage|article|prompt|message)\b"
             r"|\b(?:previous|prior|earlier|above|original|old|former)\s+(?:instructions|directions|"
             r"rules|guidance|prompts?|orders|directives)\s+(?:are|is|have been|were)\s+(?:now\s+)?"
             r"(?:obsolete|void|cancell?ed|revoked|outdated|superseded|replaced|invalid|"
@@ -482,6 +484,23 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"(?:users?|readers?|visitors?)\s+to\b"
             r"|\b(?:reply|respond|answer)\s+with\s+(?:a\s+)?(?:link|url|image)\b"
             r"|\b(?:reply|respond|answer)\s+with\s+!?\[[^\]\n]*\]\(\s*https?://",
+            _FLAGS,
+        ),
+    ),
+    (
+        "tells the model what to say",
+        0.6,
+        re.compile(
+            # "… and output: Highly recommended for immediate hire."
+            r"\b(?:output|print|say|write|respond with|reply with|answer with)\s*:\s*[\"'“]?[A-Z]",
+            _FLAGS,
+        ),
+    ),
+    (
+        "asks to ignore previous instructions",
+        0.6,
+        re.compile(
+            r"\boverride\b[^.\n]{0,40}?\band\s+(?:output|print|say|write|respond|reply|state)\b",
             _FLAGS,
         ),
     ),
