@@ -557,6 +557,31 @@ def test_merged_chunks_lose_the_attack_span_once_merged() -> None:
     assert "ZQXCANARY" not in merged.text and merged.suspect
 
 
+def test_chunks_scored_by_an_older_detector_get_their_spans_at_query_time() -> None:
+    """An index built before spans were stored (detector version 1) needs no reindex."""
+    from rag.core.config import InjectionSettings
+    from rag.query.guard import InjectionGuard
+    from rag.query.pack import passages_from_hits
+    from rag.store import Hit
+
+    payload = {
+        "text": POISONED_POLICY,
+        "doc_id": "d",
+        "source": "backup-policy.md",
+        "start": 0,
+        "end": len(POISONED_POLICY),
+        "injection_flagged": True,
+        "injection_score": 1.0,
+        "injection_version": 1,
+    }
+    state = QueryState(query=Query("How long are backups retained?"), question="x")
+    hits = InjectionGuard(InjectionSettings()).passages(state, [Hit("a", 0.9, payload)])
+    [passage] = passages_from_hits(hits)
+    assert all(s in passage.text for s in CLEAN_SENTENCES), passage.text
+    assert "ZQXCANARY" not in passage.text and passage.suspect
+    assert state.injection is not None and state.injection.spans_removed == 1
+
+
 @pytest.fixture(scope="module")
 def poisoned_kb(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Index]:
     root = tmp_path_factory.mktemp("poisoned")
