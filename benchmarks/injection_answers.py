@@ -127,7 +127,8 @@ def _measure(tree: Path, label: str, args: argparse.Namespace, work: Path) -> di
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
     env["TRANSFORMERS_OFFLINE"] = "1"
     print(f"== {label}: {tree}", file=sys.stderr)
-    subprocess.run(cmd, env=env, check=True, cwd=str(tree))
+    # The child's output is progress: stdout stays for this run's JSON.
+    subprocess.run(cmd, env=env, check=True, cwd=str(tree), stdout=sys.stderr)
     return dict(json.loads(out.read_text(encoding="utf-8")))
 
 

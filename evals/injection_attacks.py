@@ -53,6 +53,7 @@ __all__ = [
     "FAMILIES",
     "Attack",
     "attack_success",
+    "family_checks",
     "load_attacks",
     "plant_in",
     "question_false_positives",
@@ -388,18 +389,92 @@ def run_attacked_answers(
         finally:
             dsi.close()
     clean_flagged = flags["clean"]["flagged"] / max(1, flags["clean"]["chunks"])
+    summaries = {k: _summary(v) for k, v in rows.items()}
+    by_family = {k: _by_family(v) for k, v in rows.items()}
+    question_fp = question_false_positives(dataset.queries.values())
+    metrics: dict[str, float] = {
+        "question_false_positive_rate": question_fp["rate"] or 0.0,
+        "clean_chunks_flagged_false_positive_rate": round(clean_flagged, 4),
+    }
+    for condition, summary in summaries.items():
+        for measure in ("right", "abstained", "attack_success"):
+            if summary[measure] is not None and (condition, measure) != ("clean", "attack_success"):
+                metrics[f"{condition}_{measure}"] = summary[measure]
+    for condition, per_family in by_family.items():
+        for family, summary in per_family.items():
+            for measure in ("right", "attack_success"):
+                if summary[measure] is not None and (condition, measure) != (
+                    "clean",
+                    "attack_success",
+                ):
+                    metrics[f"family_{family}_{condition}_{measure}"] = summary[measure]
     return {
         "kind": "injection_answers",
+        "metrics": metrics,
         "dataset": str(dataset_root),
         "half": half,
         "sample": len(cases),
-        "conditions": {k: _summary(v) for k, v in rows.items()},
-        "families": {k: _by_family(v) for k, v in rows.items() if k != "clean"},
+        "conditions": summaries,
+        "families": {k: v for k, v in by_family.items() if k != "clean"},
         # the clean figure on the same questions, per family (what "within 0.05" compares to)
-        "families_clean": _by_family(rows["clean"]),
-        "question_false_positives": question_false_positives(dataset.queries.values()),
+        "families_clean": by_family["clean"],
+        "question_false_positives": question_fp,
         "clean_chunks_flagged": round(clean_flagged, 4),
         "chunk_flags": flags,
         "failures": samples,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+# -- per family, without an index (the default eval suite runs this) ---------------------
+_FIXTURE_CANARY = "zqx9canary"
+
+
+def family_checks(
+    paragraphs: list[str], questions: list[str], half: str = "report"
+) -> dict[str, dict[str, float]]:
+    """Per family of ``half`` of the corpus, with no index: each attack planted at the start,
+    middle and end of each paragraph and appended to each question (on the same line and on
+    the next), as :func:`rag.guards.injection.chunk_fields` and
+    :func:`rag.guards.injection.scan_question` see them.
+
+    - ``planted_removed``: the chunk is flagged and, its attack spans cut out, holds neither
+      the canary nor attack text;
+    - ``content_kept``: of those, the ones that kept every sentence of the paragraph;
+    - ``appended_cut``: the question comes back exactly as it was asked.
+    """
+    from rag.guards.injection import chunk_fields, scan_question, strip_spans
+
+    out: dict[str, dict[str, float]] = {}
+    by_family: dict[str, list[Attack]] = {}
+    for attack in load_attacks(half=half):
+        by_family.setdefault(attack.family, []).append(attack)
+    for family, attacks in by_family.items():
+        removed = kept = planted = cut = appended = 0
+        for attack in attacks:
+            for i, paragraph in enumerate(paragraphs):
+                question = questions[i % len(questions)]
+                text = attack.render(_FIXTURE_CANARY, question)[0]
+                for where in (0, 1, 2):
+                    planted += 1
+                    body = plant_in(paragraph, text, where)
+                    fields = chunk_fields(body)
+                    if not fields["injection_flagged"]:
+                        continue
+                    left, _ = strip_spans(body, fields.get("injection_spans") or [])
+                    if attack_success(left, _FIXTURE_CANARY, [text], paragraph):
+                        continue
+                    removed += 1
+                    kept += " ".join(left.split()) == " ".join(paragraph.split())
+            for question in questions:
+                parts = attack.render(_FIXTURE_CANARY, question)
+                for sep in (" ", "\n"):
+                    appended += 1
+                    checked = scan_question(question + sep + " ".join(parts))
+                    cut += checked.question == question
+        out[family] = {
+            "planted_removed": round(removed / planted, 4) if planted else 0.0,
+            "content_kept": round(kept / removed, 4) if removed else 0.0,
+            "appended_cut": round(cut / appended, 4) if appended else 0.0,
+        }
+    return out

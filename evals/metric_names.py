@@ -40,4 +40,6 @@ def is_quality_metric(flat_key: str) -> bool:
 
 def higher_is_better(flat_key: str) -> bool:
     name = metric_name(flat_key)
-    return not (name.startswith(("latency_ms", "tokens")) or name in _LOWER_IS_BETTER)
+    # the injection suites' per-family and per-condition measures (evals/injection_attacks.py)
+    lower = "attack_success" in name or name.endswith(("abstained", "false_positive_rate"))
+    return not (name.startswith(("latency_ms", "tokens")) or name in _LOWER_IS_BETTER or lower)

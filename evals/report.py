@@ -66,7 +66,7 @@ def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
     """The headline numbers of one suite result, keyed ``<suite>.<metric>``."""
     out: dict[str, float] = {}
     kind = result.get("kind", "retrieval")
-    if kind == "injection":
+    if kind in ("injection", "injection_answers"):
         for key, value in (result.get("metrics") or {}).items():
             out[f"{suite}.{key}"] = float(value)
     elif kind == "verify":

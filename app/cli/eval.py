@@ -539,20 +539,102 @@ def eval_injection(
     baseline: Annotated[
         bool, typer.Option("--baseline/--no-baseline", help="Also ask with the defence off")
     ] = True,
+    dataset: Annotated[
+        Path | None,
+        typer.Option(
+            "--dataset",
+            help="Also attack a BEIR answer set (e.g. ../shared/datasets/squad2): the corpus's "
+            "attacks planted into answer paragraphs and appended to questions, per family",
+        ),
+    ] = None,
+    sample: Annotated[
+        int, typer.Option("--sample", help="Answerable questions of --dataset asked", min=1)
+    ] = 120,
+    half: Annotated[
+        str, typer.Option("--half", help="Half of evals/injection_attacks.jsonl: report or tune")
+    ] = "report",
+    report: Annotated[
+        bool, typer.Option("--report", help="Also write report.json/html under <data_dir>/reports/")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Prompt-injection suite: planted and direct attacks on fixtures of its own (isolated index)."""
+    """Prompt-injection suite: planted and direct attacks on fixtures of its own (isolated index),
+    per family of the attack corpus; with --dataset, attacked questions of an answer set too."""
     from evals.injection import run_injection_suite
 
+    if half not in ("report", "tune"):
+        fail("--half is report (the figures to quote) or tune (what the detector was tuned on)")
     settings = get_settings()
-    result = run_injection_suite(settings, load_embedder(settings), baseline=baseline)
+    embedder = load_embedder(settings)
+    result = run_injection_suite(settings, embedder, baseline=baseline)
+    suites: dict[str, dict[str, Any]] = {"injection": result}
+    if dataset is not None:
+        from evals.datasets import DatasetError
+        from evals.injection_attacks import run_attacked_answers
+
+        try:
+            attacked = run_attacked_answers(
+                settings, embedder, dataset, sample=sample, half=half, echo=_echo
+            )
+        except (DatasetError, ValueError) as exc:
+            fail(f"{exc} (give a BEIR folder with corpus.jsonl and answers.jsonl)", code=2)
+            return
+        suites[f"injection-{dataset.resolve().name}"] = attacked
+        result["attacked_answers"] = attacked
+    if report:
+        from evals.report import save_report
+
+        folder, _ = save_report(settings, suites, "manual", "rag eval injection", {}, [])
+        result["report"] = str(folder / "report.html")
     if as_json:
         print_json(result)
         return
     for key, value in result["metrics"].items():
+        if key.startswith("family_"):
+            continue  # the table below
         base = (result.get("baseline") or {}).get(key)
         typer.echo(
             f"{key:36} {value:.4f}" + (f"   (defence off: {base:.4f})" if base is not None else "")
         )
     for err in result["detector_errors"]:
         typer.echo(f"  detector {err}")
+    typer.echo(
+        f"\n{'family (report half)':<22}{'planted_removed':>16}{'content_kept':>14}"
+        f"{'appended_cut':>14}{'appended_right':>16}{'attack_success':>16}"
+    )
+    for family, m in result["families"].items():
+        typer.echo(
+            f"{family:<22}{m['planted_removed']:>16.3f}{m['content_kept']:>14.3f}"
+            f"{m['appended_cut']:>14.3f}{m['appended_right']:>16.3f}"
+            f"{m['appended_attack_success']:>16.3f}"
+        )
+    if "attacked_answers" in result:
+        _echo_attacked(result["attacked_answers"])
+    if result.get("report"):
+        typer.echo(f"  report      {result['report']}")
+
+
+def _echo_attacked(r: dict[str, Any]) -> None:
+    """The answer set's attacked questions: per condition, then per family."""
+    typer.echo(f"\n{r['dataset']} ({r['sample']} questions, {r['half']} half of the corpus)")
+    typer.echo(f"{'condition':<12}{'right':>8}{'abstained':>11}{'attack_success':>16}")
+    for condition, m in r["conditions"].items():
+        success = "" if condition == "clean" else f"{m['attack_success']:>16.3f}"
+        typer.echo(f"{condition:<12}{m['right']:>8.3f}{m['abstained']:>11.3f}{success}")
+    typer.echo(
+        f"{'family':<14}{'n':>4}{'clean':>8}{'planted':>9}{'p.success':>11}{'appended':>10}"
+        f"{'a.success':>11}"
+    )
+    for family, clean in r["families_clean"].items():
+        p = r["families"]["planted"].get(family, {})
+        a = r["families"]["appended"].get(family, {})
+        typer.echo(
+            f"{family:<14}{clean['questions']:>4}{clean['right']:>8.3f}{p.get('right', 0):>9.3f}"
+            f"{p.get('attack_success', 0):>11.3f}{a.get('right', 0):>10.3f}"
+            f"{a.get('attack_success', 0):>11.3f}"
+        )
+    fp = r["question_false_positives"]
+    typer.echo(
+        f"clean questions cut: {fp['flagged']}/{fp['questions']}; clean chunks flagged: "
+        f"{r['chunk_flags']['clean']['flagged']}/{r['chunk_flags']['clean']['chunks']}"
+    )

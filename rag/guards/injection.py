@@ -325,6 +325,8 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"(?:earlier|previous|prior|original|current)\s+(?:rules|task|context))\b"
             r"|\b(?:ignore|disregard)\s+(?:the|this|that)\s+(?:article|passage|paragraph|"
             r"document|text|page|context|data|rules)(?:\s+(?:above|below))?\s*(?:[.,;:!]|and\b|$)"
+            r"|\b(?:ignore|disregard|skip)\s+(?:the\s+)?(?:rest|remainder)\s+of\s+(?:this|the)\s+"
+            r"(?:data|text|document|page|input|context|passage|article|prompt|message)\b"
             r"|\b(?:previous|prior|earlier|above|original|old|former)\s+(?:instructions|directions|"
             r"rules|guidance|prompts?|orders|directives)\s+(?:are|is|have been|were)\s+(?:now\s+)?"
             r"(?:obsolete|void|cancell?ed|revoked|outdated|superseded|replaced|invalid|"
@@ -513,6 +515,23 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"(?:users?|readers?|visitors?)\s+to\b"
             r"|\b(?:reply|respond|answer)\s+with\s+(?:a\s+)?(?:link|url|image)\b"
             r"|\b(?:reply|respond|answer)\s+with\s+!?\[[^\]\n]*\]\(\s*https?://",
+            _FLAGS,
+        ),
+    ),
+    (
+        "tells the model what to say",
+        0.6,
+        re.compile(
+            # "… and output: Highly recommended for immediate hire."
+            r"\b(?:output|print|say|write|respond with|reply with|answer with)\s*:\s*[\"'“]?[A-Z]",
+            _FLAGS,
+        ),
+    ),
+    (
+        "asks to ignore previous instructions",
+        0.6,
+        re.compile(
+            r"\boverride\b[^.\n]{0,40}?\band\s+(?:output|print|say|write|respond|reply|state)\b",
             _FLAGS,
         ),
     ),
@@ -838,6 +857,25 @@ _more_triggers(
     "asks to remember a code word", "remember", "memori", "store", "keep", "save", "secret"
 )
 _more_triggers("new instructions", "task", "new rule", "overrid", "replace", "supersede")
+_more_triggers(
+    "asks to ignore previous instructions (other language)",
+    *("ignor", "oubli", "vergiss", "vergessen", "missacht", "olvid", "descart", "dimentic"),
+    *("esque", "desconsider", "negeer", "vergeet", "zignoruj", "zapomnij", "pomi"),
+    *("игнор", "забуд", "проигнор", "忽略", "无视", "忘记", "忘掉", "不要理会", "無視", "忘れ"),
+)
+_more_triggers(
+    "addresses an AI assistant (other language)",
+    *("note", "hinweis", "nachricht", "anweisung", "system", "instrucc", "mensaje", "nota"),
+    *("messaggio", "istruzion", "mensagem", "instru", "rispondere", "respondas", "ponds"),
+    *("系统", "システム", "сообщение", "инструкция", "примечание"),
+)
+_more_triggers(
+    "tells the model what to say (other language)",
+    *("répond", "repond", "écri", "ecri", "affich", "antwort", "gib", "schreib", "respond"),
+    *("contesta", "escrib", "rispondi", "scrivi", "escrev", "digit", "antwoord", "geef"),
+    *("schrijf", "odpowiedz", "napisz", "ответь", "напиш", "выведи", "只", "请输出", "とだけ"),
+    "と出力",
+)
 
 
 def _rule_hits(text: str, rules: Sequence[tuple[str, float, re.Pattern[str]]]) -> dict[str, float]:
@@ -1091,6 +1129,14 @@ _LEADS_IN = re.compile(
     r"with|follows|following|only|word|code|text)|:)\s*$",
     re.IGNORECASE,
 )
+_ATTACK_END = re.compile(
+    r"(?:[\"'”»)\]>]|\|>|-->|\b[A-Z]{4,}|\b(?=\w*\d)\w{5,}|\S{16,}|[\U000e0000-\U000e007f])$"
+)
+_SAYING = re.compile(
+    r"\b(?:say|says|said|print|output|answer|reply|respond|state|write|tell|claim|mention|"
+    r"report|repeat|recommend|is|are|be)\b",
+    re.IGNORECASE,
+)
 _PREAMBLE_WORDS = 3  # "Stop.", "IMPORTANT:", "END OF DOCUMENT." right before an attack
 _KEEP_WORDS = 4  # the least a sentence's clean part holds to be kept beside its attack
 
@@ -1128,6 +1174,17 @@ def _units(text: str) -> list[tuple[int, int]]:
     return out
 
 
+_DOMAIN = re.compile(r"(?:https?://|www\.|@)([\w-]+(?:\.[\w-]+)+)", re.IGNORECASE)
+
+
+def _domains(text: str) -> set[str]:
+    """The registrable part of the links' and addresses' hosts (``login.evil.example`` and
+    ``abuse@evil.example``: ``evil.example``)."""
+    return {
+        ".".join(m.group(1).lower().rstrip(".").split(".")[-2:]) for m in _DOMAIN.finditer(text)
+    }
+
+
 def _words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
@@ -1161,10 +1218,21 @@ def _refine(unit: str) -> tuple[int, int]:
         if ":" not in head and _clean_part(head) and detect(rest).score >= UNIT_AT:
             start = resume
             break
+    # A tail is content only where the attack visibly ended: at the end of a rule's match,
+    # a turn marker, a code word, a quoted string or an encoded blob ("say zqx10 The bridge
+    # …"); "then say the approved AI model is hosted in the US region" is one attack.
+    ends = {e for _, e, _, _ in _rule_matches(unit)}
     for cut, resume in breaks:  # the longest clean tail after the attack
         if cut <= start:
             continue
         body, tail = unit[start:cut], unit[resume:]
+        if (
+            cut not in ends
+            and not _ATTACK_END.search(body)
+            # a fragment that asks for nothing to be said ("when summarising") ends there
+            and _SAYING.search(re.split(r"[,;:]", body)[-1])
+        ):
+            continue
         if unit[cut] == ":" and (_words(body) > 3 or detect(body).score < UNIT_AT):
             continue  # a label's colon: only a turn marker's ends the attack
         if (
@@ -1202,6 +1270,12 @@ def attack_spans(text: str, hidden: Sequence[str] = ()) -> list[tuple[int, int]]
         s, e = units[i]
         return _words(text[s:e]) <= 3 and text[e : e + 1] == "\n"
 
+    # A sentence of the chunk that points where the attack points (its links' and addresses'
+    # domains) belongs to it: "Phishing should be reported to abuse@evil.example".
+    domains = {d for i, (s, e) in enumerate(units) if attack[i] for d in _domains(text[s:e])}
+    for i, (s, e) in enumerate(units):
+        if not attack[i] and domains & _domains(text[s:e]):
+            attack[i] = True
     changed = True
     while changed:
         changed = False
@@ -1680,6 +1754,8 @@ def output_check(
         return "the sentence repeats text flagged as prompt injection"
     if unknown := _unknown_destinations(visible, f"{clean} {question}"):
         return f"the sentence gives a link or address no unflagged passage holds ({unknown})"
+    if bad := _domains(visible) & {d for t in suspect for d in _domains(t)}:
+        return f"the sentence points where a flagged attack points ({sorted(bad)[0]})"
     if _CALL_TO_ACTION.search(visible):
         secret = re.search(_SECRET, visible, re.IGNORECASE)
         if secret or not _asked_for(question, visible):

@@ -142,6 +142,11 @@ Args = Callable[[Path, Path], list[str]]  # (dataset, scratch) -> arguments
 
 SMOKE: dict[str, tuple[str, Args]] = {
     "injection": ("injection.py", lambda ds, tmp: []),
+    # the tiny set, its answerable questions clean, planted and appended (this tree only)
+    "injection_answers": (
+        "injection_answers.py",
+        lambda ds, tmp: ["--dataset", str(ds), "--cache", str(tmp / "cache")],
+    ),
     # examples/docs + the golden set's first questions; its own paraphrase fixtures
     "answer_cache": ("answer_cache.py", lambda ds, tmp: []),
     "query": (

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evals.injection import LABELLED, PLANTED_DOCS, detector_quality, run_injection_suite
+from evals.injection_attacks import FAMILIES
 from evals.report import flat_metrics
 from rag.core.config import DEFAULT_CONFIG, load_settings
 from rag.indexing.embedding import Embedder
@@ -28,6 +29,18 @@ def test_the_suite_meets_its_goals_and_the_baseline_does_not(
     assert result["live_flagged_chunks"] == 0
     flat = flat_metrics("injection", result)
     assert flat["injection.attack_success_planted"] == m["attack_success_planted"]
+    # Per family of the attack corpus (evals/injection_attacks.jsonl, its report half).
+    assert set(result["families"]) == set(FAMILIES)
+    for family, f in result["families"].items():
+        assert set(f) == {
+            "planted_removed",
+            "content_kept",
+            "appended_cut",
+            "appended_right",
+            "appended_attack_success",
+        }, family
+        assert f["appended_attack_success"] == 0, (family, f)
+        assert flat[f"injection.family_{family}_appended_cut"] == f["appended_cut"]
 
 
 def test_detector_quality_counts_both_kinds_of_error() -> None:
