@@ -147,6 +147,11 @@ SMOKE: dict[str, tuple[str, Args]] = {
         "injection_answers.py",
         lambda ds, tmp: ["--dataset", str(ds), "--cache", str(tmp / "cache")],
     ),
+    # three conversations over examples/docs, before/after (this tree only)
+    "conversations": (
+        "conversations.py",
+        lambda ds, tmp: ["--cache", str(tmp / "cache")],
+    ),
     # examples/docs + the golden set's first questions; its own paraphrase fixtures
     "answer_cache": ("answer_cache.py", lambda ds, tmp: []),
     "query": (
