@@ -110,15 +110,20 @@ def english_words() -> frozenset[str]:
     return _words
 
 
+_CAMEL = re.compile(r"[A-Z][a-z]+")
 _SUFFIXES = ("'s", "’s", "s", "es", "ed", "d", "ing", "ly", "er", "est", "ies", "ied")
 
 
 @lru_cache(maxsize=65536)
 def is_english(word: str) -> bool:
-    """``word`` (any case) is an English word or a regular form of one."""
+    """``word`` (any case) is an English word or a regular form of one; a CamelCase compound of
+    English words counts too (``PermissionError``, ``FileNotFoundError``: code, not a name)."""
     w = word.casefold().strip(".,;:'’\"()")
     if not w:
         return True
+    parts = _CAMEL.findall(word.strip(".,;:'’\"()"))
+    if len(parts) > 1 and "".join(parts) == word.strip(".,;:'’\"()"):
+        return all(is_english(p) for p in parts)
     words = _words
     if w in words or w in STOP:
         return True
