@@ -386,7 +386,6 @@ _CUE_SCAN = re.compile(_STRONG_CUE.pattern.removesuffix("$"))
 _ROLE_CUE = re.compile(
     r"(?i)\b(?:user|customer|client|caller|account of|attn:?|from:|to:|contact:)[ \t]*[,:\-]?[ \t]+$"
 )
-_AFTER_CUE = re.compile(r"(?i)^[ \t]*(?:here\b|speaking\b|[,(]? ?\(?(?:mobile|cell)\b)")
 _NOT_NAME = frozenset(
     word_list("""team all everyone there sir madam guys folks both support agent customer client user
     visitor operator admin bot system today tomorrow yesterday again so much very the our
@@ -416,16 +415,6 @@ _SPEAKER = re.compile(
     rf"(?m)^[ \t]*(?:\[\d{{1,2}}:\d{{2}}(?::\d{{2}})?\][ \t]*)?((?:{_NAME_TOKEN}[ \t]+){{0,2}}{_NAME_TOKEN})"
     rf"(?:[ \t]*\(({_NAME_TOKEN})\))?[ \t]*:[ \t]"
 )
-
-
-def _name_like(token: str, lower_ok: bool) -> bool:
-    t = token.strip(".,")
-    low = t.casefold()
-    if len(t) < 2 or low in STOP or low in _NOT_NAME or low in _ROLES:
-        return False
-    if t[0].isupper():
-        return True
-    return lower_ok and not is_english(t)
 
 
 def _take_name(text: str, pos: int, lower_ok: bool) -> tuple[int, int] | None:
