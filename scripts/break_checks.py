@@ -768,6 +768,74 @@ BREAKS = [
         "return passages",
         "tests/rag/guards/test_injection.py::test_merged_chunks_lose_the_attack_span_once_merged",
     ),
+    # -- issue 25, hostile ops: disk full, log scrubbing, shutdown under load ---------------
+    Break(
+        "hostile-ops: GET /v1/sources opens the file again by name after its checks",
+        "api/documents.py",
+        '            return os.fdopen(fd, "rb"), opened\n',
+        "            os.close(fd)\n"
+        "            os.sched_yield()\n"
+        '            return open(path, "rb"), os.stat(path)  # noqa: SIM115\n',
+        "tests/api/test_sources_race.py",
+    ),
+    Break(
+        "hostile-ops: only this project's loggers are scrubbed (not uvicorn's)",
+        "rag/guards/pii/logs.py",
+        '            if not getattr(_busy, "on", False):\n',
+        '            if record.name.split(".")[0] in ("rag", "api", "app") and not getattr(\n'
+        '                _busy, "on", False\n'
+        "            ):\n",
+        "tests/app/test_serve_log_scrubbing.py",
+    ),
+    Break(
+        "hostile-ops: absolute server paths left in log lines",
+        "rag/guards/pii/logs.py",
+        "    text = scrub_server_paths(text)\n",
+        "",
+        "tests/app/test_serve_log_scrubbing.py",
+    ),
+    Break(
+        "hostile-ops: closing the local generator does not stop the generation in flight",
+        "rag/generate/local.py",
+        "                    request.check_deadline(self.name)\n                    self._check_open()\n",
+        "                    request.check_deadline(self.name)\n",
+        "tests/rag/generate/test_generate_local.py::test_close_stops_the_generation_in_flight_before_freeing_the_model",
+    ),
+    Break(
+        "hostile-ops: queued answers are not refused when rag serve stops",
+        "app/api_server.py",
+        "            service.stop_accepting()\n",
+        "            pass\n",
+        "tests/app/test_serve_stop_under_load.py",
+    ),
+    Break(
+        "hostile-ops: uploads ignore the free-space floor",
+        "api/documents.py",
+        "        self.storage.require_space(len(data))\n",
+        "",
+        "tests/api/test_disk_floor.py",
+    ),
+    Break(
+        "hostile-ops: ingestion writes under the free-space floor",
+        "rag/indexing/ingest.py",
+        '        self.index.disk.require(needed, "ingestion")\n',
+        "        return None\n",
+        "tests/api/test_disk_floor.py",
+    ),
+    Break(
+        "hostile-ops: the store's mmap files are not claimed ahead (a start on a full volume)",
+        "rag/store/edge.py",
+        "                allocate_holes(self._populated(shard))\n",
+        "                pass\n",
+        "tests/app/test_disk_full_serve.py",
+    ),
+    Break(
+        "hostile-ops: rag serve keeps no reserve to start on a full volume",
+        "rag/core/diskspace.py",
+        "        self.reserve_path.unlink(missing_ok=True)\n        return True\n",
+        "        return False\n",
+        "tests/app/test_disk_full_serve.py",
+    ),
 ]
 
 
