@@ -202,6 +202,7 @@ class ChatServer:
     model: str = "smollm2-135m-instruct"
     unresolved: list[str] = field(default_factory=list)  # phrases no passage held, all requests
     last: ChatRequest | None = None  # the last request answered, as the responder saw it
+    last_text: str | None = None  # the last reply, placeholders resolved
 
     def __post_init__(self) -> None:
         server = self
@@ -237,8 +238,10 @@ class ChatServer:
                 if not self.path.endswith("/chat/completions"):
                     self._json(404, {"error": {"message": "not found"}})
                     return
-                text = server.answer(body)
-                words = server.pieces(text, body)
+                server.last_text = None
+                words = server.pieces(body)
+                # (a subclass answering in pieces of its own sets ``reply`` instead)
+                text = server.last_text if server.last_text is not None else server.reply
                 finish = "length" if len(words) < len(text.split(" ")) else "stop"
                 prompt_tokens = sum(
                     len(str(m.get("content") or "").split()) for m in body.get("messages", [])
@@ -355,10 +358,13 @@ class ChatServer:
         text = respond(request)
         self.unresolved.extend(request.unresolved)
         self.last = request
+        self.last_text = text
         return text
 
-    def pieces(self, text: str, body: dict[str, Any]) -> list[str]:
-        words = text.split(" ")
+    def pieces(self, body: dict[str, Any]) -> list[str]:
+        """What is streamed for one request: the answer a word at a time (words keep their
+        spaces), cut at the request's ``max_tokens`` words."""
+        words = self.answer(body).split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)][
             : int(body.get("max_tokens") or 10_000)
         ]

@@ -38,7 +38,176 @@ from rag.verification.grounding import Value, flipped, grounded_in, ungrounded, 
 # At most this many content words of a claim may be absent from its passage, whatever its length.
 MAX_UNMATCHED = 1
 
-__all__ = ["Support", "check", "claim_words", "matches", "split_clauses"]
+__all__ = [
+    "STOPWORDS",
+    "Support",
+    "check",
+    "claim_words",
+    "content_words",
+    "matches",
+    "split_clauses",
+]
+
+# Words that carry no fact: never required from a passage (shared with
+# rag.verification.citations, which re-exports content_words).
+STOPWORDS = frozenset(
+    (
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "also",
+        "according",
+        "passage",
+        "passages",
+        "document",
+        "documents",
+        "answer",
+        "context",
+        "based",
+        "one",
+        "two",
+        "many",
+        "much",
+        "may",
+        "might",
+        "must",
+        "shall",
+        "used",
+        "use",
+        "using",
+        "called",
+        "known",
+    )
+)
+
+
+def content_words(text: str) -> list[str]:
+    """The stems of ``text``'s words that are not stopwords."""
+    return [stem(w) for w in WORD.findall(text) if w.lower() not in STOPWORDS]
+
 
 # Words that add no fact of their own: hedges, light verbs, connectives a model writes around
 # what the passage says. They are neither required from the passage nor counted.
@@ -228,8 +397,6 @@ def matches(word: str, words: _Words) -> bool:
 
 
 def _content(word: str) -> bool:
-    from rag.verification.citations import content_words  # the shared stopword list
-
     return bool(content_words(word))
 
 
@@ -241,8 +408,6 @@ def _claim_words(claim: str) -> list[str]:
 def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     """The claim's content words that must come from a passage: lower case, stopwords, light
     words and the values' own words (checked as values) left out."""
-    from rag.verification.citations import content_words  # the shared stopword list
-
     masked = text
     for v in found:
         if v.kind != "name" and v.text:

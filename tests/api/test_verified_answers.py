@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -34,15 +35,13 @@ def model() -> Iterator[ChatServer]:
 
 
 def _server(start_server: Callable[..., LiveServer], model: ChatServer, mode: str) -> LiveServer:
-    return start_server(
-        generation={
-            "chain": ["openai"],
-            "openai": {"base_url": model.base_url, "max_retries": 0},
-            "verify": {"unsupported": mode},
-        },
-        pii={"enabled": False},
-        cache={"enabled": False},
-    )
+    generation: dict[str, Any] = {
+        "chain": ["openai"],
+        "openai": {"base_url": model.base_url, "max_retries": 0},
+    }
+    if mode != "drop":  # drop is the default: not set, as a deployment leaves it
+        generation["verify"] = {"unsupported": mode}
+    return start_server(generation=generation, pii={"enabled": False}, cache={"enabled": False})
 
 
 def _bodies(server: LiveServer, key: str) -> dict[str, str]:

@@ -241,3 +241,35 @@ def test_a_small_run_over_the_example_documents(
     }, result["per_case"]
     assert result["stream_mismatches"] == 0 and result["goals_met"]
     assert summarize(result["per_case"], None)["cases"] == len(KINDS)
+
+
+def test_the_default_report_shows_the_verify_figures_beside_the_others(
+    tmp_settings: Any, embedder: Embedder
+) -> None:
+    """Over the example documents with the default golden set, the suite the daemon runs
+    after a sync reports the verify figures (held-out half of the hand-written set)."""
+    from evals.suite import run_default_suite
+    from rag.indexing.index import Index
+    from rag.indexing.ingest import Ingestor
+
+    docs = Path(__file__).resolve().parents[2] / "examples" / "docs"
+    settings: Settings = tmp_settings(
+        evals={"after_sync": False, "answers": False, "canary_samples": 4},
+        injection={"enabled": False},
+    )
+    index = Index(settings, embedder=embedder)
+    index.open(create=True)
+    try:
+        Ingestor(index).sync_folder(docs)
+        folder, report = run_default_suite(index, trigger="manual")
+    finally:
+        index.close()
+    assert {"golden", "canary", "verify"} <= set(report["suites"])
+    metrics = report["metrics"]
+    assert metrics["verify.fabricated_shown"] == 0.0, report["suites"]["verify"]["worst"]
+    assert metrics["verify.good_kept_whole"] >= 0.8
+    assert "golden.recall@10" in metrics, "beside the others"
+    html = (folder / "report.html").read_text(encoding="utf-8")
+    assert "verify.good_kept_whole" in html, "the figures are in the report page"
+    if report["suites"]["verify"]["worst"]:
+        assert "the model wrote" in html, "failed cases are listed as the user saw them"

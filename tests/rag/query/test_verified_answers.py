@@ -25,11 +25,12 @@ INVENTED_TEXT = "After that they are archived to tape for seven years."
 def _pipeline(
     kb: KnowledgeBase, kb_settings: Any, server: ChatServer, unsupported: str = "drop"
 ) -> QueryPipeline:
-    generation = {
+    generation: dict[str, Any] = {
         "chain": ["openai"],
         "openai": {"base_url": server.base_url, "max_retries": 0},
-        "verify": {"unsupported": unsupported},
     }
+    if unsupported != "drop":  # drop is the default: not set, as a deployment leaves it
+        generation["verify"] = {"unsupported": unsupported}
     return QueryPipeline(kb.index, kb_settings(generation=generation, pii={"enabled": False}))
 
 
