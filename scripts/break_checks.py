@@ -755,6 +755,14 @@ BREAKS = [
         "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
     ),
     Break(
+        "injection: the output check lets hidden text through",
+        "rag/guards/injection.py",
+        "if _HIDDEN_IN_ANSWER.search(sentence):",
+        "if False:",
+        "tests/rag/guards/test_injection.py::"
+        "test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
+    ),
+    Break(
         "injection: short answer sentences skip the output check",
         "rag/verification/citations.py",
         "if self.output_check and self._refused(sentence):",

@@ -311,7 +311,7 @@ _TOKEN = (  # a string an attacker wants repeated: quoted, or a made-up code wor
     r"(?:[\"'“«][^\"'”»\n]{1,60}[\"'”»]|(?=[A-Za-z]*\d)[A-Za-z0-9_-]*[A-Za-z][A-Za-z0-9_-]{4,}"
     r"|\b[A-Z]{4,}\b)"
 )
-_SAY = r"(?i:say|print|output|reply|respond|answer|write|type|repeat|state|return|display|echo)"
+_SAY = r"(?i:say|print|output|reply|respond|answer|write|type|repeat|state|display|echo)"
 _ORDER_START = r"(?:^|[.!?:;,]\s*|\n|\b(?i:and|then|just|only|instead|please|you|to|must)\s+)"
 _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
     (
@@ -1678,6 +1678,18 @@ def _subject_words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
 
 
+_ORDERS_TO_SAY = frozenset(
+    {
+        "tells the model what to say",
+        "tells the model what to say (other language)",
+        "demands a set reply",
+    }
+)
+# (Three invisible characters or more: rag.core.textguard breaks a special token with one.)
+_HIDDEN_IN_ANSWER = re.compile(
+    r"<!--|\[(?://|comment)\]:\s*(?:#|<>)|[\U000e0000-\U000e007f]"
+    r"|(?:[\u200b-\u200f\u2060-\u2064\ufeff][^\u200b-\u200f\u2060-\u2064\ufeff]{0,3}){3}"
+)
 _LINK = re.compile(r"https?://[^\s)\]>\"']+|www\.[^\s)\]>\"']+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SHINGLE = 5
 
@@ -1742,8 +1754,15 @@ def output_check(
     """
     flagged = flagged or set()
     visible, _ = _visible(sentence)
-    if detect(visible).flagged:
+    found = detect(visible)
+    if found.flagged:
         return "the sentence is an instruction (prompt injection)"
+    if found.score >= UNIT_AT and _ORDERS_TO_SAY.intersection(found.reasons):
+        # an answer never orders what to say ("respond with zqx51"): an attack's words
+        return "the sentence orders what to say (prompt injection)"
+    if _HIDDEN_IN_ANSWER.search(sentence):
+        # an answer never carries text a reader would not see (a comment, invisible characters)
+        return "the sentence carries hidden text (prompt injection)"
     if _SYSTEM_ECHO.search(visible):
         return "the sentence repeats the system prompt"
     clean = " ".join(p.text for p in passages if p.n not in flagged)
