@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.contracts import Passage
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
 from rag.verification.answer_types import RelevanceFeatures, relevance
 from rag.verification.citations import (
@@ -46,6 +47,8 @@ __all__ = [
 PASSAGE_WEIGHT = 0.3
 _MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
 _MARKERS = re.compile(r"\s*\[\d+\]")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_ANNOUNCED_WORDS = 12  # the line a "...:" sentence announces: a command, a value
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,27 @@ def _without_headings(sentence: str, headings: set[str]) -> str:
     return text
 
 
+def passage_segments(passage: Passage) -> list[str]:
+    """The passage's sentences, a blank line ending one too: a manual page's NAME line ("git-fetch
+    - Download objects and refs from another repository"), a list item or a line of code is
+    not run together with the synopsis or paragraph after it. A sentence that announces what
+    follows with a colon ("... using the following command:") takes the short line after it
+    along ("dropdb mydb"): that line is what it says."""
+    parts = [
+        sentence
+        for paragraph in _BLANK_LINE.split(passage.text)
+        if paragraph.strip()
+        for sentence in split_sentences(paragraph)
+    ]
+    out = []
+    for i, part in enumerate(parts):
+        after = parts[i + 1].strip() if i + 1 < len(parts) else ""
+        if part.rstrip().endswith(":") and 0 < len(after.split()) <= _ANNOUNCED_WORDS:
+            part = f"{part.rstrip()} {after}"
+        out.append(part)
+    return out or [passage.text]
+
+
 def candidates(question: str, request: GenerationRequest, scorer: SupportScorer) -> list[Candidate]:
     """Every sentence of the context that could answer, in context order, scored."""
     raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
@@ -95,7 +119,7 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
             continue
         headings[passage.n] = [h for h in (passage.title or "", *passage.section) if h]
         known = {h.lower() for h in headings[passage.n]}
-        for position, sentence in enumerate(scorer.passage_sentences(passage)):
+        for position, sentence in enumerate(passage_segments(passage)):
             sentence = _without_headings(sentence, known)
             if len(sentence.split()) >= _MIN_WORDS:
                 raw.append((passage.n, position, sentence, passage.text))
