@@ -121,6 +121,8 @@ _NAME_NOUNS = (
     r"decorators?|variables?|settings?|parameters?|arguments?|tools?|utilit(?:y|ies)|apis?"
 )
 _CODE_NOUNS = r"modules?|packages?|librar(?:y|ies)|keywords?|decorators?|built-?ins?|exceptions?"
+# "What does work_mem limit?" asks what it does, not for a limit: an auxiliary ends the noun
+_AUX_WORDS = r"(?:do|does|did|can|could|should|would|will|must|may|might|shall)\b"
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"how\s+(?:long|quickly|soon|fast|late|early)\b", _Q), AnswerType.DURATION),
     (
@@ -137,7 +139,7 @@ _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     (
         re.compile(
-            rf"(?:what|which)\s+(?:is\s+|was\s+|are\s+|were\s+)?(?:the\s+)?(?:\w+\s+){{0,2}}?"
+            rf"(?:what|which)\s+(?:is\s+|was\s+|are\s+|were\s+)?(?:the\s+)?(?:(?!{_AUX_WORDS})\w+\s+){{0,2}}?"
             rf"(?:{_MEASURE_NOUNS})\b",
             _Q,
         ),
