@@ -181,14 +181,15 @@ BREAKS = [
         "api/routes_query.py",
         "            [(m.role, m.content) for m in body.history or []],\n",
         "            [],\n",
-        "tests/api/test_follow_ups.py::test_issue_conversations_through_v1_query",
+        "tests/api/test_follow_ups.py::test_a_follow_up_streamed_carries_its_standalone_question",
     ),
     Break(
         "follow-ups: chat completions drop the earlier messages",
         "api/chat.py",
         "    earlier = [(m.role, m.text()) for m in messages[:last_user]]\n",
         "    earlier: list[tuple[str, str]] = []\n",
-        "tests/api/test_follow_ups.py::test_issue_conversations_through_the_openai_client",
+        "tests/api/test_follow_ups.py::"
+        "test_the_openai_clients_follow_up_is_answered_as_its_standalone_question",
     ),
     Break(
         "follow-ups: the answer does not report its standalone question",
@@ -204,13 +205,6 @@ BREAKS = [
         "            pass\n",
         "tests/rag/observability/test_langfuse.py::"
         "test_a_follow_ups_standalone_question_is_in_its_condense_span",
-    ),
-    Break(
-        "follow-ups: a follow-up is answered with the sentence already given",
-        "rag/generate/extractive.py",
-        '            found = not_said_again(found, follow_up.get("asked", ""), follow_up.get("said", ()))\n',
-        "            pass\n",
-        "tests/api/test_follow_ups.py::test_issue_conversations_through_v1_query",
     ),
     Break(
         "follow-ups: the report has no follow-up figures",
