@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.contracts import Passage
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
 from rag.guards.injection import repeats_suspect
 from rag.verification.answer_types import RelevanceFeatures, relevance
@@ -47,6 +48,9 @@ __all__ = [
 PASSAGE_WEIGHT = 0.3
 _MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
 _MARKERS = re.compile(r"\s*\[\d+\]")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_WORDS = re.compile(r"\w+")
+_ANNOUNCED_WORDS = 12  # the line a "...:" sentence announces: a command, a value
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,41 @@ def _without_headings(sentence: str, headings: set[str]) -> str:
     return text
 
 
+def passage_segments(passage: Passage) -> list[str]:
+    """The passage's sentences, a blank line ending one too: a manual page's NAME line ("git-fetch
+    - Download objects and refs from another repository"), a list item or a line of code is
+    not run together with the synopsis or paragraph after it. A short line on its own (a term,
+    an option, a parameter) opens the sentence after it ("-a --annotate\nMake an unsigned,
+    annotated tag object"); a heading among them is dropped with the passage's headings. A
+    sentence that announces what follows with a colon ("... using the following command:")
+    takes the short line after it along ("dropdb mydb"): that line is what it says."""
+    parts: list[str] = []
+    label = ""
+    for paragraph in _BLANK_LINE.split(passage.text):
+        sentences = split_sentences(paragraph) if paragraph.strip() else []
+        if (
+            len(sentences) == 1
+            and len(_WORDS.findall(sentences[0])) < _MIN_WORDS
+            and not sentences[0].isupper()  # a manual page's NAME, SYNOPSIS: headings
+        ):
+            # a term, an option or a parameter on its own line labels what follows
+            # ("work_mem (integer)", "-a --annotate"): said with it, as a definition list reads
+            parts.append(sentences[0])
+            label = f"{label}\n{sentences[0]}".strip()
+            continue
+        if label and sentences:
+            sentences[0] = f"{label}\n{sentences[0]}"
+        label = ""
+        parts += sentences
+    out = []
+    for i, part in enumerate(parts):
+        after = parts[i + 1].strip() if i + 1 < len(parts) else ""
+        if part.rstrip().endswith(":") and 0 < len(after.split()) <= _ANNOUNCED_WORDS:
+            part = f"{part.rstrip()} {after}"
+        out.append(part)
+    return out or [passage.text]
+
+
 def candidates(question: str, request: GenerationRequest, scorer: SupportScorer) -> list[Candidate]:
     """Every sentence of the context that could answer, in context order, scored."""
     raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
@@ -101,7 +140,7 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
         clean = passage.text
         for span in passage.suspect:
             clean = clean.replace(span, " ")
-        for position, sentence in enumerate(scorer.passage_sentences(passage)):
+        for position, sentence in enumerate(passage_segments(passage)):
             sentence = _without_headings(sentence, known)
             if passage.suspect and repeats_suspect(sentence, passage.suspect, clean):
                 continue

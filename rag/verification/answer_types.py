@@ -121,6 +121,8 @@ _NAME_NOUNS = (
     r"decorators?|variables?|settings?|parameters?|arguments?|tools?|utilit(?:y|ies)|apis?"
 )
 _CODE_NOUNS = r"modules?|packages?|librar(?:y|ies)|keywords?|decorators?|built-?ins?|exceptions?"
+# "What does work_mem limit?" asks what it does, not for a limit: an auxiliary ends the noun
+_AUX_WORDS = r"(?:do|does|did|can|could|should|would|will|must|may|might|shall)\b"
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"how\s+(?:long|quickly|soon|fast|late|early)\b", _Q), AnswerType.DURATION),
     (
@@ -137,7 +139,7 @@ _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     (
         re.compile(
-            rf"(?:what|which)\s+(?:is\s+|was\s+|are\s+|were\s+)?(?:the\s+)?(?:\w+\s+){{0,2}}?"
+            rf"(?:what|which)\s+(?:is\s+|was\s+|are\s+|were\s+)?(?:the\s+)?(?:(?!{_AUX_WORDS})\w+\s+){{0,2}}?"
             rf"(?:{_MEASURE_NOUNS})\b",
             _Q,
         ),
@@ -434,7 +436,8 @@ _CODE_NAME = re.compile(
     r"|\b_*[a-z]+_\w*|\b__\w+__"  # snake_case, __main__
     r"|\b[a-z]+\d\w*\b"  # sqlite3, base64
     r"|\b(?-i:[A-Z][a-z]+[A-Z]\w*)"  # CamelCase: ArgumentParser
-    r"|(?:(?<=\s)|^)--?[a-z][\w-]*",  # command-line options
+    r"|(?:(?<=\s)|^)--?[a-z][\w-]*"  # command-line options
+    r"|\b(?-i:[A-Z][A-Z0-9_]{2,})\b",  # keywords and variables: BEGIN, VACUUM, PYTHONPATH
 )
 _NAMED_AS = (
     # "the heapq module", "The new unittest module", "a pass statement"
@@ -680,11 +683,43 @@ def missing_names(question: str, context: str) -> list[str]:
 def about_something_else(question: str, context: str) -> bool:
     """Whether ``context`` is about something other than what ``question`` names: at least
     two of its names, and more than half of them, never mentioned ("the Django ORM for
-    PostgreSQL" against a page that names only Django). One missing name is not enough:
-    questions misspell and paraphrase names ("Maiziere", "US" for "U.S.")."""
+    PostgreSQL" against a page that names only Django); or its only name, when nothing in the
+    context is even spelt like it ("the Oracle listener" against a page about PostgreSQL's
+    port). A near spelling is not enough to say so: questions misspell and paraphrase names
+    ("Maiziere", "Tesla's" for "Tesla")."""
     names = _question_names(question)
     missing = missing_names(question, context)
-    return len(missing) >= 2 and len(missing) * 2 > len(names)
+    if len(missing) >= 2 and len(missing) * 2 > len(names):
+        return True
+    return (
+        len(names) == 1
+        and len(missing) == 1
+        and not any(_spelt_like(p, _context_words(_fold(context))) for p in _name_parts(missing[0]))
+    )
+
+
+def _name_parts(name: str) -> list[str]:
+    return [stem(w) for w in WORD.findall(_fold(name))]
+
+
+def _spelt_like(part: str, said: frozenset[str]) -> bool:
+    """A context word close to ``part`` (stems): the same first four letters, or one edit."""
+    if part in said or len(part) < 3:
+        return True
+    return any(
+        (len(w) >= 4 and w[:4] == part[:4]) or _one_edit(w, part)
+        for w in said
+        if abs(len(w) - len(part)) <= 2
+    )
+
+
+def _one_edit(a: str, b: str) -> bool:
+    if abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        return sum(x != y for x, y in zip(a, b, strict=True)) <= 1
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return any(long[:i] + long[i + 1 :] == short for i in range(len(long)))
 
 
 def type_match(question: str, sentence: str) -> bool | None:

@@ -136,7 +136,9 @@ def relevance_features(
     text; a passage that never mentions most of the names the question uses is a miss, as a
     missing answer type is (:func:`rag.verification.answer_types.about_something_else`)."""
     asked = _prefixes(content_words(question))
-    said = _prefixes(content_words(" ".join([sentence, *headings])))
+    text = " ".join([sentence, *headings])
+    # "git-fetch - Download objects ..." says "git" and "fetch" too
+    said = _prefixes(content_words(text)) | _prefixes(content_words(text.replace("-", " ")))
     match = type_match(question, sentence)
     # (the sentence is the passage's own, or a rewording checked against it for support)
     if passage is not None and about_something_else(question, "\n".join([passage, *headings])):

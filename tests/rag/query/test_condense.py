@@ -4,7 +4,8 @@ OpenAI protocol stand-in (a real HTTP server; vLLM itself cannot run here) and i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from rag.core.types import Query, Turn
 from rag.query.condense import condense
 from rag.query.pipeline import QueryPipeline
+from rag.query.tracing import Span
 from tests.rag.chat_server import ChatServer, Fault
 from tests.rag.conftest import KnowledgeBase
 
@@ -257,12 +259,25 @@ def test_prepare_leaves_a_model_rewrite_to_the_worker(
 def test_the_standalone_question_is_what_every_stage_reads(
     kb: KnowledgeBase, kb_settings: Any
 ) -> None:
-    pipeline = QueryPipeline(kb.index, kb_settings())
+    seen: dict[str, str] = {}
+
+    class Reads:  # a tracer: what each stage had as the question when it ran
+        @contextmanager
+        def request(self, state: Any) -> Iterator[Span]:
+            yield Span("query")
+
+        @contextmanager
+        def span(self, name: str, state: Any) -> Iterator[Span]:
+            seen.setdefault(name, state.question)
+            yield Span(name)
+
+    pipeline = QueryPipeline(kb.index, kb_settings(), tracer=Reads())
     history = (
         Turn("user", "When was the Eiffel Tower built?"),
         Turn("assistant", "It was built between 1887 and 1889 [1]."),
     )
     answer = pipeline.run(Query("How tall is it?", history=history))
+    assert seen["retrieve"] == seen["generate"] == "How tall is the Eiffel Tower?", seen
     assert answer.standalone_question == "How tall is the Eiffel Tower?"
     assert "330 metres" in answer.answer and not answer.abstained
     assert answer.citations[0].source == "eiffel.md"
