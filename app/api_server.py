@@ -8,8 +8,10 @@ import logging
 import threading
 import time
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import create_app
 from app.runtime import Echo
@@ -18,9 +20,22 @@ from rag.core.config import Settings
 from rag.indexing.index import Index
 from rag.query.pipeline import QueryPipeline
 
-__all__ = ["ApiServer"]
+__all__ = ["ApiServer", "HeadSafeH11Protocol"]
 
 log = logging.getLogger("rag.api")
+
+
+class HeadSafeH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, except for malformed HTTP after a ``HEAD`` request line (a bad
+    chunk, say): uvicorn writes its 400's text as a body, which h11 refuses in an answer to
+    HEAD, and the error escaped ``data_received`` (asyncio logged a "Fatal error" and dropped
+    the connection). The 400's head has left by then; the connection just closes."""
+
+    def send_400_response(self, msg: str) -> None:
+        try:
+            super().send_400_response(msg)
+        except h11.LocalProtocolError:
+            self.transport.close()
 
 
 class ApiServer:
@@ -49,6 +64,7 @@ class ApiServer:
             port=self.port,
             log_level="warning",
             access_log=False,
+            http=HeadSafeH11Protocol,
             timeout_graceful_shutdown=int(self.settings.api.shutdown_grace_seconds),
         )
         server = self._server = uvicorn.Server(config)
