@@ -20,18 +20,27 @@ from rag.core.config import Settings
 from rag.indexing.index import Index
 from rag.query.pipeline import QueryPipeline
 
-__all__ = ["ApiServer", "HeadSafeH11Protocol"]
+__all__ = ["ApiServer", "SafeH11Protocol"]
 
 log = logging.getLogger("rag.api")
 
 
-class HeadSafeH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, except for malformed HTTP after a ``HEAD`` request line (a bad
-    chunk, say): uvicorn writes its 400's text as a body, which h11 refuses in an answer to
-    HEAD, and the error escaped ``data_received`` (asyncio logged a "Fatal error" and dropped
-    the connection). The 400's head has left by then; the connection just closes."""
+class SafeH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, except when a request turns out malformed after its head was read
+    (a bad chunk in its body, say) and uvicorn answers 400 itself:
+
+    - the route already started for that request is told at once that the client left (as
+      ``connection_lost`` would tell it, later): its answer went into h11's error state and was
+      logged as its unhandled error;
+    - in answer to ``HEAD`` uvicorn wrote the 400's text as a body, which h11 refuses: that
+      error escaped ``data_received`` (asyncio logged a "Fatal error"). The 400's head has left
+      by then; the connection closes, as after any other 400."""
 
     def send_400_response(self, msg: str) -> None:
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()  # a receive() waiting for the body wakes to the disconnect
         try:
             super().send_400_response(msg)
         except h11.LocalProtocolError:
@@ -64,7 +73,7 @@ class ApiServer:
             port=self.port,
             log_level="warning",
             access_log=False,
-            http=HeadSafeH11Protocol,
+            http=SafeH11Protocol,
             timeout_graceful_shutdown=int(self.settings.api.shutdown_grace_seconds),
         )
         server = self._server = uvicorn.Server(config)

@@ -210,6 +210,13 @@ BREAKS = [
         "        except ArithmeticError:\n",
         "tests/app/test_api_server_protocol.py",
     ),
+    Break(
+        "fuzz: the route started for a request uvicorn refused answers into h11's error state",
+        "app/api_server.py",
+        "            cycle.disconnected = True\n",
+        "            pass\n",
+        "tests/app/test_api_server_protocol.py",
+    ),
 ]
 
 

@@ -24,7 +24,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import KeyStore
-from app.api_server import HeadSafeH11Protocol
+from app.api_server import SafeH11Protocol
 from ingestion.daemon import WatchDaemon
 from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
 from rag.core.types import Query, StreamEvent
@@ -113,7 +113,7 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
-    http: Any = HeadSafeH11Protocol  # what `rag serve` runs (app/api_server.py)
+    http: Any = SafeH11Protocol  # what `rag serve` runs (app/api_server.py)
 
     @property
     def url(self) -> str:
