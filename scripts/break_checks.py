@@ -204,6 +204,13 @@ BREAKS = [
         "tests/api/test_strict_types.py::test_values_of_the_declared_types_still_pass",
     ),
     Break(
+        "fuzz: the integer validator hides the page bounds from the schema",
+        "api/models.py",
+        "Page = Annotated[int, Field(ge=0, le=1_000_000), BeforeValidator(_json_integer)]",
+        "Page = Annotated[Annotated[int, BeforeValidator(_json_integer)], Field(ge=0, le=1_000_000)]",
+        "tests/api/test_strict_types.py::test_the_schema_still_states_the_bounds",
+    ),
+    Break(
         "fuzz: a malformed body after HEAD escapes uvicorn's protocol",
         "app/api_server.py",
         "        except h11.LocalProtocolError:\n",
