@@ -148,6 +148,13 @@ BREAKS = [
         "tests/api/test_form_json.py::test_json_nested_past_the_parsers_depth_is_a_4xx_not_a_500",
     ),
     Break(
+        "fuzz: a lone surrogate escape reaches the tokenizer and the store",
+        "api/bodies.py",
+        "            if value is not _NOT_JSON and _has_lone_surrogate(value):\n",
+        "            if False:\n",
+        "tests/api/test_form_json.py::test_a_lone_surrogate_escape_is_a_422_naming_it",
+    ),
+    Break(
         "fuzz: the control API parses a Content-Length that is no number",
         "app/control.py",
         "                if not (raw.isascii() and raw.isdigit()):\n",
