@@ -41,8 +41,10 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
-JsonInt = Annotated[int, BeforeValidator(_json_integer)]
-Page = Annotated[JsonInt, Field(ge=0, le=1_000_000)]
+# The validator outermost: the bounds stay on the int itself, so the schema says minimum/maximum.
+Page = Annotated[int, Field(ge=0, le=1_000_000), BeforeValidator(_json_integer)]
+Tokens = Annotated[int, Field(ge=1, le=32768), BeforeValidator(_json_integer)]
+OnlyOne = Annotated[int, Field(ge=1, le=1), BeforeValidator(_json_integer)]
 Texts = Annotated[list[str], Field(min_length=1, max_length=100)]
 Pages = Annotated[list[Page], Field(min_length=1, max_length=100)]
 
@@ -187,9 +189,9 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: JsonInt | None = Field(default=None, ge=1, le=32768)
-    max_completion_tokens: JsonInt | None = Field(default=None, ge=1, le=32768)
-    n: JsonInt | None = Field(default=None, ge=1, le=1, description="Only 1 is supported")
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
+    n: OnlyOne | None = Field(default=None, description="Only 1 is supported")
     user: str | None = Field(default=None, max_length=256)
 
 

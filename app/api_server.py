@@ -9,8 +9,10 @@ import math
 import threading
 import time
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.app import create_app
 from app.runtime import Echo
@@ -19,7 +21,7 @@ from rag.core.config import Settings
 from rag.indexing.index import Index
 from rag.query.pipeline import QueryPipeline
 
-__all__ = ["ApiServer"]
+__all__ = ["ApiServer", "SafeH11Protocol"]
 
 log = logging.getLogger("rag.api")
 
@@ -29,6 +31,28 @@ STREAM_STOP_SECONDS = 30.0
 # uvicorn's own deadline comes this long after the grace period: time for the answers stopped
 # then to reach their next token and send their 503.
 STOP_MARGIN_SECONDS = 10.0
+
+
+class SafeH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, except when a request turns out malformed after its head was read
+    (a bad chunk in its body, say) and uvicorn answers 400 itself:
+
+    - the route already started for that request is told at once that the client left (as
+      ``connection_lost`` would tell it, later): its answer went into h11's error state and was
+      logged as its unhandled error;
+    - in answer to ``HEAD`` uvicorn wrote the 400's text as a body, which h11 refuses: that
+      error escaped ``data_received`` (asyncio logged a "Fatal error"). The 400's head has left
+      by then; the connection closes, as after any other 400."""
+
+    def send_400_response(self, msg: str) -> None:
+        cycle = getattr(self, "cycle", None)
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()  # a receive() waiting for the body wakes to the disconnect
+        try:
+            super().send_400_response(msg)
+        except h11.LocalProtocolError:
+            self.transport.close()
 
 
 class ApiServer:
@@ -59,6 +83,7 @@ class ApiServer:
             port=self.port,
             log_level="warning",
             access_log=False,
+            http=SafeH11Protocol,
             # uvicorn cancels what still runs at its deadline (a traceback and a 500 each):
             # this server stops its answers at the grace period itself, so uvicorn's comes later.
             timeout_graceful_shutdown=math.ceil(

@@ -24,6 +24,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import KeyStore
+from app.api_server import SafeH11Protocol
 from ingestion.daemon import WatchDaemon
 from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
 from rag.core.types import Query, StreamEvent
@@ -112,6 +113,7 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
+    http: Any = SafeH11Protocol  # what `rag serve` runs (app/api_server.py)
 
     @property
     def url(self) -> str:
@@ -119,7 +121,12 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            http=self.http,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -102,6 +103,49 @@ def test_json_nested_past_the_parsers_depth_is_a_4xx_not_a_500(
         r = _post(deployment, "/v1/query", body, content_type)
         assert r.status_code == 422, r.text
         assert r.json()["error"]["type"] == "invalid_request"
+
+
+MARK = "@LONE@"  # replaced in the JSON text by the escape itself (json.dumps would not write one)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "rag-kb", "messages": [{"role": "user", "content": MARK}]},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "rag-kb",
+                "messages": [
+                    {"role": "user", "content": f"x{MARK}"},
+                    {"role": "user", "content": "How long are backups kept?"},
+                ],
+            },
+        ),
+        ("/v1/query", {"question": f"How long are backups kept? {MARK}"}),
+        ("/v1/query", {"question": "backups", "filters": {"source": MARK}}),
+        ("/v1/feedback", {"trace_id": "0" * 32, "value": 1, "comment": MARK}),
+    ],
+)
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_a_lone_surrogate_escape_is_a_422_naming_it(
+    deployment: Deployment, path: str, body: dict[str, Any], content_type: str | None
+) -> None:
+    # Found by scripts/fuzz_routes.py: JSON allows "\\ud800", Python decodes it, and the
+    # tokenizer refused it deep in the chat route: a 500.
+    raw = json.dumps(body).replace(MARK, "\\ud800").encode()
+    r = _post(deployment, path, raw, content_type)
+    assert r.status_code == 422, r.text
+    assert "surrogate" in r.json()["error"]["message"], r.json()
+
+
+def test_a_surrogate_pair_escape_is_text(deployment: Deployment) -> None:
+    body = b'{"question": "How long are backups kept? \\ud83d\\ude00", "generate": false}'
+    r = _post(deployment, "/v1/query", body, "application/json")
+    assert r.status_code == 200, r.text
 
 
 def test_real_form_data_is_still_refused_with_the_error_shape(deployment: Deployment) -> None:

@@ -57,3 +57,15 @@ def test_values_of_the_declared_types_still_pass(
     with deployment.client() as c:
         r = c.post(path, json=body)
     assert r.status_code == 200, r.text
+
+
+def test_the_schema_still_states_the_bounds(deployment: Deployment) -> None:
+    # The JSON-integer validator once wrapped the bounds: the schema said "ge"/"le" (no JSON
+    # Schema keywords), so schemathesis sent page -1 as valid data.
+    with deployment.client() as c:
+        components = c.get("/openapi.json").json()["components"]["schemas"]
+    page = components["Filters"]["properties"]["page"]["anyOf"]
+    assert page[0] == {"type": "integer", "minimum": 0, "maximum": 1_000_000}
+    assert page[1]["items"] == page[0]
+    tokens = components["ChatRequest"]["properties"]["max_tokens"]["anyOf"][0]
+    assert tokens == {"type": "integer", "minimum": 1, "maximum": 32768}
