@@ -123,10 +123,8 @@ class QueryRequest(BaseModel):
     temperature: float | None = Field(
         default=None, ge=0.0, le=2.0, description="None: the prompt's, else generation.temperature"
     )
-    max_tokens: JsonInt | None = Field(
+    max_tokens: Tokens | None = Field(
         default=None,
-        ge=1,
-        le=32768,
         description="Answer tokens; None: the prompt's limit. `finish_reason: length` when cut",
     )
     history: list[HistoryMessage] | None = Field(

@@ -12,12 +12,12 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 from rag.core.errors import ConfigError
 from rag.core.pii_settings import PiiSettings
 from rag.guards.pii.mentions import propagate
+from rag.guards.pii.spans import Span
 
 __all__ = ["Detector", "Span", "detector_for"]
 
@@ -40,22 +40,6 @@ _IGNORED_LABELS = [
 _CACHE_SIZE = 4096  # texts whose spans Detector.detect_cached remembers
 # Presidio's recognizers replaced by rag.guards.pii.recognizers (or of no use here).
 _DROPPED = {"PhoneRecognizer"}
-
-
-@dataclass(frozen=True)
-class Span:
-    type: str
-    start: int
-    end: int
-    score: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "type": self.type,
-            "start": self.start,
-            "end": self.end,
-            "score": round(self.score, 4),
-        }
 
 
 def _build_engine(settings: PiiSettings) -> tuple[Any, Any]:

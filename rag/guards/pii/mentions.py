@@ -12,12 +12,9 @@ No Presidio import: plain :mod:`re` over the text and the spans already found.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
+from rag.guards.pii.spans import Span
 from rag.guards.pii.text import LO, STOP, UP, ascii_fold, is_english, word_list
-
-if TYPE_CHECKING:
-    from rag.guards.pii.engine import Span
 
 __all__ = ["name_parts", "propagate", "street_parts"]
 
@@ -62,8 +59,6 @@ def propagate(
 ) -> list[Span]:
     """``spans`` plus every other place in ``text`` where a found name, a part of it, or an
     address's street line appears (same type, the score of the value it repeats)."""
-    from rag.guards.pii.engine import Span
-
     if not spans:
         return spans
     taken = [(s.start, s.end) for s in spans]

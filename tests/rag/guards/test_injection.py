@@ -283,6 +283,15 @@ def test_backups_answer_35_days_with_one_citation(planted_kb: Index) -> None:
     assert answer.injection.question is False
 
 
+def _run_through_pack(pipeline: QueryPipeline, state: QueryState) -> None:
+    """The stages up to and including ``pack``: the context the model would be handed."""
+    for stage in pipeline.stages:
+        list(stage.run(state))
+        if stage.name == "pack":
+            return
+    raise AssertionError("the pipeline has no pack stage")
+
+
 def test_excluded_chunks_never_reach_the_context(planted_kb: Index) -> None:
     """What the guard excludes is not in the context at all (the output check would hide a
     planted sentence from the answer even if it were): the packed context, the passages
@@ -293,8 +302,7 @@ def test_excluded_chunks_never_reach_the_context(planted_kb: Index) -> None:
     assert context.citations and all(c.source != "backup-update.md" for c in context.citations)
     assert context.injection is not None and context.injection.passages_excluded >= 1
     state = QueryState(query=Query(question), question=question)
-    for stage in pipeline.stages[:4]:
-        list(stage.run(state))
+    _run_through_pack(pipeline, state)
     assert state.context.passages, "the legitimate passages are packed"
     assert all(p.source != "backup-update.md" for p in state.context.passages)
     assert "attacker" not in state.context.text and "1 day" not in state.context.text
@@ -307,8 +315,7 @@ def test_fenced_mode_marks_the_passage_and_never_certifies_it(planted_kb: Index)
     assert all(c.source != "backup-update.md" for c in answer.citations)
     state = QueryState(query=Query("How long are backups retained?"), question="x")
     state.question = "How long are backups retained?"
-    for stage in pipeline.stages[:4]:
-        list(stage.run(state))
+    _run_through_pack(pipeline, state)
     fenced = [p for p in state.context.passages if p.source == "backup-update.md"]
     assert fenced and fenced[0].flagged
     assert "WARNING" in state.context.text
