@@ -16,7 +16,7 @@ import re
 from rag.guards.pii.spans import Span
 from rag.guards.pii.text import LO, STOP, UP, ascii_fold, is_english, word_list
 
-__all__ = ["name_parts", "propagate", "street_parts"]
+__all__ = ["NAMED_AFTER", "name_parts", "propagate", "street_parts"]
 
 _PARTICLES = frozenset(
     word_list("van von de der den da di du le la bin al del della dos das do ter ten y e")
@@ -54,6 +54,17 @@ def _pattern(value: str, case_insensitive: bool) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w@.]){body}(?![\w@]|\.\w)", re.IGNORECASE if case_insensitive else 0)
 
 
+# A surname repeated before one of these is the name of a thing, not of the person (a
+# building, a prize, a law): "Gustave Eiffel" found does not make "Eiffel Tower" a person.
+# Street words stay out: a street named like the person is an address, scrubbed either way.
+NAMED_AFTER = re.compile(
+    r"[ \t]+(?:Tower|Bridge|Prize|Award|Medal|Building|Cent(?:er|re)|Hall|Museum|University|"
+    r"College|Institute|Foundation|Park|Stadium|Airport|Station|Hospital|Library|Gallery|"
+    r"Theat(?:er|re)|Company|Corporation|Law|Effect|Equation|Theorem|Principle|Syndrome|"
+    r"Disease|Scale|Constant|Index|Test)\b"
+)
+
+
 def propagate(
     text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()
 ) -> list[Span]:
@@ -67,10 +78,14 @@ def propagate(
     def free(a: int, b: int) -> bool:
         return all(b <= s or a >= e for s, e in taken)
 
-    def mark(kind: str, value: str, score: float, case_insensitive: bool) -> None:
+    def mark(
+        kind: str, value: str, score: float, case_insensitive: bool, part: bool = False
+    ) -> None:
         if value.casefold() in allow:
             return
         for m in _pattern(value, case_insensitive).finditer(text):
+            if part and NAMED_AFTER.match(text, m.end()):
+                continue  # "Eiffel Tower", "Nobel Prize": a thing named after someone
             if free(m.start(), m.end()):
                 taken.append((m.start(), m.end()))
                 added.append(Span(kind, m.start(), m.end(), score))
@@ -84,7 +99,7 @@ def propagate(
             continue
         for part in parts:
             # An English word ("Grace", "Will") repeats only capitalised, others in any case.
-            mark("PERSON", part, s.score, not is_english(part))
+            mark("PERSON", part, s.score, not is_english(part), part=True)
     for s in spans:
         if s.type == "STREET_ADDRESS":
             for piece in street_parts(text[s.start : s.end]):

@@ -268,8 +268,11 @@ _POSTCODE_PATTERNS = [
     ),
 ]
 _UNIT = re.compile(
-    rf"(?i:apt\.?|apartment|suite|ste\.?|unit|flat|studio|floor|fl\.?|room|rm\.?|lgh\.?|"
-    rf"piano|etage|stock|bldg\.?|building|block|h\.no\.?|house no\.?)[ \t]*#?[ \t]*[A-Za-z0-9\-]{{1,6}}"
+    # a unit word standing alone ("rm" of "Permission" is none), then a number or a letter:
+    # "Apt 4B", "Suite 300", "Unit G2", "Flat B" ("floor plan", "suite of tests" are none)
+    rf"(?<![\w])(?i:apt\.?|apartment|suite|ste\.?|unit|flat|studio|floor|fl\.?|room|rm\.?|"
+    rf"lgh\.?|piano|etage|stock|bldg\.?|building|block|h\.no\.?|house no\.?)[ \t]*#?[ \t]*"
+    rf"(?:[A-Za-z]{{0,2}}\d[A-Za-z0-9\-]{{0,5}}|[A-Z](?![\w]))"
     rf"|\d{{1,2}}\.[ \t]*(?i:floor|etage|stock|piano|kerros|sal|tv\.?|th\.?)"
     rf"|c/o[ \t]+(?:{_CW}[ \t]*){{1,3}}|#[ \t]?\d{{1,5}}"
 )

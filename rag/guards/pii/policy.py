@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag.core.pii_settings import PiiSettings
 from rag.guards.pii.engine import Detector, Span, detector_for
-from rag.guards.pii.mentions import name_parts, street_parts
+from rag.guards.pii.mentions import NAMED_AFTER, name_parts, street_parts
 from rag.guards.pii.sweep import sweep
 from rag.guards.pii.text import is_english
 
@@ -258,6 +258,8 @@ class Pseudonymiser:
             end = m.end()
             if ph is None:
                 ph = self._aliases.get(k)
+                if ph is not None and NAMED_AFTER.match(text, end):
+                    continue  # "Eiffel Tower" while "Gustave Eiffel" is known: a thing's name
                 # A part followed by another name word ("molly bryant" after "Molly Jones"):
                 # another person of that first name: the whole of it gets its own placeholder.
                 nxt = _NEXT_NAME_WORD.match(text, end)

@@ -63,9 +63,9 @@ class EchoingServer(ChatServer):
         self.reply = text
         return text
 
-    def pieces(self, text: str, body: dict[str, Any]) -> list[str]:
+    def pieces(self, body: dict[str, Any]) -> list[str]:
         out: list[str] = []
-        for word in re.split(r"(?<= )", text):
+        for word in re.split(r"(?<= )", self.answer(body)):
             if word.startswith("<") and len(word) > 4:
                 out += [word[:4], word[4:]]  # "<PER" + "SON_1> "
             else:

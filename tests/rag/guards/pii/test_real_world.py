@@ -109,6 +109,30 @@ def test_traces_and_reports_pass_the_same_check() -> None:
     assert scrub(facts) == facts
 
 
+def test_operational_text_is_not_an_address() -> None:
+    """Unit words only stand alone before a number or a letter: "rm" inside "Permission" and a
+    "floor plan" are no unit lines (a traceback's last line read "<STREET_ADDRESS>: '<path>'")."""
+    scrub = Scrubber(PiiSettings()).scrub
+    for line in (
+        "PermissionError: [Errno 13] Permission denied: '/srv/x'",
+        "The floor plan and the suite of tests are attached.",
+    ):
+        assert scrub(line) == line
+    out = scrub("Deliver to Flat B, Apt. 12")
+    assert "Flat B" not in out and "Apt. 12" not in out, out
+
+
+def test_a_thing_named_after_a_person_keeps_its_name(detector: Detector) -> None:
+    """"Gustave Eiffel" is a person; "Eiffel Tower" is a building: a model asked about the
+    tower must read its name (the surname alone still gets the person's placeholder)."""
+    p = Pseudonymiser(detector)
+    out = p.pseudonymise(
+        "The Eiffel Tower was designed by the company of Gustave Eiffel. Eiffel was 57."
+    )
+    assert out.startswith("The Eiffel Tower was designed"), out
+    assert "Gustave" not in out and "Eiffel was" not in out, out
+
+
 def test_traces_lose_the_values_stored_with_the_retrieved_chunks() -> None:
     # The restored answer quotes a passage: what the PII layer stored with that chunk at
     # ingest, and the parts of it, go before the trace is recorded.
