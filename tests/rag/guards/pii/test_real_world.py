@@ -11,7 +11,7 @@ import pytest
 
 from rag.contracts import GenerationRequest, PackedContext, Passage
 from rag.guards.pii import Detector, PiiSettings, Pseudonymiser, Scrubber, detector_for
-from rag.guards.pii.outbound import pseudonymise_request
+from rag.guards.pii.outbound import document_pii, pseudonymise_request
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,30 @@ def test_parts_of_a_value_get_its_placeholder(detector: Detector) -> None:
     # In a later message of the same request, the first name alone is that person too.
     assert p.pseudonymise("Where does Aino get mail?") == f"Where does {person} get mail?"
     assert p.restore(f"{person} lives there.") == "Aino Virtanen lives there."
+
+
+def test_a_name_found_in_one_chunk_covers_its_parts_in_the_others(detector: Detector) -> None:
+    """A CV's header names "Aurelio Bianchi"; a later chunk says "Aurelio" alone. Retrieved
+    without the header, that chunk still sends no part of the name: the document's names are
+    shared between its chunks at ingest."""
+    header = "Curriculum vitae of Aurelio Bianchi, backend engineer in Turin."
+    later = "References: Aurelio led the billing migration in 2021 and mentored two juniors."
+    first, second = document_pii(detector, [header, later])
+    assert ["PERSON", "Aurelio Bianchi"] in first["values"]
+    assert ["PERSON", "Aurelio Bianchi"] in second["values"], second
+    found = Passage(["c2"], "d1", "cv.md", None, [], None, 0, len(later), later, 1.0, 0, 1)
+    request = GenerationRequest(
+        question="who led the billing migration?",
+        context=PackedContext([found], later, 40, 1000),
+        max_tokens=64,
+        messages=[{"role": "user", "content": f"[1] {later}\n\nQuestion: who led it?"}],
+        extra={"pii_stored": {"c2": second}},
+    )
+    sent, p = pseudonymise_request(request, detector)
+    assert "Aurelio" not in sent.messages[0]["content"], sent.messages[0]["content"]
+    # A thing named after the person keeps its name.
+    tower = document_pii(detector, [header, "The Bianchi Prize goes to juniors."])[1]
+    assert tower["values"] == [], tower
 
 
 def test_what_leaves_for_the_model_passes_a_recall_first_check(detector: Detector) -> None:
