@@ -564,6 +564,7 @@ BREAKS = [
         "            if value is not _NOT_JSON and _has_lone_surrogate(value):\n",
         "            if False:\n",
         "tests/api/test_form_json.py::test_a_lone_surrogate_escape_is_a_422_naming_it",
+        guarantee="Security: malformed and hostile HTTP requests on every route",
     ),
     Break(
         "fuzz: the control API parses a Content-Length that is no number",
@@ -965,6 +966,29 @@ BREAKS = [
         "            pass\n",
         "tests/app/test_api_server_protocol.py::"
         "test_a_malformed_body_after_head_is_a_400_and_nothing_escapes",
+    ),
+    # -- issue 23, late: names shared across a document's chunks; things named after people --
+    Break(
+        "pii: a document's names are not shared between its chunks",
+        "rag/guards/pii/outbound.py",
+        '        entry["values"] += [["PERSON", n] for n in names_mentioned(text, others)]\n',
+        "        pass\n",
+        "tests/rag/guards/pii/test_real_world.py::"
+        "test_a_name_found_in_one_chunk_covers_its_parts_in_the_others",
+    ),
+    Break(
+        "pii: a unit word inside another word ('rm 3' of 'Perform 3') makes an address",
+        "rag/guards/pii/multilocale.py",
+        '    rf"(?<![\\w])(?i:apt',
+        '    rf"(?i:apt',
+        "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
+    ),
+    Break(
+        "pii: any word after a unit word makes an address ('floor plan')",
+        "rag/guards/pii/multilocale.py",
+        '    rf"(?:[A-Za-z]{{0,2}}\\d[A-Za-z0-9\\-]{{0,5}}|[A-Z](?![\\w]))"\n',
+        '    rf"[A-Za-z0-9\\-]{{1,6}}"\n',
+        "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
     ),
 ]
 

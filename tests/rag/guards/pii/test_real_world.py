@@ -103,7 +103,7 @@ def test_a_name_found_in_one_chunk_covers_its_parts_in_the_others(detector: Dete
         messages=[{"role": "user", "content": f"[1] {later}\n\nQuestion: who led it?"}],
         extra={"pii_stored": {"c2": second}},
     )
-    sent, p = pseudonymise_request(request, detector)
+    sent, _ = pseudonymise_request(request, detector)
     assert "Aurelio" not in sent.messages[0]["content"], sent.messages[0]["content"]
     # A thing named after the person keeps its name.
     tower = document_pii(detector, [header, "The Bianchi Prize goes to juniors."])[1]
@@ -147,7 +147,8 @@ def test_operational_text_is_not_an_address() -> None:
     scrub = Scrubber(PiiSettings()).scrub
     for line in (
         "PermissionError: [Errno 13] Permission denied: '/srv/x'",
-        "The floor plan and the suite of tests are attached.",
+        "The floor plan and the suite of tests are attached (2 files).",
+        "Perform 3 retries before paging.",
     ):
         assert scrub(line) == line
     out = scrub("Deliver to Flat B, Apt. 12")
