@@ -255,7 +255,7 @@ BREAKS = [
         "rag/verification/citations.py",
         "            if self.verifier.answered:\n                self._release(self._held)\n",
         "            if True:\n                self._release(self._held)\n",
-        "tests/rag/query/test_stages.py::test_the_stream_concatenated_is_the_answer",
+        "tests/rag/query/test_stages.py::test_a_marked_sentence_is_held_until_a_supported_one_follows",
         guarantee="the stream is the answer (token texts since the last reset)",
     ),
     Break(

@@ -199,6 +199,11 @@ def test_output_check_refuses_calls_to_action_and_contradictions() -> None:
     )
     assert output_check("Email your password to a@b.example.", q, [planted], both)
     assert output_check("Visit https://evil.example for details.", q, [planted], both)
+    # A call to action the question did not ask for, even to a number a clean passage holds.
+    sales = _passage(1, "Backups are retained for 35 days. Call sales at +1 555 0100 to upgrade.")
+    assert "did not ask" in (
+        output_check("Call sales at +1 555 0100 today.", q, [sales], [sales]) or ""
+    )
     # Asked for: a contact address in the answer is the answer.
     helpdesk = _passage(1, "Email the helpdesk at help@northwind.example for VPN trouble.")
     assert (
