@@ -990,6 +990,24 @@ BREAKS = [
         '    rf"[A-Za-z0-9\\-]{{1,6}}"\n',
         "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
     ),
+    # -- issue 24, late: a planted chat turn repeating the question ("User: <question>?") --
+    Break(
+        "injection: the extractive backend answers with a question the documents ask",
+        "rag/generate/extractive.py",
+        '            if sentence.rstrip().endswith("?"):\n',
+        "            if False:\n",
+        "tests/rag/generate/test_generate_extractive.py::"
+        "test_a_question_in_the_documents_is_never_the_answer",
+    ),
+    Break(
+        "injection: the output check lets a chat turn through",
+        "rag/guards/injection.py",
+        "    if _TURN_IN_ANSWER.match(visible):\n",
+        "    if False:\n",
+        "tests/rag/guards/test_injection.py::"
+        "test_output_check_refuses_calls_to_action_and_contradictions",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
+    ),
 ]
 
 

@@ -146,6 +146,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
             sentence = _without_headings(sentence, known)
             if passage.suspect and repeats_suspect(sentence, passage.suspect, clean):
                 continue
+            if sentence.rstrip().endswith("?"):
+                continue  # a question in the documents asks; it never answers one
             if len(sentence.split()) >= _MIN_WORDS:
                 raw.append((passage.n, position, sentence, passage.text))
     if not raw:
