@@ -940,6 +940,15 @@ BREAKS = [
         "            pass\n",
         "tests/app/test_api_server_protocol.py",
     ),
+    # -- MCP (issue 27) -------------------------------------------------------------------
+    Break(
+        "mcp: the tools answer for the deployment's tenant, not the key's",
+        "api/mcp_server.py",
+        "    return caller\n",
+        "    return Principal(caller.key_id, 'default', caller.name)\n",
+        "tests/api/test_mcp.py::test_another_tenants_documents_are_invisible",
+        guarantee="Security: an MCP client reaching another tenant's documents",
+    ),
 ]
 
 

@@ -7,8 +7,10 @@ applying to MCP calls too. stdio (``rag mcp``) is tested in ``tests/app/test_cli
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -22,6 +24,8 @@ from mcp_types import CallToolResult, TextContent, TextResourceContents
 from tests.api.conftest import EXAMPLE_SOURCES, SHARED_PARAGRAPH, Deployment, LiveServer
 
 T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[2]
 
 TOOLS = {"search", "ask", "list_documents", "get_source"}
 BACKUPS = "How long are backups retained?"
@@ -305,3 +309,18 @@ def test_every_mcp_request_counts_against_the_keys_rate_limit(
     assert codes[:2] == [200, 200] and codes[2] == 429, codes
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     assert limited.json()["error"]["type"] == "rate_limited"
+
+
+def test_the_readme_agent_example_runs_as_printed(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's streamable-HTTP example, run with this server's address and a key."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n### MCP", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)\n```", section, re.DOTALL)
+    assert match is not None, "no Python example in the README's MCP section"
+    code = match[1].replace("http://127.0.0.1:8000", deployment.server.url)
+    code = code.replace("<rag keys local>", deployment.keys["default"])
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
+    printed = capsys.readouterr().out
+    assert "35 days" in printed and printed.rstrip().endswith("False"), printed
