@@ -33,9 +33,10 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp.server.transport_security import TransportSecuritySettings
-from mcp_types import ToolAnnotations
+from mcp_types import INVALID_REQUEST, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from api.auth import Principal
@@ -498,7 +499,7 @@ def caller_from_request(ctx: Context) -> Principal:
 
 class McpEndpoint:
     """``/mcp``: streamable HTTP, stateless (each POST stands alone: no session to hold or
-    steal). Each request is authenticated first as on ``/v1/query`` (401 without a valid key,
+    steal; other methods 405, a GET stream included). Each request is authenticated first as on ``/v1/query`` (401 without a valid key,
     429 past its rate limit: every MCP message counts as a request); only then does the SDK
     see it, with the caller in its scope for the tools."""
 
@@ -520,6 +521,24 @@ class McpEndpoint:
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            # Stateless: no session, so nothing would ever arrive on a GET stream; the SDK would
+            # hold one open for good (a connection per request, for anyone with a key).
+            refusal = JSONResponse(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {
+                        "code": INVALID_REQUEST,
+                        "message": f"{scope['method']} is not allowed: this MCP endpoint is "
+                        "stateless streamable HTTP, every message is a POST",
+                    },
+                },
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+            await refusal(scope, receive, send)
+            return
         try:
             caller = await authenticate_request(Request(scope, receive))
         except ApiError as exc:

@@ -324,3 +324,17 @@ def test_the_readme_agent_example_runs_as_printed(
     exec(compile(code, "README.md", "exec"), {"__name__": "readme_example"})
     printed = capsys.readouterr().out
     assert "35 days" in printed and printed.rstrip().endswith("False"), printed
+
+
+def test_a_get_stream_is_refused_not_held_open(deployment: Deployment) -> None:
+    """Stateless, /mcp never sends anything on a GET stream: the SDK would hold one open for
+    good (found by the hostile fuzz, whose request never returned); it is refused at once."""
+    headers = {
+        "Accept": "text/event-stream",
+        "Authorization": f"Bearer {deployment.keys['default']}",
+    }
+    with httpx.Client(base_url=deployment.server.url, timeout=10) as http:
+        for method in ("GET", "PUT", "DELETE"):
+            r = http.request(method, "/mcp", headers=headers)
+            assert r.status_code == 405 and r.headers["allow"] == "POST", (method, r.text)
+            assert "every message is a POST" in r.json()["error"]["message"]
