@@ -22,6 +22,7 @@ No ``from __future__ import annotations`` here: the SDK reads the tools' signatu
 schemas, limits taken from the settings at build time) from live annotations.
 """
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -193,6 +194,17 @@ _REQUEST_ERRORS = (ApiError, RagError, ValidationError)
 
 
 # -- the server -------------------------------------------------------------------------
+_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+def _tool(fn: Callable[..., Any], title: str) -> Tool:
+    """A read-only tool described by ``fn``'s docstring (dedented: the model reads it)."""
+    description = inspect.cleandoc(fn.__doc__ or "")
+    return _strict(
+        Tool.from_function(fn, title=title, description=description, annotations=_READ_ONLY)
+    )
+
+
 def _strict(tool: Tool) -> Tool:
     """Unknown argument names are an error the model reads (``additionalProperties: false``),
     not silently dropped: ``{"querry": ...}`` says what is wrong."""
@@ -203,9 +215,6 @@ def _strict(tool: Tool) -> Tool:
     tool.fn_metadata.arg_model = strict
     tool.parameters = strict.model_json_schema(by_alias=True)
     return tool
-
-
-_READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
 def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
@@ -434,12 +443,10 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
         return "\n\n".join(p.text for p in parts)
 
     tools = [
-        Tool.from_function(search, title="Search the knowledge base", annotations=_READ_ONLY),
-        Tool.from_function(
-            ask, title="Ask the knowledge base (verified answer)", annotations=_READ_ONLY
-        ),
-        Tool.from_function(list_documents, title="List the documents", annotations=_READ_ONLY),
-        Tool.from_function(get_source, title="Read a document or passage", annotations=_READ_ONLY),
+        _tool(search, "Search the knowledge base"),
+        _tool(ask, "Ask the knowledge base (verified answer)"),
+        _tool(list_documents, "List the documents"),
+        _tool(get_source, "Read a document or passage"),
     ]
     with _logging_left_alone():
         server: MCPServer = MCPServer(
@@ -447,7 +454,7 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
             title="Knowledge base",
             instructions=INSTRUCTIONS,
             version="0.1.0",
-            tools=[_strict(t) for t in tools],
+            tools=tools,
         )
     server.resource(
         DOCUMENT_URI,
