@@ -1,13 +1,15 @@
 """The MCP server over streamable HTTP (``/mcp`` on the API), driven by the official SDK's own
 client (``mcp.Client`` over ``streamable_http_client``) against the session's live server: the
 tools and their schemas, each tool, progress while ``ask`` answers, auth refused, tenants kept
-apart, bad arguments answered as tool errors, and the answer cache and rate limit of the API
-applying to MCP calls too. stdio (``rag mcp``) is tested in ``tests/app/test_cli_mcp.py``."""
+apart, bad arguments answered as tool errors, and the API's answer cache, rate limit and Langfuse
+tracing applying to MCP calls too. stdio (``rag mcp``) is tested in ``tests/app/test_cli_mcp.py``."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent, TextResourceContents
 
 from tests.api.conftest import EXAMPLE_SOURCES, SHARED_PARAGRAPH, Deployment, LiveServer
+from tests.langfuse_standin import LangfuseStandIn
 
 T = TypeVar("T")
 
@@ -338,3 +341,40 @@ def test_a_get_stream_is_refused_not_held_open(deployment: Deployment) -> None:
             r = http.request(method, "/mcp", headers=headers)
             assert r.status_code == 405 and r.headers["allow"] == "POST", (method, r.text)
             assert "every message is a POST" in r.json()["error"]["message"]
+
+
+def test_an_mcp_answer_is_traced_like_any_request(
+    deployment: Deployment, start_server: Any
+) -> None:
+    """Langfuse tracing (the real SDK, the loopback stand-in): an ``ask`` is one trace, under
+    the ``trace_id`` the tool returns, with the question's PII scrubbed as on /v1/query."""
+    pii = "jane.roe@gmail.com"
+    with LangfuseStandIn() as standin:
+        server: LiveServer = start_server(
+            tracing={
+                "public_key": f"pk-lf-mcp-{uuid.uuid4().hex[:12]}",
+                "secret_key": "sk-lf-mcp",
+                "base_url": standin.url,
+                "flush_interval_seconds": 0.2,
+                "export_timeout_seconds": 1.0,
+            }
+        )
+
+        async def body(client: Client) -> dict[str, Any]:
+            question = {"question": f"How long are backups retained? {pii}"}
+            return structured(await client.call_tool("ask", question))
+
+        try:
+            answer = session(server.url, deployment.keys["default"], body)
+            trace_id = answer["trace_id"]
+            assert trace_id and "35 days" in answer["answer"], answer
+            assert standin.wait_for(
+                lambda s: any(x.name == "query" for x in s.spans if x.trace_id == trace_id)
+            ), f"no trace {trace_id}"
+            time.sleep(0.3)
+            names = [s.name for s in standin.trace(trace_id)]
+            assert "retrieve" in names and "generate" in names, names
+            assert pii not in standin.everything()
+        finally:
+            server.app.state.rag.tracing.shutdown(1.0)
+            server.stop()
