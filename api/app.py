@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.routing import Route
 
 from api.auth import KeyStore
 from api.bodies import FormJsonMiddleware
@@ -25,6 +26,7 @@ from api.deps import AppState
 from api.documents import Documents
 from api.errors import ErrorBody, install_error_handlers
 from api.limits import BodyLimitMiddleware
+from api.mcp_server import MCP_PATH, McpEndpoint
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.security import (
@@ -58,23 +60,17 @@ def _token_counter(index: Any) -> Any:
     return count
 
 
-def create_app(
+def create_state(
     settings: Settings,
-    index: Any = None,
+    index: Any,
     pipeline: Pipeline | None = None,
     daemon: Any = None,
     keys: KeyStore | None = None,
     bind_host: str | None = None,
-) -> FastAPI:
-    """``bind_host``: the address the server listens on (default ``api.host``): a name
-    requests may carry in ``Host``, and whether ``/metrics`` needs ``api.metrics_key``."""
-    owns_index = index is None
-    bind_host = bind_host or settings.api.host
-    if index is None:
-        from rag.indexing.index import Index
-
-        index = Index(settings)
-        index.open(create=True)
+) -> AppState:
+    """What requests are answered with: the query service over ``pipeline`` (a
+    ``QueryPipeline`` traced to Langfuse when configured, by default), the tenants' documents,
+    keys, rate limiter and metrics. The HTTP app and ``rag mcp`` (stdio) build it here alike."""
     api = settings.api
     state: dict[str, AppState] = {}
 
@@ -117,12 +113,36 @@ def create_app(
         ),
         daemon=daemon,
         count_tokens=_token_counter(index),
-        bind_host=bind_host,
+        bind_host=bind_host or api.host,
         tracing=tracing
         if tracing.tracer is not None and pipeline.traced_by(tracing.tracer)
         else None,
     )
     state["app"] = app_state
+    return app_state
+
+
+def create_app(
+    settings: Settings,
+    index: Any = None,
+    pipeline: Pipeline | None = None,
+    daemon: Any = None,
+    keys: KeyStore | None = None,
+    bind_host: str | None = None,
+) -> FastAPI:
+    """``bind_host``: the address the server listens on (default ``api.host``): a name
+    requests may carry in ``Host``, and whether ``/metrics`` needs ``api.metrics_key``."""
+    owns_index = index is None
+    bind_host = bind_host or settings.api.host
+    if index is None:
+        from rag.indexing.index import Index
+
+        index = Index(settings)
+        index.open(create=True)
+    api = settings.api
+    app_state = create_state(settings, index, pipeline, daemon, keys, bind_host)
+    service, metrics = app_state.service, app_state.metrics
+    mcp = McpEndpoint(app_state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +150,8 @@ def create_app(
         # Models load in the background: /healthz answers at once, /readyz once they are in.
         threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True).start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             if owns_index:
                 index.close()
@@ -156,6 +177,8 @@ def create_app(
 
     for module in (routes_query, routes_openai, routes_feedback, routes_documents, routes_ops):
         app.include_router(module.router)
+    # The MCP endpoint (streamable HTTP): every request authenticated as on /v1/query.
+    app.router.routes.append(Route(MCP_PATH, endpoint=mcp, include_in_schema=False))
 
     @app.get("/", include_in_schema=False)
     async def index_page() -> FileResponse:

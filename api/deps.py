@@ -24,6 +24,7 @@ __all__ = [
     "AppState",
     "Caller",
     "State",
+    "authenticate_request",
     "authenticated",
     "disconnect_waiter",
     "get_state",
@@ -92,6 +93,12 @@ async def authenticated(
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
+
+
+async def authenticate_request(request: Request) -> Principal:
+    """``Caller`` for a request that reaches no FastAPI route (the MCP endpoint, an ASGI app):
+    the same bearer parsing and the same checks (401, the key's rate limit 429)."""
+    return await authenticated(await get_state(request), await _bearer(request))
 
 
 def new_trace_id(state: AppState, tenant: str) -> str | None:

@@ -36,6 +36,7 @@ from rag.guards.injection import flagged_chunks
 from rag.indexing.ingest import TENANTS_DIR, is_ignored_name, walk_folder
 from rag.indexing.manifest import FileRecord
 from rag.indexing.parsing import ingested_suffixes
+from rag.store import StoredPoint
 
 if TYPE_CHECKING:
     from rag.indexing.index import Index
@@ -168,6 +169,28 @@ class Documents:
             if doc.path == source:
                 return doc
         raise self.not_found(source)
+
+    def indexed_chunks(self, tenant: str, source: str) -> Sequence[StoredPoint]:
+        """The chunks the index holds for a document of ``tenant``, in document order (what
+        retrieval can return of it: redacted when ``pii.ingest`` is ``redact``). 404 for a
+        document of another tenant or none; 409 ``not_indexed`` for one not (yet) ingested."""
+        rec = self._record(tenant, source)
+        if rec is None:
+            raise self.not_found(source)
+        collection = self.index.collection or self.index.open(create=False)
+        # The tenant in the filter too, as retrieval has it: only this tenant's chunks.
+        chunks = list(
+            self.index.store.scroll(collection, filter={"doc_id": rec.doc_id, "tenant": tenant})
+        )
+        if not chunks:
+            raise ApiError(
+                409,
+                "not_indexed",
+                f"{source} has no indexed text (status {rec.status!r}"
+                + (f": {rec.reason}" if rec.reason else "")
+                + "); the document listing shows why",
+            )
+        return sorted(chunks, key=lambda p: (int(p.payload.get("start") or 0), p.id))
 
     @staticmethod
     def not_found(source: str) -> ApiError:

@@ -63,12 +63,12 @@ class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     source: str | Texts | None = Field(default=None, description="Document path(s)")
-    doc_id: str | Texts | None = None
-    title: str | Texts | None = None
+    doc_id: str | Texts | None = Field(default=None, description="Document id(s)")
+    title: str | Texts | None = Field(default=None, description="Document title(s)")
     section: str | Texts | None = Field(
         default=None, description="A heading anywhere in the chunk's heading path"
     )
-    page: Page | Pages | None = None
+    page: Page | Pages | None = Field(default=None, description="Page number(s), from 1 (PDF)")
 
     @model_validator(mode="before")
     @classmethod

@@ -21,7 +21,7 @@ from api.files import OpenFileResponse
 from api.limits import too_large
 from api.models import DeleteResult, DocumentInfo, DocumentList, UploadResult
 
-__all__ = ["router"]
+__all__ = ["document_info", "router"]
 
 router = APIRouter(tags=["documents"])
 
@@ -33,7 +33,8 @@ _SOURCE_TYPES = ("text/plain", "application/pdf", _DOCX, "application/octet-stre
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 
 
-def _info(view: Any) -> dict[str, Any]:
+def document_info(view: Any) -> dict[str, Any]:
+    """A document as ``GET /v1/documents`` and the MCP ``list_documents`` tool show it."""
     return {
         "path": view.path,
         "status": view.status,
@@ -49,7 +50,11 @@ def _info(view: Any) -> dict[str, Any]:
 async def list_documents(state: State, caller: Caller) -> Any:
     """Every document of the key's tenant: ok, pending (not ingested yet), failed or skipped with the reason."""
     docs = await anyio.to_thread.run_sync(state.documents.list, caller.tenant)
-    return {"documents": [_info(d) for d in docs], "total": len(docs), "tenant": caller.tenant}
+    return {
+        "documents": [document_info(d) for d in docs],
+        "total": len(docs),
+        "tenant": caller.tenant,
+    }
 
 
 @router.post(
@@ -99,7 +104,7 @@ async def upload_document(
 async def document_status(path: str, state: State, caller: Caller) -> Any:
     """Status of one document (404 for documents of other tenants)."""
     view = await anyio.to_thread.run_sync(state.documents.get, caller.tenant, path)
-    return _info(view)
+    return document_info(view)
 
 
 @router.delete(

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from api.chat import history_turns, query_renderer
-from api.deps import Caller, State, disconnect_waiter, new_trace_id
+from api.deps import AppState, Caller, State, disconnect_waiter, new_trace_id
 from api.errors import error_responses
 from api.models import QueryRequest, QueryResponse
 from api.sse import SSEResponse
@@ -15,7 +15,7 @@ from api.sse_schema import QUERY_STREAM
 from rag.core.textguard import check_question
 from rag.core.types import Query
 
-__all__ = ["router"]
+__all__ = ["query_of", "router"]
 
 router = APIRouter(tags=["query"])
 
@@ -27,6 +27,30 @@ SSE_QUERY_DOC = (
     "the verified `answer` (authoritative), usage, timings, abstained/degraded, and `unsupported`, the "
     'sentences verification flagged. `error` (`{"error": {type, message}}`) if the stream fails after it started.'
 )
+
+
+def query_of(body: QueryRequest, state: AppState, tenant: str) -> Query:
+    """The :class:`Query` a request asks, for the caller's ``tenant``: the question checked
+    (``api.max_question_chars``), a trace id picked when tracing is on, the history cut to
+    ``api.history_tokens``. ``/v1/query`` and the MCP tools (``api/mcp_server.py``) both build
+    their queries here."""
+    check_question(body.question, state.settings.api.max_question_chars)
+    return Query(
+        question=body.question,
+        filters=body.filters.as_filter() if body.filters else None,
+        prompt=body.prompt,
+        generate=body.generate,
+        user=body.user,
+        session=body.session,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
+        trace_id=new_trace_id(state, tenant),
+        history=history_turns(
+            [(m.role, m.content) for m in body.history or []],
+            state.settings.api.history_tokens,
+            state.count_tokens,
+        ),
+    )
 
 
 @router.post(
@@ -42,25 +66,8 @@ SSE_QUERY_DOC = (
 async def query(
     body: QueryRequest, request: Request, response: Response, state: State, caller: Caller
 ) -> Any:
-    check_question(body.question, state.settings.api.max_question_chars)
-    trace_id = new_trace_id(state, caller.tenant)
-    query = Query(
-        question=body.question,
-        filters=body.filters.as_filter() if body.filters else None,
-        prompt=body.prompt,
-        generate=body.generate,
-        user=body.user,
-        session=body.session,
-        temperature=body.temperature,
-        max_tokens=body.max_tokens,
-        trace_id=trace_id,
-        history=history_turns(
-            [(m.role, m.content) for m in body.history or []],
-            state.settings.api.history_tokens,
-            state.count_tokens,
-        ),
-    )
-    headers = {"X-Trace-Id": trace_id} if trace_id else {}
+    query = query_of(body, state, caller.tenant)
+    headers = {"X-Trace-Id": query.trace_id} if query.trace_id else {}
     if body.stream:
         sse = SSEResponse(state.service.open_stream(query, caller.tenant), query_renderer)
         sse.headers.update(headers)

@@ -172,11 +172,13 @@ class QueryService:
         query: Query,
         tenant: str,
         wait_disconnect: Callable[[], Awaitable[None]] | None = None,
+        on_event: Callable[[StreamEvent], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """One complete answer (or the packed context when ``generate`` is false), as JSON.
 
         Generation runs as a stream even here, so a client that hangs up (``wait_disconnect``
-        returns) stops the model at its next token."""
+        returns) stops the model at its next token. ``on_event`` sees each event on the way
+        (the MCP ``ask`` tool's progress notifications)."""
         if not query.generate:
             scoped = for_tenant(query, tenant)
             async with self.gate(False).slot(tenant):
@@ -187,7 +189,7 @@ class QueryService:
             result = answer.as_json()
             self._observe(result, tenant)
             return result
-        return await self.open_stream(query, tenant).collect(wait_disconnect)
+        return await self.open_stream(query, tenant).collect(wait_disconnect, on_event)
 
     def open_stream(self, query: Query, tenant: str) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later. A cached
@@ -324,9 +326,12 @@ class EventStream:
             yield item
 
     async def collect(
-        self, wait_disconnect: Callable[[], Awaitable[None]] | None = None
+        self,
+        wait_disconnect: Callable[[], Awaitable[None]] | None = None,
+        on_event: Callable[[StreamEvent], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """Run to the end and return the ``done`` payload; a disconnect cancels generation."""
+        """Run to the end and return the ``done`` payload; a disconnect cancels generation.
+        ``on_event`` is awaited with each event as it comes."""
         result: dict[str, Any] | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -339,6 +344,8 @@ class EventStream:
 
                     tg.start_soon(watch)
                 async for event in self.events():
+                    if on_event is not None:
+                        await on_event(event)
                     if isinstance(event, DoneEvent):
                         result = event.data()
                 tg.cancel_scope.cancel()

@@ -1008,6 +1008,15 @@ BREAKS = [
         "test_output_check_refuses_calls_to_action_and_contradictions",
         guarantee="Security: an attacker's passage certifying the attacker's sentence",
     ),
+    # -- MCP (issue 27) -------------------------------------------------------------------
+    Break(
+        "mcp: the tools answer for the deployment's tenant, not the key's",
+        "api/mcp_server.py",
+        "    return caller\n",
+        "    return Principal(caller.key_id, 'default', caller.name)\n",
+        "tests/api/test_mcp.py::test_another_tenants_documents_are_invisible",
+        guarantee="Security: an MCP client reaching another tenant's documents",
+    ),
 ]
 
 

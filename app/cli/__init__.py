@@ -6,6 +6,7 @@ this one place (the modules only define them).
 - ``app.cli.query``: ``query``
 - ``app.cli.eval``: ``eval`` (the default suite), ``eval retrieval|answers|last``
 - ``app.cli.serve``: ``serve``, ``keys create|list|revoke|local``
+- ``app.cli.mcp``: ``mcp`` (an MCP server on stdio)
 - ``app.cli.pii``: ``pii scan``
 - ``app.cli.feedback``: ``feedback`` (list, ``--candidates``), ``feedback confirm``
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import core, feedback, pii, query, serve
+from app.cli import core, feedback, mcp, pii, query, serve
 from app.cli import eval as eval_cmds
 from rag.core.datadir import restrict_umask
 
@@ -63,6 +64,7 @@ keys_app.command("local")(serve.keys_local)
 app.add_typer(keys_app, name="keys")
 
 app.command()(serve.serve)
+app.command()(mcp.mcp)
 
 pii_app = typer.Typer(help="PII scrubbing: see what the `pii` policy finds.", no_args_is_help=True)
 pii_app.command("scan")(pii.pii_scan)

@@ -578,7 +578,9 @@ APP_ROUTES_OUTSIDE_SCHEMA: tuple[tuple[str, str], ...] = (
     ("GET /openapi.json", "/openapi.json"),
     ("GET /static/{path}", "/static/{path}"),
     ("GET /docs/assets/{path}", "/docs/assets/{path}"),
+    ("POST /mcp", "/mcp"),  # the MCP endpoint (api/mcp_server.py): JSON-RPC, not in the schema
 )
+MCP_ROUTE = "/mcp"
 STATIC_FILES = ("index.html", "app.js", "docs.js", "style.css")
 DOCS_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "BREW")
@@ -1031,7 +1033,20 @@ def _route_of(path: str, templates: Sequence[str]) -> str:
     return "<other>"
 
 
-def check_app_response(sent: Sent, method: str) -> str | None:
+def jsonrpc_error_problem(sent: Sent) -> str | None:
+    """What is wrong with an MCP transport error (None: a JSON-RPC error object, which is what
+    MCP clients read; the endpoint's own 401/429 have the API's shape, which passes too)."""
+    try:
+        body = sent.json()
+        error = body["error"]
+        if body.get("jsonrpc") == "2.0" and isinstance(error["code"], int):
+            return None if isinstance(error["message"], str) else "JSON-RPC error without message"
+    except (ValueError, KeyError, TypeError):
+        pass
+    return error_body_problem(sent)
+
+
+def check_app_response(sent: Sent, method: str, route: str = "") -> str | None:
     """What is wrong with a response of the HTTP API (None: nothing)."""
     if sent.status is None:
         return f"no response ({sent.error})"
@@ -1042,6 +1057,8 @@ def check_app_response(sent: Sent, method: str) -> str | None:
         return f"{sent.status} without X-Content-Type-Options: nosniff"
     ctype = sent.headers.get("content-type", "")
     if sent.status >= 400 and method != "HEAD" and ctype.startswith("application/json"):
+        if route == MCP_ROUTE:
+            return jsonrpc_error_problem(sent)
         return error_body_problem(sent)
     return None
 
@@ -1062,6 +1079,17 @@ def api_seed_requests(key: str) -> list[Request]:
     requests.append(Request("POST", "/v1/chat/completions", (auth, json_type), lone))
     lone = b'{"question": "backups", "filters": {"source": "\\udfff"}}'
     requests.append(Request("POST", "/v1/query", (auth, json_type), lone))
+    # MCP tool calls whose arguments are not what the schema says (a tool error each, no 500).
+    mcp = (auth, json_type, ("Accept", "application/json, text/event-stream"))
+    call = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": '
+    for params in (
+        b'{"name": "search", "arguments": {"query": "x", "filters": ' + deep + b"}}",
+        b'{"name": "ask", "arguments": {"question": "\\ud800"}}',
+        b'{"name": "ask", "arguments": "not an object"}',
+        b'{"name": "get_source", "arguments": {"passage": "#-"}}',
+        b'{"name": "get_source", "arguments": {"path": "a", "offset": 1e300}}',
+    ):
+        requests.append(Request("POST", "/mcp", mcp, call + params + b"}"))
     return requests
 
 
@@ -1086,7 +1114,7 @@ def fuzz_hostile(
         assume(not sent.error.startswith(UNSENT))
         label = f"{req.method} {route}" if req.method in METHODS else f"<method> {route}"
         tally.record(label, sent.status or NO_RESPONSE)
-        problem = check_app_response(sent, req.method)
+        problem = check_app_response(sent, req.method, route)
         if problem is not None:
             tally.fail(
                 label, problem, curl_line(req.method, base_url + req.path, headers, req.body)
