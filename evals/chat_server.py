@@ -453,6 +453,7 @@ def _orders(unit: str, question: str, system: str, everything: str) -> list[str]
             said
             and said.lower() not in {"it", "this", "that", "nothing"}
             and not re.match(r"(?i)to\s", said)
+            and not (out and re.search(r"://|@", said))  # the link, already given
         ):
             return [o for o in [*out, said] if o]
     return [o for o in out if o]
