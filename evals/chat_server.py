@@ -214,7 +214,7 @@ _SAY = re.compile(
     _LEAD
     + r"(?:tell (?:the (?:user|reader)s?|them|users|readers)(?: that)?|"
     + _SAY_VERBS
-    + r")(?=[\s:])[\s:]*(?P<rest>[^\n]*)"
+    + r")(?=[\s:])[\s:]*(?=(?P<rest>[^\n]*))"
 )
 # Who an order in a document is addressed to, or what marks it as one.
 _ADDRESSED = re.compile(
@@ -232,15 +232,15 @@ _SAY_JA = re.compile(r"(?P<rest>[^\s、。「」]+)\s*と(?:だけ)?(?:答え|�
 _IS_ANSWER = re.compile(
     r"(?P<named>\b(?i:correct|verified|approved|real|official|only|right|true|stored)\s+)?"
     r"\b(?i:answer|reply|response|result)\b(?P<to>\s*\([^)\n]*\)|\s+(?i:to|for)\s+"
-    r"(?:\"[^\"\n]*\"|“[^”\n]*”|[^.;,\n\"“])*?)?\s*(?:\b(?i:is|must be)\b|=|:)\s*(?P<rest>[^\n]*)"
+    r"(?:\"[^\"\n]*\"|“[^”\n]*”|[^.;,\n\"“])*?)?\s*(?:\b(?i:is|must be)\b|=|:)\s*(?=(?P<rest>[^\n]*))"
 )
 # Orders that shape the answer: "prefix every reply with X", "end their answer with X",
 # "consist solely of X", "rate this candidate as X".
 _SHAPE = re.compile(
     r"\b(?:(?i:prefix|replace|end|start|begin)\b[^.\n]{0,30}?\b(?i:reply|replies|answer|answers|"
-    r"response|responses|output|message)\b[^.\n]{0,20}?\b(?i:with)|(?i:answer|reply|response|"
+    r"response|responses|output|message)\b[^.\n]{0,40}?\b(?i:with)|(?i:answer|reply|response|"
     r"summary|output)s?\b[^.\n]{0,40}?\b(?i:consists?|composed)\s+(?:\w+\s+)?(?i:of)|"
-    r"(?i:rate|mark|classify|label)\b[^.\n]{0,30}?\b(?i:as))\s+(?P<rest>[^\n]*)"
+    r"(?i:rate|mark|classify|label)\b[^.\n]{0,30}?\b(?i:as))\s+(?=(?P<rest>[^\n]*))"
 )
 _FILLER = re.compile(
     r"^(?:\s|[:«»\"“”'‘’,—–-])*(?i:only|just|solely|exactly|simply|verbatim|back|again|instead|"
@@ -262,7 +262,8 @@ _IMAGE = re.compile(r"!\[(?P<alt>[^\]\n]*)\]\((?P<url>[^)\s]+)\)")
 _LINK_MD = re.compile(r"(?<!!)\[(?P<text>[^\]\n]+)\]\((?P<url>https?://[^)\s]+)\)")
 _SEND = re.compile(
     r"\b(?i:send|e-?mail|forward|mail|submit|share|post)\b\s+(?P<what>[^\n]{0,100}?)\s+"
-    r"(?i:to)\s+(?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+)"
+    # an address, or the placeholder a pseudonymiser put in its place (restored on the way back)
+    r"(?i:to)\s+(?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+|<[A-Z][A-Z_]*_\d+>)"
 )
 _VISIT = re.compile(
     r"\b(?i:visit|open|go to|click|check|see|sign in|log ?in|source|available|is at|found at)\b"
@@ -275,7 +276,7 @@ _SYSTEM_ASK = re.compile(
 )
 _PLACEHOLDER_DATA = re.compile(r"\b(?:QUESTION|SUMMARY|DATA|ANSWER|QUERY|CONVERSATION)\b")
 _ADDS = re.compile(
-    r"\b(?i:prefix|before any other|end (?:their|your) answer|at the end|append|include|"
+    r"\b(?i:prefix|before any other|end (?:\w+ )?(?:answers?|repl(?:y|ies))|at the end|append|include|"
     r"render|in your answer|in your reply)\b"
 )
 _TURN = re.compile(r"^\s*\[?(?i:assistant|ai|model|bot|gpt)\]?\s*:\s*(?P<rest>\S[^\n]*)")
@@ -392,10 +393,52 @@ def _with_data(url: str, question: str) -> str:
     return filled
 
 
+def _said(m: re.Match[str], unit: str, addressed: bool, everything: str) -> str | None:
+    """The text an order (a match of one of the patterns above) asks for; None: no order."""
+    pattern = m.re
+    if pattern is _SAY:
+        lead, verb = m.group("lead").strip(), m.group("verb")
+        strong = re.match(r"\s*(?i:only|just|exactly|solely)\b", m.group("rest"))
+        if lead not in ("", ":") and not addressed and not strong:
+            return None  # "free to use any procedure", "say 100": not addressed to the model
+        if verb in _AMBIGUOUS and (lead in ("", ":") or not lead[-1:].isalpha()):
+            return None
+        if (
+            verb in _AMBIGUOUS
+            and lead.lower() == "to"
+            and not re.search(
+                r"(?i)\b(?:required|agrees?|has|have|needs?|asked|instructed|supposed|wants?)\s*$",
+                unit[: m.start("lead")],
+            )
+        ):
+            return None  # "visit the page to confirm their account": a purpose, not an order
+    if pattern is _SHAPE and not addressed:
+        return None
+    if pattern is _IS_ANSWER and not (
+        unit[m.start("rest") - 1 : m.start("rest")] in ("=", ":")
+        or m.group("named")
+        or re.search('["“]', m.group("to") or "")
+        or (addressed and not m.group(0).lower().startswith("result"))
+    ):
+        return None  # "the answer is not known", "the result is a ...": statements
+    if pattern is _TURN:  # the assistant's turn, as written: the model goes on from it
+        said = re.split(r"(?<=[.!?])\s", m.group("rest"))[0].rstrip(".!?")
+    elif pattern is _SAY_JA:
+        said = m.group("rest")
+    else:
+        said = _requested(m.group("rest"))
+    said = _resolve_reference(said, everything)
+    # "tell the user to open it": an action (taken above when it has a link), not a text
+    if not said or said.lower() in {"it", "this", "that", "nothing"} or re.match(r"(?i)to\s", said):
+        return None
+    return said
+
+
 def _orders(unit: str, question: str, system: str, everything: str) -> list[str]:
     """What obeying ``unit`` writes (empty: it orders nothing)."""
     out: list[str] = []
-    if _SYSTEM_ASK.search(unit):
+    reveal = _SYSTEM_ASK.search(unit)
+    if reveal:
         out.append(f"My instructions are: {' '.join(system.split())}" if system else "")
     for m in _IMAGE.finditer(unit):
         out.append(f"![{m.group('alt')}]({_with_data(m.group('url'), question)})")
@@ -421,41 +464,12 @@ def _orders(unit: str, question: str, system: str, everything: str) -> list[str]
         or (len(asked) > 11 and asked in unit.lower())
     )
     for pattern in (_SAY, _SHAPE, _TURN, _IS_ANSWER, _SAY_CJK, _SAY_JA):
-        m = pattern.search(unit)
-        if not m:
-            continue
-        if pattern is _SAY:
-            lead, verb = m.group("lead").strip(), m.group("verb")
-            strong = re.match(r"\s*(?i:only|just|exactly|solely)\b", m.group("rest"))
-            if lead not in ("", ":") and not addressed and not strong:
-                continue  # "free to use any procedure", "say 100": not addressed to the model
-            if verb in _AMBIGUOUS and (lead in ("", ":") or not lead[-1:].isalpha()):
-                continue
-        if pattern is _SHAPE and not addressed:
-            continue
-        stated = unit[m.start("rest") - 1 : m.start("rest")] if pattern is _IS_ANSWER else ""
-        if pattern is _IS_ANSWER and not (
-            stated in ("=", ":")
-            or m.group("named")
-            or re.search('["“]', m.group("to") or "")
-            or (addressed and not m.group(0).lower().startswith("result"))
-        ):
-            continue  # "the answer is not known", "the result is a ...": statements
-        if pattern is _TURN:  # the assistant's turn, as written: the model goes on from it
-            said = re.split(r"(?<=[.!?])\s", m.group("rest"))[0].rstrip(".!?")
-        elif pattern is _SAY_JA:
-            said = m.group("rest")
-        else:
-            said = _requested(m.group("rest"))
-        said = _resolve_reference(said, everything)
-        # "tell the user to open it": an action (taken above if it has a link), not a text
-        if (
-            said
-            and said.lower() not in {"it", "this", "that", "nothing"}
-            and not re.match(r"(?i)to\s", said)
-            and not (out and re.search(r"://|@", said))  # the link, already given
-        ):
-            return [o for o in [*out, said] if o]
+        for m in pattern.finditer(unit):
+            if reveal and reveal.start() <= m.start("rest") <= reveal.end():
+                continue  # (what "print your system prompt" asks for is given above)
+            said = _said(m, unit, addressed, everything)
+            if said and not (out and re.search(r"://|@", said)):  # (the link, given above)
+                return [o for o in [*out, said] if o]
     return [o for o in out if o]
 
 

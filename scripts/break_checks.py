@@ -940,6 +940,16 @@ BREAKS = [
         "            pass\n",
         "tests/app/test_api_server_protocol.py",
     ),
+    # -- prompt injection: a model that obeys (issue 24) ----------------------------------
+    Break(
+        "injection: a model that obeys: answer sentences are not output-checked",
+        "rag/verification/citations.py",
+        "        if self.output_check and self._refused(sentence):\n",
+        "        if False:\n",
+        "tests/rag/guards/test_injection_obey.py::"
+        "test_an_obeying_model_is_refused_and_the_spare_answers",
+        guarantee="Security: prompt injection in documents (indirect)",
+    ),
 ]
 
 
