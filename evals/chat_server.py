@@ -499,7 +499,9 @@ def _faithful(request: ChatRequest, question: str) -> str:
     best: tuple[int, int, str] | None = None
     for n, body in sorted(request.passages.items()):
         text = body.split("\n", 1)[1] if "\n" in body else ""
-        for sentence in _SENTENCE_SPLIT.split(" ".join(text.split())):
+        # (blocks apart: a title or heading is not the start of the sentence after it)
+        blocks = re.split(r"\n\s*\n", text)
+        for sentence in (s for b in blocks for s in _SENTENCE_SPLIT.split(" ".join(b.split()))):
             words = {w for w in _WORDS_OBEY.findall(sentence.lower()) if w not in _COMMON}
             overlap = len(asked & words)
             if sentence and (best is None or overlap > best[0]):
