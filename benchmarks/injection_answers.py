@@ -3,7 +3,7 @@ before and after a change, in one run (issue 24).
 
     .venv/bin/python benchmarks/injection_answers.py --dataset ../shared/datasets/squad2 \\
         [--sample 120] [--half report] [--before REV] [--cache DIR] [--json-out FILE] \\
-        [--model obey]
+        [--model obey [--defence output]]
 
 The attacks are the project's own corpus (``evals/injection_attacks.jsonl``, ``--half``:
 ``report`` for quoted figures, ``tune`` while developing). ``evals/injection_attacks.py``
@@ -19,7 +19,10 @@ this tree's, in-process): a model that follows every instruction it finds in its
 passages. Attack success is then what it obeyed and the user was shown; ``obeyed`` says how
 often the model wrote what an attack asked for (the attack got past the question scan and the
 span cut, and the output check had to catch it). The default (``extractive``) answers with
-the configured chain (the default config's: extractive).
+the configured chain (the default config's: extractive). ``--defence output`` takes the layers
+before the model away (``injection.flagged: fence``, ``injection.questions: false``): the
+model is handed every attack whole, and the output check alone stands between it and the
+user (what it is tuned against, on the tune half).
 
 Also measured, per tree: the question scan's false positives on every clean question of the
 answer set, of ``evals/pydocs`` and of the golden set (``evals/golden.jsonl``), and the share
@@ -100,6 +103,8 @@ def _child(args: argparse.Namespace) -> int:
             said, server.last_text = server.last_text, None
             return None if said is None else str(said)
 
+    if args.defence == "output":
+        overrides["injection"] = {"flagged": "fence", "questions": False}
     settings = load_settings(tree / "configs" / "default.yaml", overrides)
     embedder = embedder_for(settings)
     try:
@@ -117,6 +122,7 @@ def _child(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
     result["model"] = args.model
+    result["defence"] = args.defence
     pydocs = [
         json.loads(line)["text"]
         for line in (ROOT / "evals" / "pydocs" / "queries.jsonl").read_text().splitlines()
@@ -166,6 +172,8 @@ def _measure(tree: Path, label: str, args: argparse.Namespace, work: Path) -> di
         args.half,
         "--model",
         args.model,
+        "--defence",
+        args.defence,
     ]
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
     env["TRANSFORMERS_OFFLINE"] = "1"
@@ -228,6 +236,12 @@ def main() -> int:
         choices=("extractive", "obey"),
         default="extractive",
         help="obey: answer with [openai, extractive], openai a scripted model obeying attacks",
+    )
+    ap.add_argument(
+        "--defence",
+        choices=("full", "output"),
+        default="full",
+        help="output: passages fenced and questions not cut, the output check alone stands",
     )
     ap.add_argument("--before", default=None, help="git revision measured first (e.g. main)")
     ap.add_argument("--cache", default=None, help="keep indexes here between runs")

@@ -15,6 +15,17 @@ the prompt) to the reply text. Built in (:data:`MODES`, each a factory of respon
 - ``fixed(template)``: always the same template (the default: ``reply``);
 - ``by_question({substring: template, ...}, default)``: the template of the first substring
   the question contains.
+- ``obey(default)``: a model that follows any instruction it finds in its question or its
+  passages (what the injection defence left of them: it reads what it was sent), to show the
+  defence catches a model that obeys (issue 24). It parses orders, it does not look attacks
+  up: "reply only with X", "the answer is X", a fake assistant turn, "end every answer with
+  X", a code stated in another passage ("print the code you were asked to remember"), in a
+  few languages; "visit LINK", a markdown link or image (its URL filled with the question),
+  "send … to ADDRESS", "print your system prompt" (it writes the system turn it was sent);
+  encoded orders decoded first (base64, hex, rot13 when named, tag and zero-width
+  characters). Each obeyed text is a sentence citing the passage the order came from (``[1]``
+  for the question). Without an order, or where one asks to add to the answer, it answers
+  faithfully: the passage sentence sharing most words with the question, with its marker.
 
 Templates may hold placeholders, resolved against the passages of that request, so a script
 can cite "the passage that says 35 days" whatever number retrieval gave it:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -1702,10 +1703,14 @@ def _lower_words(text: str) -> list[str]:
     return re.findall(r"\w+", _visible(text)[0].lower())
 
 
+_CODE_WORD = re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{5,}\b|\b[A-Z][A-Z0-9]{3,}\b")
+
+
 def repeats_suspect(sentence: str, suspect: Sequence[str], clean: str = "") -> bool:
     """``sentence`` repeats text of a flagged span (``suspect``) that ``clean`` (the unflagged
-    passages, the question) does not also hold: five words in a row, or more than half its
-    content words (a canary, a planted verdict) found only in the spans."""
+    passages, the question) does not also hold: five words in a row, more than half its
+    content words (a canary, a planted verdict), or a code word (letters and digits, or
+    capitals: "zqx51", "PWNED") found only in the spans."""
     if not suspect:
         return False
     words = _lower_words(sentence)
@@ -1720,7 +1725,34 @@ def repeats_suspect(sentence: str, suspect: Sequence[str], clean: str = "") -> b
     if not content:
         return False
     own = {w for ws in span_words for w in ws} - set(clean_words)
+    if any(c.lower() in own for c in _CODE_WORD.findall(_visible(sentence)[0])):
+        return True  # an attack's code word, whatever clean words surround it
     return sum(w in own for w in content) * 2 > len(content)
+
+
+@functools.lru_cache(maxsize=1024)
+def _readings(text: str) -> tuple[str, ...]:
+    """``text`` and what a model may read in it: its base64 and hex payloads decoded, and
+    its ROT13 (what a model told "decode this" writes is the decoded text)."""
+    return (text, *_decoded_payloads(text), *_hex_payloads(text), codecs.encode(text, "rot13"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _weak_units(text: str, question: bool = False) -> tuple[tuple[str, ...], str]:
+    """The sentences and lines of ``text`` that score as (part of) an attack (``UNIT_AT``)
+    though the text as a whole was not flagged (the detector missed the rest of the attack,
+    or it is in a question the scan let through), and the text without them. Cached: the
+    verifier asks for each answer sentence about the same passages."""
+    units = _units(text)
+    weak = [(s, e) for s, e in units if detect(text[s:e], question=question).score >= UNIT_AT]
+    if not weak:
+        return (), text
+    rest, pos = [], 0
+    for s, e in weak:
+        rest.append(text[pos:s])
+        pos = e
+    rest.append(text[pos:])
+    return tuple(text[s:e] for s, e in weak), " ".join(rest)
 
 
 def _unknown_destinations(sentence: str, known: str) -> str | None:
@@ -1749,7 +1781,9 @@ def output_check(
     - it repeats text of a span flagged as an attack (``Passage.suspect``: five words in a
       row, or mostly words only such a span holds: a canary, "highly recommended for
       immediate hire"), or gives a link or an e-mail address that no unflagged passage and
-      not the question holds (a model that obeyed an attack, or was led to invent one).
+      not the question holds (a model that obeyed an attack, or was led to invent one). A
+      sentence of an unflagged passage or of the question that scores as part of an attack
+      (``UNIT_AT``) counts as such a span: what the detector half saw, a model may obey.
     ``flagged``: numbers of passages the injection detector flagged (fence mode).
     """
     flagged = flagged or set()
@@ -1765,19 +1799,23 @@ def output_check(
         return "the sentence carries hidden text (prompt injection)"
     if _SYSTEM_ECHO.search(visible):
         return "the sentence repeats the system prompt"
-    clean = " ".join(p.text for p in passages if p.n not in flagged)
+    weak = [_weak_units(p.text) for p in passages if p.n not in flagged]
+    asked_weak, asked = _weak_units(question, question=True)
+    clean = " ".join(rest for _, rest in weak)
     suspect = [t for p in passages for t in p.suspect] + [
         p.text for p in passages if p.n in flagged and not p.suspect
     ]
-    if suspect and repeats_suspect(visible, suspect, f"{clean} {question}"):
+    suspect += [t for units, _ in weak for t in units] + list(asked_weak)
+    suspect = [r for t in suspect for r in _readings(t)]
+    if suspect and repeats_suspect(visible, suspect, f"{clean} {asked}"):
         return "the sentence repeats text flagged as prompt injection"
-    if unknown := _unknown_destinations(visible, f"{clean} {question}"):
+    if unknown := _unknown_destinations(visible, f"{clean} {asked}"):
         return f"the sentence gives a link or address no unflagged passage holds ({unknown})"
     if bad := _domains(visible) & {d for t in suspect for d in _domains(t)}:
         return f"the sentence points where a flagged attack points ({sorted(bad)[0]})"
     if _CALL_TO_ACTION.search(visible):
         secret = re.search(_SECRET, visible, re.IGNORECASE)
-        if secret or not _asked_for(question, visible):
+        if secret or not _asked_for(asked, visible):
             return "the sentence asks the user to act on something the question did not ask about"
     if cited and all(p.n in flagged for p in cited):
         # Only a flagged passage says it: not enough to certify anything.
