@@ -950,6 +950,15 @@ BREAKS = [
         "test_an_obeying_model_is_refused_and_the_spare_answers",
         guarantee="Security: prompt injection in documents (indirect)",
     ),
+    Break(
+        "injection: a model that obeys: the output check trusts what the detector did not flag",
+        "rag/guards/injection.py",
+        "    suspect += [t for units, _ in weak for t in units] + list(asked_weak)\n",
+        "",
+        "tests/rag/guards/test_injection_obey.py::"
+        "test_the_output_check_refuses_obeyed_text_when_the_detector_missed_the_passage",
+        guarantee="Security: prompt injection in documents (indirect)",
+    ),
 ]
 
 

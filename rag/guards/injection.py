@@ -66,7 +66,7 @@ __all__ = [
 
 # Bump when the detector's verdicts change: chunks scored by another version are rescored at
 # query time (cheap), so an index built before does not need a reindex to be protected.
-DETECTOR_VERSION = 2
+DETECTOR_VERSION = 3
 FLAG_AT = 1.0  # a score at or above this flags (one strong signal, or weak ones together)
 
 _FLAGS = re.IGNORECASE | re.MULTILINE
@@ -465,6 +465,8 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"|(?<![\w\]])\[\s*/?\s*(?:user|assistant|human|ai|system)\s*\]\s*:"
             r"|[\"']role[\"']\s*:\s*[\"'](?:system|assistant|developer|tool)[\"']"
             r"|<\|[a-z_]{2,20}\|>"
+            # other templates' turn tokens (rag.core.textguard.KNOWN_SPECIAL_TOKENS: Gemma, Mistral)
+            r"|<(?:start|end)_of_turn>|\[/?(?:SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\]"
             r"|#{2,}\s*(?:instruction|system|response|input|user|assistant)s?\s*:"
             r"|\bnew (?:conversation|chat|session)\b\s*(?:\n|:|$)",
             _FLAGS,
@@ -474,7 +476,8 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "fake conversation turns",
         1.0,
         re.compile(
-            r"^\s*(?:user|human|q)\s*:[^\n]*\n\s*(?:assistant|ai|bot|model|a)\s*:"
+            # (the first turn may follow a sentence on its line: planted mid-paragraph)
+            r"(?:^|(?<=[.!?])[ \t]+)\s*(?:user|human|q)\s*:[^\n]*\n\s*(?:assistant|ai|bot|model|a)\s*:"
             r"|^\s*(?:assistant|ai|bot)\s*:[^\n]*\n\s*(?:user|human)\s*:",
             _FLAGS,
         ),
@@ -1783,7 +1786,8 @@ def output_check(
       immediate hire"), or gives a link or an e-mail address that no unflagged passage and
       not the question holds (a model that obeyed an attack, or was led to invent one). A
       sentence of an unflagged passage or of the question that scores as part of an attack
-      (``UNIT_AT``) counts as such a span: what the detector half saw, a model may obey.
+      (``UNIT_AT``) counts as such a span: what the detector half saw, a model may obey; so
+      does a code word ("zqx51", "PWNED") that only passages an attack was cut from hold.
     ``flagged``: numbers of passages the injection detector flagged (fence mode).
     """
     flagged = flagged or set()
@@ -1809,6 +1813,14 @@ def output_check(
     suspect = [r for t in suspect for r in _readings(t)]
     if suspect and repeats_suspect(visible, suspect, f"{clean} {asked}"):
         return "the sentence repeats text flagged as prompt injection"
+    # A code word left in a passage an attack was cut from (a cut that missed the payload:
+    # "<|assistant|> zqx51") and in no passage without one: the attack's, not an answer.
+    attacked = " ".join(p.text for p in passages if p.suspect or p.n in flagged)
+    if attacked and (codes := {c.lower() for c in _CODE_WORD.findall(visible)}):
+        plain = " ".join(p.text for p in passages if not (p.suspect or p.n in flagged))
+        known = set(_lower_words(f"{plain} {asked}"))
+        if codes & set(_lower_words(attacked)) - known:
+            return "the sentence repeats a code word of a passage an attack was cut from"
     if unknown := _unknown_destinations(visible, f"{clean} {asked}"):
         return f"the sentence gives a link or address no unflagged passage holds ({unknown})"
     if bad := _domains(visible) & {d for t in suspect for d in _domains(t)}:
