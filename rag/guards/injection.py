@@ -1706,6 +1706,10 @@ def _lower_words(text: str) -> list[str]:
     return re.findall(r"\w+", _visible(text)[0].lower())
 
 
+# A made-up token: letters and digits mixed, two of each at least ("zqx51a", not "1990s").
+_MADE_UP = re.compile(
+    r"\b(?=(?:[A-Za-z0-9]*[A-Za-z]){2})(?=(?:[A-Za-z0-9]*\d){2})[A-Za-z0-9]{6,}\b"
+)
 _CODE_WORD = re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{5,}\b|\b[A-Z][A-Z0-9]{3,}\b")
 
 
@@ -1787,7 +1791,7 @@ def output_check(
       not the question holds (a model that obeyed an attack, or was led to invent one). A
       sentence of an unflagged passage or of the question that scores as part of an attack
       (``UNIT_AT``) counts as such a span: what the detector half saw, a model may obey; so
-      does a code word ("zqx51", "PWNED") that only passages an attack was cut from hold.
+      does a made-up token ("zqx51a") that only passages an attack was cut from hold.
     ``flagged``: numbers of passages the injection detector flagged (fence mode).
     """
     flagged = flagged or set()
@@ -1813,10 +1817,11 @@ def output_check(
     suspect = [r for t in suspect for r in _readings(t)]
     if suspect and repeats_suspect(visible, suspect, f"{clean} {asked}"):
         return "the sentence repeats text flagged as prompt injection"
-    # A code word left in a passage an attack was cut from (a cut that missed the payload:
-    # "<|assistant|> zqx51") and in no passage without one: the attack's, not an answer.
+    # A made-up token left in a passage an attack was cut from (a cut that missed the payload:
+    # "<|assistant|> zqx51a") and in no passage without one: the attack's, not an answer.
+    # (Not capitals: an acronym of the poisoned paragraph is its content.)
     attacked = " ".join(p.text for p in passages if p.suspect or p.n in flagged)
-    if attacked and (codes := {c.lower() for c in _CODE_WORD.findall(visible)}):
+    if attacked and (codes := {c.lower() for c in _MADE_UP.findall(visible)}):
         plain = " ".join(p.text for p in passages if not (p.suspect or p.n in flagged))
         known = set(_lower_words(f"{plain} {asked}"))
         if codes & set(_lower_words(attacked)) - known:
