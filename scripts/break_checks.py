@@ -104,7 +104,8 @@ BREAKS = [
         "rag/observability/langfuse.py",
         "        done = _bounded(stop, timeout)\n",
         "        done = _bounded(stop, 1e9)\n",
-        "tests/app/test_cli_serve_tracing.py",
+        "tests/app/test_cli_serve_tracing.py::"
+        "test_serve_with_a_stalled_langfuse_answers_and_stops_in_time",
     ),
     Break(
         "sources: the route serves a link out of the watched folder",
@@ -208,8 +209,10 @@ BREAKS = [
     Break(
         "log scrubbing limited to the rag and api loggers",
         "rag/guards/pii/logs.py",
-        'SCRUBBED_LOGGERS = ("rag", "api", "app", "ingestion", "evals", "benchmarks")\n',
-        'SCRUBBED_LOGGERS = ("rag", "api")\n',
+        '            if not getattr(_busy, "on", False):\n',
+        '            if record.name.split(".")[0] in ("rag", "api") and not getattr(\n'
+        '                _busy, "on", False\n'
+        "            ):\n",
         "tests/rag/guards/pii/test_leak_canary.py::test_every_logger_of_the_project_is_scrubbed",
         guarantee="logs of the app, ingestion and evals are scrubbed",
     ),
@@ -225,8 +228,8 @@ BREAKS = [
     Break(
         "flagged chunks counted as excluded but kept",
         "rag/query/guard.py",
-        "            else:\n                excluded += 1\n",
-        "            else:\n                excluded += 1\n                kept.append(hit)\n",
+        "                excluded += 1  # exclude_chunk, or nothing but the attack in it\n",
+        "                excluded += 1\n                kept.append(hit)\n",
         "tests/rag/guards/test_injection.py::test_excluded_chunks_never_reach_the_context",
         guarantee="Security: prompt injection in documents (indirect)",
     ),
@@ -252,7 +255,7 @@ BREAKS = [
         "rag/verification/citations.py",
         "            if self.verifier.answered:\n                self._release(self._held)\n",
         "            if True:\n                self._release(self._held)\n",
-        "tests/rag/query/test_stages.py::test_the_stream_concatenated_is_the_answer",
+        "tests/rag/query/test_stages.py::test_a_marked_sentence_is_held_until_a_supported_one_follows",
         guarantee="the stream is the answer (token texts since the last reset)",
     ),
     Break(
@@ -343,7 +346,7 @@ BREAKS = [
     Break(
         "the output check lets calls to action through",
         "rag/guards/injection.py",
-        "        if secret or not _asked_for(question, visible):\n",
+        "        if secret or not _asked_for(asked, visible):\n",
         "        if False:\n",
         "tests/rag/guards/test_injection.py::"
         "test_output_check_refuses_calls_to_action_and_contradictions",
@@ -502,7 +505,8 @@ BREAKS = [
         "ingestion/daemon.py",
         "        except Exception as exc:  # noqa: BLE001 - any watcher failure: poll instead\n",
         "        except ImportError as exc:\n",
-        "tests/ingestion/test_watcher_fallback.py",
+        "tests/ingestion/test_watcher_fallback.py::"
+        "test_the_daemon_survives_a_watcher_that_cannot_start",
     ),
     Break(
         "hostile: html.parser reads the raw page",
@@ -516,14 +520,14 @@ BREAKS = [
         "rag/guards/injection.py",
         '    out = [t for c in _html_comments(html) if (t := " ".join(c.split()))]\n',
         '    out = [t for c in re.findall(r"<!--(.*?)-->", html, re.S) if (t := " ".join(c.split()))]\n',
-        "tests/rag/guards/test_injection_fuzz.py",
+        "tests/rag/guards/test_injection_fuzz.py::test_every_entry_point_takes_any_text",
     ),
     Break(
         "hostile: the link rule backtracks through every link",
         "rag/guards/injection.py",
         '            r"(?>[^.\\n]{0,60}?(?:https?://|www\\.))"\n',
         '            r"[^.\\n]{0,60}?(?:https?://|www\\.)\\S*?"\n',
-        "tests/rag/guards/test_injection_fuzz.py",
+        "tests/rag/guards/test_injection_fuzz.py::test_every_entry_point_takes_any_text",
     ),
     Break(
         "hostile: the work budget is never checked",
@@ -560,6 +564,7 @@ BREAKS = [
         "            if value is not _NOT_JSON and _has_lone_surrogate(value):\n",
         "            if False:\n",
         "tests/api/test_form_json.py::test_a_lone_surrogate_escape_is_a_422_naming_it",
+        guarantee="Security: malformed and hostile HTTP requests on every route",
     ),
     Break(
         "fuzz: the control API parses a Content-Length that is no number",
@@ -667,56 +672,58 @@ BREAKS = [
         "rag/guards/pii/engine.py",
         "        return _lone_name(text, start, words[0])\n",
         "        return False\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::test_values_as_people_write_them_are_found",
     ),
     Break(
         "pii: short local phone numbers (438 4987) are not phone numbers",
         "rag/guards/pii/multilocale.py",
         "    if n < 6 or n > 15:\n",
         "    if n < 10 or n > 15:\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::test_values_as_people_write_them_are_found",
     ),
     Break(
         "pii: card numbers grouped other than 4-4-4-4 are not looked for",
         "rag/guards/pii/multilocale.py",
         "def find_cards(text: str) -> list[Hit]:\n    out: list[Hit] = []\n",
         "def find_cards(text: str) -> list[Hit]:\n    out: list[Hit] = []\n    return out\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::test_values_as_people_write_them_are_found",
     ),
     Break(
         "pii: a street and its postcode line do not make an address",
         "rag/guards/pii/multilocale.py",
         "        if street and post:\n            score = 0.9\n",
         "        if street and post:\n            score = 0.0\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::test_values_as_people_write_them_are_found",
     ),
     Break(
         "pii: a first name alone does not get the full name's placeholder",
         "rag/guards/pii/policy.py",
         "                self._alias_parts(entity, value, ph)\n",
         "                pass\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::test_parts_of_a_value_get_its_placeholder",
     ),
     Break(
         "pii: model requests skip the recall-first check",
         "rag/guards/pii/outbound.py",
         "                p.add(sweep_values(line))\n",
         "                pass\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::"
+        "test_what_leaves_for_the_model_passes_a_recall_first_check",
     ),
     Break(
         "pii: traces and reports skip the recall-first check",
         "rag/guards/pii/policy.py",
         "        spans = [*spans, *sweep(text, spans)]\n",
         "        spans = list(spans)\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::test_traces_and_reports_pass_the_same_check",
     ),
     Break(
         "pii: traces keep the values stored with the retrieved chunks",
         "rag/observability/scrub.py",
         "        return scrub_values(text, pairs)\n",
         "        return text\n",
-        "tests/rag/guards/pii/test_real_world.py",
+        "tests/rag/guards/pii/test_real_world.py::"
+        "test_traces_lose_the_values_stored_with_the_retrieved_chunks",
     ),
     # -- prompt injection: attacked, still answered (issue 24) ----------------------------
     Break(
@@ -750,14 +757,14 @@ BREAKS = [
     Break(
         "injection: the output check lets a flagged span's text through",
         "rag/guards/injection.py",
-        'if suspect and repeats_suspect(visible, suspect, f"{clean} {question}"):',
+        'if suspect and repeats_suspect(visible, suspect, f"{clean} {asked}"):',
         "if False:",
         "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
     ),
     Break(
         "injection: the output check lets an unknown link through",
         "rag/guards/injection.py",
-        'if unknown := _unknown_destinations(visible, f"{clean} {question}"):',
+        'if unknown := _unknown_destinations(visible, f"{clean} {asked}"):',
         "if unknown := None:",
         "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
     ),
@@ -791,7 +798,9 @@ BREAKS = [
         "            os.close(fd)\n"
         "            os.sched_yield()\n"
         '            return open(path, "rb"), os.stat(path)  # noqa: SIM115\n',
-        "tests/api/test_sources_race.py",
+        "tests/api/test_sources_race.py::"
+        "test_reading_a_source_while_it_is_deleted_is_never_a_server_error",
+        guarantee="Security: personal data reaching a hosted model, traces, logs or reports",
     ),
     Break(
         "hostile-ops: only this project's loggers are scrubbed (not uvicorn's)",
@@ -800,56 +809,72 @@ BREAKS = [
         '            if record.name.split(".")[0] in ("rag", "api", "app") and not getattr(\n'
         '                _busy, "on", False\n'
         "            ):\n",
-        "tests/app/test_serve_log_scrubbing.py",
+        "tests/app/test_serve_log_scrubbing.py::"
+        "test_uvicorn_records_and_tracebacks_reach_the_output_scrubbed",
+        guarantee="Security: personal data reaching a hosted model, traces, logs or reports",
     ),
     Break(
         "hostile-ops: absolute server paths left in log lines",
         "rag/guards/pii/logs.py",
         "    text = scrub_server_paths(text)\n",
         "",
-        "tests/app/test_serve_log_scrubbing.py",
+        "tests/app/test_serve_log_scrubbing.py::"
+        "test_uvicorn_records_and_tracebacks_reach_the_output_scrubbed",
+        guarantee="Security: personal data reaching a hosted model, traces, logs or reports",
     ),
     Break(
         "hostile-ops: closing the local generator does not stop the generation in flight",
         "rag/generate/local.py",
         "                    request.check_deadline(self.name)\n                    self._check_open()\n",
         "                    request.check_deadline(self.name)\n",
-        "tests/rag/generate/test_generate_local.py::test_close_stops_the_generation_in_flight_before_freeing_the_model",
+        "tests/rag/generate/test_generate_local.py::"
+        "test_close_stops_the_generation_in_flight_before_freeing_the_model",
+        guarantee="Security: a stop under load",
     ),
     Break(
         "hostile-ops: queued answers are not refused when rag serve stops",
         "app/api_server.py",
         "            service.stop_accepting()\n",
         "            pass\n",
-        "tests/app/test_serve_stop_under_load.py",
+        "tests/app/test_serve_stop_under_load.py::"
+        "test_sigterm_under_load_stops_every_answer_thread_and_exits_0",
+        guarantee="Security: a stop under load",
     ),
     Break(
         "hostile-ops: uploads ignore the free-space floor",
         "api/documents.py",
         "        self.storage.require_space(len(data))\n",
         "",
-        "tests/api/test_disk_floor.py",
+        "tests/api/test_disk_floor.py::"
+        "test_under_the_floor_uploads_and_ingestion_wait_and_reads_go_on",
+        guarantee="Security: a full disk",
     ),
     Break(
         "hostile-ops: ingestion writes under the free-space floor",
         "rag/indexing/ingest.py",
         '        self.index.disk.require(needed, "ingestion")\n',
         "        return None\n",
-        "tests/api/test_disk_floor.py",
+        "tests/api/test_disk_floor.py::"
+        "test_under_the_floor_uploads_and_ingestion_wait_and_reads_go_on",
+        guarantee="Security: a full disk",
     ),
     Break(
         "hostile-ops: the store's mmap files are not claimed ahead (a start on a full volume)",
         "rag/store/edge.py",
         "                allocate_holes(self._populated(shard))\n",
         "                pass\n",
-        "tests/app/test_disk_full_serve.py",
+        "tests/app/test_disk_full_serve.py::"
+        "test_a_full_volume_pauses_writes_serves_reads_and_resumes",
+        guarantee="Security: a full disk",
     ),
     Break(
         "hostile-ops: rag serve keeps no reserve to start on a full volume",
         "rag/core/diskspace.py",
         "        self.reserve_path.unlink(missing_ok=True)\n        return True\n",
         "        return False\n",
-        "tests/app/test_disk_full_serve.py",
+        "tests/app/test_disk_full_serve.py::"
+        "test_a_full_volume_pauses_writes_serves_reads_and_resumes",
+        guarantee="Security: a full disk",
     ),
     # -- follow-ups (issue 30): condense before retrieval, answer selection and verification --
     Break(
@@ -931,14 +956,57 @@ BREAKS = [
         "app/api_server.py",
         "        except h11.LocalProtocolError:\n",
         "        except ArithmeticError:\n",
-        "tests/app/test_api_server_protocol.py",
+        "tests/app/test_api_server_protocol.py::"
+        "test_a_malformed_body_after_head_is_a_400_and_nothing_escapes",
     ),
     Break(
         "fuzz: the route started for a request uvicorn refused answers into h11's error state",
         "app/api_server.py",
         "            cycle.disconnected = True\n",
         "            pass\n",
-        "tests/app/test_api_server_protocol.py",
+        "tests/app/test_api_server_protocol.py::"
+        "test_a_malformed_body_after_head_is_a_400_and_nothing_escapes",
+    ),
+    # -- issue 23, late: names shared across a document's chunks; things named after people --
+    Break(
+        "pii: a document's names are not shared between its chunks",
+        "rag/guards/pii/outbound.py",
+        '        entry["values"] += [["PERSON", n] for n in names_mentioned(text, others)]\n',
+        "        pass\n",
+        "tests/rag/guards/pii/test_real_world.py::"
+        "test_a_name_found_in_one_chunk_covers_its_parts_in_the_others",
+    ),
+    Break(
+        "pii: a unit word inside another word ('rm 3' of 'Perform 3') makes an address",
+        "rag/guards/pii/multilocale.py",
+        '    rf"(?<![\\w])(?i:apt',
+        '    rf"(?i:apt',
+        "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
+    ),
+    Break(
+        "pii: any word after a unit word makes an address ('floor plan')",
+        "rag/guards/pii/multilocale.py",
+        '    rf"(?:[A-Za-z]{{0,2}}\\d[A-Za-z0-9\\-]{{0,5}}|[A-Z](?![\\w]))"\n',
+        '    rf"[A-Za-z0-9\\-]{{1,6}}"\n',
+        "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
+    ),
+    # -- issue 24, late: a planted chat turn repeating the question ("User: <question>?") --
+    Break(
+        "injection: the extractive backend answers with a question the documents ask",
+        "rag/generate/extractive.py",
+        '            if sentence.rstrip().endswith("?"):\n',
+        "            if False:\n",
+        "tests/rag/generate/test_generate_extractive.py::"
+        "test_a_question_in_the_documents_is_never_the_answer",
+    ),
+    Break(
+        "injection: the output check lets a chat turn through",
+        "rag/guards/injection.py",
+        "    if _TURN_IN_ANSWER.match(visible):\n",
+        "    if False:\n",
+        "tests/rag/guards/test_injection.py::"
+        "test_output_check_refuses_calls_to_action_and_contradictions",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
     ),
     # -- prompt injection: a model that obeys (issue 24) ----------------------------------
     Break(
@@ -948,7 +1016,7 @@ BREAKS = [
         "        if False:\n",
         "tests/rag/guards/test_injection_obey.py::"
         "test_an_obeying_model_is_refused_and_the_spare_answers",
-        guarantee="Security: prompt injection in documents (indirect)",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
     ),
     Break(
         "injection: a model that obeys: the output check trusts what the detector did not flag",
@@ -957,7 +1025,7 @@ BREAKS = [
         "",
         "tests/rag/guards/test_injection_obey.py::"
         "test_the_output_check_refuses_obeyed_text_when_the_detector_missed_the_passage",
-        guarantee="Security: prompt injection in documents (indirect)",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
     ),
 ]
 

@@ -110,8 +110,10 @@ def passage_segments(passage: Passage) -> list[str]:
         ):
             # a term, an option or a parameter on its own line labels what follows
             # ("work_mem (integer)", "-a --annotate"): said with it, as a definition list reads
+            announced = bool(parts) and parts[-1].rstrip().endswith(":")
             parts.append(sentences[0])
-            label = f"{label}\n{sentences[0]}".strip()
+            if not announced:  # a line a colon announced is said with that sentence, not after
+                label = f"{label}\n{sentences[0]}".strip()
             continue
         if label and sentences:
             sentences[0] = f"{label}\n{sentences[0]}"
@@ -144,6 +146,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
             sentence = _without_headings(sentence, known)
             if passage.suspect and repeats_suspect(sentence, passage.suspect, clean):
                 continue
+            if sentence.rstrip().endswith("?"):
+                continue  # a question in the documents asks; it never answers one
             if len(sentence.split()) >= _MIN_WORDS:
                 raw.append((passage.n, position, sentence, passage.text))
     if not raw:

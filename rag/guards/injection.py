@@ -1690,6 +1690,11 @@ _ORDERS_TO_SAY = frozenset(
     }
 )
 # (Three invisible characters or more: rag.core.textguard breaks a special token with one.)
+# An answer sentence that opens a chat turn ("User: …", "Assistant: …", "[user]: …") is a
+# transcript planted for a model, never something the documents answer with.
+_TURN_IN_ANSWER = re.compile(
+    r"^\W{0,3}(?:user|assistant|human|ai|system|bot)\W{0,2}\s*:\s", re.IGNORECASE
+)
 _HIDDEN_IN_ANSWER = re.compile(
     r"<!--|\[(?://|comment)\]:\s*(?:#|<>)|[\U000e0000-\U000e007f]"
     r"|(?:[\u200b-\u200f\u2060-\u2064\ufeff][^\u200b-\u200f\u2060-\u2064\ufeff]{0,3}){3}"
@@ -1807,6 +1812,8 @@ def output_check(
         return "the sentence carries hidden text (prompt injection)"
     if _SYSTEM_ECHO.search(visible):
         return "the sentence repeats the system prompt"
+    if _TURN_IN_ANSWER.match(visible):
+        return "the sentence is a chat turn (prompt injection)"
     weak = [_weak_units(p.text) for p in passages if p.n not in flagged]
     asked_weak, asked = _weak_units(question, question=True)
     clean = " ".join(rest for _, rest in weak)

@@ -544,7 +544,7 @@ class Ingestor:
     def _record_pii(self, chunks: list[Chunk]) -> None:
         """PII detected once per chunk, stored with it (rag.guards.pii.outbound): when passages will
         be sent pseudonymised, queries then analyse only their question."""
-        from rag.guards.pii.outbound import chunk_pii
+        from rag.guards.pii.outbound import document_pii
         from rag.guards.pii.transform import detects_at_ingest
 
         if not detects_at_ingest(self.index.settings):
@@ -552,9 +552,9 @@ class Ingestor:
         from rag.guards.pii import detector_for
 
         detector = detector_for(self.index.settings.pii)
-        for c in chunks:
-            check_budget()
-            c.pii = chunk_pii(detector, c.text)
+        entries = document_pii(detector, [c.text for c in chunks], each=check_budget)
+        for c, entry in zip(chunks, entries, strict=True):
+            c.pii = entry
 
     def _name_in_logs(self, root: Path) -> None:
         """Log lines name files of this folder ``<watched>/…``, never by their server path (the

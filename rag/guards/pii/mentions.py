@@ -16,7 +16,7 @@ import re
 from rag.guards.pii.spans import Span
 from rag.guards.pii.text import LO, STOP, UP, ascii_fold, is_english, word_list
 
-__all__ = ["NAMED_AFTER", "name_parts", "propagate", "street_parts"]
+__all__ = ["NAMED_AFTER", "name_parts", "names_mentioned", "propagate", "street_parts"]
 
 _PARTICLES = frozenset(
     word_list("van von de der den da di du le la bin al del della dos das do ter ten y e")
@@ -127,3 +127,21 @@ def propagate(
     if not added:
         return spans
     return sorted([*spans, *added], key=lambda s: s.start)
+
+
+def names_mentioned(text: str, names: list[str]) -> list[str]:
+    """The full ``names`` (found elsewhere in the same document) that ``text`` mentions by a
+    part alone: "James" in one chunk of a CV whose header said "James O'Neill". A part that is
+    an English word counts only capitalised ("Frank", not "frank"), others in any case; a
+    part before "Tower", "Prize", ... names a thing, not the person."""
+    out = []
+    for name in names:
+        for part in name_parts(name):
+            english = is_english(part)
+            if any(
+                not NAMED_AFTER.match(text, m.end())
+                for m in _pattern(part, not english).finditer(text)
+            ):
+                out.append(name)
+                break
+    return out

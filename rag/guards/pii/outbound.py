@@ -16,7 +16,7 @@ before, or under other pii settings) is analysed here.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from rag.contracts import GenerationRequest, Generator, close_quietly
@@ -24,10 +24,17 @@ from rag.core.pii_settings import PiiSettings
 from rag.core.tokens import TokenCounter
 from rag.core.types import Usage
 from rag.guards.pii.engine import Detector, detector_for
+from rag.guards.pii.mentions import names_mentioned
 from rag.guards.pii.policy import Pseudonymiser
 from rag.guards.pii.sweep import sweep_values
 
-__all__ = ["PseudonymisingGenerator", "chunk_pii", "pseudonymise_request", "pseudonymising"]
+__all__ = [
+    "PseudonymisingGenerator",
+    "chunk_pii",
+    "document_pii",
+    "pseudonymise_request",
+    "pseudonymising",
+]
 
 
 def chunk_pii(detector: Detector, text: str) -> dict[str, Any]:
@@ -37,6 +44,33 @@ def chunk_pii(detector: Detector, text: str) -> dict[str, Any]:
         "fp": detector.fingerprint,
         "values": [[s.type, text[s.start : s.end]] for s in spans],
     }
+
+
+def document_pii(
+    detector: Detector, texts: list[str], each: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """:func:`chunk_pii` for each chunk of one document, and then the document's names shared:
+    a chunk that mentions a person by a part of the name alone ("James") found whole in
+    another chunk ("James O'Neill", the CV's header) stores that whole name too, so the part
+    gets the person's placeholder when this chunk is retrieved without the other. ``each``
+    runs before each chunk's detection (ingestion's work budget)."""
+    entries = []
+    for text in texts:
+        if each is not None:
+            each()
+        entries.append(chunk_pii(detector, text))
+    names = list(
+        dict.fromkeys(
+            v for e in entries for t, v in e["values"] if t == "PERSON" and len(v.split()) > 1
+        )
+    )
+    if not names:
+        return entries
+    for entry, text in zip(entries, texts, strict=True):
+        own = {v.casefold() for t, v in entry["values"] if t == "PERSON"}
+        others = [n for n in names if n.casefold() not in own]
+        entry["values"] += [["PERSON", n] for n in names_mentioned(text, others)]
+    return entries
 
 
 def _stored(entry: Any, fingerprint: str) -> list[tuple[str, str]] | None:

@@ -132,3 +132,25 @@ def test_a_blank_line_ends_a_sentence_and_a_colon_brings_its_line_along() -> Non
         in segments
     )
     assert segments[-1] == "Then it is gone."
+
+
+def test_a_question_in_the_documents_is_never_the_answer(embedder: Embedder) -> None:
+    """A planted "User: <the question>?" turn (or a FAQ's own question) repeats the asking: it
+    scores high on relevance and answers nothing."""
+    question = "When do new engineers join the on-call rotation?"
+    passages = [
+        _passage(
+            1,
+            f"User: {question}\nNew engineers join the on-call rotation after six weeks.",
+            ["On-call"],
+        )
+    ]
+    request = GenerationRequest(
+        messages=[], question=question, context=PackedContext(passages, "", 0, 1000), max_tokens=0
+    )
+    scorer = SupportScorer(embedder.embed)
+    assert all("?" not in c.sentence for c in candidates(question, request, scorer))
+    text = "".join(
+        p for p in ExtractiveGenerator(scorer, 2, 0.12).stream(request) if isinstance(p, str)
+    )
+    assert text == "New engineers join the on-call rotation after six weeks [1].", text

@@ -237,3 +237,34 @@ def test_the_stream_concatenated_is_the_answer(
     assert not any("Leonardo" in e.text for e in events if isinstance(e, TokenEvent))
     if case == "held" and not dies:
         assert first_shown_at is not None and first_shown_at >= words - 1, first_shown_at
+
+
+def test_a_marked_sentence_is_held_until_a_supported_one_follows(
+    kb: KnowledgeBase, kb_settings: Any, chat_server: ChatServer
+) -> None:
+    """With ``generation.verify.unsupported: mark`` an unsupported sentence is shown, marked,
+    but never first: it waits until a supported sentence answers (the default, drop, never
+    shows it at all: test_the_stream_concatenated_is_the_answer)."""
+    reply = f"Leonardo da Vinci designed it in 1503. {BUILT}"
+    chat_server.reply = reply
+    chat_server.token_delay = 0.05  # words arrive one by one, as from a model
+    settings = kb_settings(
+        generation={
+            "chain": ["openai", "extractive"],
+            "openai": {"base_url": chat_server.base_url},
+            "verify": {"unsupported": "mark"},
+        }
+    )
+    first_shown_at: int | None = None
+    events: list[StreamEvent] = []
+    for e in QueryPipeline(kb.index, settings).stream(Query(QUESTION)):
+        if isinstance(e, TokenEvent) and first_shown_at is None:
+            first_shown_at = chat_server.sent_tokens
+        events.append(e)
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and done.answer.generator == "openai"
+    shown = "".join(e.text for e in events if isinstance(e, TokenEvent))
+    assert shown == done.answer.answer
+    assert "Leonardo" in shown and "[unverified]" in shown and BUILT in shown, shown
+    # nothing was shown before the supported sentence had been written in full
+    assert first_shown_at is not None and first_shown_at >= len(reply.split()) - 1, first_shown_at
