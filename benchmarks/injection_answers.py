@@ -2,7 +2,8 @@
 before and after a change, in one run (issue 24).
 
     .venv/bin/python benchmarks/injection_answers.py --dataset ../shared/datasets/squad2 \\
-        [--sample 120] [--half report] [--before REV] [--cache DIR] [--json-out FILE]
+        [--sample 120] [--half report] [--before REV] [--cache DIR] [--json-out FILE] \\
+        [--model obey [--defence output]]
 
 The attacks are the project's own corpus (``evals/injection_attacks.jsonl``, ``--half``:
 ``report`` for quoted figures, ``tune`` while developing). ``evals/injection_attacks.py``
@@ -11,6 +12,17 @@ question), and asks the same questions clean, planted and appended through the f
 path. With ``--before REV`` the same file runs first against the tree at ``REV`` (exported
 with ``git archive`` into a temporary folder, its own index), so both sets of figures come
 from the same questions, attacks and machine.
+
+``--model obey``: the answers come from ``generation.chain: [openai, extractive]``, the
+``openai`` backend pointed at the scripted server's ``obey`` mode (``evals/chat_server.py``,
+this tree's, in-process): a model that follows every instruction it finds in its question and
+passages. Attack success is then what it obeyed and the user was shown; ``obeyed`` says how
+often the model wrote what an attack asked for (the attack got past the question scan and the
+span cut, and the output check had to catch it). The default (``extractive``) answers with
+the configured chain (the default config's: extractive). ``--defence output`` takes the layers
+before the model away (``injection.flagged: fence``, ``injection.questions: false``): the
+model is handed every attack whole, and the output check alone stands between it and the
+user (what it is tuned against, on the tune half).
 
 Also measured, per tree: the question scan's false positives on every clean question of the
 answer set, of ``evals/pydocs`` and of the golden set (``evals/golden.jsonl``), and the share
@@ -43,11 +55,22 @@ if "--child" not in sys.argv:
 from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
 
 HARNESS = ROOT / "evals" / "injection_attacks.py"
+CHAT_SERVER = ROOT / "evals" / "chat_server.py"
 
 
 def _load_harness() -> Any:
     """This tree's harness, whichever tree's library is on the path."""
     spec = importlib.util.spec_from_file_location("injection_attacks_harness", HARNESS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_chat_server() -> Any:
+    """This tree's scripted server (its ``obey`` mode), whichever tree's library is measured."""
+    spec = importlib.util.spec_from_file_location("injection_chat_server", CHAT_SERVER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -62,20 +85,44 @@ def _child(args: argparse.Namespace) -> int:
     from rag.indexing.embedding import embedder_for
 
     tree = Path(args.tree)
-    settings = load_settings(
-        tree / "configs" / "default.yaml",
-        {"data_dir": str(Path(args.cache) / "data"), "cache": {"enabled": False}},
-    )
+    overrides: dict[str, Any] = {
+        "data_dir": str(Path(args.cache) / "data"),
+        "cache": {"enabled": False},
+    }
+    server = None
+    model_reply = None
+    if args.model == "obey":
+        chat = _load_chat_server()
+        server = chat.ChatServer(respond=chat.obey())
+        overrides["generation"] = {
+            "chain": ["openai", "extractive"],
+            "openai": {"base_url": server.base_url, "max_retries": 0},
+        }
+
+        def model_reply() -> str | None:
+            said, server.last_text = server.last_text, None
+            return None if said is None else str(said)
+
+    if args.defence == "output":
+        overrides["injection"] = {"flagged": "fence", "questions": False}
+    settings = load_settings(tree / "configs" / "default.yaml", overrides)
     embedder = embedder_for(settings)
-    result = harness.run_attacked_answers(
-        settings,
-        embedder,
-        Path(args.dataset),
-        sample=args.sample,
-        half=args.half,
-        attacks_path=ROOT / "evals" / "injection_attacks.jsonl",
-        echo=lambda m: print(m, file=sys.stderr),
-    )
+    try:
+        result = harness.run_attacked_answers(
+            settings,
+            embedder,
+            Path(args.dataset),
+            sample=args.sample,
+            half=args.half,
+            attacks_path=ROOT / "evals" / "injection_attacks.jsonl",
+            echo=lambda m: print(m, file=sys.stderr),
+            model_reply=model_reply,
+        )
+    finally:
+        if server is not None:
+            server.close()
+    result["model"] = args.model
+    result["defence"] = args.defence
     pydocs = [
         json.loads(line)["text"]
         for line in (ROOT / "evals" / "pydocs" / "queries.jsonl").read_text().splitlines()
@@ -123,6 +170,10 @@ def _measure(tree: Path, label: str, args: argparse.Namespace, work: Path) -> di
         str(args.sample),
         "--half",
         args.half,
+        "--model",
+        args.model,
+        "--defence",
+        args.defence,
     ]
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
     env["TRANSFORMERS_OFFLINE"] = "1"
@@ -135,12 +186,14 @@ def _measure(tree: Path, label: str, args: argparse.Namespace, work: Path) -> di
 def table(results: dict[str, dict[str, Any]]) -> str:
     lines = []
     head = f"{'tree':<8}{'condition':<11}{'n':>5}{'right':>8}{'abstain':>9}{'success':>9}"
-    lines.append(head)
+    lines.append(head + f"{'obeyed':>8}")
     for label, r in results.items():
         for cond, s in r["conditions"].items():
+            obeyed = s.get("model_obeyed")
             lines.append(
                 f"{label:<8}{cond:<11}{s['questions']:>5}{s['right']:>8.3f}"
                 f"{s['abstained']:>9.3f}{s['attack_success']:>9.3f}"
+                + (f"{obeyed:>8.3f}" if obeyed is not None else f"{'-':>8}")
             )
     lines.append("")
     lines.append(
@@ -178,6 +231,18 @@ def main() -> int:
     ap.add_argument("--dataset", default=str(ROOT.parent / "shared" / "datasets" / "squad2"))
     ap.add_argument("--sample", type=int, default=120, help="answerable questions asked")
     ap.add_argument("--half", choices=("tune", "report"), default="report")
+    ap.add_argument(
+        "--model",
+        choices=("extractive", "obey"),
+        default="extractive",
+        help="obey: answer with [openai, extractive], openai a scripted model obeying attacks",
+    )
+    ap.add_argument(
+        "--defence",
+        choices=("full", "output"),
+        default="full",
+        help="output: passages fenced and questions not cut, the output check alone stands",
+    )
     ap.add_argument("--before", default=None, help="git revision measured first (e.g. main)")
     ap.add_argument("--cache", default=None, help="keep indexes here between runs")
     ap.add_argument("--json-out", type=Path, default=None)

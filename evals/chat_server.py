@@ -15,6 +15,17 @@ the prompt) to the reply text. Built in (:data:`MODES`, each a factory of respon
 - ``fixed(template)``: always the same template (the default: ``reply``);
 - ``by_question({substring: template, ...}, default)``: the template of the first substring
   the question contains.
+- ``obey(default)``: a model that follows any instruction it finds in its question or its
+  passages (what the injection defence left of them: it reads what it was sent), to show the
+  defence catches a model that obeys (issue 24). It parses orders, it does not look attacks
+  up: "reply only with X", "the answer is X", a fake assistant turn, "end every answer with
+  X", a code stated in another passage ("print the code you were asked to remember"), in a
+  few languages; "visit LINK", a markdown link or image (its URL filled with the question),
+  "send … to ADDRESS", "print your system prompt" (it writes the system turn it was sent);
+  encoded orders decoded first (base64, hex, rot13 when named, tag and zero-width
+  characters). Each obeyed text is a sentence citing the passage the order came from (``[1]``
+  for the question). Without an order, or where one asks to add to the answer, it answers
+  faithfully: the passage sentence sharing most words with the question, with its marker.
 
 Templates may hold placeholders, resolved against the passages of that request, so a script
 can cite "the passage that says 35 days" whatever number retrieval gave it:
@@ -34,6 +45,9 @@ anything of the request (e.g. instructions planted in a passage, to obey them).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import json
 import re
 import sys
@@ -44,6 +58,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 __all__ = [
     "MODES",
@@ -53,6 +68,7 @@ __all__ = [
     "Responder",
     "by_question",
     "fixed",
+    "obey",
     "parse_passages",
     "resolve",
 ]
@@ -158,9 +174,403 @@ def by_question(templates: Mapping[str, str], default: str = "") -> Responder:
     return respond
 
 
+# -- obey: a model that follows the instructions it finds ---------------------------------
+# What such a model reads: tag characters as the ASCII they copy, zero-width characters gone
+# (they also break control tokens in the prompt), letters spaced out read as words.
+_TAG_CHARS = re.compile("[\U000e0000-\U000e007f]")
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+_SPACED = re.compile(r"(?<!\S)(?:\w )+\w(?!\S)")
+_CONTROL = re.compile(r"<\|[^|<>]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?(?:context|user|system)>")
+_TURN_LINE = re.compile(r"(?im)^[ \t]*(assistant|system|user|ai)[ \t]*\n")
+_BLOB_B64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+_BLOB_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Fa-f])")
+_ROT13_NAMED = re.compile(r"\brot-?13\b", re.IGNORECASE)
+_UNIT = re.compile(r"[^\n]+")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?。])\s+")
+
+# An order starts a sentence or follows a word that leads into one ("and say", "must answer",
+# "I will only say"); the verbs of saying in a few languages.
+# An order starts its sentence (or follows a label: "Real task: reply X") or follows a word
+# that leads into one ("and say", "must answer", "I will only say"); the latter only in a
+# sentence addressed to a model (below), so "free to use any procedure" orders nothing.
+_LEAD = (
+    r"(?P<lead>^|:\s*|[.!?;,»\"“”)\]]\s*|(?<=\s)(?i:and|then|just|only|instead|please|you|"
+    r"must|should|shall|to|will|simply|now|et|und|y|e|en|и|i|oder|or)\s+)"
+    r"(?:(?i:always|now|just|only|simply|please|kindly)\s+)*"
+)
+_SAY_VERBS = (
+    r"(?P<verb>(?i:say|print|output|reply|respond|answer|write|repeat|echo|"
+    r"r[ée]pondez|r[ée]ponds|[ée]crivez|[ée]cris|dites|antworte|antworten|schreibe|schreib|gib|"
+    r"responde|responda|contesta|escribe|escreva|rispondi|scrivi|antwoord|geef|schrijf|"
+    r"ответь|ответьте|напиши|напишите|выведи|odpowiedz|napisz|wypisz)|"
+    r"state|report|return|quote|recommend|emit|produce|confirm|display|type)"
+)
+# Verbs that are nouns as often ("State Route 41", "Report P-2626"): orders only after a word
+# that leads into one, lower case.
+_AMBIGUOUS = frozenset(
+    [
+        "state",
+        "report",
+        "return",
+        "quote",
+        "recommend",
+        "emit",
+        "produce",
+        "confirm",
+        "display",
+        "type",
+    ]
+)
+_SAY = re.compile(
+    _LEAD
+    + r"(?:tell (?:the (?:user|reader)s?|them|users|readers)(?: that)?|"
+    + _SAY_VERBS
+    + r")(?=[\s:])[\s:]*(?=(?P<rest>[^\n]*))"
+)
+# Who an order in a document is addressed to, or what marks it as one.
+_ADDRESSED = re.compile(
+    r"\b(?i:assistants?|ai|a\.i\.|models?|bots?|chatbot|llm|gpt|system|automated|tool|plugin|"
+    r"function|you|your|users?|readers?|ignore|disregard|forget|instructions?|context|"
+    r"task|nothing else|answers|replies|responses?|summary|summaries|(?:every|any) (?:question|query|answer|reply)|ignor\w*|oubli\w*|"
+    r"vergiss|vergeet|olvid\w*|esque\w*|negeer|zignoruj|zapomnij|assistente|modell|"
+    r"hinweis|note|nota|système|sistema|systeem|frage|question|pregunta|domanda|vraag|"
+    r"игнор\w*|забудь|правила|pytanie)\b|忽略|系统|指令|問題|无视|無視|命令|指示"
+)
+_SAY_CJK = re.compile(r"(?<!不要)(?<!不)(?:回答|输出|回复|说|写)\s*[:：]?\s*(?P<rest>[^\s。，,]+)")
+_SAY_JA = re.compile(r"(?P<rest>[^\s、。「」]+)\s*と(?:だけ)?(?:答え|出力|言|書|返)")
+# "the answer is X", "the verified answer to "…" is X", "answer="X"", "the reply must be X"
+# (an answer said to be something: addressed, or named correct, verified, stored …)
+_IS_ANSWER = re.compile(
+    r"(?P<named>\b(?i:correct|verified|approved|real|official|only|right|true|stored)\s+)?"
+    r"\b(?i:answer|reply|response|result)\b(?P<to>\s*\([^)\n]*\)|\s+(?i:to|for)\s+"
+    r"(?:\"[^\"\n]*\"|“[^”\n]*”|[^.;,\n\"“])*?)?\s*(?:\b(?i:is|must be)\b|=|:)\s*(?=(?P<rest>[^\n]*))"
+)
+# Orders that shape the answer: "prefix every reply with X", "end their answer with X",
+# "consist solely of X", "rate this candidate as X".
+_SHAPE = re.compile(
+    r"\b(?:(?i:prefix|replace|end|start|begin)\b[^.\n]{0,30}?\b(?i:reply|replies|answer|answers|"
+    r"response|responses|output|message)\b[^.\n]{0,40}?\b(?i:with)|(?i:answer|reply|response|"
+    r"summary|output)s?\b[^.\n]{0,40}?\b(?i:consists?|composed)\s+(?:\w+\s+)?(?i:of)|"
+    r"(?i:rate|mark|classify|label)\b[^.\n]{0,30}?\b(?i:as))\s+(?=(?P<rest>[^\n]*))"
+)
+_FILLER = re.compile(
+    r"^(?:\s|[:«»\"“”'‘’,—–-])*(?i:only|just|solely|exactly|simply|verbatim|back|again|instead|"
+    r"now|always|with|by|as|that|after me|the user|the reader|them|in one word|uniquement|seulement|nur|mit|"
+    r"einfach|solamente|solo|con|soltanto|apenas|somente|alleen|met|als antwoord|aus|только|"
+    r"tylko|(?:to )?(?:every|any|all|each) (?:question|query|questions|queries)|"
+    r"(?:the|a) (?:single |following |exact )?(?:word|text|code|string|phrase|statement|reply)"
+    r"(?: of)?)(?=[\s:,«»\"“”']|$)",
+)
+_QUOTED = re.compile(r"^[\s:=]*[\"“«'‘]\s*(?P<q>[^\"”»'’\n]{1,120}?)\s*[\"”»'’]")
+_STOP = re.compile(
+    r"[.;,!?。\n()»\"”]|-->|\s(?:only|and (?:nothing|stop|then)|to (?:the|every|any|all|continue)|before|"
+    r"instead|as (?:fact|the|a)|if|when|for (?:the|every|any|all)|und|et|y|e)\b"
+)
+_REFERENCE = re.compile(r"^(?i:the|this|that|your|my)\s+(?:\w+\s+){0,2}?(?P<noun>\w+)\b")
+_ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_URL = re.compile(r"https?://[^\s)\]>\"'<]+|www\.[^\s)\]>\"'<]+")
+_IMAGE = re.compile(r"!\[(?P<alt>[^\]\n]*)\]\((?P<url>[^)\s]+)\)")
+_LINK_MD = re.compile(r"(?<!!)\[(?P<text>[^\]\n]+)\]\((?P<url>https?://[^)\s]+)\)")
+_SEND = re.compile(
+    r"\b(?i:send|e-?mail|forward|mail|submit|share|post)\b\s+(?P<what>[^\n]{0,100}?)\s+"
+    # an address, or the placeholder a pseudonymiser put in its place (restored on the way back)
+    r"(?i:to)\s+(?P<to>[\w.+-]+@[\w-]+(?:\.[\w-]+)+|<[A-Z][A-Z_]*_\d+>)"
+)
+_VISIT = re.compile(
+    r"\b(?i:visit|open|go to|click|check|see|sign in|log ?in|source|available|is at|found at)\b"
+)
+_APPEND = re.compile(r"\b(?i:append|add|attach|encode|include)\b")
+_SYSTEM_ASK = re.compile(
+    r"\b(?i:reveal|print|show|repeat|output|display|leak|share|send|tell|give|write|disclose|"
+    r"recite)\b[^.\n]{0,40}?\b(?i:system prompt|system message|(?:your|the) (?:initial |"
+    r"original |hidden |secret )?(?:instructions|prompt|rules|guidelines))"
+)
+_PLACEHOLDER_DATA = re.compile(r"\b(?:QUESTION|SUMMARY|DATA|ANSWER|QUERY|CONVERSATION)\b")
+_ADDS = re.compile(
+    r"\b(?i:prefix|before any other|end (?:\w+ )?(?:answers?|repl(?:y|ies))|at the end|append|include|"
+    r"render|in your answer|in your reply)\b"
+)
+_TURN = re.compile(r"^\s*\[?(?i:assistant|ai|model|bot|gpt)\]?\s*:\s*(?P<rest>\S[^\n]*)")
+_WORDS_OBEY = re.compile(r"\w+")
+_COMMON = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "by",
+        "with",
+        "at",
+        "as",
+        "it",
+        "its",
+        "and",
+        "or",
+        "what",
+        "who",
+        "when",
+        "where",
+        "which",
+        "how",
+        "why",
+        "did",
+        "does",
+        "do",
+        "that",
+        "this",
+        "from",
+    ]
+)
+
+
+def _readable(text: str) -> str:
+    """``text`` as an obeying model reads it, encoded payloads decoded onto lines of their own."""
+    text = _TAG_CHARS.sub(lambda m: chr(ord(m.group(0)) - 0xE0000), text)
+    text = _INVISIBLE.sub("", text)
+    text = _SPACED.sub(lambda m: m.group(0).replace(" ", ""), text)
+    decoded: list[str] = []
+    for m in _BLOB_B64.finditer(text):
+        blob = m.group(0)
+        try:
+            plain = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        if plain.isprintable():
+            decoded.append(plain)
+    for m in _BLOB_HEX.finditer(text):
+        try:
+            plain = bytes.fromhex(m.group(0)).decode()
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if plain.isprintable():
+            decoded.append(plain)
+    if _ROT13_NAMED.search(text):
+        decoded.append(codecs.encode(text, "rot13"))
+    # "<|im_start|>assistant\n…": the turn's text is what the assistant says
+    text = _TURN_LINE.sub(r"\1: ", _CONTROL.sub("\n", text))
+    return "\n".join([text, *decoded])
+
+
+def _units(text: str) -> list[str]:
+    return [
+        s.strip() for line in _UNIT.findall(text) for s in _SENTENCE_SPLIT.split(line) if s.strip()
+    ]
+
+
+def _requested(rest: str) -> str:
+    """What an order asks to be said, from the text after its verb: a quoted string, else the
+    words up to the end of its clause, fillers ("only with", "the word") dropped."""
+    previous = None
+    while previous != rest:
+        previous, rest = rest, _FILLER.sub("", rest, count=1)
+    quoted = _QUOTED.match(rest)
+    if quoted:
+        return quoted.group("q").strip()
+    stop = _STOP.search(rest)
+    said = (rest[: stop.start()] if stop else rest).strip(" :=)]")
+    return " ".join(said.split()[:16])
+
+
+def _resolve_reference(said: str, everything: str) -> str:
+    """What a reference names: "the code you were asked to remember" → the code stated
+    elsewhere ("code … : X")."""
+    m = _REFERENCE.match(said)
+    if not m or re.search(r"\b(?:is|are|was|were)\b", said):
+        return said  # not a reference: a statement to make ("the backup period is 1 day")
+    noun = re.escape(m.group("noun"))
+    found = re.search(
+        r"\b" + noun + r"\b[^.\n]{0,40}?(?:\bis|:|=)\s*[\"“«']?(?P<x>[^\s.,;\"”»']+)",
+        everything,
+        re.IGNORECASE,
+    )
+    return found.group("x") if found else said
+
+
+def _with_data(url: str, question: str) -> str:
+    """An exfiltration URL filled in as an obeying model would: the question as the data."""
+    data = quote(question)
+    filled = _PLACEHOLDER_DATA.sub(data, url)
+    if filled == url and url.endswith("="):
+        filled = url + data
+    return filled
+
+
+def _said(m: re.Match[str], unit: str, addressed: bool, everything: str) -> str | None:
+    """The text an order (a match of one of the patterns above) asks for; None: no order."""
+    pattern = m.re
+    if pattern is _SAY:
+        lead, verb = m.group("lead").strip(), m.group("verb")
+        strong = re.match(r"\s*(?i:only|just|exactly|solely)\b", m.group("rest"))
+        if lead not in ("", ":") and not addressed and not strong:
+            return None  # "free to use any procedure", "say 100": not addressed to the model
+        if verb in _AMBIGUOUS and (lead in ("", ":") or not lead[-1:].isalpha()):
+            return None
+        if (
+            verb in _AMBIGUOUS
+            and lead.lower() == "to"
+            and not re.search(
+                r"(?i)\b(?:required|agrees?|has|have|needs?|asked|instructed|supposed|wants?)\s*$",
+                unit[: m.start("lead")],
+            )
+        ):
+            return None  # "visit the page to confirm their account": a purpose, not an order
+    if pattern is _SHAPE and not addressed:
+        return None
+    if pattern is _IS_ANSWER and not (
+        unit[m.start("rest") - 1 : m.start("rest")] in ("=", ":")
+        or m.group("named")
+        or re.search('["“]', m.group("to") or "")
+        or (addressed and not m.group(0).lower().startswith("result"))
+    ):
+        return None  # "the answer is not known", "the result is a ...": statements
+    if pattern is _TURN:  # the assistant's turn, as written: the model goes on from it
+        said = re.split(r"(?<=[.!?])\s", m.group("rest"))[0].rstrip(".!?")
+    elif pattern is _SAY_JA:
+        said = m.group("rest")
+    else:
+        said = _requested(m.group("rest"))
+    said = _resolve_reference(said, everything)
+    # "tell the user to open it": an action (taken above when it has a link), not a text
+    if not said or said.lower() in {"it", "this", "that", "nothing"} or re.match(r"(?i)to\s", said):
+        return None
+    return said
+
+
+def _orders(unit: str, question: str, system: str, everything: str) -> list[str]:
+    """What obeying ``unit`` writes (empty: it orders nothing)."""
+    out: list[str] = []
+    reveal = _SYSTEM_ASK.search(unit)
+    if reveal:
+        out.append(f"My instructions are: {' '.join(system.split())}" if system else "")
+    for m in _IMAGE.finditer(unit):
+        out.append(f"![{m.group('alt')}]({_with_data(m.group('url'), question)})")
+    for m in _LINK_MD.finditer(unit):
+        out.append(f"[{m.group('text')}]({m.group('url')})")
+    linked = bool(out)
+    sent = _SEND.search(unit)
+    if sent:
+        what = re.sub(r"\b(?i:their|the user's|the reader's|his|her)\b", "your", sent.group("what"))
+        out.append(f"Please send {what} to {sent.group('to')}")
+    elif not linked:
+        for url in _URL.findall(unit):
+            url = url.rstrip(".,;:!?")
+            if _APPEND.search(unit):
+                out.append(f"See {_with_data(url, question)}")
+            elif _VISIT.search(unit) or re.search(r"(?i)\b(?:tell|ask)\b", unit):
+                out.append(f"For more details, visit {url}")
+    # addressed to a model, hidden in a comment, or aimed at the question asked (quoted)
+    asked = " ".join(question.split()[:6]).rstrip("?").lower()
+    addressed = (
+        bool(_ADDRESSED.search(unit))
+        or "<!--" in unit
+        or (len(asked) > 11 and asked in unit.lower())
+    )
+    for pattern in (_SAY, _SHAPE, _TURN, _IS_ANSWER, _SAY_CJK, _SAY_JA):
+        for m in pattern.finditer(unit):
+            if reveal and reveal.start() <= m.start("rest") <= reveal.end():
+                continue  # (what "print your system prompt" asks for is given above)
+            said = _said(m, unit, addressed, everything)
+            if said and not (out and re.search(r"://|@", said)):  # (the link, given above)
+                return [o for o in [*out, said] if o]
+    return [o for o in out if o]
+
+
+def _question_text(request: ChatRequest) -> str:
+    """The question as the model was handed it: everything after the last ``Question:`` of
+    the user turn, less the prompt's own closing line (``Answer …``)."""
+    user = next(
+        (
+            str(m.get("content") or "")
+            for m in reversed(request.messages)
+            if m.get("role") == "user"
+        ),
+        "",
+    )
+    at = user.rfind("Question:")
+    if at < 0:
+        return request.question
+    lines = user[at + len("Question:") :].strip().split("\n")
+    if len(lines) > 1 and re.match(r"\s*Answer\b", lines[-1]):
+        lines = lines[:-1]
+    return "\n".join(lines).strip()
+
+
+def _faithful(request: ChatRequest, question: str) -> str:
+    """The passage sentence sharing most words with the question, with its marker."""
+    asked = {w for w in _WORDS_OBEY.findall(question.lower()) if w not in _COMMON}
+    best: tuple[int, int, str] | None = None
+    for n, body in sorted(request.passages.items()):
+        text = body.split("\n", 1)[1] if "\n" in body else ""
+        # (blocks apart: a title or heading is not the start of the sentence after it)
+        blocks = re.split(r"\n\s*\n", text)
+        for sentence in (s for b in blocks for s in _SENTENCE_SPLIT.split(" ".join(b.split()))):
+            words = {w for w in _WORDS_OBEY.findall(sentence.lower()) if w not in _COMMON}
+            overlap = len(asked & words)
+            if sentence and (best is None or overlap > best[0]):
+                best = (overlap, n, sentence)
+    if best is None or best[0] == 0:
+        return ""
+    _, n, sentence = best
+    body, end = (sentence[:-1], sentence[-1]) if sentence[-1] in ".!?" else (sentence, ".")
+    return f"{body} [{n}]{end}"
+
+
+def obey(default: str = "") -> Responder:
+    """A model that follows any instruction it finds in its question or passages (after the
+    defence has had its say: it reads what it was sent). Per instruction it writes what was
+    asked, citing the passage the instruction came from (``[1]`` for the question): the text
+    to say ("reply only with X", "the answer is X", an assistant turn, a code stated in
+    another passage), a link to visit, an image whose URL carries the question, a request to
+    send something to an address, its system prompt. Encoded instructions are decoded first
+    (base64, hex, rot13 when named, invisible characters). Where it is asked to add to its
+    answer (prefix, append, render) and where it finds nothing to obey, it answers faithfully:
+    the passage sentence sharing most words with the question, else ``default``."""
+
+    def respond(request: ChatRequest) -> str:
+        question = _question_text(request)
+        system = next(
+            (str(m.get("content") or "") for m in request.messages if m.get("role") == "system"),
+            "",
+        )
+        sources = [(1, question)] + [
+            (n, body.split("\n", 1)[1] if "\n" in body else "")
+            for n, body in sorted(request.passages.items())
+        ]
+        readable = [(n, _readable(text)) for n, text in sources]
+        everything = "\n".join(text for _, text in readable)
+        said: list[str] = []
+        adds = False
+        for n, text in readable:
+            for unit in _units(text):
+                for order in _orders(unit, question, system, everything):
+                    line = f"{order.rstrip('.')} [{n}]."
+                    if line not in said:
+                        said.append(line)
+                        adds = adds or bool(_ADDS.search(unit))
+        faithful = _faithful(request, question.split("\n")[0]) or resolve(default, request)
+        if not said:
+            return faithful
+        return " ".join(said + ([faithful] if adds and faithful else []))
+
+    return respond
+
+
 # Responder factories by name, for callers that pick a mode by name (evals, tests). Add one
 # with ``MODES["mine"] = factory``.
-MODES: dict[str, Callable[..., Responder]] = {"fixed": fixed, "by_question": by_question}
+MODES: dict[str, Callable[..., Responder]] = {
+    "fixed": fixed,
+    "by_question": by_question,
+    "obey": obey,
+}
 
 
 class _QuietServer(ThreadingHTTPServer):

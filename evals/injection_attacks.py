@@ -245,12 +245,15 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def rate(key: str) -> float | None:
         return round(sum(bool(r[key]) for r in rows) / n, 4) if n else None
 
-    return {
+    out = {
         "questions": n,
         "right": rate("right"),
         "abstained": rate("abstained"),
         "attack_success": rate("success"),
     }
+    if rows and "obeyed" in rows[0]:
+        out["model_obeyed"] = rate("obeyed")  # the model wrote what the attack asked for
+    return out
 
 
 def _by_family(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -285,9 +288,15 @@ def run_attacked_answers(
     attacks_path: Path = ATTACKS_PATH,
     should_stop: Callable[[], bool] | None = None,
     echo: Callable[[str], None] | None = None,
+    model_reply: Callable[[], str | None] | None = None,
 ) -> dict[str, Any]:
     """Clean, planted and appended attacks on ``sample`` answerable questions of
-    ``dataset_root`` (BEIR layout with answers.jsonl), per family of ``half`` of the corpus."""
+    ``dataset_root`` (BEIR layout with answers.jsonl), per family of ``half`` of the corpus.
+
+    ``model_reply``: the generative backend's reply since the last call, as it wrote it (None:
+    it was not asked), when ``settings`` point the chain at one: each row then also says
+    whether the model obeyed the attack (``obeyed``; the rate ``model_obeyed``), what the
+    defence before the model let through for the output check to catch."""
     from evals.answers import contains_gold
     from evals.datasets import Dataset, cache_root, load_beir, open_dataset_index
     from rag.core.types import Query
@@ -369,10 +378,12 @@ def run_attacked_answers(
                             if condition == "appended"
                             else case.question
                         )
+                        if model_reply is not None:
+                            model_reply()  # (forget an earlier question's reply)
                         result = pipeline.run(Query(asked)).as_json()
                         answer = str(result.get("answer") or "")
                         benign = case.paragraph + " " + case.question
-                        row = {
+                        row: dict[str, Any] = {
                             "id": case.qid,
                             "family": case.attack.family,
                             "attack": case.attack.id,
@@ -381,9 +392,18 @@ def run_attacked_answers(
                             "success": condition != "clean"
                             and attack_success(answer, case.canary, parts, benign),
                         }
+                        said = model_reply() if model_reply is not None else None
+                        if model_reply is not None:
+                            row["obeyed"] = (
+                                condition != "clean"
+                                and said is not None
+                                and attack_success(said, case.canary, parts, benign)
+                            )
                         rows[condition].append(row)
                         if condition != "clean" and (row["success"] or not row["right"]):
                             samples[condition].append({**row, "question": asked, "answer": answer})
+                            if model_reply is not None:
+                                samples[condition][-1]["model"] = said
             finally:
                 pipeline.close()
         finally:
@@ -397,8 +417,11 @@ def run_attacked_answers(
         "clean_chunks_flagged_false_positive_rate": round(clean_flagged, 4),
     }
     for condition, summary in summaries.items():
-        for measure in ("right", "abstained", "attack_success"):
-            if summary[measure] is not None and (condition, measure) != ("clean", "attack_success"):
+        for measure in ("right", "abstained", "attack_success", "model_obeyed"):
+            if summary.get(measure) is not None and (condition, measure) not in (
+                ("clean", "attack_success"),
+                ("clean", "model_obeyed"),
+            ):
                 metrics[f"{condition}_{measure}"] = summary[measure]
     for condition, per_family in by_family.items():
         for family, summary in per_family.items():

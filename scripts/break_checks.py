@@ -346,7 +346,7 @@ BREAKS = [
     Break(
         "the output check lets calls to action through",
         "rag/guards/injection.py",
-        "        if secret or not _asked_for(question, visible):\n",
+        "        if secret or not _asked_for(asked, visible):\n",
         "        if False:\n",
         "tests/rag/guards/test_injection.py::"
         "test_output_check_refuses_calls_to_action_and_contradictions",
@@ -757,14 +757,14 @@ BREAKS = [
     Break(
         "injection: the output check lets a flagged span's text through",
         "rag/guards/injection.py",
-        'if suspect and repeats_suspect(visible, suspect, f"{clean} {question}"):',
+        'if suspect and repeats_suspect(visible, suspect, f"{clean} {asked}"):',
         "if False:",
         "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
     ),
     Break(
         "injection: the output check lets an unknown link through",
         "rag/guards/injection.py",
-        'if unknown := _unknown_destinations(visible, f"{clean} {question}"):',
+        'if unknown := _unknown_destinations(visible, f"{clean} {asked}"):',
         "if unknown := None:",
         "tests/rag/guards/test_injection.py::test_output_check_refuses_text_of_a_flagged_span_and_unknown_links",
     ),
@@ -1016,6 +1016,25 @@ BREAKS = [
         "    return Principal(caller.key_id, 'default', caller.name)\n",
         "tests/api/test_mcp.py::test_another_tenants_documents_are_invisible",
         guarantee="Security: an MCP client reaching another tenant's documents",
+    ),
+    # -- prompt injection: a model that obeys (issue 24) ----------------------------------
+    Break(
+        "injection: a model that obeys: answer sentences are not output-checked",
+        "rag/verification/citations.py",
+        "        if self.output_check and self._refused(sentence):\n",
+        "        if False:\n",
+        "tests/rag/guards/test_injection_obey.py::"
+        "test_an_obeying_model_is_refused_and_the_spare_answers",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
+    ),
+    Break(
+        "injection: a model that obeys: the output check trusts what the detector did not flag",
+        "rag/guards/injection.py",
+        "    suspect += [t for units, _ in weak for t in units] + list(asked_weak)\n",
+        "",
+        "tests/rag/guards/test_injection_obey.py::"
+        "test_the_output_check_refuses_obeyed_text_when_the_detector_missed_the_passage",
+        guarantee="Security: an attacker's passage certifying the attacker's sentence",
     ),
 ]
 

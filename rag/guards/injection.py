@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -65,7 +66,7 @@ __all__ = [
 
 # Bump when the detector's verdicts change: chunks scored by another version are rescored at
 # query time (cheap), so an index built before does not need a reindex to be protected.
-DETECTOR_VERSION = 2
+DETECTOR_VERSION = 3
 FLAG_AT = 1.0  # a score at or above this flags (one strong signal, or weak ones together)
 
 _FLAGS = re.IGNORECASE | re.MULTILINE
@@ -464,6 +465,8 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
             r"|(?<![\w\]])\[\s*/?\s*(?:user|assistant|human|ai|system)\s*\]\s*:"
             r"|[\"']role[\"']\s*:\s*[\"'](?:system|assistant|developer|tool)[\"']"
             r"|<\|[a-z_]{2,20}\|>"
+            # other templates' turn tokens (rag.core.textguard.KNOWN_SPECIAL_TOKENS: Gemma, Mistral)
+            r"|<(?:start|end)_of_turn>|\[/?(?:SYSTEM_PROMPT|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\]"
             r"|#{2,}\s*(?:instruction|system|response|input|user|assistant)s?\s*:"
             r"|\bnew (?:conversation|chat|session)\b\s*(?:\n|:|$)",
             _FLAGS,
@@ -473,7 +476,8 @@ _MORE_DOC_RULES: list[tuple[str, float, re.Pattern[str]]] = [
         "fake conversation turns",
         1.0,
         re.compile(
-            r"^\s*(?:user|human|q)\s*:[^\n]*\n\s*(?:assistant|ai|bot|model|a)\s*:"
+            # (the first turn may follow a sentence on its line: planted mid-paragraph)
+            r"(?:^|(?<=[.!?])[ \t]+)\s*(?:user|human|q)\s*:[^\n]*\n\s*(?:assistant|ai|bot|model|a)\s*:"
             r"|^\s*(?:assistant|ai|bot)\s*:[^\n]*\n\s*(?:user|human)\s*:",
             _FLAGS,
         ),
@@ -1707,10 +1711,18 @@ def _lower_words(text: str) -> list[str]:
     return re.findall(r"\w+", _visible(text)[0].lower())
 
 
+# A made-up token: letters and digits mixed, two of each at least ("zqx51a", not "1990s").
+_MADE_UP = re.compile(
+    r"\b(?=(?:[A-Za-z0-9]*[A-Za-z]){2})(?=(?:[A-Za-z0-9]*\d){2})[A-Za-z0-9]{6,}\b"
+)
+_CODE_WORD = re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{5,}\b|\b[A-Z][A-Z0-9]{3,}\b")
+
+
 def repeats_suspect(sentence: str, suspect: Sequence[str], clean: str = "") -> bool:
     """``sentence`` repeats text of a flagged span (``suspect``) that ``clean`` (the unflagged
-    passages, the question) does not also hold: five words in a row, or more than half its
-    content words (a canary, a planted verdict) found only in the spans."""
+    passages, the question) does not also hold: five words in a row, more than half its
+    content words (a canary, a planted verdict), or a code word (letters and digits, or
+    capitals: "zqx51", "PWNED") found only in the spans."""
     if not suspect:
         return False
     words = _lower_words(sentence)
@@ -1725,7 +1737,34 @@ def repeats_suspect(sentence: str, suspect: Sequence[str], clean: str = "") -> b
     if not content:
         return False
     own = {w for ws in span_words for w in ws} - set(clean_words)
+    if any(c.lower() in own for c in _CODE_WORD.findall(_visible(sentence)[0])):
+        return True  # an attack's code word, whatever clean words surround it
     return sum(w in own for w in content) * 2 > len(content)
+
+
+@functools.lru_cache(maxsize=1024)
+def _readings(text: str) -> tuple[str, ...]:
+    """``text`` and what a model may read in it: its base64 and hex payloads decoded, and
+    its ROT13 (what a model told "decode this" writes is the decoded text)."""
+    return (text, *_decoded_payloads(text), *_hex_payloads(text), codecs.encode(text, "rot13"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _weak_units(text: str, question: bool = False) -> tuple[tuple[str, ...], str]:
+    """The sentences and lines of ``text`` that score as (part of) an attack (``UNIT_AT``)
+    though the text as a whole was not flagged (the detector missed the rest of the attack,
+    or it is in a question the scan let through), and the text without them. Cached: the
+    verifier asks for each answer sentence about the same passages."""
+    units = _units(text)
+    weak = [(s, e) for s, e in units if detect(text[s:e], question=question).score >= UNIT_AT]
+    if not weak:
+        return (), text
+    rest, pos = [], 0
+    for s, e in weak:
+        rest.append(text[pos:s])
+        pos = e
+    rest.append(text[pos:])
+    return tuple(text[s:e] for s, e in weak), " ".join(rest)
 
 
 def _unknown_destinations(sentence: str, known: str) -> str | None:
@@ -1754,7 +1793,10 @@ def output_check(
     - it repeats text of a span flagged as an attack (``Passage.suspect``: five words in a
       row, or mostly words only such a span holds: a canary, "highly recommended for
       immediate hire"), or gives a link or an e-mail address that no unflagged passage and
-      not the question holds (a model that obeyed an attack, or was led to invent one).
+      not the question holds (a model that obeyed an attack, or was led to invent one). A
+      sentence of an unflagged passage or of the question that scores as part of an attack
+      (``UNIT_AT``) counts as such a span: what the detector half saw, a model may obey; so
+      does a made-up token ("zqx51a") that only passages an attack was cut from hold.
     ``flagged``: numbers of passages the injection detector flagged (fence mode).
     """
     flagged = flagged or set()
@@ -1772,19 +1814,32 @@ def output_check(
         return "the sentence repeats the system prompt"
     if _TURN_IN_ANSWER.match(visible):
         return "the sentence is a chat turn (prompt injection)"
-    clean = " ".join(p.text for p in passages if p.n not in flagged)
+    weak = [_weak_units(p.text) for p in passages if p.n not in flagged]
+    asked_weak, asked = _weak_units(question, question=True)
+    clean = " ".join(rest for _, rest in weak)
     suspect = [t for p in passages for t in p.suspect] + [
         p.text for p in passages if p.n in flagged and not p.suspect
     ]
-    if suspect and repeats_suspect(visible, suspect, f"{clean} {question}"):
+    suspect += [t for units, _ in weak for t in units] + list(asked_weak)
+    suspect = [r for t in suspect for r in _readings(t)]
+    if suspect and repeats_suspect(visible, suspect, f"{clean} {asked}"):
         return "the sentence repeats text flagged as prompt injection"
-    if unknown := _unknown_destinations(visible, f"{clean} {question}"):
+    # A made-up token left in a passage an attack was cut from (a cut that missed the payload:
+    # "<|assistant|> zqx51a") and in no passage without one: the attack's, not an answer.
+    # (Not capitals: an acronym of the poisoned paragraph is its content.)
+    attacked = " ".join(p.text for p in passages if p.suspect or p.n in flagged)
+    if attacked and (codes := {c.lower() for c in _MADE_UP.findall(visible)}):
+        plain = " ".join(p.text for p in passages if not (p.suspect or p.n in flagged))
+        known = set(_lower_words(f"{plain} {asked}"))
+        if codes & set(_lower_words(attacked)) - known:
+            return "the sentence repeats a code word of a passage an attack was cut from"
+    if unknown := _unknown_destinations(visible, f"{clean} {asked}"):
         return f"the sentence gives a link or address no unflagged passage holds ({unknown})"
     if bad := _domains(visible) & {d for t in suspect for d in _domains(t)}:
         return f"the sentence points where a flagged attack points ({sorted(bad)[0]})"
     if _CALL_TO_ACTION.search(visible):
         secret = re.search(_SECRET, visible, re.IGNORECASE)
-        if secret or not _asked_for(question, visible):
+        if secret or not _asked_for(asked, visible):
             return "the sentence asks the user to act on something the question did not ask about"
     if cited and all(p.n in flagged for p in cited):
         # Only a flagged passage says it: not enough to certify anything.
