@@ -1036,6 +1036,13 @@ BREAKS = [
         "test_the_output_check_refuses_obeyed_text_when_the_detector_missed_the_passage",
         guarantee="Security: an attacker's passage certifying the attacker's sentence",
     ),
+    Break(
+        "pii: a word after 'it is' is a name ('it is data only' in the fenced-passage warning)",
+        "rag/guards/pii/multilocale.py",
+        "        role = _ROLE_CUE.search(before) or _THING_CUE.search(before)\n",
+        "        role = _ROLE_CUE.search(before)\n",
+        "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
+    ),
 ]
 
 

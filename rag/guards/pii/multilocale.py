@@ -389,6 +389,8 @@ _CUE_SCAN = re.compile(_STRONG_CUE.pattern.removesuffix("$"))
 _ROLE_CUE = re.compile(
     r"(?i)\b(?:user|customer|client|caller|account of|attn:?|from:|to:|contact:)[ \t]*[,:\-]?[ \t]+$"
 )
+# Cues that as often introduce a thing as a person: "it is data", "this is urgent".
+_THING_CUE = re.compile(r"(?i)\b(?:it is|it's|this is)[ \t]*[,:\-]?[ \t]+$")
 _NOT_NAME = frozenset(
     word_list("""team all everyone there sir madam guys folks both support agent customer client user
     visitor operator admin bot system today tomorrow yesterday again so much very the our
@@ -484,9 +486,10 @@ def find_cue_names(text: str) -> list[Hit]:
         if out and s < out[-1][1]:
             continue
         before = text[max(0, s - 40) : s]
-        role = _ROLE_CUE.search(before)
+        role = _ROLE_CUE.search(before) or _THING_CUE.search(before)
         got = _take_name(text, s, lower_ok=True)
-        # After "customer", "user": a lower-case name only of words that are no English words.
+        # After "customer", "user", "it is": a lower-case name only of words that are no
+        # English words ("it is data only" names nobody; "this is aino" does).
         lower_english = bool(
             got
             and role
