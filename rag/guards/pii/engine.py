@@ -18,6 +18,7 @@ from rag.core.errors import ConfigError
 from rag.core.pii_settings import PiiSettings
 from rag.guards.pii.mentions import propagate
 from rag.guards.pii.spans import Span
+from rag.guards.pii.text import DETERMINERS
 
 __all__ = ["Detector", "Span", "detector_for"]
 
@@ -240,27 +241,8 @@ def _recognizer(result: Any) -> str:
     return str(meta.get("recognizer_name", ""))
 
 
-_BEFORE_NOT_A_NAME = frozenset(
-    [
-        "the",
-        "our",
-        "your",
-        "their",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "a",
-        "an",
-        "in",
-        "at",
-        "from",
-        "near",
-        "into",
-        "via",
-    ]
-)
+# Before a one-word spaCy PERSON hit: those, and the prepositions of a place ("from Oulu").
+_BEFORE_NOT_A_NAME = DETERMINERS | {"from", "into", "via"}
 
 
 def _lone_name(text: str, start: int, word: str) -> bool:

@@ -18,7 +18,15 @@ from typing import Any
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
-from rag.guards.pii.text import LO, STOP, UP, company_word, is_english, word_list
+from rag.guards.pii.text import (
+    DETERMINERS,
+    LO,
+    STOP,
+    UP,
+    company_word,
+    is_english,
+    word_list,
+)
 
 __all__ = [
     "AddressBlockRecognizer",
@@ -523,26 +531,6 @@ def find_cue_names(text: str) -> list[Hit]:
     return out
 
 
-_DETERMINERS = frozenset(
-    [
-        "the",
-        "our",
-        "your",
-        "their",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "a",
-        "an",
-        "in",
-        "at",
-        "near",
-    ]
-)
-
-
 def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
     """Two to four capitalised words in a row, at least one of them no English word
     ("Aino Virtanen", "Nguyễn Thị Lan"), not a company ("Sørensen Gruppen"), not a street
@@ -585,7 +573,7 @@ def find_proper_names(text: str, tokens: Any = None) -> list[Hit]:
         ):
             continue
         prev = re.search(r"(\w+)[ \t]*$", text[max(0, start - 20) : start])
-        if prev and prev.group(1).casefold() in _DETERMINERS:
+        if prev and prev.group(1).casefold() in DETERMINERS:
             continue
         if words[0].isupper():
             line_start = text.rfind("\n", 0, start) + 1

@@ -15,6 +15,7 @@ import unicodedata
 from functools import lru_cache
 
 __all__ = [
+    "DETERMINERS",
     "LO",
     "UP",
     "ascii_fold",
@@ -144,3 +145,25 @@ def ascii_fold(text: str) -> str:
     text = text.replace("đ", "d").replace("Đ", "D").replace("ß", "ss")
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+# Words before a capitalised word that make it a place or a thing, not a person ("the
+# Kirstenbø warehouse", "in Raahe"): articles, possessives, demonstratives, place prepositions.
+DETERMINERS = frozenset(
+    [
+        "the",
+        "our",
+        "your",
+        "their",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "a",
+        "an",
+        "in",
+        "at",
+        "near",
+    ]
+)
