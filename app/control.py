@@ -17,7 +17,8 @@ Routes::
     GET  /healthz        {"ok": true}
     GET  /status         the index's status plus the daemon's
     GET  /export         one JSON line per chunk (application/x-ndjson)
-    POST /reindex        blue/green rebuild
+    POST /reindex        blue/green rebuild, switched only when the evals find it no worse
+    POST /reindex/force  the same, switched whatever the evals say
     POST /sync           ask for a reconcile
     POST /query          body: a Query as JSON → Answer.as_json()
     POST /query/stream   body: a Query as JSON → one {"event": kind, "data": ...} line per
@@ -214,8 +215,8 @@ class DaemonClient:
     def status(self) -> dict[str, Any]:
         return self._json("GET", "/status")
 
-    def reindex(self) -> dict[str, Any]:
-        return self._json("POST", "/reindex")
+    def reindex(self, force: bool = False) -> dict[str, Any]:
+        return self._json("POST", "/reindex/force" if force else "/reindex")
 
     def sync(self) -> dict[str, Any]:
         return self._json("POST", "/sync")
@@ -334,7 +335,7 @@ class ControlServer:
         data_dir: Path,
         status: Handler,
         export: Callable[[], Iterator[dict[str, Any]]],
-        reindex: Handler,
+        reindex: Callable[..., Any],  # reindex(force=False)
         sync: Handler,
         pipeline: QueryRunner | None = None,
     ):
@@ -345,6 +346,7 @@ class ControlServer:
             ("GET", "/healthz"): lambda: {"ok": True},
             ("GET", "/status"): status,
             ("POST", "/reindex"): reindex,
+            ("POST", "/reindex/force"): lambda: reindex(force=True),
             ("POST", "/sync"): sync,
         }
 

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from app.control import ControlServer
+from evals.releases import index_gate
 from evals.runner import EvalRunner
 from ingestion.daemon import WatchDaemon
 from rag.core.config import Settings
@@ -242,10 +243,17 @@ class Runtime:
     def export(self) -> Iterator[dict[str, Any]]:
         return export_chunks(self.index)
 
-    def reindex(self) -> dict[str, Any]:
-        """Blue/green rebuild of the watched folders, then an eval run (in the background)."""
-        result: dict[str, Any] = reindex(self.index, [p.resolve() for p in self.paths])
-        if self.evals is not None:
+    def reindex(self, force: bool = False) -> dict[str, Any]:
+        """Blue/green rebuild of the watched folders (a model, transform or parser change),
+        switched only when the evals find the new collection no worse (``force``: anyway);
+        then an eval run (in the background)."""
+        result: dict[str, Any] = reindex(
+            self.index,
+            [p.resolve() for p in self.paths],
+            gate=index_gate(echo=self.echo),
+            force=force,
+        )
+        if self.evals is not None and result["promoted"]:
             self.evals.request("reindex", f"reindexed into {result['collection']}")
         return result
 

@@ -59,9 +59,12 @@ def contains_gold(answer: str, gold: list[str]) -> bool:
 class PipelineRunner:
     """The real query path over one index, as a ``QueryRunner``; ``close()`` frees its generators."""
 
-    def __init__(self, index: Index, settings: Settings):
+    def __init__(self, index: Index, settings: Settings, prompt: str | None = None):
         from rag.query.pipeline import QueryPipeline
 
+        # ``prompt``: every question asked with this prompt (``answer@v4``: a release's
+        # candidate evaluated beside the live version); None: the version that would serve.
+        self.prompt = prompt
         # Every question answered by the pipeline as it is now: none served by the answer cache.
         settings = settings.model_copy(deep=True)
         settings.cache.enabled = False
@@ -71,15 +74,17 @@ class PipelineRunner:
 
     def __call__(self, question: str, history: Sequence[Turn] = ()) -> Mapping[str, Any]:
         """The answer to ``question``; ``history``: the conversation before it (follow-ups)."""
-        return self.pipeline.run(Query(question, history=tuple(history))).as_json()
+        query = Query(question, history=tuple(history), prompt=self.prompt)
+        return self.pipeline.run(query).as_json()
 
     def close(self) -> None:
         self.pipeline.close()
 
 
-def pipeline_runner(index: Index, settings: Settings) -> PipelineRunner:
-    """The real query path over ``index``; its models are loaded before this returns."""
-    return PipelineRunner(index, settings)
+def pipeline_runner(index: Index, settings: Settings, prompt: str | None = None) -> PipelineRunner:
+    """The real query path over ``index`` (with ``prompt`` when given: ``answer@v4``); its
+    models are loaded before this returns."""
+    return PipelineRunner(index, settings, prompt)
 
 
 def _rate(flags: list[bool]) -> float | None:

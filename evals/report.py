@@ -215,8 +215,11 @@ def build_report(
     worst_n: int = 10,
     notes: list[str] | None = None,
     now: dt.datetime | None = None,
+    variants: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a report; ``previous`` are earlier reports, newest first."""
+    """Assemble a report; ``previous`` are earlier reports, newest first. ``variants``: the
+    flat metrics of each variant a release gate compared (``collection:kb_v2``,
+    ``prompt:answer@v4``), side by side."""
     now = now or _utcnow()
     metrics: dict[str, float] = {}
     for name, result in suites.items():
@@ -280,6 +283,7 @@ def build_report(
         "previous": previous[0].get("id") if previous else None,
         "regressions": regressions,
         "threshold": threshold,
+        "variants": {name: dict(figures) for name, figures in (variants or {}).items()},
         "suites": {name: _compact_suite(result, worst_n) for name, result in suites.items()},
         "history": history,
         "notes": all_notes,
@@ -381,6 +385,7 @@ def save_report(
     reason: str | None,
     info: dict[str, Any],
     notes: list[str],
+    variants: Mapping[str, Mapping[str, float]] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Compare with the earlier reports, write report.json + report.html; returns (folder, report)."""
     ev = settings.evals
@@ -394,6 +399,7 @@ def save_report(
         info,
         ev.worst_queries,
         notes,
+        variants=variants,
     )
     # Reports are written and shown: their free text carries no PII (rag.guards.pii, issue 11).
     from rag.guards.pii import scrubber_for

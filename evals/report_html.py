@@ -55,6 +55,23 @@ def _delta_cell(key: str, delta: float | None) -> str:
     return f'<td class="num {cls}" data-delta="{delta}">{arrow} {delta:+.3f}</td>'
 
 
+def _variants_table(report: Mapping[str, Any]) -> str:
+    """A release gate's variants (``collection:kb_v2``, ``prompt:answer@v4``) side by side."""
+    variants: Mapping[str, Mapping[str, float]] = report.get("variants") or {}
+    if not variants:
+        return ""
+    names = list(variants)
+    keys = sorted({k for figures in variants.values() for k in figures})
+    head = "".join(f"<th>{escape(n)}</th>" for n in names)
+    rows = "".join(
+        f"<tr><td>{escape(k)}</td>"
+        + "".join(f'<td class="num">{_num(variants[n].get(k))}</td>' for n in names)
+        + "</tr>"
+        for k in keys
+    )
+    return f'<h2>Variants</h2><table id="variants"><tr><th>metric</th>{head}</tr>{rows}</table>'
+
+
 def _metrics_table(report: Mapping[str, Any]) -> str:
     metrics: Mapping[str, float] = report.get("metrics") or {}
     deltas: Mapping[str, float] = report.get("deltas") or {}
@@ -305,6 +322,7 @@ index {escape(str(index.get("collection", "–")))} ({_num(index.get("documents"
 embedding {escape(str(emb.get("model", "–")))} · compared with {escape(str(report.get("previous") or "nothing (first report)"))}</p>
 {_regressions(report)}
 <h2>Metrics</h2>{_metrics_table(report)}
+{_variants_table(report)}
 {_conversations(suites)}
 {f'<h2>Notes</h2><ul id="notes">{notes}</ul>' if notes else ""}
 <h2>Plots</h2><div class="charts">{"".join(charts)}</div>

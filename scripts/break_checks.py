@@ -1043,6 +1043,23 @@ BREAKS = [
         "        role = _ROLE_CUE.search(before)\n",
         "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
     ),
+    # -- releases (issue 28): indexes and prompts go live only when they prove themselves --
+    Break(
+        "release: the reindex gate's verdict ignored (a worse index switched in)",
+        "rag/indexing/reindex.py",
+        'refused = verdict is not None and not verdict.get("promote", True)',
+        "refused = False",
+        "tests/evals/test_index_release.py::test_a_worse_index_is_refused_and_an_equal_one_promoted",
+        guarantee="releases prove themselves",
+    ),
+    Break(
+        "release: the reindex gate compares nothing (no regression ever found)",
+        "evals/releases.py",
+        "        if worse > threshold + 1e-12:\n",
+        "        if worse > threshold + 1e-12 and False:\n",
+        "tests/evals/test_index_release.py::test_a_worse_index_is_refused_and_an_equal_one_promoted",
+        guarantee="releases prove themselves",
+    ),
 ]
 
 

@@ -3,7 +3,8 @@
 ``--data-dir DIR`` (RAG_DATA_DIR). The commands are registered in ``app.cli``.
 
 Exit codes: 0 ok (an ingest with some failed files is still ok: they are recorded);
-1 the command could not run (message says what to do); 2 bad configuration or usage.
+1 the command could not run (message says what to do); 2 bad configuration or usage;
+3 a release refused by its evals (``rag reindex``, ``rag prompts release``).
 """
 
 from __future__ import annotations
@@ -362,12 +363,22 @@ def export(
             out.close()
 
 
-def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Rebuild into a new versioned collection, then switch the alias atomically (blue/green)."""
+def reindex(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Switch to the new collection even when the evals find it worse"
+        ),
+    ] = False,
+) -> None:
+    """Rebuild into a new versioned collection; switch the alias to it (blue/green) only when
+    the retrieval and answer evals find it no worse than the live one (exit 3 when refused)."""
     client = daemon_client()
     if client is not None:
-        result = _ask_daemon(client, client.reindex)
+        result = _ask_daemon(client, lambda: client.reindex(force=force))
     else:
+        from evals.releases import index_gate
         from evals.runner import eval_after_reindex
         from rag.indexing.index import Index
         from rag.indexing.reindex import reindex as rebuild
@@ -376,16 +387,34 @@ def reindex(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         index = Index(get_settings())
         try:
             with progress_reporter("reindex") as progress:
-                result = rebuild(index, progress=progress)
-            result["eval"] = eval_after_reindex(index, echo=echo_err)
+                result = rebuild(
+                    index, progress=progress, gate=index_gate(echo=echo_err), force=force
+                )
+            if result["promoted"]:
+                result["eval"] = eval_after_reindex(index, echo=echo_err)
         except StoreError as exc:
             fail(str(exc))
         finally:
             index.close()
     if as_json:
         print_json(result)
-    else:
+    elif result.get("promoted", True):
+        forced = " (forced past the evals)" if result.get("forced") else ""
         typer.echo(
-            f"reindexed into {result['collection']} (was {result['previous']}); "
+            f"reindexed into {result['collection']} (was {result['previous']}){forced}; "
             f"{result.get('embedded', 0)} chunk(s) embedded in {result['seconds']}s"
         )
+    else:
+        typer.echo(
+            f"reindex refused: still serving {result['collection']}; the new collection "
+            f"{result['candidate']} was dropped. {result.get('reason')}",
+            err=True,
+        )
+        for r in result.get("regressions") or []:
+            typer.echo(
+                f"  {r['metric']}: {r['previous']:.3f} -> {r['current']:.3f} ({r['delta']:+.3f})",
+                err=True,
+            )
+        typer.echo("  (`rag reindex --force` switches anyway)", err=True)
+    if not result.get("promoted", True):
+        raise typer.Exit(3)

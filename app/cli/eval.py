@@ -388,6 +388,15 @@ def _print_report(folder: Path, data: dict[str, Any]) -> None:
             typer.echo(
                 f"  {r['metric']}: {r['previous']:.3f} -> {r['current']:.3f} ({r['delta']:+.3f})"
             )
+    variants = data.get("variants") or {}
+    if variants:  # a release gate's variants side by side (collection:kb_v2, prompt:answer@v4)
+        names = list(variants)
+        typer.echo(f"  {'variant':<40} " + " ".join(f"{n:>22}" for n in names))
+        for key in sorted({k for figures in variants.values() for k in figures}):
+            cells = " ".join(
+                f"{variants[n][key]:>22.3f}" if key in variants[n] else f"{'–':>22}" for n in names
+            )
+            typer.echo(f"  {key:<40} {cells}")
     for note in data.get("notes") or []:
         typer.echo(f"  note: {note}", err=True)
     typer.echo(f"html: {folder / 'report.html'}")

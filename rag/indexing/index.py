@@ -10,6 +10,7 @@ and switches the alias atomically (blue/green).
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import re
@@ -199,6 +200,14 @@ class Index:
                 "Run `rag reindex` to rebuild the index with the configured model, or set "
                 "embedding.model_path back to the model the index was built with."
             )
+
+    def view(self, collection: str) -> Index:
+        """This index reading ``collection`` instead of the live one: a reindex's candidate and
+        the live collection evaluated side by side. Shares the store, embedder and manifest
+        with this index, so a view is never closed (close the index)."""
+        other = copy.copy(self)
+        other.collection = collection
+        return other
 
     def next_collection_name(self) -> str:
         """The next free ``<alias>_v<N>``: where a first open or a reindex creates the collection."""
