@@ -84,10 +84,13 @@ def create_state(
             "rate_limited": s.limiter.rejected,
             **s.service.pipeline.stats(),
             "injection_flagged_chunks": _flagged_chunks(index),
+            # prompt releases of this data dir (every API process on it sees the same)
+            "releases": release_store(settings.resolved_data_dir()).status(),
         }
 
     metrics = Metrics(live_metrics)
     from rag.observability import tracing_for
+    from rag.query.releases import release_store
 
     tracing = tracing_for(settings)  # no keys: disabled, nothing loaded
     if pipeline is None:

@@ -80,6 +80,7 @@ class _LiveCollector(Collector):
             value=float(data.get("rate_limited", 0)),
         )
         yield from _cache_and_cost_metrics(data)
+        yield from _release_metrics(data.get("releases") or {})
         if data.get("injection_flagged_chunks") is not None:
             yield GaugeMetricFamily(
                 "rag_injection_flagged_chunks",
@@ -152,6 +153,57 @@ def _cache_and_cost_metrics(data: dict[str, Any]) -> Iterable[Metric]:
         yield warnings
 
 
+_RELEASE_FIGURES = (
+    "abstention_rate",
+    "thumbs_down_rate",
+    "all_verified_rate",
+    "latency_p95_ms",
+    "cost_per_answer",
+)
+
+
+def _release_metrics(releases: dict[str, Any]) -> Iterable[Metric]:
+    """Prompt releases (rag/query/releases.py): rollbacks, each version's share and its figures
+    over the current step's window, side by side."""
+    rollbacks = CounterMetricFamily(
+        "rag_prompt_release_rollbacks",
+        "Prompt releases rolled back (automatically or by hand), per prompt",
+        labels=["prompt"],
+    )
+    share = GaugeMetricFamily(
+        "rag_prompt_release_share",
+        "Share of users (%) each version of a prompt under release serves",
+        labels=["prompt", "version"],
+    )
+    answers = GaugeMetricFamily(
+        "rag_prompt_release_answers",
+        "Answers of the current step's window, per version",
+        labels=["prompt", "version", "role"],
+    )
+    figures = GaugeMetricFamily(
+        "rag_prompt_release_figure",
+        "A version's figure over the current step's window (abstention_rate, thumbs_down_rate, "
+        "all_verified_rate, latency_p95_ms, cost_per_answer)",
+        labels=["prompt", "version", "role", "figure"],
+    )
+    for name, release in releases.items():
+        rollbacks.add_metric([name], float(release.get("rollbacks", 0)))
+        for version, pct in (release.get("share") or {}).items():
+            share.add_metric([name, str(version)], float(pct))
+        if release.get("status") != "running":
+            continue
+        for role, arm in (release.get("figures") or {}).items():
+            labels = [name, str(arm["version"]), role]
+            answers.add_metric(labels, float(arm["answers"]))
+            for figure in _RELEASE_FIGURES:
+                if arm.get(figure) is not None:
+                    figures.add_metric([*labels, figure], float(arm[figure]))
+    yield rollbacks
+    yield share
+    yield answers
+    yield figures
+
+
 def _model_label(model: Any) -> str:
     from rag.query.costs import model_label
 
@@ -189,6 +241,19 @@ class Metrics:
             ["generator", "outcome"],
             registry=self.registry,
         )
+        self.variant_answers = Counter(
+            "rag_variant_answers",
+            "Answers per variant: prompt version and the collection that served them, by outcome",
+            ["prompt", "collection", "outcome"],
+            registry=self.registry,
+        )
+        self.variant_latency = Histogram(
+            "rag_variant_answer_seconds",
+            "Answer latency per variant (prompt version, collection)",
+            ["prompt", "collection"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.llm_tokens = Counter(
             "rag_llm_tokens",
             "Model tokens of every call (refused and failed attempts included)",
@@ -210,7 +275,9 @@ class Metrics:
         )
         self.registry.register(_LiveCollector(live))
 
-    def observe_result(self, result: dict[str, Any], tenant: str = "") -> None:
+    def observe_result(
+        self, result: dict[str, Any], tenant: str = "", collection: str | None = None
+    ) -> None:
         for stage, ms in (result.get("timings_ms") or {}).items():
             if isinstance(ms, (int, float)):
                 self.stage.labels(str(stage)).observe(float(ms) / 1000.0)
@@ -228,6 +295,15 @@ class Metrics:
             if result.get("cached"):
                 outcome = "cached"  # answered earlier by this generator, served by the cache
             self.answers.labels(str(result["generator"]), outcome).inc()
+            prompt = result.get("prompt") or {}
+            variant = (
+                f"{prompt.get('name')}@{prompt.get('version')}" if prompt.get("name") else "",
+                collection or "",
+            )
+            self.variant_answers.labels(*variant, outcome).inc()
+            total = (result.get("timings_ms") or {}).get("total")
+            if isinstance(total, (int, float)) and not result.get("cached"):
+                self.variant_latency.labels(*variant).observe(float(total) / 1000.0)
         injection = result.get("injection") or {}
         if injection.get("question"):
             self.injection.labels("question").inc()

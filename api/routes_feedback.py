@@ -75,4 +75,10 @@ async def feedback(body: FeedbackRequest, state: State, caller: Caller) -> Any:
         )
     except FeedbackError as exc:
         raise ApiError(404, "trace_not_found", str(exc)) from exc
+    from rag.query.releases import release_store
+
+    # An answer a prompt release served: its thumbs count in the release's window.
+    await anyio.to_thread.run_sync(
+        release_store(state.settings.resolved_data_dir()).feedback, body.trace_id, body.value
+    )
     return {"id": record.get("id"), "trace_id": body.trace_id, "value": body.value}

@@ -165,7 +165,9 @@ class QueryService:
     # -- calls -----------------------------------------------------------------------
     def _observe(self, result: dict[str, Any], tenant: str = "") -> None:
         if self.metrics is not None:
-            self.metrics.observe_result(result, tenant)
+            # the variant: prompt version (in the answer) and the collection serving now
+            collection = getattr(getattr(self.pipeline, "index", None), "collection", None)
+            self.metrics.observe_result(result, tenant, collection)
 
     async def answer(
         self,

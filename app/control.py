@@ -20,6 +20,8 @@ Routes::
     POST /reindex        blue/green rebuild, switched only when the evals find it no worse
     POST /reindex/force  the same, switched whatever the evals say
     POST /sync           ask for a reconcile
+    POST /prompts/release  body {"prompt": "answer@v4", "steps": [5, 50, 100], "force": false}:
+                         the golden-set gate on the daemon's index, then the release
     POST /query          body: a Query as JSON → Answer.as_json()
     POST /query/stream   body: a Query as JSON → one {"event": kind, "data": ...} line per
                          stream event (token…, citations, done), each sent as it is produced
@@ -55,6 +57,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from rag.core.errors import RagError
 from rag.core.types import (
     Answer,
     Citation,
@@ -221,6 +224,14 @@ class DaemonClient:
     def sync(self) -> dict[str, Any]:
         return self._json("POST", "/sync")
 
+    def release_prompt(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``rag prompts release`` run by the daemon (it holds the index the gate reads)."""
+        resp = self._client.post("/prompts/release", json=body)
+        if resp.status_code >= 400:
+            raise _error_of(resp)
+        result: dict[str, Any] = resp.json()
+        return result
+
     def run(self, query: Query) -> Answer:
         """The running daemon answers with its own pipeline (it holds the store open)."""
         resp = self._client.post("/query", json=query_to_json(query))
@@ -338,6 +349,7 @@ class ControlServer:
         reindex: Callable[..., Any],  # reindex(force=False)
         sync: Handler,
         pipeline: QueryRunner | None = None,
+        release_prompt: Callable[[dict[str, Any]], Any] | None = None,
     ):
         self.data_dir = data_dir
         self.token = secrets.token_urlsafe(32)
@@ -481,6 +493,9 @@ class ControlServer:
                         return
                     self._query(pipeline, body, stream=self.path == "/query/stream")
                     return
+                if method == "POST" and self.path == "/prompts/release":
+                    self._release(body)
+                    return
                 handler = routes.get((method, self.path))
                 if handler is None:
                     self._send_error(404, "not_found", self.path)
@@ -489,6 +504,28 @@ class ControlServer:
                     result = handler()
                 except Exception as exc:
                     log.exception("control API: %s %s failed", method, self.path)
+                    self._send_error(500, type(exc).__name__, str(exc))
+                    return
+                self._send_json(200, result)
+
+            def _release(self, body: bytes) -> None:
+                if release_prompt is None:
+                    self._send_error(404, "not_found", "this process releases no prompts")
+                    return
+                try:
+                    payload = json.loads(body or b"{}")
+                    if not isinstance(payload, dict) or not isinstance(payload.get("prompt"), str):
+                        raise ValueError("expected {'prompt': 'NAME@VERSION', 'steps', 'force'}")
+                except ValueError as exc:
+                    self._send_error(400, "invalid_body", str(exc))
+                    return
+                try:
+                    result = release_prompt(payload)
+                except RagError as exc:
+                    self._send_error(409, "release_refused", str(exc))
+                    return
+                except Exception as exc:
+                    log.exception("control API: a prompt release failed")
                     self._send_error(500, type(exc).__name__, str(exc))
                     return
                 self._send_json(200, result)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from app.control import ControlServer
-from evals.releases import index_gate
+from evals.releases import index_gate, release_prompt
 from evals.runner import EvalRunner
 from ingestion.daemon import WatchDaemon
 from rag.core.config import Settings
@@ -41,6 +42,7 @@ from rag.indexing.reindex import reindex
 from rag.indexing.status import collect_status, export_chunks
 from rag.observability import shutdown_all, tracing_for
 from rag.query.pipeline import QueryPipeline
+from rag.query.releases import release_store
 
 __all__ = ["Echo", "Runtime", "Service"]
 
@@ -155,8 +157,10 @@ class Runtime:
                 reindex=self.reindex,
                 sync=self.sync,
                 pipeline=self.pipeline,
+                release_prompt=self.release_prompt,
             )
             self.control.start()
+            self._release_from_config()
             self.daemon.start()
             if self.api is not None:
                 self.api.start(index, self.daemon, self.pipeline)
@@ -256,6 +260,41 @@ class Runtime:
         if self.evals is not None and result["promoted"]:
             self.evals.request("reindex", f"reindexed into {result['collection']}")
         return result
+
+    def release_prompt(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``rag prompts release`` while this runs: the gate on this process's index."""
+        steps = body.get("steps")
+        return release_prompt(
+            self.index,
+            str(body["prompt"]),
+            [int(s) for s in steps] if steps else None,
+            force=bool(body.get("force")),
+            echo=self.echo,
+        )
+
+    def _release_from_config(self) -> None:
+        """``releases.prompt``: released once per version, as `rag prompts release` would (in
+        the background: the gate answers the golden set first)."""
+        ref = self.settings.releases.prompt
+        if not ref:
+            return
+        name, _, version = ref.partition("@")
+        store = release_store(self.settings.resolved_data_dir())
+        state = store.read()
+        earlier = [*state.get("finished", []), *state["prompts"].values()]
+        if any(r["name"] == name and r["candidate"] == version for r in earlier):
+            return  # released before (running, promoted or rolled back): a restart leaves it
+
+        def run() -> None:
+            try:
+                result = release_prompt(self.index, ref, echo=self.echo)
+            except Exception as exc:  # noqa: BLE001 - a refused release never stops the daemon
+                self.echo(f"releases.prompt {ref}: not released: {exc}")
+                return
+            if not result["released"]:
+                self.echo(f"releases.prompt {ref}: refused: {result['reason']}")
+
+        threading.Thread(target=run, name="rag-prompt-release", daemon=True).start()
 
     def sync(self) -> dict[str, Any]:
         assert self.daemon is not None

@@ -26,6 +26,10 @@ the prompt) to the reply text. Built in (:data:`MODES`, each a factory of respon
   characters). Each obeyed text is a sentence citing the passage the order came from (``[1]``
   for the question). Without an order, or where one asks to add to the answer, it answers
   faithfully: the passage sentence sharing most words with the question, with its marker.
+- ``faithful()``: that faithful answer alone; ``invents(base)``: ``base``'s answer and a
+  made-up sentence citing ``[1]``; ``by_system({marker: responder}, default)``: the responder
+  of the first marker in the system turn — a model that behaves worse under one prompt
+  version (the release tests, issue 28).
 
 Templates may hold placeholders, resolved against the passages of that request, so a script
 can cite "the passage that says 35 days" whatever number retrieval gave it:
@@ -61,18 +65,24 @@ from typing import Any
 from urllib.parse import quote
 
 __all__ = [
+    "INVENTED_CLAIM",
     "MODES",
     "ChatRequest",
     "ChatServer",
     "Fault",
     "Responder",
     "by_question",
+    "by_system",
+    "faithful",
     "fixed",
+    "invents",
     "obey",
     "parse_passages",
     "resolve",
 ]
 
+# What ``invents`` adds: no passage of any test corpus says it.
+INVENTED_CLAIM = "The Martian council approved this policy in 1742 [1]."
 _HEADER = re.compile(r"^\[(\d+)\] ", re.MULTILINE)
 _PLACEHOLDER = re.compile(r"\{(cite|cite_other|n|n_other):([^{}]+)\}|\{top\}")
 _QUESTION = re.compile(r"^Question:\s*(.+)$", re.MULTILINE)
@@ -564,12 +574,52 @@ def obey(default: str = "") -> Responder:
     return respond
 
 
+# -- a prompt version's own behaviour: for release tests (a worse candidate) ----------------
+def faithful(default: str = "") -> Responder:
+    """Answers from its passages: the sentence sharing most words with the question, cited."""
+
+    def respond(request: ChatRequest) -> str:
+        question = _question_text(request).split("\n")[0]
+        return _faithful(request, question) or resolve(default, request)
+
+    return respond
+
+
+def invents(base: Responder, claim: str = INVENTED_CLAIM) -> Responder:
+    """``base``'s answer with a made-up sentence after it, cited as if a passage said it."""
+
+    def respond(request: ChatRequest) -> str:
+        text = base(request)
+        return f"{text} {claim}".strip() if text else text
+
+    return respond
+
+
+def by_system(variants: Mapping[str, Responder], default: Responder) -> Responder:
+    """The responder of the first marker the system turn holds, else ``default``: one scripted
+    model that behaves differently under each prompt version (its system text differs)."""
+
+    def respond(request: ChatRequest) -> str:
+        system = " ".join(
+            str(m.get("content") or "") for m in request.messages if m.get("role") == "system"
+        )
+        for marker, responder in variants.items():
+            if marker in system:
+                return responder(request)
+        return default(request)
+
+    return respond
+
+
 # Responder factories by name, for callers that pick a mode by name (evals, tests). Add one
 # with ``MODES["mine"] = factory``.
 MODES: dict[str, Callable[..., Responder]] = {
     "fixed": fixed,
     "by_question": by_question,
     "obey": obey,
+    "faithful": faithful,
+    "invents": invents,
+    "by_system": by_system,
 }
 
 

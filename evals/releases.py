@@ -28,12 +28,14 @@ from evals.metric_names import higher_is_better, is_quality_metric
 from evals.report import flat_metrics, latest_report, reports_dir, save_report
 from evals.retrieval import evaluate_retrieval
 from evals.suite import index_info
+from rag.query.prompts import PromptRegistry, parse_prompt_ref
+from rag.query.releases import ReleaseError, release_store
 
 if TYPE_CHECKING:
     from evals.datasets import Dataset
     from rag.indexing.index import Index
 
-__all__ = ["compare_variants", "index_gate", "prompt_gate"]
+__all__ = ["compare_variants", "index_gate", "prompt_gate", "release_prompt"]
 
 log = logging.getLogger("rag.evals")
 
@@ -264,3 +266,58 @@ def prompt_gate(
         else f"prompt gate: {candidate} is no worse than {live} on the golden set"
     )
     return verdict
+
+
+def release_prompt(
+    index: Index,
+    ref: str,
+    steps: list[int] | None = None,
+    force: bool = False,
+    echo: Echo | None = None,
+) -> dict[str, Any]:
+    """``rag prompts release answer@v4 --steps 5,50,100``: the golden-set gate against the live
+    version, then (unless it regresses, or with ``force``) the release recorded in the data dir,
+    where the ``prompt`` stage of every process on it picks it up. ``released`` says which."""
+    settings = index.settings
+    name, version = parse_prompt_ref(ref)
+    if version is None:
+        raise ReleaseError(f"name the version to release: {name}@VERSION (e.g. {name}@v4)")
+    if name != settings.prompts.name:
+        raise ReleaseError(
+            f"the query path answers with prompt {settings.prompts.name!r} (prompts.name), not "
+            f"{name!r}: release a version of {settings.prompts.name!r}"
+        )
+    registry = PromptRegistry(settings.prompts)
+    registry.load()
+    registry.get(name, version)  # PromptError (says which versions exist) when it has no file
+    store = release_store(settings.resolved_data_dir())
+    current = store.release(name)
+    if current and current["status"] == "running":
+        raise ReleaseError(
+            f"a release of {name}@{current['candidate']} is running: let it finish, or "
+            f"`rag prompts rollback {name}` first"
+        )
+    promoted = current and current["status"] == "promoted"
+    live = str(current["candidate"]) if current and promoted else registry.select().version
+    steps = list(steps or settings.releases.steps)
+    verdict = prompt_gate(index, f"{name}@{live}", ref, echo=echo)
+    if not verdict["promote"] and not force:
+        return {
+            "released": False,
+            "prompt": ref,
+            "live": f"{name}@{live}",
+            "regressions": verdict["regressions"],
+            "reason": verdict["reason"],
+            "gate": verdict,
+        }
+    release = store.start(name, live, version, steps, verdict)
+    return {
+        "released": True,
+        "forced": bool(force and not verdict["promote"]),
+        "prompt": ref,
+        "live": f"{name}@{live}",
+        "regressions": verdict["regressions"],
+        "reason": verdict["reason"],
+        "release": release,
+        "gate": verdict,
+    }

@@ -544,6 +544,9 @@ class QueryState:
     trace_id: str | None = None  # set by a tracer that records this query (rag.observability)
     # Work a stage asks for once the answer is complete (the answer cache stores it).
     after_answer: list[Callable[[QueryState], None]] = field(default_factory=list)
+    # The same, but inside the request's trace: what it finds still reaches the trace (a
+    # prompt release records the answer and may roll back: the trace says so).
+    on_answer: list[Callable[[QueryState], None]] = field(default_factory=list)
     # Set from another thread when nobody reads the answer any more (the API's client left):
     # generation stops at the next model token (rag.core.errors.QueryCancelled).
     cancelled: threading.Event = field(default_factory=threading.Event)

@@ -9,16 +9,18 @@ this one place (the modules only define them).
 - ``app.cli.mcp``: ``mcp`` (an MCP server on stdio)
 - ``app.cli.pii``: ``pii scan``
 - ``app.cli.feedback``: ``feedback`` (list, ``--candidates``), ``feedback confirm``
+- ``app.cli.prompts``: ``prompts release|status|step|rollback``
 
 Exit codes: 0 ok; 1 the command could not run (the message says what to do); 2 bad
-configuration or usage; 3 ``rag eval --fail-on-regression`` found a regression; 130 Ctrl-C.
+configuration or usage; 3 ``rag eval --fail-on-regression`` found a regression, or a release
+(``rag reindex``, ``rag prompts release``) was refused by its evals; 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import typer
 
-from app.cli import core, feedback, mcp, pii, query, serve
+from app.cli import core, feedback, mcp, pii, prompts, query, serve
 from app.cli import eval as eval_cmds
 from rag.core.datadir import restrict_umask
 
@@ -77,6 +79,16 @@ feedback_app = typer.Typer(
 feedback_app.callback(invoke_without_command=True)(feedback.feedback_list)
 feedback_app.command("confirm")(feedback.feedback_confirm)
 app.add_typer(feedback_app, name="feedback")
+
+prompts_app = typer.Typer(
+    help="Prompt releases: step by step, behind the evals, rolled back by themselves.",
+    no_args_is_help=True,
+)
+prompts_app.command("release")(prompts.prompts_release)
+prompts_app.command("status")(prompts.prompts_status)
+prompts_app.command("step")(prompts.prompts_step)
+prompts_app.command("rollback")(prompts.prompts_rollback)
+app.add_typer(prompts_app, name="prompts")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ registered.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +46,7 @@ __all__ = [
     "PiiSettings",
     "PromptSettings",
     "QuotaSettings",
+    "ReleaseSettings",
     "RerankSettings",
     "RetrievalSettings",
     "Settings",
@@ -293,6 +295,36 @@ class PromptSettings(_Section):
     reload_seconds: float = Field(default=1.0, ge=0.0)  # how often files are checked for changes
 
 
+class ReleaseSettings(_Section):
+    """Prompt releases step by step, and when a step's candidate moves on. Owned by
+    rag/query/releases.py (`rag prompts release|status|step|rollback`)."""
+
+    # e.g. "answer@v4": released when `rag serve`/`rag watch` starts, as `rag prompts release`
+    # would (once per version: a release already recorded for it in the data dir is left be)
+    prompt: str | None = None
+    steps: list[int] = Field(default_factory=lambda: [5, 50, 100])  # % of users, the last 100
+    # Rates (abstention, thumbs down, answers not all verified): the candidate moves on when the
+    # one-sided upper bound of (candidate - live) is under ``margin``, rolls back when the lower
+    # bound is over it (Newcombe's interval from Wilson bounds, at ``confidence``).
+    margin: float = Field(default=0.05, gt=0.0, lt=1.0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    min_requests: int = Field(default=50, ge=1)  # per variant and step before anything is decided
+    max_requests: int = Field(default=5000, ge=1)  # candidate answers of a step: undecided -> back
+    # p95 latency and cost per answer: ratio bounds (candidate <= live * (1 + ratio) + slack)
+    latency_ratio: float = Field(default=0.25, ge=0.0)
+    latency_slack_ms: float = Field(default=100.0, ge=0.0)
+    cost_ratio: float = Field(default=0.10, ge=0.0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps):
+            raise ValueError("steps are percentages of users, rising, the last one 100")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError("steps must rise: e.g. [5, 50, 100]")
+        return steps
+
+
 class EvalSettings(_Section):
     """Evals run after every reindex. Owned by evals/ and app/cli/eval.py."""
 
@@ -471,6 +503,7 @@ class Settings(BaseSettings):
     rerank: RerankSettings = Field(default_factory=RerankSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
+    releases: ReleaseSettings = Field(default_factory=ReleaseSettings)
     condense: CondenseSettings = Field(default_factory=CondenseSettings)
     evals: EvalSettings = Field(default_factory=EvalSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -123,6 +123,8 @@ class _Request:
     nested_ms: float = 0.0
     nested_calls: int = 0
     scores: list[tuple[str, float, NumericType]] = field(default_factory=list)
+    # a prompt release's mark (rag/query/releases.py): version, role, share, a rollback's reason
+    release: dict[str, Any] | None = None
 
     @property
     def innermost(self) -> str:
@@ -410,6 +412,11 @@ class LangfuseTracer:
 
     def _finish(self, state: QueryState, record: _Request, error: BaseException | None) -> None:
         root = record.obs[0].fields
+        if isinstance(state.extras.get("release"), dict):
+            record.release = {
+                k: self.scrubber.quick(v) if isinstance(v, str) and k == "rolled_back" else v
+                for k, v in state.extras["release"].items()
+            }
         answer = state.answer
         if error is not None:
             root["level"] = _level(error)
@@ -498,6 +505,14 @@ class LangfuseTracer:
             trace_attrs["session.id"] = record.session
         if self.config.release:
             trace_attrs["langfuse.version"] = self.config.release
+        if record.release:
+            # a prompt release served this answer: which version, which side, and a rollback
+            # this answer decided (its reason) — filterable by tag in Langfuse
+            trace_attrs["langfuse.trace.metadata.release"] = json.dumps(record.release)
+            tags = [f"release:{record.release.get('role')}"]
+            if record.release.get("rolled_back"):
+                tags.append("release:rolled_back")
+            trace_attrs["langfuse.trace.tags"] = (*trace_attrs["langfuse.trace.tags"], *tags)
         parent = NonRecordingSpan(
             SpanContext(
                 trace_id=int(record.trace_id, 16),

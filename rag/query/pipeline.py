@@ -38,6 +38,7 @@ from rag.query.answer_cache import AnswerCache, CacheStep, cached_events
 from rag.query.condense import Condense
 from rag.query.costs import CostController
 from rag.query.prompts import PromptRegistry
+from rag.query.releases import release_store
 from rag.query.rerank import build_reranker
 from rag.query.retrieve import Retriever
 from rag.query.stages import AssembleAnswer, Generate, Pack, Rerank, Retrieve, SelectPrompt
@@ -61,7 +62,7 @@ def default_stages(
     costs = CostController(settings.costs, index.data_dir)
     stages: list[Stage] = [
         Condense(settings, chain, costs),
-        SelectPrompt(PromptRegistry(settings.prompts), settings),
+        SelectPrompt(PromptRegistry(settings.prompts), settings, release_store(index.data_dir)),
     ]
     if settings.cache.enabled:
         stages.append(CacheStep(AnswerCache.for_index(settings.cache, index), settings, chain))
@@ -276,6 +277,9 @@ class QueryPipeline:
                         yield event
                 if state.answer is not None:
                     break
+            if state.answer is not None:
+                for hook in state.on_answer:
+                    hook(state)
         if state.answer is None:
             raise QueryError(
                 f"no stage produced an answer (stages: {[s.name for s in stages]}): the last "

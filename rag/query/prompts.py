@@ -53,6 +53,7 @@ __all__ = [
     "PromptRegistry",
     "parse_prompt_ref",
     "resolve_prompt_dir",
+    "subject_point",
 ]
 
 log = logging.getLogger(__name__)
@@ -359,9 +360,15 @@ class PromptRegistry:
         return self.get(name, deploy.pin)
 
 
+def subject_point(key: str) -> float:
+    """Where ``key`` (``<prompt name>:<user or session>``) falls in [0, 1): the same key
+    always the same point (the A/B split and a release's share both cut this line)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
 def ab_choice(weights: dict[str, float], key: str) -> str:
     """Deterministic weighted choice: the same key always lands on the same version."""
-    point = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    point = subject_point(key)
     total = sum(weights.values())
     cumulative = 0.0
     ordered = sorted(weights, key=_version_key)

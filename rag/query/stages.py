@@ -18,13 +18,14 @@ list to extend), or a filter with ``output_filters=[...]``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from rag.contracts import OutputFilter, QueryState, Stage
 from rag.core.config import Settings
-from rag.core.errors import QueryCancelled
+from rag.core.errors import PromptError, QueryCancelled
 from rag.core.textguard import neutralise_special_tokens
 from rag.core.types import (
     Answer,
@@ -41,6 +42,7 @@ from rag.generate.base import close_quietly
 from rag.query.guard import InjectionGuard
 from rag.query.pack import PackedContext, Packer
 from rag.query.prompts import Prompt, PromptRegistry
+from rag.query.releases import ReleaseStore, record_answer
 from rag.query.rerank import Reranker
 from rag.query.retrieve import Retriever
 from rag.query.tracing import AttemptSpans
@@ -139,16 +141,56 @@ class SelectPrompt:
 
     name = "prompt"
 
-    def __init__(self, registry: PromptRegistry, settings: Settings):
+    def __init__(
+        self, registry: PromptRegistry, settings: Settings, releases: ReleaseStore | None = None
+    ):
         self.registry = registry
         self.settings = settings
+        # A prompt release (rag/query/releases.py) decides the version before the pin and A/B.
+        self.releases = releases
 
     def warm_up(self) -> None:
         self.registry.load()
 
+    def _released(self, state: QueryState) -> Prompt | None:
+        """The version a release picks for this request (None: no release speaks)."""
+        q = state.query
+        name = self.settings.prompts.name
+        if self.releases is None or (q.prompt and q.prompt != name):
+            return None  # an explicit name@version is answered as asked
+        chosen = self.releases.choose(name, q.user or q.session)
+        if chosen is None:
+            return None
+        version, role, release = chosen
+        try:
+            prompt = self.registry.get(name, version)
+        except PromptError:
+            return None  # its file is gone: the pin and A/B answer
+        if role in ("candidate", "live"):
+            share = release["steps"][release["step"]]
+            state.extras["release"] = {
+                "id": release["id"],
+                "prompt": f"{name}@{version}",
+                "role": role,
+                "candidate_share": share,
+            }
+            state.on_answer.append(
+                record_answer(
+                    self.releases,
+                    self.settings.releases,
+                    release,
+                    role,
+                    version,
+                    time.perf_counter(),
+                )
+            )
+        return prompt
+
     def run(self, state: QueryState) -> Iterator[StreamEvent]:
         q = state.query
-        state.prompt = self.registry.select(q.prompt, user=q.user, session=q.session)
+        state.prompt = self._released(state) or self.registry.select(
+            q.prompt, user=q.user, session=q.session
+        )
         state.max_tokens = (
             q.max_tokens or state.prompt.max_tokens or self.settings.generation.max_answer_tokens
         )
