@@ -206,6 +206,28 @@ async def evals_latest(state: State, caller: Caller) -> Any:
 
 
 @router.get(
+    "/v1/prompts/releases",
+    response_model=dict[str, Any],
+    responses=error_responses(401, 403, 429, 500),
+)
+async def prompt_releases(state: State, caller: Caller) -> Any:
+    """Prompt releases (`rag prompts status`): per prompt its versions' shares and their
+    figures over the current step side by side, the step history, rollbacks. Started by
+    `rag prompts release` or `releases.prompt` in the config."""
+    if caller.tenant != state.settings.tenant:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"prompt releases cover the whole deployment: only keys of tenant "
+            f"'{state.settings.tenant}' may read them",
+        )
+    from rag.query.releases import release_store
+
+    store = release_store(state.settings.resolved_data_dir())
+    return await anyio.to_thread.run_sync(store.status)
+
+
+@router.get(
     "/reports/latest",
     response_class=HTMLResponse,
     responses={

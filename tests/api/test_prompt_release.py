@@ -268,6 +268,9 @@ def test_an_equal_candidate_is_promoted_step_by_step_through_a_restart(
         metrics = c.get("/metrics").text
     assert _metric(metrics, "rag_prompt_release_share", prompt="answer", version="v5") == 100.0
     assert _metric(metrics, "rag_prompt_release_rollbacks_total", prompt="answer") == 0.0
+    with site.server.client(site.key) as c:  # type: ignore[union-attr]
+        over_api = c.get("/v1/prompts/releases").json()
+    assert over_api["answer"]["status"] == "promoted" and over_api["answer"]["share"] == {"v5": 100}
 
 
 def test_a_candidate_the_golden_set_finds_worse_is_refused_before_any_traffic(
