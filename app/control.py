@@ -514,8 +514,23 @@ class ControlServer:
                     return
                 try:
                     payload = json.loads(body or b"{}")
-                    if not isinstance(payload, dict) or not isinstance(payload.get("prompt"), str):
-                        raise ValueError("expected {'prompt': 'NAME@VERSION', 'steps', 'force'}")
+                    steps = payload.get("steps") if isinstance(payload, dict) else None
+                    if (
+                        not isinstance(payload, dict)
+                        or not isinstance(payload.get("prompt"), str)
+                        or not isinstance(payload.get("force", False), bool)
+                        or not (
+                            steps is None
+                            or (
+                                isinstance(steps, list)
+                                and all(type(x) is int and 0 < x <= 100 for x in steps)
+                            )
+                        )
+                    ):
+                        raise ValueError(
+                            "expected {'prompt': 'NAME@VERSION', 'steps': [5, 50, 100] or null, "
+                            "'force': false}"
+                        )
                 except ValueError as exc:
                     self._send_error(400, "invalid_body", str(exc))
                     return

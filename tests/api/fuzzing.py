@@ -1259,12 +1259,14 @@ CONTROL_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/status"),
     ("GET", "/export"),
     ("POST", "/reindex"),
+    ("POST", "/reindex/force"),
     ("POST", "/sync"),
+    ("POST", "/prompts/release"),
     ("POST", "/query"),
     ("POST", "/query/stream"),
 )
 # Rebuilding the index per request costs seconds: a few are enough to see it answer.
-EXPENSIVE_CONTROL_ROUTES = frozenset({("POST", "/reindex")})
+EXPENSIVE_CONTROL_ROUTES = frozenset({("POST", "/reindex"), ("POST", "/reindex/force")})
 # 414 and 431: http.server's own answers to a request line or headers past its limits.
 CONTROL_STATUSES = frozenset({200, 400, 401, 404, 405, 411, 413, 414, 415, 421, 422, 431})
 

@@ -78,7 +78,7 @@ def control(
         tmp_path_factory.mktemp("control"),
         status=lambda: collect_status(index),
         export=lambda: export_chunks(index),
-        reindex=lambda: {"collection": index.collection},
+        reindex=lambda force=False: {"collection": index.collection, "force": force},
         sync=lambda: {"requested": True},
         pipeline=deployment.server.app.state.rag.service.pipeline,
     )
