@@ -164,3 +164,51 @@ def test_one_pipeline_answers_the_http_api_and_the_control_api(
         assert built == [runtime.pipeline], "nothing built a second pipeline since"
     finally:
         runtime.stop()
+
+
+def test_the_daemon_releases_the_configured_prompt_and_gates_its_reindex(
+    tmp_settings: Callable[..., Settings], embedder: Embedder, tmp_path: Path
+) -> None:
+    import shutil
+
+    from app.control import DaemonError
+    from rag.query.releases import release_store
+
+    docs = tmp_path / "docs"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples" / "docs", docs)
+    settings = tmp_settings(
+        evals={"after_sync": False, "verify": False},
+        generation={"chain": ["extractive"]},
+        releases={"prompt": "answer@v2", "steps": [20, 100]},
+    )
+    lines: list[str] = []
+    runtime = Runtime(
+        settings,
+        [docs],
+        reconcile_interval=3600,
+        index=Index(settings, embedder=embedder),
+        echo=lines.append,
+    )
+    runtime.start()
+    store = release_store(settings.resolved_data_dir())
+    try:
+        deadline = time.monotonic() + 120
+        while (store.release("answer") or {}).get("status") != "running":
+            assert time.monotonic() < deadline, f"releases.prompt not released: {lines}"
+            time.sleep(0.2)
+        release = store.release("answer") or {}
+        assert (release["live"], release["candidate"], release["steps"]) == ("v3", "v2", [20, 100])
+        client = find_daemon(settings.resolved_data_dir())
+        assert client is not None
+        with pytest.raises(DaemonError, match="is running"):
+            client.release_prompt({"prompt": "answer@v1"})
+        with pytest.raises(DaemonError, match="steps"):
+            client.release_prompt({"prompt": "answer@v1", "steps": "5,50"})
+        # the daemon's reindex passes the gate (same settings: no worse) and switches
+        before = client.status()["collection"]
+        result = client.reindex()
+        assert result["promoted"] and result["gate"]["promote"] and result["collection"] != before
+        client.close()
+    finally:
+        runtime.stop()
+        store.close()
