@@ -332,6 +332,9 @@ class ReleaseStore:
                 )
             if current:
                 state["finished"] = [*state.get("finished", []), current][-_FINISHED_KEPT:]
+                db = self._conn()
+                with db:  # its answers: the finished release keeps its history, not its rows
+                    db.execute("DELETE FROM answers WHERE release = ?", (current["id"],))
             now = _now()
             release: dict[str, Any] = {
                 "id": f"rel_{datetime.now(UTC):%Y%m%dT%H%M%S}_{secrets.token_hex(3)}",
@@ -448,6 +451,16 @@ class ReleaseStore:
             arm.cost += cost
         return arms
 
+    def _counts(self, release: dict[str, Any]) -> dict[str, int]:
+        db = self._conn()
+        with self._lock:
+            rows = db.execute(
+                "SELECT role, COUNT(*) FROM answers WHERE release = ? AND step = ? GROUP BY role",
+                (release["id"], release["step"]),
+            ).fetchall()
+        found = dict(rows)
+        return {role: int(found.get(role, 0)) for role in ("live", "candidate")}
+
     # -- decisions -------------------------------------------------------------------------
     def decide(self, name: str, settings: ReleaseSettings) -> dict[str, Any] | None:
         """Judge the running release of ``name`` on its step's window and act on the verdict:
@@ -455,6 +468,8 @@ class ReleaseStore:
         current = self.read()["prompts"].get(name)
         if not current or current["status"] != "running":
             return None
+        if min(self._counts(current).values()) < settings.min_requests:
+            return None  # cheap, unlocked: most requests of a young window end here
         with self._locked():
             state = self.read()
             release = state["prompts"].get(name)
