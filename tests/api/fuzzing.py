@@ -1267,8 +1267,9 @@ CONTROL_ROUTES: tuple[tuple[str, str], ...] = (
 )
 # Rebuilding the index per request costs seconds: a few are enough to see it answer.
 EXPENSIVE_CONTROL_ROUTES = frozenset({("POST", "/reindex"), ("POST", "/reindex/force")})
-# 414 and 431: http.server's own answers to a request line or headers past its limits.
-CONTROL_STATUSES = frozenset({200, 400, 401, 404, 405, 411, 413, 414, 415, 421, 422, 431})
+# 414 and 431: http.server's own answers to a request line or headers past its limits; 409: a
+# prompt release refused (one is running, the version has no file).
+CONTROL_STATUSES = frozenset({200, 400, 401, 404, 405, 409, 411, 413, 414, 415, 421, 422, 431})
 
 
 def control_routes_documented(doc: str) -> set[tuple[str, str]]:
