@@ -69,8 +69,8 @@ async def query(
     query = query_of(body, state, caller.tenant)
     headers = {"X-Trace-Id": query.trace_id} if query.trace_id else {}
     if body.stream:
-        sse = SSEResponse(state.service.open_stream(query, caller.tenant), query_renderer)
+        sse = SSEResponse(state.service.open_stream(query, caller), query_renderer)
         sse.headers.update(headers)
         return sse
     response.headers.update(headers)
-    return await state.service.answer(query, caller.tenant, disconnect_waiter(request))
+    return await state.service.answer(query, caller, disconnect_waiter(request))

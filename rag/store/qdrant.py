@@ -161,6 +161,17 @@ class QdrantStore(VectorStore):
                 collection, points_selector=models.PointIdsList(points=list(ids)), wait=True
             )
 
+    def set_payload(self, collection: str, payload: dict[str, Any], filter: Filter) -> None:
+        from qdrant_client import models
+
+        with self._lock:
+            self.client.set_payload(
+                collection,
+                payload=payload,
+                points=models.FilterSelector(filter=self._filter(filter)),
+                wait=True,
+            )
+
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[StoredPoint]:
