@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import KeyStore, Principal
 from api.errors import ApiError
+from api.principals import JwtError, JwtVerifier, looks_like_jwt
 from api.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ class AppState:
     count_tokens: Any  # Callable[[str], int]
     tracing: Any = None  # rag.observability.Tracing when the pipeline traces to Langfuse
     bind_host: str = "127.0.0.1"  # the address the server listens on
+    jwt: JwtVerifier | None = None  # auth.jwt: bearer JWTs from a company's login
 
 
 async def get_state(request: Request) -> AppState:
@@ -55,7 +58,8 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 _bearer = HTTPBearer(
-    auto_error=False, description="An API key from `rag keys create --tenant NAME`"
+    auto_error=False,
+    description="An API key from `rag keys create --tenant NAME`, or a signed JWT (auth.jwt)",
 )
 
 
@@ -72,7 +76,14 @@ async def authenticated(
             "missing API key: send `Authorization: Bearer KEY` (`rag keys create`)",
             challenge,
         )
-    principal = state.keys.verify(credentials.credentials)
+    token = credentials.credentials
+    if state.jwt is not None and looks_like_jwt(token):
+        try:
+            principal: Principal | None = await anyio.to_thread.run_sync(state.jwt.verify, token)
+        except JwtError as exc:
+            raise ApiError(401, "unauthorized", f"{exc} (auth.jwt)", challenge) from None
+    else:
+        principal = state.keys.verify(token)
     if principal is None:
         raise ApiError(
             401,

@@ -360,3 +360,84 @@ def test_a_sidecar_change_relabels_on_the_next_sync_without_reembedding(perms: P
                 if leaked(ask(c, question, generate=False), LEGAL_FACT):
                     break
             time.sleep(0.2)
+
+
+# -- JWT principals (auth.jwt) ------------------------------------------------------------------
+@dataclass
+class Login:
+    """A company login stand-in: an RSA key whose public half is the JWKS file auth.jwt names."""
+
+    private: Any
+    jwks: Path
+    server: LiveServer
+
+    def token(self, **claims: Any) -> str:
+        import jwt
+
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "jo", "iat": now, "exp": now + 300}
+        body.update(claims)
+        body = {k: v for k, v in body.items() if v is not None}
+        return jwt.encode(body, self.private, algorithm="RS256", headers={"kid": "k1"})
+
+
+ISSUER = "https://login.example.com/"
+AUDIENCE = "rag-kb"
+
+
+@pytest.fixture(scope="module")
+def login(perms: Perms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Login]:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private.public_key()))
+    jwks = tmp_path_factory.mktemp("login") / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig"}]}))
+    settings = settings_for(
+        perms.index.data_dir,
+        access={"rules": RULES},
+        auth={"jwt": {"issuer": ISSUER, "audience": AUDIENCE, "jwks": str(jwks)}},
+    )
+    server = LiveServer(create_app(settings, index=perms.index, keys=perms.store)).start()
+    server.wait_ready()
+    yield Login(private, jwks, server)
+    server.stop()
+
+
+def test_a_jwt_reads_with_the_groups_its_claims_name(perms: Perms, login: Login) -> None:
+    with login.server.client(login.token(groups=["hr"])) as c:
+        assert leaked(ask(c, DIRECT)["answer"])
+        assert c.get("/v1/sources/hr/salaries.md").status_code == 200
+    for groups in (["eng"], [], "eng,legal", None):
+        with login.server.client(login.token(groups=groups)) as c:
+            assert not leaked(ask(c, DIRECT))
+            assert c.get("/v1/sources/hr/salaries.md").status_code == 404
+    # API keys still work beside tokens.
+    with perms.client("hr", login.server) as c:
+        assert leaked(ask(c, DIRECT)["answer"])
+
+
+def test_a_jwt_that_does_not_verify_is_refused(login: Login) -> None:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = int(time.time())
+    good = {"iss": ISSUER, "aud": AUDIENCE, "sub": "jo", "exp": now + 300, "groups": ["hr"]}
+    bad = {
+        "expired": login.token(groups=["hr"], exp=now - 3600),
+        "other audience": login.token(groups=["hr"], aud="someone-else"),
+        "other issuer": login.token(groups=["hr"], iss="https://evil.example.com/"),
+        "no expiry": login.token(groups=["hr"], exp=None),
+        "no user": login.token(groups=["hr"], sub=None),
+        "signed by another key": jwt.encode(good, stranger, "RS256", headers={"kid": "k1"}),
+        "unsigned": jwt.encode(good, None, algorithm="none"),
+        "bad group name": login.token(groups=["h r"]),
+    }
+    for why, token in bad.items():
+        with login.server.client(token) as c:
+            r = c.post("/v1/query", json={"question": DIRECT})
+        assert r.status_code == 401, (why, r.text)
+        assert r.json()["error"]["type"] == "unauthorized"
+        assert token not in r.text and not leaked(r.text)
