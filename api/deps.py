@@ -31,6 +31,7 @@ __all__ = [
     "disconnect_waiter",
     "get_state",
     "new_trace_id",
+    "trace_user",
 ]
 
 
@@ -112,10 +113,16 @@ async def authenticate_request(request: Request) -> Principal:
     return await authenticated(await get_state(request), await _bearer(request))
 
 
-def new_trace_id(state: AppState, tenant: str) -> str | None:
-    """The trace id a query about to run is recorded under (X-Trace-Id); None: not traced."""
+def trace_user(caller: Principal) -> str:
+    """Who a trace belongs to: the key's or token's user, else the key's id."""
+    return caller.user or caller.key_id
+
+
+def new_trace_id(state: AppState, caller: Principal) -> str | None:
+    """The trace id a query about to run is recorded under (X-Trace-Id); None: not traced.
+    Bound to the caller's tenant and user: only they may rate it (``POST /v1/feedback``)."""
     tracing = state.tracing
-    return tracing.new_trace_id(tenant) if tracing is not None else None
+    return tracing.new_trace_id(caller.tenant, trace_user(caller)) if tracing is not None else None
 
 
 def disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:

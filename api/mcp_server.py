@@ -228,7 +228,7 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
     async def run_query(caller: Principal, on_event: Any = None, **request: Any) -> Any:
         """The query a ``/v1/query`` body of ``request`` asks, answered as there."""
         try:
-            query = query_of(QueryRequest(**request), state, caller.tenant)
+            query = query_of(QueryRequest(**request), state, caller)
             return await state.service.answer(query, caller, on_event=on_event)
         except _REQUEST_ERRORS as exc:
             raise tool_error(exc) from None

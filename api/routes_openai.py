@@ -80,7 +80,7 @@ async def chat_completions(
         session=body.user,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
-        trace_id=new_trace_id(state, caller.tenant),
+        trace_id=new_trace_id(state, caller),
     )
     headers = {"X-Trace-Id": query.trace_id} if query.trace_id else {}
     if body.stream:

@@ -38,12 +38,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ACCESS_FILE",
     "ALL",
+    "DRAWN_ON",
     "GROUP_RE",
     "Labeller",
     "Reader",
     "can_read",
     "check_groups",
     "cli_reader",
+    "covers",
     "read_filter",
     "restricted",
     "set_file_groups",
@@ -52,6 +54,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ALL = "all"  # the group of everyone in the tenant
+# QueryState.extras key: the groups of the documents a cached answer drew on (the tracer
+# withholds an answer drawn from restricted documents; a fresh answer's are in its hits).
+DRAWN_ON = "access.drawn_on"
 ACCESS_FILE = ".access.yaml"  # a folder owner's sidecar: applies to its folder and below
 GROUP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -116,6 +121,19 @@ def can_read(reader: Reader, payload: Mapping[str, Any]) -> bool:
     """Whether ``reader`` may read the chunk (or document labels) ``payload``: the
     :func:`read_filter`, evaluated here instead of in the store."""
     return _matches(payload, read_filter(reader))
+
+
+def covers(reader: Reader, other: Reader, labels: Iterable[Sequence[str]]) -> bool:
+    """Whether ``reader`` may read every document ``other`` may, among documents labelled
+    with ``labels`` (the distinct group lists of the index): what reading something made as
+    ``other`` (an eval report of the whole index) needs."""
+    if reader.tenant != other.tenant:
+        return False
+    for groups in labels:
+        payload = {"tenant": reader.tenant, "groups": list(groups)}
+        if can_read(other, payload) and not can_read(reader, payload):
+            return False
+    return True
 
 
 def restricted(groups: Sequence[str] | None) -> bool:

@@ -39,14 +39,14 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.contracts import QueryState
-from rag.core.access import Reader, read_filter
+from rag.core.access import DRAWN_ON, Reader, read_filter
 from rag.core.config import CacheSettings, Settings
 from rag.core.datadir import private_sqlite
 from rag.core.errors import ConfigError
@@ -147,6 +147,7 @@ class CacheLookup:
     vector: np.ndarray | None = None
     answer: Answer | None = None
     how: str = ""  # "exact" | "semantic" on a hit
+    drawn_on: list[list[str]] = field(default_factory=list)  # a hit's documents' groups
 
 
 @dataclass
@@ -500,6 +501,7 @@ class AnswerCache:
                 answer.fallbacks = []
                 answer.degraded = False
                 found.answer, found.how = answer, how
+                found.drawn_on = [list(g) for g in (cited.get("access") or {}).values()]
                 self.hits += 1
                 self.hits_by_kind[how] += 1
                 return found
@@ -681,6 +683,7 @@ class CacheStep:
         found = self.cache.lookup(scope, state)
         if found.answer is not None:
             state.answer = found.answer
+            state.extras[DRAWN_ON] = found.drawn_on
             yield from cached_events(found.answer)
             return
 

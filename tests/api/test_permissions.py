@@ -441,3 +441,92 @@ def test_a_jwt_that_does_not_verify_is_refused(login: Login) -> None:
         assert r.status_code == 401, (why, r.text)
         assert r.json()["error"]["type"] == "unauthorized"
         assert token not in r.text and not leaked(r.text)
+
+
+# -- traces and feedback (Langfuse stand-in) ----------------------------------------------------
+def _traced(perms: Perms, url: str, passages: str) -> LiveServer:
+    settings = settings_for(
+        perms.index.data_dir,
+        access={"rules": RULES},
+        tracing={
+            "public_key": f"pk-lf-perms-{passages}-{int(time.time() * 1000)}",
+            "secret_key": "sk-lf-perms",
+            "base_url": url,
+            "flush_interval_seconds": 0.2,
+            "export_timeout_seconds": 1.0,
+            "passages": passages,
+        },
+    )
+    server = LiveServer(create_app(settings, index=perms.index, keys=perms.store)).start()
+    server.wait_ready()
+    return server
+
+
+def _trace_text(standin: Any, trace_id: str) -> str:
+    assert standin.wait_for(
+        lambda s: any(x.name == "query" and x.trace_id == trace_id for x in s.spans)
+    ), f"no trace {trace_id}"
+    time.sleep(0.3)
+    return "\n".join(x.text() for x in standin.trace(trace_id))
+
+
+@pytest.mark.parametrize("passages", ["ids", "text"])
+def test_traces_carry_user_and_groups_and_no_restricted_text_unless_asked(
+    perms: Perms, passages: str
+) -> None:
+    from tests.langfuse_standin import LangfuseStandIn
+
+    with LangfuseStandIn() as standin:
+        server = _traced(perms, standin.url, passages)
+        try:
+            with perms.client("hr", server) as hr, perms.client("eng", server) as eng:
+                asked = hr.post("/v1/query", json={"question": DIRECT}).json()
+                assert leaked(asked["answer"])
+                text = _trace_text(standin, asked["trace_id"])
+                root = next(x for x in standin.trace(asked["trace_id"]) if x.name == "query")
+                assert root.json_attr("langfuse.trace.metadata.groups") == ["hr"]
+                assert "group:hr" in root.attributes["langfuse.trace.tags"]
+                assert root.attributes["user.id"].startswith("u_")  # "hr", pseudonymised
+                assert leaked(text) == (passages == "text"), text
+                # Another user of the tenant may not rate hr's answer.
+                body = {"trace_id": asked["trace_id"], "value": 0}
+                assert eng.post("/v1/feedback", json=body).status_code == 404
+                assert hr.post("/v1/feedback", json=body).status_code == 200
+                record = server.app.state.rag.tracing.feedback.records()[-1]
+                assert leaked(json.dumps(record)) == (passages == "text")
+        finally:
+            server.app.state.rag.tracing.shutdown(1.0)
+            server.stop()
+
+
+# -- MCP ----------------------------------------------------------------------------------------
+def test_mcp_tools_never_hand_out_the_hr_fact(perms: Perms) -> None:
+    from tests.api.test_mcp import session, text_of
+
+    async def use(client: Any) -> dict[str, str]:
+        out = {}
+        out["ask"] = text_of(await client.call_tool("ask", {"question": DIRECT}))
+        out["search"] = text_of(await client.call_tool("search", {"query": DIRECT}))
+        out["list"] = text_of(await client.call_tool("list_documents", {}))
+        out["source"] = text_of(await client.call_tool("get_source", {"path": "hr/salaries.md"}))
+        return out
+
+    hr = session(perms.server.url, perms.keys["hr"], use)
+    assert all(leaked(hr[k]) for k in ("ask", "search", "source")), hr
+    assert "hr/salaries.md" in hr["list"]
+    eng = session(perms.server.url, perms.keys["eng"], use)
+    assert not any(leaked(v) for v in eng.values()), eng
+    assert "hr/salaries.md" not in eng["list"]
+    assert "no document" in eng["source"]
+
+
+# -- eval reports: run as access.cli_groups, read only by who reads all of it --------------------
+def test_eval_reports_are_for_principals_reading_what_evals_read(perms: Perms) -> None:
+    for who in ("eng", "hr", "plain"):
+        with perms.client(who) as c:
+            r = c.get("/v1/evals/latest")
+        assert r.status_code == 403, (who, r.text)
+    operator = perms.store.local_key("default")
+    with perms.server.client(operator) as c:
+        r = c.get("/v1/evals/latest")
+    assert r.status_code in (200, 404), r.text  # allowed (404: no report yet)
