@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from api.errors import ApiError
 from api.storage import StorageProbe, storage_error
-from rag.core.access import ALL, Reader, can_read, read_filter, set_file_groups
+from rag.core.access import (
+    ALL,
+    Reader,
+    can_read,
+    label_payload,
+    read_filter,
+    set_file_groups,
+)
 from rag.core.documents import document_id
 from rag.core.paths import PathFilter, escape_reason
 from rag.core.textguard import bidi_controls, is_blank
@@ -130,13 +137,15 @@ class Documents:
         self, reader: Reader, root: Path, source: str, doc_id: str | None = None
     ) -> bool:
         now = self.index.labeller.groups_for(root, source)
-        if not can_read(reader, {"tenant": reader.tenant, "groups": list(now)}):
+        if not can_read(reader, {"tenant": reader.tenant, **label_payload(reader.tenant, now)}):
             return False
         if doc_id is None:
             return True
         collection = self.index.collection or self.index.open(create=False)
         stored = self.index.manifest.labels(collection).get(doc_id)
-        return stored is None or can_read(reader, {"tenant": reader.tenant, "groups": list(stored)})
+        return stored is None or can_read(
+            reader, {"tenant": reader.tenant, **label_payload(reader.tenant, stored)}
+        )
 
     def _record(self, reader: Reader, source: str) -> FileRecord | None:
         """The document ``source`` of ``reader``'s tenant that ``reader`` may read; None for
@@ -176,7 +185,7 @@ class Documents:
                 continue
             stored = labels.get(rec.doc_id)
             if stored is not None and not can_read(
-                reader, {"tenant": tenant, "groups": list(stored)}
+                reader, {"tenant": tenant, **label_payload(tenant, stored)}
             ):
                 continue
             if not self._readable_path(reader, Path(rec.root), rec.source):

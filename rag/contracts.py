@@ -84,8 +84,9 @@ __all__ = [
 DENSE = "dense"
 SPARSE = "sparse"
 # Payload fields with an index: lookups by document, dedup by text, tenant isolation, and
-# permissions (``groups``: who may read the chunk's document, rag/core/access.py).
-INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source", "groups")
+# permissions (``groups``: who may read the chunk's document; ``readers``: the same prefixed
+# with the tenant, what the read filter matches; rag/core/access.py).
+INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source", "groups", "readers")
 
 FilterValue = str | int | bool | Sequence[str] | Sequence[int]
 # key -> value (exact match) or list of values (match any). All keys must match.

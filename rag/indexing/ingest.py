@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.core.access import ACCESS_FILE
+from rag.core.access import ACCESS_FILE, label_payload
 from rag.core.budget import WorkBudget, check_budget, work_budget
 from rag.core.documents import Chunk, document_id
 from rag.core.errors import SourceError, WorkBudgetExceeded
@@ -662,11 +662,11 @@ class Ingestor:
             report.embedded += len(keys)
         report.reused += len(chunks) - len(to_embed)
         extra = {cid: f for p in group for cid, f in p.fields.items()}
-        groups = {c.id: list(p.groups) for p in group for c in p.chunks}
+        labels = {c.id: label_payload(c.tenant, p.groups) for p in group for c in p.chunks}
         points = [
             StoredPoint(
                 id=c.id,
-                payload={**c.payload(), **extra.get(c.id, {}), "groups": groups[c.id]},
+                payload={**c.payload(), **extra.get(c.id, {}), **labels[c.id]},
                 dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
                 sparse=self.index.sparse.embed_document(c.text),
             )
@@ -714,21 +714,22 @@ class Ingestor:
         manifest = self.index.manifest
         coll = self.collection
         stored = manifest.labels(coll)
-        changed: dict[tuple[str, ...], list[str]] = {}
+        changed: dict[tuple[str, tuple[str, ...]], list[str]] = {}
         for rec in manifest.records(coll, root=str(root), status="ok"):
             groups = self.index.labeller.groups_for(root, rec.source)
-            if stored.get(rec.doc_id) != groups:
-                changed.setdefault(groups, []).append(rec.doc_id)
+            tenant = self.tenant_for(root, rec.source)
+            if tenant is not None and stored.get(rec.doc_id) != groups:
+                changed.setdefault((tenant, groups), []).append(rec.doc_id)
         if not changed:
             return
         self._require_space()  # a payload update is a write too (the store's WAL)
         store = self.index.store
-        for groups, doc_ids in sorted(changed.items()):
+        for (tenant, groups), doc_ids in sorted(changed.items()):
             for start in range(0, len(doc_ids), 256):
                 batch = doc_ids[start : start + 256]
-                store.set_payload(coll, {"groups": list(groups)}, {"doc_id": batch})
+                store.set_payload(coll, label_payload(tenant, groups), {"doc_id": batch})
         store.flush(coll)
-        manifest.set_labels(coll, {d: g for g, ids in changed.items() for d in ids})
+        manifest.set_labels(coll, {d: g for (_, g), ids in changed.items() for d in ids})
         report.relabelled += sum(len(ids) for ids in changed.values())
 
     def _drop_chunks(self, doc_ids: list[str], report: SyncReport) -> None:

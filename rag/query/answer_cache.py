@@ -578,9 +578,12 @@ class AnswerCache:
             d: sorted(index.store.ids_where(collection, {"doc_id": d, "tenant": tenant}))
             for d in sorted({p.doc_id for p in passages})
         }
-        # Who may be served it: every document the model was shown, cited or not (an answer
-        # may carry what an uncited passage said), with the groups its chunks carry.
-        shown = sorted({i for p in state.context.passages for i in p.chunk_ids})
+        # Who may be served it: the groups of the documents it cites. Every sentence of the
+        # answer is verified against those (unsupported ones are dropped); an answer that
+        # keeps unsupported sentences (generation.verify.unsupported: mark) may carry what an
+        # uncited passage said, so every document of its context counts.
+        drawn = state.context.passages if answer.unsupported else passages
+        shown = sorted({i for p in drawn for i in p.chunk_ids})
         access = {
             str(p.payload.get("doc_id")): sorted(p.payload.get("groups") or [])
             for p in index.store.retrieve(collection, shown)

@@ -138,6 +138,7 @@ class EdgeStore(VectorStore):
             lambda key, value: q.FieldCondition(key=key, match=q.MatchValue(_edge_value(value))),
             lambda key, values: q.FieldCondition(key=key, match=q.MatchAny(values)),
             lambda must: q.Filter(must=must),
+            lambda should: q.Filter(should=should),
         )
 
     @staticmethod

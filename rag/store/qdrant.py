@@ -69,6 +69,7 @@ class QdrantStore(VectorStore):
             lambda key, value: models.FieldCondition(key=key, match=models.MatchValue(value=value)),
             lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
             lambda must: models.Filter(must=must),
+            lambda should: models.Filter(should=should),
         )
 
     # -- collections and aliases -----------------------------------------------------

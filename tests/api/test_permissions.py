@@ -145,7 +145,11 @@ def test_hr_reads_the_hr_fact(perms: Perms) -> None:
 
 
 @pytest.mark.parametrize("who", ["eng", "plain", "legal"])
-@pytest.mark.parametrize("question", [DIRECT, *PARAPHRASES, MIXED])
+@pytest.mark.parametrize(
+    "question",
+    [DIRECT, *PARAPHRASES, MIXED],
+    ids=["direct", "paraphrase1", "paraphrase2", "paraphrase3", "mixed"],
+)
 def test_outside_hr_no_answer_holds_the_hr_fact(perms: Perms, who: str, question: str) -> None:
     with perms.client(who) as c:
         answer = ask(c, question)
@@ -227,7 +231,11 @@ def test_listings_and_counts_leave_out_what_the_key_may_not_read(perms: Perms) -
     assert "hr/salaries.md" in hr_paths and "legal/heron.md" not in hr_paths
 
 
-@pytest.mark.parametrize("path", ["/v1/sources/hr/salaries.md", "/v1/documents/hr/salaries.md"])
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/sources/hr/salaries.md", "/v1/documents/hr/salaries.md"],
+    ids=["source", "status"],
+)
 def test_a_guessed_path_is_not_found(perms: Perms, path: str) -> None:
     with perms.client("hr") as c:
         r = c.get(path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rag.core.access import ALL, Labeller, Reader, can_read, read_filter
+from rag.core.access import ALL, Labeller, Reader, can_read, label_payload, read_filter
 from rag.core.config import AccessSettings
 from rag.indexing.index import Index
 from rag.indexing.ingest import Ingestor
@@ -57,14 +57,19 @@ def test_a_broken_sidecar_opens_nothing(tmp_path: Path) -> None:
 
 def test_the_read_filter_and_can_read_agree() -> None:
     eng = Reader("t", frozenset({"eng"}))
-    assert read_filter(eng) == {"tenant": "t", "groups": ["all", "eng"]}
-    assert can_read(eng, {"tenant": "t", "groups": ["eng", "hr"]})
-    assert can_read(eng, {"tenant": "t", "groups": ["all"]})
-    assert not can_read(eng, {"tenant": "t", "groups": ["hr"]})
-    assert not can_read(eng, {"tenant": "t", "groups": []})
-    assert not can_read(eng, {"tenant": "u", "groups": ["all"]})
+    assert read_filter(eng) == {"readers": ["t/all", "t/eng"]}  # one condition in the store
+    assert read_filter(Reader("t")) == {"tenant": "t"}  # every group
+
+    def chunk(tenant: str, groups: list[str]) -> dict[str, Any]:
+        return {"tenant": tenant, **label_payload(tenant, groups)}
+
+    assert can_read(eng, chunk("t", ["eng", "hr"]))
+    assert can_read(eng, chunk("t", ["all"]))
+    assert not can_read(eng, chunk("t", ["hr"]))
+    assert not can_read(eng, chunk("t", []))
+    assert not can_read(eng, chunk("u", ["all"]))
     assert not can_read(eng, {"tenant": "t"})  # unlabelled: nobody restricted reads it
-    assert can_read(Reader("t"), {"tenant": "t", "groups": []})  # every group
+    assert can_read(Reader("t"), chunk("t", []))  # every group
 
 
 def sources(index: Index, question: str, groups: set[str]) -> set[str]:

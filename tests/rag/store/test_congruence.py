@@ -139,6 +139,7 @@ def make_points(n: int, seed: int) -> list[StoredPoint]:
                     "source": source,
                     "tenant": tenant,
                     "groups": list(doc_groups[doc_id]),
+                    "readers": [f"{tenant}/{g}" for g in doc_groups[doc_id]],
                     "title": f"Manual {doc_id}",
                     "text": f"chunk {index} of {doc_id}",
                     "text_hash": text_hash,
@@ -156,7 +157,17 @@ def make_points(n: int, seed: int) -> list[StoredPoint]:
     return points
 
 
-FILTER_KEYS = ("doc_id", "source", "tenant", "page", "section", "ocr", "text_hash", "groups")
+FILTER_KEYS = (
+    "doc_id",
+    "source",
+    "tenant",
+    "page",
+    "section",
+    "ocr",
+    "text_hash",
+    "groups",
+    "readers",
+)
 
 
 def _values(payload: dict[str, Any], key: str) -> list[Any]:
@@ -207,8 +218,10 @@ SPECIAL_FILTERS: list[dict[str, Any]] = [
     {"ocr": 1},  # nor does an integer match a boolean
     {"page": "3"},  # nor a string an integer
     {"page": [1, 2, 3], "tenant": ["acme", "initech"]},
-    # The read filter of a reader (rag.core.access.read_filter): its tenant, and "all" or
-    # one of its groups; an empty label matches no reader's list.
+    # The read filter of a reader (rag.core.access.read_filter): "all" or one of its groups,
+    # in its tenant; an empty label matches no reader's list.
+    {"readers": ["acme/all", "acme/eng"]},
+    {"readers": "globex/all"},
     {"tenant": "acme", "groups": ["all", "eng"]},
     {"tenant": "globex", "groups": ["all"]},
     {"groups": ["hr", "legal"]},
