@@ -142,7 +142,7 @@ class Documents:
         if doc_id is None:
             return True
         collection = self.index.collection or self.index.open(create=False)
-        stored = self.index.manifest.labels(collection).get(doc_id)
+        stored = self.index.manifest.label(collection, doc_id)
         return stored is None or can_read(
             reader, {"tenant": reader.tenant, **label_payload(reader.tenant, stored)}
         )

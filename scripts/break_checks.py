@@ -1095,9 +1095,9 @@ BREAKS = [
     Break(
         "permissions: filters may name groups",
         "rag/query/retrieve.py",
-        '        for key in ("tenant", "groups"):\n',
+        '        for key in ("tenant", "groups", "readers"):\n',
         '        for key in ("tenant",):\n',
-        "tests/api/test_permissions.py::test_filters_cannot_choose_groups",
+        "tests/rag/indexing/test_access_labels.py::test_access_default_labels_what_nothing_else_does",
         guarantee="Security: a user reading documents of a group it is not in (within its tenant)",
     ),
     Break(
@@ -1111,7 +1111,13 @@ BREAKS = [
     Break(
         "permissions: listings and counts show every document of the tenant",
         "api/documents.py",
-        "            if not self._readable_path(reader, Path(rec.root), rec.source):\n                continue\n",
+        "            stored = labels.get(rec.doc_id)\n"
+        "            if stored is not None and not can_read(\n"
+        '                reader, {"tenant": tenant, **label_payload(tenant, stored)}\n'
+        "            ):\n"
+        "                continue\n"
+        "            if not self._readable_path(reader, Path(rec.root), rec.source):\n"
+        "                continue\n",
         "",
         "tests/api/test_permissions.py::test_listings_and_counts_leave_out_what_the_key_may_not_read",
         guarantee="Security: a user reading documents of a group it is not in (within its tenant)",

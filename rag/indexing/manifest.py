@@ -230,6 +230,14 @@ class Manifest:
             ).fetchall()
         return {d: tuple(json.loads(g)) for d, g in rows}
 
+    def label(self, collection: str, doc_id: str) -> tuple[str, ...] | None:
+        """The groups one document's chunks carry (None: not recorded)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT groups FROM labels WHERE collection=? AND doc_id=?", (collection, doc_id)
+            ).fetchone()
+        return tuple(json.loads(row[0])) if row else None
+
     def set_labels(self, collection: str, labels: dict[str, tuple[str, ...]]) -> None:
         """Record the groups the store now holds for these documents."""
         if not labels:

@@ -95,11 +95,11 @@ class Retriever:
         mode = mode or s.mode
         limit = top_k or s.top_k
         collection = self.index.collection or self.index.open(create=False)
-        for key in ("tenant", "groups"):
+        for key in ("tenant", "groups", "readers"):
             if filters and key in filters:
                 raise QueryError(
-                    f"filters cannot choose the {key}: it comes from the API key or token (or "
-                    f"the deployment's settings); remove the {key} filter"
+                    f"filters cannot choose the {key}: who reads comes from the API key or "
+                    f"token (or the deployment's settings); remove the {key} filter"
                 )
         reader = reader or cli_reader(self.index.settings, tenant)
         flt = {**(filters or {}), **read_filter(reader)}

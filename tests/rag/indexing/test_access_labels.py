@@ -11,6 +11,7 @@ import pytest
 
 from rag.core.access import ALL, Labeller, Reader, can_read, label_payload, read_filter
 from rag.core.config import AccessSettings
+from rag.core.errors import QueryError
 from rag.indexing.index import Index
 from rag.indexing.ingest import Ingestor
 from rag.query.retrieve import Retriever
@@ -127,5 +128,9 @@ def test_access_default_labels_what_nothing_else_does(
         assert found == ({"eng/runbook.md"} if default == "tenant" else set())
         everyone = Retriever(index).run("When do deploys happen?", top_k=5)  # every group
         assert {h.payload["source"] for h in everyone} == {"eng/runbook.md"}
+        # Nobody reads more by naming groups in filters (the control API passes them on).
+        for key, value in (("groups", ["hr"]), ("readers", "default/hr"), ("tenant", "x")):
+            with pytest.raises(QueryError, match=f"cannot choose the {key}"):
+                Retriever(index).run("deploys", filters={key: value}, reader=Reader("default"))
     finally:
         index.close()
