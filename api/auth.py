@@ -322,7 +322,13 @@ class KeyStore:
         path = self.data_dir / LOCAL_KEY_FILE
         try:
             key = path.read_text(encoding="utf-8").strip()
-            if self.verify(key) is not None:
+            principal = self.verify(key)
+            if principal is not None:
+                if principal.groups is not None:  # made before permissions: the operator's
+                    with self._locked() as records:
+                        rec = records.get(principal.key_id)
+                        if rec is not None:
+                            records[rec.id] = replace(rec, groups=None)
                 return key
         except FileNotFoundError:
             pass

@@ -20,6 +20,13 @@ cited chunk changed or gone, or its document edited or deleted, deletes the entr
 question is answered afresh. Exact, not a TTL; and cheap (one point lookup and one filtered
 id scroll per cited document).
 
+Permissions (rag/core/access.py): an entry also records the groups of the documents its
+answer cites (of its whole context when it keeps unsupported sentences). The same question
+asked by askers whose answers cite documents of other groups keeps an entry per such access
+class; a hit is served only when the asker may read every one of those documents now,
+checked in the store with the asker's read filter (a group revoked since counts), else it
+is passed over and kept for those who may.
+
 Only verified answers are stored: not abstentions (a document added later may answer them),
 not degraded answers (a backend had failed), not ``generate: false`` context. A hit answers
 with ``cached: true``, zero ``usage`` (nothing was spent) and ``timings_ms.cache``; a stream
