@@ -542,14 +542,14 @@ def test_eval_reports_are_for_principals_reading_what_evals_read(perms: Perms) -
 
 def test_keys_carry_user_and_groups_and_the_local_key_is_the_operators(tmp_path: Path) -> None:
     store = KeyStore(tmp_path)
-    rec, key = store.create("default", "k", user="ann", groups=["hr", "eng", "hr"])
+    _, key = store.create("default", "k", user="ann", groups=["hr", "eng", "hr"])
     principal = store.verify(key)
     assert principal is not None and (principal.user, principal.groups) == ("ann", ("eng", "hr"))
     assert store.records()[0].public()["groups"] == ["eng", "hr"]
     with pytest.raises(ValueError, match="group"):
         store.create("default", "bad", groups=["h r"])
     # A local key made before permissions (groups []) becomes the operator's (access.cli_groups).
-    old, old_key = store.create("default", "local", groups=[])
+    _, old_key = store.create("default", "local", groups=[])
     (tmp_path / "local.key").write_text(old_key + "\n", encoding="utf-8")
     assert store.local_key("default") == old_key
     upgraded = store.verify(old_key)
