@@ -28,6 +28,7 @@ from api.errors import ErrorBody, install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.mcp_server import MCP_PATH, McpEndpoint
 from api.metrics import Metrics, MetricsMiddleware
+from api.principals import JwtVerifier
 from api.ratelimit import RateLimiter
 from api.security import (
     DOCS_ASSETS,
@@ -117,6 +118,7 @@ def create_state(
         daemon=daemon,
         count_tokens=_token_counter(index),
         bind_host=bind_host or api.host,
+        jwt=JwtVerifier(settings.auth.jwt, settings.tenant) if settings.auth.jwt else None,
         tracing=tracing
         if tracing.tracer is not None and pipeline.traced_by(tracing.tracer)
         else None,

@@ -27,10 +27,15 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rag.core.access import Reader, check_groups, cli_reader
+
+if TYPE_CHECKING:
+    from rag.core.config import Settings
 
 __all__ = [
     "LOCAL_KEY_FILE",
@@ -79,11 +84,21 @@ def watched_folder_holding(data_dir: Path, name: str) -> Path | None:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id and the tenant whose documents it may see."""
+    """Who is calling: the key's id (or a token's ``jwt:`` subject), the tenant whose
+    documents it may see, its user and the groups it reads with (None: ``access.cli_groups``,
+    the deployment's own key acting as the operator)."""
 
     key_id: str
     tenant: str
     name: str
+    user: str | None = None
+    groups: tuple[str, ...] | None = ()
+
+    def reader(self, settings: Settings) -> Reader:
+        """What this principal may read (rag/core/access.py): the one check every route uses."""
+        if self.groups is None:
+            return cli_reader(settings, self.tenant)
+        return Reader(self.tenant, frozenset(self.groups), self.user)
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,10 @@ class KeyRecord:
     created_at: float
     revoked_at: float | None = None
     source: str = "file"  # file | config
+    user: str | None = None  # who holds it (traces carry it); None: the key's id stands in
+    # The groups it reads with (rag/core/access.py); None: the deployment's own key (`rag keys
+    # local`), acting as access.cli_groups. A key created without --groups reads `all` only.
+    groups: tuple[str, ...] | None = ()
 
     def public(self) -> dict[str, Any]:
         """What `rag keys list` shows: never the hash or salt."""
@@ -103,6 +122,8 @@ class KeyRecord:
             "id": self.id,
             "tenant": self.tenant,
             "name": self.name,
+            "user": self.user,
+            "groups": None if self.groups is None else list(self.groups),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at)),
             "revoked": self.revoked_at is not None,
             "source": self.source,
@@ -117,6 +138,8 @@ class KeyRecord:
             "hash": self.hash,
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
+            "user": self.user,
+            "groups": None if self.groups is None else list(self.groups),
         }
 
 
@@ -131,6 +154,11 @@ def _record(raw: dict[str, Any], source: str) -> KeyRecord:
             created_at=float(raw.get("created_at") or 0.0),
             revoked_at=float(raw["revoked_at"]) if raw.get("revoked_at") is not None else None,
             source=source,
+            user=str(raw["user"]) if raw.get("user") else None,
+            # An entry without the field (written before permissions) reads `all` only.
+            groups=None
+            if "groups" in raw and raw["groups"] is None
+            else check_groups(raw.get("groups") or (), f"API key {raw.get('id')}"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(
@@ -192,7 +220,7 @@ class KeyStore:
             return None
         if not hmac.compare_digest(hash_secret(rec.salt, secret), rec.hash):
             return None
-        return Principal(rec.id, rec.tenant, rec.name)
+        return Principal(rec.id, rec.tenant, rec.name, rec.user, rec.groups)
 
     # -- writing (the CLI) -----------------------------------------------------------
     @contextlib.contextmanager
@@ -211,14 +239,30 @@ class KeyStore:
             os.replace(tmp, self.path)
 
     @staticmethod
-    def new_key(tenant: str, name: str = "") -> tuple[KeyRecord, str]:
+    def new_key(
+        tenant: str,
+        name: str = "",
+        *,
+        user: str | None = None,
+        groups: Sequence[str] | None = (),
+    ) -> tuple[KeyRecord, str]:
         """A fresh record and its plaintext key (shown once, never stored)."""
         if not _TENANT_RE.match(tenant):
             raise ValueError(f"tenant {tenant!r} must be 1-64 letters, digits, '_' or '-'")
+        checked = None if groups is None else check_groups(groups, "--groups")
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         salt = secrets.token_hex(16)
-        rec = KeyRecord(key_id, tenant, name, salt, hash_secret(salt, secret), time.time())
+        rec = KeyRecord(
+            key_id,
+            tenant,
+            name,
+            salt,
+            hash_secret(salt, secret),
+            time.time(),
+            user=user or None,
+            groups=checked,
+        )
         return rec, f"rk_{key_id}_{secret}"
 
     def check_new_tenant(self, tenant: str, default_tenant: str) -> None:
@@ -235,11 +279,17 @@ class KeyStore:
             )
 
     def create(
-        self, tenant: str, name: str = "", *, default_tenant: str | None = None
+        self,
+        tenant: str,
+        name: str = "",
+        *,
+        default_tenant: str | None = None,
+        user: str | None = None,
+        groups: Sequence[str] | None = (),
     ) -> tuple[KeyRecord, str]:
         """A new key for ``tenant``. With ``default_tenant`` (what ``rag keys create`` passes), a
         new tenant named like a watched folder's top-level folder is refused (``check_new_tenant``)."""
-        rec, key = self.new_key(tenant, name)
+        rec, key = self.new_key(tenant, name, user=user, groups=groups)
         if default_tenant is not None:
             self.check_new_tenant(tenant, default_tenant)
         with self._locked() as records:
@@ -253,19 +303,36 @@ class KeyStore:
             if rec is None:
                 return False
             if rec.revoked_at is None:
-                records[key_id] = KeyRecord(**{**rec.stored(), "revoked_at": time.time()})
+                records[key_id] = replace(rec, revoked_at=time.time())
             return True
+
+    def set_groups(self, key_id: str, groups: Sequence[str]) -> KeyRecord | None:
+        """Give a key of the keys file other groups (a running server reads them on the key's
+        next request); None when there is no such key there."""
+        checked = check_groups(groups, "--groups")
+        with self._locked() as records:
+            rec = records.get(key_id)
+            if rec is None:
+                return None
+            records[key_id] = replace(rec, groups=checked)
+            return records[key_id]
 
     def local_key(self, tenant: str) -> str:
         """The deployment's own key (``<data_dir>/local.key``), created on first use or after a revoke."""
         path = self.data_dir / LOCAL_KEY_FILE
         try:
             key = path.read_text(encoding="utf-8").strip()
-            if self.verify(key) is not None:
+            principal = self.verify(key)
+            if principal is not None:
+                if principal.groups is not None:  # made before permissions: the operator's
+                    with self._locked() as records:
+                        rec = records.get(principal.key_id)
+                        if rec is not None:
+                            records[rec.id] = replace(rec, groups=None)
                 return key
         except FileNotFoundError:
             pass
-        _, key = self.create(tenant, "local")
+        _, key = self.create(tenant, "local", groups=None)  # the operator's: access.cli_groups
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

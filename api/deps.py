@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import KeyStore, Principal
 from api.errors import ApiError
+from api.principals import JwtError, JwtVerifier, looks_like_jwt
 from api.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ __all__ = [
     "disconnect_waiter",
     "get_state",
     "new_trace_id",
+    "trace_user",
 ]
 
 
@@ -45,6 +48,7 @@ class AppState:
     count_tokens: Any  # Callable[[str], int]
     tracing: Any = None  # rag.observability.Tracing when the pipeline traces to Langfuse
     bind_host: str = "127.0.0.1"  # the address the server listens on
+    jwt: JwtVerifier | None = None  # auth.jwt: bearer JWTs from a company's login
 
 
 async def get_state(request: Request) -> AppState:
@@ -55,7 +59,8 @@ async def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 _bearer = HTTPBearer(
-    auto_error=False, description="An API key from `rag keys create --tenant NAME`"
+    auto_error=False,
+    description="An API key from `rag keys create --tenant NAME`, or a signed JWT (auth.jwt)",
 )
 
 
@@ -72,7 +77,14 @@ async def authenticated(
             "missing API key: send `Authorization: Bearer KEY` (`rag keys create`)",
             challenge,
         )
-    principal = state.keys.verify(credentials.credentials)
+    token = credentials.credentials
+    if state.jwt is not None and looks_like_jwt(token):
+        try:
+            principal: Principal | None = await anyio.to_thread.run_sync(state.jwt.verify, token)
+        except JwtError as exc:
+            raise ApiError(401, "unauthorized", f"{exc} (auth.jwt)", challenge) from None
+    else:
+        principal = state.keys.verify(token)
     if principal is None:
         raise ApiError(
             401,
@@ -101,10 +113,16 @@ async def authenticate_request(request: Request) -> Principal:
     return await authenticated(await get_state(request), await _bearer(request))
 
 
-def new_trace_id(state: AppState, tenant: str) -> str | None:
-    """The trace id a query about to run is recorded under (X-Trace-Id); None: not traced."""
+def trace_user(caller: Principal) -> str:
+    """Who a trace belongs to: the key's or token's user, else the key's id."""
+    return caller.user or caller.key_id
+
+
+def new_trace_id(state: AppState, caller: Principal) -> str | None:
+    """The trace id a query about to run is recorded under (X-Trace-Id); None: not traced.
+    Bound to the caller's tenant and user: only they may rate it (``POST /v1/feedback``)."""
     tracing = state.tracing
-    return tracing.new_trace_id(tenant) if tracing is not None else None
+    return tracing.new_trace_id(caller.tenant, trace_user(caller)) if tracing is not None else None
 
 
 def disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:

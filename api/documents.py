@@ -29,6 +29,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from api.errors import ApiError
 from api.storage import StorageProbe, storage_error
+from rag.core.access import (
+    ALL,
+    Reader,
+    can_read,
+    label_payload,
+    read_filter,
+    set_file_groups,
+)
 from rag.core.documents import document_id
 from rag.core.paths import PathFilter, escape_reason
 from rag.core.textguard import bidi_controls, is_blank
@@ -67,6 +75,9 @@ class DocumentView:
 class UploadTarget:
     source: str  # "<tenant>/<relative path>": the document's name
     file: Path
+    # Who may read it (the upload's `groups` field); None: as rules and sidecars say, or as
+    # a replaced upload's own groups were.
+    groups: tuple[str, ...] | None = None
 
 
 class Documents:
@@ -113,7 +124,39 @@ class Documents:
         collection = self.index.collection or self.index.open(create=False)
         return self.index.manifest.records(collection)
 
-    def _record(self, tenant: str, source: str) -> FileRecord | None:
+    def readable(self, reader: Reader, record: FileRecord) -> bool:
+        """Whether ``reader`` may see the document at all (listing, status, source, chunks,
+        delete): its tenant's, and readable under the groups its chunks carry and under the
+        groups the rules and sidecars give it now (a revocation counts before the next sync
+        relabels it). The check is retrieval's (rag.core.access.can_read)."""
+        if not self.owns(reader.tenant, record):
+            return False
+        return self._readable_path(reader, Path(record.root), record.source, record.doc_id)
+
+    def _readable_path(
+        self, reader: Reader, root: Path, source: str, doc_id: str | None = None
+    ) -> bool:
+        now = self.index.labeller.groups_for(root, source)
+        if not can_read(reader, {"tenant": reader.tenant, **label_payload(reader.tenant, now)}):
+            return False
+        if doc_id is None:
+            return True
+        collection = self.index.collection or self.index.open(create=False)
+        stored = self.index.manifest.label(collection, doc_id)
+        return stored is None or can_read(
+            reader, {"tenant": reader.tenant, **label_payload(reader.tenant, stored)}
+        )
+
+    def _record(self, reader: Reader, source: str) -> FileRecord | None:
+        """The document ``source`` of ``reader``'s tenant that ``reader`` may read; None for
+        one it may not (answered like a missing one: 404, nothing to tell them apart)."""
+        owned = self._owned(reader.tenant, source)
+        if owned is None or not self.readable(reader, owned):
+            return None
+        return owned
+
+    def _owned(self, tenant: str, source: str) -> FileRecord | None:
+        """The document ``source`` of ``tenant``, whoever may read it."""
         collection = self.index.collection or self.index.open(create=False)
         owned = [r for r in self.index.manifest.find(collection, source) if self.owns(tenant, r)]
         # The default tenant's upload ``<tenant>/x`` and a watched ``<tenant>/x``: the upload.
@@ -124,8 +167,12 @@ class Documents:
         return Path(record.root) == self.root
 
     # -- listing ---------------------------------------------------------------------
-    def list(self, tenant: str) -> list[DocumentView]:
+    def list(self, reader: Reader) -> list[DocumentView]:
+        """The documents ``reader`` may read (``readable``), and only those: the listing and
+        its counts say nothing of the others."""
+        tenant = reader.tenant
         out: dict[str, DocumentView] = {}
+        labels = self.index.manifest.labels(self.index.collection or self.index.open(create=False))
         collection = self.index.collection or self.index.open(create=False)
         flagged: dict[str, list[dict[str, Any]]] = {}
         # Why pending documents wait, while ingestion is paused for want of space.
@@ -135,6 +182,13 @@ class Documents:
             flagged.setdefault(f["doc_id"], []).append(f)
         for rec in self._records():
             if not self.owns(tenant, rec):
+                continue
+            stored = labels.get(rec.doc_id)
+            if stored is not None and not can_read(
+                reader, {"tenant": tenant, **label_payload(tenant, stored)}
+            ):
+                continue
+            if not self._readable_path(reader, Path(rec.root), rec.source):
                 continue
             status = rec.status
             with self._lock:
@@ -160,27 +214,34 @@ class Documents:
         if folder.is_dir():
             for rel in walk_folder(folder, self.ignore_hidden, max_depth=self.max_depth):
                 source = f"{tenant}/{rel}"
-                if source not in out and not self.exclude.excludes(source):
+                if (
+                    source not in out
+                    and not self.exclude.excludes(source)
+                    and self._readable_path(reader, self.root, source)
+                ):
                     out[source] = DocumentView(source, "pending", 0, paused, "upload")
         return [out[k] for k in sorted(out)]
 
-    def get(self, tenant: str, source: str) -> DocumentView:
-        for doc in self.list(tenant):
+    def get(self, reader: Reader, source: str) -> DocumentView:
+        for doc in self.list(reader):
             if doc.path == source:
                 return doc
         raise self.not_found(source)
 
-    def indexed_chunks(self, tenant: str, source: str) -> Sequence[StoredPoint]:
-        """The chunks the index holds for a document of ``tenant``, in document order (what
-        retrieval can return of it: redacted when ``pii.ingest`` is ``redact``). 404 for a
-        document of another tenant or none; 409 ``not_indexed`` for one not (yet) ingested."""
-        rec = self._record(tenant, source)
+    def indexed_chunks(self, reader: Reader, source: str) -> Sequence[StoredPoint]:
+        """The chunks the index holds for a document ``reader`` may read, in document order
+        (what retrieval can return of it: redacted when ``pii.ingest`` is ``redact``). 404 for
+        a document of another tenant, one it may not read, or none; 409 ``not_indexed`` for
+        one not (yet) ingested."""
+        rec = self._record(reader, source)
         if rec is None:
             raise self.not_found(source)
         collection = self.index.collection or self.index.open(create=False)
-        # The tenant in the filter too, as retrieval has it: only this tenant's chunks.
+        # The reader's filter too, as retrieval has it: only chunks it may read.
         chunks = list(
-            self.index.store.scroll(collection, filter={"doc_id": rec.doc_id, "tenant": tenant})
+            self.index.store.scroll(
+                collection, filter={"doc_id": rec.doc_id, **read_filter(reader)}
+            )
         )
         if not chunks:
             raise ApiError(
@@ -200,18 +261,22 @@ class Documents:
             f"no document {source!r} for this key's tenant (GET /v1/documents lists them)",
         )
 
-    def open_source(self, tenant: str, source: str) -> tuple[BinaryIO, os.stat_result]:
+    def open_source(self, reader: Reader, source: str) -> tuple[BinaryIO, os.stat_result]:
         """The file behind a document of ``tenant``, opened once, and its ``fstat`` (404 for
         anything else).
 
         Served from this handle, never reopened by name: a file deleted or replaced between
         the checks and the response is a 404 or the file that was checked, never a 500 (the
         server used to check ``is_file()``, then open the path again to send it)."""
-        rec = self._record(tenant, source)
+        tenant = reader.tenant
+        rec = self._record(reader, source)
         if rec is not None:
             root, relative = Path(rec.root), rec.source
-        elif source.startswith(f"{tenant}/"):
+        elif source.startswith(f"{tenant}/") and not self._recorded(tenant, source):
+            # An upload not ingested yet: its labels as ingestion will give them.
             root, relative = self.root, self.safe_relative(source)
+            if not self._readable_path(reader, root, relative):
+                raise self.not_found(source)
         else:
             raise self.not_found(source)
         path = root / relative
@@ -326,9 +391,31 @@ class Documents:
         registered while the service runs is accepted without a restart."""
         return ingested_suffixes(self.configured_extensions)
 
-    def upload_target(self, tenant: str, raw_path: str, field: str = "path") -> UploadTarget:
+    def _recorded(self, tenant: str, source: str) -> bool:
+        """Whether the manifest holds a document ``source`` of ``tenant`` (readable or not)."""
+        return self._owned(tenant, source) is not None
+
+    def upload_target(
+        self,
+        reader: Reader,
+        raw_path: str,
+        field: str = "path",
+        groups: Sequence[str] | None = None,
+    ) -> UploadTarget:
         """Where an upload named ``raw_path`` goes (``field``: what named it, ``path`` or the
-        file name), after every check of its name (``upload_path``), type and exclusion."""
+        file name), after every check of its name (``upload_path``), type and exclusion, and
+        of permissions: ``groups`` (who may read it) must be groups the uploader reads with,
+        and a document it may not read is not replaced (403 either way)."""
+        tenant = reader.tenant
+        if groups is not None and reader.groups is not None:
+            foreign = sorted(set(groups) - reader.groups - {ALL})
+            if foreign:
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    f"an upload may be given only groups its key or token reads with; not "
+                    f"{', '.join(foreign)} (`rag keys list` shows a key's groups)",
+                )
         rel = self.upload_path(raw_path, field)
         suffix = PurePosixPath(rel).suffix.lower()
         extensions = self.extensions
@@ -346,7 +433,7 @@ class Documents:
                 f"path {raw_path!r} matches ingestion.exclude ({', '.join(self.exclude.patterns)}), "
                 "so it would never be ingested; rename it or change ingestion.exclude",
             )
-        watched = self._record(tenant, source)
+        watched = self._owned(tenant, source)
         if watched is not None and not self.is_upload(watched):
             # Only the default tenant owns watched folders: one of them has a folder named
             # like the tenant, and an upload there would read like that document.
@@ -356,7 +443,15 @@ class Documents:
                 f"{source} is already the name of a document in a watched folder; upload "
                 "under another path",
             )
-        return UploadTarget(source, self.root / tenant / rel)
+        exists = self._recorded(tenant, source) or (self.root / tenant / rel).exists()
+        if exists and not self._readable_path(reader, self.root, source):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"{source} exists and this key or token may not read it, so it may not replace "
+                "it; upload under another path",
+            )
+        return UploadTarget(source, self.root / tenant / rel, tuple(groups) if groups else None)
 
     def _tenant_lock(self, tenant: str) -> threading.Lock:
         with self._lock:
@@ -448,6 +543,9 @@ class Documents:
                 os.fsync(f.fileno())
             with self._lock:
                 self._pending[target.source] = digest
+            if target.groups is not None:
+                # Before the file appears: the daemon labels it from its first sync.
+                set_file_groups(folder, target.file.name, target.groups)
             os.replace(tmp, target.file)
         except BaseException:
             with self._lock:
@@ -457,8 +555,10 @@ class Documents:
             raise
         return digest
 
-    def delete(self, tenant: str, source: str) -> None:
-        rec = self._record(tenant, source)
+    def delete(self, reader: Reader, source: str) -> None:
+        """Delete an upload ``reader`` may read (404 for any other)."""
+        tenant = reader.tenant
+        rec = self._record(reader, source)
         if rec is not None and not self.is_upload(rec):
             raise ApiError(
                 409,
@@ -469,6 +569,10 @@ class Documents:
             )
         if rec is None and not source.startswith(f"{tenant}/"):
             raise self.not_found(source)
+        if rec is None and (
+            self._recorded(tenant, source) or not self._readable_path(reader, self.root, source)
+        ):
+            raise self.not_found(source)  # one it may not read: as if there were none
         path = self.root / self.safe_relative(source)
         self.storage.require_manifest()
         # Under the tenant's write lock: an upload into a folder removed here as empty would
@@ -483,6 +587,7 @@ class Documents:
                     raise self.not_found(source) from None
                 log.warning("delete of %s failed: %s", source, exc)
                 raise storage_error(exc, source) from None
+            set_file_groups(path.parent, path.name, None)  # its own groups go with it
             self._remove_empty_folders(path.parent, self.root / tenant)
         with self._lock:
             self._pending.pop(source, None)

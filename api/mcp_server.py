@@ -228,15 +228,16 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
     async def run_query(caller: Principal, on_event: Any = None, **request: Any) -> Any:
         """The query a ``/v1/query`` body of ``request`` asks, answered as there."""
         try:
-            query = query_of(QueryRequest(**request), state, caller.tenant)
-            return await state.service.answer(query, caller.tenant, on_event=on_event)
+            query = query_of(QueryRequest(**request), state, caller)
+            return await state.service.answer(query, caller, on_event=on_event)
         except _REQUEST_ERRORS as exc:
             raise tool_error(exc) from None
 
-    def indexed_passages(tenant: str, source: str) -> tuple[list[Any], list[str]]:
+    def indexed_passages(caller: Principal, source: str) -> tuple[list[Any], list[str]]:
         """The document's indexed text as passages in document order (overlaps merged as
-        retrieval merges them); spans flagged as injection taken out, and why."""
-        chunks = documents.indexed_chunks(tenant, source)
+        retrieval merges them); spans flagged as injection taken out, and why. Only a
+        document the caller may read (``Documents.indexed_chunks``: 404 otherwise)."""
+        chunks = documents.indexed_chunks(caller.reader(settings), source)
         reasons: list[str] = []
         hits = [Hit(p.id, 0.0, _without_attacks(p, reasons, injection_on)) for p in chunks]
         passages = sorted(passages_from_hits(hits), key=lambda p: p.start)
@@ -348,7 +349,7 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
         `failed` or `skipped` with the reason), chunks, and a resource URI for each."""
         caller = caller_of(ctx)
         try:
-            views = await anyio.to_thread.run_sync(documents.list, caller.tenant)
+            views = await anyio.to_thread.run_sync(documents.list, caller.reader(state.settings))
         except _REQUEST_ERRORS as exc:
             raise tool_error(exc) from None
         out = [
@@ -400,7 +401,7 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
             span = (start, end)
         assert path is not None
         try:
-            parts, reasons = await anyio.to_thread.run_sync(indexed_passages, caller.tenant, path)
+            parts, reasons = await anyio.to_thread.run_sync(indexed_passages, caller, path)
         except ApiError as exc:
             if exc.status_code == 404:  # its message names GET /v1/documents: here, a tool
                 raise ToolError(
@@ -433,7 +434,7 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
         """A document of the knowledge base as text (what its passages hold)."""
         caller = caller_of(ctx)
         try:
-            parts, _ = await anyio.to_thread.run_sync(indexed_passages, caller.tenant, path)
+            parts, _ = await anyio.to_thread.run_sync(indexed_passages, caller, path)
         except ApiError as exc:
             if exc.status_code == 404:
                 raise ResourceNotFoundError(

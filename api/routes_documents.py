@@ -16,10 +16,11 @@ from fastapi.responses import FileResponse
 
 from api.deps import Caller, State
 from api.documents import PATH_MAX_CHARS
-from api.errors import error_responses
+from api.errors import ApiError, error_responses
 from api.files import OpenFileResponse
 from api.limits import too_large
 from api.models import DeleteResult, DocumentInfo, DocumentList, UploadResult
+from rag.core.access import check_groups
 
 __all__ = ["document_info", "router"]
 
@@ -31,6 +32,16 @@ _DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document
 _MEDIA_BY_SUFFIX = {".pdf": "application/pdf", ".docx": _DOCX}
 _SOURCE_TYPES = ("text/plain", "application/pdf", _DOCX, "application/octet-stream")
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def upload_groups(raw: str | None) -> list[str] | None:
+    """The ``groups`` form field as a list (None: not given); 422 for a bad group name."""
+    if raw is None:
+        return None
+    try:
+        return list(check_groups(raw.split(","), "groups"))
+    except ValueError as exc:
+        raise ApiError(422, "invalid_groups", str(exc)) from None
 
 
 def document_info(view: Any) -> dict[str, Any]:
@@ -49,7 +60,7 @@ def document_info(view: Any) -> dict[str, Any]:
 @router.get("/v1/documents", response_model=DocumentList, responses=error_responses(401, 429, 500))
 async def list_documents(state: State, caller: Caller) -> Any:
     """Every document of the key's tenant: ok, pending (not ingested yet), failed or skipped with the reason."""
-    docs = await anyio.to_thread.run_sync(state.documents.list, caller.tenant)
+    docs = await anyio.to_thread.run_sync(state.documents.list, caller.reader(state.settings))
     return {
         "documents": [document_info(d) for d in docs],
         "total": len(docs),
@@ -61,7 +72,7 @@ async def list_documents(state: State, caller: Caller) -> Any:
     "/v1/documents",
     response_model=UploadResult,
     status_code=202,
-    responses=error_responses(400, 401, 409, 413, 415, 422, 429, 500, 503),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 429, 500, 503),
 )
 async def upload_document(
     state: State,
@@ -75,17 +86,31 @@ async def upload_document(
             description="Where in your folder, e.g. `policies/leave.md` (default: the file name)",
         ),
     ] = None,
+    groups: Annotated[
+        str | None,
+        Form(
+            json_schema_extra={"maxLength": 2000},
+            description="Who may read it: comma-separated groups the key reads with, e.g. "
+            "`hr` or `hr,legal` (`all`: everyone in the tenant). Default: as access.rules and "
+            "the folder's .access.yaml say (a replaced upload keeps its groups)",
+        ),
+    ] = None,
 ) -> Any:
     """Upload (or replace) a document; the daemon ingests it within a second or so (status `pending` until then).
 
     422 `invalid_path` for a path (or, without one, a file name) over 1024 characters, a name
     over 255 bytes, or more folders than `ingestion.max_depth`;
     409/413 `quota_exceeded` past the tenant's quota (`api.quota.max_files`, `api.quota.max_bytes`);
+    403 `forbidden` for `groups` the key does not read with, or a path holding a document it may not read;
     503 `storage_unavailable` when the tenant folder or the manifest cannot be written."""
+    reader = caller.reader(state.settings)
+    chosen = upload_groups(groups)
     if path:
-        target = state.documents.upload_target(caller.tenant, path)
+        target = state.documents.upload_target(reader, path, groups=chosen)
     else:
-        target = state.documents.upload_target(caller.tenant, file.filename or "", "file name")
+        target = state.documents.upload_target(
+            reader, file.filename or "", "file name", groups=chosen
+        )
     limit = int(
         (state.settings.api.max_upload_mb or state.settings.ingestion.max_file_mb) * 1_000_000
     )
@@ -103,7 +128,7 @@ async def upload_document(
 )
 async def document_status(path: str, state: State, caller: Caller) -> Any:
     """Status of one document (404 for documents of other tenants)."""
-    view = await anyio.to_thread.run_sync(state.documents.get, caller.tenant, path)
+    view = await anyio.to_thread.run_sync(state.documents.get, caller.reader(state.settings), path)
     return document_info(view)
 
 
@@ -115,7 +140,7 @@ async def document_status(path: str, state: State, caller: Caller) -> Any:
 )
 async def delete_document(path: str, state: State, caller: Caller) -> Any:
     """Delete an uploaded document; the daemon removes its chunks. Watched-folder files answer 409."""
-    await anyio.to_thread.run_sync(state.documents.delete, caller.tenant, path)
+    await anyio.to_thread.run_sync(state.documents.delete, caller.reader(state.settings), path)
     return {"path": path, "status": "deleting"}
 
 
@@ -132,7 +157,9 @@ async def delete_document(path: str, state: State, caller: Caller) -> Any:
 )
 async def source_file(path: str, state: State, caller: Caller) -> Any:
     """The original file of a cited document (what the chat page opens)."""
-    file, info = await anyio.to_thread.run_sync(state.documents.open_source, caller.tenant, path)
+    file, info = await anyio.to_thread.run_sync(
+        state.documents.open_source, caller.reader(state.settings), path
+    )
     suffix = PurePosixPath(path).suffix.lower()
     media = _MEDIA_BY_SUFFIX.get(suffix) or (
         _TEXT if suffix in (".md", ".txt", ".html", ".htm") else "application/octet-stream"

@@ -15,7 +15,7 @@ import anyio
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.deps import Caller, State
+from api.deps import Caller, State, trace_user
 from api.errors import ApiError, error_responses
 
 __all__ = ["FeedbackRequest", "FeedbackResponse", "router"]
@@ -71,7 +71,12 @@ async def feedback(body: FeedbackRequest, state: State, caller: Caller) -> Any:
     try:
         # Scrubbing the comment may load the PII engine: off the event loop.
         record = await anyio.to_thread.run_sync(
-            tracing.record_feedback, body.trace_id, caller.tenant, body.value, body.comment
+            tracing.record_feedback,
+            body.trace_id,
+            caller.tenant,
+            body.value,
+            body.comment,
+            trace_user(caller),
         )
     except FeedbackError as exc:
         raise ApiError(404, "trace_not_found", str(exc)) from exc

@@ -80,17 +80,17 @@ async def chat_completions(
         session=body.user,
         temperature=body.temperature,
         max_tokens=body.max_completion_tokens or body.max_tokens,
-        trace_id=new_trace_id(state, caller.tenant),
+        trace_id=new_trace_id(state, caller),
     )
     headers = {"X-Trace-Id": query.trace_id} if query.trace_id else {}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = ChatStreamRenderer(served, include_usage)
         sse = SSEResponse(
-            state.service.open_stream(query, caller.tenant), renderer, trailer=[sse_frame("[DONE]")]
+            state.service.open_stream(query, caller), renderer, trailer=[sse_frame("[DONE]")]
         )
         sse.headers.update(headers)
         return sse
     response.headers.update(headers)
-    result = await state.service.answer(query, caller.tenant, disconnect_waiter(request))
+    result = await state.service.answer(query, caller, disconnect_waiter(request))
     return completion(result, served)

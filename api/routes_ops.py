@@ -18,11 +18,13 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from api.auth import Principal
 from api.deps import Caller, State
 from api.errors import ApiError, error_responses
 from api.metrics import CONTENT_TYPE
 from api.models import Health, Ready
 from api.security import REPORT_POLICY, is_loopback
+from rag.core.access import cli_reader, covers
 
 __all__ = ["router"]
 
@@ -175,12 +177,22 @@ async def metrics(request: Request, state: State) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def _latest(state: Any, caller_tenant: str) -> tuple[Path, dict[str, Any]]:
-    if caller_tenant != state.settings.tenant:
+def _latest(state: Any, caller: Principal) -> tuple[Path, dict[str, Any]]:
+    if caller.tenant != state.settings.tenant:
         raise ApiError(
             403,
             "forbidden",
             f"eval reports cover the whole index: only keys of tenant '{state.settings.tenant}' may read them",
+        )
+    # Evals run as the CLI's principal (access.cli_groups): their reports quote what it reads.
+    index = state.index
+    labels = set(index.manifest.labels(index.collection or index.open(create=False)).values())
+    if not covers(caller.reader(state.settings), cli_reader(state.settings), labels):
+        raise ApiError(
+            403,
+            "forbidden",
+            "eval reports run as access.cli_groups and quote documents this key or token may "
+            "not read: only principals reading every such group may read them",
         )
     from evals.report import latest_report, reports_dir
 
@@ -201,7 +213,7 @@ def _latest(state: Any, caller_tenant: str) -> tuple[Path, dict[str, Any]]:
 )
 async def evals_latest(state: State, caller: Caller) -> Any:
     """The latest eval report (report.json)."""
-    _, report = await anyio.to_thread.run_sync(_latest, state, caller.tenant)
+    _, report = await anyio.to_thread.run_sync(_latest, state, caller)
     return report
 
 
@@ -237,7 +249,7 @@ async def prompt_releases(state: State, caller: Caller) -> Any:
 )
 async def report_latest(state: State, caller: Caller) -> HTMLResponse:
     """The latest eval report as a page (report.html)."""
-    folder, _ = await anyio.to_thread.run_sync(_latest, state, caller.tenant)
+    folder, _ = await anyio.to_thread.run_sync(_latest, state, caller)
     html = folder / "report.html"
     if not html.is_file():
         raise ApiError(404, "not_found", f"the latest report ({folder.name}) has no report.html")

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from api.auth import Principal
 from api.chat import history_turns, query_renderer
 from api.deps import AppState, Caller, State, disconnect_waiter, new_trace_id
 from api.errors import error_responses
@@ -29,8 +30,8 @@ SSE_QUERY_DOC = (
 )
 
 
-def query_of(body: QueryRequest, state: AppState, tenant: str) -> Query:
-    """The :class:`Query` a request asks, for the caller's ``tenant``: the question checked
+def query_of(body: QueryRequest, state: AppState, caller: Principal) -> Query:
+    """The :class:`Query` a request asks, for ``caller``: the question checked
     (``api.max_question_chars``), a trace id picked when tracing is on, the history cut to
     ``api.history_tokens``. ``/v1/query`` and the MCP tools (``api/mcp_server.py``) both build
     their queries here."""
@@ -44,7 +45,7 @@ def query_of(body: QueryRequest, state: AppState, tenant: str) -> Query:
         session=body.session,
         temperature=body.temperature,
         max_tokens=body.max_tokens,
-        trace_id=new_trace_id(state, tenant),
+        trace_id=new_trace_id(state, caller),
         history=history_turns(
             [(m.role, m.content) for m in body.history or []],
             state.settings.api.history_tokens,
@@ -66,11 +67,11 @@ def query_of(body: QueryRequest, state: AppState, tenant: str) -> Query:
 async def query(
     body: QueryRequest, request: Request, response: Response, state: State, caller: Caller
 ) -> Any:
-    query = query_of(body, state, caller.tenant)
+    query = query_of(body, state, caller)
     headers = {"X-Trace-Id": query.trace_id} if query.trace_id else {}
     if body.stream:
-        sse = SSEResponse(state.service.open_stream(query, caller.tenant), query_renderer)
+        sse = SSEResponse(state.service.open_stream(query, caller), query_renderer)
         sse.headers.update(headers)
         return sse
     response.headers.update(headers)
-    return await state.service.answer(query, caller.tenant, disconnect_waiter(request))
+    return await state.service.answer(query, caller, disconnect_waiter(request))

@@ -26,11 +26,12 @@ from rag.core.types import Answer, DoneEvent, Query, StreamEvent
 from rag.query.pipeline import PreparedQuery
 
 if TYPE_CHECKING:
+    from api.auth import Principal
     from api.metrics import Metrics
     from rag.core.config import Settings
     from rag.indexing.index import Index
 
-__all__ = ["EventStream", "Pipeline", "QueryService", "Streams", "for_tenant"]
+__all__ = ["EventStream", "Pipeline", "QueryService", "Streams", "for_caller"]
 
 log = logging.getLogger("api")
 
@@ -63,9 +64,12 @@ class Pipeline(Protocol):
         ...
 
 
-def for_tenant(query: Query, tenant: str) -> Query:
-    """The caller's tenant, from its key: the only way a query's tenant is chosen."""
-    return replace(query, tenant=tenant)
+def for_caller(query: Query, caller: Principal) -> Query:
+    """The caller's tenant, groups and user, from its key or token: the only way a query's
+    tenant and groups (what it may read, rag/core/access.py) are chosen."""
+    return replace(
+        query, tenant=caller.tenant, groups=caller.groups, asker=caller.user or caller.key_id
+    )
 
 
 class Streams:
@@ -172,7 +176,7 @@ class QueryService:
     async def answer(
         self,
         query: Query,
-        tenant: str,
+        caller: Principal,
         wait_disconnect: Callable[[], Awaitable[None]] | None = None,
         on_event: Callable[[StreamEvent], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
@@ -181,8 +185,9 @@ class QueryService:
         Generation runs as a stream even here, so a client that hangs up (``wait_disconnect``
         returns) stops the model at its next token. ``on_event`` sees each event on the way
         (the MCP ``ask`` tool's progress notifications)."""
+        tenant = caller.tenant
         if not query.generate:
-            scoped = for_tenant(query, tenant)
+            scoped = for_caller(query, caller)
             async with self.gate(False).slot(tenant):
                 try:
                     answer = await asyncio.to_thread(self.pipeline.run, scoped)
@@ -191,12 +196,13 @@ class QueryService:
             result = answer.as_json()
             self._observe(result, tenant)
             return result
-        return await self.open_stream(query, tenant).collect(wait_disconnect, on_event)
+        return await self.open_stream(query, caller).collect(wait_disconnect, on_event)
 
-    def open_stream(self, query: Query, tenant: str) -> EventStream:
+    def open_stream(self, query: Query, caller: Principal) -> EventStream:
         """Reserve a backend slot now (503 before any byte is sent), stream later. A cached
         answer needs no backend: it goes through the wide ``cache`` gate."""
-        scoped = for_tenant(query, tenant)
+        tenant = caller.tenant
+        scoped = for_caller(query, caller)
         try:
             prepared = self.pipeline.prepare(scoped)
         except Exception as exc:  # an unknown prompt, say: the caller's 4xx, before any byte

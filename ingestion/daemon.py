@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rag.core.access import ACCESS_FILE
 from rag.core.errors import DiskFullError
 from rag.indexing.ingest import Ingestor, SyncReport, is_ignored_name
 
@@ -66,6 +67,16 @@ class _Handler:
                 continue
             if rel == Path("."):
                 self.daemon.request_reconcile("watched folder itself changed")
+                continue
+            if rel.name == ACCESS_FILE and not any(
+                is_ignored_name(part, self.daemon.ignore_hidden) for part in rel.parts[:-1]
+            ):
+                # A folder's permissions changed: syncing the folder relabels its documents
+                # (unchanged files cost a hash); the watched folder's own sidecar: everything.
+                if len(rel.parts) == 1:
+                    self.daemon.request_reconcile("access labels changed")
+                else:
+                    rels.append(rel.parent.as_posix())
                 continue
             if any(is_ignored_name(part, self.daemon.ignore_hidden) for part in rel.parts):
                 continue

@@ -83,8 +83,10 @@ __all__ = [
 # A collection's two vector slots: dense (cosine) and sparse (BM25, IDF applied by the engine).
 DENSE = "dense"
 SPARSE = "sparse"
-# Payload fields with an index: lookups by document, dedup by text, tenant isolation.
-INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source")
+# Payload fields with an index: lookups by document, dedup by text, tenant isolation, and
+# permissions (``groups``: who may read the chunk's document; ``readers``: the same prefixed
+# with the tenant, what the read filter matches; rag/core/access.py).
+INDEXED_FIELDS = ("doc_id", "text_hash", "tenant", "source", "groups", "readers")
 
 FilterValue = str | int | bool | Sequence[str] | Sequence[int]
 # key -> value (exact match) or list of values (match any). All keys must match.
@@ -148,6 +150,16 @@ class VectorStore(abc.ABC):
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False
     ) -> list[StoredPoint]: ...
+
+    def set_payload(self, collection: str, payload: dict[str, Any], filter: Filter) -> None:
+        """Set the fields of ``payload`` (others kept) on every point ``filter`` matches,
+        vectors untouched: relabelling a document's ``groups`` re-embeds nothing. Backends
+        update payloads in place; this default writes the points back with their vectors."""
+        points = list(self.scroll(collection, filter=filter, with_vectors=True))
+        for p in points:
+            p.payload = {**p.payload, **payload}
+        for start in range(0, len(points), 256):
+            self.upsert(collection, points[start : start + 256])
 
     @abc.abstractmethod
     def scroll(

@@ -5,7 +5,7 @@ this one place (the modules only define them).
   ``export``, ``reindex``
 - ``app.cli.query``: ``query``
 - ``app.cli.eval``: ``eval`` (the default suite), ``eval retrieval|answers|last``
-- ``app.cli.serve``: ``serve``, ``keys create|list|revoke|local``
+- ``app.cli.serve``: ``serve``, ``keys create|list|revoke|groups|local``
 - ``app.cli.mcp``: ``mcp`` (an MCP server on stdio)
 - ``app.cli.pii``: ``pii scan``
 - ``app.cli.feedback``: ``feedback`` (list, ``--candidates``), ``feedback confirm``
@@ -62,6 +62,7 @@ keys_app = typer.Typer(
 keys_app.command("create")(serve.keys_create)
 keys_app.command("list")(serve.keys_list)
 keys_app.command("revoke")(serve.keys_revoke)
+keys_app.command("groups")(serve.keys_groups)
 keys_app.command("local")(serve.keys_local)
 app.add_typer(keys_app, name="keys")
 

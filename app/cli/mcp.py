@@ -85,7 +85,8 @@ def mcp(
     # Models load while the client connects and lists the tools (a first query waits for them).
     warming = threading.Thread(target=service.warm_up, name="rag-warm-up", daemon=True)
     warming.start()
-    caller = Principal("stdio", tenant or settings.tenant, "rag mcp")
+    # The local user's own process: the CLI's principal (access.cli_groups).
+    caller = Principal("stdio", tenant or settings.tenant, "rag mcp", "cli", None)
     try:
         anyio.run(serve_stdio, app_state, caller)
     finally:

@@ -10,7 +10,7 @@ import typer
 
 from app.cli.core import daemon_client, echo_err, fail, get_settings, print_json, run_runtime
 
-__all__ = ["keys_create", "keys_list", "keys_local", "keys_revoke", "serve"]
+__all__ = ["keys_create", "keys_groups", "keys_list", "keys_local", "keys_revoke", "serve"]
 
 
 def _store() -> Any:
@@ -28,6 +28,17 @@ def keys_create(
         str, typer.Option("--tenant", help="The tenant whose documents the key may see")
     ],
     name: Annotated[str, typer.Option("--name", help="A label shown by `rag keys list`")] = "",
+    user: Annotated[
+        str | None, typer.Option("--user", help="Who holds the key (traces carry it)")
+    ] = None,
+    groups: Annotated[
+        str,
+        typer.Option(
+            "--groups",
+            help="Comma-separated groups the key reads with, e.g. hr,eng (besides `all`, "
+            "which every key reads; access.rules and .access.yaml label documents)",
+        ),
+    ] = "",
     config_entry: Annotated[
         bool,
         typer.Option(
@@ -42,7 +53,7 @@ def keys_create(
     settings = get_settings()
     try:
         if config_entry:
-            rec, key = KeyStore.new_key(tenant, name)
+            rec, key = KeyStore.new_key(tenant, name, user=user, groups=_groups(groups))
             _store().check_new_tenant(tenant, settings.tenant)
             typer.echo(key)
             typer.echo("# add under api.keys in your config:", err=True)
@@ -51,11 +62,21 @@ def keys_create(
                 err=True,
             )
             return
-        rec, key = _store().create(tenant, name, default_tenant=settings.tenant)
+        rec, key = _store().create(
+            tenant, name, default_tenant=settings.tenant, user=user, groups=_groups(groups)
+        )
     except ValueError as exc:
         fail(str(exc), code=2)
     typer.echo(key)
-    typer.echo(f"key {rec.id} for tenant '{rec.tenant}': shown once, store it now", err=True)
+    shown = ", ".join(rec.groups or ()) or "none besides `all`"
+    typer.echo(
+        f"key {rec.id} for tenant '{rec.tenant}' (groups: {shown}): shown once, store it now",
+        err=True,
+    )
+
+
+def _groups(raw: str) -> list[str]:
+    return [g.strip() for g in raw.split(",") if g.strip()]
 
 
 def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -68,9 +89,29 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         typer.echo("no keys yet: `rag keys create --tenant NAME`")
     for r in rows:
         state = "revoked" if r["revoked"] else "active"
+        groups = "access.cli_groups" if r["groups"] is None else ",".join(r["groups"]) or "-"
         typer.echo(
-            f"{r['id']}  {r['tenant']:<16} {state:<8} {r['created_at']}  {r['name']} ({r['source']})"
+            f"{r['id']}  {r['tenant']:<16} {state:<8} {r['created_at']}  user={r['user'] or '-'} "
+            f"groups={groups}  {r['name']} ({r['source']})"
         )
+
+
+def keys_groups(
+    key_id: Annotated[str, typer.Argument(help="The id from `rag keys list` (or the whole key)")],
+    groups: Annotated[
+        str, typer.Option("--groups", help="The key's groups from now on, comma-separated")
+    ],
+) -> None:
+    """Change the groups a key reads with: a running server uses them from its next request."""
+    if key_id.startswith("rk_"):
+        key_id = key_id.split("_")[1]
+    try:
+        rec = _store().set_groups(key_id, _groups(groups))
+    except ValueError as exc:
+        fail(str(exc), code=2)
+    if rec is None:
+        fail(f"no key {key_id} in the keys file (`rag keys list`)")
+    typer.echo(f"key {key_id}: groups {','.join(rec.groups or ()) or '-'}")
 
 
 def keys_revoke(

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rag.core.access import check_groups
 from rag.core.errors import ConfigError
 from rag.core.paths import PathFilter
 from rag.core.pii_settings import PiiSettings
@@ -33,7 +34,10 @@ from rag.core.resources import default_config, find_config
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "AccessRule",
+    "AccessSettings",
     "ApiSettings",
+    "AuthSettings",
     "CacheSettings",
     "ChunkingSettings",
     "ConfigError",
@@ -43,6 +47,7 @@ __all__ = [
     "GenerationSettings",
     "IngestionSettings",
     "InjectionSettings",
+    "JwtSettings",
     "PiiSettings",
     "PromptSettings",
     "QuotaSettings",
@@ -476,6 +481,59 @@ class InjectionSettings(_Section):
     output_check: bool = True  # answer sentences that instruct or contradict are not verified
 
 
+class AccessRule(_Section):
+    """One ``access.rules`` entry: the documents ``path`` matches are readable by ``groups``."""
+
+    # A .gitignore-style pattern relative to a watched folder (rag/core/paths.py): "hr/",
+    # "hr/handbook.md", "*.board.md", "/legal/drafts/".
+    path: str = Field(min_length=1)
+    groups: list[str] = Field(default_factory=list)
+
+    @field_validator("groups")
+    @classmethod
+    def _group_names(cls, groups: list[str]) -> list[str]:
+        return list(check_groups(groups, "access.rules"))
+
+
+class AccessSettings(_Section):
+    """Who may read which documents (rag/core/access.py). Owned by rag/core/access.py."""
+
+    # Last matching rule wins; `.access.yaml` sidecars in the folders come after the rules.
+    rules: list[AccessRule] = Field(default_factory=list)
+    # A document no rule or sidecar labels: tenant (everyone in the tenant: group `all`) or
+    # none (no group: only principals acting with every group, the CLI by default).
+    default: Literal["tenant", "none"] = "tenant"
+    # The groups the CLI, the control API and evals act with; None: every group.
+    cli_groups: list[str] | None = None
+
+    @field_validator("cli_groups")
+    @classmethod
+    def _group_names(cls, groups: list[str] | None) -> list[str] | None:
+        return None if groups is None else list(check_groups(groups, "access.cli_groups"))
+
+
+class JwtSettings(_Section):
+    """A company login's signed tokens as principals (api/principals.py, PyJWT)."""
+
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    # A JWKS: a file path, or an https:// URL (fetched, then cached for jwks_cache_seconds).
+    jwks: str = Field(min_length=1)
+    user_claim: str = "sub"
+    groups_claim: str = "groups"
+    # The claim naming the tenant; None: every token is the deployment's tenant (`tenant`).
+    tenant_claim: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    leeway_seconds: float = Field(default=30.0, ge=0)
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
+
+
+class AuthSettings(_Section):
+    """Principals besides API keys. None: API keys only."""
+
+    jwt: JwtSettings | None = None
+
+
 class StorageSettings(_Section):
     """The data dir's volume. Owned by rag/core/diskspace.py."""
 
@@ -513,6 +571,8 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)  # rag/core/access.py
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # api/principals.py: JWT
 
     @classmethod
     def settings_customise_sources(

@@ -59,7 +59,9 @@ def _glob_to_regex(glob: str) -> str:
 class PathFilter:
     """Compiled ``ingestion.exclude`` patterns; ``excludes(rel)`` takes a POSIX relative path."""
 
-    def __init__(self, patterns: Iterable[str] = ()):
+    def __init__(self, patterns: Iterable[str] = (), setting: str = "ingestion.exclude"):
+        # ``setting``: the key the patterns come from, named in errors (``access.rules``
+        # compiles each rule's ``path`` here too: one .gitignore dialect for both).
         self.patterns: tuple[str, ...] = tuple(patterns)
         self._file: list[re.Pattern[str]] = []  # matched against the file's own path
         self._dir: list[re.Pattern[str]] = []  # matched against each parent folder's path
@@ -67,19 +69,23 @@ class PathFilter:
             pattern = raw.strip()
             if not pattern or pattern.startswith("#"):
                 raise ConfigError(
-                    f"ingestion.exclude: {raw!r} is empty or a comment; remove it from the list"
+                    f"{setting}: {raw!r} is empty or a comment; remove it from the list"
                 )
             if pattern.startswith("!"):
                 raise ConfigError(
-                    f"ingestion.exclude: {raw!r}: negated patterns are not supported; "
+                    f"{setting}: {raw!r}: negated patterns are not supported; "
                     "narrow the pattern that excludes the file instead"
                 )
             dir_only = pattern.endswith("/")
             body = pattern.strip("/")
             if not body:
                 raise ConfigError(
-                    f"ingestion.exclude: {raw!r} would exclude the whole folder; "
-                    "remove the folder from ingestion.folders instead"
+                    f"{setting}: {raw!r} would match the whole folder; "
+                    + (
+                        "remove the folder from ingestion.folders instead"
+                        if setting == "ingestion.exclude"
+                        else "use access.default for the whole folder"
+                    )
                 )
             anchored = "/" in body or pattern.startswith("/")
             regex = _glob_to_regex(body)

@@ -13,9 +13,14 @@ verified and filtered, never before.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from rag.core.access import Reader, cli_reader
+
+if TYPE_CHECKING:
+    from rag.core.config import Settings
 
 __all__ = [
     "Answer",
@@ -58,6 +63,12 @@ class Query:
     # Whose documents to search; None = the deployment's (``tenant`` in settings). Never a
     # filter: the API sets it from the caller's key, and filters naming it are refused.
     tenant: str | None = None
+    # The groups the asker reads with (rag/core/access.py); None: every group (the CLI,
+    # evals). Like the tenant, never a filter: the API sets it from the caller's principal.
+    groups: tuple[str, ...] | None = None
+    # The principal's user id (an API key's --user, a JWT's user claim): traces carry it.
+    # ``user`` above is the caller's own label for A/B assignment, not an identity.
+    asker: str | None = None
     temperature: float | None = None  # None: the prompt's, else generation.temperature
     max_tokens: int | None = None  # answer tokens; None: the prompt's, else the configured
     # The trace to record this query under (the API picks it before answering, for its
@@ -66,6 +77,13 @@ class Query:
     # The conversation before ``question``, oldest first: the ``condense`` stage turns a
     # follow-up ("And the business tier?") into a standalone question (rag/query/condense.py).
     history: tuple[Turn, ...] = ()
+
+    def reader(self, settings: Settings) -> Reader:
+        """Who asks: the caller's tenant and groups; a query without groups (the CLI, evals)
+        asks as the CLI's principal (``access.cli_groups``)."""
+        if self.groups is None:
+            return cli_reader(settings, self.tenant)
+        return Reader(self.tenant or settings.tenant, frozenset(self.groups), self.asker)
 
 
 class Citation(BaseModel):

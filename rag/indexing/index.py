@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from rag.core.access import Labeller
 from rag.core.config import Settings
 from rag.core.datadir import private_data_dir
 from rag.core.diskspace import DiskSpace
@@ -69,6 +70,7 @@ class Index:
         self.alias = settings.store.collection
         self._manifest: Manifest | None = None
         self._chunker: Chunker | None = None
+        self._labeller: Labeller | None = None
         self.collection: str | None = None
         # One writer at a time per process (daemon sync, reindex, API uploads).
         self.write_lock = threading.RLock()
@@ -79,6 +81,14 @@ class Index:
         if self._manifest is None:
             self._manifest = Manifest(self.data_dir / "manifest.sqlite")
         return self._manifest
+
+    @property
+    def labeller(self) -> Labeller:
+        """Who may read a file (``access`` settings and ``.access.yaml`` sidecars): the one
+        labeller ingestion writes chunks with and the API checks files against."""
+        if self._labeller is None:
+            self._labeller = Labeller(self.settings.access)
+        return self._labeller
 
     @property
     def chunker(self) -> Chunker:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.core.access import ACCESS_FILE, label_payload
 from rag.core.budget import WorkBudget, check_budget, work_budget
 from rag.core.documents import Chunk, document_id
 from rag.core.errors import SourceError, WorkBudgetExceeded
@@ -249,6 +250,7 @@ class SyncReport:
     )
     chunks_written: int = 0
     chunks_deleted: int = 0
+    relabelled: int = 0  # documents given other groups in place (permissions changed)
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -267,6 +269,7 @@ class SyncReport:
             "failed": self.failed,
             "ingested": self.ingested,
             "reused": self.reused,
+            "relabelled": self.relabelled,
             "seconds": round(self.seconds, 3),
         }
 
@@ -281,6 +284,8 @@ class _Pending:
     replaces: str | None = None
     # Chunk id -> payload fields beyond the chunk's own (the injection detector's verdict).
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Who may read it (rag/core/access.py): every chunk's ``groups``.
+    groups: tuple[str, ...] = ()
 
 
 class Ingestor:
@@ -344,6 +349,7 @@ class Ingestor:
             gone = sorted(known - set(present) - set(folders))
             report = self._apply(root, present, gone, progress, folders)
             self._remove_orphans(root, present, report)
+            self._relabel(root, report)
             self._finish(report)
             return report
 
@@ -372,7 +378,8 @@ class Ingestor:
             gone: list[str] = []
             folders: dict[str, str] = {}  # folders too deep (or unlistable): path -> reason
             limit = self._depth_limit(root)
-            for s in sorted(set(sources)):
+            # A sidecar is no document: its change relabels (below), nothing to ingest.
+            for s in sorted({s for s in sources if s.rsplit("/", 1)[-1] != ACCESS_FILE}):
                 p = root / s
                 parts = s.split("/")
                 if len(parts) - 1 > limit:  # inside a folder too deep to walk
@@ -416,6 +423,7 @@ class Ingestor:
             }
             gone = sorted(set(gone) - set(present) - set(folders))
             report = self._apply(root, present, gone, progress, folders)
+            self._relabel(root, report)
             self._finish(report)
             return report
 
@@ -526,7 +534,8 @@ class Ingestor:
         except ParseError as exc:
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
-        return _Pending(source, signature, chunks, old_ids[0] if old_ids else None, fields)
+        groups = self.index.labeller.groups_for(root, source)
+        return _Pending(source, signature, chunks, old_ids[0] if old_ids else None, fields, groups)
 
     def _skip_folder(self, root: Path, folder: str, reason: str, report: SyncReport) -> None:
         """A folder the walk did not enter is listed under ``skipped`` with the reason (for a
@@ -653,10 +662,11 @@ class Ingestor:
             report.embedded += len(keys)
         report.reused += len(chunks) - len(to_embed)
         extra = {cid: f for p in group for cid, f in p.fields.items()}
+        labels = {c.id: label_payload(c.tenant, p.groups) for p in group for c in p.chunks}
         points = [
             StoredPoint(
                 id=c.id,
-                payload={**c.payload(), **extra.get(c.id, {})},
+                payload={**c.payload(), **extra.get(c.id, {}), **labels[c.id]},
                 dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
                 sparse=self.index.sparse.embed_document(c.text),
             )
@@ -693,8 +703,34 @@ class Ingestor:
             )
             for p in group
         )
+        self.index.manifest.set_labels(coll, {p.chunks[0].doc_id: p.groups for p in group})
         report.ingested += len(group)
         report.chunks_written += len(points)
+
+    def _relabel(self, root: Path, report: SyncReport) -> None:
+        """Documents of ``root`` whose groups the rules and sidecars now set differently from
+        what their chunks carry get the new ``groups`` in place (``set_payload``: nothing is
+        re-embedded or rewritten). Documents indexed before labels existed get theirs here."""
+        manifest = self.index.manifest
+        coll = self.collection
+        stored = manifest.labels(coll)
+        changed: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for rec in manifest.records(coll, root=str(root), status="ok"):
+            groups = self.index.labeller.groups_for(root, rec.source)
+            tenant = self.tenant_for(root, rec.source)
+            if tenant is not None and stored.get(rec.doc_id) != groups:
+                changed.setdefault((tenant, groups), []).append(rec.doc_id)
+        if not changed:
+            return
+        self._require_space()  # a payload update is a write too (the store's WAL)
+        store = self.index.store
+        for (tenant, groups), doc_ids in sorted(changed.items()):
+            for start in range(0, len(doc_ids), 256):
+                batch = doc_ids[start : start + 256]
+                store.set_payload(coll, label_payload(tenant, groups), {"doc_id": batch})
+        store.flush(coll)
+        manifest.set_labels(coll, {d: g for (_, g), ids in changed.items() for d in ids})
+        report.relabelled += sum(len(ids) for ids in changed.values())
 
     def _drop_chunks(self, doc_ids: list[str], report: SyncReport) -> None:
         store = self.index.store

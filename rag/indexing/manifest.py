@@ -37,6 +37,14 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (collection, root, source)
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- The groups a document's chunks carry in the store (rag/core/access.py): a sync compares
+-- them with what the rules and sidecars say now and relabels the difference in place.
+CREATE TABLE IF NOT EXISTS labels (
+    collection TEXT NOT NULL,
+    doc_id     TEXT NOT NULL,
+    groups     TEXT NOT NULL,          -- JSON list, sorted
+    PRIMARY KEY (collection, doc_id)
+);
 """
 _COLUMNS = "collection, source, root, doc_id, status, signature, chunks, reason"
 _KEY = ["collection", "root", "source"]
@@ -212,6 +220,33 @@ class Manifest:
     def drop_collection(self, collection: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM files WHERE collection=?", (collection,))
+            self._db.execute("DELETE FROM labels WHERE collection=?", (collection,))
+
+    def labels(self, collection: str) -> dict[str, tuple[str, ...]]:
+        """doc_id -> the groups its chunks carry (documents written before labels: absent)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc_id, groups FROM labels WHERE collection=?", (collection,)
+            ).fetchall()
+        return {d: tuple(json.loads(g)) for d, g in rows}
+
+    def label(self, collection: str, doc_id: str) -> tuple[str, ...] | None:
+        """The groups one document's chunks carry (None: not recorded)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT groups FROM labels WHERE collection=? AND doc_id=?", (collection, doc_id)
+            ).fetchone()
+        return tuple(json.loads(row[0])) if row else None
+
+    def set_labels(self, collection: str, labels: dict[str, tuple[str, ...]]) -> None:
+        """Record the groups the store now holds for these documents."""
+        if not labels:
+            return
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO labels (collection, doc_id, groups) VALUES (?,?,?)",
+                [(collection, d, json.dumps(sorted(g))) for d, g in labels.items()],
+            )
 
     def set_value(self, key: str, value: Any) -> None:
         with self._lock:

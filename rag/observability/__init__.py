@@ -126,12 +126,13 @@ class Tracing:
     def tracer(self) -> Tracer | None:
         return self.langfuse
 
-    def new_trace_id(self, tenant: str) -> str | None:
-        """A trace id for a request about to run (None when tracing is off)."""
-        return self.keys.new_trace_id(tenant) if self.langfuse is not None else None
+    def new_trace_id(self, tenant: str, user: str | None = None) -> str | None:
+        """A trace id for a request of ``user`` in ``tenant`` about to run (None when tracing
+        is off); only that user may rate it (``record_feedback``)."""
+        return self.keys.new_trace_id(tenant, user) if self.langfuse is not None else None
 
-    def owns(self, trace_id: str, tenant: str) -> bool:
-        return self.keys.owns(trace_id, tenant)
+    def owns(self, trace_id: str, tenant: str, user: str | None = None) -> bool:
+        return self.keys.owns(trace_id, tenant, user)
 
     def score(
         self,
@@ -156,12 +157,17 @@ class Tracing:
         return True
 
     def record_feedback(
-        self, trace_id: str, tenant: str, value: int, comment: str | None = None
+        self,
+        trace_id: str,
+        tenant: str,
+        value: int,
+        comment: str | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
-        """A user's thumbs up (1) or down (0) on one of ``tenant``'s traces: a local record
-        and a ``user_feedback`` score on the trace. Raises :class:`FeedbackError` for a trace
-        that is not ``tenant``'s (or any trace when tracing is off)."""
-        if not self.enabled or not self.owns(trace_id, tenant):
+        """A user's thumbs up (1) or down (0) on one of their traces in ``tenant``: a local
+        record and a ``user_feedback`` score on the trace. Raises :class:`FeedbackError` for
+        a trace that is not ``user``'s in ``tenant`` (or any trace when tracing is off)."""
+        if not self.enabled or not self.owns(trace_id, tenant, user):
             raise FeedbackError(
                 f"no trace {trace_id} for this tenant: send the trace_id of one of your answers"
             )

@@ -56,16 +56,21 @@ class TraceKeys:
     def _mac(self, message: str) -> str:
         return hmac.new(self._key, message.encode("utf-8"), hashlib.sha256).hexdigest()
 
-    def new_trace_id(self, tenant: str) -> str:
-        nonce = f"{_nonces.getrandbits(64):016x}"
-        return nonce + self._mac(f"{nonce}:{tenant}")[:16]
+    @staticmethod
+    def _owner(nonce: str, tenant: str, user: str | None) -> str:
+        # The user in the MAC too: within a tenant, only who asked may rate the answer.
+        return f"{nonce}:{tenant}" if user is None else f"{nonce}:{tenant}:user:{user}"
 
-    def owns(self, trace_id: str, tenant: str) -> bool:
-        """Whether ``trace_id`` was issued for ``tenant`` by this deployment."""
+    def new_trace_id(self, tenant: str, user: str | None = None) -> str:
+        nonce = f"{_nonces.getrandbits(64):016x}"
+        return nonce + self._mac(self._owner(nonce, tenant, user))[:16]
+
+    def owns(self, trace_id: str, tenant: str, user: str | None = None) -> bool:
+        """Whether ``trace_id`` was issued for ``tenant`` (and ``user``) by this deployment."""
         if not isinstance(trace_id, str) or not _TRACE_RE.match(trace_id):
             return False
         nonce, mac = trace_id[:16], trace_id[16:]
-        return hmac.compare_digest(mac, self._mac(f"{nonce}:{tenant}")[:16])
+        return hmac.compare_digest(mac, self._mac(self._owner(nonce, tenant, user))[:16])
 
     def user(self, user: str | None) -> str | None:
         """The pseudonym exported for ``user`` (None stays None)."""

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from rag.core.access import DRAWN_ON, restricted
 from rag.core.errors import TracingError
 from rag.query.tracing import Span
 
@@ -117,6 +118,7 @@ class _Request:
     tenant: str
     user: str | None
     session: str | None
+    groups: list[str] | None = None  # the asker's groups (None: the CLI's, access.cli_groups)
     obs: list[_Obs] = field(default_factory=list)
     open: list[int] = field(default_factory=lambda: [0])  # indexes into obs, innermost last
     # sentence-by-sentence verification inside generate: summed, not a span each
@@ -223,8 +225,10 @@ class LangfuseTracer:
         record = _Request(
             trace_id=trace_id,
             tenant=tenant,
-            user=self.keys.user(q.user),
+            # The principal (API key's or token's user) when there is one, pseudonymised.
+            user=self.keys.user(q.asker or q.user),
             session=self.keys.user(q.session),
+            groups=None if q.groups is None else sorted(q.groups),
         )
         record.obs.append(
             _Obs(
@@ -432,8 +436,17 @@ class LangfuseTracer:
                 inp["question"] = self.scrubber.known(inp["question"], known)
         if answer is None:
             return
+        # An answer drawn from documents some of the tenant may not read is withheld from the
+        # trace (whoever reads traces may not be one of their readers) unless passages: text.
+        withheld = self._restricted(state) if self.config.passages != "text" else []
+        shown_answer = (
+            f"[withheld: drawn from documents restricted to {', '.join(withheld)}; "
+            "tracing.passages: text shows it]"
+            if withheld
+            else answer.answer
+        )
         output: dict[str, Any] = {
-            "answer": self.scrubber.quick(self.scrubber.known(answer.answer, known)),
+            "answer": self.scrubber.quick(self.scrubber.known(shown_answer, known)),
             "abstained": answer.abstained,
             "degraded": answer.degraded,
             "generator": answer.generator,
@@ -448,9 +461,13 @@ class LangfuseTracer:
         if cost:
             output["cost"] = cost
         if answer.unsupported:
-            output["unsupported"] = [
-                self.scrubber.quick(self.scrubber.known(t, known)) for t in answer.unsupported
-            ]
+            output["unsupported"] = (
+                len(answer.unsupported)
+                if withheld
+                else [
+                    self.scrubber.quick(self.scrubber.known(t, known)) for t in answer.unsupported
+                ]
+            )
         root["output"] = output
         if self.recent is not None:
             self.recent.add(
@@ -458,7 +475,7 @@ class LangfuseTracer:
                 {
                     "tenant": record.tenant,
                     "question": state.question,
-                    "answer": answer.answer,
+                    "answer": shown_answer,
                     "sources": sorted({c.source for c in answer.citations}),
                     "abstained": answer.abstained,
                 },
@@ -472,6 +489,21 @@ class LangfuseTracer:
             record.scores.append(
                 ("citation_support", round(verified / len(answer.citations), 4), "NUMERIC")
             )
+
+    @staticmethod
+    def _restricted(state: QueryState) -> list[str]:
+        """The groups of the documents the answer drew on (its context, or a cached answer's)
+        that not everyone in the tenant reads; "no group" for a document nobody is given."""
+        shown = {p.doc_id for p in state.context.passages}
+        labels = [
+            h.payload.get("groups") or [] for h in state.hits if h.payload.get("doc_id") in shown
+        ]
+        labels += state.extras.get(DRAWN_ON) or []
+        out: set[str] = set()
+        for groups in labels:
+            if restricted(groups):
+                out.update(groups or ["no group"])
+        return sorted(out)
 
     # -- the worker: records into OpenTelemetry spans the Langfuse processor exports -----
     def _work(self) -> None:
@@ -496,8 +528,13 @@ class LangfuseTracer:
 
         trace_attrs: dict[str, Any] = {
             "langfuse.trace.name": "rag-query",
-            "langfuse.trace.tags": (f"tenant:{record.tenant}",),
+            "langfuse.trace.tags": (
+                f"tenant:{record.tenant}",
+                *(f"group:{g}" for g in record.groups or ()),
+            ),
             "langfuse.trace.metadata.tenant": json.dumps(record.tenant),
+            # The asker's groups: who may read what this trace shows (null: the CLI's).
+            "langfuse.trace.metadata.groups": json.dumps(record.groups),
         }
         if record.user:
             trace_attrs["user.id"] = record.user

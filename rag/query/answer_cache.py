@@ -20,6 +20,13 @@ cited chunk changed or gone, or its document edited or deleted, deletes the entr
 question is answered afresh. Exact, not a TTL; and cheap (one point lookup and one filtered
 id scroll per cited document).
 
+Permissions (rag/core/access.py): an entry also records the groups of the documents its
+answer cites (of its whole context when it keeps unsupported sentences). The same question
+asked by askers whose answers cite documents of other groups keeps an entry per such access
+class; a hit is served only when the asker may read every one of those documents now,
+checked in the store with the asker's read filter (a group revoked since counts), else it
+is passed over and kept for those who may.
+
 Only verified answers are stored: not abstentions (a document added later may answer them),
 not degraded answers (a backend had failed), not ``generate: false`` context. A hit answers
 with ``cached: true``, zero ``usage`` (nothing was spent) and ``timings_ms.cache``; a stream
@@ -39,13 +46,14 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag.contracts import QueryState
+from rag.core.access import DRAWN_ON, Reader, read_filter
 from rag.core.config import CacheSettings, Settings
 from rag.core.datadir import private_sqlite
 from rag.core.errors import ConfigError
@@ -70,7 +78,11 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "answer-cache.sqlite"
 STORE_SUFFIX = "_answers"  # cache.backend store: the collection beside the index's
-SCHEMA = 1
+# Semantic candidates looked at per lookup: entries of other access classes (answers drawn
+# from documents this asker may not read) are passed over, so a few more than one.
+NEIGHBOURS = 8
+# 2: entries record the groups of every document their answer drew on (permissions).
+SCHEMA = 2
 _SPACE = re.compile(r"\s+")
 _TRAILING = re.compile(r"[\s?!.。？！…]+$")
 
@@ -142,14 +154,20 @@ class CacheLookup:
     vector: np.ndarray | None = None
     answer: Answer | None = None
     how: str = ""  # "exact" | "semantic" on a hit
+    drawn_on: list[list[str]] = field(default_factory=list)  # a hit's documents' groups
 
 
 @dataclass
 class _Entry:
     id: str
     answer: str  # the Answer's JSON
-    cited: str  # JSON: {"collection", "chunks": {id: text_hash}, "documents": {doc_id: [ids]}}
+    # JSON: {"collection", "chunks": {id: text_hash}, "documents": {doc_id: [ids]},
+    # "access": {doc_id: groups}} (access: every document of the context the answer came from)
+    cited: str
     asked: str  # the question as asked (the semantic match compares it)
+    # The access class: a digest of the groups in ``access``. Askers whose answers drew on
+    # documents of other groups keep entries of their own for the same question.
+    access: str = ""
 
 
 class LocalEntries:
@@ -169,6 +187,8 @@ class LocalEntries:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(entries)")}
             if "asked" not in columns:  # a file from before semantic matches kept the question
                 self._db.execute("ALTER TABLE entries ADD COLUMN asked TEXT")
+            if "access" not in columns:  # a file from before permissions
+                self._db.execute("ALTER TABLE entries ADD COLUMN access TEXT")
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS entries_question ON entries (scope, question)"
             )
@@ -181,11 +201,11 @@ class LocalEntries:
     def exact(self, scope: str, question: str) -> list[_Entry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, answer, cited, asked FROM entries WHERE scope = ? AND question = ? "
-                "ORDER BY used DESC",
+                "SELECT id, answer, cited, asked, access FROM entries WHERE scope = ? AND "
+                "question = ? ORDER BY used DESC",
                 (scope, question),
             ).fetchall()
-        return [_Entry(str(i), a, c, q or "") for i, a, c, q in rows]
+        return [_Entry(str(i), a, c, q or "", x or "") for i, a, c, q, x in rows]
 
     def nearest(self, scope: str, unit: np.ndarray, threshold: float) -> list[_Entry]:
         self._refresh()
@@ -194,17 +214,18 @@ class LocalEntries:
             if not ids:
                 return []
             scores = matrix @ unit
-            order = np.argsort(-scores)[:4]
+            order = np.argsort(-scores)[:NEIGHBOURS]
             picked = [
                 ids[i] for i in order if scores[i] >= threshold and ids[i] not in self._dropped
             ]
             out = []
             for entry_id in picked:
                 row = self._db.execute(
-                    "SELECT id, answer, cited, asked FROM entries WHERE id = ?", (entry_id,)
+                    "SELECT id, answer, cited, asked, access FROM entries WHERE id = ?",
+                    (entry_id,),
                 ).fetchone()
                 if row is not None:
-                    out.append(_Entry(str(row[0]), row[1], row[2], row[3] or ""))
+                    out.append(_Entry(str(row[0]), row[1], row[2], row[3] or "", row[4] or ""))
         return out
 
     def _refresh(self) -> None:
@@ -240,19 +261,31 @@ class LocalEntries:
         blob = unit.astype(np.float32).tobytes() if unit is not None else None
         now = time.time()
         with self._lock, self._db:
+            same = (scope, question, entry.access)
             self._dropped.update(
                 int(r[0])
                 for r in self._db.execute(
-                    "SELECT id FROM entries WHERE scope = ? AND question = ?", (scope, question)
+                    "SELECT id FROM entries WHERE scope = ? AND question = ? AND access IS ?",
+                    same,
                 )
             )
             self._db.execute(
-                "DELETE FROM entries WHERE scope = ? AND question = ?", (scope, question)
+                "DELETE FROM entries WHERE scope = ? AND question = ? AND access IS ?", same
             )
             cur = self._db.execute(
                 "INSERT INTO entries (scope, question, vector, answer, cited, created, used, "
-                "asked) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (scope, question, blob, entry.answer, entry.cited, now, now, entry.asked),
+                "asked, access) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scope,
+                    question,
+                    blob,
+                    entry.answer,
+                    entry.cited,
+                    now,
+                    now,
+                    entry.asked,
+                    entry.access,
+                ),
             )
             entry_id = int(cur.lastrowid or 0)
             over = int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]) - max_entries
@@ -312,8 +345,8 @@ class StoreEntries:
                     raise
 
     @staticmethod
-    def _id(scope: str, question: str) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rag-answer-cache:{scope}:{question}"))
+    def _id(scope: str, question: str, access: str = "") -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rag-answer-cache:{scope}:{question}:{access}"))
 
     @staticmethod
     def _entry(point_id: str, payload: dict[str, Any]) -> _Entry:
@@ -322,14 +355,17 @@ class StoreEntries:
             str(payload.get("answer", "")),
             str(payload.get("cited", "{}")),
             str(payload.get("asked", "")),
+            str(payload.get("access", "")),
         )
 
     def exact(self, scope: str, question: str) -> list[_Entry]:
-        points = self.store.retrieve(self.collection, [self._id(scope, question)])
-        return [self._entry(p.id, p.payload) for p in points if p.payload.get("scope") == scope]
+        # Every access class of the question (a few at most): by filter, not by one id.
+        points = self.store.scroll(self.collection, filter={"scope": scope, "question": question})
+        found = sorted(points, key=lambda p: -float(p.payload.get("used", 0)))
+        return [self._entry(p.id, p.payload) for p in found]
 
     def nearest(self, scope: str, unit: np.ndarray, threshold: float) -> list[_Entry]:
-        hits = self.store.search_dense(self.collection, unit.tolist(), 4, {"scope": scope})
+        hits = self.store.search_dense(self.collection, unit.tolist(), NEIGHBOURS, {"scope": scope})
         return [self._entry(h.id, h.payload) for h in hits if h.score >= threshold]
 
     def touch(self, entry_id: str) -> None:
@@ -356,9 +392,10 @@ class StoreEntries:
             "asked": entry.asked,
             "answer": entry.answer,
             "cited": entry.cited,
+            "access": entry.access,
             "used": now,
         }
-        point = StoredPoint(self._id(scope, question), payload, dense=unit.tolist())
+        point = StoredPoint(self._id(scope, question, entry.access), payload, dense=unit.tolist())
         with self._lock:
             self.store.upsert(self.collection, [point])
             over = self.store.count(self.collection) - max_entries
@@ -450,8 +487,16 @@ class AnswerCache:
                 for e in self.entries.nearest(scope, _unit(found.vector), threshold)
                 if compatible(state.question, e.asked)
             ]
+        reader = state.query.reader(index.settings)
         for entry, how in candidates:
-            if self._valid(index, json.loads(entry.cited), state):
+            cited = json.loads(entry.cited)
+            if not self._valid(index, cited, state):
+                self.entries.delete(entry.id)
+                self.invalidated += 1
+                continue
+            # Another asker's answer, drawn from documents this one may not read (now: a
+            # group revoked since counts): passed over, kept for those who may.
+            if self._readable(index, cited, reader):
                 if index.disk.problem() is None:  # a full volume: the hit is served, not noted
                     self.entries.touch(entry.id)
                 answer = Answer.model_validate_json(entry.answer)
@@ -463,14 +508,28 @@ class AnswerCache:
                 answer.fallbacks = []
                 answer.degraded = False
                 found.answer, found.how = answer, how
+                found.drawn_on = [list(g) for g in (cited.get("access") or {}).values()]
                 self.hits += 1
                 self.hits_by_kind[how] += 1
                 return found
-            self.entries.delete(entry.id)
-            self.invalidated += 1
         if not peek:
             self.misses += 1
         return found
+
+    @staticmethod
+    def _readable(index: Index, cited: dict[str, Any], reader: Reader) -> bool:
+        """Whether ``reader`` may read every document the answer drew on, by their groups in
+        the store now (the reader's filter, as retrieval applies it)."""
+        access: dict[str, Any] | None = cited.get("access")
+        collection = index.collection
+        if access is None or collection is None:
+            return False  # no record of what it drew on: never served
+        doc_ids = sorted(access)
+        if not doc_ids:
+            return False
+        flt = {"doc_id": doc_ids, **read_filter(reader)}
+        readable = {p.payload.get("doc_id") for p in index.store.scroll(collection, filter=flt)}
+        return readable >= set(doc_ids)
 
     def _valid(self, index: Index, cited: dict[str, Any], state: QueryState) -> bool:
         """The cited chunks still hold the same text and their documents are unedited."""
@@ -526,14 +585,37 @@ class AnswerCache:
             d: sorted(index.store.ids_where(collection, {"doc_id": d, "tenant": tenant}))
             for d in sorted({p.doc_id for p in passages})
         }
-        cited = {"collection": collection, "chunks": chunks, "documents": documents}
+        # Who may be served it: the groups of the documents it cites. Every sentence of the
+        # answer is verified against those (unsupported ones are dropped); an answer that
+        # keeps unsupported sentences (generation.verify.unsupported: mark) may carry what an
+        # uncited passage said, so every document of its context counts.
+        drawn = state.context.passages if answer.unsupported else passages
+        shown = sorted({i for p in drawn for i in p.chunk_ids})
+        access = {
+            str(p.payload.get("doc_id")): sorted(p.payload.get("groups") or [])
+            for p in index.store.retrieve(collection, shown)
+        }
+        if not set(documents) <= set(access):
+            return False
+        cited = {
+            "collection": collection,
+            "chunks": chunks,
+            "documents": documents,
+            "access": access,
+        }
         vector = found.vector
         if vector is None and (
             self.settings.semantic_threshold is not None or self.settings.backend == "store"
         ):
             vector = np.asarray(index.embedder.embed_query(state.asked))
         stored = answer.model_copy(update={"timings_ms": {}})
-        entry = _Entry("", stored.model_dump_json(), json.dumps(cited, sort_keys=True), state.asked)
+        entry = _Entry(
+            "",
+            stored.model_dump_json(),
+            json.dumps(cited, sort_keys=True),
+            state.asked,
+            _digest(sorted({tuple(g) for g in access.values()})),
+        )
         if index.disk.problem(len(entry.answer) + len(entry.cited)) is not None:
             # Under the data dir's free-space floor nothing is written, a cache entry neither
             # (with cache.backend: store it is an upsert into the memory-mapped store): the
@@ -611,6 +693,7 @@ class CacheStep:
         found = self.cache.lookup(scope, state)
         if found.answer is not None:
             state.answer = found.answer
+            state.extras[DRAWN_ON] = found.drawn_on
             yield from cached_events(found.answer)
             return
 

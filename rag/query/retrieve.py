@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Literal
 
+from rag.core.access import Reader, cli_reader, read_filter
 from rag.core.config import RetrievalSettings
 from rag.core.errors import QueryError
 from rag.store import Filter, Hit
@@ -85,20 +86,23 @@ class Retriever:
         mode: Mode | None = None,
         query_vector: Sequence[float] | None = None,
         tenant: str | None = None,
+        reader: Reader | None = None,
     ) -> list[Hit]:
-        """``query_vector``: the query's embedding when the caller already has it. Only
-        ``tenant``'s chunks are searched (default: the deployment's); ``filters`` cannot
-        name a tenant."""
+        """``query_vector``: the query's embedding when the caller already has it. Only what
+        ``reader`` may read is searched, inside the store query (default: the CLI's principal,
+        ``access.cli_groups``, in ``tenant`` or the deployment's); ``filters`` cannot name a tenant or groups."""
         s = self.settings
         mode = mode or s.mode
         limit = top_k or s.top_k
         collection = self.index.collection or self.index.open(create=False)
-        if filters and "tenant" in filters:
-            raise QueryError(
-                "filters cannot choose the tenant: it comes from the API key (or the "
-                "deployment's `tenant` setting); remove the tenant filter"
-            )
-        flt = {**(filters or {}), "tenant": tenant or self.index.settings.tenant}
+        for key in ("tenant", "groups", "readers"):
+            if filters and key in filters:
+                raise QueryError(
+                    f"filters cannot choose the {key}: who reads comes from the API key or "
+                    f"token (or the deployment's settings); remove the {key} filter"
+                )
+        reader = reader or cli_reader(self.index.settings, tenant)
+        flt = {**(filters or {}), **read_filter(reader)}
         dense: list[Hit] = []
         sparse: list[Hit] = []
         candidates = max(limit, s.candidates)

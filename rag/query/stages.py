@@ -113,7 +113,7 @@ class Retrieve:
             state.question,
             top_k=self.fetch + _GUARD_SPARE,
             filters=q.filters,
-            tenant=q.tenant,
+            reader=q.reader(self.retriever.index.settings),
             # the answer cache embedded it (the question as asked: not when the guard cut it)
             query_vector=state.query_vector if state.question == state.asked else None,
         )

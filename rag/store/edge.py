@@ -92,6 +92,7 @@ class EdgeStore(VectorStore):
                         override = self._config(int(self.collection_metadata(name)["dimension"]))
                     self._check_room_to_open(path / "shard")
                     shard = q.EdgeShard.load(str(path / "shard"), override)
+                    self._index_fields(shard)
                 except DiskFullError:
                     raise
                 except Exception as exc:
@@ -103,6 +104,18 @@ class EdgeStore(VectorStore):
                     raise
                 self._shards[name] = shard
             return shard
+
+    @staticmethod
+    def _index_fields(shard: Any) -> None:
+        """Payload indexes a collection made before a field was indexed lacks (``groups``)."""
+        import qdrant_edge as q
+
+        have = set(shard.info().payload_schema)
+        missing = [k for k in INDEXED_FIELDS if k not in have]
+        for key in missing:
+            shard.update(q.UpdateOperation.create_field_index(key, q.PayloadSchemaType.Keyword))
+        if missing:
+            shard.flush()
 
     def _config(self, dimension: int) -> Any:
         import qdrant_edge as q
@@ -125,6 +138,7 @@ class EdgeStore(VectorStore):
             lambda key, value: q.FieldCondition(key=key, match=q.MatchValue(_edge_value(value))),
             lambda key, values: q.FieldCondition(key=key, match=q.MatchAny(values)),
             lambda must: q.Filter(must=must),
+            lambda should: q.Filter(should=should),
         )
 
     @staticmethod
@@ -239,6 +253,14 @@ class EdgeStore(VectorStore):
             return
         with self._lock:
             self._shard(collection).update(q.UpdateOperation.delete_points(list(ids)))
+
+    def set_payload(self, collection: str, payload: dict[str, Any], filter: Filter) -> None:
+        import qdrant_edge as q
+
+        with self._lock:
+            self._shard(collection).update(
+                q.UpdateOperation.set_payload_by_filter(self._filter(filter), payload)
+            )
 
     def retrieve(
         self, collection: str, ids: Sequence[str], with_vectors: bool = False

@@ -69,6 +69,7 @@ class QdrantStore(VectorStore):
             lambda key, value: models.FieldCondition(key=key, match=models.MatchValue(value=value)),
             lambda key, values: models.FieldCondition(key=key, match=models.MatchAny(any=values)),
             lambda must: models.Filter(must=must),
+            lambda should: models.Filter(should=should),
         )
 
     # -- collections and aliases -----------------------------------------------------
@@ -159,6 +160,17 @@ class QdrantStore(VectorStore):
         with self._lock:
             self.client.delete(
                 collection, points_selector=models.PointIdsList(points=list(ids)), wait=True
+            )
+
+    def set_payload(self, collection: str, payload: dict[str, Any], filter: Filter) -> None:
+        from qdrant_client import models
+
+        with self._lock:
+            self.client.set_payload(
+                collection,
+                payload=payload,
+                points=models.FilterSelector(filter=self._filter(filter)),
+                wait=True,
             )
 
     def retrieve(

@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rag.core.access import Reader
 from tests.api.conftest import Deployment, wait_for
 
 FACT = "The Zephyr conference room projector is reset by holding the amber button for nine seconds."
@@ -146,9 +147,9 @@ def test_an_upload_that_ingestion_exclude_matches_is_refused(
         )
         for path in ("drafts/plan.md", "notes.bak.md", "team/drafts/plan.md"):
             with pytest.raises(ApiError) as err:
-                docs.upload_target("acme", path)
+                docs.upload_target(Reader("acme"), path)
             assert err.value.status_code == 422 and "ingestion.exclude" in err.value.message, path
-        assert docs.upload_target("acme", "plans/plan.md").source == "acme/plans/plan.md"
+        assert docs.upload_target(Reader("acme"), "plans/plan.md").source == "acme/plans/plan.md"
     finally:
         index.close()
 
@@ -171,16 +172,16 @@ def test_uploads_accept_a_parser_registered_while_the_service_runs(
     try:
         docs = Documents(index, settings.ingestion.extensions)
         with pytest.raises(ApiError) as err:
-            docs.upload_target("acme", "guide.rst")
+            docs.upload_target(Reader("acme"), "guide.rst")
         assert err.value.status_code == 415 and ".markdown" in err.value.message
         PARSERS.register("rst", Rst())
         try:
-            assert docs.upload_target("acme", "guide.rst").source == "acme/guide.rst"
+            assert docs.upload_target(Reader("acme"), "guide.rst").source == "acme/guide.rst"
         finally:
             PARSERS.unregister("rst")
         # An explicit list restricts uploads to it.
         only_md = Documents(index, [".md"])
         with pytest.raises(ApiError, match=r"upload one of: \.md$"):
-            only_md.upload_target("acme", "notes.txt")
+            only_md.upload_target(Reader("acme"), "notes.txt")
     finally:
         index.close()

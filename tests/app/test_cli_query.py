@@ -66,10 +66,11 @@ def test_every_flag_becomes_a_query_field() -> None:
     )
     # A Query field the command cannot set is a decision: the tenant is the deployment's,
     # the trace id the tracer's; a one-shot command has no conversation (history: the API and
-    # the chat page send it). Any other new field needs a flag here.
+    # the chat page send it); it reads as the CLI's principal (groups None: access.cli_groups,
+    # no asker). Any other new field needs a flag here.
     default = Query("q")
     unset = {f.name for f in fields(Query) if getattr(query, f.name) == getattr(default, f.name)}
-    assert unset == {"question", "tenant", "trace_id", "history"}
+    assert unset == {"question", "tenant", "trace_id", "history", "groups", "asker"}
     assert build_query("q") == default
 
 

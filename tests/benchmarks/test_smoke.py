@@ -198,6 +198,8 @@ SMOKE: dict[str, tuple[str, Args]] = {
     # every pathological shape at 1 kB and 3 kB: each ok or failed with a reason, in budget
     "parse_scaling": ("parse_scaling.py", lambda ds, tmp: []),
     "verify_cost": ("verify_cost.py", lambda ds, tmp: []),
+    # 2,000 synthetic chunks (with / without a reader's filter), 6 golden questions x 3 asks
+    "permissions": ("permissions.py", lambda ds, tmp: []),
 }
 
 

@@ -44,6 +44,9 @@ N_POINTS = 400
 VOCAB = 400  # sparse term ids; the upper ones are never used by a point
 USED_VOCAB = 300
 TENANTS = ("acme", "globex", "initech")
+# Who may read a document (rag/core/access.py): "all" is everyone in the tenant; [] nobody
+# but a principal with every group; a list matches a reader holding any of it.
+GROUP_LABELS = (["all"], ["all"], ["hr"], ["eng"], ["eng", "hr"], ["legal"], [])
 HEADINGS = ("Overview", "Setup", "Billing", "Retries", "Limits", "Security", "FAQ", "Appendix")
 COLLECTION = "chunks"
 SCORE_TOL = 1e-5  # relative to max(1, |score|): float32 rounding, nothing more
@@ -103,6 +106,11 @@ def make_points(n: int, seed: int) -> list[StoredPoint]:
         ext = ("pdf", "md", "html")[int(rng.integers(3))]
         tenant = TENANTS[int(rng.integers(len(TENANTS)))]
         docs.append((f"doc-{k:03d}", f"{tenant}/manuals/file-{k:03d}.{ext}", tenant, ext))
+    # Drawn from their own generator: the other fields stay what they were before groups.
+    labels = np.random.default_rng(seed + 1)
+    doc_groups = {
+        f"doc-{k:03d}": GROUP_LABELS[int(labels.integers(len(GROUP_LABELS)))] for k in range(n_docs)
+    }
     dense = rng.normal(size=(n, DIM))
     dense /= np.linalg.norm(dense, axis=1, keepdims=True)
     term_p = 1.0 / np.arange(1, USED_VOCAB + 1) ** 0.9  # Zipf-like: IDF varies widely
@@ -130,6 +138,8 @@ def make_points(n: int, seed: int) -> list[StoredPoint]:
                     "doc_id": doc_id,
                     "source": source,
                     "tenant": tenant,
+                    "groups": list(doc_groups[doc_id]),
+                    "readers": [f"{tenant}/{g}" for g in doc_groups[doc_id]],
                     "title": f"Manual {doc_id}",
                     "text": f"chunk {index} of {doc_id}",
                     "text_hash": text_hash,
@@ -147,7 +157,17 @@ def make_points(n: int, seed: int) -> list[StoredPoint]:
     return points
 
 
-FILTER_KEYS = ("doc_id", "source", "tenant", "page", "section", "ocr", "text_hash")
+FILTER_KEYS = (
+    "doc_id",
+    "source",
+    "tenant",
+    "page",
+    "section",
+    "ocr",
+    "text_hash",
+    "groups",
+    "readers",
+)
 
 
 def _values(payload: dict[str, Any], key: str) -> list[Any]:
@@ -198,6 +218,14 @@ SPECIAL_FILTERS: list[dict[str, Any]] = [
     {"ocr": 1},  # nor does an integer match a boolean
     {"page": "3"},  # nor a string an integer
     {"page": [1, 2, 3], "tenant": ["acme", "initech"]},
+    # The read filter of a reader (rag.core.access.read_filter): "all" or one of its groups,
+    # in its tenant; an empty label matches no reader's list.
+    {"readers": ["acme/all", "acme/eng"]},
+    {"readers": "globex/all"},
+    {"tenant": "acme", "groups": ["all", "eng"]},
+    {"tenant": "globex", "groups": ["all"]},
+    {"groups": ["hr", "legal"]},
+    {"groups": "eng"},
 ]
 
 
@@ -612,6 +640,45 @@ def test_writes_deletes_and_overwrites(fresh: Backend) -> None:
         hits = store.search_sparse(c, sq, 10, flt)
         assert_matches_oracle(oracle.sparse_ranking(sq, flt), hits, 10, oracle, label)
     assert store.retrieve(c, gone[:5]) == []
+
+
+def test_set_payload_relabels_in_place(fresh: Backend) -> None:
+    """``set_payload`` (how a permission change relabels a document) sets the fields on every
+    point the filter matches and nothing else: other fields, other points and the vectors stay,
+    and filtered search, counts and scrolls see the new labels at once."""
+    store = fresh.store
+    points = make_points(200, seed=31)
+    c = load(fresh, "relabel", points)
+    docs = sorted({p.payload["doc_id"] for p in points})[:4]
+    store.set_payload(c, {"groups": ["board"]}, {"doc_id": docs})
+    store.flush(c)
+    live = []
+    for p in points:
+        payload = dict(p.payload)
+        if payload["doc_id"] in docs:
+            payload["groups"] = ["board"]
+        live.append(StoredPoint(p.id, payload, p.dense, p.sparse))
+    oracle = Oracle(live)
+    stored = {p.id: p for p in store.scroll(c, with_vectors=True)}
+    for p in live:
+        assert stored[p.id].payload == p.payload, f"{fresh.kind} {p.id}"
+        assert np.allclose(stored[p.id].dense or [], p.dense or [], atol=1e-6)
+    for flt in [
+        {"groups": "board"},
+        {"groups": ["all", "board"], "tenant": "acme"},
+        {"groups": "hr"},
+    ]:
+        assert sorted(store.ids_where(c, flt)) == sorted(oracle.ids(flt)), f"{fresh.kind} {flt}"
+        assert store.count(c, flt) == len(oracle.ids(flt))
+        query = live[0].dense or []
+        label = f"{fresh.kind} relabelled: dense filter={flt}"
+        assert_matches_oracle(
+            oracle.dense_ranking(query, flt),
+            store.search_dense(c, query, 10, flt),
+            10,
+            oracle,
+            label,
+        )
 
 
 def test_collection_metadata_and_alias(fresh: Backend) -> None:

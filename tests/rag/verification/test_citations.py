@@ -422,3 +422,36 @@ def test_a_phrase_the_passage_never_says_fails_the_claim(scorer: SupportScorer) 
         scorer,
     )
     assert v.abstained, v.sentences
+
+
+def test_a_paraphrase_answers_what_the_sentence_it_restates_answers(
+    scorer: SupportScorer,
+) -> None:
+    # The relevance model was fitted on document sentences: a capable model's rewording ("ship
+    # the write-ahead log ... giving a recovery point objective") scores far below the passage
+    # sentence it restates ("... objective (RPO) of 5 minutes"), which answers the question.
+    text = (
+        "Incremental backups (write-ahead log shipping) run continuously with a recovery point "
+        "objective (RPO) of 5 minutes."
+    )
+    passage = Passage(
+        chunk_ids=["b1"],
+        doc_id="b1",
+        source="backup-policy.md",
+        title="Backup and Restore Policy",
+        section=["Schedule"],
+        page=None,
+        start=0,
+        end=len(text),
+        text=text,
+        score=1.0,
+        rank=0,
+        n=1,
+    )
+    context = PackedContext([passage], passage.render(), 100, 1000)
+    answer = (
+        "Incremental backups ship the write-ahead log continuously, giving a recovery point "
+        "objective of five minutes [1]."
+    )
+    v = verify_answer(answer, context, scorer, CitationSettings(), "What's our RPO?", ABSTAIN)
+    assert not v.abstained and v.answer == answer, v.sentences
