@@ -407,7 +407,7 @@ def reindex(
     else:
         typer.echo(
             f"reindex refused: still serving {result['collection']}; the new collection "
-            f"{result['candidate']} was dropped. {result.get('reason')}",
+            f"{result['candidate']} was dropped: {result.get('reason')}",
             err=True,
         )
         for r in result.get("regressions") or []:
