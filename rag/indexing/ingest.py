@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rag.core.budget import WorkBudget, check_budget, work_budget
 from rag.core.documents import Chunk, document_id
 from rag.core.errors import SourceError, WorkBudgetExceeded
@@ -40,6 +42,7 @@ from rag.indexing.parsing import (
     read_file_bytes,
     without_server_paths,
 )
+from rag.indexing.sentence_vectors import chunk_sentences, encode_with_sentences, text_key
 from rag.indexing.transforms import apply_transforms
 from rag.store import StoredPoint
 
@@ -244,6 +247,8 @@ class SyncReport:
     failed: int = 0
     skipped: int = 0
     embedded: int = 0  # chunk texts sent to the model
+    # Sentences embedded for the answer path (rag.indexing.sentence_vectors), beside the chunks.
+    sentences_embedded: int = 0
     reused: int = (
         0  # chunks whose vector came from the store (already there, or same text elsewhere)
     )
@@ -344,6 +349,7 @@ class Ingestor:
             gone = sorted(known - set(present) - set(folders))
             report = self._apply(root, present, gone, progress, folders)
             self._remove_orphans(root, present, report)
+            self._fill_sentence_vectors(report, progress)
             self._finish(report)
             return report
 
@@ -416,6 +422,7 @@ class Ingestor:
             }
             gone = sorted(set(gone) - set(present) - set(folders))
             report = self._apply(root, present, gone, progress, folders)
+            self._fill_sentence_vectors(report, progress)
             self._finish(report)
             return report
 
@@ -640,17 +647,34 @@ class Ingestor:
                 for sp in store.scroll(coll, filter=flt, with_vectors=True):
                     if sp.dense and "text_hash" in sp.payload:
                         by_hash.setdefault((tenant, sp.payload["text_hash"]), sp.dense)
-        # 3. Embed each remaining distinct text once per tenant.
+        # 3. Embed each remaining distinct text once per tenant, in one model call with the
+        #    sentences the answer path scores of every chunk whose sentences are not stored
+        #    (rag.indexing.sentence_vectors): new chunks, and those of an older index.
         to_embed: dict[tuple[str, str], str] = {}
         for c in missing:
             if (c.tenant, c.text_hash) not in by_hash:
                 to_embed.setdefault((c.tenant, c.text_hash), c.text)
-        if to_embed:
-            keys = list(to_embed)
-            embedded = self.index.embedder.embed([to_embed[k] for k in keys])
-            for k, vec in zip(keys, embedded, strict=False):
-                by_hash[k] = vec.tolist()
-            report.embedded += len(keys)
+        sentence_file = self.index.sentence_vectors.file(coll)
+        assert sentence_file is not None
+        covered = sentence_file.covered(ids)
+        uncovered = [c for c in chunks if c.id not in covered]
+        sentences = {c.id: chunk_sentences(c.text, c.title, c.section) for c in uncovered}
+        known = {
+            text_key(c.text): np.asarray(v, dtype=np.float32)
+            for c in uncovered
+            if (v := vectors.get(c.id) or by_hash.get((c.tenant, c.text_hash))) is not None
+        }
+        keys = list(to_embed)
+        embedded, by_key, sentences_embedded = encode_with_sentences(
+            self.index.embedder.embed,
+            [to_embed[k] for k in keys],
+            [t for texts in sentences.values() for t in texts],
+            known,
+        )
+        for k, vec in zip(keys, embedded, strict=True):
+            by_hash[k] = vec.tolist()
+        report.embedded += len(keys)
+        report.sentences_embedded += sentences_embedded
         report.reused += len(chunks) - len(to_embed)
         extra = {cid: f for p in group for cid, f in p.fields.items()}
         points = [
@@ -665,6 +689,10 @@ class Ingestor:
         for start in range(0, len(points), 256):
             store.upsert(coll, points[start : start + 256])
         store.flush(coll)
+        # After the chunks: a sentence vector without its chunk would only be unused.
+        if uncovered:
+            links = {c.id: [text_key(c.text), *map(text_key, sentences[c.id])] for c in uncovered}
+            sentence_file.put(links, {k: by_key[k] for ks in links.values() for k in ks})
         # 4. Stale chunks of these documents (old versions of changed text, chunks under an
         #    id the document had before) go.
         keep = set(ids)
@@ -678,6 +706,7 @@ class Ingestor:
         if stale:
             store.delete(coll, stale)
             store.flush(coll)
+            sentence_file.forget(stale)
             report.chunks_deleted += len(stale)
         # 5. Only now are the files recorded as ingested.
         self.index.manifest.put_many(
@@ -703,6 +732,9 @@ class Ingestor:
             self._require_space()  # a delete is a write too (the store's WAL)
             store.delete(self.collection, ids)
             store.flush(self.collection)
+            sentence_file = self.index.sentence_vectors.file(self.collection, create=False)
+            if sentence_file is not None:
+                sentence_file.forget(ids)
             report.chunks_deleted += len(ids)
 
     def _delete_sources(self, root: Path, sources: list[str], report: SyncReport) -> None:
@@ -728,6 +760,73 @@ class Ingestor:
         if orphans:
             log.info("removing chunks of %d orphaned document(s)", len(orphans))
             self._drop_chunks(orphans, report)
+
+    def _fill_sentence_vectors(self, report: SyncReport, progress: Progress | None) -> None:
+        """Chunks of the collection without stored sentence vectors (an index built before
+        they were stored, or whose vectors file was made otherwise) get them now; answers
+        embed those sentences per question until then."""
+        store, coll = self.index.store, self.collection
+        sentence_file = self.index.sentence_vectors.file(coll)
+        assert sentence_file is not None
+        total = store.count(coll)
+        lacking = total - sentence_file.chunk_count()
+        if lacking <= 0:
+            return
+        self._require_space(lacking * 12 * self.index.embedder.dimension * 2)
+        log.warning(
+            "%d of %d chunks of %s have no stored sentence vectors (the index was built before "
+            "answers used them): computing them now, once; answers embed those sentences per "
+            "question until this is done",
+            lacking,
+            total,
+            coll,
+        )
+        started = time.perf_counter()
+        done = 0
+        batch: list[StoredPoint] = []
+
+        def fill(points: list[StoredPoint]) -> int:
+            have = sentence_file.covered(p.id for p in points)
+            todo = [p for p in points if p.id not in have and p.dense]
+            if not todo:
+                return 0
+            texts = {p.id: str(p.payload.get("text") or "") for p in todo}
+            sentences = {
+                p.id: chunk_sentences(
+                    texts[p.id],
+                    p.payload.get("title"),
+                    [str(h) for h in p.payload.get("section") or []],
+                )
+                for p in todo
+            }
+            known = {text_key(texts[p.id]): np.asarray(p.dense, dtype=np.float32) for p in todo}
+            _, by_key, embedded = encode_with_sentences(
+                self.index.embedder.embed, [], [t for ts in sentences.values() for t in ts], known
+            )
+            links = {
+                pid: [text_key(texts[pid]), *map(text_key, ss)] for pid, ss in sentences.items()
+            }
+            sentence_file.put(links, {k: by_key[k] for ks in links.values() for k in ks})
+            report.sentences_embedded += embedded
+            return len(todo)
+
+        for point in store.scroll(coll, with_vectors=True):
+            batch.append(point)
+            if len(batch) >= 256:
+                done += fill(batch)
+                batch = []
+                if progress:
+                    progress("sentence vectors", done, lacking)
+        if batch:
+            done += fill(batch)
+            if progress:
+                progress("sentence vectors", done, lacking)
+        log.info(
+            "stored the sentence vectors of %d chunk(s) of %s in %.1f s",
+            done,
+            coll,
+            time.perf_counter() - started,
+        )
 
     def _finish(self, report: SyncReport) -> None:
         low = self.index.disk.problem() if report.changed else None

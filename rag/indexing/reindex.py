@@ -53,6 +53,7 @@ def reindex(
             # The live index is untouched; drop the half-built one.
             store.delete_collection(new)
             manifest.drop_collection(new)
+            index.sentence_vectors.drop(new)
             raise
         store.flush(new)
         store.switch_alias(index.alias, new)
@@ -61,6 +62,7 @@ def reindex(
         if old and old != new and not keep:
             store.delete_collection(old)
             manifest.drop_collection(old)
+            index.sentence_vectors.drop(old)
         return {
             "previous": old,
             "collection": new,
