@@ -131,12 +131,15 @@ def test_reindex_stores_them_for_the_new_collection_and_drops_the_old_file(
 ) -> None:
     index = _index(tmp_path, embedder)
     Ingestor(index).sync_folder(docs)
-    old = index.collection
-    assert old is not None
-    index.sentence_vectors.drop(old)  # built before they were stored
-    result = reindex(index)
-    assert result["collection"] != old
-    assert not index.sentence_vectors.path(old).exists()
+    first = index.collection
+    assert first is not None and index.sentence_vectors.path(first).exists()
+    second = reindex(index)["collection"]
+    assert second != first and not index.sentence_vectors.path(first).exists()
+    assert collect_status(index)["sentence_vectors"]["complete"]
+    # An index built before they were stored: `rag reindex` builds them too.
+    index.sentence_vectors.drop(second)
+    assert not collect_status(index)["sentence_vectors"]["complete"]
+    reindex(index)
     assert collect_status(index)["sentence_vectors"]["complete"]
     index.close()
 
