@@ -17,8 +17,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +42,7 @@ from rag.indexing.parsing import (
     read_file_bytes,
     without_server_paths,
 )
-from rag.indexing.sentence_vectors import chunk_sentences, encode_with_sentences, text_key
+from rag.indexing.sentence_vectors import chunk_sentences, embed_sentences, text_key
 from rag.indexing.transforms import apply_transforms
 from rag.store import StoredPoint
 
@@ -202,6 +202,7 @@ def analyse_file(
     chunker: Chunker,
     transforms: Sequence[Any] = (),
     before_scoring: Callable[[list[Chunk]], None] | None = None,
+    steps: StepTimes | None = None,
 ) -> tuple[list[Chunk], dict[str, dict[str, Any]]]:
     """What ingestion does with one file's bytes before embedding: parse, transform, chunk,
     then score every chunk for prompt injection (``before_scoring``, e.g. PII detection, runs
@@ -209,13 +210,17 @@ def analyse_file(
 
     Raises ``ParseError`` with the reason the file is failed: the parser's, "no text chunks",
     an unexpected parser or transform error (logged), or ``WorkBudgetExceeded`` when the
-    current ``rag.core.budget.work_budget`` runs out. Errors of the scoring stage propagate."""
+    current ``rag.core.budget.work_budget`` runs out. Errors of the scoring stage propagate.
+    ``steps``: where the time went (parse, chunk, pii, injection), added to."""
+    steps = steps if steps is not None else StepTimes()
     try:
-        parsed = parse_bytes(data, suffix, name)
-        check_budget()
-        parsed = apply_transforms(transforms, parsed, source)
-        check_budget()
-        chunks = chunker.run(parsed, source, tenant, doc_id)
+        with steps.timing("parse"):
+            parsed = parse_bytes(data, suffix, name)
+            check_budget()
+            parsed = apply_transforms(transforms, parsed, source)
+            check_budget()
+        with steps.timing("chunk"):
+            chunks = chunker.run(parsed, source, tenant, doc_id)
     except ParseError:
         raise
     except Exception as exc:  # a parser bug must not stop the sync
@@ -224,18 +229,34 @@ def analyse_file(
     if not chunks:
         raise ParseError("no text chunks could be made from this file")
     if before_scoring is not None:
-        before_scoring(chunks)
-    # Hidden HTML text that scores counts against the chunk holding it.
-    hidden = (
-        suspicious_hidden(hidden_html_text(data.decode("utf-8", "replace")))
-        if PARSERS.name_for(suffix) == "html"
-        else []
-    )
-    fields: dict[str, dict[str, Any]] = {}
-    for c in chunks:
-        check_budget()
-        fields[c.id] = chunk_fields(c.text, hidden)
+        with steps.timing("pii"):
+            before_scoring(chunks)
+    with steps.timing("injection"):
+        # Hidden HTML text that scores counts against the chunk holding it.
+        hidden = (
+            suspicious_hidden(hidden_html_text(data.decode("utf-8", "replace")))
+            if PARSERS.name_for(suffix) == "html"
+            else []
+        )
+        fields: dict[str, dict[str, Any]] = {}
+        for c in chunks:
+            check_budget()
+            fields[c.id] = chunk_fields(c.text, hidden)
     return chunks, fields
+
+
+class StepTimes(dict[str, float]):
+    """Seconds per ingest step (read, parse, chunk, pii, injection, embed, sentence_vectors,
+    upsert, manifest, index): ``SyncReport.steps``, what ``benchmarks/ingest.py`` reports per
+    1,000 chunks."""
+
+    @contextmanager
+    def timing(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[step] = self.get(step, 0.0) + time.perf_counter() - started
 
 
 @dataclass
@@ -256,6 +277,7 @@ class SyncReport:
     chunks_deleted: int = 0
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
+    steps: StepTimes = field(default_factory=StepTimes)  # seconds per step (StepTimes)
 
     @property
     def changed(self) -> bool:
@@ -491,14 +513,16 @@ class Ingestor:
             self._record_failure(root, source, doc_id, _stat_signature(path), escape, prior, report)
             return None
         try:
-            # A broken link's target is named relative to the folder (a tenant's own folder).
-            inside = root / tenant if root == self.tenants_root else root
-            data = read_file_bytes(path, self.max_bytes, inside)
+            with report.steps.timing("read"):
+                # A broken link's target is named relative to the folder (a tenant's own folder).
+                inside = root / tenant if root == self.tenants_root else root
+                data = read_file_bytes(path, self.max_bytes, inside)
         except ParseError as exc:
             signature = _stat_signature(path)
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
-        signature = content_signature(data, suffix)
+        with report.steps.timing("read"):
+            signature = content_signature(data, suffix)
         # A file failed for its time budget is recorded under the budget it had: the same
         # budget does not retry it, a raised one does.
         ingestion = self.settings.ingestion
@@ -526,6 +550,7 @@ class Ingestor:
                     chunker=self.index.chunker,
                     transforms=self.index.transforms,
                     before_scoring=self._record_pii,
+                    steps=report.steps,
                 )
         except WorkBudgetExceeded as exc:
             self._record_failure(root, source, doc_id, over_budget, str(exc), prior, report)
@@ -627,101 +652,111 @@ class Ingestor:
             sum(len(c.text.encode("utf-8")) * 4 + dimension * 4 * 3 for c in chunks)
         )
         ids = [c.id for c in chunks]
-        # 1. Vectors already in this collection under the same id: reuse, don't embed.
-        vectors: dict[str, list[float]] = {}
-        for sp in store.retrieve(coll, ids, with_vectors=True):
-            if sp.dense:
-                vectors[sp.id] = sp.dense
-        missing = [c for c in chunks if c.id not in vectors]
-        # 2. Same text the same tenant stored under another id (rename, copy): reuse its
-        #    vector. Never another tenant's: whether an upload costs an embedding would tell
-        #    its uploader that some other tenant holds that exact text.
-        by_hash: dict[tuple[str, str], list[float]] = {}
-        wanted: dict[str, set[str]] = {}
-        for c in missing:
-            wanted.setdefault(c.tenant, set()).add(c.text_hash)
-        for tenant, tenant_hashes in sorted(wanted.items()):
-            hashes = sorted(tenant_hashes)
-            for start in range(0, len(hashes), 256):
-                flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}
-                for sp in store.scroll(coll, filter=flt, with_vectors=True):
-                    if sp.dense and "text_hash" in sp.payload:
-                        by_hash.setdefault((tenant, sp.payload["text_hash"]), sp.dense)
-        # 3. Embed each remaining distinct text once per tenant, in one model call with the
-        #    sentences the answer path scores of every chunk whose sentences are not stored
-        #    (rag.indexing.sentence_vectors): new chunks, and those of an older index.
-        to_embed: dict[tuple[str, str], str] = {}
-        for c in missing:
-            if (c.tenant, c.text_hash) not in by_hash:
-                to_embed.setdefault((c.tenant, c.text_hash), c.text)
-        sentence_file = self.index.sentence_vectors.file(coll)
-        assert sentence_file is not None
-        covered = sentence_file.covered(ids)
-        uncovered = [c for c in chunks if c.id not in covered]
-        sentences = {c.id: chunk_sentences(c.text, c.title, c.section) for c in uncovered}
-        known = {
-            text_key(c.text): np.asarray(v, dtype=np.float32)
-            for c in uncovered
-            if (v := vectors.get(c.id) or by_hash.get((c.tenant, c.text_hash))) is not None
-        }
-        keys = list(to_embed)
-        embedded, by_key, sentences_embedded = encode_with_sentences(
-            self.index.embedder.embed,
-            [to_embed[k] for k in keys],
-            [t for texts in sentences.values() for t in texts],
-            known,
-        )
-        for k, vec in zip(keys, embedded, strict=True):
-            by_hash[k] = vec.tolist()
-        report.embedded += len(keys)
-        report.sentences_embedded += sentences_embedded
-        report.reused += len(chunks) - len(to_embed)
-        extra = {cid: f for p in group for cid, f in p.fields.items()}
-        points = [
-            StoredPoint(
-                id=c.id,
-                payload={**c.payload(), **extra.get(c.id, {})},
-                dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
-                sparse=self.index.sparse.embed_document(c.text),
+        steps = report.steps
+        with steps.timing("embed"):
+            # 1. Vectors already in this collection under the same id: reuse, don't embed.
+            vectors: dict[str, list[float]] = {}
+            for sp in store.retrieve(coll, ids, with_vectors=True):
+                if sp.dense:
+                    vectors[sp.id] = sp.dense
+            missing = [c for c in chunks if c.id not in vectors]
+            # 2. Same text the same tenant stored under another id (rename, copy): reuse its
+            #    vector. Never another tenant's: whether an upload costs an embedding would tell
+            #    its uploader that some other tenant holds that exact text.
+            by_hash: dict[tuple[str, str], list[float]] = {}
+            wanted: dict[str, set[str]] = {}
+            for c in missing:
+                wanted.setdefault(c.tenant, set()).add(c.text_hash)
+            for tenant, tenant_hashes in sorted(wanted.items()):
+                hashes = sorted(tenant_hashes)
+                for start in range(0, len(hashes), 256):
+                    flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}
+                    for sp in store.scroll(coll, filter=flt, with_vectors=True):
+                        if sp.dense and "text_hash" in sp.payload:
+                            by_hash.setdefault((tenant, sp.payload["text_hash"]), sp.dense)
+            # 3. Embed each remaining distinct text once per tenant.
+            to_embed: dict[tuple[str, str], str] = {}
+            for c in missing:
+                if (c.tenant, c.text_hash) not in by_hash:
+                    to_embed.setdefault((c.tenant, c.text_hash), c.text)
+            if to_embed:
+                keys = list(to_embed)
+                embedded = self.index.embedder.embed([to_embed[k] for k in keys])
+                for k, vec in zip(keys, embedded, strict=False):
+                    by_hash[k] = vec.tolist()
+                report.embedded += len(keys)
+            report.reused += len(chunks) - len(to_embed)
+        with steps.timing("sentence_vectors"):
+            # 3b. The sentences the answer path scores, of every chunk whose sentences are not
+            #     stored (new chunks, and those of an older index): rag.indexing.sentence_vectors.
+            #     A sentence that is its chunk's whole text takes the chunk's vector.
+            sentence_file = self.index.sentence_vectors.file(coll)
+            assert sentence_file is not None
+            covered = sentence_file.covered(ids)
+            uncovered = [c for c in chunks if c.id not in covered]
+            sentences = {c.id: chunk_sentences(c.text, c.title, c.section) for c in uncovered}
+            known = {
+                text_key(c.text): np.asarray(
+                    vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)], dtype=np.float32
+                )
+                for c in uncovered
+            }
+            by_key, sentences_embedded = embed_sentences(
+                self.index.embedder.embed, [t for ts in sentences.values() for t in ts], known
             )
-            for c in chunks
-        ]
-        for start in range(0, len(points), 256):
-            store.upsert(coll, points[start : start + 256])
-        store.flush(coll)
-        # After the chunks: a sentence vector without its chunk would only be unused.
+            report.sentences_embedded += sentences_embedded
+        with steps.timing("upsert"):
+            extra = {cid: f for p in group for cid, f in p.fields.items()}
+            points = [
+                StoredPoint(
+                    id=c.id,
+                    payload={**c.payload(), **extra.get(c.id, {})},
+                    dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
+                    sparse=self.index.sparse.embed_document(c.text),
+                )
+                for c in chunks
+            ]
+            for start in range(0, len(points), 256):
+                store.upsert(coll, points[start : start + 256])
+            store.flush(coll)
         if uncovered:
-            links = {c.id: [text_key(c.text), *map(text_key, sentences[c.id])] for c in uncovered}
-            sentence_file.put(links, {k: by_key[k] for ks in links.values() for k in ks})
+            with steps.timing("sentence_vectors"):
+                # After the chunks: a sentence vector without its chunk would only be unused.
+                links = {
+                    c.id: [text_key(c.text), *map(text_key, sentences[c.id])] for c in uncovered
+                }
+                sentence_file.put(links, {k: by_key[k] for ks in links.values() for k in ks})
         # 4. Stale chunks of these documents (old versions of changed text, chunks under an
         #    id the document had before) go.
-        keep = set(ids)
-        stale: list[str] = []
-        for p in group:
-            for doc_id in (p.chunks[0].doc_id, p.replaces):
-                if doc_id is not None:
-                    stale.extend(
-                        i for i in store.ids_where(coll, {"doc_id": doc_id}) if i not in keep
-                    )
-        if stale:
-            store.delete(coll, stale)
-            store.flush(coll)
-            sentence_file.forget(stale)
-            report.chunks_deleted += len(stale)
+        with steps.timing("upsert"):
+            keep = set(ids)
+            stale: list[str] = []
+            for p in group:
+                for doc_id in (p.chunks[0].doc_id, p.replaces):
+                    if doc_id is not None:
+                        stale.extend(
+                            i for i in store.ids_where(coll, {"doc_id": doc_id}) if i not in keep
+                        )
+            if stale:
+                store.delete(coll, stale)
+                store.flush(coll)
+                sentence_file.forget(stale)
+                report.chunks_deleted += len(stale)
         # 5. Only now are the files recorded as ingested.
-        self.index.manifest.put_many(
-            FileRecord(
-                coll,
-                p.source,
-                str(root),
-                p.chunks[0].doc_id,
-                "ok",
-                p.signature,
-                len(p.chunks),
-                None,
+        with steps.timing("manifest"):
+            self.index.manifest.put_many(
+                FileRecord(
+                    coll,
+                    p.source,
+                    str(root),
+                    p.chunks[0].doc_id,
+                    "ok",
+                    p.signature,
+                    len(p.chunks),
+                    None,
+                )
+                for p in group
             )
-            for p in group
-        )
         report.ingested += len(group)
         report.chunks_written += len(points)
 
@@ -800,8 +835,8 @@ class Ingestor:
                 for p in todo
             }
             known = {text_key(texts[p.id]): np.asarray(p.dense, dtype=np.float32) for p in todo}
-            _, by_key, embedded = encode_with_sentences(
-                self.index.embedder.embed, [], [t for ts in sentences.values() for t in ts], known
+            by_key, embedded = embed_sentences(
+                self.index.embedder.embed, [t for ts in sentences.values() for t in ts], known
             )
             links = {
                 pid: [text_key(texts[pid]), *map(text_key, ss)] for pid, ss in sentences.items()
@@ -810,17 +845,18 @@ class Ingestor:
             report.sentences_embedded += embedded
             return len(todo)
 
-        for point in store.scroll(coll, with_vectors=True):
-            batch.append(point)
-            if len(batch) >= 256:
+        with report.steps.timing("sentence_vectors"):
+            for point in store.scroll(coll, with_vectors=True):
+                batch.append(point)
+                if len(batch) >= 256:
+                    done += fill(batch)
+                    batch = []
+                    if progress:
+                        progress("sentence vectors", done, lacking)
+            if batch:
                 done += fill(batch)
-                batch = []
                 if progress:
                     progress("sentence vectors", done, lacking)
-        if batch:
-            done += fill(batch)
-            if progress:
-                progress("sentence vectors", done, lacking)
         log.info(
             "stored the sentence vectors of %d chunk(s) of %s in %.1f s",
             done,
@@ -834,7 +870,9 @@ class Ingestor:
             log.warning("not building the vector index now: %s", low)
         elif report.changed:
             started = time.perf_counter()
-            if self.index.store.optimize(self.collection):
+            with report.steps.timing("index"):
+                built = self.index.store.optimize(self.collection)
+            if built:
                 log.info(
                     "built the vector index for %s in %.1f s",
                     self.collection,

@@ -48,7 +48,7 @@ __all__ = [
     "SentenceVectorFile",
     "SentenceVectors",
     "chunk_sentences",
-    "encode_with_sentences",
+    "embed_sentences",
     "identity",
     "text_key",
 ]
@@ -327,29 +327,20 @@ class SentenceVectors:
             f.close()
 
 
-def encode_with_sentences(
+def embed_sentences(
     embed: Callable[[list[str]], np.ndarray],
-    chunk_texts: Sequence[str],
     sentence_texts: Sequence[str],
-    known: Mapping[int, np.ndarray] | None = None,
-) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
-    """Embed ``chunk_texts`` and ``sentence_texts`` in one model call (the model sorts its
-    input by length, so short sentences batch with each other). A sentence that is a chunk's
-    whole text, or whose vector is ``known`` (by key), is not embedded again. Returns the
-    chunks' vectors in order, every vector by key, and how many sentences were embedded."""
-    by_key: dict[int, np.ndarray] = dict(known or {})
-    chunk_keys = [text_key(t) for t in chunk_texts]
-    skip = set(chunk_keys) | set(by_key)
+    known: Mapping[int, np.ndarray],
+) -> tuple[dict[int, np.ndarray], int]:
+    """The vectors of ``sentence_texts`` by key, ``known`` ones (the chunks' own, by the key of
+    their text: a one-sentence chunk) not embedded again; each distinct text once. Returns
+    every vector by key, ``known`` included, and how many texts were embedded."""
+    by_key: dict[int, np.ndarray] = dict(known)
     todo: dict[int, str] = {}
     for s in sentence_texts:
         k = text_key(s)
-        if k not in skip and k not in todo:
+        if k not in by_key and k not in todo:
             todo[k] = s
-    texts = [*chunk_texts, *todo.values()]
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32), by_key, 0
-    vecs = embed(texts)
-    chunk_vecs = vecs[: len(chunk_texts)]
-    by_key.update(zip(chunk_keys, chunk_vecs, strict=True))
-    by_key.update(zip(todo, vecs[len(chunk_texts) :], strict=True))
-    return chunk_vecs, by_key, len(todo)
+    if todo:
+        by_key.update(zip(todo, embed(list(todo.values())), strict=True))
+    return by_key, len(todo)

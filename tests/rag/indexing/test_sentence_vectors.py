@@ -80,6 +80,9 @@ def test_answers_with_stored_vectors_equal_computed_ones_and_embed_only_the_ques
     index = _index(tmp_path, embedder)
     report = Ingestor(index).sync_folder(docs)
     assert report.sentences_embedded > report.embedded  # several sentences a chunk
+    # Each step's time (benchmarks/ingest.py reports them per 1,000 chunks).
+    steps = {"read", "parse", "chunk", "injection", "embed", "sentence_vectors", "upsert"}
+    assert steps <= report.steps.keys() and all(v >= 0 for v in report.steps.values())
     stored = CountingEmbedder(embedder)
     with_stored = _answers(index, stored)
     # The same index without its sentence vectors: every context sentence embedded per question.
