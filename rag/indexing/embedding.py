@@ -254,17 +254,27 @@ class Embedder:
         self.warm_up()
         if self._onnx is not None and len(texts) <= self.settings.onnx_max_batch:
             vecs = self._onnx.encode(texts, normalize=self.settings.normalize)
-        else:
-            import torch
+            self.texts_embedded += len(texts)
+            return np.asarray(vecs, dtype=np.float32)
+        return self.embed_documents(texts)
 
-            with torch.inference_mode():
-                vecs = self._model.encode(
-                    texts,
-                    batch_size=self.settings.batch_size,
-                    normalize_embeddings=self.settings.normalize,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Embed with the document encoder (the PyTorch model, bf16 where warm-up chose it)
+        however few the texts: what ingestion stores for chunks and their sentences, and what
+        is compared with those stored vectors, so that a cosine never mixes two numerics."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        self.warm_up()
+        import torch
+
+        with torch.inference_mode():
+            vecs = self._model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=self.settings.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         self.texts_embedded += len(texts)
         return np.asarray(vecs, dtype=np.float32)
 

@@ -32,15 +32,19 @@ QUESTIONS = [
 
 
 class CountingEmbedder:
-    """The session's real embedder, counting the texts it is asked to embed."""
+    """The session's real embedder, counting the texts it is asked to embed (either way)."""
 
     def __init__(self, inner: Embedder):
-        self.embed = inner.embed
+        self._embed, self._embed_documents = inner.embed, inner.embed_documents
         self.texts: list[str] = []
 
-    def __call__(self, texts: list[str]) -> np.ndarray:
+    def embed(self, texts: list[str]) -> np.ndarray:
         self.texts += texts
-        return self.embed(texts)
+        return self._embed(texts)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        self.texts += texts
+        return self._embed_documents(texts)
 
 
 def _index(tmp: Path, embedder: Embedder, name: str = "data") -> Index:
@@ -55,7 +59,8 @@ def _index(tmp: Path, embedder: Embedder, name: str = "data") -> Index:
 
 def _answers(index: Index, counter: CountingEmbedder) -> list[tuple[str, list[str], bool]]:
     """Each question's answer, cited quotes and abstention; the embedder counted meanwhile."""
-    index.embedder.embed = counter  # type: ignore[method-assign]
+    index.embedder.embed = counter.embed  # type: ignore[method-assign]
+    index.embedder.embed_documents = counter.embed_documents  # type: ignore[method-assign]
     try:
         pipeline = QueryPipeline(index, index.settings)
         out = []
@@ -64,7 +69,7 @@ def _answers(index: Index, counter: CountingEmbedder) -> list[tuple[str, list[st
             out.append((a.answer, [c.quote for c in a.citations], a.abstained))
         return out
     finally:
-        del index.embedder.embed
+        del index.embedder.embed, index.embedder.embed_documents
 
 
 @pytest.fixture()
