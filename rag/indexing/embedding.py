@@ -143,6 +143,7 @@ class Embedder:
         self.bf16_cosine: float | None = None
         self.texts_embedded = 0
         self._query_batcher: QueryBatcher | None = None
+        self._document_batcher: QueryBatcher | None = None
 
     def identity(self) -> EmbeddingIdentity:
         if self._identity is None:
@@ -277,6 +278,21 @@ class Embedder:
             )
         self.texts_embedded += len(texts)
         return np.asarray(vecs, dtype=np.float32)
+
+    def embed_documents_batched(self, texts: list[str]) -> np.ndarray:
+        """:meth:`embed_documents`, a lone text encoded together with those of concurrent
+        callers (the question each answer compares with stored sentence vectors): one batch
+        of 16 costs a few single encodes, and the document encoder is slow on one short text."""
+        if len(texts) != 1:
+            return self.embed_documents(texts)
+        if self._document_batcher is None:
+            with self._lock:
+                if self._document_batcher is None:
+                    self._document_batcher = QueryBatcher(
+                        lambda batch: self.embed_documents(batch),
+                        max_batch=self.settings.batch_size,
+                    )
+        return self._document_batcher(texts[0])[None, :]
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query's vector. Concurrent callers are encoded together in one batch: on a

@@ -702,7 +702,9 @@ class Ingestor:
                 for c in uncovered
             }
             by_key, sentences_embedded = embed_sentences(
-                self.index.embedder.embed_documents, [t for ts in sentences.values() for t in ts], known
+                self.index.embedder.embed_documents,
+                [t for ts in sentences.values() for t in ts],
+                known,
             )
             report.sentences_embedded += sentences_embedded
         with steps.timing("upsert"):
@@ -836,7 +838,9 @@ class Ingestor:
             }
             known = {text_key(texts[p.id]): np.asarray(p.dense, dtype=np.float32) for p in todo}
             by_key, embedded = embed_sentences(
-                self.index.embedder.embed_documents, [t for ts in sentences.values() for t in ts], known
+                self.index.embedder.embed_documents,
+                [t for ts in sentences.values() for t in ts],
+                known,
             )
             links = {
                 pid: [text_key(texts[pid]), *map(text_key, ss)] for pid, ss in sentences.items()

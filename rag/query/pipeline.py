@@ -57,7 +57,7 @@ def default_stages(
     cheap (models load in ``warm_up``); ``cache.enabled`` adds the ``cache`` stage."""
     # Sentence vectors made at ingest first: a question embeds only itself (and what no chunk
     # holds), with the encoder that made them.
-    scorer = SupportScorer(index.embedder.embed_documents, stored=index.stored_vectors)
+    scorer = SupportScorer(index.embedder.embed_documents_batched, stored=index.stored_vectors)
     chain = chain or build_chain(settings.generation, scorer, settings.pii)
     reranker = build_reranker(settings.rerank, index.embedder)
     costs = CostController(settings.costs, index.data_dir)
