@@ -1094,6 +1094,15 @@ BREAKS = [
         "tests/rag/indexing/test_sentence_vectors.py::test_a_file_made_by_another_model_or_cutting_is_emptied",
         guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
     ),
+    Break(
+        "perf: concurrent questions padded together (an answer depends on who else asked)",
+        "rag/indexing/embedding.py",
+        "            groups.setdefault(len(tokens), []).append(i)\n",
+        "            groups.setdefault(0, []).append(i)\n",
+        "tests/rag/indexing/test_query_batcher.py::"
+        "test_the_scorers_lone_questions_share_batches_and_get_their_vector_alone",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
 ]
 
 
