@@ -298,6 +298,11 @@ def status(
             f"last sync  {lr['embedded']} embedded, {lr['unchanged']} unchanged, {lr['deleted']} deleted, "
             f"{lr['failed']} failed in {lr['seconds']}s"
         )
+    if (sv := data.get("sentence_vectors")) is not None:
+        typer.echo(
+            f"sentences  vectors stored for {sv['chunks']} of {sv['of']} chunks"
+            + (f": {sv['note']}" if sv.get("note") else "")
+        )
     if data.get("last_eval"):
         ev = data["last_eval"]
         regs = ev.get("regressions") or []
