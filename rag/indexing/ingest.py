@@ -646,10 +646,11 @@ class Ingestor:
         store = self.index.store
         coll = self.collection
         chunks = [c for p in group for c in p.chunks]
-        # What the group adds to the store, generously: vectors, their WAL copy, payloads.
+        # What the group adds to the store, generously: vectors, their WAL copy, payloads, and
+        # the sentence vectors (float16, a dozen a chunk, their WAL copy).
         dimension = self.index.embedder.dimension if chunks else 0
         self._require_space(
-            sum(len(c.text.encode("utf-8")) * 4 + dimension * 4 * 3 for c in chunks)
+            sum(len(c.text.encode("utf-8")) * 4 + dimension * (4 * 3 + 2 * 12 * 2) for c in chunks)
         )
         ids = [c.id for c in chunks]
         steps = report.steps
