@@ -136,7 +136,7 @@ def progress_reporter(label: str) -> Iterator[Callable[[str, int, int], None]]:
             now = time.monotonic()
             if done == total or now - last[0] > 5.0:
                 last[0] = now
-                typer.echo(f"{label}: {done}/{total} files", err=True)
+                typer.echo(f"{label}: {done}/{total} {phase}", err=True)
 
         yield update
 

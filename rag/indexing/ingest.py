@@ -857,11 +857,11 @@ class Ingestor:
                     done += fill(batch)
                     batch = []
                     if progress:
-                        progress("sentence vectors", done, lacking)
+                        progress("chunks (sentence vectors)", done, lacking)
             if batch:
                 done += fill(batch)
                 if progress:
-                    progress("sentence vectors", done, lacking)
+                    progress("chunks (sentence vectors)", done, lacking)
         log.info(
             "stored the sentence vectors of %d chunk(s) of %s in %.1f s",
             done,
