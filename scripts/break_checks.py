@@ -1400,6 +1400,66 @@ BREAKS = [
         "tests/rag/store/test_congruence.py::test_set_payload_relabels_in_place",
         guarantee="Security: a user reading documents of a group it is not in (within its tenant)",
     ),
+    # -- sentence vectors stored at ingest (issue 29: answers on big folders) --------------
+    Break(
+        "perf: the answer path embeds every context sentence again (stored vectors unused)",
+        "rag/verification/citations.py",
+        "        if missing and self.stored is not None:\n",
+        "        if False:\n",
+        "tests/rag/indexing/test_sentence_vectors.py::"
+        "test_answers_with_stored_vectors_equal_computed_ones_and_embed_only_the_question",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
+    Break(
+        "perf: ingestion cuts chunks into other sentences than the answer path scores",
+        "rag/indexing/sentence_vectors.py",
+        "        sentence = without_headings(segment, known)\n",
+        "        sentence = segment\n",
+        "tests/rag/indexing/test_sentence_vectors.py::"
+        "test_answers_with_stored_vectors_equal_computed_ones_and_embed_only_the_question",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
+    Break(
+        "perf: the next sync leaves an older index without sentence vectors",
+        "rag/indexing/ingest.py",
+        "        if lacking <= 0:\n",
+        "        if True:\n",
+        "tests/rag/indexing/test_sentence_vectors.py::test_an_older_index_answers_meanwhile_says_so_and_the_next_sync_fills_it",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
+    Break(
+        "perf: a deleted document's sentence vectors stay",
+        "rag/indexing/ingest.py",
+        "            if sentence_file is not None:\n                sentence_file.forget(ids)\n",
+        "",
+        "tests/rag/indexing/test_sentence_vectors.py::test_a_deleted_document_takes_its_sentence_vectors_along",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
+    Break(
+        "perf: reindex keeps the replaced collection's sentence vectors file",
+        "rag/indexing/reindex.py",
+        "            index.sentence_vectors.drop(old)\n",
+        "",
+        "tests/rag/indexing/test_sentence_vectors.py::test_reindex_stores_them_for_the_new_collection_and_drops_the_old_file",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
+    Break(
+        "perf: sentence vectors made by another model are served",
+        "rag/indexing/sentence_vectors.py",
+        "        if found != self.made_by:\n",
+        "        if found is None:\n",
+        "tests/rag/indexing/test_sentence_vectors.py::test_a_file_made_by_another_model_or_cutting_is_emptied",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
+    Break(
+        "perf: concurrent questions padded together (an answer depends on who else asked)",
+        "rag/indexing/embedding.py",
+        "            groups.setdefault(len(tokens), []).append(i)\n",
+        "            groups.setdefault(0, []).append(i)\n",
+        "tests/rag/indexing/test_query_batcher.py::"
+        "test_the_scorers_lone_questions_share_batches_and_get_their_vector_alone",
+        guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",
+    ),
 ]
 
 

@@ -137,7 +137,7 @@ def progress_reporter(label: str) -> Iterator[Callable[[str, int, int], None]]:
             now = time.monotonic()
             if done == total or now - last[0] > 5.0:
                 last[0] = now
-                typer.echo(f"{label}: {done}/{total} files", err=True)
+                typer.echo(f"{label}: {done}/{total} {phase}", err=True)
 
         yield update
 
@@ -298,6 +298,11 @@ def status(
         typer.echo(
             f"last sync  {lr['embedded']} embedded, {lr['unchanged']} unchanged, {lr['deleted']} deleted, "
             f"{lr['failed']} failed in {lr['seconds']}s"
+        )
+    if (sv := data.get("sentence_vectors")) is not None:
+        typer.echo(
+            f"sentences  vectors stored for {sv['chunks']} of {sv['of']} chunks"
+            + (f": {sv['note']}" if sv.get("note") else "")
         )
     if data.get("last_eval"):
         ev = data["last_eval"]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.contracts import Passage
+from rag.core.sentences import MIN_ANSWER_WORDS, without_headings
+from rag.core.sentences import passage_segments as segments_of
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
 from rag.guards.injection import repeats_suspect
 from rag.verification.answer_types import RelevanceFeatures, relevance
@@ -46,11 +48,8 @@ __all__ = [
 # Weight of the passage's own similarity to the question next to the sentence's relevance
 # (fitted with the relevance weights by benchmarks/calibrate_relevance.py).
 PASSAGE_WEIGHT = 0.3
-_MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
+_MIN_WORDS = MIN_ANSWER_WORDS  # shorter "sentences" (headings, list bullets) rarely answer anything
 _MARKERS = re.compile(r"\s*\[\d+\]")
-_BLANK_LINE = re.compile(r"\n[ \t]*\n")
-_WORDS = re.compile(r"\w+")
-_ANNOUNCED_WORDS = 12  # the line a "...:" sentence announces: a command, a value
 
 
 @dataclass(frozen=True)
@@ -69,63 +68,13 @@ class Candidate:
 
 
 def _without_headings(sentence: str, headings: set[str]) -> str:
-    """The sentence without the heading lines glued to its front ("Laptops and devices\nAll
-    laptops use ..."); "" when it is only a heading. A line is a heading when it is one of the
-    passage's title/section names; in a passage without any (plain text, PDF), when it is
-    short, holds no punctuation and a capitalised line follows."""
-    text = sentence.strip()
-    while text:
-        first, _, rest = text.partition("\n")
-        line = " ".join(first.split()).strip("#*- ")
-        if rest and not rest.lstrip()[:1].isupper():
-            break  # a line wrapped mid-sentence
-        if line.lower() in headings or (
-            rest
-            and len(headings) <= 1  # only the document title is known
-            and len(line.split()) <= 6
-            and not any(c in line for c in ".!?:;,")
-        ):
-            text = rest.strip()
-            continue
-        break
-    return text
+    return without_headings(sentence, headings)
 
 
 def passage_segments(passage: Passage) -> list[str]:
-    """The passage's sentences, a blank line ending one too: a manual page's NAME line ("git-fetch
-    - Download objects and refs from another repository"), a list item or a line of code is
-    not run together with the synopsis or paragraph after it. A short line on its own (a term,
-    an option, a parameter) opens the sentence after it ("-a --annotate\nMake an unsigned,
-    annotated tag object"); a heading among them is dropped with the passage's headings. A
-    sentence that announces what follows with a colon ("... using the following command:")
-    takes the short line after it along ("dropdb mydb"): that line is what it says."""
-    parts: list[str] = []
-    label = ""
-    for paragraph in _BLANK_LINE.split(passage.text):
-        sentences = split_sentences(paragraph) if paragraph.strip() else []
-        if (
-            len(sentences) == 1
-            and len(_WORDS.findall(sentences[0])) < _MIN_WORDS
-            and not sentences[0].isupper()  # a manual page's NAME, SYNOPSIS: headings
-        ):
-            # a term, an option or a parameter on its own line labels what follows
-            # ("work_mem (integer)", "-a --annotate"): said with it, as a definition list reads
-            announced = bool(parts) and parts[-1].rstrip().endswith(":")
-            parts.append(sentences[0])
-            if not announced:  # a line a colon announced is said with that sentence, not after
-                label = f"{label}\n{sentences[0]}".strip()
-            continue
-        if label and sentences:
-            sentences[0] = f"{label}\n{sentences[0]}"
-        label = ""
-        parts += sentences
-    out = []
-    for i, part in enumerate(parts):
-        after = parts[i + 1].strip() if i + 1 < len(parts) else ""
-        if part.rstrip().endswith(":") and 0 < len(after.split()) <= _ANNOUNCED_WORDS:
-            part = f"{part.rstrip()} {after}"
-        out.append(part)
-    return out or [passage.text]
+    """The passage's sentences as :func:`rag.core.sentences.passage_segments` cuts them (ingestion
+    stores their vectors: rag.indexing.sentence_vectors)."""
+    return segments_of(passage.text)
 
 
 def candidates(question: str, request: GenerationRequest, scorer: SupportScorer) -> list[Candidate]:

@@ -143,6 +143,7 @@ class Embedder:
         self.bf16_cosine: float | None = None
         self.texts_embedded = 0
         self._query_batcher: QueryBatcher | None = None
+        self._document_batcher: QueryBatcher | None = None
 
     def identity(self) -> EmbeddingIdentity:
         if self._identity is None:
@@ -254,19 +255,56 @@ class Embedder:
         self.warm_up()
         if self._onnx is not None and len(texts) <= self.settings.onnx_max_batch:
             vecs = self._onnx.encode(texts, normalize=self.settings.normalize)
-        else:
-            import torch
+            self.texts_embedded += len(texts)
+            return np.asarray(vecs, dtype=np.float32)
+        return self.embed_documents(texts)
 
-            with torch.inference_mode():
-                vecs = self._model.encode(
-                    texts,
-                    batch_size=self.settings.batch_size,
-                    normalize_embeddings=self.settings.normalize,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Embed with the document encoder (the PyTorch model, bf16 where warm-up chose it)
+        however few the texts: what ingestion stores for chunks and their sentences, and what
+        is compared with those stored vectors, so that a cosine never mixes two numerics."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        self.warm_up()
+        import torch
+
+        with torch.inference_mode():
+            vecs = self._model.encode(
+                texts,
+                batch_size=self.settings.batch_size,
+                normalize_embeddings=self.settings.normalize,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         self.texts_embedded += len(texts)
         return np.asarray(vecs, dtype=np.float32)
+
+    def embed_documents_batched(self, texts: list[str]) -> np.ndarray:
+        """:meth:`embed_documents`, a lone text encoded together with those of concurrent
+        callers of its token length (the question each answer compares with stored sentence
+        vectors): one batch costs a few single encodes, and the document encoder is slow on
+        one short text. Only equal lengths share a batch: padding moves bf16 vectors (by up to
+        1e-3 a component), and an answer must not depend on who else asked meanwhile."""
+        if len(texts) != 1:
+            return self.embed_documents(texts)
+        if self._document_batcher is None:
+            with self._lock:
+                if self._document_batcher is None:
+                    self._document_batcher = QueryBatcher(
+                        self._embed_documents_by_length, max_batch=self.settings.batch_size
+                    )
+        return self._document_batcher(texts[0])[None, :]
+
+    def _embed_documents_by_length(self, texts: list[str]) -> np.ndarray:
+        self.warm_up()
+        ids = self._model.tokenizer(texts, truncation=True, max_length=self.max_seq_length or None)
+        groups: dict[int, list[int]] = {}
+        for i, tokens in enumerate(ids["input_ids"]):
+            groups.setdefault(len(tokens), []).append(i)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for members in groups.values():
+            out[members] = self.embed_documents([texts[i] for i in members])
+        return out
 
     def embed_query(self, text: str) -> np.ndarray:
         """One query's vector. Concurrent callers are encoded together in one batch: on a

@@ -29,6 +29,7 @@ from rag.core.tokens import load_tokenizer
 from rag.indexing.chunking import Chunker
 from rag.indexing.embedding import Embedder, EmbeddingIdentity, embedder_for
 from rag.indexing.manifest import Manifest
+from rag.indexing.sentence_vectors import SentenceVectors
 from rag.indexing.sparse import Bm25Encoder
 from rag.indexing.transforms import DocumentTransform, transforms_identity
 from rag.store import StoreError, VectorStore, open_store
@@ -67,6 +68,10 @@ class Index:
         self.store = store or open_store(settings)
         self.embedder = embedder or embedder_for(settings)
         self.sparse = Bm25Encoder()
+        # What the answer path compares with the question, embedded at ingest (per collection).
+        self.sentence_vectors = SentenceVectors(
+            self.data_dir, lambda: self.embedder.identity().fingerprint
+        )
         self.alias = settings.store.collection
         self._manifest: Manifest | None = None
         self._chunker: Chunker | None = None
@@ -118,8 +123,15 @@ class Index:
             "embedding": identity.as_dict(),
             "chunking": self.settings.chunking.model_dump(),
             "transforms": transforms_identity(self.transforms),
+            # Not locked like the model: a collection without them gets them on the next sync.
+            "sentence_vectors": self.sentence_vectors.identity(),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+    def stored_vectors(self, texts: Sequence[str]) -> list[Any]:
+        """The vectors ingestion stored for ``texts`` in the live collection (None where it has
+        none): what :class:`rag.verification.citations.SupportScorer` looks up before embedding."""
+        return self.sentence_vectors.lookup(self.collection, texts)
 
     # -- open / lock -----------------------------------------------------------------
     def open(self, create: bool = True) -> str:
@@ -230,6 +242,7 @@ class Index:
     def close(self) -> None:
         """Close the store, then the manifest. A store that fails to close (its files were
         deleted under it) is logged, not raised: shutting down still ends cleanly."""
+        self.sentence_vectors.close()
         try:
             self.store.close()
         except Exception as exc:  # noqa: BLE001 - reported, and nothing is left to do with it

@@ -17,11 +17,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rag.core.access import ACCESS_FILE, label_payload
 from rag.core.budget import WorkBudget, check_budget, work_budget
@@ -41,6 +43,7 @@ from rag.indexing.parsing import (
     read_file_bytes,
     without_server_paths,
 )
+from rag.indexing.sentence_vectors import chunk_sentences, embed_sentences, text_key
 from rag.indexing.transforms import apply_transforms
 from rag.store import StoredPoint
 
@@ -200,6 +203,7 @@ def analyse_file(
     chunker: Chunker,
     transforms: Sequence[Any] = (),
     before_scoring: Callable[[list[Chunk]], None] | None = None,
+    steps: StepTimes | None = None,
 ) -> tuple[list[Chunk], dict[str, dict[str, Any]]]:
     """What ingestion does with one file's bytes before embedding: parse, transform, chunk,
     then score every chunk for prompt injection (``before_scoring``, e.g. PII detection, runs
@@ -207,13 +211,17 @@ def analyse_file(
 
     Raises ``ParseError`` with the reason the file is failed: the parser's, "no text chunks",
     an unexpected parser or transform error (logged), or ``WorkBudgetExceeded`` when the
-    current ``rag.core.budget.work_budget`` runs out. Errors of the scoring stage propagate."""
+    current ``rag.core.budget.work_budget`` runs out. Errors of the scoring stage propagate.
+    ``steps``: where the time went (parse, chunk, pii, injection), added to."""
+    steps = steps if steps is not None else StepTimes()
     try:
-        parsed = parse_bytes(data, suffix, name)
-        check_budget()
-        parsed = apply_transforms(transforms, parsed, source)
-        check_budget()
-        chunks = chunker.run(parsed, source, tenant, doc_id)
+        with steps.timing("parse"):
+            parsed = parse_bytes(data, suffix, name)
+            check_budget()
+            parsed = apply_transforms(transforms, parsed, source)
+            check_budget()
+        with steps.timing("chunk"):
+            chunks = chunker.run(parsed, source, tenant, doc_id)
     except ParseError:
         raise
     except Exception as exc:  # a parser bug must not stop the sync
@@ -222,18 +230,34 @@ def analyse_file(
     if not chunks:
         raise ParseError("no text chunks could be made from this file")
     if before_scoring is not None:
-        before_scoring(chunks)
-    # Hidden HTML text that scores counts against the chunk holding it.
-    hidden = (
-        suspicious_hidden(hidden_html_text(data.decode("utf-8", "replace")))
-        if PARSERS.name_for(suffix) == "html"
-        else []
-    )
-    fields: dict[str, dict[str, Any]] = {}
-    for c in chunks:
-        check_budget()
-        fields[c.id] = chunk_fields(c.text, hidden)
+        with steps.timing("pii"):
+            before_scoring(chunks)
+    with steps.timing("injection"):
+        # Hidden HTML text that scores counts against the chunk holding it.
+        hidden = (
+            suspicious_hidden(hidden_html_text(data.decode("utf-8", "replace")))
+            if PARSERS.name_for(suffix) == "html"
+            else []
+        )
+        fields: dict[str, dict[str, Any]] = {}
+        for c in chunks:
+            check_budget()
+            fields[c.id] = chunk_fields(c.text, hidden)
     return chunks, fields
+
+
+class StepTimes(dict[str, float]):
+    """Seconds per ingest step (read, parse, chunk, pii, injection, embed, sentence_vectors,
+    upsert, manifest, index): ``SyncReport.steps``, what ``benchmarks/ingest.py`` reports per
+    1,000 chunks."""
+
+    @contextmanager
+    def timing(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[step] = self.get(step, 0.0) + time.perf_counter() - started
 
 
 @dataclass
@@ -245,6 +269,8 @@ class SyncReport:
     failed: int = 0
     skipped: int = 0
     embedded: int = 0  # chunk texts sent to the model
+    # Sentences embedded for the answer path (rag.indexing.sentence_vectors), beside the chunks.
+    sentences_embedded: int = 0
     reused: int = (
         0  # chunks whose vector came from the store (already there, or same text elsewhere)
     )
@@ -253,6 +279,7 @@ class SyncReport:
     relabelled: int = 0  # documents given other groups in place (permissions changed)
     seconds: float = 0.0
     failures: list[dict[str, str]] = field(default_factory=list)
+    steps: StepTimes = field(default_factory=StepTimes)  # seconds per step (StepTimes)
 
     @property
     def changed(self) -> bool:
@@ -350,6 +377,7 @@ class Ingestor:
             report = self._apply(root, present, gone, progress, folders)
             self._remove_orphans(root, present, report)
             self._relabel(root, report)
+            self._fill_sentence_vectors(report, progress)
             self._finish(report)
             return report
 
@@ -424,6 +452,7 @@ class Ingestor:
             gone = sorted(set(gone) - set(present) - set(folders))
             report = self._apply(root, present, gone, progress, folders)
             self._relabel(root, report)
+            self._fill_sentence_vectors(report, progress)
             self._finish(report)
             return report
 
@@ -492,14 +521,16 @@ class Ingestor:
             self._record_failure(root, source, doc_id, _stat_signature(path), escape, prior, report)
             return None
         try:
-            # A broken link's target is named relative to the folder (a tenant's own folder).
-            inside = root / tenant if root == self.tenants_root else root
-            data = read_file_bytes(path, self.max_bytes, inside)
+            with report.steps.timing("read"):
+                # A broken link's target is named relative to the folder (a tenant's own folder).
+                inside = root / tenant if root == self.tenants_root else root
+                data = read_file_bytes(path, self.max_bytes, inside)
         except ParseError as exc:
             signature = _stat_signature(path)
             self._record_failure(root, source, doc_id, signature, str(exc), prior, report)
             return None
-        signature = content_signature(data, suffix)
+        with report.steps.timing("read"):
+            signature = content_signature(data, suffix)
         # A file failed for its time budget is recorded under the budget it had: the same
         # budget does not retry it, a raised one does.
         ingestion = self.settings.ingestion
@@ -527,6 +558,7 @@ class Ingestor:
                     chunker=self.index.chunker,
                     transforms=self.index.transforms,
                     before_scoring=self._record_pii,
+                    steps=report.steps,
                 )
         except WorkBudgetExceeded as exc:
             self._record_failure(root, source, doc_id, over_budget, str(exc), prior, report)
@@ -623,87 +655,122 @@ class Ingestor:
         store = self.index.store
         coll = self.collection
         chunks = [c for p in group for c in p.chunks]
-        # What the group adds to the store, generously: vectors, their WAL copy, payloads.
+        # What the group adds to the store, generously: vectors, their WAL copy, payloads, and
+        # the sentence vectors (float16, a dozen a chunk, their WAL copy).
         dimension = self.index.embedder.dimension if chunks else 0
         self._require_space(
-            sum(len(c.text.encode("utf-8")) * 4 + dimension * 4 * 3 for c in chunks)
+            sum(len(c.text.encode("utf-8")) * 4 + dimension * (4 * 3 + 2 * 12 * 2) for c in chunks)
         )
         ids = [c.id for c in chunks]
-        # 1. Vectors already in this collection under the same id: reuse, don't embed.
-        vectors: dict[str, list[float]] = {}
-        for sp in store.retrieve(coll, ids, with_vectors=True):
-            if sp.dense:
-                vectors[sp.id] = sp.dense
-        missing = [c for c in chunks if c.id not in vectors]
-        # 2. Same text the same tenant stored under another id (rename, copy): reuse its
-        #    vector. Never another tenant's: whether an upload costs an embedding would tell
-        #    its uploader that some other tenant holds that exact text.
-        by_hash: dict[tuple[str, str], list[float]] = {}
-        wanted: dict[str, set[str]] = {}
-        for c in missing:
-            wanted.setdefault(c.tenant, set()).add(c.text_hash)
-        for tenant, tenant_hashes in sorted(wanted.items()):
-            hashes = sorted(tenant_hashes)
-            for start in range(0, len(hashes), 256):
-                flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}
-                for sp in store.scroll(coll, filter=flt, with_vectors=True):
-                    if sp.dense and "text_hash" in sp.payload:
-                        by_hash.setdefault((tenant, sp.payload["text_hash"]), sp.dense)
-        # 3. Embed each remaining distinct text once per tenant.
-        to_embed: dict[tuple[str, str], str] = {}
-        for c in missing:
-            if (c.tenant, c.text_hash) not in by_hash:
-                to_embed.setdefault((c.tenant, c.text_hash), c.text)
-        if to_embed:
-            keys = list(to_embed)
-            embedded = self.index.embedder.embed([to_embed[k] for k in keys])
-            for k, vec in zip(keys, embedded, strict=False):
-                by_hash[k] = vec.tolist()
-            report.embedded += len(keys)
-        report.reused += len(chunks) - len(to_embed)
-        extra = {cid: f for p in group for cid, f in p.fields.items()}
-        labels = {c.id: label_payload(c.tenant, p.groups) for p in group for c in p.chunks}
-        points = [
-            StoredPoint(
-                id=c.id,
-                payload={**c.payload(), **extra.get(c.id, {}), **labels[c.id]},
-                dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
-                sparse=self.index.sparse.embed_document(c.text),
+        steps = report.steps
+        with steps.timing("embed"):
+            # 1. Vectors already in this collection under the same id: reuse, don't embed.
+            vectors: dict[str, list[float]] = {}
+            for sp in store.retrieve(coll, ids, with_vectors=True):
+                if sp.dense:
+                    vectors[sp.id] = sp.dense
+            missing = [c for c in chunks if c.id not in vectors]
+            # 2. Same text the same tenant stored under another id (rename, copy): reuse its
+            #    vector. Never another tenant's: whether an upload costs an embedding would tell
+            #    its uploader that some other tenant holds that exact text.
+            by_hash: dict[tuple[str, str], list[float]] = {}
+            wanted: dict[str, set[str]] = {}
+            for c in missing:
+                wanted.setdefault(c.tenant, set()).add(c.text_hash)
+            for tenant, tenant_hashes in sorted(wanted.items()):
+                hashes = sorted(tenant_hashes)
+                for start in range(0, len(hashes), 256):
+                    flt = {"text_hash": hashes[start : start + 256], "tenant": tenant}
+                    for sp in store.scroll(coll, filter=flt, with_vectors=True):
+                        if sp.dense and "text_hash" in sp.payload:
+                            by_hash.setdefault((tenant, sp.payload["text_hash"]), sp.dense)
+            # 3. Embed each remaining distinct text once per tenant.
+            to_embed: dict[tuple[str, str], str] = {}
+            for c in missing:
+                if (c.tenant, c.text_hash) not in by_hash:
+                    to_embed.setdefault((c.tenant, c.text_hash), c.text)
+            if to_embed:
+                keys = list(to_embed)
+                embedded = self.index.embedder.embed([to_embed[k] for k in keys])
+                for k, vec in zip(keys, embedded, strict=False):
+                    by_hash[k] = vec.tolist()
+                report.embedded += len(keys)
+            report.reused += len(chunks) - len(to_embed)
+        with steps.timing("sentence_vectors"):
+            # 3b. The sentences the answer path scores, of every chunk whose sentences are not
+            #     stored (new chunks, and those of an older index): rag.indexing.sentence_vectors.
+            #     A sentence that is its chunk's whole text takes the chunk's vector.
+            sentence_file = self.index.sentence_vectors.file(coll)
+            assert sentence_file is not None
+            covered = sentence_file.covered(ids)
+            uncovered = [c for c in chunks if c.id not in covered]
+            sentences = {c.id: chunk_sentences(c.text, c.title, c.section) for c in uncovered}
+            known = {
+                text_key(c.text): np.asarray(
+                    vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)], dtype=np.float32
+                )
+                for c in uncovered
+            }
+            by_key, sentences_embedded = embed_sentences(
+                self.index.embedder.embed_documents,
+                [t for ts in sentences.values() for t in ts],
+                known,
             )
-            for c in chunks
-        ]
-        for start in range(0, len(points), 256):
-            store.upsert(coll, points[start : start + 256])
-        store.flush(coll)
+            report.sentences_embedded += sentences_embedded
+        with steps.timing("upsert"):
+            extra = {cid: f for p in group for cid, f in p.fields.items()}
+            labels = {c.id: label_payload(c.tenant, p.groups) for p in group for c in p.chunks}
+            points = [
+                StoredPoint(
+                    id=c.id,
+                    payload={**c.payload(), **extra.get(c.id, {}), **labels[c.id]},
+                    dense=vectors.get(c.id) or by_hash[(c.tenant, c.text_hash)],
+                    sparse=self.index.sparse.embed_document(c.text),
+                )
+                for c in chunks
+            ]
+            for start in range(0, len(points), 256):
+                store.upsert(coll, points[start : start + 256])
+            store.flush(coll)
+        if uncovered:
+            with steps.timing("sentence_vectors"):
+                # After the chunks: a sentence vector without its chunk would only be unused.
+                links = {
+                    c.id: [text_key(c.text), *map(text_key, sentences[c.id])] for c in uncovered
+                }
+                sentence_file.put(links, {k: by_key[k] for ks in links.values() for k in ks})
         # 4. Stale chunks of these documents (old versions of changed text, chunks under an
         #    id the document had before) go.
-        keep = set(ids)
-        stale: list[str] = []
-        for p in group:
-            for doc_id in (p.chunks[0].doc_id, p.replaces):
-                if doc_id is not None:
-                    stale.extend(
-                        i for i in store.ids_where(coll, {"doc_id": doc_id}) if i not in keep
-                    )
-        if stale:
-            store.delete(coll, stale)
-            store.flush(coll)
-            report.chunks_deleted += len(stale)
+        with steps.timing("upsert"):
+            keep = set(ids)
+            stale: list[str] = []
+            for p in group:
+                for doc_id in (p.chunks[0].doc_id, p.replaces):
+                    if doc_id is not None:
+                        stale.extend(
+                            i for i in store.ids_where(coll, {"doc_id": doc_id}) if i not in keep
+                        )
+            if stale:
+                store.delete(coll, stale)
+                store.flush(coll)
+                sentence_file.forget(stale)
+                report.chunks_deleted += len(stale)
         # 5. Only now are the files recorded as ingested.
-        self.index.manifest.put_many(
-            FileRecord(
-                coll,
-                p.source,
-                str(root),
-                p.chunks[0].doc_id,
-                "ok",
-                p.signature,
-                len(p.chunks),
-                None,
+        with steps.timing("manifest"):
+            self.index.manifest.put_many(
+                FileRecord(
+                    coll,
+                    p.source,
+                    str(root),
+                    p.chunks[0].doc_id,
+                    "ok",
+                    p.signature,
+                    len(p.chunks),
+                    None,
+                )
+                for p in group
             )
-            for p in group
-        )
-        self.index.manifest.set_labels(coll, {p.chunks[0].doc_id: p.groups for p in group})
+            self.index.manifest.set_labels(coll, {p.chunks[0].doc_id: p.groups for p in group})
         report.ingested += len(group)
         report.chunks_written += len(points)
 
@@ -739,6 +806,9 @@ class Ingestor:
             self._require_space()  # a delete is a write too (the store's WAL)
             store.delete(self.collection, ids)
             store.flush(self.collection)
+            sentence_file = self.index.sentence_vectors.file(self.collection, create=False)
+            if sentence_file is not None:
+                sentence_file.forget(ids)
             report.chunks_deleted += len(ids)
 
     def _delete_sources(self, root: Path, sources: list[str], report: SyncReport) -> None:
@@ -765,13 +835,85 @@ class Ingestor:
             log.info("removing chunks of %d orphaned document(s)", len(orphans))
             self._drop_chunks(orphans, report)
 
+    def _fill_sentence_vectors(self, report: SyncReport, progress: Progress | None) -> None:
+        """Chunks of the collection without stored sentence vectors (an index built before
+        they were stored, or whose vectors file was made otherwise) get them now; answers
+        embed those sentences per question until then."""
+        store, coll = self.index.store, self.collection
+        sentence_file = self.index.sentence_vectors.file(coll)
+        assert sentence_file is not None
+        total = store.count(coll)
+        lacking = total - sentence_file.chunk_count()
+        if lacking <= 0:
+            return
+        self._require_space(lacking * 12 * self.index.embedder.dimension * 2)
+        log.warning(
+            "%d of %d chunks of %s have no stored sentence vectors (the index was built before "
+            "answers used them): computing them now, once; answers embed those sentences per "
+            "question until this is done",
+            lacking,
+            total,
+            coll,
+        )
+        started = time.perf_counter()
+        done = 0
+        batch: list[StoredPoint] = []
+
+        def fill(points: list[StoredPoint]) -> int:
+            have = sentence_file.covered(p.id for p in points)
+            todo = [p for p in points if p.id not in have and p.dense]
+            if not todo:
+                return 0
+            texts = {p.id: str(p.payload.get("text") or "") for p in todo}
+            sentences = {
+                p.id: chunk_sentences(
+                    texts[p.id],
+                    p.payload.get("title"),
+                    [str(h) for h in p.payload.get("section") or []],
+                )
+                for p in todo
+            }
+            known = {text_key(texts[p.id]): np.asarray(p.dense, dtype=np.float32) for p in todo}
+            by_key, embedded = embed_sentences(
+                self.index.embedder.embed_documents,
+                [t for ts in sentences.values() for t in ts],
+                known,
+            )
+            links = {
+                pid: [text_key(texts[pid]), *map(text_key, ss)] for pid, ss in sentences.items()
+            }
+            sentence_file.put(links, {k: by_key[k] for ks in links.values() for k in ks})
+            report.sentences_embedded += embedded
+            return len(todo)
+
+        with report.steps.timing("sentence_vectors"):
+            for point in store.scroll(coll, with_vectors=True):
+                batch.append(point)
+                if len(batch) >= 256:
+                    done += fill(batch)
+                    batch = []
+                    if progress:
+                        progress("chunks (sentence vectors)", done, lacking)
+            if batch:
+                done += fill(batch)
+                if progress:
+                    progress("chunks (sentence vectors)", done, lacking)
+        log.info(
+            "stored the sentence vectors of %d chunk(s) of %s in %.1f s",
+            done,
+            coll,
+            time.perf_counter() - started,
+        )
+
     def _finish(self, report: SyncReport) -> None:
         low = self.index.disk.problem() if report.changed else None
         if low is not None:  # the index is built by the next sync that changes something
             log.warning("not building the vector index now: %s", low)
         elif report.changed:
             started = time.perf_counter()
-            if self.index.store.optimize(self.collection):
+            with report.steps.timing("index"):
+                built = self.index.store.optimize(self.collection)
+            if built:
                 log.info(
                     "built the vector index for %s in %.1f s",
                     self.collection,

@@ -32,6 +32,7 @@ ReleaseGate = Callable[[Index, Index], Mapping[str, Any]]
 def _drop(index: Index, collection: str) -> None:
     index.store.delete_collection(collection)
     index.manifest.drop_collection(collection)
+    index.sentence_vectors.drop(collection)
 
 
 def reindex(

@@ -21,9 +21,10 @@ def collect_status(index: Index) -> dict[str, Any]:
     identity = index.embedder.identity()
     records = index.manifest.records(collection)
     meta = index.store.collection_metadata(collection)
+    chunks = index.store.count(collection)
     return {
         "documents": sum(1 for r in records if r.status == "ok"),
-        "chunks": index.store.count(collection),
+        "chunks": chunks,
         "failed": [
             {"path": r.source, "reason": r.reason or ""} for r in records if r.status == "failed"
         ],
@@ -46,6 +47,8 @@ def collect_status(index: Index) -> dict[str, Any]:
         "last_eval": index.manifest.get_value("last_eval"),
         # Chunks the prompt-injection detector flagged at ingest (kept out of answers by default).
         "injection": injection_status(index.store, collection),
+        # The answer path's sentence vectors, stored at ingest (rag.indexing.sentence_vectors).
+        "sentence_vectors": index.sentence_vectors.coverage(collection, chunks),
         "data_dir": str(index.data_dir),
     }
 

@@ -56,7 +56,9 @@ def default_stages(
 ) -> list[Stage]:
     """The configured query path, in order: the list to copy and extend. Construction is
     cheap (models load in ``warm_up``); ``cache.enabled`` adds the ``cache`` stage."""
-    scorer = SupportScorer(index.embedder.embed)
+    # Sentence vectors made at ingest first: a question embeds only itself (and what no chunk
+    # holds), with the encoder that made them.
+    scorer = SupportScorer(index.embedder.embed_documents_batched, stored=index.stored_vectors)
     chain = chain or build_chain(settings.generation, scorer, settings.pii)
     reranker = build_reranker(settings.rerank, index.embedder)
     costs = CostController(settings.costs, index.data_dir)

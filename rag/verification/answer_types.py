@@ -680,6 +680,7 @@ def missing_names(question: str, context: str) -> list[str]:
     return out
 
 
+@functools.lru_cache(maxsize=4096)  # asked once per sentence of a passage: once is enough
 def about_something_else(question: str, context: str) -> bool:
     """Whether ``context`` is about something other than what ``question`` names: at least
     two of its names, and more than half of them, never mentioned ("the Django ORM for

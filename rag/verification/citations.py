@@ -36,6 +36,8 @@ import numpy as np
 from rag.contracts import AnswerSentence, PackedContext, Passage, VerifiedAnswer
 from rag.core.config import CitationSettings
 from rag.core.errors import VerificationError
+from rag.core.sentences import MARKER as _MARKER
+from rag.core.sentences import split_sentences
 from rag.guards.injection import output_check
 from rag.verification.answer_types import (
     WORD,
@@ -65,38 +67,12 @@ __all__ = [
 ]
 
 Embed = Callable[[list[str]], np.ndarray]
+# Texts -> the vector stored for each at ingest, None where there is none.
+StoredVectors = Callable[[Sequence[str]], Sequence[np.ndarray | None]]
 
 # The mark a sentence no passage supports carries with ``generation.verify.unsupported: mark``
 # (the default, ``drop``, leaves it out of the answer altogether).
 UNVERIFIED_MARK = "[unverified]"
-
-_NUMBERS = r"\d+(?:\s*[,;]\s*\d+)*"
-# A citation marker: "[1]", "[1, 3]". Brackets glued to a name are its index ("argv[0] is the
-# script name"), unless the sentence or clause ends right after them ("... 5 minutes[1].").
-_MARKER = re.compile(
-    rf"\s*(?:(?<![\w\])])|(?=\[{_NUMBERS}\](?:\s*[.,;:!?)]|\s*\[|\s*$)))\[({_NUMBERS})\]"
-)
-# A sentence ends at . ! or ? (closing quotes/brackets and [n] markers stay with it) before
-# whitespace and a capital or digit; paragraph breaks and list items end one too.
-_SENTENCE_END = re.compile(
-    r"[.!?][\"')\]]*(?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])*(?=\s+[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s)"
-)
-_LIST_NUMBER = re.compile(r"\d{1,3}[.)]")
-_ABBREVIATIONS = (
-    "e.g.",
-    "i.e.",
-    "etc.",
-    "vs.",
-    "Dr.",
-    "Mr.",
-    "Mrs.",
-    "Ms.",
-    "St.",
-    "No.",
-    "Fig.",
-    "al.",
-    "approx.",
-)
 
 
 def has_values(text: str) -> bool:
@@ -151,38 +127,6 @@ def relevance_features(
     )
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text`` in order, markers kept with the sentence they close."""
-    protected = text
-    for i, abbr in enumerate(_ABBREVIATIONS):
-        protected = protected.replace(abbr, abbr.replace(".", f"\x00{i}\x00"))
-    parts: list[str] = []
-    cursor = 0
-    for m in _SENTENCE_END.finditer(protected):
-        parts.append(protected[cursor : m.end()])
-        cursor = m.end()
-    parts.append(protected[cursor:])
-    parts = [p for p in parts if p.strip()]
-    out: list[str] = []
-    for part in parts:
-        for i, abbr in enumerate(_ABBREVIATIONS):
-            part = part.replace(abbr.replace(".", f"\x00{i}\x00"), abbr)
-        part = part.strip()
-        # "... 1889. [1]" — a sentence that is only markers belongs to the previous one.
-        if (out and _LIST_NUMBER.fullmatch(out[-1])) or (
-            out and _MARKER.sub("", part).strip(" .") == ""
-        ):  # "1." of a numbered list opens its item
-            out[-1] = f"{out[-1]} {part}"
-        elif out and part[:1] == "[" and (lead := _MARKER.match(part)):
-            out[-1] = f"{out[-1]} {lead.group(0).strip()}"
-            rest = part[lead.end() :].strip()
-            if rest:
-                out.append(rest)
-        else:
-            out.append(part)
-    return out
-
-
 def _markers(sentence: str) -> tuple[str, list[int]]:
     numbers: list[int] = []
     for m in _MARKER.finditer(sentence):
@@ -205,10 +149,17 @@ def _with_headings(passage: Passage) -> str:
 class SupportScorer:
     """How well passages support a sentence (:func:`rag.verification.support.check`: values
     grounded, polarity kept, words covered), and how relevant it is to the question (the
-    embedder's similarity). Thread-safe; caches embeddings."""
+    embedder's similarity). Thread-safe; caches embeddings.
 
-    def __init__(self, embed: Embed | None, cache_size: int = 20000):
+    ``stored``: the vectors ingestion already made (``rag.indexing.Index.stored_vectors``:
+    passage sentences and chunks, None where there is none); looked up before anything is
+    embedded, so a question embeds only itself and what no chunk holds."""
+
+    def __init__(
+        self, embed: Embed | None, cache_size: int = 20000, stored: StoredVectors | None = None
+    ):
         self.embed = embed
+        self.stored = stored
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -219,6 +170,15 @@ class SupportScorer:
             return np.zeros((len(texts), 1), dtype=np.float32)
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing and self.stored is not None:
+            found = self.stored(missing)
+            with self._lock:
+                for t, v in zip(missing, found, strict=True):
+                    if v is not None:
+                        self._cache[t] = v
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+            missing = [t for t, v in zip(missing, found, strict=True) if v is None]
         if missing:
             fresh = self.embed(missing)
             with self._lock:

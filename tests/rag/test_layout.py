@@ -76,6 +76,12 @@ def test_readme_and_architecture_list_the_stages_in_the_order_they_run(tmp_path:
             def embed(texts: list[str]) -> Any:
                 raise AssertionError("not called while wiring")
 
+            embed_documents = embed_documents_batched = embed
+
+        @staticmethod
+        def stored_vectors(texts: list[str]) -> Any:
+            raise AssertionError("not called while wiring")
+
     settings = Settings(data_dir=str(tmp_path), cache={"enabled": True, "backend": "local"})
     names = [s.name for s in default_stages(_Index(), settings)]  # type: ignore[arg-type]
     assert names == [

@@ -188,29 +188,36 @@ def test_reindex_refuses_when_a_watched_folder_is_missing(tmp_path: Path, docs: 
 
 
 class FailingEmbedder(Embedder):
-    """Embeds normally until armed with the collection being built, then raises on the
-    ``fail_on``-th embed call (once), recording what that collection held at that moment."""
+    """Embeds normally until armed with the collection being built, then raises (once) when
+    asked to embed the second document's text (``fail_on``: its chunk, or its sentences),
+    recording what that collection held at that moment."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings.embedding)
         self.index: Index | None = None
         self.building: str | None = None
-        self.fail_on = 2
-        self.calls = 0
+        self.fail_on = "Retry-After"  # b.txt, ingested after a.md
         self.at_failure: tuple[int, list[str]] | None = None
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        if self.index is not None and self.building is not None:
-            self.calls += 1
-            if self.calls == self.fail_on:
-                idx, coll = self.index, self.building
-                self.index = self.building = None
-                self.at_failure = (
-                    idx.store.count(coll),
-                    [r.source for r in idx.manifest.records(coll)],
-                )
-                raise RuntimeError("embedding backend died mid-reindex")
+        self._fail(texts)
         return super().embed(texts)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        self._fail(texts)
+        return super().embed_documents(texts)
+
+    def _fail(self, texts: list[str]) -> None:
+        armed = self.index is not None and self.building is not None
+        if armed and any(self.fail_on in t for t in texts):
+            idx, coll = self.index, self.building
+            assert idx is not None and coll is not None
+            self.index = self.building = None
+            self.at_failure = (
+                idx.store.count(coll),
+                [r.source for r in idx.manifest.records(coll)],
+            )
+            raise RuntimeError("embedding backend died mid-reindex")
 
 
 def test_reindex_failing_mid_build_drops_the_half_built_collection(

@@ -67,3 +67,40 @@ def test_embed_query_equals_embedding_alone(embedder: Embedder) -> None:
         vectors = list(pool.map(embedder.embed_query, [q, *others]))
     assert np.allclose(vectors[0], embedder.embed([q])[0], atol=2e-2)
     assert float(np.dot(vectors[0], embedder.embed([q])[0])) > 0.99
+
+
+def test_the_scorers_lone_questions_share_batches_and_get_their_vector_alone(
+    embedder: Embedder,
+) -> None:
+    """The answer path embeds each question with the document encoder (the one that made the
+    stored sentence vectors): concurrent requests' questions of one token length go through
+    it together, and each gets exactly the vector it gets alone (no padding: an answer does
+    not depend on who else asked meanwhile)."""
+    calls: list[list[str]] = []
+    real = embedder.embed_documents
+
+    def counted(texts: list[str]) -> np.ndarray:
+        calls.append(list(texts))
+        time.sleep(0.05)  # the first batch is still running when the others arrive
+        return real(texts)
+
+    same = [f"How long are backups of system {i} kept?" for i in range(10)]
+    longer = ["How long are the nightly database backups of the billing system kept?"] * 2
+    texts = [*same, *longer, "Who?"]
+    embedder.embed_documents = counted  # type: ignore[method-assign]
+    try:
+        start = threading.Barrier(len(texts))
+
+        def ask(t: str) -> np.ndarray:
+            start.wait()
+            return embedder.embed_documents_batched([t])
+
+        with ThreadPoolExecutor(len(texts)) as pool:
+            results = list(pool.map(ask, texts))
+    finally:
+        del embedder.embed_documents
+    assert len(calls) < len(texts) / 2, f"not batched: {[len(c) for c in calls]}"
+    assert all(len({len(t) for t in batch}) == 1 for batch in calls), calls  # one length each
+    for text, got in zip(texts, results, strict=True):
+        assert got.shape == (1, embedder.dimension)
+        assert np.array_equal(got[0], real([text])[0]), text
