@@ -1043,6 +1043,14 @@ BREAKS = [
         "        role = _ROLE_CUE.search(before)\n",
         "tests/rag/guards/pii/test_real_world.py::test_operational_text_is_not_an_address",
     ),
+    # -- answer relevance and follow-ups through every door (issue 30) ------------------------
+    Break(
+        "follow-ups: MCP's ask drops the conversation's history",
+        "api/mcp_server.py",
+        "caller, progress, question=question, filters=filters, history=history",
+        "caller, progress, question=question, filters=filters",
+        "tests/api/test_mcp.py::test_ask_answers_a_follow_up_with_the_conversation_as_history",
+    ),
 ]
 
 

@@ -12,7 +12,8 @@ A second sentence (``max_sentences`` >= 2) is, first, a neighbour of the best on
 passage when the answer spans the two: the best sentence lacks the answer type and the
 neighbour has it, or the neighbour is itself relevant (``min_score``); else the next best
 sentence if it reaches ``min_score``. Sentences of one passage are said in their order.
-The threshold is calibrated on SQuAD 2.0 by ``benchmarks/calibrate_relevance.py``.
+The threshold is calibrated on SQuAD 2.0 and three documentation answer sets by
+``benchmarks/calibrate_relevance.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rag.verification.citations import (
     SupportScorer,
     content_words,
     relevance_features,
+    sections_below_title,
     split_sentences,
 )
 
@@ -44,8 +46,9 @@ __all__ = [
 ]
 
 # Weight of the passage's own similarity to the question next to the sentence's relevance
-# (fitted with the relevance weights by benchmarks/calibrate_relevance.py).
-PASSAGE_WEIGHT = 0.3
+# (fitted with the relevance weights by benchmarks/calibrate_relevance.py: on the pooled tune
+# halves it puts no more gold sentences first than the sentence's relevance alone).
+PASSAGE_WEIGHT = 0.0
 _MIN_WORDS = 4  # shorter "sentences" (headings, list bullets) rarely answer anything
 _MARKERS = re.compile(r"\s*\[\d+\]")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
@@ -132,10 +135,13 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     """Every sentence of the context that could answer, in context order, scored."""
     raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
     headings: dict[int, list[str]] = {}
+    sectioned: set[int] = set()  # passages under a section heading below the title
     for passage in request.context.passages:
         if passage.flagged:  # injection.flagged: fence — suspect data is never the answer
             continue
         headings[passage.n] = [h for h in (passage.title or "", *passage.section) if h]
+        if sections_below_title(passage.title, passage.section):
+            sectioned.add(passage.n)
         known = {h.lower() for h in headings[passage.n]}
         # Attack spans are cut out of the text already (injection.flagged: exclude); a
         # passage that still holds one never gives it as the answer.
@@ -159,7 +165,7 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     passage_sim = dict(zip(passages, sims[len(raw) :].tolist(), strict=True))
     out = []
     for (n, position, sentence, text), cosine in zip(raw, sims[: len(raw)].tolist(), strict=False):
-        features = relevance_features(question, sentence, cosine, headings[n], text)
+        features = relevance_features(question, sentence, cosine, headings[n], text, n in sectioned)
         rel = relevance(features)
         typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
         prior = passage_sim[text]
@@ -170,9 +176,11 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
 
 def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> list[Candidate]:
     """A follow-up's candidates without the sentences an earlier answer already gave that hold
-    none of the follow-up's own words: "What happens when it is exceeded?" after "The business
-    tier allows 1,200 requests per minute" asks for something new, while "And monthly
-    snapshots?" may well be answered by the sentence that mentioned them before."""
+    none of the follow-up's own words nor the kind of answer it asks for: "What happens when it
+    is exceeded?" after "The business tier allows 1,200 requests per minute" asks for something
+    new, while "And monthly snapshots?" may well be answered by the sentence that mentioned
+    them before, and "And when?" after "Who schedules the postmortem?" by the one that said
+    who, and within how many days."""
     if not said:
         return found
     focus = {w[:5] for w in content_words(asked)}
@@ -182,7 +190,9 @@ def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> l
 
     def repeated(c: Candidate) -> bool:
         words = content_words(c.sentence)
-        return " ".join(words) in before and not focus & {w[:5] for w in words}
+        return (
+            " ".join(words) in before and not focus & {w[:5] for w in words} and c.typed is not True
+        )
 
     return [c for c in found if not repeated(c)]
 

@@ -3,12 +3,15 @@ for selection, the real embedder for the end-to-end case."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rag.generate import GenerationRequest
 from rag.generate.extractive import (
     Candidate,
     ExtractiveGenerator,
     _without_headings,
     candidates,
+    not_said_again,
     passage_segments,
     select,
 )
@@ -43,6 +46,26 @@ def test_else_the_next_best_sentence_if_it_is_relevant_itself() -> None:
     assert select([best, weak, second], 2, 0.12) == [best, second]
     assert select([best, weak], 2, 0.12) == [best]
     assert select([best, second], 1, 0.12) == [best]
+
+
+def test_a_follow_up_is_not_answered_again_unless_the_sentence_has_what_it_asks() -> None:
+    said = ["The incident commander schedules a blameless postmortem within five days [1]."]
+    again = Candidate(
+        1,
+        4,
+        "The incident commander schedules a blameless postmortem within five days.",
+        0.5,
+        True,  # "When ...?": it holds a time — what the follow-up asks for
+        0.5,
+        NO_FEATURES,
+        0.0,
+    )
+    other = _c(2, 0, 0.3, None)
+    # "And when?" (its standalone question: "When is the blameless postmortem scheduled?")
+    assert not_said_again([again, other], "And when?", said) == [again, other]
+    # "What happens then?" asks for something new: the sentence said before is not the answer
+    untyped = replace(again, typed=None)
+    assert not_said_again([untyped, other], "What happens then?", said) == [other]
 
 
 def test_headings_glued_to_a_sentence_are_dropped() -> None:
