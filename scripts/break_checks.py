@@ -1050,6 +1050,43 @@ BREAKS = [
         "caller, progress, question=question, filters=filters, history=history",
         "caller, progress, question=question, filters=filters",
         "tests/api/test_mcp.py::test_ask_answers_a_follow_up_with_the_conversation_as_history",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "follow-ups: a sentence said before is dropped though it holds what the follow-up asks",
+        "rag/generate/extractive.py",
+        " and not focus & {w[:5] for w in words} and c.typed is not True",
+        " and not focus & {w[:5] for w in words}",
+        "tests/rag/generate/test_generate_extractive.py::"
+        "test_a_follow_up_is_not_answered_again_unless_the_sentence_has_what_it_asks",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "relevance: a type hit in a documentation section counts for nothing",
+        "rag/verification/citations.py",
+        "type_hit_in_section=1.0 if match is True and in_section else 0.0,",
+        "type_hit_in_section=0.0,",
+        "tests/rag/generate/test_generate_extractive.py::"
+        "test_a_sentence_with_the_type_asked_for_answers_in_a_documentation_section",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "relevance: the type miss refitted as a weak feature (a 'when' answered without a time)",
+        "rag/verification/answer_types.py",
+        '    "type_miss": -2.775,\n',
+        '    "type_miss": -0.928,\n',
+        "tests/rag/verification/test_citations.py::"
+        "test_a_supported_sentence_that_does_not_answer_the_question_abstains",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "support: a hyphenated name holding a date leaves its parts unmatched",
+        "rag/verification/support.py",
+        '    raw += [part for w in raw if "-" in w for part in w.split("-") if part]\n',
+        "",
+        "tests/rag/verification/test_citations.py::"
+        "test_a_sentence_quoted_whole_with_a_hyphenated_name_holding_a_date_is_supported",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
 ]
 

@@ -373,6 +373,9 @@ class _Words:
 @functools.lru_cache(maxsize=4096)
 def _words_of(text: str) -> _Words:
     raw = [w.lower().strip("'-") for w in WORD.findall(text)]
+    # and the parts of a hyphenated token: a claim's value is masked out of it ("inc-2026-03-14-
+    # billing" leaves "inc" and "billing" to find), the passage's token is whole
+    raw += [part for w in raw if "-" in w for part in w.split("-") if part]
     return _Words(
         stems=frozenset(stem(w) for w in raw),
         # a claim word of 5-7 letters is looked up by 5, a longer one by 6: both kinds here

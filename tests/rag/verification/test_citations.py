@@ -146,6 +146,34 @@ def test_support_scores_order_sensibly(scorer: SupportScorer) -> None:
     assert good > 0.5 > max(wrong_year, unrelated)
 
 
+def test_a_sentence_quoted_whole_with_a_hyphenated_name_holding_a_date_is_supported(
+    scorer: SupportScorer,
+) -> None:
+    # Issue 30's "Who opens the incident channel?": the extractive answer quotes the runbook's
+    # sentence; its date is checked as a value and masked out of "inc-2026-03-14-billing",
+    # which left "inc" and "billing" to find in a passage whose token was the whole name.
+    said = (
+        "When an alert fires, the on-call engineer opens an incident channel named after the "
+        "date and the affected service, for example inc-2026-03-14-billing."
+    )
+    passage = Passage(
+        chunk_ids=["c1"],
+        doc_id="d1",
+        source="incident-runbook.txt",
+        title="Incident Response Runbook",
+        section=[],
+        page=None,
+        start=0,
+        end=len(said),
+        text=said.replace("date and the", "date and\nthe"),
+        score=1.0,
+        rank=0,
+        n=1,
+    )
+    support = scorer.check(said, [passage], "Who opens the incident channel?")
+    assert support.score == 1.0 and not support.unmatched, support
+
+
 def test_a_model_looping_on_a_passage_header_abstains(scorer: SupportScorer) -> None:
     # What SmolLM2 once answered in `make run`: the context header copied over and over.
     looped = " ".join(["Doc 2 — S # Eiffel Tower [2]"] * 5)
