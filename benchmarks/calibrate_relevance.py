@@ -11,7 +11,7 @@ Every question goes through the real retrieve → rerank → prompt → pack sta
 corpus is indexed once into an isolated cache, as ``rag eval`` does). Each sentence of the
 packed context is a candidate answer, with the features ``rag.verification.answer_types.relevance``
 weighs (``rag.generate.extractive.candidates``: question–sentence cosine, question words in
-the sentence or its headings, the answer-type check: a miss, a hit, a hit in a passage under a
+the sentence or its headings and in its whole passage, the answer-type check: a miss, a hit, a hit in a passage under a
 section heading) and the passage's own similarity to the question (the
 extractive ranking's prior). A candidate *answers* when it contains a gold answer string (SQuAD
 normalisation); on an unanswerable question none does. ``--collected FILE`` keeps what was
@@ -32,7 +32,16 @@ weighing as much as another (SQuAD's 200 questions as much as a documentation se
    abstain);
 4. ``generation.verify.min_relevance``: the highest floor that still keeps >= 0.95 of the
    gold sentences that reach the top 3 of their question (what verification must not
-   refuse), capped at the extractive threshold.
+   refuse), capped at the extractive threshold;
+5. the decision (``adopt_refit``): the refit replaces the weights in use (``PREVIOUS_WEIGHTS``,
+   threshold 0.12) only when its mean over the tune halves of right answers plus abstention,
+   each at its own threshold (3.), is higher by ``ADOPT_MARGIN``.
+
+In issue 30 (``--docs-set`` pydocs, pgdocs, gitdocs) the refit weighed a type hit in a
+documentation section (0.725) and kept cosine, overlap and the type miss; the heading read with
+the sentence and the share of question words in the whole passage came out with no weight.
+It did not gain on the tune halves (mean right + abstention 1.274 against 1.267) and lost on the report halves and on the
+golden set's near misses (see rag/verification/answer_types.py): the previous weights stayed.
 
 On each set's *report* half, with those values: the extractive answers' abstention / false
 abstention / gold contained (top sentence) beside the previous weights (fitted on SQuAD
@@ -72,10 +81,18 @@ from benchmarks._common import (  # noqa: E402
     prepare,
 )
 
-FEATURES = ("cosine", "overlap", "type_miss", "type_hit", "type_hit_in_section")
+FEATURES = (
+    "cosine",
+    "overlap",
+    "passage_overlap",
+    "type_miss",
+    "type_hit",
+    "type_hit_in_section",
+)
 SIGNS = {
     "cosine": 1,
     "overlap": 1,
+    "passage_overlap": 1,
     "type_miss": -1,
     "type_hit": 1,
     "type_hit_in_section": 1,
@@ -84,6 +101,8 @@ SIGNS = {
 PREVIOUS_WEIGHTS = {"intercept": -6.168, "cosine": 5.465, "overlap": 2.358, "type_miss": -2.775}
 PREVIOUS_THRESHOLD, PREVIOUS_PRIOR = 0.12, 0.3
 GOAL_FALSE_ABSTENTION = 0.15
+# mean right + abstention over the tune halves a refit must gain to replace the weights in use
+ADOPT_MARGIN = 0.02
 GOAL_ABSTENTION = {"squad": 0.60, "docs": 0.80}
 VERIFY_RECALL = 0.95
 PRIOR_WEIGHTS = [0.0, 0.1, 0.2, 0.3, 0.5]
@@ -191,6 +210,39 @@ def judgement(cands: list[dict[str, Any]], judged: Any) -> dict[str, float]:
         "judged": tp + fp,
         "gold": tp + fn,
     }
+
+
+def choose_threshold(sets: dict[str, list[dict[str, Any]]], pick: Any) -> dict[str, Any]:
+    """The threshold with the highest mean abstention on unanswerable questions and false
+    abstention <= the goal on every set; its figures per set, and the mean of right answers
+    (top sentence) and abstention over the sets: what two sets of weights are compared by."""
+    table: list[dict[str, Any]] = []
+    for t in THRESHOLDS:
+        rates = {name: answer_rates(rows, pick, t) for name, rows in sets.items()}
+        table.append(
+            {
+                "threshold": t,
+                "mean_abstention": round(
+                    sum(x["abstention_unanswerable"] for x in rates.values()) / len(rates), 3
+                ),
+                "worst_false_abstention": max(
+                    x["false_abstention_answerable"] for x in rates.values()
+                ),
+                "mean_right_plus_abstention": round(
+                    sum(
+                        x["answer_contains_gold"] + x["abstention_unanswerable"]
+                        for x in rates.values()
+                    )
+                    / len(rates),
+                    3,
+                ),
+                "sets": rates,
+            }
+        )
+    ok = [row for row in table if row["worst_false_abstention"] <= GOAL_FALSE_ABSTENTION]
+    return max(
+        ok or table, key=lambda row: (row["mean_abstention"], -row["worst_false_abstention"])
+    )
 
 
 def collect(dataset: Path, cache: Path | None, docs: Path | None = None) -> list[dict[str, Any]]:
@@ -345,26 +397,14 @@ def main() -> int:
         b = max(r["cands"], key=lambda c: c["old"])
         return {"value": b["old"], "gold": b["gold"]}
 
-    table: list[dict[str, Any]] = []
-    for t in THRESHOLDS:
-        rates = {name: answer_rates(rows, new_pick, t) for name, rows in tune.items()}
-        table.append(
-            {
-                "threshold": t,
-                "mean_abstention": round(
-                    sum(x["abstention_unanswerable"] for x in rates.values()) / len(rates), 3
-                ),
-                "worst_false_abstention": max(
-                    x["false_abstention_answerable"] for x in rates.values()
-                ),
-                "sets": rates,
-            }
-        )
-    ok = [row for row in table if row["worst_false_abstention"] <= GOAL_FALSE_ABSTENTION]
-    chosen = max(
-        ok or table, key=lambda row: (row["mean_abstention"], -row["worst_false_abstention"])
-    )
+    chosen = choose_threshold(tune, new_pick)
     threshold: float = chosen["threshold"]
+    # The refit replaces the weights in use only when it does better on the tune halves
+    previous_chosen = choose_threshold(tune, picker(PREVIOUS_WEIGHTS, PREVIOUS_PRIOR))
+    adopt = (
+        chosen["mean_right_plus_abstention"]
+        >= previous_chosen["mean_right_plus_abstention"] + ADOPT_MARGIN
+    )
 
     # Verification's floor: keep the gold sentences a backend would plausibly say (each
     # question's top 3 by the ranking) — what it must not refuse.
@@ -426,6 +466,13 @@ def main() -> int:
         "extractive_min_score": threshold,
         "verify_min_relevance": floor,
         "tune_halves": chosen,
+        "previous_weights_on_tune_halves": previous_chosen,
+        "adopt_refit": adopt,
+        "decision": "the refit (relevance_weights, passage_weight, extractive_min_score)"
+        if adopt
+        else "the previous weights stay (PREVIOUS_WEIGHTS, threshold "
+        f"{PREVIOUS_THRESHOLD}): the refit does not beat them on the tune halves by "
+        f"{ADOPT_MARGIN} (mean right + abstention)",
         "report_halves": rep,
         "checks": checks,
     }
@@ -441,7 +488,7 @@ def main() -> int:
     ]
     for name, x in per_set.items():
         floor_abst = GOAL_ABSTENTION["squad" if name == "squad" else "docs"]
-        new_x = x["extractive"]
+        new_x = x["extractive"] if adopt else x["previous_weights"]  # what is shipped
         goals.append(
             Goal(
                 f"report.{name}.abstention_unanswerable",

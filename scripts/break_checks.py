@@ -1062,15 +1062,6 @@ BREAKS = [
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
     Break(
-        "relevance: a type hit in a documentation section counts for nothing",
-        "rag/verification/citations.py",
-        "type_hit_in_section=1.0 if match is True and in_section else 0.0,",
-        "type_hit_in_section=0.0,",
-        "tests/rag/generate/test_generate_extractive.py::"
-        "test_a_sentence_with_the_type_asked_for_answers_in_a_documentation_section",
-        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
-    ),
-    Break(
         "relevance: the type miss refitted as a weak feature (a 'when' answered without a time)",
         "rag/verification/answer_types.py",
         '    "type_miss": -2.775,\n',

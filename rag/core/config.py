@@ -258,7 +258,7 @@ class GenerationSettings(_Section):
     # question (rag.verification.answer_types.relevance, a probability), or it abstains. The highest SQuAD 2.0
     # threshold keeping false abstention <= 0.15 (benchmarks/calibrate_relevance.py)
     extractive_sentences: int = Field(default=2, ge=1, le=20)
-    extractive_min_score: float = Field(default=0.15, ge=0.0, le=1.0)
+    extractive_min_score: float = Field(default=0.12, ge=0.0, le=1.0)
     # Abstain when no sentence of the answer is supported by the passage it cites.
     abstain_text: str = "The documents don't contain an answer to this."
     verify: CitationSettings = Field(default_factory=CitationSettings)
