@@ -11,7 +11,7 @@ Every question goes through the real retrieve → rerank → prompt → pack sta
 corpus is indexed once into an isolated cache, as ``rag eval`` does). Each sentence of the
 packed context is a candidate answer, with the features ``rag.verification.answer_types.relevance``
 weighs (``rag.generate.extractive.candidates``: question–sentence cosine, question words in
-the sentence or its headings and in its whole passage, the answer-type check: a miss, a hit, a hit in a passage under a
+the sentence or its headings, the answer-type check: a miss, a hit, a hit in a passage under a
 section heading) and the passage's own similarity to the question (the
 extractive ranking's prior). A candidate *answers* when it contains a gold answer string (SQuAD
 normalisation); on an unanswerable question none does. ``--collected FILE`` keeps what was
@@ -84,7 +84,6 @@ from benchmarks._common import (  # noqa: E402
 FEATURES = (
     "cosine",
     "overlap",
-    "passage_overlap",
     "type_miss",
     "type_hit",
     "type_hit_in_section",
@@ -92,7 +91,6 @@ FEATURES = (
 SIGNS = {
     "cosine": 1,
     "overlap": 1,
-    "passage_overlap": 1,
     "type_miss": -1,
     "type_hit": 1,
     "type_hit_in_section": 1,
