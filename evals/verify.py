@@ -98,7 +98,9 @@ class CaseSentence:
     """One sentence the model writes: ``say`` (ending in . ! or ?), cited as ``cite`` (the
     passages holding these phrases), ``cite_other`` (a passage *not* holding that phrase) or
     ``cite_top`` (passage 1); ``true``: the documents support it; ``source``: where (corpus
-    ids or paths), for checking a citation's fix."""
+    ids or paths), for checking a citation's fix; ``misattributed``: ``cite`` names a phrase
+    of a look-alike passage, not of ``source`` (the sentence a ``wrong_passage`` case judges,
+    as is one citing ``cite_other``)."""
 
     say: str
     cite: list[str] = field(default_factory=list)
@@ -106,6 +108,7 @@ class CaseSentence:
     cite_top: bool = False
     true: bool = True
     source: list[str] = field(default_factory=list)
+    misattributed: bool = False
 
     def template(self) -> str:
         body = self.say.rstrip()
@@ -133,6 +136,8 @@ class CaseSentence:
             out["true"] = False
         if self.source:
             out["source"] = self.source
+        if self.misattributed:
+            out["misattributed"] = True
         return out
 
 
@@ -157,6 +162,7 @@ def _sentence(raw: Mapping[str, Any]) -> CaseSentence:
         cite_top=bool(raw.get("cite_top")),
         true=bool(raw.get("true", True)),
         source=[str(s) for s in raw.get("source") or []],
+        misattributed=bool(raw.get("misattributed")),
     )
 
 
@@ -586,9 +592,10 @@ def judge(
         true = [state for s, (state, _) in zip(case.sentences, per, strict=True) if s.true]
         if true:
             out["true_part_kept"] = all(state == "verified" for state in true)
-    else:  # wrong_passage
-        state, cited = per[0]
-        source = case.sentences[0].source
+    else:  # wrong_passage: the sentence cited to the wrong passage (else the first)
+        at = next((i for i, s in enumerate(case.sentences) if s.cite_other or s.misattributed), 0)
+        state, cited = per[at]
+        source = case.sentences[at].source
         if state == "verified":
             fixed = bool(cited) and all(citations.get(n) in source for n in cited)
             out["verdict"] = "fixed" if fixed else "wrong_citation"

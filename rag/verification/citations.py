@@ -502,14 +502,16 @@ class AnswerVerifier:
             return None  # an instruction, or contradicted by a better passage: not said
         if sentence.supported and not self.answered:
             # Whether it answers the question matters only until one sentence does.
-            self._judge_relevance(sentence)
+            self._judge_relevance(sentence, verdict.quote)
         self.checked.append(sentence)
         return sentence
 
-    def _judge_relevance(self, sentence: AnswerSentence) -> None:
+    def _judge_relevance(self, sentence: AnswerSentence, quote: str = "") -> None:
         """Whether ``sentence`` answers the question: relevance >= ``min_relevance``, or
         >= ``min_relevance_typed`` when it has the answer type asked for (or none is asked)
-        and its passage is about what the question names."""
+        and its passage is about what the question names. ``quote``: the passage sentence it
+        restates — a faithful paraphrase answers whatever that sentence answers (the relevance
+        model was fitted on document sentences, not on a model's rewording of them)."""
         floor = self.settings.min_relevance
         if floor <= 0:
             sentence.relevance, sentence.relevant = 1.0, True
@@ -525,12 +527,16 @@ class AnswerVerifier:
             sections_below_title(self.passages[n].title, self.passages[n].section)
             for n in sentence.cited
         )
-        sentence.relevance = self.scorer.relevance(
-            self.question, sentence.text, headings, cited_text, in_section
+        said = [sentence.text]
+        if quote and quote != sentence.text:
+            said.append(quote)
+        sentence.relevance = max(
+            self.scorer.relevance(self.question, text, headings, cited_text, in_section)
+            for text in said
         )
-        typed = type_match(self.question, sentence.text) is not False and not about_something_else(
-            self.question, "\n".join([cited_text, *headings])
-        )
+        typed = any(
+            type_match(self.question, text) is not False for text in said
+        ) and not about_something_else(self.question, "\n".join([cited_text, *headings]))
         if typed:
             floor = min(floor, self.settings.min_relevance_typed)
         sentence.relevant = sentence.relevance >= floor

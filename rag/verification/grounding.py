@@ -74,6 +74,7 @@ _NUMBER_WORDS: dict[str, float] = {
     "hundred": 100,
     "thousand": 1000,
     "dozen": 12,
+    "single": 1,  # "a single approving review" is "one approving review"
     "twice": 2,
     "thrice": 3,
     "double": 2,
@@ -249,7 +250,21 @@ _CODE = re.compile(
     r"|_*[a-z]+_[a-z_0-9]+|__\w+__"
     r"|[A-Za-z]+(?:-[A-Za-z]+)*-?\d+[\w-]*"
     r"|[A-Z][a-z]+[A-Z]\w*"
+    r"|\d+[A-Z][a-z]\w*"  # a product named with a leading digit: 1Password, 7Zip
     r"|--?[a-z][\w-]+)(?![\w])"
+)
+# A team, department or desk named by the word before it ("the platform team", "the legal
+# department"): a name the passage must say, as a capitalised one ("the security team" is not
+# "the platform team", though only one word differs).
+_NAMED_GROUP = re.compile(
+    r"\b(?P<name>[a-z][a-z-]+)\s+(?:team|teams|department|departments|desk|squad|office)\b"
+)
+_NOT_GROUP_NAMES = frozenset(
+    """
+    a an the this that these those our your their its his her my same whole entire other
+    another each every any some new own one which what whose right wrong relevant responsible
+    respective appropriate affected on-call
+    """.split()  # noqa: SIM905 - a word list reads best as words
 )
 _VERSION = re.compile(r"(?<![\w.])v?\d+(?:\.\d+){1,3}(?![\w.]|\.\d)")
 _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-])*")  # letters, accented ones too
@@ -475,7 +490,22 @@ def _numbers(text: str) -> list[Value]:
             )
         )
         taken.append((m.start(), stop))
+    # "for a week", "within an hour", "lasts a full month": one unit of time, a duration as
+    # much as "7 days" is ("once a week", "twice a day" are rates: not these)
+    for m in _ONE_UNIT.finditer(text):
+        if free(m.start("n")):
+            unit = _canonical_unit(m.group("unit"))
+            out.append(Value("number", text[m.start("n") : m.end()], number=1.0, unit=unit))
+            taken.append((m.start("n"), m.end()))
     return out
+
+
+_ONE_UNIT = re.compile(
+    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of)\s+"
+    r"(?P<n>(?:a|an)(?:\s+full|\s+whole)?)\s+"
+    r"(?P<unit>second|minute|hour|day|week|fortnight|month|quarter|year)\b",
+    re.IGNORECASE,
+)
 
 
 def _names(text: str) -> list[Value]:
@@ -499,6 +529,9 @@ def _names(text: str) -> list[Value]:
             continue
         out.append(Value("code", token, key=token.lower().rstrip("()")))
     masked = _CODE.sub(lambda m: " " * len(m.group(0)), masked)
+    for m in _NAMED_GROUP.finditer(masked):
+        if m.group("name") not in _NOT_GROUP_NAMES:
+            out.append(Value("name", m.group(0), key=m.group(0).lower()))
     masked = _NOT_NAMES.sub(lambda m: " " * len(m.group(0)), masked)
     words = list(_WORD.finditer(masked))
     for i, m in enumerate(words):
@@ -698,9 +731,17 @@ def _plain(text: str) -> str:
     return text
 
 
+# An aside in parentheses or an editor's bracketed note ("(no compound)", "[not in citation
+# given]"): a rewording may leave it out, so a negation there says nothing about the sentence.
+_ASIDE = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
+# "No, ..." / "Yes. ..." answers the question; it negates nothing the sentence then says.
+_ANSWER_WORD = re.compile(r"^\s*(?:no|yes|nope)\b\s*[,.;:!\u2014-]+\s*", re.IGNORECASE)
+
+
 def negated(text: str) -> bool:
-    """Whether ``text`` says no (an odd number of negations; "no longer" counts)."""
-    text = _plain(text)
+    """Whether ``text`` says no (an odd number of negations outside asides; "no longer"
+    counts)."""
+    text = _plain(_ASIDE.sub(" ", text))
     count = len(_NEGATION.findall(text)) + len(_NO_LONGER.findall(text))
     # "no longer" matched both as "no" and as itself: count it once
     count -= len(re.findall(r"\bno\s+longer\b", text, re.IGNORECASE))
@@ -711,7 +752,8 @@ def flipped(claim: str, source: str) -> bool:
     """Whether ``claim`` says the opposite of ``source`` (the passage sentence it restates):
     one negates and the other does not, one says "no longer" and the other does not, or one
     uses a word the other uses the opposite of ("mandatory" / "optional")."""
-    claim, source = _plain(claim), _plain(source)
+    claim = _plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))
+    source = _plain(_ASIDE.sub(" ", source))
     if negated(claim) != negated(source):
         return True
     if bool(_NO_LONGER.search(claim)) != bool(_NO_LONGER.search(source)):

@@ -287,7 +287,7 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     under below less fewer shorter lower
     before prior ahead earlier
     after following later once
-    long longer lasting last lasts lasted duration
+    long longer lasting last lasts lasted duration run runs
     say said state stated mention mentioned explain explained
     call called name named term termed known
     choose chose chosen select selected pick picked
@@ -323,10 +323,38 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     .strip()
     .splitlines()
 )
-_SYNONYM_OF: dict[str, int] = {}
+# A word may sit in several groups ("run": execute, and last as a duration does).
+_SYNONYM_OF: dict[str, frozenset[int]] = {}
 for _i, _group in enumerate(_SYNONYMS):
     for _w in _group:
-        _SYNONYM_OF.setdefault(_w, _i)
+        _SYNONYM_OF[_w] = _SYNONYM_OF.get(_w, frozenset()) | {_i}
+# Phrases that say what one word says: read as that word, in claims and passages alike, so
+# that "revoked right away" restates "revoked immediately" (general English, like _SYNONYMS).
+_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(rf"\b(?:{pattern})\b", re.IGNORECASE), word)
+    for pattern, word in (
+        (r"(?:go|goes|went|going)\s+over", "exceed"),
+        (r"\b(?:a|one)\s+full\s+(?=(?:day|week|month|year)s?\b)", "a "),
+        (
+            r"right\s+away|straight\s+away|at\s+once|without\s+delay|as\s+soon\s+as\s+possible",
+            "immediately",
+        ),
+        (r"in\s+advance|ahead\s+of\s+time", "beforehand"),
+        (r"a\s+lot\s+of|lots\s+of|a\s+large\s+number\s+of", "many"),
+        (r"make\s+sure", "ensure"),
+        (r"set\s+up", "configure"),
+        (r"get\s+rid\s+of", "remove"),
+        (r"in\s+charge\s+of|responsible\s+for", "owns"),
+    )
+)
+
+
+def _one_word_phrases(text: str) -> str:
+    for pattern, word in _PHRASES:
+        text = pattern.sub(word, text)
+    return text
+
+
 # Words a sentence opens with that name nothing ("Yes, ...", "However, ...", "Overall, ...").
 _OPENERS = frozenset(
     """
@@ -372,17 +400,16 @@ class _Words:
 
 @functools.lru_cache(maxsize=4096)
 def _words_of(text: str) -> _Words:
-    raw = [w.lower().strip("'-") for w in WORD.findall(text)]
-    # and the parts of a hyphenated token: a claim's value is masked out of it ("inc-2026-03-14-
-    # billing" leaves "inc" and "billing" to find), the passage's token is whole
-    raw += [part for w in raw if "-" in w for part in w.split("-") if part]
+    raw = [w.lower().strip("'-") for w in WORD.findall(_one_word_phrases(text))]
+    # the parts of a hyphenated name say their words too: "inc-2026-03-14-billing" says "billing"
+    raw += [part for w in raw if "-" in w for part in w.split("-") if part.isalpha()]
     return _Words(
         stems=frozenset(stem(w) for w in raw),
         # a claim word of 5-7 letters is looked up by 5, a longer one by 6: both kinds here
         prefixes=frozenset(w[:5] for w in raw if len(w) >= 5)
         | frozenset(w[:6] for w in raw if len(w) >= 6),
-        groups=frozenset(_SYNONYM_OF[w] for w in raw if w in _SYNONYM_OF)
-        | frozenset(_SYNONYM_OF[stem(w)] for w in raw if stem(w) in _SYNONYM_OF),
+        groups=frozenset(g for w in raw for g in _SYNONYM_OF.get(w, ()))
+        | frozenset(g for w in raw for g in _SYNONYM_OF.get(stem(w), ())),
     )
 
 
@@ -393,10 +420,8 @@ def matches(word: str, words: _Words) -> bool:
         return True
     if len(word) >= 5 and _prefix(word) in words.prefixes:
         return True
-    group = _SYNONYM_OF.get(word)
-    if group is None:
-        group = _SYNONYM_OF.get(stem(word))
-    return group is not None and group in words.groups
+    groups = _SYNONYM_OF.get(word) or _SYNONYM_OF.get(stem(word)) or frozenset()
+    return not groups.isdisjoint(words.groups)
 
 
 def _content(word: str) -> bool:
@@ -412,9 +437,12 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     """The claim's content words that must come from a passage: lower case, stopwords, light
     words and the values' own words (checked as values) left out."""
     masked = text
-    for v in found:
+    # longest first: a date inside a code name ("inc-2026-03-14-billing") must not leave the
+    # name's other words ("inc", "billing") behind as words a passage has to hold
+    for v in sorted(found, key=lambda v: len(v.text), reverse=True):
         if v.kind != "name" and v.text:
             masked = masked.replace(v.text, " ")
+    masked = _one_word_phrases(masked)
     keep = set(content_words(masked))
     out = []
     for w in WORD.findall(masked):
@@ -499,6 +527,16 @@ def _best_sentences(
     return [sentences[i] for i in picked]
 
 
+def _restated_clauses(claim: Sequence[str], sentence: str) -> str:
+    """The clauses of ``sentence`` that share two or more of the ``claim``'s words (all of
+    it when none does, or when it has one clause)."""
+    clauses = split_clauses(sentence)
+    if len(clauses) < 2:
+        return sentence
+    kept = [c for c in clauses if sum(matches(w, _words_of(c)) for w in claim) >= 2]
+    return " ".join(kept) if kept else sentence
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -555,9 +593,11 @@ def check(
         ):
             missing = [Value("name", word, key=low)]
     # Flipped only against the sentence it restates best and against both together: a negation
-    # in a second sentence ("... cannot agree") is not what the claim says the opposite of.
+    # in a second sentence ("... cannot agree") is not what the claim says the opposite of; nor
+    # is one in a clause of that sentence the claim does not restate ("SEV1 means customers
+    # cannot ...; SEV2 means ..." restated as "SEV2 means ...").
     is_flipped = bool(restated) and all(
-        flipped(claim, src) for src in {restated[0], " ".join(restated)}
+        flipped(claim, _restated_clauses(words, src)) for src in {restated[0], " ".join(restated)}
     )
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.

@@ -117,3 +117,72 @@ def test_a_flipped_negation_or_pole_is_caught(claim: str, source: str) -> None:
 def test_the_same_polarity_in_other_words_is_not_a_flip(claim: str, source: str) -> None:
     assert not flipped(claim, source)
     assert negated("Passwords must not be shared.") and not negated("No more than five.")
+
+
+def test_a_single_is_one_and_counts_as_a_value() -> None:
+    # "a single approving review" restates "one approving review" and differs from "two"
+    assert _missing("It needs a single approving review.", "It needs one approving review.") == []
+    assert _missing("It needs a single approving review.", "It needs two approving reviews.") == [
+        "single approving"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("claim", "source"),
+    [
+        # an aside the rewording leaves out, and an editor's note, negate nothing it says
+        (
+            "It is a single-step engine that consumes approx. 4 kg of steam per kWh.",
+            "It is a single-step engine (no compound) that consumes approx. 4 kg of steam per kWh.",
+        ),
+        ("These engines are used in toys.", "These engines are used in toys.[citation needed]"),
+    ],
+)
+def test_a_negation_inside_an_aside_is_not_a_flip(claim: str, source: str) -> None:
+    assert not flipped(claim, source)
+
+
+def test_a_negation_outside_the_aside_still_flips() -> None:
+    assert flipped("The engine is not compound (single-step).", "The engine is compound.")
+
+
+def test_an_answer_word_before_the_sentence_is_no_negation() -> None:
+    # "No, ..." answers a yes/no question; the sentence after it says what the passage says
+    assert not flipped(
+        "No, a pull request can only be merged once its CI build is green.",
+        "A green build is required before a pull request can be merged.",
+    )
+    assert flipped("No, a pull request cannot be merged.", "A pull request can be merged.")
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage", "missing"),
+    [
+        # a team named by the word before "team" is a name: swapping it is a wrong value
+        (
+            "Requests for higher limits are reviewed by the security team.",
+            "Requests for higher limits are reviewed by the platform team.",
+            "security team",
+        ),
+        # a product named with a leading digit is a name too
+        (
+            "The company password manager is 1Password.",
+            "Passwords are stored in the company password manager.",
+            "1Password",
+        ),
+    ],
+)
+def test_named_teams_and_digit_led_names_must_be_in_the_passage(
+    claim: str, passage: str, missing: str
+) -> None:
+    assert _missing(claim, passage) == [missing]
+    assert _missing(claim, passage.replace("platform team", "security team") + " 1Password.") == []
+
+
+def test_one_unit_of_time_is_a_duration_value() -> None:
+    # "for a full week" is seven days; "for a month" is not
+    assert _missing("Each rotation runs for a full week.", "A rotation lasts seven days.") == []
+    assert _missing("Each rotation runs for a month.", "A rotation lasts seven days.") == [
+        "a month"
+    ]
+    assert values("Backups run once a week.") == []  # a rate, not a duration
