@@ -275,7 +275,11 @@ class ExtractiveGenerator(Generator):
             body = c.sentence.rstrip()
             end = body[-1] if body and body[-1] in ".!?" else "."
             body = body[:-1] if body and body[-1] in ".!?" else body
-            piece = f"{' ' if i else ''}{body} [{c.n}]{end}"
+            # A sentence that opens with a term, an option or a setting ("-m\n--merge\nWhen
+            # switching ...", "blame.showEmail\nShow ...") would read as the previous one's
+            # continuation to verification, which checks them as one claim: a paragraph apart
+            gap = "" if not i else " " if body[:1].isupper() else "\n\n"
+            piece = f"{gap}{body} [{c.n}]{end}"
             text += piece
             yield piece
         yield Usage(0, 0)
