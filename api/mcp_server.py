@@ -43,7 +43,7 @@ from starlette.types import Receive, Scope, Send
 from api.auth import Principal
 from api.deps import AppState, authenticate_request
 from api.errors import ApiError, json_error, rag_error_status
-from api.models import Filters, QueryRequest
+from api.models import Filters, HistoryMessage, QueryRequest
 from api.routes_documents import document_info
 from api.routes_query import query_of
 from rag.core.errors import RagError
@@ -117,6 +117,10 @@ class AskResult(BaseModel):
         description="Prompt injection found in the question or the passages; null: none"
     )
     trace_id: str | None = Field(description="The trace of this answer (null: tracing is off)")
+    standalone_question: str | None = Field(
+        default=None,
+        description="With `history`: the question the follow-up was answered as (null: none)",
+    )
 
 
 class DocumentOut(BaseModel):
@@ -292,18 +296,29 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
             Field(
                 min_length=1,
                 max_length=max_question,
-                description="A question the documents should answer, standing on its own",
+                description="A question the documents should answer (a follow-up: with `history`)",
             ),
         ],
         filters: Annotated[
             Filters | None,
             Field(description="Answer only from passages matching these, e.g. {'source': 'x.md'}"),
         ] = None,
+        history: Annotated[
+            list[HistoryMessage] | None,
+            Field(
+                max_length=200,
+                description="The conversation before `question`, oldest first ({role: user | "
+                'assistant, content}): a follow-up ("And the business tier?") is answered as '
+                "the standalone question it stands for, reported as `standalone_question`",
+            ),
+        ] = None,
     ) -> AskResult:
         """Ask the knowledge base a question: an answer written from the documents in which
         every sentence was verified against the passage it cites ([n] markers, `citations`).
         `abstained: true` means the documents don't answer it. With a progress token, each
-        verified sentence is sent as a progress notification as soon as it is released."""
+        verified sentence is sent as a progress notification as soon as it is released. A
+        follow-up ("And the business tier?") with the conversation so far in `history` is
+        answered as the standalone question it stands for (`standalone_question`)."""
         caller = caller_of(ctx)
         released = 0
 
@@ -319,9 +334,12 @@ def build_server(state: AppState, caller_of: CallerOf) -> MCPServer:
                 )
 
         await ctx.report_progress(0, None, "searching the documents")
-        result = await run_query(caller, progress, question=question, filters=filters)
+        result = await run_query(
+            caller, progress, question=question, filters=filters, history=history
+        )
         return AskResult(
             answer=result["answer"],
+            standalone_question=result.get("standalone_question"),
             abstained=result["abstained"],
             citations=[
                 CitationOut(

@@ -33,6 +33,7 @@ from rag.verification.citations import (
     SupportScorer,
     content_words,
     relevance_features,
+    sections_below_title,
     split_sentences,
 )
 
@@ -81,10 +82,13 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     """Every sentence of the context that could answer, in context order, scored."""
     raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
     headings: dict[int, list[str]] = {}
+    sectioned: set[int] = set()  # passages under a section heading below the title
     for passage in request.context.passages:
         if passage.flagged:  # injection.flagged: fence — suspect data is never the answer
             continue
         headings[passage.n] = [h for h in (passage.title or "", *passage.section) if h]
+        if sections_below_title(passage.title, passage.section):
+            sectioned.add(passage.n)
         known = {h.lower() for h in headings[passage.n]}
         # Attack spans are cut out of the text already (injection.flagged: exclude); a
         # passage that still holds one never gives it as the answer.
@@ -108,7 +112,7 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     passage_sim = dict(zip(passages, sims[len(raw) :].tolist(), strict=True))
     out = []
     for (n, position, sentence, text), cosine in zip(raw, sims[: len(raw)].tolist(), strict=False):
-        features = relevance_features(question, sentence, cosine, headings[n], text)
+        features = relevance_features(question, sentence, cosine, headings[n], text, n in sectioned)
         rel = relevance(features)
         typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
         prior = passage_sim[text]
@@ -119,9 +123,11 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
 
 def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> list[Candidate]:
     """A follow-up's candidates without the sentences an earlier answer already gave that hold
-    none of the follow-up's own words: "What happens when it is exceeded?" after "The business
-    tier allows 1,200 requests per minute" asks for something new, while "And monthly
-    snapshots?" may well be answered by the sentence that mentioned them before."""
+    none of the follow-up's own words nor the kind of answer it asks for: "What happens when it
+    is exceeded?" after "The business tier allows 1,200 requests per minute" asks for something
+    new, while "And monthly snapshots?" may well be answered by the sentence that mentioned
+    them before, and "And when?" after "Who schedules the postmortem?" by the one that said
+    who, and within how many days."""
     if not said:
         return found
     focus = {w[:5] for w in content_words(asked)}
@@ -131,7 +137,9 @@ def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> l
 
     def repeated(c: Candidate) -> bool:
         words = content_words(c.sentence)
-        return " ".join(words) in before and not focus & {w[:5] for w in words}
+        return (
+            " ".join(words) in before and not focus & {w[:5] for w in words} and c.typed is not True
+        )
 
     return [c for c in found if not repeated(c)]
 
@@ -216,7 +224,11 @@ class ExtractiveGenerator(Generator):
             body = c.sentence.rstrip()
             end = body[-1] if body and body[-1] in ".!?" else "."
             body = body[:-1] if body and body[-1] in ".!?" else body
-            piece = f"{' ' if i else ''}{body} [{c.n}]{end}"
+            # A sentence that opens with a term, an option or a setting ("-m\n--merge\nWhen
+            # switching ...", "blame.showEmail\nShow ...") would read as the previous one's
+            # continuation to verification, which checks them as one claim: a paragraph apart
+            gap = "" if not i else " " if body[:1].isupper() else "\n\n"
+            piece = f"{gap}{body} [{c.n}]{end}"
             text += piece
             yield piece
         yield Usage(0, 0)

@@ -62,6 +62,7 @@ __all__ = [
     "content_words",
     "model_abstained",
     "relevance_features",
+    "sections_below_title",
     "split_sentences",
     "verify_answer",
 ]
@@ -103,6 +104,7 @@ def relevance_features(
     cosine: float,
     headings: Sequence[str] = (),
     passage: str | None = None,
+    in_section: bool = False,
 ) -> RelevanceFeatures:
     """The signals :func:`rag.verification.answer_types.relevance` weighs, for ``sentence`` as an answer.
 
@@ -110,7 +112,10 @@ def relevance_features(
     they hold counts as found ("What is the API rate limit?" meets "The free tier allows 60
     requests per minute" under "Public API Rate Limits > Default limits"). ``passage``: its
     text; a passage that never mentions most of the names the question uses is a miss, as a
-    missing answer type is (:func:`rag.verification.answer_types.about_something_else`)."""
+    missing answer type is (:func:`rag.verification.answer_types.about_something_else`).
+    ``in_section``: the passage sits under a section heading below its document title
+    (:func:`sections_below_title`): documentation, where the sentence holding the type asked
+    for is more often the answer than in prose."""
     asked = _prefixes(content_words(question))
     text = " ".join([sentence, *headings])
     # "git-fetch - Download objects ..." says "git" and "fetch" too
@@ -124,7 +129,13 @@ def relevance_features(
         overlap=len(asked & said) / len(asked) if asked else 0.0,
         type_miss=1.0 if match is False else 0.0,
         type_hit=1.0 if match is True else 0.0,
+        type_hit_in_section=1.0 if match is True and in_section else 0.0,
     )
+
+
+def sections_below_title(title: str | None, section: Sequence[str]) -> list[str]:
+    """A passage's section names below its document title (none in plain prose)."""
+    return [h for h in section if h and h != (title or "")]
 
 
 def _markers(sentence: str) -> tuple[str, list[int]]:
@@ -208,9 +219,11 @@ class SupportScorer:
         sentence: str,
         headings: Sequence[str] = (),
         passage: str | None = None,
+        in_section: bool = False,
     ) -> float:
         """How likely ``sentence`` answers ``question``, in [0, 1] (:func:`rag.verification.answer_types.relevance`);
-        ``headings`` and ``passage``: those of the passage(s) it cites.
+        ``headings`` and ``passage``: those of the passage(s) it cites; ``in_section``: one
+        of them sits under a section heading (:func:`relevance_features`).
 
         Without an embedder the similarity is unknown: only the answer-type check applies
         (1.0 unless the sentence lacks the type the question asks for)."""
@@ -220,7 +233,9 @@ class SupportScorer:
         vecs = self.vectors([*parts, sentence])
         return max(
             relevance(
-                relevance_features(part, sentence, float(vecs[-1] @ vecs[i]), headings, passage)
+                relevance_features(
+                    part, sentence, float(vecs[-1] @ vecs[i]), headings, passage, in_section
+                )
             )
             for i, part in enumerate(parts)
         )
@@ -468,11 +483,16 @@ class AnswerVerifier:
             if h
         ]
         cited_text = " ".join(self.passages[n].text for n in sentence.cited)
+        in_section = any(
+            sections_below_title(self.passages[n].title, self.passages[n].section)
+            for n in sentence.cited
+        )
         said = [sentence.text]
         if quote and quote != sentence.text:
             said.append(quote)
         sentence.relevance = max(
-            self.scorer.relevance(self.question, text, headings, cited_text) for text in said
+            self.scorer.relevance(self.question, text, headings, cited_text, in_section)
+            for text in said
         )
         typed = any(
             type_match(self.question, text) is not False for text in said

@@ -150,6 +150,26 @@ def test_ask_abstains_on_a_question_the_documents_do_not_answer(deployment: Depl
     assert not any(c["verified"] for c in answer["citations"])
 
 
+def test_ask_answers_a_follow_up_with_the_conversation_as_history(deployment: Deployment) -> None:
+    """Issue 30: MCP's ask takes the conversation as /v1/query does; "And the business tier?"
+    is answered as the standalone question it stands for, which the result names."""
+    history = [
+        {"role": "user", "content": "What is the free tier rate limit of the public API?"},
+        {"role": "assistant", "content": "The free tier allows 60 requests per minute [1]."},
+    ]
+
+    async def body(client: Client) -> dict[str, Any]:
+        args = {"question": "And the business tier?", "history": history}
+        return structured(await client.call_tool("ask", args))
+
+    answer = as_tenant(deployment, "default", body)
+    assert (
+        answer["standalone_question"] == "What is the business tier rate limit of the public API?"
+    )
+    assert not answer["abstained"] and "1,200 requests per minute" in answer["answer"], answer
+    assert answer["citations"] and all(c["verified"] for c in answer["citations"])
+
+
 def test_documents_are_listed_and_read_by_path_passage_and_resource(
     deployment: Deployment,
 ) -> None:

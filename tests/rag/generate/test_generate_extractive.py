@@ -3,19 +3,22 @@ for selection, the real embedder for the end-to-end case."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rag.generate import GenerationRequest
 from rag.generate.extractive import (
     Candidate,
     ExtractiveGenerator,
     _without_headings,
     candidates,
+    not_said_again,
     passage_segments,
     select,
 )
 from rag.indexing.embedding import Embedder
 from rag.query.pack import PackedContext, Passage
 from rag.verification.answer_types import RelevanceFeatures
-from rag.verification.citations import SupportScorer
+from rag.verification.citations import SupportScorer, split_sentences
 
 NO_FEATURES = RelevanceFeatures(0.0, 0.0, 0.0, 0.0)
 
@@ -43,6 +46,26 @@ def test_else_the_next_best_sentence_if_it_is_relevant_itself() -> None:
     assert select([best, weak, second], 2, 0.12) == [best, second]
     assert select([best, weak], 2, 0.12) == [best]
     assert select([best, second], 1, 0.12) == [best]
+
+
+def test_a_follow_up_is_not_answered_again_unless_the_sentence_has_what_it_asks() -> None:
+    said = ["The incident commander schedules a blameless postmortem within five days [1]."]
+    again = Candidate(
+        1,
+        4,
+        "The incident commander schedules a blameless postmortem within five days.",
+        0.5,
+        True,  # "When ...?": it holds a time — what the follow-up asks for
+        0.5,
+        NO_FEATURES,
+        0.0,
+    )
+    other = _c(2, 0, 0.3, None)
+    # "And when?" (its standalone question: "When is the blameless postmortem scheduled?")
+    assert not_said_again([again, other], "And when?", said) == [again, other]
+    # "What happens then?" asks for something new: the sentence said before is not the answer
+    untyped = replace(again, typed=None)
+    assert not_said_again([untyped, other], "What happens then?", said) == [other]
 
 
 def test_headings_glued_to_a_sentence_are_dropped() -> None:
@@ -97,6 +120,26 @@ def test_the_sentence_that_answers_wins_over_the_welcome_text(embedder: Embedder
         p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
     )
     assert text == "New engineers join the on-call rotation after six weeks [2]."
+
+
+def test_a_sentence_opening_with_an_option_is_said_a_paragraph_apart(embedder: Embedder) -> None:
+    """Issue 30 (evals/gitdocs): "... with a single command [1]. -m\n--merge\nWhen switching
+    ..." read as one sentence to verification, which then checked both as one claim and
+    refused the first, right one with the second. A sentence opening with an option, a term
+    or a setting is said a paragraph apart: verification splits them as they were picked."""
+    passages = [
+        _passage(1, "Switch branches with the git switch command.", ["Branches"]),
+        _passage(2, "-c\n--create\nCreate a new branch and switch branches to it.", ["Options"]),
+    ]
+    context = PackedContext(passages, "", 0, 1000)
+    question = "How do I switch branches?"
+    request = GenerationRequest(messages=[], question=question, context=context, max_tokens=0)
+    scorer = SupportScorer(embedder.embed)
+    said = "".join(
+        p for p in ExtractiveGenerator(scorer, 2, 0.0).stream(request) if isinstance(p, str)
+    )
+    assert "\n\n-c\n--create" in said, said
+    assert len(split_sentences(said)) == 2, split_sentences(said)
 
 
 def _man_page(text: str) -> Passage:
