@@ -236,7 +236,11 @@ def main() -> int:
     args = ap.parse_args()
     if args.smoke:
         args.sizes, args.queries, args.repeats, args.questions = [2000], 20, 2, 6
-    results: dict[str, Any] = {"retrieval": [], "store": "edge"}
+    results: dict[str, Any] = {
+        "goal": "retrieval p50 with permissions <= 1.10x without, at each size, same run",
+        "retrieval": [],
+        "store": "edge",
+    }
     goals: list[Goal] = []
     with tempfile.TemporaryDirectory(prefix="rag-perm-bench-") as tmp:
         work = Path(tmp)

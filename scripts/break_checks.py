@@ -1315,8 +1315,11 @@ BREAKS = [
     Break(
         "permissions: a sync does not relabel",
         "rag/indexing/ingest.py",
-        "            report = self._apply(root, present, gone, progress, folders)\n            self._relabel(root, report)\n            self._finish(report)\n",
-        "            report = self._apply(root, present, gone, progress, folders)\n            self._finish(report)\n",
+        "            report = self._apply(root, present, gone, progress, folders)\n"
+        "            self._relabel(root, report)\n"
+        "            self._fill_sentence_vectors(report, progress)\n",
+        "            report = self._apply(root, present, gone, progress, folders)\n"
+        "            self._fill_sentence_vectors(report, progress)\n",
         "tests/rag/indexing/test_access_labels.py::test_changed_rules_and_sidecars_relabel_on_the_next_sync_without_embedding",
         guarantee="Security: a user reading documents of a group it is not in (within its tenant)",
     ),
@@ -1438,7 +1441,7 @@ BREAKS = [
     Break(
         "perf: reindex keeps the replaced collection's sentence vectors file",
         "rag/indexing/reindex.py",
-        "            index.sentence_vectors.drop(old)\n",
+        "    index.sentence_vectors.drop(collection)\n",
         "",
         "tests/rag/indexing/test_sentence_vectors.py::test_reindex_stores_them_for_the_new_collection_and_drops_the_old_file",
         guarantee="answers cost retrieval plus dot products (sentence vectors from ingest)",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from rag.core.groups import GROUP_RE, check_groups
 from rag.core.paths import PathFilter
 
 if TYPE_CHECKING:
@@ -64,16 +64,6 @@ ALL = "all"  # the group of everyone in the tenant
 # withholds an answer drawn from restricted documents; a fresh answer's are in its hits).
 DRAWN_ON = "access.drawn_on"
 ACCESS_FILE = ".access.yaml"  # a folder owner's sidecar: applies to its folder and below
-GROUP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def check_groups(groups: Iterable[str], what: str) -> tuple[str, ...]:
-    """Sorted, distinct group names; ValueError naming ``what`` for a bad one."""
-    out = sorted({str(g).strip() for g in groups} - {""})
-    for g in out:
-        if not GROUP_RE.match(g):
-            raise ValueError(f"{what}: group {g!r} must be 1-64 letters, digits, '_', '.' or '-'")
-    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from rag.core.access import check_groups
 from rag.core.errors import ConfigError
+from rag.core.groups import check_groups
 from rag.core.paths import PathFilter
 from rag.core.pii_settings import PiiSettings
 from rag.core.resources import default_config, find_config

@@ -11,14 +11,24 @@ umask first thing too.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-__all__ = ["PRIVATE_UMASK", "private_data_dir", "private_file", "private_sqlite", "restrict_umask"]
+__all__ = [
+    "PRIVATE_UMASK",
+    "folder_lock",
+    "private_data_dir",
+    "private_file",
+    "private_sqlite",
+    "restrict_umask",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +80,17 @@ def private_sqlite(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
+
+
+@contextmanager
+def folder_lock(folder: Path, lock: AbstractContextManager[object]) -> Iterator[None]:
+    """Hold ``folder``'s lock file (``.lock``, made with the folder, private): one writer at a
+    time across the API processes and the daemon sharing a data dir; ``lock`` does the same
+    for this process's threads (an fcntl lock is per process, not per thread)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with lock, open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -16,18 +16,17 @@ person gives) to the golden set, and records the confirmation in ``confirmed.jso
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rag.core.datadir import folder_lock
 from rag.core.errors import FeedbackConflictError, FeedbackError
 
 __all__ = ["FEEDBACK_DIR", "FeedbackStore", "RecentTraces", "golden_candidate"]
@@ -69,15 +68,8 @@ class FeedbackStore:
         self.confirmed_path = self.folder / CONFIRMED_FILE
         self._lock = threading.Lock()
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._lock, open(self.folder / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return folder_lock(self.folder, self._lock)
 
     def _append(self, path: Path, record: dict[str, Any]) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -34,7 +34,6 @@ keeps the step, and several API processes on one data dir share one release.
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import logging
@@ -44,8 +43,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +53,7 @@ from typing import Any
 
 from rag.contracts import QueryState
 from rag.core.config import ReleaseSettings
+from rag.core.datadir import folder_lock
 from rag.core.errors import RagError
 from rag.query.prompts import subject_point
 
@@ -247,15 +247,8 @@ class ReleaseStore:
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # -- files ---------------------------------------------------------------------------
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with self._lock, open(self.folder / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> AbstractContextManager[None]:
+        return folder_lock(self.folder, self._lock)
 
     def read(self) -> dict[str, Any]:
         """The state as on disk now (re-read only when the file changed)."""
