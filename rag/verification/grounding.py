@@ -367,6 +367,15 @@ def _unit_after(text: str, end: int) -> tuple[str | None, str | None, int, tuple
     return unit, rate, unit_end, tail
 
 
+# "for a week", "within an hour", "lasts a full month": one unit of time ("once a week" is a rate)
+_ONE_UNIT = re.compile(
+    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of)\s+"
+    r"(?P<n>(?:a|an)(?:\s+full|\s+whole)?)\s+"
+    r"(?P<unit>second|minute|hour|day|week|fortnight|month|quarter|year)\b",
+    re.IGNORECASE,
+)
+
+
 def _numbers(text: str) -> list[Value]:
     out: list[Value] = []
     taken: list[tuple[int, int]] = []
@@ -498,14 +507,6 @@ def _numbers(text: str) -> list[Value]:
             out.append(Value("number", text[m.start("n") : m.end()], number=1.0, unit=unit))
             taken.append((m.start("n"), m.end()))
     return out
-
-
-_ONE_UNIT = re.compile(
-    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of)\s+"
-    r"(?P<n>(?:a|an)(?:\s+full|\s+whole)?)\s+"
-    r"(?P<unit>second|minute|hour|day|week|fortnight|month|quarter|year)\b",
-    re.IGNORECASE,
-)
 
 
 def _names(text: str) -> list[Value]:

@@ -437,9 +437,7 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     """The claim's content words that must come from a passage: lower case, stopwords, light
     words and the values' own words (checked as values) left out."""
     masked = text
-    # longest first: a date inside a code name ("inc-2026-03-14-billing") must not leave the
-    # name's other words ("inc", "billing") behind as words a passage has to hold
-    for v in sorted(found, key=lambda v: len(v.text), reverse=True):
+    for v in found:
         if v.kind != "name" and v.text:
             masked = masked.replace(v.text, " ")
     masked = _one_word_phrases(masked)

@@ -255,7 +255,8 @@ RUNBOOK = {
 }
 
 
-def _runbook() -> PackedContext:
+def _packed(docs: dict[int, tuple[str, list[str], str]]) -> PackedContext:
+    """A context of these passages: number -> (title, section, text)."""
     passages = [
         Passage(
             chunk_ids=[f"r{n}"],
@@ -271,9 +272,13 @@ def _runbook() -> PackedContext:
             rank=n - 1,
             n=n,
         )
-        for n, (title, section, text) in RUNBOOK.items()
+        for n, (title, section, text) in docs.items()
     ]
     return PackedContext(passages, "\n\n".join(p.render() for p in passages), 100, 1000)
+
+
+def _runbook() -> PackedContext:
+    return _packed(RUNBOOK)
 
 
 def _check(answer: str, question: str, scorer: SupportScorer, **settings: object):  # type: ignore[no-untyped-def]
@@ -434,21 +439,7 @@ def test_a_paraphrase_answers_what_the_sentence_it_restates_answers(
         "Incremental backups (write-ahead log shipping) run continuously with a recovery point "
         "objective (RPO) of 5 minutes."
     )
-    passage = Passage(
-        chunk_ids=["b1"],
-        doc_id="b1",
-        source="backup-policy.md",
-        title="Backup and Restore Policy",
-        section=["Schedule"],
-        page=None,
-        start=0,
-        end=len(text),
-        text=text,
-        score=1.0,
-        rank=0,
-        n=1,
-    )
-    context = PackedContext([passage], passage.render(), 100, 1000)
+    context = _packed({1: ("Backup and Restore Policy", ["Schedule"], text)})
     answer = (
         "Incremental backups ship the write-ahead log continuously, giving a recovery point "
         "objective of five minutes [1]."
