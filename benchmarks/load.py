@@ -3,7 +3,7 @@ the raw in-process calls (embed + search, no API), all in one run.
 
     .venv/bin/python benchmarks/load.py [CORPUS_DIR] [--docs 300] [--connections 32]
         [--threads 2] [--duration 20] [--answer-duration 20] [--warmup 3] [--rounds 1]
-        [--raw-requests 400] [--skip-answers] [--compare-tree DIR] [--flamegraphs DIR
+        [--raw-requests 400] [--skip-answers] [--processes N] [--compare-tree DIR] [--flamegraphs DIR
         --py-spy PATH] [--json-out FILE] [--smoke] [--report-only]
 
 ``CORPUS_DIR``: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/); default
@@ -34,7 +34,9 @@ What it does:
    (SciFact's claims reworded with prefixes and suffixes: 57,600 variants), checks each
    response (200, passages retrieved; an answer non-empty and not degraded) and reports
    latency percentiles; errors are the checked failures plus socket errors and timeouts.
-4. ``--compare-tree DIR`` runs a second server from another checkout (``git worktree add
+4. ``--processes N`` also serves from N processes of this tree at once, each over its own
+   copy of the index (an edge shard opens in one process only), wrk's connections split
+   between them; req/s summed, latency percentiles the worst process's. ``--compare-tree DIR`` runs a second server from another checkout (``git worktree add
    /tmp/base main``) over a copy of the same data dir, and interleaves the phases (this tree,
    that tree, per phase and round), so load from elsewhere on the machine falls on both:
    ``ratio_to_compare`` is this tree's req/s over that one's.
@@ -165,11 +167,13 @@ class Questions:
         self.questions = questions
         self.folder = folder
         self.used = 0
+        self._lock = threading.Lock()
 
     def take(self, n: int) -> list[str]:
         n = max(1, n)
-        out = [self.questions[(self.used + i) % len(self.questions)] for i in range(n)]
-        self.used += n
+        with self._lock:
+            out = [self.questions[(self.used + i) % len(self.questions)] for i in range(n)]
+            self.used += n
         return out
 
     def bodies(self, name: str, questions: list[str], generate: bool) -> Path:
@@ -480,8 +484,10 @@ def _phase(
     scratch: Path,
     expected_rps: float,
     fixed: list[str] | None = None,
+    connections: int | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """Warm-up, then the measured wrk run of ``name`` (healthz | retrieval | answers)."""
+    connections = connections or args.connections
     generate = name == "answers"
     seconds = args.answer_duration if generate else args.duration
     check = {"healthz": "health", "retrieval": "retrieval", "answers": "answer"}[name]
@@ -501,18 +507,18 @@ def _phase(
         wrk(
             url,
             seconds=args.warmup,
-            connections=args.connections,
+            connections=connections,
             threads=args.threads,
             check=check,
             bodies=warm_path,
             key=key,
             scratch=scratch,
         )
-    path_bodies, qs = bodies(f"{name}-{server.port}-{questions.used}", want, fixed)
+    path_bodies, qs = bodies(f"{name}-{server.port}-{time.monotonic_ns()}", want, fixed)
     result = wrk(
         url,
         seconds=seconds,
-        connections=args.connections,
+        connections=connections,
         threads=args.threads,
         check=check,
         bodies=path_bodies,
@@ -523,6 +529,56 @@ def _phase(
         result["distinct_questions"] = len(qs)
         result["repeat_rate"] = round(max(0, result["sent"] - len(qs)) / max(1, result["sent"]), 4)
     return result, qs
+
+
+MULTI = "processes"
+
+
+def _at_once(
+    name: str,
+    group: list[Server],
+    questions: Questions,
+    args: argparse.Namespace,
+    key: str,
+    scratch: Path,
+    expected_rps: float,
+) -> dict[str, Any]:
+    """``name`` against every server of ``group`` at once (connections split between them):
+    req/s and errors summed, latency percentiles the worst process's (an upper bound)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    share = max(1, args.connections // len(group))
+    with ThreadPoolExecutor(len(group)) as pool:
+        runs = list(
+            pool.map(
+                lambda server: _phase(
+                    name,
+                    server,
+                    questions,
+                    args,
+                    key,
+                    scratch,
+                    expected_rps / len(group),
+                    connections=share,
+                )[0],
+                group,
+            )
+        )
+    merged: dict[str, Any] = {
+        "requests": sum(r["requests"] for r in runs),
+        "connections": share * len(group),
+        "ok": sum(r["ok"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "error_kinds": {k: v for r in runs for k, v in r["error_kinds"].items()},
+        "seconds": max(r["seconds"] for r in runs),
+        "rps": round(sum(r["rps"] for r in runs), 1),
+        "latency_ms": {k: max(r["latency_ms"][k] for r in runs) for k in runs[0]["latency_ms"]},
+        "processes": len(group),
+        "per_process_rps": [r["rps"] for r in runs],
+    }
+    if any("repeat_rate" in r for r in runs):
+        merged["repeat_rate"] = max(r.get("repeat_rate", 0.0) for r in runs)
+    return merged
 
 
 def _flamegraph(
@@ -568,6 +624,12 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1, help="measured runs of each phase")
     ap.add_argument("--raw-requests", type=int, default=400, help="calls per raw mode (0: skip)")
     ap.add_argument("--skip-answers", action="store_true", help="leave out full answers")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="also serve from N processes of this tree at once, each over its own index copy",
+    )
     ap.add_argument(
         "--compare-tree", type=Path, default=None, help="another checkout served beside this one"
     )
@@ -659,10 +721,18 @@ def main() -> int:
         if "compare" in trees:  # the same index, key and models, before any server opens it
             data_dirs["compare"] = tmp / "data-compare"
             shutil.copytree(data, data_dirs["compare"], symlinks=True)
+        # More processes of this tree: each its own copy of the index (an edge shard opens in
+        # one process only), wrk's connections split between them, run at once.
+        extra = [f"process-{i + 2}" for i in range(max(0, args.processes - 1))]
+        for name in extra:
+            data_dirs[name] = tmp / f"data-{name}"
+            shutil.copytree(data, data_dirs[name], symlinks=True)
+            trees[name], env[name] = ROOT, env["this"]
         servers: dict[str, Server] = {}
         phases = ["healthz", "retrieval"] + ([] if args.skip_answers else ["answers"])
+        kinds = [t for t in trees if t not in extra] + ([MULTI] if extra else [])
         measured: dict[str, dict[str, list[dict[str, Any]]]] = {
-            t: {p: [] for p in phases} for t in trees
+            t: {p: [] for p in phases} for t in kinds
         }
         expected = {"healthz": 1000.0, "retrieval": 400.0, "answers": 200.0}
         try:
@@ -676,12 +746,19 @@ def main() -> int:
                 for phase in phases:
                     shared: list[str] | None = None
                     for t, server in servers.items():  # one slice of questions for every tree
+                        if t in extra:
+                            continue
                         res, qs = _phase(
                             phase, server, questions, args, key, tmp, expected[phase], shared
                         )
                         shared = qs or None
                         measured[t][phase].append(res)
                         log(_describe(f"[{t} round {r + 1}] {phase}", res))
+                    if extra:
+                        group = [servers["this"], *(servers[n] for n in extra)]
+                        res = _at_once(phase, group, questions, args, key, tmp, expected[phase])
+                        measured[MULTI][phase].append(res)
+                        log(_describe(f"[{MULTI} round {r + 1}] {phase}", res))
             if args.flamegraphs is not None:
                 for phase in phases[1:]:
                     svg = _flamegraph(phase, servers["this"], questions, args, key, tmp)
@@ -696,7 +773,7 @@ def main() -> int:
                 ):
                     log(f"server {t} {stopped['outcome']}; log (tail):\n{server.log_tail()}")
 
-    for t in trees:
+    for t in measured:
         results[t if t != "this" else "api"] = {p: _summary(measured[t][p]) for p in phases}
     _ratios(results, phases)
     _report(results, phases)
@@ -737,14 +814,20 @@ def _ratios(results: dict[str, Any], phases: list[str]) -> None:
     if "compare" in results:
         for p in phases:
             ratios[f"{p}_to_compare_tree"] = _ratio(api[p]["rps"], results["compare"][p]["rps"])
+    if MULTI in results:
+        for p in phases:
+            ratios[f"{p}_{MULTI}_to_one"] = _ratio(results[MULTI][p]["rps"], api[p]["rps"])
     results["ratios"] = ratios
+
+
+GROUPS = {"api": "this tree", "compare": "compare tree", MULTI: "this tree, processes at once"}
 
 
 def _report(results: dict[str, Any], phases: list[str]) -> None:
     log("--- summary (median round) ---")
-    for t in ("api", "compare"):
+    for t, label in GROUPS.items():
         for p in phases if t in results else []:
-            log(_describe(f"{'this tree' if t == 'api' else 'compare tree'} {p}", results[t][p]))
+            log(_describe(f"{label} {p}", results[t][p]))
     for name, value in results["ratios"].items():
         log(f"ratio {name}: {value}")
 
@@ -778,12 +861,12 @@ def _goals(results: dict[str, Any], phases: list[str]) -> list[Goal]:
                 and api["answers"]["latency_ms"]["p99"] <= GOAL_ANSWER_P99_MS,
             )
         )
-    for t in ("api", "compare"):
+    for t, label in GROUPS.items():
         for p in phases if t in results else []:
             r = results[t][p]
             goals.append(
                 Goal(
-                    f"{p} phase without errors ({'this tree' if t == 'api' else 'compare tree'})",
+                    f"{p} phase without errors ({label})",
                     "0 errors",
                     {"requests": r["requests"], "errors": r["errors"], "kinds": r["error_kinds"]},
                     r["errors"] == 0 and r["requests"] > 0,
@@ -793,7 +876,7 @@ def _goals(results: dict[str, Any], phases: list[str]) -> list[Goal]:
             if p != "healthz":
                 goals.append(
                     Goal(
-                        f"{p} questions distinct ({t})",
+                        f"{p} questions distinct ({label})",
                         f"repeat rate <= {MAX_REPEAT_RATE:.0%}",
                         r["repeat_rate"],
                         r["repeat_rate"] <= MAX_REPEAT_RATE,
