@@ -3,7 +3,8 @@ the raw in-process calls (embed + search, no API), all in one run.
 
     .venv/bin/python benchmarks/load.py [CORPUS_DIR] [--docs 300] [--connections 32]
         [--threads 2] [--duration 20] [--answer-duration 20] [--warmup 3] [--rounds 1]
-        [--raw-requests 400] [--skip-answers] [--processes N] [--compare-tree DIR] [--flamegraphs DIR
+        [--raw-requests 400] [--skip-answers] [--processes N] [--compare-tree DIR] [--env K=V]
+        [--compare-env K=V] [--flamegraphs DIR
         --py-spy PATH] [--json-out FILE] [--smoke] [--report-only]
 
 ``CORPUS_DIR``: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/); default
@@ -39,7 +40,9 @@ What it does:
    between them; req/s summed, latency percentiles the worst process's. ``--compare-tree DIR`` runs a second server from another checkout (``git worktree add
    /tmp/base main``) over a copy of the same data dir, and interleaves the phases (this tree,
    that tree, per phase and round), so load from elsewhere on the machine falls on both:
-   ``ratio_to_compare`` is this tree's req/s over that one's.
+   ``ratio_to_compare`` is this tree's req/s over that one's. ``--env KEY=VALUE`` and
+   ``--compare-env`` set a server's environment (a setting on one side only: the same
+   checkout as both trees compares a setting).
 5. ``--flamegraphs DIR --py-spy PATH``: after the measured phases, py-spy records this
    tree's server for one more run of each phase (not counted) into
    ``DIR/flame-retrieval.svg`` and ``DIR/flame-answers.svg``.
@@ -490,6 +493,8 @@ def _phase(
     connections = connections or args.connections
     generate = name == "answers"
     seconds = args.answer_duration if generate else args.duration
+    if name == "healthz":  # the framework's ceiling: a few seconds tell it
+        seconds = min(seconds, 5.0)
     check = {"healthz": "health", "retrieval": "retrieval", "answers": "answer"}[name]
     path = "/healthz" if name == "healthz" else "/v1/query"
     url = server.base_url + path
@@ -633,6 +638,20 @@ def main() -> int:
     ap.add_argument(
         "--compare-tree", type=Path, default=None, help="another checkout served beside this one"
     )
+    ap.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment setting for this tree's servers (RAG_SECTION__KEY=...), repeatable",
+    )
+    ap.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="the same for the compare tree's server",
+    )
     ap.add_argument("--flamegraphs", type=Path, default=None, help="folder for py-spy SVGs")
     ap.add_argument("--py-spy", type=Path, default=Path("py-spy"), help="the py-spy executable")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
@@ -658,6 +677,13 @@ def main() -> int:
     if args.compare_tree is not None:
         trees["compare"] = args.compare_tree.resolve()
     env = {name: _env(tree, args.connections) for name, tree in trees.items()}
+    for name, pairs in (("this", args.env), ("compare", args.compare_env)):
+        for pair in pairs if name in env else []:
+            k, sep, v = pair.partition("=")
+            if not sep:
+                log(f"--env {pair}: give KEY=VALUE")
+                return 2
+            env[name][k] = v
     from rag.core.config import Settings
 
     results: dict[str, Any] = {
@@ -677,6 +703,7 @@ def main() -> int:
             "answer_cache": False,
             "api_queue": int(env["this"]["RAG_API__QUEUE"]),
             "trees": {k: str(v) for k, v in trees.items()},
+            "env": {"this": args.env, "compare": args.compare_env},
         },
     }
     with tempfile.TemporaryDirectory(prefix="rag-load-") as tmp_name:

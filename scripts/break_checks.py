@@ -1505,7 +1505,8 @@ BREAKS = [
         "rag/query/stages.py",
         "            self.scorer.remember(state.question, state.retrieval_vector[1])\n",
         "            pass\n",
-        "tests/rag/query/test_per_request_work.py::test_a_full_answer_embeds_its_question_once",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector",
         guarantee="a full answer embeds its question once (issue 29 throughput)",
     ),
     Break(
@@ -1513,7 +1514,8 @@ BREAKS = [
         "rag/verification/citations.py",
         'for key in dict.fromkeys((text, " ".join(text.split()))):',
         "for key in (text,):",
-        "tests/rag/query/test_per_request_work.py::test_a_full_answer_embeds_its_question_once",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector",
         guarantee="a full answer embeds its question once (issue 29 throughput)",
     ),
     Break(
@@ -1521,7 +1523,8 @@ BREAKS = [
         "rag/query/retrieve.py",
         "        return Retrieved(self._with_payloads(collection, kept), vec)",
         "        return Retrieved(self._with_payloads(collection, kept), None)",
-        "tests/rag/query/test_per_request_work.py::test_a_full_answer_embeds_its_question_once",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector",
         guarantee="a full answer embeds its question once (issue 29 throughput)",
     ),
     Break(

@@ -337,7 +337,12 @@ class Generate:
                 "asked": state.condensed.asked,
                 "said": [t.content for t in q.history if t.role == "assistant"],
             }
-        if state.retrieval_vector is not None and state.retrieval_vector[0] == state.question:
+        reuse = gen.verify.question_vector == "retrieval"
+        if (
+            reuse
+            and state.retrieval_vector is not None
+            and state.retrieval_vector[0] == state.question
+        ):
             # The question's vector from retrieval: not embedded a second time (~30 ms of the
             # document encoder on one short text; benchmarks/load.py).
             self.scorer.remember(state.question, state.retrieval_vector[1])

@@ -1,7 +1,8 @@
 """Work a request no longer does twice (issue 29, throughput; py-spy flame graphs in
-benchmarks/results/): a full answer embeds its question once (retrieval's query vector is the
-one the answer path compares with the passages' sentence vectors: the document encoder took
-~30 ms more per answer to embed it again), and retrieval converts the payloads of the hits it
+benchmarks/results/): with ``generation.verify.question_vector: retrieval`` a full answer
+embeds its question once (retrieval's query vector is the one the answer path compares with
+the passages' sentence vectors: the document encoder took ~30 ms more per answer to embed it
+again), and retrieval converts the payloads of the hits it
 keeps only, not of its 2 x 100 candidates. Real MiniLM (its short-text path as configured),
 real Qdrant Edge, the sample documents of examples/docs."""
 
@@ -52,7 +53,7 @@ def index(tmp_path: Path, embedder: Embedder) -> Iterator[Index]:
     idx.close()
 
 
-def test_a_full_answer_embeds_its_question_once(index: Index) -> None:
+def test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector(index: Index) -> None:
     embedder = index.embedder
     texts: list[str] = []
     embed, embed_documents = embedder.embed, embedder.embed_documents
@@ -68,7 +69,10 @@ def test_a_full_answer_embeds_its_question_once(index: Index) -> None:
     embedder.embed = counting_embed  # type: ignore[method-assign,assignment]
     embedder.embed_documents = counting_embed_documents  # type: ignore[method-assign,assignment]
     try:
-        pipeline = QueryPipeline(index, index.settings)
+        # generation.verify.question_vector: retrieval (the default embeds it again: near ties)
+        settings = index.settings.model_copy(deep=True)
+        settings.generation.verify.question_vector = "retrieval"
+        pipeline = QueryPipeline(index, settings)
         answers = [pipeline.run(q) for q in QUESTIONS]
     finally:
         del embedder.embed, embedder.embed_documents
