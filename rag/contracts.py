@@ -173,14 +173,27 @@ class VectorStore(abc.ABC):
     @abc.abstractmethod
     def count(self, collection: str, filter: Filter | None = None) -> int: ...
 
+    # ``with_payload=False``: ids and scores only (payload ``{}``). The retriever asks so for
+    # its candidates and fetches the payloads of the few hits it keeps with ``retrieve``:
+    # converting 100 payloads an arm cost more than the search itself (issue 29).
     @abc.abstractmethod
     def search_dense(
-        self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: Sequence[float],
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]: ...
 
     @abc.abstractmethod
     def search_sparse(
-        self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: SparseVec,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]: ...
 
     @abc.abstractmethod
@@ -542,6 +555,8 @@ class QueryState:
     condensed: Any = None
     question_scan: QuestionCheck | None = None  # ``asked`` scanned for injection, once
     query_vector: list[float] | None = None  # ``asked`` embedded (the answer cache's lookup)
+    # (text, vector) retrieval searched with: the answer path's question vector for that text
+    retrieval_vector: tuple[str, list[float]] | None = None
     injection: Injection | None = None  # what the injection guard met, for the answer
     hits: list[Hit] = field(default_factory=list)
     prompt: Prompt | None = None

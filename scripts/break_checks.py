@@ -1499,6 +1499,52 @@ BREAKS = [
         "test_a_sentence_opening_with_an_option_is_said_a_paragraph_apart",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
+    # issue 29 throughput, session 4
+    Break(
+        "throughput: a full answer embeds its question again for support scoring",
+        "rag/query/stages.py",
+        "            self.scorer.remember(state.question, state.retrieval_vector[1])\n",
+        "            pass\n",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector",
+        guarantee="a full answer embeds its question once (issue 29 throughput)",
+    ),
+    Break(
+        "throughput: retrieval's vector kept only under the question as typed (spaces differ)",
+        "rag/verification/citations.py",
+        'for key in dict.fromkeys((text, " ".join(text.split()))):',
+        "for key in (text,):",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector",
+        guarantee="a full answer embeds its question once (issue 29 throughput)",
+    ),
+    Break(
+        "throughput: retrieval does not hand its query vector on",
+        "rag/query/retrieve.py",
+        "        return Retrieved(self._with_payloads(collection, kept), vec)",
+        "        return Retrieved(self._with_payloads(collection, kept), None)",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_a_full_answer_embeds_its_question_once_with_the_retrieval_vector",
+        guarantee="a full answer embeds its question once (issue 29 throughput)",
+    ),
+    Break(
+        "throughput: retrieval converts the payloads of all its dense candidates",
+        "rag/query/retrieve.py",
+        "dense = self.index.store.search_dense(collection, vec, candidates, flt, False)",
+        "dense = self.index.store.search_dense(collection, vec, candidates, flt)",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_retrieval_fetches_the_payloads_of_the_hits_it_keeps_only",
+        guarantee="retrieval converts the payloads of the hits it keeps only (issue 29 throughput)",
+    ),
+    Break(
+        "throughput: the kept hits' payloads are not fetched after a payload-less search",
+        "rag/query/retrieve.py",
+        "return Retrieved(self._with_payloads(collection, kept), vec)",
+        "return Retrieved(kept, vec)",
+        "tests/rag/query/test_per_request_work.py::"
+        "test_retrieval_fetches_the_payloads_of_the_hits_it_keeps_only",
+        guarantee="retrieval converts the payloads of the hits it keeps only (issue 29 throughput)",
+    ),
 ]
 
 

@@ -244,6 +244,13 @@ class CitationSettings(_Section):
     # chat completion (listed only in ``unsupported``); ``mark`` shows it, prefixed with
     # "[unverified]" (the chat page renders it apart).
     unsupported: Literal["drop", "mark"] = "drop"
+    # What the question's similarity to passage sentences uses. document: the question
+    # embedded again by the encoder that made the sentence vectors (one numeric on both sides).
+    # retrieval: the query vector retrieval searched with (ONNX fp32), no second embedding:
+    # ~1.7x full answers a second under load (benchmarks/load.py), but near ties flip — pydocs
+    # 6 of 113 answers changed, follow-ups right 0.556 -> 0.533, first turns gold cited 0.487
+    # -> 0.513; golden set and a SQuAD sample unchanged (issue 29). Not the default for that.
+    question_vector: Literal["document", "retrieval"] = "document"
 
 
 class GenerationSettings(_Section):

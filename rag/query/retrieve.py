@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from rag.core.access import Reader, cli_reader, read_filter
@@ -18,7 +19,7 @@ from rag.store import Filter, Hit
 if TYPE_CHECKING:
     from rag.indexing.index import Index
 
-__all__ = ["RetrievalSettings", "Retriever", "rrf_fuse", "weighted_fuse"]
+__all__ = ["RetrievalSettings", "Retrieved", "Retriever", "rrf_fuse", "weighted_fuse"]
 
 Mode = Literal["dense", "sparse", "hybrid"]
 
@@ -73,6 +74,14 @@ def weighted_fuse(
     return [Hit(id=i, score=scores[i], payload=first[i].payload) for i in order]
 
 
+@dataclass(frozen=True)
+class Retrieved:
+    """What a search found, and the query's vector it searched with (None: no dense search)."""
+
+    hits: list[Hit]
+    vector: list[float] | None
+
+
 class Retriever:
     def __init__(self, index: Index, settings: RetrievalSettings | None = None):
         self.index = index
@@ -91,6 +100,20 @@ class Retriever:
         """``query_vector``: the query's embedding when the caller already has it. Only what
         ``reader`` may read is searched, inside the store query (default: the CLI's principal,
         ``access.cli_groups``, in ``tenant`` or the deployment's); ``filters`` cannot name a tenant or groups."""
+        return self.search(query, top_k, filters, mode, query_vector, tenant, reader).hits
+
+    def search(
+        self,
+        query: str,
+        top_k: int | None = None,
+        filters: Filter | None = None,
+        mode: Mode | None = None,
+        query_vector: Sequence[float] | None = None,
+        tenant: str | None = None,
+        reader: Reader | None = None,
+    ) -> Retrieved:
+        """:meth:`run`, with the query vector it searched with: the answer path compares the
+        question with passage sentences using it instead of embedding the question again."""
         s = self.settings
         mode = mode or s.mode
         limit = top_k or s.top_k
@@ -105,11 +128,13 @@ class Retriever:
         flt = {**(filters or {}), **read_filter(reader)}
         dense: list[Hit] = []
         sparse: list[Hit] = []
+        vec: list[float] | None = None
         candidates = max(limit, s.candidates)
 
+        # Candidates as ids and scores: the payloads of the few kept are fetched at the end.
         def search_sparse() -> list[Hit]:
             return self.index.store.search_sparse(
-                collection, self.index.sparse.embed_query(query), candidates, flt
+                collection, self.index.sparse.embed_query(query), candidates, flt, False
             )
 
         pending: Future[list[Hit]] | None = None
@@ -122,15 +147,27 @@ class Retriever:
                 if query_vector is not None
                 else self.index.embedder.embed_query(query).tolist()
             )
-            dense = self.index.store.search_dense(collection, vec, candidates, flt)
+            dense = self.index.store.search_dense(collection, vec, candidates, flt, False)
         if pending is not None:
             sparse = pending.result()
         elif mode in ("sparse", "hybrid"):
             sparse = search_sparse()
         if mode == "dense":
-            return dense[:limit]
-        if mode == "sparse":
-            return sparse[:limit]
-        if s.fusion == "weighted":
-            return weighted_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], limit)
-        return rrf_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k, limit)
+            kept = dense[:limit]
+        elif mode == "sparse":
+            kept = sparse[:limit]
+        elif s.fusion == "weighted":
+            kept = weighted_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], limit)
+        else:
+            kept = rrf_fuse([dense, sparse], [s.dense_weight, s.sparse_weight], s.rrf_k, limit)
+        return Retrieved(self._with_payloads(collection, kept), vec)
+
+    def _with_payloads(self, collection: str, hits: list[Hit]) -> list[Hit]:
+        """``hits`` with their payloads, in one lookup; a point deleted since the search
+        (a sync meanwhile) is left out, as a search a moment later would have."""
+        points = {p.id: p for p in self.index.store.retrieve(collection, [h.id for h in hits])}
+        return [
+            Hit(id=h.id, score=h.score, payload=points[h.id].payload)
+            for h in hits
+            if h.id in points
+        ]

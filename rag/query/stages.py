@@ -109,7 +109,7 @@ class Retrieve:
             state.hits = []
             return
         # A few spare hits stand in for chunks the guard excludes.
-        hits = self.retriever.run(
+        found = self.retriever.search(
             state.question,
             top_k=self.fetch + _GUARD_SPARE,
             filters=q.filters,
@@ -117,7 +117,9 @@ class Retrieve:
             # the answer cache embedded it (the question as asked: not when the guard cut it)
             query_vector=state.query_vector if state.question == state.asked else None,
         )
-        state.hits = self.guard.passages(state, hits)[: self.fetch]
+        if found.vector is not None:
+            state.retrieval_vector = (state.question, found.vector)
+        state.hits = self.guard.passages(state, found.hits)[: self.fetch]
         yield from ()
 
 
@@ -335,6 +337,15 @@ class Generate:
                 "asked": state.condensed.asked,
                 "said": [t.content for t in q.history if t.role == "assistant"],
             }
+        reuse = gen.verify.question_vector == "retrieval"
+        if (
+            reuse
+            and state.retrieval_vector is not None
+            and state.retrieval_vector[0] == state.question
+        ):
+            # The question's vector from retrieval: not embedded a second time (~30 ms of the
+            # document encoder on one short text; benchmarks/load.py).
+            self.scorer.remember(state.question, state.retrieval_vector[1])
         release = self._verifier(state)
         if gen.verify.min_relevance > 0 and self.chain.primary.uses_llm:
             # The relevance check needs the question's embedding: computed while the model

@@ -326,6 +326,7 @@ class EdgeStore(VectorStore):
         limit: int,
         filter: Filter | None,
         params: Any = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         import qdrant_edge as q
 
@@ -335,23 +336,32 @@ class EdgeStore(VectorStore):
                     limit=limit,
                     query=query,
                     filter=self._filter(filter),
-                    with_payload=True,
+                    with_payload=with_payload,
                     params=params,
                 )
             )
         return [to_hit(r) for r in res]
 
     def search_dense(
-        self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: Sequence[float],
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         import qdrant_edge as q
 
-        return self._query(
-            collection, q.Query.Nearest(list(map(float, vector)), using=DENSE), limit, filter
-        )
+        query = q.Query.Nearest(list(map(float, vector)), using=DENSE)
+        return self._query(collection, query, limit, filter, with_payload=with_payload)
 
     def search_sparse(
-        self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: SparseVec,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         import qdrant_edge as q
 
@@ -364,7 +374,8 @@ class EdgeStore(VectorStore):
         # real term rarity, and from the qdrant backend's local mode. An everything-corpus is
         # counted over live points.
         live = q.SearchParams(idf=q.IdfParams(corpus=q.Filter()))
-        return self._query(collection, q.Query.Nearest(sv, using=SPARSE), limit, filter, live)
+        query = q.Query.Nearest(sv, using=SPARSE)
+        return self._query(collection, query, limit, filter, live, with_payload)
 
     def flush(self, collection: str) -> None:
         with self._lock:

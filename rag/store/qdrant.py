@@ -221,6 +221,7 @@ class QdrantStore(VectorStore):
         limit: int,
         filter: Filter | None,
         search_params: Any = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         with self._lock:
             res = self.client.query_points(
@@ -230,7 +231,7 @@ class QdrantStore(VectorStore):
                 limit=limit,
                 query_filter=self._filter(filter),
                 search_params=search_params,
-                with_payload=True,
+                with_payload=with_payload,
             )
         return [to_hit(r) for r in res.points]
 
@@ -247,12 +248,23 @@ class QdrantStore(VectorStore):
         return models.SearchParams(idf=models.IdfCorpusParams(corpus=models.Filter()))
 
     def search_dense(
-        self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: Sequence[float],
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
-        return self._query(collection, list(map(float, vector)), DENSE, limit, filter)
+        vec = list(map(float, vector))
+        return self._query(collection, vec, DENSE, limit, filter, with_payload=with_payload)
 
     def search_sparse(
-        self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: SparseVec,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         from qdrant_client import models
         from qdrant_client.http.exceptions import UnexpectedResponse
@@ -262,14 +274,14 @@ class QdrantStore(VectorStore):
         query = models.SparseVector(indices=vector.indices, values=vector.values)
         params = self._live_idf()
         if params is None:
-            return self._query(collection, query, SPARSE, limit, filter)
+            return self._query(collection, query, SPARSE, limit, filter, None, with_payload)
         try:
-            return self._query(collection, query, SPARSE, limit, filter, params)
+            return self._query(collection, query, SPARSE, limit, filter, params, with_payload)
         except UnexpectedResponse as exc:  # a server before 1.19 refuses the `idf` param
             if exc.status_code != 400 or "idf" not in str(exc).lower():
                 raise
             self._corpus_idf = False
-            return self._query(collection, query, SPARSE, limit, filter)
+            return self._query(collection, query, SPARSE, limit, filter, None, with_payload)
 
     def flush(self, collection: str) -> None:
         # Server writes are acknowledged with wait=True (WAL-durable); local mode persists per op.

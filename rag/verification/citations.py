@@ -202,6 +202,20 @@ class SupportScorer:
                 [self._cache[t] if t in self._cache else self.embed([t])[0] for t in texts]
             )
 
+    def remember(self, text: str, vector: Sequence[float] | np.ndarray) -> None:
+        """``text``'s vector, known already (the question retrieval searched with): its
+        similarities use it instead of embedding ``text`` again. Kept under the text and
+        under its whitespace-normalised form (the first of :func:`question_parts`)."""
+        if self.embed is None:
+            return
+        v = np.asarray(vector, dtype=np.float32)
+        with self._lock:
+            for key in dict.fromkeys((text, " ".join(text.split()))):
+                self._cache[key] = v
+                self._cache.move_to_end(key)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
     def prepare(self, question: str) -> None:
         """Embed ``question`` (and its parts) ahead of the relevance checks: the generate stage
         does it while the model writes, so the first checked sentence does not wait for it."""

@@ -34,16 +34,26 @@ class CountingStore(EdgeStore):
         super().upsert(collection, points)
 
     def search_dense(
-        self, collection: str, vector: Sequence[float], limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: Sequence[float],
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         self.calls["search_dense"] += 1
-        return super().search_dense(collection, vector, limit, filter)
+        return super().search_dense(collection, vector, limit, filter, with_payload)
 
     def search_sparse(
-        self, collection: str, vector: SparseVec, limit: int, filter: Filter | None = None
+        self,
+        collection: str,
+        vector: SparseVec,
+        limit: int,
+        filter: Filter | None = None,
+        with_payload: bool = True,
     ) -> list[Hit]:
         self.calls["search_sparse"] += 1
-        return super().search_sparse(collection, vector, limit, filter)
+        return super().search_sparse(collection, vector, limit, filter, with_payload)
 
 
 @pytest.fixture()
