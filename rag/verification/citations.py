@@ -43,6 +43,7 @@ from rag.verification.answer_types import (
     WORD,
     RelevanceFeatures,
     about_something_else,
+    answers_yes_no,
     question_parts,
     relevance,
     stem,
@@ -408,6 +409,14 @@ class AnswerVerifier:
             joined = self._by_clause(text, numbers, context)
             if joined is not None:
                 return joined
+            # One fact told with words from each cited passage ("needs a green CI build and
+            # one approving review from a code owner [1][2]"): the passages read together.
+            # Its values must still be in the passage sentences it restates.
+            together = self.scorer.check(
+                text, [self.passages[n] for n in numbers], self.question, context, floor
+            )
+            if together.score >= floor:
+                return together, list(numbers)
         best = max(alone.values(), key=lambda v: v.score, default=None)
         return best or Support(0.0, 0.0), []
 
@@ -499,7 +508,9 @@ class AnswerVerifier:
         ) and not about_something_else(self.question, "\n".join([cited_text, *headings]))
         if typed:
             floor = min(floor, self.settings.min_relevance_typed)
-        sentence.relevant = sentence.relevance >= floor
+        sentence.relevant = sentence.relevance >= floor or answers_yes_no(
+            self.question, sentence.text, " ".join([*said, *headings])
+        )
 
     def _quote(self, text: str, n: int) -> str:
         passage = self.passages[n]

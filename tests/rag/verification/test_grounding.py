@@ -185,4 +185,6 @@ def test_one_unit_of_time_is_a_duration_value() -> None:
     assert _missing("Each rotation runs for a month.", "A rotation lasts seven days.") == [
         "a month"
     ]
-    assert values("Backups run once a week.") == []  # a rate, not a duration
+    # how often is a value too, whichever way it is said ("once a week", "weekly")
+    assert _missing("Backups run once a week.", "Backups run weekly.") == []
+    assert _missing("Backups run once a week.", "Backups run every month.") == ["1 weeks"]
