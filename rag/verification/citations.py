@@ -49,7 +49,7 @@ from rag.verification.answer_types import (
     stem,
     type_match,
 )
-from rag.verification.grounding import values
+from rag.verification.grounding import spells, values
 from rag.verification.support import STOPWORDS as _STOPWORDS
 from rag.verification.support import Support, content_words, split_clauses
 from rag.verification.support import check as check_support
@@ -94,6 +94,9 @@ def key_terms(text: str) -> set[str]:
     return keys
 
 
+_ACRONYM = re.compile(r"[A-Z]{2,5}s?")
+
+
 def _prefixes(words: Sequence[str]) -> set[str]:
     # Five letters: "approvals"/"approving", "merging"/"merge" meet; the stems alone do not.
     return {w[:5] for w in words}
@@ -121,6 +124,10 @@ def relevance_features(
     text = " ".join([sentence, *headings])
     # "git-fetch - Download objects ..." says "git" and "fetch" too
     said = _prefixes(content_words(text)) | _prefixes(content_words(text.replace("-", " ")))
+    # an acronym of the question the text spells out: "PRs" by "pull requests"
+    said |= _prefixes(
+        [stem(w) for w in WORD.findall(question) if _ACRONYM.fullmatch(w) and spells(w, text)]
+    )
     match = type_match(question, sentence)
     # (the sentence is the passage's own, or a rewording checked against it for support)
     if passage is not None and about_something_else(question, "\n".join([passage, *headings])):

@@ -257,6 +257,7 @@ _CODE = re.compile(
     r"|\d+[A-Z][a-z]\w*"  # a product named with a leading digit: 1Password, 7Zip
     r"|--?[a-z][\w-]+)(?![\w])"
 )
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|esp|viz)\.(?!\w)", re.IGNORECASE)
 # A team, department or desk named by the word before it ("the platform team", "the legal
 # department"): a name the passage must say, as a capitalised one ("the security team" is not
 # "the platform team", though only one word differs).
@@ -583,6 +584,8 @@ def _numbers(text: str) -> list[Value]:
             continue  # "one of", "no one", "the one that": a pronoun, not a count
         elif low in ("half", "double"):
             continue  # "half of", "double-check": rarely the value a claim turns on
+        elif low == "single" and not re.search(r"\b(?:a|one)\s+$", text[:start], re.IGNORECASE):
+            continue  # "a single review" counts one; "single sign-on", "single point" name
         number = _to_number(raw)
         if number is None:
             continue
@@ -643,6 +646,8 @@ def _names(text: str) -> list[Value]:
     for m in _BACKTICK.finditer(masked):
         out.append(Value("code", m.group(0), key=" ".join(m.group(1).lower().split())))
     masked = _BACKTICK.sub(lambda m: " " * len(m.group(0)), masked)
+    # "e.g.", "i.e.": abbreviations, not dotted code names
+    masked = _ABBREVIATION.sub(lambda m: " " * len(m.group(0)), masked)
     for m in _CODE.finditer(masked):
         token = m.group(0)
         if not any(c.isdigit() for c in token) and not re.search(r"[._()]|[a-z][A-Z]|^-", token):
@@ -879,11 +884,13 @@ _COMPARATIVES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     for p, r in (
         # "no more than five", "not retry more than five times", "never exceed more than"
         (
-            r"\b(?:no|not|never)\s+(?:[a-z]+\s+){0,2}?(?:more|later|longer|greater|higher)\s+than\b",
+            r"(?:\b(?:no|not|never)|n['’]t)\s+(?:[a-z]+\s+){0,2}?(?:more|later|longer|greater|higher)"
+            r"\s+than\b",
             "at most",
         ),
         (
-            r"\b(?:no|not|never)\s+(?:[a-z]+\s+){0,2}?(?:less|fewer|sooner|earlier|shorter|lower)"
+            r"(?:\b(?:no|not|never)|n['’]t)\s+(?:[a-z]+\s+){0,2}?(?:less|fewer|sooner|earlier|shorter|"
+            r"lower)"
             r"\s+than\b",
             "at least",
         ),

@@ -241,7 +241,8 @@ _LIGHT = frozenset(
     not never none cannot unable impossible avoid avoids avoided avoiding refrain refrains
     prohibited forbidden disallowed banned
     every go goes went gone whoever whatever whichever ones exist exists existed existing
-    ought
+    ought anything everything nothing several plus specifying indicating telling receive
+    receives received receiving
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Synonym groups a faithful rewording uses: general English, not any document's words.
@@ -360,9 +361,12 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"in\s+advance|ahead\s+of\s+time", "beforehand"),
         (r"a\s+lot\s+of|lots\s+of|a\s+large\s+number\s+of", "many"),
         (r"make\s+sure", "ensure"),
-        (r"set\s+up", "configure"),
+        (r"set\s+up", "create"),  # an account, an environment: made ready
         (r"get\s+rid\s+of", "remove"),
+        # "is responsible for scheduling": the subject does what follows
+        (r"(?:is|are)\s+(?:in\s+charge\s+of|responsible\s+for)", " "),
         (r"in\s+charge\s+of|responsible\s+for", "owns"),
+        (r"e\.\s?g\.?|i\.\s?e\.?|for\s+instance", "for example"),
         # discourse markers and hedges: they join or soften what is said, and say nothing
         (
             r"on\s+top\s+of\s+(?:that|this|it)|in\s+addition(?:\s+to\s+(?:that|this))?|"
@@ -440,9 +444,12 @@ class _Words:
 
 def _root(word: str) -> str:
     """The stem without a silent final "e": "clone" and "cloning" meet, as "store" and
-    "stored" do."""
-    s = stem(word)
-    return s[:-1] if len(s) > 4 and s.endswith("e") else s
+    "stored", "page" and "paged" do."""
+    w = word.lower()
+    if len(w) >= 5 and w.endswith("ed"):
+        w = w[:-1]  # "paged" -> "page" (the stemmer keeps five-letter words whole)
+    s = stem(w)
+    return s[:-1] if len(s) > 3 and s.endswith("e") else s
 
 
 @functools.lru_cache(maxsize=4096)
@@ -466,9 +473,14 @@ def _words_of(text: str) -> _Words:
 
 def matches(word: str, words: _Words) -> bool:
     """``word`` (lower case) is said by a text with these ``words``: same stem, same prefix
-    (long enough to mean something), or a synonym."""
+    (long enough to mean something), or a synonym; a hyphenated word when its parts are
+    ("free-tier" by "the free tier")."""
     if stem(word) in words.stems or _root(word) in words.stems:
         return True
+    if "-" in word:
+        parts = [p for p in word.split("-") if p.isalpha() and _content(p)]
+        if parts and all(matches(p, words) for p in parts):
+            return True
     if len(word) >= 5 and _prefix(word) in words.prefixes:
         return True
     groups = (
@@ -561,13 +573,19 @@ _ANSWER_CLAUSE_BREAK = re.compile(
 )
 
 
-def stating_clauses(claim: str) -> str:
-    """``claim`` without an opening clause that states nothing — no content word, no value:
-    "It's better not to, because any change over 400 lines ..." states only what follows the
-    comma. Such a clause answers the question (its verb left out), so a negation there is the
-    answer's, not a flip of the passage."""
+def stating_clauses(claim: str, question: str = "") -> str:
+    """``claim`` without an opening clause that states nothing of its own — no value, and no
+    content word but the question's: "It's better not to, because any change over 400 lines
+    ..." and "Not straight away: production access is only granted once ..." (to "Do I get
+    access straight away?") state only what follows. Such a clause answers the question (its
+    verb left out, or its words echoed), so a negation there is the answer's, not a flip of
+    the passage, and its words are the question's, not the passage's."""
     parts = [p for p in _ANSWER_CLAUSE_BREAK.split(claim, maxsplit=1) if p and p.strip()]
-    if len(parts) == 2 and not claim_words(parts[0], values(parts[0])) and not values(parts[0]):
+    if len(parts) != 2 or values(parts[0]):
+        return claim
+    own = claim_words(parts[0])
+    asked = _words_of(question) if question else None
+    if all(asked is not None and matches(w, asked) for w in own):
         return parts[1]
     return claim
 
@@ -647,7 +665,9 @@ def check(
     question's "Northwind" when a passage says "the company"). ``floor``: a coverage below
     it ends the check there (the score says no; values and polarity are not looked at)."""
     found = values(claim)
-    words = _claim_words(claim)
+    # an opening clause that only answers the question is not checked against the passage
+    stated = stating_clauses(claim, question)
+    words = _claim_words(stated)
     held = _words_of("\n".join(passages))
     said_before = _words_of(context) if context else None
     # "similar protection", "the same rule": what the sentence before said, named again
@@ -696,7 +716,6 @@ def check(
     # in a second sentence ("... cannot agree") is not what the claim says the opposite of; nor
     # is one in a clause of that sentence the claim does not restate ("SEV1 means customers
     # cannot ...; SEV2 means ..." restated as "SEV2 means ...").
-    stated = stating_clauses(claim)
     is_flipped = bool(restated) and all(
         flipped(stated, _restated_clauses(words, src)) for src in {restated[0], " ".join(restated)}
     )
