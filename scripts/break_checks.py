@@ -1614,10 +1614,10 @@ BREAKS = [
         guarantee="Issue 22: verified answers on the production path",
     ),
     Break(
-        "verify: two cited passages are not read together",
+        "verify: a bare and does not join a part from each cited passage",
         "rag/verification/citations.py",
-        "            if together.score >= floor:",
-        "            if together.score > 1.0:",
+        "joined = self._by_clause(text, numbers, context, parts_joined_by_and=True)",
+        "joined = self._by_clause(text, numbers, context, parts_joined_by_and=False)",
         "tests/rag/verification/test_citations.py::"
         "test_one_fact_worded_from_two_cited_passages_is_kept",
         guarantee="Issue 22: verified answers on the production path",

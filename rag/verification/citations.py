@@ -376,13 +376,17 @@ class AnswerVerifier:
         )
 
     def _by_clause(
-        self, text: str, numbers: Sequence[int], context: str
+        self,
+        text: str,
+        numbers: Sequence[int],
+        context: str,
+        parts_joined_by_and: bool = False,
     ) -> tuple[Support, list[int]] | None:
         """A sentence that joins facts from several passages ("A is 90 days, while B is 35
         days [1][2]"): each clause supported by one of ``numbers`` (the clauses before it
         are its context). A single clause never combines passages: its value and its
-        subject must come from one."""
-        clauses = split_clauses(text)
+        subject must come from one. ``parts_joined_by_and``: split at a bare "and" too."""
+        clauses = split_clauses(text, parts_joined_by_and)
         if len(clauses) < 2:
             return None
         floor = self.settings.min_support
@@ -416,14 +420,12 @@ class AnswerVerifier:
             joined = self._by_clause(text, numbers, context)
             if joined is not None:
                 return joined
-            # One fact told with words from each cited passage ("needs a green CI build and
-            # one approving review from a code owner [1][2]"): the passages read together.
-            # Its values must still be in the passage sentences it restates.
-            together = self.scorer.check(
-                text, [self.passages[n] for n in numbers], self.question, context, floor
-            )
-            if together.score >= floor:
-                return together, list(numbers)
+            # Two things joined by a bare "and", one from each cited passage ("needs a green
+            # CI build and one approving review from a code owner [1][2]"). Each part is
+            # still one passage's: a value and the subject it is said of come from one.
+            joined = self._by_clause(text, numbers, context, parts_joined_by_and=True)
+            if joined is not None:
+                return joined
         best = max(alone.values(), key=lambda v: v.score, default=None)
         return best or Support(0.0, 0.0), []
 

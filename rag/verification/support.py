@@ -544,10 +544,20 @@ _CLAUSE_BREAK = re.compile(
 )
 
 
-def split_clauses(sentence: str) -> list[str]:
+# Finer: where one of two things joined by "and" ends ("needs a green build and one
+# approving review"), for a sentence citing a passage for each.
+_PART_BREAK = re.compile(
+    rf"{_CLAUSE_BREAK.pattern}|\s+(?:and|as\s+well\s+as|plus|along\s+with|together\s+with)\s+",
+    re.IGNORECASE,
+)
+
+
+def split_clauses(sentence: str, parts_joined_by_and: bool = False) -> list[str]:
     """The clauses of ``sentence`` that each state a fact of their own (a part without
-    three words of its own stays with the one before)."""
-    parts = [p for p in _CLAUSE_BREAK.split(sentence) if p and p.strip()]
+    three words of its own stays with the one before); ``parts_joined_by_and``: also the
+    things a bare "and" joins."""
+    pattern = _PART_BREAK if parts_joined_by_and else _CLAUSE_BREAK
+    parts = [p for p in pattern.split(sentence) if p and p.strip()]
     out: list[str] = []
     for part in parts:
         if out and len(WORD.findall(part)) < 3:

@@ -490,3 +490,24 @@ def test_a_yes_no_answer_to_the_question_asked_is_an_answer(scorer: SupportScore
     question = "Can I just use an authenticator app on my phone for MFA?"
     v = verify_answer(answer, context, scorer, CitationSettings(), question, ABSTAIN)
     assert not v.abstained and v.answer == answer, v.sentences
+
+
+def test_a_value_from_one_cited_passage_said_of_anothers_subject_is_refused(
+    scorer: SupportScorer,
+) -> None:
+    # two cited passages are never one pool of words: the free tier's 60 is not what
+    # enterprise customers get, though the sentence cites both
+    context = _packed(
+        {
+            1: ("Public API Rate Limits", [], "The free tier allows 60 requests per minute."),
+            2: (
+                "Public API Rate Limits",
+                [],
+                "Enterprise customers can request higher limits through their account manager.",
+            ),
+        }
+    )
+    question = "What limit do enterprise customers get?"
+    mixed = "Enterprise customers get 60 requests per minute [1][2]."
+    v = verify_answer(mixed, context, scorer, CitationSettings(), question, ABSTAIN)
+    assert v.abstained, v.sentences
