@@ -374,7 +374,8 @@ def _unit_after(text: str, end: int) -> tuple[str | None, str | None, int, tuple
 
 # "for a week", "within an hour", "lasts a full month": one unit of time ("once a week" is a rate)
 _ONE_UNIT = re.compile(
-    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of)\s+"
+    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of|is|are|"
+    r"was|were|be|been|around|roughly|approximately|nearly|almost|just|only|least|most|to)\s+"
     r"(?P<n>(?:a|an)(?:\s+full|\s+whole)?)\s+"
     r"(?P<unit>second|minute|hour|day|week|fortnight|month|quarter|year)\b",
     re.IGNORECASE,

@@ -39,6 +39,7 @@ from rag.verification.grounding import (
     flipped,
     grounded_in,
     quantities,
+    spells,
     ungrounded,
     values,
 )
@@ -243,6 +244,7 @@ _LIGHT = frozenset(
     every go goes went gone whoever whatever whichever ones exist exists existed existing
     ought anything everything nothing several plus specifying indicating telling receive
     receives received receiving
+    require requires required requiring requirement mandatory compulsory obligatory necessary
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Synonym groups a faithful rewording uses: general English, not any document's words.
@@ -373,7 +375,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"what(?:'|’)?s\s+more|as\s+well\s+as|as\s+well|keep\s+in\s+mind(?:\s+that)?|"
             r"bear\s+in\s+mind(?:\s+that)?|note\s+that|in\s+(?:most|many|all)\s+cases|"
             r"in\s+general|as\s+a\s+rule|for\s+the\s+most\s+part|in\s+total|all\s+in\s+all|"
-            r"in\s+other\s+words|at\s+the\s+end\s+of\s+the\s+day",
+            r"in\s+other\s+words|at\s+the\s+end\s+of\s+the\s+day|on\s+the\s+other\s+hand|"
+            r"in\s+contrast|by\s+contrast|in\s+turn|for\s+(?:its|their)\s+part",
             " ",
         ),
         (r"(?:together|along)\s+with", "with"),
@@ -386,6 +389,8 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         ),
         (r"(?:has|have|had|need|needs)\s+to", "must"),
         (r"ought\s+to", "should"),
+        # a frame around a quantity: "for a period of 35 days" is "for 35 days"
+        (r"(?:a|the)\s+(?:period|span|duration|term|total|length)\s+of", " "),
         (r"on\s+(?:its|their|his|her)\s+own", "automatically"),
         (r"unable\s+to|not\s+able\s+to|incapable\s+of", "cannot"),
         (r"status\s+code", "status"),
@@ -575,6 +580,29 @@ _REFERS_BACK = re.compile(
 )
 
 
+_ACRONYM = re.compile(r"\b[A-Z]{2,5}s?\b")
+
+
+@functools.lru_cache(maxsize=4096)
+def _acronym_words(claim: str, passage: str) -> frozenset[str]:
+    """The claim's words (lower case) that say an acronym one way while the passage says it
+    the other: an acronym of the claim the passage spells out ("MFA" / "multi-factor
+    authentication"), and the words of the claim whose initials spell an acronym of the
+    passage ("single sign-on" / "SSO")."""
+    out = {a.lower() for a in _ACRONYM.findall(claim) if spells(a, passage)}
+    tokens = re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", claim)
+    parts = [(t, p) for t in tokens for p in t.split("-")]
+    initials = "".join(p[0].lower() for _, p in parts)
+    for acronym in {a.rstrip("s").lower() for a in _ACRONYM.findall(passage)}:
+        # three letters at least, and words that mean something ("all people involved" is
+        # no "API"): a chance spelling is unlikely
+        at = initials.find(acronym) if len(acronym) >= 3 else -1
+        run = parts[at : at + len(acronym)] if at >= 0 else []
+        if run and all(t.lower() not in STOPWORDS and t.lower() not in _LIGHT for t, _ in run):
+            out |= {t.lower() for t, _ in run} | {p.lower() for _, p in run}
+    return frozenset(out)
+
+
 # Where a clause that answers the question ends and one that states a fact begins: "It's
 # better not to, because ...", "No, you can't: ...".
 _ANSWER_CLAUSE_BREAK = re.compile(
@@ -682,6 +710,8 @@ def check(
     said_before = _words_of(context) if context else None
     # "similar protection", "the same rule": what the sentence before said, named again
     referred = set(_REFERS_BACK.findall(claim.lower())) if context else set()
+    # "MFA" for the passage's "multi-factor authentication", "single sign-on" for its "SSO"
+    referred |= _acronym_words(claim, "\n".join(passages))
     unmatched = [
         w
         for w in words
@@ -717,6 +747,8 @@ def check(
             and "’" not in low
             and _content(low)
             and not _INFLECTED.search(low)
+            and low not in _SYNONYM_OF  # a word of the language ("Regular backups ..."), no name
+            and low not in referred  # an acronym the passage spells out
             and not matches(low, held)
             and not (said_before and matches(low, said_before))
             and not (question and matches(low, _words_of(question)))

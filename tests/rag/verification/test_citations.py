@@ -511,3 +511,14 @@ def test_a_value_from_one_cited_passage_said_of_anothers_subject_is_refused(
     mixed = "Enterprise customers get 60 requests per minute [1][2]."
     v = verify_answer(mixed, context, scorer, CitationSettings(), question, ABSTAIN)
     assert v.abstained, v.sentences
+
+
+def test_an_acronym_of_the_question_spelt_out_counts_as_said() -> None:
+    from rag.verification.citations import relevance_features
+
+    question = "What's the rule for large PRs?"
+    sentence = "Anything over 400 lines should be broken into several smaller pull requests."
+    # "PRs" is said ("rule" and "large" are not); without "pull requests" nothing is
+    assert relevance_features(question, sentence, 0.3).overlap == 0.25
+    other = sentence.replace("pull requests", "changes")
+    assert relevance_features(question, other, 0.3).overlap == 0.0

@@ -271,3 +271,32 @@ def test_an_acronym_the_passage_spells_out_is_grounded() -> None:
     passage = "Multi-factor authentication is mandatory and must use a hardware key."
     assert _missing("MFA must use a hardware key.", passage) == []
     assert _missing("SSO must use a hardware key.", passage) == ["SSO"]
+
+
+def test_an_abbreviation_and_single_in_a_name_are_no_values() -> None:
+    # "e.g." is no dotted code name; "single sign-on" counts nothing ("a single review" does)
+    claim = "Name it after the date, e.g. inc-2026-03-14-billing, in your single sign-on tool."
+    assert [v.text for v in values(claim)] == ["2026-03-14", "inc-2026-03-14-billing"]
+    assert [v.text for v in values("It needs a single review.")] == ["single review"]
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage"),
+    [
+        ("Our recovery point objective is an hour.", "a recovery point objective of 5 minutes"),
+        ("The rotation is a month long.", "A rotation lasts seven days."),
+    ],
+)
+def test_one_unit_of_time_after_is_is_a_value_too(claim: str, passage: str) -> None:
+    assert _missing(claim, passage) != []
+    assert (
+        _missing(claim, passage.replace("5 minutes", "one hour").replace("seven days", "30 days"))
+        == []
+    )
+
+
+def test_not_with_a_verb_between_it_and_more_than_is_at_most() -> None:
+    source = "Clients should retry at most five times."
+    assert not flipped("Don't retry more than five times.", source)
+    assert not flipped("Clients should not retry more than five times.", source)
+    assert flipped("Clients should retry at least five times.", source)
