@@ -611,6 +611,7 @@ _ANSWER_CLAUSE_BREAK = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)  # a claim is checked against every passage of the context
 def stating_clauses(claim: str, question: str = "") -> str:
     """``claim`` without an opening clause that states nothing of its own — no value, and no
     content word but the question's: "It's better not to, because any change over 400 lines
