@@ -53,12 +53,15 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
+from rag.verification.grounding import spells
+
 __all__ = [
     "RELEVANCE_WEIGHTS",
     "WORD",
     "AnswerType",
     "RelevanceFeatures",
     "about_something_else",
+    "answers_yes_no",
     "expected_types",
     "has_type",
     "missing_names",
@@ -737,6 +740,45 @@ def type_match(question: str, sentence: str) -> bool | None:
     if not kinds:
         return None
     return any(has_type(sentence, kind, question) for kind in kinds)
+
+
+# A question that asks yes or no: its last sentence opens with an auxiliary ("Can I ...?",
+# "Is that okay ...?"); an answer to it opens with the word that answers.
+_POLAR_QUESTION = re.compile(
+    r"(?:^|[.!?]\s+)(?:is|are|was|were|am|do|does|did|can|could|should|would|will|must|may|"
+    r"might|shall|has|have|had)\b[^.!?]*\?\s*$",
+    _Q,
+)
+_YES_OR_NO = re.compile(r"^\s*(?:yes|no|nope|yep)\b\s*[,.;:!\u2014-]", _Q)
+_LIGHT_ASKED = frozenset(
+    """
+    i me my we our you your just really actually still also get got okay ok fine allowed able
+    need needs supposed there any can could should would will must may might shall have has
+    had for with that this these those it and the not use using
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+
+
+def answers_yes_no(question: str, sentence: str, said: str = "") -> bool:
+    """Whether ``sentence`` answers the yes/no ``question`` it opens by answering ("No,
+    multi-factor authentication is mandatory ..." to "Can I just use an app for MFA?"): it
+    opens with yes or no, and it (with ``said``: the passage sentence it restates, its
+    headings) names at least half of what the question names — an acronym by its spelt-out
+    words. The relevance model scores how a document sentence answers a question; an answer
+    word tells it directly."""
+    if not _YES_OR_NO.match(sentence) or not _POLAR_QUESTION.search(question.strip()):
+        return False
+    text = f"{sentence} {said}"
+    have = {w.lower()[:5] for w in WORD.findall(text)}
+    asked = [
+        w
+        for w in WORD.findall(question.split("?")[0].rsplit(".", 1)[-1])
+        if w.lower() not in _LIGHT_ASKED | _TRIGGERS | _QUESTIONISH and len(w) > 2
+    ]
+    if not asked:
+        return False
+    found = sum(1 for w in asked if w.lower()[:5] in have or (w.isupper() and spells(w, text)))
+    return found * 2 >= len(asked)
 
 
 # -- relevance ---------------------------------------------------------------------------

@@ -43,12 +43,13 @@ from rag.verification.answer_types import (
     WORD,
     RelevanceFeatures,
     about_something_else,
+    answers_yes_no,
     question_parts,
     relevance,
     stem,
     type_match,
 )
-from rag.verification.grounding import values
+from rag.verification.grounding import spells, values
 from rag.verification.support import STOPWORDS as _STOPWORDS
 from rag.verification.support import Support, content_words, split_clauses
 from rag.verification.support import check as check_support
@@ -93,6 +94,9 @@ def key_terms(text: str) -> set[str]:
     return keys
 
 
+_ACRONYM = re.compile(r"[A-Z]{2,5}s?")
+
+
 def _prefixes(words: Sequence[str]) -> set[str]:
     # Five letters: "approvals"/"approving", "merging"/"merge" meet; the stems alone do not.
     return {w[:5] for w in words}
@@ -120,6 +124,10 @@ def relevance_features(
     text = " ".join([sentence, *headings])
     # "git-fetch - Download objects ..." says "git" and "fetch" too
     said = _prefixes(content_words(text)) | _prefixes(content_words(text.replace("-", " ")))
+    # an acronym of the question the text spells out: "PRs" by "pull requests"
+    said |= _prefixes(
+        [stem(w) for w in WORD.findall(question) if _ACRONYM.fullmatch(w) and spells(w, text)]
+    )
     match = type_match(question, sentence)
     # (the sentence is the passage's own, or a rewording checked against it for support)
     if passage is not None and about_something_else(question, "\n".join([passage, *headings])):
@@ -382,13 +390,17 @@ class AnswerVerifier:
         )
 
     def _by_clause(
-        self, text: str, numbers: Sequence[int], context: str
+        self,
+        text: str,
+        numbers: Sequence[int],
+        context: str,
+        parts_joined_by_and: bool = False,
     ) -> tuple[Support, list[int]] | None:
         """A sentence that joins facts from several passages ("A is 90 days, while B is 35
         days [1][2]"): each clause supported by one of ``numbers`` (the clauses before it
         are its context). A single clause never combines passages: its value and its
-        subject must come from one."""
-        clauses = split_clauses(text)
+        subject must come from one. ``parts_joined_by_and``: split at a bare "and" too."""
+        clauses = split_clauses(text, parts_joined_by_and)
         if len(clauses) < 2:
             return None
         floor = self.settings.min_support
@@ -420,6 +432,12 @@ class AnswerVerifier:
             return max((alone[n] for n in kept), key=lambda v: v.score), kept
         if len(numbers) > 1:
             joined = self._by_clause(text, numbers, context)
+            if joined is not None:
+                return joined
+            # Two things joined by a bare "and", one from each cited passage ("needs a green
+            # CI build and one approving review from a code owner [1][2]"). Each part is
+            # still one passage's: a value and the subject it is said of come from one.
+            joined = self._by_clause(text, numbers, context, parts_joined_by_and=True)
             if joined is not None:
                 return joined
         best = max(alone.values(), key=lambda v: v.score, default=None)
@@ -513,7 +531,9 @@ class AnswerVerifier:
         ) and not about_something_else(self.question, "\n".join([cited_text, *headings]))
         if typed:
             floor = min(floor, self.settings.min_relevance_typed)
-        sentence.relevant = sentence.relevance >= floor
+        sentence.relevant = sentence.relevance >= floor or answers_yes_no(
+            self.question, sentence.text, " ".join([*said, *headings])
+        )
 
     def _quote(self, text: str, n: int) -> str:
         passage = self.passages[n]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 __all__ = [
@@ -38,6 +38,8 @@ __all__ = [
     "flipped",
     "grounded_in",
     "negated",
+    "quantities",
+    "spells",
     "ungrounded",
     "values",
 ]
@@ -167,6 +169,8 @@ _UNIT_ALIASES: dict[str, str] = {
     "kb": "kb",
     "gib": "gb",
     "mib": "mb",
+    "req": "request",
+    "reqs": "request",
 }
 # Words between a number and its unit that change nothing ("35 full days", "5 business days").
 _UNIT_FILLERS = frozenset(
@@ -253,6 +257,7 @@ _CODE = re.compile(
     r"|\d+[A-Z][a-z]\w*"  # a product named with a leading digit: 1Password, 7Zip
     r"|--?[a-z][\w-]+)(?![\w])"
 )
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|esp|viz)\.(?!\w)", re.IGNORECASE)
 # A team, department or desk named by the word before it ("the platform team", "the legal
 # department"): a name the passage must say, as a capitalised one ("the security team" is not
 # "the platform team", though only one word differs).
@@ -369,11 +374,129 @@ def _unit_after(text: str, end: int) -> tuple[str | None, str | None, int, tuple
 
 # "for a week", "within an hour", "lasts a full month": one unit of time ("once a week" is a rate)
 _ONE_UNIT = re.compile(
-    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of)\s+"
+    r"\b(?:for|within|in|after|lasts?|lasting|takes?|taking|about|over|under|than|of|is|are|"
+    r"was|were|be|been|around|roughly|approximately|nearly|almost|just|only|least|most|to)\s+"
     r"(?P<n>(?:a|an)(?:\s+full|\s+whole)?)\s+"
     r"(?P<unit>second|minute|hour|day|week|fortnight|month|quarter|year)\b",
     re.IGNORECASE,
 )
+
+
+# -- quantity expressions, said as numbers ---------------------------------------------------
+# A model says a quantity in words a passage writes in digits ("a quarter of an hour" for 15
+# minutes, "one hundred and twenty" for 120, "a fourteen-character password"): each class of
+# such expression is rewritten to the number it means, in claims and passages alike, before
+# the numbers are read. Fractions of a unit become decimals of it ("0.25 hour"), which the
+# duration conversion then compares with any other unit.
+_SMALL_NUMBER = (
+    r"(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[\s-](?:one|two|three|"
+    r"four|five|six|seven|eight|nine))?|one|two|three|four|five|six|seven|eight|nine|ten|"
+    r"eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen)"
+)
+_TIME_UNIT = r"(?:second|minute|hour|day|night|week|month|year)"
+_BIG_NUMBER = re.compile(
+    rf"\b{_SMALL_NUMBER}\s+(?:hundred|thousand)(?:(?:\s+and)?\s+(?:{_SMALL_NUMBER}|hundred|"
+    rf"thousand)\b)*",
+    re.IGNORECASE,
+)
+_FREQUENCY_UNIT = {
+    "nightly": "day",
+    "daily": "day",
+    "weekly": "week",
+    "monthly": "month",
+    "yearly": "year",
+    "annually": "year",
+    "annual": "year",
+    "hourly": "hour",
+    "night": "day",
+}
+_FRACTIONS = {"half": 0.5, "quarter": 0.25, "third": 1 / 3, "three quarters": 0.75}
+_QUANTITY_PHRASES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), rewrite)
+    for pattern, rewrite in (
+        # "a quarter of an hour", "a half-day", "three quarters of an hour", "half a day"
+        # ("the third day" is a position, read as one elsewhere)
+        (
+            rf"\b(?:a|one)\s+(?P<f>half|quarter|third)(?:\s+of\s+an?)?[\s-]+(?P<u>{_TIME_UNIT})\b"
+            rf"|\b(?P<f2>three\s+quarters|half)\s+(?:of\s+)?an?\s+(?P<u2>{_TIME_UNIT})\b",
+            lambda m: "{:.12g} {}s".format(
+                _FRACTIONS[" ".join((m.group("f") or m.group("f2")).lower().split())],
+                m.group("u") or m.group("u2"),
+            ),
+        ),
+        # "an hour and a half", "a day and a half", "two and a half days", "1 and a half hours"
+        (
+            rf"\b(?:an?|one)\s+(?P<u>{_TIME_UNIT})\s+and\s+a\s+half\b",
+            lambda m: f"1.5 {m.group('u')}s",
+        ),
+        (
+            rf"\b(?P<n>{_SMALL_NUMBER}|\d+)\s+and\s+a\s+half\s+(?P<u>[a-z]+)",
+            lambda m: f"{(_to_number(m.group('n').replace(' ', '-')) or 0) + 0.5:g} {m.group('u')}",
+        ),
+        # "a couple of days", "a pair of keys", "half a dozen", "a dozen"
+        (r"\ba\s+(?:couple|pair)(?:\s+of)?\b", lambda m: "2"),
+        (r"\bhalf\s+a\s+dozen\b", lambda m: "6"),
+        (r"\ba\s+dozen\b", lambda m: "12"),
+        # how often, one form: "every other week" is every 2 weeks; "nightly", "each night",
+        # "once a day" are every 1 days; "quarterly" and "every quarter" every 3 months
+        (rf"\bevery\s+other\s+(?P<u>{_TIME_UNIT})\b", lambda m: f"every 2 {m.group('u')}s"),
+        (r"\bfortnightly\b|\bevery\s+fortnight\b", lambda m: "every 2 weeks"),
+        (
+            r"\bquarterly\b|\b(?:every|each|once\s+(?:a|per))\s+quarter\b",
+            lambda m: "every 3 months",
+        ),
+        (
+            r"\b(?:every|each|once\s+(?:a|an|per))\s+(?P<u>night|day|week|month|year|hour|minute)\b"
+            r"|\b(?P<adj>nightly|daily|weekly|monthly|yearly|annually|annual|hourly)\b",
+            lambda m: "every 1 {}s".format(
+                _FREQUENCY_UNIT.get((m.group("adj") or m.group("u")).lower(), m.group("u"))
+            ),
+        ),
+        # "req/s", "rps", "rpm": requests per second / minute
+        (r"\b(?:req(?:uest)?s?\s*/\s*s(?:ec(?:ond)?)?|rps|qps)\b", lambda m: "requests per second"),
+        (r"\b(?:req(?:uest)?s?\s*/\s*min(?:ute)?|rpm)\b", lambda m: "requests per minute"),
+        (
+            r"(?<=\d)\s*/\s*(?P<u>s|sec|min|h|hr|d|day|wk|week)\b",
+            lambda m: " per " + _UNIT_ALIASES.get(m.group("u").lower(), m.group("u")),
+        ),
+    )
+)
+# A spelled-out number joined to its unit ("fourteen-character", "five-minute", "two-week"):
+# the number in digits, as "14-character" is read ("one-" only with a unit of time:
+# "one-off", "one-time" count nothing).
+_HYPHENED_NUMBER = re.compile(
+    rf"\b(?P<n>{_SMALL_NUMBER}(?<!\bone))-(?!(?:one|two|three|four|five|six|seven|eight|nine)\b)"
+    rf"(?=[a-z])|\bone-(?={_TIME_UNIT}\b)",
+    re.IGNORECASE,
+)
+
+
+def _big_number(m: re.Match[str]) -> str:
+    total, current = 0.0, 0.0
+    for word in re.findall(r"[a-z]+(?:-[a-z]+)?", m.group(0).lower()):
+        if word == "and":
+            continue
+        if word == "hundred":
+            current = (current or 1) * 100
+        elif word == "thousand":
+            total += (current or 1) * 1000
+            current = 0
+        else:
+            current += _to_number(word) or 0
+    return f"{total + current:g}"
+
+
+@functools.lru_cache(maxsize=8192)
+def quantities(text: str) -> str:
+    """``text`` with its quantity expressions said as numbers ("within a quarter of an hour"
+    -> "within 0.25 hours", "one hundred and twenty" -> "120", "a fourteen-character" -> "a
+    14-character", "60 req/s" -> "60 requests per second"): what :func:`values` reads."""
+    text = _BIG_NUMBER.sub(_big_number, text)
+    for pattern, rewrite in _QUANTITY_PHRASES:
+        text = pattern.sub(rewrite, text)
+    return _HYPHENED_NUMBER.sub(
+        lambda m: f"{_to_number((m.group('n') or 'one').replace(' ', '-')):g}-", text
+    )
 
 
 def _numbers(text: str) -> list[Value]:
@@ -462,6 +585,8 @@ def _numbers(text: str) -> list[Value]:
             continue  # "one of", "no one", "the one that": a pronoun, not a count
         elif low in ("half", "double"):
             continue  # "half of", "double-check": rarely the value a claim turns on
+        elif low == "single" and not re.search(r"\b(?:a|one)\s+$", text[:start], re.IGNORECASE):
+            continue  # "a single review" counts one; "single sign-on", "single point" name
         number = _to_number(raw)
         if number is None:
             continue
@@ -522,6 +647,8 @@ def _names(text: str) -> list[Value]:
     for m in _BACKTICK.finditer(masked):
         out.append(Value("code", m.group(0), key=" ".join(m.group(1).lower().split())))
     masked = _BACKTICK.sub(lambda m: " " * len(m.group(0)), masked)
+    # "e.g.", "i.e.": abbreviations, not dotted code names
+    masked = _ABBREVIATION.sub(lambda m: " " * len(m.group(0)), masked)
     for m in _CODE.finditer(masked):
         token = m.group(0)
         if not any(c.isdigit() for c in token) and not re.search(r"[._()]|[a-z][A-Z]|^-", token):
@@ -538,7 +665,9 @@ def _names(text: str) -> list[Value]:
     for i, m in enumerate(words):
         w = m.group(0).strip("'’-")
         acronym = w.isupper() and len(w) > 1  # "IT", "HR": a team, not the pronoun
-        if not w or not w[0].isupper() or (w.lower() in _COMMON_CAPS and not acronym):
+        # "It's", "That's", "Let's": a common word run together with "is" or "us"
+        base = re.sub(r"['’]s$", "", w).lower()
+        if not w or not w[0].isupper() or (base in _COMMON_CAPS | {"let"} and not acronym):
             continue
         before = masked[: m.start()].rstrip()
         # the first word of a sentence, a list item or a quoted sentence is capitalised anyway
@@ -571,6 +700,7 @@ def values(text: str) -> list[Value]:
 @functools.lru_cache(maxsize=8192)
 def _values(text: str) -> tuple[Value, ...]:
     # a claim is checked against every passage, a question with every sentence: parse once
+    text = quantities(text)
     return (*_numbers(text), *_names(text))
 
 
@@ -617,6 +747,24 @@ def _known(unit: str) -> bool:
     return unit in _KNOWN_UNITS
 
 
+@functools.lru_cache(maxsize=4096)
+def _initials(flat: str) -> str:
+    """The first letters of ``flat``'s words, hyphenated parts apart ("multi-factor
+    authentication" -> "mfa"), one space where a sentence or clause breaks."""
+    out = []
+    for m in re.finditer(r"[^\W\d_]+|[.,;:!?()]", flat):
+        out.append(m.group(0)[0] if m.group(0)[0].isalpha() else " ")
+    return "".join(out)
+
+
+def spells(acronym: str, text: str) -> bool:
+    """Whether ``text`` says the words ``acronym`` (an all-capitals name: "MFA", "SSO",
+    "RTO") stands for, as consecutive words' initials ("multi-factor authentication",
+    "single sign-on", "recovery time objective")."""
+    short = acronym.lower().rstrip("s") if acronym[-1:] == "s" else acronym.lower()
+    return len(short) >= 2 and short in _initials(" ".join(text.lower().split()))
+
+
 def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], flat: str) -> bool:
     if value.kind == "number":
         assert value.number is not None
@@ -640,7 +788,12 @@ def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], fla
             return True
         if _MONTH_OR_DAY.match(value.text):  # "Mondays", "Sept"
             return value.text.lower()[:3] in {w[:3] for w in words if _MONTH_OR_DAY.match(w)}
-        return value.text.lower() in flat
+        if value.text.lower() in flat:
+            return True
+        # an acronym the passage spells out: "MFA" for "multi-factor authentication"
+        return (
+            len(value.text) <= 6 and value.text.rstrip("s").isupper() and spells(value.text, flat)
+        )
     return True  # pragma: no cover - every kind is handled above
 
 
@@ -688,27 +841,40 @@ def ungrounded(
 
 
 # -- polarity ------------------------------------------------------------------------------
+# Ways of saying no, one class: each counts as one negation, so a claim and a passage agree
+# when both negate (an even count each) or neither does, however each says it — "cannot",
+# "unable to", "not able to", "impossible", "not allowed", "prohibited", "never", "avoid",
+# "better not", "should not", "must not".
 _NEGATION = re.compile(
     r"\b(?:not|never|no|none|nobody|nothing|neither|nor|without|cannot|can't|won't|"
     r"isn't|aren't|wasn't|weren't|don't|doesn't|didn't|mustn't|shouldn't|needn't|"
-    r"hasn't|haven't|hadn't|couldn't|wouldn't|forbidden|prohibited|disallowed|banned)\b"
+    r"hasn't|haven't|hadn't|couldn't|wouldn't|forbidden|prohibited|disallowed|banned|"
+    r"unable|impossible|avoid|avoids|avoided|avoiding|refrain|refrains)\b"
     r"|n[’']t\b",
     re.IGNORECASE,
 )
 # "no longer" flips a state on its own: "X is no longer supported" / "X is supported".
 _NO_LONGER = re.compile(r"\b(?:no\s+longer|not\s+any\s*more|any\s+longer)\b", re.IGNORECASE)
+# Words that say a negated requirement or state in one word, read as the negation they are:
+# "optional" is "not required" (so "not optional" is "required"), "unencrypted" is "not
+# encrypted".
+_NEGATED_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p, re.IGNORECASE), r)
+    for p, r in (
+        (r"\b(?:mandatory|compulsory|obligatory)\b", "required"),
+        (r"\boptional\b", "not required"),
+        (r"\bunencrypted\b", "not encrypted"),
+    )
+)
 # Pairs of words that say opposite things about the same subject.
 _POLES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (re.compile(a, re.IGNORECASE), re.compile(b, re.IGNORECASE))
     for a, b in (
-        (r"\b(?:mandatory|required|compulsory|obligatory)\b", r"\boptional\b"),
         (
             r"\bat\s+least\b|\bminimum\b|\bor\s+more\b",
             r"\bat\s+most\b|\bmaximum\b|\bor\s+(?:less|fewer)\b|\bup\s+to\b",
         ),
-        (r"\b(?:allowed|permitted)\b", r"\b(?:forbidden|prohibited|disallowed)\b"),
         (r"\balways\b", r"\bnever\b"),
-        (r"\b(?:encrypted)\b", r"\bunencrypted\b"),
     )
 )
 
@@ -717,8 +883,27 @@ _POLES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
 _COMPARATIVES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(p, re.IGNORECASE), r)
     for p, r in (
-        (r"\b(?:no|not)\s+(?:more|later|longer|greater|higher)\s+than\b", "at most"),
-        (r"\b(?:no|not)\s+(?:less|fewer|sooner|earlier|shorter|lower)\s+than\b", "at least"),
+        # "no more than five", "not retry more than five times", "never exceed more than"
+        (
+            r"(?:\b(?:no|not|never)|n['’]t)\s+(?:[a-z]+\s+){0,2}?(?:more|later|longer|greater|higher)"
+            r"\s+than\b",
+            "at most",
+        ),
+        (
+            r"(?:\b(?:no|not|never)|n['’]t)\s+(?:[a-z]+\s+){0,2}?(?:less|fewer|sooner|earlier|shorter|"
+            r"lower)"
+            r"\s+than\b",
+            "at least",
+        ),
+        # "can't merge until the build is green" / "only after", "required before"
+        (
+            r"(?:\b(?:not|never|cannot)\b|n['’]t\b)(?P<between>[^,;.]*?)\buntil\b",
+            r" only\g<between> after",
+        ),
+        (
+            r"(?:\b(?:not|never|cannot)\b|n['’]t\b)(?P<between>[^,;.]*?)\bunless\b",
+            r" only\g<between> if",
+        ),
         (r"\bnot\s+(?:only|just|merely|simply)\b", "also"),
         (r"\bno\s+matter\b", "whatever"),
         (r"\bno\s+one\b", "nobody"),
@@ -727,7 +912,7 @@ _COMPARATIVES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 
 
 def _plain(text: str) -> str:
-    for pattern, replacement in _COMPARATIVES:
+    for pattern, replacement in (*_COMPARATIVES, *_NEGATED_WORDS):
         text = pattern.sub(replacement, text)
     return text
 

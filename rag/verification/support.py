@@ -28,12 +28,21 @@ next to nothing to the model's own time (``benchmarks/verify_cost.py``).
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rag.verification.answer_types import WORD, stem
-from rag.verification.grounding import Value, flipped, grounded_in, ungrounded, values
+from rag.verification.grounding import (
+    Value,
+    flipped,
+    grounded_in,
+    quantities,
+    spells,
+    ungrounded,
+    values,
+)
 
 # At most this many content words of a claim may be absent from its passage, whatever its length.
 MAX_UNMATCHED = 1
@@ -46,6 +55,7 @@ __all__ = [
     "content_words",
     "matches",
     "split_clauses",
+    "stating_clauses",
 ]
 
 # Words that carry no fact: never required from a passage (shared with
@@ -225,6 +235,16 @@ _LIGHT = frozenset(
     around roughly approximately exactly only first taking once whenever anyone someone
     everyone anybody people's your yours you we our us can could may might must shall
     should will would have has had having do does did done
+    since together besides additionally furthermore moreover likewise similar similarly
+    considerably significantly substantially much far quite rather fairly pretty somewhat
+    better best supposed expected tell tells told indicate indicates indicated specify
+    specifies specified
+    not never none cannot unable impossible avoid avoids avoided avoiding refrain refrains
+    prohibited forbidden disallowed banned
+    every go goes went gone whoever whatever whichever ones exist exists existed existing
+    ought anything everything nothing several plus specifying indicating telling receive
+    receives received receiving
+    require requires required requiring requirement mandatory compulsory obligatory necessary
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # Synonym groups a faithful rewording uses: general English, not any document's words.
@@ -318,6 +338,7 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     able capable can
     main primary principal chief key
     second secondary another other separate
+    different distinct separate separated apart
 """,
     )
     .strip()
@@ -342,9 +363,37 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"in\s+advance|ahead\s+of\s+time", "beforehand"),
         (r"a\s+lot\s+of|lots\s+of|a\s+large\s+number\s+of", "many"),
         (r"make\s+sure", "ensure"),
-        (r"set\s+up", "configure"),
+        (r"set\s+up", "create"),  # an account, an environment: made ready
         (r"get\s+rid\s+of", "remove"),
+        # "is responsible for scheduling": the subject does what follows
+        (r"(?:is|are)\s+(?:in\s+charge\s+of|responsible\s+for)", " "),
         (r"in\s+charge\s+of|responsible\s+for", "owns"),
+        (r"e\.\s?g\.?|i\.\s?e\.?|for\s+instance", "for example"),
+        # discourse markers and hedges: they join or soften what is said, and say nothing
+        (
+            r"on\s+top\s+of\s+(?:that|this|it)|in\s+addition(?:\s+to\s+(?:that|this))?|"
+            r"what(?:'|’)?s\s+more|as\s+well\s+as|as\s+well|keep\s+in\s+mind(?:\s+that)?|"
+            r"bear\s+in\s+mind(?:\s+that)?|note\s+that|in\s+(?:most|many|all)\s+cases|"
+            r"in\s+general|as\s+a\s+rule|for\s+the\s+most\s+part|in\s+total|all\s+in\s+all|"
+            r"in\s+other\s+words|at\s+the\s+end\s+of\s+the\s+day|on\s+the\s+other\s+hand|"
+            r"in\s+contrast|by\s+contrast|in\s+turn|for\s+(?:its|their)\s+part",
+            " ",
+        ),
+        (r"(?:together|along)\s+with", "with"),
+        # modal phrases: what "should" and "must" say, in more words
+        (
+            r"(?:is|are|be|'re|’re)\s+(?:supposed|expected|meant)\s+to|"
+            r"(?:it(?:'|’)?s|it\s+is)\s+(?:best|better|advisable|recommended)\s+to|"
+            r"(?:you(?:'|’)d|you\s+had)\s+better",
+            "should",
+        ),
+        (r"(?:has|have|had|need|needs)\s+to", "must"),
+        (r"ought\s+to", "should"),
+        # a frame around a quantity: "for a period of 35 days" is "for 35 days"
+        (r"(?:a|the)\s+(?:period|span|duration|term|total|length)\s+of", " "),
+        (r"on\s+(?:its|their|his|her)\s+own", "automatically"),
+        (r"unable\s+to|not\s+able\s+to|incapable\s+of", "cannot"),
+        (r"status\s+code", "status"),
     )
 )
 
@@ -398,13 +447,27 @@ class _Words:
     groups: frozenset[int]
 
 
+def _root(word: str) -> str:
+    """The stem without a silent final "e": "clone" and "cloning" meet, as "store" and
+    "stored", "page" and "paged" do."""
+    w = word.lower()
+    if len(w) >= 5 and w.endswith("ed"):
+        w = w[:-1]  # "paged" -> "page" (the stemmer keeps five-letter words whole)
+    s = stem(w)
+    return s[:-1] if len(s) > 3 and s.endswith("e") else s
+
+
 @functools.lru_cache(maxsize=4096)
 def _words_of(text: str) -> _Words:
-    raw = [w.lower().strip("'-") for w in WORD.findall(_one_word_phrases(text))]
+    raw = [w.lower().strip("'-") for w in WORD.findall(_one_word_phrases(quantities(text)))]
+    # two words written as one: "back off" says "backoff", "set up" says "setup"
+    joined = [a + b for a, b in itertools.pairwise(raw) if a.isalpha() and b.isalpha()]
     # the parts of a hyphenated name say their words too: "inc-2026-03-14-billing" says "billing"
     raw += [part for w in raw if "-" in w for part in w.split("-") if part.isalpha()]
     return _Words(
-        stems=frozenset(stem(w) for w in raw),
+        stems=frozenset(stem(w) for w in raw)
+        | frozenset(_root(w) for w in raw)
+        | frozenset(stem(w) for w in joined),
         # a claim word of 5-7 letters is looked up by 5, a longer one by 6: both kinds here
         prefixes=frozenset(w[:5] for w in raw if len(w) >= 5)
         | frozenset(w[:6] for w in raw if len(w) >= 6),
@@ -415,13 +478,36 @@ def _words_of(text: str) -> _Words:
 
 def matches(word: str, words: _Words) -> bool:
     """``word`` (lower case) is said by a text with these ``words``: same stem, same prefix
-    (long enough to mean something), or a synonym."""
-    if stem(word) in words.stems:
+    (long enough to mean something), or a synonym; a hyphenated word when its parts are
+    ("free-tier" by "the free tier")."""
+    if stem(word) in words.stems or _root(word) in words.stems:
         return True
+    if "-" in word:
+        parts = [p for p in word.split("-") if p.isalpha() and _content(p)]
+        if parts and all(matches(p, words) for p in parts):
+            return True
     if len(word) >= 5 and _prefix(word) in words.prefixes:
         return True
-    groups = _SYNONYM_OF.get(word) or _SYNONYM_OF.get(stem(word)) or frozenset()
+    groups = (
+        _SYNONYM_OF.get(word)
+        or _SYNONYM_OF.get(stem(word))
+        or next((_SYNONYM_OF[b] for b in _comparative_bases(word) if b in _SYNONYM_OF), None)
+        or frozenset()
+    )
     return not groups.isdisjoint(words.groups)
+
+
+def _comparative_bases(word: str) -> list[str]:
+    """What an adjective's comparative or superlative is built on: "bigger" -> "big",
+    "larger" -> "large", "smallest" -> "small" (a synonym of the base is one of the word)."""
+    for suffix in ("est", "er"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            base = word[: -len(suffix)]
+            out = [base, base + "e"]
+            if len(base) > 2 and base[-1] == base[-2]:
+                out.append(base[:-1])  # "bigger": bigg -> big
+            return out
+    return []
 
 
 def _content(word: str) -> bool:
@@ -436,7 +522,7 @@ def _claim_words(claim: str) -> list[str]:
 def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     """The claim's content words that must come from a passage: lower case, stopwords, light
     words and the values' own words (checked as values) left out."""
-    masked = text
+    masked = quantities(text)  # the values were read from it (rag.verification.grounding)
     for v in found:
         if v.kind != "name" and v.text:
             masked = masked.replace(v.text, " ")
@@ -463,10 +549,20 @@ _CLAUSE_BREAK = re.compile(
 )
 
 
-def split_clauses(sentence: str) -> list[str]:
+# Finer: where one of two things joined by "and" ends ("needs a green build and one
+# approving review"), for a sentence citing a passage for each.
+_PART_BREAK = re.compile(
+    rf"{_CLAUSE_BREAK.pattern}|\s+(?:and|as\s+well\s+as|plus|along\s+with|together\s+with)\s+",
+    re.IGNORECASE,
+)
+
+
+def split_clauses(sentence: str, parts_joined_by_and: bool = False) -> list[str]:
     """The clauses of ``sentence`` that each state a fact of their own (a part without
-    three words of its own stays with the one before)."""
-    parts = [p for p in _CLAUSE_BREAK.split(sentence) if p and p.strip()]
+    three words of its own stays with the one before); ``parts_joined_by_and``: also the
+    things a bare "and" joins."""
+    pattern = _PART_BREAK if parts_joined_by_and else _CLAUSE_BREAK
+    parts = [p for p in pattern.split(sentence) if p and p.strip()]
     out: list[str] = []
     for part in parts:
         if out and len(WORD.findall(part)) < 3:
@@ -474,6 +570,63 @@ def split_clauses(sentence: str) -> list[str]:
         else:
             out.append(part.strip())
     return out
+
+
+# A noun after "similar", "the same", "such": the thing the sentence before spoke of, named
+# again in other words ("All laptops use full-disk encryption. Backups get similar
+# protection, ...").
+_REFERS_BACK = re.compile(
+    r"\b(?:similar|same|such|comparable|equivalent|identical|likewise)\s+([a-z][a-z-]+)"
+)
+
+
+_ACRONYM = re.compile(r"\b[A-Z]{2,5}s?\b")
+
+
+@functools.lru_cache(maxsize=4096)
+def _acronym_words(claim: str, passage: str) -> frozenset[str]:
+    """The claim's words (lower case) that say an acronym one way while the passage says it
+    the other: an acronym of the claim the passage spells out ("MFA" / "multi-factor
+    authentication"), and the words of the claim whose initials spell an acronym of the
+    passage ("single sign-on" / "SSO")."""
+    out = {a.lower() for a in _ACRONYM.findall(claim) if spells(a, passage)}
+    tokens = re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)*", claim)
+    parts = [(t, p) for t in tokens for p in t.split("-")]
+    initials = "".join(p[0].lower() for _, p in parts)
+    for acronym in {a.rstrip("s").lower() for a in _ACRONYM.findall(passage)}:
+        # three letters at least, and words that mean something ("all people involved" is
+        # no "API"): a chance spelling is unlikely
+        at = initials.find(acronym) if len(acronym) >= 3 else -1
+        run = parts[at : at + len(acronym)] if at >= 0 else []
+        if run and all(t.lower() not in STOPWORDS and t.lower() not in _LIGHT for t, _ in run):
+            out |= {t.lower() for t, _ in run} | {p.lower() for _, p in run}
+    return frozenset(out)
+
+
+# Where a clause that answers the question ends and one that states a fact begins: "It's
+# better not to, because ...", "No, you can't: ...".
+_ANSWER_CLAUSE_BREAK = re.compile(
+    r"\s*(?:[;:\u2014\u2013]|,\s*(?:because|since|as|so|but)\b|\s(?:because|since)\s)\s*",
+    re.IGNORECASE,
+)
+
+
+@functools.lru_cache(maxsize=4096)  # a claim is checked against every passage of the context
+def stating_clauses(claim: str, question: str = "") -> str:
+    """``claim`` without an opening clause that states nothing of its own — no value, and no
+    content word but the question's: "It's better not to, because any change over 400 lines
+    ..." and "Not straight away: production access is only granted once ..." (to "Do I get
+    access straight away?") state only what follows. Such a clause answers the question (its
+    verb left out, or its words echoed), so a negation there is the answer's, not a flip of
+    the passage, and its words are the question's, not the passage's."""
+    parts = [p for p in _ANSWER_CLAUSE_BREAK.split(claim, maxsplit=1) if p and p.strip()]
+    if len(parts) != 2 or values(parts[0]):
+        return claim
+    own = claim_words(parts[0])
+    asked = _words_of(question) if question else None
+    if all(asked is not None and matches(w, asked) for w in own):
+        return parts[1]
+    return claim
 
 
 @dataclass
@@ -551,11 +704,21 @@ def check(
     question's "Northwind" when a passage says "the company"). ``floor``: a coverage below
     it ends the check there (the score says no; values and polarity are not looked at)."""
     found = values(claim)
-    words = _claim_words(claim)
+    # an opening clause that only answers the question is not checked against the passage
+    stated = stating_clauses(claim, question)
+    words = _claim_words(stated)
     held = _words_of("\n".join(passages))
     said_before = _words_of(context) if context else None
+    # "similar protection", "the same rule": what the sentence before said, named again
+    referred = set(_REFERS_BACK.findall(claim.lower())) if context else set()
+    # "MFA" for the passage's "multi-factor authentication", "single sign-on" for its "SSO"
+    referred |= _acronym_words(claim, "\n".join(passages))
     unmatched = [
-        w for w in words if not matches(w, held) and not (said_before and matches(w, said_before))
+        w
+        for w in words
+        if not matches(w, held)
+        and not (said_before and matches(w, said_before))
+        and w not in referred
     ]
     coverage = 1.0 - len(unmatched) / len(words) if words else 1.0
     if coverage < floor or len(unmatched) > MAX_UNMATCHED:
@@ -585,6 +748,8 @@ def check(
             and "’" not in low
             and _content(low)
             and not _INFLECTED.search(low)
+            and low not in _SYNONYM_OF  # a word of the language ("Regular backups ..."), no name
+            and low not in referred  # an acronym the passage spells out
             and not matches(low, held)
             and not (said_before and matches(low, said_before))
             and not (question and matches(low, _words_of(question)))
@@ -595,7 +760,7 @@ def check(
     # is one in a clause of that sentence the claim does not restate ("SEV1 means customers
     # cannot ...; SEV2 means ..." restated as "SEV2 means ...").
     is_flipped = bool(restated) and all(
-        flipped(claim, _restated_clauses(words, src)) for src in {restated[0], " ".join(restated)}
+        flipped(stated, _restated_clauses(words, src)) for src in {restated[0], " ".join(restated)}
     )
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.

@@ -213,3 +213,19 @@ def test_relevance_rises_with_similarity_and_falls_without_the_type() -> None:
 
     assert 0.0 < rel(0.2, 0.0, False) < rel(0.6, 0.0, False) < rel(0.6, 0.8, False) < 1.0
     assert rel(0.6, 0.8, True) < rel(0.6, 0.8, False)
+
+
+# -- issue 22, session 4 -----------------------------------------------------------------------
+def test_a_yes_or_no_answer_word_answers_a_yes_no_question() -> None:
+    from rag.verification.answer_types import answers_yes_no
+
+    question = "Can I just use an authenticator app on my phone for MFA?"
+    sentence = "No, multi-factor authentication is mandatory and must use a hardware key."
+    assert answers_yes_no(question, sentence)
+    # a true sentence about something else does not answer it, answer word or not
+    assert not answers_yes_no(
+        "Do we get paid extra for being on call?",
+        "No, engineers join the rotation after six weeks.",
+    )
+    # nor does an answer word to a question that asks no yes or no
+    assert not answers_yes_no("Which key must MFA use?", sentence)

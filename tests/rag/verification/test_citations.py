@@ -446,3 +446,79 @@ def test_a_paraphrase_answers_what_the_sentence_it_restates_answers(
     )
     v = verify_answer(answer, context, scorer, CitationSettings(), "What's our RPO?", ABSTAIN)
     assert not v.abstained and v.answer == answer, v.sentences
+
+
+# -- issue 22, session 4 -----------------------------------------------------------------------
+def test_one_fact_worded_from_two_cited_passages_is_kept(scorer: SupportScorer) -> None:
+    # no clause break to split on: the two cited passages are read together
+    context = _packed(
+        {
+            1: (
+                "Engineering Onboarding Guide",
+                ["Development environment"],
+                "Builds run in CI on every push; a green build is required before a pull "
+                "request can be merged.",
+            ),
+            2: (
+                "Engineering Onboarding Guide",
+                ["Code review"],
+                "Every change needs one approving review from a code owner.",
+            ),
+        }
+    )
+    answer = (
+        "Your pull request needs a green CI build and one approving review from a code owner "
+        "before it can be merged [1][2]."
+    )
+    question = "What does my pull request need before it is merged?"
+    v = verify_answer(answer, context, scorer, CitationSettings(), question, ABSTAIN)
+    assert not v.abstained and v.unsupported == [], v.sentences
+    assert v.answer.endswith("[1][2]."), v.answer
+    # a value neither passage says still fails it
+    wrong = answer.replace("one approving review", "two approving reviews")
+    w = verify_answer(wrong, context, scorer, CitationSettings(), question, ABSTAIN)
+    assert w.abstained, w.sentences
+
+
+def test_a_yes_no_answer_to_the_question_asked_is_an_answer(scorer: SupportScorer) -> None:
+    text = (
+        "Your SSO account is created by the People team before you start; multi-factor "
+        "authentication is mandatory and must use a hardware key."
+    )
+    context = _packed({1: ("Engineering Onboarding Guide", ["Accounts and access"], text)})
+    answer = "No, multi-factor authentication is mandatory and it has to use a hardware key [1]."
+    question = "Can I just use an authenticator app on my phone for MFA?"
+    v = verify_answer(answer, context, scorer, CitationSettings(), question, ABSTAIN)
+    assert not v.abstained and v.answer == answer, v.sentences
+
+
+def test_a_value_from_one_cited_passage_said_of_anothers_subject_is_refused(
+    scorer: SupportScorer,
+) -> None:
+    # two cited passages are never one pool of words: the free tier's 60 is not what
+    # enterprise customers get, though the sentence cites both
+    context = _packed(
+        {
+            1: ("Public API Rate Limits", [], "The free tier allows 60 requests per minute."),
+            2: (
+                "Public API Rate Limits",
+                [],
+                "Enterprise customers can request higher limits through their account manager.",
+            ),
+        }
+    )
+    question = "What limit do enterprise customers get?"
+    mixed = "Enterprise customers get 60 requests per minute [1][2]."
+    v = verify_answer(mixed, context, scorer, CitationSettings(), question, ABSTAIN)
+    assert v.abstained, v.sentences
+
+
+def test_an_acronym_of_the_question_spelt_out_counts_as_said() -> None:
+    from rag.verification.citations import relevance_features
+
+    question = "What's the rule for large PRs?"
+    sentence = "Anything over 400 lines should be broken into several smaller pull requests."
+    # "PRs" is said ("rule" and "large" are not); without "pull requests" nothing is
+    assert relevance_features(question, sentence, 0.3).overlap == 0.25
+    other = sentence.replace("pull requests", "changes")
+    assert relevance_features(question, other, 0.3).overlap == 0.0

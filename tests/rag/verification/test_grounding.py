@@ -185,4 +185,118 @@ def test_one_unit_of_time_is_a_duration_value() -> None:
     assert _missing("Each rotation runs for a month.", "A rotation lasts seven days.") == [
         "a month"
     ]
-    assert values("Backups run once a week.") == []  # a rate, not a duration
+    # how often is a value too, whichever way it is said ("once a week", "weekly")
+    assert _missing("Backups run once a week.", "Backups run weekly.") == []
+    assert _missing("Backups run once a week.", "Backups run every month.") == ["1 weeks"]
+
+
+# -- issue 22, session 4: free rewording read by class ---------------------------------------
+@pytest.mark.parametrize(
+    ("claim", "passage"),
+    [
+        ("The status page is updated within a quarter of an hour.", "within 15 minutes"),
+        ("Replies come within three quarters of an hour.", "within 45 minutes"),
+        ("It is done within half a day.", "within 12 hours"),
+        ("It takes an hour and a half.", "It takes 90 minutes."),
+        ("It takes two and a half days.", "It takes 60 hours."),
+        ("It is kept for a couple of days.", "It is kept for 2 days."),
+        ("The lot has one hundred and twenty spaces.", "The lot has 120 spaces."),
+        ("Use a fourteen-character password.", "Passwords are at least 14 characters long."),
+        ("Keys rotate every other week.", "Keys rotate every two weeks."),
+        ("It allows 200 req/s.", "It allows bursts of 200 requests per second."),
+        ("The business tier allows 1,200 rpm.", "It allows 1,200 requests per minute."),
+        ("A restore test runs quarterly.", "A restore test runs every quarter."),
+        ("A restore test runs every three months.", "A restore test runs every quarter."),
+        ("Full backups are taken every night.", "Full database backups run nightly."),
+    ],
+)
+def test_a_quantity_said_in_words_is_the_number_it_means(claim: str, passage: str) -> None:
+    assert _missing(claim, passage) == []
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage"),
+    [
+        ("The status page is updated within a quarter of an hour.", "within 30 minutes"),
+        ("Screens lock after a ten-minute idle period.", "after 5 minutes of inactivity"),
+        ("The lot has one hundred and twenty spaces.", "The lot has 100 spaces."),
+        ("A restore test runs every month.", "A restore test runs every quarter."),
+        ("It allows 200 req/s.", "It allows 200 requests per minute."),
+    ],
+)
+def test_a_quantity_said_in_words_that_differs_is_not_grounded(claim: str, passage: str) -> None:
+    assert _missing(claim, passage) != []
+
+
+@pytest.mark.parametrize(
+    ("claim", "source"),
+    [
+        (
+            "SEV1 means customers are unable to use the product.",
+            "SEV1 means customers cannot use it.",
+        ),
+        ("Sharing a password is not allowed.", "Sharing a password is prohibited."),
+        ("Hardware keys are not optional.", "Hardware keys are mandatory."),
+        ("A green build is not required.", "A green build is optional."),
+        ("Avoid sharing your password.", "Passwords must never be shared."),
+        ("You can't merge until the build is green.", "A green build is required before merging."),
+        ("Do not retry more than five times.", "Retry at most five times."),
+    ],
+)
+def test_every_way_of_saying_no_is_one_polarity(claim: str, source: str) -> None:
+    assert not flipped(claim, source)
+
+
+@pytest.mark.parametrize(
+    ("claim", "source"),
+    [
+        (
+            "SEV1 means customers are able to use the product.",
+            "SEV1 means customers cannot use it.",
+        ),
+        ("Sharing a password is allowed.", "Sharing a password is prohibited."),
+        ("A green build is required.", "A green build is optional."),
+        ("You should share your password.", "Passwords must never be shared."),
+    ],
+)
+def test_saying_no_one_way_against_yes_still_flips(claim: str, source: str) -> None:
+    assert flipped(claim, source)
+
+
+def test_a_contraction_opening_a_sentence_is_no_name() -> None:
+    assert [v.text for v in values("It's better not to, and that's the rule.")] == []
+
+
+def test_an_acronym_the_passage_spells_out_is_grounded() -> None:
+    passage = "Multi-factor authentication is mandatory and must use a hardware key."
+    assert _missing("MFA must use a hardware key.", passage) == []
+    assert _missing("SSO must use a hardware key.", passage) == ["SSO"]
+
+
+def test_an_abbreviation_and_single_in_a_name_are_no_values() -> None:
+    # "e.g." is no dotted code name; "single sign-on" counts nothing ("a single review" does)
+    claim = "Name it after the date, e.g. inc-2026-03-14-billing, in your single sign-on tool."
+    assert [v.text for v in values(claim)] == ["2026-03-14", "inc-2026-03-14-billing"]
+    assert [v.text for v in values("It needs a single review.")] == ["single review"]
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage"),
+    [
+        ("Our recovery point objective is an hour.", "a recovery point objective of 5 minutes"),
+        ("The rotation is a month long.", "A rotation lasts seven days."),
+    ],
+)
+def test_one_unit_of_time_after_is_is_a_value_too(claim: str, passage: str) -> None:
+    assert _missing(claim, passage) != []
+    assert (
+        _missing(claim, passage.replace("5 minutes", "one hour").replace("seven days", "30 days"))
+        == []
+    )
+
+
+def test_not_with_a_verb_between_it_and_more_than_is_at_most() -> None:
+    source = "Clients should retry at most five times."
+    assert not flipped("Don't retry more than five times.", source)
+    assert not flipped("Clients should not retry more than five times.", source)
+    assert flipped("Clients should retry at least five times.", source)

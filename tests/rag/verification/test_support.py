@@ -51,3 +51,115 @@ def test_a_word_may_reword_in_more_than_one_sense() -> None:
     rotation = "A rotation lasts seven days, starting Monday at 10:00 UTC."
     assert _check("Each rotation runs for a full week, starting on Monday.", rotation) == 1.0
     assert _check("Each rotation runs for a full month, starting on Monday.", rotation) == 0.0
+
+
+# -- issue 22, session 4: free rewording read by class ---------------------------------------
+LARGE = "Large changes (over 400 lines) should be split into smaller pull requests."
+LIMITS = (
+    "The business tier allows 1,200 requests per minute with bursts of up to 200 requests per "
+    "second. Clients should back off exponentially and retry at most five times."
+)
+SETUP = "Clone the monorepo and run `make bootstrap`."
+BACKUPS = "Backups are encrypted with AES-256 and stored in a second region, eu-west-2."
+
+
+def test_an_opening_clause_that_only_answers_negates_nothing() -> None:
+    # "It's better not to" answers "Is that okay?"; what follows the comma is the claim
+    claim = (
+        "It's better not to, because any change over 400 lines is supposed to be broken up "
+        "into smaller pull requests."
+    )
+    assert _check(claim, LARGE) >= 0.75
+    # a negation in the clause that states the fact still flips it
+    assert _check("Changes over 400 lines should not be split into smaller ones.", LARGE) == 0.0
+
+
+def test_discourse_markers_hedges_and_modal_phrases_say_nothing() -> None:
+    claim = "On top of that, it permits short bursts of as many as 200 requests per second."
+    assert _check(claim, LIMITS) >= 0.75
+    assert _check("In addition, clients are expected to retry at most five times.", LIMITS) >= 0.75
+    # the words that state something are still required
+    assert _check("On top of that, it permits nightly batch jobs of 200 requests.", LIMITS) == 0.0
+
+
+def test_word_forms_a_rewording_uses_meet_the_passage_word() -> None:
+    # a silent final e, two words written as one, a comparative: no word left unmatched
+    for claim, passage in (
+        ("After cloning the monorepo, you run make bootstrap.", SETUP),
+        ("Clients should use exponential backoff, at most five retries.", LIMITS),
+        ("Bigger changes (over 400 lines) should be split up.", LARGE),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score >= 0.75 and verdict.unmatched == [], (claim, verdict)
+
+
+def test_a_noun_after_similar_refers_to_the_sentence_before() -> None:
+    before = "All laptops use full-disk encryption."
+    claim = "Backups get similar protection, since they are encrypted with AES-256."
+    assert _check(claim, BACKUPS, context=before) >= 0.75
+    # without a sentence before, "protection" is a word the passage does not say
+    assert _check(claim, BACKUPS) < 0.75
+
+
+ACCESS = "Production access is granted only after you complete the security training."
+ACCOUNTS = (
+    "Your SSO account is created by the People team before you start; multi-factor "
+    "authentication is mandatory and must use a hardware key."
+)
+CLAIMS = "Submit expense claims within 30 days, with a receipt for every item above 25 EUR."
+RETENTION = "Backups are retained for 35 days; monthly snapshots are kept for 13 months."
+POSTMORTEM = (
+    "After the incident is resolved, the incident commander schedules a blameless postmortem "
+    "within five business days."
+)
+
+
+def test_an_opening_clause_echoing_the_question_is_the_answer_not_the_claim() -> None:
+    claim = "Not straight away: production access is only granted once you've completed the security training."
+    asked = "Do I get prod access straight away?"
+    assert check(claim, [ACCESS], [ACCESS], question=asked).score >= 0.75
+    # without the question, "not straight away" is a negation and a phrase the passage lacks
+    assert check(claim, [ACCESS], [ACCESS]).score == 0.0
+
+
+def test_more_word_forms_meet_the_passage_word() -> None:
+    free = "The free tier allows 60 requests per minute under Default limits."
+    paging = "SEV1 incidents page the incident commander."
+    for claim, passage in (
+        ("The free-tier limit is 60 requests per minute.", free),  # a hyphenated word's parts
+        ("With a SEV1, the incident commander is paged.", paging),  # "paged" / "page"
+        (
+            "The incident commander is responsible for scheduling a blameless postmortem.",
+            POSTMORTEM,
+        ),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.unmatched == [], (claim, verdict)
+
+
+def test_frames_and_requirement_words_around_a_fact_say_nothing() -> None:
+    assert _check("Backups are retained for a period of 35 days.", RETENTION) >= 0.75
+    assert _check("Receipts are required for items above 25 EUR.", CLAIMS) >= 0.75
+    assert (
+        _check("Monthly snapshots, on the other hand, are kept for 13 months.", RETENTION) >= 0.75
+    )
+    # the requirement's opposite still flips: optional is not required
+    assert _check("Receipts are optional for items above 25 EUR.", CLAIMS) == 0.0
+
+
+def test_a_word_of_the_language_opening_the_sentence_is_no_name() -> None:
+    # "Regular" opens the sentence capitalised; it is an adjective, not a name nobody gave
+    verdict = check("Regular backups are retained for 35 days.", [RETENTION], [RETENTION])
+    assert verdict.missing == []
+
+
+def test_an_acronym_one_side_spells_out_the_other_says() -> None:
+    for claim in (
+        "MFA is mandatory and must use a hardware key.",
+        "Your single sign-on account is created by the People team before you start.",
+    ):
+        verdict = check(claim, [ACCOUNTS], [ACCOUNTS])
+        assert verdict.score >= 0.75 and verdict.unmatched == [], (claim, verdict)
+    # words that merely start with the same letters spell nothing
+    verdict = check("All people involved create it.", [ACCOUNTS + " API keys rotate."], [ACCOUNTS])
+    assert "involved" in verdict.unmatched
