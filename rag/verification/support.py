@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import Value, flipped, grounded_in, ungrounded, values
@@ -45,6 +45,7 @@ __all__ = [
     "claim_words",
     "content_words",
     "matches",
+    "says",
     "split_clauses",
 ]
 
@@ -422,6 +423,15 @@ def matches(word: str, words: _Words) -> bool:
         return True
     groups = _SYNONYM_OF.get(word) or _SYNONYM_OF.get(stem(word)) or frozenset()
     return not groups.isdisjoint(words.groups)
+
+
+def says(word: str, text: str, synonyms: bool = True) -> bool:
+    """``word`` is said by ``text`` (:func:`matches`; with ``synonyms`` off, in its own
+    words: same stem or prefix)."""
+    words = _words_of(text)
+    if not synonyms:
+        words = replace(words, groups=frozenset())
+    return matches(word.lower(), words)
 
 
 def _content(word: str) -> bool:
