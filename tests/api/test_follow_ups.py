@@ -142,6 +142,37 @@ def test_a_new_question_after_a_conversation_is_not_polluted(deployment: Deploym
     assert {c["source"] for c in result["citations"]} == {"policies/backup-policy.md"}
 
 
+# (history: a question and the answer given, the follow-up the documents do not answer)
+UNANSWERED = [
+    pytest.param(
+        "How big can a burst be on the business tier?",
+        "The business tier allows 1,200 requests per minute with bursts of up to 200 requests "
+        "per second [1].",
+        "And on the free tier?",  # an ellipsis: "The free tier allows 60 ..." is not about bursts
+        id="ellipsis",
+    ),
+    pytest.param(
+        "How are backups encrypted?",
+        "Backups are encrypted with AES-256 and stored in a second region, eu-west-2, separate "
+        "from the primary region eu-central-1 [1].",
+        "Which region is the staging one?",  # no sentence there names staging
+        id="complete",
+    ),
+]
+
+
+@pytest.mark.parametrize(("before", "said", "question"), UNANSWERED)
+def test_a_follow_up_the_documents_do_not_answer_abstains(
+    deployment: Deployment, before: str, said: str, question: str
+) -> None:
+    """Issue 30: a follow-up that refers back is answered from where the conversation is
+    at a lower bar (rag.generate.extractive.in_conversation_place); near misses there still
+    abstain."""
+    history = [{"role": "user", "content": before}, {"role": "assistant", "content": said}]
+    result = _ask(deployment, question, history)
+    assert result["abstained"], result
+
+
 def test_history_is_checked_like_the_rest_of_the_body(deployment: Deployment) -> None:
     with deployment.client() as client:
         bad_role = client.post(
