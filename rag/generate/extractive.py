@@ -13,6 +13,10 @@ passage when the answer spans the two: the best sentence lacks the answer type a
 neighbour has it, or the neighbour is itself relevant (``min_score``); else the next best
 sentence if it reaches ``min_score``. Sentences of one passage are said in their order.
 The threshold is calibrated on SQuAD 2.0 by ``benchmarks/calibrate_relevance.py``.
+
+A follow-up in a chat (``request.extra["follow_up"]``, set by the ``generate`` stage) does not
+get an earlier answer again (:func:`not_said_again`); one that refers back and finds nothing
+at ``min_score`` is answered where the conversation is (:func:`in_conversation_place`).
 """
 
 from __future__ import annotations
