@@ -56,6 +56,24 @@ __all__ = [
 # Weight of the passage's own similarity to the question next to the sentence's relevance
 # (fitted with the relevance weights by benchmarks/calibrate_relevance.py).
 PASSAGE_WEIGHT = 0.3
+# The relevance a manual page's NAME line of the thing asked about gets at least: above the
+# bar and above the SYNOPSIS line that repeats the command's name (0.57 for "do?").
+NAME_LINE_RELEVANCE = 0.9
+# A manual page's NAME line: "git-blame - Show what revision and author last modified each
+# line of a file" — the page's own one-line answer to "What does git blame do?".
+_NAME_LINE = re.compile(r"^([a-z][\w.+]*(?:-[\w.+]+)*)\s+-\s+\S")
+_WHAT_DOES = re.compile(r"^\s*what\s+(?:does|do)\s+(.+?)\s+\w+\s*\?\s*$", re.IGNORECASE)
+
+
+def names_what_is_asked(question: str, sentence: str) -> bool:
+    """Whether ``sentence`` is the NAME line of the manual page of what a "What does X do?"
+    question asks about (its name with hyphens for spaces: "git stash" → "git-stash")."""
+    asked, line = _WHAT_DOES.match(question), _NAME_LINE.match(sentence)
+    if asked is None or line is None:
+        return False
+    return "-".join(asked.group(1).lower().split()) == line.group(1).lower()
+
+
 # A follow-up that refers back is answered from the document the previous answer came from
 # at this share of ``min_score`` (in_conversation_place): the relevance model was fitted on
 # questions that name their subject, and a sentence answering "Where are they stored?" need
@@ -126,6 +144,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     for (n, position, sentence, text), cosine in zip(raw, sims[: len(raw)].tolist(), strict=False):
         features = relevance_features(question, sentence, cosine, headings[n], text, n in sectioned)
         rel = relevance(features)
+        if names_what_is_asked(question, sentence):
+            rel = max(rel, NAME_LINE_RELEVANCE)
         typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
         prior = passage_sim[text]
         score = rel + PASSAGE_WEIGHT * prior

@@ -289,3 +289,38 @@ def test_the_follow_ups_own_words_are_held_as_written_not_as_synonyms() -> None:
         "reason": "pronoun",
     }
     assert in_conversation_place([free, higher, status], request, follow_up, 2, 0.12) == [status]
+
+
+def test_a_manual_pages_name_line_answers_what_its_command_does(embedder: Embedder) -> None:
+    """Issue 30 (evals/gitdocs): "What does git blame show?" abstained, though the manual
+    page's NAME line says it ("git-blame - Show what revision and author last modified each
+    line of a file"): the relevance model scores that line low. The NAME line of the page of
+    what a "What does X do?" question names is an answer; another page's is not."""
+    blame = "git-blame - Show what revision and author last modified each line of a file"
+    passages = [
+        replace(
+            _passage(
+                1,
+                f"{blame}\n\nSYNOPSIS\n\ngit blame [-c] [-b] [-l] [--root] [-t] <file>\n\n"
+                "The origin of lines is automatically followed across whole-file renames.",
+                ["NAME"],
+            ),
+            title="git-blame(1)",
+        ),
+        replace(
+            _passage(2, "git-log - Show commit logs", ["NAME"]),
+            title="git-log(1)",
+        ),
+    ]
+    context = PackedContext(passages, "", 0, 1000)
+    scorer = SupportScorer(embedder.embed)
+
+    def answer(question: str) -> str:
+        request = GenerationRequest(messages=[], question=question, context=context, max_tokens=0)
+        return "".join(
+            p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
+        )
+
+    # the synopsis repeats the name word for word: it scored above the NAME line (0.57, 0.38)
+    assert answer("What does git blame do?") == f"{blame} [1]."
+    assert "git-log" not in answer("What does git stash do?")
