@@ -13,13 +13,18 @@ passage when the answer spans the two: the best sentence lacks the answer type a
 neighbour has it, or the neighbour is itself relevant (``min_score``); else the next best
 sentence if it reaches ``min_score``. Sentences of one passage are said in their order.
 The threshold is calibrated on SQuAD 2.0 by ``benchmarks/calibrate_relevance.py``.
+
+A follow-up in a chat (``request.extra["follow_up"]``, set by the ``generate`` stage) does not
+get an earlier answer again (:func:`not_said_again`); one that refers back and finds nothing
+at ``min_score`` is answered where the conversation is (:func:`in_conversation_place`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,11 +41,13 @@ from rag.verification.citations import (
     sections_below_title,
     split_sentences,
 )
+from rag.verification.support import claim_words, says
 
 __all__ = [
     "Candidate",
     "ExtractiveGenerator",
     "candidates",
+    "in_conversation_place",
     "not_said_again",
     "rank_sentences",
     "select",
@@ -49,6 +56,29 @@ __all__ = [
 # Weight of the passage's own similarity to the question next to the sentence's relevance
 # (fitted with the relevance weights by benchmarks/calibrate_relevance.py).
 PASSAGE_WEIGHT = 0.3
+# The relevance a manual page's NAME line of the thing asked about gets at least: above the
+# bar and above the SYNOPSIS line that repeats the command's name (0.57 for "do?").
+NAME_LINE_RELEVANCE = 0.9
+# A manual page's NAME line: "git-blame - Show what revision and author last modified each
+# line of a file" — the page's own one-line answer to "What does git blame do?".
+_NAME_LINE = re.compile(r"^([a-z][\w.+]*(?:-[\w.+]+)*)\s+-\s+\S")
+_WHAT_DOES = re.compile(r"^\s*what\s+(?:does|do)\s+(.+?)\s+\w+\s*\?\s*$", re.IGNORECASE)
+
+
+def names_what_is_asked(question: str, sentence: str) -> bool:
+    """Whether ``sentence`` is the NAME line of the manual page of what a "What does X do?"
+    question asks about (its name with hyphens for spaces: "git stash" → "git-stash")."""
+    asked, line = _WHAT_DOES.match(question), _NAME_LINE.match(sentence)
+    if asked is None or line is None:
+        return False
+    return "-".join(asked.group(1).lower().split()) == line.group(1).lower()
+
+
+# A follow-up that refers back is answered from the document the previous answer came from
+# at this share of ``min_score`` (in_conversation_place): the relevance model was fitted on
+# questions that name their subject, and a sentence answering "Where are they stored?" need
+# not repeat the subject the conversation already named.
+PLACE_SHARE = 0.25
 _MIN_WORDS = MIN_ANSWER_WORDS  # shorter "sentences" (headings, list bullets) rarely answer anything
 _MARKERS = re.compile(r"\s*\[\d+\]")
 
@@ -114,6 +144,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
     for (n, position, sentence, text), cosine in zip(raw, sims[: len(raw)].tolist(), strict=False):
         features = relevance_features(question, sentence, cosine, headings[n], text, n in sectioned)
         rel = relevance(features)
+        if names_what_is_asked(question, sentence):
+            rel = max(rel, NAME_LINE_RELEVANCE)
         typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
         prior = passage_sim[text]
         score = rel + PASSAGE_WEIGHT * prior
@@ -142,6 +174,61 @@ def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> l
         )
 
     return [c for c in found if not repeated(c)]
+
+
+def _key(sentence: str) -> str:
+    return " ".join(content_words(_MARKERS.sub("", sentence)))
+
+
+def in_conversation_place(
+    found: list[Candidate],
+    request: GenerationRequest,
+    follow_up: Mapping[str, Any],
+    max_sentences: int,
+    min_score: float,
+) -> list[Candidate]:
+    """What a follow-up that found nothing at ``min_score`` is answered with instead: the
+    sentences to say (empty: abstain still), chosen by :func:`select` at ``PLACE_SHARE`` of
+    ``min_score`` among the sentences (``found``: all of the context's) that
+
+    - stand in a document the previous answer was drawn from (one of its sentences is in
+      this context): the place the conversation is at;
+    - hold every one of the follow-up's own words as it was asked (light words aside), in
+      the sentence or its headings (in their own words: "exceeded" is not "higher" here),
+      and there is at least one: "Where are they stored?" asks
+      about storing, "Which region is the primary one?" about the primary region. A new
+      subject the documents do not name ("Which region is the staging one?") is in no
+      sentence;
+    - were not said before (:func:`not_said_again`).
+
+    An ellipsis ("And on the free tier?") never comes here: its fragment names a new subject
+    and the rest of the question comes from the turn before ("How big can a burst be ..."),
+    so a sentence naming only the fragment ("The free tier allows 60 requests per minute")
+    would answer something else."""
+    asked = str(follow_up.get("asked") or "")
+    said = [str(text) for text in follow_up.get("said") or ()]
+    if str(follow_up.get("reason") or "").startswith("ellipsis") or not said:
+        return []
+    words = claim_words(asked)
+    if not words:
+        return []
+    before = {_key(s) for text in said for s in split_sentences(text)}
+    by_n = {p.n: p for p in request.context.passages}
+    sources = {by_n[c.n].source for c in found if c.n in by_n and _key(c.sentence) in before}
+    if not sources:
+        return []
+
+    def holds_asked(c: Candidate) -> bool:
+        p = by_n[c.n]
+        text = " ".join([c.sentence, p.title or "", *p.section])
+        return all(says(w, text, synonyms=False) for w in words)
+
+    place = [
+        c
+        for c in not_said_again(found, asked, said)
+        if c.n in by_n and by_n[c.n].source in sources and holds_asked(c)
+    ]
+    return select(place, max_sentences, min_score * PLACE_SHARE)
 
 
 def rank_sentences(
@@ -215,9 +302,14 @@ class ExtractiveGenerator(Generator):
     def stream(self, request: GenerationRequest) -> Iterator[str | Usage]:
         found = candidates(request.question, request, self.scorer)
         follow_up = request.extra.get("follow_up")
+        kept = found
         if follow_up:
-            found = not_said_again(found, follow_up.get("asked", ""), follow_up.get("said", ()))
-        picked = select(found, self.max_sentences, self.min_score)
+            kept = not_said_again(found, follow_up.get("asked", ""), follow_up.get("said", ()))
+        picked = select(kept, self.max_sentences, self.min_score)
+        if follow_up and not picked:
+            picked = in_conversation_place(
+                found, request, follow_up, self.max_sentences, self.min_score
+            )
         text = ""
         for i, c in enumerate(picked):
             request.check_deadline(self.name)

@@ -719,8 +719,19 @@ class CacheStep:
         guard = self.settings.injection
         if guard.enabled and guard.questions and question_scan(state).flagged:
             return None
+        scope: dict[str, object] = {}
+        if state.condensed is not None:
+            # A follow-up's answer depends on its conversation too (the extractive chain
+            # answers where the previous answer was and does not repeat it): only the same
+            # conversation's same turn shares it, never a first turn with the same words.
+            scope["conversation"] = [
+                state.condensed.asked,
+                state.condensed.reason,
+                [t.content for t in q.history if t.role == "assistant"],
+            ]
         return _digest(
             {
+                **scope,
                 "static": self._static_scope(state.route),
                 "tenant": q.tenant or self.settings.tenant,
                 "filters": q.filters or {},

@@ -335,6 +335,8 @@ class Generate:
             # a follow-up: what it adds to the conversation, and what was answered before
             request.extra["follow_up"] = {
                 "asked": state.condensed.asked,
+                # how it was made standalone: an ellipsis names a new subject
+                "reason": state.condensed.reason,
                 "said": [t.content for t in q.history if t.role == "assistant"],
             }
         reuse = gen.verify.question_vector == "retrieval"

@@ -31,7 +31,7 @@ import functools
 import itertools
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import (
@@ -54,6 +54,7 @@ __all__ = [
     "claim_words",
     "content_words",
     "matches",
+    "says",
     "split_clauses",
     "stating_clauses",
 ]
@@ -508,6 +509,15 @@ def _comparative_bases(word: str) -> list[str]:
                 out.append(base[:-1])  # "bigger": bigg -> big
             return out
     return []
+
+
+def says(word: str, text: str, synonyms: bool = True) -> bool:
+    """``word`` is said by ``text`` (:func:`matches`; with ``synonyms`` off, in its own
+    words: same stem or prefix)."""
+    words = _words_of(text)
+    if not synonyms:
+        words = replace(words, groups=frozenset())
+    return matches(word.lower(), words)
 
 
 def _content(word: str) -> bool:

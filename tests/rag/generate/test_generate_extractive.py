@@ -11,6 +11,7 @@ from rag.generate.extractive import (
     ExtractiveGenerator,
     _without_headings,
     candidates,
+    in_conversation_place,
     not_said_again,
     passage_segments,
     select,
@@ -197,3 +198,129 @@ def test_a_question_in_the_documents_is_never_the_answer(embedder: Embedder) -> 
         p for p in ExtractiveGenerator(scorer, 2, 0.12).stream(request) if isinstance(p, str)
     )
     assert text == "New engineers join the on-call rotation after six weeks [1].", text
+
+
+def _in_doc(n: int, source: str, text: str, section: list[str]) -> Passage:
+    return replace(_passage(n, text, section), source=source, title="Backup and Restore Policy")
+
+
+def _said(n: int, position: int, sentence: str, relevance: float) -> Candidate:
+    return Candidate(n, position, sentence, relevance, True, relevance, NO_FEATURES, 0.0)
+
+
+def test_a_follow_up_that_refers_back_is_answered_where_the_conversation_is() -> None:
+    """Issue 30 (evals/chat): "Where are they stored?" after "And monthly snapshots?" became
+    "Where are monthly snapshots stored?", and the sentence that says where the backups are
+    stored scored 0.04 (the relevance model wants the subject named): an abstention. In the
+    document the previous answer came from, a sentence holding the follow-up's own words
+    ("stored") is the answer at a quarter of the bar; elsewhere, or without those words, or
+    after an ellipsis (a new subject), nothing changes."""
+    policy, other = "policies/backup-policy.md", "onboarding.md"
+    passages = [
+        _in_doc(1, policy, "Backups are retained for 35 days.", ["Schedule"]),
+        _in_doc(2, policy, "Backups are stored in eu-west-2.", ["Storage"]),
+        _in_doc(3, other, "Laptops are stored in a locker.", ["Devices"]),
+    ]
+    request = GenerationRequest(
+        messages=[],
+        question="Where are monthly snapshots stored?",
+        context=PackedContext(passages, "", 0, 1000),
+        max_tokens=0,
+    )
+    before = _said(1, 0, "Backups are retained for 35 days.", 0.3)
+    stored = _said(2, 0, "Backups are stored in eu-west-2.", 0.04)
+    locker = _said(3, 0, "Laptops are stored in a locker.", 0.05)
+    found = [before, stored, locker]
+    said = ["Backups are retained for 35 days [1]."]
+
+    def place(asked: str, reason: str = "pronoun", answers: list[str] = said) -> list[Candidate]:
+        follow_up = {"asked": asked, "said": answers, "reason": reason}
+        return in_conversation_place(found, request, follow_up, 2, 0.12)
+
+    assert place("Where are they stored?") == [stored]  # not the locker: another document
+    assert place("Where are they kept?") == []  # its own words are in no sentence there
+    assert place("Where are they?") == []  # no words of its own: nothing to hold on to
+    assert place("And where are they stored?", reason="ellipsis (phrase)") == []
+    assert place("Where are they stored?", answers=[]) == []  # no earlier answer: no place
+    weak = replace(stored, relevance=0.02, score=0.02)  # under a quarter of the bar
+    assert (
+        in_conversation_place(
+            [before, weak],
+            request,
+            {"asked": "Where are they stored?", "said": said, "reason": "pronoun"},
+            2,
+            0.12,
+        )
+        == []
+    )
+
+
+def test_the_follow_ups_own_words_are_held_as_written_not_as_synonyms() -> None:
+    """ "What happens when it is exceeded?": "Enterprise customers can request higher
+    limits" is not about exceeding (a synonym group has both words); the sentence under the
+    heading "When a limit is exceeded" is."""
+    source = "api-rate-limits.html"
+    passages = [
+        replace(
+            _passage(1, "The free tier allows 60 requests per minute.", ["Default limits"]),
+            source=source,
+        ),
+        replace(
+            _passage(2, "Enterprise customers can request higher limits.", ["Raising a limit"]),
+            source=source,
+        ),
+        replace(
+            _passage(3, "The API answers with HTTP status 429.", ["When a limit is exceeded"]),
+            source=source,
+        ),
+    ]
+    request = GenerationRequest(
+        messages=[],
+        question="What happens when the free tier rate limit is exceeded?",
+        context=PackedContext(passages, "", 0, 1000),
+        max_tokens=0,
+    )
+    free = _said(1, 0, "The free tier allows 60 requests per minute.", 0.4)
+    higher = _said(2, 0, "Enterprise customers can request higher limits.", 0.09)
+    status = _said(3, 0, "The API answers with HTTP status 429.", 0.04)
+    follow_up = {
+        "asked": "What happens when it is exceeded?",
+        "said": ["The free tier allows 60 requests per minute [1]."],
+        "reason": "pronoun",
+    }
+    assert in_conversation_place([free, higher, status], request, follow_up, 2, 0.12) == [status]
+
+
+def test_a_manual_pages_name_line_answers_what_its_command_does(embedder: Embedder) -> None:
+    """Issue 30 (evals/gitdocs): "What does git blame show?" abstained, though the manual
+    page's NAME line says it ("git-blame - Show what revision and author last modified each
+    line of a file"): the relevance model scores that line low. The NAME line of the page of
+    what a "What does X do?" question names is an answer; another page's is not."""
+    blame = "git-blame - Show what revision and author last modified each line of a file"
+    passages = [
+        replace(
+            _passage(
+                1,
+                f"{blame}\n\nSYNOPSIS\n\ngit blame [-c] [-b] [-l] [--root] [-t] <file>\n\n"
+                "The origin of lines is automatically followed across whole-file renames.",
+                ["NAME"],
+            ),
+            title="git-blame(1)",
+        ),
+        replace(
+            _passage(2, "git-log - Show commit logs", ["NAME"]),
+            title="git-log(1)",
+        ),
+    ]
+    context = PackedContext(passages, "", 0, 1000)
+    scorer = SupportScorer(embedder.embed)
+
+    def answer(question: str) -> str:
+        request = GenerationRequest(messages=[], question=question, context=context, max_tokens=0)
+        return "".join(
+            p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
+        )
+
+    # the synopsis repeats the name word for word: it scored above the NAME line (0.57, 0.38)
+    assert answer("What does git blame do?") == f"{blame} [1]."
+    assert "git-log" not in answer("What does git stash do?")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from rag.core.config import DEFAULT_CONFIG, Settings, load_settings
-from rag.core.types import Answer, DoneEvent, Query, TokenEvent
+from rag.core.types import Answer, DoneEvent, Query, TokenEvent, Turn
 from rag.indexing.embedding import Embedder
 from rag.indexing.index import Index
 from rag.indexing.ingest import Ingestor
@@ -93,6 +93,25 @@ def test_a_repeated_question_is_served_from_the_cache(kb: Kb) -> None:
     # A different question on the same topic is not a hit.
     other = p.run("When must vacation requests be submitted?")
     assert not other.cached
+
+
+def test_a_follow_up_is_not_served_a_first_turns_answer(kb: Kb) -> None:
+    """Issue 30: a follow-up's answer depends on its conversation (the extractive chain
+    answers where the previous answer was, and does not say it again), so a follow-up whose
+    standalone question reads like an earlier first turn is answered afresh; its own turn,
+    asked again in the same conversation, is a hit."""
+    p = kb.pipeline()
+    assert not p.run(VACATION).cached
+    history = (
+        Turn("user", "What do new employees get on their first day?"),
+        Turn(
+            "assistant", "Every engineer gets a laptop with 32 GB of memory on the first day [1]."
+        ),
+    )
+    follow_up = Query("How many vacation days do they get?", history=history)
+    first = p.run(follow_up)
+    assert first.standalone_question == VACATION and not first.cached
+    assert p.run(follow_up).cached
 
 
 def test_a_cached_answer_streams(kb: Kb) -> None:
