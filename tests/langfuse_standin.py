@@ -112,7 +112,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class LangfuseStandIn:
-    def __init__(self, mode: str = "ok"):
+    def __init__(self, mode: str = "ok", port: int = 0):
         self.mode = mode
         self.spans: list[ExportedSpan] = []
         self.scores: list[dict[str, Any]] = []
@@ -178,7 +178,8 @@ class LangfuseStandIn:
 
             do_GET = do_POST = do_PUT = do_PATCH = _handle
 
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        # ``port``: a fixed port (a benchmark switching Langfuse off and on under one URL)
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
