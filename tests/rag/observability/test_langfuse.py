@@ -294,3 +294,56 @@ def test_a_stream_the_client_leaves_is_a_cancelled_trace(
     assert "cancelled" in root.attributes["langfuse.observation.status_message"]
     pipeline.close()
     tracing.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["refuse", "stall"])
+def test_traces_are_dropped_on_arrival_while_langfuse_fails(
+    kb: KnowledgeBase,
+    kb_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """Once an export failed (refused) or stalls, the next requests' traces are neither built
+    into spans nor masked nor sent (under load that work cost 20-40 % of p50 for nothing);
+    when Langfuse answers again, traces arrive again."""
+    import rag.observability.langfuse as langfuse_module
+
+    monkeypatch.setattr(langfuse_module, "_PAUSE_SECONDS", (1.0, 1.0), raising=False)
+    url = refused_url()
+    port = int(url.rsplit(":", 1)[1])
+    server = LangfuseStandIn("stall", port=port).__enter__() if mode == "stall" else None
+    settings = traced_settings(kb_settings, url)  # export timeout 1 s, batches every 0.2 s
+    tracing = tracing_for(settings)
+    tracer: Any = tracing.langfuse
+    built: list[str] = []
+    replay = tracer._replay
+    monkeypatch.setattr(
+        tracer, "_replay", lambda record: (built.append(record.trace_id), replay(record))
+    )
+    pipeline = _pipeline(kb, settings, tracing)
+    question = Query(question="How long are backups kept?", tenant="default")
+    try:
+        pipeline.run(question)  # its export is refused, or stalls
+        time.sleep(1.2)  # past the export timeout (refused) / into the stall
+        before = len(built)
+        answers = [pipeline.run(question) for _ in range(10)]
+        time.sleep(0.5)  # the worker drains its queue
+        assert all(a.answer and a.trace_id for a in answers), "requests are served as ever"
+        assert len(built) - before == 0, (
+            f"{len(built) - before} of 10 traces built for a failing Langfuse"
+        )
+
+        if server is not None:
+            server.stop()  # the stalled export ends (connection closed): a failure
+        server = LangfuseStandIn("ok", port=port).__enter__()
+        deadline = time.monotonic() + 15
+        arrived = False
+        while time.monotonic() < deadline and not arrived:
+            pipeline.run(question)
+            arrived = server.wait_for(lambda s: any(x.name == "query" for x in s.spans), 0.5)
+        assert arrived, "traces reach Langfuse again once it answers"
+    finally:
+        pipeline.close()
+        tracing.shutdown(timeout=1.0)
+        if server is not None:
+            server.stop()
