@@ -317,9 +317,12 @@ def test_traces_are_dropped_on_arrival_while_langfuse_fails(
     tracer: Any = tracing.langfuse
     built: list[str] = []
     replay = tracer._replay
-    monkeypatch.setattr(
-        tracer, "_replay", lambda record: (built.append(record.trace_id), replay(record))
-    )
+
+    def counted(record: Any) -> None:
+        built.append(record.trace_id)
+        replay(record)
+
+    monkeypatch.setattr(tracer, "_replay", counted)
     pipeline = _pipeline(kb, settings, tracing)
     question = Query(question="How long are backups kept?", tenant="default")
     try:
