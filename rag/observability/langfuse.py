@@ -197,6 +197,7 @@ class LangfuseTracer:
         # Export-time masking may run spaCy (rag.guards.pii) on the exporter's thread: at exit it is
         # stopped first (batches dropped), so no model code runs while the interpreter ends.
         self._masking = threading.Lock()
+        self._batch_scrubbed: dict[str, str] = {}  # the batch being masked: text -> scrubbed
         self._stopping = False
         atexit.register(self._quiesce)
         self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
@@ -678,7 +679,48 @@ class LangfuseTracer:
                 raise TracingError("tracing is stopping: batch dropped")
             return MaskOtelSpansResult(span_patches=self._patches(params, OtelSpanPatch))
 
+    def _free_texts(self, params: Any) -> dict[str, str]:
+        """Every free text of the batch (question, answer, errors...) fully scrubbed, in one
+        pass of the PII model over all of them (one call per text cost ~2.5x more)."""
+        texts: list[str] = []
+
+        def walk(v: Any, free: bool) -> None:
+            if isinstance(v, str):
+                if free:
+                    texts.append(v)
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    walk(x, free or k in _FREE_FIELDS)
+            elif isinstance(v, list):
+                for x in v:
+                    walk(x, free)
+
+        for span in params.spans.values():
+            for key, value in span.attributes.items():
+                if not isinstance(value, str) or key in _SAFE:
+                    continue
+                if key in _IO:
+                    try:
+                        walk(json.loads(value), False)
+                    except ValueError:
+                        texts.append(value)
+                elif _free_text(key):
+                    texts.append(value)
+        unique = [t for t in dict.fromkeys(texts) if t.strip()]
+        return dict(zip(unique, self.scrubber.full_many(unique), strict=True)) if unique else {}
+
+    def _full(self, text: str) -> str:
+        done = self._batch_scrubbed.get(text)
+        return done if done is not None else self.scrubber.full(text)
+
     def _patches(self, params: Any, patch: Any) -> dict[Any, Any]:
+        self._batch_scrubbed = self._free_texts(params)
+        try:
+            return self._batch_patches(params, patch)
+        finally:
+            self._batch_scrubbed = {}
+
+    def _batch_patches(self, params: Any, patch: Any) -> dict[Any, Any]:
         patches = {}
         for ident, span in params.spans.items():
             if self._stopping:
@@ -691,7 +733,7 @@ class LangfuseTracer:
                     if key in _IO:
                         new = self._scrub_json(value)
                     elif _free_text(key):
-                        new = self.scrubber.full(value)
+                        new = self._full(value)
                     else:
                         new = self.scrubber.quick(value)
                     if new != value:
@@ -709,11 +751,11 @@ class LangfuseTracer:
         try:
             value = json.loads(raw)
         except ValueError:
-            return self.scrubber.full(raw)
+            return self._full(raw)
 
         def walk(v: Any, free: bool) -> Any:
             if isinstance(v, str):
-                return self.scrubber.full(v) if free else self.scrubber.quick(v)
+                return self._full(v) if free else self.scrubber.quick(v)
             if isinstance(v, dict):
                 return {k: walk(x, free or k in _FREE_FIELDS) for k, x in v.items()}
             if isinstance(v, list):
