@@ -14,6 +14,7 @@ Used by tests/rag/observability, tests/api/test_feedback.py and benchmarks/traci
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -103,6 +104,27 @@ def decode_traces(body: bytes) -> list[ExportedSpan]:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    """Keeps its accepted connections, so that stopping it closes them too: a client's
+    kept-alive connection would otherwise still reach a stopped stand-in's handler thread."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.connections: set[socket.socket] = set()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        self.connections.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
@@ -195,6 +217,7 @@ class LangfuseStandIn:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()
 
     def wait_for(self, predicate: Any, timeout: float = 15.0) -> bool:
         """Until ``predicate(self)`` holds (the SDK exports in the background)."""
