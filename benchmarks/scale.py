@@ -14,7 +14,7 @@ chunk takes a run of 3-6 consecutive sentences of one of those abstracts, shuffl
 sentence of another SciFact document, as its text (so BM25 sees real token statistics and
 real posting-list lengths), and a vector drawn near its abstract's real vector (cosine ~0.85:
 many near-duplicates around real topics, as a large corpus of related documents has).
-Queries are SciFact claims, never repeated. The collection is built progressively (progress
+Queries are SciFact claims (the same ones at every size). The collection is built progressively (progress
 on stderr), the HNSW index built as a finished sync builds it, and measured at each size.
 
 Memory: the process's resident set growth while the chunks are added (what the store holds
@@ -190,6 +190,29 @@ def measure(pipeline: Any, claims: list[str]) -> dict[str, Any]:
     }
 
 
+def raw_calls(index: Any, claims: list[str]) -> dict[str, Any]:
+    """Where the time goes: the calls retrieval is made of, each alone (query embedding,
+    dense search, BM25 search), with the read filter the retriever adds."""
+    from rag.core.access import cli_reader, read_filter
+
+    collection = index.collection
+    flt = read_filter(cli_reader(index.settings, None))
+    limit = max(index.settings.retrieval.candidates, index.settings.retrieval.top_k)
+    parts: dict[str, list[float]] = {"embed_query": [], "dense_search": [], "bm25_search": []}
+    for claim in claims:
+        t0 = time.perf_counter()
+        vec = index.embedder.embed_query(claim).tolist()
+        t1 = time.perf_counter()
+        index.store.search_dense(collection, vec, limit, flt)
+        t2 = time.perf_counter()
+        index.store.search_sparse(collection, index.sparse.embed_query(claim), limit, flt)
+        t3 = time.perf_counter()
+        parts["embed_query"].append((t1 - t0) * 1000)
+        parts["dense_search"].append((t2 - t1) * 1000)
+        parts["bm25_search"].append((t3 - t2) * 1000)
+    return {k: {"p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)} for k, v in parts.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100000,300000", help="chunk counts, ascending")
@@ -251,7 +274,6 @@ def main() -> int:
     }
     built = 0
     capped = False
-    used = 0
     try:
         for size in sizes:
             log(f"building to {size:,} chunks")
@@ -268,14 +290,14 @@ def main() -> int:
             index.store.optimize(collection)  # what a finished sync does: the HNSW index
             optimize_s = time.perf_counter() - t
             log(f"  {built:,} chunks written in {write_s:.0f} s, indexed in {optimize_s:.0f} s")
-            queries = claims[used : used + args.queries]
-            used += args.queries
+            queries = claims[: args.queries]  # the same claims at every size
             pipeline.run(Query(claims[-1], generate=False))  # the store's lazy parts after optimize
             row: dict[str, Any] = {
                 "chunks": built,
                 "write_seconds": round(write_s, 1),
                 "optimize_seconds": round(optimize_s, 1),
                 "retrieval": measure(pipeline, queries),
+                "raw_calls": raw_calls(index, queries),
                 "rss_growth_mb": round(rss_mb() - base_rss, 1),
                 "disk_mb": round(disk_mb(data_dir) - base_disk, 1),
             }
@@ -283,6 +305,12 @@ def main() -> int:
             row["disk_mb_per_100k"] = round(row["disk_mb"] / built * 100_000, 1)
             results["sizes"].append(row)
             r = row["retrieval"]
+            log(
+                "  raw calls (p50/p95 ms): "
+                + ", ".join(
+                    f"{k} {v['p50_ms']:.1f}/{v['p95_ms']:.1f}" for k, v in row["raw_calls"].items()
+                )
+            )
             log(
                 f"  {built:,} chunks: p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
                 f"RSS +{row['rss_growth_mb']:,.0f} MB ({row['rss_mb_per_100k']:,.0f} MB per 100k), "
