@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
 
-SCIFACT = Path(os.environ.get("SCIFACT_DIR", "/work/shared/datasets/scifact"))
+SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"  # --dataset: another BEIR set
 GOAL_ON = 1.05
 GOAL_FAILING = 1.10
 GOAL_PII = 1.05
@@ -122,7 +122,8 @@ def _base_env() -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("RAG_", "LANGFUSE_")) or k == "RAG_TEST_MODELS"
+        # the deployment is this script's; the embedding's own knobs (tests set them) pass
+        if not k.startswith(("RAG_", "LANGFUSE_")) or k.startswith("RAG_EMBEDDING__")
     }
     env.update(
         {
@@ -250,10 +251,10 @@ class LangfusePort:
         self.switch("down")
 
 
-def write_docs(out: Path, limit: int) -> int:
+def write_docs(dataset: Path, out: Path, limit: int) -> int:
     out.mkdir(parents=True)
     n = 0
-    with (SCIFACT / "corpus.jsonl").open(encoding="utf-8") as fh:
+    with (dataset / "corpus.jsonl").open(encoding="utf-8") as fh:
         for line in fh:
             if n >= limit:
                 break
@@ -266,10 +267,10 @@ def write_docs(out: Path, limit: int) -> int:
     return n
 
 
-def write_bodies(path: Path, generate: bool, pii: bool, seed: int) -> int:
-    """One JSON request body per line: every SciFact claim once, shuffled."""
+def write_bodies(dataset: Path, path: Path, generate: bool, pii: bool, seed: int) -> int:
+    """One JSON request body per line: every query of the dataset once, shuffled."""
     claims = [
-        json.loads(line)["text"] for line in (SCIFACT / "queries.jsonl").open(encoding="utf-8")
+        json.loads(line)["text"] for line in (dataset / "queries.jsonl").open(encoding="utf-8")
     ]
     random.Random(seed).shuffle(claims)
     with path.open("w", encoding="utf-8") as fh:
@@ -340,6 +341,7 @@ def main() -> int:
     ap.add_argument("--settle", type=float, default=1.0, help="pause between phases (s)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json-out", type=Path)
+    ap.add_argument("--dataset", type=Path, default=SCIFACT, help="a BEIR folder (corpus, queries)")
     add_goal_arguments(ap)
     args = ap.parse_args()
     if args.smoke:
@@ -381,7 +383,7 @@ def main() -> int:
             "RAG_GENERATION__OPENAI__BASE_URL": chat.base_url,
         }
         docs = tmp / "docs"
-        n_docs = write_docs(docs, args.docs)
+        n_docs = write_docs(args.dataset, docs, args.docs)
         base_dir = tmp / "base"
         t0 = time.perf_counter()
         # openai in the chain at ingest: each chunk's PII spans stored (the pii group reads them)
@@ -424,7 +426,7 @@ def main() -> int:
         for group in groups:
             for kind in kinds:
                 path = tmp / f"bodies-{group}-{kind}.jsonl"
-                write_bodies(path, kind == "answer", group == "pii", args.seed)
+                write_bodies(args.dataset, path, kind == "answer", group == "pii", args.seed)
                 bodies[(group, kind)] = path
 
         traced = {
