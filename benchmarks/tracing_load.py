@@ -22,8 +22,9 @@ claim as the question:
 Per kind (``retrieval``: ``generate: false``; ``answer``: full answers) and connection count,
 each round runs every mode of a group once, back to back, in an order that alternates
 between rounds (ABBA...), so load from other processes affects all modes alike; reported are
-the median over rounds of each mode's p50, p99 and req/s, and the ratios to the group's
-baseline (``off``, ``pii_off``) of the same kind and connections.
+the median over rounds of each mode's p50, p99, req/s and the server's CPU per request (all
+its threads, from /proc: steadier than latency on a shared machine, and what tracing adds),
+and the ratios to the group's baseline (``off``, ``pii_off``) of the same kind and connections.
 
 Goals (exit 1 when one is missed; ``--smoke`` enforces only the checks):
 - p50(on) / p50(off) <= 1.05 and p50(down or stalled) / p50(off) <= 1.10, each kind and
@@ -185,6 +186,11 @@ class Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process so far (all its threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
@@ -483,8 +489,10 @@ def main() -> int:
                                 langfuse.switch("down" if mode == "off" else mode)
                                 time.sleep(args.settle)
                             before = langfuse.query_traces()
+                            server = servers[server_of[mode]]
+                            cpu_before = server.cpu_seconds()
                             res = wrk(
-                                servers[server_of[mode]].url,
+                                server.url,
                                 script,
                                 bodies[(group, kind)],
                                 key,
@@ -493,6 +501,14 @@ def main() -> int:
                                 offset,
                             )
                             offset += 1000
+                            # the server's CPU (every thread) per request: steadier than
+                            # latency on a shared machine, and what tracing adds to it
+                            res["cpu_ms_per_request"] = round(
+                                (server.cpu_seconds() - cpu_before)
+                                * 1000
+                                / max(1, res["requests"]),
+                                3,
+                            )
                             if (
                                 mode == "on"
                             ):  # the exporter's next batch (after a stall: its timeout)
@@ -532,11 +548,18 @@ def main() -> int:
             "p50_ms": p50,
             "p99_ms": {m: _median([row[m]["p99_ms"] for row in rows]) for m in modes},
             "rps": {m: _median([row[m]["rps"] for row in rows]) for m in modes},
+            "cpu_ms_per_request": {
+                m: _median([row[m]["cpu_ms_per_request"] for row in rows]) for m in modes
+            },
             "ratio_p50": {m: round(p50[m] / p50[base], 3) for m in modes if m != base},
             "ratio_per_round": [
                 {m: round(row[m]["p50_ms"] / row[base]["p50_ms"], 3) for m in modes if m != base}
                 for row in rows
             ],
+        }
+        cpu = entry["cpu_ms_per_request"]
+        entry["ratio_cpu_per_request"] = {
+            m: round(cpu[m] / cpu[base], 3) for m in modes if m != base and cpu[base]
         }
         summary[cell] = entry
         for m in modes:
@@ -555,7 +578,9 @@ def main() -> int:
                 f"{entry['rps'][m]:.1f} req/s"
                 for m in modes
             )
-            + "  ratios "
+            + "  cpu ms/request "
+            + ", ".join(f"{m} {entry['cpu_ms_per_request'][m]:.1f}" for m in modes)
+            + "  p50 ratios "
             + ", ".join(f"{m} {r:.3f}" for m, r in entry["ratio_p50"].items())
         )
     results["cells"] = summary
