@@ -20,8 +20,10 @@ claim as the question:
   address or a phone number, so the policy has something to pseudonymise and restore.
 
 Per kind (``retrieval``: ``generate: false``; ``answer``: full answers) and connection count,
-each round runs every mode of a group once, back to back, in an order that alternates
-between rounds (ABBA...), so load from other processes affects all modes alike; reported are
+each round runs every mode of a group once, in an order that alternates between rounds
+(ABBA...), so load from other processes affects all modes alike; after each phase the
+servers are left to go idle (a traced server's backlog of spans is that phase's CPU, and
+must not slow the next phase); reported are
 the median over rounds of each mode's p50, p99, req/s and the server's CPU per request (all
 its threads, from /proc: steadier than latency on a shared machine, and what tracing adds),
 and the ratios to the group's baseline (``off``, ``pii_off``) of the same kind and connections.
@@ -329,6 +331,17 @@ def wrk(
     }
 
 
+def wait_idle(servers: list[Server], timeout: float = 60.0) -> float:
+    """Until every server uses under 5 % of a core over half a second; the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        before = [s.cpu_seconds() for s in servers]
+        time.sleep(0.5)
+        if all(s.cpu_seconds() - b < 0.025 for s, b in zip(servers, before, strict=True)):
+            break
+    return round(time.monotonic() - t0, 1)
+
+
 def _median(values: list[float]) -> float:
     return round(statistics.median(values), 3) if values else float("nan")
 
@@ -501,6 +514,10 @@ def main() -> int:
                                 offset,
                             )
                             offset += 1000
+                            # Until every server is idle: a traced server's backlog (spans
+                            # still to build, mask and send) is this phase's CPU, and must
+                            # not slow the next phase (on another server or this one).
+                            res["drain_s"] = wait_idle(list(servers.values()))
                             # the server's CPU (every thread) per request: steadier than
                             # latency on a shared machine, and what tracing adds to it
                             res["cpu_ms_per_request"] = round(
