@@ -309,7 +309,8 @@ def test_traces_are_dropped_on_arrival_while_langfuse_fails(
     when Langfuse answers again, traces arrive again."""
     import rag.observability.langfuse as langfuse_module
 
-    monkeypatch.setattr(langfuse_module, "_PAUSE_SECONDS", (1.0, 1.0), raising=False)
+    # long enough for the ten requests below on a busy machine
+    monkeypatch.setattr(langfuse_module, "_PAUSE_SECONDS", (4.0, 4.0), raising=False)
     url = refused_url()
     port = int(url.rsplit(":", 1)[1])
     server = LangfuseStandIn("stall", port=port).__enter__() if mode == "stall" else None
@@ -328,7 +329,10 @@ def test_traces_are_dropped_on_arrival_while_langfuse_fails(
     question = Query(question="How long are backups kept?", tenant="default")
     try:
         pipeline.run(question)  # its export is refused, or stalls
-        time.sleep(1.2)  # past the export timeout (refused) / into the stall
+        # past the export timeout (refused: 1 s of retries) / 1 s into the stall
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not getattr(tracer, "paused", lambda: False)():
+            time.sleep(0.1)
         before = len(built)
         answers = [pipeline.run(question) for _ in range(10)]
         time.sleep(0.5)  # the worker drains its queue
@@ -340,7 +344,7 @@ def test_traces_are_dropped_on_arrival_while_langfuse_fails(
         if server is not None:
             server.stop()  # the stalled export ends (connection closed): a failure
         server = LangfuseStandIn("ok", port=port).__enter__()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         arrived = False
         while time.monotonic() < deadline and not arrived:
             pipeline.run(question)
