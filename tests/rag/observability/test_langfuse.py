@@ -314,7 +314,12 @@ def test_traces_are_dropped_on_arrival_while_langfuse_fails(
     url = refused_url()
     port = int(url.rsplit(":", 1)[1])
     server = LangfuseStandIn("stall", port=port).__enter__() if mode == "stall" else None
-    settings = traced_settings(kb_settings, url)  # export timeout 1 s, batches every 0.2 s
+    # Refused: 1 s of retries, then the failure pauses tracing. Stalled: the export would time
+    # out only after 8 s; tracing must pause while it is still waiting (after 1 s).
+    timeout = 8.0 if mode == "stall" else 1.0
+    settings = traced_settings(
+        kb_settings, url, tracing={"export_timeout_seconds": timeout}
+    )  # batches every 0.2 s
     tracing = tracing_for(settings)
     tracer: Any = tracing.langfuse
     built: list[str] = []
@@ -329,8 +334,7 @@ def test_traces_are_dropped_on_arrival_while_langfuse_fails(
     question = Query(question="How long are backups kept?", tenant="default")
     try:
         pipeline.run(question)  # its export is refused, or stalls
-        # past the export timeout (refused: 1 s of retries) / 1 s into the stall
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + (3 if mode == "stall" else 10)
         while time.monotonic() < deadline and not getattr(tracer, "paused", lambda: False)():
             time.sleep(0.1)
         before = len(built)
