@@ -14,6 +14,7 @@ Used by tests/rag/observability, tests/api/test_feedback.py and benchmarks/traci
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -103,6 +104,27 @@ def decode_traces(body: bytes) -> list[ExportedSpan]:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    """Keeps its accepted connections, so that stopping it closes them too: a client's
+    kept-alive connection would otherwise still reach a stopped stand-in's handler thread."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.connections: set[socket.socket] = set()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        self.connections.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        for conn in list(self.connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
@@ -112,7 +134,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 class LangfuseStandIn:
-    def __init__(self, mode: str = "ok"):
+    def __init__(self, mode: str = "ok", port: int = 0):
         self.mode = mode
         self.spans: list[ExportedSpan] = []
         self.scores: list[dict[str, Any]] = []
@@ -178,7 +200,8 @@ class LangfuseStandIn:
 
             do_GET = do_POST = do_PUT = do_PATCH = _handle
 
-        self.server = _QuietServer(("127.0.0.1", 0), Handler)
+        # ``port``: a fixed port (a benchmark switching Langfuse off and on under one URL)
+        self.server = _QuietServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -194,6 +217,7 @@ class LangfuseStandIn:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()
 
     def wait_for(self, predicate: Any, timeout: float = 15.0) -> bool:
         """Until ``predicate(self)`` holds (the SDK exports in the background)."""

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
 from rag.core.access import DRAWN_ON, restricted
 from rag.core.errors import TracingError
 from rag.query.tracing import Span
@@ -64,6 +66,14 @@ log = logging.getLogger(__name__)
 _STATE_KEY = "langfuse"
 _FLUSH_AT = 512
 _QUEUE = 1000  # traces waiting for the worker; beyond it new ones are dropped
+# After a failed export (Langfuse refusing, answering 5xx, or past the export timeout), the
+# traces of the next seconds are dropped on arrival instead of being built into spans,
+# masked and sent to a server that is not taking them: that work competes with requests for
+# the CPU and the GIL (under load it cost 20-40 % of p50). The pause doubles per failure.
+_PAUSE_SECONDS = (2.0, 60.0)  # the first pause, the longest
+# An export still waiting after this long: Langfuse is stalling (a healthy one answers in
+# milliseconds); traces are dropped on arrival until it answers or the export times out.
+_SLOW_EXPORT_SECONDS = 1.0
 NumericType = Literal["NUMERIC", "BOOLEAN"]
 _TYPES = {
     "retrieve": "retriever",
@@ -176,12 +186,18 @@ class LangfuseTracer:
             release=config.release,
             tracer_provider=self.provider,
             mask_otel_spans=self._mask_export,
+            span_exporter=_WatchedExporter(_otlp_exporter(config), self),
         )
         self._closed = False
+        self.paused_until = 0.0  # time.monotonic() until which traces are dropped on arrival
+        self.exporting_since = 0.0  # time.monotonic() when the export in flight began
+        self._pause = 0.0
+        self.unsent = 0  # traces dropped because Langfuse was failing
         self._lock = threading.Lock()
         # Export-time masking may run spaCy (rag.guards.pii) on the exporter's thread: at exit it is
         # stopped first (batches dropped), so no model code runs while the interpreter ends.
         self._masking = threading.Lock()
+        self._batch_scrubbed: dict[str, str] = {}  # the batch being masked: text -> scrubbed
         self._stopping = False
         atexit.register(self._quiesce)
         self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
@@ -252,7 +268,10 @@ class LangfuseTracer:
         try:
             record.obs[0].end_ns = time.time_ns()
             self._finish(state, record, error)
-            self._queue.put_nowait(record)
+            if self.paused():
+                self.unsent += 1
+            else:
+                self._queue.put_nowait(record)
         except queue.Full:
             self.dropped += 1
         except Exception as exc:  # noqa: BLE001 - tracing never breaks a query
@@ -512,7 +531,10 @@ class LangfuseTracer:
             try:
                 if record is _STOP:
                     return
-                self._replay(record)
+                if self.paused():
+                    self.unsent += 1
+                else:
+                    self._replay(record)
             except Exception as exc:  # noqa: BLE001 - one bad record never stops the worker
                 self.failed += 1
                 if self.failed == 1:
@@ -650,12 +672,55 @@ class LangfuseTracer:
 
         if self._stopping:
             raise TracingError("tracing is stopping: batch dropped")
+        if self.paused():  # spans built before the last failure: no masking for nothing
+            raise TracingError("Langfuse is failing: batch dropped")
         with self._masking:
             if self._stopping:
                 raise TracingError("tracing is stopping: batch dropped")
             return MaskOtelSpansResult(span_patches=self._patches(params, OtelSpanPatch))
 
+    def _free_texts(self, params: Any) -> dict[str, str]:
+        """Every free text of the batch (question, answer, errors...) fully scrubbed, in one
+        pass of the PII model over all of them (one call per text cost ~2.5x more)."""
+        texts: list[str] = []
+
+        def walk(v: Any, free: bool) -> None:
+            if isinstance(v, str):
+                if free:
+                    texts.append(v)
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    walk(x, free or k in _FREE_FIELDS)
+            elif isinstance(v, list):
+                for x in v:
+                    walk(x, free)
+
+        for span in params.spans.values():
+            for key, value in span.attributes.items():
+                if not isinstance(value, str) or key in _SAFE:
+                    continue
+                if key in _IO:
+                    try:
+                        walk(json.loads(value), False)
+                    except ValueError:
+                        texts.append(value)
+                elif _free_text(key):
+                    texts.append(value)
+        unique = [t for t in dict.fromkeys(texts) if t.strip()]
+        return dict(zip(unique, self.scrubber.full_many(unique), strict=True)) if unique else {}
+
+    def _full(self, text: str) -> str:
+        done = self._batch_scrubbed.get(text)
+        return done if done is not None else self.scrubber.full(text)
+
     def _patches(self, params: Any, patch: Any) -> dict[Any, Any]:
+        self._batch_scrubbed = self._free_texts(params)
+        try:
+            return self._batch_patches(params, patch)
+        finally:
+            self._batch_scrubbed = {}
+
+    def _batch_patches(self, params: Any, patch: Any) -> dict[Any, Any]:
         patches = {}
         for ident, span in params.spans.items():
             if self._stopping:
@@ -668,7 +733,7 @@ class LangfuseTracer:
                     if key in _IO:
                         new = self._scrub_json(value)
                     elif _free_text(key):
-                        new = self.scrubber.full(value)
+                        new = self._full(value)
                     else:
                         new = self.scrubber.quick(value)
                     if new != value:
@@ -686,11 +751,11 @@ class LangfuseTracer:
         try:
             value = json.loads(raw)
         except ValueError:
-            return self.scrubber.full(raw)
+            return self._full(raw)
 
         def walk(v: Any, free: bool) -> Any:
             if isinstance(v, str):
-                return self.scrubber.full(v) if free else self.scrubber.quick(v)
+                return self._full(v) if free else self.scrubber.quick(v)
             if isinstance(v, dict):
                 return {k: walk(x, free or k in _FREE_FIELDS) for k, x in v.items()}
             if isinstance(v, list):
@@ -705,6 +770,31 @@ class LangfuseTracer:
         self._stopping = True
         if self._masking.acquire(timeout=2.0):  # a masking call in flight finishes first
             self._masking.release()
+
+    # -- Langfuse failing: traces dropped on arrival for a while -------------------------
+    def paused(self) -> bool:
+        """Langfuse failed the last export (for a while), or the export in flight stalls."""
+        if not (self.paused_until or self.exporting_since):
+            return False
+        now = time.monotonic()
+        since = self.exporting_since
+        return now < self.paused_until or (since > 0.0 and now - since > _SLOW_EXPORT_SECONDS)
+
+    def exported(self, ok: bool) -> None:
+        """An export's outcome (the exporter's thread): a failure pauses tracing, doubling."""
+        if ok:
+            self._pause, self.paused_until = 0.0, 0.0
+            return
+        first, longest = _PAUSE_SECONDS
+        self._pause = min(longest, self._pause * 2 if self._pause else first)
+        self.paused_until = time.monotonic() + self._pause
+        log.warning(
+            "tracing: Langfuse at %s did not take a batch of spans; traces of the next %.0fs "
+            "are dropped (%d so far)",
+            self.config.base_url,
+            self._pause,
+            self.unsent,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def flush(self, timeout: float) -> bool:
@@ -748,6 +838,56 @@ class LangfuseTracer:
                 timeout,
             )
         return done
+
+
+def _otlp_exporter(config: TracingConfig) -> Any:
+    """The OTLP/HTTP exporter the SDK would build (endpoint, Basic auth, gzip), built here so
+    :class:`_WatchedExporter` sees each export's outcome."""
+    import base64
+
+    from langfuse._version import __version__ as sdk_version
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    auth = base64.b64encode(f"{config.public_key}:{config.secret_key}".encode()).decode("ascii")
+    return OTLPSpanExporter(
+        endpoint=f"{config.base_url}/api/public/otel/v1/traces",
+        headers={
+            "Authorization": f"Basic {auth}",
+            "x-langfuse-sdk-name": "python",
+            "x-langfuse-sdk-version": sdk_version,
+            "x-langfuse-public-key": config.public_key,
+            "x-langfuse-ingestion-version": "4",
+        },
+        timeout=max(1, round(config.export_timeout_seconds)),
+        compression=Compression.Gzip,
+    )
+
+
+class _WatchedExporter(SpanExporter):
+    """The OTLP exporter, telling the tracer whether each export went through."""
+
+    def __init__(self, inner: Any, tracer: LangfuseTracer):
+        self._inner = inner
+        self._tracer = tracer
+
+    def export(self, spans: Any) -> Any:
+        self._tracer.exporting_since = time.monotonic()
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            self._tracer.exported(False)
+            raise
+        finally:
+            self._tracer.exporting_since = 0.0
+        self._tracer.exported(result == SpanExportResult.SUCCESS)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self._inner.force_flush(timeout_millis=timeout_millis))
 
 
 def _bounded(fn: Any, timeout: float) -> bool:

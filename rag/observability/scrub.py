@@ -58,6 +58,7 @@ class TraceScrubber:
     def __init__(self, settings: Any = None):
         self._settings = settings
         self._full: Callable[[str], str] | None = None
+        self._many: Callable[[list[str]], list[str]] | None = None
         self._lock = threading.Lock()
 
     def quick(self, text: str) -> str:
@@ -66,7 +67,12 @@ class TraceScrubber:
     def _load(self) -> Callable[[str], str]:
         with self._lock:
             if self._full is None:
-                self._full = _pii_scrub(self._settings) or regex_scrub
+                scrubber = _pii_scrubber(self._settings)
+                if scrubber is None:
+                    self._full = regex_scrub
+                    self._many = lambda texts: [regex_scrub(t) for t in texts]
+                else:
+                    self._full, self._many = scrubber.scrub, scrubber.scrub_many
             return self._full
 
     def known(self, text: str, pairs: list[tuple[str, str]]) -> str:
@@ -85,6 +91,12 @@ class TraceScrubber:
             return text
         return regex_scrub(self._load()(text))
 
+    def full_many(self, texts: list[str]) -> list[str]:
+        """:meth:`full` of each text, the PII layer's model run over them in one batch."""
+        self._load()
+        assert self._many is not None
+        return [regex_scrub(t) for t in self._many(texts)]
+
     def value(self, value: Any, scrub: Callable[[str], str] | None = None) -> Any:
         """Strings inside ``value`` (dicts, lists) scrubbed, with ``quick`` unless told."""
         scrub = scrub or self.quick
@@ -97,18 +109,16 @@ class TraceScrubber:
         return value
 
 
-def _pii_scrub(settings: Any) -> Callable[[str], str] | None:
-    """``rag.guards.pii``'s scrubber for these settings, or None when the package is not there."""
+def _pii_scrubber(settings: Any) -> Any:
+    """``rag.guards.pii``'s scrubber for these settings (``scrub``, ``scrub_many``), or None
+    when the package is not there or the policy is off."""
     try:
         from rag.guards.pii import scrubber_for
     except ImportError:
         return None
     try:
         scrubber = scrubber_for(getattr(settings, "pii", None))
-        if not scrubber.enabled:
-            return None
-        scrub: Callable[[str], str] = scrubber.scrub
-        return scrub
+        return scrubber if scrubber.enabled else None
     except Exception as exc:  # noqa: BLE001 - a broken PII engine leaves the regex floor
         log.warning("PII scrubber unavailable for traces (%s): regular expressions only", exc)
         return None

@@ -202,7 +202,14 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "verify_cost": ("verify_cost.py", lambda ds, tmp: []),
     # 2,000 synthetic chunks (with / without a reader's filter), 6 golden questions x 3 asks
     "permissions": ("permissions.py", lambda ds, tmp: []),
+    # the tiny set's documents behind real servers, wrk at 4 connections, 1 s a phase
+    "tracing_load": ("tracing_load.py", lambda ds, tmp: ["--dataset", str(ds)]),
+    # 2,000 and 4,000 synthetic chunks from the tiny set's sentences and 40 real vectors
+    "scale": ("scale.py", lambda ds, tmp: ["--dataset", str(ds), "--seeds", "6"]),
 }
+
+
+NEEDS_WRK = frozenset({"load", "tracing_load"})  # a C load generator (apt-get install -y wrk)
 
 
 def test_every_benchmark_has_a_smoke_run() -> None:
@@ -291,8 +298,8 @@ def smoke_runs(
 
 @pytest.mark.parametrize("name", list(SMOKE))
 def test_benchmark_smoke(name: str, smoke_runs: Runs) -> None:
-    if name == "load" and shutil.which("wrk") is None:
-        pytest.skip("load.py drives wrk, which is not installed (apt-get install wrk)")
+    if name in NEEDS_WRK and shutil.which("wrk") is None:
+        pytest.skip(f"{name} drives the API with wrk: apt-get install -y wrk")
     run = smoke_runs.get(name)
     tail = f"\n$ {' '.join(run['cmd'])}\n--- stderr ---\n{run['stderr'][-4000:]}"
     assert run["rc"] == 0, f"{name} exited {run['rc']}{tail}"

@@ -188,6 +188,38 @@ class Detector:
         if self._light is not None and not _may_hold_a_name(text):
             engine = self._light  # no spaCy models: ~10x cheaper on a short question
         results = engine.analyze(text, language=self.settings.language, entities=self._entities)
+        return self._spans(text, results)
+
+    def detect_many(self, texts: list[str]) -> list[list[Span]]:
+        """:meth:`detect` of each text, the ones spaCy reads run through its model in one
+        batch (``nlp.pipe``): ~2.5x cheaper per short text than one call each (the export of
+        a batch of traces scrubs its questions and answers this way)."""
+        self.warm_up()
+        out: list[list[Span]] = [[] for _ in texts]
+        modelled: list[int] = []
+        for i, text in enumerate(texts):
+            if not text or not text.strip():
+                continue
+            if self._light is not None and not _may_hold_a_name(text):
+                out[i] = self.detect(text)
+            else:
+                modelled.append(i)
+        if len(modelled) < 2:
+            for i in modelled:
+                out[i] = self.detect(texts[i])
+            return out
+        engine, language = self._engine, self.settings.language
+        batch = [texts[i] for i in modelled]
+        artifacts = engine.nlp_engine.process_batch(batch, language, batch_size=len(batch))
+        for i, (_, nlp_artifacts) in zip(modelled, artifacts, strict=True):
+            results = engine.analyze(
+                texts[i], language=language, entities=self._entities, nlp_artifacts=nlp_artifacts
+            )
+            out[i] = self._spans(texts[i], results)
+        return out
+
+    def _spans(self, text: str, results: list[Any]) -> list[Span]:
+        """The analyzer's results as this policy's spans (thresholds, allow list, names)."""
         spans = [
             _one_line(text, *_whole_name(text, r.start, r.end))
             if r.entity_type == "PERSON"

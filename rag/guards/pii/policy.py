@@ -90,6 +90,18 @@ class Scrubber:
         spans = [*spans, *sweep(text, spans)]
         return replace_spans(text, spans, lambda s: f"<{s.type}>")
 
+    def scrub_many(self, texts: list[str]) -> list[str]:
+        """:meth:`scrub` of each text, detected in one batch (see ``Detector.detect_many``)."""
+        if not self.enabled:
+            return list(texts)
+        found = self.detector.detect_many(texts)
+        return [
+            replace_spans(text, [*spans, *sweep(text, spans)], lambda s: f"<{s.type}>")
+            if text and text.strip()
+            else text
+            for text, spans in zip(texts, found, strict=True)
+        ]
+
     def scrub_value(self, value: Any) -> Any:
         """Strings in ``value`` (nested dicts, lists, tuples) scrubbed; other values as they are."""
         if isinstance(value, str):

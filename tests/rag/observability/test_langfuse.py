@@ -4,6 +4,7 @@ fallback chain's attempts as generations; disabled mode; no seeded PII in what l
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -294,3 +295,113 @@ def test_a_stream_the_client_leaves_is_a_cancelled_trace(
     assert "cancelled" in root.attributes["langfuse.observation.status_message"]
     pipeline.close()
     tracing.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["refuse", "stall"])
+def test_traces_are_dropped_on_arrival_while_langfuse_fails(
+    kb: KnowledgeBase,
+    kb_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    """Once an export failed (refused) or stalls, the next requests' traces are neither built
+    into spans nor masked nor sent (under load that work cost 20-40 % of p50 for nothing);
+    when Langfuse answers again, traces arrive again."""
+    import rag.observability.langfuse as langfuse_module
+
+    # long enough for the ten requests below on a busy machine
+    monkeypatch.setattr(langfuse_module, "_PAUSE_SECONDS", (4.0, 4.0), raising=False)
+    url = refused_url()
+    port = int(url.rsplit(":", 1)[1])
+    server = LangfuseStandIn("stall", port=port).__enter__() if mode == "stall" else None
+    # Refused: 1 s of retries, then the failure pauses tracing. Stalled: the export would time
+    # out only after 8 s; tracing must pause while it is still waiting (after 1 s).
+    timeout = 8.0 if mode == "stall" else 1.0
+    settings = traced_settings(
+        kb_settings, url, tracing={"export_timeout_seconds": timeout}
+    )  # batches every 0.2 s
+    tracing = tracing_for(settings)
+    tracer: Any = tracing.langfuse
+    built: list[str] = []
+    replay = tracer._replay
+
+    def counted(record: Any) -> None:
+        built.append(record.trace_id)
+        replay(record)
+
+    monkeypatch.setattr(tracer, "_replay", counted)
+    pipeline = _pipeline(kb, settings, tracing)
+    question = Query(question="How long are backups kept?", tenant="default")
+    try:
+        pipeline.run(question)  # its export is refused, or stalls
+        deadline = time.monotonic() + (3 if mode == "stall" else 10)
+        while time.monotonic() < deadline and not getattr(tracer, "paused", lambda: False)():
+            time.sleep(0.1)
+        before = len(built)
+        answers = [pipeline.run(question) for _ in range(10)]
+        time.sleep(0.5)  # the worker drains its queue
+        assert all(a.answer and a.trace_id for a in answers), "requests are served as ever"
+        assert len(built) - before == 0, (
+            f"{len(built) - before} of 10 traces built for a failing Langfuse"
+        )
+
+        if server is not None:
+            server.stop()  # the stalled export ends (connection closed): a failure
+        server = LangfuseStandIn("ok", port=port).__enter__()
+        deadline = time.monotonic() + 30
+        arrived = False
+        while time.monotonic() < deadline and not arrived:
+            pipeline.run(question)
+            arrived = server.wait_for(lambda s: any(x.name == "query" for x in s.spans), 0.5)
+        assert arrived, "traces reach Langfuse again once it answers"
+    finally:
+        pipeline.close()
+        tracing.shutdown(timeout=1.0)
+        if server is not None:
+            server.stop()
+
+
+def test_a_batch_of_traces_is_scrubbed_in_one_pass_of_the_pii_model(
+    kb: KnowledgeBase,
+    kb_settings: Callable[..., Settings],
+    standin: LangfuseStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Export-time masking runs spaCy once over a batch's questions and answers, not once
+    per text (one call each cost ~2.5x more CPU, which requests under load pay for: the
+    GIL); the names are still scrubbed."""
+    from rag.guards.pii import detector_for
+
+    settings = traced_settings(kb_settings, standin.url, tracing={"flush_interval_seconds": 5.0})
+    engine = detector_for(settings.pii)
+    engine.warm_up()
+    nlp = engine._engine.nlp_engine
+    calls: list[tuple[str, str]] = []
+    single, batch = nlp.process_text, nlp.process_batch
+
+    def process_text(text: str, language: str) -> Any:
+        calls.append(("text", threading.current_thread().name))
+        return single(text, language)
+
+    def process_batch(texts: Any, language: str, **kw: Any) -> Any:
+        calls.append(("batch", threading.current_thread().name))
+        return batch(texts, language, **kw)
+
+    monkeypatch.setattr(nlp, "process_text", process_text)
+    monkeypatch.setattr(nlp, "process_batch", process_batch)
+    tracing = tracing_for(settings)
+    pipeline = _pipeline(kb, settings, tracing)
+    names = ["John Miller", "Sarah Connor", "Maria Garcia", "David Chen", "Anna Kowalski"]
+    try:
+        for name in names:
+            pipeline.run(Query(question=f"How long does {name} keep backups?", tenant="default"))
+        assert tracing.flush(15.0)
+        assert standin.wait_for(lambda s: len([x for x in s.spans if x.name == "query"]) >= 5)
+    finally:
+        pipeline.close()
+        tracing.shutdown(timeout=2.0)
+    # the export's thread (the processor's, or flush's); not the requests' (MainThread)
+    exporter = [kind for kind, thread in calls if thread != "MainThread"]
+    assert exporter.count("text") == 0 and exporter.count("batch") >= 1, calls
+    sent = standin.everything()
+    assert not [n for n in names if n in sent], "names reached Langfuse"

@@ -163,3 +163,21 @@ def test_the_light_path_finds_what_the_full_engine_finds(detector: Detector) -> 
         assert light == full and light, text
     # Two capitalised words in a row go through spaCy (a name is possible).
     assert [s.type for s in detector.detect("ask Sarah Connor")] == ["PERSON"]
+
+
+def test_detecting_a_batch_finds_what_one_call_each_finds(detector: Detector) -> None:
+    # The export of a batch of traces scrubs its questions and answers in one spaCy pass.
+    texts = [
+        "Does John Miller keep the production backups? Mail john.miller@gmail.com.",
+        "ship to 42 Baker Street, mobile +49 151 23456789.",
+        "",
+        "Ask Sarah Connor or Maria Garcia in Berlin about the SEV1 postmortem.",
+        "how long are backups kept?",
+        "Employee David Chen (DE89 3704 0044 0532 0130 00) wants a refund.",
+    ]
+    assert detector.detect_many(texts) == [detector.detect(t) for t in texts]
+    found = detector.detect_many(texts)
+    assert [s.type for s in found[0]].count("PERSON") == 1 and not found[2]
+    assert Scrubber(PiiSettings()).scrub_many(texts) == [
+        Scrubber(PiiSettings()).scrub(t) for t in texts
+    ]
