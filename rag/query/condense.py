@@ -601,8 +601,9 @@ def _candidates(
     def agrees(c: _Chunk) -> bool:
         if number is None or (number == "plur") == c.plural(ctx.question):
             return True
-        # "a password" is any password: "they" are passwords
-        return number == "plur" and _low(ctx.question[c.start]) in ("a", "an")
+        # the subject said with "a" is any one: "How long must a password be?" — "they" are
+        # passwords (an object is not: "Which items need a receipt?" — "they" are the items)
+        return number == "plur" and c is subject and _low(ctx.question[c.start]) in ("a", "an")
 
     agreeing = [c for c in plain if agrees(c)]
     rest = [c for c in plain if c not in agreeing]
@@ -618,7 +619,7 @@ def _candidates(
         wh = []
     for c in [*agreeing, *wh, *rest]:
         words = c.words(ctx.question)
-        if number == "plur" and not c.plural(ctx.question) and _low(words[0]) in ("a", "an"):
+        if number == "plur" and c is subject and not c.plural(ctx.question) and agrees(c):
             out.append(_generic_plural(words, c.head - c.start))
             continue
         out.append(

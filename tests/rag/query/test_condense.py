@@ -363,6 +363,8 @@ def test_a_question_word_typed_without_its_apostrophe_opens_a_complete_question(
             ("How often must a policy be reviewed?", "who approves them"),
             "Who approves policies?",
         ),
+        # an object said with "a" is one of them, not what "they" are
+        (("Which items need a receipt?", "When are they paid?"), "When are the items paid?"),
     ],
 )
 def test_a_pronoun_means_the_previous_questions_subject(
