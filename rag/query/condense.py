@@ -12,7 +12,10 @@ Contract of :func:`condense` (rules, no model, well under a millisecond):
 What the rules do, each earlier user turn first (so a chain of follow-ups keeps its subject):
 
 - **no history**, or a **complete question** (no pronoun, no fragment: a topic shift, or a
-  follow-up that names its own subject): unchanged — old turns never pollute a new question;
+  follow-up that names its own subject): unchanged — old turns never pollute a new question
+  ("whats the cap on hotels" only gets its apostrophe back: "What is the cap on hotels?");
+- **a topic-shift marker** ("Separate question:", "different topic -", "ok different
+  question,", "Unrelated:"): dropped, and what follows it stands as a new question;
 - **ellipsis** — "And the business tier?", "What about monthly snapshots?", "For admins?",
   "How fast?": the fragment takes the place of its counterpart in the previous (already
   standalone) question: the phrase with the same head noun ("the free tier rate limit of the
@@ -24,8 +27,10 @@ What the rules do, each earlier user turn first (so a chain of follow-ups keeps 
 - **pronouns** — it, its, they, them, their, this, that, these, those, one/ones — become the
   last turn's subject: the phrase the previous follow-up was resolved to (the conversation's
   topic), else the name an answer gave to a "which module / class / program …?" question, else
-  the previous question's noun phrases in order (its subject first; one that agrees in number
-  first; "this"/"that" take the most recent). Expletive "it" ("how long does it take to …",
+  the previous question's noun phrases in order (its subject first — the one after its
+  auxiliary, "does *the postmortem* have to happen", before a noun of a clause ahead of it; one
+  that agrees in number first, "a password" agreeing with "they" as "passwords"; "this"/"that"
+  take the most recent). Expletive "it" ("how long does it take to …",
   "is it safe to …") refers to nothing and stays.
 
 With ``condense.rewrite: model`` a generative backend of the chain rewrites the question
@@ -129,6 +134,8 @@ _NAME_NOUNS = _words(
 )
 _CONTRACTIONS = {"'s": "is", "’s": "is", "'re": "are", "’re": "are"}
 _CONTRACTED = _words("what where how who when it that there which")
+# The same typed without its apostrophe ("whats the cap on hotels"): a question word and "is"
+_UNMARKED_CONTRACTIONS = {"whats": "what", "wheres": "where", "hows": "how", "whos": "who"}
 # Verbs that questions about documentation use (base forms; their -s, -ed and -ing forms and
 # the irregular ones below are verbs too). Nouns in a question are what is left.
 _VERBS_BASE = _words(
@@ -330,6 +337,9 @@ def _tokens(text: str) -> list[str]:
             out += [word[:-1], "."]  # a sentence's full stop, not a dotted name
             continue
         low = word.lower()
+        if low in _UNMARKED_CONTRACTIONS:
+            out += [word[: len(_UNMARKED_CONTRACTIONS[low])], "is"]
+            continue
         for short, long in _CONTRACTIONS.items():
             if low.endswith(short) and low[: -len(short)] in _CONTRACTED:
                 out += [word[: -len(short)], long]
@@ -580,9 +590,22 @@ def _candidates(
         and _low(ctx.question[c.head]) not in _GENERIC_HEADS
     ]
     plain = [c for c in chunks if not c.wh]
+    roles = _roles(ctx.question)
+    subject = next((c for c in plain if _inverted_subject(ctx.question, roles, c)), None)
+    if subject is not None:
+        # "How soon after an incident is resolved does the postmortem ...?": the postmortem
+        plain = [subject, *(c for c in plain if c is not subject)]
     if recent_first:
         plain.reverse()
-    agreeing = [c for c in plain if number is None or (number == "plur") == c.plural(ctx.question)]
+
+    def agrees(c: _Chunk) -> bool:
+        if number is None or (number == "plur") == c.plural(ctx.question):
+            return True
+        # the subject said with "a" is any one: "How long must a password be?" — "they" are
+        # passwords (an object is not: "Which items need a receipt?" — "they" are the items)
+        return number == "plur" and c is subject and _low(ctx.question[c.start]) in ("a", "an")
+
+    agreeing = [c for c in plain if agrees(c)]
     rest = [c for c in plain if c not in agreeing]
     wh = [
         c
@@ -596,12 +619,40 @@ def _candidates(
         wh = []
     for c in [*agreeing, *wh, *rest]:
         words = c.words(ctx.question)
+        if number == "plur" and c is subject and not c.plural(ctx.question) and agrees(c):
+            out.append(_generic_plural(words, c.head - c.start))
+            continue
         out.append(
             _definite(words) if _low(words[0]) in _DET else ["the", *words] if c.wh else words
         )
     if recent_first and ctx.topic and out and out[0] == _tokens(ctx.topic):
         out.append(out.pop(0))  # "that" is what was said last, before the topic
     return out
+
+
+def _inverted_subject(tokens: Sequence[str], roles: Sequence[str], chunk: _Chunk) -> bool:
+    """Whether ``chunk`` is the question's subject after its auxiliary ("... does *the
+    postmortem* have to happen?", "How many characters must *a password* have?"), not a noun
+    of a clause before it ("after an incident is resolved")."""
+    at = chunk.start - 1
+    return at > 0 and roles[at] == "aux" and _low(tokens[at]) in _DO_MODALS
+
+
+def _generic_plural(words: list[str], head_offset: int) -> list[str]:
+    """ "a password" → "passwords": a plural pronoun's antecedent said with "a"."""
+    body = list(words[1:])
+    at = head_offset - 1
+    if not 0 <= at < len(body):
+        return list(words)
+    head = body[at]
+    low = head.lower()
+    if low.endswith("y") and len(low) > 2 and low[-2] not in "aeiou":
+        body[at] = head[:-1] + "ies"
+    elif low.endswith(("s", "x", "ch", "sh")):
+        body[at] = head + "es"
+    else:
+        body[at] = head + "s"
+    return body
 
 
 # -- pronouns ----------------------------------------------------------------------------------
@@ -870,12 +921,43 @@ def _possessive_fragment(words: list[str], ctx: _Context) -> list[str] | None:
     return ["What", verb, *resolved]
 
 
+# -- topic shifts ------------------------------------------------------------------------------
+# An opening that announces a new topic ("Separate question:", "different topic -", "ok
+# different question,", "Unrelated:"): the words before its colon, dash or comma, all of them
+# from these, one of them naming the shift.
+_SHIFT_WORDS = _words(
+    "ok okay so now and also separate different unrelated new another other totally "
+    "completely quick question topic subject btw aside note on a"
+)
+_SHIFT_NAMES = _words("question topic subject unrelated btw aside")
+_SHIFT_STOPS = frozenset((":", "-", "–", "—", ","))
+
+
+def _shift_marker(tokens: Sequence[str]) -> int:
+    """How many opening tokens announce a topic shift (0: none); what follows them is a
+    complete question of its own, and the marker is no part of it."""
+    for i, token in enumerate(tokens[:6]):
+        if token in _SHIFT_STOPS:
+            words = {_low(t) for t in tokens[:i]}
+            rest = [t for t in tokens[i + 1 :] if not _is_punct(t)]
+            if words and words <= _SHIFT_WORDS and words & _SHIFT_NAMES and rest:
+                return i + 1
+            return 0
+        if _is_punct(token):
+            return 0
+    return 0
+
+
 # -- the rules, one turn ---------------------------------------------------------------------------
 def _one(question: str, ctx: _Context | None) -> Condensed:
     asked = " ".join(question.split())
     if ctx is None or not ctx.question:
         return Condensed(asked, asked, "none", "no history")
     tokens = _tokens(asked)
+    if shift := _shift_marker(tokens):
+        # "Separate question: what's the hotel cap?": a new question; old turns stay out of it
+        standalone = _sentence(tokens[shift:])
+        return Condensed(standalone or asked, asked, "rules", "topic shift")
     skip, about = _lead(tokens)
     rest = tokens[skip:]
     body = [t for t in rest if not _is_punct(t) or t in (",",)]
@@ -909,6 +991,10 @@ def _one(question: str, ctx: _Context | None) -> Condensed:
     resolved, topic, found = _resolve_pronouns(words, ctx)
     resolved = _instead(resolved, ctx)
     if not found and resolved == words:
+        if any(_low(t) in _UNMARKED_CONTRACTIONS for t in asked.split()):
+            # "whats the cap on hotels" → "What is the cap on hotels?": the question word is
+            # what answer selection reads the answer type from
+            return Condensed(_sentence(words) or asked, asked, "rules", "contraction")
         return Condensed(asked, asked, "unchanged", "complete question (topic shift or new)")
     standalone = _sentence(resolved)
     if skip and not found and standalone:

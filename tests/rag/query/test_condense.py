@@ -285,3 +285,89 @@ def test_the_standalone_question_is_what_every_stage_reads(
     alone = pipeline.run(Query("How tall is it?"))
     assert alone.standalone_question is None
     pipeline.close()
+
+
+# -- issue 30, session 4: classes found on the tune half of a conversation set written blind --
+@pytest.mark.parametrize(
+    ("turns", "standalone"),
+    [
+        (
+            (
+                "When do the full database backups run?",
+                "Separate question: what's the maximum hotel cost per night when travelling?",
+            ),
+            "What is the maximum hotel cost per night when travelling?",
+        ),
+        (
+            ("How often are API keys rotated?", "different topic - who owns the public API"),
+            "Who owns the public API?",
+        ),
+        (
+            ("Where are backups stored?", "ok different question, how long does a rotation last"),
+            "How long does a rotation last?",
+        ),
+        (
+            ("What does SEV1 mean?", "Unrelated: how are passwords stored?"),
+            "How are passwords stored?",
+        ),
+    ],
+)
+def test_a_topic_shift_marker_is_no_part_of_the_new_question(
+    turns: Sequence[str], standalone: str
+) -> None:
+    result = condense(turns[-1], [Turn("user", turns[0]), Turn("assistant", "An answer [1].")])
+    assert (result.question, result.reason) == (standalone, "topic shift")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "And the business tier, per minute?",  # a comma, no marker: an ellipsis as before
+        "So now, is it encrypted?",  # no word naming a shift
+        "New engineers: when do they join?",  # a subject, not a marker
+    ],
+)
+def test_only_an_opening_that_names_a_shift_is_a_marker(question: str) -> None:
+    result = condense(question, [Turn("user", "What is the free tier rate limit?")])
+    assert result.reason != "topic shift", result
+
+
+def test_a_question_word_typed_without_its_apostrophe_opens_a_complete_question() -> None:
+    # "whats the cap on hotels" is no fragment to graft onto the previous question
+    assert (
+        talk("Which class can I book for longer flights?", "whats the cap on hotels")[1]
+        == "What is the cap on hotels?"
+    )
+    assert talk("Who schedules the postmortem?", "wheres the runbook")[1] == (
+        "Where is the runbook?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("turns", "standalone"),
+    [
+        # the subject after the auxiliary, not a noun of the clause before it
+        (
+            (
+                "How soon after an incident is resolved does the postmortem have to happen?",
+                "who schedules it",
+            ),
+            "Who schedules the postmortem?",
+        ),
+        # "a password" is any password: "they" are passwords, not the characters asked about
+        (
+            ("How many characters must a password have at minimum?", "where should they be kept"),
+            "Where should passwords be kept?",
+        ),
+        (
+            ("How often must a policy be reviewed?", "who approves them"),
+            "Who approves policies?",
+        ),
+        # an object said with "a" is one of them, not what "they" are
+        (("Which items need a receipt?", "When are they paid?"), "When are the items paid?"),
+    ],
+)
+def test_a_pronoun_means_the_previous_questions_subject(
+    turns: Sequence[str], standalone: str
+) -> None:
+    assert talk(*turns)[-1] == standalone
