@@ -247,6 +247,26 @@ _LIGHT = frozenset(
     require requires required requiring requirement mandatory compulsory obligatory necessary
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
+# A light verb's -ing form is light too ("stating" as "states", "stated"): the verbs the
+# list gives with their past form, so that a noun in it ("time", "case") keeps its "-ing".
+_LIGHT_VERBS = frozenset(
+    base
+    for past in _LIGHT
+    if past.endswith("ed")
+    for base in ((past[:-3] + "y",) if past.endswith("ied") else (past[:-2], past[:-1]))
+    if base in _LIGHT or f"{base}s" in _LIGHT or f"{base[:-1]}ies" in _LIGHT
+)
+
+
+def _light(word: str) -> bool:
+    if word in _LIGHT:
+        return True
+    if not word.endswith("ing") or len(word) < 6:
+        return False
+    base = word[:-3]
+    return any(b in _LIGHT_VERBS for b in (base, base + "e", base[:-1]))
+
+
 # Synonym groups a faithful rewording uses: general English, not any document's words.
 _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     tuple(group.split())
@@ -394,6 +414,13 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"on\s+(?:its|their|his|her)\s+own", "automatically"),
         (r"unable\s+to|not\s+able\s+to|incapable\s+of", "cannot"),
         (r"status\s+code", "status"),
+        # an action named by its noun, its verb only carrying it: "encryption is applied to
+        # backups" says "backups are encrypted", "a review is carried out" that one is reviewed
+        (
+            r"(\w{3,}(?:tion|sion|ment|ance|ence|ing|ure|al)s?\s+(?:is|are|was|were|gets?|got|"
+            r"be|been|being)\s+)(?:applied|performed|carried\s+out|conducted|undertaken|executed)",
+            r"\1",
+        ),
     )
 )
 
@@ -531,7 +558,7 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     out = []
     for w in WORD.findall(masked):
         low = w.lower().strip("'-")
-        if low in _LIGHT or low in _STOPWORDS_EXTRA or stem(low) not in keep:
+        if _light(low) or low in _STOPWORDS_EXTRA or stem(low) not in keep:
             continue
         if _CONTRACTION.match(low):
             continue  # "it's", "don't": stopwords run together
