@@ -715,6 +715,46 @@ def _restated_clauses(claim: Sequence[str], sentence: str) -> str:
     return " ".join(kept) if kept else sentence
 
 
+# Who does something: a person's role ("the incident commander", "a code owner"), as the
+# agent of a passive ("scheduled by the on-call engineer") or the subject a claim opens with
+# ("The on-call engineer schedules ...").
+_ROLE = (
+    r"(?:[a-z][\w-]*\s+){0,2}?(?:engineer|commander|manager|owner|lead|officer|administrator|"
+    r"admin|director|reviewer|approver|supervisor|author|maintainer|responder|coordinator|"
+    r"analyst|architect|developer)s?"
+)
+_ARTICLE = r"(?:the|a|an|your|their|its|our|his|her)"
+_AGENT = re.compile(rf"\b(?P<action>[a-z]+)\s+by\s+{_ARTICLE}\s+(?P<role>{_ROLE})\b", re.IGNORECASE)
+_SUBJECT = re.compile(
+    rf"^\W*{_ARTICLE}\s+(?P<role>{_ROLE})\s+(?:(?:must|should|will|shall|can|may|always|"
+    r"then|also|usually|typically|normally)\s+)*(?P<action>[a-z]+)\b",
+    re.IGNORECASE,
+)
+
+
+def actors(claim: str) -> list[tuple[str, str]]:
+    """(role, action) pairs ``claim`` states: who does what."""
+    text = _one_word_phrases(claim)
+    found = [(m.group("role"), m.group("action")) for m in _AGENT.finditer(text)]
+    m = _SUBJECT.match(text)
+    if m:
+        found.append((m.group("role"), m.group("action")))
+    return [(" ".join(r.lower().split()), a.lower()) for r, a in found if _content(a.lower())]
+
+
+def _swapped_actors(claim: str, sentences: Sequence[str]) -> list[Value]:
+    """The roles ``claim`` gives an action that the passage gives to someone else: a sentence
+    says the action and none that says it names the role ("scheduled by the on-call
+    engineer" where the incident commander schedules it and the on-call engineer opens the
+    channel). A role and an action the passage words otherwise are left to the other checks."""
+    out = []
+    for role, action in actors(claim):
+        doing = [s for s in sentences if matches(action, _words_of(s))]
+        if doing and not any(role in " ".join(s.lower().split()) for s in doing):
+            out.append(Value("name", role, key=role))
+    return out
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -758,6 +798,8 @@ def check(
     # another sentence and says the People team creates the account.
     where = [" ".join(restated), *headings] if restated else list(passages)
     missing = ungrounded(claim, where, [question] if question else (), passages)
+    # the actor of an action must be one the passage names for that action, as a team is
+    missing += _swapped_actors(stated, sentences)
     # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
     # like any word: one that no passage, the question or the sentence before uses in any
     # form is taken for a name nobody gave.
