@@ -201,7 +201,7 @@ def test_an_action_named_by_its_noun_needs_no_carrying_verb_from_the_passage() -
     assert verdict.score < 0.75 and verdict.unmatched == ["logs"]
 
 
-RUNBOOK = (
+ROLES_RUNBOOK = (
     "When an alert fires, the on-call engineer opens an incident channel named after the date. "
     "After the incident is resolved, the incident commander schedules a blameless postmortem "
     "within five business days."
@@ -209,14 +209,14 @@ RUNBOOK = (
 
 
 def test_the_actor_of_an_action_is_one_the_passage_names_for_it() -> None:
-    sentences = split_sentences(RUNBOOK)
+    sentences = split_sentences(ROLES_RUNBOOK)
     # a role the passage names, but for another action: the claim swapped who does it
     for claim in (
         "The postmortem is scheduled by the on-call engineer once the incident is resolved.",
         "The on-call engineer schedules the postmortem after the incident is resolved.",
         "An incident channel is opened by the incident commander when an alert fires.",
     ):
-        verdict = check(claim, [RUNBOOK], sentences)
+        verdict = check(claim, [ROLES_RUNBOOK], sentences)
         assert verdict.score == 0.0 and verdict.missing, (claim, verdict)
     # the role the passage gives the action, passive or active, is kept
     for claim in (
@@ -224,5 +224,5 @@ def test_the_actor_of_an_action_is_one_the_passage_names_for_it() -> None:
         "The incident commander schedules the postmortem after the incident is resolved.",
         "The on-call engineer opens an incident channel when an alert fires.",
     ):
-        verdict = check(claim, [RUNBOOK], sentences)
+        verdict = check(claim, [ROLES_RUNBOOK], sentences)
         assert verdict.score >= 0.75 and verdict.missing == [], (claim, verdict)
