@@ -680,12 +680,15 @@ def _context_words(context: str) -> frozenset[str]:
 
 def missing_names(question: str, context: str) -> list[str]:
     """The names ``question`` uses that ``context`` (a passage with its headings) never
-    mentions, compared as stemmed words, accents and case ignored."""
+    mentions, compared as stemmed words, accents and case ignored; an acronym the context
+    spells out ("MFA": "multi-factor authentication") is mentioned."""
     said = _context_words(context)
     out = []
     for name in _question_names(question):
         parts = [stem(w) for w in WORD.findall(_fold(name))]
         if parts and not all(p in said for p in parts):
+            if name.isupper() and spells(name, context):
+                continue
             out.append(name)
     return out
 

@@ -97,6 +97,37 @@ def key_terms(text: str) -> set[str]:
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?")
 
 
+# A question written as a fragment or an instruction ("MFA requirements for new starters?",
+# "Dev environment setup steps.", "Summarise the backup policy."): it opens with no
+# question word or auxiliary. It reads as "what are the X of Y": its head noun or verb
+# names the form of the answer, as "what" does, not something the answer must say; and
+# its informal words are often clipped ("dev" for "development", "env", "repo", "prod").
+_ASKS_PROPERLY = re.compile(
+    r"^\W*(?:who|whom|whose|when|where|which|what|how|why|is|are|was|were|am|do|does|did|"
+    r"can|could|should|would|will|must|may|might|shall|has|have|had|in|on|at|by|for|from|"
+    r"to|with|after|before|during|if)\b",
+    re.IGNORECASE,
+)
+_ANSWER_FORM = frozenset(
+    stem(w)
+    for w in """
+    step steps requirement requirements rule rules guidance guideline guidelines standard
+    standards process procedure procedures detail details option options overview summary
+    info information instruction instructions list summarise summarize explain describe
+    outline give tell show
+    """.split()  # noqa: SIM905 - a word list reads best as words
+)
+
+
+def _fragment(question: str) -> bool:
+    return _ASKS_PROPERLY.match(question) is None
+
+
+def _clipped(word: str, said: Sequence[str]) -> bool:
+    """``word`` (3-4 letters) cut from a longer word ``said`` holds ("dev": "development")."""
+    return 3 <= len(word) <= 4 and any(len(s) >= len(word) + 3 and s.startswith(word) for s in said)
+
+
 def _prefixes(words: Sequence[str]) -> set[str]:
     # Five letters: "approvals"/"approving", "merging"/"merge" meet; the stems alone do not.
     return {w[:5] for w in words}
@@ -120,10 +151,18 @@ def relevance_features(
     ``in_section``: the passage sits under a section heading below its document title
     (:func:`sections_below_title`): documentation, where the sentence holding the type asked
     for is more often the answer than in prose."""
-    asked = _prefixes(content_words(question))
+    fragment = _fragment(question)
+    asked_words = content_words(question)
+    if fragment:
+        asked_words = [w for w in asked_words if w.lower() not in _ANSWER_FORM]
+    asked = _prefixes(asked_words)
     text = " ".join([sentence, *headings])
     # "git-fetch - Download objects ..." says "git" and "fetch" too
-    said = _prefixes(content_words(text)) | _prefixes(content_words(text.replace("-", " ")))
+    said_words = content_words(text) + content_words(text.replace("-", " "))
+    said = _prefixes(said_words)
+    if fragment:
+        low = [w.lower() for w in said_words]
+        said |= {a for a in asked if _clipped(a, low)}
     # an acronym of the question the text spells out: "PRs" by "pull requests"
     said |= _prefixes(
         [stem(w) for w in WORD.findall(question) if _ACRONYM.fullmatch(w) and spells(w, text)]

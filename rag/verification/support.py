@@ -248,6 +248,26 @@ _LIGHT = frozenset(
     require requires required requiring requirement mandatory compulsory obligatory necessary
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
+# A light verb's -ing form is light too ("stating" as "states", "stated"): the verbs the
+# list gives with their past form, so that a noun in it ("time", "case") keeps its "-ing".
+_LIGHT_VERBS = frozenset(
+    base
+    for past in _LIGHT
+    if past.endswith("ed")
+    for base in ((past[:-3] + "y",) if past.endswith("ied") else (past[:-2], past[:-1]))
+    if base in _LIGHT or f"{base}s" in _LIGHT or f"{base[:-1]}ies" in _LIGHT
+)
+
+
+def _light(word: str) -> bool:
+    if word in _LIGHT:
+        return True
+    if not word.endswith("ing") or len(word) < 6:
+        return False
+    base = word[:-3]
+    return any(b in _LIGHT_VERBS for b in (base, base + "e", base[:-1]))
+
+
 # Synonym groups a faithful rewording uses: general English, not any document's words.
 _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     tuple(group.split())
@@ -395,6 +415,13 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"on\s+(?:its|their|his|her)\s+own", "automatically"),
         (r"unable\s+to|not\s+able\s+to|incapable\s+of", "cannot"),
         (r"status\s+code", "status"),
+        # an action named by its noun, its verb only carrying it: "encryption is applied to
+        # backups" says "backups are encrypted", "a review is carried out" that one is reviewed
+        (
+            r"(\w{3,}(?:tion|sion|ment|ance|ence|ing|ure|al)s?\s+(?:is|are|was|were|gets?|got|"
+            r"be|been|being)\s+)(?:applied|performed|carried\s+out|conducted|undertaken|executed)",
+            r"\1",
+        ),
     )
 )
 
@@ -541,7 +568,7 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
     out = []
     for w in WORD.findall(masked):
         low = w.lower().strip("'-")
-        if low in _LIGHT or low in _STOPWORDS_EXTRA or stem(low) not in keep:
+        if _light(low) or low in _STOPWORDS_EXTRA or stem(low) not in keep:
             continue
         if _CONTRACTION.match(low):
             continue  # "it's", "don't": stopwords run together
@@ -698,6 +725,46 @@ def _restated_clauses(claim: Sequence[str], sentence: str) -> str:
     return " ".join(kept) if kept else sentence
 
 
+# Who does something: a person's role ("the incident commander", "a code owner"), as the
+# agent of a passive ("scheduled by the on-call engineer") or the subject a claim opens with
+# ("The on-call engineer schedules ...").
+_ROLE = (
+    r"(?:[a-z][\w-]*\s+){0,2}?(?:engineer|commander|manager|owner|lead|officer|administrator|"
+    r"admin|director|reviewer|approver|supervisor|author|maintainer|responder|coordinator|"
+    r"analyst|architect|developer)s?"
+)
+_ARTICLE = r"(?:the|a|an|your|their|its|our|his|her)"
+_AGENT = re.compile(rf"\b(?P<action>[a-z]+)\s+by\s+{_ARTICLE}\s+(?P<role>{_ROLE})\b", re.IGNORECASE)
+_SUBJECT = re.compile(
+    rf"^\W*{_ARTICLE}\s+(?P<role>{_ROLE})\s+(?:(?:must|should|will|shall|can|may|always|"
+    r"then|also|usually|typically|normally)\s+)*(?P<action>[a-z]+)\b",
+    re.IGNORECASE,
+)
+
+
+def actors(claim: str) -> list[tuple[str, str]]:
+    """(role, action) pairs ``claim`` states: who does what."""
+    text = _one_word_phrases(claim)
+    found = [(m.group("role"), m.group("action")) for m in _AGENT.finditer(text)]
+    m = _SUBJECT.match(text)
+    if m:
+        found.append((m.group("role"), m.group("action")))
+    return [(" ".join(r.lower().split()), a.lower()) for r, a in found if _content(a.lower())]
+
+
+def _swapped_actors(claim: str, sentences: Sequence[str]) -> list[Value]:
+    """The roles ``claim`` gives an action that the passage gives to someone else: a sentence
+    says the action and none that says it names the role ("scheduled by the on-call
+    engineer" where the incident commander schedules it and the on-call engineer opens the
+    channel). A role and an action the passage words otherwise are left to the other checks."""
+    out = []
+    for role, action in actors(claim):
+        doing = [s for s in sentences if matches(action, _words_of(s))]
+        if doing and not any(role in " ".join(s.lower().split()) for s in doing):
+            out.append(Value("name", role, key=role))
+    return out
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -741,6 +808,8 @@ def check(
     # another sentence and says the People team creates the account.
     where = [" ".join(restated), *headings] if restated else list(passages)
     missing = ungrounded(claim, where, [question] if question else (), passages)
+    # the actor of an action must be one the passage names for that action, as a team is
+    missing += _swapped_actors(stated, sentences)
     # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
     # like any word: one that no passage, the question or the sentence before uses in any
     # form is taken for a name nobody gave.

@@ -229,3 +229,14 @@ def test_a_yes_or_no_answer_word_answers_a_yes_no_question() -> None:
     )
     # nor does an answer word to a question that asks no yes or no
     assert not answers_yes_no("Which key must MFA use?", sentence)
+
+
+def test_a_question_acronym_the_passage_spells_out_is_mentioned() -> None:
+    # "MFA requirements for new starters?" against a passage saying "multi-factor
+    # authentication": before, its only name was missing and the passage about something else
+    passage = "Multi-factor authentication is mandatory and must use a hardware key."
+    assert missing_names("MFA requirements for new starters?", passage) == []
+    assert not about_something_else("MFA requirements for new starters?", passage)
+    # an acronym the passage does not spell is still missing
+    assert missing_names("What is the RTO?", passage) == ["RTO"]
+    assert about_something_else("What is the RTO?", passage)

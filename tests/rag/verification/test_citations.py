@@ -7,7 +7,12 @@ import pytest
 from rag.core.config import CitationSettings
 from rag.indexing.embedding import Embedder
 from rag.query.pack import PackedContext, Passage
-from rag.verification.citations import SupportScorer, split_sentences, verify_answer
+from rag.verification.citations import (
+    SupportScorer,
+    relevance_features,
+    split_sentences,
+    verify_answer,
+)
 
 ABSTAIN = "The documents don't contain an answer to this."
 QUESTION = "When was the Eiffel Tower built?"
@@ -522,3 +527,20 @@ def test_an_acronym_of_the_question_spelt_out_counts_as_said() -> None:
     assert relevance_features(question, sentence, 0.3).overlap == 0.25
     other = sentence.replace("pull requests", "changes")
     assert relevance_features(question, other, 0.3).overlap == 0.0
+
+
+def test_a_fragment_question_reads_as_what_are_the_x_of_y() -> None:
+    headings = ["Engineering Onboarding Guide", "Development environment"]
+    sentence = "After the monorepo is cloned, make bootstrap is run."
+    # "steps" names the form of the answer, as "what" does; "dev" is cut from "development":
+    # before, neither counted and the faithful answer was refused as irrelevant
+    fragment = relevance_features("Dev environment setup steps.", sentence, 0.3, headings)
+    assert fragment.overlap == pytest.approx(2 / 3)
+    imperative = relevance_features("Summarise the dev environment.", sentence, 0.3, headings)
+    assert imperative.overlap == 1.0
+    # a question asked with a question word is read as it was (the extractive default's)
+    asked = relevance_features("What are the dev environment setup steps?", sentence, 0.3, headings)
+    assert asked.overlap == 0.25
+    # a clipped word is a whole word's start, not any three letters ("art" in "restart")
+    other = relevance_features("Art setup steps.", "Restart the bootstrap.", 0.3, [])
+    assert other.overlap == 0.0

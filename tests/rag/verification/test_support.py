@@ -163,3 +163,66 @@ def test_an_acronym_one_side_spells_out_the_other_says() -> None:
     # words that merely start with the same letters spell nothing
     verdict = check("All people involved create it.", [ACCOUNTS + " API keys rotate."], [ACCOUNTS])
     assert "involved" in verdict.unmatched
+
+
+RATE_LIMITED = (
+    "The API answers with HTTP status 429 and a Retry-After header that gives the number of "
+    "seconds to wait. Clients should back off exponentially and retry at most five times."
+)
+BACKUP_ENCRYPTION = "Backups are encrypted with AES-256 and stored in a second region, eu-west-2."
+
+
+def test_a_light_verb_says_nothing_in_its_ing_form_either() -> None:
+    # "stating" as "states"/"stated": with "returned" for "answers with" one reworded word
+    # is left, a rewording; before, two were, and the faithful sentence was refused
+    verdict = check(
+        "An HTTP 429 is returned, together with a Retry-After header stating how many seconds "
+        "the client should wait.",
+        [RATE_LIMITED],
+        [RATE_LIMITED],
+    )
+    assert verdict.score >= 0.75 and "stating" not in verdict.unmatched, verdict
+    # a noun the list holds ("time") keeps its "-ing": "timing" is a word of the claim
+    assert "timing" in check("The timing is random.", ["Jobs run."], ["Jobs run."]).unmatched
+
+
+def test_an_action_named_by_its_noun_needs_no_carrying_verb_from_the_passage() -> None:
+    # "encryption is applied to backups" says "backups are encrypted"
+    for claim in (
+        "AES-256 encryption is applied to backups.",
+        "Backup encryption is performed with AES-256.",
+    ):
+        verdict = check(claim, [BACKUP_ENCRYPTION], [BACKUP_ENCRYPTION])
+        assert verdict.score >= 0.75 and verdict.unmatched == [], (claim, verdict)
+    # what it is applied to is still the passage's to say
+    verdict = check(
+        "AES-256 encryption is applied to logs.", [BACKUP_ENCRYPTION], [BACKUP_ENCRYPTION]
+    )
+    assert verdict.score < 0.75 and verdict.unmatched == ["logs"]
+
+
+ROLES_RUNBOOK = (
+    "When an alert fires, the on-call engineer opens an incident channel named after the date. "
+    "After the incident is resolved, the incident commander schedules a blameless postmortem "
+    "within five business days."
+)
+
+
+def test_the_actor_of_an_action_is_one_the_passage_names_for_it() -> None:
+    sentences = split_sentences(ROLES_RUNBOOK)
+    # a role the passage names, but for another action: the claim swapped who does it
+    for claim in (
+        "The postmortem is scheduled by the on-call engineer once the incident is resolved.",
+        "The on-call engineer schedules the postmortem after the incident is resolved.",
+        "An incident channel is opened by the incident commander when an alert fires.",
+    ):
+        verdict = check(claim, [ROLES_RUNBOOK], sentences)
+        assert verdict.score == 0.0 and verdict.missing, (claim, verdict)
+    # the role the passage gives the action, passive or active, is kept
+    for claim in (
+        "The postmortem is scheduled by the incident commander once the incident is resolved.",
+        "The incident commander schedules the postmortem after the incident is resolved.",
+        "The on-call engineer opens an incident channel when an alert fires.",
+    ):
+        verdict = check(claim, [ROLES_RUNBOOK], sentences)
+        assert verdict.score >= 0.75 and verdict.missing == [], (claim, verdict)
