@@ -1780,7 +1780,7 @@ BREAKS = [
         "rag/generate/extractive.py",
         "        if follow_up and not picked:\n",
         "        if False:\n",
-        "tests/api/test_follow_ups.py::test_issue_conversations_through_v1_query[backups]",
+        "tests/api/test_follow_ups.py::test_issue_conversations_through_v1_query",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
     Break(
@@ -1788,7 +1788,7 @@ BREAKS = [
         "rag/query/stages.py",
         '                "reason": state.condensed.reason,\n',
         "",
-        "tests/api/test_follow_ups.py::test_a_follow_up_the_documents_do_not_answer_abstains[ellipsis]",
+        "tests/api/test_follow_ups.py::test_a_follow_up_the_documents_do_not_answer_abstains",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
     Break(
@@ -1828,7 +1828,7 @@ BREAKS = [
         "rag/query/answer_cache.py",
         "                **scope,\n",
         "",
-        "tests/rag/query/test_answer_cache.py::test_a_follow_up_is_not_served_a_first_turns_answer[local]",
+        "tests/rag/query/test_answer_cache.py::test_a_follow_up_is_not_served_a_first_turns_answer",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
     Break(
