@@ -24,11 +24,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rag.indexing.index import Index
     from rag.query.pipeline import QueryPipeline
     from rag.query.stages import QueryState
+    from rag.store import StoredPoint
     from rag.verification.citations import SupportScorer
 
-__all__ = ["Goal", "add_goal_arguments", "finish", "finite", "pipeline_scorer", "prepare"]
+__all__ = [
+    "Goal",
+    "add_goal_arguments",
+    "finish",
+    "finite",
+    "pipeline_scorer",
+    "prepare",
+    "synthetic_point",
+]
 
 
 @dataclass
@@ -125,3 +135,46 @@ def pipeline_scorer(pipeline: QueryPipeline) -> SupportScorer:
     stage = pipeline.stage("generate")
     assert isinstance(stage, Generate), "the generate stage is not rag.query.stages.Generate"
     return stage.scorer
+
+
+def synthetic_point(
+    index: Index,
+    i: int,
+    text: str,
+    vector: list[float],
+    *,
+    source: str,
+    stride: int = 1000,
+    groups: list[str] | None = None,
+) -> StoredPoint:
+    """Chunk ``i`` (four to a document, ``stride`` characters apart) with ``text`` and the
+    dense ``vector`` as ingestion stores it: ids, payload and sparse vector, for benchmarks
+    that fill a collection past what embedding real text would allow."""
+    from rag.core.documents import chunk_id, document_id, text_hash
+    from rag.store import StoredPoint
+
+    tenant = index.settings.tenant
+    doc = document_id(tenant, source)
+    digest = text_hash(text)
+    start = (i % 4) * stride
+    payload: dict[str, Any] = {
+        "doc_id": doc,
+        "source": source,
+        "text": text,
+        "text_hash": digest,
+        "title": f"Doc {i // 4}",
+        "section": [f"Doc {i // 4}"],
+        "page": None,
+        "start": start,
+        "end": start + len(text),
+        "chunk_index": i % 4,
+        "tenant": tenant,
+    }
+    if groups is not None:
+        payload["groups"] = groups
+    return StoredPoint(
+        id=chunk_id(doc, digest),
+        payload=payload,
+        dense=vector,
+        sparse=index.sparse.embed_document(text),
+    )

@@ -59,8 +59,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -73,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import Goal, add_goal_arguments, finish  # noqa: E402
+from benchmarks._server import RagServer, run_cli, serve_env  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "datasets" / "scifact"
 LUA = Path(__file__).with_name("load.lua")
@@ -189,124 +188,6 @@ class Questions:
 
 
 # -- the deployment ---------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _env(tree: Path, connections: int) -> dict[str, str]:
-    from rag.core.config import ApiSettings
-
-    env = dict(os.environ)
-    env.update(
-        {
-            "PYTHONPATH": str(tree),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
-            "RAG_EVALS__AFTER_SYNC": "false",
-            "RAG_CACHE__ENABLED": "false",
-            "RAG_API__REQUESTS_PER_MINUTE": "100000000",
-            "RAG_API__BURST": "1000000",
-            "RAG_API__QUEUE": str(max(ApiSettings().queue, 2 * connections)),
-            "RAG_API__SHUTDOWN_GRACE_SECONDS": "5",
-        }
-    )
-    for name in ("RAG_CONFIG", "RAG_DATA_DIR", "RAG_GENERATION__CHAIN"):
-        env.pop(name, None)
-    return env
-
-
-def _run_cli(tree: Path, args: list[str], env: dict[str, str], timeout: float = 1800) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"`rag {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-        )
-    return proc.stdout
-
-
-class Server:
-    """``rag serve`` of ``tree`` as a subprocess; ``stop`` sends SIGTERM, then SIGKILL."""
-
-    def __init__(self, tree: Path, data_dir: Path, docs: Path, env: dict[str, str], log_path: Path):
-        self.tree = tree
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "app.cli", "--data-dir", str(data_dir), "serve"),
-                *("--host", "127.0.0.1", "--port", str(self.port), "--watch", str(docs)),
-            ],
-            env=env,
-            cwd=tree,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def wait_ready(self, timeout: float = 600.0) -> float:
-        import httpx
-
-        t0 = time.perf_counter()
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        with httpx.Client(base_url=self.base_url, timeout=10.0) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"the server exited ({self.proc.returncode}) before it was ready:\n{self.log_tail()}"
-                    )
-                try:
-                    r = client.get("/readyz")
-                    if r.status_code == 200:
-                        return time.perf_counter() - t0
-                    last = f"{r.status_code} {r.text[:300]}"
-                except httpx.TransportError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                time.sleep(0.25)
-        raise RuntimeError(
-            f"the server was not ready within {timeout:.0f}s (last /readyz: {last}):\n{self.log_tail()}"
-        )
-
-    def stop(self, timeout: float = 30.0) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        outcome = "already exited"
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-                outcome = "stopped on SIGTERM"
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                outcome = f"killed after {timeout:.0f}s"
-        self._log.close()
-        return {
-            "outcome": outcome,
-            "returncode": self.proc.returncode,
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-
-
 # -- wrk ----------------------------------------------------------------------------------
 def wrk(
     url: str,
@@ -480,7 +361,7 @@ def _ratio(a: float, b: float) -> float | None:
 
 def _phase(
     name: str,
-    server: Server,
+    server: RagServer,
     questions: Questions,
     args: argparse.Namespace,
     key: str,
@@ -497,7 +378,7 @@ def _phase(
         seconds = min(seconds, 5.0)
     check = {"healthz": "health", "retrieval": "retrieval", "answers": "answer"}[name]
     path = "/healthz" if name == "healthz" else "/v1/query"
-    url = server.base_url + path
+    url = server.url + path
 
     def bodies(tag: str, n: int, given: list[str] | None = None) -> tuple[Path | None, list[str]]:
         if name == "healthz":
@@ -541,7 +422,7 @@ MULTI = "processes"
 
 def _at_once(
     name: str,
-    group: list[Server],
+    group: list[RagServer],
     questions: Questions,
     args: argparse.Namespace,
     key: str,
@@ -588,7 +469,7 @@ def _at_once(
 
 def _flamegraph(
     name: str,
-    server: Server,
+    server: RagServer,
     questions: Questions,
     args: argparse.Namespace,
     key: str,
@@ -676,7 +557,10 @@ def main() -> int:
     trees = {"this": ROOT}
     if args.compare_tree is not None:
         trees["compare"] = args.compare_tree.resolve()
-    env = {name: _env(tree, args.connections) for name, tree in trees.items()}
+    from rag.core.config import ApiSettings
+
+    queue = max(ApiSettings().queue, 2 * args.connections)
+    env = {name: serve_env(tree, queue=queue) for name, tree in trees.items()}
     for name, pairs in (("this", args.env), ("compare", args.compare_env)):
         for pair in pairs if name in env else []:
             k, sep, v = pair.partition("=")
@@ -714,9 +598,7 @@ def main() -> int:
         questions = Questions(make_questions(corpus), tmp)
         t0 = time.perf_counter()
         report = json.loads(
-            _run_cli(
-                ROOT, ["--data-dir", str(data), "ingest", str(docs_dir), "--json"], env["this"]
-            )
+            run_cli(ROOT, ["--data-dir", str(data), "ingest", str(docs_dir), "--json"], env["this"])
         )
         results["index"] = {
             "documents": len(docs),
@@ -727,7 +609,7 @@ def main() -> int:
         }
         log(f"index: {report.get('ingested')} files, {report.get('embedded')} chunks in {data}")
         key_args = ["--data-dir", str(data), "keys", "create", "--tenant", "default"]
-        key = _run_cli(ROOT, [*key_args, "--name", "load"], env["this"]).strip().splitlines()[0]
+        key = run_cli(ROOT, [*key_args, "--name", "load"], env["this"]).strip().splitlines()[0]
 
         if args.raw_requests > 0:
             log(f"raw baseline: {args.raw_requests} calls per mode, in-process")
@@ -755,7 +637,7 @@ def main() -> int:
             data_dirs[name] = tmp / f"data-{name}"
             shutil.copytree(data, data_dirs[name], symlinks=True)
             trees[name], env[name] = ROOT, env["this"]
-        servers: dict[str, Server] = {}
+        servers: dict[str, RagServer] = {}
         phases = ["healthz", "retrieval"] + ([] if args.skip_answers else ["answers"])
         kinds = [t for t in trees if t not in extra] + ([MULTI] if extra else [])
         measured: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -764,10 +646,17 @@ def main() -> int:
         expected = {"healthz": 1000.0, "retrieval": 400.0, "answers": 200.0}
         try:
             for t, tree in trees.items():
-                servers[t] = Server(tree, data_dirs[t], docs_dir, env[t], tmp / f"server-{t}.log")
+                servers[t] = RagServer(
+                    tree,
+                    data_dirs[t],
+                    env[t],
+                    tmp / f"server-{t}.log",
+                    name=f"server {t}",
+                    serve_args=("--watch", str(docs_dir)),
+                )
             for t, server in servers.items():
                 ready = server.wait_ready()
-                log(f"server {t} ({trees[t]}) ready on {server.base_url} in {ready:.1f} s")
+                log(f"server {t} ({trees[t]}) ready on {server.url} in {ready:.1f} s")
             time.sleep(2.0)  # the watch daemons' first sync (nothing changed) done
             for r in range(args.rounds):
                 for phase in phases:

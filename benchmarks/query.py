@@ -50,7 +50,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Goal,
+    add_goal_arguments,
+    finish,
+    finite,
+    synthetic_point,
+)
 
 GOAL = (
     "retrieve+rerank+pack p95 <= 20 ms at every size up to 100k chunks; framework overhead "
@@ -97,7 +103,6 @@ def populate(index: Any, n: int, seed: int = 1) -> None:
     """Write ``n`` synthetic chunks (100 words each) into the live collection."""
     import numpy as np
 
-    from rag.core.documents import chunk_id, document_id, text_hash
     from rag.store import StoredPoint
 
     rng = random.Random(seed)
@@ -108,32 +113,11 @@ def populate(index: Any, n: int, seed: int = 1) -> None:
     batch: list[StoredPoint] = []
     dim = index.embedder.dimension
     for i in range(n):
-        source = f"doc{i // 4}.md"
-        doc = document_id(index.settings.tenant, source)
         text = " ".join(rng.choices(vocab, weights, k=100)).capitalize() + "."
-        h = text_hash(text)
         vec = gen.standard_normal(dim).astype(np.float32)
         vec /= np.linalg.norm(vec)
-        start = (i % 4) * 600
         batch.append(
-            StoredPoint(
-                id=chunk_id(doc, h),
-                payload={
-                    "doc_id": doc,
-                    "source": source,
-                    "text": text,
-                    "text_hash": h,
-                    "title": f"Doc {i // 4}",
-                    "section": [f"Doc {i // 4}"],
-                    "page": None,
-                    "start": start,
-                    "end": start + len(text),
-                    "chunk_index": i % 4,
-                    "tenant": index.settings.tenant,
-                },
-                dense=vec.tolist(),
-                sparse=index.sparse.embed_document(text),
-            )
+            synthetic_point(index, i, text, vec.tolist(), source=f"doc{i // 4}.md", stride=600)
         )
         if len(batch) == 512:
             index.store.upsert(collection, batch)

@@ -46,7 +46,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    Goal,
+    add_goal_arguments,
+    finish,
+    finite,
+    synthetic_point,
+)
 
 SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"  # --dataset: another BEIR set
 GOAL_MS = 20.0
@@ -107,13 +113,9 @@ def add_chunks(
     (fewer when ``budget_s`` ran out)."""
     import numpy as np
 
-    from rag.core.documents import chunk_id, document_id, text_hash
-    from rag.store import StoredPoint
-
     gen = np.random.default_rng(start + 1)
     dim = seed_vectors.shape[1]
     noise = ((1.0 / COSINE**2 - 1.0) / dim) ** 0.5  # per-component std for that cosine
-    tenant = index.settings.tenant
     batch: list[Any] = []
     t0 = last = time.perf_counter()
     i = start
@@ -127,28 +129,9 @@ def add_chunks(
         text = " ".join(parts)
         vec = seed_vectors[k] + gen.standard_normal(dim).astype(np.float32) * noise
         vec /= np.linalg.norm(vec)
-        source = f"synthetic/doc{i // 4}.txt"
-        doc = document_id(tenant, source)
-        h = text_hash(text)
         batch.append(
-            StoredPoint(
-                id=chunk_id(doc, h),
-                payload={
-                    "doc_id": doc,
-                    "source": source,
-                    "text": text,
-                    "text_hash": h,
-                    "title": f"Doc {i // 4}",
-                    "section": [f"Doc {i // 4}"],
-                    "page": None,
-                    "start": (i % 4) * 1000,
-                    "end": (i % 4) * 1000 + len(text),
-                    "chunk_index": i % 4,
-                    "tenant": tenant,
-                    "groups": ["all"],
-                },
-                dense=vec.tolist(),
-                sparse=index.sparse.embed_document(text),
+            synthetic_point(
+                index, i, text, vec.tolist(), source=f"synthetic/doc{i // 4}.txt", groups=["all"]
             )
         )
         i += 1

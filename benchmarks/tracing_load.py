@@ -45,8 +45,6 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import Goal, add_goal_arguments, finish, finite  # noqa: E402
+from benchmarks._server import RagServer, free_port, run_cli, serve_env  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "datasets" / "scifact"  # --dataset: another BEIR set
 GOAL_ON = 1.05
@@ -109,132 +108,12 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _rag_command() -> list[str]:
-    script = Path(sys.executable).with_name("rag")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _base_env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        # the deployment is this script's; the embedding's own knobs (tests set them) pass
-        if not k.startswith(("RAG_", "LANGFUSE_")) or k.startswith("RAG_EMBEDDING__")
-    }
-    env.update(
-        {
-            "PYTHONPATH": str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
-            "RAG_EVALS__AFTER_SYNC": "false",
-            "RAG_CACHE__ENABLED": "false",
-            "RAG_API__REQUESTS_PER_MINUTE": "100000000",
-            "RAG_API__BURST": "1000000",
-            "RAG_API__QUEUE": "256",
-            "RAG_API__SHUTDOWN_GRACE_SECONDS": "5",
-        }
-    )
-    return env
-
-
-def _run_cli(args: list[str], env: dict[str, str]) -> str:
-    proc = subprocess.run(
-        [*_rag_command(), *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(
-            f"`rag {' '.join(args)}` failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-        )
-    return proc.stdout
-
-
-class Server:
-    """``rag serve`` on a free loopback port; ``stop`` sends SIGTERM (SIGKILL past 30 s)."""
-
-    def __init__(self, name: str, data_dir: Path, env: dict[str, str], log_path: Path):
-        self.name = name
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                *_rag_command(),
-                "--data-dir",
-                str(data_dir),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far (all its threads)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-
-    def wait_ready(self, timeout: float = 300.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"server {self.name} exited ({self.proc.returncode}):\n{self.tail()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"server {self.name} not ready within {timeout:.0f} s:\n{self.tail()}")
-
-    def stop(self) -> str:
-        outcome = "already exited"
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-                outcome = "stopped on SIGTERM"
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                outcome = "killed after 30 s"
-        self._log.close()
-        return outcome
-
-
 class LangfusePort:
     """The Langfuse stand-in on one fixed loopback port, switchable between answering
     (``on``), gone (``down``: nothing listens, connections refused) and ``stalled``."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.current: Any = None
         self.decoded: list[int] = []  # query traces decoded per `on` phase
@@ -331,7 +210,7 @@ def wrk(
     }
 
 
-def wait_idle(servers: list[Server], timeout: float = 60.0) -> float:
+def wait_idle(servers: list[RagServer], timeout: float = 60.0) -> float:
     """Until every server uses under 5 % of a core over half a second; the seconds waited."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
@@ -379,7 +258,7 @@ def main() -> int:
     chat = ChatServer()
     chat.respond = faithful()
     langfuse = LangfusePort()
-    servers: dict[str, Server] = {}
+    servers: dict[str, RagServer] = {}
     results: dict[str, Any] = {
         "goal": f"p50 ratio to off: on <= {GOAL_ON}, down/stalled <= {GOAL_FAILING}; "
         f"pii_on/pii_off <= {GOAL_PII} (openai chain); each kind and connection count; no errors",
@@ -393,10 +272,10 @@ def main() -> int:
             "cpus": os.cpu_count(),
         },
     }
-    stops: dict[str, str] = {}
+    stops: dict[str, str] = {}  # the outcome of each server's stop
     rounds: dict[str, list[dict[str, Any]]] = {}
     try:
-        env = _base_env()
+        env = serve_env(ROOT, queue=256)
         openai_chain = {
             "RAG_GENERATION__CHAIN": json.dumps(["openai", "extractive"]),
             "RAG_GENERATION__OPENAI__BASE_URL": chat.base_url,
@@ -407,13 +286,15 @@ def main() -> int:
         t0 = time.perf_counter()
         # openai in the chain at ingest: each chunk's PII spans stored (the pii group reads them)
         report = json.loads(
-            _run_cli(
+            run_cli(
+                ROOT,
                 ["--data-dir", str(base_dir), "ingest", str(docs), "--json"],
                 {**env, **openai_chain},
             )
         )
         key = (
-            _run_cli(
+            run_cli(
+                ROOT,
                 [
                     "--data-dir",
                     str(base_dir),
@@ -473,7 +354,9 @@ def main() -> int:
             for name in names:
                 data = tmp / f"data-{name}"
                 shutil.copytree(base_dir, data)
-                servers[name] = Server(name, data, server_env[name], tmp / f"server-{name}.log")
+                servers[name] = RagServer(
+                    ROOT, data, server_env[name], tmp / f"server-{name}.log", name=name
+                )
             for name in names:
                 servers[name].wait_ready()
             log(f"{group}: servers {', '.join(f'{n} {servers[n].url}' for n in names)} ready")
@@ -544,10 +427,10 @@ def main() -> int:
                         rounds[cell].append(row)
             langfuse.switch("down")
             for name in names:
-                stops[name] = servers.pop(name).stop()
+                stops[name] = servers.pop(name).stop()["outcome"]
     finally:
         for name, server in servers.items():
-            stops[name] = server.stop()
+            stops[name] = server.stop()["outcome"]
         langfuse.close()
         chat.close()
         shutil.rmtree(tmp, ignore_errors=True)
