@@ -198,6 +198,7 @@ class LangfuseTracer:
         # stopped first (batches dropped), so no model code runs while the interpreter ends.
         self._masking = threading.Lock()
         self._batch_scrubbed: dict[str, str] = {}  # the batch being masked: text -> scrubbed
+        self._batch_parsed: dict[str, Any] = {}  # its input/output attributes: JSON -> value
         self._stopping = False
         atexit.register(self._quiesce)
         self.recent: RecentTraces | None = None  # set by rag.observability.Tracing
@@ -584,6 +585,9 @@ class LangfuseTracer:
         for i, obs in enumerate(record.obs):
             fields = dict(obs.fields)
             name = fields.pop("name", None) or obs.name
+            for key in _SERIALIZED:
+                if key in fields:
+                    fields[key] = _json(fields[key])
             if obs.kind == "generation":
                 cost = float(getattr(obs.usage, "cost", 0.0) or 0.0)
                 if cost > 0:
@@ -701,9 +705,12 @@ class LangfuseTracer:
                     continue
                 if key in _IO:
                     try:
-                        walk(json.loads(value), False)
+                        parsed = json.loads(value)
                     except ValueError:
                         texts.append(value)
+                    else:
+                        self._batch_parsed[value] = parsed
+                        walk(parsed, False)
                 elif _free_text(key):
                     texts.append(value)
         unique = [t for t in dict.fromkeys(texts) if t.strip()]
@@ -719,6 +726,7 @@ class LangfuseTracer:
             return self._batch_patches(params, patch)
         finally:
             self._batch_scrubbed = {}
+            self._batch_parsed = {}
 
     def _batch_patches(self, params: Any, patch: Any) -> dict[Any, Any]:
         patches = {}
@@ -748,10 +756,13 @@ class LangfuseTracer:
 
     def _scrub_json(self, raw: str) -> str:
         """An input/output attribute (JSON): free-text fields fully scrubbed, the rest regex."""
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            return self._full(raw)
+        if raw in self._batch_parsed:
+            value = self._batch_parsed[raw]  # parsed once per batch, in _free_texts
+        else:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                return self._full(raw)
 
         def walk(v: Any, free: bool) -> Any:
             if isinstance(v, str):
@@ -896,6 +907,23 @@ def _bounded(fn: Any, timeout: float) -> bool:
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
+
+
+# The fields the SDK JSON-encodes whole: its encoder walks every value in Python (0.44 ms against
+# 0.19 ms per trace building attributes); a string it passes through unchanged.
+_SERIALIZED = ("input", "output", "usage_details", "model_parameters")
+
+
+def _json(value: Any) -> Any:
+    """``value`` JSON-encoded by the C encoder, as the SDK's encoder writes plain data
+    (dicts, lists, strings, numbers, booleans: all the tracer records); anything else,
+    NaN included, is left for the SDK to encode."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return value
 
 
 def _free_text(key: str) -> bool:

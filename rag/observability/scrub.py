@@ -33,13 +33,19 @@ _PHONE = re.compile(
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b")
+# Every pattern but the e-mail one needs a digit, and that one an "@": checked first, since
+# most strings in a trace have neither and the patterns cost ~2 ms per trace scanning them.
+_DIGIT = re.compile(r"\d")
 
 
 def regex_scrub(text: str) -> str:
     """E-mail addresses, card and account numbers, SSNs and phone numbers replaced by ``<TYPE>``."""
     if not text:
         return text
-    text = _EMAIL.sub("<EMAIL_ADDRESS>", text)
+    if "@" in text:
+        text = _EMAIL.sub("<EMAIL_ADDRESS>", text)
+    if not _DIGIT.search(text):
+        return text
     text = _IBAN.sub("<IBAN_CODE>", text)
     text = _CARD.sub("<CREDIT_CARD>", text)
     text = _SSN.sub("<US_SSN>", text)

@@ -405,3 +405,27 @@ def test_a_batch_of_traces_is_scrubbed_in_one_pass_of_the_pii_model(
     assert exporter.count("text") == 0 and exporter.count("batch") >= 1, calls
     sent = standin.everything()
     assert not [n for n in names if n in sent], "names reached Langfuse"
+
+
+def test_fields_encoded_ahead_give_the_sdks_own_attributes() -> None:
+    # The worker JSON-encodes input/output itself (the C encoder; the SDK's walks every value
+    # in Python): what reaches Langfuse must be byte for byte what the SDK would have written.
+    from langfuse._client.attributes import create_generation_attributes, create_span_attributes
+
+    from rag.observability.langfuse import _SERIALIZED, _json
+
+    fields: dict[str, Any] = {
+        "input": {"question": "Où sont les sauvegardes ? ünïcode", "history": [1, 2.5, None]},
+        "output": {"hits": [{"id": "a", "score": 0.1234, "ok": True}], "empty": {}},
+        "metadata": {"streaming": False},
+        "usage_details": {"input": 12, "output": 3},
+        "model_parameters": {"temperature": 0.0},
+    }
+    odd = {"input": {"score": float("nan")}, "output": "already text"}
+    for build, sample in (
+        (create_generation_attributes, fields),
+        (create_span_attributes, {k: v for k, v in fields.items() if k in ("input", "output")}),
+        (create_span_attributes, odd),
+    ):
+        ahead = {k: (_json(v) if k in _SERIALIZED else v) for k, v in sample.items()}
+        assert build(**ahead) == build(**sample)
