@@ -116,9 +116,20 @@ class RagServer:
             return ""
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far (all its threads)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU so far of the server process (all its threads) and of the
+        processes it started (``tracing.worker: process``'s exporter), while they run."""
+        total = 0
+        pending = [self.proc.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, ValueError):  # a child that just exited
+                continue
+        return total / os.sysconf("SC_CLK_TCK")
 
     def wait_ready(self, timeout: float = 600.0) -> float:
         """Until ``/readyz`` answers 200; the seconds it took."""

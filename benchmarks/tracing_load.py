@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/tracing_load.py [--docs 150] [--duration 8] [--rounds 3]
         [--connections 4,32] [--kinds retrieval,answer] [--groups tracing,pii]
-        [--json-out FILE] [--smoke] [--report-only]
+        [--tracing-worker thread|process] [--json-out FILE] [--smoke] [--report-only]
 
 One deployment (``rag ingest`` of ``--docs`` SciFact documents, one API key) copied into one
 data dir per server, each served by ``rag serve`` as a subprocess on loopback (rate limits,
@@ -14,6 +14,8 @@ claim as the question:
   exporting to the Langfuse stand-in on loopback (tests/langfuse_standin.py, which decodes
   every OTLP batch), measured with the stand-in answering (``on``), gone (``down``:
   connections refused on its port) and accepting requests but never answering (``stalled``);
+  ``--tracing-worker process`` sets ``tracing.worker: process`` on the traced server (its
+  exporter process's CPU is counted with the server's);
 - group ``pii`` (``generation.chain: [openai, extractive]``, the OpenAI-protocol stand-in of
   evals/chat_server.py answering faithfully, PII spans stored at ingest): ``pii.enabled``
   false (``pii_off``) and true (``pii_on``); every other question carries a name, an e-mail
@@ -236,6 +238,12 @@ def main() -> int:
     ap.add_argument(
         "--warmup", type=float, default=3.0, help="uncounted seconds per server and kind"
     )
+    ap.add_argument(
+        "--tracing-worker",
+        choices=("thread", "process"),
+        default="thread",
+        help="tracing.worker of the traced server (process: spans built and sent by a child)",
+    )
     ap.add_argument("--settle", type=float, default=1.0, help="pause between phases (s)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json-out", type=Path)
@@ -269,6 +277,7 @@ def main() -> int:
             "connections": connections,
             "kinds": kinds,
             "groups": groups,
+            "tracing_worker": args.tracing_worker,
             "cpus": os.cpu_count(),
         },
     }
@@ -333,6 +342,7 @@ def main() -> int:
             "LANGFUSE_PUBLIC_KEY": "pk-lf-tracing-load",
             "LANGFUSE_SECRET_KEY": "sk-lf-tracing-load",
             "LANGFUSE_BASE_URL": langfuse.url,
+            "RAG_TRACING__WORKER": args.tracing_worker,
         }
         server_env = {
             "off": env,

@@ -470,6 +470,9 @@ class TracingSettings(_Section):
     sample_rate: float | None = Field(default=None, ge=0.0, le=1.0)
     # passages in traces: ids (id, source, section, score), text (their text too), none
     passages: Literal["ids", "text", "none"] = "ids"
+    # where spans are built, PII-masked and exported: a thread of the server, or a process of
+    # its own (rag/observability/export_process.py: the server keeps its CPU and GIL)
+    worker: Literal["thread", "process"] = "thread"
     export_timeout_seconds: float = Field(default=5.0, gt=0)  # one export try, then dropped
     flush_interval_seconds: float = Field(default=1.0, gt=0)
     # `rag serve` stopping and `rag query` exiting wait at most this long for the last spans

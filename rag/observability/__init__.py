@@ -13,6 +13,7 @@ imported (the SDK stays unloaded), no trace id is made, a query costs nothing mo
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -57,6 +58,7 @@ class TracingConfig:
     release: str | None = None
     sample_rate: float = 1.0
     passages: str = "ids"
+    worker: str = "thread"
     export_timeout_seconds: float = 5.0
     flush_interval_seconds: float = 1.0
     shutdown_timeout_seconds: float = 3.0
@@ -92,6 +94,7 @@ def resolve_config(settings: Settings) -> TracingConfig | None:
         release=t.release or _env("LANGFUSE_RELEASE"),
         sample_rate=min(max(rate, 0.0), 1.0),
         passages=t.passages,
+        worker=t.worker,
         export_timeout_seconds=t.export_timeout_seconds,
         flush_interval_seconds=t.flush_interval_seconds,
         shutdown_timeout_seconds=t.shutdown_timeout_seconds,
@@ -223,6 +226,11 @@ class Tracing:
         return self.langfuse.shutdown(timeout) if self.langfuse is not None else True
 
 
+# tracing.worker -> the tracer class (imported on first use: the SDK stays unloaded without keys)
+_WORKERS = {
+    "thread": ("rag.observability.langfuse", "LangfuseTracer"),
+    "process": ("rag.observability.export_process", "ProcessLangfuseTracer"),
+}
 _instances: dict[tuple[Any, ...], Tracing] = {}
 _lock = threading.Lock()
 
@@ -242,9 +250,8 @@ def tracing_for(settings: Settings) -> Tracing:
         tracer = None
         if config is not None:
             try:
-                from rag.observability.langfuse import LangfuseTracer
-
-                tracer = LangfuseTracer(config, keys, scrubber)
+                module, name = _WORKERS[config.worker]
+                tracer = getattr(importlib.import_module(module), name)(config, keys, scrubber)
             except Exception as exc:  # noqa: BLE001 - no tracing beats no service
                 log.warning(
                     "tracing is off: cannot start the Langfuse client for %s (%s); check "

@@ -638,13 +638,18 @@ class LangfuseTracer:
         )
 
     def eval_report(
-        self, report_id: str, metrics: dict[str, float], metadata: dict[str, Any]
+        self,
+        report_id: str,
+        metrics: dict[str, float],
+        metadata: dict[str, Any],
+        *,
+        trace_id: str | None = None,
     ) -> str:
         """An eval report as a trace (``rag-eval``) with each metric a score on it, so
         quality over time sits next to the request traces; returns the trace id."""
         from langfuse import propagate_attributes
 
-        trace_id = self.keys.new_trace_id("evals")
+        trace_id = trace_id or self.keys.new_trace_id("evals")
         with (
             self.client.start_as_current_observation(
                 trace_context={"trace_id": trace_id},
@@ -785,11 +790,15 @@ class LangfuseTracer:
     # -- Langfuse failing: traces dropped on arrival for a while -------------------------
     def paused(self) -> bool:
         """Langfuse failed the last export (for a while), or the export in flight stalls."""
-        if not (self.paused_until or self.exporting_since):
+        paused_until, since = self._pause_state()
+        if not (paused_until or since):
             return False
         now = time.monotonic()
-        since = self.exporting_since
-        return now < self.paused_until or (since > 0.0 and now - since > _SLOW_EXPORT_SECONDS)
+        return now < paused_until or (since > 0.0 and now - since > _SLOW_EXPORT_SECONDS)
+
+    def _pause_state(self) -> tuple[float, float]:
+        """(paused until, the export in flight began), on the monotonic clock; 0.0: not."""
+        return self.paused_until, self.exporting_since
 
     def exported(self, ok: bool) -> None:
         """An export's outcome (the exporter's thread): a failure pauses tracing, doubling."""

@@ -67,6 +67,11 @@ class TraceScrubber:
         self._many: Callable[[list[str]], list[str]] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def settings(self) -> Any:
+        """The settings it was made with (their ``pii`` section): a copy elsewhere scrubs alike."""
+        return self._settings
+
     def quick(self, text: str) -> str:
         return regex_scrub(text)
 

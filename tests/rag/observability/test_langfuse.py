@@ -72,14 +72,17 @@ def _wait_trace(
     return standin.trace(trace_id)
 
 
-@pytest.mark.parametrize("streamed", [False, True])
+@pytest.mark.parametrize(
+    ("streamed", "worker"), [(False, "thread"), (True, "thread"), (False, "process")]
+)
 def test_one_trace_per_query_with_a_span_per_stage(
     kb: KnowledgeBase,
     kb_settings: Callable[..., Settings],
     standin: LangfuseStandIn,
     streamed: bool,
+    worker: str,
 ) -> None:
-    settings = traced_settings(kb_settings, standin.url)
+    settings = traced_settings(kb_settings, standin.url, tracing={"worker": worker})
     tracing = tracing_for(settings)
     assert tracing.enabled
     pipeline = _pipeline(kb, settings, tracing)
@@ -429,3 +432,98 @@ def test_fields_encoded_ahead_give_the_sdks_own_attributes() -> None:
     ):
         ahead = {k: (_json(v) if k in _SERIALIZED else v) for k, v in sample.items()}
         assert build(**ahead) == build(**sample)
+
+
+def test_the_process_worker_builds_and_exports_spans_outside_the_server(
+    kb: KnowledgeBase,
+    kb_settings: Callable[..., Settings],
+    standin: LangfuseStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # tracing.worker: process — nothing of the span building, masking or export may run in
+    # this (the server's) process: here it would raise; the trace arrives all the same.
+    from rag.observability.langfuse import LangfuseTracer
+
+    def not_here(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("span work ran in the server process")
+
+    monkeypatch.setattr(LangfuseTracer, "_replay", not_here)
+    monkeypatch.setattr(LangfuseTracer, "_mask_export", not_here)
+    settings = traced_settings(kb_settings, standin.url, tracing={"worker": "process"})
+    tracing = tracing_for(settings)
+    tracer = tracing.langfuse
+    assert tracer is not None and tracer.process.is_alive()  # type: ignore[attr-defined]
+    pipeline = _pipeline(kb, settings, tracing)
+    answer = pipeline.run(
+        Query(question=f"How long are backups kept? Mail me at {PII_EMAIL}", tenant="default")
+    )
+    assert answer.trace_id
+    spans = _wait_trace(standin, answer.trace_id, tracing)
+    assert any(s.name == "query" for s in spans)
+    assert tracing.score(answer.trace_id, "user_feedback", 1.0, comment=f"thanks, {PII_NAME}")
+    assert standin.wait_for(
+        lambda s: any(
+            x["name"] == "user_feedback" and x.get("traceId") == answer.trace_id for x in s.scores
+        )
+    ), standin.scores
+    assert PII_EMAIL not in standin.everything() and PII_NAME not in standin.everything()
+    assert tracing.flush(5.0)
+    started = time.monotonic()
+    assert tracing.shutdown(timeout=3.0)
+    assert time.monotonic() - started < 4.0
+    assert not tracer.process.is_alive()  # type: ignore[attr-defined]
+    pipeline.close()
+
+
+def test_the_process_worker_drops_traces_in_the_server_while_langfuse_fails(
+    kb: KnowledgeBase, kb_settings: Callable[..., Settings]
+) -> None:
+    # The exporter process says in shared memory that Langfuse refuses; the server then
+    # forwards nothing (records dropped on arrival, as with the thread worker).
+    settings = traced_settings(
+        kb_settings, refused_url(), tracing={"worker": "process", "export_timeout_seconds": 1.0}
+    )
+    tracing = tracing_for(settings)
+    tracer: Any = tracing.langfuse
+    sent: list[str] = []
+    send = tracer._send
+
+    def counted(message: tuple[Any, ...]) -> bool:
+        if message[0] == "trace":
+            sent.append(message[1].trace_id)
+        return bool(send(message))
+
+    tracer._send = counted
+    pipeline = _pipeline(kb, settings, tracing)
+    question = Query(question="How long are backups kept?", tenant="default")
+    try:
+        pipeline.run(question)  # its export is refused: the child pauses tracing
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not tracer.paused():
+            time.sleep(0.1)
+        assert tracer.paused(), "the exporter process's pause reaches the server"
+        shared = tracer._pause_state
+        tracer._pause_state = lambda: (time.monotonic() + 60, 0.0)  # held for the requests below
+        before, unsent = len(sent), tracer.unsent
+        answers = [pipeline.run(question) for _ in range(5)]
+        assert _drained(tracer)
+        assert all(a.answer and a.trace_id for a in answers), "requests are served as ever"
+        assert len(sent) == before and tracer.unsent == unsent + 5
+        tracer._pause_state = lambda: (0.0, 0.0)
+        pipeline.run(question)
+        assert _drained(tracer)
+        assert len(sent) == before + 1, "forwarded again once Langfuse is not failing"
+        tracer._pause_state = shared
+    finally:
+        pipeline.close()
+        tracing.shutdown(timeout=1.0)
+
+
+def _drained(tracer: Any, timeout: float = 20.0) -> bool:
+    """The server's queue to the exporter process is empty (everything sent or dropped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if tracer._queue.unfinished_tasks == 0:
+            return True
+        time.sleep(0.05)
+    return False
