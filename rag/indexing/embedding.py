@@ -275,6 +275,7 @@ class Embedder:
             if getattr(self.settings, k) == "int8"
         )
         reason = onnx_unsupported_reason(model)
+        encoder = None
         if reason is None:
             try:
                 encoder = OnnxEncoder(
