@@ -147,7 +147,10 @@ def main() -> int:
     cache = args.onnx_cache or settings.resolved_data_dir() / "models" / "onnx"
     embedders = {
         p: Embedder(
-            settings.embedding.model_copy(update={"query_precision": p, "document_precision": p}),
+            # ONNX for short texts on both sides, whatever RAG_EMBEDDING__SHORT_TEXT_BACKEND says.
+            settings.embedding.model_copy(
+                update={"query_precision": p, "document_precision": p, "short_text_backend": "auto"}
+            ),
             cache_dir=cache,
         )
         for p in ("fp32", "int8")
