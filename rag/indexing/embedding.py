@@ -351,9 +351,12 @@ class Embedder:
         return self.embed_documents(texts)
 
     def embed_chunks(self, texts: list[str]) -> np.ndarray:
-        """What ingestion stores for chunks: the document precision. A few texts at fp32 go
-        through the fp32 ONNX export (it agrees with PyTorch to min_onnx_cosine, and is
-        faster on a few short texts), whatever the query precision."""
+        """What ingestion stores for chunks: vectors at the document precision. With the same
+        precision for queries, :meth:`embed` (a few texts through the ONNX export, which at
+        fp32 agrees with PyTorch to min_onnx_cosine and is faster on them); otherwise a few
+        fp32 texts through the fp32 export, the rest through :meth:`embed_documents`."""
+        if self.settings.query_precision == self.settings.document_precision:
+            return self.embed(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
