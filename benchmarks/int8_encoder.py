@@ -23,7 +23,7 @@ from elsewhere on the machine falls on both; medians of the rounds): one query a
 batches of 16 queries; document chunks (tokens/s of ``embed_documents`` on 64 chunks).
 
 Goals: nDCG@10 of each int8 path within 0.005 of fp32 (the bar for making it a default, issue
-29). Checks: every judged query scored; int8 vectors within cosine 0.95 of fp32 on average.
+29), one-sided: no more than 0.005 below it (a rise is quality held, not lost). Checks: every judged query scored; int8 vectors within cosine 0.95 of fp32 on average.
 Human-readable lines go to stderr, the JSON to stdout (and ``--json-out``).
 """
 
@@ -247,9 +247,9 @@ def main() -> int:
     goals = [
         Goal(
             f"ndcg10_{name}",
-            f"within {NDCG_TOLERANCE} of fp32 ({base})",
+            f">= fp32 - {NDCG_TOLERANCE} ({base})",
             quality[name]["ndcg@10"],
-            abs(quality[name]["ndcg@10"] - base) <= NDCG_TOLERANCE,
+            quality[name]["ndcg@10"] >= base - NDCG_TOLERANCE,
         )
         for name in ("int8_queries", "int8_documents", "int8_both")
     ]
