@@ -227,6 +227,7 @@ def main() -> int:
     }
     log(f"  ratios: {ratios}")
     results: dict[str, Any] = {
+        "goal": f"nDCG@10 of int8 queries, documents and both >= fp32's - {NDCG_TOLERANCE}",
         "corpus": str(args.corpus),
         "documents": len(corpus),
         "chunks": len(texts),

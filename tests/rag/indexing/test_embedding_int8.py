@@ -20,6 +20,7 @@ from rag.indexing.embedding import Embedder
 from rag.indexing.index import EmbeddingMismatchError, Index
 from rag.indexing.ingest import Ingestor
 from rag.indexing.reindex import reindex
+from rag.indexing.status import collect_status
 
 TEXTS = [
     "How long are production backups kept?",
@@ -162,6 +163,8 @@ def test_the_index_records_what_encoded_its_documents(
     stored = np.asarray(chunk.dense, dtype=np.float32)
     text = str(chunk.payload["text"])
     assert np.allclose(stored, int8.embed_documents([text])[0], atol=1e-5)
+    shown = collect_status(other)["embedding"]  # `rag status`
+    assert shown["document_precision"] == "int8" and shown["query_precision"] == "fp32"
     other.close()
     # And back: an int8 index opened at fp32 is refused the other way round.
     back = Index(settings("fp32"), embedder=fp32)
