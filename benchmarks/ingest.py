@@ -1,7 +1,8 @@
 """Ingestion benchmark: our sync engine vs raw ``model.encode`` vs LlamaIndex's IngestionPipeline.
 
     .venv/bin/python benchmarks/ingest.py DIR_OR_CORPUS_JSONL [--limit N] [--store edge|qdrant]
-        [--qdrant-url URL] [--skip-llamaindex] [--json-out FILE] [--smoke] [--report-only]
+        [--qdrant-url URL] [--skip-llamaindex] [--compare-env K=V ...] [--json-out FILE]
+        [--smoke] [--report-only]
 
 DIR is a folder of documents; a BEIR ``corpus.jsonl`` is written out as one .txt file per
 document (title, blank line, text) into a temp folder first. Each phase runs in its own
@@ -33,6 +34,11 @@ The time of each ingest step (``SyncReport.steps``: read, parse, chunk, pii, inj
 sentence_vectors, upsert, manifest, index) is reported per 1,000 chunks. ``sentence_vectors``
 is work LlamaIndex's pipeline does not do (the answer path's sentences embedded once, at
 ingest: ``rag.indexing.sentence_vectors``), so the ratios are given with and without it.
+
+``--compare-env KEY=VALUE`` (repeatable) runs our cold ingest a second time, right after
+the first, into its own data dir with those ``RAG_*`` variables set (e.g.
+``RAG_EMBEDDING__DOCUMENT_PRECISION=int8``): reported under ``compare_env`` with its ratios
+to raw encode, to LlamaIndex and to our default run (the goals stay on the default run).
 
 Checks (enforced in smoke runs too): documents ingested, none failed, and the unchanged
 re-ingest embeds 0 chunks. Peak RSS of each phase is reported.
@@ -223,12 +229,12 @@ def write_corpus(corpus: Path, out: Path, limit: int | None) -> int:
     return n
 
 
-def _run_phase(args: list[str]) -> dict[str, Any]:
+def _run_phase(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         check=False,
     )
     if proc.returncode != 0:
@@ -257,6 +263,14 @@ def main() -> int:
         "--qdrant-url", default=None, help="a Qdrant server for both sides (with --store qdrant)"
     )
     ap.add_argument("--skip-llamaindex", action="store_true")
+    ap.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also run our ingest with this RAG_* setting (repeatable), e.g. "
+        "RAG_EMBEDDING__DOCUMENT_PRECISION=int8",
+    )
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -278,6 +292,9 @@ def main() -> int:
         ap.error("give a folder of documents or a BEIR corpus.jsonl")
     if a.qdrant_url and a.store != "qdrant":
         ap.error("--qdrant-url is for --store qdrant (both sides on that server)")
+    compare_env = dict(pair.split("=", 1) for pair in a.compare_env if "=" in pair)
+    if len(compare_env) != len(a.compare_env):
+        ap.error("--compare-env: give KEY=VALUE")
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
     folder = a.source
     if a.source.suffix == ".jsonl":
@@ -293,6 +310,26 @@ def main() -> int:
     ours = _run_phase(
         ["--phase", "ours", "--folder", str(folder), "--data", str(data), "--store", a.store, *url]
     )
+    ours_env: dict[str, Any] | None = None
+    if compare_env and a.store == "qdrant" and a.qdrant_url:
+        ap.error("--compare-env needs a store of its own: not with --qdrant-url")
+    if compare_env:
+        print(f"phase 1b: our ingest with {compare_env}…", file=sys.stderr)
+        data_env = work / "data-env"
+        data_env.mkdir()
+        ours_env = _run_phase(
+            [
+                "--phase",
+                "ours",
+                "--folder",
+                str(folder),
+                "--data",
+                str(data_env),
+                "--store",
+                a.store,
+            ],
+            env=compare_env,
+        )
     print("phase 2/3: raw model.encode of the same chunk texts…", file=sys.stderr)
     raw = _run_phase(["--phase", "raw", "--data", str(data)])
     li: dict[str, Any] | None = None
@@ -425,6 +462,42 @@ def main() -> int:
                 "> 0",
                 li["chunks"],
                 int(li["chunks"]) > 0,
+                check=True,
+            )
+        )
+    if ours_env is not None:
+        env_s = float(ours_env["cold_s"])
+        env_steps = {k: float(v) for k, v in ours_env["steps"].items()}
+        env_sentences_s = env_steps.get("sentence_vectors", 0.0)
+        env_per_1000 = 1000.0 / max(1, int(ours_env["chunks"]))
+        li_cold = float(li["cold_s"]) if li is not None else None
+        report["compare_env"] = {
+            "env": compare_env,
+            "cold_ingest_s": round(env_s, 2),
+            "source_tokens_per_s": _per_s(source["tokens"], env_s),
+            "chunks": int(ours_env["chunks"]),
+            "failed": ours_env["failed"],
+            "step_s_per_1000_chunks": {
+                k: round(v * env_per_1000, 3) for k, v in sorted(env_steps.items())
+            },
+            "ratio_to_default_run": round(cold_s / env_s, 3) if env_s else None,
+            "ratio_vs_raw_encode": round(encode_s / env_s, 3) if env_s else None,
+            "ratio_vs_raw_encode_without_sentence_vectors": (
+                round(encode_s / (env_s - env_sentences_s), 3) if env_s > env_sentences_s else None
+            ),
+            "ratio_vs_llamaindex": round(li_cold / env_s, 3) if li_cold and env_s else None,
+            "ratio_vs_llamaindex_without_sentence_vectors": (
+                round(li_cold / (env_s - env_sentences_s), 3)
+                if li_cold and env_s > env_sentences_s
+                else None
+            ),
+        }
+        goals.append(
+            Goal(
+                "compare-env run ingested, none failed",
+                "> 0 chunks, 0 failed",
+                {"chunks": ours_env["chunks"], "failed": ours_env["failed"]},
+                int(ours_env["chunks"]) > 0 and int(ours_env["failed"]) == 0,
                 check=True,
             )
         )

@@ -4,7 +4,7 @@ the raw in-process calls (embed + search, no API), all in one run.
     .venv/bin/python benchmarks/load.py [CORPUS_DIR] [--docs 300] [--connections 32]
         [--threads 2] [--duration 20] [--answer-duration 20] [--warmup 3] [--rounds 1]
         [--raw-requests 400] [--skip-answers] [--processes N] [--compare-tree DIR] [--env K=V]
-        [--compare-env K=V] [--flamegraphs DIR
+        [--compare-env K=V] [--compare-own-index] [--flamegraphs DIR
         --py-spy PATH] [--json-out FILE] [--smoke] [--report-only]
 
 ``CORPUS_DIR``: a BEIR folder (corpus.jsonl, queries.jsonl, qrels/); default
@@ -42,7 +42,9 @@ What it does:
    that tree, per phase and round), so load from elsewhere on the machine falls on both:
    ``ratio_to_compare`` is this tree's req/s over that one's. ``--env KEY=VALUE`` and
    ``--compare-env`` set a server's environment (a setting on one side only: the same
-   checkout as both trees compares a setting).
+   checkout as both trees compares a setting); ``--compare-own-index`` has the other side
+   ingest its own index with its environment (a setting the index's identity locks, such as
+   ``RAG_EMBEDDING__DOCUMENT_PRECISION=int8``).
 5. ``--flamegraphs DIR --py-spy PATH``: after the measured phases, py-spy records this
    tree's server for one more run of each phase (not counted) into
    ``DIR/flame-retrieval.svg`` and ``DIR/flame-answers.svg``.
@@ -527,6 +529,12 @@ def main() -> int:
         help="an environment setting for this tree's servers (RAG_SECTION__KEY=...), repeatable",
     )
     ap.add_argument(
+        "--compare-own-index",
+        action="store_true",
+        help="the compare side ingests its own index (with --compare-env) instead of a copy: "
+        "for settings the index's identity locks, e.g. RAG_EMBEDDING__DOCUMENT_PRECISION",
+    )
+    ap.add_argument(
         "--compare-env",
         action="append",
         default=[],
@@ -627,7 +635,17 @@ def main() -> int:
                 )
 
         data_dirs = {"this": data}
-        if "compare" in trees:  # the same index, key and models, before any server opens it
+        if "compare" in trees and args.compare_own_index:
+            # A setting the index's identity locks (embedding.document_precision): the other
+            # side builds its own index from the same files, with its own environment.
+            data_dirs["compare"] = tmp / "data-compare"
+            run_cli(
+                trees["compare"],
+                ["--data-dir", str(data_dirs["compare"]), "ingest", str(docs_dir), "--json"],
+                env["compare"],
+            )
+            shutil.copy2(data / "keys.json", data_dirs["compare"] / "keys.json")
+        elif "compare" in trees:  # the same index, key and models, before any server opens it
             data_dirs["compare"] = tmp / "data-compare"
             shutil.copytree(data, data_dirs["compare"], symlinks=True)
         # More processes of this tree: each its own copy of the index (an edge shard opens in

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.core.errors import ConfigError
@@ -97,6 +104,28 @@ class EmbeddingSettings(_Section):
     short_text_backend: Literal["auto", "onnx", "torch"] = "auto"
     onnx_max_batch: int = Field(default=8, ge=1, le=4096)
     min_onnx_cosine: float = Field(default=0.9999, gt=0.0, le=1.0)
+    # int8: an ONNX Runtime dynamic quantization (QInt8 weights, per channel) of the ONNX export,
+    # built at warm-up and kept beside it, never downloaded. query_precision: what embeds
+    # queries and short texts. document_precision: what embeds documents at ingest (chunks and
+    # the answer path's sentence vectors) and what is compared with those stored vectors; it is
+    # part of the index's identity (changing it needs `rag reindex`). fp32: the float model
+    # (PyTorch at embedding.dtype for documents, the fp32 ONNX export for short texts).
+    query_precision: Literal["fp32", "int8"] = "fp32"
+    document_precision: Literal["fp32", "int8"] = "fp32"
+    # int8 is refused at warm-up when it strays further than this from fp32 on the probe texts.
+    min_int8_cosine: float = Field(default=0.97, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> EmbeddingSettings:
+        if self.short_text_backend == "torch" and "int8" in (
+            self.query_precision,
+            self.document_precision,
+        ):
+            raise ConfigError(
+                "embedding precision int8 runs on ONNX Runtime, but embedding.short_text_backend "
+                "is 'torch': set it to 'auto' or 'onnx', or the precisions to fp32"
+            )
+        return self
 
 
 class ChunkingSettings(_Section):

@@ -2,6 +2,10 @@
 
 ``identity()`` is cheap (reads config files and hashes the weights) and is what the index is
 version-locked to. ``warm_up()`` loads the model and picks bf16 when it agrees with fp32.
+
+Precisions (``embedding.query_precision`` / ``embedding.document_precision``): fp32 is the
+float model; int8 is the ONNX export quantized to int8 (``rag.indexing.embedding_onnx``),
+checked against fp32 at warm-up. What encoded the documents is part of the identity.
 """
 
 from __future__ import annotations
@@ -55,12 +59,29 @@ class EmbeddingIdentity:
     dimension: int
     fingerprint: str
     normalize: bool
+    # What encoded the documents (embedding.document_precision): fp32 or int8.
+    document_precision: str = "fp32"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        # fp32 is left out: indexes, answer caches and eval indexes made before precisions
+        # existed were made at fp32 and keep their identity.
+        if self.document_precision == "fp32":
+            del out["document_precision"]
+        return out
+
+    @property
+    def vectors_fingerprint(self) -> str:
+        """What made the stored document vectors: the weights, and the precision unless fp32."""
+        if self.document_precision == "fp32":
+            return self.fingerprint
+        return f"{self.fingerprint}:{self.document_precision}"
 
     def describe(self) -> str:
-        return f"{self.model} (dimension {self.dimension}, weights {self.fingerprint[:12]}, normalize={self.normalize})"
+        return (
+            f"{self.model} (dimension {self.dimension}, weights {self.fingerprint[:12]}, "
+            f"normalize={self.normalize}, documents {self.document_precision})"
+        )
 
 
 _fingerprint_cache: dict[tuple[str, int, int], str] = {}
@@ -130,7 +151,8 @@ class Embedder:
     def __init__(self, settings: EmbeddingSettings, cache_dir: Path | None = None):
         self.settings = settings
         self.cache_dir = cache_dir  # where the ONNX export is kept (None: a temporary folder)
-        self._onnx: Any = None
+        self._onnx: Any = None  # the fp32 ONNX export (short texts)
+        self._int8: Any = None  # its int8 quantization, where a precision asks for it
         self.model_dir = (
             Path(settings.model_path).expanduser().resolve()
             if settings.model_path
@@ -141,6 +163,7 @@ class Embedder:
         self._lock = threading.Lock()
         self.dtype = "float32"
         self.bf16_cosine: float | None = None
+        self.int8_cosine: float | None = None  # its min cosine to fp32 on the warm-up probe
         self.texts_embedded = 0
         self._query_batcher: QueryBatcher | None = None
         self._document_batcher: QueryBatcher | None = None
@@ -157,6 +180,7 @@ class Embedder:
                 dimension=_dimension(self.model_dir),
                 fingerprint=_weights_fingerprint(self.model_dir),
                 normalize=self.settings.normalize,
+                document_precision=self.settings.document_precision,
             )
         return self._identity
 
@@ -204,17 +228,83 @@ class Embedder:
                         "bf16 embeddings disagree with fp32 (min cosine %.4f); using fp32", cos
                     )
                     del model_bf16
-            self._model = model
             self.max_seq_length = int(model.max_seq_length or 0)
-            if self.settings.short_text_backend != "torch":
+            if self.settings.short_text_backend != "torch" and "fp32" in (
+                self.settings.query_precision,
+                self.settings.document_precision,  # a few chunks: embed_chunks
+            ):
                 # Exported from (and checked against) the fp32 weights whatever the document
                 # dtype: bf16 is only kept when it agrees with fp32 to min_bf16_cosine anyway.
                 self._onnx = self._load_onnx(fp32)
+            if "int8" in (self.settings.query_precision, self.settings.document_precision):
+                self._int8 = self._load_int8(fp32)
+            # Last: a caller that sees the model loaded also sees the encoders beside it.
+            self._model = model
 
     @property
     def short_text_backend(self) -> str:
         """What embeds short texts: "onnx" once warm-up found it usable, else "torch"."""
-        return "onnx" if self._onnx is not None else "torch"
+        return "onnx" if self._query_encoder() is not None else "torch"
+
+    @property
+    def query_backend(self) -> str:
+        """What embeds queries and short texts: onnx-int8, onnx-fp32 or torch-<dtype>."""
+        encoder = self._query_encoder()
+        return f"onnx-{encoder.precision}" if encoder is not None else f"torch-{self.dtype}"
+
+    @property
+    def document_backend(self) -> str:
+        """What embeds documents (and what is compared with them): onnx-int8 or torch-<dtype>."""
+        return "onnx-int8" if self._document_encoder() is not None else f"torch-{self.dtype}"
+
+    def _query_encoder(self) -> Any:
+        return self._int8 if self.settings.query_precision == "int8" else self._onnx
+
+    def _document_encoder(self) -> Any:
+        """The ONNX encoder documents go through (int8), or None: the PyTorch model."""
+        return self._int8 if self.settings.document_precision == "int8" else None
+
+    def _load_int8(self, model: Any) -> Any:
+        """The int8 encoder, or EmbeddingError saying why not: asked for by name, and (for
+        documents) named in the index's identity, so never replaced by fp32 silently."""
+        from rag.indexing.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
+
+        keys = " and ".join(
+            f"embedding.{k}"
+            for k in ("query_precision", "document_precision")
+            if getattr(self.settings, k) == "int8"
+        )
+        reason = onnx_unsupported_reason(model)
+        encoder = None
+        if reason is None:
+            try:
+                encoder = OnnxEncoder(
+                    model,
+                    self.cache_dir,
+                    self.identity().fingerprint,
+                    self.settings.threads,
+                    precision="int8",
+                )
+                ref = model.encode(_PROBE, normalize_embeddings=True, convert_to_numpy=True)
+                got = encoder.encode(_PROBE, normalize=True)
+                self.int8_cosine = float(np.min(np.sum(ref * got, axis=1)))
+                if self.int8_cosine < self.settings.min_int8_cosine:
+                    reason = (
+                        f"its vectors stray from fp32 (min cosine {self.int8_cosine:.4f} < "
+                        f"embedding.min_int8_cosine {self.settings.min_int8_cosine})"
+                    )
+            except Exception as exc:  # noqa: BLE001 - said below, with what to do
+                reason = f"quantization failed: {exc}"
+        if reason is None:
+            return encoder
+        raise EmbeddingError(
+            f"{keys} is 'int8' but the int8 encoder is unavailable: {reason}. Set it to 'fp32'"
+            + (
+                " (an index built at int8 then needs `rag reindex`)"
+                if self.settings.document_precision == "int8"
+                else ""
+            )
+        )
 
     def _load_onnx(self, model: Any) -> Any:
         from rag.indexing.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
@@ -253,19 +343,45 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
-        if self._onnx is not None and len(texts) <= self.settings.onnx_max_batch:
+        encoder = self._query_encoder()
+        if encoder is not None and len(texts) <= self.settings.onnx_max_batch:
+            vecs = encoder.encode(texts, normalize=self.settings.normalize)
+            self.texts_embedded += len(texts)
+            return np.asarray(vecs, dtype=np.float32)
+        return self.embed_documents(texts)
+
+    def embed_chunks(self, texts: list[str]) -> np.ndarray:
+        """What ingestion stores for chunks: vectors at the document precision. With the same
+        precision for queries, :meth:`embed` (a few texts through the ONNX export, which at
+        fp32 agrees with PyTorch to min_onnx_cosine and is faster on them); otherwise a few
+        fp32 texts through the fp32 export, the rest through :meth:`embed_documents`."""
+        if self.settings.query_precision == self.settings.document_precision:
+            return self.embed(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        self.warm_up()
+        if (
+            self._document_encoder() is None
+            and self._onnx is not None
+            and len(texts) <= self.settings.onnx_max_batch
+        ):
             vecs = self._onnx.encode(texts, normalize=self.settings.normalize)
             self.texts_embedded += len(texts)
             return np.asarray(vecs, dtype=np.float32)
         return self.embed_documents(texts)
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
-        """Embed with the document encoder (the PyTorch model, bf16 where warm-up chose it)
-        however few the texts: what ingestion stores for chunks and their sentences, and what
+        """Embed with the document encoder (the PyTorch model, bf16 where warm-up chose it; the
+        int8 ONNX encoder at document_precision int8) however few the texts: what ingestion stores for chunks and their sentences, and what
         is compared with those stored vectors, so that a cosine never mixes two numerics."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         self.warm_up()
+        encoder = self._document_encoder()
+        if encoder is not None:
+            vecs = encoder.encode(texts, normalize=self.settings.normalize)
+            self.texts_embedded += len(texts)
+            return np.asarray(vecs, dtype=np.float32)
         import torch
 
         with torch.inference_mode():

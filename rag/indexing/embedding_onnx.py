@@ -7,6 +7,13 @@ large document batches PyTorch is as fast, so ingestion keeps using it.
 The graph is exported from the already loaded model (same weights, so the index's version lock
 is unchanged) and cached by weight fingerprint. It is only used if it agrees with PyTorch on
 probe texts (``Embedder.warm_up`` checks); otherwise the embedder stays on PyTorch.
+
+``precision="int8"``: ONNX Runtime's dynamic quantization of that export (QInt8 weights per
+output channel; activations quantized per run), built once beside it (``model-int8.onnx``).
+Its activation scale is taken over the whole input tensor, so a text's vector would depend on
+the texts batched with it (cosine 0.986 in the worst case on SciFact claims, padded or not):
+the int8 encoder runs one text at a time, and a vector is a function of its text alone.
+Results still differ slightly between CPUs (with or without AVX-512 VNNI).
 """
 
 from __future__ import annotations
@@ -24,11 +31,38 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxEncoder", "onnx_unsupported_reason"]
+__all__ = ["PRECISIONS", "OnnxEncoder", "QuantizationUnavailable", "onnx_unsupported_reason"]
 
 log = logging.getLogger(__name__)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# precision -> file name of its graph under the fingerprint's folder.
+PRECISIONS = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
+
+
+class QuantizationUnavailable(RuntimeError):
+    """ONNX Runtime's quantization tools (``onnxruntime.quantization``, which needs ``onnx``)
+    cannot be imported."""
+
+
+def _quantize_int8(source: Path, path: Path) -> None:
+    """Write the int8 dynamic quantization of ``source`` to ``path`` (atomically)."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise QuantizationUnavailable(
+            f"onnxruntime.quantization cannot be imported ({exc}): install the `onnx` package "
+            "beside onnxruntime"
+        ) from exc
+    tmp = path.with_suffix(".tmp")
+    try:
+        # Per-channel weights keep SciFact vectors at cosine ~0.994 to fp32 (per tensor: 0.957).
+        quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
 
 
 def onnx_unsupported_reason(model: Any) -> str | None:
@@ -111,7 +145,12 @@ def _export_to(model: Any, tmp: Path, input_names: list[str], sample: Any, Wrapp
 
 class OnnxEncoder:
     def __init__(
-        self, st_model: Any, cache_dir: Path | None, fingerprint: str, threads: int | None
+        self,
+        st_model: Any,
+        cache_dir: Path | None,
+        fingerprint: str,
+        threads: int | None,
+        precision: str = "fp32",
     ):
         self._tokenizer = st_model.tokenizer
         self.max_length = int(st_model.max_seq_length or 512)
@@ -128,12 +167,23 @@ class OnnxEncoder:
         if cache_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="rag-onnx-")
             cache_dir = Path(self._tmp.name)
-        self.path = Path(cache_dir) / fingerprint / "model.onnx"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+        self.precision = precision
+        # int8 activations are quantized over the whole batch: one text per run (see above).
+        self.one_text_per_run = precision == "int8"
+        fp32_path = Path(cache_dir) / fingerprint / PRECISIONS["fp32"]
+        self.path = Path(cache_dir) / fingerprint / PRECISIONS[precision]
         if not self.path.exists():
-            log.info(
-                "exporting the embedding model to ONNX for query encoding (once): %s", self.path
-            )
-            _export(auto_model, self.path, self.input_names)
+            if not fp32_path.exists():
+                log.info(
+                    "exporting the embedding model to ONNX for query encoding (once): %s",
+                    fp32_path,
+                )
+                _export(auto_model, fp32_path, self.input_names)
+            if self.path != fp32_path:
+                log.info("quantizing the ONNX embedding model to int8 (once): %s", self.path)
+                _quantize_int8(fp32_path, self.path)
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -150,6 +200,11 @@ class OnnxEncoder:
 
     def encode(self, texts: list[str], normalize: bool) -> np.ndarray:
         prepared = [t.strip().lower() if self.do_lower_case else t.strip() for t in texts]
+        if self.one_text_per_run and len(prepared) > 1:
+            return np.concatenate([self._encode([t], normalize) for t in prepared])
+        return self._encode(prepared, normalize)
+
+    def _encode(self, prepared: list[str], normalize: bool) -> np.ndarray:
         enc = self._tokenizer(
             prepared, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
         )

@@ -70,7 +70,7 @@ class Index:
         self.sparse = Bm25Encoder()
         # What the answer path compares with the question, embedded at ingest (per collection).
         self.sentence_vectors = SentenceVectors(
-            self.data_dir, lambda: self.embedder.identity().fingerprint
+            self.data_dir, lambda: self.embedder.identity().vectors_fingerprint
         )
         self.alias = settings.store.collection
         self._manifest: Manifest | None = None
@@ -214,13 +214,27 @@ class Index:
                 "built with."
             )
         if mismatched:
-            have = EmbeddingIdentity(**{k: stored.get(k) for k in want})  # type: ignore[arg-type]
+            have = EmbeddingIdentity(
+                **{k: stored.get(k) for k in ("model", "dimension", "fingerprint", "normalize")},  # type: ignore[arg-type]
+                document_precision=stored.get("document_precision", "fp32"),
+            )
             raise EmbeddingMismatchError(
                 f"index '{self.alias}' (collection {collection}) was built with {have.describe()}, "
                 f"but the configured embedding model is {identity.describe()} "
                 f"(differs in: {', '.join(mismatched)}). Mixing them would return wrong neighbours. "
                 "Run `rag reindex` to rebuild the index with the configured model, or set "
                 "embedding.model_path back to the model the index was built with."
+            )
+        # Recorded since int8 document encoding existed; an index without it was built at fp32.
+        built_at = stored.get("document_precision", "fp32")
+        if built_at != identity.document_precision:
+            raise EmbeddingMismatchError(
+                f"index '{self.alias}' (collection {collection}) holds documents encoded at "
+                f"{built_at}, but embedding.document_precision is {identity.document_precision}: "
+                "new chunks and the answer path's question vectors would be encoded otherwise "
+                "than the stored ones. Run `rag reindex` to re-encode the index at "
+                f"{identity.document_precision}, or set embedding.document_precision back to "
+                f"{built_at} (embedding.query_precision may differ from it)."
             )
 
     def view(self, collection: str) -> Index:

@@ -691,7 +691,7 @@ class Ingestor:
                     to_embed.setdefault((c.tenant, c.text_hash), c.text)
             if to_embed:
                 keys = list(to_embed)
-                embedded = self.index.embedder.embed([to_embed[k] for k in keys])
+                embedded = self.index.embedder.embed_chunks([to_embed[k] for k in keys])
                 for k, vec in zip(keys, embedded, strict=False):
                     by_hash[k] = vec.tolist()
                 report.embedded += len(keys)

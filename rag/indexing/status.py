@@ -37,6 +37,9 @@ def collect_status(index: Index) -> dict[str, Any]:
             "fingerprint": identity.fingerprint,
             "normalize": identity.normalize,
             "dtype": index.embedder.dtype if index.embedder._model is not None else None,
+            # What encoded this index's documents (its identity) and what encodes queries.
+            "document_precision": identity.document_precision,
+            "query_precision": index.embedder.settings.query_precision,
         },
         "collection": collection,
         "alias": index.alias,

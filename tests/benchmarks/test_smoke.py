@@ -206,6 +206,8 @@ SMOKE: dict[str, tuple[str, Args]] = {
     "tracing_load": ("tracing_load.py", lambda ds, tmp: ["--dataset", str(ds)]),
     # 2,000 and 4,000 synthetic chunks from the tiny set's sentences and 40 real vectors
     "scale": ("scale.py", lambda ds, tmp: ["--dataset", str(ds), "--seeds", "6"]),
+    # the tiny set's paragraphs and questions, fp32 and int8 encoders (ONNX whatever the env)
+    "int8_encoder": ("int8_encoder.py", lambda ds, tmp: [str(ds)]),
 }
 
 
