@@ -2112,6 +2112,38 @@ BREAKS = [
         "tests/rag/verification/test_citations.py::test_a_definitions_label_is_a_value_its_passage_states",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
+    Break(
+        "issue 30 (s5): 'it' after 'What should I use ...?' is not the name the answer gave",
+        "rag/query/condense.py",
+        "        if _ASKS_WHAT_TO_USE.match(_text(ctx.question)):\n",
+        "        if False:\n",
+        "tests/rag/query/test_condense.py::test_it_is_what_an_answer_to_what_should_i_use_named",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "issue 30 (s5): a definition's label does not answer what the thing it names is",
+        "rag/generate/extractive.py",
+        "        elif defines_what_is_asked(question, sentence, headings[n]):\n",
+        "        elif False:\n",
+        "tests/rag/generate/test_generate_extractive.py::test_a_definitions_label_answers_what_the_thing_it_names_is",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "issue 30 (s5): any label answers 'What is X?', whatever it names",
+        "rag/generate/extractive.py",
+        '    if name == thing or name.endswith("." + thing) or thing.endswith("." + name):\n',
+        "    if True:\n",
+        "tests/rag/generate/test_generate_extractive.py::test_a_definitions_label_answers_what_the_thing_it_names_is",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "issue 30 (s5): a subcommand's label answers on any page",
+        "rag/generate/extractive.py",
+        "    return len(words) > 1 and name == words[-1] and all(w in place for w in words[:-1])\n",
+        "    return len(words) > 1 and name == words[-1]\n",
+        "tests/rag/generate/test_generate_extractive.py::test_a_definitions_label_answers_what_the_thing_it_names_is",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
 ]
 
 

@@ -485,6 +485,9 @@ class _Context:
 _USE_INSTEAD = re.compile(
     r"\b(?:use|using)\s+(?:the\s+|an?\s+)?([A-Za-z_][\w.]*)(?:\(\))?(?:\s+([a-z]+))?\s+instead\b"
 )
+_ASKS_WHAT_TO_USE = re.compile(
+    r"^what\s+(?:should|can|could|do|would|must)\s+(?:i|we|you)\s+use\b", re.IGNORECASE
+)
 _CALLED = re.compile(r"\b(?:called|named)\s+([A-Za-z_][\w.]*)")
 _CODE_LIKE = re.compile(
     r"^(?:[A-Za-z_]\w*\.[A-Za-z_][\w.]*|[A-Za-z_]\w*\(\)|_*[a-z]+_\w*|[a-z]+\d\w*|"
@@ -499,10 +502,25 @@ def _answer_name(ctx: _Context) -> str | None:
     if not end or not ctx.answer:
         return None
     noun = _low(ctx.question[end - 1])
-    if noun not in _NAME_NOUNS:
-        return None
     answer = re.sub(r"\s*\[\d+\]", "", ctx.answer)
     asked = {_low(t) for t in ctx.question}
+    if noun not in _NAME_NOUNS:
+        if _ASKS_WHAT_TO_USE.match(_text(ctx.question)):
+            # "What should I use instead of lists as queues?" — "To implement a queue, use
+            # collections.deque ...", "use secrets instead": it is the name the answer gives
+            recommended = next(
+                (
+                    m.group(1)
+                    for m in _USE_INSTEAD.finditer(answer)
+                    if _low(m.group(1)) not in asked
+                ),
+                None,
+            )
+            return recommended or next(
+                (w for w in _tokens(answer) if _CODE_LIKE.match(w) and _low(w) not in asked),
+                None,
+            )
+        return None
     # "The getopt module is a parser ...; consider using the argparse module instead": the
     # name the answer recommends is the answer, not the first one it mentions
     for recommended in _USE_INSTEAD.finditer(answer):
@@ -1068,7 +1086,8 @@ def _kind(done: Condensed, before: _Context | None, answer: str) -> str | None:
     a heap queue), kept while follow-ups refer back; gone with a new complete question."""
     tokens = _tokens(done.question)
     ctx = _Context(tokens, done.topic, answer)
-    if _answer_name(ctx) is not None:
+    end = _wh_phrase_end(tokens)
+    if end and _low(tokens[end - 1]) in _NAME_NOUNS and _answer_name(ctx) is not None:
         roles = _roles(tokens)
         chunks = [c for c in _chunks(tokens, roles) if not c.wh]
         obj = next((c for c in chunks if not _inverted_subject(tokens, roles, c)), None)

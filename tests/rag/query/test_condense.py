@@ -446,3 +446,25 @@ def test_it_is_the_name_an_answer_recommends_not_the_first_it_mentions() -> None
         conversation(options, then="How do I add an option to it?")
         == "How do I add an option to argparse?"
     )
+
+
+def test_it_is_what_an_answer_to_what_should_i_use_named() -> None:
+    lists = ("Are lists efficient as queues?", "Lists are not efficient for this purpose [1].")
+    instead = (
+        "What should I use instead?",
+        "To implement a queue, use collections.deque which was designed to have fast appends "
+        "and pops from both ends [1].",
+    )
+    assert (
+        conversation(lists, instead, then="Which module provides it?")
+        == "Which module provides collections.deque?"
+    )
+    random = ("Is random suitable for security purposes?", "It should not be used for that [1].")
+    secrets = (
+        "What should I use for that instead?",
+        "random shouldn't be used for security purposes, use secrets instead [1].",
+    )
+    assert (
+        conversation(random, secrets, then="How do I generate a token with it?")
+        == "How do I generate a token with secrets?"
+    )
