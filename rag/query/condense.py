@@ -611,7 +611,7 @@ def _candidates(
         topic_plural = topic_chunks[0].plural(topic) if topic_chunks else False
         if number is None or (number == "plur") == topic_plural:
             out.append(topic)
-    name = None if kinds_only else _answer_name(ctx)  # "one" is an instance, not a name
+    name = _answer_name(ctx)
     if name and number != "plur":
         out.append([name])
     excluded = exclude | {_singular(w) for w in exclude}
