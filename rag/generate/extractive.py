@@ -74,6 +74,63 @@ def names_what_is_asked(question: str, sentence: str) -> bool:
     return "-".join(asked.group(1).lower().split()) == line.group(1).lower()
 
 
+# "What is checkpoint_timeout?", "What does work_mem limit?", "What is a fast-forward?": the
+# thing asked about, one name (words of a command: "git stash pop")
+_WHAT_IS = re.compile(r"^\s*what\s+(?:is|are)\s+(?:an?\s+|the\s+)?(\S+)\s*\?\s*$", re.IGNORECASE)
+# What opens a definition's label in reference documentation ("class csv.DictReader(f, ...)",
+# "classmethod date.today()"), before the name it defines
+_LABEL_KINDS = frozenset(
+    (
+        "class",
+        "classmethod",
+        "staticmethod",
+        "method",
+        "function",
+        "exception",
+        "attribute",
+        "data",
+        "property",
+        "abstractmethod",
+        "coroutine",
+        "async",
+    )
+)
+
+
+def _defined_name(sentence: str) -> str | None:
+    """The name a definition's label defines, when ``sentence`` opens with one on a line of its
+    own (rag.core.sentences.passage_segments: "work_mem (integer)\nSets the base maximum
+    ...", "classmethod date.today()\nReturn the current local date", "pop [--index]
+    [<stash>]\nRemove a single stashed state ...")."""
+    label, newline, _ = sentence.partition("\n")
+    words = label.split()
+    if not newline or not words:
+        return None
+    while len(words) > 1 and words[0].lower() in _LABEL_KINDS:
+        words = words[1:]
+    name = re.sub(r"\(.*$", "", words[0]).rstrip(":,").lower()
+    return name or None
+
+
+def defines_what_is_asked(question: str, sentence: str, headings: Sequence[str] = ()) -> bool:
+    """Whether ``sentence`` is the definition, in reference documentation, of what a "What is
+    X?" / "What does X do?" question asks about: its label names X ("checkpoint_timeout
+    (integer)", "classmethod date.today()" for "date.today()" or "today"), or the last word
+    of X on the page of the rest ("pop [--index] ..." on git-stash(1) for "git stash pop")."""
+    asked = _WHAT_DOES.match(question) or _WHAT_IS.match(question)
+    name = _defined_name(sentence)
+    if asked is None or name is None:
+        return False
+    words = [w for w in asked.group(1).lower().split() if w not in ("a", "an", "the")]
+    if not words:
+        return False
+    thing = re.sub(r"\(\)$", "", " ".join(words))
+    if name == thing or name.endswith("." + thing) or thing.endswith("." + name):
+        return True
+    place = " ".join(headings).lower()
+    return len(words) > 1 and name == words[-1] and all(w in place for w in words[:-1])
+
+
 # A follow-up that refers back is answered from the document the previous answer came from
 # at this share of ``min_score`` (in_conversation_place): the relevance model was fitted on
 # questions that name their subject, and a sentence answering "Where are they stored?" need
@@ -146,6 +203,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
         rel = relevance(features)
         if names_what_is_asked(question, sentence):
             rel = max(rel, NAME_LINE_RELEVANCE)
+        elif defines_what_is_asked(question, sentence, headings[n]):
+            rel = max(rel, NAME_LINE_RELEVANCE)  # a definition's own label names the thing
         typed = None if not (features.type_hit or features.type_miss) else bool(features.type_hit)
         prior = passage_sim[text]
         score = rel + PASSAGE_WEIGHT * prior

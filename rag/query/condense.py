@@ -477,8 +477,17 @@ class _Context:
     question: list[str]  # the previous user turn, standalone, as tokens
     topic: str | None  # what the previous follow-up was resolved to
     answer: str  # the assistant's answer to it ("" when none)
+    # What the name a "Which module creates virtual environments?" was answered with is
+    # about ("virtual environments"): "one" means one of those, never the name ("venv")
+    kind: str | None = None
 
 
+_USE_INSTEAD = re.compile(
+    r"\b(?:use|using)\s+(?:the\s+|an?\s+)?([A-Za-z_][\w.]*)(?:\(\))?(?:\s+([a-z]+))?\s+instead\b"
+)
+_ASKS_WHAT_TO_USE = re.compile(
+    r"^what\s+(?:should|can|could|do|would|must)\s+(?:i|we|you)\s+use\b", re.IGNORECASE
+)
 _CALLED = re.compile(r"\b(?:called|named)\s+([A-Za-z_][\w.]*)")
 _CODE_LIKE = re.compile(
     r"^(?:[A-Za-z_]\w*\.[A-Za-z_][\w.]*|[A-Za-z_]\w*\(\)|_*[a-z]+_\w*|[a-z]+\d\w*|"
@@ -493,10 +502,31 @@ def _answer_name(ctx: _Context) -> str | None:
     if not end or not ctx.answer:
         return None
     noun = _low(ctx.question[end - 1])
-    if noun not in _NAME_NOUNS:
-        return None
     answer = re.sub(r"\s*\[\d+\]", "", ctx.answer)
     asked = {_low(t) for t in ctx.question}
+    if noun not in _NAME_NOUNS:
+        if _ASKS_WHAT_TO_USE.match(_text(ctx.question)):
+            # "What should I use instead of lists as queues?" — "To implement a queue, use
+            # collections.deque ...", "use secrets instead": it is the name the answer gives
+            recommended = next(
+                (
+                    m.group(1)
+                    for m in _USE_INSTEAD.finditer(answer)
+                    if _low(m.group(1)) not in asked
+                ),
+                None,
+            )
+            return recommended or next(
+                (w for w in _tokens(answer) if _CODE_LIKE.match(w) and _low(w) not in asked),
+                None,
+            )
+        return None
+    # "The getopt module is a parser ...; consider using the argparse module instead": the
+    # name the answer recommends is the answer, not the first one it mentions
+    for recommended in _USE_INSTEAD.finditer(answer):
+        name, kind = recommended.group(1), (recommended.group(2) or "").lower()
+        if name.lower() not in asked and kind in ("", noun, _singular(noun)):
+            return name
     found = _CALLED.search(answer)
     if found and found.group(1).lower() not in asked:
         return found.group(1).rstrip(".")
@@ -573,7 +603,9 @@ def _candidates(
 ) -> list[list[str]]:
     """Antecedents for a pronoun, best first (see the module docstring)."""
     out: list[list[str]] = []
-    if ctx.topic:
+    if kinds_only and ctx.kind:
+        out.append(_tokens(ctx.kind))  # "turn a list into one": one heap queue, not heapq
+    if ctx.topic and not (kinds_only and ctx.kind):
         topic = _tokens(ctx.topic)
         topic_chunks = _chunks(topic)
         topic_plural = topic_chunks[0].plural(topic) if topic_chunks else False
@@ -618,7 +650,10 @@ def _candidates(
         out.append(_described(ctx.question, wh[0]))
         wh = []
     for c in [*agreeing, *wh, *rest]:
-        words = c.words(ctx.question)
+        words = _whole_of_part(c.words(ctx.question), c.head - c.start)
+        if len(words) < c.end - c.start:  # "a given position of a list": the list
+            out.append(_definite(words))
+            continue
         if number == "plur" and c is subject and not c.plural(ctx.question) and agrees(c):
             out.append(_generic_plural(words, c.head - c.start))
             continue
@@ -628,6 +663,23 @@ def _candidates(
     if recent_first and ctx.topic and out and out[0] == _tokens(ctx.topic):
         out.append(out.pop(0))  # "that" is what was said last, before the topic
     return out
+
+
+# Nouns that name a part or a place of something ("the end of a list", "a given position of
+# a list"): a pronoun that comes back to such a phrase means the whole, the thing after "of".
+_PART_NOUNS = _words(
+    "end ends start beginning front back top bottom middle position positions index part parts "
+    "rest side head tail edge"
+)
+
+
+def _whole_of_part(words: list[str], head_offset: int) -> list[str]:
+    """ "a given position of a list" → "a list"; any other phrase as it is."""
+    if not 0 <= head_offset < len(words) - 2 or _low(words[head_offset]) not in _PART_NOUNS:
+        return words
+    if _low(words[head_offset + 1]) != "of":
+        return words
+    return words[head_offset + 2 :]
 
 
 def _inverted_subject(tokens: Sequence[str], roles: Sequence[str], chunk: _Chunk) -> bool:
@@ -805,7 +857,29 @@ def _instead(tokens: list[str], ctx: _Context) -> list[str]:
     picks = _candidates(ctx, {_low(t) for t in words}, None, False)
     if not picks:
         return tokens
-    return [*words, "of", *_definite(picks[0])]
+    # "Are lists efficient as queues?" — "What should I use instead?": instead of lists, as
+    # queues (the use the last turn was about, unless this question names its own)
+    purpose: list[str] = []
+    if not {_low(t) for t in words} & _PURPOSE:
+        purpose = _purpose_phrase(ctx.question)
+    return [*words, "of", *_definite(picks[0]), *purpose]
+
+
+_PURPOSE = _words("as for")
+
+
+def _purpose_phrase(question: list[str]) -> list[str]:
+    """The question's closing "as queues" / "for security purposes" (a noun phrase after "as"
+    or "for" that ends it), or nothing."""
+    body = [t for t in question if not _is_punct(t)]
+    roles = _roles(body)
+    for i in range(len(body) - 2, 0, -1):
+        if _low(body[i]) in _PURPOSE:
+            tail = roles[i + 1 :]
+            if tail and all(r in ("det", "noun") for r in tail) and "noun" in tail:
+                return body[i:]
+            return []
+    return []
 
 
 # -- ellipsis ----------------------------------------------------------------------------------
@@ -861,6 +935,10 @@ def _replace_pp(fragment: list[str], previous: list[str]) -> list[str]:
     end = at + 1
     while end < len(body) and roles[end] not in ("aux", "wh", "conj", "verb", "punct"):
         end += 1
+    # "to the end of a list" → "at a given position": of a list still (what it is a part of)
+    owner = next((i for i in range(at + 1, end) if _low(body[i]) == "of"), None)
+    if owner is not None and "of" not in {_low(w) for w in words}:
+        return [*body[:at], *words, *body[owner:end], *body[end:]]
     return [*body[:at], *words, *body[end:]]
 
 
@@ -1002,6 +1080,24 @@ def _one(question: str, ctx: _Context | None) -> Condensed:
     return Condensed(standalone or asked, asked, "rules", "pronoun", topic)
 
 
+def _kind(done: Condensed, before: _Context | None, answer: str) -> str | None:
+    """What "one" means after this turn (``_Context.kind``): the thing a "which module / class
+    ...?" question answered with a name asks about ("Which module implements a heap queue?":
+    a heap queue), kept while follow-ups refer back; gone with a new complete question."""
+    tokens = _tokens(done.question)
+    ctx = _Context(tokens, done.topic, answer)
+    end = _wh_phrase_end(tokens)
+    if end and _low(tokens[end - 1]) in _NAME_NOUNS and _answer_name(ctx) is not None:
+        roles = _roles(tokens)
+        chunks = [c for c in _chunks(tokens, roles) if not c.wh]
+        obj = next((c for c in chunks if not _inverted_subject(tokens, roles, c)), None)
+        if obj is not None:
+            return _text(obj.words(tokens))
+    if before is not None and done.method == "rules" and done.reason != "topic shift":
+        return before.kind
+    return None
+
+
 def condense(question: str, history: Sequence[Turn], max_turns: int = 8) -> Condensed:
     """The question as it reads on its own, given the conversation before it (see the module
     docstring). Only the last ``max_turns`` user questions (and their answers) are read."""
@@ -1020,7 +1116,7 @@ def condense(question: str, history: Sequence[Turn], max_turns: int = 8) -> Cond
     try:
         for earlier, answer in exchanges:
             done = _one(earlier, ctx)
-            ctx = _Context(_tokens(done.question), done.topic, answer)
+            ctx = _Context(_tokens(done.question), done.topic, answer, _kind(done, ctx, answer))
         return _one(question, ctx)
     except Exception as exc:  # noqa: BLE001 - the question as asked is always a fallback
         log.warning("condense: rules failed (%s); the question is answered as asked", exc)

@@ -37,7 +37,7 @@ from rag.contracts import AnswerSentence, PackedContext, Passage, VerifiedAnswer
 from rag.core.config import CitationSettings
 from rag.core.errors import VerificationError
 from rag.core.sentences import MARKER as _MARKER
-from rag.core.sentences import split_sentences
+from rag.core.sentences import passage_segments, split_sentences
 from rag.guards.injection import output_check
 from rag.verification.answer_types import (
     WORD,
@@ -190,14 +190,18 @@ def _markers(sentence: str) -> tuple[str, list[int]]:
     for m in _MARKER.finditer(sentence):
         numbers.extend(int(x) for x in re.split(r"\s*[,;]\s*", m.group(1)))
     bare = _MARKER.sub("", sentence).strip()
-    bare = re.sub(r"\s+([.,;:!?])", r"\1", bare)
+    # the space a marker left before the full stop; not the dot that opens a name (".venv")
+    bare = re.sub(r"\s+([.,;:!?])(?=[\s\"')\]]|$)", r"\1", bare)
     return bare, numbers
 
 
 @functools.lru_cache(maxsize=4096)
 def _passage_sentences(text: str) -> tuple[str, ...]:
-    # every claim of an answer is checked against every passage: split each once
-    return tuple(split_sentences(text) or [text])
+    # every claim of an answer is checked against every passage: split each once. With the
+    # sentences as the extractive backend says them: a definition with its label
+    # ("list.clear()\nRemove all items from the list."), whose label is a value it states
+    sentences = split_sentences(text) or [text]
+    return tuple(dict.fromkeys([*sentences, *passage_segments(text)]))
 
 
 def _with_headings(passage: Passage) -> str:
@@ -398,8 +402,14 @@ class AnswerVerifier:
         # small model looping on a passage header ("Backup Policy — Backup Policy") is not an
         # answer.
         self._known = set(content_words(question))
-        for p in self.passages.values():
-            self._known.update(content_words(" ".join([p.title or "", *p.section])))
+        # A sentence of only these words is dropped: the question's, and the titles and
+        # headings of the passages it cites (of all, when it cites none). Another page's title
+        # ("venv — Creation of virtual environments") may well be the value a sentence gives
+        # ("A common directory location for a virtual environment is .venv").
+        self._headings = {
+            n: set(content_words(" ".join([p.title or "", *p.section])))
+            for n, p in self.passages.items()
+        }
         self._seen: set[str] = set()
 
     @property
@@ -501,7 +511,9 @@ class AnswerVerifier:
             return None
         words = content_words(text)
         key = " ".join(words) or text.lower()
-        if key in self._seen or (words and set(words) <= self._known):
+        cited = [n for n in markers if n in self._headings] or list(self._headings)
+        known = self._known.union(*(self._headings[n] for n in cited))
+        if key in self._seen or (words and set(words) <= known):
             return None  # a repeat, or only headings and question words: dropped, not flagged
         self._seen.add(key)
         # A value ("It is 35.", "Yes, 4 hours.") always needs a passage, however short.

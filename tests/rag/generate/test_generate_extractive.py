@@ -11,6 +11,7 @@ from rag.generate.extractive import (
     ExtractiveGenerator,
     _without_headings,
     candidates,
+    defines_what_is_asked,
     in_conversation_place,
     not_said_again,
     passage_segments,
@@ -324,3 +325,46 @@ def test_a_manual_pages_name_line_answers_what_its_command_does(embedder: Embedd
     # the synopsis repeats the name word for word: it scored above the NAME line (0.57, 0.38)
     assert answer("What does git blame do?") == f"{blame} [1]."
     assert "git-log" not in answer("What does git stash do?")
+
+
+def test_a_definitions_label_answers_what_the_thing_it_names_is(embedder: Embedder) -> None:
+    """Issue 30 (evals/pgdocs, gitdocs, pydocs): reference documentation defines a setting, a
+    method or a subcommand under a label of its own ("work_mem (integer)", "classmethod
+    date.today()", "pop [--index] [<stash>]"); the relevance model preferred another sentence
+    that repeats the question's words ("The final limit is determined by multiplying
+    work_mem ..."). The definition whose label names what a "What is X?" / "What does X do?"
+    question asks about is its answer; a question about one detail of X is not answered by it."""
+    work_mem = (
+        "work_mem (integer)\n\nSets the base maximum amount of memory to be used by a query "
+        "operation (such as a sort or hash table) before writing to temporary disk files. If "
+        "this value is specified without units, it is taken as kilobytes. The default value is "
+        "four megabytes (4MB).\n\nhash_mem_multiplier (floating point)\n\nUsed to compute the "
+        "maximum amount of memory that hash-based operations can use. The final limit is "
+        "determined by multiplying work_mem by hash_mem_multiplier."
+    )
+    passages = [replace(_passage(1, work_mem, ["Resource Consumption", "Memory"]), title="Server")]
+    context = PackedContext(passages, "", 0, 1000)
+    scorer = SupportScorer(embedder.embed)
+
+    def answer(question: str) -> str:
+        request = GenerationRequest(messages=[], question=question, context=context, max_tokens=0)
+        return "".join(
+            p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
+        )
+
+    assert answer("What does work_mem limit?").startswith("work_mem (integer)\nSets the base")
+    # one detail of it ("the default value of work_mem") is no question the label answers
+    assert not defines_what_is_asked("What is the default value of work_mem?", work_mem)
+    # the label names it: the name itself, a qualified name, the last word on its own page
+    assert defines_what_is_asked(
+        "What is checkpoint_timeout?", "checkpoint_timeout (integer)\nMaximum time between ..."
+    )
+    assert defines_what_is_asked(
+        "What does date.today() do?", "classmethod date.today()\nReturn the current local date."
+    )
+    pop = "pop [--index] [-q|--quiet] [<stash>]\nRemove a single stashed state from the list."
+    assert defines_what_is_asked("What does git stash pop do?", pop, ["git-stash(1)", "OPTIONS"])
+    assert not defines_what_is_asked("What does git stash pop do?", pop, ["git-log(1)"])
+    assert not defines_what_is_asked(
+        "What does work_mem limit?", "hash_mem_multiplier (floating point)\nUsed to compute ..."
+    )

@@ -371,3 +371,100 @@ def test_a_pronoun_means_the_previous_questions_subject(
     turns: Sequence[str], standalone: str
 ) -> None:
     assert talk(*turns)[-1] == standalone
+
+
+# -- issue 30, session 5: the referents the pydocs conversations missed ---------------------------
+def conversation(*exchanges: tuple[str, str], then: str) -> str:
+    """``then`` made standalone after (question, the answer given) exchanges."""
+    history: list[Turn] = []
+    for question, answer in exchanges:
+        history += [Turn("user", question), Turn("assistant", answer)]
+    return condense(then, history).question
+
+
+def test_one_is_an_instance_of_what_was_asked_about_not_the_name_answered() -> None:
+    # "Which module creates virtual environments?" answered "venv": one is a virtual
+    # environment (the name "venv" has no instances), and it stays the topic
+    venv = (
+        "Which module creates virtual environments?",
+        "The venv module supports creating lightweight virtual environments [1].",
+    )
+    assert (
+        conversation(venv, then="What is a common directory location for one?")
+        == "What is a common directory location for a virtual environment?"
+    )
+    # a follow-up about the name in between: one is still one heap queue, never "a heapq"
+    heap = (
+        "Which module implements a heap queue?",
+        "The heapq module implements a heap queue [1].",
+    )
+    smallest = ("What is its smallest element?", "Its smallest element is heap[0] [1].")
+    assert (
+        conversation(heap, smallest, then="How do I turn a list into one?")
+        == "How do I turn a list into a heap queue?"
+    )
+    # "it" is the name still
+    assert conversation(heap, then="Is it thread-safe?") == "Is heapq thread-safe?"
+
+
+def test_a_part_of_something_is_not_what_it_means() -> None:
+    # "at a given position" takes the place of "to the end" and keeps "of a list"; "it" is
+    # then the list, not the position (a part of it)
+    add = ("How do I add an item to the end of a list?", "Use append() [1].")
+    at = ("And at a given position?", "Use insert() [1].")
+    assert (
+        conversation(add, then="And at a given position?")
+        == "How do I add an item at a given position of a list?"
+    )
+    assert (
+        conversation(add, at, then="How do I remove all items from it?")
+        == "How do I remove all items from the list?"
+    )
+
+
+def test_instead_keeps_the_use_the_last_turn_asked_about() -> None:
+    lists = ("Are lists efficient as queues?", "Lists are not efficient for this purpose [1].")
+    assert (
+        conversation(lists, then="What should I use instead?")
+        == "What should I use instead of lists as queues?"
+    )
+    # a purpose of its own stays the only one
+    random = ("Is random suitable for security purposes?", "It should not be used for that [1].")
+    assert (
+        conversation(random, then="What should I use for that instead?")
+        == "What should I use for security purposes instead of random?"
+    )
+
+
+def test_it_is_the_name_an_answer_recommends_not_the_first_it_mentions() -> None:
+    options = (
+        "Which module should I use to parse command-line options?",
+        "The getopt module is a parser for command line options [1]. Users who would like to "
+        "write less code should consider using the argparse module instead [1].",
+    )
+    assert (
+        conversation(options, then="How do I add an option to it?")
+        == "How do I add an option to argparse?"
+    )
+
+
+def test_it_is_what_an_answer_to_what_should_i_use_named() -> None:
+    lists = ("Are lists efficient as queues?", "Lists are not efficient for this purpose [1].")
+    instead = (
+        "What should I use instead?",
+        "To implement a queue, use collections.deque which was designed to have fast appends "
+        "and pops from both ends [1].",
+    )
+    assert (
+        conversation(lists, instead, then="Which module provides it?")
+        == "Which module provides collections.deque?"
+    )
+    random = ("Is random suitable for security purposes?", "It should not be used for that [1].")
+    secrets = (
+        "What should I use for that instead?",
+        "random shouldn't be used for security purposes, use secrets instead [1].",
+    )
+    assert (
+        conversation(random, secrets, then="How do I generate a token with it?")
+        == "How do I generate a token with secrets?"
+    )

@@ -544,3 +544,96 @@ def test_a_fragment_question_reads_as_what_are_the_x_of_y() -> None:
     # a clipped word is a whole word's start, not any three letters ("art" in "restart")
     other = relevance_features("Art setup steps.", "Restart the bootstrap.", 0.3, [])
     assert other.overlap == 0.0
+
+
+# -- issue 30: documentation sentences said as they stand are not dropped --------------------
+def _docs_context(pages: dict[int, tuple[str, str]]) -> PackedContext:
+    """Passages n: (title, text), one page each, as documentation folders give them."""
+    passages = [
+        Passage(
+            chunk_ids=[f"c{n}"],
+            doc_id=f"d{n}",
+            source=f"page{n}.html",
+            title=title,
+            section=[],
+            page=None,
+            start=0,
+            end=len(text),
+            text=text,
+            score=1.0 / n,
+            rank=n - 1,
+            n=n,
+        )
+        for n, (title, text) in pages.items()
+    ]
+    return PackedContext(passages, "\n\n".join(p.render() for p in passages), 100, 1000)
+
+
+def test_a_name_that_opens_with_a_dot_is_a_value_the_passage_holds(scorer: SupportScorer) -> None:
+    # The marker's space before the full stop was removed before any dot: "is .venv [1]."
+    # became "is.venv", a name no passage holds, and the right answer was withheld.
+    context = _docs_context(
+        {
+            1: (
+                "Virtual Environments and Packages",
+                "A common directory location for a virtual environment is .venv. You can "
+                "activate it with a script.",
+            )
+        }
+    )
+    out = verify_answer(
+        "A common directory location for a virtual environment is .venv [1].",
+        context,
+        scorer,
+        CitationSettings(),
+        "What is a common directory location for a virtual environment?",
+        ABSTAIN,
+    )
+    assert not out.abstained and ".venv" in out.answer
+
+
+def test_another_pages_title_does_not_make_a_sentence_say_nothing(scorer: SupportScorer) -> None:
+    # Words of the question and of headings say nothing new — but only the headings of the
+    # passage the sentence cites: another page titled with the value is no reason to drop it.
+    context = _docs_context(
+        {
+            1: ("Backup policy", "Backups are stored in Frankfurt. They are kept for 35 days."),
+            2: ("Frankfurt office", "The Frankfurt office opens at 08:00."),
+        }
+    )
+    out = verify_answer(
+        "Backups are stored in Frankfurt [1].",
+        context,
+        scorer,
+        CitationSettings(),
+        "Where are backups stored?",
+        ABSTAIN,
+    )
+    assert not out.abstained and "Frankfurt" in out.answer
+
+
+def test_a_definitions_label_is_a_value_its_passage_states(scorer: SupportScorer) -> None:
+    # The extractive backend says a definition with its label (rag.core.sentences
+    # .passage_segments); verification split the label off and missed "list.clear()".
+    context = _docs_context(
+        {
+            1: (
+                "Data Structures",
+                "Here are all of the methods of list objects:\n\nlist.append(x)\n\nAdd an "
+                "item to the end of the list. Equivalent to a[len(a):] = [x].\n\n"
+                "list.remove(x)\n\nRemove the first item from the list whose value is equal "
+                "to x. It raises a ValueError if there is no such item.\n\nlist.pop([i])\n\n"
+                "Remove the item at the given position in the list, and return it.\n\n"
+                "list.clear()\n\nRemove all items from the list. Equivalent to del a[:].",
+            )
+        }
+    )
+    out = verify_answer(
+        "list.clear()\nRemove all items from the list [1].",
+        context,
+        scorer,
+        CitationSettings(),
+        "How do I remove all items from the list?",
+        ABSTAIN,
+    )
+    assert not out.abstained and "list.clear()" in out.answer
