@@ -35,9 +35,11 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "Value",
+    "comparable",
     "flipped",
     "grounded_in",
     "negated",
+    "plain",
     "quantities",
     "spells",
     "ungrounded",
@@ -797,6 +799,19 @@ def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], fla
     return True  # pragma: no cover - every kind is handled above
 
 
+def comparable(a: Value, b: Value) -> bool:
+    """Whether ``a`` and ``b`` measure the same kind of thing, so that one could be said in
+    place of the other: two clock times, two dates, two durations ("35 days", "13 months"),
+    two amounts of one unit ("60 requests per minute", "1,200 requests per minute")."""
+    if a.kind != b.kind or a.kind not in ("number", "clock", "date"):
+        return False
+    if a.kind != "number":
+        return True
+    if (a.unit or "").startswith("#") or (b.unit or "").startswith("#"):
+        return a.unit == b.unit
+    return a.unit == b.unit or (a.unit in _SECONDS and b.unit in _SECONDS)
+
+
 def grounded_in(value: Value, text: str) -> bool:
     """Whether ``text`` states ``value`` (normalised as :func:`ungrounded` compares)."""
     facts, words, flat = _passage_facts(text)
@@ -911,7 +926,10 @@ _COMPARATIVES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
+    """``text`` with comparisons and one-word negations said plainly: "no more than five" ->
+    "at most five", "can't merge until ..." -> "only merge after ...", "optional" -> "not
+    required"."""
     for pattern, replacement in (*_COMPARATIVES, *_NEGATED_WORDS):
         text = pattern.sub(replacement, text)
     return text
@@ -927,7 +945,7 @@ _ANSWER_WORD = re.compile(r"^\s*(?:no|yes|nope)\b\s*[,.;:!\u2014-]+\s*", re.IGNO
 def negated(text: str) -> bool:
     """Whether ``text`` says no (an odd number of negations outside asides; "no longer"
     counts)."""
-    text = _plain(_ASIDE.sub(" ", text))
+    text = plain(_ASIDE.sub(" ", text))
     count = len(_NEGATION.findall(text)) + len(_NO_LONGER.findall(text))
     # "no longer" matched both as "no" and as itself: count it once
     count -= len(re.findall(r"\bno\s+longer\b", text, re.IGNORECASE))
@@ -938,8 +956,8 @@ def flipped(claim: str, source: str) -> bool:
     """Whether ``claim`` says the opposite of ``source`` (the passage sentence it restates):
     one negates and the other does not, one says "no longer" and the other does not, or one
     uses a word the other uses the opposite of ("mandatory" / "optional")."""
-    claim = _plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))
-    source = _plain(_ASIDE.sub(" ", source))
+    claim = plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))
+    source = plain(_ASIDE.sub(" ", source))
     if negated(claim) != negated(source):
         return True
     if bool(_NO_LONGER.search(claim)) != bool(_NO_LONGER.search(source)):

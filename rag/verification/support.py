@@ -36,8 +36,10 @@ from dataclasses import dataclass, field, replace
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import (
     Value,
+    comparable,
     flipped,
     grounded_in,
+    plain,
     quantities,
     spells,
     ungrounded,
@@ -760,9 +762,146 @@ def _swapped_actors(claim: str, sentences: Sequence[str]) -> list[Value]:
     out = []
     for role, action in actors(claim):
         doing = [s for s in sentences if matches(action, _words_of(s))]
+        if not doing:
+            # the action reworded ("arranged" for "schedules"): the sentence that says what
+            # it is done to — the claim's other words — and names who does it
+            doing = _said_of(claim, role, action, sentences)
         if doing and not any(role in " ".join(s.lower().split()) for s in doing):
             out.append(Value("name", role, key=role))
     return out
+
+
+_NAMES_A_ROLE = re.compile(rf"\b{_ARTICLE}\s+{_ROLE}\b", re.IGNORECASE)
+
+
+def _said_of(claim: str, role: str, action: str, sentences: Sequence[str]) -> list[str]:
+    """The passage sentence that says what ``claim`` says, its ``role`` and ``action``
+    aside, when it shares two words with it at least and names a role of its own."""
+    others = [
+        w
+        for w in claim_words(claim)
+        if w != action and w not in role.split() and not any(w in p for p in role.split("-"))
+    ]
+    best: tuple[int, str] | None = None
+    for sentence in sentences:
+        shared = sum(matches(w, _words_of(sentence)) for w in others)
+        if shared >= 2 and (best is None or shared > best[0]):
+            best = (shared, sentence)
+    return [best[1]] if best and _NAMES_A_ROLE.search(best[1]) else []
+
+
+# A clause that names its subject by a pronoun ("It also allows ...", "in 2006 she ...")
+# says it of what the sentence, or the one before, named.
+_REFERRING = re.compile(r"\b(?:it|its|they|them|their|this|these|those|he|she|his|her|which)\b", re.I)
+
+
+def _periodic(value: Value, text: str) -> bool:
+    """Whether ``value`` says how often ("nightly": every 1 day), not how long."""
+    return f"every {value.text}" in quantities(text)
+
+
+def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
+    """The values of ``claim`` it gives to something the passage gives another value of the
+    same kind: "The business tier allows 60 requests per minute" where the free tier allows
+    60 and the business tier 1,200; "Backups are kept for 13 months" where backups are kept
+    35 days and monthly snapshots 13 months. A word of the claim's clause holding the value
+    that the passage's clause holding it lacks, and a clause holding a rival value has,
+    is what the passage says that rival of."""
+    said = values(claim)
+    clauses = [(c, i) for i, s in enumerate(sentences) for c in split_clauses(s)]
+    out: list[Value] = []
+    for part in split_clauses(claim):
+        own = [v for v in values(part) if comparable(v, v)]
+        # the words of its values' units ("per second") are the values', checked with them
+        units = {u for v in own for u in (v.unit, v.rate) if u}
+        words = [w for w in claim_words(part, values(part)) if w.rstrip("s") not in units] if own else []
+        for v in own if words else []:
+            homes = [k for k, (c, _) in enumerate(clauses) if grounded_in(v, c)]
+            if not homes:
+                continue
+            home = []
+            for k in homes:
+                c, i = clauses[k]
+                home.append(c)
+                if _REFERRING.search(c):  # what the pronoun names is the sentence's, or before
+                    home.extend(sentences[max(0, i - 1) : i + 1])
+            rivals = [
+                c
+                for k, (c, _) in enumerate(clauses)
+                if k not in homes
+                and any(
+                    comparable(r, v)
+                    and _periodic(r, c) == _periodic(v, part)
+                    and not grounded_in(v, r.text)
+                    and not any(u is not v and grounded_in(u, r.text) for u in said)
+                    for r in values(c)
+                )
+            ]
+            if not rivals:
+                continue
+            held = _words_of(" ".join(home))
+            for rival in (replace(_words_of(r), groups=frozenset()) for r in rivals):
+                # the claim's words fit the rival's clause (in its own words, not synonyms)
+                # as well as the value's own, or better
+                there = sum(matches(w, rival) and not matches(w, held) for w in words)
+                here = sum(matches(w, held) and not matches(w, rival) for w in words)
+                if there and there >= here:
+                    out.append(v)
+                    break
+    return out
+
+
+# Words that order two events: "A before B", "A after B", "after B, A", "once B, A".
+_ORDER = re.compile(
+    r"\b(?P<c>before|prior\s+to|ahead\s+of|after|following|once(?!\s+(?:a|an|per|every|more|"
+    r"again|or|and)\b))\b",
+    re.IGNORECASE,
+)
+_SIDE_END = re.compile(r"[,;:\u2014\u2013]|\s-\s")
+
+
+def _order(sentence: str) -> tuple[list[str], list[str]] | None:
+    """(what comes first, what comes next) of the first ordering word of ``sentence``, as
+    content words: "a green build is required before a pull request can be merged" ->
+    ([green, build], [pull, request, merged]); ``None`` when it orders nothing."""
+    text = plain(sentence)
+    m = _ORDER.search(text)
+    if not m:
+        return None
+    head = _SIDE_END.split(text[: m.start()])[-1]
+    rest = text[m.end() :]
+    first_after = _SIDE_END.split(rest, maxsplit=1)
+    named = first_after[0]
+    if not claim_words(head, values(head)) and len(first_after) == 2:
+        # "After the incident is resolved, the incident commander schedules ...": the
+        # ordering word opens the sentence; what follows the comma is the other event
+        head = _SIDE_END.split(first_after[1], maxsplit=1)[0]
+    own = claim_words(head, values(head))
+    other = claim_words(named, values(named))
+    before = m.group("c").lower() in ("before", "ahead of") or m.group("c").lower().startswith(
+        "prior"
+    )
+    return (own, other) if before else (other, own)
+
+
+def _order_flipped(claim: str, sources: Sequence[str]) -> bool:
+    """Whether ``claim`` puts two events in the opposite order to the passage sentence it
+    restates: "you can merge before the build is green" against "a green build is required
+    before a pull request can be merged" (the words of what comes first in the claim are
+    those of what comes next in the passage, more than of what comes first)."""
+    said = _order(claim)
+    if said is None:
+        return False
+    for source in sources:
+        order = _order(source)
+        if order is None:
+            continue
+        (first, then), (p_first, p_then) = said, order
+        held = [_words_of(" ".join(p_first)), _words_of(" ".join(p_then))]
+        straight = sum(matches(w, held[0]) for w in first) + sum(matches(w, held[1]) for w in then)
+        crossed = sum(matches(w, held[1]) for w in first) + sum(matches(w, held[0]) for w in then)
+        return crossed > straight
+    return False
 
 
 def check(
@@ -810,6 +949,8 @@ def check(
     missing = ungrounded(claim, where, [question] if question else (), passages)
     # the actor of an action must be one the passage names for that action, as a team is
     missing += _swapped_actors(stated, sentences)
+    # and a value must be said of what the passage says it of
+    missing += [v for v in _misplaced_values(stated, sentences) if v not in missing]
     # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
     # like any word: one that no passage, the question or the sentence before uses in any
     # form is taken for a name nobody gave.
@@ -841,6 +982,9 @@ def check(
     is_flipped = bool(restated) and all(
         flipped(stated, _restated_clauses(words, src)) for src in {restated[0], " ".join(restated)}
     )
+    # "merge before the build is green" against "a green build is required before a pull
+    # request can be merged": the same two events, in the other order
+    is_flipped = is_flipped or _order_flipped(stated, restated)
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.
     score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
