@@ -712,6 +712,17 @@ def _passage_facts(text: str) -> tuple[tuple[Value, ...], frozenset[str], str]:
     once per passage text (passages repeat across the sentences of an answer and across
     answers)."""
     found = _values(text)
+    # an ISO date, alone or inside a name ("inc-2026-03-14-billing"), says the day and the
+    # year a claim may write in words ("a billing incident on March 14, 2026")
+    found += tuple(
+        v
+        for m in _DATE_ISO.finditer(text)
+        if 1 <= int(m.group("mo")) <= 12
+        for v in (
+            Value("date", m.group(0), number=int(m.group("mo")) * 100.0 + int(m.group("d"))),
+            Value("number", m.group("y"), number=float(m.group("y"))),
+        )
+    )
     words = frozenset(_singular(w) for w in _WORD.findall(text)) | frozenset(
         w.lower() for w in _WORD.findall(text)
     )
@@ -789,6 +800,12 @@ def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], fla
         if value.key in words or value.text.lower() in words:
             return True
         if _MONTH_OR_DAY.match(value.text):  # "Mondays", "Sept"
+            month = _MONTH_ABBR.get(value.text.lower()[:3])
+            if month and any(
+                f.kind == "date" and f.number is not None and int(f.number) // 100 == month
+                for f in facts
+            ):
+                return True  # "March" of a date the passage writes 2026-03-14
             return value.text.lower()[:3] in {w[:3] for w in words if _MONTH_OR_DAY.match(w)}
         if value.text.lower() in flat:
             return True
@@ -802,9 +819,14 @@ def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], fla
 def comparable(a: Value, b: Value) -> bool:
     """Whether ``a`` and ``b`` measure the same kind of thing, so that one could be said in
     place of the other: two clock times, two dates, two durations ("35 days", "13 months"),
-    two amounts of one unit ("60 requests per minute", "1,200 requests per minute")."""
-    if a.kind != b.kind or a.kind not in ("number", "clock", "date"):
+    two amounts of one unit ("60 requests per minute", "1,200 requests per minute"), two
+    members of one series of code names ("SEV1", "SEV2")."""
+    if a.kind != b.kind or a.kind not in ("number", "clock", "date", "code"):
         return False
+    if a.kind == "code":  # one series, another member: "SEV1" / "SEV2", "v2" / "v3"
+        return bool(re.search(r"\d", a.key)) and re.sub(r"\d+", "#", a.key) == re.sub(
+            r"\d+", "#", b.key
+        )
     if a.kind != "number":
         return True
     if (a.unit or "").startswith("#") or (b.unit or "").startswith("#"):
@@ -939,7 +961,11 @@ def plain(text: str) -> str:
 # given]"): a rewording may leave it out, so a negation there says nothing about the sentence.
 _ASIDE = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 # "No, ..." / "Yes. ..." answers the question; it negates nothing the sentence then says.
-_ANSWER_WORD = re.compile(r"^\s*(?:no|yes|nope)\b\s*[,.;:!\u2014-]+\s*", re.IGNORECASE)
+_ANSWER_WORD = re.compile(
+    r"^\s*(?:(?:and|but|so|well|oh|okay|ok)\s*,?\s+)?(?:no|yes|nope|yep|yeah|yup|nah)\b"
+    r"\s*[,.;:!\u2014-]+\s*",
+    re.IGNORECASE,
+)
 
 
 def negated(text: str) -> bool:

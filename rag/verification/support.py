@@ -336,7 +336,8 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     choose chose chosen select selected pick picked
     try tried attempt attempted
     many numerous several multiple various
-    answer answers answered respond responds responded response reply replies replied
+    answer answers answered respond responds responded response reply replies replied return
+      returns returned
     day daily days
     night nightly nights evening
     week weekly weeks
@@ -399,16 +400,33 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"bear\s+in\s+mind(?:\s+that)?|note\s+that|in\s+(?:most|many|all)\s+cases|"
             r"in\s+general|as\s+a\s+rule|for\s+the\s+most\s+part|in\s+total|all\s+in\s+all|"
             r"in\s+other\s+words|at\s+the\s+end\s+of\s+the\s+day|on\s+the\s+other\s+hand|"
-            r"in\s+contrast|by\s+contrast|in\s+turn|for\s+(?:its|their)\s+part",
+            r"in\s+contrast|by\s+contrast|in\s+turn|for\s+(?:its|their)\s+part|meanwhile|"
+            r"in\s+short|long\s+story\s+short|to\s+be\s+(?:clear|fair|honest)|"
+            r"just\s+so\s+you\s+know|for\s+what\s+it(?:'|’)?s\s+worth|"
+            r"(?:it(?:'|’)?s|it\s+is)\s+worth\s+(?:noting|knowing|mentioning)(?:\s+that)?|"
+            # an evaluative frame around the fact: "The good news is that all laptops ..."
+            r"the\s+(?:good|bad|short|simple|quick|main|key|important)\s+(?:news|answer|part|"
+            r"thing|point|takeaway)\s+(?:here\s+)?(?:is|being)(?:\s+that)?|"
+            r"the\s+(?:catch|thing|idea|upshot|gist|point)\s+(?:here\s+)?is(?:\s+that)?",
             " ",
         ),
+        # phrasal verbs: what one verb says, in two or three words
+        (r"(?:send|sends|sent|give|gives|gave|hand|hands|handed)\s+back", "returns"),
+        (r"(?:stick|sticks|stuck|stay|stays|stayed|hang|hangs|hung)\s+around", "kept"),
+        (r"(?:hang|hangs|hung|hold|holds|held|keep|keeps|kept)\s+on\s*to", "kept"),
+        (r"(?:look|looks|looked|go|goes|went)\s+(?:at|over|through)", "reviewed"),
+        (r"(?:kick|kicks|kicked)\s+off", "starts"),
+        (r"(?:fill|fills|filled)\s+(?:out|in)", "completes"),
+        (r"(?:sign|signs|signed)\s+off\s+on", "approves"),
+        (r"(?:turn|turns|turned|switch|switches|switched)\s+on", "enables"),
+        (r"(?:live|lives|living|sit|sits|sitting)\s+(?=in\b|on\b)", "stored "),
         (r"(?:together|along)\s+with", "with"),
         # modal phrases: what "should" and "must" say, in more words
         (
             r"(?:is|are|be|'re|’re)\s+(?:supposed|expected|meant)\s+to|"
             r"(?:it(?:'|’)?s|it\s+is)\s+(?:best|better|advisable|recommended)\s+to|"
             r"(?:you(?:'|’)d|you\s+had)\s+better",
-            "should",
+            " should",  # apart: "You're expected to" is "You should", not "Youshould"
         ),
         (r"(?:has|have|had|need|needs)\s+to", "must"),
         (r"ought\s+to", "should"),
@@ -851,10 +869,26 @@ def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
     return out
 
 
+_AUXILIARY = re.compile(
+    r"\b(?:is|are|was|were|be|been|must|should|can|could|will|would|may|might|shall|has|have|"
+    r"had|does|do|did|gets|get)\b|n['’]t\b|['’](?:s|re)\b",
+    re.IGNORECASE,
+)
+
+
+def _subject_words(claim: str) -> list[str]:
+    """The content words before the claim's first auxiliary, when it comes within its first
+    six words: what the claim says something of ("The incident commander is ...")."""
+    m = _AUXILIARY.search(claim)
+    if not m or len(WORD.findall(claim[: m.start()])) > 5:
+        return []
+    return claim_words(claim[: m.start()])
+
+
 # Words that order two events: "A before B", "A after B", "after B, A", "once B, A".
 _ORDER = re.compile(
-    r"\b(?P<c>before|prior\s+to|ahead\s+of|after|following|once(?!\s+(?:a|an|per|every|more|"
-    r"again|or|and)\b))\b",
+    r"(?<![\w-])(?P<c>before|prior\s+to|ahead\s+of|after|following|once(?!\s+(?:a|an|per|every|"
+    r"more|again|or|and)\b))(?![\w-])",
     re.IGNORECASE,
 )
 _SIDE_END = re.compile(r"[,;:\u2014\u2013]|\s-\s")
@@ -985,6 +1019,22 @@ def check(
     # "merge before the build is green" against "a green build is required before a pull
     # request can be merged": the same two events, in the other order
     is_flipped = is_flipped or _order_flipped(stated, restated)
+    if unmatched and len(restated) > 1:
+        # A word the passage lacks is a rewording of what one sentence says; in a claim
+        # pieced together from two (the second giving two of its words at least) ("The incident commander is whoever is the secondary
+        # on-call when the alert fires") it is a fact neither says.
+        first = _words_of("\n".join([restated[0], *headings]))
+        pieced = [
+            w
+            for w in words
+            if not matches(w, first)
+            and matches(w, _words_of(restated[1]))
+            and not (said_before and matches(w, said_before))
+        ]
+        # two words, or the subject the claim says it of ("The incident commander is ...");
+        # one other word alone ("start" for "starting") may match by chance
+        if len(pieced) >= 2 or set(pieced) & set(_subject_words(stated)):
+            missing.append(Value("name", unmatched[0], key=unmatched[0]))
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.
     score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
