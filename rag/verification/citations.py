@@ -119,6 +119,17 @@ _ANSWER_FORM = frozenset(
 )
 
 
+# What a chatty question wraps around what it asks: "I'm", "do I need to", "how quickly"
+# (the adverb after "how" names the form of the answer, a duration, as "when" does).
+_CHATTY = re.compile(
+    r"\b(?:i|you|we|they|it)['’](?:m|re|ve|d|ll|s)\b"
+    r"|\b(?:do|does|did|will|would|should|must|can)\s+(?:i|we|you)\s+(?:need|have|got)\s+to\b"
+    r"|\b(?:need|needs|have|has)\s+to\b|\b(?:set|sets|setting|get|gets|getting)\s+up\b"
+    r"|(?<=\bhow\s)(?:quickly|fast|soon|long|often|frequently|many|much|big|large|early|late)\b",
+    re.IGNORECASE,
+)
+
+
 def _fragment(question: str) -> bool:
     return _ASKS_PROPERLY.match(question) is None
 
@@ -152,7 +163,7 @@ def relevance_features(
     (:func:`sections_below_title`): documentation, where the sentence holding the type asked
     for is more often the answer than in prose."""
     fragment = _fragment(question)
-    asked_words = content_words(question)
+    asked_words = content_words(_CHATTY.sub(" ", question))
     if fragment:
         asked_words = [w for w in asked_words if w.lower() not in _ANSWER_FORM]
     asked = _prefixes(asked_words)
@@ -160,9 +171,9 @@ def relevance_features(
     # "git-fetch - Download objects ..." says "git" and "fetch" too
     said_words = content_words(text) + content_words(text.replace("-", " "))
     said = _prefixes(said_words)
-    if fragment:
-        low = [w.lower() for w in said_words]
-        said |= {a for a in asked if _clipped(a, low)}
+    # a word typed short ("ack a page", "my dev environment"): the longer word said holds
+    low = [w.lower() for w in said_words]
+    said |= {a for a in asked if _clipped(a, low)}
     # an acronym of the question the text spells out: "PRs" by "pull requests"
     said |= _prefixes(
         [stem(w) for w in WORD.findall(question) if _ACRONYM.fullmatch(w) and spells(w, text)]
