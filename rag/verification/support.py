@@ -810,7 +810,9 @@ def _said_of(claim: str, role: str, action: str, sentences: Sequence[str]) -> li
 
 # A clause that names its subject by a pronoun ("It also allows ...", "in 2006 she ...")
 # says it of what the sentence, or the one before, named.
-_REFERRING = re.compile(r"\b(?:it|its|they|them|their|this|these|those|he|she|his|her|which)\b", re.I)
+_REFERRING = re.compile(
+    r"\b(?:it|its|they|them|their|this|these|those|he|she|his|her|which)\b", re.I
+)
 
 
 def _periodic(value: Value, text: str) -> bool:
@@ -832,7 +834,11 @@ def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
         own = [v for v in values(part) if comparable(v, v)]
         # the words of its values' units ("per second") are the values', checked with them
         units = {u for v in own for u in (v.unit, v.rate) if u}
-        words = [w for w in claim_words(part, values(part)) if w.rstrip("s") not in units] if own else []
+        words = (
+            [w for w in claim_words(part, values(part)) if w.rstrip("s") not in units]
+            if own
+            else []
+        )
         for v in own if words else []:
             homes = [k for k, (c, _) in enumerate(clauses) if grounded_in(v, c)]
             if not homes:
@@ -1021,19 +1027,20 @@ def check(
     is_flipped = is_flipped or _order_flipped(stated, restated)
     if unmatched and len(restated) > 1:
         # A word the passage lacks is a rewording of what one sentence says; in a claim
-        # pieced together from two (the second giving two of its words at least) ("The incident commander is whoever is the secondary
+        # pieced together from two ("The incident commander is whoever is the secondary
         # on-call when the alert fires") it is a fact neither says.
-        first = _words_of("\n".join([restated[0], *headings]))
+        told = _words_of("\n".join([restated[0], *headings]))
         pieced = [
             w
             for w in words
-            if not matches(w, first)
+            if not matches(w, told)
             and matches(w, _words_of(restated[1]))
             and not (said_before and matches(w, said_before))
         ]
-        # two words, or the subject the claim says it of ("The incident commander is ...");
-        # one other word alone ("start" for "starting") may match by chance
-        if len(pieced) >= 2 or set(pieced) & set(_subject_words(stated)):
+        # when the second sentence gives the subject the claim says it of ("The incident
+        # commander is ..."); its other words may match by chance ("start" for "starting",
+        # "pull requests" where "change" means one)
+        if set(pieced) & set(_subject_words(stated)):
             missing.append(Value("name", unmatched[0], key=unmatched[0]))
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.

@@ -246,8 +246,7 @@ SCHEDULE = (
     "snapshots are kept for 13 months."
 )
 MERGING = (
-    "Builds run in CI on every push; a green build is required before a pull request can be "
-    "merged."
+    "Builds run in CI on every push; a green build is required before a pull request can be merged."
 )
 ON_CALL = (
     "New engineers join the on-call rotation after six weeks. A rotation lasts seven days, "
@@ -284,7 +283,10 @@ def test_two_events_told_in_the_other_order_say_the_opposite() -> None:
         ("You need a green build before a pull request can be merged.", MERGING),
         ("A pull request can't be merged until the build is green.", MERGING),
         ("After six weeks, new engineers join the on-call rotation.", ON_CALL),
-        ("Once the incident is resolved, the incident commander schedules a postmortem.", RUNBOOK_FULL),
+        (
+            "Once the incident is resolved, the incident commander schedules a postmortem.",
+            RUNBOOK_FULL,
+        ),
     ):
         assert _check(claim, passage) >= 0.75, claim
 
@@ -325,8 +327,7 @@ def test_a_claim_pieced_from_two_sentences_has_no_word_to_spare() -> None:
 def test_chatty_frames_lead_ins_and_phrasal_verbs_say_nothing() -> None:
     laptops = "All laptops use full-disk encryption. Screens lock after 5 minutes of inactivity."
     passwords = (
-        "Passwords must be at least 14 characters long and stored in the company password "
-        "manager."
+        "Passwords must be at least 14 characters long and stored in the company password manager."
     )
     reviews = "Reviews should be answered within one working day."
     exceeded = "The API answers with HTTP status 429 when a limit is exceeded."
@@ -346,4 +347,6 @@ def test_chatty_frames_lead_ins_and_phrasal_verbs_say_nothing() -> None:
         assert verdict.score >= 0.75, (claim, verdict)
     # what the frame wraps is still the passage's to say
     assert _check("The good news is that all laptops use tape backups.", laptops) == 0.0
-    assert _check("And yes, you can merge a pull request before the build is green.", MERGING) == 0.0
+    assert (
+        _check("And yes, you can merge a pull request before the build is green.", MERGING) == 0.0
+    )
