@@ -77,6 +77,18 @@ StoredVectors = Callable[[Sequence[str]], Sequence[np.ndarray | None]]
 UNVERIFIED_MARK = "[unverified]"
 
 
+# A sentence that is only a courtesy: thanks for the question, a wish that it helps, an offer
+# of more help.
+_COURTESY = re.compile(
+    r"\W*(?:(?:that(?:'|’)?s\s+an?\s+|what\s+an?\s+|an?\s+)?(?:good|great|excellent|fair|nice|"
+    r"interesting|common)\s+question|thanks\s+for\s+asking|glad\s+you\s+asked|happy\s+to\s+help|"
+    r"(?:i\s+)?hope\s+(?:this|that|it)\s+helps|let\s+me\s+know\s+if\s+[^.!?]*|"
+    r"(?:no\s+problem|you(?:'|’)?re\s+welcome|sure\s+thing|of\s+course|happy\s+to)"
+    r")(?:\s*,?\s*(?:too|as\s+well))?\W*",
+    re.IGNORECASE,
+)
+
+
 def has_values(text: str) -> bool:
     """Whether ``text`` states a number, date, code name, address or proper name."""
     return bool(values(text))
@@ -515,8 +527,11 @@ class AnswerVerifier:
         if key in self._seen or (words and set(words) <= self._known):
             return None  # a repeat, or only headings and question words: dropped, not flagged
         self._seen.add(key)
-        # A value ("It is 35.", "Yes, 4 hours.") always needs a passage, however short.
-        needs = len(words) >= self.settings.min_content_words or has_values(text)
+        # A value ("It is 35.", "Yes, 4 hours.") always needs a passage, however short; a
+        # courtesy ("Good question!", "Hope that helps.") states nothing a passage could hold.
+        needs = (
+            len(words) >= self.settings.min_content_words or has_values(text)
+        ) and not _COURTESY.fullmatch(text)
         sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
         context = self._context()
         valid = []

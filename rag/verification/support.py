@@ -248,6 +248,8 @@ _LIGHT = frozenset(
     ought anything everything nothing several plus specifying indicating telling receive
     receives received receiving
     require requires required requiring requirement mandatory compulsory obligatory necessary
+    yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly
+    basically essentially luckily fortunately unfortunately sadly happily
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # A light verb's -ing form is light too ("stating" as "states", "stated"): the verbs the
@@ -452,6 +454,14 @@ def _one_word_phrases(text: str) -> str:
     return text
 
 
+# Interjections and comment adverbs a chatty answer opens with ("Yep, ...", "Honestly, ...",
+# "Good news: ..."): they answer or colour, and say nothing a passage must hold.
+_INTERJECTIONS = """
+    yep yeah yup nope nah sure okay ok alright right absolutely definitely correct exactly
+    indeed honestly frankly basically essentially luckily fortunately unfortunately sadly
+    happily great good nice well oh hey hi hello cool perfect
+""".split()  # noqa: SIM905 - a word list reads best as words
+
 # Words a sentence opens with that name nothing ("Yes, ...", "However, ...", "Overall, ...").
 _OPENERS = frozenset(
     """
@@ -464,7 +474,7 @@ _OPENERS = frozenset(
     everything anyone anything someone something here there this that these those its
     their our your his her my what which who whom whose how why new
     """.split()  # noqa: SIM905 - a word list reads best as words
-)
+) | frozenset(_INTERJECTIONS)
 _CONTRACTION = re.compile(
     r"^(?:it|that|there|here|what|who|he|she|they|we|you|i|is|are|was|were|do|does|did|has|"
     r"have|had|can|could|would|should|wo|ai|must|need|let)['’](?:s|t|re|ve|ll|d|m)$"

@@ -566,3 +566,25 @@ def test_a_chatty_question_is_read_for_what_it_asks() -> None:
     assert setup.overlap == 1.0
     # a name the passage never mentions still counts as missing
     assert about_something_else("how do i page the Oracle team?", passage)
+
+
+def test_a_courtesy_is_said_and_an_interjection_names_nothing(scorer: SupportScorer) -> None:
+    # issue 22, session 5: "Good question!" states nothing a passage could hold: shown as
+    # "Sure." is, not dropped as an unsupported claim; "Yep," opens an answer, no name
+    v = _check(
+        "Good question! Backups are retained for 35 days [2]. Hope that helps!",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.answer == "Good question! Backups are retained for 35 days [1]. Hope that helps!"
+    assert v.unsupported == []
+    v = _check("Yep, backups are retained for 35 days [2].", "Are backups kept a month?", scorer)
+    assert v.answer == "Yep, backups are retained for 35 days [1].", v
+    # a claim after the courtesy words is still a claim
+    v = _check(
+        "Backups are retained for 35 days [2]. Good question about tape archives, kept for "
+        "seven years [2].",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.answer == "Backups are retained for 35 days [1]."
