@@ -264,7 +264,8 @@ _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|esp|viz)\.(?!\
 # department"): a name the passage must say, as a capitalised one ("the security team" is not
 # "the platform team", though only one word differs).
 _NAMED_GROUP = re.compile(
-    r"\b(?P<name>[a-z][a-z-]+)\s+(?:team|teams|department|departments|desk|squad|office)\b"
+    r"\b(?P<name>[a-z][a-z-]+)\s+(?:team|teams|department|departments|desk|squad|office|wiki|"
+    r"portal|helpdesk|handbook|dashboard|tier)\b"
 )
 _NOT_GROUP_NAMES = frozenset(
     """
@@ -901,6 +902,8 @@ _NEGATED_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:mandatory|compulsory|obligatory)\b", "required"),
         (r"\boptional\b", "not required"),
         (r"\bunencrypted\b", "not encrypted"),
+        # "turned off" is "not on": "encryption turned off" says the opposite of "uses it"
+        (r"\b(?:turn(?:s|ed)?|switch(?:es|ed)?|shut(?:s)?)\s+off\b|\bdisabled?\b", "not enabled"),
     )
 )
 # Pairs of words that say opposite things about the same subject.
@@ -912,6 +915,13 @@ _POLES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\bat\s+most\b|\bmaximum\b|\bor\s+(?:less|fewer)\b|\bup\s+to\b",
         ),
         (r"\balways\b", r"\bnever\b"),
+        # a bound on a number: "flights under six hours" is not "flights over six hours"
+        (
+            rf"\b(?:under|below|less\s+than|shorter\s+than|fewer\s+than|lower\s+than)\s+"
+            rf"(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
+            rf"\b(?:over|above|more\s+than|longer\s+than|greater\s+than|higher\s+than|"
+            rf"exceeding|beyond)\s+(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
+        ),
     )
 )
 

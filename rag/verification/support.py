@@ -248,7 +248,7 @@ _LIGHT = frozenset(
     ought anything everything nothing several plus specifying indicating telling receive
     receives received receiving
     require requires required requiring requirement mandatory compulsory obligatory necessary
-    yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly
+    yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly totally
     basically essentially luckily fortunately unfortunately sadly happily
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
@@ -409,10 +409,14 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             # an evaluative frame around the fact: "The good news is that all laptops ..."
             r"the\s+(?:good|bad|short|simple|quick|main|key|important)\s+(?:news|answer|part|"
             r"thing|point|takeaway)\s+(?:here\s+)?(?:is|being)(?:\s+that)?|"
-            r"the\s+(?:catch|thing|idea|upshot|gist|point)\s+(?:here\s+)?is(?:\s+that)?",
+            r"the\s+(?:catch|thing|idea|upshot|gist|point)\s+(?:here\s+)?is(?:\s+that)?|"
+            r"(?:just\s+a\s+)?heads[\s-]+up|quick\s+note|side\s+note|pro\s+tip|fyi",
             " ",
         ),
         # phrasal verbs: what one verb says, in two or three words
+        (r"(?:get|gets|got|getting)\s+back\s+to", "answer"),
+        (r"(?:try|tries|tried|aim|aims)\s+to", " should"),
+        (r"(?:your|their|his|her|the)\s+start\s+date", "you start"),
         (r"(?:send|sends|sent|give|gives|gave|hand|hands|handed)\s+back", "returns"),
         (r"(?:stick|sticks|stuck|stay|stays|stayed|hang|hangs|hung)\s+around", "kept"),
         (r"(?:hang|hangs|hung|hold|holds|held|keep|keeps|kept)\s+on\s*to", "kept"),
@@ -458,6 +462,7 @@ def _one_word_phrases(text: str) -> str:
 # "Good news: ..."): they answer or colour, and say nothing a passage must hold.
 _INTERJECTIONS = """
     yep yeah yup nope nah sure okay ok alright right absolutely definitely correct exactly
+    totally gotcha heads
     indeed honestly frankly basically essentially luckily fortunately unfortunately sadly
     happily great good nice well oh hey hi hello cool perfect
 """.split()  # noqa: SIM905 - a word list reads best as words

@@ -350,3 +350,41 @@ def test_chatty_frames_lead_ins_and_phrasal_verbs_say_nothing() -> None:
     assert (
         _check("And yes, you can merge a pull request before the build is green.", MERGING) == 0.0
     )
+
+
+def test_more_chatty_wording_is_read_and_its_opposites_still_flip() -> None:
+    onboarding = (
+        "Your SSO account is created by the People team before you start; multi-factor "
+        "authentication is mandatory and must use a hardware key."
+    )
+    reviews = "Reviews should be answered within one working day."
+    laptops = "All laptops use full-disk encryption."
+    wiki = "Results of each restore test are recorded in the reliability wiki."
+    for claim, passage in (
+        (
+            "Totally — your SSO account gets set up by the People team before your start date.",
+            onboarding,
+        ),
+        ("Heads up: MFA is mandatory, and you'll need a hardware key for it.", onboarding),
+        ("Try to get back to reviews within one working day.", reviews),
+        ("Restore test results get logged in the reliability wiki.", wiki),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score >= 0.75, (claim, verdict)
+    # "turned off" is the opposite of using it; a wiki, portal or tier is named by its word
+    assert _check("Every laptop has full-disk encryption turned off.", laptops) == 0.0
+    verdict = check("Restore test results get logged in the security wiki.", [wiki], [wiki])
+    assert verdict.score == 0.0 and verdict.missing == ["security wiki"], verdict
+
+
+def test_a_bound_on_a_number_flips_to_its_opposite() -> None:
+    from rag.verification.grounding import flipped
+
+    economy = "Economy class is the default for flights under six hours."
+    assert flipped("Economy is the default for flights over six hours.", economy)
+    assert flipped("Economy is the default for flights longer than 6 hours.", economy)
+    assert not flipped("Economy is the default for flights shorter than six hours.", economy)
+    # "over" that bounds no number is a word like any other
+    assert not flipped(
+        "Economy is the default, over and above any upgrade, under six hours.", economy
+    )
