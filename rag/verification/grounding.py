@@ -265,7 +265,7 @@ _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|esp|viz)\.(?!\
 # "the platform team", though only one word differs).
 _NAMED_GROUP = re.compile(
     r"\b(?P<name>[a-z][a-z-]+)\s+(?:team|teams|department|departments|desk|squad|office|wiki|"
-    r"portal|helpdesk|handbook|dashboard|tier)\b"
+    r"portal|helpdesk|handbook|dashboard)\b"
 )
 _NOT_GROUP_NAMES = frozenset(
     """
