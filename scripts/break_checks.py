@@ -1142,8 +1142,8 @@ BREAKS = [
     Break(
         "verify: 'No, ...' answering a yes/no question counts as a negation",
         "rag/verification/grounding.py",
-        '    claim = _plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))\n',
-        '    claim = _plain(_ASIDE.sub(" ", claim))\n',
+        '    claim = plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))\n',
+        '    claim = plain(_ASIDE.sub(" ", claim))\n',
         "tests/rag/verification/test_grounding.py::"
         "test_an_answer_word_before_the_sentence_is_no_negation",
     ),
