@@ -619,7 +619,7 @@ def _question_names(question: str) -> list[str]:
             and w[:1].isupper()
             and w.lower() not in _QUESTIONISH
             and w.lower() not in _TITLE_CASE_WORDS
-            and w != "I"
+            and re.sub(r"['’](?:m|ve|d|ll)$", "", w) != "I"  # "I'm", "I've": the asker
         ]
         names += [m.group(0).rstrip("()") for m in _CODE_NAME.finditer(sentence)]
     return list(dict.fromkeys(names))

@@ -77,6 +77,18 @@ StoredVectors = Callable[[Sequence[str]], Sequence[np.ndarray | None]]
 UNVERIFIED_MARK = "[unverified]"
 
 
+# A sentence that is only a courtesy: thanks for the question, a wish that it helps, an offer
+# of more help.
+_COURTESY = re.compile(
+    r"\W*(?:(?:that(?:'|’)?s\s+an?\s+|what\s+an?\s+|an?\s+)?(?:good|great|excellent|fair|nice|"
+    r"interesting|common)\s+question|thanks\s+for\s+asking|glad\s+you\s+asked|happy\s+to\s+help|"
+    r"(?:i\s+)?hope\s+(?:this|that|it)\s+helps|let\s+me\s+know\s+if\s+[^.!?]*|"
+    r"(?:no\s+problem|you(?:'|’)?re\s+welcome|sure\s+thing|of\s+course|happy\s+to)"
+    r")(?:\s*,?\s*(?:too|as\s+well))?\W*",
+    re.IGNORECASE,
+)
+
+
 def has_values(text: str) -> bool:
     """Whether ``text`` states a number, date, code name, address or proper name."""
     return bool(values(text))
@@ -119,6 +131,17 @@ _ANSWER_FORM = frozenset(
 )
 
 
+# What a chatty question wraps around what it asks: "I'm", "do I need to", "how quickly"
+# (the adverb after "how" names the form of the answer, a duration, as "when" does).
+_CHATTY = re.compile(
+    r"\b(?:i|you|we|they|it)['’](?:m|re|ve|d|ll|s)\b"
+    r"|\b(?:do|does|did|will|would|should|must|can)\s+(?:i|we|you)\s+(?:need|have|got)\s+to\b"
+    r"|\b(?:need|needs|have|has)\s+to\b|\b(?:set|sets|setting|get|gets|getting)\s+up\b"
+    r"|(?<=\bhow\s)(?:quickly|fast|soon|long|often|frequently|many|much|big|large|early|late)\b",
+    re.IGNORECASE,
+)
+
+
 def _fragment(question: str) -> bool:
     return _ASKS_PROPERLY.match(question) is None
 
@@ -152,7 +175,7 @@ def relevance_features(
     (:func:`sections_below_title`): documentation, where the sentence holding the type asked
     for is more often the answer than in prose."""
     fragment = _fragment(question)
-    asked_words = content_words(question)
+    asked_words = content_words(_CHATTY.sub(" ", question))
     if fragment:
         asked_words = [w for w in asked_words if w.lower() not in _ANSWER_FORM]
     asked = _prefixes(asked_words)
@@ -160,9 +183,9 @@ def relevance_features(
     # "git-fetch - Download objects ..." says "git" and "fetch" too
     said_words = content_words(text) + content_words(text.replace("-", " "))
     said = _prefixes(said_words)
-    if fragment:
-        low = [w.lower() for w in said_words]
-        said |= {a for a in asked if _clipped(a, low)}
+    # a word typed short ("ack a page", "my dev environment"): the longer word said holds
+    low = [w.lower() for w in said_words]
+    said |= {a for a in asked if _clipped(a, low)}
     # an acronym of the question the text spells out: "PRs" by "pull requests"
     said |= _prefixes(
         [stem(w) for w in WORD.findall(question) if _ACRONYM.fullmatch(w) and spells(w, text)]
@@ -516,8 +539,11 @@ class AnswerVerifier:
         if key in self._seen or (words and set(words) <= known):
             return None  # a repeat, or only headings and question words: dropped, not flagged
         self._seen.add(key)
-        # A value ("It is 35.", "Yes, 4 hours.") always needs a passage, however short.
-        needs = len(words) >= self.settings.min_content_words or has_values(text)
+        # A value ("It is 35.", "Yes, 4 hours.") always needs a passage, however short; a
+        # courtesy ("Good question!", "Hope that helps.") states nothing a passage could hold.
+        needs = (
+            len(words) >= self.settings.min_content_words or has_values(text)
+        ) and not _COURTESY.fullmatch(text)
         sentence = AnswerSentence(text=text, cited=[], supported=False, needs_support=needs)
         context = self._context()
         valid = []

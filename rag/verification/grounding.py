@@ -35,9 +35,11 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "Value",
+    "comparable",
     "flipped",
     "grounded_in",
     "negated",
+    "plain",
     "quantities",
     "spells",
     "ungrounded",
@@ -262,7 +264,8 @@ _ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|etc|vs|cf|approx|incl|esp|viz)\.(?!\
 # department"): a name the passage must say, as a capitalised one ("the security team" is not
 # "the platform team", though only one word differs).
 _NAMED_GROUP = re.compile(
-    r"\b(?P<name>[a-z][a-z-]+)\s+(?:team|teams|department|departments|desk|squad|office)\b"
+    r"\b(?P<name>[a-z][a-z-]+)\s+(?:team|teams|department|departments|desk|squad|office|wiki|"
+    r"portal|helpdesk|handbook|dashboard)\b"
 )
 _NOT_GROUP_NAMES = frozenset(
     """
@@ -710,6 +713,17 @@ def _passage_facts(text: str) -> tuple[tuple[Value, ...], frozenset[str], str]:
     once per passage text (passages repeat across the sentences of an answer and across
     answers)."""
     found = _values(text)
+    # an ISO date, alone or inside a name ("inc-2026-03-14-billing"), says the day and the
+    # year a claim may write in words ("a billing incident on March 14, 2026")
+    found += tuple(
+        v
+        for m in _DATE_ISO.finditer(text)
+        if 1 <= int(m.group("mo")) <= 12
+        for v in (
+            Value("date", m.group(0), number=int(m.group("mo")) * 100.0 + int(m.group("d"))),
+            Value("number", m.group("y"), number=float(m.group("y"))),
+        )
+    )
     words = frozenset(_singular(w) for w in _WORD.findall(text)) | frozenset(
         w.lower() for w in _WORD.findall(text)
     )
@@ -787,6 +801,12 @@ def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], fla
         if value.key in words or value.text.lower() in words:
             return True
         if _MONTH_OR_DAY.match(value.text):  # "Mondays", "Sept"
+            month = _MONTH_ABBR.get(value.text.lower()[:3])
+            if month and any(
+                f.kind == "date" and f.number is not None and int(f.number) // 100 == month
+                for f in facts
+            ):
+                return True  # "March" of a date the passage writes 2026-03-14
             return value.text.lower()[:3] in {w[:3] for w in words if _MONTH_OR_DAY.match(w)}
         if value.text.lower() in flat:
             return True
@@ -795,6 +815,24 @@ def _grounded(value: Value, facts: tuple[Value, ...], words: frozenset[str], fla
             len(value.text) <= 6 and value.text.rstrip("s").isupper() and spells(value.text, flat)
         )
     return True  # pragma: no cover - every kind is handled above
+
+
+def comparable(a: Value, b: Value) -> bool:
+    """Whether ``a`` and ``b`` measure the same kind of thing, so that one could be said in
+    place of the other: two clock times, two dates, two durations ("35 days", "13 months"),
+    two amounts of one unit ("60 requests per minute", "1,200 requests per minute"), two
+    members of one series of code names ("SEV1", "SEV2")."""
+    if a.kind != b.kind or a.kind not in ("number", "clock", "date", "code"):
+        return False
+    if a.kind == "code":  # one series, another member: "SEV1" / "SEV2", "v2" / "v3"
+        return bool(re.search(r"\d", a.key)) and re.sub(r"\d+", "#", a.key) == re.sub(
+            r"\d+", "#", b.key
+        )
+    if a.kind != "number":
+        return True
+    if (a.unit or "").startswith("#") or (b.unit or "").startswith("#"):
+        return a.unit == b.unit
+    return a.unit == b.unit or (a.unit in _SECONDS and b.unit in _SECONDS)
 
 
 def grounded_in(value: Value, text: str) -> bool:
@@ -864,6 +902,8 @@ _NEGATED_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b(?:mandatory|compulsory|obligatory)\b", "required"),
         (r"\boptional\b", "not required"),
         (r"\bunencrypted\b", "not encrypted"),
+        # "turned off" is "not on": "encryption turned off" says the opposite of "uses it"
+        (r"\b(?:turn(?:s|ed)?|switch(?:es|ed)?|shut(?:s)?)\s+off\b|\bdisabled?\b", "not enabled"),
     )
 )
 # Pairs of words that say opposite things about the same subject.
@@ -875,6 +915,13 @@ _POLES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             r"\bat\s+most\b|\bmaximum\b|\bor\s+(?:less|fewer)\b|\bup\s+to\b",
         ),
         (r"\balways\b", r"\bnever\b"),
+        # a bound on a number: "flights under six hours" is not "flights over six hours"
+        (
+            rf"\b(?:under|below|less\s+than|shorter\s+than|fewer\s+than|lower\s+than)\s+"
+            rf"(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
+            rf"\b(?:over|above|more\s+than|longer\s+than|greater\s+than|higher\s+than|"
+            rf"exceeding|beyond)\s+(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
+        ),
     )
 )
 
@@ -911,7 +958,10 @@ _COMPARATIVES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
+    """``text`` with comparisons and one-word negations said plainly: "no more than five" ->
+    "at most five", "can't merge until ..." -> "only merge after ...", "optional" -> "not
+    required"."""
     for pattern, replacement in (*_COMPARATIVES, *_NEGATED_WORDS):
         text = pattern.sub(replacement, text)
     return text
@@ -921,13 +971,17 @@ def _plain(text: str) -> str:
 # given]"): a rewording may leave it out, so a negation there says nothing about the sentence.
 _ASIDE = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 # "No, ..." / "Yes. ..." answers the question; it negates nothing the sentence then says.
-_ANSWER_WORD = re.compile(r"^\s*(?:no|yes|nope)\b\s*[,.;:!\u2014-]+\s*", re.IGNORECASE)
+_ANSWER_WORD = re.compile(
+    r"^\s*(?:(?:and|but|so|well|oh|okay|ok)\s*,?\s+)?(?:no|yes|nope|yep|yeah|yup|nah)\b"
+    r"\s*[,.;:!\u2014-]+\s*",
+    re.IGNORECASE,
+)
 
 
 def negated(text: str) -> bool:
     """Whether ``text`` says no (an odd number of negations outside asides; "no longer"
     counts)."""
-    text = _plain(_ASIDE.sub(" ", text))
+    text = plain(_ASIDE.sub(" ", text))
     count = len(_NEGATION.findall(text)) + len(_NO_LONGER.findall(text))
     # "no longer" matched both as "no" and as itself: count it once
     count -= len(re.findall(r"\bno\s+longer\b", text, re.IGNORECASE))
@@ -938,8 +992,8 @@ def flipped(claim: str, source: str) -> bool:
     """Whether ``claim`` says the opposite of ``source`` (the passage sentence it restates):
     one negates and the other does not, one says "no longer" and the other does not, or one
     uses a word the other uses the opposite of ("mandatory" / "optional")."""
-    claim = _plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))
-    source = _plain(_ASIDE.sub(" ", source))
+    claim = plain(_ASIDE.sub(" ", _ANSWER_WORD.sub("", claim)))
+    source = plain(_ASIDE.sub(" ", source))
     if negated(claim) != negated(source):
         return True
     if bool(_NO_LONGER.search(claim)) != bool(_NO_LONGER.search(source)):

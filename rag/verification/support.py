@@ -36,8 +36,10 @@ from dataclasses import dataclass, field, replace
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import (
     Value,
+    comparable,
     flipped,
     grounded_in,
+    plain,
     quantities,
     spells,
     ungrounded,
@@ -246,6 +248,8 @@ _LIGHT = frozenset(
     ought anything everything nothing several plus specifying indicating telling receive
     receives received receiving
     require requires required requiring requirement mandatory compulsory obligatory necessary
+    yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly totally
+    basically essentially luckily fortunately unfortunately sadly happily
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # A light verb's -ing form is light too ("stating" as "states", "stated"): the verbs the
@@ -334,7 +338,8 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     choose chose chosen select selected pick picked
     try tried attempt attempted
     many numerous several multiple various
-    answer answers answered respond responds responded response reply replies replied
+    answer answers answered respond responds responded response reply replies replied return
+      returns returned
     day daily days
     night nightly nights evening
     week weekly weeks
@@ -397,16 +402,37 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"bear\s+in\s+mind(?:\s+that)?|note\s+that|in\s+(?:most|many|all)\s+cases|"
             r"in\s+general|as\s+a\s+rule|for\s+the\s+most\s+part|in\s+total|all\s+in\s+all|"
             r"in\s+other\s+words|at\s+the\s+end\s+of\s+the\s+day|on\s+the\s+other\s+hand|"
-            r"in\s+contrast|by\s+contrast|in\s+turn|for\s+(?:its|their)\s+part",
+            r"in\s+contrast|by\s+contrast|in\s+turn|for\s+(?:its|their)\s+part|meanwhile|"
+            r"in\s+short|long\s+story\s+short|to\s+be\s+(?:clear|fair|honest)|"
+            r"just\s+so\s+you\s+know|for\s+what\s+it(?:'|’)?s\s+worth|"
+            r"(?:it(?:'|’)?s|it\s+is)\s+worth\s+(?:noting|knowing|mentioning)(?:\s+that)?|"
+            # an evaluative frame around the fact: "The good news is that all laptops ..."
+            r"the\s+(?:good|bad|short|simple|quick|main|key|important)\s+(?:news|answer|part|"
+            r"thing|point|takeaway)\s+(?:here\s+)?(?:is|being)(?:\s+that)?|"
+            r"the\s+(?:catch|thing|idea|upshot|gist|point)\s+(?:here\s+)?is(?:\s+that)?|"
+            r"(?:just\s+a\s+)?heads[\s-]+up|quick\s+note|side\s+note|pro\s+tip|fyi",
             " ",
         ),
+        # phrasal verbs: what one verb says, in two or three words
+        (r"(?:get|gets|got|getting)\s+back\s+to", "answer"),
+        (r"(?:try|tries|tried|aim|aims)\s+to", " should"),
+        (r"(?:your|their|his|her|the)\s+start\s+date", "you start"),
+        (r"(?:send|sends|sent|give|gives|gave|hand|hands|handed)\s+back", "returns"),
+        (r"(?:stick|sticks|stuck|stay|stays|stayed|hang|hangs|hung)\s+around", "kept"),
+        (r"(?:hang|hangs|hung|hold|holds|held|keep|keeps|kept)\s+on\s*to", "kept"),
+        (r"(?:look|looks|looked|go|goes|went)\s+(?:at|over|through)", "reviewed"),
+        (r"(?:kick|kicks|kicked)\s+off", "starts"),
+        (r"(?:fill|fills|filled)\s+(?:out|in)", "completes"),
+        (r"(?:sign|signs|signed)\s+off\s+on", "approves"),
+        (r"(?:turn|turns|turned|switch|switches|switched)\s+on", "enables"),
+        (r"(?:live|lives|living|sit|sits|sitting)\s+(?=in\b|on\b)", "stored "),
         (r"(?:together|along)\s+with", "with"),
         # modal phrases: what "should" and "must" say, in more words
         (
             r"(?:is|are|be|'re|’re)\s+(?:supposed|expected|meant)\s+to|"
             r"(?:it(?:'|’)?s|it\s+is)\s+(?:best|better|advisable|recommended)\s+to|"
             r"(?:you(?:'|’)d|you\s+had)\s+better",
-            "should",
+            " should",  # apart: "You're expected to" is "You should", not "Youshould"
         ),
         (r"(?:has|have|had|need|needs)\s+to", "must"),
         (r"ought\s+to", "should"),
@@ -432,6 +458,15 @@ def _one_word_phrases(text: str) -> str:
     return text
 
 
+# Interjections and comment adverbs a chatty answer opens with ("Yep, ...", "Honestly, ...",
+# "Good news: ..."): they answer or colour, and say nothing a passage must hold.
+_INTERJECTIONS = """
+    yep yeah yup nope nah sure okay ok alright right absolutely definitely correct exactly
+    totally gotcha heads
+    indeed honestly frankly basically essentially luckily fortunately unfortunately sadly
+    happily great good nice well oh hey hi hello cool perfect
+""".split()  # noqa: SIM905 - a word list reads best as words
+
 # Words a sentence opens with that name nothing ("Yes, ...", "However, ...", "Overall, ...").
 _OPENERS = frozenset(
     """
@@ -444,7 +479,7 @@ _OPENERS = frozenset(
     everything anyone anything someone something here there this that these those its
     their our your his her my what which who whom whose how why new
     """.split()  # noqa: SIM905 - a word list reads best as words
-)
+) | frozenset(_INTERJECTIONS)
 _CONTRACTION = re.compile(
     r"^(?:it|that|there|here|what|who|he|she|they|we|you|i|is|are|was|were|do|does|did|has|"
     r"have|had|can|could|would|should|wo|ai|must|need|let)['’](?:s|t|re|ve|ll|d|m)$"
@@ -760,9 +795,168 @@ def _swapped_actors(claim: str, sentences: Sequence[str]) -> list[Value]:
     out = []
     for role, action in actors(claim):
         doing = [s for s in sentences if matches(action, _words_of(s))]
+        if not doing:
+            # the action reworded ("arranged" for "schedules"): the sentence that says what
+            # it is done to — the claim's other words — and names who does it
+            doing = _said_of(claim, role, action, sentences)
         if doing and not any(role in " ".join(s.lower().split()) for s in doing):
             out.append(Value("name", role, key=role))
     return out
+
+
+_NAMES_A_ROLE = re.compile(rf"\b{_ARTICLE}\s+{_ROLE}\b", re.IGNORECASE)
+
+
+def _said_of(claim: str, role: str, action: str, sentences: Sequence[str]) -> list[str]:
+    """The passage sentence that says what ``claim`` says, its ``role`` and ``action``
+    aside, when it shares two words with it at least and names a role of its own."""
+    others = [
+        w
+        for w in claim_words(claim)
+        if w != action and w not in role.split() and not any(w in p for p in role.split("-"))
+    ]
+    best: tuple[int, str] | None = None
+    for sentence in sentences:
+        shared = sum(matches(w, _words_of(sentence)) for w in others)
+        if shared >= 2 and (best is None or shared > best[0]):
+            best = (shared, sentence)
+    return [best[1]] if best and _NAMES_A_ROLE.search(best[1]) else []
+
+
+# A clause that names its subject by a pronoun ("It also allows ...", "in 2006 she ...")
+# says it of what the sentence, or the one before, named.
+_REFERRING = re.compile(
+    r"\b(?:it|its|they|them|their|this|these|those|he|she|his|her|which)\b", re.I
+)
+
+
+def _periodic(value: Value, text: str) -> bool:
+    """Whether ``value`` says how often ("nightly": every 1 day), not how long."""
+    return f"every {value.text}" in quantities(text)
+
+
+def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
+    """The values of ``claim`` it gives to something the passage gives another value of the
+    same kind: "The business tier allows 60 requests per minute" where the free tier allows
+    60 and the business tier 1,200; "Backups are kept for 13 months" where backups are kept
+    35 days and monthly snapshots 13 months. A word of the claim's clause holding the value
+    that the passage's clause holding it lacks, and a clause holding a rival value has,
+    is what the passage says that rival of."""
+    said = values(claim)
+    clauses = [(c, i) for i, s in enumerate(sentences) for c in split_clauses(s)]
+    out: list[Value] = []
+    for part in split_clauses(claim):
+        own = [v for v in values(part) if comparable(v, v)]
+        # the words of its values' units ("per second") are the values', checked with them
+        units = {u for v in own for u in (v.unit, v.rate) if u}
+        words = (
+            [w for w in claim_words(part, values(part)) if w.rstrip("s") not in units]
+            if own
+            else []
+        )
+        for v in own if words else []:
+            homes = [k for k, (c, _) in enumerate(clauses) if grounded_in(v, c)]
+            if not homes:
+                continue
+            home = []
+            for k in homes:
+                c, i = clauses[k]
+                home.append(c)
+                if _REFERRING.search(c):  # what the pronoun names is the sentence's, or before
+                    home.extend(sentences[max(0, i - 1) : i + 1])
+            rivals = [
+                c
+                for k, (c, _) in enumerate(clauses)
+                if k not in homes
+                and any(
+                    comparable(r, v)
+                    and _periodic(r, c) == _periodic(v, part)
+                    and not grounded_in(v, r.text)
+                    and not any(u is not v and grounded_in(u, r.text) for u in said)
+                    for r in values(c)
+                )
+            ]
+            if not rivals:
+                continue
+            held = _words_of(" ".join(home))
+            for rival in (replace(_words_of(r), groups=frozenset()) for r in rivals):
+                # the claim's words fit the rival's clause (in its own words, not synonyms)
+                # as well as the value's own, or better
+                there = sum(matches(w, rival) and not matches(w, held) for w in words)
+                here = sum(matches(w, held) and not matches(w, rival) for w in words)
+                if there and there >= here:
+                    out.append(v)
+                    break
+    return out
+
+
+_AUXILIARY = re.compile(
+    r"\b(?:is|are|was|were|be|been|must|should|can|could|will|would|may|might|shall|has|have|"
+    r"had|does|do|did|gets|get)\b|n['’]t\b|['’](?:s|re)\b",
+    re.IGNORECASE,
+)
+
+
+def _subject_words(claim: str) -> list[str]:
+    """The content words before the claim's first auxiliary, when it comes within its first
+    six words: what the claim says something of ("The incident commander is ...")."""
+    m = _AUXILIARY.search(claim)
+    if not m or len(WORD.findall(claim[: m.start()])) > 5:
+        return []
+    return claim_words(claim[: m.start()])
+
+
+# Words that order two events: "A before B", "A after B", "after B, A", "once B, A".
+_ORDER = re.compile(
+    r"(?<![\w-])(?P<c>before|prior\s+to|ahead\s+of|after|following|once(?!\s+(?:a|an|per|every|"
+    r"more|again|or|and)\b))(?![\w-])",
+    re.IGNORECASE,
+)
+_SIDE_END = re.compile(r"[,;:\u2014\u2013]|\s-\s")
+
+
+def _order(sentence: str) -> tuple[list[str], list[str]] | None:
+    """(what comes first, what comes next) of the first ordering word of ``sentence``, as
+    content words: "a green build is required before a pull request can be merged" ->
+    ([green, build], [pull, request, merged]); ``None`` when it orders nothing."""
+    text = plain(sentence)
+    m = _ORDER.search(text)
+    if not m:
+        return None
+    head = _SIDE_END.split(text[: m.start()])[-1]
+    rest = text[m.end() :]
+    first_after = _SIDE_END.split(rest, maxsplit=1)
+    named = first_after[0]
+    if not claim_words(head, values(head)) and len(first_after) == 2:
+        # "After the incident is resolved, the incident commander schedules ...": the
+        # ordering word opens the sentence; what follows the comma is the other event
+        head = _SIDE_END.split(first_after[1], maxsplit=1)[0]
+    own = claim_words(head, values(head))
+    other = claim_words(named, values(named))
+    before = m.group("c").lower() in ("before", "ahead of") or m.group("c").lower().startswith(
+        "prior"
+    )
+    return (own, other) if before else (other, own)
+
+
+def _order_flipped(claim: str, sources: Sequence[str]) -> bool:
+    """Whether ``claim`` puts two events in the opposite order to the passage sentence it
+    restates: "you can merge before the build is green" against "a green build is required
+    before a pull request can be merged" (the words of what comes first in the claim are
+    those of what comes next in the passage, more than of what comes first)."""
+    said = _order(claim)
+    if said is None:
+        return False
+    for source in sources:
+        order = _order(source)
+        if order is None:
+            continue
+        (first, then), (p_first, p_then) = said, order
+        held = [_words_of(" ".join(p_first)), _words_of(" ".join(p_then))]
+        straight = sum(matches(w, held[0]) for w in first) + sum(matches(w, held[1]) for w in then)
+        crossed = sum(matches(w, held[1]) for w in first) + sum(matches(w, held[0]) for w in then)
+        return crossed > straight
+    return False
 
 
 def check(
@@ -810,6 +1004,8 @@ def check(
     missing = ungrounded(claim, where, [question] if question else (), passages)
     # the actor of an action must be one the passage names for that action, as a team is
     missing += _swapped_actors(stated, sentences)
+    # and a value must be said of what the passage says it of
+    missing += [v for v in _misplaced_values(stated, sentences) if v not in missing]
     # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
     # like any word: one that no passage, the question or the sentence before uses in any
     # form is taken for a name nobody gave.
@@ -841,6 +1037,26 @@ def check(
     is_flipped = bool(restated) and all(
         flipped(stated, _restated_clauses(words, src)) for src in {restated[0], " ".join(restated)}
     )
+    # "merge before the build is green" against "a green build is required before a pull
+    # request can be merged": the same two events, in the other order
+    is_flipped = is_flipped or _order_flipped(stated, restated)
+    if unmatched and len(restated) > 1:
+        # A word the passage lacks is a rewording of what one sentence says; in a claim
+        # pieced together from two ("The incident commander is whoever is the secondary
+        # on-call when the alert fires") it is a fact neither says.
+        told = _words_of("\n".join([restated[0], *headings]))
+        pieced = [
+            w
+            for w in words
+            if not matches(w, told)
+            and matches(w, _words_of(restated[1]))
+            and not (said_before and matches(w, said_before))
+        ]
+        # when the second sentence gives the subject the claim says it of ("The incident
+        # commander is ..."); its other words may match by chance ("start" for "starting",
+        # "pull requests" where "change" means one)
+        if set(pieced) & set(_subject_words(stated)):
+            missing.append(Value("name", unmatched[0], key=unmatched[0]))
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.
     score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage

@@ -538,9 +538,11 @@ def test_a_fragment_question_reads_as_what_are_the_x_of_y() -> None:
     assert fragment.overlap == pytest.approx(2 / 3)
     imperative = relevance_features("Summarise the dev environment.", sentence, 0.3, headings)
     assert imperative.overlap == 1.0
-    # a question asked with a question word is read as it was (the extractive default's)
+    # a question asked with a question word keeps "steps" as a word it asks for; its clipped
+    # "dev" is "development" as in a fragment (issue 22, session 5: "how do i set up my dev
+    # environment")
     asked = relevance_features("What are the dev environment setup steps?", sentence, 0.3, headings)
-    assert asked.overlap == 0.25
+    assert asked.overlap == 0.5
     # a clipped word is a whole word's start, not any three letters ("art" in "restart")
     other = relevance_features("Art setup steps.", "Restart the bootstrap.", 0.3, [])
     assert other.overlap == 0.0
@@ -637,3 +639,45 @@ def test_a_definitions_label_is_a_value_its_passage_states(scorer: SupportScorer
         ABSTAIN,
     )
     assert not out.abstained and "list.clear()" in out.answer
+
+
+def test_a_chatty_question_is_read_for_what_it_asks() -> None:
+    # issue 22, session 5: "I'm" is the asker, not a name the passage must mention; "ack" is
+    # cut from "acknowledge"; "how quickly" and "do i need to" name the form of the answer
+    from rag.verification.answer_types import about_something_else
+
+    question = "how quickly do i need to ack a page when I'm the primary?"
+    passage = "The primary on-call engineer must acknowledge pages within 5 minutes."
+    assert not about_something_else(question, passage)
+    sentence = "As the primary on-call engineer, you must acknowledge pages within five minutes."
+    assert relevance_features(question, sentence, 0.3, ["On-call"]).overlap == 1.0
+    # "set up" is the form of a how-to question; "dev" is "development"
+    headings = ["Engineering Onboarding Guide", "Development environment"]
+    setup = relevance_features(
+        "how do i set up my dev environment", "Clone the monorepo.", 0.3, headings
+    )
+    assert setup.overlap == 1.0
+    # a name the passage never mentions still counts as missing
+    assert about_something_else("how do i page the Oracle team?", passage)
+
+
+def test_a_courtesy_is_said_and_an_interjection_names_nothing(scorer: SupportScorer) -> None:
+    # issue 22, session 5: "Good question!" states nothing a passage could hold: shown as
+    # "Sure." is, not dropped as an unsupported claim; "Yep," opens an answer, no name
+    v = _check(
+        "Good question! Backups are retained for 35 days [2]. Hope that helps!",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.answer == "Good question! Backups are retained for 35 days [1]. Hope that helps!"
+    assert v.unsupported == []
+    v = _check("Yep, backups are retained for 35 days [2].", "Are backups kept a month?", scorer)
+    assert v.answer == "Yep, backups are retained for 35 days [1].", v
+    # a claim after the courtesy words is still a claim
+    v = _check(
+        "Backups are retained for 35 days [2]. Good question about tape archives, kept for "
+        "seven years [2].",
+        "How long are backups kept?",
+        scorer,
+    )
+    assert v.answer == "Backups are retained for 35 days [1]."

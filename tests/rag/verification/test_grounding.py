@@ -300,3 +300,11 @@ def test_not_with_a_verb_between_it_and_more_than_is_at_most() -> None:
     assert not flipped("Don't retry more than five times.", source)
     assert not flipped("Clients should not retry more than five times.", source)
     assert flipped("Clients should retry at least five times.", source)
+
+
+def test_an_iso_date_inside_a_name_grounds_the_date_written_in_words() -> None:
+    # issue 22, session 5: "a billing incident on March 14, 2026 would be inc-2026-03-14-billing"
+    passage = "Channels are named after the date and service, for example inc-2026-03-14-billing."
+    assert ungrounded("On March 14, 2026 it would be inc-2026-03-14-billing.", [passage]) == []
+    missing = ungrounded("On April 14, 2026 it would be inc-2026-03-14-billing.", [passage])
+    assert "April 14" in [v.text for v in missing]

@@ -226,3 +226,165 @@ def test_the_actor_of_an_action_is_one_the_passage_names_for_it() -> None:
     ):
         verdict = check(claim, [ROLES_RUNBOOK], sentences)
         assert verdict.score >= 0.75 and verdict.missing == [], (claim, verdict)
+
+
+# -- issue 22, session 5: leaks closed as classes, and chatty wording -------------------------
+RUNBOOK_FULL = (
+    "When an alert fires, the on-call engineer opens an incident channel named after the date "
+    "and the affected service, for example inc-2026-03-14-billing. Severity levels: SEV1 means "
+    "customers cannot use the product; SEV2 means a major feature is degraded; SEV3 means a "
+    "minor issue with a workaround. SEV1 incidents page the incident commander and require a "
+    "status page update within 15 minutes. After the incident is resolved, the incident "
+    "commander schedules a blameless postmortem within five business days."
+)
+TIERS = (
+    "The free tier allows 60 requests per minute. The business tier allows 1,200 requests per "
+    "minute with bursts of up to 200 requests per second."
+)
+SCHEDULE = (
+    "Full database backups run nightly at 02:00 UTC. Backups are retained for 35 days; monthly "
+    "snapshots are kept for 13 months."
+)
+MERGING = (
+    "Builds run in CI on every push; a green build is required before a pull request can be merged."
+)
+ON_CALL = (
+    "New engineers join the on-call rotation after six weeks. A rotation lasts seven days, "
+    "starting Monday at 10:00 UTC."
+)
+
+
+def test_the_actor_of_a_reworded_action_is_the_one_its_passage_sentence_names() -> None:
+    # "arranged" is not "schedules": the action is found by what it is done to instead
+    for claim in (
+        "The blameless postmortem is arranged by the on-call engineer.",
+        "The on-call engineer organises a blameless postmortem within five business days.",
+    ):
+        verdict = check(claim, [RUNBOOK_FULL], split_sentences(RUNBOOK_FULL))
+        assert verdict.score == 0.0 and "on-call engineer" in verdict.missing, (claim, verdict)
+    for claim in (
+        "The blameless postmortem is arranged by the incident commander.",
+        "The incident commander organises a blameless postmortem within five business days.",
+    ):
+        assert _check(claim, RUNBOOK_FULL) >= 0.75, claim
+
+
+def test_two_events_told_in_the_other_order_say_the_opposite() -> None:
+    for claim, passage in (
+        ("You can merge a pull request before the build is green.", MERGING),
+        ("A pull request can be merged before the build is green.", MERGING),
+        ("New engineers join the on-call rotation before six weeks.", ON_CALL),
+        ("The postmortem is scheduled before the incident is resolved.", RUNBOOK_FULL),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score == 0.0 and verdict.flipped, (claim, verdict)
+    for claim, passage in (
+        ("A pull request can only be merged after the build is green.", MERGING),
+        ("You need a green build before a pull request can be merged.", MERGING),
+        ("A pull request can't be merged until the build is green.", MERGING),
+        ("After six weeks, new engineers join the on-call rotation.", ON_CALL),
+        (
+            "Once the incident is resolved, the incident commander schedules a postmortem.",
+            RUNBOOK_FULL,
+        ),
+    ):
+        assert _check(claim, passage) >= 0.75, claim
+
+
+def test_a_value_said_of_another_subject_of_its_passage_is_not_grounded() -> None:
+    for claim, passage, value in (
+        ("The business tier allows 60 requests per minute.", TIERS, "60 requests"),
+        ("The free tier allows bursts of up to 200 requests per second.", TIERS, "200 requests"),
+        ("Monthly snapshots are retained for 35 days.", SCHEDULE, "35 days"),
+        ("Backups are kept for 13 months.", SCHEDULE, "13 months"),
+        ("A SEV2 means customers cannot use the product at all.", RUNBOOK_FULL, "SEV2"),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score == 0.0 and value in verdict.missing, (claim, verdict)
+    # each value with what the passage says it of; both values in one claim; a value of
+    # another kind ("nightly") is no rival to a duration
+    for claim, passage in (
+        ("The free tier allows 60 requests per minute.", TIERS),
+        ("Business-tier clients may burst to 200 requests per second.", TIERS),
+        ("Backups are retained for 35 days and monthly snapshots for 13 months.", SCHEDULE),
+        ("Database backups are kept for 35 days.", SCHEDULE),
+        ("A SEV2 means a major feature is degraded.", RUNBOOK_FULL),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score >= 0.75 and verdict.missing == [], (claim, verdict)
+
+
+def test_a_claim_pieced_from_two_sentences_has_no_word_to_spare() -> None:
+    # its subject from one sentence, the rest from another, and a word neither says
+    claim = "The incident commander is whoever is the secondary on-call when the alert fires."
+    verdict = check(claim, [RUNBOOK_FULL], split_sentences(RUNBOOK_FULL))
+    assert verdict.score == 0.0 and verdict.missing == ["secondary"], verdict
+    # one sentence reworded keeps its spare word ("shifts"); "starting" elsewhere is chance
+    claim = "New engineers start taking on-call shifts once they have been here for six weeks."
+    assert _check(claim, ON_CALL) >= 0.75
+
+
+def test_chatty_frames_lead_ins_and_phrasal_verbs_say_nothing() -> None:
+    laptops = "All laptops use full-disk encryption. Screens lock after 5 minutes of inactivity."
+    passwords = (
+        "Passwords must be at least 14 characters long and stored in the company password manager."
+    )
+    reviews = "Reviews should be answered within one working day."
+    exceeded = "The API answers with HTTP status 429 when a limit is exceeded."
+    for claim, passage in (
+        ("The good news is that all laptops use full-disk encryption.", laptops),
+        ("They're kept for 35 days, while monthly snapshots stick around for 13 months.", SCHEDULE),
+        ("A 429 is what the API sends back when you've exceeded a limit.", exceeded),
+        (
+            "Passwords, meanwhile, have to be at least 14 characters and live in the company "
+            "password manager.",
+            passwords,
+        ),
+        ("You're expected to answer reviews within one working day.", reviews),
+        ("And no, you can't merge a pull request until that build is green.", MERGING),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score >= 0.75, (claim, verdict)
+    # what the frame wraps is still the passage's to say
+    assert _check("The good news is that all laptops use tape backups.", laptops) == 0.0
+    assert (
+        _check("And yes, you can merge a pull request before the build is green.", MERGING) == 0.0
+    )
+
+
+def test_more_chatty_wording_is_read_and_its_opposites_still_flip() -> None:
+    onboarding = (
+        "Your SSO account is created by the People team before you start; multi-factor "
+        "authentication is mandatory and must use a hardware key."
+    )
+    reviews = "Reviews should be answered within one working day."
+    laptops = "All laptops use full-disk encryption."
+    wiki = "Results of each restore test are recorded in the reliability wiki."
+    for claim, passage in (
+        (
+            "Totally — your SSO account gets set up by the People team before your start date.",
+            onboarding,
+        ),
+        ("Heads up: MFA is mandatory, and you'll need a hardware key for it.", onboarding),
+        ("Try to get back to reviews within one working day.", reviews),
+        ("Restore test results get logged in the reliability wiki.", wiki),
+    ):
+        verdict = check(claim, [passage], split_sentences(passage))
+        assert verdict.score >= 0.75, (claim, verdict)
+    # "turned off" is the opposite of using it; a wiki, portal or tier is named by its word
+    assert _check("Every laptop has full-disk encryption turned off.", laptops) == 0.0
+    verdict = check("Restore test results get logged in the security wiki.", [wiki], [wiki])
+    assert verdict.score == 0.0 and verdict.missing == ["security wiki"], verdict
+
+
+def test_a_bound_on_a_number_flips_to_its_opposite() -> None:
+    from rag.verification.grounding import flipped
+
+    economy = "Economy class is the default for flights under six hours."
+    assert flipped("Economy is the default for flights over six hours.", economy)
+    assert flipped("Economy is the default for flights longer than 6 hours.", economy)
+    assert not flipped("Economy is the default for flights shorter than six hours.", economy)
+    # "over" that bounds no number is a word like any other
+    assert not flipped(
+        "Economy is the default, over and above any upgrade, under six hours.", economy
+    )
