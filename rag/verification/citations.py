@@ -132,12 +132,14 @@ _ANSWER_FORM = frozenset(
 
 
 # What a chatty question wraps around what it asks: "I'm", "do I need to", "how quickly"
-# (the adverb after "how" names the form of the answer, a duration, as "when" does).
+# (the adverb after "how" names the form of the answer, a time, as "when" does; not "how
+# big/many/much": what is measured is part of what is asked — "How big can a burst be on the
+# free tier?" is not answered by the business tier's burst).
 _CHATTY = re.compile(
     r"\b(?:i|you|we|they|it)['’](?:m|re|ve|d|ll|s)\b"
     r"|\b(?:do|does|did|will|would|should|must|can)\s+(?:i|we|you)\s+(?:need|have|got)\s+to\b"
     r"|\b(?:need|needs|have|has)\s+to\b|\b(?:set|sets|setting|get|gets|getting)\s+up\b"
-    r"|(?<=\bhow\s)(?:quickly|fast|soon|long|often|frequently|many|much|big|large|early|late)\b",
+    r"|(?<=\bhow\s)(?:quickly|fast|soon|long|often|frequently|early|late)\b",
     re.IGNORECASE,
 )
 
