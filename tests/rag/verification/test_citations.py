@@ -495,6 +495,13 @@ def test_a_yes_no_answer_to_the_question_asked_is_an_answer(scorer: SupportScore
     question = "Can I just use an authenticator app on my phone for MFA?"
     v = verify_answer(answer, context, scorer, CitationSettings(), question, ABSTAIN)
     assert not v.abstained and v.answer == answer, v.sentences
+    # the answer word alone answers: with a relevance bar nothing clears, it is still kept,
+    # and the same sentence without it is not
+    unreachable = CitationSettings(min_relevance=1.0, min_relevance_typed=1.0)
+    v = verify_answer(answer, context, scorer, unreachable, question, ABSTAIN)
+    assert not v.abstained and v.answer == answer, v.sentences
+    plain = "Multi-factor authentication is mandatory and it has to use a hardware key [1]."
+    assert verify_answer(plain, context, scorer, unreachable, question, ABSTAIN).abstained
 
 
 def test_a_value_from_one_cited_passage_said_of_anothers_subject_is_refused(
