@@ -368,3 +368,120 @@ def test_a_definitions_label_answers_what_the_thing_it_names_is(embedder: Embedd
     assert not defines_what_is_asked(
         "What does work_mem limit?", "hash_mem_multiplier (floating point)\nUsed to compute ..."
     )
+
+
+# The csv page as the HTML parser reads it: a long label is a sentence of its own, its
+# description the next; the sentence sharing the question's words is about something else.
+CSV_PAGE = (
+    "A row must be an iterable of strings or numbers for Writer objects and a dictionary "
+    "mapping fieldnames to strings or numbers for DictWriter objects.\n\n"
+    "class csv.DictReader(f, fieldnames=None, restkey=None, restval=None, dialect='excel', "
+    "*args, **kwds)\n\nCreate an object that operates like a regular reader but maps the "
+    "information in each row to a dict whose keys are given by the optional fieldnames "
+    "parameter.\n\nclass csv.DictWriter(f, fieldnames, restval='', extrasaction='raise', "
+    "dialect='excel', *args, **kwds)\n\nCreate an object which operates like a regular "
+    "writer but maps dictionaries onto output rows."
+)
+JSON_PAGE = (
+    "parse_int, if specified, will be called with the string of every JSON int to be "
+    "decoded.\n\njson.dumps(obj, *, skipkeys=False, ensure_ascii=True, indent=None, "
+    "sort_keys=False, **kw)\n\nSerialize obj to a JSON formatted str using this conversion "
+    "table.\n\njson.load(fp, *, cls=None, object_hook=None, parse_float=None, parse_int=None, "
+    "**kw)\n\nDeserialize fp (a .read()-supporting text file containing a JSON document) to a "
+    "Python object.\n\njson.loads(s, *, cls=None, object_hook=None, parse_float=None, "
+    "parse_int=None, **kw)\n\nDeserialize s (a str, bytes or bytearray instance containing a "
+    "JSON document) to a Python object."
+)
+
+
+def test_the_api_entry_a_how_do_i_question_asks_for_is_its_answer(embedder: Embedder) -> None:
+    """Issue 30 (evals/pydocs and pyconv_blind follow-ups): "Which class reads rows into
+    dictionaries?" was answered by the sentence sharing its words ("… a dictionary … for
+    DictWriter objects"), "Which function parses a JSON string?" by "parse_int, if specified,
+    …". The entry whose name, parameters or description's first words do the question's
+    action (by morphology: reads — DictReader, writes — DictWriter, parses — parse_int,
+    serialise — Serialize) and hold most of its other words (string — str) is the answer,
+    said with its description; a question asking no action is answered as before."""
+    scorer = SupportScorer(embedder.embed)
+
+    def answer(page: str, question: str) -> str:
+        passages = [replace(_passage(1, page, ["Module Contents"]), title="csv/json")]
+        request = GenerationRequest(
+            messages=[],
+            question=question,
+            context=PackedContext(passages, "", 0, 1000),
+            max_tokens=0,
+        )
+        return "".join(
+            p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
+        )
+
+    reads = answer(CSV_PAGE, "Which class reads rows into dictionaries?")
+    assert reads.startswith("class csv.DictReader(") and "Create an object" in reads
+    assert answer(CSV_PAGE, "how do I write dictionaries as rows").startswith(
+        "class csv.DictWriter("
+    )
+    assert answer(JSON_PAGE, "Which function parses a JSON string?").startswith("json.loads(")
+    assert answer(JSON_PAGE, "how do i serialise a python dict to a JSON string").startswith(
+        "json.dumps("
+    )
+    # no action asked ("what is"), or a verb that says none ("make"): no entry preferred
+    assert not answer(CSV_PAGE, "What is a row?").startswith("class csv.Dict")
+
+
+def test_entry_morphology_and_labels() -> None:
+    from rag.generate.entries import action_of, entry_label, parse_entry, same_root
+
+    assert action_of("argparse: how do I add an optional flag") == ("add", ["optional", "flag"])
+    assert action_of("Which class does argparse use to hold the arguments?") == (
+        "hold",
+        ["arguments"],
+    )
+    assert action_of("how do I make one mandatory") is None  # a verb that says nothing
+    assert action_of("What is a row?") is None
+    assert same_root("reads", "Reader") and same_root("parses", "parse")
+    assert same_root("serialise", "Serialize") and same_root("raised", "Raises")
+    assert not same_root("copy", "copyreg")  # another word it opens
+    assert not same_root("parses", "Deserialize")
+    assert entry_label("classmethod date.today()") == ("date.today", "")
+    assert entry_label("exception ValueError") == ("ValueError", "")
+    assert entry_label("The csv module defines the following classes:") is None
+    entry = parse_entry("copyreg.constructor(object)", "Declares object to be a constructor.")
+    assert entry is not None and entry.name_parts == ("constructor",)
+    assert entry.module_parts == ("copyreg",)
+
+
+def test_a_continuing_follow_up_ranks_the_previous_answers_document_higher() -> None:
+    """Issue 30 (evals/pydocs): "And an else clause?" after "When does a finally clause
+    run?" answered from the tutorial on errors is about try's else clause, not a loop's:
+    a follow-up the rules completed (ellipsis, pronoun) ranks the sentences of the document
+    its previous answer came from higher; a complete question (a new subject) does not."""
+    from rag.generate.extractive import PLACE_PRIOR, where_the_conversation_is
+
+    errors, loops = "tutorial/errors.html", "reference/compound_stmts.html"
+    passages = [
+        _in_doc(1, errors, "The finally clause runs as the last task.", ["Errors"]),
+        _in_doc(2, errors, "The else clause runs when the try clause raises nothing.", ["E"]),
+        _in_doc(3, loops, "The else clause of a loop runs when the loop ends.", ["Loops"]),
+    ]
+    request = GenerationRequest(
+        messages=[],
+        question="When does an else clause run?",
+        context=PackedContext(passages, "", 0, 1000),
+        max_tokens=0,
+    )
+    before = _said(1, 0, "The finally clause runs as the last task.", 0.1)
+    try_else = _said(2, 0, "The else clause runs when the try clause raises nothing.", 0.3)
+    loop_else = _said(3, 0, "The else clause of a loop runs when the loop ends.", 0.3 + 0.05)
+    found = [before, try_else, loop_else]
+    said = ["The finally clause runs as the last task [1]."]
+
+    def best(reason: str) -> Candidate:
+        follow_up = {"asked": "And an else clause?", "said": said, "reason": reason}
+        ranked = where_the_conversation_is(found, request, follow_up)
+        return select(ranked, 1, 0.12)[0]
+
+    assert best("ellipsis").sentence == try_else.sentence
+    assert best("pronoun").sentence == try_else.sentence
+    assert best("complete question (topic shift or new)").sentence == loop_else.sentence
+    assert PLACE_PRIOR > 0.05
