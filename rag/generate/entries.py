@@ -9,9 +9,9 @@ string of every JSON int"). An entry is a label line, ``[kind] dotted.name(param
 and the description that follows it ("Deserialize s (a str, …) to a Python object").
 
 The question's action (the verb after "how do I" / "how to" / "which function …") must be
-what the entry does: a part of its name ("reads" — Dict\\ *Reader*; "raised" — assert\\ *Raises*),
-of a parameter's name ("parses" — *parse*\\ _int), or one of its description's first words
-("serialise" — "*Serialize* obj to a JSON formatted str"), by morphology (an agent noun is its
+what the entry does: a part of its name ("reads" — DictReader; "raised" — assertRaises),
+of a parameter's name ("parses" — parse_int), or one of its description's first words
+("serialise" — "Serialize obj to a JSON formatted str"), by morphology (an agent noun is its
 verb: reader, writer, parser; British -ise is -ize), not by a list of synonyms. Among the
 entries that do it, the one whose name, parameters and description hold most of the rest of
 the question ("rows", "dictionaries" — row, dict; "string" — str) is the answer.
@@ -29,9 +29,12 @@ from rag.verification.support import STOPWORDS
 __all__ = [
     "Entry",
     "action_of",
+    "asked_kind",
     "best_entries",
+    "does_action",
     "entry_label",
     "entry_match",
+    "names_doing",
     "parse_entry",
     "same_root",
 ]
@@ -116,6 +119,21 @@ def same_root(a: str, b: str) -> bool:
     return len(short) >= 4 and long_.startswith(short) and len(long_) - len(short) <= 2
 
 
+def _mistyped(a: str, b: str) -> bool:
+    """One word typed for the other with two neighbouring letters swapped ("fromat" /
+    "format"), both of five letters or more."""
+    x, y = a.lower(), b.lower()
+    if len(x) != len(y) or len(x) < 5 or x == y:
+        return False
+    diff = [i for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
+    return (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and x[diff[0]] == y[diff[1]]
+        and x[diff[1]] == y[diff[0]]
+    )
+
+
 def _abbreviates(short: str, word: str) -> bool:
     """``short`` is ``word`` cut short as code names cut it ("str" for "string", "dict" for
     "dictionaries", "obj" for "object")."""
@@ -133,13 +151,14 @@ def action_of(question: str) -> tuple[str, list[str]] | None:
     words = [w for w in WORD.findall(m.group("rest")) if w.lower() not in _ADVERBS]
     if not words or words[0].lower() in _LIGHT_VERBS or words[0].lower() in STOPWORDS:
         return None
-    rest = [w for w in words[1:] if w.lower() not in STOPWORDS and len(w) > 1]
+    rest = [w for w in words[1:] if w.lower() not in STOPWORDS and len(w) > 1 and w.isalpha()]
     return words[0], rest
 
 
 @dataclass(frozen=True)
 class Entry:
     name: str  # the dotted name the label defines ("csv.DictReader")
+    kind: str  # the label's kind word ("class", "exception"; "" for a function or method)
     name_parts: tuple[str, ...]  # its own words, its module's left out ("Dict", "Reader")
     param_parts: tuple[str, ...]  # its parameters' words ("parse", "int", "object", "hook")
     description: str  # what follows the label (its first sentence)
@@ -166,11 +185,14 @@ def parse_entry(segment: str, following: str = "") -> Entry | None:
     if found is None:
         return None
     name, params = found
+    first = label.split()[0].lower()
+    kind = first if re.fullmatch(_KINDS, first) else ""
     if not newline:
         description = following
     param_names = re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|\)|$)", params)
     return Entry(
         name,
+        kind,
         # what it is called, not where it lives: "copyreg.constructor" does not copy
         tuple(_parts(name.rsplit(".", 1)[-1])),
         tuple(p for n in param_names for p in _parts(n)),
@@ -179,12 +201,33 @@ def parse_entry(segment: str, following: str = "") -> Entry | None:
     )
 
 
-def entry_match(action: tuple[str, list[str]], entry: Entry) -> float | None:
-    """How well ``entry`` does what was asked: None when it does not do the action; else the
-    share of the question's other words its name, parameters or description hold."""
+def does_action(action: tuple[str, list[str]], entry: Entry) -> int:
+    """2: the question's verb is a part of the entry's name or parameters, or one of its
+    description's first words (by morphology, or typed with two letters swapped); 1: another
+    of its words is a part of the entry's own name ("check that an exception is raised" —
+    assertRaises); 0: neither."""
     verb, rest = action
     lead = WORD.findall(entry.description)[:_DESCRIPTION_LEAD]
-    if not any(same_root(verb, w) for w in (*entry.name_parts, *entry.param_parts, *lead)):
+    if any(
+        same_root(verb, w) or _mistyped(verb, w)
+        for w in (*entry.name_parts, *entry.param_parts, *lead)
+    ):
+        return 2
+    # its own name's words, not where it lives ("JSON" of json.JSONEncoder is the topic)
+    own = [
+        p
+        for p in entry.name_parts
+        if len(p) >= 4 and not any(same_root(p, m) for m in entry.module_parts)
+    ]
+    return 1 if any(same_root(w, p) for w in rest for p in own) else 0
+
+
+def entry_match(action: tuple[str, list[str]], entry: Entry) -> float | None:
+    """How well ``entry`` does what was asked: None when it does not do the action
+    (:func:`does_action`); else the share of the question's other words its name,
+    parameters or description hold."""
+    rest = action[1]
+    if not does_action(action, entry):
         return None
     if not rest:
         return 1.0
@@ -201,11 +244,70 @@ def entry_match(action: tuple[str, list[str]], entry: Entry) -> float | None:
     return sum(holds(w) for w in rest) / len(rest)
 
 
-def best_entries(action: tuple[str, list[str]], entries: Sequence[tuple[int, Entry]]) -> list[int]:
-    """The keys of the entries that do the action and hold the most of the question's other
-    words (several when they tie)."""
-    scored = [(k, s) for k, e in entries if (s := entry_match(action, e)) is not None]
+# "Which class …", "which exception …": the kind of entry asked for ("function" and "method"
+# are the entries without a kind word, and those of a method's kinds)
+_ASKED_KIND = re.compile(
+    r"\b(?:which|what)\s+(?:\w+\s+)?(?P<kind>class(?:es)?|exceptions?|functions?|methods?|"
+    r"decorators?)\b",
+    re.IGNORECASE,
+)
+_FUNCTION_KINDS = frozenset(["", "classmethod", "staticmethod", "method", "function", "coroutine"])
+
+
+def asked_kind(question: str) -> str | None:
+    """The kind of entry a question asks for ("class", "exception", "function",
+    "decorator"), None when it names none ("how do I …")."""
+    m = _ASKED_KIND.search(question)
+    if m is None:
+        return None
+    kind = m.group("kind").lower()
+    return "class" if kind.startswith("class") else kind.rstrip("s").replace("method", "function")
+
+
+def _of_kind(entry: Entry, kind: str | None) -> bool:
+    if kind is None:
+        return True
+    if kind == "function":
+        return entry.kind in _FUNCTION_KINDS
+    return entry.kind == kind
+
+
+def best_entries(
+    action: tuple[str, list[str]], entries: Sequence[tuple[int, Entry]], kind: str | None = None
+) -> list[int]:
+    """The keys of the entries of the kind asked for ("Which class writes rows?": a class,
+    never the method csvwriter.writerows) that best do the action (several when they tie):
+    the verb itself first (:func:`does_action`), then holding the most of the question's
+    other words."""
+    scored = [
+        (k, (does_action(action, e), s))
+        for k, e in entries
+        if _of_kind(e, kind) and (s := entry_match(action, e)) is not None
+    ]
     if not scored:
         return []
-    top = max(s for _, s in scored)
-    return [k for k, s in scored if s == top]
+    top = max(key for _, key in scored)
+    return [k for k, key in scored if key == top]
+
+
+# A code name mentioned in a sentence: snake_case, called, dotted or CamelCase
+# ("cache_clear()", "str.join", "DictWriter")
+_MENTIONED = re.compile(
+    r"\b[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?:\(\))?|\b[A-Za-z_]\w*\(\)|\b[a-z]+_\w+"
+    r"|\b(?-i:[A-Z][a-z]+[A-Z]\w*)"
+)
+
+
+def names_doing(action: tuple[str, list[str]], sentence: str, question: str) -> str | None:
+    """A code name ``sentence`` mentions that the question does not, whose own name does the
+    question's action ("The decorator also provides a cache_clear() function …" for "how do
+    I clear an lru_cache"); None when it mentions none."""
+    asked = {w.lower() for w in re.findall(r"[\w.]+", question)}
+    for m in _MENTIONED.finditer(sentence):
+        name = m.group(0).rstrip("()")
+        if name.lower() in asked:
+            continue
+        own = _parts(name.rsplit(".", 1)[-1])
+        if any(same_root(action[0], p) for p in own):
+            return name
+    return None

@@ -32,7 +32,15 @@ from rag.contracts import Passage
 from rag.core.sentences import MIN_ANSWER_WORDS, without_headings
 from rag.core.sentences import passage_segments as segments_of
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
-from rag.generate.entries import Entry, action_of, best_entries, entry_match, parse_entry
+from rag.generate.entries import (
+    Entry,
+    action_of,
+    asked_kind,
+    best_entries,
+    entry_match,
+    names_doing,
+    parse_entry,
+)
 from rag.guards.injection import repeats_suspect
 from rag.verification.answer_types import RelevanceFeatures, relevance
 from rag.verification.citations import (
@@ -137,6 +145,9 @@ def defines_what_is_asked(question: str, sentence: str, headings: Sequence[str] 
 ENTRY_RELEVANCE = NAME_LINE_RELEVANCE
 # ... when the entry holds at least this share of the question's words besides its action
 ENTRY_MIN_SHARE = 0.5
+# ... and, no entry doing it in the context, a sentence mentioning a code name that does it
+# when it scores this share of the best sentence at least
+MENTION_SHARE = 0.6
 
 # A follow-up that refers back is answered from the document the previous answer came from
 # at this share of ``min_score`` (in_conversation_place): the relevance model was fitted on
@@ -241,12 +252,10 @@ def _asked_entry_first(
         entry = parse_entry(c.sentence, after[0] if after else "")
         if entry is not None and entry.description:
             entries.append((i, entry))
-    best = best_entries(action, entries)
-    if not best:
-        return found
+    best = best_entries(action, entries, asked_kind(question))
     by_key = dict(entries)
-    if (entry_match(action, by_key[best[0]]) or 0.0) < ENTRY_MIN_SHARE:
-        return found
+    if not best or (entry_match(action, by_key[best[0]]) or 0.0) < ENTRY_MIN_SHARE:
+        return _mention_doing_it(question, action, found)
     i = max(best, key=lambda k: found[k].score)
     c, entry = found[i], by_key[i]
     sentence = c.sentence if "\n" in c.sentence else f"{c.sentence}\n{entry.description}"
@@ -256,6 +265,30 @@ def _asked_entry_first(
     )
     said_with = (c.n, c.position + 1) if sentence != c.sentence else None
     return [raised if k == i else x for k, x in enumerate(found) if (x.n, x.position) != said_with]
+
+
+def _mention_doing_it(
+    question: str, action: tuple[str, list[str]], found: list[Candidate]
+) -> list[Candidate]:
+    """No entry in the context does what a "how do I …" question asks: the best scored
+    sentence mentioning a code name whose own name does it ("… provides a cache_clear()
+    function for clearing …" for "how do I clear an lru_cache") is raised to
+    ``ENTRY_RELEVANCE`` when it scores at least ``MENTION_SHARE`` of the best sentence."""
+    if not found:
+        return found
+    top = max(c.score for c in found)
+    doing = [
+        i
+        for i, c in enumerate(found)
+        if c.score >= MENTION_SHARE * top and names_doing(action, c.sentence, question)
+    ]
+    if not doing:
+        return found
+    i = max(doing, key=lambda k: found[k].score)
+    c = found[i]
+    rel = max(c.relevance, ENTRY_RELEVANCE)
+    raised = replace(c, relevance=rel, score=rel + PASSAGE_WEIGHT * c.passage_similarity)
+    return [raised if k == i else x for k, x in enumerate(found)]
 
 
 def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> list[Candidate]:
