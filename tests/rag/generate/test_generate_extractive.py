@@ -485,3 +485,41 @@ def test_a_continuing_follow_up_ranks_the_previous_answers_document_higher() -> 
     assert best("pronoun").sentence == try_else.sentence
     assert best("complete question (topic shift or new)").sentence == loop_else.sentence
     assert PLACE_PRIOR > 0.05
+
+
+def test_the_kind_asked_for_and_a_mention_that_does_it(embedder: Embedder) -> None:
+    """Issue 30 (evals/pydocs "And which one writes them?", pyconv_blind "how do I clear an
+    lru_cache"): "Which class …" is answered by a class entry, never a method that writes
+    rows (csvwriter.writerows); with no entry doing what is asked in the context, the
+    sentence mentioning a code name that does it (cache_clear()) answers, rather than one
+    sharing the question's words."""
+    from rag.generate.entries import asked_kind, best_entries, names_doing, parse_entry
+
+    writerows = parse_entry("csvwriter.writerows(rows)\nWrite all elements in rows.")
+    dict_writer = parse_entry("class csv.DictWriter(f, fieldnames)\nMaps dicts onto rows.")
+    assert writerows is not None and dict_writer is not None
+    action = ("writes", ["rows"])
+    assert asked_kind("Which class writes rows?") == "class"
+    assert best_entries(action, [(0, writerows), (1, dict_writer)], "class") == [1]
+    assert best_entries(action, [(0, writerows)], "class") == []
+    assert best_entries(action, [(0, writerows)], asked_kind("how do I write rows")) == [0]
+    sentence = "The decorator also provides a cache_clear() function for clearing the cache."
+    assert names_doing(("clear", ["lru", "cache"]), sentence, "how do I clear an lru_cache")
+    assert not names_doing(("clear", []), "Use lru_cache() with a size.", "how do I clear it")
+
+    page = (
+        "In general, the LRU cache should only be used when you want to reuse previously "
+        "computed values.\n\n" + sentence
+    )
+    passages = [replace(_passage(1, page, ["functools"]), title="functools")]
+    request = GenerationRequest(
+        messages=[],
+        question="how do I clear an lru_cache",
+        context=PackedContext(passages, "", 0, 1000),
+        max_tokens=0,
+    )
+    scorer = SupportScorer(embedder.embed)
+    said = "".join(
+        p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
+    )
+    assert said.startswith("The decorator also provides a cache_clear()")
