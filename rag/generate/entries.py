@@ -46,7 +46,7 @@ _ACTION = re.compile(
     r"how\s+(?:do|can|could|should|would|might|may|shall)\s+(?:i|you|we|one)\s+"
     r"|how\s+to\s+"
     r"|(?:which|what)\s+(?:\w+\s+)?(?:functions?|methods?|class(?:es)?|decorators?|"
-    r"callables?|calls?|apis?)\s+"
+    r"callables?|calls?|apis?|commands?|programs?|tools?|utilit(?:y|ies)|options?|flags?)\s+"
     # "... does argparse use to hold ...", "... should I call to ...", "... can I ..."
     r"(?:(?:can|should|could|do|does|will|would)\s+(?:[\w.]+\s+){0,3}?(?:use|call)\s+(?:to\s+)?"
     r"|(?:can|should|could|do|will|would)\s+(?:i|you|we)\s+)?"
@@ -74,6 +74,11 @@ _LABEL = re.compile(
     rf"^(?:{_KINDS}\s+)*@?(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\((?P<params>[^\n]*)\)\s*$"
     rf"|^(?:{_KINDS}\s+)+(?P<bare>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*$"
 )
+# A manual page's NAME line: "git-cherry-pick - Apply the changes introduced by some
+# existing commits" (a command, and what it does)
+_NAME_LINE = re.compile(r"^(?P<name>[a-z][\w.+]*(?:-[\w.+]+)*)\s+-\s+(?P<description>\S.*)$")
+# An option's label line: "-a", "--annotate", "--force-with-lease[=<refname>]"
+_OPTION = re.compile(r"^(?P<name>--?[A-Za-z][\w-]*)(?:[=\[\s].*)?$")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # How many of the description's words may say what the entry does ("Return a reader
 # object", "Deserialize s", "Test that an exception is raised")
@@ -177,13 +182,33 @@ def entry_label(line: str) -> tuple[str, str] | None:
     return (m.group("name") or m.group("bare")), (m.group("params") or "")
 
 
+def _command_or_option(segment: str, following: str) -> Entry | None:
+    """A manual page's NAME line (a command), or an option's label lines and what follows
+    them ("-a\n--annotate\nMake an unsigned, annotated tag object")."""
+    lines = segment.split("\n")
+    named = _NAME_LINE.match(lines[0].strip())
+    if named is not None:
+        name = named.group("name")
+        return Entry(name, "command", tuple(_parts(name)), (), named.group("description"))
+    options = []
+    while lines and (option := _OPTION.match(lines[0].strip())) is not None:
+        options.append(option.group("name"))
+        lines = lines[1:]
+    if not options:
+        return None
+    name = max(options, key=len)  # the long form names it
+    description = "\n".join(lines) if lines else following
+    return Entry(name, "option", tuple(_parts(name)), (), description.strip())
+
+
 def parse_entry(segment: str, following: str = "") -> Entry | None:
     """The entry ``segment`` opens: its label is its first line, with the description after
-    it on the next line, or (a label long enough to be a segment of its own) ``following``."""
+    it on the next line, or (a label long enough to be a segment of its own) ``following``;
+    or a manual page's NAME line, or an option's label lines."""
     label, newline, description = segment.partition("\n")
     found = entry_label(label)
     if found is None:
-        return None
+        return _command_or_option(segment, following)
     name, params = found
     first = label.split()[0].lower()
     kind = first if re.fullmatch(_KINDS, first) else ""
@@ -248,7 +273,7 @@ def entry_match(action: tuple[str, list[str]], entry: Entry) -> float | None:
 # are the entries without a kind word, and those of a method's kinds)
 _ASKED_KIND = re.compile(
     r"\b(?:which|what)\s+(?:\w+\s+)?(?P<kind>class(?:es)?|exceptions?|functions?|methods?|"
-    r"decorators?)\b",
+    r"decorators?|commands?|programs?|tools?|utilit(?:y|ies)|options?|flags?)\b",
     re.IGNORECASE,
 )
 _FUNCTION_KINDS = frozenset(["", "classmethod", "staticmethod", "method", "function", "coroutine"])
@@ -261,7 +286,13 @@ def asked_kind(question: str) -> str | None:
     if m is None:
         return None
     kind = m.group("kind").lower()
-    return "class" if kind.startswith("class") else kind.rstrip("s").replace("method", "function")
+    if kind.startswith("class"):
+        return "class"
+    if kind.startswith(("command", "program", "tool", "utilit")):
+        return "command"
+    if kind.startswith(("option", "flag")):
+        return "option"
+    return kind.rstrip("s").replace("method", "function")
 
 
 def _of_kind(entry: Entry, kind: str | None) -> bool:

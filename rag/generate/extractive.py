@@ -258,7 +258,9 @@ def _asked_entry_first(
         return _mention_doing_it(question, action, found)
     i = max(best, key=lambda k: found[k].score)
     c, entry = found[i], by_key[i]
-    sentence = c.sentence if "\n" in c.sentence else f"{c.sentence}\n{entry.description}"
+    # a label said alone, without what follows it, is said with its description
+    alone = "\n" not in c.sentence and entry.description not in c.sentence
+    sentence = f"{c.sentence}\n{entry.description}" if alone else c.sentence
     rel = max(c.relevance, ENTRY_RELEVANCE)
     raised = replace(
         c, sentence=sentence, relevance=rel, score=rel + PASSAGE_WEIGHT * c.passage_similarity
