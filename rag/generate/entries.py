@@ -35,6 +35,7 @@ __all__ = [
     "entry_label",
     "entry_match",
     "names_doing",
+    "parameter_names",
     "parse_entry",
     "same_root",
 ]
@@ -201,6 +202,11 @@ def _command_or_option(segment: str, following: str) -> Entry | None:
     return Entry(name, "option", tuple(_parts(name)), (), description.strip())
 
 
+def parameter_names(params: str) -> list[str]:
+    """The names in a label's parameter list ("s, *, cls=None, parse_int=None, **kw")."""
+    return re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|\)|$)", params)
+
+
 def parse_entry(segment: str, following: str = "") -> Entry | None:
     """The entry ``segment`` opens: its label is its first line, with the description after
     it on the next line, or (a label long enough to be a segment of its own) ``following``;
@@ -214,7 +220,7 @@ def parse_entry(segment: str, following: str = "") -> Entry | None:
     kind = first if re.fullmatch(_KINDS, first) else ""
     if not newline:
         description = following
-    param_names = re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|\)|$)", params)
+    param_names = parameter_names(params)
     return Entry(
         name,
         kind,
@@ -329,14 +335,21 @@ _MENTIONED = re.compile(
 )
 
 
-def names_doing(action: tuple[str, list[str]], sentence: str, question: str) -> str | None:
+def names_doing(
+    action: tuple[str, list[str]],
+    sentence: str,
+    question: str,
+    parameters: frozenset[str] = frozenset(),
+) -> str | None:
     """A code name ``sentence`` mentions that the question does not, whose own name does the
     question's action ("The decorator also provides a cache_clear() function …" for "how do
-    I clear an lru_cache"); None when it mentions none."""
+    I clear an lru_cache"); None when it mentions none. A parameter of an entry
+    (``parameters``: "parse_int, if specified, will be called …") does nothing itself: the
+    function that takes it does."""
     asked = {w.lower() for w in re.findall(r"[\w.]+", question)}
     for m in _MENTIONED.finditer(sentence):
         name = m.group(0).rstrip("()")
-        if name.lower() in asked:
+        if name.lower() in asked or name in parameters:
             continue
         own = _parts(name.rsplit(".", 1)[-1])
         if any(same_root(action[0], p) for p in own):

@@ -37,8 +37,10 @@ from rag.generate.entries import (
     action_of,
     asked_kind,
     best_entries,
+    entry_label,
     entry_match,
     names_doing,
+    parameter_names,
     parse_entry,
 )
 from rag.guards.injection import repeats_suspect
@@ -145,9 +147,11 @@ def defines_what_is_asked(question: str, sentence: str, headings: Sequence[str] 
 ENTRY_RELEVANCE = NAME_LINE_RELEVANCE
 # ... when the entry holds at least this share of the question's words besides its action
 ENTRY_MIN_SHARE = 0.5
-# ... and, no entry doing it in the context, a sentence mentioning a code name that does it
-# when it scores this share of the best sentence at least
-MENTION_SHARE = 0.6
+# ... when it scores this share of the best sentence at least (an entry far down the ranking
+# is about something else: "Compress.copy() Returns a copy of the compression object" for
+# "How do I copy an object?"); so does, with no entry doing it, a sentence mentioning a code
+# name that does it
+NEAR_TOP_SHARE = 0.6
 
 # A follow-up that refers back is answered from the document the previous answer came from
 # at this share of ``min_score`` (in_conversation_place): the relevance model was fitted on
@@ -240,22 +244,32 @@ def _asked_entry_first(
     """``found`` with the API entry a "how do I …" / "which function …" question asks for
     (rag/generate/entries.py) raised to ``ENTRY_RELEVANCE``: of the entries whose name,
     parameters or description's first words do the question's action, the one holding most
-    of its other words (at least ``ENTRY_MIN_SHARE``; a tie goes to the better scored). A
+    of its other words (at least ``ENTRY_MIN_SHARE``; a tie goes to the better scored),
+    among those scoring ``NEAR_TOP_SHARE`` of the best sentence at least. A
     label long enough to be a sentence of its own is said with its description, which is
     then not said again."""
     action = action_of(question)
     if action is None:
         return found
     entries: list[tuple[int, Entry]] = []
+    parameters: set[str] = set()  # of every entry in the context
+    top = max((c.score for c in found), default=0.0)
+    score = {(c.n, c.position): c.score for c in found}
     for i, c in enumerate(found):
         after = segments.get(c.n, [])[c.position + 1 : c.position + 2]
         entry = parse_entry(c.sentence, after[0] if after else "")
-        if entry is not None and entry.description:
+        if entry is None:
+            continue
+        label = entry_label(c.sentence.partition("\n")[0])
+        parameters.update(parameter_names(label[1]) if label else ())
+        # a label long enough to be a sentence of its own scores as well as its description
+        near_top = max(c.score, score.get((c.n, c.position + 1), 0.0)) >= NEAR_TOP_SHARE * top
+        if near_top and entry.description:
             entries.append((i, entry))
     best = best_entries(action, entries, asked_kind(question))
     by_key = dict(entries)
     if not best or (entry_match(action, by_key[best[0]]) or 0.0) < ENTRY_MIN_SHARE:
-        return _mention_doing_it(question, action, found)
+        return _mention_doing_it(question, action, found, frozenset(parameters))
     i = max(best, key=lambda k: found[k].score)
     c, entry = found[i], by_key[i]
     # a label said alone, without what follows it, is said with its description
@@ -270,19 +284,22 @@ def _asked_entry_first(
 
 
 def _mention_doing_it(
-    question: str, action: tuple[str, list[str]], found: list[Candidate]
+    question: str,
+    action: tuple[str, list[str]],
+    found: list[Candidate],
+    parameters: frozenset[str] = frozenset(),
 ) -> list[Candidate]:
     """No entry in the context does what a "how do I …" question asks: the best scored
     sentence mentioning a code name whose own name does it ("… provides a cache_clear()
     function for clearing …" for "how do I clear an lru_cache") is raised to
-    ``ENTRY_RELEVANCE`` when it scores at least ``MENTION_SHARE`` of the best sentence."""
+    ``ENTRY_RELEVANCE`` when it scores at least ``NEAR_TOP_SHARE`` of the best sentence."""
     if not found:
         return found
     top = max(c.score for c in found)
     doing = [
         i
         for i, c in enumerate(found)
-        if c.score >= MENTION_SHARE * top and names_doing(action, c.sentence, question)
+        if c.score >= NEAR_TOP_SHARE * top and names_doing(action, c.sentence, question, parameters)
     ]
     if not doing:
         return found

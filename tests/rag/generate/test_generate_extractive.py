@@ -421,10 +421,37 @@ def test_the_api_entry_a_how_do_i_question_asks_for_is_its_answer(embedder: Embe
     assert answer(CSV_PAGE, "how do I write dictionaries as rows").startswith(
         "class csv.DictWriter("
     )
-    assert answer(JSON_PAGE, "Which function parses a JSON string?").startswith("json.loads(")
-    assert answer(JSON_PAGE, "how do i serialise a python dict to a JSON string").startswith(
-        "json.dumps("
+    # among json's entries: loads parses a string (parse_int; str), load a file, dumps writes
+    from rag.generate.entries import action_of, best_entries, names_doing, parse_entry
+
+    segments = JSON_PAGE.split("\n\n")
+    entries = [
+        (i, e)
+        for i, (label, description) in enumerate(zip(segments, [*segments[1:], ""], strict=True))
+        if (e := parse_entry(label, description)) is not None
+    ]
+    names = {i: e.name for i, e in entries}
+
+    def best(question: str) -> list[str]:
+        action = action_of(question)
+        assert action is not None
+        return [names[i] for i in best_entries(action, entries)]
+
+    assert best("Which function parses a JSON string?") == ["json.loads"]
+    assert best("how do i serialise a python dict to a JSON string") == ["json.dumps"]
+    # a parameter does nothing itself: "parse_int, if specified, …" is no function that parses
+    parse_int = segments[0]
+    asked = "Which function parses a JSON string?"
+    assert names_doing(("parses", ["JSON"]), parse_int, asked) == "parse_int"
+    assert names_doing(("parses", ["JSON"]), parse_int, asked, frozenset({"parse_int"})) is None
+    request = GenerationRequest(
+        messages=[],
+        question=asked,
+        context=PackedContext([replace(_passage(1, JSON_PAGE, ["M"]), title="json")], "", 0, 1),
+        max_tokens=0,
     )
+    found = candidates(asked, request, scorer)
+    assert next(c for c in found if c.sentence.startswith("parse_int")).relevance < 0.5
     # no action asked ("what is"), or a verb that says none ("make"): no entry preferred
     assert not answer(CSV_PAGE, "What is a row?").startswith("class csv.Dict")
 
@@ -532,7 +559,7 @@ def test_the_kind_asked_for_and_a_mention_that_does_it(embedder: Embedder) -> No
     assert said.startswith("The decorator also provides a cache_clear()")
 
 
-def test_a_manual_pages_command_and_options_are_entries_too() -> None:
+def test_a_manual_pages_command_and_options_are_entries_too(embedder: Embedder) -> None:
     """Issue 30 (evals/gitdocs): "Which command applies the changes introduced by some
     existing commits?" is answered by the NAME line that names the command ("git-cherry-pick -
     Apply the changes …"), not by a sentence sharing its words without naming it; "Which
@@ -560,9 +587,7 @@ def test_a_manual_pages_command_and_options_are_entries_too() -> None:
     assert best_entries(action, [(1, pick)], "class") == []
     tag = action_of("Which flag annotates a tag?")
     assert tag is not None and best_entries(tag, [(0, annotate), (1, pick)], "option") == [0]
-    # said once, through the generator (no embedder: zero vectors)
-    import numpy as np
-
+    # said once, through the generator
     page = (
         "git-cherry-pick - Apply the changes introduced by some existing commits\n\n"
         "Otherwise, apply the changes introduced by those commits that are in next but not "
@@ -574,8 +599,28 @@ def test_a_manual_pages_command_and_options_are_entries_too() -> None:
         context=PackedContext([replace(_passage(1, page, ["NAME"]), title="git")], "", 0, 1000),
         max_tokens=0,
     )
-    scorer = SupportScorer(lambda texts: np.zeros((len(texts), 1), dtype=np.float32))
+    scorer = SupportScorer(embedder.embed)
     said = "".join(
         p for p in ExtractiveGenerator(scorer, 1, 0.12).stream(request) if isinstance(p, str)
     )
     assert said == "git-cherry-pick - Apply the changes introduced by some existing commits [1]."
+
+
+def test_an_entry_far_down_the_ranking_is_about_something_else() -> None:
+    """Issue 30 (evals/pydocs "How do I copy an object?"): zlib's "Compress.copy() Returns a
+    copy of the compression object" does the action, but scored half of the best sentence:
+    an entry (or a mention) is raised only from near the top (``NEAR_TOP_SHARE`` of the best
+    score); near the top it is."""
+    from rag.generate.extractive import NEAR_TOP_SHARE, _asked_entry_first
+
+    best = _said(1, 0, "Not all objects can be copied, but most can.", 0.5)
+    entry = "Compress.copy()\nReturns a copy of the compression object."
+    segments = {1: [best.sentence], 2: [entry]}
+
+    def raised(score: float) -> list[str]:
+        far = replace(_said(2, 0, entry, score), score=score)
+        out = _asked_entry_first("How do I copy an object?", [best, far], segments)
+        return [c.sentence for c in out if c.relevance >= 0.9]
+
+    assert raised(0.5 * (NEAR_TOP_SHARE - 0.1)) == []
+    assert raised(0.5 * (NEAR_TOP_SHARE + 0.1)) == [entry]
