@@ -2585,6 +2585,22 @@ BREAKS = [
         "tests/rag/generate/test_generate_extractive.py::test_a_manual_pages_command_and_options_are_entries_too",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
     ),
+    Break(
+        "issue 30 (s6): extractive entries: an entry far down the ranking is raised",
+        "rag/generate/extractive.py",
+        "        if near_top and entry.description:",
+        "        if entry.description:",
+        "tests/rag/generate/test_generate_extractive.py::test_an_entry_far_down_the_ranking_is_about_something_else",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
+    Break(
+        "issue 30 (s6): extractive entries: a parameter mentioned does what the question asks",
+        "rag/generate/entries.py",
+        "        if name.lower() in asked or name in parameters:",
+        "        if name.lower() in asked:",
+        "tests/rag/generate/test_generate_extractive.py::test_the_api_entry_a_how_do_i_question_asks_for_is_its_answer",
+        guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
+    ),
 ]
 
 
