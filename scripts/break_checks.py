@@ -2540,7 +2540,7 @@ BREAKS = [
     Break(
         "issue 30 (s6): extractive: no mention of a code name that does what is asked",
         "rag/generate/extractive.py",
-        "        return _mention_doing_it(question, action, found)",
+        "        return _mention_doing_it(question, action, found, frozenset(parameters))",
         "        return found",
         "tests/rag/generate/test_generate_extractive.py::test_the_kind_asked_for_and_a_mention_that_does_it",
         guarantee="Issue 30: right answers beyond the fixtures, follow-ups",
