@@ -8,6 +8,9 @@ The query path is ``rag.query.pipeline.QueryPipeline(index, settings).run(Query(
 Measures (each over the questions it applies to):
 - ``answer_contains_gold``: answerable questions whose answer contains a gold string
   (SQuAD normalisation: lower case, no punctuation, no articles, single spaces);
+- ``answer_contains_gold_code_aware``: the same with punctuation a word break on both sides
+  (:func:`normalize_code_aware`), so that "csv.DictReader(f)" contains "DictReader": SQuAD's
+  normalisation glues code names into one word ("csvdictreaderf");
 - ``gold_cited``: answerable questions with judged documents where one of them is cited;
 - ``citation_precision``: share of all returned citations marked ``verified``;
 - ``abstention_rate_unanswerable`` and ``false_abstention_rate_answerable``.
@@ -33,8 +36,10 @@ if TYPE_CHECKING:
 __all__ = [
     "PipelineRunner",
     "contains_gold",
+    "contains_gold_code_aware",
     "evaluate_answers",
     "normalize_answer",
+    "normalize_code_aware",
     "pipeline_runner",
 ]
 
@@ -43,6 +48,7 @@ Progress = Callable[[str, int, int], None]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
+_PUNCT_AS_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
 
 
 def normalize_answer(text: str) -> str:
@@ -50,10 +56,27 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split())
 
 
-def contains_gold(answer: str, gold: list[str]) -> bool:
-    norm = f" {normalize_answer(answer)} "
+def normalize_code_aware(text: str) -> str:
+    """SQuAD's normalisation with punctuation a word break instead of removed: "csv.DictReader(f)"
+    is "csv dictreader f", not "csvdictreaderf", so a code name inside a call or a dotted path
+    is still a word."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCT_AS_SPACE)).split())
+
+
+def _contains(answer: str, gold: list[str], normalize: Callable[[str], str]) -> bool:
+    norm = f" {normalize(answer)} "
     # Whole-word containment: gold "1685" must not match inside "16850".
-    return any(g and f" {g} " in norm for g in (normalize_answer(x) for x in gold))
+    return any(g and f" {g} " in norm for g in (normalize(x) for x in gold))
+
+
+def contains_gold(answer: str, gold: list[str]) -> bool:
+    """A gold string is in the answer, both SQuAD-normalised (the ``right`` figure)."""
+    return _contains(answer, gold, normalize_answer)
+
+
+def contains_gold_code_aware(answer: str, gold: list[str]) -> bool:
+    """A gold string is in the answer, both normalised with punctuation a word break."""
+    return _contains(answer, gold, normalize_code_aware)
 
 
 class PipelineRunner:
@@ -153,6 +176,9 @@ def evaluate_answers(
                 "contains_gold": contains_gold(answer, key.answers)
                 if key.answerable and key.answers
                 else None,
+                "contains_gold_code_aware": contains_gold_code_aware(answer, key.answers)
+                if key.answerable and key.answers
+                else None,
                 "gold_cited": bool(set(gold_docs) & set(cited_docs))
                 if key.answerable and gold_docs
                 else None,
@@ -168,6 +194,13 @@ def evaluate_answers(
     return {
         "answer_contains_gold": _rate(
             [q["contains_gold"] for q in answerable if q["contains_gold"] is not None]
+        ),
+        "answer_contains_gold_code_aware": _rate(
+            [
+                q["contains_gold_code_aware"]
+                for q in answerable
+                if q["contains_gold_code_aware"] is not None
+            ]
         ),
         "gold_cited": _rate([q["gold_cited"] for q in answerable if q["gold_cited"] is not None]),
         "citation_precision": round(citations_verified / citations_total, 6)

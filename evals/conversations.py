@@ -13,7 +13,8 @@ A dataset folder's ``conversations.jsonl`` holds one conversation a line::
   a new topic (the old turns must not pollute it);
 - ``sources``: documents that answer it (paths relative to the docs folder, or corpus ids);
   ``[]`` marks a turn the documents do not answer (an abstention is right);
-- ``answers``: strings a right answer contains (SQuAD normalisation, as the answer eval).
+- ``answers``: strings a right answer contains (SQuAD normalisation, as the answer eval; and
+  code-aware, punctuation a word break, beside it).
 
 Each turn is answered through the runner with the earlier questions and the answers the system
 itself gave as history, as a chat client sends them. The measures are the answer eval's
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.answers import contains_gold
+from evals.answers import contains_gold, contains_gold_code_aware
 from evals.datasets import DatasetError
 from evals.retrieval import latency_summary
 from rag.core.types import Turn
@@ -132,6 +133,13 @@ def measures(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "answer_contains_gold": _rate(
             [r["contains_gold"] for r in answerable if r["contains_gold"] is not None]
         ),
+        "answer_contains_gold_code_aware": _rate(
+            [
+                r["contains_gold_code_aware"]
+                for r in answerable
+                if r["contains_gold_code_aware"] is not None
+            ]
+        ),
         "gold_cited": _rate([r["gold_cited"] for r in answerable if r["gold_cited"] is not None]),
         "abstention_rate_unanswerable": _rate([r["abstained"] for r in unanswerable]),
         "false_abstention_rate_answerable": _rate([r["abstained"] for r in answerable]),
@@ -185,6 +193,9 @@ def evaluate_conversations(
                     "answer": answer[:1000],
                     "abstained": abstained,
                     "contains_gold": contains_gold(answer, turn.answers)
+                    if turn.answerable and turn.answers
+                    else None,
+                    "contains_gold_code_aware": contains_gold_code_aware(answer, turn.answers)
                     if turn.answerable and turn.answers
                     else None,
                     "gold_cited": bool(set(gold_docs) & set(cited)) if turn.answerable else None,

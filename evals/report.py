@@ -48,12 +48,14 @@ SCHEMA = 1
 HISTORY_LENGTH = 30
 _CONVERSATION_KEYS = (
     "answer_contains_gold",
+    "answer_contains_gold_code_aware",
     "gold_cited",
     "abstention_rate_unanswerable",
     "false_abstention_rate_answerable",
 )
 _ANSWER_KEYS = (
     "answer_contains_gold",
+    "answer_contains_gold_code_aware",
     "gold_cited",
     "citation_precision",
     "abstention_rate_unanswerable",

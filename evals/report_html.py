@@ -246,6 +246,7 @@ def _conversations(suites: Mapping[str, Mapping[str, Any]]) -> str:
     parts = []
     labels = (
         ("answer_contains_gold", "right"),
+        ("answer_contains_gold_code_aware", "right, code-aware"),
         ("gold_cited", "gold cited"),
         ("abstention_rate_unanswerable", "abstention (unanswerable)"),
         ("false_abstention_rate_answerable", "false abstention"),

@@ -295,22 +295,7 @@ def eval_answers(
         print_json(result)
         return
     if result["questions"]:
-        typer.echo(
-            f"{data.name}: {result['questions']} questions ({result['answerable']} answerable)"
-        )
-        for key in (
-            "answer_contains_gold",
-            "gold_cited",
-            "citation_precision",
-            "abstention_rate_unanswerable",
-            "false_abstention_rate_answerable",
-        ):
-            value = result[key]
-            typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
-        lat, tok = result["latency_ms"], result["tokens_per_question"]
-        typer.echo(
-            f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}"
-        )
+        _print_answers(data.name, result)
     if result.get("conversations"):
         _print_conversations(data.name, result["conversations"])
     if result["errors"]:
@@ -318,6 +303,25 @@ def eval_answers(
             f"  {len(result['errors'])} question(s) failed; first: {result['errors'][0]['error']}",
             err=True,
         )
+
+
+def _print_answers(name: str, result: dict[str, Any]) -> None:
+    """The answer eval's figures, the SQuAD-normalised right answer and the code-aware one."""
+    typer.echo(f"{name}: {result['questions']} questions ({result['answerable']} answerable)")
+    for key in (
+        "answer_contains_gold",
+        "answer_contains_gold_code_aware",
+        "gold_cited",
+        "citation_precision",
+        "abstention_rate_unanswerable",
+        "false_abstention_rate_answerable",
+    ):
+        value = result.get(key)
+        typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
+    lat, tok = result["latency_ms"], result["tokens_per_question"]
+    typer.echo(
+        f"  latency p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms; tokens/question {tok['total']:.0f}"
+    )
 
 
 def _print_conversations(name: str, conv: dict[str, Any]) -> None:
@@ -334,11 +338,12 @@ def _print_conversations(name: str, conv: dict[str, Any]) -> None:
 
     for key in (
         "answer_contains_gold",
+        "answer_contains_gold_code_aware",
         "gold_cited",
         "abstention_rate_unanswerable",
         "false_abstention_rate_answerable",
     ):
-        typer.echo(f"  {key:<34} {shown(first[key]):>10} {shown(follow[key]):>10}")
+        typer.echo(f"  {key:<34} {shown(first.get(key)):>10} {shown(follow.get(key)):>10}")
     typer.echo(
         f"  {'latency p50 (ms)':<34} {first['latency_ms']['p50']:>10.0f} "
         f"{follow['latency_ms']['p50']:>10.0f}"

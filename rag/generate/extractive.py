@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,17 @@ from rag.contracts import Passage
 from rag.core.sentences import MIN_ANSWER_WORDS, without_headings
 from rag.core.sentences import passage_segments as segments_of
 from rag.generate.base import GenerationRequest, Generator, TokenCounter, Usage
+from rag.generate.entries import (
+    Entry,
+    action_of,
+    asked_kind,
+    best_entries,
+    entry_label,
+    entry_match,
+    names_doing,
+    parameter_names,
+    parse_entry,
+)
 from rag.guards.injection import repeats_suspect
 from rag.verification.answer_types import RelevanceFeatures, relevance
 from rag.verification.citations import (
@@ -131,11 +142,25 @@ def defines_what_is_asked(question: str, sentence: str, headings: Sequence[str] 
     return len(words) > 1 and name == words[-1] and all(w in place for w in words[:-1])
 
 
+# The relevance the API entry a "how do I …" / "which function …" question asks for gets at
+# least (rag/generate/entries.py), as a definition whose label names what "What is X?" asks
+ENTRY_RELEVANCE = NAME_LINE_RELEVANCE
+# ... when the entry holds at least this share of the question's words besides its action
+ENTRY_MIN_SHARE = 0.5
+# ... when it scores this share of the best sentence at least (an entry far down the ranking
+# is about something else: "Compress.copy() Returns a copy of the compression object" for
+# "How do I copy an object?"); so does, with no entry doing it, a sentence mentioning a code
+# name that does it
+NEAR_TOP_SHARE = 0.6
+
 # A follow-up that refers back is answered from the document the previous answer came from
 # at this share of ``min_score`` (in_conversation_place): the relevance model was fitted on
 # questions that name their subject, and a sentence answering "Where are they stored?" need
 # not repeat the subject the conversation already named.
 PLACE_SHARE = 0.25
+# How much higher a continuing follow-up ranks the sentences of the document its previous
+# answer came from (where_the_conversation_is)
+PLACE_PRIOR = 0.1
 _MIN_WORDS = MIN_ANSWER_WORDS  # shorter "sentences" (headings, list bullets) rarely answer anything
 _MARKERS = re.compile(r"\s*\[\d+\]")
 
@@ -168,6 +193,7 @@ def passage_segments(passage: Passage) -> list[str]:
 def candidates(question: str, request: GenerationRequest, scorer: SupportScorer) -> list[Candidate]:
     """Every sentence of the context that could answer, in context order, scored."""
     raw: list[tuple[int, int, str, str]] = []  # (n, position, sentence, passage text)
+    segments: dict[int, list[str]] = {}  # each passage's sentences, headings taken off
     headings: dict[int, list[str]] = {}
     sectioned: set[int] = set()  # passages under a section heading below the title
     for passage in request.context.passages:
@@ -182,8 +208,8 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
         clean = passage.text
         for span in passage.suspect:
             clean = clean.replace(span, " ")
-        for position, sentence in enumerate(passage_segments(passage)):
-            sentence = _without_headings(sentence, known)
+        segments[passage.n] = [_without_headings(x, known) for x in passage_segments(passage)]
+        for position, sentence in enumerate(segments[passage.n]):
             if passage.suspect and repeats_suspect(sentence, passage.suspect, clean):
                 continue
             if sentence.rstrip().endswith("?"):
@@ -209,7 +235,79 @@ def candidates(question: str, request: GenerationRequest, scorer: SupportScorer)
         prior = passage_sim[text]
         score = rel + PASSAGE_WEIGHT * prior
         out.append(Candidate(n, position, sentence, rel, typed, score, features, prior))
-    return out
+    return _asked_entry_first(question, out, segments)
+
+
+def _asked_entry_first(
+    question: str, found: list[Candidate], segments: Mapping[int, list[str]]
+) -> list[Candidate]:
+    """``found`` with the API entry a "how do I …" / "which function …" question asks for
+    (rag/generate/entries.py) raised to ``ENTRY_RELEVANCE``: of the entries whose name,
+    parameters or description's first words do the question's action, the one holding most
+    of its other words (at least ``ENTRY_MIN_SHARE``; a tie goes to the better scored),
+    among those scoring ``NEAR_TOP_SHARE`` of the best sentence at least. A
+    label long enough to be a sentence of its own is said with its description, which is
+    then not said again."""
+    action = action_of(question)
+    if action is None:
+        return found
+    entries: list[tuple[int, Entry]] = []
+    parameters: set[str] = set()  # of every entry in the context
+    top = max((c.score for c in found), default=0.0)
+    score = {(c.n, c.position): c.score for c in found}
+    for i, c in enumerate(found):
+        after = segments.get(c.n, [])[c.position + 1 : c.position + 2]
+        entry = parse_entry(c.sentence, after[0] if after else "")
+        if entry is None:
+            continue
+        label = entry_label(c.sentence.partition("\n")[0])
+        parameters.update(parameter_names(label[1]) if label else ())
+        # a label long enough to be a sentence of its own scores as well as its description
+        near_top = max(c.score, score.get((c.n, c.position + 1), 0.0)) >= NEAR_TOP_SHARE * top
+        if near_top and entry.description:
+            entries.append((i, entry))
+    best = best_entries(action, entries, asked_kind(question))
+    by_key = dict(entries)
+    if not best or (entry_match(action, by_key[best[0]]) or 0.0) < ENTRY_MIN_SHARE:
+        return _mention_doing_it(question, action, found, frozenset(parameters))
+    i = max(best, key=lambda k: found[k].score)
+    c, entry = found[i], by_key[i]
+    # a label said alone, without what follows it, is said with its description
+    alone = "\n" not in c.sentence and entry.description not in c.sentence
+    sentence = f"{c.sentence}\n{entry.description}" if alone else c.sentence
+    rel = max(c.relevance, ENTRY_RELEVANCE)
+    raised = replace(
+        c, sentence=sentence, relevance=rel, score=rel + PASSAGE_WEIGHT * c.passage_similarity
+    )
+    said_with = (c.n, c.position + 1) if sentence != c.sentence else None
+    return [raised if k == i else x for k, x in enumerate(found) if (x.n, x.position) != said_with]
+
+
+def _mention_doing_it(
+    question: str,
+    action: tuple[str, list[str]],
+    found: list[Candidate],
+    parameters: frozenset[str] = frozenset(),
+) -> list[Candidate]:
+    """No entry in the context does what a "how do I …" question asks: the best scored
+    sentence mentioning a code name whose own name does it ("… provides a cache_clear()
+    function for clearing …" for "how do I clear an lru_cache") is raised to
+    ``ENTRY_RELEVANCE`` when it scores at least ``NEAR_TOP_SHARE`` of the best sentence."""
+    if not found:
+        return found
+    top = max(c.score for c in found)
+    doing = [
+        i
+        for i, c in enumerate(found)
+        if c.score >= NEAR_TOP_SHARE * top and names_doing(action, c.sentence, question, parameters)
+    ]
+    if not doing:
+        return found
+    i = max(doing, key=lambda k: found[k].score)
+    c = found[i]
+    rel = max(c.relevance, ENTRY_RELEVANCE)
+    raised = replace(c, relevance=rel, score=rel + PASSAGE_WEIGHT * c.passage_similarity)
+    return [raised if k == i else x for k, x in enumerate(found)]
 
 
 def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> list[Candidate]:
@@ -233,6 +331,40 @@ def not_said_again(found: list[Candidate], asked: str, said: Sequence[str]) -> l
         )
 
     return [c for c in found if not repeated(c)]
+
+
+def conversation_sources(
+    found: list[Candidate], request: GenerationRequest, said: Sequence[str]
+) -> set[str]:
+    """The documents of this context the previous answers were drawn from (one of their
+    sentences is among ``found``)."""
+    before = {_key(s) for text in said for s in split_sentences(text)}
+    by_n = {p.n: p for p in request.context.passages}
+    return {by_n[c.n].source for c in found if c.n in by_n and _key(c.sentence) in before}
+
+
+def where_the_conversation_is(
+    found: list[Candidate], request: GenerationRequest, follow_up: Mapping[str, Any]
+) -> list[Candidate]:
+    """A follow-up the rules completed from the conversation (an ellipsis, a pronoun: not a
+    complete question, which may change the subject) ranks the sentences of the document its
+    previous answer came from ``PLACE_PRIOR`` higher: "And an else clause?" after "When does a
+    finally clause run?" answered from the tutorial on errors asks about try's else clause,
+    not a loop's. Relevance is unchanged (the bar to say anything is the same)."""
+    reason = str(follow_up.get("reason") or "")
+    said = [str(text) for text in follow_up.get("said") or ()]
+    if not said or not reason.startswith(("ellipsis", "pronoun")):
+        return found
+    sources = conversation_sources(found, request, said[-1:])
+    if not sources:
+        return found
+    by_n = {p.n: p for p in request.context.passages}
+    return [
+        replace(c, score=c.score + PLACE_PRIOR)
+        if c.n in by_n and by_n[c.n].source in sources
+        else c
+        for c in found
+    ]
 
 
 def _key(sentence: str) -> str:
@@ -363,6 +495,7 @@ class ExtractiveGenerator(Generator):
         follow_up = request.extra.get("follow_up")
         kept = found
         if follow_up:
+            found = where_the_conversation_is(found, request, follow_up)
             kept = not_said_again(found, follow_up.get("asked", ""), follow_up.get("said", ()))
         picked = select(kept, self.max_sentences, self.min_score)
         if follow_up and not picked:

@@ -105,6 +105,7 @@ _DET = _words(
 )
 _PERSONAL = _words("i me my mine we us our ours you your yours he him his she her hers")
 _CONJ = _words("and or but nor so then plus")
+_SUBJECTS = _words("i we you they")  # a question's subject pronoun ("how do I …")
 _ADVERBS = _words(
     "not also only just again instead still already usually always never often ever even too "
     "very really exactly actually there here now then"
@@ -293,7 +294,16 @@ def _roles(tokens: Sequence[str]) -> list[str]:
                 and nxt not in _FUNCTION_WORDS
                 and _verb_form(nxt) in (None, "base")
             )
-            if form is None:
+            if (
+                form is None
+                and verb_expected
+                and prev == "pron"
+                and _low(tokens[i - 1]) in _SUBJECTS
+            ):
+                # "how do i serialise …", "how can I annotate …": after "do I" comes the verb,
+                # whether or not the word lists know it
+                role = "verb"
+            elif form is None:
                 role = "noun"
             elif prev == "prep" and _low(tokens[i - 1]) == "to" and form == "base":
                 role = "verb"  # "to review"
@@ -989,6 +999,22 @@ def _replace_np(
     return new, _text(words)
 
 
+def _replace_predicate(fragment: list[str], previous: list[str]) -> list[str] | None:
+    """ "And parse such a string back?" after "How do I format a datetime as a string?" → "How
+    do I parse such a string back?": a fragment opening with a verb (in its base form) is a
+    new action for the previous question's subject; None when that question asks no "how do
+    I <verb> …" or the fragment opens with no verb."""
+    words = [t for t in fragment if not _is_punct(t)]
+    if not words or _verb_form(words[0]) != "base":
+        return None
+    body = [t for t in previous if t != "?"]
+    roles = _roles(body)
+    verb = next((i for i, r in enumerate(roles) if r == "verb"), None)
+    if verb is None or verb < 2 or roles[verb - 1] != "pron" or roles[verb - 2] != "aux":
+        return None
+    return [*body[:verb], *words]
+
+
 def _possessive_fragment(words: list[str], ctx: _Context) -> list[str] | None:
     """ "And its price?" → "What is the price of <subject>?"."""
     low = [_low(w) for w in words]
@@ -1059,6 +1085,8 @@ def _one(question: str, ctx: _Context | None) -> Condensed:
             topic = ctx.topic
         elif (possessive := _possessive_fragment(words, ctx)) is not None:
             built, reason = possessive, "ellipsis (possessive)"
+        elif (predicate := _replace_predicate(words, ctx.question)) is not None:
+            built, reason = predicate, "ellipsis (action)"
         else:
             built, topic = _replace_np(words, ctx.question, ctx)
             reason = "ellipsis"

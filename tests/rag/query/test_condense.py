@@ -468,3 +468,36 @@ def test_it_is_what_an_answer_to_what_should_i_use_named() -> None:
         conversation(random, secrets, then="How do I generate a token with it?")
         == "How do I generate a token with secrets?"
     )
+
+
+def test_a_how_do_i_follow_up_keeps_the_action_or_takes_a_new_one() -> None:
+    """Issue 30 (evals/pyconv_blind, typed as users type): after "how do I <verb> …" the word
+    after "do I" is the verb whether or not the word lists know it ("serialise", "annotate"),
+    so an ellipsis replaces the object, not the verb ("How do I a list of strings a paramter
+    …?" before); a fragment opening with a verb is a new action for the same subject ("How do
+    i parse such a string back a datetime as a string …?" before)."""
+    assert (
+        talk(
+            "how do I annotate a paramter that can be an int or None",
+            "What about a list of strings?",
+        )[1]
+        == "How do I annotate a list of strings that can be an int or None?"
+    )
+    assert talk("how do i serialise a python dict to a JSON string", "And a list?")[1] == (
+        "How do i serialise a list to a JSON string?"
+    )
+    assert (
+        talk(
+            "how do i fromat a datetime as a string like 2023-01-31",
+            "And parse such a string back?",
+        )[1]
+        == "How do i parse such a string back?"
+    )
+    # a fragment opening with no verb, or a question asking no action, is as before
+    assert talk("How do I add an item to the end of a list?", "And at a given position?")[1] == (
+        "How do I add an item at a given position of a list?"
+    )
+    from rag.query.condense import _replace_predicate, _tokens
+
+    assert _replace_predicate(["read", "it"], _tokens("What is the free tier rate limit?")) is None
+    assert _replace_predicate(["the", "docs"], _tokens("How do I read a file?")) is None
