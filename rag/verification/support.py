@@ -36,12 +36,14 @@ from dataclasses import dataclass, field, replace
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import (
     Value,
+    bound,
     comparable,
     flipped,
     grounded_in,
     plain,
     quantities,
     spells,
+    strip_bounds,
     ungrounded,
     values,
 )
@@ -771,7 +773,9 @@ _ROLE = (
 _ARTICLE = r"(?:the|a|an|your|their|its|our|his|her)"
 _AGENT = re.compile(rf"\b(?P<action>[a-z]+)\s+by\s+{_ARTICLE}\s+(?P<role>{_ROLE})\b", re.IGNORECASE)
 _SUBJECT = re.compile(
-    rf"^\W*{_ARTICLE}\s+(?P<role>{_ROLE})\s+(?:(?:must|should|will|shall|can|may|always|"
+    # after an opening clause that says when ("Once the incident is resolved, the ...")
+    r"^\W*(?:(?:once|after|when|whenever|before|if|as\s+soon\s+as|following|until)\b[^,;]*,\s*)?"
+    rf"{_ARTICLE}\s+(?P<role>{_ROLE})\s+(?:(?:must|should|will|shall|can|may|always|"
     r"then|also|usually|typically|normally)\s+)*(?P<action>[a-z]+)\b",
     re.IGNORECASE,
 )
@@ -890,6 +894,137 @@ def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
     return out
 
 
+_TOKEN = re.compile(r"[^\W_][\w'’-]*")
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """Each two neighbouring words of ``text`` (as written): "incremental backups"."""
+    tokens = _TOKEN.findall(text)
+    return list(itertools.pairwise(tokens))
+
+
+def _literal(word: str, text: str) -> bool:
+    """``word`` is in ``text`` in its own form (stem or prefix, no synonym)."""
+    return matches(word.lower(), replace(_words_of(text), groups=frozenset()))
+
+
+# Lines above a sentence that end in no stop, the next opening with a capital: headings the
+# sentence splitter left on it ("Security Handbook\nPasswords and keys\nPasswords must ...").
+_HEADING_LINES = re.compile(r"^(?:[^\n.!?:;]*\n)+(?=[A-Z])")
+
+
+def _body(sentence: str) -> str:
+    """``sentence`` without the heading lines above it (a wrapped line goes on in lower case)."""
+    return _HEADING_LINES.sub("", sentence)
+
+
+def _homes(v: Value, words: Sequence[str], sentences: Sequence[str]) -> list[str]:
+    """The passage sentences holding ``v``, those sharing most of the claim's ``words`` first."""
+    held = [s for s in sentences if grounded_in(v, s)]
+    return sorted(held, key=lambda s: -sum(matches(w, _words_of(s)) for w in words))
+
+
+# An auxiliary or modal that ends a claim's subject ("API keys must ...", "Reviews should ..."):
+# not "gets" or "does", which a relative clause holds as often ("a client that gets a 429").
+_SUBJECT_END = re.compile(
+    r"\b(?:is|are|was|were|be|must|should|can|could|will|would|may|might|shall|has|have|had|"
+    r"need|needs)\b|n['’]t\b",
+    re.IGNORECASE,
+)
+# An opening clause that says when or if ("After the monorepo is cloned, ..."), before the
+# subject.
+_OPENING_CLAUSE = re.compile(
+    r"^\W*(?:once|after|when|whenever|before|if|as\s+soon\s+as|following|until|unless|"
+    r"while|since|because)\b[^,;]*[,;]\s*",
+    re.IGNORECASE,
+)
+_RELATIVE = re.compile(r"\b(?:that|which|who|whom|whose|where)\b", re.IGNORECASE)
+
+
+def _subject(claim: str) -> tuple[list[str], int]:
+    """The content words of ``claim``'s subject and where what it says of it begins, when the
+    subject is plain — at most six words before the first auxiliary, after any opening
+    clause, with no relative clause ("a client that gets a 429" is described, not just
+    named): ``([api, keys], 9)`` for "API keys must be at least 14 characters"."""
+    opening = _OPENING_CLAUSE.match(claim)
+    start = opening.end() if opening else 0
+    m = _SUBJECT_END.search(claim, start)
+    span = claim[start : m.start()] if m else ""
+    if not m or len(WORD.findall(span)) > 6 or _RELATIVE.search(span):
+        return [], len(claim)
+    return claim_words(span, values(span)), m.start()
+
+
+def _told_of_another(claim: str, sentences: Sequence[str], context: str = "") -> list[Value]:
+    """The values of ``claim`` it says of something its passage sentence does not speak of,
+    where another sentence of the passage does — a fact pieced together, with no rival
+    value of the kind to compare (which :func:`_misplaced_values` needs):
+
+    - the claim's subject is none of the value's sentence's words and is another sentence's:
+      "API keys must be at least 14 characters" (14 characters is the passwords'), "Pull
+      requests over 400 lines must be answered within one working day" (the deadline is
+      the reviews');
+    - a word naming which kind of thing, next to the thing, that the value's sentence lacks
+      and another sentence says with it: "Incremental backups run nightly at 02:00 UTC"
+      (the full backups run at 02:00; the incremental ones are the next sentence's);
+    - a name the value's sentence gives the thing ("API keys") that the claim gives another
+      word ("encryption keys"), said nowhere in the passage sentence."""
+    found = [v for v in values(claim) if v.kind in ("number", "clock", "date", "code")]
+    if not found or len(sentences) < 2:
+        return []
+    sentences = [_body(s) for s in sentences]
+    words = claim_words(claim, values(claim))
+    # a sentence that names its subject by a pronoun ("It was built ...") says it of what
+    # the sentence before named: read together
+    sentences = [
+        f"{sentences[i - 1]} {s}" if i and _REFERRING.search(s) else s
+        for i, s in enumerate(sentences)
+    ]
+    homes = {v: _homes(v, words, sentences) for v in found}
+    all_homes = {h for hs in homes.values() for h in hs}
+    subject, said_at = _subject(claim)
+    before = _words_of(context) if context else None
+    out: list[Value] = []
+    for v, held in homes.items():
+        if not held:
+            continue
+        home = held[0]
+        others = [s for s in sentences if s not in all_homes]
+        home_words = _words_of(home)
+        if (
+            subject
+            and claim.find(v.text, said_at) >= 0  # a value of what is said of the subject
+            and not any(matches(w, _words_of(h)) for w in subject for h in held)
+            and not (before and any(matches(w, before) for w in subject))
+            and any(_literal(w, o) for w in subject for o in sentences if o not in held)
+        ):
+            out.append(v)
+            continue
+        home_pairs = _pairs(home)
+        for kind, thing in _pairs(claim):
+            low, head = kind.lower(), thing.lower()
+            if low in STOPWORDS or _light(low) or low not in words or not _content(head):
+                continue
+            if any(matches(low, _words_of(h)) for h in all_homes) or not matches(head, home_words):
+                continue
+            # the word the value's sentence names the thing with, which the claim does not say
+            theirs = [
+                a
+                for a, b in home_pairs
+                if _literal(head, b) and _content(a.lower()) and not _literal(a, claim)
+            ]
+            if not theirs:
+                continue  # "Database backups" where the sentence says "Backups": narrower
+            pieced = any(
+                _literal(low, a) and _literal(head, b) for o in others for a, b in _pairs(o)
+            )
+            named = any(a.isupper() and len(a) >= 2 for a in theirs)
+            if pieced or named:
+                out.append(v)
+                break
+    return out
+
+
 _AUXILIARY = re.compile(
     r"\b(?:is|are|was|were|be|been|must|should|can|could|will|would|may|might|shall|has|have|"
     r"had|does|do|did|gets|get)\b|n['’]t\b|['’](?:s|re)\b",
@@ -959,6 +1094,52 @@ def _order_flipped(claim: str, sources: Sequence[str]) -> bool:
     return False
 
 
+# A number or version that follows a name says which of that name it is: "Python 3.11",
+# "Postgres 16", "TLS 1.2".
+_OWNED = re.compile(r"\b(?P<name>[A-Z][\w+#-]*)\s+v?(?P<n>\d+(?:\.\d+)*)\b(?![.,:]\d)")
+
+
+def _swapped_owners(claim: str, passages: Sequence[str]) -> list[Value]:
+    """The numbers ``claim`` gives a name that the passages give it another of: "Python 16"
+    where the passage installs Python 3.11 and Postgres 16 (each number is in the passage,
+    after the other name)."""
+    text = "\n".join(passages)
+    out = []
+    for m in _OWNED.finditer(claim):
+        name = m.group("name")
+        if name.lower() in _STOPWORDS_EXTRA or name.lower() in _OPENERS:
+            continue
+        theirs = {
+            o.group("n")
+            for o in _OWNED.finditer(text)
+            if o.group("name").lower() == name.lower()
+        }
+        if theirs and m.group("n") not in theirs:
+            out.append(Value("code", f"{name} {m.group('n')}", key=m.group(0).lower()))
+    return out
+
+
+def _bound_flipped(claim: str, sentences: Sequence[str]) -> bool:
+    """Whether ``claim`` bounds its number on the other side from the passage clause that
+    holds that number and says what the claim says it of: "Economy class is the default for
+    flights longer than six hours" against "Economy class is the default for flights under
+    six hours. Business class may be booked for flights longer than six hours" (both
+    sentences hold the number; the claim's other words are the first's)."""
+    side = bound(claim)
+    if side is None:
+        return False
+    numbers = [v for v in values(claim) if v.kind == "number"]
+    homes = [
+        c for s in sentences for c in split_clauses(s) if any(grounded_in(v, c) for v in numbers)
+    ]
+    if not homes:
+        return False
+    words = claim_words(strip_bounds(claim), numbers)
+    best = max(homes, key=lambda c: sum(matches(w, _words_of(strip_bounds(c))) for w in words))
+    theirs = bound(best)
+    return theirs is not None and theirs != side
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -1006,6 +1187,10 @@ def check(
     missing += _swapped_actors(stated, sentences)
     # and a value must be said of what the passage says it of
     missing += [v for v in _misplaced_values(stated, sentences) if v not in missing]
+    # a version is the one the passage gives that product ("Python 16": Postgres's number)
+    missing += _swapped_owners(stated, passages)
+    # and is said of what its sentence speaks of, not of another sentence's subject
+    missing += [v for v in _told_of_another(stated, sentences, context) if v not in missing]
     # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
     # like any word: one that no passage, the question or the sentence before uses in any
     # form is taken for a name nobody gave.
@@ -1040,6 +1225,9 @@ def check(
     # "merge before the build is green" against "a green build is required before a pull
     # request can be merged": the same two events, in the other order
     is_flipped = is_flipped or _order_flipped(stated, restated)
+    # "flights longer than six hours" where the sentence holding six hours for what the
+    # claim speaks of says "under"
+    is_flipped = is_flipped or _bound_flipped(stated, sentences)
     if unmatched and len(restated) > 1:
         # A word the passage lacks is a rewording of what one sentence says; in a claim
         # pieced together from two ("The incident commander is whoever is the secondary

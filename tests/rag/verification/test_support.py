@@ -444,7 +444,7 @@ def test_a_value_is_not_given_to_a_subject_another_sentence_names() -> None:
     assert _check(claim, CODE_REVIEW) == 0.0
     assert _check("Reviews of pull requests should be answered within one working day.", CODE_REVIEW) >= 0.75
     # ... and a synthesis that keeps each value with its own subject still passes
-    claim = "Full database backups run nightly at 02:00 UTC and are kept for 35 days."
+    claim = "Full database backups run nightly at 02:00 UTC, and backups are kept for 35 days."
     assert _check(claim, BACKUP_SCHEDULE) >= 0.75
 
 
