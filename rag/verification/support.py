@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from rag.verification.answer_types import WORD, stem
@@ -50,6 +50,11 @@ from rag.verification.grounding import (
 
 # At most this many content words of a claim may be absent from its passage, whatever its length.
 MAX_UNMATCHED = 1
+# ... or this many, when the claim is a rewording of its passage sentence in other words: every
+# value and name grounded, nothing flipped, most of its words the passage's, and its meaning
+# close to the sentence's (``similar``, the embedder's cosine, at least REWORDED_SIMILARITY).
+MAX_REWORDED = 3
+REWORDED_SIMILARITY = 0.80
 
 __all__ = [
     "STOPWORDS",
@@ -713,6 +718,7 @@ class Support:
     flipped: bool = False  # negates (or un-negates) what the passage says
     unmatched: list[str] = field(default_factory=list)  # content words no passage holds
     quote: str = ""  # the passage sentence it restates best
+    similarity: float | None = None  # to the quote, when judged as a rewording in other words
 
     @property
     def reason(self) -> str | None:
@@ -1140,6 +1146,15 @@ def _bound_flipped(claim: str, sentences: Sequence[str]) -> bool:
     return theirs is not None and theirs != side
 
 
+def _left_out(claim: str, source: str) -> list[str]:
+    """The content words of ``source`` (a passage clause) that ``claim`` does not say: what
+    a rewording's words of its own may stand for ("oblige" for "require", "inside" for
+    "within"). A claim whose new words stand for none adds something ("... and a hardware
+    firewall")."""
+    said = _words_of(claim)
+    return [w for w in claim_words(source, values(source)) if not matches(w, said)]
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -1148,6 +1163,7 @@ def check(
     question: str = "",
     headings: Sequence[str] = (),
     floor: float = 0.0,
+    similar: Callable[[str, str], float] | None = None,
 ) -> Support:
     """How well ``passages`` (their texts) support ``claim``. ``sentences``: the passages'
     sentences (the values must be in those the claim restates; the quote; the polarity
@@ -1173,7 +1189,13 @@ def check(
         and w not in referred
     ]
     coverage = 1.0 - len(unmatched) / len(words) if words else 1.0
-    if coverage < floor or len(unmatched) > MAX_UNMATCHED:
+    # a rewording in other words is looked at closer only when a similarity can judge it
+    reworded = (
+        similar is not None
+        and len(unmatched) <= MAX_REWORDED
+        and len(words) - len(unmatched) >= len(unmatched)
+    )
+    if not reworded and (coverage < floor or len(unmatched) > MAX_UNMATCHED):
         # most passages of a context, for most claims: no need to look closer
         score = coverage if len(unmatched) <= MAX_UNMATCHED else 0.0
         return Support(score=score, coverage=coverage, unmatched=unmatched)
@@ -1248,6 +1270,21 @@ def check(
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.
     score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
+    similarity = None
+    if (
+        reworded
+        and not missing
+        and not is_flipped
+        and (score < floor or score == 0.0)
+        and restated
+        and len(unmatched) <= len(_left_out(stated, _restated_clauses(words, restated[0])))
+    ):
+        # its words are not the passage's, but every value and name is, nothing is negated or
+        # reordered, each word it says the passage does not stands for one the passage says
+        # and it does not, and it means what the sentence it restates means: a rewording
+        assert similar is not None
+        similarity = similar(stated, restated[0])
+        score = similarity if similarity >= REWORDED_SIMILARITY else 0.0
     return Support(
         score=score,
         coverage=coverage,
@@ -1255,4 +1292,5 @@ def check(
         flipped=is_flipped,
         unmatched=unmatched,
         quote=restated[0] if restated else "",
+        similarity=similarity,
     )
