@@ -220,6 +220,16 @@ STOPWORDS = frozenset(
         "using",
         "called",
         "known",
+        # British and formal forms of function words: "whilst" is "while", "upon" "on"
+        "whilst",
+        "upon",
+        "amongst",
+        "amidst",
+        "unto",
+        "thereof",
+        "therein",
+        "hereby",
+        "wherein",
     )
 )
 
@@ -251,7 +261,7 @@ _LIGHT = frozenset(
     specifies specified
     not never none cannot unable impossible avoid avoids avoided avoiding refrain refrains
     prohibited forbidden disallowed banned
-    every go goes went gone whoever whatever whichever ones exist exists existed existing
+    every go goes went gone whoever whatever whichever ones exist exists existed existing available
     ought anything everything nothing several plus specifying indicating telling receive
     receives received receiving
     require requires required requiring requirement mandatory compulsory obligatory necessary
@@ -295,6 +305,12 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
       initiate initiated open opens opened
     stop stopped cease ceased halt halted
     require required requires requirement mandatory necessary obligatory compulsory need needs
+      oblige obliges obliged mandate mandates mandated necessitate necessitates necessitated
+    mean means meant denote denotes denoted signify signifies signified represent represents
+      represented designate designates designated
+    within inside
+    only solely exclusively
+    subsequent subsequently following after afterwards thereafter next
     big large huge major great
     small little minor tiny
     fast quick quickly rapid rapidly swift swiftly soon promptly immediately
@@ -459,9 +475,19 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
+# British spellings a prefix does not meet: "colour" / "color", "centre" / "center",
+# "metre" / "meter" (longer words — "behaviour", "organisation" — share their first six letters).
+_BRITISH = (
+    (re.compile(r"\b([a-z]{3,})our(s|ed|ing)?\b", re.IGNORECASE), r"\1or\2"),
+    (re.compile(r"\b([a-z]{2,}[^aeiou\W])re(s)?\b", re.IGNORECASE), r"\1er\2"),
+)
+
+
 def _one_word_phrases(text: str) -> str:
     for pattern, word in _PHRASES:
         text = pattern.sub(word, text)
+    for pattern, american in _BRITISH:
+        text = pattern.sub(american, text)
     return text
 
 
@@ -623,7 +649,7 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
 # Where one fact of a sentence ends and the next begins: "..., and ...", "...; ...",
 # "..., while ...", "..., whereas ...", "..., but ...".
 _CLAUSE_BREAK = re.compile(
-    r"\s*(?:;|,\s*(?:and|but|while|whereas|so|and\s+then)\b|\s(?:while|whereas)\s)\s*",
+    r"\s*(?:;|,\s*(?:and|but|while|whilst|whereas|so|and\s+then)\b|\s(?:while|whilst|whereas)\s)\s*",
     re.IGNORECASE,
 )
 
@@ -1283,7 +1309,9 @@ def check(
         # reordered, each word it says the passage does not stands for one the passage says
         # and it does not, and it means what the sentence it restates means: a rewording
         assert similar is not None
-        similarity = similar(stated, restated[0])
+        # against the clauses of the sentence it restates ("SEV3 means a minor issue with a
+        # workaround", not the whole list of severity levels)
+        similarity = similar(stated, _restated_clauses(words, restated[0]))
         score = similarity if similarity >= REWORDED_SIMILARITY else 0.0
     return Support(
         score=score,
