@@ -931,7 +931,8 @@ _POLES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             rf"\b(?:under|below|less\s+than|shorter\s+than|fewer\s+than|lower\s+than)\s+"
             rf"(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
             rf"\b(?:over|above|more\s+than|longer\s+than|greater\s+than|higher\s+than|"
-            rf"exceeding|beyond|in\s+excess\s+of|upwards\s+of)\s+(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
+            rf"in\s+excess\s+of|upwards\s+of|"
+            rf"exceeding|beyond)\s+(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
         ),
     )
 )

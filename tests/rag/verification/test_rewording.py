@@ -31,6 +31,7 @@ LAPTOPS = (
     "they can be wiped remotely."
 )
 LIMITS = "The free tier allows 60 requests per minute."
+LARGE = "Large changes (over 400 lines) should be split into smaller pull requests."
 POSTMORTEM = (
     "After the incident is resolved, the incident commander schedules a blameless postmortem "
     "within\nfive business days."
@@ -94,6 +95,8 @@ def test_a_rewording_in_other_words_passes_when_it_means_the_sentence(
             "and invites customers.",
             POSTMORTEM,
         ),
+        # in other words that stand for the passage's, but meaning something else
+        ("Large changes over 400 lines should be rejected automatically.", LARGE),
         # reworded, but a value changed or the sense negated
         ("Each rotation spans eight days, commencing on Monday at 10:00 UTC.", ON_CALL),
         ("SEV1 incidents never oblige a status page update inside fifteen minutes.", SEVERITY),
@@ -110,7 +113,8 @@ def test_formal_synonyms_and_existence_words_read_as_the_passage_words() -> None
     # "denotes" says "means", "oblige" "require", "inside" "within", "subsequent" "next",
     # "is available" only that it exists
     claim = "SEV1 incidents oblige a status page update inside fifteen minutes."
-    assert check(claim, [SEVERITY], split_sentences(SEVERITY)).score >= 0.75
+    verdict = check(claim, [SEVERITY], split_sentences(SEVERITY))
+    assert verdict.score == 1.0 and verdict.unmatched == []
     claim = "Approved claims are settled through the subsequent monthly salary."
     assert check(claim, [CLAIMS], split_sentences(CLAIMS)).score >= 0.75
     claim = "A SEV1 classification denotes that customers are unable to use the product."
