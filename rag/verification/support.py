@@ -1142,9 +1142,7 @@ def _swapped_owners(claim: str, passages: Sequence[str]) -> list[Value]:
         if name.lower() in _STOPWORDS_EXTRA or name.lower() in _OPENERS:
             continue
         theirs = {
-            o.group("n")
-            for o in _OWNED.finditer(text)
-            if o.group("name").lower() == name.lower()
+            o.group("n") for o in _OWNED.finditer(text) if o.group("name").lower() == name.lower()
         }
         if theirs and m.group("n") not in theirs:
             out.append(Value("code", f"{name} {m.group('n')}", key=m.group(0).lower()))

@@ -126,18 +126,28 @@ def test_formal_synonyms_and_existence_words_read_as_the_passage_words() -> None
 def test_british_spellings_and_function_words_read_as_the_passage_words() -> None:
     # "whilst" is "while" (a clause break too), "upon" a preposition, "-our" "-or"
     passage = "Monthly snapshots are kept for 13 months. Dashboards use the color of the team."
-    claim = "Monthly snapshots are kept for 13 months, whilst dashboards use the colour of the team."
+    claim = (
+        "Monthly snapshots are kept for 13 months, whilst dashboards use the colour of the team."
+    )
     assert check(claim, [passage], split_sentences(passage)).score == 1.0
     claim = "Production access is conferred upon completion of the security training."
     access = "Production access is granted only after you complete the security training."
     assert check(claim, [access], split_sentences(access)).score >= 0.75
     # and a word the passage does not say is still one
-    assert check("Dashboards use the colour of the team.", [passage], split_sentences(passage)).score == 1.0
-    assert check("Dashboards use the odour of the team.", [passage], split_sentences(passage)).score < 0.75
+    assert (
+        check("Dashboards use the colour of the team.", [passage], split_sentences(passage)).score
+        == 1.0
+    )
+    assert (
+        check("Dashboards use the odour of the team.", [passage], split_sentences(passage)).score
+        < 0.75
+    )
 
 
 def test_a_kind_of_something_is_no_code_name_asked_for() -> None:
     # "which class of travel" asks for a kind of travel in words, not for a class in code
-    assert AnswerType.NAME not in expected_types("Which class of travel is standard for short flights?")
+    assert AnswerType.NAME not in expected_types(
+        "Which class of travel is standard for short flights?"
+    )
     assert AnswerType.NAME in expected_types("Which class implements the parser?")
     assert AnswerType.NAME in expected_types("Which module of the standard library parses JSON?")

@@ -442,7 +442,10 @@ def test_a_value_is_not_given_to_a_subject_another_sentence_names() -> None:
     # each value from its own sentence, the subject of one with the deadline of the other
     claim = "Pull requests over 400 lines must be answered within one working day."
     assert _check(claim, CODE_REVIEW) == 0.0
-    assert _check("Reviews of pull requests should be answered within one working day.", CODE_REVIEW) >= 0.75
+    assert (
+        _check("Reviews of pull requests should be answered within one working day.", CODE_REVIEW)
+        >= 0.75
+    )
     # ... and a synthesis that keeps each value with its own subject still passes
     claim = "Full database backups run nightly at 02:00 UTC, and backups are kept for 35 days."
     assert _check(claim, BACKUP_SCHEDULE) >= 0.75
@@ -478,7 +481,9 @@ def test_how_often_is_not_how_long() -> None:
 def test_the_actor_after_an_opening_clause_is_checked_too() -> None:
     claim = "Once the incident is resolved, the on-call engineer schedules a blameless postmortem."
     assert _check(claim, INCIDENT) == 0.0
-    claim = "Once the incident is resolved, the incident commander schedules a blameless postmortem."
+    claim = (
+        "Once the incident is resolved, the incident commander schedules a blameless postmortem."
+    )
     assert _check(claim, INCIDENT) == 1.0
 
 
