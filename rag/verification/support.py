@@ -266,6 +266,7 @@ _LIGHT = frozenset(
     receives received receiving
     require requires required requiring requirement mandatory compulsory obligatory necessary
     yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly totally
+    fully completely entirely wholly
     basically essentially luckily fortunately unfortunately sadly happily
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
@@ -342,7 +343,8 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     laptop laptops computer computers notebook notebooks device devices machine machines
     report reported tell told inform informed notify notified alert alerted contact contacted
     book booked reserve reserved
-    pay paid payment reimburse reimbursed refund refunded compensate compensated payout
+    pay paid payment reimburse reimbursed refund refunded compensate compensated payout cover
+      covered
     cost costs price priced fee fees charge charged expense expenses amount
     protect protected secure secured guard guarded safeguard
     rule rules policy policies requirement requirements guideline guidelines
@@ -461,7 +463,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"ought\s+to", "should"),
         # a frame around a quantity: "for a period of 35 days" is "for 35 days"
         (r"(?:a|the)\s+(?:period|span|duration|term|total|length)\s+of", " "),
-        (r"on\s+(?:its|their|his|her)\s+own", "automatically"),
+        (r"on\s+(?:its|their|his|her)\s+own|by\s+(?:itself|themselves)", "automatically"),
         (r"unable\s+to|not\s+able\s+to|incapable\s+of", "cannot"),
         (r"status\s+code", "status"),
         # an action named by its noun, its verb only carrying it: "encryption is applied to
@@ -929,10 +931,11 @@ def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
 _TOKEN = re.compile(r"[^\W_][\w'’-]*")
 
 
-def _pairs(text: str) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=4096)  # passage sentences repeat across claims and answers
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     """Each two neighbouring words of ``text`` (as written): "incremental backups"."""
     tokens = _TOKEN.findall(text)
-    return list(itertools.pairwise(tokens))
+    return tuple(itertools.pairwise(tokens))
 
 
 def _literal(word: str, text: str) -> bool:
@@ -945,6 +948,7 @@ def _literal(word: str, text: str) -> bool:
 _HEADING_LINES = re.compile(r"^(?:[^\n.!?:;]*\n)+(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=4096)
 def _body(sentence: str) -> str:
     """``sentence`` without the heading lines above it (a wrapped line goes on in lower case)."""
     return _HEADING_LINES.sub("", sentence)

@@ -123,6 +123,20 @@ def test_formal_synonyms_and_existence_words_read_as_the_passage_words() -> None
     assert check(claim, [SEVERITY], split_sentences(SEVERITY)).score >= 0.75
 
 
+def test_intensifiers_and_everyday_synonyms_say_no_more_than_the_passage() -> None:
+    # "fully" only intensifies, "covered" is "reimbursed", "by themselves" "automatically"
+    verdict = check("Laptops are fully disk-encrypted.", [LAPTOPS], split_sentences(LAPTOPS))
+    assert verdict.unmatched == []
+    hotels = "Hotel costs are reimbursed up to 180 EUR per night."
+    verdict = check("Hotel costs are covered up to 180 EUR a night.", [hotels], [hotels])
+    assert verdict.score == 1.0
+    claim = "Screens lock by themselves after 5 minutes of inactivity."
+    assert check(claim, [LAPTOPS], split_sentences(LAPTOPS)).score == 1.0
+    # and the value still decides
+    verdict = check("Hotel costs are covered up to 250 EUR a night.", [hotels], [hotels])
+    assert verdict.score == 0.0
+
+
 def test_british_spellings_and_function_words_read_as_the_passage_words() -> None:
     # "whilst" is "while" (a clause break too), "upon" a preposition, "-our" "-or"
     passage = "Monthly snapshots are kept for 13 months. Dashboards use the color of the team."
