@@ -2569,8 +2569,8 @@ BREAKS = [
     Break(
         "verify: 'which class of travel' asks for a code name",
         "rag/verification/answer_types.py",
-        '_KIND_OF = r"(?!\\s+of\\s+(?!(?:the|a|an|this|that|these|those|its|their)\\b)[a-z])"\n',
-        '_KIND_OF = r""\n',
+        '_BARE_NOUN_AFTER_OF = r"(?!\\s+of\\s+(?!(?:the|a|an|this|that|these|those|its|their)\\b)[a-z])"\n',
+        '_BARE_NOUN_AFTER_OF = r""\n',
         "tests/rag/verification/test_rewording.py::test_a_kind_of_something_is_no_code_name_asked_for",
         guarantee="Issue 22: verified answers on the production path",
     ),

@@ -165,3 +165,4 @@ def test_a_kind_of_something_is_no_code_name_asked_for() -> None:
     )
     assert AnswerType.NAME in expected_types("Which class implements the parser?")
     assert AnswerType.NAME in expected_types("Which module of the standard library parses JSON?")
+    assert AnswerType.NAME in expected_types("Which option of git tag makes an annotated tag?")
