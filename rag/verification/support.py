@@ -945,7 +945,9 @@ def _literal(word: str, text: str) -> bool:
 
 # Lines above a sentence that end in no stop, the next opening with a capital: headings the
 # sentence splitter left on it ("Security Handbook\nPasswords and keys\nPasswords must ...").
-_HEADING_LINES = re.compile(r"^(?:[^\n.!?:;]*\n)+(?=[A-Z])")
+# A heading is short and has no comma; a wrapped line may go on with a name ("... starting\n
+# Monday at 10:00 UTC").
+_HEADING_LINES = re.compile(r"^(?:[ \t]*(?:[^\W\d_][\w'’&/-]*[ \t]*){1,6}\n)+(?=[A-Z])")
 
 
 @functools.lru_cache(maxsize=4096)

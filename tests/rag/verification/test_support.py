@@ -495,3 +495,15 @@ def test_a_named_kind_is_not_swapped_for_another_word() -> None:
     assert _check(claim, PASSWORDS_AND_KEYS, before) == 0.0
     assert _check("API keys get rotated every ninety days.", PASSWORDS_AND_KEYS, before) == 1.0
     assert _check("Keys are rotated every ninety days.", PASSWORDS_AND_KEYS, before) == 1.0
+
+
+def test_a_wrapped_line_going_on_with_a_name_is_no_heading() -> None:
+    # "... starting\nMonday at 10:00 UTC." is one sentence: its subject is the rotation's
+    rotation = (
+        "New engineers join the on-call rotation after six weeks. A rotation lasts seven days, "
+        "starting\nMonday at 10:00 UTC."
+    )
+    claim = "Each rotation is a week long and starts Monday at 10:00 UTC."
+    assert _check(claim, rotation) == 1.0
+    # a heading line above a sentence is still not part of it
+    assert _check("API keys must be at least 14 characters long.", PASSWORDS_AND_KEYS) == 0.0
