@@ -16,6 +16,12 @@
    with AES-256" says "they" of what was just said, and "This usually happens on day three"
    needs only "day three" from the passage.
 
+4. **meaning**, only for a claim in other words (``similar`` given: the embedder's cosine):
+   up to :data:`MAX_REWORDED` words the passage lacks pass when every value and name is
+   grounded, nothing flips, each new word stands for a word of the passage clause the claim
+   leaves out (a rewording replaces, it does not add) and the claim's cosine to that clause
+   is at least :data:`REWORDED_SIMILARITY`; the score is then that cosine.
+
 The score is the coverage (0 when a value or the polarity fails); a claim is supported when
 it reaches ``generation.verify.min_support`` (chosen on the tuning half of the ``verify``
 eval and SQuAD 2.0 by ``benchmarks/calibrate_support.py``). Several passages support a claim
