@@ -1161,6 +1161,14 @@ def _swapped_owners(claim: str, passages: Sequence[str]) -> list[Value]:
     return out
 
 
+# A sentence opening with a verb and its object ("Grab a laptop from IT", "Submit the form"):
+# an instruction, its first word no name (a name is followed by its verb: "Deabolis named").
+_IMPERATIVE = re.compile(
+    r"^\W*[A-Z][a-z]+\s+(?:a|an|the|your|my|our|their|this|that|these|those|it|them|any|"
+    r"every|each)\b"
+)
+
+
 def _bound_flipped(claim: str, sentences: Sequence[str]) -> bool:
     """Whether ``claim`` bounds its number on the other side from the passage clause that
     holds that number and says what the claim says it of: "Economy class is the default for
@@ -1271,6 +1279,7 @@ def check(
             and not matches(low, held)
             and not (said_before and matches(low, said_before))
             and not (question and matches(low, _words_of(question)))
+            and not _IMPERATIVE.match(claim)
         ):
             missing = [Value("name", word, key=low)]
     # Flipped only against the sentence it restates best and against both together: a negation

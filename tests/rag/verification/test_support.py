@@ -507,3 +507,12 @@ def test_a_wrapped_line_going_on_with_a_name_is_no_heading() -> None:
     assert _check(claim, rotation) == 1.0
     # a heading line above a sentence is still not part of it
     assert _check("API keys must be at least 14 characters long.", PASSWORDS_AND_KEYS) == 0.0
+
+
+def test_an_instruction_opens_with_a_verb_not_a_name() -> None:
+    access = "Request a laptop from IT on your first day."
+    verdict = check("Grab a laptop from IT on your first day.", [access], [access])
+    assert verdict.missing == []
+    # a name opening a sentence is followed by its verb, and is still looked for
+    verdict = check("Deabolis requested a laptop from IT.", [access], [access])
+    assert verdict.missing == ["Deabolis"]
