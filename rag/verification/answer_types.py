@@ -133,6 +133,13 @@ _NAME_NOUNS = (
 _CODE_NOUNS = r"modules?|packages?|librar(?:y|ies)|keywords?|decorators?|built-?ins?|exceptions?"
 # "What does work_mem limit?" asks what it does, not for a limit: an auxiliary ends the noun
 _AUX_WORDS = r"(?:do|does|did|can|could|should|would|will|must|may|might|shall)\b"
+# "which class of travel": a class of something (a bare noun after "of") is a kind of it,
+# named in words, not a class in code; "option of git tag", "module of the standard library"
+# still name one
+_BARE_NOUN_AFTER_OF = r"(?!\s+of\s+(?!(?:the|a|an|this|that|these|those|its|their)\b)[a-z])"
+_KIND_OF = (
+    rf"(?<!class)(?<!classes)|(?<=class){_BARE_NOUN_AFTER_OF}|(?<=classes){_BARE_NOUN_AFTER_OF}"
+)
 _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     (re.compile(r"how\s+(?:long|quickly|soon|fast|late|early)\b", _Q), AnswerType.DURATION),
     (
@@ -164,8 +171,9 @@ _QUESTION_RULES: list[tuple[re.Pattern[str], AnswerType]] = [
     ),
     # "which function ...", but not "what function did the guild serve?" or "what class of
     # problems": only nouns that are code's own after "what"
-    (re.compile(rf"which\s+(?:\w+\s+)?(?:{_NAME_NOUNS})\b", _Q), AnswerType.NAME),
-    (re.compile(rf"what\s+(?:\w+\s+)?(?:{_CODE_NOUNS})\b", _Q), AnswerType.NAME),
+    # ("which class of travel": a kind of something, named in words, not a code name)
+    (re.compile(rf"which\s+(?:\w+\s+)?(?:{_NAME_NOUNS})\b(?:{_KIND_OF})", _Q), AnswerType.NAME),
+    (re.compile(rf"what\s+(?:\w+\s+)?(?:{_CODE_NOUNS})\b(?:{_KIND_OF})", _Q), AnswerType.NAME),
     (re.compile(r"where\b", _Q), AnswerType.PLACE),
     (re.compile(rf"(?:what|which)\s+(?:\w+\s+)?(?:{_PLACE_NOUNS})\b", _Q), AnswerType.PLACE),
 ]

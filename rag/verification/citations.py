@@ -348,7 +348,17 @@ class SupportScorer:
         texts = [_with_headings(p) for p in passages]
         sentences = [s for p in passages for s in self.passage_sentences(p)]
         headings = [h for p in passages for h in (p.title or "", *p.section) if h]
-        return check_support(sentence, texts, sentences, context, question, headings, floor)
+        similar = self.similarity if self.embed is not None else None
+        return check_support(
+            sentence, texts, sentences, context, question, headings, floor, similar
+        )
+
+    def similarity(self, text: str, other: str) -> float:
+        """The embedder's cosine of two texts (a claim and the passage sentence it restates:
+        the sentence's vector is mostly the one ingestion stored, the claim's the one the
+        relevance check made)."""
+        vecs = self.vectors([text, other])
+        return float(vecs[0] @ vecs[1])
 
     def support(self, sentence: str, passage: Passage, question: str = "") -> tuple[float, str]:
         """(score, the passage sentence it restates) — the quote for a citation."""

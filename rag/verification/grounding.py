@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 
 __all__ = [
     "Value",
+    "bound",
     "comparable",
     "flipped",
     "grounded_in",
@@ -42,6 +43,7 @@ __all__ = [
     "plain",
     "quantities",
     "spells",
+    "strip_bounds",
     "ungrounded",
     "values",
 ]
@@ -194,6 +196,8 @@ _RATE = re.compile(
     r"^\s*(?:per|a|an|each|every|/)\s*(second|sec|minute|min|hour|hr|day|week|month|quarter|year)s?\b",
     re.IGNORECASE,
 )
+# "every 90 days", "each 3 months": the number says how often
+_EVERY_BEFORE = re.compile(r"\b(?:every|each)\s+$", re.IGNORECASE)
 _NUMERAL = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _WORDS_RE = "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True))
 _TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
@@ -308,6 +312,7 @@ class Value:
     key: str = ""  # the normalised form of a non-number value
     high: float | None = None  # a range's upper end ("2–4 hours": number 2, high 4)
     tail: tuple[str, ...] = ()  # a number's next words ("120 parking spaces": parking, space)
+    every: bool = False  # how often ("every 90 days"), not how long ("for 90 days")
 
 
 def _singular(word: str) -> str:
@@ -624,6 +629,7 @@ def _numbers(text: str) -> list[Value]:
                 rate=rate,
                 high=high,
                 tail=tail,
+                every=bool(_EVERY_BEFORE.search(text[: m.start()])),
             )
         )
         taken.append((m.start(), stop))
@@ -736,6 +742,11 @@ def _same_amount(a: Value, b: Value) -> bool:
     assert a.number is not None and b.number is not None
     ua, ub = a.unit, b.unit
     if a.rate and b.rate and a.rate != b.rate:
+        return False
+    if a.every != b.every and ua != ub:
+        # how often is not how long: "every quarter" (every 3 months) holds no "90 days" of
+        # retention; said in the same unit ("rotated every 90 days" / "90-day rotation") it
+        # is the same number
         return False
     if ua in _SECONDS and ub in _SECONDS:  # durations convert: 48 hours = two days
         sa = a.number * _SECONDS[ua]
@@ -920,6 +931,7 @@ _POLES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = tuple(
             rf"\b(?:under|below|less\s+than|shorter\s+than|fewer\s+than|lower\s+than)\s+"
             rf"(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
             rf"\b(?:over|above|more\s+than|longer\s+than|greater\s+than|higher\s+than|"
+            rf"in\s+excess\s+of|upwards\s+of|"
             rf"exceeding|beyond)\s+(?:an?\s+)?(?=\d|(?:{_WORDS_RE})\b)",
         ),
     )
@@ -986,6 +998,23 @@ def negated(text: str) -> bool:
     # "no longer" matched both as "no" and as itself: count it once
     count -= len(re.findall(r"\bno\s+longer\b", text, re.IGNORECASE))
     return count % 2 == 1
+
+
+def bound(text: str) -> str | None:
+    """The side a bound on a number puts it: "under" ("flights under six hours", "shorter
+    than"), "over" ("longer than six hours", "exceeding"), or None (neither, or both)."""
+    under, over = _POLES[-1]
+    text = plain(text)
+    below, above = bool(under.search(text)), bool(over.search(text))
+    return "under" if below and not above else "over" if above and not below else None
+
+
+def strip_bounds(text: str) -> str:
+    """``text`` without its bound words ("longer than", "under"): what remains says what is
+    bounded."""
+    for pattern in _POLES[-1]:
+        text = pattern.sub(" ", text)
+    return text
 
 
 def flipped(claim: str, source: str) -> bool:

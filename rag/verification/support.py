@@ -16,6 +16,12 @@
    with AES-256" says "they" of what was just said, and "This usually happens on day three"
    needs only "day three" from the passage.
 
+4. **meaning**, only for a claim in other words (``similar`` given: the embedder's cosine):
+   up to :data:`MAX_REWORDED` words the passage lacks pass when every value and name is
+   grounded, nothing flips, each new word stands for a word of the passage clause the claim
+   leaves out (a rewording replaces, it does not add) and the claim's cosine to that clause
+   is at least :data:`REWORDED_SIMILARITY`; the score is then that cosine.
+
 The score is the coverage (0 when a value or the polarity fails); a claim is supported when
 it reaches ``generation.verify.min_support`` (chosen on the tuning half of the ``verify``
 eval and SQuAD 2.0 by ``benchmarks/calibrate_support.py``). Several passages support a claim
@@ -30,24 +36,31 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from rag.verification.answer_types import WORD, stem
 from rag.verification.grounding import (
     Value,
+    bound,
     comparable,
     flipped,
     grounded_in,
     plain,
     quantities,
     spells,
+    strip_bounds,
     ungrounded,
     values,
 )
 
 # At most this many content words of a claim may be absent from its passage, whatever its length.
 MAX_UNMATCHED = 1
+# ... or this many, when the claim is a rewording of its passage sentence in other words: every
+# value and name grounded, nothing flipped, most of its words the passage's, and its meaning
+# close to the sentence's (``similar``, the embedder's cosine, at least REWORDED_SIMILARITY).
+MAX_REWORDED = 3
+REWORDED_SIMILARITY = 0.80
 
 __all__ = [
     "STOPWORDS",
@@ -213,6 +226,16 @@ STOPWORDS = frozenset(
         "using",
         "called",
         "known",
+        # British and formal forms of function words: "whilst" is "while", "upon" "on"
+        "whilst",
+        "upon",
+        "amongst",
+        "amidst",
+        "unto",
+        "thereof",
+        "therein",
+        "hereby",
+        "wherein",
     )
 )
 
@@ -244,11 +267,12 @@ _LIGHT = frozenset(
     specifies specified
     not never none cannot unable impossible avoid avoids avoided avoiding refrain refrains
     prohibited forbidden disallowed banned
-    every go goes went gone whoever whatever whichever ones exist exists existed existing
+    every go goes went gone whoever whatever whichever ones exist exists existed existing available
     ought anything everything nothing several plus specifying indicating telling receive
     receives received receiving
     require requires required requiring requirement mandatory compulsory obligatory necessary
     yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly totally
+    fully completely entirely wholly
     basically essentially luckily fortunately unfortunately sadly happily
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
@@ -288,6 +312,12 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
       initiate initiated open opens opened
     stop stopped cease ceased halt halted
     require required requires requirement mandatory necessary obligatory compulsory need needs
+      oblige obliges obliged mandate mandates mandated necessitate necessitates necessitated
+    mean means meant denote denotes denoted signify signifies signified represent represents
+      represented designate designates designated
+    within inside
+    only solely exclusively
+    subsequent subsequently following after afterwards thereafter next
     big large huge major great
     small little minor tiny
     fast quick quickly rapid rapidly swift swiftly soon promptly immediately
@@ -319,7 +349,8 @@ _SYNONYMS: tuple[tuple[str, ...], ...] = tuple(
     laptop laptops computer computers notebook notebooks device devices machine machines
     report reported tell told inform informed notify notified alert alerted contact contacted
     book booked reserve reserved
-    pay paid payment reimburse reimbursed refund refunded compensate compensated payout
+    pay paid payment reimburse reimbursed refund refunded compensate compensated payout cover
+      covered
     cost costs price priced fee fees charge charged expense expenses amount
     protect protected secure secured guard guarded safeguard
     rule rules policy policies requirement requirements guideline guidelines
@@ -438,7 +469,7 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"ought\s+to", "should"),
         # a frame around a quantity: "for a period of 35 days" is "for 35 days"
         (r"(?:a|the)\s+(?:period|span|duration|term|total|length)\s+of", " "),
-        (r"on\s+(?:its|their|his|her)\s+own", "automatically"),
+        (r"on\s+(?:its|their|his|her)\s+own|by\s+(?:itself|themselves)", "automatically"),
         (r"unable\s+to|not\s+able\s+to|incapable\s+of", "cannot"),
         (r"status\s+code", "status"),
         # an action named by its noun, its verb only carrying it: "encryption is applied to
@@ -452,9 +483,19 @@ _PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 )
 
 
+# British spellings a prefix does not meet: "colour" / "color", "centre" / "center",
+# "metre" / "meter" (longer words — "behaviour", "organisation" — share their first six letters).
+_BRITISH = (
+    (re.compile(r"\b([a-z]{3,})our(s|ed|ing)?\b", re.IGNORECASE), r"\1or\2"),
+    (re.compile(r"\b([a-z]{2,}[^aeiou\W])re(s)?\b", re.IGNORECASE), r"\1er\2"),
+)
+
+
 def _one_word_phrases(text: str) -> str:
     for pattern, word in _PHRASES:
         text = pattern.sub(word, text)
+    for pattern, american in _BRITISH:
+        text = pattern.sub(american, text)
     return text
 
 
@@ -616,7 +657,7 @@ def claim_words(text: str, found: Sequence[Value] = ()) -> list[str]:
 # Where one fact of a sentence ends and the next begins: "..., and ...", "...; ...",
 # "..., while ...", "..., whereas ...", "..., but ...".
 _CLAUSE_BREAK = re.compile(
-    r"\s*(?:;|,\s*(?:and|but|while|whereas|so|and\s+then)\b|\s(?:while|whereas)\s)\s*",
+    r"\s*(?:;|,\s*(?:and|but|while|whilst|whereas|so|and\s+then)\b|\s(?:while|whilst|whereas)\s)\s*",
     re.IGNORECASE,
 )
 
@@ -711,6 +752,7 @@ class Support:
     flipped: bool = False  # negates (or un-negates) what the passage says
     unmatched: list[str] = field(default_factory=list)  # content words no passage holds
     quote: str = ""  # the passage sentence it restates best
+    similarity: float | None = None  # to the quote, when judged as a rewording in other words
 
     @property
     def reason(self) -> str | None:
@@ -771,7 +813,9 @@ _ROLE = (
 _ARTICLE = r"(?:the|a|an|your|their|its|our|his|her)"
 _AGENT = re.compile(rf"\b(?P<action>[a-z]+)\s+by\s+{_ARTICLE}\s+(?P<role>{_ROLE})\b", re.IGNORECASE)
 _SUBJECT = re.compile(
-    rf"^\W*{_ARTICLE}\s+(?P<role>{_ROLE})\s+(?:(?:must|should|will|shall|can|may|always|"
+    # after an opening clause that says when ("Once the incident is resolved, the ...")
+    r"^\W*(?:(?:once|after|when|whenever|before|if|as\s+soon\s+as|following|until)\b[^,;]*,\s*)?"
+    rf"{_ARTICLE}\s+(?P<role>{_ROLE})\s+(?:(?:must|should|will|shall|can|may|always|"
     r"then|also|usually|typically|normally)\s+)*(?P<action>[a-z]+)\b",
     re.IGNORECASE,
 )
@@ -890,6 +934,141 @@ def _misplaced_values(claim: str, sentences: Sequence[str]) -> list[Value]:
     return out
 
 
+_TOKEN = re.compile(r"[^\W_][\w'’-]*")
+
+
+@functools.lru_cache(maxsize=4096)  # passage sentences repeat across claims and answers
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """Each two neighbouring words of ``text`` (as written): "incremental backups"."""
+    tokens = _TOKEN.findall(text)
+    return tuple(itertools.pairwise(tokens))
+
+
+def _literal(word: str, text: str) -> bool:
+    """``word`` is in ``text`` in its own form (stem or prefix, no synonym)."""
+    return matches(word.lower(), replace(_words_of(text), groups=frozenset()))
+
+
+# Lines above a sentence that end in no stop, the next opening with a capital: headings the
+# sentence splitter left on it ("Security Handbook\nPasswords and keys\nPasswords must ...").
+# A heading is short and has no comma; a wrapped line may go on with a name ("... starting\n
+# Monday at 10:00 UTC").
+_HEADING_LINES = re.compile(r"^(?:[ \t]*(?:[^\W\d_][\w'’&/-]*[ \t]*){1,6}\n)+(?=[A-Z])")
+
+
+@functools.lru_cache(maxsize=4096)
+def _body(sentence: str) -> str:
+    """``sentence`` without the heading lines above it (a wrapped line goes on in lower case)."""
+    return _HEADING_LINES.sub("", sentence)
+
+
+def _homes(v: Value, words: Sequence[str], sentences: Sequence[str]) -> list[str]:
+    """The passage sentences holding ``v``, those sharing most of the claim's ``words`` first."""
+    held = [s for s in sentences if grounded_in(v, s)]
+    return sorted(held, key=lambda s: -sum(matches(w, _words_of(s)) for w in words))
+
+
+# An auxiliary or modal that ends a claim's subject ("API keys must ...", "Reviews should ..."):
+# not "gets" or "does", which a relative clause holds as often ("a client that gets a 429").
+_SUBJECT_END = re.compile(
+    r"\b(?:is|are|was|were|be|must|should|can|could|will|would|may|might|shall|has|have|had|"
+    r"need|needs)\b|n['’]t\b",
+    re.IGNORECASE,
+)
+# An opening clause that says when or if ("After the monorepo is cloned, ..."), before the
+# subject.
+_OPENING_CLAUSE = re.compile(
+    r"^\W*(?:once|after|when|whenever|before|if|as\s+soon\s+as|following|until|unless|"
+    r"while|since|because)\b[^,;]*[,;]\s*",
+    re.IGNORECASE,
+)
+_RELATIVE = re.compile(r"\b(?:that|which|who|whom|whose|where)\b", re.IGNORECASE)
+
+
+def _subject(claim: str) -> tuple[list[str], int]:
+    """The content words of ``claim``'s subject and where what it says of it begins, when the
+    subject is plain — at most six words before the first auxiliary, after any opening
+    clause, with no relative clause ("a client that gets a 429" is described, not just
+    named): ``([api, keys], 9)`` for "API keys must be at least 14 characters"."""
+    opening = _OPENING_CLAUSE.match(claim)
+    start = opening.end() if opening else 0
+    m = _SUBJECT_END.search(claim, start)
+    span = claim[start : m.start()] if m else ""
+    if not m or len(WORD.findall(span)) > 6 or _RELATIVE.search(span):
+        return [], len(claim)
+    return claim_words(span, values(span)), m.start()
+
+
+def _told_of_another(claim: str, sentences: Sequence[str], context: str = "") -> list[Value]:
+    """The values of ``claim`` it says of something its passage sentence does not speak of,
+    where another sentence of the passage does — a fact pieced together, with no rival
+    value of the kind to compare (which :func:`_misplaced_values` needs):
+
+    - the claim's subject is none of the value's sentence's words and is another sentence's:
+      "API keys must be at least 14 characters" (14 characters is the passwords'), "Pull
+      requests over 400 lines must be answered within one working day" (the deadline is
+      the reviews');
+    - a word naming which kind of thing, next to the thing, that the value's sentence lacks
+      and another sentence says with it: "Incremental backups run nightly at 02:00 UTC"
+      (the full backups run at 02:00; the incremental ones are the next sentence's);
+    - a name the value's sentence gives the thing ("API keys") that the claim gives another
+      word ("encryption keys"), said nowhere in the passage sentence."""
+    found = [v for v in values(claim) if v.kind in ("number", "clock", "date", "code")]
+    if not found or len(sentences) < 2:
+        return []
+    sentences = [_body(s) for s in sentences]
+    words = claim_words(claim, values(claim))
+    # a sentence that names its subject by a pronoun ("It was built ...") says it of what
+    # the sentence before named: read together
+    sentences = [
+        f"{sentences[i - 1]} {s}" if i and _REFERRING.search(s) else s
+        for i, s in enumerate(sentences)
+    ]
+    homes = {v: _homes(v, words, sentences) for v in found}
+    all_homes = {h for hs in homes.values() for h in hs}
+    subject, said_at = _subject(claim)
+    before = _words_of(context) if context else None
+    out: list[Value] = []
+    for v, held in homes.items():
+        if not held:
+            continue
+        home = held[0]
+        others = [s for s in sentences if s not in all_homes]
+        home_words = _words_of(home)
+        if (
+            subject
+            and claim.find(v.text, said_at) >= 0  # a value of what is said of the subject
+            and not any(matches(w, _words_of(h)) for w in subject for h in held)
+            and not (before and any(matches(w, before) for w in subject))
+            and any(_literal(w, o) for w in subject for o in sentences if o not in held)
+        ):
+            out.append(v)
+            continue
+        home_pairs = _pairs(home)
+        for kind, thing in _pairs(claim):
+            low, head = kind.lower(), thing.lower()
+            if low in STOPWORDS or _light(low) or low not in words or not _content(head):
+                continue
+            if any(matches(low, _words_of(h)) for h in all_homes) or not matches(head, home_words):
+                continue
+            # the word the value's sentence names the thing with, which the claim does not say
+            theirs = [
+                a
+                for a, b in home_pairs
+                if _literal(head, b) and _content(a.lower()) and not _literal(a, claim)
+            ]
+            if not theirs:
+                continue  # "Database backups" where the sentence says "Backups": narrower
+            pieced = any(
+                _literal(low, a) and _literal(head, b) for o in others for a, b in _pairs(o)
+            )
+            named = any(a.isupper() and len(a) >= 2 for a in theirs)
+            if pieced or named:
+                out.append(v)
+                break
+    return out
+
+
 _AUXILIARY = re.compile(
     r"\b(?:is|are|was|were|be|been|must|should|can|could|will|would|may|might|shall|has|have|"
     r"had|does|do|did|gets|get)\b|n['’]t\b|['’](?:s|re)\b",
@@ -959,6 +1138,67 @@ def _order_flipped(claim: str, sources: Sequence[str]) -> bool:
     return False
 
 
+# A number or version that follows a name says which of that name it is: "Python 3.11",
+# "Postgres 16", "TLS 1.2".
+_OWNED = re.compile(r"\b(?P<name>[A-Z][\w+#-]*)\s+v?(?P<n>\d+(?:\.\d+)*)\b(?![.,:]\d)")
+
+
+def _swapped_owners(claim: str, passages: Sequence[str]) -> list[Value]:
+    """The numbers ``claim`` gives a name that the passages give it another of: "Python 16"
+    where the passage installs Python 3.11 and Postgres 16 (each number is in the passage,
+    after the other name)."""
+    text = "\n".join(passages)
+    out = []
+    for m in _OWNED.finditer(claim):
+        name = m.group("name")
+        if name.lower() in _STOPWORDS_EXTRA or name.lower() in _OPENERS:
+            continue
+        theirs = {
+            o.group("n") for o in _OWNED.finditer(text) if o.group("name").lower() == name.lower()
+        }
+        if theirs and m.group("n") not in theirs:
+            out.append(Value("code", f"{name} {m.group('n')}", key=m.group(0).lower()))
+    return out
+
+
+# A sentence opening with a verb and its object ("Grab a laptop from IT", "Submit the form"):
+# an instruction, its first word no name (a name is followed by its verb: "Deabolis named").
+_IMPERATIVE = re.compile(
+    r"^\W*[A-Z][a-z]+\s+(?:a|an|the|your|my|our|their|this|that|these|those|it|them|any|"
+    r"every|each)\b"
+)
+
+
+def _bound_flipped(claim: str, sentences: Sequence[str]) -> bool:
+    """Whether ``claim`` bounds its number on the other side from the passage clause that
+    holds that number and says what the claim says it of: "Economy class is the default for
+    flights longer than six hours" against "Economy class is the default for flights under
+    six hours. Business class may be booked for flights longer than six hours" (both
+    sentences hold the number; the claim's other words are the first's)."""
+    side = bound(claim)
+    if side is None:
+        return False
+    numbers = [v for v in values(claim) if v.kind == "number"]
+    homes = [
+        c for s in sentences for c in split_clauses(s) if any(grounded_in(v, c) for v in numbers)
+    ]
+    if not homes:
+        return False
+    words = claim_words(strip_bounds(claim), numbers)
+    best = max(homes, key=lambda c: sum(matches(w, _words_of(strip_bounds(c))) for w in words))
+    theirs = bound(best)
+    return theirs is not None and theirs != side
+
+
+def _left_out(claim: str, source: str) -> list[str]:
+    """The content words of ``source`` (a passage clause) that ``claim`` does not say: what
+    a rewording's words of its own may stand for ("oblige" for "require", "inside" for
+    "within"). A claim whose new words stand for none adds something ("... and a hardware
+    firewall")."""
+    said = _words_of(claim)
+    return [w for w in claim_words(source, values(source)) if not matches(w, said)]
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -967,6 +1207,7 @@ def check(
     question: str = "",
     headings: Sequence[str] = (),
     floor: float = 0.0,
+    similar: Callable[[str, str], float] | None = None,
 ) -> Support:
     """How well ``passages`` (their texts) support ``claim``. ``sentences``: the passages'
     sentences (the values must be in those the claim restates; the quote; the polarity
@@ -992,7 +1233,13 @@ def check(
         and w not in referred
     ]
     coverage = 1.0 - len(unmatched) / len(words) if words else 1.0
-    if coverage < floor or len(unmatched) > MAX_UNMATCHED:
+    # a rewording in other words is looked at closer only when a similarity can judge it
+    reworded = (
+        similar is not None
+        and len(unmatched) <= MAX_REWORDED
+        and len(words) - len(unmatched) >= len(unmatched)
+    )
+    if not reworded and (coverage < floor or len(unmatched) > MAX_UNMATCHED):
         # most passages of a context, for most claims: no need to look closer
         score = coverage if len(unmatched) <= MAX_UNMATCHED else 0.0
         return Support(score=score, coverage=coverage, unmatched=unmatched)
@@ -1006,6 +1253,10 @@ def check(
     missing += _swapped_actors(stated, sentences)
     # and a value must be said of what the passage says it of
     missing += [v for v in _misplaced_values(stated, sentences) if v not in missing]
+    # a version is the one the passage gives that product ("Python 16": Postgres's number)
+    missing += _swapped_owners(stated, passages)
+    # and is said of what its sentence speaks of, not of another sentence's subject
+    missing += [v for v in _told_of_another(stated, sentences, context) if v not in missing]
     # The first word is capitalised anyway, so a name there ("Deabolis named the point") looks
     # like any word: one that no passage, the question or the sentence before uses in any
     # form is taken for a name nobody gave.
@@ -1028,6 +1279,7 @@ def check(
             and not matches(low, held)
             and not (said_before and matches(low, said_before))
             and not (question and matches(low, _words_of(question)))
+            and not _IMPERATIVE.match(claim)
         ):
             missing = [Value("name", word, key=low)]
     # Flipped only against the sentence it restates best and against both together: a negation
@@ -1040,6 +1292,9 @@ def check(
     # "merge before the build is green" against "a green build is required before a pull
     # request can be merged": the same two events, in the other order
     is_flipped = is_flipped or _order_flipped(stated, restated)
+    # "flights longer than six hours" where the sentence holding six hours for what the
+    # claim speaks of says "under"
+    is_flipped = is_flipped or _bound_flipped(stated, sentences)
     if unmatched and len(restated) > 1:
         # A word the passage lacks is a rewording of what one sentence says; in a claim
         # pieced together from two ("The incident commander is whoever is the secondary
@@ -1060,6 +1315,23 @@ def check(
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.
     score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
+    similarity = None
+    if (
+        reworded
+        and not missing
+        and not is_flipped
+        and (score < floor or score == 0.0)
+        and restated
+        and len(unmatched) <= len(_left_out(stated, _restated_clauses(words, restated[0])))
+    ):
+        # its words are not the passage's, but every value and name is, nothing is negated or
+        # reordered, each word it says the passage does not stands for one the passage says
+        # and it does not, and it means what the sentence it restates means: a rewording
+        assert similar is not None
+        # against the clauses of the sentence it restates ("SEV3 means a minor issue with a
+        # workaround", not the whole list of severity levels)
+        similarity = similar(stated, _restated_clauses(words, restated[0]))
+        score = similarity if similarity >= REWORDED_SIMILARITY else 0.0
     return Support(
         score=score,
         coverage=coverage,
@@ -1067,4 +1339,5 @@ def check(
         flipped=is_flipped,
         unmatched=unmatched,
         quote=restated[0] if restated else "",
+        similarity=similarity,
     )
