@@ -2093,7 +2093,7 @@ BREAKS = [
     Break(
         "int8: query_precision int8 still embeds queries with the fp32 export",
         "rag/indexing/embedding.py",
-        '        return self._int8 if self.settings.query_precision == "int8" else self._onnx\n',
+        '        return self._int8 if self._query_precision == "int8" else self._onnx\n',
         "        return self._onnx\n",
         "tests/rag/indexing/test_embedding_int8.py::test_int8_queries_use_the_quantized_export_near_fp32",
         guarantee="Issue 29: int8 embedding encoder",
