@@ -296,7 +296,7 @@ def status(
     if "query_precision" in emb:  # a daemon from before precisions existed leaves them out
         typer.echo(
             f"precision  documents {emb['document_precision']}, queries "
-            f"{emb.get('query_precision_resolved') or '(not resolved)'} "
+            f"{emb.get('query_precision_resolved') or emb['query_precision']} "
             f"({emb.get('query_precision_reason') or 'setting ' + emb['query_precision']})"
         )
     if data.get("last_run"):

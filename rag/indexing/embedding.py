@@ -293,7 +293,8 @@ class Embedder:
             "setting": self.settings.query_precision,
             "resolved": self._query_precision,
             "reason": self.query_precision_reason
-            or "resolved when the model loads (this process has not loaded it)",
+            or "resolved when the model loads, which this process has not done (with `rag "
+            "serve` running, `rag status` shows what the server resolved)",
         }
 
     @property
