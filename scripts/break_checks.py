@@ -2567,6 +2567,15 @@ BREAKS = [
         "tests/rag/guards/pii/test_real_world.py::test_a_question_asked_again_is_not_analysed_again",
         guarantee="Issue 29: PII policy on the openai path",
     ),
+    Break(
+        "int8 auto: embedding.onnx_cache_dir is ignored (each data dir exports and quantizes)",
+        "rag/indexing/embedding.py",
+        "    shared = settings.embedding.onnx_cache_dir\n",
+        "    shared = None\n",
+        "tests/rag/indexing/test_embedding_int8.py::"
+        "test_a_shared_onnx_cache_dir_spares_a_new_data_dir_the_export",
+        guarantee="Issue 29: int8 queries by default (embedding.query_precision: auto)",
+    ),
 ]
 
 

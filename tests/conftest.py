@@ -84,6 +84,8 @@ class RagCli:
             {
                 "RAG_DATA_DIR": str(data_dir),
                 "RAG_EMBEDDING__THREADS": TEST_TORCH_THREADS,
+                # The session's ONNX graphs: no child exports and quantizes them again.
+                "RAG_EMBEDDING__ONNX_CACHE_DIR": str(ONNX_CACHE),
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
             }

@@ -117,6 +117,10 @@ class EmbeddingSettings(_Section):
     document_precision: Literal["fp32", "int8"] = "fp32"
     # int8 is refused at warm-up when it strays further than this from fp32 on the probe texts.
     min_int8_cosine: float = Field(default=0.97, gt=0.0, le=1.0)
+    # Where the ONNX export and its int8 quantization are kept (a folder per weights
+    # fingerprint inside). None: <data_dir>/models/onnx. A shared folder spares each new data
+    # dir (replicas, test runs) the export and quantization (~4 s here).
+    onnx_cache_dir: str | None = None
 
     @model_validator(mode="after")
     def _int8_needs_onnx(self) -> EmbeddingSettings:

@@ -504,8 +504,13 @@ class Embedder:
 
 
 def embedder_for(settings: Settings) -> Embedder:
-    """The embedder of a deployment: its ONNX export kept under the data folder."""
-    return Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
+    """The embedder of a deployment: its ONNX graphs kept in ``embedding.onnx_cache_dir``, by
+    default under the data folder."""
+    shared = settings.embedding.onnx_cache_dir
+    cache = (
+        Path(shared).expanduser() if shared else settings.resolved_data_dir() / "models" / "onnx"
+    )
+    return Embedder(settings.embedding, cache_dir=cache)
 
 
 class _Slot:

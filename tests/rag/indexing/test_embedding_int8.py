@@ -16,7 +16,7 @@ import pytest
 
 from rag.core.config import Settings, load_settings
 from rag.core.errors import ConfigError, EmbeddingError
-from rag.indexing.embedding import Embedder
+from rag.indexing.embedding import Embedder, embedder_for
 from rag.indexing.index import EmbeddingMismatchError, Index
 from rag.indexing.ingest import Ingestor
 from rag.indexing.reindex import reindex
@@ -303,3 +303,28 @@ def test_auto_falls_back_to_fp32_saying_why_once_where_explicit_int8_refuses(
     assert emb.query_precision == "fp32" and emb.query_backend.startswith("torch-")
     (warning,) = _fallback_warnings(caplog)
     assert "short_text_backend is 'torch'" in warning
+
+
+def test_a_shared_onnx_cache_dir_spares_a_new_data_dir_the_export(
+    tmp_path: Path, onnx_cache: Path, fp32: Embedder
+) -> None:
+    # With int8 queries the default, every new data dir would export and quantize (~4 s):
+    # replicas and test runs can share the graphs (a folder per weights fingerprint).
+    graphs = onnx_cache / fp32.identity().fingerprint
+    _embedder(onnx_cache)  # the int8 graph is there
+    built = {p.name: p.stat().st_mtime_ns for p in graphs.glob("*.onnx")}
+    assert set(built) == {"model.onnx", "model-int8.onnx"}
+    settings = load_settings(
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "embedding": {"onnx_cache_dir": str(onnx_cache), "threads": 1},
+        }
+    )
+    emb = embedder_for(settings)
+    emb.warm_up()
+    assert emb.cache_dir == onnx_cache and emb.query_precision == "int8"
+    assert {p.name: p.stat().st_mtime_ns for p in graphs.glob("*.onnx")} == built
+    assert not (tmp_path / "data" / "models").exists()
+    # Unset: under the data dir, as before.
+    default = embedder_for(load_settings(overrides={"data_dir": str(tmp_path / "other")}))
+    assert default.cache_dir == tmp_path / "other" / "models" / "onnx"
