@@ -2570,8 +2570,8 @@ BREAKS = [
     Break(
         "int8 auto: embedding.onnx_cache_dir is ignored (each data dir exports and quantizes)",
         "rag/indexing/embedding.py",
-        "    shared = settings.embedding.onnx_cache_dir\n",
-        "    shared = None\n",
+        "        if cache_dir is None and settings.onnx_cache_dir:\n",
+        "        if False:\n",
         "tests/rag/indexing/test_embedding_int8.py::"
         "test_a_shared_onnx_cache_dir_spares_a_new_data_dir_the_export",
         guarantee="Issue 29: int8 queries by default (embedding.query_precision: auto)",

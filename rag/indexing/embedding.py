@@ -153,7 +153,10 @@ def _cpu_has_native_bf16() -> bool:
 class Embedder:
     def __init__(self, settings: EmbeddingSettings, cache_dir: Path | None = None):
         self.settings = settings
-        self.cache_dir = cache_dir  # where the ONNX export is kept (None: a temporary folder)
+        if cache_dir is None and settings.onnx_cache_dir:
+            cache_dir = Path(settings.onnx_cache_dir).expanduser()
+        # Where the ONNX export and its int8 quantization are kept (None: a temporary folder).
+        self.cache_dir = cache_dir
         self._onnx: Any = None  # the fp32 ONNX export (short texts)
         self._int8: Any = None  # its int8 quantization, where a precision asks for it
         self.model_dir = (
@@ -506,10 +509,8 @@ class Embedder:
 def embedder_for(settings: Settings) -> Embedder:
     """The embedder of a deployment: its ONNX graphs kept in ``embedding.onnx_cache_dir``, by
     default under the data folder."""
-    shared = settings.embedding.onnx_cache_dir
-    cache = (
-        Path(shared).expanduser() if shared else settings.resolved_data_dir() / "models" / "onnx"
-    )
+    shared = settings.embedding.onnx_cache_dir  # the Embedder reads it
+    cache = None if shared else settings.resolved_data_dir() / "models" / "onnx"
     return Embedder(settings.embedding, cache_dir=cache)
 
 
