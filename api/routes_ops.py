@@ -61,7 +61,12 @@ def _checks(state: Any) -> tuple[dict[str, str], list[str]]:
         checks["embedding"] = "model not loaded yet"
         failing.append("embedding")
     else:
-        checks["embedding"] = f"ok ({index.embedder.identity().model})"
+        embedder = index.embedder
+        queries = embedder.query_precision_shown()
+        checks["embedding"] = (
+            f"ok ({embedder.identity().model}; documents {embedder.identity().document_precision}"
+            f"; queries {queries['resolved']}: {queries['reason']})"
+        )
     service = state.service
     if service.warm_error:
         checks["generator"] = f"failed to start: {service.warm_error}"

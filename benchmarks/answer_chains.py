@@ -175,7 +175,14 @@ def main() -> int:
         docs = args.dataset_docs[i] if i < len(args.dataset_docs) else None
         sets.append((f"{path.name} (sample {args.sample})", load_beir(path, args.split, docs)))
 
-    report: dict[str, Any] = {"chains": [",".join(c) for c in chains], "sets": {}}
+    # What embedded the questions (embedding.query_precision as warm-up resolved it), and why.
+    queries = embedder.query_precision_shown()
+    print(f"queries embedded at {queries['resolved']}: {queries['reason']}", file=sys.stderr)
+    report: dict[str, Any] = {
+        "chains": [",".join(c) for c in chains],
+        "query_precision": queries,
+        "sets": {},
+    }
     answered_all = True
     for name, dataset in sets:
         assert dataset.answers is not None, f"{name}: no answers"

@@ -126,6 +126,7 @@ def evaluate_retrieval(
             "chunks_requested": chunk_limit,
             "retrieval": settings.model_dump(),
             "embedding": index.embedder.identity().as_dict(),
+            "query_precision": index.embedder.query_precision,  # as warm-up resolved it
             "chunking": index.settings.chunking.model_dump(),
         },
         "per_query": per_query,

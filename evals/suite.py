@@ -51,6 +51,8 @@ def index_info(index: Index) -> dict[str, Any]:
         "documents": len(index.manifest.records(collection, status="ok")),
         "chunks": index.store.count(collection),
         "embedding": index.embedder.identity().as_dict(),
+        # What embedded the questions (embedding.query_precision as warm-up resolved it).
+        "query_precision": index.embedder.query_precision,
         "chunking": index.settings.chunking.model_dump(),
         "retrieval": index.settings.retrieval.model_dump(),
     }

@@ -1,7 +1,8 @@
 """Fixtures shared by every test folder (subfolders add their own conftest files).
 
 - ``embedder``: one warmed MiniLM ``Embedder`` per session (loading it costs ~25 s here);
-  pass it to ``Index(settings, embedder=embedder)``.
+  pass it to ``Index(settings, embedder=embedder)``. Its ONNX graphs are kept in
+  ``ONNX_CACHE`` across sessions.
 - ``tmp_settings``: ``Settings`` from the default config with ``data_dir`` under ``tmp_path``.
 - ``rag_cli``: runs the real ``rag`` command in a subprocess against a given data dir.
 """
@@ -12,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,18 @@ RAG_BIN = Path(sys.executable).with_name("rag")
 TEST_TORCH_THREADS = "1"
 
 
+# Where the session embedder keeps its ONNX export and int8 quantization (one folder per weights
+# fingerprint inside): built by the first test session of this user, reused by the next ones
+# (export ~1.5 s, quantization ~2.5 s here). Tests of the export itself use their own folders.
+ONNX_CACHE = Path(tempfile.gettempdir()) / f"rag-tests-onnx-{os.getuid()}"
+
+
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     settings = load_settings(DEFAULT_CONFIG).embedding.model_copy(
         update={"threads": int(TEST_TORCH_THREADS)}
     )
-    model = Embedder(settings)
+    model = Embedder(settings, cache_dir=ONNX_CACHE)
     model.warm_up()
     return model
 
@@ -76,6 +84,8 @@ class RagCli:
             {
                 "RAG_DATA_DIR": str(data_dir),
                 "RAG_EMBEDDING__THREADS": TEST_TORCH_THREADS,
+                # The session's ONNX graphs: no child exports and quantizes them again.
+                "RAG_EMBEDDING__ONNX_CACHE_DIR": str(ONNX_CACHE),
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
             }

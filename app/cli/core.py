@@ -293,6 +293,12 @@ def status(
     typer.echo(
         f"embedding  {emb['model']} dim {emb['dimension']} weights {emb['fingerprint'][:12]}"
     )
+    if "query_precision" in emb:  # a daemon from before precisions existed leaves them out
+        typer.echo(
+            f"precision  documents {emb['document_precision']}, queries "
+            f"{emb.get('query_precision_resolved') or emb['query_precision']} "
+            f"({emb.get('query_precision_reason') or 'setting ' + emb['query_precision']})"
+        )
     if data.get("last_run"):
         lr = data["last_run"]
         typer.echo(

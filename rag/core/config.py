@@ -110,10 +110,17 @@ class EmbeddingSettings(_Section):
     # the answer path's sentence vectors) and what is compared with those stored vectors; it is
     # part of the index's identity (changing it needs `rag reindex`). fp32: the float model
     # (PyTorch at embedding.dtype for documents, the fp32 ONNX export for short texts).
-    query_precision: Literal["fp32", "int8"] = "fp32"
+    # query_precision "auto": int8 where quantization is available and passes the warm-up
+    # check (min_int8_cosine), else fp32 with a warning saying why; "int8" is strict (an
+    # error instead of fp32). The answer cache is keyed by what it resolved to.
+    query_precision: Literal["auto", "fp32", "int8"] = "auto"
     document_precision: Literal["fp32", "int8"] = "fp32"
     # int8 is refused at warm-up when it strays further than this from fp32 on the probe texts.
     min_int8_cosine: float = Field(default=0.97, gt=0.0, le=1.0)
+    # Where the ONNX export and its int8 quantization are kept (a folder per weights
+    # fingerprint inside). None: <data_dir>/models/onnx. A shared folder spares each new data
+    # dir (replicas, test runs) the export and quantization (~4 s here).
+    onnx_cache_dir: str | None = None
 
     @model_validator(mode="after")
     def _int8_needs_onnx(self) -> EmbeddingSettings:

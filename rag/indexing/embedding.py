@@ -5,7 +5,10 @@ version-locked to. ``warm_up()`` loads the model and picks bf16 when it agrees w
 
 Precisions (``embedding.query_precision`` / ``embedding.document_precision``): fp32 is the
 float model; int8 is the ONNX export quantized to int8 (``rag.indexing.embedding_onnx``),
-checked against fp32 at warm-up. What encoded the documents is part of the identity.
+checked against fp32 at warm-up. What encoded the documents is part of the identity. The query
+precision "auto" (the default) resolves at warm-up: int8 where it is available and passes the
+check, else fp32 with a warning naming why (``Embedder.query_precision`` and
+``query_precision_reason``); what is keyed by query vectors (the answer cache) uses it.
 """
 
 from __future__ import annotations
@@ -150,7 +153,10 @@ def _cpu_has_native_bf16() -> bool:
 class Embedder:
     def __init__(self, settings: EmbeddingSettings, cache_dir: Path | None = None):
         self.settings = settings
-        self.cache_dir = cache_dir  # where the ONNX export is kept (None: a temporary folder)
+        if cache_dir is None and settings.onnx_cache_dir:
+            cache_dir = Path(settings.onnx_cache_dir).expanduser()
+        # Where the ONNX export and its int8 quantization are kept (None: a temporary folder).
+        self.cache_dir = cache_dir
         self._onnx: Any = None  # the fp32 ONNX export (short texts)
         self._int8: Any = None  # its int8 quantization, where a precision asks for it
         self.model_dir = (
@@ -164,6 +170,9 @@ class Embedder:
         self.dtype = "float32"
         self.bf16_cosine: float | None = None
         self.int8_cosine: float | None = None  # its min cosine to fp32 on the warm-up probe
+        # embedding.query_precision as resolved at warm-up ("auto" -> int8 or fp32), and why.
+        self._query_precision: str | None = None
+        self.query_precision_reason = ""
         self.texts_embedded = 0
         self._query_batcher: QueryBatcher | None = None
         self._document_batcher: QueryBatcher | None = None
@@ -229,17 +238,75 @@ class Embedder:
                     )
                     del model_bf16
             self.max_seq_length = int(model.max_seq_length or 0)
+            query = self._resolve_query_precision(fp32)
             if self.settings.short_text_backend != "torch" and "fp32" in (
-                self.settings.query_precision,
+                query,
                 self.settings.document_precision,  # a few chunks: embed_chunks
             ):
                 # Exported from (and checked against) the fp32 weights whatever the document
                 # dtype: bf16 is only kept when it agrees with fp32 to min_bf16_cosine anyway.
                 self._onnx = self._load_onnx(fp32)
-            if "int8" in (self.settings.query_precision, self.settings.document_precision):
+            if self.settings.document_precision == "int8" and self._int8 is None:
                 self._int8 = self._load_int8(fp32)
+            self._query_precision = query
             # Last: a caller that sees the model loaded also sees the encoders beside it.
             self._model = model
+
+    def _resolve_query_precision(self, fp32: Any) -> str:
+        """What embeds queries: the setting, or for "auto" int8 where its encoder loads and
+        passes the check, else fp32 — said once here, at WARNING, with why and how to pin it."""
+        setting = self.settings.query_precision
+        if setting == "fp32":
+            self.query_precision_reason = "embedding.query_precision is 'fp32'"
+            return "fp32"
+        if setting == "int8":
+            self._int8 = self._load_int8(fp32)  # strict: an error rather than fp32
+            self.query_precision_reason = (
+                f"embedding.query_precision is 'int8' (min cosine to fp32 {self.int8_cosine:.4f})"
+            )
+            return "int8"
+        reason: str | None
+        if self.settings.short_text_backend == "torch":
+            reason = "embedding.short_text_backend is 'torch' (int8 runs on ONNX Runtime)"
+        else:
+            self._int8, reason = self._try_int8(fp32)
+        if reason is None:
+            self.query_precision_reason = (
+                "embedding.query_precision is 'auto' and int8 passed the warm-up check (min "
+                f"cosine to fp32 {self.int8_cosine:.4f} >= embedding.min_int8_cosine "
+                f"{self.settings.min_int8_cosine})"
+            )
+            return "int8"
+        self.query_precision_reason = (
+            f"embedding.query_precision is 'auto' but int8 is unavailable: {reason}; "
+            "set it to 'fp32' to pin fp32"
+        )
+        log.warning(
+            "queries are embedded at fp32, not int8 (embedding.query_precision is 'auto'): %s. "
+            "Set embedding.query_precision to 'fp32' to pin fp32 (and silence this), or to "
+            "'int8' to refuse to start without it",
+            reason,
+        )
+        return "fp32"
+
+    def query_precision_shown(self) -> dict[str, str | None]:
+        """For ``rag status`` and /health, without warming up: the setting, what it resolved
+        to (None before warm-up) and why."""
+        return {
+            "setting": self.settings.query_precision,
+            "resolved": self._query_precision,
+            "reason": self.query_precision_reason
+            or "resolved when the model loads, which this process has not done (with `rag "
+            "serve` running, `rag status` shows what the server resolved)",
+        }
+
+    @property
+    def query_precision(self) -> str:
+        """What embeds queries and short texts, fp32 or int8: ``embedding.query_precision``
+        resolved at warm-up (warms up). Whatever is keyed by query vectors uses this."""
+        self.warm_up()
+        assert self._query_precision is not None
+        return self._query_precision
 
     @property
     def short_text_backend(self) -> str:
@@ -258,7 +325,7 @@ class Embedder:
         return "onnx-int8" if self._document_encoder() is not None else f"torch-{self.dtype}"
 
     def _query_encoder(self) -> Any:
-        return self._int8 if self.settings.query_precision == "int8" else self._onnx
+        return self._int8 if self._query_precision == "int8" else self._onnx
 
     def _document_encoder(self) -> Any:
         """The ONNX encoder documents go through (int8), or None: the PyTorch model."""
@@ -267,13 +334,27 @@ class Embedder:
     def _load_int8(self, model: Any) -> Any:
         """The int8 encoder, or EmbeddingError saying why not: asked for by name, and (for
         documents) named in the index's identity, so never replaced by fp32 silently."""
-        from rag.indexing.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
-
         keys = " and ".join(
             f"embedding.{k}"
             for k in ("query_precision", "document_precision")
             if getattr(self.settings, k) == "int8"
         )
+        encoder, reason = self._try_int8(model)
+        if reason is None:
+            return encoder
+        raise EmbeddingError(
+            f"{keys} is 'int8' but the int8 encoder is unavailable: {reason}. Set it to 'fp32'"
+            + (
+                " (an index built at int8 then needs `rag reindex`)"
+                if self.settings.document_precision == "int8"
+                else ""
+            )
+        )
+
+    def _try_int8(self, model: Any) -> tuple[Any, str | None]:
+        """(the int8 encoder, None), or (None, why it cannot be used)."""
+        from rag.indexing.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
+
         reason = onnx_unsupported_reason(model)
         encoder = None
         if reason is None:
@@ -293,18 +374,9 @@ class Embedder:
                         f"its vectors stray from fp32 (min cosine {self.int8_cosine:.4f} < "
                         f"embedding.min_int8_cosine {self.settings.min_int8_cosine})"
                     )
-            except Exception as exc:  # noqa: BLE001 - said below, with what to do
+            except Exception as exc:  # noqa: BLE001 - said by the caller, with what to do
                 reason = f"quantization failed: {exc}"
-        if reason is None:
-            return encoder
-        raise EmbeddingError(
-            f"{keys} is 'int8' but the int8 encoder is unavailable: {reason}. Set it to 'fp32'"
-            + (
-                " (an index built at int8 then needs `rag reindex`)"
-                if self.settings.document_precision == "int8"
-                else ""
-            )
-        )
+        return (encoder, None) if reason is None else (None, reason)
 
     def _load_onnx(self, model: Any) -> Any:
         from rag.indexing.embedding_onnx import OnnxEncoder, onnx_unsupported_reason
@@ -355,11 +427,10 @@ class Embedder:
         precision for queries, :meth:`embed` (a few texts through the ONNX export, which at
         fp32 agrees with PyTorch to min_onnx_cosine and is faster on them); otherwise a few
         fp32 texts through the fp32 export, the rest through :meth:`embed_documents`."""
-        if self.settings.query_precision == self.settings.document_precision:
-            return self.embed(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        self.warm_up()
+        if self.query_precision == self.settings.document_precision:
+            return self.embed(texts)
         if (
             self._document_encoder() is None
             and self._onnx is not None
@@ -436,8 +507,11 @@ class Embedder:
 
 
 def embedder_for(settings: Settings) -> Embedder:
-    """The embedder of a deployment: its ONNX export kept under the data folder."""
-    return Embedder(settings.embedding, cache_dir=settings.resolved_data_dir() / "models" / "onnx")
+    """The embedder of a deployment: its ONNX graphs kept in ``embedding.onnx_cache_dir``, by
+    default under the data folder."""
+    shared = settings.embedding.onnx_cache_dir  # the Embedder reads it
+    cache = None if shared else settings.resolved_data_dir() / "models" / "onnx"
+    return Embedder(settings.embedding, cache_dir=cache)
 
 
 class _Slot:

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,33 @@ def _quantize_int8(source: Path, path: Path) -> None:
             f"onnxruntime.quantization cannot be imported ({exc}): install the `onnx` package "
             "beside onnxruntime"
         ) from exc
-    tmp = path.with_suffix(".tmp")
+    tmp = _private_tmp(path)
+    # The quantizer logs a line per tensor, and a "consider pre-processing" WARNING, on the
+    # root logger: with int8 queries the default, every new deployment's log would open so.
+    quiet = _DropQuantizerNotes()
+    logging.getLogger().addFilter(quiet)
     try:
         # Per-channel weights keep SciFact vectors at cosine ~0.994 to fp32 (per tensor: 0.957).
         quantize_dynamic(source, tmp, weight_type=QuantType.QInt8, per_channel=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        logging.getLogger().removeFilter(quiet)
     os.replace(tmp, path)
+
+
+class _DropQuantizerNotes(logging.Filter):
+    """Drops the root-logger records ``onnxruntime.quantization`` writes (other records pass)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"onnxruntime{os.sep}quantization" not in record.pathname
+
+
+def _private_tmp(path: Path) -> Path:
+    """This process's partial file for ``path``: processes sharing a cache folder (replicas,
+    test runs) may build the same graph at once, each then replacing ``path`` whole."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
 def onnx_unsupported_reason(model: Any) -> str | None:
@@ -105,7 +125,7 @@ def _export(auto_model: Any, path: Path, input_names: list[str]) -> None:
         "attention_mask": torch.tensor([[1] * 8, [1, 1, 1, 0, 0, 0, 0, 0]]),
         "token_type_ids": torch.zeros(2, 8, dtype=torch.long),
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = _private_tmp(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The export writes the weights in float32: on a volume without room for them it would
     # fill it (every writer of the data dir failing meanwhile) and leave the partial file.

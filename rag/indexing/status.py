@@ -37,9 +37,12 @@ def collect_status(index: Index) -> dict[str, Any]:
             "fingerprint": identity.fingerprint,
             "normalize": identity.normalize,
             "dtype": index.embedder.dtype if index.embedder._model is not None else None,
-            # What encoded this index's documents (its identity) and what encodes queries.
+            # What encoded this index's documents (its identity) and what encodes queries:
+            # the setting, what warm-up resolved it to ("auto": int8 or fp32) and why.
             "document_precision": identity.document_precision,
-            "query_precision": index.embedder.settings.query_precision,
+            "query_precision": (shown := index.embedder.query_precision_shown())["setting"],
+            "query_precision_resolved": shown["resolved"],
+            "query_precision_reason": shown["reason"],
         },
         "collection": collection,
         "alias": index.alias,

@@ -10,8 +10,9 @@ A semantic match must also keep the question's numbers, names and contrast words
 apart). The scope is a hash of everything else the answer depends on: the tenant, the filters, the
 prompt the query would get (name, version and its text), the generator chain (backends,
 models, generation and verification settings), the index (live collection, which a reindex
-changes, its embedding identity, retrieval and rerank settings), the query's temperature and
-max_tokens, and the stage and output-filter names. Any of them changing is a miss.
+changes, its embedding identity and the precision queries are embedded at, retrieval and
+rerank settings), the query's temperature and max_tokens, and the stage and output-filter
+names. Any of them changing is a miss.
 
 Each entry records the chunks its answer cited (ids and text hashes) and, for each cited
 document, the ids of all its chunks (ids are document id + text hash, so any edit of the
@@ -755,6 +756,12 @@ class CacheStep:
         if digest is None:
             settings = self.settings
             index = self.cache._index()
+            embedding = index.embedder.identity().as_dict()
+            # Entries are found by their questions' vectors, and retrieval by the query's: what
+            # embeds queries as warm-up resolved it (embedding.query_precision "auto": int8 or
+            # fp32). fp32 is left out, so caches made before precisions existed keep their scope.
+            if (queries := index.embedder.query_precision) != "fp32":
+                embedding["query_precision"] = queries
             digest = self._static[route] = _digest(
                 {
                     "schema": SCHEMA,
@@ -762,7 +769,7 @@ class CacheStep:
                     "generation": settings.generation.model_dump(
                         mode="json", exclude={"openai": {"api_key"}}
                     ),
-                    "embedding": index.embedder.identity().as_dict(),
+                    "embedding": embedding,
                     "retrieval": settings.retrieval.model_dump(mode="json"),
                     "rerank": settings.rerank.model_dump(mode="json"),
                     "route": list(route),

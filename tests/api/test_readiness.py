@@ -101,6 +101,10 @@ def test_readyz_names_a_generator_that_cannot_answer(
         if ready:
             assert r.status_code == 200, text
             assert "extractive: ok" in r.json()["checks"]["generator"]
+            # Issue 29: what embeds queries as warm-up resolved the setting, and why.
+            line = r.json()["checks"]["embedding"]
+            assert f"queries {embedder.query_precision}: " in line, line
+            assert embedder.query_precision_reason in line and "documents fp32" in line, line
         else:
             assert r.status_code == 503 and r.json()["error"]["type"] == "not_ready", text
     finally:

@@ -17,6 +17,13 @@ A log record factory rather than a logger filter: filters on a logger do not see
 its children, and handlers belong to the application. :func:`install_log_scrubbing` is
 idempotent; the latest configuration wins. Records are only made for enabled levels, so
 nothing is analysed for debug lines that are never written.
+
+At exit, daemon threads outlive the interpreter's teardown: an SDK's uploader retrying a dead
+Langfuse logged an error there, and the PII model (spaCy/thinc, beside torch's exit hooks)
+crashed the process with SIGSEGV, exit status 139 instead of the command's. From the moment
+the interpreter starts exiting (before the non-daemon threads are joined and the atexit hooks
+run), a record made in a daemon thread is withheld, not scrubbed, and the exit waits for the
+scrubs already running (at most ``EXIT_WAIT_SECONDS``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,19 @@ __all__ = [
 _lock = threading.Lock()
 _state: dict[str, Any] = {"scrubber": None, "previous": None}
 _busy = threading.local()  # a record made while scrubbing (the engine loading) is left alone
+
+
+# The exit (module docstring): set once the interpreter starts exiting; scrubs in daemon threads.
+class _ExitState:
+    exiting = False  # the interpreter started exiting
+    in_flight = 0  # scrubs running in daemon threads
+    hooked = False
+
+
+_exit = threading.Condition()
+_exit_state = _ExitState()
+EXIT_WAIT_SECONDS = 5.0
+WITHHELD = "<withheld: logged by a background thread while the process exits, unscrubbed>"
 
 # -- absolute server paths -----------------------------------------------------------
 _PART = r"""[^\s'"/:;,()\[\]<>|]"""
@@ -136,6 +156,38 @@ def _scrub_record(record: logging.LogRecord, scrubber: Scrubber | None) -> None:
         record.stack_info = scrub_log_text(record.stack_info, scrubber)
 
 
+def _begin_exit() -> None:
+    """The interpreter is exiting: daemon threads' records are withheld from now on, and the
+    scrubs they are running finish before the teardown goes on."""
+    with _exit:
+        _exit_state.exiting = True
+        _exit.wait_for(lambda: _exit_state.in_flight == 0, timeout=EXIT_WAIT_SECONDS)
+
+
+def _hook_exit() -> None:
+    """:func:`_begin_exit` at the start of the exit, once. ``threading._register_atexit`` (what
+    ``concurrent.futures`` uses) runs before non-daemon threads are joined and before the
+    atexit hooks that tear libraries down; ``atexit`` where it is missing."""
+    if _exit_state.hooked:
+        return
+    _exit_state.hooked = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is not None:
+            register(_begin_exit)
+        else:  # pragma: no cover - every CPython this project supports has it
+            import atexit
+
+            atexit.register(_begin_exit)
+    except RuntimeError:  # installed while the interpreter is exiting already
+        _exit_state.exiting = True
+
+
+def _withhold(record: logging.LogRecord) -> None:
+    record.msg, record.args = WITHHELD, None
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+
+
 def install_log_scrubbing(settings: Any) -> None:
     """Scrub every log record: server paths always, PII with ``settings.pii`` (a Settings or
     PiiSettings) while it is enabled. A ``Settings`` also names its data dir ``<data_dir>``."""
@@ -149,18 +201,31 @@ def install_log_scrubbing(settings: Any) -> None:
             register_log_path(Path(resolved()).absolute(), "<data_dir>")
         if _state["previous"] is not None:
             return
+        _hook_exit()
         previous = logging.getLogRecordFactory()
         _state["previous"] = previous
 
         def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
-            if not getattr(_busy, "on", False):
-                scrubber = _state["scrubber"]
-                _busy.on = True
-                try:
-                    _scrub_record(record, scrubber)
-                finally:
-                    _busy.on = False
+            if getattr(_busy, "on", False):
+                return record
+            daemon = threading.current_thread().daemon
+            if daemon:
+                with _exit:
+                    if _exit_state.exiting:
+                        _withhold(record)
+                        return record
+                    _exit_state.in_flight += 1
+            scrubber = _state["scrubber"]
+            _busy.on = True
+            try:
+                _scrub_record(record, scrubber)
+            finally:
+                _busy.on = False
+                if daemon:
+                    with _exit:
+                        _exit_state.in_flight -= 1
+                        _exit.notify_all()
             return record
 
         logging.setLogRecordFactory(factory)

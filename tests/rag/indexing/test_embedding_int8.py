@@ -16,7 +16,7 @@ import pytest
 
 from rag.core.config import Settings, load_settings
 from rag.core.errors import ConfigError, EmbeddingError
-from rag.indexing.embedding import Embedder
+from rag.indexing.embedding import Embedder, embedder_for
 from rag.indexing.index import EmbeddingMismatchError, Index
 from rag.indexing.ingest import Ingestor
 from rag.indexing.reindex import reindex
@@ -47,7 +47,7 @@ def _embedder(cache: Path, **update: object) -> Embedder:
 
 @pytest.fixture(scope="module")
 def fp32(onnx_cache: Path) -> Embedder:
-    return _embedder(onnx_cache)
+    return _embedder(onnx_cache, query_precision="fp32")
 
 
 def _fp32_reference(emb: Embedder, texts: list[str]) -> np.ndarray:
@@ -126,7 +126,7 @@ def test_the_index_records_what_encoded_its_documents(
             }
         )
 
-    int8 = _embedder(onnx_cache, document_precision="int8")
+    int8 = _embedder(onnx_cache, query_precision="fp32", document_precision="int8")
     # fp32 leaves the identity as it was before precisions existed (caches, old indexes).
     assert "document_precision" not in fp32.identity().as_dict()
     assert int8.identity().as_dict()["document_precision"] == "int8"
@@ -165,6 +165,7 @@ def test_the_index_records_what_encoded_its_documents(
     assert np.allclose(stored, int8.embed_documents([text])[0], atol=1e-5)
     shown = collect_status(other)["embedding"]  # `rag status`
     assert shown["document_precision"] == "int8" and shown["query_precision"] == "fp32"
+    assert shown["query_precision_resolved"] == "fp32"
     other.close()
     # And back: an int8 index opened at fp32 is refused the other way round.
     back = Index(settings("fp32"), embedder=fp32)
@@ -224,3 +225,106 @@ def test_int8_unavailable_or_too_far_from_fp32_is_a_clear_error(
         load_settings(
             overrides={"embedding": {"short_text_backend": "torch", "query_precision": "int8"}}
         )
+
+
+def test_auto_the_default_embeds_queries_at_int8_here(
+    onnx_cache: Path, fp32: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 29: int8 queries are the default where quantization works and passes the check.
+    assert load_settings().embedding.query_precision == "auto"
+    with caplog.at_level("WARNING"):
+        emb = _embedder(onnx_cache)
+    assert emb.settings.query_precision == "auto"
+    assert emb.query_precision == "int8" and emb.query_backend == "onnx-int8"
+    assert "passed the warm-up check" in emb.query_precision_reason
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    got = emb.embed_query(TEXTS[0])
+    assert np.allclose(got, _embedder(onnx_cache, query_precision="int8").embed([TEXTS[0]])[0])
+    # Documents stay at their precision: the index's identity is fp32's.
+    assert emb.identity() == fp32.identity() and emb.document_backend.startswith("torch-")
+    # What `rag status` shows: the setting, what it resolved to, and why.
+    shown = emb.query_precision_shown()
+    assert shown == {
+        "setting": "auto",
+        "resolved": "int8",
+        "reason": emb.query_precision_reason,
+    }
+
+
+def _fallback_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "embedding.query_precision" in r.getMessage()
+    ]
+
+
+def test_auto_falls_back_to_fp32_saying_why_once_where_explicit_int8_refuses(
+    tmp_path: Path,
+    onnx_cache: Path,
+    fp32: Embedder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1. The check fails (a floor no quantization meets): fp32, with the measured cosine.
+    with caplog.at_level("WARNING"):
+        emb = _embedder(onnx_cache, min_int8_cosine=0.99999)
+        emb.embed_query(TEXTS[0])
+        emb.embed(TEXTS)
+    assert emb.query_precision == "fp32" and emb.query_backend == "onnx-fp32"
+    assert np.allclose(emb.embed([TEXTS[0]]), fp32.embed([TEXTS[0]]), atol=1e-6)
+    (warning,) = _fallback_warnings(caplog)  # said once, at warm-up
+    assert f"min cosine {emb.int8_cosine:.4f}" in warning and "min_int8_cosine" in warning
+    assert "embedding.query_precision is 'auto'" in warning and "'fp32' to pin" in warning
+    assert emb.query_precision_shown()["resolved"] == "fp32"
+    assert "stray from fp32" in str(emb.query_precision_shown()["reason"])
+    # Asked for by name, the same int8 is refused: an error, never fp32.
+    with pytest.raises(EmbeddingError, match="stray from fp32"):
+        _embedder(onnx_cache, query_precision="int8", min_int8_cosine=0.99999)
+
+    # 2. No quantization tools (onnxruntime without `onnx`; hidden, since both are installed).
+    caplog.clear()
+    fresh = tmp_path / "onnx" / fp32.identity().fingerprint
+    fresh.mkdir(parents=True)
+    shutil.copy(onnx_cache / fp32.identity().fingerprint / "model.onnx", fresh / "model.onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime.quantization", None)
+    with caplog.at_level("WARNING"):
+        emb = _embedder(tmp_path / "onnx")
+    assert emb.query_precision == "fp32" and emb.query_backend == "onnx-fp32"
+    (warning,) = _fallback_warnings(caplog)
+    assert "install the `onnx` package" in warning
+    with pytest.raises(EmbeddingError, match="install the `onnx` package"):
+        _embedder(tmp_path / "onnx", query_precision="int8")
+
+    # 3. Short texts pinned to PyTorch: int8 (ONNX Runtime) is out, said so; not a settings error.
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        emb = _embedder(onnx_cache, short_text_backend="torch")
+    assert emb.query_precision == "fp32" and emb.query_backend.startswith("torch-")
+    (warning,) = _fallback_warnings(caplog)
+    assert "short_text_backend is 'torch'" in warning
+
+
+def test_a_shared_onnx_cache_dir_spares_a_new_data_dir_the_export(
+    tmp_path: Path, onnx_cache: Path, fp32: Embedder
+) -> None:
+    # With int8 queries the default, every new data dir would export and quantize (~4 s):
+    # replicas and test runs can share the graphs (a folder per weights fingerprint).
+    graphs = onnx_cache / fp32.identity().fingerprint
+    _embedder(onnx_cache)  # the int8 graph is there
+    built = {p.name: p.stat().st_mtime_ns for p in graphs.glob("*.onnx")}
+    assert set(built) == {"model.onnx", "model-int8.onnx"}
+    settings = load_settings(
+        overrides={
+            "data_dir": str(tmp_path / "data"),
+            "embedding": {"onnx_cache_dir": str(onnx_cache), "threads": 1},
+        }
+    )
+    emb = embedder_for(settings)
+    emb.warm_up()
+    assert emb.cache_dir == onnx_cache and emb.query_precision == "int8"
+    assert {p.name: p.stat().st_mtime_ns for p in graphs.glob("*.onnx")} == built
+    assert not (tmp_path / "data" / "models").exists()
+    # Unset: under the data dir, as before.
+    default = embedder_for(load_settings(overrides={"data_dir": str(tmp_path / "other")}))
+    assert default.cache_dir == tmp_path / "other" / "models" / "onnx"

@@ -41,7 +41,11 @@ def _fp32_reference(emb: Embedder, texts: list[str]) -> np.ndarray:
 
 
 def _embedder(tmp_path: Path, **update: object) -> Embedder:
-    settings = load_settings().embedding.model_copy(update={"threads": 1, **update})
+    # The fp32 export is what these tests are about: queries pinned to it (the default, "auto",
+    # embeds them at int8 where it can: tests/rag/indexing/test_embedding_int8.py).
+    settings = load_settings().embedding.model_copy(
+        update={"threads": 1, "query_precision": "fp32", **update}
+    )
     return Embedder(settings, cache_dir=tmp_path / "onnx")
 
 

@@ -282,6 +282,31 @@ def test_filters_prompt_and_chain_are_part_of_the_key(kb: Kb) -> None:
     assert kb.pipeline().run(VACATION).cached, "the original configuration still hits"
 
 
+def test_an_answer_cached_at_one_query_precision_is_not_served_at_another(
+    kb: Kb, embedder: Embedder
+) -> None:
+    """Issue 29: entries are found by question vectors, and the default query precision
+    ("auto") resolves per machine: one made with int8 query vectors is not served where
+    queries are embedded at fp32 (same data dir and cache file: a restart that resolved
+    otherwise), and back."""
+    first = kb.pipeline()
+    assert not first.run(VACATION).cached and first.run(VACATION).cached
+    made_with = embedder.query_precision
+    other = "fp32" if made_with == "int8" else "int8"
+    settings = embedder.settings.model_copy(update={"query_precision": other})
+    switched = Embedder(settings, cache_dir=embedder.cache_dir)
+    assert switched.identity() == embedder.identity()  # the index opens the same
+    kb.index.embedder = switched
+    try:
+        p = kb.pipeline()
+        assert switched.query_precision == other
+        assert not p.run(VACATION).cached, f"served an answer cached at {made_with}"
+        assert p.run(VACATION).cached
+    finally:
+        kb.index.embedder = embedder
+    assert kb.pipeline().run(VACATION).cached, "entries at the first precision still hit"
+
+
 def test_a_changed_prompt_file_is_a_miss(kb: Kb, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts" / "answer"
     prompts.mkdir(parents=True)

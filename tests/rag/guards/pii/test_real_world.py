@@ -7,6 +7,8 @@ server or a trace passes a second, recall-first check."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rag.contracts import GenerationRequest, PackedContext, Passage
@@ -183,3 +185,31 @@ def test_traces_lose_the_values_stored_with_the_retrieved_chunks() -> None:
     state = SimpleNamespace(hits=[SimpleNamespace(payload={"pii": stored})])
     out = TraceScrubber().known("aino says the parcel for Hämeentie 62 is late", _stored_pii(state))
     assert out == "<PERSON> says the parcel for <STREET_ADDRESS> is late", out
+
+
+def test_a_question_asked_again_is_not_analysed_again(
+    detector: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 29: the question's spaCy pass (~2-4 ms on the ``openai`` path) is remembered by
+    its text, like the prompt's other lines: a question asked again and not served by the
+    answer cache (off, an abstention, another tenant) is not analysed again."""
+    question = "Who signs off a refund above the limit? Ask Ingrid Halvorsen."
+    request = GenerationRequest(
+        question=question,
+        context=PackedContext([], "", 0, 1000),
+        max_tokens=64,
+        messages=[{"role": "user", "content": f"No passages.\n\nQuestion: {question}"}],
+    )
+    analysed: list[str] = []
+    real = type(detector).detect
+
+    def counted(text: str) -> list[Any]:
+        analysed.append(text)
+        return real(detector, text)
+
+    monkeypatch.setattr(detector, "detect", counted)
+    first, _ = pseudonymise_request(request, detector)
+    second, _ = pseudonymise_request(request, detector)
+    assert "Ingrid" not in first.question and "Halvorsen" not in first.messages[0]["content"]
+    assert (second.question, second.messages) == (first.question, first.messages)
+    assert analysed.count(question) == 1, analysed
