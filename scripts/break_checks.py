@@ -209,9 +209,9 @@ BREAKS = [
     Break(
         "log scrubbing limited to the rag and api loggers",
         "rag/guards/pii/logs.py",
-        '            if not getattr(_busy, "on", False):\n',
-        '            if record.name.split(".")[0] in ("rag", "api") and not getattr(\n'
-        '                _busy, "on", False\n'
+        '            if getattr(_busy, "on", False):\n',
+        '            if getattr(_busy, "on", False) or record.name.split(".")[0] not in (\n'
+        '                "rag", "api"\n'
         "            ):\n",
         "tests/rag/guards/pii/test_leak_canary.py::test_every_logger_of_the_project_is_scrubbed",
         guarantee="logs of the app, ingestion and evals are scrubbed",
@@ -805,9 +805,9 @@ BREAKS = [
     Break(
         "hostile-ops: only this project's loggers are scrubbed (not uvicorn's)",
         "rag/guards/pii/logs.py",
-        '            if not getattr(_busy, "on", False):\n',
-        '            if record.name.split(".")[0] in ("rag", "api", "app") and not getattr(\n'
-        '                _busy, "on", False\n'
+        '            if getattr(_busy, "on", False):\n',
+        '            if getattr(_busy, "on", False) or record.name.split(".")[0] not in (\n'
+        '                "rag", "api", "app"\n'
         "            ):\n",
         "tests/app/test_serve_log_scrubbing.py::"
         "test_uvicorn_records_and_tracebacks_reach_the_output_scrubbed",
@@ -2809,7 +2809,8 @@ BREAKS = [
         "rag/guards/pii/logs.py",
         "                    if _exit_state.exiting:\n",
         "                    if False:\n",
-        "tests/rag/guards/pii/test_log_scrubbing_exit.py",
+        "tests/rag/guards/pii/test_log_scrubbing_exit.py::"
+        "test_background_threads_logging_at_exit_neither_crash_the_process_nor_leak",
         guarantee="Issue 29: a process exits with its own status (break checks read it)",
     ),
     Break(
@@ -2817,7 +2818,8 @@ BREAKS = [
         "rag/guards/pii/logs.py",
         "        _hook_exit()\n        previous = logging.getLogRecordFactory()\n",
         "        previous = logging.getLogRecordFactory()\n",
-        "tests/rag/guards/pii/test_log_scrubbing_exit.py",
+        "tests/rag/guards/pii/test_log_scrubbing_exit.py::"
+        "test_background_threads_logging_at_exit_neither_crash_the_process_nor_leak",
         guarantee="Issue 29: a process exits with its own status (break checks read it)",
     ),
     Break(
