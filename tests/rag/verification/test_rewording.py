@@ -230,8 +230,8 @@ def test_a_passage_sentence_said_again_with_one_word_added_is_refused(
         # a word inside the clause's own phrase, joined on by nothing, names what it names
         ("Every single change needs one approving review from a code owner.", REVIEWS, ""),
         (
-            "In either case, the incident commander schedules a blameless postmortem within "
-            "five business days.",
+            "In either case, once the incident is resolved, the incident commander schedules "
+            "a blameless postmortem within five business days.",
             ACTIONS,
             "SEV2 and SEV3 incidents are less severe.",
         ),
