@@ -14,7 +14,10 @@
    synonyms ("kept" / "retained", "finish" / "complete"). Words of ``context`` — the
    answer's sentence before this one, already verified — count as held: "They are encrypted
    with AES-256" says "they" of what was just said, and "This usually happens on day three"
-   needs only "day three" from the passage.
+   needs only "day three" from the passage. One word the passage lacks passes on coverage
+   only when it may stand for a word of the restated clause the claim leaves out: the whole
+   clause said again plus a word of its own adds something ("... from a code owner and a
+   security reviewer").
 
 4. **meaning**, only for a claim in other words (``similar`` given: the embedder's cosine):
    up to :data:`MAX_REWORDED` words the passage lacks pass when every value and name is
@@ -274,6 +277,7 @@ _LIGHT = frozenset(
     yep yeah yup nope nah okay ok alright absolutely definitely indeed honestly frankly totally
     fully completely entirely wholly
     basically essentially luckily fortunately unfortunately sadly happily
+    either
     """.split()  # noqa: SIM905 - a word list reads best as words
 )
 # A light verb's -ing form is light too ("stating" as "states", "stated"): the verbs the
@@ -1199,6 +1203,28 @@ def _left_out(claim: str, source: str) -> list[str]:
     return [w for w in claim_words(source, values(source)) if not matches(w, said)]
 
 
+# What joins a phrase on to a clause: "and", "or", a comma, a preposition; then an article
+# or the like and at most one word before the word in question ("and a security reviewer",
+# "or an authenticator app", "of shadowing", "by email").
+_JOINS = (
+    r"(?:,|\b(?:and|or|nor|plus|of|by|with|without|for|via|through|from|to|in|on|at|as|"
+    r"including))\s+(?:(?:a|an|the|its|their|your|our|his|her|some|any|each|every)\s+)?"
+    r"(?:[\w-]+\s+)?"
+)
+
+
+def _joined_on(word: str, claim: str) -> bool:
+    """Whether ``word`` comes in a phrase ``claim`` joins on with a conjunction, a comma or
+    a preposition, rather than inside a phrase of its own clause."""
+    return re.search(rf"{_JOINS}{re.escape(word)}\b", claim, re.IGNORECASE) is not None
+
+
+def _stands_for_left_out(stated: str, words: Sequence[str], restated: Sequence[str]) -> bool:
+    """Whether a claim's word of its own may stand for a word of the passage clause(s) it
+    restates: one of them says a content word the claim leaves out."""
+    return any(_left_out(stated, _restated_clauses(words, s)) for s in restated)
+
+
 def check(
     claim: str,
     passages: Sequence[str],
@@ -1315,6 +1341,19 @@ def check(
     # One word the passage lacks is a rewording ("copies" for "backups"); two are a phrase it
     # never says ("railway locomotives" swapped in): the claim says something else.
     score = 0.0 if missing or is_flipped or len(unmatched) > MAX_UNMATCHED else coverage
+    if (
+        score
+        and unmatched
+        and restated
+        and _joined_on(unmatched[0], stated)
+        and not _stands_for_left_out(stated, words, restated)
+    ):
+        # ... but not when it comes in a phrase joined on to the clause ("... from a code
+        # owner and a security reviewer", "after six weeks of shadowing") and stands for no
+        # word the restated clause says and the claim does not: the whole clause said again
+        # plus a participant, object or qualifier of its own adds something. A word inside
+        # the clause's own phrase ("the backup job runs") names what the passage names.
+        score = 0.0
     similarity = None
     if (
         reworded
