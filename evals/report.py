@@ -53,7 +53,7 @@ _CONVERSATION_KEYS = (
     "abstention_rate_unanswerable",
     "false_abstention_rate_answerable",
 )
-_ANSWER_KEYS = (
+ANSWER_FIGURES = (  # the answer eval's figures, in the order reports print them
     "answer_contains_gold",
     "answer_contains_gold_code_aware",
     "gold_cited",
@@ -91,7 +91,7 @@ def flat_metrics(suite: str, result: Mapping[str, Any]) -> dict[str, float]:
             if key.startswith("hit_rate@"):
                 out[f"{suite}.{key}"] = float(value)
     else:
-        for key in _ANSWER_KEYS:
+        for key in ANSWER_FIGURES:
             if result.get(key) is not None:
                 out[f"{suite}.{key}"] = float(result[key])
         tokens = result.get("tokens_per_question") or {}

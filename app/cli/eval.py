@@ -307,15 +307,10 @@ def eval_answers(
 
 def _print_answers(name: str, result: dict[str, Any]) -> None:
     """The answer eval's figures, the SQuAD-normalised right answer and the code-aware one."""
+    from evals.report import ANSWER_FIGURES
+
     typer.echo(f"{name}: {result['questions']} questions ({result['answerable']} answerable)")
-    for key in (
-        "answer_contains_gold",
-        "answer_contains_gold_code_aware",
-        "gold_cited",
-        "citation_precision",
-        "abstention_rate_unanswerable",
-        "false_abstention_rate_answerable",
-    ):
+    for key in ANSWER_FIGURES:
         value = result.get(key)
         typer.echo(f"  {key:<34} {'–' if value is None else f'{value:.4f}'}")
     lat, tok = result["latency_ms"], result["tokens_per_question"]
