@@ -21,6 +21,7 @@ from rag.indexing.embedding import Embedder
 from rag.query.pack import PackedContext, Passage
 from rag.verification.answer_types import RelevanceFeatures
 from rag.verification.citations import SupportScorer, split_sentences
+from tests.passages import passage
 
 NO_FEATURES = RelevanceFeatures(0.0, 0.0, 0.0, 0.0)
 
@@ -145,20 +146,7 @@ def test_a_sentence_opening_with_an_option_is_said_a_paragraph_apart(embedder: E
 
 
 def _man_page(text: str) -> Passage:
-    return Passage(
-        chunk_ids=["c"],
-        doc_id="d",
-        source="page.html",
-        title="git-fetch(1) Manual Page",
-        section=[],
-        page=None,
-        start=0,
-        end=len(text),
-        text=text,
-        score=1.0,
-        rank=0,
-        n=1,
-    )
+    return passage(text, source="page.html", title="git-fetch(1) Manual Page")
 
 
 def test_a_blank_line_ends_a_sentence_and_a_colon_brings_its_line_along() -> None:

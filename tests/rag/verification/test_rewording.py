@@ -14,6 +14,7 @@ from rag.indexing.embedding import Embedder
 from rag.verification.answer_types import AnswerType, expected_types
 from rag.verification.citations import SupportScorer, split_sentences
 from rag.verification.support import check
+from tests.passages import passage
 
 ON_CALL = (
     "New engineers join the on-call rotation after six weeks. A rotation lasts seven days, "
@@ -43,20 +44,7 @@ CLAIMS = (
 
 
 def _passage(text: str) -> Passage:
-    return Passage(
-        chunk_ids=["c1"],
-        doc_id="d1",
-        source="doc.md",
-        title="Doc",
-        section=[],
-        page=None,
-        start=0,
-        end=len(text),
-        text=text,
-        score=1.0,
-        rank=0,
-        n=1,
-    )
+    return passage(text, source="doc.md", title="Doc")
 
 
 @pytest.fixture(scope="module")
